@@ -1,0 +1,92 @@
+"""The TCP segment as the analysis sees it: one decoded packet, nothing else.
+
+`decode.py` makes these from frames; `flows.py` and `tcpstate.py` consume them. Nothing here
+reads a file, a clock or a screen.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+# TCP header flag bits (RFC 9293 §3.1, RFC 3168 for ECE/CWR, RFC 3540 for NS/AE).
+FIN = 0x001
+SYN = 0x002
+RST = 0x004
+PSH = 0x008
+ACK = 0x010
+URG = 0x020
+ECE = 0x040
+CWR = 0x080
+NS = 0x100
+
+_FLAG_LETTERS = ((SYN, "S"), (FIN, "F"), (RST, "R"), (PSH, "P"), (ACK, "."), (URG, "U"),
+                 (ECE, "E"), (CWR, "W"), (NS, "N"))
+
+
+def flags_str(flags: int) -> str:
+    """tcpdump's spelling of a flag set: `S`, `S.`, `F.`, `R.`, `P.`; `.` alone for a bare ACK."""
+    text = "".join(letter for bit, letter in _FLAG_LETTERS if flags & bit)
+    return text or "none"
+
+
+def seq_lt(a: int, b: int) -> bool:
+    """a < b in 32-bit sequence space (RFC 9293 §3.4)."""
+    return 0 < ((b - a) & 0xFFFFFFFF) < 0x80000000
+
+
+def seq_le(a: int, b: int) -> bool:
+    """a <= b in 32-bit sequence space."""
+    return ((b - a) & 0xFFFFFFFF) < 0x80000000
+
+
+def seq_diff(a: int, b: int) -> int:
+    """Signed distance a - b in sequence space, in [-2**31, 2**31)."""
+    d = (a - b) & 0xFFFFFFFF
+    return d - 0x100000000 if d >= 0x80000000 else d
+
+
+def addr_str(addr: bytes) -> str:
+    """Printable form of a 4- or 16-byte packed address (RFC 5952 for IPv6)."""
+    if len(addr) == 4:
+        return "%d.%d.%d.%d" % (addr[0], addr[1], addr[2], addr[3])
+    return str(ipaddress.IPv6Address(addr))
+
+
+class Segment:
+    """One TCP segment.
+
+    `src`/`dst` are packed addresses (4 bytes IPv4, 16 bytes IPv6). `paylen` is the TCP payload
+    length the IP header announces (not what a short snaplen kept). `ts` is capture time in
+    integer nanoseconds since the epoch; `num` is the 1-based frame number in the (merged)
+    capture, as Wireshark numbers frames. `mss`/`wscale` are the SYN options, or -1 when absent.
+    """
+
+    __slots__ = ("ts", "num", "src", "dst", "sport", "dport", "seq", "ack", "flags", "win",
+                 "paylen", "mss", "wscale")
+
+    def __init__(self, src: bytes, dst: bytes, sport: int, dport: int, seq: int, ack: int,
+                 flags: int, win: int, paylen: int, mss: int = -1, wscale: int = -1,
+                 ts: int = 0, num: int = 0) -> None:
+        self.src = src
+        self.dst = dst
+        self.sport = sport
+        self.dport = dport
+        self.seq = seq
+        self.ack = ack
+        self.flags = flags
+        self.win = win
+        self.paylen = paylen
+        self.mss = mss
+        self.wscale = wscale
+        self.ts = ts
+        self.num = num
+
+    @property
+    def seglen(self) -> int:
+        """Sequence space the segment occupies: payload plus one for SYN and one for FIN."""
+        return self.paylen + (1 if self.flags & SYN else 0) + (1 if self.flags & FIN else 0)
+
+    def __repr__(self) -> str:
+        return "Segment(#%d %s:%d > %s:%d [%s] seq=%d ack=%d win=%d len=%d)" % (
+            self.num, addr_str(self.src), self.sport, addr_str(self.dst), self.dport,
+            flags_str(self.flags), self.seq, self.ack, self.win, self.paylen)
