@@ -1,0 +1,72 @@
+"""The `tcpflow-check` command: parse options, call the library, pick a renderer, exit.
+
+stdout carries the report and nothing else; warnings and errors go to stderr, one line each.
+Exit codes: 0 analysed; 1 findings at or above --fail-on; 2 usage error; 3 a capture could
+not be read (everything readable is still reported).
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Optional, Tuple
+
+import click
+
+from analyzer import TOOL_NAME, __version__
+from analyzer.pipeline import DEFAULT_MSL, analyze
+from analyzer.render import RENDERERS, render
+from analyzer.report import EXIT_UNREADABLE, EXIT_USAGE
+
+
+def _warn(message: str) -> None:
+    click.echo("%s: %s" % (TOOL_NAME, message), err=True)
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("captures", nargs=-1, required=True, metavar="CAPTURE...")
+@click.option("-f", "--format", "fmt", type=click.Choice(sorted(RENDERERS)), default="text",
+              show_default=True, help="Report format (json is a documented contract).")
+@click.option("-a", "--all", "show_all", is_flag=True,
+              help="List every connection, not only those that need attention.")
+@click.option("--msl", type=click.FloatRange(min=0.0), default=DEFAULT_MSL, show_default=True,
+              help="Maximum segment lifetime in seconds; TIME_WAIT lasts 2*MSL "
+                   "(30 = Linux's 60 s TIME_WAIT; RFC 793 says 120).")
+@click.option("--fail-on", type=click.Choice(["info", "warning", "error"]), default=None,
+              help="Exit 1 when a finding of this severity or worse is present (CI gate).")
+@click.option("--color/--no-color", default=None, help="Force colour on or off (default: on a terminal).")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True, allow_dash=True),
+              default="-", help="Write the report to a file instead of stdout.")
+@click.version_option(__version__, "-V", "--version", prog_name=TOOL_NAME)
+def main(captures: Tuple[str, ...], fmt: str, show_all: bool, msl: float,
+         fail_on: Optional[str], color: Optional[bool], output: str) -> None:
+    """Verdicts for every TCP connection in CAPTURE (pcap, pcapng, gzip; '-' reads stdin).
+
+    Several files are analysed as one time-ordered capture (rotated captures).
+    """
+    if captures.count("-") > 1:
+        raise click.UsageError("stdin ('-') can be given only once")
+    try:
+        report = analyze(list(captures), msl=msl)
+    except KeyboardInterrupt:  # pragma: no cover - interactive
+        _warn("interrupted")
+        sys.exit(130)
+    for message in report.capture.warnings:
+        _warn("warning: " + message)
+    for message in report.capture.errors:
+        _warn("error: " + message)
+    if report.capture.errors and len(report.capture.errors) == len(captures):
+        sys.exit(EXIT_UNREADABLE)
+    out = click.open_file(output, "w", encoding="utf-8")
+    try:
+        render(fmt, report, out, show_all=show_all, color=color)
+    except BrokenPipeError:  # pragma: no cover - `| head`
+        sys.stderr.close()
+        sys.exit(0)
+    finally:
+        if out is not sys.stdout:
+            out.close()
+    sys.exit(report.return_code(fail_on))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,319 @@
+"""One TCP connection: its two endpoints and the replay of its segments through the state machine.
+
+Each segment is one input for the endpoint that sent it and one for the endpoint it goes to.
+What an ACK means is decided here from sequence numbers: it acknowledges a SYN or FIN only if
+it covers that SYN's or FIN's sequence number.
+
+When a *receiver* processed a SYN or FIN cannot be seen on the wire, only inferred. A capture
+point sees a FIN go by, but the peer may already have sent its own FIN (the FINs crossed) or
+may never get it. So a received SYN, SYN-ACK or FIN is held as *pending* for the receiver and
+delivered when the receiver's own traffic proves it arrived: a segment from the receiver whose
+ACK covers it. That one rule yields simultaneous open and simultaneous close (CLOSING) without
+special cases, and an endpoint that never acknowledged a FIN is not claimed to be in CLOSE_WAIT.
+RSTs and plain ACKs cannot be acknowledged, so they take effect when seen.
+
+Sides are indexed 0 = originator (`orig`), 1 = responder (`resp`).
+"""
+
+from __future__ import annotations
+
+from typing import Dict, List, Optional, Tuple
+
+from analyzer.anomalies import Finding
+from analyzer.segment import ACK, FIN, RST, SYN, Segment, seq_diff, seq_le, seq_lt
+from analyzer.tcpstate import Input, State, step
+
+SIDES = ("orig", "resp")
+
+
+class Endpoint:
+    """What is known of one side: its state and the sequence numbers it has used."""
+
+    __slots__ = ("addr", "port", "state", "since", "isn", "base_seq", "next_seq", "syn_count",
+                 "synack_count", "syn_acked", "fin_seq", "fin_ts", "fin_acked", "pending",
+                 "max_win", "wscale", "pkts", "bytes", "close_wait_since")
+
+    def __init__(self, addr: bytes, port: int, state: State, ts: int) -> None:
+        self.addr = addr
+        self.port = port
+        self.state = state
+        self.since = ts                 # when the current state began (capture time, ns)
+        self.isn: Optional[int] = None  # sequence number of this side's SYN
+        self.base_seq: Optional[int] = None   # tshark's base: SYN seq, else first seq - 1
+        self.next_seq: Optional[int] = None   # highest sequence number sent + 1
+        self.syn_count = 0
+        self.synack_count = 0
+        self.syn_acked = False
+        self.fin_seq: Optional[int] = None
+        self.fin_ts = 0
+        self.fin_acked = False
+        # Received SYN/SYN-ACK/FIN not yet acknowledged by this side: (input, end seq, ts).
+        self.pending: List[Tuple[Input, int, int]] = []
+        self.max_win = 0
+        self.wscale = -1
+        self.pkts = 0
+        self.bytes = 0
+        self.close_wait_since = 0       # the peer's FIN time, for CLOSE_WAIT durations
+
+
+class Connection:
+    """A connection between `orig` and `resp`, fed segments in capture order."""
+
+    __slots__ = ("id", "ep", "first_ts", "last_ts", "first_frame", "last_frame", "findings",
+                 "midstream", "syn_seen", "synack_seen", "sim_open", "hs_checked",
+                 "established_ts", "rst", "fins", "fin_acked_by", "half_close_data",
+                 "reused_from", "syn_ts", "est_sides", "rst_any")
+
+    def __init__(self, stream_id: int, seg: Segment, orig_is_src: bool) -> None:
+        self.id = stream_id
+        src = Endpoint(seg.src, seg.sport, State.CLOSED, seg.ts)
+        dst = Endpoint(seg.dst, seg.dport, State.CLOSED, seg.ts)
+        self.ep = [src, dst] if orig_is_src else [dst, src]
+        self.first_ts = self.last_ts = seg.ts
+        self.first_frame = self.last_frame = seg.num
+        self.findings: Dict[str, Finding] = {}
+        self.syn_seen = False
+        self.synack_seen = False
+        self.sim_open = False
+        self.hs_checked = False
+        self.established_ts = 0
+        self.rst: Optional[Tuple[int, int, int, bool]] = None   # (side, ts, frame, established)
+        self.fins: List[Tuple[int, int, int, bool]] = []          # (side, ts, frame, acks_peer_fin)
+        self.fin_acked_by: Optional[Tuple[int, bool]] = None     # (side, ack came on its FIN)
+        self.half_close_data = False
+        self.reused_from: Optional[int] = None
+        self.syn_ts = 0
+        self.est_sides = 0          # bit 1 << side once that side reached ESTABLISHED
+        self.rst_any: Optional[Tuple[int, int, int]] = None   # first RST, accepted or not
+        orig, resp = self.ep
+        flags = seg.flags
+        if flags & SYN and not flags & ACK:
+            orig.state, resp.state = State.CLOSED, State.LISTEN
+            self.midstream = False
+        elif flags & SYN:
+            # The SYN-ACK came first: its SYN was sent before the capture began.
+            orig.state, resp.state = State.SYN_SENT, State.SYN_RECEIVED
+            self.midstream = False
+            self.note("SYN_NOT_CAPTURED", seg, 1, "SYN-ACK seen without the SYN it answers")
+        else:
+            orig.state = resp.state = State.ESTABLISHED
+            self.midstream = True
+            self.note("MIDSTREAM_START", seg, None,
+                      "first packet is %s, not a SYN: the handshake was not captured"
+                      % _describe(seg))
+
+    # -- bookkeeping -------------------------------------------------------------------------
+
+    def note(self, code: str, seg: Segment, side: Optional[int], message: str) -> None:
+        """Record a finding at this segment (aggregated by code)."""
+        self.note_at(code, seg.ts, seg.num, side, message)
+
+    def note_at(self, code: str, ts: int, frame: int, side: Optional[int], message: str) -> None:
+        f = self.findings.get(code)
+        if f is None:
+            self.findings[code] = Finding(code, ts, frame,
+                                          None if side is None else SIDES[side], message)
+        else:
+            f.count += 1
+
+    def side_of(self, seg: Segment) -> int:
+        o = self.ep[0]
+        return 0 if (seg.sport == o.port and seg.src == o.addr) else 1
+
+    def _move(self, side: int, inp: Input, seg: Segment) -> bool:
+        e = self.ep[side]
+        nxt, legal = step(e.state, inp)
+        if nxt is not e.state:
+            if nxt is State.CLOSE_WAIT:
+                e.close_wait_since = self.ep[1 - side].fin_ts or seg.ts
+            if nxt is State.ESTABLISHED:
+                self.est_sides |= 1 << side
+                if not self.established_ts:
+                    self.established_ts = seg.ts
+            e.state = nxt
+            e.since = seg.ts
+        return legal
+
+    # -- the replay --------------------------------------------------------------------------
+
+    def on_segment(self, seg: Segment) -> None:
+        """Replay one segment: inputs for the sender, then for the receiver."""
+        s = self.side_of(seg)
+        x, y = self.ep[s], self.ep[1 - s]
+        flags = seg.flags
+        self.last_ts = seg.ts
+        self.last_frame = seg.num
+        x.pkts += 1
+        x.bytes += seg.paylen
+        if x.base_seq is None:
+            x.base_seq = seg.seq if flags & SYN else (seg.seq - 1) & 0xFFFFFFFF
+        if seg.win > x.max_win:
+            x.max_win = seg.win
+        if flags & SYN and seg.wscale >= 0:
+            x.wscale = seg.wscale
+
+        # 1. The sender's ACK is evidence of what it received: deliver pending SYN/FINs.
+        if flags & ACK:
+            if x.pending:
+                self._deliver(s, seg)
+            elif x.state is State.SYN_SENT and not flags & (SYN | RST):
+                # It acknowledges a SYN-ACK the capture does not hold.
+                self.note("SYNACK_NOT_CAPTURED", seg, s,
+                          "%s acknowledged a SYN-ACK that is not in the capture" % SIDES[s])
+                self._move(s, Input.RECV_SYN_ACK, seg)
+                x.syn_acked = True
+
+        # 2. What the sender did.
+        if flags & RST:
+            self._on_rst(s, seg)
+            return
+        if flags & SYN:
+            self._on_syn(s, seg)
+        if flags & FIN:
+            self._on_fin(s, seg)
+        if not flags & (SYN | FIN):
+            if not self._move(s, Input.SEND_ACK, seg) and (seg.paylen or x.state is State.CLOSED):
+                self.note("SEGMENT_IN_WRONG_STATE", seg, s, "%s sent %s while in %s"
+                          % (SIDES[s], _describe(seg), x.state.value))
+        end = (seg.seq + seg.seglen) & 0xFFFFFFFF
+        new_data = seg.paylen > 0 and (x.next_seq is None or seq_lt(x.next_seq, end))
+        if x.next_seq is None or seq_lt(x.next_seq, end):
+            x.next_seq = end
+        if new_data and x.state in (State.CLOSE_WAIT, State.LAST_ACK) and not self.half_close_data:
+            self.half_close_data = True
+
+        # 3. What the receiver gets: ACKs now, SYN/FIN when it acknowledges them.
+        if flags & ACK and not flags & SYN:
+            ack = seg.ack
+            if y.isn is not None and not y.syn_acked and seq_lt(y.isn, ack):
+                y.syn_acked = True
+                self._move(1 - s, Input.RECV_ACK_OF_SYN, seg)
+                self._check_handshake_ack(s, seg)
+            if y.fin_seq is not None and not y.fin_acked and seq_lt(y.fin_seq, ack):
+                y.fin_acked = True
+                if self.fin_acked_by is None:
+                    self.fin_acked_by = (s, bool(flags & FIN))
+                self._move(1 - s, Input.RECV_ACK_OF_FIN, seg)
+            else:
+                self._move(1 - s, Input.RECV_ACK, seg)
+        if flags & SYN:
+            inp = Input.RECV_SYN_ACK if flags & ACK else Input.RECV_SYN
+            self._hold(y, inp, (seg.seq + 1) & 0xFFFFFFFF, seg.ts)
+        if flags & FIN:
+            self._hold(y, Input.RECV_FIN, (x.fin_seq + 1) & 0xFFFFFFFF, seg.ts)
+
+    @staticmethod
+    def _hold(e: Endpoint, inp: Input, end: int, ts: int) -> None:
+        for p in e.pending:
+            if p[0] is inp and p[1] == end:
+                return                      # a retransmission of something already pending
+        e.pending.append((inp, end, ts))
+
+    def _deliver(self, s: int, seg: Segment) -> None:
+        x = self.ep[s]
+        keep = []
+        for inp, end, ts in x.pending:
+            if not seq_le(end, seg.ack):
+                keep.append((inp, end, ts))
+                continue
+            if inp is Input.RECV_SYN_ACK:
+                x.syn_acked = True
+            self._move(s, inp, seg)
+        x.pending = keep
+
+    def _on_syn(self, s: int, seg: Segment) -> None:
+        x, y = self.ep[s], self.ep[1 - s]
+        if seg.flags & ACK:
+            self.synack_seen = True
+            x.synack_count += 1
+            # A SYN-ACK answers the peer's SYN even when its ack number is wrong.
+            for p in [p for p in x.pending if p[0] is Input.RECV_SYN]:
+                x.pending.remove(p)
+                self._move(s, Input.RECV_SYN, seg)
+            if x.isn is None:
+                x.isn = seg.seq
+                if y.isn is not None and seg.ack != (y.isn + 1) & 0xFFFFFFFF:
+                    self.note("SYNACK_BAD_ACK", seg, s, "SYN-ACK acknowledges %d, expected %d "
+                              "(ISN %d + 1)" % (seg.ack, (y.isn + 1) & 0xFFFFFFFF, y.isn))
+            if not self._move(s, Input.SEND_SYN_ACK, seg):
+                self.note("SEGMENT_IN_WRONG_STATE", seg, s, "%s sent a SYN-ACK while in %s"
+                          % (SIDES[s], x.state.value))
+            return
+        x.syn_count += 1
+        if x.isn is None:
+            x.isn = seg.seq
+            if s == 0 and not self.syn_seen:
+                self.syn_ts = seg.ts
+            if s == 1:
+                self.sim_open = True
+            self.syn_seen = True
+        elif seg.seq == x.isn:
+            self.note("SYN_RETRANSMITTED", seg, s, "SYN retransmitted %.1f s after the first"
+                      % ((seg.ts - self.syn_ts) / 1e9))
+        if not self._move(s, Input.SEND_SYN, seg):
+            self.note("SEGMENT_IN_WRONG_STATE", seg, s, "%s sent a SYN while in %s"
+                      % (SIDES[s], x.state.value))
+
+    def _on_fin(self, s: int, seg: Segment) -> None:
+        x, y = self.ep[s], self.ep[1 - s]
+        fin_seq = (seg.seq + seg.paylen + (1 if seg.flags & SYN else 0)) & 0xFFFFFFFF
+        if x.fin_seq is None:
+            x.fin_seq = fin_seq
+            x.fin_ts = seg.ts
+            acks_peer = (y.fin_seq is not None and bool(seg.flags & ACK)
+                         and seq_lt(y.fin_seq, seg.ack))
+            self.fins.append((s, seg.ts, seg.num, acks_peer))
+        if not self._move(s, Input.SEND_FIN, seg):
+            self.note("SEGMENT_IN_WRONG_STATE", seg, s, "%s sent a FIN while in %s"
+                      % (SIDES[s], x.state.value))
+
+    def _on_rst(self, s: int, seg: Segment) -> None:
+        x, y = self.ep[s], self.ep[1 - s]
+        established = self.established_ts != 0 or self.midstream
+        if y.state is State.SYN_SENT:
+            # RFC 9293 §3.10.7.3: in SYN-SENT a RST counts only if it acknowledges the SYN.
+            ok = bool(seg.flags & ACK) and y.isn is not None and seg.ack == (y.isn + 1) & 0xFFFFFFFF
+            if not ok and y.isn is not None and not seg.flags & ACK:
+                ok = True   # many stacks answer with a bare RST; count it, but it is odd
+        else:
+            ok = self._rst_in_window(x, y, seg)
+        if self.rst_any is None:
+            self.rst_any = (s, seg.ts, seg.num)
+        if self.rst is None and ok:
+            self.rst = (s, seg.ts, seg.num, established)
+        if ok:
+            self._move(s, Input.SEND_RST, seg)
+            y.pending = []
+            self._move(1 - s, Input.RECV_RST, seg)
+        else:
+            # The receiver drops it; and a RST outside the window is as likely injected by a
+            # third party as sent by this endpoint, so neither side's state changes.
+            self.note("RST_OUT_OF_WINDOW", seg, s, "RST seq %d is %d bytes from the expected %d"
+                      % (seg.seq, seq_diff(seg.seq, x.next_seq or seg.seq), x.next_seq or 0))
+
+    @staticmethod
+    def _rst_in_window(x: Endpoint, y: Endpoint, seg: Segment) -> bool:
+        if x.next_seq is None:
+            return True                     # nothing known of the sender's numbers
+        scale = y.wscale if (y.wscale >= 0 and x.wscale >= 0) else 0
+        window = max(y.max_win << scale, 65535)
+        return abs(seq_diff(seg.seq, x.next_seq)) <= window
+
+    def _check_handshake_ack(self, s: int, seg: Segment) -> None:
+        """The first ACK of the responder's SYN: seq must be ISN+1, ack the peer's ISN+1."""
+        if self.hs_checked or s != 0 or not self.syn_seen or self.sim_open:
+            return
+        self.hs_checked = True
+        o, r = self.ep
+        want_seq = (o.isn + 1) & 0xFFFFFFFF if o.isn is not None else seg.seq
+        want_ack = (r.isn + 1) & 0xFFFFFFFF
+        if seg.seq != want_seq or seg.ack != want_ack:
+            self.note("HANDSHAKE_ACK_BAD", seg, s, "handshake ACK has seq %d ack %d, expected "
+                      "seq %d ack %d" % (seg.seq, seg.ack, want_seq, want_ack))
+
+
+def _describe(seg: Segment) -> str:
+    from analyzer.segment import flags_str
+    if seg.paylen:
+        return "%d bytes of data [%s]" % (seg.paylen, flags_str(seg.flags))
+    return "[%s]" % flags_str(seg.flags)

@@ -1,0 +1,130 @@
+"""Connections keyed by 4-tuple: who the originator is, when a 4-tuple starts a new connection,
+and when a connection leaves memory.
+
+Rules (documented in README "How connections are found"):
+
+* **Key.** The unordered pair of (address, port) endpoints; IPv4 and IPv6 alike.
+* **Numbering.** Connections are numbered 0, 1, 2... in order of their first packet, as
+  Wireshark numbers `tcp.stream`, so `tcp.stream eq N` opens the same connection there.
+* **Originator.** The sender of the first SYN. If the first packet is a SYN-ACK, its receiver.
+  Otherwise (the capture began mid-connection) the side whose port looks like a client's: if
+  exactly one port is a well-known (< 1024) or common service port, that side is the
+  responder; if that does not decide, the sender of the first packet is the originator.
+* **Reuse.** A SYN without ACK starts a new connection on a 4-tuple already in use when its
+  sender has sent before on this connection and the SYN's sequence number differs from that
+  sender's base sequence number (its ISN, or first seq - 1) — exactly Wireshark's rule, so a
+  retransmitted SYN (same ISN) stays in its connection and stream numbers agree. RFC 9293
+  §3.6.1 / RFC 1122 §4.2.2.13 let a new SYN end a TIME_WAIT early; when that happens the
+  finding TIME_WAIT_REUSE says how much of 2*MSL had passed.
+* **Memory.** A connection whose two endpoints are both CLOSED or in TIME_WAIT is finished:
+  it stays in the table for 2*MSL of capture time (to catch late retransmissions and reuse)
+  and is then finalized and dropped. Live connections cost memory; finished ones only their
+  compact result. `idle_timeout` (capture seconds, None = never) also finalizes silent ones.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Dict, Optional, Tuple
+
+from analyzer.conn import Connection
+from analyzer.segment import ACK, RST, SYN, Segment
+from analyzer.tcpstate import END_STATES, State
+
+#: Service ports above 1024 that are servers far more often than clients.
+SERVICE_PORTS = frozenset({1080, 1433, 1521, 1883, 2049, 2375, 3128, 3306, 3389, 5060, 5432,
+                           5672, 5900, 6379, 6443, 8000, 8008, 8080, 8443, 8888, 9000, 9092,
+                           9200, 11211, 27017})
+
+Key = Tuple[bytes, int, bytes, int]
+
+
+def _is_service(port: int) -> bool:
+    return port < 1024 or port in SERVICE_PORTS
+
+
+def orig_is_sender(seg: Segment) -> bool:
+    """Whether the sender of a connection's first packet is its originator (rules above)."""
+    flags = seg.flags
+    if flags & SYN:
+        return not flags & ACK
+    src_srv, dst_srv = _is_service(seg.sport), _is_service(seg.dport)
+    if src_srv != dst_srv:
+        return dst_srv
+    return True
+
+
+class FlowTable:
+    """Routes segments to connections and hands finished connections to `on_done`."""
+
+    def __init__(self, on_done: Callable[[Connection, int], None], msl_ns: int,
+                 idle_timeout_ns: Optional[int] = None) -> None:
+        self.live: Dict[Key, Connection] = {}
+        self.on_done = on_done
+        self.msl_ns = msl_ns
+        self.idle_ns = idle_timeout_ns
+        self.next_id = 0
+        self.evicted = 0
+        self._next_sweep = 0
+
+    def feed(self, seg: Segment) -> Connection:
+        src, dst, sport, dport = seg.src, seg.dst, seg.sport, seg.dport
+        key = (src, sport, dst, dport) if (src, sport) < (dst, dport) else (dst, dport, src, sport)
+        conn = self.live.get(key)
+        if conn is None:
+            conn = self._new(key, seg)
+        elif seg.flags & (SYN | ACK | RST) == SYN:
+            x = conn.ep[conn.side_of(seg)]
+            if x.base_seq is not None and x.base_seq != seg.seq:
+                old = conn
+                conn = self._new(key, seg)
+                self._note_reuse(old, conn, seg)
+                self.on_done(old, seg.ts)
+        conn.on_segment(seg)
+        if seg.ts >= self._next_sweep:
+            self.sweep(seg.ts)
+        return conn
+
+    def _new(self, key: Key, seg: Segment) -> Connection:
+        conn = Connection(self.next_id, seg, orig_is_sender(seg))
+        self.next_id += 1
+        self.live[key] = conn
+        return conn
+
+    def _note_reuse(self, old: Connection, new: Connection, seg: Segment) -> None:
+        new.reused_from = old.id
+        two_msl = 2 * self.msl_ns
+        for i, e in enumerate(old.ep):
+            if e.state is State.TIME_WAIT and seg.ts - e.since < two_msl:
+                new.note("TIME_WAIT_REUSE", seg, 0, "new SYN on the 4-tuple of connection %d "
+                         "%.1f s into %s's %.0f s TIME_WAIT (%.1f s left)"
+                         % (old.id, (seg.ts - e.since) / 1e9, ("orig", "resp")[i], two_msl / 1e9,
+                            (two_msl - (seg.ts - e.since)) / 1e9))
+                # The new incarnation ends the old TIME_WAIT (RFC 6191).
+                e.state = State.CLOSED
+                e.since = seg.ts
+                return
+        new.note("PORT_REUSE", seg, 0, "new SYN (ISN %d) reuses the 4-tuple of connection %d"
+                 % (seg.seq, old.id))
+
+    def sweep(self, now: int) -> None:
+        """Finalize finished connections past the 2*MSL horizon, and idle ones."""
+        horizon = 2 * self.msl_ns
+        self._next_sweep = now + min(horizon, 10_000_000_000) // 2
+        done = []
+        for key, conn in self.live.items():
+            a, b = conn.ep
+            if a.state in END_STATES and b.state in END_STATES:
+                if now - conn.last_ts >= horizon:
+                    done.append(key)
+            elif self.idle_ns is not None and now - conn.last_ts >= self.idle_ns:
+                done.append(key)
+        for key in done:
+            conn = self.live.pop(key)
+            self.evicted += 1
+            self.on_done(conn, now)
+
+    def flush(self, end_ts: int) -> None:
+        """End of capture: finalize every connection still in the table, in stream order."""
+        for conn in sorted(self.live.values(), key=lambda c: c.id):
+            self.on_done(conn, end_ts)
+        self.live.clear()

@@ -1,0 +1,162 @@
+"""The terminal report (rich): summary first, then the connections that need attention.
+
+Reads well without colour and when piped: every fact is in the text, colour only repeats it.
+"""
+
+from __future__ import annotations
+
+import datetime
+from typing import List, Optional, TextIO
+
+from rich import box
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from analyzer.report import ConnResult, Report
+from analyzer.segment import addr_str
+
+_SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "info": "dim"}
+_GOOD = {"complete", "simultaneous_open", "four_way", "three_segment", "simultaneous"}
+_BAD = {"refused", "unanswered", "half_open", "reset"}
+
+
+def _endpoint(addr: bytes, port: int) -> str:
+    a = addr_str(addr)
+    return "[%s]:%d" % (a, port) if ":" in a else "%s:%d" % (a, port)
+
+
+def _verdict(value: Optional[str]) -> Text:
+    if value is None:
+        return Text("-", style="dim")
+    style = "green" if value in _GOOD else "red" if value in _BAD else "yellow"
+    return Text(value, style=style)
+
+
+def _seconds(s: float) -> str:
+    if s < 1:
+        return "%.0f ms" % (s * 1000)
+    if s < 120:
+        return "%.1f s" % s
+    if s < 7200:
+        return "%.1f min" % (s / 60)
+    return "%.1f h" % (s / 3600)
+
+
+def _counts(items, empty: str = "none") -> str:
+    parts = ["%s %d" % (k, v) for k, v in items if v]
+    return " · ".join(parts) if parts else empty
+
+
+def _when(ts: Optional[int]) -> str:
+    if ts is None:
+        return "-"
+    dt = datetime.datetime.fromtimestamp(ts / 1e9, tz=datetime.timezone.utc)
+    return dt.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + " UTC"
+
+
+def _summary(console: Console, report: Report) -> None:
+    cap, s = report.capture, report.summary
+    span = ((cap.last_ts - cap.first_ts) / 1e9) if cap.first_ts is not None else 0.0
+    console.print(Text.assemble(("tcpflow-check", "bold"), " — ", ", ".join(cap.files)))
+    console.print("%d packets (%d TCP), %s to %s (%s)%s" % (
+        cap.packets, cap.tcp_packets, _when(cap.first_ts), _when(cap.last_ts), _seconds(span),
+        " — CAPTURE CUT SHORT" if cap.truncated else ""))
+    t = Table(box=None, show_header=False, pad_edge=False, padding=(0, 2, 0, 0))
+    t.add_column(style="bold", no_wrap=True)
+    t.add_column()
+    t.add_row("Connections", "%d (%d need attention)" % (s.connections, s.attention))
+    retrans = sum(r.syn_retransmissions for r in report.connections)
+    hs = _counts(sorted(s.handshakes.items(), key=lambda kv: -kv[1]))
+    if retrans:
+        hs += "  (%d SYN retransmissions)" % retrans
+    t.add_row("Handshakes", hs)
+    t.add_row("Closes", _counts(sorted(s.closes.items(), key=lambda kv: -kv[1])))
+    t.add_row("Resets", "by orig %d · by resp %d" % (s.resets["orig"], s.resets["resp"]))
+    t.add_row("Lingering", "CLOSE_WAIT %d · TIME_WAIT %d"
+              % (s.lingering["CLOSE_WAIT"], s.lingering["TIME_WAIT"]))
+    t.add_row("Findings", _counts([(k, s.severities[k]) for k in ("error", "warning", "info")]))
+    t.add_row("Skipped packets", _counts(sorted(cap.skipped.items(), key=lambda kv: -kv[1])))
+    console.print(t)
+
+
+def _table(console: Console, rows: List[ConnResult], title: str) -> None:
+    t = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    t.add_column("stream", justify="right", no_wrap=True)
+    t.add_column("orig → resp", no_wrap=True)
+    t.add_column("handshake", no_wrap=True)
+    t.add_column("close", no_wrap=True)
+    t.add_column("first", no_wrap=True)
+    t.add_column("final orig / resp", no_wrap=True)
+    t.add_column("pkts", justify="right", no_wrap=True)
+    t.add_column("duration", justify="right", no_wrap=True)
+    t.add_column("findings")
+    for r in rows:
+        codes = Text()
+        for f in r.findings:
+            if codes:
+                codes.append(" ")
+            codes.append(f.code + ("×%d" % f.count if f.count > 1 else ""),
+                         style=_SEVERITY_STYLE[f.severity])
+        first = r.closed_first or "-"
+        if r.reset_by and r.close == "reset":
+            first = "RST " + r.reset_by
+        t.add_row(str(r.id), "%s → %s" % (_endpoint(*r.orig), _endpoint(*r.resp)),
+                  _verdict(r.handshake), _verdict(r.close), first,
+                  "%s / %s" % r.final_state, "%d/%d" % r.packets, _seconds(r.duration), codes)
+    console.print(t)
+
+
+def _details(console: Console, rows: List[ConnResult]) -> None:
+    lines = []
+    for r in rows:
+        for lg in r.lingering:
+            extra = "" if lg.remaining is None else ", %s of TIME_WAIT left" % _seconds(
+                lg.remaining / 1e9)
+            lines.append(Text("  stream %d  %s %s in %s for %s%s" % (
+                r.id, lg.side, _endpoint(*(r.orig if lg.side == "orig" else r.resp)), lg.state,
+                _seconds(lg.seconds / 1e9), extra),
+                style="yellow" if lg.state == "CLOSE_WAIT" else ""))
+    if lines:
+        console.print(Text("Lingering endpoints at the end of the capture", style="bold"))
+        for line in lines:
+            console.print(line)
+        console.print()
+    flines = []
+    for r in rows:
+        for f in r.findings:
+            if f.severity == "info" and not r.needs_attention():
+                continue
+            flines.append(Text.assemble(
+                "  stream %-5d frame %-7d " % (r.id, f.frame),
+                (f.severity.upper().ljust(8), _SEVERITY_STYLE[f.severity]),
+                f.code, ("  (×%d)" % f.count) if f.count > 1 else "", "  ", f.message))
+    if flines:
+        console.print(Text("Findings", style="bold"))
+        for line in flines:
+            console.print(line)
+
+
+def render(report: Report, out: TextIO, show_all: bool = False, color: Optional[bool] = None,
+           width: Optional[int] = None, **_options) -> None:
+    is_tty = out.isatty() if hasattr(out, "isatty") else False
+    console = Console(file=out, width=width or (None if is_tty else 200),
+                      no_color=not (is_tty if color is None else color),
+                      force_terminal=bool(color), highlight=False, emoji=False,
+                      soft_wrap=not is_tty)
+    _summary(console, report)
+    rows = report.connections if show_all else [r for r in report.connections
+                                                 if r.needs_attention()]
+    console.print()
+    if not report.connections:
+        console.print("No TCP connections in the capture.")
+        return
+    if rows:
+        title = ("All %d connections" % len(rows)) if show_all else (
+            "Connections needing attention (%d of %d; --all shows every one)"
+            % (len(rows), len(report.connections)))
+        _table(console, rows, title)
+        _details(console, rows)
+    else:
+        console.print("No connection needs attention (%d connections; --all lists them)."
+                      % len(report.connections))

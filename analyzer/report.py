@@ -1,0 +1,213 @@
+"""The report model: per-connection results, the capture summary, and the exit code.
+
+Renderers (`analyzer/render/`) only read these objects; nothing here formats for a screen.
+`Report.to_dict()` is the JSON contract documented in docs/json.md.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import TYPE_CHECKING, Dict, List, NamedTuple, Optional, Tuple
+
+from analyzer import TOOL_NAME, __version__
+from analyzer.anomalies import SEVERITY_RANK, Finding
+from analyzer.segment import addr_str
+
+if TYPE_CHECKING:                       # pragma: no cover
+    from analyzer.conn import Connection
+
+#: Exit codes (documented in README "Exit codes").
+EXIT_OK = 0
+EXIT_FINDINGS = 1
+EXIT_USAGE = 2
+EXIT_UNREADABLE = 3
+
+
+class Lingering(NamedTuple):
+    """An endpoint left in CLOSE_WAIT or TIME_WAIT when the capture ended (times in ns)."""
+    side: str
+    state: str
+    since: int
+    seconds: int
+    remaining: Optional[int]   # TIME_WAIT only: what was left of 2*MSL
+
+    def to_dict(self) -> dict:
+        d = {"side": self.side, "state": self.state, "since": self.since / 1e9,
+             "seconds": round(self.seconds / 1e9, 6)}
+        if self.remaining is not None:
+            d["remaining"] = round(self.remaining / 1e9, 6)
+        return d
+
+
+def _ep(addr: bytes, port: int) -> dict:
+    return {"addr": addr_str(addr), "port": port}
+
+
+class ConnResult:
+    """Everything reported about one connection; compact, so that many can be kept."""
+
+    __slots__ = ("id", "orig", "resp", "start", "end", "first_frame", "last_frame", "packets",
+                 "bytes", "handshake", "close", "closed_first", "reset_by", "half_close",
+                 "final_state", "lingering", "syn_retransmissions", "findings", "reused_from")
+
+    @classmethod
+    def from_connection(cls, c: "Connection", handshake: str, close: Optional[str],
+                        closed_first: Optional[str], reset_by: Optional[str], half_close: bool,
+                        final_state: List[str], lingering: List[Lingering]) -> "ConnResult":
+        r = cls()
+        o, p = c.ep
+        r.id = c.id
+        r.orig = (o.addr, o.port)
+        r.resp = (p.addr, p.port)
+        r.start, r.end = c.first_ts, c.last_ts
+        r.first_frame, r.last_frame = c.first_frame, c.last_frame
+        r.packets = (o.pkts, p.pkts)
+        r.bytes = (o.bytes, p.bytes)
+        r.handshake, r.close = handshake, close
+        r.closed_first, r.reset_by, r.half_close = closed_first, reset_by, half_close
+        r.final_state = (final_state[0], final_state[1])
+        r.lingering = lingering
+        r.syn_retransmissions = max(o.syn_count - 1, 0)
+        r.findings = sorted(c.findings.values(), key=lambda f: (f.ts, f.code))
+        r.reused_from = c.reused_from
+        return r
+
+    @property
+    def duration(self) -> float:
+        return (self.end - self.start) / 1e9
+
+    def worst(self) -> int:
+        """Highest finding severity rank, -1 when there is none."""
+        return max((SEVERITY_RANK[f.severity] for f in self.findings), default=-1)
+
+    def needs_attention(self) -> bool:
+        """Shown by default in the terminal: a warning or error, or anything lingering."""
+        return self.worst() >= SEVERITY_RANK["warning"] or any(
+            lg.state == "CLOSE_WAIT" for lg in self.lingering)
+
+    def to_dict(self) -> dict:
+        return {
+            "id": self.id,
+            "orig": _ep(*self.orig),
+            "resp": _ep(*self.resp),
+            "start": self.start / 1e9,
+            "end": self.end / 1e9,
+            "duration": round(self.duration, 9),
+            "first_frame": self.first_frame,
+            "last_frame": self.last_frame,
+            "packets": {"orig": self.packets[0], "resp": self.packets[1]},
+            "bytes": {"orig": self.bytes[0], "resp": self.bytes[1]},
+            "handshake": self.handshake,
+            "syn_retransmissions": self.syn_retransmissions,
+            "close": self.close,
+            "closed_first": self.closed_first,
+            "reset_by": self.reset_by,
+            "half_close": self.half_close,
+            "final_state": {"orig": self.final_state[0], "resp": self.final_state[1]},
+            "lingering": [lg.to_dict() for lg in self.lingering],
+            "reused_from": self.reused_from,
+            "findings": [f.to_dict() for f in self.findings],
+        }
+
+
+class Summary:
+    """Counters over all connections, updated as each result arrives."""
+
+    def __init__(self) -> None:
+        self.connections = 0
+        self.handshakes: Counter = Counter()
+        self.closes: Counter = Counter()
+        self.resets: Counter = Counter()
+        self.lingering: Counter = Counter()
+        self.severities: Counter = Counter()
+        self.codes: Counter = Counter()
+        self.attention = 0
+
+    def add(self, r: ConnResult) -> None:
+        self.connections += 1
+        self.handshakes[r.handshake] += 1
+        self.closes[r.close or "none"] += 1
+        if r.reset_by:
+            self.resets[r.reset_by] += 1
+        for lg in r.lingering:
+            self.lingering[lg.state] += 1
+        for f in r.findings:
+            self.severities[f.severity] += 1
+            self.codes[f.code] += 1
+        if r.needs_attention():
+            self.attention += 1
+
+    def to_dict(self) -> dict:
+        return {
+            "connections": self.connections,
+            "needing_attention": self.attention,
+            "handshakes": dict(sorted(self.handshakes.items())),
+            "closes": dict(sorted(self.closes.items())),
+            "resets": {"orig": self.resets["orig"], "resp": self.resets["resp"]},
+            "lingering": {"CLOSE_WAIT": self.lingering["CLOSE_WAIT"],
+                          "TIME_WAIT": self.lingering["TIME_WAIT"]},
+            "findings": {s: self.severities[s] for s in ("error", "warning", "info")},
+            "findings_by_code": dict(sorted(self.codes.items())),
+        }
+
+
+class CaptureSummary(NamedTuple):
+    """What was read: files, packets, skipped packets by reason, damage."""
+    files: Tuple[str, ...]
+    packets: int
+    tcp_packets: int
+    skipped: Dict[str, int]
+    truncated: bool
+    warnings: Tuple[str, ...]
+    errors: Tuple[str, ...]
+    first_ts: Optional[int]
+    last_ts: Optional[int]
+    linktypes: Dict[int, int]
+
+    def to_dict(self) -> dict:
+        return {
+            "files": list(self.files),
+            "packets": self.packets,
+            "tcp_packets": self.tcp_packets,
+            "skipped": dict(sorted(self.skipped.items())),
+            "truncated": self.truncated,
+            "warnings": list(self.warnings),
+            "errors": list(self.errors),
+            "first_ts": None if self.first_ts is None else self.first_ts / 1e9,
+            "last_ts": None if self.last_ts is None else self.last_ts / 1e9,
+            "linktypes": {str(k): v for k, v in sorted(self.linktypes.items())},
+        }
+
+
+class Report:
+    """One run's result."""
+
+    def __init__(self, capture: CaptureSummary, connections: List[ConnResult],
+                 summary: Summary, msl: float) -> None:
+        self.capture = capture
+        self.connections = connections
+        self.summary = summary
+        self.msl = msl
+
+    def return_code(self, fail_on: Optional[str] = None) -> int:
+        """0 analysed; 1 a finding at or above `fail_on`; 3 some input could not be read."""
+        if self.capture.errors:
+            return EXIT_UNREADABLE
+        if fail_on is not None:
+            floor = SEVERITY_RANK[fail_on]
+            if any(SEVERITY_RANK[s] >= floor and n for s, n in self.summary.severities.items()):
+                return EXIT_FINDINGS
+        return EXIT_OK
+
+    def to_dict(self) -> dict:
+        return {
+            "tool": {"name": TOOL_NAME, "version": __version__},
+            "settings": {"msl": self.msl, "time_wait": 2 * self.msl},
+            "capture": self.capture.to_dict(),
+            "summary": self.summary.to_dict(),
+            "connections": [c.to_dict() for c in self.connections],
+        }
+
+
+__all__ = ["ConnResult", "Lingering", "Summary", "CaptureSummary", "Report", "Finding",
+           "EXIT_OK", "EXIT_FINDINGS", "EXIT_USAGE", "EXIT_UNREADABLE"]

@@ -1,0 +1,136 @@
+"""Verdicts: how a finished connection opened, how it closed, and what it left behind.
+
+A pure function of the connection's replayed facts and the capture time at which it was
+finalized (`now`: the end of the capture, or the moment it left memory). The vocabulary is
+defined here, one sentence per value, and is part of the output contract.
+"""
+
+from __future__ import annotations
+
+from typing import List, Optional
+
+from analyzer.conn import SIDES, Connection
+from analyzer.report import ConnResult, Lingering
+from analyzer.tcpstate import State
+
+#: Handshake outcomes.
+HANDSHAKES = {
+    "complete": "SYN, SYN-ACK and the ACK of the SYN-ACK were seen.",
+    "simultaneous_open": "Both sides sent a SYN (RFC 9293 §3.5, Figure 7) and both reached ESTABLISHED.",
+    "refused": "The SYN was answered by RST from the responder.",
+    "unanswered": "SYN(s) with no reply at all from the responder.",
+    "half_open": "The SYN-ACK was never acknowledged by the originator.",
+    "reset": "A RST ended the handshake before it completed (other than a refusal).",
+    "not_seen": "The capture began after the handshake (no SYN or SYN-ACK seen).",
+}
+
+#: Close shapes (null when no connection was established).
+CLOSES = {
+    "four_way": "FIN, ACK, FIN, ACK: the passive side acknowledged the first FIN before sending its own.",
+    "three_segment": "FIN, FIN+ACK, ACK: the passive side's ACK rode on its own FIN.",
+    "simultaneous": "The FINs crossed: the second FIN did not acknowledge the first (CLOSING).",
+    "reset": "Aborted by RST before both FINs were exchanged.",
+    "half_closed": "Only one side sent FIN before the capture ended.",
+    "open": "No FIN or RST seen: still open when the capture ended.",
+}
+
+_LINGER_STATES = (State.CLOSE_WAIT, State.TIME_WAIT)
+
+
+def _handshake(c: Connection) -> str:
+    o, r = c.ep
+    if c.midstream:
+        return "not_seen"
+    if c.sim_open and c.est_sides == 3:
+        return "simultaneous_open"
+    if r.syn_acked and not c.sim_open:
+        return "complete"
+    rst = c.rst_any
+    if c.synack_seen or c.sim_open:
+        return "reset" if rst is not None else "half_open"
+    if rst is not None:
+        return "refused" if rst[0] == 1 else "reset"
+    return "unanswered"
+
+
+def _close(c: Connection, handshake: str) -> tuple:
+    """(close, closed_first, reset_by) from the FINs and the RST."""
+    established = handshake in ("complete", "simultaneous_open", "not_seen") or (
+        c.established_ts != 0)
+    if not established:
+        rst_any = c.rst_any
+        return None, None, (SIDES[rst_any[0]] if rst_any is not None else None)
+    rst = c.rst
+    reset_by = SIDES[rst[0]] if rst is not None else None
+    fins = c.fins
+    if len(fins) >= 2:
+        first, second = fins[0], fins[1]
+        if rst is not None and rst[1] < second[1]:
+            return "reset", SIDES[first[0]], reset_by
+        if not second[3]:
+            return "simultaneous", "both", reset_by
+        by = c.fin_acked_by
+        if by is not None and by[0] == second[0] and by[1]:
+            return "three_segment", SIDES[first[0]], reset_by
+        return "four_way", SIDES[first[0]], reset_by
+    if rst is not None:
+        first = SIDES[fins[0][0]] if fins and fins[0][1] <= rst[1] else SIDES[rst[0]]
+        return "reset", first, reset_by
+    if fins:
+        return "half_closed", SIDES[fins[0][0]], reset_by
+    return "open", None, reset_by
+
+
+def finalize(c: Connection, now: int, msl_ns: int) -> ConnResult:
+    """The verdicts for a connection as of capture time `now` (ns)."""
+    two_msl = 2 * msl_ns
+    lingering: List[Lingering] = []
+    final = []
+    for i, e in enumerate(c.ep):
+        state = e.state
+        if state is State.TIME_WAIT:
+            elapsed = now - e.since
+            if elapsed >= two_msl:
+                state = State.CLOSED            # 2*MSL ran out before the capture ended
+            else:
+                lingering.append(Lingering(SIDES[i], "TIME_WAIT", e.since, elapsed,
+                                           two_msl - elapsed))
+                c.note_at("TIME_WAIT_AT_END", now, c.last_frame, i,
+                          "%s in TIME_WAIT for %.1f s, %.1f s of %.0f s left" % (
+                              SIDES[i], elapsed / 1e9, (two_msl - elapsed) / 1e9, two_msl / 1e9))
+        elif state is State.CLOSE_WAIT:
+            elapsed = now - e.close_wait_since
+            lingering.append(Lingering(SIDES[i], "CLOSE_WAIT", e.close_wait_since, elapsed, None))
+            c.note_at("CLOSE_WAIT_LINGERING", now, c.last_frame, i,
+                      "%s stuck in CLOSE_WAIT for %.1f s since the peer's FIN: its application "
+                      "never closed the socket" % (SIDES[i], elapsed / 1e9))
+        final.append(state.value)
+    handshake = _handshake(c)
+    close, closed_first, reset_by = _close(c, handshake)
+    _note_outcome(c, handshake, close)
+    return ConnResult.from_connection(c, handshake, close, closed_first, reset_by,
+                                      c.half_close_data, final, lingering)
+
+
+def _note_outcome(c: Connection, handshake: str, close: Optional[str]) -> None:
+    o = c.ep[0]
+    if handshake == "unanswered":
+        c.note_at("SYN_UNANSWERED", c.syn_ts, c.first_frame, 0,
+                  "SYN sent %d time(s) over %.1f s, never answered"
+                  % (o.syn_count, (c.last_ts - c.syn_ts) / 1e9))
+    elif handshake == "refused":
+        c.note_at("CONNECTION_REFUSED", c.rst_any[1], c.rst_any[2], 1,
+                  "SYN to port %d answered by RST" % c.ep[1].port)
+    elif handshake == "half_open":
+        c.note_at("HANDSHAKE_HALF_OPEN", c.last_ts, c.last_frame, 0,
+                  "SYN-ACK sent %d time(s), never acknowledged" % c.ep[1].synack_count)
+    elif handshake == "reset":
+        rst = c.rst_any
+        c.note_at("HANDSHAKE_RESET", rst[1], rst[2], rst[0],
+                  "%s sent RST before the handshake completed" % SIDES[rst[0]])
+    if close == "reset":
+        c.note_at("CONNECTION_RESET", c.rst[1], c.rst[2], c.rst[0],
+                  "%s aborted the connection with RST" % SIDES[c.rst[0]])
+    elif c.rst is not None and close in ("four_way", "three_segment", "simultaneous"):
+        c.note_at("RST_AFTER_FIN", c.rst[1], c.rst[2], c.rst[0],
+                  "%s sent RST after the FIN exchange" % SIDES[c.rst[0]])

@@ -1,0 +1,61 @@
+"""Shared test helpers: write real capture bytes, run the analyzer on them."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from analyzer.pipeline import analyze
+from analyzer.synth import Dialog, merge, write_pcap
+
+REPO = Path(__file__).resolve().parents[1]
+CORPUS = REPO.parent / "shared" / "corpus"
+
+
+def report_for(tmp_path: Path, *dialogs: Dialog, msl: float = 30.0, tail: float = 0.0,
+               **write_opts) -> dict:
+    """Write the dialogs as one pcap (optionally with `tail` seconds of silence at the end, made
+    by a final non-TCP frame) and return the analyzer's JSON-shaped report."""
+    packets = merge(*dialogs)
+    path = tmp_path / "capture.pcap"
+    write_pcap(path, packets, **write_opts)
+    if tail:
+        _append_udp(path, packets[-1][0] + int(tail * 1e9))
+    return analyze([str(path)], msl=msl).to_dict()
+
+
+def _append_udp(path: Path, ts_ns: int) -> None:
+    """Append one UDP/IPv4 Ethernet frame at ts_ns: moves the capture's end without TCP."""
+    import struct
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 28, 0, 0, 64, 17, 0, bytes([10, 9, 9, 1]),
+                     bytes([10, 9, 9, 2])) + struct.pack("!HHHH", 5353, 5353, 8, 0)
+    frame = b"\x02\x00\x00\x00\x00\x02\x02\x00\x00\x00\x00\x01\x08\x00" + ip
+    sec, ns = divmod(ts_ns, 1_000_000_000)
+    with open(path, "ab") as fh:
+        fh.write(struct.pack("<IIII", sec, ns // 1000, len(frame), len(frame)) + frame)
+
+
+def conn(report: dict, i: int = 0) -> dict:
+    return report["connections"][i]
+
+
+def codes(c: dict) -> set:
+    return {f["code"] for f in c["findings"]}
+
+
+def run_cli(*args: str, stdin: bytes = None) -> subprocess.CompletedProcess:
+    """Run `python -m analyzer` as a user would; stdout and stderr kept apart."""
+    env = dict(os.environ, PYTHONPATH=str(REPO), COLUMNS="200")
+    return subprocess.run([sys.executable, "-m", "analyzer", *args], input=stdin,
+                          capture_output=True, env=env, timeout=120)
+
+
+@pytest.fixture
+def corpus() -> Path:
+    if not (CORPUS / "MANIFEST.tsv").exists():
+        pytest.skip("the shared corpus (../shared/corpus) is not present on this machine")
+    return CORPUS
