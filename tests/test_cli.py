@@ -1,0 +1,123 @@
+"""The command as a user runs it: exit codes, stdout for the report only, stderr for the rest."""
+
+from __future__ import annotations
+
+import gzip
+import json
+
+from analyzer.segment import ACK, RST
+from analyzer.synth import Dialog, write_pcap
+from conftest import run_cli
+
+
+def _capture(tmp_path, dialog: Dialog, name: str = "c.pcap"):
+    path = tmp_path / name
+    write_pcap(path, dialog.packets)
+    return path
+
+
+def _clean(tmp_path):
+    return _capture(tmp_path, Dialog().handshake().data("c", 10).fin("c").fin("s").ack("c"))
+
+
+def test_json_on_stdout_nothing_on_stderr(tmp_path):
+    res = run_cli(str(_clean(tmp_path)), "--format", "json")
+    assert res.returncode == 0, res.stderr
+    assert res.stderr == b""
+    doc = json.loads(res.stdout)
+    assert doc["tool"]["name"] == "tcpflow-check"
+    assert set(doc) == {"tool", "settings", "capture", "summary", "connections"}
+    c = doc["connections"][0]
+    for field in ("id", "orig", "resp", "start", "end", "packets", "bytes", "handshake", "close",
+                  "closed_first", "reset_by", "half_close", "final_state", "lingering",
+                  "syn_retransmissions", "findings"):
+        assert field in c
+    assert doc["capture"]["packets"] == 7 and doc["capture"]["truncated"] is False
+
+
+def test_text_report_reads_without_colour_when_piped(tmp_path):
+    d = Dialog().syn().send("s", RST | ACK, seq=0)
+    res = run_cli(str(_capture(tmp_path, d)))
+    assert res.returncode == 0
+    out = res.stdout.decode()
+    assert "\x1b[" not in out                  # no escape codes in a pipe
+    assert "Connections" in out and "refused" in out and "CONNECTION_REFUSED" in out
+
+
+def test_fail_on_gates_ci(tmp_path):
+    d = Dialog().syn().send("s", RST | ACK, seq=0)           # a warning finding
+    path = _capture(tmp_path, d)
+    assert run_cli(str(path), "--fail-on", "warning").returncode == 1
+    assert run_cli(str(path), "--fail-on", "error").returncode == 0
+    assert run_cli(str(_clean(tmp_path)), "--fail-on", "warning").returncode == 0
+
+
+def test_usage_errors_exit_2(tmp_path):
+    assert run_cli().returncode == 2
+    assert run_cli("--format", "xml", str(_clean(tmp_path))).returncode == 2
+    assert run_cli("--msl", "-1", str(_clean(tmp_path))).returncode == 2
+
+
+def test_not_a_capture_exits_3_with_one_line(tmp_path):
+    txt = tmp_path / "notes.txt"
+    txt.write_text("hello, this is not a capture\n" * 10)
+    res = run_cli(str(txt))
+    assert res.returncode == 3
+    assert res.stdout == b""
+    err = res.stderr.decode().strip().splitlines()
+    assert len(err) == 1 and "notes.txt" in err[0] and "Traceback" not in err[0]
+    res = run_cli(str(tmp_path / "missing.pcap"))
+    assert res.returncode == 3 and len(res.stderr.decode().strip().splitlines()) == 1
+
+
+def test_one_bad_file_among_good_ones_still_reports_the_good(tmp_path):
+    bad = tmp_path / "bad.pcap"
+    bad.write_bytes(b"\x00" * 64)
+    res = run_cli(str(_clean(tmp_path)), str(bad), "-f", "json")
+    assert res.returncode == 3
+    doc = json.loads(res.stdout)
+    assert len(doc["connections"]) == 1 and len(doc["capture"]["errors"]) == 1
+
+
+def test_truncated_capture_is_reported_and_analysed(tmp_path):
+    path = _clean(tmp_path)
+    data = path.read_bytes()
+    path.write_bytes(data[:-20])                  # cut inside the last record
+    res = run_cli(str(path), "-f", "json")
+    assert res.returncode == 0
+    assert "cut short" in res.stderr.decode() or "truncat" in res.stderr.decode()
+    assert len(res.stderr.decode().strip().splitlines()) == 1
+    doc = json.loads(res.stdout)
+    assert doc["capture"]["truncated"] is True
+    assert doc["capture"]["packets"] == 6
+    # The final ACK was cut: nothing shows the client processed the server FIN.
+    assert doc["connections"][0]["final_state"] == {"orig": "FIN_WAIT_2", "resp": "LAST_ACK"}
+
+
+def test_stdin_and_gzip(tmp_path):
+    raw = _clean(tmp_path).read_bytes()
+    res = run_cli("-", "-f", "json", stdin=gzip.compress(raw))
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout)["connections"][0]["close"] == "three_segment"
+
+
+def test_rotated_files_are_one_capture(tmp_path):
+    d = Dialog().handshake().data("c", 100).data("s", 100).fin("c").fin("s").ack("c")
+    write_pcap(tmp_path / "part2.pcap", d.packets[4:])
+    write_pcap(tmp_path / "part1.pcap", d.packets[:4])
+    res = run_cli(str(tmp_path / "part2.pcap"), str(tmp_path / "part1.pcap"), "-f", "json")
+    doc = json.loads(res.stdout)
+    (c,) = doc["connections"]
+    assert (c["handshake"], c["close"], c["first_frame"]) == ("complete", "three_segment", 1)
+
+
+def test_msl_option_changes_time_wait(tmp_path):
+    path = _clean(tmp_path)
+    doc = json.loads(run_cli(str(path), "-f", "json", "--msl", "120").stdout)
+    assert doc["settings"]["time_wait"] == 240
+    assert doc["connections"][0]["lingering"][0]["remaining"] > 239
+
+
+def test_version_and_help():
+    assert run_cli("--version").stdout.decode().startswith("tcpflow-check")
+    assert b"CAPTURE" in run_cli("--help").stdout
