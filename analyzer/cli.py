@@ -33,12 +33,15 @@ def _warn(message: str) -> None:
                    "(30 = Linux's 60 s TIME_WAIT; RFC 793 says 120).")
 @click.option("--fail-on", type=click.Choice(["info", "warning", "error"]), default=None,
               help="Exit 1 when a finding of this severity or worse is present (CI gate).")
+@click.option("-s", "--stream", "streams", type=click.IntRange(min=0), multiple=True,
+              help="Show this connection (Wireshark tcp.stream number) with its packet ladder; repeatable.")
 @click.option("--color/--no-color", default=None, help="Force colour on or off (default: on a terminal).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True, allow_dash=True),
               default="-", help="Write the report to a file instead of stdout.")
 @click.version_option(__version__, "-V", "--version", prog_name=TOOL_NAME)
 def main(captures: Tuple[str, ...], fmt: str, show_all: bool, msl: float,
-         fail_on: Optional[str], color: Optional[bool], output: str) -> None:
+         fail_on: Optional[str], color: Optional[bool], output: str,
+         streams: Tuple[int, ...]) -> None:
     """Verdicts for every TCP connection in CAPTURE (pcap, pcapng, gzip; '-' reads stdin).
 
     Several files are analysed as one time-ordered capture (rotated captures).
@@ -46,7 +49,7 @@ def main(captures: Tuple[str, ...], fmt: str, show_all: bool, msl: float,
     if captures.count("-") > 1:
         raise click.UsageError("stdin ('-') can be given only once")
     try:
-        report = analyze(list(captures), msl=msl)
+        report = analyze(list(captures), msl=msl, trace=set(streams) if streams else None)
     except KeyboardInterrupt:  # pragma: no cover - interactive
         _warn("interrupted")
         sys.exit(130)
@@ -56,6 +59,10 @@ def main(captures: Tuple[str, ...], fmt: str, show_all: bool, msl: float,
         _warn("error: " + message)
     if report.capture.errors and len(report.capture.errors) == len(captures):
         sys.exit(EXIT_UNREADABLE)
+    for n in streams:
+        if n not in report.ladders:
+            _warn("warning: no stream %d in the capture (%d connections)"
+                  % (n, len(report.connections)))
     out = click.open_file(output, "w", encoding="utf-8")
     try:
         render(fmt, report, out, show_all=show_all, color=color)

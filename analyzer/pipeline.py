@@ -8,25 +8,32 @@ here reads the wall clock.
 from __future__ import annotations
 
 from collections import Counter
-from typing import Callable, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence, Set
 
 from analyzer.capture import CaptureError, CaptureStats, open_capture, read_frames
-from analyzer.conn import Connection
+from analyzer.conn import SIDES, Connection
 from analyzer.decode import decode_frame
 from analyzer.flows import FlowTable
-from analyzer.report import CaptureSummary, ConnResult, Report, Summary
+from analyzer.report import CaptureSummary, ConnResult, LadderRow, Report, Summary
+from analyzer.segment import ACK, flags_str
 from analyzer.verdicts import finalize
 
 #: Default MSL: 30 s, so that TIME_WAIT lasts 60 s as on Linux (RFC 793 says 2 minutes).
 DEFAULT_MSL = 30.0
 
 
+#: At most this many packets of one traced stream are kept for its ladder.
+LADDER_LIMIT = 10_000
+
+
 def analyze(paths: Sequence[str], msl: float = DEFAULT_MSL, idle_timeout: Optional[float] = None,
-            on_frame: Optional[Callable[[int], None]] = None) -> Report:
+            on_frame: Optional[Callable[[int], None]] = None,
+            trace: Optional[Set[int]] = None) -> Report:
     """Analyse one capture, or several files as one time-ordered capture.
 
     Files that cannot be read are listed in `report.capture.errors` (exit code 3); everything
     readable is still analysed. `on_frame(n)` is called every 65536 frames (progress).
+    `trace` names stream ids whose packets are kept as a ladder (`--stream`).
     """
     stats = CaptureStats()
     errors: List[str] = []
@@ -51,6 +58,7 @@ def analyze(paths: Sequence[str], msl: float = DEFAULT_MSL, idle_timeout: Option
     tcp = 0
     num = 0
     feed = table.feed
+    ladders: Dict[int, List[LadderRow]] = {}
     for ts, linktype, buf in read_frames(sources, stats):
         num += 1
         seg = decode_frame(linktype, buf)
@@ -60,7 +68,11 @@ def analyze(paths: Sequence[str], msl: float = DEFAULT_MSL, idle_timeout: Option
             seg.ts = ts
             seg.num = num
             tcp += 1
-            feed(seg)
+            conn = feed(seg)
+            if trace is not None and conn.id in trace:
+                rows = ladders.setdefault(conn.id, [])
+                if len(rows) < LADDER_LIMIT:
+                    rows.append(ladder_row(conn, seg))
         if on_frame is not None and not num & 0xFFFF:
             on_frame(num)
     table.flush(stats.last_ts if stats.last_ts is not None else 0)
@@ -70,4 +82,16 @@ def analyze(paths: Sequence[str], msl: float = DEFAULT_MSL, idle_timeout: Option
         files=tuple(paths), packets=num, tcp_packets=tcp, skipped=dict(skipped),
         truncated=stats.truncated, warnings=tuple(stats.warnings), errors=tuple(errors),
         first_ts=stats.first_ts, last_ts=stats.last_ts, linktypes=dict(stats.linktypes))
-    return Report(capture, results, summary, msl)
+    return Report(capture, results, summary, msl, ladders)
+
+
+def ladder_row(conn: Connection, seg) -> LadderRow:
+    """The packet as Wireshark shows it (relative numbers), with both states after it."""
+    s = conn.side_of(seg)
+    x, y = conn.ep[s], conn.ep[1 - s]
+    seq = (seg.seq - x.base_seq) & 0xFFFFFFFF
+    ack = None
+    if seg.flags & ACK:
+        ack = seg.ack if y.base_seq is None else (seg.ack - y.base_seq) & 0xFFFFFFFF
+    return LadderRow(seg.num, seg.ts, SIDES[s], flags_str(seg.flags), seq, ack, seg.paylen,
+                     conn.ep[0].state.value, conn.ep[1].state.value)

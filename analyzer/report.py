@@ -39,6 +39,24 @@ class Lingering(NamedTuple):
         return d
 
 
+class LadderRow(NamedTuple):
+    """One packet of a traced connection (`--stream N`), with both states after it."""
+    frame: int
+    ts: int
+    side: str           # sender: "orig" or "resp"
+    flags: str          # tcpdump spelling: S, S., F., R., P., .
+    seq: int            # relative to the sender's base (Wireshark's relative numbers)
+    ack: Optional[int]  # relative to the receiver's base; None without the ACK flag
+    length: int
+    state_orig: str
+    state_resp: str
+
+    def to_dict(self) -> dict:
+        d = self._asdict()
+        d["ts"] = self.ts / 1e9
+        return d
+
+
 def _ep(addr: bytes, port: int) -> dict:
     return {"addr": addr_str(addr), "port": port}
 
@@ -183,11 +201,14 @@ class Report:
     """One run's result."""
 
     def __init__(self, capture: CaptureSummary, connections: List[ConnResult],
-                 summary: Summary, msl: float) -> None:
+                 summary: Summary, msl: float,
+                 ladders: Optional[Dict[int, List[LadderRow]]] = None) -> None:
         self.capture = capture
         self.connections = connections
         self.summary = summary
         self.msl = msl
+        #: stream id -> its packets, for the streams asked for with `--stream`.
+        self.ladders: Dict[int, List[LadderRow]] = ladders or {}
 
     def return_code(self, fail_on: Optional[str] = None) -> int:
         """0 analysed; 1 a finding at or above `fail_on`; 3 some input could not be read."""
@@ -200,14 +221,20 @@ class Report:
         return EXIT_OK
 
     def to_dict(self) -> dict:
+        conns = []
+        for c in self.connections:
+            d = c.to_dict()
+            if c.id in self.ladders:
+                d["ladder"] = [row.to_dict() for row in self.ladders[c.id]]
+            conns.append(d)
         return {
             "tool": {"name": TOOL_NAME, "version": __version__},
             "settings": {"msl": self.msl, "time_wait": 2 * self.msl},
             "capture": self.capture.to_dict(),
             "summary": self.summary.to_dict(),
-            "connections": [c.to_dict() for c in self.connections],
+            "connections": conns,
         }
 
 
-__all__ = ["ConnResult", "Lingering", "Summary", "CaptureSummary", "Report", "Finding",
+__all__ = ["ConnResult", "LadderRow", "Lingering", "Summary", "CaptureSummary", "Report", "Finding",
            "EXIT_OK", "EXIT_FINDINGS", "EXIT_USAGE", "EXIT_UNREADABLE"]

@@ -121,3 +121,21 @@ def test_msl_option_changes_time_wait(tmp_path):
 def test_version_and_help():
     assert run_cli("--version").stdout.decode().startswith("tcpflow-check")
     assert b"CAPTURE" in run_cli("--help").stdout
+
+
+def test_stream_option_shows_the_ladder_with_states(tmp_path):
+    path = _clean(tmp_path)
+    res = run_cli(str(path), "--stream", "0")
+    out = res.stdout.decode()
+    assert res.returncode == 0
+    assert "tcp.stream eq 0" in out
+    lines = [line for line in out.splitlines() if "───▶" in line or "◀───" in line]
+    assert len(lines) == 7
+    assert "FIN_WAIT_1" in lines[4] and "TIME_WAIT" in lines[-1]
+    doc = json.loads(run_cli(str(path), "--stream", "0", "-f", "json").stdout)
+    ladder = doc["connections"][0]["ladder"]
+    assert [r["flags"] for r in ladder] == ["S", "S.", ".", "P.", "F.", "F.", "."]
+    assert (ladder[0]["seq"], ladder[2]["seq"], ladder[2]["ack"]) == (0, 1, 1)
+    assert ladder[-1]["state_orig"] == "TIME_WAIT" and ladder[-1]["state_resp"] == "CLOSED"
+    res = run_cli(str(path), "--stream", "9")
+    assert b"no stream 9" in res.stderr

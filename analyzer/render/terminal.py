@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from analyzer.report import ConnResult, Report
+from analyzer.report import ConnResult, LadderRow, Report
 from analyzer.segment import addr_str
 
 _SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "info": "dim"}
@@ -137,6 +137,32 @@ def _details(console: Console, rows: List[ConnResult]) -> None:
             console.print(line)
 
 
+def _ladder(console: Console, r: ConnResult, rows: List[LadderRow]) -> None:
+    """The packet ladder of one connection, Wireshark's relative numbers, states after each."""
+    t = Table(title="Stream %d ladder (Wireshark: tcp.stream eq %d)" % (r.id, r.id),
+              title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    for name, justify in (("frame", "right"), ("time", "right"), ("", "left"),
+                          ("flags", "left"), ("seq", "right"), ("ack", "right"),
+                          ("len", "right"), ("orig state", "left"), ("resp state", "left")):
+        t.add_column(name, justify=justify, no_wrap=True)
+    t0 = rows[0].ts if rows else 0
+    last = (None, None)
+    for row in rows:
+        arrow = "orig ───▶ resp" if row.side == "orig" else "orig ◀─── resp"
+        states = (row.state_orig, row.state_resp)
+        changed = ["bold" if states[i] != last[i] else "" for i in (0, 1)]
+        last = states
+        flag_style = "red" if "R" in row.flags else "cyan" if ("S" in row.flags or "F" in row.flags) else ""
+        t.add_row(str(row.frame), "%.6f" % ((row.ts - t0) / 1e9), arrow,
+                  Text(row.flags, style=flag_style), str(row.seq),
+                  "-" if row.ack is None else str(row.ack), str(row.length),
+                  Text(row.state_orig, style=changed[0]), Text(row.state_resp, style=changed[1]))
+    console.print(t)
+    total = r.packets[0] + r.packets[1]
+    if total > len(rows):
+        console.print("  (%d more packets not shown)" % (total - len(rows)))
+
+
 def render(report: Report, out: TextIO, show_all: bool = False, color: Optional[bool] = None,
            width: Optional[int] = None, **_options) -> None:
     is_tty = out.isatty() if hasattr(out, "isatty") else False
@@ -144,6 +170,14 @@ def render(report: Report, out: TextIO, show_all: bool = False, color: Optional[
                       no_color=not (is_tty if color is None else color),
                       force_terminal=bool(color), highlight=False, emoji=False,
                       soft_wrap=not is_tty)
+    if report.ladders:
+        traced = [r for r in report.connections if r.id in report.ladders]
+        _table(console, traced, "Traced connections")
+        _details(console, traced)
+        for r in traced:
+            console.print()
+            _ladder(console, r, report.ladders[r.id])
+        return
     _summary(console, report)
     rows = report.connections if show_all else [r for r in report.connections
                                                  if r.needs_attention()]
