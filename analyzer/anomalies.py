@@ -44,6 +44,8 @@ _CODES = [
          "The SYN-ACK was seen but not the SYN it answers: the capture started late or missed it."),
     Code("SYNACK_NOT_CAPTURED", INFO,
          "The originator acknowledged a SYN-ACK that is not in the capture (capture loss)."),
+    Code("HANDSHAKE_ACK_NOT_CAPTURED", INFO,
+         "The responder sent data or FIN as if the handshake had completed, but the ACK that completed it is not in the capture."),
     Code("MIDSTREAM_START", INFO,
          "The capture began after the handshake: sides are guessed from ports, states assumed ESTABLISHED."),
     # Closing and aborting

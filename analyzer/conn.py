@@ -163,6 +163,11 @@ class Connection:
                 self._move(s, Input.RECV_SYN_ACK, seg)
                 x.syn_acked = True
 
+        # A responder sending data or FIN must have had its SYN-ACK acknowledged.
+        if x.state is State.SYN_RECEIVED and not flags & (SYN | RST) and (
+                seg.paylen or flags & FIN):
+            self._infer_handshake_ack(s, seg)
+
         # 2. What the sender did.
         if flags & RST:
             self._on_rst(s, seg)
@@ -201,6 +206,19 @@ class Connection:
             self._hold(y, inp, (seg.seq + 1) & 0xFFFFFFFF, seg.ts)
         if flags & FIN:
             self._hold(y, Input.RECV_FIN, (x.fin_seq + 1) & 0xFFFFFFFF, seg.ts)
+
+    def _infer_handshake_ack(self, s: int, seg: Segment) -> None:
+        """The ACK that completed the handshake is missing from the capture: infer it, and
+        that its sender had processed the SYN-ACK."""
+        x, y = self.ep[s], self.ep[1 - s]
+        self.note("HANDSHAKE_ACK_NOT_CAPTURED", seg, 1 - s, "%s sent %s in SYN_RECEIVED: the "
+                  "ACK of its SYN-ACK is not in the capture" % (SIDES[s], _describe(seg)))
+        for p in [p for p in y.pending if p[0] is Input.RECV_SYN_ACK]:
+            y.pending.remove(p)
+            y.syn_acked = True
+            self._move(1 - s, Input.RECV_SYN_ACK, seg)
+        x.syn_acked = True
+        self._move(s, Input.RECV_ACK_OF_SYN, seg)
 
     @staticmethod
     def _hold(e: Endpoint, inp: Input, end: int, ts: int) -> None:

@@ -15,7 +15,9 @@ from analyzer.tcpstate import State
 
 #: Handshake outcomes.
 HANDSHAKES = {
-    "complete": "SYN, SYN-ACK and the ACK of the SYN-ACK were seen.",
+    "complete": "The three-way handshake completed: SYN, SYN-ACK, and the ACK of the SYN-ACK "
+                "(a part missing from the capture is inferred from the traffic that follows, "
+                "and noted as an info finding).",
     "simultaneous_open": "Both sides sent a SYN (RFC 9293 §3.5, Figure 7) and both reached ESTABLISHED.",
     "refused": "The SYN was answered by RST from the responder.",
     "unanswered": "SYN(s) with no reply at all from the responder.",

@@ -253,3 +253,13 @@ def test_sequence_numbers_wrap_around(tmp_path):
     c = conn(report_for(tmp_path, d))
     assert (c["handshake"], c["close"]) == ("complete", "three_segment")
     assert c["findings"][0]["code"] == "TIME_WAIT_AT_END" and len(c["findings"]) == 1
+
+
+def test_one_sided_capture_infers_the_missing_handshake_ack(tmp_path):
+    d = Dialog().syn().synack().ack("c").data("s", 300).fin("s")
+    d.packets[:] = [p for p in d.packets if p[2] == "s"]     # only the server's packets
+    c = conn(report_for(tmp_path, d))
+    assert c["orig"]["port"] == 40000
+    assert c["handshake"] == "complete"
+    assert {"SYN_NOT_CAPTURED", "HANDSHAKE_ACK_NOT_CAPTURED"} <= codes(c)
+    assert c["final_state"] == {"orig": "ESTABLISHED", "resp": "FIN_WAIT_1"}
