@@ -45,12 +45,18 @@ class State(enum.Enum):
     #: Both FINs exchanged and acknowledged; the active closer waits 2*MSL.
     TIME_WAIT = "TIME_WAIT"
 
+    # Identity hashing in C: Enum's own __hash__ is Python code, and the replay looks
+    # states up once or twice per packet.
+    __hash__ = object.__hash__
+
     def __str__(self) -> str:
         return self.value
 
 
 class Input(enum.Enum):
     """What one observed segment means for one endpoint."""
+
+    __hash__ = object.__hash__
 
     SEND_SYN = "send SYN"
     SEND_SYN_ACK = "send SYN+ACK"
