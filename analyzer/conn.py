@@ -20,7 +20,7 @@ from __future__ import annotations
 from typing import Dict, List, Optional, Tuple
 
 from analyzer.anomalies import Finding
-from analyzer.segment import ACK, FIN, RST, SYN, Segment, seq_diff, seq_le, seq_lt
+from analyzer.segment import ACK, FIN, RST, SYN, Segment, addr_str, seq_diff, seq_le, seq_lt
 from analyzer.tcpstate import Input, State, step
 
 SIDES = ("orig", "resp")
@@ -31,7 +31,8 @@ class Endpoint:
 
     __slots__ = ("addr", "port", "state", "since", "isn", "base_seq", "next_seq", "syn_count",
                  "synack_count", "syn_acked", "fin_seq", "fin_ts", "fin_acked", "pending",
-                 "max_win", "wscale", "pkts", "bytes", "close_wait_since")
+                 "max_win", "wscale", "pkts", "bytes", "close_wait_since", "last_ack",
+                 "rst_received")
 
     def __init__(self, addr: bytes, port: int, state: State, ts: int) -> None:
         self.addr = addr
@@ -54,6 +55,8 @@ class Endpoint:
         self.pkts = 0
         self.bytes = 0
         self.close_wait_since = 0       # the peer's FIN time, for CLOSE_WAIT durations
+        self.last_ack: Optional[int] = None   # ack number of the last ACK this side sent
+        self.rst_received = False       # closed by the peer's RST (not its own)
 
 
 class Connection:
@@ -62,13 +65,20 @@ class Connection:
     __slots__ = ("id", "ep", "first_ts", "last_ts", "first_frame", "last_frame", "findings",
                  "midstream", "syn_seen", "synack_seen", "sim_open", "hs_checked",
                  "established_ts", "rst", "fins", "fin_acked_by", "half_close_data",
-                 "reused_from", "syn_ts", "est_sides", "rst_any")
+                 "reused_from", "syn_ts", "est_sides", "rst_any", "self_connect")
 
     def __init__(self, stream_id: int, seg: Segment, orig_is_src: bool) -> None:
         self.id = stream_id
         src = Endpoint(seg.src, seg.sport, State.CLOSED, seg.ts)
-        dst = Endpoint(seg.dst, seg.dport, State.CLOSED, seg.ts)
-        self.ep = [src, dst] if orig_is_src else [dst, src]
+        #: A socket connected to itself (same address and port at both ends): both sides
+        #: are one endpoint, which sends and receives every segment (a simultaneous open
+        #: with itself). Modelled as one Endpoint object in both slots.
+        self.self_connect = seg.src == seg.dst and seg.sport == seg.dport
+        if self.self_connect:
+            self.ep = [src, src]
+        else:
+            dst = Endpoint(seg.dst, seg.dport, State.CLOSED, seg.ts)
+            self.ep = [src, dst] if orig_is_src else [dst, src]
         self.first_ts = self.last_ts = seg.ts
         self.first_frame = self.last_frame = seg.num
         self.findings: Dict[str, Finding] = {}
@@ -87,7 +97,12 @@ class Connection:
         self.rst_any: Optional[Tuple[int, int, int]] = None   # first RST, accepted or not
         orig, resp = self.ep
         flags = seg.flags
-        if flags & SYN and not flags & ACK:
+        if self.self_connect:
+            orig.state = State.CLOSED if flags & SYN and not flags & ACK else State.ESTABLISHED
+            self.midstream = not flags & SYN
+            self.note("SELF_CONNECT", seg, 0, "%s:%d connected to itself"
+                      % (addr_str(seg.src), seg.sport))
+        elif flags & SYN and not flags & ACK:
             orig.state, resp.state = State.CLOSED, State.LISTEN
             self.midstream = False
         elif flags & SYN:
@@ -149,6 +164,8 @@ class Connection:
             x.base_seq = seg.seq if flags & SYN else (seg.seq - 1) & 0xFFFFFFFF
         if seg.win > x.max_win:
             x.max_win = seg.win
+        if flags & ACK:
+            x.last_ack = seg.ack
         if flags & SYN and seg.wscale >= 0:
             x.wscale = seg.wscale
 
@@ -157,11 +174,7 @@ class Connection:
             if x.pending:
                 self._deliver(s, seg)
             elif x.state is State.SYN_SENT and not flags & (SYN | RST):
-                # It acknowledges a SYN-ACK the capture does not hold.
-                self.note("SYNACK_NOT_CAPTURED", seg, s,
-                          "%s acknowledged a SYN-ACK that is not in the capture" % SIDES[s])
-                self._move(s, Input.RECV_SYN_ACK, seg)
-                x.syn_acked = True
+                self._infer_synack(s, seg)
 
         # A responder sending data or FIN must have had its SYN-ACK acknowledged.
         if x.state is State.SYN_RECEIVED and not flags & (SYN | RST) and (
@@ -177,7 +190,8 @@ class Connection:
         if flags & FIN:
             self._on_fin(s, seg)
         if not flags & (SYN | FIN):
-            if not self._move(s, Input.SEND_ACK, seg) and (seg.paylen or x.state is State.CLOSED):
+            if not self._move(s, Input.SEND_ACK, seg) and (
+                    seg.paylen or x.state is State.CLOSED) and not x.rst_received:
                 self.note("SEGMENT_IN_WRONG_STATE", seg, s, "%s sent %s while in %s"
                           % (SIDES[s], _describe(seg), x.state.value))
         end = (seg.seq + seg.seglen) & 0xFFFFFFFF
@@ -190,7 +204,8 @@ class Connection:
         # 3. What the receiver gets: ACKs now, SYN/FIN when it acknowledges them.
         if flags & ACK and not flags & SYN:
             ack = seg.ack
-            if y.isn is not None and not y.syn_acked and seq_lt(y.isn, ack):
+            if (y.isn is not None and not y.syn_acked and y.state is State.SYN_RECEIVED
+                    and seq_lt(y.isn, ack)):
                 y.syn_acked = True
                 self._move(1 - s, Input.RECV_ACK_OF_SYN, seg)
                 self._check_handshake_ack(s, seg)
@@ -207,6 +222,23 @@ class Connection:
         if flags & FIN:
             self._hold(y, Input.RECV_FIN, (x.fin_seq + 1) & 0xFFFFFFFF, seg.ts)
 
+    def _infer_synack(self, s: int, seg: Segment) -> None:
+        """The originator acknowledges a SYN-ACK the capture does not hold: the responder
+        received the SYN and sent a SYN-ACK whose ISN is this ack - 1."""
+        x, y = self.ep[s], self.ep[1 - s]
+        self.note("SYNACK_NOT_CAPTURED", seg, s,
+                  "%s acknowledged a SYN-ACK that is not in the capture" % SIDES[s])
+        self._move(s, Input.RECV_SYN_ACK, seg)
+        x.syn_acked = True
+        if y.isn is None and y.state in (State.LISTEN, State.SYN_RECEIVED):
+            for p in [p for p in y.pending if p[0] is Input.RECV_SYN]:
+                y.pending.remove(p)
+                self._move(1 - s, Input.RECV_SYN, seg)
+            y.isn = (seg.ack - 1) & 0xFFFFFFFF
+            if y.base_seq is None:
+                y.base_seq = y.isn
+            self.synack_seen = True
+
     def _infer_handshake_ack(self, s: int, seg: Segment) -> None:
         """The ACK that completed the handshake is missing from the capture: infer it, and
         that its sender had processed the SYN-ACK."""
@@ -222,8 +254,10 @@ class Connection:
 
     @staticmethod
     def _hold(e: Endpoint, inp: Input, end: int, ts: int) -> None:
-        for p in e.pending:
-            if p[0] is inp and p[1] == end:
+        for i, p in enumerate(e.pending):
+            if p[0] is inp:
+                if p[1] != end and inp is Input.RECV_SYN_ACK:
+                    e.pending[i] = (inp, end, ts)   # a SYN-ACK with a new ISN replaces it
                 return                      # a retransmission of something already pending
         e.pending.append((inp, end, ts))
 
@@ -248,7 +282,12 @@ class Connection:
             for p in [p for p in x.pending if p[0] is Input.RECV_SYN]:
                 x.pending.remove(p)
                 self._move(s, Input.RECV_SYN, seg)
-            if x.isn is None:
+            if x.isn is not None and seg.seq != x.isn and not x.syn_acked:
+                # A SYN-ACK offering another ISN: the newest offer is the one that counts.
+                self.note("SYNACK_ISN_CHANGED", seg, s, "SYN-ACK with ISN %d, earlier %d"
+                          % (seg.seq, x.isn))
+                x.isn = seg.seq
+            elif x.isn is None:
                 x.isn = seg.seq
                 if y.isn is not None and seg.ack != (y.isn + 1) & 0xFFFFFFFF:
                     self.note("SYNACK_BAD_ACK", seg, s, "SYN-ACK acknowledges %d, expected %d "
@@ -288,6 +327,16 @@ class Connection:
     def _on_rst(self, s: int, seg: Segment) -> None:
         x, y = self.ep[s], self.ep[1 - s]
         established = self.established_ts != 0 or self.midstream
+        if x.state in (State.SYN_SENT, State.LISTEN) and y.last_ack is not None \
+                and seg.seq == y.last_ack and y.state is not State.SYN_RECEIVED:
+            # RFC 9293 §3.10.7.3: a SYN-SENT endpoint answers an unacceptable ACK with
+            # <SEQ=SEG.ACK><CTL=RST> and stays where it is; the RST resets the peer's
+            # stale connection (half-open recovery, RFC 9293 Figure 10).
+            self.note("RST_REPLY", seg, s, "%s answered an unacceptable ACK (ack %d) with RST"
+                      % (SIDES[s], seg.seq))
+            y.pending = []
+            self._move(1 - s, Input.RECV_RST, seg)
+            return
         if y.state is State.SYN_SENT:
             # RFC 9293 §3.10.7.3: in SYN-SENT a RST counts only if it acknowledges the SYN.
             ok = bool(seg.flags & ACK) and y.isn is not None and seg.ack == (y.isn + 1) & 0xFFFFFFFF
@@ -302,6 +351,7 @@ class Connection:
         if ok:
             self._move(s, Input.SEND_RST, seg)
             y.pending = []
+            y.rst_received = True           # what it sends next may have crossed the RST
             self._move(1 - s, Input.RECV_RST, seg)
         else:
             # The receiver drops it; and a RST outside the window is as likely injected by a

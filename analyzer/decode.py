@@ -122,9 +122,10 @@ def _tcp(buf: bytes, src: bytes, dst: bytes, t: int, end: int) -> Decoded:
     hl = offflags >> 10 & 0x3C
     if hl < 20 or t + hl > end:
         return "bad_tcp_header"
-    if n < t + hl:
-        return "truncated_tcp"
-    mss, wscale = _syn_options(buf, t + 20, t + hl) if offflags & 2 and hl > 20 else _NO_OPTIONS
+    # Options cut by the snaplen (tcpdump's old default of 68 bytes cuts most SYNs there):
+    # the fixed header has everything the analysis needs; read the options that were kept.
+    mss, wscale = (_syn_options(buf, t + 20, min(t + hl, n)) if offflags & 2 and hl > 20
+                   else _NO_OPTIONS)
     return Segment(src, dst, sport, dport, seq, ack, offflags & 0xFFF, win, end - t - hl,
                    mss, wscale)
 

@@ -79,8 +79,11 @@ class ConnResult:
         r.resp = (p.addr, p.port)
         r.start, r.end = c.first_ts, c.last_ts
         r.first_frame, r.last_frame = c.first_frame, c.last_frame
-        r.packets = (o.pkts, p.pkts)
-        r.bytes = (o.bytes, p.bytes)
+        if o is p:      # a self-connection: one socket sent everything
+            r.packets, r.bytes = (o.pkts, 0), (o.bytes, 0)
+        else:
+            r.packets = (o.pkts, p.pkts)
+            r.bytes = (o.bytes, p.bytes)
         r.handshake, r.close = handshake, close
         r.closed_first, r.reset_by, r.half_close = closed_first, reset_by, half_close
         r.final_state = (final_state[0], final_state[1])

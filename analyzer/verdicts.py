@@ -36,18 +36,22 @@ CLOSES = {
     "open": "No FIN or RST seen: still open when the capture ended.",
 }
 
-_LINGER_STATES = (State.CLOSE_WAIT, State.TIME_WAIT)
+#: A CLOSE_WAIT younger than this at the end of the capture is listed as lingering but not
+#: reported as stuck: the application may simply not have reacted yet.
+CLOSE_WAIT_STUCK_NS = 1_000_000_000
 
 
 def _handshake(c: Connection) -> str:
     o, r = c.ep
     if c.midstream:
         return "not_seen"
+    if c.self_connect:
+        return "simultaneous_open" if c.est_sides else ("reset" if c.rst else "unanswered")
     if c.sim_open and c.est_sides == 3:
         return "simultaneous_open"
     if r.syn_acked and not c.sim_open:
         return "complete"
-    rst = c.rst_any
+    rst = c.rst
     if c.synack_seen or c.sim_open:
         return "reset" if rst is not None else "half_open"
     if rst is not None:
@@ -60,8 +64,7 @@ def _close(c: Connection, handshake: str) -> tuple:
     established = handshake in ("complete", "simultaneous_open", "not_seen") or (
         c.established_ts != 0)
     if not established:
-        rst_any = c.rst_any
-        return None, None, (SIDES[rst_any[0]] if rst_any is not None else None)
+        return None, None, (SIDES[c.rst[0]] if c.rst is not None else None)
     rst = c.rst
     reset_by = SIDES[rst[0]] if rst is not None else None
     fins = c.fins
@@ -103,9 +106,10 @@ def finalize(c: Connection, now: int, msl_ns: int) -> ConnResult:
         elif state is State.CLOSE_WAIT:
             elapsed = now - e.close_wait_since
             lingering.append(Lingering(SIDES[i], "CLOSE_WAIT", e.close_wait_since, elapsed, None))
-            c.note_at("CLOSE_WAIT_LINGERING", now, c.last_frame, i,
-                      "%s stuck in CLOSE_WAIT for %.1f s since the peer's FIN: its application "
-                      "never closed the socket" % (SIDES[i], elapsed / 1e9))
+            if elapsed >= CLOSE_WAIT_STUCK_NS:
+                    c.note_at("CLOSE_WAIT_LINGERING", now, c.last_frame, i,
+                          "%s stuck in CLOSE_WAIT for %.1f s since the peer's FIN: its "
+                          "application never closed the socket" % (SIDES[i], elapsed / 1e9))
         final.append(state.value)
     handshake = _handshake(c)
     close, closed_first, reset_by = _close(c, handshake)
@@ -121,13 +125,13 @@ def _note_outcome(c: Connection, handshake: str, close: Optional[str]) -> None:
                   "SYN sent %d time(s) over %.1f s, never answered"
                   % (o.syn_count, (c.last_ts - c.syn_ts) / 1e9))
     elif handshake == "refused":
-        c.note_at("CONNECTION_REFUSED", c.rst_any[1], c.rst_any[2], 1,
+        c.note_at("CONNECTION_REFUSED", c.rst[1], c.rst[2], 1,
                   "SYN to port %d answered by RST" % c.ep[1].port)
     elif handshake == "half_open":
         c.note_at("HANDSHAKE_HALF_OPEN", c.last_ts, c.last_frame, 0,
                   "SYN-ACK sent %d time(s), never acknowledged" % c.ep[1].synack_count)
     elif handshake == "reset":
-        rst = c.rst_any
+        rst = c.rst
         c.note_at("HANDSHAKE_RESET", rst[1], rst[2], rst[0],
                   "%s sent RST before the handshake completed" % SIDES[rst[0]])
     if close == "reset":

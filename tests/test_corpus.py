@@ -182,12 +182,8 @@ def test_summaries_of_many_connection_files(corpus):
     assert flood["handshakes"] == {"unanswered": 37669}
 
 
-# --- known analyzer bugs --------------------------------------------------------------------
+# --- verdicts that once were wrong, and the one known gap --------------------------------------------------------------------
 
-@pytest.mark.xfail(strict=True, reason="conn.py/verdicts.py: the originator's ACKs and data "
-                   "(frames 65-86) prove a SYN-ACK it received (SYNACK_NOT_CAPTURED), yet the "
-                   "handshake is 'unanswered' with a SYN_UNANSWERED warning and the responder "
-                   "stays in LISTEN")
 def test_client_side_capture_is_not_unanswered(corpus):
     # Zeek SH SADF; only the client's direction was captured.
     c = _conn("zeek/ssh__ssh.client-side-half-duplex.pcap", 2)
@@ -196,10 +192,6 @@ def test_client_side_capture_is_not_unanswered(corpus):
     assert c["final_state"]["resp"] != "LISTEN"
 
 
-@pytest.mark.xfail(strict=True, reason="conn.py: an ACK arriving after both sides are CLOSED "
-                   "(frame 65, after the originator's RST in frame 64) still marks the SYN-ACK "
-                   "acknowledged, so a SYN, SYN-ACK, RST scan probe is called a complete "
-                   "handshake and a CONNECTION_RESET")
 def test_syn_synack_rst_probe_is_a_handshake_reset(corpus):
     # Zeek RSTO ShR: SYN (62), SYN-ACK (63), RST from the originator (64); then data (65) and
     # the responder's RST (66) on the dead 4-tuple.
@@ -207,9 +199,6 @@ def test_syn_synack_rst_probe_is_a_handshake_reset(corpus):
     assert (c["handshake"], c["close"]) == ("reset", None)
 
 
-@pytest.mark.xfail(strict=True, reason="conn.py _on_rst: the RST a client in SYN_SENT sends in "
-                   "answer to an unacceptable (challenge) ACK carries seq = that ACK's ack "
-                   "(RFC 9293 3.10.7.3, RFC 5961 4); flagged RST_OUT_OF_WINDOW, a warning")
 def test_rst_answering_a_challenge_ack_is_not_out_of_window(corpus):
     # SYN (10); the server answers with an ACK for a stale connection (12, ack 3058576675);
     # the client's RST (14) has seq 3058576675; the SYN is retransmitted (20) and succeeds.
@@ -217,18 +206,12 @@ def test_rst_answering_a_challenge_ack_is_not_out_of_window(corpus):
     assert "RST_OUT_OF_WINDOW" not in _codes(c)
 
 
-@pytest.mark.xfail(strict=True, reason="decode.py: a SYN whose options are cut by the snaplen "
-                   "(frame 1: 40-byte TCP header, 20 bytes captured) is dropped as "
-                   "truncated_tcp although its fixed header is complete")
 def test_syn_with_options_cut_by_snaplen_is_read(corpus):
     c = _conn("zeek/tcp__truncated-header.pcap", 0)
     assert (c["first_frame"], c["packets"]["orig"] + c["packets"]["resp"]) == (1, 24)
     assert "SYN_NOT_CAPTURED" not in _codes(c)
 
 
-@pytest.mark.xfail(strict=True, reason="verdicts.py _handshake: the verdict uses rst_any, so a "
-                   "RST the state machine rejected (RST_OUT_OF_WINDOW; states stay SYN_SENT / "
-                   "LISTEN) still makes the handshake 'reset'")
 def test_rejected_rst_does_not_reset_the_handshake(corpus):
     # SYN (4712), then a RST from the same side with seq 0 (out of the window: ISN 1997012992).
     c = _conn("stopddos/pkt.TCP.DOMINATE.syn.ecn.cwr.pcapng", 4672)
@@ -236,9 +219,6 @@ def test_rejected_rst_does_not_reset_the_handshake(corpus):
     assert c["handshake"] == "unanswered"
 
 
-@pytest.mark.xfail(strict=True, reason="conn.py: only the first SYN-ACK's ISN is kept; the "
-                   "server also sends SYN-ACKs with ISN 97572840 (frames 14, 17) and the "
-                   "client's ACK of that one (frame 18) is flagged HANDSHAKE_ACK_BAD (error)")
 def test_ack_of_a_later_synack_isn_is_not_an_error(corpus):
     c = _conn("suricata-verify/tcp-fastopen-10-syn-data-ignore__input.pcap", 0)
     assert "HANDSHAKE_ACK_BAD" not in _codes(c)

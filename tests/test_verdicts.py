@@ -263,3 +263,52 @@ def test_one_sided_capture_infers_the_missing_handshake_ack(tmp_path):
     assert c["handshake"] == "complete"
     assert {"SYN_NOT_CAPTURED", "HANDSHAKE_ACK_NOT_CAPTURED"} <= codes(c)
     assert c["final_state"] == {"orig": "ESTABLISHED", "resp": "FIN_WAIT_1"}
+
+
+def test_client_side_only_capture_infers_the_synack(tmp_path):
+    d = Dialog().syn().synack().ack("c").data("c", 100).data("c", 50)
+    d.packets[:] = [p for p in d.packets if p[2] == "c"]
+    c = conn(report_for(tmp_path, d))
+    assert c["handshake"] == "complete"
+    assert c["final_state"] == {"orig": "ESTABLISHED", "resp": "ESTABLISHED"}
+    assert "SYNACK_NOT_CAPTURED" in codes(c) and "SYN_UNANSWERED" not in codes(c)
+
+
+def test_syn_synack_rst_probe_is_a_handshake_reset(tmp_path):
+    d = Dialog().syn().synack().rst("c", ack=False).data("c", 10)
+    c = conn(report_for(tmp_path, d))
+    assert (c["handshake"], c["close"], c["reset_by"]) == ("reset", None, "orig")
+
+
+def test_rst_answering_a_stale_ack_keeps_the_attempt_alive(tmp_path):
+    d = Dialog().syn()
+    d.send("s", ACK, seq=777, ack=3_000_000_000, advance=False)        # ACK of a stale connection
+    d.send("c", RST, seq=3_000_000_000, advance=False)                  # <SEQ=SEG.ACK><CTL=RST>
+    d.wait(1).syn(seq=1000, advance=False).synack().ack("c")
+    c = conn(report_for(tmp_path, d))
+    assert c["handshake"] == "complete" and c["close"] == "open"
+    assert "RST_REPLY" in codes(c) and "RST_OUT_OF_WINDOW" not in codes(c)
+
+
+def test_synack_with_a_new_isn_counts_the_newest(tmp_path):
+    d = Dialog().syn().synack().wait(1).synack(seq=123456, advance=False)
+    d.nxt["s"] = 123457
+    d.ack("c")
+    c = conn(report_for(tmp_path, d))
+    assert c["handshake"] == "complete"
+    assert "SYNACK_ISN_CHANGED" in codes(c) and "HANDSHAKE_ACK_BAD" not in codes(c)
+
+
+def test_a_fresh_close_wait_is_listed_but_not_called_stuck(tmp_path):
+    d = established().fin("c").ack("s")
+    c = conn(report_for(tmp_path, d, tail=0.2))
+    assert c["lingering"][0]["state"] == "CLOSE_WAIT"
+    assert "CLOSE_WAIT_LINGERING" not in codes(c)
+
+
+def test_self_connect_is_a_simultaneous_open_with_itself(tmp_path):
+    d = Dialog(client=("127.0.0.1", 6881), server=("127.0.0.1", 6881))
+    d.syn().send("c", SYN | ACK, seq=1000, ack=1001).ack("c", seq=1001, ack=1001)
+    c = conn(report_for(tmp_path, d))
+    assert c["handshake"] == "simultaneous_open"
+    assert "SELF_CONNECT" in codes(c)
