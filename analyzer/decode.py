@@ -42,8 +42,9 @@ from analyzer.segment import Segment
 #: frames by these names, so they are stable.
 SKIP_REASONS: Dict[str, str] = {
     "not_ip": "The link layer carries something other than IPv4 or IPv6 (ARP, LLDP, STP, ...).",
-    "not_tcp": "The IP packet carries another protocol (UDP, ICMP, ESP, ...), or TCP quoted in "
-               "an ICMP error.",
+    "not_tcp": "The IP packet carries another protocol (UDP, ICMP, ESP, ...).",
+    "icmp_quoted_tcp": "An ICMP error quoting a TCP header: not a segment of the connection (a "
+                       "4-tuple first seen here still takes a stream number, as in Wireshark).",
     "ip_fragment": "A fragment of a fragmented IP datagram; fragments are not reassembled.",
     "truncated_link": "The captured bytes end inside the link-layer header or its tags.",
     "truncated_ip": "The captured bytes end inside the IP header or its extension headers.",
@@ -130,8 +131,42 @@ def _tcp(buf: bytes, src: bytes, dst: bytes, t: int, end: int) -> Decoded:
                    mss, wscale)
 
 
-def _not_tcp(buf: bytes, proto: int, t: int) -> str:
-    """Reason for an IP payload that is not TCP: a tunnel we leave closed, or plain not_tcp."""
+class QuotedTCP(Segment):
+    """The TCP ports quoted inside an ICMP error (destination unreachable, time exceeded, ...).
+
+    Not a segment of the connection, and never analysed as one; the flow table only gives a
+    4-tuple it has not seen a stream number, as Wireshark numbers `tcp.stream`.
+    """
+
+    __slots__ = ()
+
+
+_ICMP4_ERRORS = frozenset((3, 4, 5, 11, 12))
+_ICMP6_ERRORS = frozenset((1, 2, 3, 4))
+
+
+def _icmp_quote(buf: bytes, proto: int, t: int) -> Decoded:
+    """The quoted 4-tuple of an ICMP/ICMPv6 error about a TCP segment, else not_tcp."""
+    n = len(buf)
+    if proto == 1 and n >= t + 8 + 20 and buf[t] in _ICMP4_ERRORS:
+        q = t + 8
+        ihl = (buf[q] & 15) << 2
+        if buf[q] >> 4 == 4 and ihl >= 20 and buf[q + 9] == 6 and n >= q + ihl + 4:
+            sport, dport = _PORTS.unpack_from(buf, q + ihl)
+            return QuotedTCP(buf[q + 12:q + 16], buf[q + 16:q + 20], sport, dport, 0, 0, 0, 0, 0)
+    elif proto == 58 and n >= t + 8 + 44 and buf[t] in _ICMP6_ERRORS:
+        q = t + 8
+        if buf[q] >> 4 == 6 and buf[q + 6] == 6:
+            sport, dport = _PORTS.unpack_from(buf, q + 40)
+            return QuotedTCP(buf[q + 8:q + 24], buf[q + 24:q + 40], sport, dport, 0, 0, 0, 0, 0)
+    return "not_tcp"
+
+
+def _not_tcp(buf: bytes, proto: int, t: int) -> Decoded:
+    """Reason for an IP payload that is not TCP: a tunnel we leave closed, or plain not_tcp;
+    an ICMP error quoting TCP gives its quoted 4-tuple (`QuotedTCP`)."""
+    if proto == 1 or proto == 58:
+        return _icmp_quote(buf, proto, t)
     if proto in _TUNNEL_PROTOS:
         return "tunnel_not_decoded"
     if proto == 17 and len(buf) >= t + 4:

@@ -6,6 +6,8 @@ Rules (documented in README "How connections are found"):
 * **Key.** The unordered pair of (address, port) endpoints; IPv4 and IPv6 alike.
 * **Numbering.** Connections are numbered 0, 1, 2... in order of their first packet, as
   Wireshark numbers `tcp.stream`, so `tcp.stream eq N` opens the same connection there.
+  Like Wireshark, a TCP header quoted in an ICMP error takes a number for a 4-tuple not seen
+  before; if no connection follows on it, that number is a gap in the report.
 * **Originator.** The sender of the first SYN. If the first packet is a SYN-ACK, its receiver.
   Otherwise (the capture began mid-connection) the side whose port looks like a client's: if
   exactly one port is a well-known (< 1024) or common service port, that side is the
@@ -59,6 +61,8 @@ class FlowTable:
     def __init__(self, on_done: Callable[[Connection, int], None], msl_ns: int,
                  idle_timeout_ns: Optional[int] = None) -> None:
         self.live: Dict[Key, Connection] = {}
+        #: 4-tuples numbered from an ICMP quote, before (or without) any packet of their own.
+        self.reserved: Dict[Key, int] = {}
         self.on_done = on_done
         self.msl_ns = msl_ns
         self.idle_ns = idle_timeout_ns
@@ -84,9 +88,25 @@ class FlowTable:
             self.sweep(seg.ts)
         return conn
 
+    @staticmethod
+    def key_of(seg: Segment) -> Key:
+        src, dst, sport, dport = seg.src, seg.dst, seg.sport, seg.dport
+        return (src, sport, dst, dport) if (src, sport) < (dst, dport) else (dst, dport, src, sport)
+
+    def reserve(self, quoted: Segment) -> None:
+        """A TCP header quoted in an ICMP error: a 4-tuple not seen before takes the next stream
+        number now (Wireshark numbers it), and keeps it for a connection that may follow."""
+        key = self.key_of(quoted)
+        if key not in self.live and key not in self.reserved:
+            self.reserved[key] = self.next_id
+            self.next_id += 1
+
     def _new(self, key: Key, seg: Segment) -> Connection:
-        conn = Connection(self.next_id, seg, orig_is_sender(seg))
-        self.next_id += 1
+        stream_id = self.reserved.pop(key, None) if self.reserved else None
+        if stream_id is None:
+            stream_id = self.next_id
+            self.next_id += 1
+        conn = Connection(stream_id, seg, orig_is_sender(seg))
         self.live[key] = conn
         return conn
 

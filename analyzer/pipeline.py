@@ -12,7 +12,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Set
 
 from analyzer.capture import CaptureError, CaptureStats, open_capture, read_frames
 from analyzer.conn import SIDES, Connection
-from analyzer.decode import decode_frame
+from analyzer.decode import QuotedTCP, decode_frame
 from analyzer.flows import FlowTable
 from analyzer.report import CaptureSummary, ConnResult, LadderRow, Report, Summary
 from analyzer.segment import ACK, flags_str
@@ -62,8 +62,12 @@ def analyze(paths: Sequence[str], msl: float = DEFAULT_MSL, idle_timeout: Option
     for ts, linktype, buf in read_frames(sources, stats):
         num += 1
         seg = decode_frame(linktype, buf)
-        if seg.__class__ is str:
+        cls = seg.__class__
+        if cls is str:
             skipped[seg] += 1
+        elif cls is QuotedTCP:
+            skipped["icmp_quoted_tcp"] += 1
+            table.reserve(seg)
         else:
             seg.ts = ts
             seg.num = num

@@ -89,7 +89,11 @@ def test_file_is_analysed_and_serialises(corpus, local_path):
     doc = _report(local_path)
     assert doc["capture"]["errors"] == []
     ids = [c["id"] for c in doc["connections"]]
-    assert ids == list(range(len(ids)))        # numbered 0, 1, 2... like tcp.stream
+    # Numbered 0, 1, 2... like tcp.stream; the only gaps are numbers Wireshark gives to TCP
+    # headers quoted in ICMP errors on 4-tuples with no connection of their own.
+    assert ids == sorted(set(ids))
+    gaps = (ids[-1] + 1 - len(ids)) if ids else 0
+    assert gaps <= doc["capture"]["skipped"].get("icmp_quoted_tcp", 0)
     assert doc["summary"]["connections"] == len(ids)
 
 
@@ -224,9 +228,6 @@ def test_ack_of_a_later_synack_isn_is_not_an_error(corpus):
     assert "HANDSHAKE_ACK_BAD" not in _codes(c)
 
 
-@pytest.mark.xfail(strict=True, reason="flows.py numbering: Wireshark gives TCP quoted in ICMP "
-                   "errors a tcp.stream number (frame 128 is stream 123); we do not, so from "
-                   "there our ids are lower than tcp.stream (7551 connections in this file)")
 def test_ids_equal_tcp_stream_after_icmp_quoted_tcp(corpus):
     conns = _report("stopddos/amp.TCP.reflection.SYNACK.pcap")["connections"]
     by_first = {c["first_frame"]: c["id"] for c in conns}

@@ -6,6 +6,8 @@ bits, window, payload length, MSS, window scale) with what dpkt reads from the s
 
 from __future__ import annotations
 
+import socket
+
 import csv
 import gzip
 import re
@@ -18,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from analyzer import synth
-from analyzer.decode import SKIP_REASONS, SUPPORTED_LINKTYPES, decode_frame, decoder_for
+from analyzer.decode import QuotedTCP, SKIP_REASONS, SUPPORTED_LINKTYPES, decode_frame, decoder_for
 from analyzer.segment import ACK, CWR, ECE, FIN, NS, PSH, RST, SYN, Segment
 
 V4 = ("192.0.2.1", "198.51.100.7")
@@ -405,9 +407,17 @@ def test_icmp_error_quoting_tcp_is_not_tcp():
     quoted = synth.tcp_packet(*V4, 40000, 80, SYN, 1000, options=synth.syn_options())
     unreach = dpkt.icmp.ICMP(type=3, code=3, data=dpkt.icmp.ICMP.Unreach(data=quoted[:28]))
     ip = dpkt.ip.IP(src=b"\x0a\x00\x00\x09", dst=b"\x0a\x00\x00\x01", p=1, data=unreach)
-    assert decode_frame(1, ether(bytes(ip), 0x0800)) == "not_tcp"
+    q = decode_frame(1, ether(bytes(ip), 0x0800))
+    # Not a segment: the quoted 4-tuple only, for stream numbering (decode.QuotedTCP).
+    assert type(q) is QuotedTCP
+    assert (q.src, q.dst, q.sport, q.dport) == (socket.inet_aton(V4[0]), socket.inet_aton(V4[1]),
+                                                40000, 80)
     unreach6 = b"\x01\x04\x00\x00" + bytes(4) + synth.tcp_packet(*V6, 1, 2, SYN, 3)
-    assert decode_frame(101, ipv6_with_ext([], unreach6, final=58)) == "not_tcp"
+    q6 = decode_frame(101, ipv6_with_ext([], unreach6, final=58))
+    assert type(q6) is QuotedTCP and (q6.sport, q6.dport) == (1, 2)
+    echo = dpkt.icmp.ICMP(type=8, code=0, data=dpkt.icmp.ICMP.Echo(data=quoted[:28]))
+    ip = dpkt.ip.IP(src=b"\x0a\x00\x00\x09", dst=b"\x0a\x00\x00\x01", p=1, data=echo)
+    assert decode_frame(1, ether(bytes(ip), 0x0800)) == "not_tcp"      # not an error message
 
 
 def test_tunnels():
@@ -664,7 +674,7 @@ def test_corpus_tcp_counts(rel):
     row = _manifest()[rel]
     linktype, frames = _frames(CORPUS / rel)
     results = [decode_frame(linktype, buf) for buf in frames]
-    segments = sum(isinstance(r, Segment) for r in results)
+    segments = sum(type(r) is Segment for r in results)
     assert all(isinstance(r, Segment) or r in SKIP_REASONS for r in results)
     # tshark's tcp_packets also counts TCP that we skip on purpose: TCP quoted inside ICMP
     # errors, and TCP inside UDP (L2TP, GTP, sFlow samples) or GRE (ERSPAN) tunnels. MANIFEST
