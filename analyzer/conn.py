@@ -65,7 +65,7 @@ class Connection:
     __slots__ = ("id", "ep", "first_ts", "last_ts", "first_frame", "last_frame", "findings",
                  "midstream", "syn_seen", "synack_seen", "sim_open", "hs_checked",
                  "established_ts", "rst", "fins", "fin_acked_by", "half_close_data",
-                 "reused_from", "syn_ts", "est_sides", "rst_any", "self_connect")
+                 "reused_from", "syn_ts", "est_sides", "self_connect")
 
     def __init__(self, stream_id: int, seg: Segment, orig_is_src: bool) -> None:
         self.id = stream_id
@@ -94,7 +94,6 @@ class Connection:
         self.reused_from: Optional[int] = None
         self.syn_ts = 0
         self.est_sides = 0          # bit 1 << side once that side reached ESTABLISHED
-        self.rst_any: Optional[Tuple[int, int, int]] = None   # first RST, accepted or not
         orig, resp = self.ep
         flags = seg.flags
         if self.self_connect:
@@ -327,13 +326,18 @@ class Connection:
     def _on_rst(self, s: int, seg: Segment) -> None:
         x, y = self.ep[s], self.ep[1 - s]
         established = self.established_ts != 0 or self.midstream
-        if x.state in (State.SYN_SENT, State.LISTEN) and y.last_ack is not None \
-                and seg.seq == y.last_ack and y.state is not State.SYN_RECEIVED:
+        if (x.state is State.SYN_SENT and y.last_ack is not None and seg.seq == y.last_ack
+                and (x.isn is None or y.last_ack != (x.isn + 1) & 0xFFFFFFFF)):
             # RFC 9293 §3.10.7.3: a SYN-SENT endpoint answers an unacceptable ACK with
-            # <SEQ=SEG.ACK><CTL=RST> and stays where it is; the RST resets the peer's
-            # stale connection (half-open recovery, RFC 9293 Figure 10).
+            # <SEQ=SEG.ACK><CTL=RST> and stays where it is.
             self.note("RST_REPLY", seg, s, "%s answered an unacceptable ACK (ack %d) with RST"
                       % (SIDES[s], seg.seq))
+            if y.state is State.SYN_RECEIVED and x.isn is not None:
+                # The peer expects ISN+1 (it got the SYN): a RST below that is dropped.
+                if not self._rst_in_window(x, y, seg) or seq_lt(seg.seq, (x.isn + 1) & 0xFFFFFFFF):
+                    return
+            # Otherwise the RST resets the peer's stale connection (half-open recovery,
+            # RFC 9293 Figure 10); in our model the peer stays in LISTEN.
             y.pending = []
             self._move(1 - s, Input.RECV_RST, seg)
             return
@@ -344,8 +348,6 @@ class Connection:
                 ok = True   # many stacks answer with a bare RST; count it, but it is odd
         else:
             ok = self._rst_in_window(x, y, seg)
-        if self.rst_any is None:
-            self.rst_any = (s, seg.ts, seg.num)
         if self.rst is None and ok:
             self.rst = (s, seg.ts, seg.num, established)
         if ok:

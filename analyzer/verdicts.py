@@ -68,6 +68,8 @@ def _close(c: Connection, handshake: str) -> tuple:
     rst = c.rst
     reset_by = SIDES[rst[0]] if rst is not None else None
     fins = c.fins
+    if c.self_connect and fins:
+        return "simultaneous", "both", reset_by      # its own FIN crossed itself
     if len(fins) >= 2:
         first, second = fins[0], fins[1]
         if rst is not None and rst[1] < second[1]:

@@ -1,0 +1,96 @@
+"""The project's own sample captures (samples/, see samples/README.md): synthetic ones built by
+samples/make_samples.py and real kernel traffic recorded on loopback by
+samples/record_loopback.py. Each must get the verdict its README entry reasons out."""
+
+from __future__ import annotations
+
+import pytest
+
+from analyzer.pipeline import analyze
+from conftest import REPO
+
+SAMPLES = REPO / "samples"
+
+# file -> per connection: (handshake, close, closed_first, final orig/resp, lingering states)
+EXPECTED = {
+    "four_way_close.pcap": [("complete", "four_way", "orig", "TIME_WAIT/CLOSED", ["TIME_WAIT"])],
+    "three_segment_close.pcap": [("complete", "three_segment", "resp", "CLOSED/TIME_WAIT", ["TIME_WAIT"])],
+    "simultaneous_close.pcap": [("complete", "simultaneous", "both", "TIME_WAIT/TIME_WAIT",
+                                 ["TIME_WAIT", "TIME_WAIT"])],
+    "half_close_data_after_fin.pcap": [("complete", "four_way", "orig", "TIME_WAIT/CLOSED", ["TIME_WAIT"])],
+    "refused.pcap": [("refused", None, None, "CLOSED/CLOSED", [])],
+    "unanswered_syn_retransmissions.pcap": [("unanswered", None, None, "SYN_SENT/LISTEN", [])],
+    "reset_mid_transfer.pcap": [("complete", "reset", "resp", "CLOSED/CLOSED", [])],
+    "lingering_close_wait.pcap": [("complete", "half_closed", "orig", "FIN_WAIT_2/CLOSE_WAIT", ["CLOSE_WAIT"])],
+    "time_wait_at_end.pcap": [("complete", "four_way", "orig", "TIME_WAIT/CLOSED", ["TIME_WAIT"])],
+    "time_wait_expired.pcap": [("complete", "four_way", "orig", "CLOSED/CLOSED", [])],
+    "reuse_from_time_wait.pcap": [("complete", "four_way", "orig", "CLOSED/CLOSED", []),
+                                  ("complete", "three_segment", "resp", "CLOSED/TIME_WAIT", ["TIME_WAIT"])],
+    "mid_connection_start.pcap": [("not_seen", "four_way", "orig", "TIME_WAIT/CLOSED", ["TIME_WAIT"])],
+    "simultaneous_open.pcap": [("simultaneous_open", "four_way", "orig", "TIME_WAIT/CLOSED", ["TIME_WAIT"])],
+    "half_open.pcap": [("half_open", None, None, "SYN_SENT/SYN_RECEIVED", [])],
+    "bad_handshake_ack.pcap": [("half_open", None, None, "SYN_SENT/SYN_RECEIVED", [])],
+    "sequence_wraparound.pcap": [("complete", "four_way", "orig", "TIME_WAIT/CLOSED", ["TIME_WAIT"])],
+    "ipv6.pcap": [("complete", "four_way", "orig", "TIME_WAIT/CLOSED", ["TIME_WAIT"])],
+    "vlan.pcap": [("complete", "four_way", "orig", "TIME_WAIT/CLOSED", ["TIME_WAIT"]),
+                  ("complete", "three_segment", "resp", "CLOSED/TIME_WAIT", ["TIME_WAIT"])],
+    "sll2.pcap": [("complete", "three_segment", "orig", "TIME_WAIT/CLOSED", ["TIME_WAIT"])],
+    "pcapng_two_interfaces.pcapng": [("complete", "three_segment", "resp", "CLOSED/TIME_WAIT", ["TIME_WAIT"]),
+                                     ("complete", "four_way", "orig", "TIME_WAIT/CLOSED", ["TIME_WAIT"])],
+    "nanosecond_big_endian.pcap": [("complete", "three_segment", "resp", "CLOSED/TIME_WAIT", ["TIME_WAIT"])],
+    "gzip_compressed.pcap.gz": [("complete", "four_way", "orig", "TIME_WAIT/CLOSED", ["TIME_WAIT"])],
+    # Real kernel traffic (Linux, loopback, in a network namespace).
+    "loopback_normal_close.pcap": [("complete", "four_way", "orig", "TIME_WAIT/CLOSED", ["TIME_WAIT"])],
+    "loopback_close_wait.pcap": [("complete", "half_closed", "orig", "FIN_WAIT_2/CLOSE_WAIT", ["CLOSE_WAIT"])],
+    "loopback_refused.pcap": [("refused", None, None, "CLOSED/CLOSED", [])],
+    "loopback_syn_retransmissions.pcap": [("unanswered", None, None, "SYN_SENT/LISTEN", [])],
+    "loopback_half_close.pcap": [("complete", "four_way", "orig", "TIME_WAIT/CLOSED", ["TIME_WAIT"])],
+    "loopback_abortive_close.pcap": [("complete", "reset", "orig", "CLOSED/CLOSED", [])],
+    "loopback_keepalive.pcap": [("complete", "three_segment", "orig", "TIME_WAIT/CLOSED", ["TIME_WAIT"])],
+    "loopback_simultaneous_close.pcap": [("complete", "simultaneous", "both", "TIME_WAIT/TIME_WAIT",
+                                          ["TIME_WAIT", "TIME_WAIT"])],
+    "loopback_self_connect.pcap": [("simultaneous_open", "simultaneous", "both", "TIME_WAIT/TIME_WAIT",
+                                    ["TIME_WAIT", "TIME_WAIT"])],
+    "loopback_any_sll2.pcap": [("complete", "four_way", "orig", "TIME_WAIT/CLOSED", ["TIME_WAIT"])],
+}
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_sample_verdicts(name):
+    doc = analyze([str(SAMPLES / name)]).to_dict()
+    assert doc["capture"]["truncated"] is False and doc["capture"]["errors"] == []
+    got = [(c["handshake"], c["close"], c["closed_first"],
+            "%s/%s" % (c["final_state"]["orig"], c["final_state"]["resp"]),
+            sorted(lg["state"] for lg in c["lingering"])) for c in doc["connections"]]
+    assert got == EXPECTED[name]
+
+
+def test_every_sample_capture_is_covered():
+    captures = {p.name for p in SAMPLES.iterdir()
+                if p.suffix in (".pcap", ".pcapng", ".gz") and p.name != "mixed.pcap"}
+    assert captures == set(EXPECTED)
+
+
+def test_half_close_samples_say_data_followed_the_fin():
+    for name in ("half_close_data_after_fin.pcap", "loopback_half_close.pcap"):
+        (c,) = analyze([str(SAMPLES / name)]).to_dict()["connections"]
+        assert c["half_close"] is True
+
+
+def test_mixed_capture_has_every_kind_of_ending():
+    doc = analyze([str(SAMPLES / "mixed.pcap")]).to_dict()
+    s = doc["summary"]
+    assert s["connections"] == 16
+    for kind in ("complete", "refused", "unanswered", "half_open", "not_seen", "simultaneous_open"):
+        assert s["handshakes"].get(kind), kind
+    for kind in ("four_way", "three_segment", "simultaneous", "reset", "half_closed", "open"):
+        assert s["closes"].get(kind), kind
+    assert s["lingering"] == {"CLOSE_WAIT": 1, "TIME_WAIT": 2}
+
+
+def test_sample_generator_is_deterministic(tmp_path):
+    import subprocess
+    import sys
+    res = subprocess.run([sys.executable, str(SAMPLES / "make_samples.py"), "--check"],
+                         capture_output=True, cwd=REPO, timeout=120)
+    assert res.returncode == 0, res.stderr.decode()[-2000:]
