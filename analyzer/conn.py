@@ -304,8 +304,8 @@ class Connection:
                 self.sim_open = True
             self.syn_seen = True
         elif seg.seq == x.isn:
-            self.note("SYN_RETRANSMITTED", seg, s, "SYN retransmitted %.1f s after the first"
-                      % ((seg.ts - self.syn_ts) / 1e9))
+            self.note("SYN_RETRANSMITTED", seg, s, "SYN sent again with the same ISN (first "
+                      "retransmission %.1f s after the SYN)" % ((seg.ts - self.syn_ts) / 1e9))
         if not self._move(s, Input.SEND_SYN, seg):
             self.note("SEGMENT_IN_WRONG_STATE", seg, s, "%s sent a SYN while in %s"
                       % (SIDES[s], x.state.value))

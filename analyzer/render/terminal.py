@@ -6,6 +6,7 @@ Reads well without colour and when piped: every fact is in the text, colour only
 from __future__ import annotations
 
 import datetime
+import os
 from typing import List, Optional, TextIO
 
 from rich import box
@@ -71,7 +72,8 @@ def _summary(console: Console, report: Report) -> None:
     if retrans:
         hs += "  (%d SYN retransmissions)" % retrans
     t.add_row("Handshakes", hs)
-    t.add_row("Closes", _counts(sorted(s.closes.items(), key=lambda kv: -kv[1])))
+    closes = sorted(s.closes.items(), key=lambda kv: (kv[0] == "none", -kv[1]))
+    t.add_row("Closes", _counts([("not established" if k == "none" else k, v) for k, v in closes]))
     t.add_row("Resets", "by orig %d · by resp %d" % (s.resets["orig"], s.resets["resp"]))
     t.add_row("Lingering", "CLOSE_WAIT %d · TIME_WAIT %d"
               % (s.lingering["CLOSE_WAIT"], s.lingering["TIME_WAIT"]))
@@ -163,13 +165,48 @@ def _ladder(console: Console, r: ConnResult, rows: List[LadderRow]) -> None:
         console.print("  (%d more packets not shown)" % (total - len(rows)))
 
 
+class _RstripLines:
+    """A text stream that drops the trailing blanks rich pads table lines with (pipes, files)."""
+
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+        self.pending = ""
+
+    def write(self, text: str) -> int:
+        lines = (self.pending + text).split("\n")
+        self.pending = lines.pop()
+        for line in lines:
+            self.out.write(line.rstrip() + "\n")
+        return len(text)
+
+    def flush(self) -> None:
+        if self.pending:
+            self.out.write(self.pending.rstrip())
+            self.pending = ""
+        self.out.flush()
+
+    def isatty(self) -> bool:
+        return False
+
+
 def render(report: Report, out: TextIO, show_all: bool = False, color: Optional[bool] = None,
            width: Optional[int] = None, **_options) -> None:
     is_tty = out.isatty() if hasattr(out, "isatty") else False
-    console = Console(file=out, width=width or (None if is_tty else 200),
-                      no_color=not (is_tty if color is None else color),
-                      force_terminal=bool(color), highlight=False, emoji=False,
-                      soft_wrap=not is_tty)
+    if not width and not is_tty:
+        columns = os.environ.get("COLUMNS", "")
+        width = int(columns) if columns.isdigit() and int(columns) >= 60 else 160
+    plain = not (is_tty if color is None else color)
+    stream = _RstripLines(out) if not is_tty else out
+    console = Console(file=stream, width=width, no_color=plain, force_terminal=bool(color),
+                      highlight=False, emoji=False)
+    try:
+        _render(console, report, show_all)
+    finally:
+        if stream is not out:
+            stream.flush()
+
+
+def _render(console: Console, report: Report, show_all: bool) -> None:
     if report.ladders:
         traced = [r for r in report.connections if r.id in report.ladders]
         _table(console, traced, "Traced connections")
