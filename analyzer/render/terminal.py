@@ -84,15 +84,17 @@ def _summary(console: Console, report: Report) -> None:
 
 def _table(console: Console, rows: List[ConnResult], title: str) -> None:
     t = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    # Short verdict columns never wrap; endpoints, final states and findings wrap at spaces
+    # when the terminal is narrow.
     t.add_column("stream", justify="right", no_wrap=True)
-    t.add_column("orig → resp", no_wrap=True)
+    t.add_column("orig → resp", min_width=17)
     t.add_column("handshake", no_wrap=True)
     t.add_column("close", no_wrap=True)
     t.add_column("first", no_wrap=True)
-    t.add_column("final orig / resp", no_wrap=True)
+    t.add_column("final orig / resp", min_width=11)
     t.add_column("pkts", justify="right", no_wrap=True)
     t.add_column("duration", justify="right", no_wrap=True)
-    t.add_column("findings")
+    t.add_column("findings", min_width=12)
     for r in rows:
         codes = Text()
         for f in r.findings:
@@ -107,6 +109,39 @@ def _table(console: Console, rows: List[ConnResult], title: str) -> None:
                   _verdict(r.handshake), _verdict(r.close), first,
                   "%s / %s" % r.final_state, "%d/%d" % r.packets, _seconds(r.duration), codes)
     console.print(t)
+
+
+#: Below this width the connections are listed one block each instead of as a table.
+TABLE_MIN_WIDTH = 140
+
+
+def _blocks(console: Console, rows: List[ConnResult], title: str) -> None:
+    """The same facts as `_table`, one short block per connection, for narrow terminals."""
+    console.print(Text(title, style="bold"))
+    for r in rows:
+        console.print(Text.assemble(
+            ("stream %d" % r.id, "bold"), "  %s → %s  " % (_endpoint(*r.orig), _endpoint(*r.resp)),
+            ("(%d/%d pkts, %s)" % (r.packets[0], r.packets[1], _seconds(r.duration)), "dim")))
+        first = r.closed_first or "-"
+        if r.reset_by and r.close == "reset":
+            first = "RST " + r.reset_by
+        console.print(Text.assemble(
+            "    handshake ", _verdict(r.handshake), " · close ", _verdict(r.close),
+            " · first %s · final %s / %s" % ((first,) + tuple(r.final_state))))
+        if r.findings:
+            codes = Text("    ")
+            for f in r.findings:
+                codes.append(f.code + ("×%d" % f.count if f.count > 1 else "") + " ",
+                             style=_SEVERITY_STYLE[f.severity])
+            console.print(codes)
+    console.print()
+
+
+def _connections(console: Console, rows: List[ConnResult], title: str) -> None:
+    if console.width >= TABLE_MIN_WIDTH:
+        _table(console, rows, title)
+    else:
+        _blocks(console, rows, title)
 
 
 def _details(console: Console, rows: List[ConnResult]) -> None:
@@ -209,7 +244,7 @@ def render(report: Report, out: TextIO, show_all: bool = False, color: Optional[
 def _render(console: Console, report: Report, show_all: bool) -> None:
     if report.ladders:
         traced = [r for r in report.connections if r.id in report.ladders]
-        _table(console, traced, "Traced connections")
+        _connections(console, traced, "Traced connections")
         _details(console, traced)
         for r in traced:
             console.print()
@@ -226,7 +261,7 @@ def _render(console: Console, report: Report, show_all: bool) -> None:
         title = ("All %d connections" % len(rows)) if show_all else (
             "Connections needing attention (%d of %d; --all shows every one)"
             % (len(rows), len(report.connections)))
-        _table(console, rows, title)
+        _connections(console, rows, title)
         _details(console, rows)
     else:
         console.print("No connection needs attention (%d connections; --all lists them)."
