@@ -1,0 +1,73 @@
+"""The whole analysis on damaged input: everything readable before the damage is analysed."""
+
+from __future__ import annotations
+
+import struct
+
+from analyzer.pipeline import analyze
+from analyzer.synth import Dialog, write_pcap
+
+
+def _records(data: bytes) -> list:
+    """End offsets of the whole records of a little-endian µs pcap."""
+    ends, pos = [], 24
+    while pos + 16 <= len(data):
+        caplen = struct.unpack_from("<I", data, pos + 8)[0]
+        pos += 16 + caplen
+        if pos <= len(data):
+            ends.append(pos)
+    return ends
+
+
+def test_truncation_at_every_byte_keeps_every_whole_packet(tmp_path):
+    d = Dialog().handshake().data("c", 30).fin("c").fin("s").ack("c")
+    full = tmp_path / "full.pcap"
+    write_pcap(full, d.packets)
+    data = full.read_bytes()
+    ends = _records(data)
+    cut = tmp_path / "cut.pcap"
+    for n in range(24, len(data) + 1):
+        cut.write_bytes(data[:n])
+        rep = analyze([str(cut)])
+        whole = sum(1 for e in ends if e <= n)
+        assert rep.capture.packets == whole, n
+        assert rep.capture.tcp_packets == whole, n
+        assert rep.capture.truncated == (n not in ends and n != 24), n
+        if whole:
+            assert len(rep.connections) == 1
+    # and a header cut short is not a capture at all
+    cut.write_bytes(data[:10])
+    assert analyze([str(cut)]).capture.errors
+
+
+def test_garbage_after_good_packets(tmp_path):
+    d = Dialog().handshake().data("c", 30)
+    path = tmp_path / "g.pcap"
+    write_pcap(path, d.packets)
+    with open(path, "ab") as fh:
+        fh.write(b"\xde\xad\xbe\xef" * 40)
+    rep = analyze([str(path)])
+    assert rep.capture.packets == 4 and rep.capture.truncated
+    assert rep.connections[0].handshake == "complete"
+    assert len(rep.capture.warnings) == 1
+
+
+def test_finished_connections_leave_memory(tmp_path):
+    # 50 short connections one after another, 3 minutes apart: each is finalized 2*MSL after
+    # it finished, long before the capture ends, so at most a couple are live at once.
+    from analyzer.flows import FlowTable
+    from analyzer.decode import decode_frame
+    from analyzer.synth import frame
+    done = []
+    table = FlowTable(lambda c, now: done.append((c.id, now)), 30_000_000_000)
+    peak = 0
+    for i in range(50):
+        d = Dialog(client=("10.0.0.1", 30000 + i), t0=1_700_000_000 + 180 * i)
+        d.handshake().fin("c").fin("s").ack("c")
+        for ts, ip, side in d.packets:
+            seg = decode_frame(1, frame(ip))
+            seg.ts = ts
+            table.feed(seg)
+            peak = max(peak, len(table.live))
+    assert peak <= 2
+    assert len(done) == 49 and table.evicted == 49
