@@ -28,6 +28,12 @@ def _warn(message: str) -> None:
               show_default=True, help="Report format (json is a documented contract).")
 @click.option("-a", "--all", "show_all", is_flag=True,
               help="List every connection, not only those that need attention.")
+@click.option("-n", "--limit", type=click.IntRange(min=0), default=100, show_default=True,
+              help="Terminal: list at most this many connections needing attention, most "
+                   "severe first (0 = no limit).")
+@click.option("--checksums", is_flag=True,
+              help="Validate IPv4 and TCP checksums (off by default: offload makes most "
+                   "captured checksums wrong).")
 @click.option("--msl", type=click.FloatRange(min=0.0), default=DEFAULT_MSL, show_default=True,
               help="Maximum segment lifetime in seconds; TIME_WAIT lasts 2*MSL "
                    "(30 = Linux's 60 s TIME_WAIT; RFC 793 says 120).")
@@ -41,7 +47,7 @@ def _warn(message: str) -> None:
 @click.version_option(__version__, "-V", "--version", prog_name=TOOL_NAME)
 def main(captures: Tuple[str, ...], fmt: str, show_all: bool, msl: float,
          fail_on: Optional[str], color: Optional[bool], output: str,
-         streams: Tuple[int, ...]) -> None:
+         streams: Tuple[int, ...], limit: int, checksums: bool) -> None:
     """Verdicts for every TCP connection in CAPTURE (pcap, pcapng, gzip; '-' reads stdin).
 
     Several files are analysed as one time-ordered capture (rotated captures).
@@ -49,7 +55,8 @@ def main(captures: Tuple[str, ...], fmt: str, show_all: bool, msl: float,
     if captures.count("-") > 1:
         raise click.UsageError("stdin ('-') can be given only once")
     try:
-        report = analyze(list(captures), msl=msl, trace=set(streams) if streams else None)
+        report = analyze(list(captures), msl=msl, trace=set(streams) if streams else None,
+                         checksums=checksums)
     except KeyboardInterrupt:  # pragma: no cover - interactive
         _warn("interrupted")
         sys.exit(130)
@@ -65,7 +72,7 @@ def main(captures: Tuple[str, ...], fmt: str, show_all: bool, msl: float,
                   % (n, len(report.connections)))
     out = click.open_file(output, "w", encoding="utf-8")
     try:
-        render(fmt, report, out, show_all=show_all, color=color)
+        render(fmt, report, out, show_all=show_all, color=color, limit=limit)
     except BrokenPipeError:  # pragma: no cover - `| head`
         sys.stderr.close()
         sys.exit(0)

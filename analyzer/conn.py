@@ -20,10 +20,16 @@ from __future__ import annotations
 from typing import Dict, List, Optional, Tuple
 
 from analyzer.anomalies import Finding
-from analyzer.segment import ACK, FIN, RST, SYN, Segment, addr_str, seq_diff, seq_le, seq_lt
+from analyzer.seqanalysis import Analysis, analyze_segment
+from analyzer.segment import (ACK, FIN, RST, SYN, Segment, addr_str, flags_str, seq_diff,
+                               seq_le, seq_lt)
 from analyzer.tcpstate import Input, State, step
 
 SIDES = ("orig", "resp")
+#: Two or three of FIN, SYN, RST in one segment: flag combinations `_odd_flags` reports.
+_MULTI_FLAGS = frozenset({FIN | SYN, FIN | RST, SYN | RST, FIN | SYN | RST})
+#: States before the handshake completed, where data has no place (TFO aside).
+_UNSYNCHRONIZED = frozenset({State.CLOSED, State.LISTEN, State.SYN_SENT, State.SYN_RECEIVED})
 
 
 class Endpoint:
@@ -32,7 +38,7 @@ class Endpoint:
     __slots__ = ("addr", "port", "state", "since", "isn", "base_seq", "next_seq", "syn_count",
                  "synack_count", "syn_acked", "fin_seq", "fin_ts", "fin_acked", "pending",
                  "max_win", "wscale", "pkts", "bytes", "close_wait_since", "last_ack",
-                 "rst_received")
+                 "rst_received", "rst_sent", "analysis")
 
     def __init__(self, addr: bytes, port: int, state: State, ts: int) -> None:
         self.addr = addr
@@ -57,6 +63,8 @@ class Endpoint:
         self.close_wait_since = 0       # the peer's FIN time, for CLOSE_WAIT durations
         self.last_ack: Optional[int] = None   # ack number of the last ACK this side sent
         self.rst_received = False       # closed by the peer's RST (not its own)
+        self.rst_sent = False           # closed by its own RST
+        self.analysis = Analysis()
 
 
 class Connection:
@@ -65,7 +73,7 @@ class Connection:
     __slots__ = ("id", "ep", "first_ts", "last_ts", "first_frame", "last_frame", "findings",
                  "midstream", "syn_seen", "synack_seen", "sim_open", "hs_checked",
                  "established_ts", "rst", "fins", "fin_acked_by", "half_close_data",
-                 "reused_from", "syn_ts", "est_sides", "self_connect")
+                 "reused_from", "syn_ts", "est_sides", "self_connect", "prev_ts", "tfo")
 
     def __init__(self, stream_id: int, seg: Segment, orig_is_src: bool) -> None:
         self.id = stream_id
@@ -79,7 +87,8 @@ class Connection:
         else:
             dst = Endpoint(seg.dst, seg.dport, State.CLOSED, seg.ts)
             self.ep = [src, dst] if orig_is_src else [dst, src]
-        self.first_ts = self.last_ts = seg.ts
+        self.first_ts = self.last_ts = self.prev_ts = seg.ts
+        self.tfo = False            # the SYN carried data (TCP Fast Open, RFC 7413)
         self.first_frame = self.last_frame = seg.num
         self.findings: Dict[str, Finding] = {}
         self.syn_seen = False
@@ -155,8 +164,13 @@ class Connection:
         s = self.side_of(seg)
         x, y = self.ep[s], self.ep[1 - s]
         flags = seg.flags
+        self.prev_ts = self.last_ts
         self.last_ts = seg.ts
         self.last_frame = seg.num
+        if self.rst is not None:
+            self._after_rst(s, seg)
+        if (flags & 7) in _MULTI_FLAGS or not flags & 0x3F:
+            self._odd_flags(s, seg)
         x.pkts += 1
         x.bytes += seg.paylen
         if x.base_seq is None:
@@ -168,6 +182,8 @@ class Connection:
         if flags & SYN and seg.wscale >= 0:
             x.wscale = seg.wscale
 
+        analyze_segment(self, s, x, y, seg)
+
         # 1. The sender's ACK is evidence of what it received: deliver pending SYN/FINs.
         if flags & ACK:
             if x.pending:
@@ -175,10 +191,19 @@ class Connection:
             elif x.state is State.SYN_SENT and not flags & (SYN | RST):
                 self._infer_synack(s, seg)
 
-        # A responder sending data or FIN must have had its SYN-ACK acknowledged.
+        # A responder sending data or FIN must have had its SYN-ACK acknowledged (unless the
+        # SYN carried data: a TCP Fast Open server may answer before the handshake ends).
         if x.state is State.SYN_RECEIVED and not flags & (SYN | RST) and (
-                seg.paylen or flags & FIN):
+                seg.paylen or flags & FIN) and not self.tfo:
             self._infer_handshake_ack(s, seg)
+        if seg.paylen and not flags & SYN and x.state in _UNSYNCHRONIZED and not (
+                self.tfo and x.state is State.SYN_RECEIVED):
+            self.note("DATA_BEFORE_HANDSHAKE", seg, s, "%s sent %d bytes while in %s, before "
+                      "the handshake completed" % (SIDES[s], seg.paylen, x.state.value))
+        if seg.paylen and x.fin_seq is not None and \
+                seq_lt(x.fin_seq, (seg.seq + seg.paylen) & 0xFFFFFFFF):
+            self.note("DATA_AFTER_FIN", seg, s, "%s sent data up to seq %d after its FIN at seq %d"
+                      % (SIDES[s], (seg.seq + seg.paylen) & 0xFFFFFFFF, x.fin_seq))
 
         # 2. What the sender did.
         if flags & RST:
@@ -190,7 +215,7 @@ class Connection:
             self._on_fin(s, seg)
         if not flags & (SYN | FIN):
             if not self._move(s, Input.SEND_ACK, seg) and (
-                    seg.paylen or x.state is State.CLOSED) and not x.rst_received:
+                    seg.paylen or x.state is State.CLOSED) and self.rst is None:
                 self.note("SEGMENT_IN_WRONG_STATE", seg, s, "%s sent %s while in %s"
                           % (SIDES[s], _describe(seg), x.state.value))
         end = (seg.seq + seg.seglen) & 0xFFFFFFFF
@@ -220,6 +245,28 @@ class Connection:
             self._hold(y, inp, (seg.seq + 1) & 0xFFFFFFFF, seg.ts)
         if flags & FIN:
             self._hold(y, Input.RECV_FIN, (x.fin_seq + 1) & 0xFFFFFFFF, seg.ts)
+
+    def _after_rst(self, s: int, seg: Segment) -> None:
+        """A segment after the RST that ended the connection."""
+        rst_side, _, rst_frame, _ = self.rst
+        if s == rst_side and seg.paylen:
+            self.note("DATA_AFTER_RST", seg, s, "%s sent %d bytes after its own RST (frame %d)"
+                      % (SIDES[s], seg.paylen, rst_frame))
+        else:
+            self.note("PACKETS_AFTER_RST", seg, s, "%s sent [%s] after the RST in frame %d: in "
+                      "flight when it was sent, or the RST was ignored"
+                      % (SIDES[s], flags_str(seg.flags), rst_frame))
+
+    def _odd_flags(self, s: int, seg: Segment) -> None:
+        """Flag combinations no conforming stack sends."""
+        flags = seg.flags
+        for bits, code in ((SYN | FIN, "SYN_FIN"), (SYN | RST, "SYN_RST"), (FIN | RST, "FIN_RST")):
+            if flags & bits == bits:
+                self.note(code, seg, s, "%s sent a segment with flags [%s]"
+                          % (SIDES[s], flags_str(flags)))
+        if not flags & 0x3F:
+            self.note("NO_FLAGS", seg, s, "%s sent a segment with no control flags set"
+                      % SIDES[s])
 
     def _infer_synack(self, s: int, seg: Segment) -> None:
         """The originator acknowledges a SYN-ACK the capture does not hold: the responder
@@ -274,9 +321,16 @@ class Connection:
 
     def _on_syn(self, s: int, seg: Segment) -> None:
         x, y = self.ep[s], self.ep[1 - s]
+        if seg.paylen:
+            self.tfo = self.tfo or not seg.flags & ACK
+            self.note("SYN_WITH_DATA", seg, s, "%s's %s carries %d bytes of data (TCP Fast Open, "
+                      "RFC 7413, when the peer supports it)" % (
+                          SIDES[s], "SYN-ACK" if seg.flags & ACK else "SYN", seg.paylen))
         if seg.flags & ACK:
             self.synack_seen = True
             x.synack_count += 1
+            if x.isn is not None and seg.seq == x.isn:
+                self.note("SYNACK_RETRANSMITTED", seg, s, "%s sent its SYN-ACK again" % SIDES[s])
             # A SYN-ACK answers the peer's SYN even when its ack number is wrong.
             for p in [p for p in x.pending if p[0] is Input.RECV_SYN]:
                 x.pending.remove(p)
@@ -314,6 +368,9 @@ class Connection:
         x, y = self.ep[s], self.ep[1 - s]
         fin_seq = (seg.seq + seg.paylen + (1 if seg.flags & SYN else 0)) & 0xFFFFFFFF
         if x.fin_seq is None:
+            if x.next_seq is not None and seq_lt(fin_seq, x.next_seq) and not seg.flags & SYN:
+                self.note("FIN_SEQ_BEHIND", seg, s, "%s's FIN is at seq %d but it had already "
+                          "sent data up to %d" % (SIDES[s], fin_seq, x.next_seq))
             x.fin_seq = fin_seq
             x.fin_ts = seg.ts
             acks_peer = (y.fin_seq is not None and bool(seg.flags & ACK)
@@ -352,6 +409,7 @@ class Connection:
             self.rst = (s, seg.ts, seg.num, established)
         if ok:
             self._move(s, Input.SEND_RST, seg)
+            x.rst_sent = True
             y.pending = []
             y.rst_received = True           # what it sends next may have crossed the RST
             self._move(1 - s, Input.RECV_RST, seg)

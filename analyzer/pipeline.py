@@ -11,8 +11,10 @@ from collections import Counter
 from typing import Callable, Dict, List, Optional, Sequence, Set
 
 from analyzer.capture import CaptureError, CaptureStats, open_capture, read_frames
+from analyzer.checksum import checksums_ok
 from analyzer.conn import SIDES, Connection
 from analyzer.decode import QuotedTCP, decode_frame
+from analyzer.floods import DEFAULT_THRESHOLD, DEFAULT_WINDOW, FloodDetector
 from analyzer.flows import FlowTable
 from analyzer.report import CaptureSummary, ConnResult, LadderRow, Report, Summary
 from analyzer.segment import ACK, flags_str
@@ -28,7 +30,9 @@ LADDER_LIMIT = 10_000
 
 def analyze(paths: Sequence[str], msl: float = DEFAULT_MSL, idle_timeout: Optional[float] = None,
             on_frame: Optional[Callable[[int], None]] = None,
-            trace: Optional[Set[int]] = None) -> Report:
+            trace: Optional[Set[int]] = None,
+            flood_threshold: int = DEFAULT_THRESHOLD,
+            flood_window: float = DEFAULT_WINDOW, checksums: bool = False) -> Report:
     """Analyse one capture, or several files as one time-ordered capture.
 
     Files that cannot be read are listed in `report.capture.errors` (exit code 3); everything
@@ -47,11 +51,13 @@ def analyze(paths: Sequence[str], msl: float = DEFAULT_MSL, idle_timeout: Option
     msl_ns = int(msl * 1e9)
     results: List[ConnResult] = []
     summary = Summary()
+    floods = FloodDetector(flood_threshold, flood_window)
 
     def done(conn: Connection, now: int) -> None:
         r = finalize(conn, now, msl_ns)
         results.append(r)
         summary.add(r)
+        floods.add(r)
 
     table = FlowTable(done, msl_ns, None if idle_timeout is None else int(idle_timeout * 1e9))
     skipped: Counter = Counter()
@@ -73,6 +79,9 @@ def analyze(paths: Sequence[str], msl: float = DEFAULT_MSL, idle_timeout: Option
             seg.num = num
             tcp += 1
             conn = feed(seg)
+            if checksums and checksums_ok(linktype, buf) is False:
+                conn.note("BAD_CHECKSUM", seg, conn.side_of(seg), "frame %d has a wrong IPv4 "
+                          "or TCP checksum" % num)
             if trace is not None and conn.id in trace:
                 rows = ladders.setdefault(conn.id, [])
                 if len(rows) < LADDER_LIMIT:
@@ -86,7 +95,7 @@ def analyze(paths: Sequence[str], msl: float = DEFAULT_MSL, idle_timeout: Option
         files=tuple(paths), packets=num, tcp_packets=tcp, skipped=dict(skipped),
         truncated=stats.truncated, warnings=tuple(stats.warnings), errors=tuple(errors),
         first_ts=stats.first_ts, last_ts=stats.last_ts, linktypes=dict(stats.linktypes))
-    return Report(capture, results, summary, msl, ladders)
+    return Report(capture, results, summary, msl, ladders, floods.findings())
 
 
 def ladder_row(conn: Connection, seg) -> LadderRow:

@@ -12,6 +12,9 @@ from typing import TYPE_CHECKING, Dict, List, NamedTuple, Optional, Tuple
 from analyzer import TOOL_NAME, __version__
 from analyzer.anomalies import SEVERITY_RANK, Finding
 from analyzer.segment import addr_str
+from analyzer.seqanalysis import Analysis
+
+ANALYSIS_FIELDS = Analysis.FIELDS
 
 if TYPE_CHECKING:                       # pragma: no cover
     from analyzer.conn import Connection
@@ -66,7 +69,8 @@ class ConnResult:
 
     __slots__ = ("id", "orig", "resp", "start", "end", "first_frame", "last_frame", "packets",
                  "bytes", "handshake", "close", "closed_first", "reset_by", "half_close",
-                 "final_state", "lingering", "syn_retransmissions", "findings", "reused_from")
+                 "final_state", "lingering", "syn_retransmissions", "findings", "reused_from",
+                 "analysis")
 
     @classmethod
     def from_connection(cls, c: "Connection", handshake: str, close: Optional[str],
@@ -91,6 +95,7 @@ class ConnResult:
         r.syn_retransmissions = max(o.syn_count - 1, 0)
         r.findings = sorted(c.findings.values(), key=lambda f: (f.ts, f.code))
         r.reused_from = c.reused_from
+        r.analysis = (o.analysis.to_dict(), {} if o is p else p.analysis.to_dict())
         return r
 
     @property
@@ -127,6 +132,7 @@ class ConnResult:
             "final_state": {"orig": self.final_state[0], "resp": self.final_state[1]},
             "lingering": [lg.to_dict() for lg in self.lingering],
             "reused_from": self.reused_from,
+            "analysis": {"orig": self.analysis[0], "resp": self.analysis[1]},
             "findings": [f.to_dict() for f in self.findings],
         }
 
@@ -142,6 +148,7 @@ class Summary:
         self.lingering: Counter = Counter()
         self.severities: Counter = Counter()
         self.codes: Counter = Counter()
+        self.analysis: Counter = Counter()
         self.attention = 0
 
     def add(self, r: ConnResult) -> None:
@@ -155,6 +162,8 @@ class Summary:
         for f in r.findings:
             self.severities[f.severity] += 1
             self.codes[f.code] += 1
+        for side in r.analysis:
+            self.analysis.update(side)
         if r.needs_attention():
             self.attention += 1
 
@@ -169,6 +178,7 @@ class Summary:
                           "TIME_WAIT": self.lingering["TIME_WAIT"]},
             "findings": {s: self.severities[s] for s in ("error", "warning", "info")},
             "findings_by_code": dict(sorted(self.codes.items())),
+            "analysis": {k: self.analysis[k] for k in ANALYSIS_FIELDS},
         }
 
 
@@ -205,13 +215,19 @@ class Report:
 
     def __init__(self, capture: CaptureSummary, connections: List[ConnResult],
                  summary: Summary, msl: float,
-                 ladders: Optional[Dict[int, List[LadderRow]]] = None) -> None:
+                 ladders: Optional[Dict[int, List[LadderRow]]] = None,
+                 findings: Optional[List[Finding]] = None) -> None:
         self.capture = capture
         self.connections = connections
         self.summary = summary
         self.msl = msl
         #: stream id -> its packets, for the streams asked for with `--stream`.
         self.ladders: Dict[int, List[LadderRow]] = ladders or {}
+        #: Capture-wide findings (floods): about many connections, not one.
+        self.findings: List[Finding] = findings or []
+        for f in self.findings:
+            summary.severities[f.severity] += 1
+            summary.codes[f.code] += 1
 
     def return_code(self, fail_on: Optional[str] = None) -> int:
         """0 analysed; 1 a finding at or above `fail_on`; 3 some input could not be read."""
@@ -235,6 +251,7 @@ class Report:
             "settings": {"msl": self.msl, "time_wait": 2 * self.msl},
             "capture": self.capture.to_dict(),
             "summary": self.summary.to_dict(),
+            "findings": [f.to_dict() for f in self.findings],
             "connections": conns,
         }
 

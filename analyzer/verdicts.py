@@ -112,6 +112,10 @@ def finalize(c: Connection, now: int, msl_ns: int) -> ConnResult:
                     c.note_at("CLOSE_WAIT_LINGERING", now, c.last_frame, i,
                           "%s stuck in CLOSE_WAIT for %.1f s since the peer's FIN: its "
                           "application never closed the socket" % (SIDES[i], elapsed / 1e9))
+        elif state is State.FIN_WAIT_2 and now - e.since >= CLOSE_WAIT_STUCK_NS:
+            c.note_at("FIN_WAIT_2_LINGERING", now, c.last_frame, i,
+                      "%s in FIN_WAIT_2 for %.1f s: its FIN was acknowledged, the peer never "
+                      "closed" % (SIDES[i], (now - e.since) / 1e9))
         final.append(state.value)
     handshake = _handshake(c)
     close, closed_first, reset_by = _close(c, handshake)

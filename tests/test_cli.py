@@ -26,7 +26,7 @@ def test_json_on_stdout_nothing_on_stderr(tmp_path):
     assert res.stderr == b""
     doc = json.loads(res.stdout)
     assert doc["tool"]["name"] == "tcpflow-check"
-    assert set(doc) == {"tool", "settings", "capture", "summary", "connections"}
+    assert set(doc) == {"tool", "settings", "capture", "summary", "findings", "connections"}
     c = doc["connections"][0]
     for field in ("id", "orig", "resp", "start", "end", "packets", "bytes", "handshake", "close",
                   "closed_first", "reset_by", "half_close", "final_state", "lingering",

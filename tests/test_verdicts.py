@@ -198,7 +198,7 @@ def test_rst_out_of_window_is_ignored(tmp_path):
 def test_data_after_rst_is_a_finding(tmp_path):
     d = established().rst("c").data("c", 10)
     c = conn(report_for(tmp_path, d))
-    assert "SEGMENT_IN_WRONG_STATE" in codes(c)
+    assert "DATA_AFTER_RST" in codes(c)
 
 
 def test_rst_after_fin_exchange_keeps_the_close_shape(tmp_path):

@@ -225,7 +225,7 @@ class _RstripLines:
 
 
 def render(report: Report, out: TextIO, show_all: bool = False, color: Optional[bool] = None,
-           width: Optional[int] = None, **_options) -> None:
+           width: Optional[int] = None, limit: int = 0, **_options) -> None:
     is_tty = out.isatty() if hasattr(out, "isatty") else False
     if not width and not is_tty:
         columns = os.environ.get("COLUMNS", "")
@@ -235,13 +235,13 @@ def render(report: Report, out: TextIO, show_all: bool = False, color: Optional[
     console = Console(file=stream, width=width, no_color=plain, force_terminal=bool(color),
                       highlight=False, emoji=False)
     try:
-        _render(console, report, show_all)
+        _render(console, report, show_all, limit)
     finally:
         if stream is not out:
             stream.flush()
 
 
-def _render(console: Console, report: Report, show_all: bool) -> None:
+def _render(console: Console, report: Report, show_all: bool, limit: int) -> None:
     if report.ladders:
         traced = [r for r in report.connections if r.id in report.ladders]
         _connections(console, traced, "Traced connections")
@@ -251,8 +251,20 @@ def _render(console: Console, report: Report, show_all: bool) -> None:
             _ladder(console, r, report.ladders[r.id])
         return
     _summary(console, report)
+    if report.findings:
+        console.print()
+        console.print(Text("Capture-wide findings", style="bold"))
+        for f in report.findings:
+            console.print(Text.assemble("  frame %-7d " % f.frame,
+                                        (f.severity.upper().ljust(8), _SEVERITY_STYLE[f.severity]),
+                                        f.code, "  ", f.message))
     rows = report.connections if show_all else [r for r in report.connections
                                                  if r.needs_attention()]
+    hidden = 0
+    if limit and not show_all and len(rows) > limit:
+        hidden = len(rows) - limit
+        rows = sorted(rows, key=lambda r: (-r.worst(), r.id))[:limit]
+        rows.sort(key=lambda r: r.id)
     console.print()
     if not report.connections:
         console.print("No TCP connections in the capture.")
@@ -261,6 +273,9 @@ def _render(console: Console, report: Report, show_all: bool) -> None:
         title = ("All %d connections" % len(rows)) if show_all else (
             "Connections needing attention (%d of %d; --all shows every one)"
             % (len(rows), len(report.connections)))
+        if hidden:
+            title += "; the %d most severe shown, %d more with --limit 0 or --all" % (
+                len(rows), hidden)
         _connections(console, rows, title)
         _details(console, rows)
     else:

@@ -1,0 +1,126 @@
+"""Sequence analysis of one segment, the way Wireshark's `tcp.analysis` does it.
+
+Called by `Connection.on_segment` before the sender's next sequence number advances. The
+order of the checks is Wireshark's, so that a keep-alive (length 0 or 1, seq = next - 1, no
+SYN/FIN/RST) and the ACK that answers it are recognised first and never counted as
+retransmissions. Then:
+
+* a segment starting beyond the sender's next sequence number: the segment(s) before it were
+  not captured (capture loss, not a protocol fault); the hole is remembered;
+* a segment (data, SYN or FIN) starting before the next sequence number: out of order if it
+  fills a hole within `OOO_NS` of the hole appearing, otherwise a retransmission;
+* an ACK beyond anything the peer was seen to send: it acknowledges segments the capture
+  missed;
+* a zero receive window (not on SYN, FIN or RST).
+
+Counters live on each `Endpoint` (`Analysis`); the first occurrence of each kind is also a
+finding, aggregated with its count.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, List, Tuple
+
+from analyzer.segment import ACK, FIN, RST, SYN, Segment, seq_diff, seq_le, seq_lt
+
+if TYPE_CHECKING:                       # pragma: no cover
+    from analyzer.conn import Connection, Endpoint
+
+#: A segment filling a hole this soon after the hole appeared is out of order, not resent
+#: (Wireshark's default out-of-order threshold is 3 ms when no RTT is known).
+OOO_NS = 3_000_000
+#: Holes remembered per direction; older ones are forgotten (bounded memory).
+MAX_HOLES = 8
+
+
+class Analysis:
+    """Per-direction counters of the sequence analysis (JSON `analysis.<side>`)."""
+
+    __slots__ = ("retransmissions", "out_of_order", "lost_segments", "acked_unseen",
+                 "keepalives", "keepalive_acks", "zero_windows", "holes", "keepalive_open")
+
+    FIELDS = ("retransmissions", "out_of_order", "lost_segments", "acked_unseen", "keepalives",
+              "keepalive_acks", "zero_windows")
+
+    def __init__(self) -> None:
+        self.retransmissions = 0
+        self.out_of_order = 0
+        self.lost_segments = 0
+        self.acked_unseen = 0
+        self.keepalives = 0
+        self.keepalive_acks = 0
+        self.zero_windows = 0
+        self.holes: List[Tuple[int, int, int]] = []   # (start, end, ts) of missing bytes
+        self.keepalive_open = False     # the last segment was a keep-alive awaiting its ACK
+
+    def to_dict(self) -> dict:
+        return {name: getattr(self, name) for name in self.FIELDS}
+
+
+def analyze_segment(c: "Connection", s: int, x: "Endpoint", y: "Endpoint", seg: Segment) -> None:
+    """Classify one segment from side `s` (sender `x`, receiver `y`); updates counters and
+    findings. Must run before `x.next_seq` includes this segment."""
+    flags = seg.flags
+    a = x.analysis
+    nxt = x.next_seq
+    side = ("orig", "resp")[s]
+    if flags & RST:
+        return
+    paylen = seg.paylen
+    if seg.win == 0 and not flags & (SYN | FIN):
+        a.zero_windows += 1
+        c.note("ZERO_WINDOW", seg, s, "%s advertised a zero receive window" % side)
+    if nxt is not None and not flags & (SYN | FIN) and paylen <= 1 and \
+            seg.seq == (nxt - 1) & 0xFFFFFFFF:
+        a.keepalives += 1
+        a.keepalive_open = True
+        idle = (seg.ts - c.prev_ts) / 1e9
+        c.note("KEEPALIVE", seg, s, "%s sent a keep-alive probe (seq next-1, %d byte%s) after "
+               "%.1f s idle" % (side, paylen, "" if paylen == 1 else "s", idle))
+        return
+    if y.analysis.keepalive_open and flags & ACK and not paylen and not flags & (SYN | FIN):
+        y.analysis.keepalive_open = False
+        if y.next_seq is not None and seq_le(seg.ack, y.next_seq):
+            a.keepalive_acks += 1
+            return
+    if flags & ACK and y.next_seq is not None and seq_lt(y.next_seq, seg.ack) \
+            and not flags & SYN:
+        a.acked_unseen += 1
+        if y.fin_seq is None and seg.ack == (y.next_seq + 1) & 0xFFFFFFFF and not paylen:
+            c.note("ACK_OF_UNSEEN_FIN", seg, s, "%s acknowledged %d, one past everything seen "
+                   "from the peer: a FIN that is not in the capture" % (side, seg.ack))
+        else:
+            c.note("ACKED_UNSEEN_SEGMENT", seg, s, "%s acknowledged %d bytes the capture never "
+                   "showed the peer sending (capture loss)" % (side, seq_diff(seg.ack, y.next_seq)))
+    if nxt is None or not (paylen or flags & (SYN | FIN)):
+        return
+    if flags & SYN:
+        return                          # SYN and SYN-ACK retransmissions are judged in conn.py
+    seq = seg.seq
+    if seq_lt(nxt, seq):
+        a.lost_segments += 1
+        if len(a.holes) >= MAX_HOLES:
+            del a.holes[0]
+        a.holes.append((nxt, seq, seg.ts))
+        c.note("SEGMENT_NOT_CAPTURED", seg, s, "%s jumped from seq %d to %d: %d bytes before this "
+               "segment are not in the capture" % (side, nxt, seq, seq_diff(seq, nxt)))
+        return
+    if seq == nxt:
+        return                          # the normal case: new data in order
+    if flags & FIN and paylen == 0 and x.fin_seq is not None and seq == x.fin_seq:
+        c.note("FIN_RETRANSMITTED", seg, s, "%s sent its FIN again" % side)
+        a.retransmissions += 1
+        return
+    for i, (start, end, ts) in enumerate(a.holes):
+        if seq_le(start, seq) and seq_lt(seq, end):
+            if seq_le(end, (seq + paylen) & 0xFFFFFFFF):
+                del a.holes[i]
+            if seg.ts - ts <= OOO_NS:
+                a.out_of_order += 1
+                c.note("OUT_OF_ORDER", seg, s, "%s segment at seq %d arrived after later data"
+                       % (side, seq))
+                return
+            break
+    a.retransmissions += 1
+    c.note("RETRANSMISSION", seg, s, "%s sent %d bytes at seq %d again (next new byte is %d)"
+           % (side, paylen, seq, nxt))
