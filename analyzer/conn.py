@@ -38,7 +38,7 @@ class Endpoint:
     __slots__ = ("addr", "port", "state", "since", "isn", "base_seq", "next_seq", "syn_count",
                  "synack_count", "syn_acked", "fin_seq", "fin_ts", "fin_acked", "pending",
                  "max_win", "wscale", "pkts", "bytes", "close_wait_since", "last_ack",
-                 "rst_received", "rst_sent", "analysis")
+                 "analysis")
 
     def __init__(self, addr: bytes, port: int, state: State, ts: int) -> None:
         self.addr = addr
@@ -62,8 +62,6 @@ class Endpoint:
         self.bytes = 0
         self.close_wait_since = 0       # the peer's FIN time, for CLOSE_WAIT durations
         self.last_ack: Optional[int] = None   # ack number of the last ACK this side sent
-        self.rst_received = False       # closed by the peer's RST (not its own)
-        self.rst_sent = False           # closed by its own RST
         self.analysis = Analysis()
 
 
@@ -96,7 +94,7 @@ class Connection:
         self.sim_open = False
         self.hs_checked = False
         self.established_ts = 0
-        self.rst: Optional[Tuple[int, int, int, bool]] = None   # (side, ts, frame, established)
+        self.rst: Optional[Tuple[int, int, int]] = None   # the accepted RST: (side, ts, frame)
         self.fins: List[Tuple[int, int, int, bool]] = []          # (side, ts, frame, acks_peer_fin)
         self.fin_acked_by: Optional[Tuple[int, bool]] = None     # (side, ack came on its FIN)
         self.half_close_data = False
@@ -130,6 +128,15 @@ class Connection:
     def note(self, code: str, seg: Segment, side: Optional[int], message: str) -> None:
         """Record a finding at this segment (aggregated by code)."""
         self.note_at(code, seg.ts, seg.num, side, message)
+
+    def seen(self, code: str) -> bool:
+        """Count one more occurrence of a finding already noted; False if it is new (the
+        caller then builds its message once: per-packet findings stay cheap)."""
+        f = self.findings.get(code)
+        if f is None:
+            return False
+        f.count += 1
+        return True
 
     def note_at(self, code: str, ts: int, frame: int, side: Optional[int], message: str) -> None:
         f = self.findings.get(code)
@@ -248,7 +255,7 @@ class Connection:
 
     def _after_rst(self, s: int, seg: Segment) -> None:
         """A segment after the RST that ended the connection."""
-        rst_side, _, rst_frame, _ = self.rst
+        rst_side, _, rst_frame = self.rst
         if s == rst_side and seg.paylen:
             self.note("DATA_AFTER_RST", seg, s, "%s sent %d bytes after its own RST (frame %d)"
                       % (SIDES[s], seg.paylen, rst_frame))
@@ -382,7 +389,6 @@ class Connection:
 
     def _on_rst(self, s: int, seg: Segment) -> None:
         x, y = self.ep[s], self.ep[1 - s]
-        established = self.established_ts != 0 or self.midstream
         if (x.state is State.SYN_SENT and y.last_ack is not None and seg.seq == y.last_ack
                 and (x.isn is None or y.last_ack != (x.isn + 1) & 0xFFFFFFFF)):
             # RFC 9293 §3.10.7.3: a SYN-SENT endpoint answers an unacceptable ACK with
@@ -406,12 +412,10 @@ class Connection:
         else:
             ok = self._rst_in_window(x, y, seg)
         if self.rst is None and ok:
-            self.rst = (s, seg.ts, seg.num, established)
+            self.rst = (s, seg.ts, seg.num)
         if ok:
             self._move(s, Input.SEND_RST, seg)
-            x.rst_sent = True
             y.pending = []
-            y.rst_received = True           # what it sends next may have crossed the RST
             self._move(1 - s, Input.RECV_RST, seg)
         else:
             # The receiver drops it; and a RST outside the window is as likely injected by a

@@ -59,57 +59,60 @@ class Analysis:
 
 def analyze_segment(c: "Connection", s: int, x: "Endpoint", y: "Endpoint", seg: Segment) -> None:
     """Classify one segment from side `s` (sender `x`, receiver `y`); updates counters and
-    findings. Must run before `x.next_seq` includes this segment."""
+    findings. Must run before `x.next_seq` includes this segment. A finding's message is built
+    only the first time its code shows on the connection (`c.seen` counts the rest)."""
     flags = seg.flags
+    if flags & RST:
+        return
     a = x.analysis
     nxt = x.next_seq
     side = ("orig", "resp")[s]
-    if flags & RST:
-        return
     paylen = seg.paylen
     if seg.win == 0 and not flags & (SYN | FIN):
         a.zero_windows += 1
-        c.note("ZERO_WINDOW", seg, s, "%s advertised a zero receive window" % side)
+        c.seen("ZERO_WINDOW") or c.note(
+            "ZERO_WINDOW", seg, s, "%s advertised a zero receive window" % side)
     if nxt is not None and not flags & (SYN | FIN) and paylen <= 1 and \
             seg.seq == (nxt - 1) & 0xFFFFFFFF:
         a.keepalives += 1
         a.keepalive_open = True
-        idle = (seg.ts - c.prev_ts) / 1e9
-        c.note("KEEPALIVE", seg, s, "%s sent a keep-alive probe (seq next-1, %d byte%s) after "
-               "%.1f s idle" % (side, paylen, "" if paylen == 1 else "s", idle))
+        c.seen("KEEPALIVE") or c.note(
+            "KEEPALIVE", seg, s, "%s sent a keep-alive probe (seq next-1, %d byte%s) after %.1f s "
+            "idle" % (side, paylen, "" if paylen == 1 else "s", (seg.ts - c.prev_ts) / 1e9))
         return
     if y.analysis.keepalive_open and flags & ACK and not paylen and not flags & (SYN | FIN):
         y.analysis.keepalive_open = False
         if y.next_seq is not None and seq_le(seg.ack, y.next_seq):
             a.keepalive_acks += 1
             return
-    if flags & ACK and y.next_seq is not None and seq_lt(y.next_seq, seg.ack) \
-            and not flags & SYN:
+    if flags & ACK and not flags & SYN and y.next_seq is not None and seq_lt(y.next_seq, seg.ack):
         a.acked_unseen += 1
         if y.fin_seq is None and seg.ack == (y.next_seq + 1) & 0xFFFFFFFF and not paylen:
-            c.note("ACK_OF_UNSEEN_FIN", seg, s, "%s acknowledged %d, one past everything seen "
-                   "from the peer: a FIN that is not in the capture" % (side, seg.ack))
+            c.seen("ACK_OF_UNSEEN_FIN") or c.note(
+                "ACK_OF_UNSEEN_FIN", seg, s, "%s acknowledged %d, one past everything seen from "
+                "the peer: a FIN that is not in the capture" % (side, seg.ack))
         else:
-            c.note("ACKED_UNSEEN_SEGMENT", seg, s, "%s acknowledged %d bytes the capture never "
-                   "showed the peer sending (capture loss)" % (side, seq_diff(seg.ack, y.next_seq)))
-    if nxt is None or not (paylen or flags & (SYN | FIN)):
-        return
-    if flags & SYN:
+            c.seen("ACKED_UNSEEN_SEGMENT") or c.note(
+                "ACKED_UNSEEN_SEGMENT", seg, s, "%s acknowledged %d bytes the capture never "
+                "showed the peer sending (capture loss)" % (side, seq_diff(seg.ack, y.next_seq)))
+    if nxt is None or flags & SYN or not (paylen or flags & FIN):
         return                          # SYN and SYN-ACK retransmissions are judged in conn.py
     seq = seg.seq
+    if seq == nxt:
+        return                          # the normal case: new data in order
     if seq_lt(nxt, seq):
         a.lost_segments += 1
         if len(a.holes) >= MAX_HOLES:
             del a.holes[0]
         a.holes.append((nxt, seq, seg.ts))
-        c.note("SEGMENT_NOT_CAPTURED", seg, s, "%s jumped from seq %d to %d: %d bytes before this "
-               "segment are not in the capture" % (side, nxt, seq, seq_diff(seq, nxt)))
+        c.seen("SEGMENT_NOT_CAPTURED") or c.note(
+            "SEGMENT_NOT_CAPTURED", seg, s, "%s jumped from seq %d to %d: %d bytes before this "
+            "segment are not in the capture" % (side, nxt, seq, seq_diff(seq, nxt)))
         return
-    if seq == nxt:
-        return                          # the normal case: new data in order
     if flags & FIN and paylen == 0 and x.fin_seq is not None and seq == x.fin_seq:
-        c.note("FIN_RETRANSMITTED", seg, s, "%s sent its FIN again" % side)
         a.retransmissions += 1
+        c.seen("FIN_RETRANSMITTED") or c.note(
+            "FIN_RETRANSMITTED", seg, s, "%s sent its FIN again" % side)
         return
     for i, (start, end, ts) in enumerate(a.holes):
         if seq_le(start, seq) and seq_lt(seq, end):
@@ -117,10 +120,12 @@ def analyze_segment(c: "Connection", s: int, x: "Endpoint", y: "Endpoint", seg: 
                 del a.holes[i]
             if seg.ts - ts <= OOO_NS:
                 a.out_of_order += 1
-                c.note("OUT_OF_ORDER", seg, s, "%s segment at seq %d arrived after later data"
-                       % (side, seq))
+                c.seen("OUT_OF_ORDER") or c.note(
+                    "OUT_OF_ORDER", seg, s, "%s segment at seq %d arrived after later data"
+                    % (side, seq))
                 return
             break
     a.retransmissions += 1
-    c.note("RETRANSMISSION", seg, s, "%s sent %d bytes at seq %d again (next new byte is %d)"
-           % (side, paylen, seq, nxt))
+    c.seen("RETRANSMISSION") or c.note(
+        "RETRANSMISSION", seg, s, "%s sent %d bytes at seq %d again (next new byte is %d)"
+        % (side, paylen, seq, nxt))
