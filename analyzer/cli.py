@@ -15,6 +15,7 @@ import click
 from analyzer import TOOL_NAME, __version__
 from analyzer.pipeline import DEFAULT_MSL, analyze
 from analyzer.render import RENDERERS, render
+from analyzer.render.progress import progress
 from analyzer.report import EXIT_UNREADABLE, EXIT_USAGE
 
 
@@ -41,13 +42,14 @@ def _warn(message: str) -> None:
               help="Exit 1 when a finding of this severity or worse is present (CI gate).")
 @click.option("-s", "--stream", "streams", type=click.IntRange(min=0), multiple=True,
               help="Show this connection (Wireshark tcp.stream number) with its packet ladder; repeatable.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress line on stderr.")
 @click.option("--color/--no-color", default=None, help="Force colour on or off (default: on a terminal).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True, allow_dash=True),
               default="-", help="Write the report to a file instead of stdout.")
 @click.version_option(__version__, "-V", "--version", prog_name=TOOL_NAME)
 def main(captures: Tuple[str, ...], fmt: str, show_all: bool, msl: float,
          fail_on: Optional[str], color: Optional[bool], output: str,
-         streams: Tuple[int, ...], limit: int, checksums: bool) -> None:
+         streams: Tuple[int, ...], limit: int, checksums: bool, quiet: bool) -> None:
     """Verdicts for every TCP connection in CAPTURE (pcap, pcapng, gzip; '-' reads stdin).
 
     Several files are analysed as one time-ordered capture (rotated captures).
@@ -55,8 +57,9 @@ def main(captures: Tuple[str, ...], fmt: str, show_all: bool, msl: float,
     if captures.count("-") > 1:
         raise click.UsageError("stdin ('-') can be given only once")
     try:
-        report = analyze(list(captures), msl=msl, trace=set(streams) if streams else None,
-                         checksums=checksums)
+        with progress(not quiet and sys.stderr.isatty()) as on_frame:
+            report = analyze(list(captures), msl=msl, trace=set(streams) if streams else None,
+                             checksums=checksums, on_frame=on_frame)
     except KeyboardInterrupt:  # pragma: no cover - interactive
         _warn("interrupted")
         sys.exit(130)

@@ -239,21 +239,25 @@ class Report:
                 return EXIT_FINDINGS
         return EXIT_OK
 
-    def to_dict(self) -> dict:
-        conns = []
+    def connection_dicts(self):
+        """Each connection's JSON object, in stream order (with its ladder when traced)."""
         for c in self.connections:
             d = c.to_dict()
             if c.id in self.ladders:
                 d["ladder"] = [row.to_dict() for row in self.ladders[c.id]]
-            conns.append(d)
-        return {
+            yield d
+
+    def to_dict(self, connections: bool = True) -> dict:
+        doc = {
             "tool": {"name": TOOL_NAME, "version": __version__},
             "settings": {"msl": self.msl, "time_wait": 2 * self.msl},
             "capture": self.capture.to_dict(),
             "summary": self.summary.to_dict(),
             "findings": [f.to_dict() for f in self.findings],
-            "connections": conns,
         }
+        if connections:
+            doc["connections"] = list(self.connection_dicts())
+        return doc
 
 
 __all__ = ["ConnResult", "LadderRow", "Lingering", "Summary", "CaptureSummary", "Report", "Finding",
