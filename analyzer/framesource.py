@@ -1,0 +1,125 @@
+"""What every capture reader shares: the `FrameSource` base, `CaptureStats`, `CaptureError`.
+
+A format module (`analyzer.pcap`, `analyzer.pcapng`) subclasses `FrameSource` with two
+methods: ``_header`` checks the file header and raises `CaptureError`; ``_generate`` yields
+``(ts_ns, linktype, frame)`` tuples, refilling its buffer with ``_more`` (which turns a read
+error into a warning), and ends by tallying its counts into the run's `CaptureStats`.
+`analyzer.capture` tells the format and opens the matching source.
+"""
+
+from __future__ import annotations
+
+import gzip
+import zlib
+from dataclasses import dataclass, field
+from typing import BinaryIO, Callable, Dict, Iterator, List, Optional, Tuple
+
+CHUNK = 1 << 20                   # bytes asked of the stream per read
+MAX_BLOCK = 16 * 1024 * 1024      # pcapng block bound; also the cap on the pcap bound
+NS = 1_000_000_000
+
+Frame = Tuple[int, int, bytes]
+
+READ_ERRORS = (OSError, EOFError, zlib.error)
+
+
+class CaptureError(Exception):
+    """This input cannot be read as a capture at all (the CLI exits 3).
+
+    ``str(e)`` is one line starting with the file name, e.g.
+    ``'capture.txt: not a capture file (first bytes 3c 21 44 4f)'``.
+    """
+
+
+@dataclass
+class CaptureStats:
+    """Filled in while reading; shared by all sources of one run."""
+
+    files: List[str] = field(default_factory=list)       # paths as given ('-' for stdin)
+    packets: int = 0                                      # records read, of any link type
+    truncated: bool = False                               # some file stopped early
+    warnings: List[str] = field(default_factory=list)     # one line each, file name first
+    first_ts: Optional[int] = None                        # ns since epoch, min over frames
+    last_ts: Optional[int] = None                         # ns, max over frames
+    linktypes: Dict[int, int] = field(default_factory=dict)   # link type -> frames seen
+
+    def tally(self, linktypes: Dict[int, int], lo: Optional[int], hi: Optional[int]) -> None:
+        """Add one file's frame counts and timestamp range."""
+        for lt, n in linktypes.items():
+            if n:
+                self.linktypes[lt] = self.linktypes.get(lt, 0) + n
+                self.packets += n
+        if lo is not None and (self.first_ts is None or lo < self.first_ts):
+            self.first_ts = lo
+        if hi is not None and (self.last_ts is None or hi > self.last_ts):
+            self.last_ts = hi
+
+
+def fill(read: Callable[[int], bytes], buf: bytes, need: int) -> bytes:
+    """``buf`` extended by reads until it holds ``need`` bytes or the stream ends."""
+    parts = [buf]
+    have = len(buf)
+    while have < need:
+        more = read(CHUNK)
+        if not more:
+            break
+        parts.append(more)
+        have += len(more)
+    return b"".join(parts)
+
+
+def one_line(e: BaseException) -> str:
+    """An exception as a short one-line reason."""
+    text = getattr(e, "strerror", None) or str(e) or type(e).__name__
+    return " ".join(str(text).split())
+
+
+class FrameSource:
+    """One opened capture. Iterate it once for ``(ts_ns, linktype, frame)`` in file order;
+    the file is closed when the iteration ends (or by ``close()``)."""
+
+    def __init__(self, path: str, fh: BinaryIO, read: Callable[[int], bytes], head: bytes,
+                 stats: CaptureStats) -> None:
+        self.path = path
+        self.name = "<stdin>" if path == "-" else path
+        self._fh, self._read, self._stats = fh, read, stats
+        self._owned = path != "-"             # stdin is not ours to close
+        self._buf = self._header(head)
+        self._frames = self._generate()
+
+    def __iter__(self) -> Iterator[Frame]:
+        return self._frames
+
+    def close(self) -> None:
+        """Stop reading and close the file (stdin is left open)."""
+        self._frames.close()
+        self._release()
+
+    def _release(self) -> None:
+        if self._owned:
+            self._fh.close()
+
+    def _header(self, head: bytes) -> bytes:
+        """Check the file header (``head`` holds the first bytes read); return the bytes to
+        parse frames from. Raises CaptureError."""
+        raise NotImplementedError
+
+    def _generate(self) -> Iterator[Frame]:
+        raise NotImplementedError
+
+    def _warn(self, msg: str, stopped: bool = True) -> None:
+        """Record a one-line warning; ``stopped`` means the rest of the file is lost."""
+        self._stats.warnings.append(f"{self.name}: {msg}")
+        if stopped:
+            self._stats.truncated = True
+
+    def _more(self, buf: bytes, pos: int, need: int) -> Optional[bytes]:
+        """``buf[pos:]`` extended until it holds ``need`` bytes or the stream ends; None after
+        a read error (already warned about)."""
+        try:
+            return fill(self._read, buf[pos:], need)
+        except READ_ERRORS as e:
+            gz = isinstance(e, (EOFError, zlib.error, gzip.BadGzipFile))
+            what = "compressed stream cut short or corrupt" if gz else "read error"
+            self._warn(f"{what} ({one_line(e)}); reading stopped")
+            return None
