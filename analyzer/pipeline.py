@@ -16,8 +16,9 @@ from analyzer.conn import SIDES, Connection
 from analyzer.decode import QuotedTCP, decode_frame
 from analyzer.floods import DEFAULT_THRESHOLD, DEFAULT_WINDOW, FloodDetector
 from analyzer.flows import FlowTable
-from analyzer.report import CaptureSummary, ConnResult, LadderRow, Report, Summary
+from analyzer.report import CaptureSummary, LadderRow, Report, Summary
 from analyzer.segment import ACK, flags_str
+from analyzer.store import DEFAULT_BUDGET, ResultStore
 from analyzer.verdicts import finalize
 
 #: Default MSL: 30 s, so that TIME_WAIT lasts 60 s as on Linux (RFC 793 says 2 minutes).
@@ -32,7 +33,8 @@ def analyze(paths: Sequence[str], msl: float = DEFAULT_MSL, idle_timeout: Option
             on_frame: Optional[Callable[[int], None]] = None,
             trace: Optional[Set[int]] = None,
             flood_threshold: int = DEFAULT_THRESHOLD,
-            flood_window: float = DEFAULT_WINDOW, checksums: bool = False) -> Report:
+            flood_window: float = DEFAULT_WINDOW, checksums: bool = False,
+            result_budget: int = DEFAULT_BUDGET) -> Report:
     """Analyse one capture, or several files as one time-ordered capture.
 
     Files that cannot be read are listed in `report.capture.errors` (exit code 3); everything
@@ -49,7 +51,7 @@ def analyze(paths: Sequence[str], msl: float = DEFAULT_MSL, idle_timeout: Option
             errors.append(str(exc))
 
     msl_ns = int(msl * 1e9)
-    results: List[ConnResult] = []
+    results = ResultStore(result_budget)
     summary = Summary()
     floods = FloodDetector(flood_threshold, flood_window)
 
@@ -89,7 +91,6 @@ def analyze(paths: Sequence[str], msl: float = DEFAULT_MSL, idle_timeout: Option
         if on_frame is not None and not num & 0xFFFF:
             on_frame(num)
     table.flush(stats.last_ts if stats.last_ts is not None else 0)
-    results.sort(key=lambda r: r.id)
 
     capture = CaptureSummary(
         files=tuple(paths), packets=num, tcp_packets=tcp, skipped=dict(skipped),

@@ -7,7 +7,7 @@ Renderers (`analyzer/render/`) only read these objects; nothing here formats for
 from __future__ import annotations
 
 from collections import Counter
-from typing import TYPE_CHECKING, Dict, List, NamedTuple, Optional, Tuple
+from typing import TYPE_CHECKING, Dict, Iterable, List, NamedTuple, Optional, Tuple
 
 from analyzer import TOOL_NAME, __version__
 from analyzer.anomalies import SEVERITY_RANK, Finding
@@ -149,6 +149,7 @@ class Summary:
         self.severities: Counter = Counter()
         self.codes: Counter = Counter()
         self.analysis: Counter = Counter()
+        self.syn_retransmissions = 0
         self.attention = 0
 
     def add(self, r: ConnResult) -> None:
@@ -164,6 +165,7 @@ class Summary:
             self.codes[f.code] += 1
         for side in r.analysis:
             self.analysis.update(side)
+        self.syn_retransmissions += r.syn_retransmissions
         if r.needs_attention():
             self.attention += 1
 
@@ -172,6 +174,7 @@ class Summary:
             "connections": self.connections,
             "needing_attention": self.attention,
             "handshakes": dict(sorted(self.handshakes.items())),
+            "syn_retransmissions": self.syn_retransmissions,
             "closes": dict(sorted(self.closes.items())),
             "resets": {"orig": self.resets["orig"], "resp": self.resets["resp"]},
             "lingering": {"CLOSE_WAIT": self.lingering["CLOSE_WAIT"],
@@ -213,7 +216,7 @@ class CaptureSummary(NamedTuple):
 class Report:
     """One run's result."""
 
-    def __init__(self, capture: CaptureSummary, connections: List[ConnResult],
+    def __init__(self, capture: CaptureSummary, connections: Iterable[ConnResult],
                  summary: Summary, msl: float,
                  ladders: Optional[Dict[int, List[LadderRow]]] = None,
                  findings: Optional[List[Finding]] = None) -> None:

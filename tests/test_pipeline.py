@@ -71,3 +71,13 @@ def test_finished_connections_leave_memory(tmp_path):
             peak = max(peak, len(table.live))
     assert peak <= 2
     assert len(done) == 49 and table.evicted == 49
+
+
+def test_results_spilled_to_disk_come_back_identical_and_in_order():
+    from conftest import REPO
+    path = str(REPO / "samples" / "mixed.pcap")
+    in_memory = analyze([path]).to_dict()
+    spilled = analyze([path], result_budget=3)
+    assert len(spilled.connections.runs) >= 4          # several sorted runs were written
+    assert spilled.to_dict() == in_memory
+    assert [r.id for r in spilled.connections] == list(range(16))

@@ -6,6 +6,7 @@ Reads well without colour and when piped: every fact is in the text, colour only
 from __future__ import annotations
 
 import datetime
+import heapq
 import os
 from typing import List, Optional, TextIO
 
@@ -67,7 +68,7 @@ def _summary(console: Console, report: Report) -> None:
     t.add_column(style="bold", no_wrap=True)
     t.add_column()
     t.add_row("Connections", "%d (%d need attention)" % (s.connections, s.attention))
-    retrans = sum(r.syn_retransmissions for r in report.connections)
+    retrans = s.syn_retransmissions
     hs = _counts(sorted(s.handshakes.items(), key=lambda kv: -kv[1]))
     if retrans:
         hs += "  (%d SYN retransmissions)" % retrans
@@ -258,13 +259,18 @@ def _render(console: Console, report: Report, show_all: bool, limit: int) -> Non
             console.print(Text.assemble("  frame %-7d " % f.frame,
                                         (f.severity.upper().ljust(8), _SEVERITY_STYLE[f.severity]),
                                         f.code, "  ", f.message))
-    rows = report.connections if show_all else [r for r in report.connections
-                                                 if r.needs_attention()]
     hidden = 0
-    if limit and not show_all and len(rows) > limit:
-        hidden = len(rows) - limit
-        rows = sorted(rows, key=lambda r: (-r.worst(), r.id))[:limit]
-        rows.sort(key=lambda r: r.id)
+    if show_all:
+        rows = report.connections
+    else:
+        attention = (r for r in report.connections if r.needs_attention())
+        if limit:
+            # The `limit` most severe, in stream order, without holding the others.
+            rows = heapq.nsmallest(limit, attention, key=lambda r: (-r.worst(), r.id))
+            rows.sort(key=lambda r: r.id)
+            hidden = report.summary.attention - len(rows)
+        else:
+            rows = list(attention)
     console.print()
     if not report.connections:
         console.print("No TCP connections in the capture.")

@@ -1,0 +1,84 @@
+"""Finished connections' results, in bounded memory, read back in stream order.
+
+Results arrive in the order connections finish, not in stream order. Up to `budget` of them
+are kept in memory; beyond that they are spilled, sorted by stream id, as one run of pickled
+records in an anonymous temporary file, and iteration merges the runs (`heapq.merge`), one
+record per run in memory at a time. So a capture of millions of connections needs memory for
+the connections open at once plus `budget` results, never for all of them.
+"""
+
+from __future__ import annotations
+
+import heapq
+import pickle
+import tempfile
+from operator import attrgetter
+from typing import BinaryIO, Iterator, List, Optional
+
+from analyzer.report import ConnResult
+
+#: Results kept in memory before a run is spilled to disk.
+DEFAULT_BUDGET = 20_000
+
+_by_id = attrgetter("id")
+
+
+class ResultStore:
+    """Append results in any order; iterate them (as often as needed) in stream order."""
+
+    def __init__(self, budget: int = DEFAULT_BUDGET) -> None:
+        self.budget = budget
+        self.memory: List[ConnResult] = []
+        self.runs: List[tuple] = []          # (offset, count) of each spilled run
+        self.file: Optional[BinaryIO] = None
+        self.count = 0
+
+    def append(self, r: ConnResult) -> None:
+        self.memory.append(r)
+        self.count += 1
+        if len(self.memory) >= self.budget:
+            self._spill()
+
+    def _spill(self) -> None:
+        if self.file is None:
+            self.file = tempfile.TemporaryFile(prefix="tcpflow-check-")
+        self.memory.sort(key=_by_id)
+        self.file.seek(0, 2)
+        offset = self.file.tell()
+        pickler = pickle.Pickler(self.file, protocol=pickle.HIGHEST_PROTOCOL)
+        for r in self.memory:
+            pickler.dump(r)
+            pickler.clear_memo()
+        self.runs.append((offset, len(self.memory)))
+        self.memory = []
+
+    def _run(self, offset: int, count: int) -> Iterator[ConnResult]:
+        for i in range(count):
+            self.file.seek(offset)
+            r = pickle.load(self.file)
+            offset = self.file.tell()
+            yield r
+
+    def __iter__(self) -> Iterator[ConnResult]:
+        self.memory.sort(key=_by_id)
+        if not self.runs:
+            return iter(list(self.memory))
+        streams = [self._run(off, n) for off, n in self.runs] + [iter(list(self.memory))]
+        return heapq.merge(*streams, key=_by_id)
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __getitem__(self, i: int) -> ConnResult:
+        for n, r in enumerate(self):
+            if n == i:
+                return r
+        raise IndexError(i)
+
+    def __bool__(self) -> bool:
+        return self.count > 0
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()
+            self.file = None
