@@ -71,7 +71,8 @@ class Connection:
     __slots__ = ("id", "ep", "first_ts", "last_ts", "first_frame", "last_frame", "findings",
                  "midstream", "syn_seen", "synack_seen", "sim_open", "hs_checked",
                  "established_ts", "rst", "fins", "fin_acked_by", "half_close_data",
-                 "reused_from", "syn_ts", "est_sides", "self_connect", "prev_ts", "tfo")
+                 "reused_from", "syn_ts", "est_sides", "self_connect", "prev_ts", "tfo",
+                 "steady")
 
     def __init__(self, stream_id: int, seg: Segment, orig_is_src: bool) -> None:
         self.id = stream_id
@@ -87,6 +88,7 @@ class Connection:
             self.ep = [src, dst] if orig_is_src else [dst, src]
         self.first_ts = self.last_ts = self.prev_ts = seg.ts
         self.tfo = False            # the SYN carried data (TCP Fast Open, RFC 7413)
+        self.steady = False         # see on_segment: the fast path applies
         self.first_frame = self.last_frame = seg.num
         self.findings: Dict[str, Finding] = {}
         self.syn_seen = False
@@ -167,7 +169,41 @@ class Connection:
     # -- the replay --------------------------------------------------------------------------
 
     def on_segment(self, seg: Segment) -> None:
-        """Replay one segment: inputs for the sender, then for the receiver."""
+        """Replay one segment.
+
+        The fast path: on a `steady` connection (both ESTABLISHED, nothing pending, no RST,
+        no keep-alive awaiting its ACK) an in-order ACK or data segment that acknowledges
+        nothing unseen cannot change a state, a verdict or a finding; it only moves counters
+        and sequence numbers. Everything else takes the full replay.
+        """
+        if self.steady and seg.flags & 0x17 == ACK and seg.win:
+            o = self.ep[0]
+            x, y = (self.ep if seg.sport == o.port and seg.src == o.addr
+                    else (self.ep[1], o))
+            seq = seg.seq
+            if seq == x.next_seq and ((y.next_seq - seg.ack) & 0xFFFFFFFF) < 0x80000000:
+                self.prev_ts = self.last_ts
+                self.last_ts = seg.ts
+                self.last_frame = seg.num
+                paylen = seg.paylen
+                x.pkts += 1
+                x.bytes += paylen
+                if seg.win > x.max_win:
+                    x.max_win = seg.win
+                x.last_ack = seg.ack
+                if paylen:
+                    x.next_seq = (seq + paylen) & 0xFFFFFFFF
+                return
+        self._replay(seg)
+        a, b = self.ep
+        self.steady = (a.state is State.ESTABLISHED and b.state is State.ESTABLISHED
+                       and not a.pending and not b.pending and self.rst is None
+                       and a.next_seq is not None and b.next_seq is not None
+                       and not a.analysis.keepalive_open and not b.analysis.keepalive_open
+                       and a is not b)
+
+    def _replay(self, seg: Segment) -> None:
+        """The full replay of one segment: inputs for the sender, then for the receiver."""
         s = self.side_of(seg)
         x, y = self.ep[s], self.ep[1 - s]
         flags = seg.flags
