@@ -13,6 +13,7 @@ from typing import Optional, Tuple
 import click
 
 from analyzer import TOOL_NAME, __version__
+from analyzer.flows import DEFAULT_MAX_LIVE
 from analyzer.pipeline import DEFAULT_MSL, analyze
 from analyzer.render import RENDERERS, render
 from analyzer.render.progress import progress
@@ -32,6 +33,13 @@ def _warn(message: str) -> None:
 @click.option("-n", "--limit", type=click.IntRange(min=0), default=100, show_default=True,
               help="Terminal: list at most this many connections needing attention, most "
                    "severe first (0 = no limit).")
+@click.option("--max-connections", type=click.IntRange(min=100), default=DEFAULT_MAX_LIVE,
+              show_default=True,
+              help="Connections tracked at once; past it the least recently active are "
+                   "finalized early (bounded memory under SYN floods).")
+@click.option("--idle-timeout", type=click.FloatRange(min=0.0, min_open=True), default=None,
+              help="Finalize a connection silent for this many capture seconds (default: never,"
+                   " as Wireshark).")
 @click.option("--checksums", is_flag=True,
               help="Validate IPv4 and TCP checksums (off by default: offload makes most "
                    "captured checksums wrong).")
@@ -49,7 +57,8 @@ def _warn(message: str) -> None:
 @click.version_option(__version__, "-V", "--version", prog_name=TOOL_NAME)
 def main(captures: Tuple[str, ...], fmt: str, show_all: bool, msl: float,
          fail_on: Optional[str], color: Optional[bool], output: str,
-         streams: Tuple[int, ...], limit: int, checksums: bool, quiet: bool) -> None:
+         streams: Tuple[int, ...], limit: int, checksums: bool, quiet: bool,
+         max_connections: int, idle_timeout: Optional[float]) -> None:
     """Verdicts for every TCP connection in CAPTURE (pcap, pcapng, gzip; '-' reads stdin).
 
     Several files are analysed as one time-ordered capture (rotated captures).
@@ -59,7 +68,8 @@ def main(captures: Tuple[str, ...], fmt: str, show_all: bool, msl: float,
     try:
         with progress(not quiet and sys.stderr.isatty()) as on_frame:
             report = analyze(list(captures), msl=msl, trace=set(streams) if streams else None,
-                             checksums=checksums, on_frame=on_frame)
+                             checksums=checksums, on_frame=on_frame,
+                             max_live=max_connections, idle_timeout=idle_timeout)
     except KeyboardInterrupt:  # pragma: no cover - interactive
         _warn("interrupted")
         sys.exit(130)

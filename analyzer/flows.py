@@ -21,7 +21,9 @@ Rules (documented in README "How connections are found"):
 * **Memory.** A connection whose two endpoints are both CLOSED or in TIME_WAIT is finished:
   it stays in the table for 2*MSL of capture time (to catch late retransmissions and reuse)
   and is then finalized and dropped. Live connections cost memory; finished ones only their
-  compact result. `idle_timeout` (capture seconds, None = never) also finalizes silent ones.
+  compact result. `idle_timeout` (capture seconds, None = never) also finalizes silent ones,
+  and `max_live` caps the table (a flood of spoofed SYNs must not exhaust memory): past it the
+  least recently active connections are finalized early and counted.
 """
 
 from __future__ import annotations
@@ -38,6 +40,10 @@ SERVICE_PORTS = frozenset({1080, 1433, 1521, 1883, 2049, 2375, 3128, 3306, 3389,
                            9200, 11211, 27017})
 
 Key = Tuple[bytes, int, bytes, int]
+
+#: Live connections at most; beyond it the least recently active tenth is finalized early.
+#: About 1.7 KB each, so the default bounds the table near 200 MB even under a SYN flood.
+DEFAULT_MAX_LIVE = 100_000
 
 
 def _is_service(port: int) -> bool:
@@ -59,7 +65,7 @@ class FlowTable:
     """Routes segments to connections and hands finished connections to `on_done`."""
 
     def __init__(self, on_done: Callable[[Connection, int], None], msl_ns: int,
-                 idle_timeout_ns: Optional[int] = None) -> None:
+                 idle_timeout_ns: Optional[int] = None, max_live: int = DEFAULT_MAX_LIVE) -> None:
         self.live: Dict[Key, Connection] = {}
         #: 4-tuples numbered from an ICMP quote, before (or without) any packet of their own.
         self.reserved: Dict[Key, int] = {}
@@ -67,7 +73,9 @@ class FlowTable:
         self.msl_ns = msl_ns
         self.idle_ns = idle_timeout_ns
         self.next_id = 0
-        self.evicted = 0
+        self.evicted = 0                # finalized before the end of the capture (any reason)
+        self.evicted_early = 0          # ... of which still open: idle, or over max_live
+        self.max_live = max_live
         self._next_sweep = 0
 
     def feed(self, seg: Segment) -> Connection:
@@ -108,7 +116,20 @@ class FlowTable:
             self.next_id += 1
         conn = Connection(stream_id, seg, orig_is_sender(seg))
         self.live[key] = conn
+        if len(self.live) > self.max_live:
+            self._shed(seg.ts)
         return conn
+
+    def _shed(self, now: int) -> None:
+        """Over `max_live` (a flood of spoofed SYNs, say): finalize the least recently active
+        tenth of the live connections now, so memory stays bounded."""
+        n = max(1, self.max_live // 10)
+        oldest = sorted(self.live.items(), key=lambda kv: kv[1].last_ts)[:n]
+        for key, conn in oldest:
+            del self.live[key]
+            self.evicted += 1
+            self.evicted_early += 1
+            self.on_done(conn, now)
 
     def _note_reuse(self, old: Connection, new: Connection, seg: Segment) -> None:
         new.reused_from = old.id
@@ -138,6 +159,7 @@ class FlowTable:
                     done.append(key)
             elif self.idle_ns is not None and now - conn.last_ts >= self.idle_ns:
                 done.append(key)
+                self.evicted_early += 1
         for key in done:
             conn = self.live.pop(key)
             self.evicted += 1

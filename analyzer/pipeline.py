@@ -15,7 +15,7 @@ from analyzer.checksum import checksums_ok
 from analyzer.conn import SIDES, Connection
 from analyzer.decode import QuotedTCP, decode_frame
 from analyzer.floods import DEFAULT_THRESHOLD, DEFAULT_WINDOW, FloodDetector
-from analyzer.flows import FlowTable
+from analyzer.flows import DEFAULT_MAX_LIVE, FlowTable
 from analyzer.report import CaptureSummary, LadderRow, Report, Summary
 from analyzer.segment import ACK, flags_str
 from analyzer.store import DEFAULT_BUDGET, ResultStore
@@ -34,7 +34,7 @@ def analyze(paths: Sequence[str], msl: float = DEFAULT_MSL, idle_timeout: Option
             trace: Optional[Set[int]] = None,
             flood_threshold: int = DEFAULT_THRESHOLD,
             flood_window: float = DEFAULT_WINDOW, checksums: bool = False,
-            result_budget: int = DEFAULT_BUDGET) -> Report:
+            result_budget: int = DEFAULT_BUDGET, max_live: int = DEFAULT_MAX_LIVE) -> Report:
     """Analyse one capture, or several files as one time-ordered capture.
 
     Files that cannot be read are listed in `report.capture.errors` (exit code 3); everything
@@ -61,7 +61,8 @@ def analyze(paths: Sequence[str], msl: float = DEFAULT_MSL, idle_timeout: Option
         summary.add(r)
         floods.add(r)
 
-    table = FlowTable(done, msl_ns, None if idle_timeout is None else int(idle_timeout * 1e9))
+    table = FlowTable(done, msl_ns, None if idle_timeout is None else int(idle_timeout * 1e9),
+                      max_live)
     skipped: Counter = Counter()
     tcp = 0
     num = 0
@@ -91,11 +92,17 @@ def analyze(paths: Sequence[str], msl: float = DEFAULT_MSL, idle_timeout: Option
         if on_frame is not None and not num & 0xFFFF:
             on_frame(num)
     table.flush(stats.last_ts if stats.last_ts is not None else 0)
+    warnings = list(stats.warnings)
+    if table.evicted_early:
+        warnings.append("%d connections were finalized before they ended (idle timeout or "
+                        "more than %d open at once, --max-connections); a later packet of one "
+                        "starts a new connection" % (table.evicted_early, max_live))
 
     capture = CaptureSummary(
         files=tuple(paths), packets=num, tcp_packets=tcp, skipped=dict(skipped),
-        truncated=stats.truncated, warnings=tuple(stats.warnings), errors=tuple(errors),
-        first_ts=stats.first_ts, last_ts=stats.last_ts, linktypes=dict(stats.linktypes))
+        truncated=stats.truncated, warnings=tuple(warnings), errors=tuple(errors),
+        first_ts=stats.first_ts, last_ts=stats.last_ts, linktypes=dict(stats.linktypes),
+        evicted_early=table.evicted_early)
     return Report(capture, results, summary, msl, ladders, floods.findings())
 
 

@@ -197,6 +197,7 @@ class CaptureSummary(NamedTuple):
     first_ts: Optional[int]
     last_ts: Optional[int]
     linktypes: Dict[int, int]
+    evicted_early: int = 0
 
     def to_dict(self) -> dict:
         return {
@@ -210,6 +211,7 @@ class CaptureSummary(NamedTuple):
             "first_ts": None if self.first_ts is None else self.first_ts / 1e9,
             "last_ts": None if self.last_ts is None else self.last_ts / 1e9,
             "linktypes": {str(k): v for k, v in sorted(self.linktypes.items())},
+            "evicted_early": self.evicted_early,
         }
 
 

@@ -81,3 +81,17 @@ def test_results_spilled_to_disk_come_back_identical_and_in_order():
     assert len(spilled.connections.runs) >= 4          # several sorted runs were written
     assert spilled.to_dict() == in_memory
     assert [r.id for r in spilled.connections] == list(range(16))
+
+
+def test_a_flood_of_spoofed_syns_stays_within_the_live_cap(tmp_path):
+    from analyzer.synth import merge
+    dialogs = [Dialog(client=("10.%d.%d.9" % (i >> 8, i & 255), 40000), t0=1_700_000_000 + i * 1e-4)
+               .syn() for i in range(3000)]
+    path = tmp_path / "flood.pcap"
+    write_pcap(path, merge(*dialogs))
+    rep = analyze([str(path)], max_live=500)
+    assert len(rep.connections) == 3000                  # every attempt is still reported
+    assert rep.capture.evicted_early > 2000
+    assert any("finalized before they ended" in w for w in rep.capture.warnings)
+    assert rep.summary.handshakes["unanswered"] == 3000
+    assert [f.code for f in rep.findings] == ["HALF_OPEN_FLOOD"]
