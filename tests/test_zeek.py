@@ -1,0 +1,357 @@
+"""ZeekView: every Zeek conn_state and history letter from packets built by hand, and the
+conn.log renderer. Each expectation cites the Zeek rule it follows (zeek/zeek
+TCPSessionAdapter.cc, TCP_Endpoint.cc, TCP_Reassembler.cc, Conn.cc, main.zeek conn_state())."""
+
+from __future__ import annotations
+
+import io
+import random
+import re
+from types import SimpleNamespace
+
+import pytest
+
+from analyzer.decode import decode_frame
+from analyzer.render import zeek_out
+from analyzer.segment import ACK, FIN, PSH, RST, SYN
+from analyzer.synth import Dialog, frame
+from analyzer.zeek import (CLOSED, ESTABLISHED, INACTIVE, RESET, SYN_SENT, ZeekView,
+                           conn_state)
+
+SERVER_80 = ("10.0.0.2", 80)        # a likely server port (Zeek flips SYN-less starts to it)
+SERVER_5000 = ("10.0.0.2", 5000)    # not a likely server port
+
+
+def replay(d: Dialog, orig: str = "c", cut=(), bad=(), drop=()):
+    """Feed a Dialog's packets to a ZeekView. `orig` is our originator's side; `cut`, `bad`
+    and `drop` are packet indexes whose payload was not captured, whose checksum is wrong,
+    or that are missing from the capture. Returns (conn_state, history, view)."""
+    view, first = ZeekView(), None
+    for i, (_, ip, side) in enumerate(d.packets):
+        if i in drop:
+            continue
+        seg = decode_frame(1, frame(ip))
+        assert not isinstance(seg, str), seg
+        if first is None:
+            first = side == orig
+        view.segment(side == orig, seg, payload_captured=i not in cut, bad_checksum=i in bad)
+    state, history = view.finish(first)
+    return state, history, view
+
+
+def labels(d: Dialog, **kw):
+    """(conn_state, history) of a Dialog."""
+    return replay(d, **kw)[:2]
+
+
+# -- conn_state: main.zeek conn_state() on the two endpoint states ----------------------------
+
+def test_sf_normal_establishment_and_termination():
+    # Both endpoints CLOSED by their FINs -> SF; A, D once per direction (CheckHistory).
+    d = Dialog().handshake().data("c", 100).ack("s").data("s", 200).ack("c")
+    d.fin("c").fin("s").ack("c")
+    assert labels(d) == ("SF", "ShADadFf")
+
+
+def test_s0_attempt_without_reply_and_syn_retransmissions():
+    # orig SYN_SENT, resp INACTIVE -> S0; a SYN at the same sequence number adds no S.
+    d = Dialog().syn().syn(seq=1000).syn(seq=1000)
+    assert labels(d) == ("S0", "S")
+
+
+def test_s1_established_not_terminated():
+    d = Dialog().handshake().data("c", 10).ack("s").data("s", 10)
+    assert labels(d) == ("S1", "ShADad")
+
+
+def test_rej_syn_answered_by_rst():
+    # UpdateInactiveState: the responder's RST while the orig is SYN_SENT is a reject; REJ.
+    d = Dialog().syn().rst("s")
+    assert labels(d) == ("REJ", "Sr")
+
+
+def test_s2_and_s3_close_attempt_by_one_side():
+    d = Dialog().handshake().fin("c").ack("s")
+    assert labels(d) == ("S2", "ShAFa")        # os CLOSED, rs ESTABLISHED
+    d = Dialog().handshake().fin("s").ack("c")
+    assert labels(d) == ("S3", "ShAf")         # rs CLOSED, os ESTABLISHED; A already seen
+
+
+def test_rsto_and_rstr_reset_after_establishment():
+    assert labels(Dialog().handshake().data("c", 5).rst("c")) == ("RSTO", "ShADR")
+    assert labels(Dialog().handshake().rst("s")) == ("RSTR", "ShAr")
+
+
+def test_rstos0_syn_then_rst_from_the_originator():
+    # os RESET, rs INACTIVE and history matching /\^?S[^HAFGIQ]*R.*/ -> RSTOS0.
+    assert labels(Dialog().syn().rst("c", ack=False)) == ("RSTOS0", "SR")
+    # An ACK of the SYN before any SYN-ACK leaves the responder INACTIVE (the "eccentric
+    # TCP" rule in UpdateInactiveState), as in Zeek's syn-then-ack-then-rst trace.
+    d = Dialog().syn().ack("s", ack=1001).rst("c", ack=False)
+    assert labels(d) == ("RSTOS0", "SaR")
+
+
+def test_rstrh_synack_then_rst_from_the_responder():
+    # First packet a SYN-ACK from port 80: WantConnection flips (^), the responder is
+    # ESTABLISHED by its SYN-ACK, then RESET; the orig stays INACTIVE -> RSTRH.
+    d = Dialog(server=SERVER_80).synack().rst("s")
+    assert labels(d) == ("RSTRH", "^hr")
+
+
+def test_sh_and_shr_half_open_closes():
+    assert labels(Dialog().syn().fin("c")) == ("SH", "SF")       # os CLOSED, rs INACTIVE
+    d = Dialog(server=SERVER_80).synack().fin("s")
+    assert labels(d) == ("SHR", "^hf")                           # rs CLOSED, os INACTIVE
+
+
+def test_oth_midstream_and_lone_rst():
+    # No SYN: both endpoints PARTIAL -> OTH. A lone RST: RESET with an inactive peer and
+    # a history that is not S...R -> OTH.
+    d = Dialog().data("c", 10).data("s", 10)
+    assert labels(d) == ("OTH", "Dd")
+    assert labels(Dialog().rst("c")) == ("OTH", "R")
+
+
+def test_conn_state_rej_when_both_reset_without_data():
+    # main.zeek: rs RESET and os RESET with both sizes 0 is REJ, else RSTR.
+    assert conn_state(RESET, RESET, 0, 0, "SRr") == "REJ"
+    assert conn_state(RESET, RESET, 10, 0, "ShADRr") == "RSTR"
+    assert conn_state(CLOSED, ESTABLISHED, 0, 0, "") == "S2"
+    assert conn_state(SYN_SENT, INACTIVE, 0, 0, "S") == "S0"
+
+
+# -- history letters -------------------------------------------------------------------------
+
+def test_t_retransmission_scales_1_10_100():
+    # update_last_seq: payload not beyond the highest sequence number sent -> DidRxmit;
+    # ScaledHistoryEntry adds the letter at the 1st, 10th and 100th occurrence.
+    def with_rexmits(n):
+        """The history after n retransmissions of the client's first data segment."""
+        d = Dialog().handshake().data("c", 100)
+        for _ in range(n):
+            d.data("c", 100, seq=1001)
+        return labels(d)[1]
+    assert with_rexmits(1) == "ShADT"
+    assert with_rexmits(9) == "ShADT"
+    assert with_rexmits(10) == "ShADTT"
+    assert with_rexmits(100) == "ShADTTT"
+
+
+def test_t_lowercase_for_the_responder():
+    d = Dialog().handshake().data("s", 50).data("s", 50, seq=5001)
+    assert labels(d) == ("S1", "ShAdt")
+
+
+def test_w_zero_window_not_after_the_peers_fin():
+    # update_window: a zero window counts unless with a RST or after the peer's FIN.
+    assert labels(Dialog().handshake().ack("s", win=0))[1] == "ShAaw"
+    assert labels(Dialog().handshake().fin("c").ack("s", win=0))[1] == "ShAFa"
+    d = Dialog().handshake()
+    for _ in range(10):
+        d.ack("c", win=0)
+    assert labels(d)[1] == "ShAWW"
+
+
+def test_g_content_gap_from_a_cut_payload_and_from_a_missing_segment():
+    # TCP_Reassembler: an ACK beyond the delivered bytes is a gap, a G while both sides
+    # are established or closing cleanly (TCP_Reassembler::Gap).
+    d = Dialog().handshake().data("c", 100).ack("s")
+    assert labels(d, cut={3}) == ("S1", "ShADaG")
+    d = Dialog().handshake().data("s", 100).data("s", 100).ack("c")
+    assert labels(d, drop={3}) == ("S1", "ShAdg")        # the first data segment is missing
+    d = Dialog().handshake().data("c", 100).data("c", 100).ack("s")
+    assert labels(d, drop={4}) == ("S1", "ShADaG")       # a hole between two segments
+
+
+def test_no_g_in_a_partial_connection():
+    # Gap() reports only for established/cleanly closing endpoints: midstream ones are
+    # PARTIAL.
+    d = Dialog().data("c", 100).ack("s")
+    assert labels(d, cut={0}) == ("OTH", "Da")
+
+
+def test_c_bad_checksum_only_counts_and_is_otherwise_ignored():
+    # TCPAnalyzer::ValidateChecksum fails -> ChecksumError (C) and no further processing.
+    assert labels(Dialog().syn(), bad={0}) == ("OTH", "C")
+    d = Dialog().handshake().data("s", 10).data("s", 10)
+    assert labels(d, bad={3}) == ("S1", "ShAcd")
+
+
+def test_i_fin_and_rst_together():
+    # update_history: FIN and RST together are I (once per direction); the RST wins in
+    # UpdateEstablishedState (a FIN counts only without RST).
+    assert labels(Dialog().handshake().send("c", FIN | RST | ACK)) == ("RSTO", "ShAI")
+    assert labels(Dialog().handshake().send("s", FIN | RST | ACK)) == ("RSTR", "ShAi")
+
+
+def test_syn_or_rst_with_payload_counts_as_t():
+    # Zeek quirks kept: init_endpoint puts last_seq past a SYN's payload, and a RST's
+    # payload takes no sequence space, so update_last_seq sees payload not beyond last_seq.
+    assert labels(Dialog().send("c", SYN, 10)) == ("S0", "ST")
+    assert labels(Dialog().handshake().send("s", RST | ACK, 20)) == ("RSTR", "ShArt")
+
+
+def test_q_syn_with_fin_or_rst():
+    assert labels(Dialog().send("c", SYN | FIN)) == ("SH", "Q")
+    assert labels(Dialog().send("c", SYN | RST)) == ("OTH", "Q")
+    d = Dialog().syn().send("s", SYN | RST | ACK)
+    assert labels(d)[1] == "Sq"
+
+
+def test_f_and_r_repeat_only_at_a_new_sequence_number():
+    d = Dialog().handshake().fin("c").fin("c", seq=1001).fin("c", seq=1001)
+    assert labels(d)[1] == "ShAF"
+    d = Dialog().handshake().send("c", FIN | ACK, advance=False).data("c", 10)
+    d.send("c", FIN | ACK, seq=1011)
+    assert labels(d)[1] == "ShAFDF"
+    d = Dialog().handshake().rst("s").rst("s", seq=6000)
+    assert labels(d)[1] == "ShArr"
+
+
+# -- direction: ^ and Zeek's originator --------------------------------------------------------
+
+def test_flip_at_creation_from_a_likely_server_port():
+    # WantConnection: a SYN-less first packet from port 80 to a non-server port is flipped.
+    d = Dialog(server=SERVER_80).data("s", 10).data("c", 10)
+    state, history, view = replay(d)
+    assert (state, history, view.flipped) == ("OTH", "^dD", False)
+
+
+def test_both_ports_likely_flip_to_the_higher_port():
+    d = Dialog(client=("10.0.0.1", 443), server=SERVER_80).data("s", 10).data("c", 10)
+    _, history, view = replay(d, orig="s")     # we call the first sender (port 80) orig
+    assert history == "^dD" and view.flipped   # Zeek's orig is port 443: our resp
+
+
+def test_synack_then_ack_flips_late_and_rewrites_the_history():
+    # Zeek >= 5.1 (PR 2191): a connection begun by a SYN-ACK is flipped when an ACK or
+    # data follows; the history reads as if flipped from the start (one-sided-2745 trace).
+    d = Dialog(server=SERVER_5000).synack().ack("c").data("c", 10).data("s", 10)
+    assert labels(d) == ("OTH", "^hADd")
+    d = Dialog(server=SERVER_5000).synack().ack("s").fin("s")
+    assert labels(d) == ("SHR", "^haf")
+
+
+def test_syn_answering_a_first_synack_flips_in_place():
+    # UpdateInactiveState: a SYN to an orig in SYN_ACK_SENT is a SYN/SYN-ACK reversal;
+    # FlipRoles appends ^ where it happens and both become ESTABLISHED.
+    d = Dialog(server=SERVER_5000).synack().syn(seq=1000).ack("c")
+    state, history, view = replay(d)
+    assert (state, history, view.flipped) == ("S1", "Hs^A", False)
+
+
+def test_stealth_scan_synack_answered_by_rst_is_not_flipped():
+    # No server port and no ACK/data after the SYN-ACK: Zeek keeps the SYN-ACK sender as
+    # its originator; the RST from the other side rejects it. Our orig is the other side.
+    d = Dialog(server=SERVER_5000).synack().rst("c", ack=False)
+    state, history, view = replay(d)
+    assert (state, history, view.flipped) == ("REJ", "Hr", True)
+
+
+def test_finish_checks_it_saw_the_first_segment():
+    assert ZeekView().finish(True) == ("OTH", "")
+    _, _, view = replay(Dialog().syn())
+    with pytest.raises(ValueError):
+        view.finish(False)
+
+
+def test_fast_path_equals_the_full_replay():
+    # The fast path (established, letter already seen) must not change any result: random
+    # data, ACKs, retransmissions, losses and zero windows replayed both ways.
+    rng = random.Random(7)
+    for _ in range(40):
+        d = Dialog().handshake()
+        for _ in range(60):
+            side = rng.choice("cs")
+            r = rng.random()
+            if r < 0.4:
+                d.data(side, rng.choice((1, 100, 1400)))
+            elif r < 0.55:
+                d.data(side, 100, seq=d.nxt[side] - 100, advance=False)
+            elif r < 0.65:
+                d.send(side, PSH | ACK, 100, advance=True, seq=d.nxt[side] + 50)
+            else:
+                d.ack(side, win=0 if r > 0.95 else 65535)
+        d.fin("c").fin("s").ack("c")
+        fast = replay(d)
+        slow = ZeekView()
+        for _, ip, side in d.packets:
+            e, p = slow.ours if side == "c" else slow.ours[::-1]
+            slow._packet(e, p, side == "c", decode_frame(1, frame(ip)), True, False)
+        assert fast[:2] == slow.finish(True)
+
+
+# -- the conn.log renderer -------------------------------------------------------------------
+
+def _conn(i=0, **kw):
+    """A connection result as the core will hand it over, with the Zeek labels."""
+    base = dict(id=i, orig=(bytes([10, 0, 0, 1]), 40000), resp=(bytes([10, 0, 0, 2]), 80),
+                start=1_700_000_000_123_456_000, end=1_700_000_001_623_456_000,
+                packets=(7, 5), bytes=(136, 5007), conn_state="SF", history="ShADadFf")
+    base.update(kw)
+    return SimpleNamespace(**base)
+
+
+def _report(*conns):
+    """A report holding `conns`, with a capture from 22:13:20 to 22:14:20 UTC."""
+    cap = SimpleNamespace(first_ts=1_700_000_000_000_000_000, last_ts=1_700_000_060_000_000_000)
+    return SimpleNamespace(connections=list(conns), capture=cap)
+
+
+def _parse(text):
+    """A conn.log back into (lines, header fields, rows as dicts)."""
+    lines = text.splitlines()
+    meta = {}
+    rows = []
+    for line in lines:
+        if line.startswith("#separator"):
+            meta["separator"] = line.split(" ", 1)[1]
+        elif line.startswith("#"):
+            key, _, value = line[1:].partition("\t")
+            meta[key] = value.split("\t") if key in ("fields", "types") else value
+        else:
+            rows.append(dict(zip(meta["fields"], line.split("\t"))))
+    return lines, meta, rows
+
+
+def test_conn_log_header_and_rows_parse_back():
+    out = io.StringIO()
+    zeek_out.render(_report(_conn(), _conn(1, end=1_700_000_000_123_456_000, history="",
+                                           conn_state="S0")), out)
+    lines, meta, rows = _parse(out.getvalue())
+    assert lines[0] == "#separator \\x09"
+    assert meta["set_separator"] == "," and meta["empty_field"] == "(empty)"
+    assert meta["unset_field"] == "-" and meta["path"] == "conn"
+    assert meta["open"] == "2023-11-14-22-13-20" and meta["close"] == "2023-11-14-22-14-20"
+    assert meta["fields"][:6] == ["ts", "uid", "id.orig_h", "id.orig_p", "id.resp_h",
+                                  "id.resp_p"]
+    assert len(meta["fields"]) == len(meta["types"]) == 21 and meta["types"][0] == "time"
+    assert lines[-1].startswith("#close") and all(len(r) == 21 for r in rows)
+    first, second = rows
+    assert first["ts"] == "1700000000.123456" and first["duration"] == "1.500000"
+    assert (first["id.orig_h"], first["id.orig_p"], first["proto"]) == ("10.0.0.1", "40000", "tcp")
+    assert (first["orig_bytes"], first["resp_bytes"]) == ("136", "5007")
+    assert (first["conn_state"], first["history"], first["orig_pkts"]) == ("SF", "ShADadFf", "7")
+    assert first["service"] == first["missed_bytes"] == first["tunnel_parents"] == "-"
+    assert re.fullmatch(r"C[0-9A-Za-z]{10,17}", first["uid"]) and first["uid"] != second["uid"]
+    # Zeek leaves duration and byte counts unset for a zero duration, history when empty.
+    assert (second["duration"], second["orig_bytes"], second["history"]) == ("-", "-", "-")
+
+
+def test_conn_log_uid_is_stable_and_flipped_rows_follow_zeek():
+    a, b = io.StringIO(), io.StringIO()
+    zeek_out.render(_report(_conn()), a)
+    zeek_out.render(_report(_conn(zeek_flipped=True, history="^hADd", conn_state="OTH")), b)
+    ra, rb = _parse(a.getvalue())[2][0], _parse(b.getvalue())[2][0]
+    assert ra["uid"] == rb["uid"]
+    assert (rb["id.orig_p"], rb["id.resp_p"], rb["orig_pkts"], rb["resp_bytes"]) == \
+        ("80", "40000", "5", "136")
+
+
+def test_conn_log_says_clearly_when_the_labels_are_missing():
+    out = io.StringIO()
+    conn = _conn()
+    del conn.history
+    with pytest.raises(RuntimeError, match="conn_state, history"):
+        zeek_out.render(_report(conn), out)
+    assert out.getvalue() == ""
