@@ -24,6 +24,7 @@ from analyzer.seqanalysis import Analysis, analyze_segment
 from analyzer.segment import (ACK, FIN, RST, SYN, Segment, addr_str, flags_str, seq_diff,
                                seq_le, seq_lt)
 from analyzer.tcpstate import Input, State, step
+from analyzer.zeek import ZeekView
 
 SIDES = ("orig", "resp")
 #: Two or three of FIN, SYN, RST in one segment: flag combinations `_odd_flags` reports.
@@ -72,7 +73,7 @@ class Connection:
                  "midstream", "syn_seen", "synack_seen", "sim_open", "hs_checked",
                  "established_ts", "rst", "fins", "fin_acked_by", "half_close_data",
                  "reused_from", "syn_ts", "est_sides", "self_connect", "prev_ts", "tfo",
-                 "steady")
+                 "steady", "zeek", "first_from_orig")
 
     def __init__(self, stream_id: int, seg: Segment, orig_is_src: bool) -> None:
         self.id = stream_id
@@ -89,6 +90,8 @@ class Connection:
         self.first_ts = self.last_ts = self.prev_ts = seg.ts
         self.tfo = False            # the SYN carried data (TCP Fast Open, RFC 7413)
         self.steady = False         # see on_segment: the fast path applies
+        self.zeek = ZeekView()      # Zeek's conn_state and history, from the same segments
+        self.first_from_orig = orig_is_src or seg.src == seg.dst and seg.sport == seg.dport
         self.first_frame = self.last_frame = seg.num
         self.findings: Dict[str, Finding] = {}
         self.syn_seen = False
@@ -178,8 +181,8 @@ class Connection:
         """
         if self.steady and seg.flags & 0x17 == ACK and seg.win:
             o = self.ep[0]
-            x, y = (self.ep if seg.sport == o.port and seg.src == o.addr
-                    else (self.ep[1], o))
+            from_orig = seg.sport == o.port and seg.src == o.addr
+            x, y = self.ep if from_orig else (self.ep[1], o)
             seq = seg.seq
             if seq == x.next_seq and ((y.next_seq - seg.ack) & 0xFFFFFFFF) < 0x80000000:
                 self.prev_ts = self.last_ts
@@ -193,6 +196,7 @@ class Connection:
                 x.last_ack = seg.ack
                 if paylen:
                     x.next_seq = (seq + paylen) & 0xFFFFFFFF
+                self.zeek.segment(from_orig, seg, not seg.cut, seg.bad_csum)
                 return
         self._replay(seg)
         a, b = self.ep
@@ -205,6 +209,7 @@ class Connection:
     def _replay(self, seg: Segment) -> None:
         """The full replay of one segment: inputs for the sender, then for the receiver."""
         s = self.side_of(seg)
+        self.zeek.segment(s == 0, seg, not seg.cut, seg.bad_csum)
         x, y = self.ep[s], self.ep[1 - s]
         flags = seg.flags
         self.prev_ts = self.last_ts

@@ -86,7 +86,7 @@ def _tcp(buf: bytes, src: bytes, dst: bytes, t: int, end: int) -> Decoded:
     mss, wscale = (syn_options(buf, t + 20, min(t + hl, n)) if offflags & 2 and hl > 20
                    else NO_OPTIONS)
     return Segment(src, dst, sport, dport, seq, ack, offflags & 0xFFF, win, end - t - hl,
-                   mss, wscale)
+                   mss, wscale, n < end)
 
 
 class QuotedTCP(Segment):
@@ -204,7 +204,7 @@ def ip4(buf: bytes, off: int) -> Decoded:
             mss, wscale = (syn_options(buf, off + 40, off + 20 + hl) if offflags & 2 and hl > 20
                            else NO_OPTIONS)
             return Segment(src, dst, sport, dport, seq, ack, offflags & 0xFFF, win, tot - 20 - hl,
-                           mss, wscale)
+                           mss, wscale, len(buf) < off + tot)
     return ip_general(buf, off, 4)
 
 
@@ -218,7 +218,7 @@ def ip6(buf: bytes, off: int) -> Decoded:
             mss, wscale = (syn_options(buf, off + 60, off + 40 + hl) if offflags & 2 and hl > 20
                            else NO_OPTIONS)
             return Segment(src, dst, sport, dport, seq, ack, offflags & 0xFFF, win, plen - hl,
-                           mss, wscale)
+                           mss, wscale, len(buf) < off + 40 + plen)
     return ip_general(buf, off, 6)
 
 

@@ -111,7 +111,7 @@ def ether(buf: bytes) -> Decoded:
             mss, wscale = (syn_options(buf, 54, 34 + hl) if offflags & 2 and hl > 20
                            else NO_OPTIONS)
             return Segment(src, dst, sport, dport, seq, ack, offflags & 0xFFF, win, tot - 20 - hl,
-                           mss, wscale)
+                           mss, wscale, n < 14 + tot)
         return ip_general(buf, 14, 4)
     if n < 14:
         return "truncated_link"

@@ -81,8 +81,10 @@ def analyze(paths: Sequence[str], msl: float = DEFAULT_MSL, idle_timeout: Option
             seg.ts = ts
             seg.num = num
             tcp += 1
-            conn = feed(seg)
             if checksums and checksums_ok(linktype, buf) is False:
+                seg.bad_csum = True
+            conn = feed(seg)
+            if seg.bad_csum:
                 conn.note("BAD_CHECKSUM", seg, conn.side_of(seg), "frame %d has a wrong IPv4 "
                           "or TCP checksum" % num)
             if trace is not None and conn.id in trace:

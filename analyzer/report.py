@@ -70,7 +70,7 @@ class ConnResult:
     __slots__ = ("id", "orig", "resp", "start", "end", "first_frame", "last_frame", "packets",
                  "bytes", "handshake", "close", "closed_first", "reset_by", "half_close",
                  "final_state", "lingering", "syn_retransmissions", "findings", "reused_from",
-                 "analysis")
+                 "analysis", "conn_state", "history", "zeek_flipped")
 
     @classmethod
     def from_connection(cls, c: "Connection", handshake: str, close: Optional[str],
@@ -96,6 +96,8 @@ class ConnResult:
         r.findings = sorted(c.findings.values(), key=lambda f: (f.ts, f.code))
         r.reused_from = c.reused_from
         r.analysis = (o.analysis.to_dict(), {} if o is p else p.analysis.to_dict())
+        r.conn_state, r.history = c.zeek.finish(c.first_from_orig)
+        r.zeek_flipped = c.zeek.flipped
         return r
 
     @property
@@ -123,6 +125,8 @@ class ConnResult:
             "last_frame": self.last_frame,
             "packets": {"orig": self.packets[0], "resp": self.packets[1]},
             "bytes": {"orig": self.bytes[0], "resp": self.bytes[1]},
+            "conn_state": self.conn_state,
+            "history": self.history,
             "handshake": self.handshake,
             "syn_retransmissions": self.syn_retransmissions,
             "close": self.close,

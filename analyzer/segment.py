@@ -59,14 +59,15 @@ class Segment:
     length the IP header announces (not what a short snaplen kept). `ts` is capture time in
     integer nanoseconds since the epoch; `num` is the 1-based frame number in the (merged)
     capture, as Wireshark numbers frames. `mss`/`wscale` are the SYN options, or -1 when absent.
+    `cut` says the snaplen cut the payload (its length is still the real one).
     """
 
     __slots__ = ("ts", "num", "src", "dst", "sport", "dport", "seq", "ack", "flags", "win",
-                 "paylen", "mss", "wscale")
+                 "paylen", "mss", "wscale", "cut", "bad_csum")
 
     def __init__(self, src: bytes, dst: bytes, sport: int, dport: int, seq: int, ack: int,
                  flags: int, win: int, paylen: int, mss: int = -1, wscale: int = -1,
-                 ts: int = 0, num: int = 0) -> None:
+                 cut: bool = False, ts: int = 0, num: int = 0) -> None:
         self.src = src
         self.dst = dst
         self.sport = sport
@@ -78,6 +79,8 @@ class Segment:
         self.paylen = paylen
         self.mss = mss
         self.wscale = wscale
+        self.cut = cut              # the snaplen cut the payload: not all of it was captured
+        self.bad_csum = False       # set by the pipeline when --checksums finds it wrong
         self.ts = ts
         self.num = num
 

@@ -14,21 +14,8 @@ with RST. T (payload not beyond the highest sequence number sent), W (zero windo
 covers bytes never captured, both sides established) and C (bad checksum) at the 1st, 10th,
 100th ... occurrence.
 
-Direction. Zeek's originator is the first packet's sender, flipped (`^`) when (1) the first
-packet is not a pure SYN and its source port is in `LIKELY_SERVER_PORTS` but its destination
-port is not, or both are, it has no SYN and the source port is lower; (2) a connection that
-began with a SYN-ACK then sees an ACK or payload before anything from the other side (Zeek
->= 5.1: the history so far becomes `^` + its letters with case swapped); (3) a SYN answers a
-first SYN-ACK (`^` appended there). Our originator (flows.py) is chosen otherwise, so Zeek's
-can be our responder: then `flipped` is true and Zeek's log line names our resp first.
-
-Where we differ from Zeek: Zeek ends a connection on timers (an unanswered SYN after 5 s, a
-closed or reset connection 5 s after its end, inactivity) and takes any SYN after either side
-closed or reset as a new connection (IsReuse), even a retransmission; later packets then make
-another Zeek connection where our flow table keeps one. `C` needs the checksum verdict
-(`bad_checksum`; we do not validate checksums by default), a `G` from a snaplen-cut payload
-needs `payload_captured`. `LIKELY_SERVER_PORTS` is Zeek's default set; Zeek run with fewer
-scripts (`zeek -b`) knows fewer ports and may flip differently.
+Direction (`^`, `flipped`) and where we differ from Zeek (its timers and IsReuse split
+connections we keep whole; `C` needs `--checksums`): docs/zeek.md.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Callable, Dict, TextIO
 
-from analyzer.render import json_out, terminal
+from analyzer.render import json_out, terminal, zeek_out
 from analyzer.report import Report
 
 Renderer = Callable[..., None]
@@ -15,6 +15,7 @@ Renderer = Callable[..., None]
 RENDERERS: Dict[str, Renderer] = {
     "text": terminal.render,
     "json": json_out.render,
+    "zeek": zeek_out.render,
 }
 
 
