@@ -139,3 +139,17 @@ def test_stream_option_shows_the_ladder_with_states(tmp_path):
     assert ladder[-1]["state_orig"] == "TIME_WAIT" and ladder[-1]["state_resp"] == "CLOSED"
     res = run_cli(str(path), "--stream", "9")
     assert b"no stream 9" in res.stderr
+
+
+def test_zeek_conn_log_format(tmp_path):
+    from conftest import REPO
+    res = run_cli(str(REPO / "samples" / "mixed.pcap"), "--format", "zeek")
+    assert res.returncode == 0 and res.stderr == b""
+    lines = res.stdout.decode().splitlines()
+    fields = next(l for l in lines if l.startswith("#fields")).split("\t")[1:]
+    rows = [dict(zip(fields, l.split("\t"))) for l in lines if not l.startswith("#")]
+    assert len(rows) == 16 and lines[-1].startswith("#close")
+    states = {r["conn_state"] for r in rows}
+    assert {"SF", "REJ", "S0", "RSTR", "OTH"} <= states
+    refused = next(r for r in rows if r["conn_state"] == "REJ")
+    assert refused["history"] == "Sr" and refused["id.resp_p"] == "5432"
