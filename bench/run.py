@@ -1,0 +1,226 @@
+"""Time tcpflow-check, tshark and tcptrace on the same capture and print one table.
+
+    python bench/run.py /tmp/bench100k.pcap [--repeat 3] [--tools tcpflow-check,tshark,tcptrace]
+    python bench/run.py /tmp/bench100k.pcap --profile
+
+Each measured command runs in a fresh child Python process that starts it with stdout and
+stderr away from the terminal (stdout to /dev/null) and reports its wall time
+(`time.perf_counter` around the run), its CPU time and its peak resident set size
+(`resource.getrusage(RUSAGE_CHILDREN).ru_maxrss`: the largest single process among those the
+command waited for, so a tool that forks workers shows its largest process, not their sum).
+A fresh wrapper per run keeps one run's peak from hiding the next one's.
+
+Commands (the ones whose program is not installed are left out, with a note):
+
+    tcpflow-check json   python -m analyzer CAPTURE --format json   (or --command CMD)
+    tcpflow-check text   python -m analyzer CAPTURE                 (the terminal report, piped)
+    tshark conv,tcp      tshark -n -q -z conv,tcp -r CAPTURE
+    tcptrace -l          tcptrace -n -l CAPTURE
+    tcptrace -b          tcptrace -n -b CAPTURE
+
+`-n` keeps tshark and tcptrace from resolving names (no network). `python -m analyzer` runs
+the checkout given by `--root` (default: the one holding this script) through PYTHONPATH;
+`--command tcpflow-check` times an installed console script instead.
+
+The packet count comes from reading the capture once with `analyzer.capture` before the runs;
+that read also puts the file in the page cache, so every tool reads it warm. Columns: wall
+seconds (best of `--repeat` runs), packets per second (packets / wall), CPU seconds (user +
+system of that run), peak MiB (the highest of the runs), and wall time divided by that of
+the first tcpflow-check row (above 1: slower than tcpflow-check).
+
+`--profile` times nothing: it runs `analyzer.pipeline.analyze` on the capture in this process
+under cProfile and prints the 25 functions with the most time of their own (tottime).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from typing import Dict, List, Optional, Sequence, Tuple
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+#: The wrapper run in a fresh interpreter for each measurement: argv as JSON in, one JSON line out.
+_MEASURE = r"""
+import json, os, resource, subprocess, sys, time
+argv, env = json.loads(sys.argv[1]), dict(os.environ, **json.loads(sys.argv[2]))
+timeout = float(sys.argv[3]) or None
+t = time.perf_counter()
+try:
+    p = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.PIPE, env=env, timeout=timeout)
+    rc, err = p.returncode, p.stderr[-1500:].decode("utf-8", "replace")
+except subprocess.TimeoutExpired:
+    rc, err = None, "timed out after %s s" % timeout
+wall = time.perf_counter() - t
+ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+scale = 1 if sys.platform == "darwin" else 1024          # ru_maxrss: bytes on macOS, KiB on Linux
+print(json.dumps({"wall": wall, "cpu": ru.ru_utime + ru.ru_stime, "rss": ru.ru_maxrss * scale,
+                  "rc": rc, "stderr": err}))
+"""
+
+
+class Tool:
+    """One command line to time, and what it needs installed."""
+
+    def __init__(self, name: str, argv: List[str], env: Optional[Dict[str, str]] = None) -> None:
+        self.name, self.argv, self.env = name, argv, env or {}
+
+    @property
+    def installed(self) -> bool:
+        return shutil.which(self.argv[0]) is not None
+
+
+def tools(capture: str, command: Optional[str], root: str, wanted: Sequence[str]) -> List[Tool]:
+    """The commands to time, in table order, filtered by the `--tools` families."""
+    if command:
+        base, env = shlex.split(command), {}
+    else:
+        base, env = [sys.executable, "-m", "analyzer"], {"PYTHONPATH": root}
+    every = [
+        ("tcpflow-check", Tool("tcpflow-check json", base + [capture, "--format", "json"], env)),
+        ("tcpflow-check", Tool("tcpflow-check text", base + [capture], env)),
+        ("tshark", Tool("tshark conv,tcp",
+                        ["tshark", "-n", "-q", "-z", "conv,tcp", "-r", capture])),
+        ("tcptrace", Tool("tcptrace -l", ["tcptrace", "-n", "-l", capture])),
+        ("tcptrace", Tool("tcptrace -b", ["tcptrace", "-n", "-b", capture])),
+    ]
+    return [tool for family, tool in every if family in wanted]
+
+
+def measure(tool: Tool, timeout: float) -> dict:
+    """Run the tool once under the wrapper; its wall/cpu seconds, peak RSS bytes, exit code."""
+    out = subprocess.run([sys.executable, "-c", _MEASURE, json.dumps(tool.argv),
+                          json.dumps(tool.env), str(timeout)],
+                         stdout=subprocess.PIPE, check=True, text=True).stdout
+    return json.loads(out)
+
+
+def count_packets(capture: str, root: str) -> Tuple[int, int]:
+    """(records, bytes) of the capture, read once with the project's own reader."""
+    sys.path.insert(0, root)
+    from analyzer.capture import CaptureStats, open_capture
+    stats = CaptureStats()
+    source = open_capture(capture, stats)
+    n = 0
+    try:
+        for _ in source:
+            n += 1
+    finally:
+        source.close()
+    for warning in stats.warnings:
+        print("warning: " + warning, file=sys.stderr)
+    return n, os.path.getsize(capture)
+
+
+def version(argv: List[str]) -> str:
+    """First line a tool prints about its version ('' if it prints none)."""
+    try:
+        p = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                           stdin=subprocess.DEVNULL, timeout=30, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    lines = [ln.strip() for ln in p.stdout.splitlines() if re.search(r"\d\.\d", ln)]
+    return lines[0] if lines else ""
+
+
+def table(rows: List[dict], packets: int) -> str:
+    """The results as a Markdown table (readable as plain text too)."""
+    head = ("tool", "wall s", "packets/s", "CPU s", "peak MiB", "wall ÷ tcpflow-check")
+    ref = next((r["wall"] for r in rows if r["ok"] and r["name"].startswith("tcpflow-check")), None)
+    lines = [head]
+    for r in rows:
+        if not r["ok"]:
+            lines.append((r["name"], "failed", "", "", "", r["why"]))
+            continue
+        ratio = f"{r['wall'] / ref:.2f}" if ref else "-"
+        lines.append((r["name"], f"{r['wall']:.2f}", f"{packets / r['wall']:,.0f}",
+                      f"{r['cpu']:.2f}", f"{r['rss'] / 2**20:,.0f}", ratio))
+    widths = [max(len(str(line[i])) for line in lines) for i in range(len(head))]
+
+    def fmt(cells) -> str:
+        return "| " + " | ".join(str(c).ljust(w) if i == 0 else str(c).rjust(w)
+                                 for i, (c, w) in enumerate(zip(cells, widths))) + " |"
+    rule = "|" + "|".join("-" * (w + 1) + (":" if i else "-") for i, w in enumerate(widths)) + "|"
+    return "\n".join([fmt(lines[0]), rule] + [fmt(line) for line in lines[1:]])
+
+
+def profile(capture: str, root: str, top: int = 25) -> None:
+    """analyze() under cProfile; the `top` functions by their own time."""
+    import cProfile
+    import pstats
+    sys.path.insert(0, root)
+    from analyzer.pipeline import analyze
+    prof = cProfile.Profile()
+    began = time.perf_counter()
+    prof.enable()
+    report = analyze([capture])
+    prof.disable()
+    took = time.perf_counter() - began
+    print(f"analyze({capture!r}) under cProfile: {took:.1f} s, {report.capture.packets:,} packets, "
+          f"{len(report.connections):,} connections")
+    pstats.Stats(prof, stream=sys.stdout).sort_stats("tottime").print_stats(top)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("capture")
+    ap.add_argument("--repeat", type=int, default=1, metavar="N", help="best of N runs (default 1)")
+    ap.add_argument("--tools", default="tcpflow-check,tshark,tcptrace",
+                    help="comma-separated families to time (default: all three)")
+    ap.add_argument("--command", help="tcpflow-check command line, e.g. 'tcpflow-check' "
+                    "(default: python -m analyzer from --root)")
+    ap.add_argument("--root", default=os.path.dirname(HERE),
+                    help="checkout whose analyzer is run (default: this one)")
+    ap.add_argument("--timeout", type=float, default=0, help="seconds per run (default: none)")
+    ap.add_argument("--profile", action="store_true", help="profile analyze() instead of timing")
+    a = ap.parse_args(argv)
+    capture, root = os.path.abspath(a.capture), os.path.abspath(a.root)
+    if not os.path.isfile(capture):
+        ap.error(f"{a.capture}: no such file")
+    if a.profile:
+        profile(capture, root)
+        return 0
+    wanted = [w.strip() for w in a.tools.split(",") if w.strip()]
+    unknown = set(wanted) - {"tcpflow-check", "tshark", "tcptrace"}
+    if unknown or not wanted:
+        ap.error(f"--tools: choose among tcpflow-check, tshark, tcptrace (not {sorted(unknown)})")
+    began = time.perf_counter()
+    packets, size = count_packets(capture, root)
+    print(f"capture  {a.capture}: {packets:,} packets, {size:,} bytes ({size / 2**30:.2f} GiB); "
+          f"counted in {time.perf_counter() - began:.1f} s")
+    print(f"machine  {platform.machine()}, {os.cpu_count()} CPUs, "
+          f"Python {platform.python_version()}, {platform.system()} {platform.release()}")
+    rows = []
+    for tool in tools(capture, a.command, root, wanted):
+        if not tool.installed:
+            print(f"skipped  {tool.name}: {tool.argv[0]} is not installed")
+            continue
+        print(f"running  {tool.name}: {' '.join(shlex.quote(x) for x in tool.argv)}", flush=True)
+        runs = [measure(tool, a.timeout) for _ in range(max(1, a.repeat))]
+        bad = [r for r in runs if r["rc"] != 0]
+        if bad:
+            why = bad[0]["stderr"].strip().splitlines()[-1:] or [f"exit code {bad[0]['rc']}"]
+            rows.append({"name": tool.name, "ok": False, "why": why[0][:80]})
+            continue
+        best = min(runs, key=lambda r: r["wall"])
+        rows.append({"name": tool.name, "ok": True, "wall": best["wall"], "cpu": best["cpu"],
+                     "rss": max(r["rss"] for r in runs)})
+    for name, argv_ in (("tshark", ["tshark", "--version"]), ("tcptrace", ["tcptrace", "-v"])):
+        if name in wanted and shutil.which(name):
+            print(f"version  {version(argv_)}")
+    print()
+    print(table(rows, packets))
+    return 0 if all(r["ok"] for r in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
