@@ -39,7 +39,7 @@ class Endpoint:
     __slots__ = ("addr", "port", "state", "since", "isn", "base_seq", "next_seq", "syn_count",
                  "synack_count", "syn_acked", "fin_seq", "fin_ts", "fin_acked", "pending",
                  "max_win", "wscale", "pkts", "bytes", "close_wait_since", "last_ack",
-                 "analysis")
+                 "analysis", "isns")
 
     def __init__(self, addr: bytes, port: int, state: State, ts: int) -> None:
         self.addr = addr
@@ -64,6 +64,7 @@ class Endpoint:
         self.close_wait_since = 0       # the peer's FIN time, for CLOSE_WAIT durations
         self.last_ack: Optional[int] = None   # ack number of the last ACK this side sent
         self.analysis = Analysis()
+        self.isns: set = set()          # every ISN this side offered (SYN, SYN-ACKs)
 
 
 class Connection:
@@ -377,27 +378,31 @@ class Connection:
         if seg.flags & ACK:
             self.synack_seen = True
             x.synack_count += 1
-            if x.isn is not None and seg.seq == x.isn:
+            if seg.seq in x.isns:
                 self.note("SYNACK_RETRANSMITTED", seg, s, "%s sent its SYN-ACK again" % SIDES[s])
             # A SYN-ACK answers the peer's SYN even when its ack number is wrong.
             for p in [p for p in x.pending if p[0] is Input.RECV_SYN]:
                 x.pending.remove(p)
                 self._move(s, Input.RECV_SYN, seg)
             if x.isn is not None and seg.seq != x.isn and not x.syn_acked:
-                # A SYN-ACK offering another ISN: the newest offer is the one that counts.
-                self.note("SYNACK_ISN_CHANGED", seg, s, "SYN-ACK with ISN %d, earlier %d"
-                          % (seg.seq, x.isn))
+                # A SYN-ACK offering another ISN (or an earlier one again): the newest offer
+                # is the one that counts.
+                if seg.seq not in x.isns:
+                    self.note("SYNACK_ISN_CHANGED", seg, s, "SYN-ACK with ISN %d, earlier %d"
+                              % (seg.seq, x.isn))
                 x.isn = seg.seq
             elif x.isn is None:
                 x.isn = seg.seq
                 if y.isn is not None and seg.ack != (y.isn + 1) & 0xFFFFFFFF:
                     self.note("SYNACK_BAD_ACK", seg, s, "SYN-ACK acknowledges %d, expected %d "
                               "(ISN %d + 1)" % (seg.ack, (y.isn + 1) & 0xFFFFFFFF, y.isn))
+            x.isns.add(seg.seq)
             if not self._move(s, Input.SEND_SYN_ACK, seg):
                 self.note("SEGMENT_IN_WRONG_STATE", seg, s, "%s sent a SYN-ACK while in %s"
                           % (SIDES[s], x.state.value))
             return
         x.syn_count += 1
+        x.isns.add(seg.seq)
         if x.isn is None:
             x.isn = seg.seq
             if s == 0 and not self.syn_seen:

@@ -60,16 +60,28 @@ def _pppoe(buf: bytes, off: int) -> Decoded:
     n = len(buf)
     if n < off + 7:
         return "truncated_link"
+    start = off
     proto, off = buf[off + 6], off + 7
     if not proto & 1:                 # uncompressed: two bytes
         if n < off + 1:
             return "truncated_link"
         proto, off = proto << 8 | buf[off], off + 1
     if proto == 0x21:
-        return ip4(buf, off)
-    if proto == 0x57:
-        return ip6(buf, off)
-    return "not_ip"
+        seg = ip4(buf, off)
+    elif proto == 0x57:
+        seg = ip6(buf, off)
+    else:
+        return "not_ip"
+    # The PPPoE LENGTH bounds the PPP frame: an IP header that claims more (padding counted
+    # in its total length) does not make those bytes TCP payload (as Wireshark reads it).
+    if seg.__class__ is Segment and seg.paylen and n >= off + 6:
+        ppp_end = start + 6 + (buf[start + 4] << 8 | buf[start + 5])
+        ip_len = (buf[off + 2] << 8 | buf[off + 3]) if proto == 0x21 else \
+            40 + (buf[off + 4] << 8 | buf[off + 5])
+        excess = off + ip_len - ppp_end
+        if excess > 0:
+            seg.paylen = max(0, seg.paylen - excess)
+    return seg
 
 
 def _ethertype(buf: bytes, etype: int, off: int) -> Decoded:

@@ -73,7 +73,9 @@ def analyze_segment(c: "Connection", s: int, x: "Endpoint", y: "Endpoint", seg: 
         c.seen("ZERO_WINDOW") or c.note(
             "ZERO_WINDOW", seg, s, "%s advertised a zero receive window" % side)
     if nxt is not None and not flags & (SYN | FIN) and paylen <= 1 and \
-            seg.seq == (nxt - 1) & 0xFFFFFFFF:
+            seg.seq == (nxt - 1) & 0xFFFFFFFF and (y.last_ack is None or y.last_ack == nxt):
+        # RFC 1122 §4.2.3.6: a probe goes out on a quiet connection, everything acknowledged;
+        # a 1-byte resend of unacknowledged data is a retransmission.
         a.keepalives += 1
         a.keepalive_open = True
         c.seen("KEEPALIVE") or c.note(
@@ -95,12 +97,13 @@ def analyze_segment(c: "Connection", s: int, x: "Endpoint", y: "Endpoint", seg: 
             c.seen("ACKED_UNSEEN_SEGMENT") or c.note(
                 "ACKED_UNSEEN_SEGMENT", seg, s, "%s acknowledged %d bytes the capture never "
                 "showed the peer sending (capture loss)" % (side, seq_diff(seg.ack, y.next_seq)))
-    if nxt is None or flags & SYN or not (paylen or flags & FIN):
+    if nxt is None or flags & SYN:
         return                          # SYN and SYN-ACK retransmissions are judged in conn.py
     seq = seg.seq
     if seq == nxt:
         return                          # the normal case: new data in order
     if seq_lt(nxt, seq):
+        # A jump forward, even on a bare ACK: the bytes before it were not captured.
         a.lost_segments += 1
         if len(a.holes) >= MAX_HOLES:
             del a.holes[0]
@@ -109,6 +112,8 @@ def analyze_segment(c: "Connection", s: int, x: "Endpoint", y: "Endpoint", seg: 
             "SEGMENT_NOT_CAPTURED", seg, s, "%s jumped from seq %d to %d: %d bytes before this "
             "segment are not in the capture" % (side, nxt, seq, seq_diff(seq, nxt)))
         return
+    if not (paylen or flags & FIN):
+        return                          # a bare ACK behind: nothing was sent again
     if flags & FIN and paylen == 0 and x.fin_seq is not None and seq == x.fin_seq:
         a.retransmissions += 1
         c.seen("FIN_RETRANSMITTED") or c.note(

@@ -36,13 +36,15 @@ _OOO = ("tshark 4.0 calls a resent segment out of order (not a retransmission) w
         "within the initial RTT (3 ms without one) of the sender's newest segment; we call a "
         "segment out of order only when it fills a hole of bytes never seen, within 3 ms of the "
         "hole appearing")
+_KEEPALIVE = ("tshark calls any segment of 0 or 1 byte at seq next-1 a keep-alive; a keep-alive "
+              "probe goes out on a quiet connection with everything acknowledged (RFC 1122 "
+              "4.2.3.6), so we also require the peer's last ACK to cover the sender's last byte")
 _SYNACK_BASE = ("tshark flags a SYN-ACK whose sequence number differs from the base it already "
                 "had for its sender (taken from an earlier ACK, RST or SYN-ACK) as reused ports, "
                 "without starting a new tcp.stream (Wireshark issue 19771); we count only new "
                 "connections on a used 4-tuple, and there is none")
 
-#: (file, column) -> (tshark, ours, why): deliberate differences, and the current counts of the
-#: files whose bugs are listed in BUGS.
+#: (file, column) -> (tshark, ours, why): deliberate differences, each with its reason.
 DIFFERENCES: Dict[Tuple[str, str], Tuple[int, int, str]] = {
     ("suricata-verify/bug-4376__syn_retransmit_with_ts.pcap", "retransmissions"): (
         18, 19, "frame 51 resends seq 1513478042, which frame 22 carried and the receiver kept "
@@ -70,13 +72,23 @@ DIFFERENCES: Dict[Tuple[str, str], Tuple[int, int, str]] = {
         "dissector takes the frame's last 4 bytes as an FCS, cuts the inner IPv4 packet to 36 "
         "of its 40 bytes and leaves the short TCP header unanalysed"),
     ("zeek/pppoe-over-qinq.pcap", "retransmissions"): (
-        23, 31, "+6 from a decoder bug (see BUGS); +2: frames 57 and 58 resend the bytes of frames "
-        "50 and 51, 1.5 s later; " + _OOO),
+        23, 25, "frames 57 and 58 resend the bytes of frames 50 and 51, 1.5 s later; " + _OOO),
     ("zeek/tcp__ctu-64702-888.pcap", "retransmissions"): (
         3, 4, "every packet is captured twice; frame 8 repeats frame 7, which had just filled "
         "the hole before the FIN: a resend of bytes already seen; " + _OOO),
-    ("suricata-verify/tcp-fastopen-10-syn-data-ignore__input.pcap", "retransmissions"): (
-        20, 16, "a bug (see BUGS): SYN-ACKs repeating an ISN offered earlier are not counted"),
+    ("zeek/echo-connections.pcap.gz", "retransmissions"): (
+        241, 263, "22 one-byte segments sent again 200 ms (the Linux minimum RTO) after the "
+        "unacknowledged original (e.g. frame 29412 repeats 24258): tshark calls them keep-alives "
+        "(seq next-1, length 1); " + _KEEPALIVE),
+    ("zeek/echo-connections.pcap.gz", "keepalives"): (
+        23, 0, "the 22 one-byte resends above, and frame 13502, a pure ACK with the seq of the "
+        "1-byte segment captured 1 us before it (frame 13501); " + _KEEPALIVE),
+    ("zeek/vlan-collisions.pcap", "keepalives"): (
+        4, 0, "frames 26, 27, 36, 37 are copies, from other VLANs of the same 4-tuple, of pure "
+        "ACKs sent before the client's FIN (frame 17); " + _KEEPALIVE),
+    ("suricata-verify/dcerpc__zerologon__input.pcap", "keepalives"): (
+        1, 0, "frame 316 is a pure ACK with the seq of the server's FIN, sent 40 us after that "
+        "FIN (frame 314); " + _KEEPALIVE),
     ("suricata-verify/tls__tls-subjectaltname__input.pcap", "reused_ports"): (
         9, 0, "frames 21, 114, 141, 158, 257, 1860, 1865, 1996, 2627: the SYN-ACK that answers a "
         "retransmitted SYN after the server's challenge ACK and the client's RST; "
@@ -91,59 +103,17 @@ DIFFERENCES: Dict[Tuple[str, str], Tuple[int, int, str]] = {
         1, 0, "frame 3: the SYN-ACK after an injected RST with seq 0 (frame 2); " + _SYNACK_BASE),
 }
 
-_KEEPALIVE_BUG = (
-    "seqanalysis.analyze_segment calls any segment of 0 or 1 byte at seq next-1 a keep-alive "
-    "(Wireshark's rule, so tshark counts the same), but a keep-alive probe is sent on a quiet "
-    "connection, with everything acknowledged (RFC 1122 4.2.3.6); these frames come while the "
-    "peer has not acknowledged the sender's last byte")
-_PPPOE_BUG = (
-    "linklayer._pppoe ignores the PPPoE LENGTH field: six ACKs from 2.2.2.2 (frames 19, 33, 41, "
-    "47, 63, 81) have PPPoE length 42 (PPP 2 + IPv4 40) but IPv4 total length 46, so we read 6 "
-    "bytes of Ethernet padding as TCP data; frames 20, 35, 47, 48, 65 and 82 then look resent "
-    "(tshark bounds the IP packet by the PPPoE payload). Right: 23 + the 2 deliberate")
-
-#: (file, column) -> (current, correct, why): counts an analyzer bug makes wrong.
-BUGS: Dict[Tuple[str, str], Tuple[int, int, str]] = {
-    ("zeek/pppoe-over-qinq.pcap", "retransmissions"): (31, 25, _PPPOE_BUG),
-    ("suricata-verify/tcp-fastopen-10-syn-data-ignore__input.pcap", "retransmissions"): (
-        16, 20, "conn._on_syn counts a SYN-ACK as SYNACK_RETRANSMITTED only if its seq is the "
-        "current ISN: the server sends ISN 3212050950 six times (frames 2, 4, 12, 15, 22, 52) "
-        "and 97572840 three times (14, 17, 20); 15 and 17 are reported as SYNACK_ISN_CHANGED, "
-        "22 and 52 (after the handshake) as nothing. Right: 7 SYN-ACK retransmissions, not 3"),
-    ("zeek/echo-connections.pcap.gz", "retransmissions"): (
-        241, 263, _KEEPALIVE_BUG + ": 22 of the 23 are a 1-byte segment sent again 200 ms (the "
-        "Linux minimum RTO) after the unacknowledged original, e.g. frame 29412 repeats 24258: "
-        "retransmissions"),
-    ("zeek/echo-connections.pcap.gz", "keepalives"): (
-        23, 0, _KEEPALIVE_BUG + ": 22 are 1-byte retransmissions (e.g. frame 29412 repeats "
-        "24258), and frame 13502 is a pure ACK with the seq of the 1-byte segment "
-        "captured 1 us before it (frame 13501): built before that segment, captured after it"),
-    ("zeek/vlan-collisions.pcap", "keepalives"): (
-        4, 0, _KEEPALIVE_BUG + ": frames 26, 27, 36, 37 are copies, from other VLANs of the "
-        "same 4-tuple, of pure ACKs sent before the client's FIN (frame 17)"),
-    ("suricata-verify/dcerpc__zerologon__input.pcap", "keepalives"): (
-        1, 0, _KEEPALIVE_BUG + ": frame 316 is a pure ACK with the seq of the server's FIN, "
-        "sent 40 us after that FIN (frame 314)"),
-}
-
-_LOST_BUG = (
-    "seqanalysis.analyze_segment returns for a segment without payload, SYN or FIN before its "
-    "check for a jump beyond the sender's next sequence number, yet conn.on_segment moves "
-    "next_seq to the ACK's seq: the skipped bytes are neither counted (lost_segments, "
-    "SEGMENT_NOT_CAPTURED; tshark flags the frame) nor remembered as a hole")
-
-#: (file, stream, side, counter, current, correct, why): per-connection counters a bug makes
-#: wrong, where MANIFEST.tsv has no column to compare.
-CONN_BUGS = [
-    ("suricata-verify/dcerpc__zerologon__input.pcap", 29, "orig", "lost_segments", 0, 1,
-     _LOST_BUG + ": frame 418, an ACK with seq 1379956203, 144 bytes past the client's last "
-     "byte; frame 419 carries them 223 ms later"),
-    ("suricata-verify/tls__tls-subjectaltname__input.pcap", 4, "resp", "lost_segments", 0, 1,
-     _LOST_BUG + ": frame 92, a D-SACK ACK with seq 2021812547, 4869 bytes ahead; frames 94-100 "
-     "carry them"),
-    ("suricata-verify/tls__tls-subjectaltname__input.pcap", 57, "resp", "lost_segments", 0, 1,
-     _LOST_BUG + ": frame 2759, a D-SACK ACK with seq 371646985, 6336 bytes ahead; frames "
-     "2760-2768 carry them"),
+#: Connections whose lost-segment counter shows a jump forward on a bare ACK (tshark flags the
+#: frame too): (file, stream, side, counter, value, why).
+CONN_CHECKS = [
+    ("suricata-verify/dcerpc__zerologon__input.pcap", 29, "orig", "lost_segments", 1,
+     "frame 418, an ACK with seq 1379956203, 144 bytes past the client's last byte; frame 419 "
+     "carries them 223 ms later"),
+    ("suricata-verify/tls__tls-subjectaltname__input.pcap", 4, "resp", "lost_segments", 1,
+     "frame 92, a D-SACK ACK with seq 2021812547, 4869 bytes ahead; frames 94-100 carry them"),
+    ("suricata-verify/tls__tls-subjectaltname__input.pcap", 57, "resp", "lost_segments", 1,
+     "frame 2759, a D-SACK ACK with seq 371646985, 6336 bytes ahead; frames 2760-2768 carry "
+     "them"),
 ]
 
 
@@ -181,12 +151,7 @@ def _conn(local_path: str, stream: int) -> dict:
 def test_pinned_files_are_in_the_corpus(corpus):
     files = set(FILES)
     assert {f for f, _ in DIFFERENCES} <= files
-    assert {f for f, _ in BUGS} <= files
-    assert {b[0] for b in CONN_BUGS} <= files
-    for key, (current, correct, _) in BUGS.items():
-        assert current != correct
-        if key in DIFFERENCES:          # otherwise the current count is tshark's
-            assert DIFFERENCES[key][1] == current
+    assert {b[0] for b in CONN_CHECKS} <= files
 
 
 @pytest.mark.parametrize("local_path", FILES)
@@ -200,32 +165,10 @@ def test_count_is_tsharks_or_pinned(corpus, local_path, column):
         assert (tshark, ours) == (want_tshark, want_ours), why
     else:
         assert ours == tshark
-    if (local_path, column) in BUGS:
-        assert ours == BUGS[local_path, column][0]
 
 
-def _xfail(why: str):
-    return pytest.mark.xfail(strict=True, reason=why)
-
-
-@pytest.mark.parametrize("local_path, column, correct", [
-    pytest.param(f, col, correct, marks=_xfail(why), id="%s:%s" % (f.split("/")[-1], col))
-    for (f, col), (_, correct, why) in sorted(BUGS.items())])
-def test_bug_fixed(corpus, local_path, column, correct):
-    assert _ours(local_path)[column] == correct
-
-
-def _conn_bug_id(bug: tuple) -> str:
-    return "%s#%d" % (bug[0].split("/")[-1], bug[1])
-
-
-@pytest.mark.parametrize("local_path, stream, side, counter, current",
-                         [b[:5] for b in CONN_BUGS], ids=[_conn_bug_id(b) for b in CONN_BUGS])
-def test_connection_counter_bug(corpus, local_path, stream, side, counter, current):
-    assert _conn(local_path, stream)["analysis"][side][counter] == current
-
-
-@pytest.mark.parametrize("local_path, stream, side, counter, correct", [
-    pytest.param(*b[:4], b[5], marks=_xfail(b[6]), id=_conn_bug_id(b)) for b in CONN_BUGS])
-def test_connection_counter_bug_fixed(corpus, local_path, stream, side, counter, correct):
-    assert _conn(local_path, stream)["analysis"][side][counter] == correct
+@pytest.mark.parametrize("local_path, stream, side, counter, value, why", CONN_CHECKS,
+                         ids=["%s#%d" % (b[0].split("/")[-1], b[1]) for b in CONN_CHECKS])
+def test_forward_jump_on_a_bare_ack_is_a_lost_segment(corpus, local_path, stream, side,
+                                                      counter, value, why):
+    assert _conn(local_path, stream)["analysis"][side][counter] == value, why

@@ -115,10 +115,15 @@ LABEL_DIFFERENCES: Dict[Tuple[str, str], tuple] = {
         "S1 ShADad", "SF ShADadfF", "the btest (scripts.base.protocols.ftp.gridftp) marks this "
         "GridFTP data channel and calls skip_further_processing: Zeek ignores its later packets, "
         "both FINs included"),
+    ("pppoe-over-qinq.pcap.zeek-conn.log", _tuple("1.1.1.1:20394", "2.2.2.2:443")): (
+        "SF ShADdtaTTtFf", "SF ShADdtaTTFft", "six ACKs carry 6 bytes of Ethernet padding inside "
+        "their IPv4 total length but outside the PPPoE LENGTH: Zeek reads them as data, so the "
+        "next segments look resent to it (its last 't'); we bound the IP packet by the PPPoE "
+        "payload, as Wireshark does"),
 }
 
 #: The totals, so that a change in either direction is noticed.
-ZEEK_ROWS, COMPARED, AGREEING = 173, 143, 141
+ZEEK_ROWS, COMPARED, AGREEING = 173, 143, 140
 
 
 @lru_cache(maxsize=None)
