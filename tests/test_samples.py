@@ -94,3 +94,10 @@ def test_sample_generator_is_deterministic(tmp_path):
     res = subprocess.run([sys.executable, str(SAMPLES / "make_samples.py"), "--check"],
                          capture_output=True, cwd=REPO, timeout=120)
     assert res.returncode == 0, res.stderr.decode()[-2000:]
+
+
+def test_real_keepalives_are_counted_not_retransmitted():
+    (c,) = analyze([str(SAMPLES / "loopback_keepalive.pcap")]).to_dict()["connections"]
+    assert c["analysis"]["orig"]["keepalives"] == 3
+    assert c["analysis"]["resp"]["keepalive_acks"] == 3
+    assert c["analysis"]["orig"]["retransmissions"] == c["analysis"]["resp"]["retransmissions"] == 0
