@@ -29,6 +29,10 @@ from analyzer.zeek import ZeekView
 SIDES = ("orig", "resp")
 #: Two or three of FIN, SYN, RST in one segment: flag combinations `_odd_flags` reports.
 _MULTI_FLAGS = frozenset({FIN | SYN, FIN | RST, SYN | RST, FIN | SYN | RST})
+#: An endpoint that sends its FIN again after the capture showed the ACK of it: that ACK never
+#: arrived, so the endpoint is put back where it was before it (an observer's correction).
+_BEFORE_FIN_ACK = {State.CLOSED: State.LAST_ACK, State.TIME_WAIT: State.CLOSING,
+                   State.FIN_WAIT_2: State.FIN_WAIT_1}
 #: States before the handshake completed, where data has no place (TFO aside).
 _UNSYNCHRONIZED = frozenset({State.CLOSED, State.LISTEN, State.SYN_SENT, State.SYN_RECEIVED})
 
@@ -39,7 +43,7 @@ class Endpoint:
     __slots__ = ("addr", "port", "state", "since", "isn", "base_seq", "next_seq", "syn_count",
                  "synack_count", "syn_acked", "fin_seq", "fin_ts", "fin_acked", "pending",
                  "max_win", "wscale", "pkts", "bytes", "close_wait_since", "last_ack",
-                 "analysis", "isns")
+                 "analysis", "isns", "seq_exact", "last_data_ts")
 
     def __init__(self, addr: bytes, port: int, state: State, ts: int) -> None:
         self.addr = addr
@@ -65,6 +69,10 @@ class Endpoint:
         self.last_ack: Optional[int] = None   # ack number of the last ACK this side sent
         self.analysis = Analysis()
         self.isns: set = set()          # every ISN this side offered (SYN, SYN-ACKs)
+        # next_seq came from a segment that used sequence space (data, SYN, FIN); a bare ACK
+        # only bounds it (a keep-alive probe carries SND.NXT - 1).
+        self.seq_exact = False
+        self.last_data_ts = 0           # when it last sent new data
 
 
 class Connection:
@@ -74,7 +82,7 @@ class Connection:
                  "midstream", "syn_seen", "synack_seen", "sim_open", "hs_checked",
                  "established_ts", "rst", "fins", "fin_acked_by", "half_close_data",
                  "reused_from", "syn_ts", "est_sides", "self_connect", "prev_ts", "tfo",
-                 "steady", "zeek", "first_from_orig")
+                 "steady", "zeek", "first_from_orig", "held_rst", "syn_data")
 
     def __init__(self, stream_id: int, seg: Segment, orig_is_src: bool) -> None:
         self.id = stream_id
@@ -92,6 +100,8 @@ class Connection:
         self.tfo = False            # the SYN carried data (TCP Fast Open, RFC 7413)
         self.steady = False         # see on_segment: the fast path applies
         self.zeek = ZeekView()      # Zeek's conn_state and history, from the same segments
+        self.held_rst: Optional[Tuple[int, Segment]] = None   # in-window, not at RCV.NXT
+        self.syn_data = 0           # payload bytes on the originator's SYN (TCP Fast Open)
         self.first_from_orig = orig_is_src or seg.src == seg.dst and seg.sport == seg.dport
         self.first_frame = self.last_frame = seg.num
         self.findings: Dict[str, Finding] = {}
@@ -158,6 +168,8 @@ class Connection:
 
     def _move(self, side: int, inp: Input, seg: Segment) -> bool:
         e = self.ep[side]
+        if inp is Input.RECV_FIN and e.state is State.TIME_WAIT:
+            e.since = seg.ts            # RFC 9293 §3.10.7.4: ACK it, restart the 2 MSL timer
         nxt, legal = step(e.state, inp)
         if nxt is not e.state:
             if nxt is State.CLOSE_WAIT:
@@ -197,6 +209,7 @@ class Connection:
                 x.last_ack = seg.ack
                 if paylen:
                     x.next_seq = (seq + paylen) & 0xFFFFFFFF
+                    x.seq_exact = True
                 self.zeek.segment(from_orig, seg, not seg.cut, seg.bad_csum)
                 return
         self._replay(seg)
@@ -205,7 +218,8 @@ class Connection:
                        and not a.pending and not b.pending and self.rst is None
                        and a.next_seq is not None and b.next_seq is not None
                        and not a.analysis.keepalive_open and not b.analysis.keepalive_open
-                       and a is not b)
+                       and not a.analysis.zw_since and not b.analysis.zw_since
+                       and self.held_rst is None and a is not b)
 
     def _replay(self, seg: Segment) -> None:
         """The full replay of one segment: inputs for the sender, then for the receiver."""
@@ -216,6 +230,8 @@ class Connection:
         self.prev_ts = self.last_ts
         self.last_ts = seg.ts
         self.last_frame = seg.num
+        if self.held_rst is not None:
+            self._resolve_held_rst(s, seg)
         if self.rst is not None:
             self._after_rst(s, seg)
         if (flags & 7) in _MULTI_FLAGS or not flags & 0x3F:
@@ -233,8 +249,13 @@ class Connection:
 
         analyze_segment(self, s, x, y, seg)
 
-        # 1. The sender's ACK is evidence of what it received: deliver pending SYN/FINs.
+        # 1. The sender's ACK is evidence of what it received: deliver pending SYN/FINs (and
+        # infer a FIN the capture missed when the ACK covers one byte past the peer's data).
         if flags & ACK:
+            if (y.fin_seq is None and y.seq_exact and not flags & (SYN | RST)
+                    and seg.ack == (y.next_seq + 1) & 0xFFFFFFFF
+                    and y.state in (State.ESTABLISHED, State.CLOSE_WAIT)):
+                self._infer_fin(1 - s, seg)
             if x.pending:
                 self._deliver(s, seg)
             elif x.state is State.SYN_SENT and not flags & (SYN | RST):
@@ -246,7 +267,8 @@ class Connection:
                 seg.paylen or flags & FIN) and not self.tfo:
             self._infer_handshake_ack(s, seg)
         if seg.paylen and not flags & SYN and x.state in _UNSYNCHRONIZED and not (
-                self.tfo and x.state is State.SYN_RECEIVED):
+                self.tfo and x.state is State.SYN_RECEIVED) and self.rst is None \
+                and not self.est_sides & (1 << s):
             self.note("DATA_BEFORE_HANDSHAKE", seg, s, "%s sent %d bytes while in %s, before "
                       "the handshake completed" % (SIDES[s], seg.paylen, x.state.value))
         if seg.paylen and x.fin_seq is not None and \
@@ -271,6 +293,10 @@ class Connection:
         new_data = seg.paylen > 0 and (x.next_seq is None or seq_lt(x.next_seq, end))
         if x.next_seq is None or seq_lt(x.next_seq, end):
             x.next_seq = end
+        if seg.seglen:
+            x.seq_exact = True
+        if new_data:
+            x.last_data_ts = seg.ts
         if new_data and x.state in (State.CLOSE_WAIT, State.LAST_ACK) and not self.half_close_data:
             self.half_close_data = True
 
@@ -393,9 +419,15 @@ class Connection:
                 x.isn = seg.seq
             elif x.isn is None:
                 x.isn = seg.seq
-                if y.isn is not None and seg.ack != (y.isn + 1) & 0xFFFFFFFF:
+                # RFC 7413 §4.2: a Fast Open server may acknowledge the SYN's data as well.
+                if y.isn is not None and seg.ack not in _isn_acks(y.isn, self.syn_data):
                     self.note("SYNACK_BAD_ACK", seg, s, "SYN-ACK acknowledges %d, expected %d "
                               "(ISN %d + 1)" % (seg.ack, (y.isn + 1) & 0xFFFFFFFF, y.isn))
+            if (x.state is State.ESTABLISHED and x.syn_acked and seg.seq in x.isns
+                    and x.next_seq == (seg.seq + 1) & 0xFFFFFFFF and self.rst is None):
+                # Sent again before any data: the ACK of the first one never arrived.
+                self._ack_was_lost(x, {State.ESTABLISHED: State.SYN_RECEIVED}, seg)
+                x.syn_acked = False
             x.isns.add(seg.seq)
             if not self._move(s, Input.SEND_SYN_ACK, seg):
                 self.note("SEGMENT_IN_WRONG_STATE", seg, s, "%s sent a SYN-ACK while in %s"
@@ -405,6 +437,8 @@ class Connection:
         x.isns.add(seg.seq)
         if x.isn is None:
             x.isn = seg.seq
+            if s == 0:
+                self.syn_data = seg.paylen
             if s == 0 and not self.syn_seen:
                 self.syn_ts = seg.ts
             if s == 1:
@@ -413,7 +447,7 @@ class Connection:
         elif seg.seq == x.isn:
             self.note("SYN_RETRANSMITTED", seg, s, "SYN sent again with the same ISN (first "
                       "retransmission %.1f s after the SYN)" % ((seg.ts - self.syn_ts) / 1e9))
-        if not self._move(s, Input.SEND_SYN, seg):
+        if not self._move(s, Input.SEND_SYN, seg) and self.rst is None:
             self.note("SEGMENT_IN_WRONG_STATE", seg, s, "%s sent a SYN while in %s"
                       % (SIDES[s], x.state.value))
 
@@ -429,7 +463,10 @@ class Connection:
             acks_peer = (y.fin_seq is not None and bool(seg.flags & ACK)
                          and seq_lt(y.fin_seq, seg.ack))
             self.fins.append((s, seg.ts, seg.num, acks_peer))
-        if not self._move(s, Input.SEND_FIN, seg):
+        elif fin_seq == x.fin_seq and x.fin_acked and self.rst is None:
+            self._ack_was_lost(x, _BEFORE_FIN_ACK, seg)
+            x.fin_acked = False
+        if not self._move(s, Input.SEND_FIN, seg) and self.rst is None:
             self.note("SEGMENT_IN_WRONG_STATE", seg, s, "%s sent a FIN while in %s"
                       % (SIDES[s], x.state.value))
 
@@ -457,17 +494,66 @@ class Connection:
                 ok = True   # many stacks answer with a bare RST; count it, but it is odd
         else:
             ok = self._rst_in_window(x, y, seg)
-        if self.rst is None and ok:
-            self.rst = (s, seg.ts, seg.num)
+            if ok and x.next_seq is not None and seg.seq != x.next_seq and seg.seq != y.last_ack:
+                # In the window but not at RCV.NXT: RFC 5961 §3.2 (RFC 9293 §3.10.7.4) answers
+                # with a challenge ACK and keeps the connection. Held until the receiver's next
+                # segment says which (a bare ACK: challenged; anything else: it took effect).
+                self.held_rst = (s, seg)
+                return
         if ok:
-            self._move(s, Input.SEND_RST, seg)
-            y.pending = []
-            self._move(1 - s, Input.RECV_RST, seg)
+            self._accept_rst(s, seg)
         else:
             # The receiver drops it; and a RST outside the window is as likely injected by a
             # third party as sent by this endpoint, so neither side's state changes.
             self.note("RST_OUT_OF_WINDOW", seg, s, "RST seq %d is %d bytes from the expected %d"
                       % (seg.seq, seq_diff(seg.seq, x.next_seq or seg.seq), x.next_seq or 0))
+
+    def _accept_rst(self, s: int, seg: Segment) -> None:
+        x, y = self.ep[s], self.ep[1 - s]
+        if self.rst is None:
+            self.rst = (s, seg.ts, seg.num)
+        self._move(s, Input.SEND_RST, seg)
+        y.pending = []
+        self._move(1 - s, Input.RECV_RST, seg)
+
+    def _resolve_held_rst(self, s: int, seg: Segment) -> None:
+        """The segment after an in-window RST that was not at RCV.NXT decides its fate."""
+        t, rst = self.held_rst
+        self.held_rst = None
+        if s != t and seg.flags & 0x17 == ACK and not seg.paylen:
+            self.note("RST_CHALLENGED", seg, s, "%s answered the RST in frame %d (seq %d, not its "
+                      "RCV.NXT) with a challenge ACK: the RST was ignored (RFC 5961)"
+                      % (SIDES[s], rst.num, rst.seq))
+        else:
+            self._accept_rst(t, rst)
+
+    def settle(self) -> None:
+        """End of capture: a held RST that nothing contradicted took effect."""
+        if self.held_rst is not None:
+            t, rst = self.held_rst
+            self.held_rst = None
+            self._accept_rst(t, rst)
+
+    def _ack_was_lost(self, e: Endpoint, undo: dict, seg: Segment) -> None:
+        """`e` sent again what the capture showed acknowledged: put it back where it was."""
+        before = undo.get(e.state)
+        if before is not None:
+            e.state = before
+            e.since = seg.ts
+
+    def _infer_fin(self, t: int, seg: Segment) -> None:
+        """Side `t` sent a FIN the capture lacks: its peer acknowledges one byte past all
+        of `t`'s data (the ACK_OF_UNSEEN_FIN evidence)."""
+        e, peer = self.ep[t], self.ep[1 - t]
+        fin = e.next_seq
+        e.fin_seq = fin
+        e.fin_ts = seg.ts
+        e.next_seq = (fin + 1) & 0xFFFFFFFF
+        acks_peer = peer.fin_seq is not None and e.last_ack is not None and \
+            seq_lt(peer.fin_seq, e.last_ack)
+        self.fins.append((t, seg.ts, seg.num, acks_peer))
+        self._move(t, Input.SEND_FIN, seg)
+        self._hold(peer, Input.RECV_FIN, e.next_seq, seg.ts)
 
     @staticmethod
     def _rst_in_window(x: Endpoint, y: Endpoint, seg: Segment) -> bool:
@@ -483,11 +569,18 @@ class Connection:
             return
         self.hs_checked = True
         o, r = self.ep
-        want_seq = (o.isn + 1) & 0xFFFFFFFF if o.isn is not None else seg.seq
+        seqs = _isn_acks(o.isn, self.syn_data) if o.isn is not None else (seg.seq,)
+        want_seq = seqs[-1] if len(seqs) > 1 and seg.seq == seqs[-1] else seqs[0]
         want_ack = (r.isn + 1) & 0xFFFFFFFF
-        if seg.seq != want_seq or seg.ack != want_ack:
+        if seg.seq not in seqs or seg.ack != want_ack:
             self.note("HANDSHAKE_ACK_BAD", seg, s, "handshake ACK has seq %d ack %d, expected "
                       "seq %d ack %d" % (seg.seq, seg.ack, want_seq, want_ack))
+
+
+def _isn_acks(isn: int, syn_data: int) -> tuple:
+    """What may acknowledge a SYN: ISN+1, or with TCP Fast Open ISN+1+data (RFC 7413 §4.2)."""
+    one = (isn + 1) & 0xFFFFFFFF
+    return (one, (one + syn_data) & 0xFFFFFFFF) if syn_data else (one,)
 
 
 def _describe(seg: Segment) -> str:

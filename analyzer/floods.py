@@ -30,7 +30,8 @@ class FloodDetector:
         self.attempts: DefaultDict[Server, List[Tuple[int, bytes, int, int]]] = defaultdict(list)
 
     def add(self, r: ConnResult) -> None:
-        if r.handshake in ("unanswered", "half_open"):
+        if r.handshake in ("unanswered", "half_open") or (
+                r.handshake == "reset" and r.reset_by == "orig"):
             self.attempts[r.resp].append((r.start, r.orig[0], r.id, r.first_frame))
 
     def findings(self) -> List[Finding]:

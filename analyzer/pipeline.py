@@ -95,6 +95,10 @@ def analyze(paths: Sequence[str], msl: float = DEFAULT_MSL, idle_timeout: Option
             on_frame(num)
     table.flush(stats.last_ts if stats.last_ts is not None else 0)
     warnings = list(stats.warnings)
+    cut = skipped.get("truncated_tcp", 0) + skipped.get("truncated_ip", 0)
+    if cut:
+        warnings.append("%d packets were cut inside their IP or TCP header (snaplen too small?) "
+                        "and could not be analysed" % cut)
     if table.evicted_early:
         warnings.append("%d connections were finalized before they ended (idle timeout or "
                         "more than %d open at once, --max-connections); a later packet of one "

@@ -31,13 +31,17 @@ if TYPE_CHECKING:                       # pragma: no cover
 OOO_NS = 3_000_000
 #: Holes remembered per direction; older ones are forgotten (bounded memory).
 MAX_HOLES = 8
+#: A receive window closed at least this long is a stall (ZERO_WINDOW_STALL, a warning); a
+#: shorter zero window is flow control doing its job (ZERO_WINDOW, info).
+ZERO_WINDOW_STALL_NS = 500_000_000
 
 
 class Analysis:
     """Per-direction counters of the sequence analysis (JSON `analysis.<side>`)."""
 
     __slots__ = ("retransmissions", "out_of_order", "lost_segments", "acked_unseen",
-                 "keepalives", "keepalive_acks", "zero_windows", "holes", "keepalive_open")
+                 "keepalives", "keepalive_acks", "zero_windows", "holes", "keepalive_open",
+                 "zw_since")
 
     FIELDS = ("retransmissions", "out_of_order", "lost_segments", "acked_unseen", "keepalives",
               "keepalive_acks", "zero_windows")
@@ -52,6 +56,7 @@ class Analysis:
         self.zero_windows = 0
         self.holes: List[Tuple[int, int, int]] = []   # (start, end, ts) of missing bytes
         self.keepalive_open = False     # the last segment was a keep-alive awaiting its ACK
+        self.zw_since = 0               # when this side's window closed (0: it is open)
 
     def to_dict(self) -> dict:
         return {name: getattr(self, name) for name in self.FIELDS}
@@ -70,8 +75,17 @@ def analyze_segment(c: "Connection", s: int, x: "Endpoint", y: "Endpoint", seg: 
     paylen = seg.paylen
     if seg.win == 0 and not flags & (SYN | FIN):
         a.zero_windows += 1
+        if not a.zw_since:
+            a.zw_since = seg.ts
         c.seen("ZERO_WINDOW") or c.note(
             "ZERO_WINDOW", seg, s, "%s advertised a zero receive window" % side)
+    elif a.zw_since and not flags & SYN:
+        closed_for = seg.ts - a.zw_since
+        a.zw_since = 0
+        if closed_for >= ZERO_WINDOW_STALL_NS:
+            c.seen("ZERO_WINDOW_STALL") or c.note(
+                "ZERO_WINDOW_STALL", seg, s, "%s's receive window stayed zero for %.1f s: its "
+                "application stopped reading" % (side, closed_for / 1e9))
     if nxt is not None and not flags & (SYN | FIN) and paylen <= 1 and \
             seg.seq == (nxt - 1) & 0xFFFFFFFF and (y.last_ack is None or y.last_ack == nxt):
         # RFC 1122 §4.2.3.6: a probe goes out on a quiet connection, everything acknowledged;
@@ -79,8 +93,9 @@ def analyze_segment(c: "Connection", s: int, x: "Endpoint", y: "Endpoint", seg: 
         a.keepalives += 1
         a.keepalive_open = True
         c.seen("KEEPALIVE") or c.note(
-            "KEEPALIVE", seg, s, "%s sent a keep-alive probe (seq next-1, %d byte%s) after %.1f s "
-            "idle" % (side, paylen, "" if paylen == 1 else "s", (seg.ts - c.prev_ts) / 1e9))
+            "KEEPALIVE", seg, s, "%s sent a %s (seq next-1, %d byte%s) after %.1f s" % (
+                side, "zero-window probe" if y.analysis.zw_since else "keep-alive probe",
+                paylen, "" if paylen == 1 else "s", (seg.ts - c.prev_ts) / 1e9))
         return
     if y.analysis.keepalive_open and flags & ACK and not paylen and not flags & (SYN | FIN):
         y.analysis.keepalive_open = False
@@ -88,6 +103,11 @@ def analyze_segment(c: "Connection", s: int, x: "Endpoint", y: "Endpoint", seg: 
             a.keepalive_acks += 1
             return
     if flags & ACK and not flags & SYN and y.next_seq is not None and seq_lt(y.next_seq, seg.ack):
+        if not y.seq_exact and seg.ack == (y.next_seq + 1) & 0xFFFFFFFF:
+            # The peer was seen only in bare segments, whose seq may be SND.NXT - 1 (a
+            # keep-alive probe): this ACK tells its real next sequence number.
+            y.next_seq = seg.ack
+            return
         a.acked_unseen += 1
         if y.fin_seq is None and seg.ack == (y.next_seq + 1) & 0xFFFFFFFF and not paylen:
             c.seen("ACK_OF_UNSEEN_FIN") or c.note(
@@ -103,6 +123,8 @@ def analyze_segment(c: "Connection", s: int, x: "Endpoint", y: "Endpoint", seg: 
     if seq == nxt:
         return                          # the normal case: new data in order
     if seq_lt(nxt, seq):
+        if not x.seq_exact and seq == (nxt + 1) & 0xFFFFFFFF:
+            return                      # only bare segments seen so far: one was a probe
         # A jump forward, even on a bare ACK: the bytes before it were not captured.
         a.lost_segments += 1
         if len(a.holes) >= MAX_HOLES:

@@ -11,6 +11,7 @@ from typing import List, Optional
 
 from analyzer.conn import SIDES, Connection
 from analyzer.report import ConnResult, Lingering
+from analyzer.seqanalysis import ZERO_WINDOW_STALL_NS
 from analyzer.tcpstate import State
 
 #: Handshake outcomes.
@@ -90,6 +91,7 @@ def _close(c: Connection, handshake: str) -> tuple:
 
 def finalize(c: Connection, now: int, msl_ns: int) -> ConnResult:
     """The verdicts for a connection as of capture time `now` (ns)."""
+    c.settle()
     two_msl = 2 * msl_ns
     lingering: List[Lingering] = []
     final = []
@@ -108,14 +110,25 @@ def finalize(c: Connection, now: int, msl_ns: int) -> ConnResult:
         elif state is State.CLOSE_WAIT:
             elapsed = now - e.close_wait_since
             lingering.append(Lingering(SIDES[i], "CLOSE_WAIT", e.close_wait_since, elapsed, None))
-            if elapsed >= CLOSE_WAIT_STUCK_NS:
-                    c.note_at("CLOSE_WAIT_LINGERING", now, c.last_frame, i,
-                          "%s stuck in CLOSE_WAIT for %.1f s since the peer's FIN: its "
-                          "application never closed the socket" % (SIDES[i], elapsed / 1e9))
-        elif state is State.FIN_WAIT_2 and now - e.since >= CLOSE_WAIT_STUCK_NS:
+            # Stuck: silent since the peer's FIN, or since its last data (a half-duplex reply
+            # still streaming is not stuck).
+            quiet = now - max(e.close_wait_since, e.last_data_ts)
+            if quiet >= CLOSE_WAIT_STUCK_NS:
+                c.note_at("CLOSE_WAIT_LINGERING", now, c.last_frame, i,
+                          "%s stuck in CLOSE_WAIT for %.1f s since the peer's FIN%s: its "
+                          "application never closed the socket" % (
+                              SIDES[i], elapsed / 1e9, "" if quiet == elapsed else
+                              " (last data %.1f s before the end)" % (quiet / 1e9)))
+        elif state is State.FIN_WAIT_2 and \
+                now - max(e.since, c.ep[1 - i].last_data_ts) >= CLOSE_WAIT_STUCK_NS:
             c.note_at("FIN_WAIT_2_LINGERING", now, c.last_frame, i,
                       "%s in FIN_WAIT_2 for %.1f s: its FIN was acknowledged, the peer never "
                       "closed" % (SIDES[i], (now - e.since) / 1e9))
+        zw = e.analysis.zw_since
+        if zw and now - zw >= ZERO_WINDOW_STALL_NS and (i == 0 or e is not c.ep[0]):
+            c.note_at("ZERO_WINDOW_STALL", zw, c.last_frame, i,
+                      "%s's receive window was still zero at the end, %.1f s after it closed"
+                      % (SIDES[i], (now - zw) / 1e9))
         final.append(state.value)
     handshake = _handshake(c)
     close, closed_first, reset_by = _close(c, handshake)

@@ -52,6 +52,46 @@ EXPECTED = {
     "loopback_self_connect.pcap": [("simultaneous_open", "simultaneous", "both", "TIME_WAIT/TIME_WAIT",
                                     ["TIME_WAIT", "TIME_WAIT"])],
     "loopback_any_sll2.pcap": [("complete", "four_way", "orig", "TIME_WAIT/CLOSED", ["TIME_WAIT"])],
+    # More real kernel traffic (samples/loopback/), each a situation that once fooled us.
+    "loopback/final_ack_lost.pcap": [("complete", "four_way", "orig", "TIME_WAIT/CLOSED", ["TIME_WAIT"])],
+    "loopback/tcp_fast_open.pcap": [
+        ("complete", "four_way", "resp", "CLOSED/TIME_WAIT", ["TIME_WAIT"]),
+        ("complete", "three_segment", "resp", "CLOSED/TIME_WAIT", ["TIME_WAIT"])],
+    "loopback/rst_not_exact.pcap": [("complete", "reset", "resp", "CLOSED/CLOSED", [])],
+    "loopback/rst_lost.pcap": [("complete", "reset", "orig", "CLOSED/CLOSED", [])],
+    "loopback/fin_not_captured.pcap": [("complete", "four_way", "resp", "CLOSED/TIME_WAIT", ["TIME_WAIT"])],
+    "loopback/keepalive_midstream.pcap": [("not_seen", "four_way", "orig", "TIME_WAIT/CLOSED", ["TIME_WAIT"])],
+    "loopback/close_wait_streaming.pcap": [("complete", "half_closed", "orig", "FIN_WAIT_2/CLOSE_WAIT",
+                                            ["CLOSE_WAIT"])],
+    "loopback/half_open_recovery.pcap": [
+        ("complete", "reset", "orig", "CLOSED/CLOSED", []),
+        ("complete", "four_way", "orig", "TIME_WAIT/CLOSED", ["TIME_WAIT"])],
+    "loopback/simultaneous_open.pcap": [("simultaneous_open", "four_way", "orig", "TIME_WAIT/CLOSED",
+                                         ["TIME_WAIT"])],
+    "loopback/fin_wait_2_timeout.pcap": [
+        ("complete", "four_way", "orig", "TIME_WAIT/CLOSED", ["TIME_WAIT"]),
+        ("complete", "four_way", "orig", "CLOSED/CLOSED", []),
+        ("complete", "half_closed", "orig", "FIN_WAIT_2/CLOSE_WAIT", ["CLOSE_WAIT"])],
+    "loopback/time_wait_reuse.pcap": [
+        ("complete", "four_way", "orig", "CLOSED/CLOSED", []),
+        ("complete", "four_way", "orig", "TIME_WAIT/CLOSED", ["TIME_WAIT"])],
+    "loopback/syn_ack_lost.pcap": [("complete", "four_way", "orig", "TIME_WAIT/CLOSED", ["TIME_WAIT"])],
+}
+
+#: Findings that must (and must not) appear, per sample: what those captures were recorded for.
+FINDINGS = {
+    "loopback/final_ack_lost.pcap": ({"FIN_RETRANSMITTED", "TIME_WAIT_AT_END"},
+                                     {"SEGMENT_IN_WRONG_STATE"}),
+    "loopback/tcp_fast_open.pcap": ({"SYN_WITH_DATA"}, {"SYNACK_BAD_ACK", "HANDSHAKE_ACK_BAD"}),
+    "loopback/rst_not_exact.pcap": ({"RST_CHALLENGED", "CONNECTION_RESET", "PACKETS_AFTER_RST"},
+                                    {"DATA_AFTER_RST", "DATA_BEFORE_HANDSHAKE",
+                                     "SEGMENT_IN_WRONG_STATE"}),
+    "loopback/rst_lost.pcap": ({"CONNECTION_RESET", "PACKETS_AFTER_RST"}, {"DATA_BEFORE_HANDSHAKE"}),
+    "loopback/fin_not_captured.pcap": ({"ACK_OF_UNSEEN_FIN"}, {"SEGMENT_NOT_CAPTURED"}),
+    "loopback/keepalive_midstream.pcap": ({"MIDSTREAM_START"},
+                                          {"ACK_OF_UNSEEN_FIN", "SEGMENT_NOT_CAPTURED"}),
+    "loopback/close_wait_streaming.pcap": (set(), {"CLOSE_WAIT_LINGERING", "FIN_WAIT_2_LINGERING"}),
+    "loopback/time_wait_reuse.pcap": ({"TIME_WAIT_REUSE"}, set()),
 }
 
 
@@ -66,9 +106,17 @@ def test_sample_verdicts(name):
 
 
 def test_every_sample_capture_is_covered():
-    captures = {p.name for p in SAMPLES.iterdir()
+    captures = {p.relative_to(SAMPLES).as_posix() for p in SAMPLES.rglob("*")
                 if p.suffix in (".pcap", ".pcapng", ".gz") and p.name != "mixed.pcap"}
     assert captures == set(EXPECTED)
+
+
+@pytest.mark.parametrize("name", sorted(FINDINGS))
+def test_sample_findings(name):
+    must, must_not = FINDINGS[name]
+    doc = analyze([str(SAMPLES / name)]).to_dict()
+    codes = {f["code"] for c in doc["connections"] for f in c["findings"]}
+    assert must <= codes and not (must_not & codes), codes
 
 
 def test_half_close_samples_say_data_followed_the_fin():
