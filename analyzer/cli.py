@@ -17,7 +17,7 @@ from analyzer.flows import DEFAULT_MAX_LIVE
 from analyzer.pipeline import DEFAULT_MSL, analyze
 from analyzer.render import RENDERERS, render
 from analyzer.render.progress import progress
-from analyzer.report import EXIT_UNREADABLE, EXIT_USAGE
+from analyzer.report import EXIT_UNREADABLE
 
 
 def _warn(message: str) -> None:

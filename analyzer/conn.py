@@ -21,18 +21,15 @@ from typing import Dict, List, Optional, Tuple
 
 from analyzer.anomalies import Finding
 from analyzer.seqanalysis import Analysis, analyze_segment
-from analyzer.segment import (ACK, FIN, RST, SYN, Segment, addr_str, flags_str, seq_diff,
+from analyzer.segment import (ACK, FIN, RST, SYN, Segment, addr_str, describe, flags_str,
                                seq_le, seq_lt)
+from analyzer import control
+from analyzer.control import SIDES
 from analyzer.tcpstate import Input, State, step
 from analyzer.zeek import ZeekView
 
-SIDES = ("orig", "resp")
 #: Two or three of FIN, SYN, RST in one segment: flag combinations `_odd_flags` reports.
 _MULTI_FLAGS = frozenset({FIN | SYN, FIN | RST, SYN | RST, FIN | SYN | RST})
-#: An endpoint that sends its FIN again after the capture showed the ACK of it: that ACK never
-#: arrived, so the endpoint is put back where it was before it (an observer's correction).
-_BEFORE_FIN_ACK = {State.CLOSED: State.LAST_ACK, State.TIME_WAIT: State.CLOSING,
-                   State.FIN_WAIT_2: State.FIN_WAIT_1}
 #: States before the handshake completed, where data has no place (TFO aside).
 _UNSYNCHRONIZED = frozenset({State.CLOSED, State.LISTEN, State.SYN_SENT, State.SYN_RECEIVED})
 
@@ -137,7 +134,7 @@ class Connection:
             self.midstream = True
             self.note("MIDSTREAM_START", seg, None,
                       "first packet is %s, not a SYN: the handshake was not captured"
-                      % _describe(seg))
+                      % describe(seg))
 
     # -- bookkeeping -------------------------------------------------------------------------
 
@@ -166,7 +163,7 @@ class Connection:
         o = self.ep[0]
         return 0 if (seg.sport == o.port and seg.src == o.addr) else 1
 
-    def _move(self, side: int, inp: Input, seg: Segment) -> bool:
+    def move(self, side: int, inp: Input, seg: Segment) -> bool:
         e = self.ep[side]
         if inp is Input.RECV_FIN and e.state is State.TIME_WAIT:
             e.since = seg.ts            # RFC 9293 §3.10.7.4: ACK it, restart the 2 MSL timer
@@ -231,7 +228,7 @@ class Connection:
         self.last_ts = seg.ts
         self.last_frame = seg.num
         if self.held_rst is not None:
-            self._resolve_held_rst(s, seg)
+            control.resolve_held_rst(self, s, seg)
         if self.rst is not None:
             self._after_rst(s, seg)
         if (flags & 7) in _MULTI_FLAGS or not flags & 0x3F:
@@ -255,17 +252,17 @@ class Connection:
             if (y.fin_seq is None and y.seq_exact and not flags & (SYN | RST)
                     and seg.ack == (y.next_seq + 1) & 0xFFFFFFFF
                     and y.state in (State.ESTABLISHED, State.CLOSE_WAIT)):
-                self._infer_fin(1 - s, seg)
+                control.infer_fin(self, 1 - s, seg)
             if x.pending:
                 self._deliver(s, seg)
             elif x.state is State.SYN_SENT and not flags & (SYN | RST):
-                self._infer_synack(s, seg)
+                control.infer_synack(self, s, seg)
 
         # A responder sending data or FIN must have had its SYN-ACK acknowledged (unless the
         # SYN carried data: a TCP Fast Open server may answer before the handshake ends).
         if x.state is State.SYN_RECEIVED and not flags & (SYN | RST) and (
                 seg.paylen or flags & FIN) and not self.tfo:
-            self._infer_handshake_ack(s, seg)
+            control.infer_handshake_ack(self, s, seg)
         if seg.paylen and not flags & SYN and x.state in _UNSYNCHRONIZED and not (
                 self.tfo and x.state is State.SYN_RECEIVED) and self.rst is None \
                 and not self.est_sides & (1 << s):
@@ -278,17 +275,17 @@ class Connection:
 
         # 2. What the sender did.
         if flags & RST:
-            self._on_rst(s, seg)
+            control.on_rst(self, s, seg)
             return
         if flags & SYN:
-            self._on_syn(s, seg)
+            control.on_syn(self, s, seg)
         if flags & FIN:
-            self._on_fin(s, seg)
+            control.on_fin(self, s, seg)
         if not flags & (SYN | FIN):
-            if not self._move(s, Input.SEND_ACK, seg) and (
+            if not self.move(s, Input.SEND_ACK, seg) and (
                     seg.paylen or x.state is State.CLOSED) and self.rst is None:
                 self.note("SEGMENT_IN_WRONG_STATE", seg, s, "%s sent %s while in %s"
-                          % (SIDES[s], _describe(seg), x.state.value))
+                          % (SIDES[s], describe(seg), x.state.value))
         end = (seg.seq + seg.seglen) & 0xFFFFFFFF
         new_data = seg.paylen > 0 and (x.next_seq is None or seq_lt(x.next_seq, end))
         if x.next_seq is None or seq_lt(x.next_seq, end):
@@ -306,20 +303,20 @@ class Connection:
             if (y.isn is not None and not y.syn_acked and y.state is State.SYN_RECEIVED
                     and seq_lt(y.isn, ack)):
                 y.syn_acked = True
-                self._move(1 - s, Input.RECV_ACK_OF_SYN, seg)
-                self._check_handshake_ack(s, seg)
+                self.move(1 - s, Input.RECV_ACK_OF_SYN, seg)
+                control.check_handshake_ack(self, s, seg)
             if y.fin_seq is not None and not y.fin_acked and seq_lt(y.fin_seq, ack):
                 y.fin_acked = True
                 if self.fin_acked_by is None:
                     self.fin_acked_by = (s, bool(flags & FIN))
-                self._move(1 - s, Input.RECV_ACK_OF_FIN, seg)
+                self.move(1 - s, Input.RECV_ACK_OF_FIN, seg)
             else:
-                self._move(1 - s, Input.RECV_ACK, seg)
+                self.move(1 - s, Input.RECV_ACK, seg)
         if flags & SYN:
             inp = Input.RECV_SYN_ACK if flags & ACK else Input.RECV_SYN
-            self._hold(y, inp, (seg.seq + 1) & 0xFFFFFFFF, seg.ts)
+            self.hold(y, inp, (seg.seq + 1) & 0xFFFFFFFF, seg.ts)
         if flags & FIN:
-            self._hold(y, Input.RECV_FIN, (x.fin_seq + 1) & 0xFFFFFFFF, seg.ts)
+            self.hold(y, Input.RECV_FIN, (x.fin_seq + 1) & 0xFFFFFFFF, seg.ts)
 
     def _after_rst(self, s: int, seg: Segment) -> None:
         """A segment after the RST that ended the connection."""
@@ -343,38 +340,8 @@ class Connection:
             self.note("NO_FLAGS", seg, s, "%s sent a segment with no control flags set"
                       % SIDES[s])
 
-    def _infer_synack(self, s: int, seg: Segment) -> None:
-        """The originator acknowledges a SYN-ACK the capture does not hold: the responder
-        received the SYN and sent a SYN-ACK whose ISN is this ack - 1."""
-        x, y = self.ep[s], self.ep[1 - s]
-        self.note("SYNACK_NOT_CAPTURED", seg, s,
-                  "%s acknowledged a SYN-ACK that is not in the capture" % SIDES[s])
-        self._move(s, Input.RECV_SYN_ACK, seg)
-        x.syn_acked = True
-        if y.isn is None and y.state in (State.LISTEN, State.SYN_RECEIVED):
-            for p in [p for p in y.pending if p[0] is Input.RECV_SYN]:
-                y.pending.remove(p)
-                self._move(1 - s, Input.RECV_SYN, seg)
-            y.isn = (seg.ack - 1) & 0xFFFFFFFF
-            if y.base_seq is None:
-                y.base_seq = y.isn
-            self.synack_seen = True
-
-    def _infer_handshake_ack(self, s: int, seg: Segment) -> None:
-        """The ACK that completed the handshake is missing from the capture: infer it, and
-        that its sender had processed the SYN-ACK."""
-        x, y = self.ep[s], self.ep[1 - s]
-        self.note("HANDSHAKE_ACK_NOT_CAPTURED", seg, 1 - s, "%s sent %s in SYN_RECEIVED: the "
-                  "ACK of its SYN-ACK is not in the capture" % (SIDES[s], _describe(seg)))
-        for p in [p for p in y.pending if p[0] is Input.RECV_SYN_ACK]:
-            y.pending.remove(p)
-            y.syn_acked = True
-            self._move(1 - s, Input.RECV_SYN_ACK, seg)
-        x.syn_acked = True
-        self._move(s, Input.RECV_ACK_OF_SYN, seg)
-
     @staticmethod
-    def _hold(e: Endpoint, inp: Input, end: int, ts: int) -> None:
+    def hold(e: Endpoint, inp: Input, end: int, ts: int) -> None:
         for i, p in enumerate(e.pending):
             if p[0] is inp:
                 if p[1] != end and inp is Input.RECV_SYN_ACK:
@@ -391,200 +358,12 @@ class Connection:
                 continue
             if inp is Input.RECV_SYN_ACK:
                 x.syn_acked = True
-            self._move(s, inp, seg)
+            self.move(s, inp, seg)
         x.pending = keep
-
-    def _on_syn(self, s: int, seg: Segment) -> None:
-        x, y = self.ep[s], self.ep[1 - s]
-        if seg.paylen:
-            self.tfo = self.tfo or not seg.flags & ACK
-            self.note("SYN_WITH_DATA", seg, s, "%s's %s carries %d bytes of data (TCP Fast Open, "
-                      "RFC 7413, when the peer supports it)" % (
-                          SIDES[s], "SYN-ACK" if seg.flags & ACK else "SYN", seg.paylen))
-        if seg.flags & ACK:
-            self.synack_seen = True
-            x.synack_count += 1
-            if seg.seq in x.isns:
-                self.note("SYNACK_RETRANSMITTED", seg, s, "%s sent its SYN-ACK again" % SIDES[s])
-            # A SYN-ACK answers the peer's SYN even when its ack number is wrong.
-            for p in [p for p in x.pending if p[0] is Input.RECV_SYN]:
-                x.pending.remove(p)
-                self._move(s, Input.RECV_SYN, seg)
-            if x.isn is not None and seg.seq != x.isn and not x.syn_acked:
-                # A SYN-ACK offering another ISN (or an earlier one again): the newest offer
-                # is the one that counts.
-                if seg.seq not in x.isns:
-                    self.note("SYNACK_ISN_CHANGED", seg, s, "SYN-ACK with ISN %d, earlier %d"
-                              % (seg.seq, x.isn))
-                x.isn = seg.seq
-            elif x.isn is None:
-                x.isn = seg.seq
-                # RFC 7413 §4.2: a Fast Open server may acknowledge the SYN's data as well.
-                if y.isn is not None and seg.ack not in _isn_acks(y.isn, self.syn_data):
-                    self.note("SYNACK_BAD_ACK", seg, s, "SYN-ACK acknowledges %d, expected %d "
-                              "(ISN %d + 1)" % (seg.ack, (y.isn + 1) & 0xFFFFFFFF, y.isn))
-            if (x.state is State.ESTABLISHED and x.syn_acked and seg.seq in x.isns
-                    and x.next_seq == (seg.seq + 1) & 0xFFFFFFFF and self.rst is None):
-                # Sent again before any data: the ACK of the first one never arrived.
-                self._ack_was_lost(x, {State.ESTABLISHED: State.SYN_RECEIVED}, seg)
-                x.syn_acked = False
-            x.isns.add(seg.seq)
-            if not self._move(s, Input.SEND_SYN_ACK, seg):
-                self.note("SEGMENT_IN_WRONG_STATE", seg, s, "%s sent a SYN-ACK while in %s"
-                          % (SIDES[s], x.state.value))
-            return
-        x.syn_count += 1
-        x.isns.add(seg.seq)
-        if x.isn is None:
-            x.isn = seg.seq
-            if s == 0:
-                self.syn_data = seg.paylen
-            if s == 0 and not self.syn_seen:
-                self.syn_ts = seg.ts
-            if s == 1:
-                self.sim_open = True
-            self.syn_seen = True
-        elif seg.seq == x.isn:
-            self.note("SYN_RETRANSMITTED", seg, s, "SYN sent again with the same ISN (first "
-                      "retransmission %.1f s after the SYN)" % ((seg.ts - self.syn_ts) / 1e9))
-        if not self._move(s, Input.SEND_SYN, seg) and self.rst is None:
-            self.note("SEGMENT_IN_WRONG_STATE", seg, s, "%s sent a SYN while in %s"
-                      % (SIDES[s], x.state.value))
-
-    def _on_fin(self, s: int, seg: Segment) -> None:
-        x, y = self.ep[s], self.ep[1 - s]
-        fin_seq = (seg.seq + seg.paylen + (1 if seg.flags & SYN else 0)) & 0xFFFFFFFF
-        if x.fin_seq is None:
-            if x.next_seq is not None and seq_lt(fin_seq, x.next_seq) and not seg.flags & SYN:
-                self.note("FIN_SEQ_BEHIND", seg, s, "%s's FIN is at seq %d but it had already "
-                          "sent data up to %d" % (SIDES[s], fin_seq, x.next_seq))
-            x.fin_seq = fin_seq
-            x.fin_ts = seg.ts
-            acks_peer = (y.fin_seq is not None and bool(seg.flags & ACK)
-                         and seq_lt(y.fin_seq, seg.ack))
-            self.fins.append((s, seg.ts, seg.num, acks_peer))
-        elif fin_seq == x.fin_seq and x.fin_acked and self.rst is None:
-            self._ack_was_lost(x, _BEFORE_FIN_ACK, seg)
-            x.fin_acked = False
-        if not self._move(s, Input.SEND_FIN, seg) and self.rst is None:
-            self.note("SEGMENT_IN_WRONG_STATE", seg, s, "%s sent a FIN while in %s"
-                      % (SIDES[s], x.state.value))
-
-    def _on_rst(self, s: int, seg: Segment) -> None:
-        x, y = self.ep[s], self.ep[1 - s]
-        if (x.state is State.SYN_SENT and y.last_ack is not None and seg.seq == y.last_ack
-                and (x.isn is None or y.last_ack != (x.isn + 1) & 0xFFFFFFFF)):
-            # RFC 9293 §3.10.7.3: a SYN-SENT endpoint answers an unacceptable ACK with
-            # <SEQ=SEG.ACK><CTL=RST> and stays where it is.
-            self.note("RST_REPLY", seg, s, "%s answered an unacceptable ACK (ack %d) with RST"
-                      % (SIDES[s], seg.seq))
-            if y.state is State.SYN_RECEIVED and x.isn is not None:
-                # The peer expects ISN+1 (it got the SYN): a RST below that is dropped.
-                if not self._rst_in_window(x, y, seg) or seq_lt(seg.seq, (x.isn + 1) & 0xFFFFFFFF):
-                    return
-            # Otherwise the RST resets the peer's stale connection (half-open recovery,
-            # RFC 9293 Figure 10); in our model the peer stays in LISTEN.
-            y.pending = []
-            self._move(1 - s, Input.RECV_RST, seg)
-            return
-        if y.state is State.SYN_SENT:
-            # RFC 9293 §3.10.7.3: in SYN-SENT a RST counts only if it acknowledges the SYN.
-            ok = bool(seg.flags & ACK) and y.isn is not None and seg.ack == (y.isn + 1) & 0xFFFFFFFF
-            if not ok and y.isn is not None and not seg.flags & ACK:
-                ok = True   # many stacks answer with a bare RST; count it, but it is odd
-        else:
-            ok = self._rst_in_window(x, y, seg)
-            if ok and x.next_seq is not None and seg.seq != x.next_seq and seg.seq != y.last_ack:
-                # In the window but not at RCV.NXT: RFC 5961 §3.2 (RFC 9293 §3.10.7.4) answers
-                # with a challenge ACK and keeps the connection. Held until the receiver's next
-                # segment says which (a bare ACK: challenged; anything else: it took effect).
-                self.held_rst = (s, seg)
-                return
-        if ok:
-            self._accept_rst(s, seg)
-        else:
-            # The receiver drops it; and a RST outside the window is as likely injected by a
-            # third party as sent by this endpoint, so neither side's state changes.
-            self.note("RST_OUT_OF_WINDOW", seg, s, "RST seq %d is %d bytes from the expected %d"
-                      % (seg.seq, seq_diff(seg.seq, x.next_seq or seg.seq), x.next_seq or 0))
-
-    def _accept_rst(self, s: int, seg: Segment) -> None:
-        x, y = self.ep[s], self.ep[1 - s]
-        if self.rst is None:
-            self.rst = (s, seg.ts, seg.num)
-        self._move(s, Input.SEND_RST, seg)
-        y.pending = []
-        self._move(1 - s, Input.RECV_RST, seg)
-
-    def _resolve_held_rst(self, s: int, seg: Segment) -> None:
-        """The segment after an in-window RST that was not at RCV.NXT decides its fate."""
-        t, rst = self.held_rst
-        self.held_rst = None
-        if s != t and seg.flags & 0x17 == ACK and not seg.paylen:
-            self.note("RST_CHALLENGED", seg, s, "%s answered the RST in frame %d (seq %d, not its "
-                      "RCV.NXT) with a challenge ACK: the RST was ignored (RFC 5961)"
-                      % (SIDES[s], rst.num, rst.seq))
-        else:
-            self._accept_rst(t, rst)
 
     def settle(self) -> None:
         """End of capture: a held RST that nothing contradicted took effect."""
         if self.held_rst is not None:
             t, rst = self.held_rst
             self.held_rst = None
-            self._accept_rst(t, rst)
-
-    def _ack_was_lost(self, e: Endpoint, undo: dict, seg: Segment) -> None:
-        """`e` sent again what the capture showed acknowledged: put it back where it was."""
-        before = undo.get(e.state)
-        if before is not None:
-            e.state = before
-            e.since = seg.ts
-
-    def _infer_fin(self, t: int, seg: Segment) -> None:
-        """Side `t` sent a FIN the capture lacks: its peer acknowledges one byte past all
-        of `t`'s data (the ACK_OF_UNSEEN_FIN evidence)."""
-        e, peer = self.ep[t], self.ep[1 - t]
-        fin = e.next_seq
-        e.fin_seq = fin
-        e.fin_ts = seg.ts
-        e.next_seq = (fin + 1) & 0xFFFFFFFF
-        acks_peer = peer.fin_seq is not None and e.last_ack is not None and \
-            seq_lt(peer.fin_seq, e.last_ack)
-        self.fins.append((t, seg.ts, seg.num, acks_peer))
-        self._move(t, Input.SEND_FIN, seg)
-        self._hold(peer, Input.RECV_FIN, e.next_seq, seg.ts)
-
-    @staticmethod
-    def _rst_in_window(x: Endpoint, y: Endpoint, seg: Segment) -> bool:
-        if x.next_seq is None:
-            return True                     # nothing known of the sender's numbers
-        scale = y.wscale if (y.wscale >= 0 and x.wscale >= 0) else 0
-        window = max(y.max_win << scale, 65535)
-        return abs(seq_diff(seg.seq, x.next_seq)) <= window
-
-    def _check_handshake_ack(self, s: int, seg: Segment) -> None:
-        """The first ACK of the responder's SYN: seq must be ISN+1, ack the peer's ISN+1."""
-        if self.hs_checked or s != 0 or not self.syn_seen or self.sim_open:
-            return
-        self.hs_checked = True
-        o, r = self.ep
-        seqs = _isn_acks(o.isn, self.syn_data) if o.isn is not None else (seg.seq,)
-        want_seq = seqs[-1] if len(seqs) > 1 and seg.seq == seqs[-1] else seqs[0]
-        want_ack = (r.isn + 1) & 0xFFFFFFFF
-        if seg.seq not in seqs or seg.ack != want_ack:
-            self.note("HANDSHAKE_ACK_BAD", seg, s, "handshake ACK has seq %d ack %d, expected "
-                      "seq %d ack %d" % (seg.seq, seg.ack, want_seq, want_ack))
-
-
-def _isn_acks(isn: int, syn_data: int) -> tuple:
-    """What may acknowledge a SYN: ISN+1, or with TCP Fast Open ISN+1+data (RFC 7413 §4.2)."""
-    one = (isn + 1) & 0xFFFFFFFF
-    return (one, (one + syn_data) & 0xFFFFFFFF) if syn_data else (one,)
-
-
-def _describe(seg: Segment) -> str:
-    from analyzer.segment import flags_str
-    if seg.paylen:
-        return "%d bytes of data [%s]" % (seg.paylen, flags_str(seg.flags))
-    return "[%s]" % flags_str(seg.flags)
+            control.accept_rst(self, t, rst)

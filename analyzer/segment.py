@@ -93,3 +93,10 @@ class Segment:
         return "Segment(#%d %s:%d > %s:%d [%s] seq=%d ack=%d win=%d len=%d)" % (
             self.num, addr_str(self.src), self.sport, addr_str(self.dst), self.dport,
             flags_str(self.flags), self.seq, self.ack, self.win, self.paylen)
+
+
+def describe(seg: Segment) -> str:
+    """A segment in a finding's words: `[S.]`, or `120 bytes of data [P.]`."""
+    if seg.paylen:
+        return "%d bytes of data [%s]" % (seg.paylen, flags_str(seg.flags))
+    return "[%s]" % flags_str(seg.flags)

@@ -1,0 +1,251 @@
+"""What SYN, FIN and RST segments do to a connection, and the segments a capture missed.
+
+The per-segment replay (`Connection.on_segment`, in conn.py) calls these for the control
+segments; they judge the sequence arithmetic of the handshake and the teardown, decide whether
+a RST would be accepted (RFC 9293 §3.10.7, RFC 5961), and infer what the capture lacks only
+where later traffic proves it (an ACK of an uncaptured SYN-ACK or FIN, a responder sending
+data before the handshake's ACK was seen). Each inference is an info finding.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from analyzer.segment import ACK, SYN, Segment, describe, seq_diff, seq_lt
+from analyzer.tcpstate import Input, State
+
+if TYPE_CHECKING:                       # pragma: no cover
+    from analyzer.conn import Connection, Endpoint
+
+SIDES = ("orig", "resp")
+
+#: An endpoint that sends its FIN again after the capture showed the ACK of it: that ACK never
+#: arrived, so the endpoint is put back where it was before it (an observer's correction).
+BEFORE_FIN_ACK = {State.CLOSED: State.LAST_ACK, State.TIME_WAIT: State.CLOSING,
+                  State.FIN_WAIT_2: State.FIN_WAIT_1}
+
+
+def infer_synack(c: "Connection", s: int, seg: Segment) -> None:
+    """The originator acknowledges a SYN-ACK the capture does not hold: the responder
+    received the SYN and sent a SYN-ACK whose ISN is this ack - 1."""
+    x, y = c.ep[s], c.ep[1 - s]
+    c.note("SYNACK_NOT_CAPTURED", seg, s,
+           "%s acknowledged a SYN-ACK that is not in the capture" % SIDES[s])
+    c.move(s, Input.RECV_SYN_ACK, seg)
+    x.syn_acked = True
+    if y.isn is None and y.state in (State.LISTEN, State.SYN_RECEIVED):
+        for p in [p for p in y.pending if p[0] is Input.RECV_SYN]:
+            y.pending.remove(p)
+            c.move(1 - s, Input.RECV_SYN, seg)
+        y.isn = (seg.ack - 1) & 0xFFFFFFFF
+        if y.base_seq is None:
+            y.base_seq = y.isn
+        c.synack_seen = True
+
+
+def infer_handshake_ack(c: "Connection", s: int, seg: Segment) -> None:
+    """The ACK that completed the handshake is missing from the capture: infer it, and
+    that its sender had processed the SYN-ACK."""
+    x, y = c.ep[s], c.ep[1 - s]
+    c.note("HANDSHAKE_ACK_NOT_CAPTURED", seg, 1 - s, "%s sent %s in SYN_RECEIVED: the "
+           "ACK of its SYN-ACK is not in the capture" % (SIDES[s], describe(seg)))
+    for p in [p for p in y.pending if p[0] is Input.RECV_SYN_ACK]:
+        y.pending.remove(p)
+        y.syn_acked = True
+        c.move(1 - s, Input.RECV_SYN_ACK, seg)
+    x.syn_acked = True
+    c.move(s, Input.RECV_ACK_OF_SYN, seg)
+
+
+def on_syn(c: "Connection", s: int, seg: Segment) -> None:
+    """A SYN or SYN-ACK from side `s`: ISNs, retransmissions, the SYN-ACK arithmetic."""
+    x, y = c.ep[s], c.ep[1 - s]
+    if seg.paylen:
+        c.tfo = c.tfo or not seg.flags & ACK
+        c.note("SYN_WITH_DATA", seg, s, "%s's %s carries %d bytes of data (TCP Fast Open, "
+               "RFC 7413, when the peer supports it)" % (
+                      SIDES[s], "SYN-ACK" if seg.flags & ACK else "SYN", seg.paylen))
+    if seg.flags & ACK:
+        c.synack_seen = True
+        x.synack_count += 1
+        if seg.seq in x.isns:
+            c.note("SYNACK_RETRANSMITTED", seg, s, "%s sent its SYN-ACK again" % SIDES[s])
+        # A SYN-ACK answers the peer's SYN even when its ack number is wrong.
+        for p in [p for p in x.pending if p[0] is Input.RECV_SYN]:
+            x.pending.remove(p)
+            c.move(s, Input.RECV_SYN, seg)
+        if x.isn is not None and seg.seq != x.isn and not x.syn_acked:
+            # A SYN-ACK offering another ISN (or an earlier one again): the newest offer
+            # is the one that counts.
+            if seg.seq not in x.isns:
+                c.note("SYNACK_ISN_CHANGED", seg, s, "SYN-ACK with ISN %d, earlier %d"
+                       % (seg.seq, x.isn))
+            x.isn = seg.seq
+        elif x.isn is None:
+            x.isn = seg.seq
+            # RFC 7413 §4.2: a Fast Open server may acknowledge the SYN's data as well.
+            if y.isn is not None and seg.ack not in isn_acks(y.isn, c.syn_data):
+                c.note("SYNACK_BAD_ACK", seg, s, "SYN-ACK acknowledges %d, expected %d "
+                       "(ISN %d + 1)" % (seg.ack, (y.isn + 1) & 0xFFFFFFFF, y.isn))
+        if (x.state is State.ESTABLISHED and x.syn_acked and seg.seq in x.isns
+                and x.next_seq == (seg.seq + 1) & 0xFFFFFFFF and c.rst is None):
+            # Sent again before any data: the ACK of the first one never arrived.
+            ack_was_lost(c, x, {State.ESTABLISHED: State.SYN_RECEIVED}, seg)
+            x.syn_acked = False
+        x.isns.add(seg.seq)
+        if not c.move(s, Input.SEND_SYN_ACK, seg):
+            c.note("SEGMENT_IN_WRONG_STATE", seg, s, "%s sent a SYN-ACK while in %s"
+                   % (SIDES[s], x.state.value))
+        return
+    x.syn_count += 1
+    x.isns.add(seg.seq)
+    if x.isn is None:
+        x.isn = seg.seq
+        if s == 0:
+            c.syn_data = seg.paylen
+        if s == 0 and not c.syn_seen:
+            c.syn_ts = seg.ts
+        if s == 1:
+            c.sim_open = True
+        c.syn_seen = True
+    elif seg.seq == x.isn:
+        c.note("SYN_RETRANSMITTED", seg, s, "SYN sent again with the same ISN (first "
+               "retransmission %.1f s after the SYN)" % ((seg.ts - c.syn_ts) / 1e9))
+    if not c.move(s, Input.SEND_SYN, seg) and c.rst is None:
+        c.note("SEGMENT_IN_WRONG_STATE", seg, s, "%s sent a SYN while in %s"
+               % (SIDES[s], x.state.value))
+
+
+def on_fin(c: "Connection", s: int, seg: Segment) -> None:
+    """A SYN or SYN-ACK from side `s`: ISNs, retransmissions, the SYN-ACK arithmetic."""
+    x, y = c.ep[s], c.ep[1 - s]
+    fin_seq = (seg.seq + seg.paylen + (1 if seg.flags & SYN else 0)) & 0xFFFFFFFF
+    if x.fin_seq is None:
+        if x.next_seq is not None and seq_lt(fin_seq, x.next_seq) and not seg.flags & SYN:
+            c.note("FIN_SEQ_BEHIND", seg, s, "%s's FIN is at seq %d but it had already "
+                   "sent data up to %d" % (SIDES[s], fin_seq, x.next_seq))
+        x.fin_seq = fin_seq
+        x.fin_ts = seg.ts
+        acks_peer = (y.fin_seq is not None and bool(seg.flags & ACK)
+                     and seq_lt(y.fin_seq, seg.ack))
+        c.fins.append((s, seg.ts, seg.num, acks_peer))
+    elif fin_seq == x.fin_seq and x.fin_acked and c.rst is None:
+        ack_was_lost(c, x, BEFORE_FIN_ACK, seg)
+        x.fin_acked = False
+    if not c.move(s, Input.SEND_FIN, seg) and c.rst is None:
+        c.note("SEGMENT_IN_WRONG_STATE", seg, s, "%s sent a FIN while in %s"
+               % (SIDES[s], x.state.value))
+
+
+def on_rst(c: "Connection", s: int, seg: Segment) -> None:
+    """A FIN from side `s`: its sequence number, retransmissions, a lost ACK of it."""
+    x, y = c.ep[s], c.ep[1 - s]
+    if (x.state is State.SYN_SENT and y.last_ack is not None and seg.seq == y.last_ack
+            and (x.isn is None or y.last_ack != (x.isn + 1) & 0xFFFFFFFF)):
+        # RFC 9293 §3.10.7.3: a SYN-SENT endpoint answers an unacceptable ACK with
+        # <SEQ=SEG.ACK><CTL=RST> and stays where it is.
+        c.note("RST_REPLY", seg, s, "%s answered an unacceptable ACK (ack %d) with RST"
+               % (SIDES[s], seg.seq))
+        if y.state is State.SYN_RECEIVED and x.isn is not None:
+            # The peer expects ISN+1 (it got the SYN): a RST below that is dropped.
+            if not rst_in_window(x, y, seg) or seq_lt(seg.seq, (x.isn + 1) & 0xFFFFFFFF):
+                return
+        # Otherwise the RST resets the peer's stale connection (half-open recovery,
+        # RFC 9293 Figure 10); in our model the peer stays in LISTEN.
+        y.pending = []
+        c.move(1 - s, Input.RECV_RST, seg)
+        return
+    if y.state is State.SYN_SENT:
+        # RFC 9293 §3.10.7.3: in SYN-SENT a RST counts only if it acknowledges the SYN.
+        ok = bool(seg.flags & ACK) and y.isn is not None and seg.ack == (y.isn + 1) & 0xFFFFFFFF
+        if not ok and y.isn is not None and not seg.flags & ACK:
+            ok = True   # many stacks answer with a bare RST; count it, but it is odd
+    else:
+        ok = rst_in_window(x, y, seg)
+        if ok and x.next_seq is not None and seg.seq != x.next_seq and seg.seq != y.last_ack:
+            # In the window but not at RCV.NXT: RFC 5961 §3.2 (RFC 9293 §3.10.7.4) answers
+            # with a challenge ACK and keeps the connection. Held until the receiver's next
+            # segment says which (a bare ACK: challenged; anything else: it took effect).
+            c.held_rst = (s, seg)
+            return
+    if ok:
+        accept_rst(c, s, seg)
+    else:
+        # The receiver drops it; and a RST outside the window is as likely injected by a
+        # third party as sent by this endpoint, so neither side's state changes.
+        c.note("RST_OUT_OF_WINDOW", seg, s, "RST seq %d is %d bytes from the expected %d"
+               % (seg.seq, seq_diff(seg.seq, x.next_seq or seg.seq), x.next_seq or 0))
+
+
+def accept_rst(c: "Connection", s: int, seg: Segment) -> None:
+    """A RST the receiver takes: both sides CLOSED; the first one is the connection's RST."""
+    y = c.ep[1 - s]
+    if c.rst is None:
+        c.rst = (s, seg.ts, seg.num)
+    c.move(s, Input.SEND_RST, seg)
+    y.pending = []
+    c.move(1 - s, Input.RECV_RST, seg)
+
+
+def resolve_held_rst(c: "Connection", s: int, seg: Segment) -> None:
+    """The segment after an in-window RST that was not at RCV.NXT decides its fate."""
+    t, rst = c.held_rst
+    c.held_rst = None
+    if s != t and seg.flags & 0x17 == ACK and not seg.paylen:
+        c.note("RST_CHALLENGED", seg, s, "%s answered the RST in frame %d (seq %d, not its "
+               "RCV.NXT) with a challenge ACK: the RST was ignored (RFC 5961)"
+               % (SIDES[s], rst.num, rst.seq))
+    else:
+        accept_rst(c, t, rst)
+
+
+def ack_was_lost(c: "Connection", e: Endpoint, undo: dict, seg: Segment) -> None:
+    """`e` sent again what the capture showed acknowledged: put it back where it was."""
+    before = undo.get(e.state)
+    if before is not None:
+        e.state = before
+        e.since = seg.ts
+
+
+def infer_fin(c: "Connection", t: int, seg: Segment) -> None:
+    """Side `t` sent a FIN the capture lacks: its peer acknowledges one byte past all
+    of `t`'s data (the ACK_OF_UNSEEN_FIN evidence)."""
+    e, peer = c.ep[t], c.ep[1 - t]
+    fin = e.next_seq
+    e.fin_seq = fin
+    e.fin_ts = seg.ts
+    e.next_seq = (fin + 1) & 0xFFFFFFFF
+    acks_peer = peer.fin_seq is not None and e.last_ack is not None and \
+        seq_lt(peer.fin_seq, e.last_ack)
+    c.fins.append((t, seg.ts, seg.num, acks_peer))
+    c.move(t, Input.SEND_FIN, seg)
+    c.hold(peer, Input.RECV_FIN, e.next_seq, seg.ts)
+
+
+def rst_in_window(x: Endpoint, y: Endpoint, seg: Segment) -> bool:
+    """A RST from side `s`: accepted, held (in window, not at RCV.NXT), a reply, or dropped."""
+    if x.next_seq is None:
+        return True                     # nothing known of the sender's numbers
+    scale = y.wscale if (y.wscale >= 0 and x.wscale >= 0) else 0
+    window = max(y.max_win << scale, 65535)
+    return abs(seq_diff(seg.seq, x.next_seq)) <= window
+
+
+def check_handshake_ack(c: "Connection", s: int, seg: Segment) -> None:
+    """The first ACK of the responder's SYN: seq must be ISN+1, ack the peer's ISN+1."""
+    if c.hs_checked or s != 0 or not c.syn_seen or c.sim_open:
+        return
+    c.hs_checked = True
+    o, r = c.ep
+    seqs = isn_acks(o.isn, c.syn_data) if o.isn is not None else (seg.seq,)
+    want_seq = seqs[-1] if len(seqs) > 1 and seg.seq == seqs[-1] else seqs[0]
+    want_ack = (r.isn + 1) & 0xFFFFFFFF
+    if seg.seq not in seqs or seg.ack != want_ack:
+        c.note("HANDSHAKE_ACK_BAD", seg, s, "handshake ACK has seq %d ack %d, expected "
+               "seq %d ack %d" % (seg.seq, seg.ack, want_seq, want_ack))
+
+
+def isn_acks(isn: int, syn_data: int) -> tuple:
+    """What may acknowledge a SYN: ISN+1, or with TCP Fast Open ISN+1+data (RFC 7413 §4.2)."""
+    one = (isn + 1) & 0xFFFFFFFF
+    return (one, (one + syn_data) & 0xFFFFFFFF) if syn_data else (one,)
