@@ -10,7 +10,12 @@ may never get it. So a received SYN, SYN-ACK or FIN is held as *pending* for the
 delivered when the receiver's own traffic proves it arrived: a segment from the receiver whose
 ACK covers it. That one rule yields simultaneous open and simultaneous close (CLOSING) without
 special cases, and an endpoint that never acknowledged a FIN is not claimed to be in CLOSE_WAIT.
-RSTs and plain ACKs cannot be acknowledged, so they take effect when seen.
+RSTs and plain ACKs cannot be acknowledged, so they take effect when seen, with two
+corrections in the same spirit: a FIN or SYN-ACK sent again after the capture showed its ACK
+proves that ACK was lost, so the sender goes back to the state it had before it; and a RST in
+the window but not at the receiver's next sequence number is held until the receiver's next
+segment (a bare ACK is RFC 5961's challenge ACK: the RST was ignored). The control segments'
+logic lives in control.py.
 
 Sides are indexed 0 = originator (`orig`), 1 = responder (`resp`).
 """
