@@ -426,7 +426,8 @@ def main(argv=None) -> int:
     size = os.path.getsize(a.out)
     print(f"{a.out}: {st['connections']:,} connections, {st['packets']:,} packets, {size:,} bytes "
           f"({size / 2**30:.2f} GiB), {st['capture_seconds']:.1f} s of capture time; "
-          f"written in {took:.1f} s ({st['packets'] / max(took, 1e-9):,.0f} packets/s)", file=sys.stderr)
+          f"written in {took:.1f} s ({st['packets'] / max(took, 1e-9):,.0f} packets/s)",
+          file=sys.stderr)
     print("endings: " + ", ".join(f"{k} {n:,}" for k, n in st["kinds"].items()), file=sys.stderr)
     return 0
 

@@ -19,7 +19,8 @@ Commands (the ones whose program is not installed are left out, with a note):
     tcptrace -b          tcptrace -n -b CAPTURE
 
 `-n` keeps tshark and tcptrace from resolving names (no network). `python -m analyzer` runs
-the checkout given by `--root` (default: the one holding this script) through PYTHONPATH;
+the checkout given by `--root` (default: the one holding this script), started in that
+directory with it on PYTHONPATH (the line `analyzer` says which package was imported);
 `--command tcpflow-check` times an installed console script instead.
 
 The packet count comes from reading the capture once with `analyzer.capture` before the runs;
@@ -48,15 +49,17 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
-#: The wrapper run in a fresh interpreter for each measurement: argv as JSON in, one JSON line out.
+#: The wrapper run in a fresh interpreter for each measurement: the command as JSON in, one
+#: JSON line out.
 _MEASURE = r"""
 import json, os, resource, subprocess, sys, time
-argv, env = json.loads(sys.argv[1]), dict(os.environ, **json.loads(sys.argv[2]))
-timeout = float(sys.argv[3]) or None
+job = json.loads(sys.argv[1])
+timeout = job["timeout"] or None
 t = time.perf_counter()
 try:
-    p = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                       stderr=subprocess.PIPE, env=env, timeout=timeout)
+    p = subprocess.run(job["argv"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.PIPE, env=dict(os.environ, **job["env"]),
+                       cwd=job["cwd"], timeout=timeout)
     rc, err = p.returncode, p.stderr[-1500:].decode("utf-8", "replace")
 except subprocess.TimeoutExpired:
     rc, err = None, "timed out after %s s" % timeout
@@ -69,10 +72,11 @@ print(json.dumps({"wall": wall, "cpu": ru.ru_utime + ru.ru_stime, "rss": ru.ru_m
 
 
 class Tool:
-    """One command line to time, and what it needs installed."""
+    """One command line to time, with its extra environment and working directory."""
 
-    def __init__(self, name: str, argv: List[str], env: Optional[Dict[str, str]] = None) -> None:
-        self.name, self.argv, self.env = name, argv, env or {}
+    def __init__(self, name: str, argv: List[str], env: Optional[Dict[str, str]] = None,
+                 cwd: Optional[str] = None) -> None:
+        self.name, self.argv, self.env, self.cwd = name, argv, env or {}, cwd
 
     @property
     def installed(self) -> bool:
@@ -82,12 +86,13 @@ class Tool:
 def tools(capture: str, command: Optional[str], root: str, wanted: Sequence[str]) -> List[Tool]:
     """The commands to time, in table order, filtered by the `--tools` families."""
     if command:
-        base, env = shlex.split(command), {}
-    else:
-        base, env = [sys.executable, "-m", "analyzer"], {"PYTHONPATH": root}
+        base, env, cwd = shlex.split(command), {}, None
+    else:       # -m puts the working directory first on sys.path: run it from the checkout
+        base, env, cwd = [sys.executable, "-m", "analyzer"], {"PYTHONPATH": root}, root
     every = [
-        ("tcpflow-check", Tool("tcpflow-check json", base + [capture, "--format", "json"], env)),
-        ("tcpflow-check", Tool("tcpflow-check text", base + [capture], env)),
+        ("tcpflow-check", Tool("tcpflow-check json", base + [capture, "--format", "json"],
+                               env, cwd)),
+        ("tcpflow-check", Tool("tcpflow-check text", base + [capture], env, cwd)),
         ("tshark", Tool("tshark conv,tcp",
                         ["tshark", "-n", "-q", "-z", "conv,tcp", "-r", capture])),
         ("tcptrace", Tool("tcptrace -l", ["tcptrace", "-n", "-l", capture])),
@@ -98,8 +103,8 @@ def tools(capture: str, command: Optional[str], root: str, wanted: Sequence[str]
 
 def measure(tool: Tool, timeout: float) -> dict:
     """Run the tool once under the wrapper; its wall/cpu seconds, peak RSS bytes, exit code."""
-    out = subprocess.run([sys.executable, "-c", _MEASURE, json.dumps(tool.argv),
-                          json.dumps(tool.env), str(timeout)],
+    job = {"argv": tool.argv, "env": tool.env, "cwd": tool.cwd, "timeout": timeout}
+    out = subprocess.run([sys.executable, "-c", _MEASURE, json.dumps(job)],
                          stdout=subprocess.PIPE, check=True, text=True).stdout
     return json.loads(out)
 
@@ -130,6 +135,15 @@ def version(argv: List[str]) -> str:
         return ""
     lines = [ln.strip() for ln in p.stdout.splitlines() if re.search(r"\d\.\d", ln)]
     return lines[0] if lines else ""
+
+
+def imported(root: str) -> str:
+    """Where `python -m analyzer`, started as the runs start it, finds the package."""
+    code = "import analyzer; print(analyzer.__file__, analyzer.__version__)"
+    p = subprocess.run([sys.executable, "-c", code], cwd=root,
+                       env=dict(os.environ, PYTHONPATH=root), stdout=subprocess.PIPE,
+                       stderr=subprocess.STDOUT, text=True, check=False)
+    return p.stdout.strip()
 
 
 def table(rows: List[dict], packets: int) -> str:
@@ -199,6 +213,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
           f"counted in {time.perf_counter() - began:.1f} s")
     print(f"machine  {platform.machine()}, {os.cpu_count()} CPUs, "
           f"Python {platform.python_version()}, {platform.system()} {platform.release()}")
+    if not a.command and "tcpflow-check" in wanted:
+        print(f"analyzer {imported(root)}")
     rows = []
     for tool in tools(capture, a.command, root, wanted):
         if not tool.installed:
