@@ -2,7 +2,8 @@
 
 stdout carries the report and nothing else; warnings and errors go to stderr, one line each.
 Exit codes: 0 analysed; 1 findings at or above --fail-on; 2 usage error; 3 a capture could
-not be read (everything readable is still reported).
+not be read (everything readable is still reported); 70 an internal error (a bug: one line on
+stderr, never a traceback).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from analyzer.flows import DEFAULT_MAX_LIVE
 from analyzer.pipeline import DEFAULT_MSL, analyze
 from analyzer.render import RENDERERS, render
 from analyzer.render.progress import progress
-from analyzer.report import EXIT_UNREADABLE
+from analyzer.report import EXIT_INTERNAL, EXIT_UNREADABLE
 
 
 def _warn(message: str) -> None:
@@ -63,16 +64,30 @@ def main(captures: Tuple[str, ...], fmt: str, show_all: bool, msl: float,
 
     Several files are analysed as one time-ordered capture (rotated captures).
     """
-    if captures.count("-") > 1:
-        raise click.UsageError("stdin ('-') can be given only once")
     try:
-        with progress(not quiet and sys.stderr.isatty()) as on_frame:
-            report = analyze(list(captures), msl=msl, trace=set(streams) if streams else None,
-                             checksums=checksums, on_frame=on_frame,
-                             max_live=max_connections, idle_timeout=idle_timeout)
+        _run(captures, fmt, show_all, msl, fail_on, color, output, streams, limit, checksums,
+             quiet, max_connections, idle_timeout)
+    except (click.exceptions.Exit, click.ClickException, SystemExit):
+        raise
     except KeyboardInterrupt:  # pragma: no cover - interactive
         _warn("interrupted")
         sys.exit(130)
+    except Exception as exc:  # pragma: no cover - a bug: one line, its own exit code
+        _warn("internal error: %s: %s (please report it with the capture)"
+              % (type(exc).__name__, exc))
+        sys.exit(EXIT_INTERNAL)
+
+
+def _run(captures: Tuple[str, ...], fmt: str, show_all: bool, msl: float,
+         fail_on: Optional[str], color: Optional[bool], output: str,
+         streams: Tuple[int, ...], limit: int, checksums: bool, quiet: bool,
+         max_connections: int, idle_timeout: Optional[float]) -> None:
+    if captures.count("-") > 1:
+        raise click.UsageError("stdin ('-') can be given only once")
+    with progress(not quiet and sys.stderr.isatty()) as on_frame:
+        report = analyze(list(captures), msl=msl, trace=set(streams) if streams else None,
+                         checksums=checksums, on_frame=on_frame,
+                         max_live=max_connections, idle_timeout=idle_timeout)
     for message in report.capture.warnings:
         _warn("warning: " + message)
     for message in report.capture.errors:

@@ -84,7 +84,7 @@ class Connection:
                  "midstream", "syn_seen", "synack_seen", "sim_open", "hs_checked",
                  "established_ts", "rst", "fins", "fin_acked_by", "half_close_data",
                  "reused_from", "syn_ts", "est_sides", "self_connect", "prev_ts", "tfo",
-                 "steady", "zeek", "first_from_orig", "held_rst", "syn_data")
+                 "steady", "zeek", "first_from_orig", "held_rst", "syn_data", "inferred_fin")
 
     def __init__(self, stream_id: int, seg: Segment, orig_is_src: bool) -> None:
         self.id = stream_id
@@ -104,6 +104,7 @@ class Connection:
         self.zeek = ZeekView()      # Zeek's conn_state and history, from the same segments
         self.held_rst: Optional[Tuple[int, Segment]] = None   # in-window, not at RCV.NXT
         self.syn_data = 0           # payload bytes on the originator's SYN (TCP Fast Open)
+        self.inferred_fin: Optional[tuple] = None   # what infer_fin changed, to take it back
         self.first_from_orig = orig_is_src or seg.src == seg.dst and seg.sport == seg.dport
         self.first_frame = self.last_frame = seg.num
         self.findings: Dict[str, Finding] = {}
@@ -147,7 +148,7 @@ class Connection:
         """Record a finding at this segment (aggregated by code)."""
         self.note_at(code, seg.ts, seg.num, side, message)
 
-    def seen(self, code: str) -> bool:
+    def repeat(self, code: str) -> bool:
         """Count one more occurrence of a finding already noted; False if it is new (the
         caller then builds its message once: per-packet findings stay cheap)."""
         f = self.findings.get(code)
@@ -212,6 +213,7 @@ class Connection:
                 if paylen:
                     x.next_seq = (seq + paylen) & 0xFFFFFFFF
                     x.seq_exact = True
+                    x.last_data_ts = seg.ts
                 self.zeek.segment(from_orig, seg, not seg.cut, seg.bad_csum)
                 return
         self._replay(seg)
@@ -242,10 +244,13 @@ class Connection:
         x.bytes += seg.paylen
         if x.base_seq is None:
             x.base_seq = seg.seq if flags & SYN else (seg.seq - 1) & 0xFFFFFFFF
-        if seg.win > x.max_win:
+        if seg.win > x.max_win and not flags & SYN:   # a SYN's window is never scaled
             x.max_win = seg.win
         if flags & ACK:
             x.last_ack = seg.ack
+        if self.inferred_fin is not None and self.inferred_fin[0] == s and seg.paylen and \
+                seq_le(x.fin_seq, seg.seq) and not flags & RST:
+            control.undo_inferred_fin(self, seg)
         if flags & SYN and seg.wscale >= 0:
             x.wscale = seg.wscale
 
@@ -253,8 +258,8 @@ class Connection:
 
         # 1. The sender's ACK is evidence of what it received: deliver pending SYN/FINs (and
         # infer a FIN the capture missed when the ACK covers one byte past the peer's data).
-        if flags & ACK:
-            if (y.fin_seq is None and y.seq_exact and not flags & (SYN | RST)
+        if flags & ACK and not flags & RST:
+            if (y.fin_seq is None and y.seq_exact and not flags & SYN
                     and seg.ack == (y.next_seq + 1) & 0xFFFFFFFF
                     and y.state in (State.ESTABLISHED, State.CLOSE_WAIT)):
                 control.infer_fin(self, 1 - s, seg)

@@ -11,18 +11,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from analyzer.segment import ACK, SYN, Segment, describe, seq_diff, seq_lt
+from analyzer.segment import ACK, FIN, RST, SYN, Segment, describe, seq_diff, seq_le, seq_lt
 from analyzer.tcpstate import Input, State
 
 if TYPE_CHECKING:                       # pragma: no cover
     from analyzer.conn import Connection, Endpoint
 
 SIDES = ("orig", "resp")
-
-#: An endpoint that sends its FIN again after the capture showed the ACK of it: that ACK never
-#: arrived, so the endpoint is put back where it was before it (an observer's correction).
-BEFORE_FIN_ACK = {State.CLOSED: State.LAST_ACK, State.TIME_WAIT: State.CLOSING,
-                  State.FIN_WAIT_2: State.FIN_WAIT_1}
+#: ISNs remembered per side (a flood of SYN-ACKs with random ISNs must not grow memory).
+MAX_ISNS = 16
 
 
 def infer_synack(c: "Connection", s: int, seg: Segment) -> None:
@@ -90,15 +87,17 @@ def on_syn(c: "Connection", s: int, seg: Segment) -> None:
         if (x.state is State.ESTABLISHED and x.syn_acked and seg.seq in x.isns
                 and x.next_seq == (seg.seq + 1) & 0xFFFFFFFF and c.rst is None):
             # Sent again before any data: the ACK of the first one never arrived.
-            ack_was_lost(c, x, {State.ESTABLISHED: State.SYN_RECEIVED}, seg)
+            c.move(s, Input.SYNACK_ACK_LOST, seg)
             x.syn_acked = False
-        x.isns.add(seg.seq)
+        if len(x.isns) < MAX_ISNS:
+            x.isns.add(seg.seq)
         if not c.move(s, Input.SEND_SYN_ACK, seg):
             c.note("SEGMENT_IN_WRONG_STATE", seg, s, "%s sent a SYN-ACK while in %s"
                    % (SIDES[s], x.state.value))
         return
     x.syn_count += 1
-    x.isns.add(seg.seq)
+    if len(x.isns) < MAX_ISNS:
+        x.isns.add(seg.seq)
     if x.isn is None:
         x.isn = seg.seq
         if s == 0:
@@ -117,7 +116,7 @@ def on_syn(c: "Connection", s: int, seg: Segment) -> None:
 
 
 def on_fin(c: "Connection", s: int, seg: Segment) -> None:
-    """A SYN or SYN-ACK from side `s`: ISNs, retransmissions, the SYN-ACK arithmetic."""
+    """A FIN from side `s`: its sequence number, retransmissions, a lost ACK of it."""
     x, y = c.ep[s], c.ep[1 - s]
     fin_seq = (seg.seq + seg.paylen + (1 if seg.flags & SYN else 0)) & 0xFFFFFFFF
     if x.fin_seq is None:
@@ -130,7 +129,8 @@ def on_fin(c: "Connection", s: int, seg: Segment) -> None:
                      and seq_lt(y.fin_seq, seg.ack))
         c.fins.append((s, seg.ts, seg.num, acks_peer))
     elif fin_seq == x.fin_seq and x.fin_acked and c.rst is None:
-        ack_was_lost(c, x, BEFORE_FIN_ACK, seg)
+        # Sent again after the capture showed its ACK: that ACK never arrived.
+        c.move(s, Input.FIN_ACK_LOST, seg)
         x.fin_acked = False
     if not c.move(s, Input.SEND_FIN, seg) and c.rst is None:
         c.note("SEGMENT_IN_WRONG_STATE", seg, s, "%s sent a FIN while in %s"
@@ -138,7 +138,7 @@ def on_fin(c: "Connection", s: int, seg: Segment) -> None:
 
 
 def on_rst(c: "Connection", s: int, seg: Segment) -> None:
-    """A FIN from side `s`: its sequence number, retransmissions, a lost ACK of it."""
+    """A RST from side `s`: accepted, held (in window, not at RCV.NXT), a reply, or dropped."""
     x, y = c.ep[s], c.ep[1 - s]
     if (x.state is State.SYN_SENT and y.last_ack is not None and seg.seq == y.last_ack
             and (x.isn is None or y.last_ack != (x.isn + 1) & 0xFFFFFFFF)):
@@ -150,31 +150,42 @@ def on_rst(c: "Connection", s: int, seg: Segment) -> None:
             # The peer expects ISN+1 (it got the SYN): a RST below that is dropped.
             if not rst_in_window(x, y, seg) or seq_lt(seg.seq, (x.isn + 1) & 0xFFFFFFFF):
                 return
-        # Otherwise the RST resets the peer's stale connection (half-open recovery,
-        # RFC 9293 Figure 10); in our model the peer stays in LISTEN.
+        # Otherwise it resets the peer's stale connection (half-open recovery, RFC 9293
+        # Figure 10): a peer modelled in LISTEN stays there, one in SYN_RECEIVED closes.
         y.pending = []
         c.move(1 - s, Input.RECV_RST, seg)
         return
     if y.state is State.SYN_SENT:
-        # RFC 9293 §3.10.7.3: in SYN-SENT a RST counts only if it acknowledges the SYN.
-        ok = bool(seg.flags & ACK) and y.isn is not None and seg.ack == (y.isn + 1) & 0xFFFFFFFF
-        if not ok and y.isn is not None and not seg.flags & ACK:
-            ok = True   # many stacks answer with a bare RST; count it, but it is odd
-    else:
-        ok = rst_in_window(x, y, seg)
-        if ok and x.next_seq is not None and seg.seq != x.next_seq and seg.seq != y.last_ack:
-            # In the window but not at RCV.NXT: RFC 5961 §3.2 (RFC 9293 §3.10.7.4) answers
-            # with a challenge ACK and keeps the connection. Held until the receiver's next
-            # segment says which (a bare ACK: challenged; anything else: it took effect).
-            c.held_rst = (s, seg)
-            return
-    if ok:
+        # RFC 9293 §3.10.7.3: in SYN-SENT only a RST whose ACK acknowledges the SYN counts
+        # (SND.UNA < SEG.ACK =< SND.NXT); one without ACK, or with another ack, is dropped.
+        if seg.flags & ACK and y.isn is not None and seq_lt(y.isn, seg.ack) and (
+                y.next_seq is None or seq_le(seg.ack, y.next_seq)):
+            accept_rst(c, s, seg)
+        else:
+            c.note("RST_OUT_OF_WINDOW", seg, s, "%s's RST %s does not acknowledge the SYN: a "
+                   "SYN-SENT endpoint drops it" % (SIDES[s], "has no ACK" if not seg.flags & ACK
+                                                   else "acknowledges %d" % seg.ack))
+        return
+    if y.state is State.LISTEN and (x.next_seq is None
+                                    or abs(seq_diff(seg.seq, x.next_seq)) <= 65535):
+        # Nothing to reset at the receiver (it never took the SYN): the sender aborted its
+        # own attempt (SYN then RST: Zeek's RSTOS0). A RST nowhere near the sender's own
+        # numbers is someone else's (floods, injection) and falls through to be dropped.
         accept_rst(c, s, seg)
-    else:
+        return
+    if not rst_in_window(x, y, seg):
         # The receiver drops it; and a RST outside the window is as likely injected by a
         # third party as sent by this endpoint, so neither side's state changes.
-        c.note("RST_OUT_OF_WINDOW", seg, s, "RST seq %d is %d bytes from the expected %d"
-               % (seg.seq, seq_diff(seg.seq, x.next_seq or seg.seq), x.next_seq or 0))
+        c.note("RST_OUT_OF_WINDOW", seg, s, "RST seq %d is outside the receiver's window (its "
+               "next expected byte is %d)" % (seg.seq, _rcv_nxt(x, y)))
+        return
+    if x.next_seq is not None and seg.seq != x.next_seq and seg.seq != y.last_ack:
+        # In the window but not at RCV.NXT: RFC 5961 §3.2 (RFC 9293 §3.10.7.4) answers with
+        # a challenge ACK and keeps the connection. Held until the receiver's next segment
+        # says which (a bare ACK: challenged; anything else: it took effect).
+        c.held_rst = (s, seg)
+        return
+    accept_rst(c, s, seg)
 
 
 def accept_rst(c: "Connection", s: int, seg: Segment) -> None:
@@ -188,10 +199,14 @@ def accept_rst(c: "Connection", s: int, seg: Segment) -> None:
 
 
 def resolve_held_rst(c: "Connection", s: int, seg: Segment) -> None:
-    """The segment after an in-window RST that was not at RCV.NXT decides its fate."""
+    """The receiver's next segment after an in-window RST that was not at RCV.NXT decides
+    its fate; segments from the RST's own sender leave it held (they rather suggest it was
+    injected)."""
     t, rst = c.held_rst
+    if s == t:
+        return
     c.held_rst = None
-    if s != t and seg.flags & 0x17 == ACK and not seg.paylen:
+    if seg.flags & (SYN | FIN | RST | ACK) == ACK and not seg.paylen:
         c.note("RST_CHALLENGED", seg, s, "%s answered the RST in frame %d (seq %d, not its "
                "RCV.NXT) with a challenge ACK: the RST was ignored (RFC 5961)"
                % (SIDES[s], rst.num, rst.seq))
@@ -199,18 +214,13 @@ def resolve_held_rst(c: "Connection", s: int, seg: Segment) -> None:
         accept_rst(c, t, rst)
 
 
-def ack_was_lost(c: "Connection", e: Endpoint, undo: dict, seg: Segment) -> None:
-    """`e` sent again what the capture showed acknowledged: put it back where it was."""
-    before = undo.get(e.state)
-    if before is not None:
-        e.state = before
-        e.since = seg.ts
-
-
 def infer_fin(c: "Connection", t: int, seg: Segment) -> None:
-    """Side `t` sent a FIN the capture lacks: its peer acknowledges one byte past all
-    of `t`'s data (the ACK_OF_UNSEEN_FIN evidence)."""
+    """Side `t` sent a FIN the capture lacks: its peer acknowledges one byte past all of
+    `t`'s data (the ACK_OF_UNSEEN_FIN evidence). Taken back by `undo_inferred_fin` if `t`
+    then sends data beyond it: the byte was data the capture missed."""
     e, peer = c.ep[t], c.ep[1 - t]
+    c.inferred_fin = (t, e.state, e.since, peer.state, peer.since, peer.close_wait_since,
+                      len(c.fins), c.fin_acked_by, list(peer.pending))
     fin = e.next_seq
     e.fin_seq = fin
     e.fin_ts = seg.ts
@@ -222,13 +232,49 @@ def infer_fin(c: "Connection", t: int, seg: Segment) -> None:
     c.hold(peer, Input.RECV_FIN, e.next_seq, seg.ts)
 
 
-def rst_in_window(x: Endpoint, y: Endpoint, seg: Segment) -> bool:
-    """A RST from side `s`: accepted, held (in window, not at RCV.NXT), a reply, or dropped."""
-    if x.next_seq is None:
-        return True                     # nothing known of the sender's numbers
+def _rcv_nxt(x: "Endpoint", y: "Endpoint") -> int:
+    """The receiver's next expected sequence number as the capture shows it: its last ACK,
+    else what the sender has sent."""
+    if y.last_ack is not None:
+        return y.last_ack
+    return x.next_seq if x.next_seq is not None else 0
+
+
+def undo_inferred_fin(c: "Connection", seg: Segment) -> None:
+    """The side whose FIN was inferred sends data at or past it: that byte was data."""
+    t, state, since, pstate, psince, pcw, nfins, acked_by, ppending = c.inferred_fin
+    c.inferred_fin = None
+    e, peer = c.ep[t], c.ep[1 - t]
+    e.state, e.since, e.fin_seq, e.fin_acked = state, since, None, False
+    peer.state, peer.since, peer.close_wait_since, peer.pending = pstate, psince, pcw, ppending
+    del c.fins[nfins:]
+    c.fin_acked_by = acked_by
+    f = c.findings.get("ACK_OF_UNSEEN_FIN")
+    if f is not None:
+        f.count -= 1
+        if not f.count:
+            del c.findings["ACK_OF_UNSEEN_FIN"]
+    e.analysis.lost_segments += 1
+    c.repeat("SEGMENT_NOT_CAPTURED") or c.note(
+        "SEGMENT_NOT_CAPTURED", seg, t, "%s: 1 byte before seq %d is not in the capture (the "
+        "peer acknowledged it)" % (SIDES[t], seg.seq))
+
+
+def rst_in_window(x: "Endpoint", y: "Endpoint", seg: Segment) -> bool:
+    """RCV.NXT =< SEG.SEQ < RCV.NXT + RCV.WND (RFC 9293 §3.10.7.4) for a RST from `x` to `y`.
+
+    RCV.NXT is the lower of `y`'s last ACK and `x`'s next sequence number (data may be in
+    flight either way); RCV.WND the largest window `y` advertised after its SYN, scaled when
+    both sides negotiated window scaling (RFC 7323: a SYN's window is never scaled).
+    """
+    if x.next_seq is None and y.last_ack is None:
+        return True                     # nothing known of the numbers
+    lo = _rcv_nxt(x, y)
+    if x.next_seq is not None and seq_lt(x.next_seq, lo):
+        lo = x.next_seq
     scale = y.wscale if (y.wscale >= 0 and x.wscale >= 0) else 0
-    window = max(y.max_win << scale, 65535)
-    return abs(seq_diff(seg.seq, x.next_seq)) <= window
+    window = (y.max_win << scale) or 65535
+    return 0 <= seq_diff(seg.seq, lo) <= window
 
 
 def check_handshake_ack(c: "Connection", s: int, seg: Segment) -> None:

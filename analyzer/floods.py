@@ -4,13 +4,13 @@ Fed each finished connection whose handshake is `unanswered` or `half_open`; at 
 capture, for every server (responder address and port) the densest `window` of such SYNs is
 found, and `threshold` or more of them there make a HALF_OPEN_FLOOD finding with the server,
 the count, the peak rate and the number of distinct sources. Memory: one timestamp per
-half-open attempt (they are exactly what a flood is made of), never the packets.
+half-open attempt (24 bytes: they are exactly what a flood is made of), never the packets.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
-from typing import DefaultDict, List, Tuple
+from array import array
+from typing import Dict, List, Tuple
 
 from analyzer.anomalies import Finding
 from analyzer.report import ConnResult
@@ -26,39 +26,45 @@ class FloodDetector:
     def __init__(self, threshold: int = DEFAULT_THRESHOLD, window: float = DEFAULT_WINDOW) -> None:
         self.threshold = threshold
         self.window_ns = int(window * 1e9)
-        # server -> [(SYN time, source address, stream id, first frame)]
-        self.attempts: DefaultDict[Server, List[Tuple[int, bytes, int, int]]] = defaultdict(list)
+        # server -> three parallel arrays: SYN time, first frame, hash of the source address
+        # (24 bytes an attempt: a flood of millions stays in tens of MB).
+        self.attempts: Dict[Server, Tuple[array, array, array]] = {}
 
     def add(self, r: ConnResult) -> None:
         if r.handshake in ("unanswered", "half_open") or (
                 r.handshake == "reset" and r.reset_by == "orig"):
-            self.attempts[r.resp].append((r.start, r.orig[0], r.id, r.first_frame))
+            arrays = self.attempts.get(r.resp)
+            if arrays is None:
+                arrays = self.attempts[r.resp] = (array("q"), array("q"), array("q"))
+            arrays[0].append(r.start)
+            arrays[1].append(r.first_frame)
+            arrays[2].append(hash(r.orig[0]))
 
     def findings(self) -> List[Finding]:
         out = []
-        for server, items in sorted(self.attempts.items(), key=lambda kv: kv[0]):
-            if len(items) < self.threshold:
+        for server, (times, frames, sources) in sorted(self.attempts.items(), key=lambda kv: kv[0]):
+            if len(times) < self.threshold:
                 continue
-            items.sort()
+            order = sorted(range(len(times)), key=times.__getitem__)
             best, lo = (0, 0, 0), 0
-            for hi in range(len(items)):
-                while items[hi][0] - items[lo][0] > self.window_ns:
+            for hi in range(len(order)):
+                while times[order[hi]] - times[order[lo]] > self.window_ns:
                     lo += 1
                 if hi - lo + 1 > best[0]:
                     best = (hi - lo + 1, lo, hi)
             count, lo, hi = best
             if count < self.threshold:
                 continue
-            span = max((items[hi][0] - items[lo][0]) / 1e9, 1e-6)
-            sources = len({it[1] for it in items[lo:hi + 1]})
-            first = items[lo]
+            span = max((times[order[hi]] - times[order[lo]]) / 1e9, 1e-6)
+            distinct = len({sources[i] for i in order[lo:hi + 1]})
+            first = order[lo]
             addr = addr_str(server[0])
             where = ("[%s]:%d" % (addr, server[1])) if ":" in addr else "%s:%d" % (addr, server[1])
-            f = Finding("HALF_OPEN_FLOOD", first[0], first[3], "resp",
+            f = Finding("HALF_OPEN_FLOOD", times[first], frames[first], "resp",
                         "%d SYNs to %s never completed within %.1f s (%.0f per second, from %d "
                         "source address%s; %d in the whole capture)" % (
-                            count, where, span, count / span, sources,
-                            "" if sources == 1 else "es", len(items)))
+                            count, where, span, count / span, distinct,
+                            "" if distinct == 1 else "es", len(times)))
             f.count = count
             out.append(f)
         return out

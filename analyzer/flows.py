@@ -32,7 +32,7 @@ from typing import Callable, Dict, Optional, Tuple
 
 from analyzer.conn import Connection
 from analyzer.segment import ACK, RST, SYN, Segment
-from analyzer.tcpstate import END_STATES, State
+from analyzer.tcpstate import END_STATES, Input, State
 
 #: Service ports above 1024 that are servers far more often than clients.
 SERVICE_PORTS = frozenset({1080, 1433, 1521, 1883, 2049, 2375, 3128, 3306, 3389, 5060, 5432,
@@ -69,6 +69,11 @@ class FlowTable:
         self.live: Dict[Key, Connection] = {}
         #: 4-tuples numbered from an ICMP quote, before (or without) any packet of their own.
         self.reserved: Dict[Key, int] = {}
+        #: Finished connections that left the table: key -> (stream id, last packet time),
+        #: kept `reuse_memory` of capture time so that a later SYN is still called a reuse
+        #: however the sweeps fell.
+        self.recent: Dict[Key, Tuple[int, int]] = {}
+        self.reuse_memory = 4 * msl_ns + 10_000_000_000
         self.on_done = on_done
         self.msl_ns = msl_ns
         self.idle_ns = idle_timeout_ns
@@ -77,6 +82,7 @@ class FlowTable:
         self.evicted_early = 0          # ... of which still open: idle, or over max_live
         self.max_live = max_live
         self._next_sweep = 0
+        self._last_sweep = 0
 
     def feed(self, seg: Segment) -> Connection:
         src, dst, sport, dport = seg.src, seg.dst, seg.sport, seg.dport
@@ -84,6 +90,8 @@ class FlowTable:
         conn = self.live.get(key)
         if conn is None:
             conn = self._new(key, seg)
+            if self.recent and key in self.recent:
+                self._note_recent(key, conn, seg)
         elif seg.flags & (SYN | ACK | RST) == SYN:
             x = conn.ep[conn.side_of(seg)]
             if x.base_seq is not None and x.base_seq != seg.seq:
@@ -92,7 +100,7 @@ class FlowTable:
                 self._note_reuse(old, conn, seg)
                 self.on_done(old, seg.ts)
         conn.on_segment(seg)
-        if seg.ts >= self._next_sweep:
+        if seg.ts >= self._next_sweep or seg.ts < self._last_sweep:
             self.sweep(seg.ts)
         return conn
 
@@ -106,6 +114,9 @@ class FlowTable:
         number now (Wireshark numbers it), and keeps it for a connection that may follow."""
         key = self.key_of(quoted)
         if key not in self.live and key not in self.reserved:
+            if len(self.reserved) >= self.max_live:      # bounded: forget the oldest half
+                for old in list(self.reserved)[: self.max_live // 2]:
+                    del self.reserved[old]
             self.reserved[key] = self.next_id
             self.next_id += 1
 
@@ -141,16 +152,26 @@ class FlowTable:
                          % (old.id, (seg.ts - e.since) / 1e9, ("orig", "resp")[i], two_msl / 1e9,
                             (two_msl - (seg.ts - e.since)) / 1e9))
                 # The new incarnation ends the old TIME_WAIT (RFC 6191).
-                e.state = State.CLOSED
-                e.since = seg.ts
+                old.move(i, Input.NEW_INCARNATION, seg)
                 return
         new.note("PORT_REUSE", seg, 0, "new SYN (ISN %d) reuses the 4-tuple of connection %d"
                  % (seg.seq, old.id))
 
+    def _note_recent(self, key: Key, conn: Connection, seg: Segment) -> None:
+        old_id, last_ts = self.recent.pop(key)
+        if seg.flags & (SYN | ACK | RST) == SYN and seg.ts - last_ts < self.reuse_memory:
+            conn.reused_from = old_id
+            conn.note("PORT_REUSE", seg, 0, "new SYN (ISN %d) reuses the 4-tuple of connection "
+                      "%d, %.1f s after its last packet" % (seg.seq, old_id,
+                                                            (seg.ts - last_ts) / 1e9))
+
     def sweep(self, now: int) -> None:
         """Finalize finished connections past the 2*MSL horizon, and idle ones."""
         horizon = 2 * self.msl_ns
-        self._next_sweep = now + min(horizon, 10_000_000_000) // 2
+        # Every 1 to 5 s of capture time; a timestamp far in the future (a corrupt record)
+        # must not stop the sweeps: a packet dated before the last sweep starts one too.
+        self._next_sweep = now + max(min(horizon, 10_000_000_000) // 2, 1_000_000_000)
+        self._last_sweep = now - 60_000_000_000
         done = []
         for key, conn in self.live.items():
             a, b = conn.ep
@@ -163,7 +184,15 @@ class FlowTable:
         for key in done:
             conn = self.live.pop(key)
             self.evicted += 1
+            self.recent[key] = (conn.id, conn.last_ts)
             self.on_done(conn, now)
+        # Entries arrive in about the order they go stale: drop from the front.
+        recent = self.recent
+        while recent:
+            k = next(iter(recent))
+            if now - recent[k][1] < self.reuse_memory:
+                break
+            del recent[k]
 
     def flush(self, end_ts: int) -> None:
         """End of capture: finalize every connection still in the table, in stream order."""

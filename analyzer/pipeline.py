@@ -7,6 +7,7 @@ here reads the wall clock.
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from typing import Callable, Dict, List, Optional, Sequence, Set
 
@@ -68,8 +69,10 @@ def analyze(paths: Sequence[str], msl: float = DEFAULT_MSL, idle_timeout: Option
     num = 0
     feed = table.feed
     ladders: Dict[int, List[LadderRow]] = {}
+    end_ts = 0
     for ts, linktype, buf in read_frames(sources, stats):
         num += 1
+        end_ts = ts
         seg = decode_frame(linktype, buf)
         cls = seg.__class__
         if cls is str:
@@ -93,7 +96,9 @@ def analyze(paths: Sequence[str], msl: float = DEFAULT_MSL, idle_timeout: Option
                     rows.append(ladder_row(conn, seg))
         if on_frame is not None and not num & 0xFFFF:
             on_frame(num)
-    table.flush(stats.last_ts if stats.last_ts is not None else 0)
+    # The end of the capture is its last frame (not the largest timestamp: one corrupt record
+    # dated decades ahead must not make every CLOSE_WAIT decades long).
+    table.flush(end_ts)
     warnings = list(stats.warnings)
     cut = skipped.get("truncated_tcp", 0) + skipped.get("truncated_ip", 0)
     if cut:
@@ -105,11 +110,16 @@ def analyze(paths: Sequence[str], msl: float = DEFAULT_MSL, idle_timeout: Option
                         "starts a new connection" % (table.evicted_early, max_live))
 
     capture = CaptureSummary(
-        files=tuple(paths), packets=num, tcp_packets=tcp, skipped=dict(skipped),
+        files=tuple(printable(p) for p in paths), packets=num, tcp_packets=tcp, skipped=dict(skipped),
         truncated=stats.truncated, warnings=tuple(warnings), errors=tuple(errors),
         first_ts=stats.first_ts, last_ts=stats.last_ts, linktypes=dict(stats.linktypes),
         evicted_early=table.evicted_early)
     return Report(capture, results, summary, msl, ladders, floods.findings())
+
+
+def printable(path: str) -> str:
+    """A file name as text: bytes that are not UTF-8 (surrogate escapes) shown as \\xNN."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace") if path != "-" else path
 
 
 def ladder_row(conn: Connection, seg) -> LadderRow:

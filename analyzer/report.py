@@ -15,6 +15,7 @@ from analyzer.segment import addr_str
 from analyzer.seqanalysis import Analysis
 
 ANALYSIS_FIELDS = Analysis.FIELDS
+_NO_COUNTS = (0,) * len(ANALYSIS_FIELDS)
 
 if TYPE_CHECKING:                       # pragma: no cover
     from analyzer.conn import Connection
@@ -24,6 +25,7 @@ EXIT_OK = 0
 EXIT_FINDINGS = 1
 EXIT_USAGE = 2
 EXIT_UNREADABLE = 3
+EXIT_INTERNAL = 70          # EX_SOFTWARE: a bug, reported in one line
 
 
 class Lingering(NamedTuple):
@@ -95,7 +97,7 @@ class ConnResult:
         r.syn_retransmissions = max(o.syn_count - 1, 0)
         r.findings = sorted(c.findings.values(), key=lambda f: (f.ts, f.code))
         r.reused_from = c.reused_from
-        r.analysis = (o.analysis.to_dict(), {} if o is p else p.analysis.to_dict())
+        r.analysis = (o.analysis.counts(), _NO_COUNTS if o is p else p.analysis.counts())
         r.conn_state, r.history = c.zeek.finish(c.first_from_orig)
         r.zeek_flipped = c.zeek.flipped
         return r
@@ -109,9 +111,8 @@ class ConnResult:
         return max((SEVERITY_RANK[f.severity] for f in self.findings), default=-1)
 
     def needs_attention(self) -> bool:
-        """Shown by default in the terminal: a warning or error, or anything lingering."""
-        return self.worst() >= SEVERITY_RANK["warning"] or any(
-            lg.state == "CLOSE_WAIT" for lg in self.lingering)
+        """Shown by default in the terminal: a warning or an error (a stuck CLOSE_WAIT is one)."""
+        return self.worst() >= SEVERITY_RANK["warning"]
 
     def to_dict(self) -> dict:
         return {
@@ -136,7 +137,8 @@ class ConnResult:
             "final_state": {"orig": self.final_state[0], "resp": self.final_state[1]},
             "lingering": [lg.to_dict() for lg in self.lingering],
             "reused_from": self.reused_from,
-            "analysis": {"orig": self.analysis[0], "resp": self.analysis[1]},
+            "analysis": {"orig": dict(zip(ANALYSIS_FIELDS, self.analysis[0])),
+                         "resp": dict(zip(ANALYSIS_FIELDS, self.analysis[1]))},
             "findings": [f.to_dict() for f in self.findings],
         }
 
@@ -152,7 +154,7 @@ class Summary:
         self.lingering: Counter = Counter()
         self.severities: Counter = Counter()
         self.codes: Counter = Counter()
-        self.analysis: Counter = Counter()
+        self.analysis = [0] * len(ANALYSIS_FIELDS)
         self.syn_retransmissions = 0
         self.attention = 0
 
@@ -167,8 +169,9 @@ class Summary:
         for f in r.findings:
             self.severities[f.severity] += 1
             self.codes[f.code] += 1
-        for side in r.analysis:
-            self.analysis.update(side)
+        o, p = r.analysis
+        if any(o) or any(p):
+            self.analysis = [t + a + b for t, a, b in zip(self.analysis, o, p)]
         self.syn_retransmissions += r.syn_retransmissions
         if r.needs_attention():
             self.attention += 1
@@ -185,7 +188,7 @@ class Summary:
                           "TIME_WAIT": self.lingering["TIME_WAIT"]},
             "findings": {s: self.severities[s] for s in ("error", "warning", "info")},
             "findings_by_code": dict(sorted(self.codes.items())),
-            "analysis": {k: self.analysis[k] for k in ANALYSIS_FIELDS},
+            "analysis": dict(zip(ANALYSIS_FIELDS, self.analysis)),
         }
 
 

@@ -58,14 +58,16 @@ class Analysis:
         self.keepalive_open = False     # the last segment was a keep-alive awaiting its ACK
         self.zw_since = 0               # when this side's window closed (0: it is open)
 
-    def to_dict(self) -> dict:
-        return {name: getattr(self, name) for name in self.FIELDS}
+    def counts(self) -> tuple:
+        """The counters, in FIELDS order (what a finished connection keeps)."""
+        return (self.retransmissions, self.out_of_order, self.lost_segments, self.acked_unseen,
+                self.keepalives, self.keepalive_acks, self.zero_windows)
 
 
 def analyze_segment(c: "Connection", s: int, x: "Endpoint", y: "Endpoint", seg: Segment) -> None:
     """Classify one segment from side `s` (sender `x`, receiver `y`); updates counters and
     findings. Must run before `x.next_seq` includes this segment. A finding's message is built
-    only the first time its code shows on the connection (`c.seen` counts the rest)."""
+    only the first time its code shows on the connection (`c.repeat` counts the rest)."""
     flags = seg.flags
     if flags & RST:
         return
@@ -77,13 +79,13 @@ def analyze_segment(c: "Connection", s: int, x: "Endpoint", y: "Endpoint", seg: 
         a.zero_windows += 1
         if not a.zw_since:
             a.zw_since = seg.ts
-        c.seen("ZERO_WINDOW") or c.note(
+        c.repeat("ZERO_WINDOW") or c.note(
             "ZERO_WINDOW", seg, s, "%s advertised a zero receive window" % side)
     elif a.zw_since and not flags & SYN:
         closed_for = seg.ts - a.zw_since
         a.zw_since = 0
         if closed_for >= ZERO_WINDOW_STALL_NS:
-            c.seen("ZERO_WINDOW_STALL") or c.note(
+            c.repeat("ZERO_WINDOW_STALL") or c.note(
                 "ZERO_WINDOW_STALL", seg, s, "%s's receive window stayed zero for %.1f s: its "
                 "application stopped reading" % (side, closed_for / 1e9))
     if nxt is not None and not flags & (SYN | FIN) and paylen <= 1 and \
@@ -92,7 +94,7 @@ def analyze_segment(c: "Connection", s: int, x: "Endpoint", y: "Endpoint", seg: 
         # a 1-byte resend of unacknowledged data is a retransmission.
         a.keepalives += 1
         a.keepalive_open = True
-        c.seen("KEEPALIVE") or c.note(
+        c.repeat("KEEPALIVE") or c.note(
             "KEEPALIVE", seg, s, "%s sent a %s (seq next-1, %d byte%s) after %.1f s" % (
                 side, "zero-window probe" if y.analysis.zw_since else "keep-alive probe",
                 paylen, "" if paylen == 1 else "s", (seg.ts - c.prev_ts) / 1e9))
@@ -110,11 +112,11 @@ def analyze_segment(c: "Connection", s: int, x: "Endpoint", y: "Endpoint", seg: 
             return
         a.acked_unseen += 1
         if y.fin_seq is None and seg.ack == (y.next_seq + 1) & 0xFFFFFFFF and not paylen:
-            c.seen("ACK_OF_UNSEEN_FIN") or c.note(
+            c.repeat("ACK_OF_UNSEEN_FIN") or c.note(
                 "ACK_OF_UNSEEN_FIN", seg, s, "%s acknowledged %d, one past everything seen from "
                 "the peer: a FIN that is not in the capture" % (side, seg.ack))
         else:
-            c.seen("ACKED_UNSEEN_SEGMENT") or c.note(
+            c.repeat("ACKED_UNSEEN_SEGMENT") or c.note(
                 "ACKED_UNSEEN_SEGMENT", seg, s, "%s acknowledged %d bytes the capture never "
                 "showed the peer sending (capture loss)" % (side, seq_diff(seg.ack, y.next_seq)))
     if nxt is None or flags & SYN:
@@ -130,7 +132,7 @@ def analyze_segment(c: "Connection", s: int, x: "Endpoint", y: "Endpoint", seg: 
         if len(a.holes) >= MAX_HOLES:
             del a.holes[0]
         a.holes.append((nxt, seq, seg.ts))
-        c.seen("SEGMENT_NOT_CAPTURED") or c.note(
+        c.repeat("SEGMENT_NOT_CAPTURED") or c.note(
             "SEGMENT_NOT_CAPTURED", seg, s, "%s jumped from seq %d to %d: %d bytes before this "
             "segment are not in the capture" % (side, nxt, seq, seq_diff(seq, nxt)))
         return
@@ -138,7 +140,7 @@ def analyze_segment(c: "Connection", s: int, x: "Endpoint", y: "Endpoint", seg: 
         return                          # a bare ACK behind: nothing was sent again
     if flags & FIN and paylen == 0 and x.fin_seq is not None and seq == x.fin_seq:
         a.retransmissions += 1
-        c.seen("FIN_RETRANSMITTED") or c.note(
+        c.repeat("FIN_RETRANSMITTED") or c.note(
             "FIN_RETRANSMITTED", seg, s, "%s sent its FIN again" % side)
         return
     for i, (start, end, ts) in enumerate(a.holes):
@@ -147,12 +149,12 @@ def analyze_segment(c: "Connection", s: int, x: "Endpoint", y: "Endpoint", seg: 
                 del a.holes[i]
             if seg.ts - ts <= OOO_NS:
                 a.out_of_order += 1
-                c.seen("OUT_OF_ORDER") or c.note(
+                c.repeat("OUT_OF_ORDER") or c.note(
                     "OUT_OF_ORDER", seg, s, "%s segment at seq %d arrived after later data"
                     % (side, seq))
                 return
             break
     a.retransmissions += 1
-    c.seen("RETRANSMISSION") or c.note(
+    c.repeat("RETRANSMISSION") or c.note(
         "RETRANSMISSION", seg, s, "%s sent %d bytes at seq %d again (next new byte is %d)"
         % (side, paylen, seq, nxt))

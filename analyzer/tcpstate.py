@@ -4,7 +4,7 @@ Everything that decides an endpoint's state lives in this module: the states, th
 `TRANSITIONS`, one flat table ``(state, input) -> next state``. `step()` is a pure function of
 it. A pair missing from the table is a move the RFC does not allow from that state: `step()`
 reports it as illegal and leaves the state unchanged, and the caller turns that into a finding.
-No I/O, no clock, no packets: the connection tracker (`flows.py`) translates each observed
+No I/O, no clock, no packets: the connection tracker (`conn.py`) translates each observed
 segment into inputs for the endpoint that sent it (`SEND_*`) and the endpoint that receives it
 (`RECV_*`), using the sequence numbers to decide what an ACK acknowledges.
 
@@ -77,6 +77,13 @@ class Input(enum.Enum):
     RECV_RST = "receive RST"
     #: 2*MSL passed in TIME_WAIT (capture time).
     TIMEOUT_2MSL = "2MSL timeout"
+    # An observer's corrections: what the capture showed did not happen at the endpoint.
+    #: The endpoint sent its FIN again after the capture showed the ACK of it: that ACK was lost.
+    FIN_ACK_LOST = "FIN resent: its ACK was lost"
+    #: The responder sent its SYN-ACK again after the capture showed the ACK of it.
+    SYNACK_ACK_LOST = "SYN-ACK resent: its ACK was lost"
+    #: A new SYN on the 4-tuple ended this TIME_WAIT early (RFC 6191).
+    NEW_INCARNATION = "new SYN on the 4-tuple"
 
 
 S = State
@@ -130,6 +137,12 @@ def _build() -> Dict[Tuple[State, Input], State]:
         # Passive close.
         (S.CLOSE_WAIT, I.SEND_FIN): S.LAST_ACK,
         (S.LAST_ACK, I.RECV_ACK_OF_FIN): S.CLOSED,
+        # Corrections: an ACK the capture saw never reached the endpoint.
+        (S.CLOSED, I.FIN_ACK_LOST): S.LAST_ACK,
+        (S.TIME_WAIT, I.FIN_ACK_LOST): S.CLOSING,
+        (S.FIN_WAIT_2, I.FIN_ACK_LOST): S.FIN_WAIT_1,
+        (S.ESTABLISHED, I.SYNACK_ACK_LOST): S.SYN_RECEIVED,
+        (S.TIME_WAIT, I.NEW_INCARNATION): S.CLOSED,
     }
     # Moves that leave the state alone once synchronized: ACKs and data both ways (data after a
     # FIN is judged elsewhere), retransmitted SYN-ACKs/SYNs/FINs, duplicate ACKs of our SYN/FIN.

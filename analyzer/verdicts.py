@@ -12,7 +12,7 @@ from typing import List, Optional
 from analyzer.conn import SIDES, Connection
 from analyzer.report import ConnResult, Lingering
 from analyzer.seqanalysis import ZERO_WINDOW_STALL_NS
-from analyzer.tcpstate import State
+from analyzer.tcpstate import Input, State, step
 
 #: Handshake outcomes.
 HANDSHAKES = {
@@ -42,6 +42,10 @@ CLOSES = {
 CLOSE_WAIT_STUCK_NS = 1_000_000_000
 
 
+#: Handshake outcomes after which the connection counts as established (and has a close).
+ESTABLISHED_HANDSHAKES = frozenset({"complete", "simultaneous_open", "not_seen"})
+
+
 def _handshake(c: Connection) -> str:
     o, r = c.ep
     if c.midstream:
@@ -62,9 +66,7 @@ def _handshake(c: Connection) -> str:
 
 def _close(c: Connection, handshake: str) -> tuple:
     """(close, closed_first, reset_by) from the FINs and the RST."""
-    established = handshake in ("complete", "simultaneous_open", "not_seen") or (
-        c.established_ts != 0)
-    if not established:
+    if handshake not in ESTABLISHED_HANDSHAKES:
         return None, None, (SIDES[c.rst[0]] if c.rst is not None else None)
     rst = c.rst
     reset_by = SIDES[rst[0]] if rst is not None else None
@@ -92,6 +94,7 @@ def _close(c: Connection, handshake: str) -> tuple:
 def finalize(c: Connection, now: int, msl_ns: int) -> ConnResult:
     """The verdicts for a connection as of capture time `now` (ns)."""
     c.settle()
+    now = max(now, c.last_ts)
     two_msl = 2 * msl_ns
     lingering: List[Lingering] = []
     final = []
@@ -99,8 +102,8 @@ def finalize(c: Connection, now: int, msl_ns: int) -> ConnResult:
         state = e.state
         if state is State.TIME_WAIT:
             elapsed = now - e.since
-            if elapsed >= two_msl:
-                state = State.CLOSED            # 2*MSL ran out before the capture ended
+            if elapsed >= two_msl:              # 2*MSL ran out before the capture ended
+                state = step(state, Input.TIMEOUT_2MSL)[0]
             else:
                 lingering.append(Lingering(SIDES[i], "TIME_WAIT", e.since, elapsed,
                                            two_msl - elapsed))
@@ -148,7 +151,10 @@ def _note_outcome(c: Connection, handshake: str, close: Optional[str]) -> None:
                   "SYN to port %d answered by RST" % c.ep[1].port)
     elif handshake == "half_open":
         c.note_at("HANDSHAKE_HALF_OPEN", c.last_ts, c.last_frame, 0,
-                  "SYN-ACK sent %d time(s), never acknowledged" % c.ep[1].synack_count)
+                  "SYN-ACK sent %d time(s), %s" % (
+                      c.ep[1].synack_count,
+                      "never acknowledged" if not c.est_sides & 1 else
+                      "and sent again after the originator's ACK: that ACK never arrived"))
     elif handshake == "reset":
         rst = c.rst
         c.note_at("HANDSHAKE_RESET", rst[1], rst[2], rst[0],

@@ -87,7 +87,8 @@ def test_every_state_is_reachable_from_the_two_opens():
 def test_end_states_only_leave_by_timeout_or_rst():
     for (state, inp), nxt in TRANSITIONS.items():
         if state in END_STATES and nxt is not state:
-            assert inp in (I.TIMEOUT_2MSL, I.SEND_SYN, I.SEND_RST, I.RECV_RST), (state, inp, nxt)
+            assert inp in (I.TIMEOUT_2MSL, I.SEND_SYN, I.SEND_RST, I.RECV_RST, I.FIN_ACK_LOST,
+                           I.NEW_INCARNATION), (state, inp, nxt)
 
 
 @given(st.sampled_from(list(State)), st.sampled_from(list(Input)))
