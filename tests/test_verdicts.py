@@ -312,3 +312,89 @@ def test_self_connect_is_a_simultaneous_open_with_itself(tmp_path):
     c = conn(report_for(tmp_path, d))
     assert c["handshake"] == "simultaneous_open"
     assert "SELF_CONNECT" in codes(c)
+
+
+# -- found in review: each of these once gave a wrong verdict -----------------------------------
+
+def test_a_lost_one_byte_segment_is_not_taken_for_a_fin(tmp_path):
+    d = established()
+    d.data("s", 1)                                      # 1 byte the capture will miss
+    lost = d.packets.pop()
+    d.ack("c").data("s", 500).ack("c").data("s", 500).ack("c")
+    c = conn(report_for(tmp_path, d))
+    assert (c["close"], c["final_state"]) == ("open", {"orig": "ESTABLISHED", "resp": "ESTABLISHED"})
+    assert {"DATA_AFTER_FIN", "ACK_OF_UNSEEN_FIN"}.isdisjoint(codes(c))
+    assert "SEGMENT_NOT_CAPTURED" in codes(c) and lost
+
+
+def test_bare_rst_in_syn_sent_is_dropped(tmp_path):
+    d = Dialog().syn().send("s", RST, seq=0, advance=False).wait(1).syn(seq=1000, advance=False)
+    d.synack().ack("c").data("c", 10)
+    c = conn(report_for(tmp_path, d))
+    assert (c["handshake"], c["close"]) == ("complete", "open")
+    assert c["final_state"] == {"orig": "ESTABLISHED", "resp": "ESTABLISHED"}
+    assert "RST_OUT_OF_WINDOW" in codes(c) and "CONNECTION_RESET" not in codes(c)
+
+
+def test_refused_fast_open_syn_acknowledging_its_data(tmp_path):
+    d = Dialog().syn(length=40).send("s", RST | ACK, seq=0, ack=1041, advance=False)
+    c = conn(report_for(tmp_path, d))
+    assert (c["handshake"], c["final_state"]) == ("refused", {"orig": "CLOSED", "resp": "CLOSED"})
+
+
+def test_held_rst_is_settled_by_the_receiver_not_the_sender(tmp_path):
+    d = established().rst("c", ack=False, seq=1101 + 3000, advance=False)
+    d.data("c", 10).ack("s").data("s", 10)             # the receiver goes on: a challenge ACK
+    c = conn(report_for(tmp_path, d))
+    assert c["close"] == "open" and "RST_CHALLENGED" in codes(c)
+    assert {"CONNECTION_RESET", "DATA_AFTER_RST", "PACKETS_AFTER_RST"}.isdisjoint(codes(c))
+
+
+def test_syn_window_is_not_scaled_for_the_rst_window(tmp_path):
+    # Later segments advertise 500 << 7 = 64000 bytes; the SYN's 65535 is not scaled (an 8 MB
+    # window): a RST 2 MB ahead is outside.
+    d = Dialog(win=500).handshake().data("c", 120).data("s", 1400)
+    d.packets[0] = (d.packets[0][0], d.packets[0][1][:34] + b"\xff\xff" + d.packets[0][1][36:],
+                    d.packets[0][2])
+    d.rst("s", seq=5000 + 1400 + 1 + 2_000_000, advance=False)
+    c = conn(report_for(tmp_path, d))
+    assert c["close"] == "open" and "RST_OUT_OF_WINDOW" in codes(c)
+
+
+def test_port_reuse_does_not_depend_on_unrelated_traffic(tmp_path):
+    def run(with_other):
+        d = established().fin("c").fin("s").ack("c").wait(63)
+        d.nxt["c"] = 88_000_000
+        d.syn().synack().ack("c")
+        dialogs = [d]
+        if with_other:
+            dialogs.append(Dialog(client=("10.0.0.9", 1234), t0=1_700_000_061.0).syn())
+        return report_for(tmp_path, *dialogs)["connections"]
+    for conns in (run(False), run(True)):
+        second = [c for c in conns if c["orig"]["port"] == 40000][1]
+        assert second["reused_from"] == 0 and "PORT_REUSE" in codes(second)
+
+
+def test_a_far_future_timestamp_does_not_stretch_close_wait(tmp_path):
+    d = established().fin("c").ack("s")
+    other = Dialog(client=("10.0.0.9", 1234), t0=2_500_000_000.0).syn()   # a corrupt date
+    tail = Dialog(client=("10.0.0.8", 1234), t0=1_700_000_010.0).syn()
+    packets = d.packets + other.packets + tail.packets                    # file order
+    path = tmp_path / "c.pcap"
+    from analyzer.synth import write_pcap
+    from analyzer.pipeline import analyze
+    write_pcap(path, packets)
+    c = analyze([str(path)]).to_dict()["connections"][0]
+    (lg,) = c["lingering"]
+    assert lg["state"] == "CLOSE_WAIT" and lg["seconds"] < 11
+
+
+def test_the_fast_path_changes_nothing(tmp_path, monkeypatch):
+    from analyzer.conn import Connection
+    from analyzer.pipeline import analyze
+    from conftest import REPO
+    paths = [str(p) for p in sorted((REPO / "samples").rglob("*.pcap"))]
+    fast = [analyze([p]).to_dict() for p in paths]
+    monkeypatch.setattr(Connection, "on_segment", Connection._replay)    # never steady
+    slow = [analyze([p]).to_dict() for p in paths]
+    assert fast == slow
