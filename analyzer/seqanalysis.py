@@ -1,6 +1,7 @@
 """Sequence analysis of one segment, the way Wireshark's `tcp.analysis` does it.
 
-Called by `Connection.on_segment` before the sender's next sequence number advances. The
+Called by `Connection._replay` (conn.py) before the sender's next sequence number advances;
+the fast path in `Connection.on_segment` skips only segments that cannot change any of it. The
 order of the checks is Wireshark's, so that a keep-alive (length 0 or 1, seq = next - 1, no
 SYN/FIN/RST) and the ACK that answers it are recognised first and never counted as
 retransmissions. Then:

@@ -66,8 +66,8 @@ def _labels(conn) -> tuple:
     if state is None or history is None:
         raise RuntimeError(
             "--format zeek needs the Zeek labels (conn_state, history) on every connection, "
-            "computed by analyzer.zeek.ZeekView during the replay; connection %s has none "
-            "(ZeekView is not wired into the analysis yet)" % getattr(conn, "id", "?"))
+            "computed by analyzer.zeek.ZeekView during the replay; connection %s has none"
+            % getattr(conn, "id", "?"))
     return state, history, bool(getattr(conn, "zeek_flipped", False))
 
 
