@@ -140,6 +140,8 @@ def on_fin(c: "Connection", s: int, seg: Segment) -> None:
 def on_rst(c: "Connection", s: int, seg: Segment) -> None:
     """A RST from side `s`: accepted, held (in window, not at RCV.NXT), a reply, or dropped."""
     x, y = c.ep[s], c.ep[1 - s]
+    if c.rst is not None:
+        return              # already reset: a RST to a closed endpoint changes nothing
     if (x.state is State.SYN_SENT and y.last_ack is not None and seg.seq == y.last_ack
             and (x.isn is None or y.last_ack != (x.isn + 1) & 0xFFFFFFFF)):
         # RFC 9293 §3.10.7.3: a SYN-SENT endpoint answers an unacceptable ACK with
