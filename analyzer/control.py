@@ -140,7 +140,7 @@ def on_fin(c: "Connection", s: int, seg: Segment) -> None:
 def on_rst(c: "Connection", s: int, seg: Segment) -> None:
     """A RST from side `s`: accepted, held (in window, not at RCV.NXT), a reply, or dropped."""
     x, y = c.ep[s], c.ep[1 - s]
-    if c.rst is not None:
+    if c.rst is not None and x.state is State.CLOSED and y.state is State.CLOSED:
         return              # already reset: a RST to a closed endpoint changes nothing
     if (x.state is State.SYN_SENT and y.last_ack is not None and seg.seq == y.last_ack
             and (x.isn is None or y.last_ack != (x.isn + 1) & 0xFFFFFFFF)):
