@@ -398,3 +398,20 @@ def test_the_fast_path_changes_nothing(tmp_path, monkeypatch):
     monkeypatch.setattr(Connection, "on_segment", Connection._replay)    # never steady
     slow = [analyze([p]).to_dict() for p in paths]
     assert fast == slow
+
+
+def test_rsts_after_the_reset_are_not_findings(tmp_path):
+    d = established().rst("c").data("s", 30, advance=False)
+    d.rst("s", ack=False, seq=5001, advance=False).rst("s", ack=False, seq=5001, advance=False)
+    c = conn(report_for(tmp_path, d))
+    assert c["close"] == "reset" and c["reset_by"] == "orig"
+    assert "RST_OUT_OF_WINDOW" not in codes(c)
+    f = {f["code"]: f for f in c["findings"]}
+    assert f["PACKETS_AFTER_RST"]["count"] == 1          # the data; the RSTs are not counted
+
+
+def test_a_refused_syn_retried_with_the_same_isn_ends_refused(tmp_path):
+    d = Dialog().syn().send("s", RST | ACK, seq=0, ack=1001, advance=False)
+    d.wait(0.5).syn(seq=1000, advance=False).send("s", RST | ACK, seq=0, ack=1001, advance=False)
+    c = conn(report_for(tmp_path, d))
+    assert c["handshake"] == "refused" and c["final_state"] == {"orig": "CLOSED", "resp": "CLOSED"}
