@@ -6,7 +6,7 @@ Run as root. The script re-executes itself under `unshare --net`, so everything 
 network namespace it has just created, which holds nothing but `lo`; it checks that before
 sending a packet, and every socket binds or connects to 127.0.0.1 only. For each scenario it
 starts `tcpdump -i lo -s 128` (the SLL2 one uses `-i any`, which in this namespace is `lo`
-again), drives real sockets, and stops tcpdump. About 50 seconds in all; `--only` records just
+again), drives real sockets, and stops tcpdump. About 70 seconds in all; `--only` records just
 the named captures. The `loopback/` ones (samples/loopback/) show behaviour the first ten lack;
 some set a sysctl inside the namespace, inject a bare RST through a raw socket on 127.0.0.1, use
 a capture filter, or start or stop tcpdump themselves.
@@ -657,6 +657,175 @@ def syn_ack_lost(port=8100):
     srv.close()
 
 
+# Second round (samples/README.md, "More real kernel traffic"): accept-queue overflow, 4-tuple
+# reuse after TIME_WAIT expired, data sent to a socket its application closed, a 1-byte segment
+# and a data-carrying FIN missing from the capture, a capture starting mid-close.
+
+def end_marker() -> None:
+    """One UDP datagram 127.0.0.1 -> 127.0.0.1:9999: the capture's last frame, so that the end
+    of the capture lies after the last TCP packet."""
+    marker = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    marker.bind((LO, 9999))
+    sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sender.sendto(b"end of capture", (LO, 9999))
+    sender.close()
+    marker.close()
+
+
+def accept_queue_overflow(port=8101, cport=45320):
+    """listen(2) and nobody calls accept(). The client bound to 45320 connects first, but its
+    ACK is dropped (after the capture saw it), so the server keeps its request in SYN_RECEIVED;
+    three more clients then fill the accept queue (3 > backlog 2). The first client sends its
+    request 0.5 s later; the server's SYN-ACK retransmissions are answered, but each ACK and each
+    data segment meets the full accept queue and is dropped (ListenOverflows, the default
+    tcp_abort_on_overflow=0). The capture stops at 5 s, the client still retransmitting."""
+    srv = socket.socket()
+    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    srv.bind((LO, port))
+    srv.listen(2)
+    cli = bound_socket(cport)
+    queued = []
+    with drop_on_lo_ingress("tcp src port %d and tcp[tcpflags] == tcp-ack" % cport):
+        cli.connect((LO, port))
+        for _ in range(3):
+            q = socket.socket()
+            q.connect((LO, port))
+            queued.append(q)
+        time.sleep(0.2)
+    time.sleep(0.3)
+    cli.sendall(REQUEST)
+    time.sleep(4.5)
+    for s in [cli] + queued:                      # aborted (RST) after the capture stops, so
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    return [cli] + queued + [srv]                 # no retransmission outlives the scenario
+
+
+def port_reuse_after_expiry(port=8102, cport=45330, chat_port=8103):
+    """A background connection exchanges 10 bytes every 0.5 s. Meanwhile a client bound to
+    45330 talks to :8102 three times; each time the server closes first (server TIME_WAIT) and
+    the client reconnects from the same port 0.5 s, then 3 s later (Linux accepts a SYN with a
+    higher ISN on a TIME_WAIT socket). Read with --msl 1 (2 s TIME_WAIT): the first reuse cuts a
+    TIME_WAIT short, the second comes after it expired."""
+    bsrv, bcli, bconn = connected_pair(chat_port)
+    stop = threading.Event()
+
+    def chatter():
+        while not stop.is_set():
+            bcli.sendall(b"0123456789")
+            recv_exactly(bconn, 10)
+            stop.wait(0.5)
+    background = threading.Thread(target=chatter)
+    background.start()
+    srv = listener(port)
+    for gap in (0.5, 3.0, 0.6):
+        cli = bound_socket(cport)
+        cli.connect((LO, port))
+        conn, _ = srv.accept()
+        request_response(cli, conn)
+        conn.close()
+        time.sleep(0.02)
+        recv_until_eof(cli)
+        cli.close()
+        time.sleep(gap)
+    stop.set()
+    background.join()
+    srv.close()
+    bcli.close()
+    time.sleep(0.05)
+    recv_until_eof(bconn)
+    bconn.close()
+    bsrv.close()
+
+
+def data_fin_to_closed_socket(port=8104):
+    """The server sends a banner with its FIN on it (TCP_CORK, close()) and is gone; the client
+    reads it and answers "QUIT" with its own FIN on the data segment. The data reaches a socket
+    whose application has closed: Linux (TCPAbortOnData, RFC 1122 §4.2.2.13) answers with RST,
+    and the 6 bytes are lost."""
+    srv, cli, conn = connected_pair(port)
+    conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 1)
+    conn.send(b"220 banner ready\r\n")
+    conn.close()
+    time.sleep(0.05)
+    recv_until_eof(cli)
+    cli.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 1)
+    cli.send(b"QUIT\r\n")
+    cli.close()
+    time.sleep(0.1)
+    srv.close()
+
+
+def one_byte_not_captured(port=8105):
+    """Interactive: 1-byte keystrokes, each echoed; the capture filter leaves out the client's
+    "Z" keystroke (one 1-byte data segment the capture missed). The session goes on; the server
+    closes first."""
+    srv, cli, conn = connected_pair(port)
+    for ch in b"abcZdef\n":
+        cli.send(bytes([ch]))
+        conn.send(conn.recv(10))
+        cli.recv(10)
+        time.sleep(0.05)
+    conn.send(b"bye\r\n")
+    conn.close()
+    recv_until_eof(cli)
+    time.sleep(0.05)
+    cli.close()
+    srv.close()
+
+
+def data_fin_not_captured(port=8106):
+    """The client's request carries its FIN (TCP_CORK, shutdown(SHUT_WR)); the capture filter
+    leaves that segment out. The server answers with its response and FIN on one segment, the
+    client ACKs; a UDP datagram 2 s later ends the capture."""
+    srv, cli, conn = connected_pair(port)
+    cli.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 1)
+    cli.send(REQUEST)
+    cli.shutdown(socket.SHUT_WR)
+    recv_until_eof(conn)
+    conn.send(RESPONSE, socket.MSG_MORE)
+    conn.close()
+    recv_until_eof(cli)
+    cli.close()
+    time.sleep(2)
+    end_marker()
+    srv.close()
+
+
+def capture_starts_mid_close(capture, port=8107):
+    """The client closes (FIN, ACK); the capture starts 0.3 s later; the server closes 0.5 s
+    after that (FIN, the client's ACK); a UDP datagram 3 s later ends the capture."""
+    srv, cli, conn = connected_pair(port)
+    request_response(cli, conn)
+    cli.close()
+    time.sleep(0.3)
+    capture.start()
+    time.sleep(0.5)
+    recv_until_eof(conn)
+    conn.close()
+    time.sleep(3)
+    end_marker()
+    srv.close()
+
+
+def keepalive_race(port=8108):
+    """HTTP keep-alive race: after one request/response the server idle-closes (FIN); the
+    client, not having read the FIN yet, sends its next request; the server's socket, closed by
+    its application, answers the data with RST."""
+    srv, cli, conn = connected_pair(port)
+    request_response(cli, conn)
+    time.sleep(0.1)
+    conn.close()
+    time.sleep(0.05)
+    cli.send(REQUEST)
+    time.sleep(0.1)
+    try:
+        cli.recv(100)
+    except ConnectionResetError:
+        pass
+    cli.close()
+    srv.close()
+
+
 SCENARIOS = [
     ("loopback_normal_close.pcap", normal_close, "lo"),
     ("loopback_close_wait.pcap", close_wait, "lo"),
@@ -683,6 +852,16 @@ SCENARIOS = [
     ("loopback/fin_wait_2_timeout.pcap", fin_wait_2_timeout, "lo"),
     ("loopback/time_wait_reuse.pcap", time_wait_reuse, "lo"),
     ("loopback/syn_ack_lost.pcap", syn_ack_lost, "lo"),
+    ("loopback/accept_queue_overflow.pcap", accept_queue_overflow, "lo"),
+    ("loopback/port_reuse_after_expiry.pcap", port_reuse_after_expiry, "lo"),
+    ("loopback/data_fin_to_closed_socket.pcap", data_fin_to_closed_socket, "lo"),
+    ("loopback/one_byte_not_captured.pcap", one_byte_not_captured, "lo",
+     {"filter": "not (tcp dst port 8105 and ip[2:2] - ((ip[0] & 0xf) << 2) - "
+                "((tcp[12] & 0xf0) >> 2) == 1 and tcp[((tcp[12] & 0xf0) >> 2):1] == 0x5a)"}),
+    ("loopback/data_fin_not_captured.pcap", data_fin_not_captured, "lo",
+     {"filter": "not (tcp dst port 8106 and tcp[tcpflags] & tcp-fin != 0)"}),
+    ("loopback/capture_starts_mid_close.pcap", capture_starts_mid_close, "lo", {"late": True}),
+    ("loopback/keepalive_race.pcap", keepalive_race, "lo"),
 ]
 
 
