@@ -659,7 +659,8 @@ def syn_ack_lost(port=8100):
 
 # Second round (samples/README.md, "More real kernel traffic"): accept-queue overflow, 4-tuple
 # reuse after TIME_WAIT expired, data sent to a socket its application closed, a 1-byte segment
-# and a data-carrying FIN missing from the capture, a capture starting mid-close.
+# and a data-carrying FIN missing from the capture, a capture starting mid-close, a peer
+# that stops answering.
 
 def end_marker() -> None:
     """One UDP datagram 127.0.0.1 -> 127.0.0.1:9999: the capture's last frame, so that the end
@@ -826,6 +827,21 @@ def keepalive_race(port=8108):
     srv.close()
 
 
+
+def peer_blackholed(port=8109):
+    """After one request/response everything sent to the server is dropped (the server's host
+    vanished, or a firewall or an expired NAT entry now drops the flow): the client's next
+    request is retransmitted on its doubling RTO, never acknowledged; a UDP datagram at 6 s
+    ends the capture, the client still trying."""
+    srv, cli, conn = connected_pair(port)
+    request_response(cli, conn)
+    with drop_on_lo_ingress("tcp dst port %d" % port):
+        cli.send(REQUEST)
+        time.sleep(6)
+        end_marker()
+    cli.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    return [cli, conn, srv]                       # closed (RST) after the capture stops
+
 SCENARIOS = [
     ("loopback_normal_close.pcap", normal_close, "lo"),
     ("loopback_close_wait.pcap", close_wait, "lo"),
@@ -862,6 +878,7 @@ SCENARIOS = [
      {"filter": "not (tcp dst port 8106 and tcp[tcpflags] & tcp-fin != 0)"}),
     ("loopback/capture_starts_mid_close.pcap", capture_starts_mid_close, "lo", {"late": True}),
     ("loopback/keepalive_race.pcap", keepalive_race, "lo"),
+    ("loopback/peer_blackholed.pcap", peer_blackholed, "lo"),
 ]
 
 
