@@ -77,6 +77,8 @@ _CODES = [
          "An ACK covered exactly one byte past everything the peer sent: a FIN missing from the capture."),
     Code("KEEPALIVE", INFO,
          "A keep-alive probe: length 0 or 1 with seq = next - 1 after an idle period; not a retransmission."),
+    Code("PEER_UNRESPONSIVE", WARNING,
+         "Data was sent again and again but never acknowledged, and the peer stayed silent until the end: a dead or blackholed peer, a dropped route, an expired NAT entry, or a listener whose accept queue overflowed."),
     Code("ZERO_WINDOW", INFO,
          "An endpoint advertised a zero receive window (flow control; a stall if it lasts)."),
     Code("ZERO_WINDOW_STALL", WARNING,

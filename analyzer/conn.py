@@ -45,7 +45,7 @@ class Endpoint:
     __slots__ = ("addr", "port", "state", "since", "isn", "base_seq", "next_seq", "syn_count",
                  "synack_count", "syn_acked", "fin_seq", "fin_ts", "fin_acked", "pending",
                  "max_win", "wscale", "pkts", "bytes", "close_wait_since", "last_ack",
-                 "analysis", "isns", "seq_exact", "last_data_ts")
+                 "analysis", "isns", "seq_exact", "last_data_ts", "last_ts")
 
     def __init__(self, addr: bytes, port: int, state: State, ts: int) -> None:
         self.addr = addr
@@ -75,6 +75,7 @@ class Endpoint:
         # only bounds it (a keep-alive probe carries SND.NXT - 1).
         self.seq_exact = False
         self.last_data_ts = 0           # when it last sent new data
+        self.last_ts = 0                # when it last sent anything
 
 
 class Connection:
@@ -84,7 +85,8 @@ class Connection:
                  "midstream", "syn_seen", "synack_seen", "sim_open", "hs_checked",
                  "established_ts", "rst", "fins", "fin_acked_by", "half_close_data",
                  "reused_from", "syn_ts", "est_sides", "self_connect", "prev_ts", "tfo",
-                 "steady", "zeek", "first_from_orig", "held_rst", "syn_data", "inferred_fin")
+                 "steady", "zeek", "first_from_orig", "held_rst", "syn_data", "inferred_fin",
+                 "rst_discards")
 
     def __init__(self, stream_id: int, seg: Segment, orig_is_src: bool) -> None:
         self.id = stream_id
@@ -105,6 +107,7 @@ class Connection:
         self.held_rst: Optional[Tuple[int, Segment]] = None   # in-window, not at RCV.NXT
         self.syn_data = 0           # payload bytes on the originator's SYN (TCP Fast Open)
         self.inferred_fin: Optional[tuple] = None   # what infer_fin changed, to take it back
+        self.rst_discards = False   # the RST threw away data its receiver had sent
         self.first_from_orig = orig_is_src or seg.src == seg.dst and seg.sport == seg.dport
         self.first_frame = self.last_frame = seg.num
         self.findings: Dict[str, Finding] = {}
@@ -202,7 +205,7 @@ class Connection:
             seq = seg.seq
             if seq == x.next_seq and ((y.next_seq - seg.ack) & 0xFFFFFFFF) < 0x80000000:
                 self.prev_ts = self.last_ts
-                self.last_ts = seg.ts
+                self.last_ts = x.last_ts = seg.ts
                 self.last_frame = seg.num
                 paylen = seg.paylen
                 x.pkts += 1
@@ -242,6 +245,7 @@ class Connection:
             self._odd_flags(s, seg)
         x.pkts += 1
         x.bytes += seg.paylen
+        x.last_ts = seg.ts
         if x.base_seq is None:
             x.base_seq = seg.seq if flags & SYN else (seg.seq - 1) & 0xFFFFFFFF
         if seg.win > x.max_win and not flags & SYN:   # a SYN's window is never scaled

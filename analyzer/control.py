@@ -192,9 +192,16 @@ def on_rst(c: "Connection", s: int, seg: Segment) -> None:
 
 def accept_rst(c: "Connection", s: int, seg: Segment) -> None:
     """A RST the receiver takes: both sides CLOSED; the first one is the connection's RST."""
-    y = c.ep[1 - s]
+    x, y = c.ep[s], c.ep[1 - s]
     if c.rst is None:
         c.rst = (s, seg.ts, seg.num)
+        # Data the receiver sent that the RST's sender never acknowledged is thrown away
+        # (RFC 1122 §4.2.2.13: a close with unread data aborts).
+        data_end = y.next_seq
+        if data_end is not None and y.fin_seq is not None and data_end == (y.fin_seq + 1) & 0xFFFFFFFF:
+            data_end = y.fin_seq
+        c.rst_discards = bool(data_end is not None and x.last_ack is not None
+                              and seq_lt(x.last_ack, data_end) and y.last_data_ts)
     c.move(s, Input.SEND_RST, seg)
     y.pending = []
     c.move(1 - s, Input.RECV_RST, seg)
@@ -222,7 +229,7 @@ def infer_fin(c: "Connection", t: int, seg: Segment) -> None:
     then sends data beyond it: the byte was data the capture missed."""
     e, peer = c.ep[t], c.ep[1 - t]
     c.inferred_fin = (t, e.state, e.since, peer.state, peer.since, peer.close_wait_since,
-                      len(c.fins), c.fin_acked_by, list(peer.pending))
+                      len(c.fins), c.fin_acked_by, list(peer.pending), c.half_close_data)
     fin = e.next_seq
     e.fin_seq = fin
     e.fin_ts = seg.ts
@@ -244,13 +251,14 @@ def _rcv_nxt(x: "Endpoint", y: "Endpoint") -> int:
 
 def undo_inferred_fin(c: "Connection", seg: Segment) -> None:
     """The side whose FIN was inferred sends data at or past it: that byte was data."""
-    t, state, since, pstate, psince, pcw, nfins, acked_by, ppending = c.inferred_fin
+    t, state, since, pstate, psince, pcw, nfins, acked_by, ppending, half = c.inferred_fin
     c.inferred_fin = None
     e, peer = c.ep[t], c.ep[1 - t]
     e.state, e.since, e.fin_seq, e.fin_acked = state, since, None, False
     peer.state, peer.since, peer.close_wait_since, peer.pending = pstate, psince, pcw, ppending
     del c.fins[nfins:]
     c.fin_acked_by = acked_by
+    c.half_close_data = half
     f = c.findings.get("ACK_OF_UNSEEN_FIN")
     if f is not None:
         f.count -= 1

@@ -20,7 +20,7 @@ finding, aggregated with its count.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, List, Tuple
+from typing import TYPE_CHECKING, List, Optional, Tuple
 
 from analyzer.segment import ACK, FIN, RST, SYN, Segment, seq_diff, seq_le, seq_lt
 
@@ -42,7 +42,7 @@ class Analysis:
 
     __slots__ = ("retransmissions", "out_of_order", "lost_segments", "acked_unseen",
                  "keepalives", "keepalive_acks", "zero_windows", "holes", "keepalive_open",
-                 "zw_since")
+                 "zw_since", "resent", "resend_ack")
 
     FIELDS = ("retransmissions", "out_of_order", "lost_segments", "acked_unseen", "keepalives",
               "keepalive_acks", "zero_windows")
@@ -58,6 +58,10 @@ class Analysis:
         self.holes: List[Tuple[int, int, int]] = []   # (start, end, ts) of missing bytes
         self.keepalive_open = False     # the last segment was a keep-alive awaiting its ACK
         self.zw_since = 0               # when this side's window closed (0: it is open)
+        # The current episode of resends: how many, and the peer's ACK when it began (an
+        # episode ends when the peer's ACK moves).
+        self.resent = 0
+        self.resend_ack: Optional[int] = None
 
     def counts(self) -> tuple:
         """The counters, in FIELDS order (what a finished connection keeps)."""
@@ -156,6 +160,10 @@ def analyze_segment(c: "Connection", s: int, x: "Endpoint", y: "Endpoint", seg: 
                 return
             break
     a.retransmissions += 1
+    if a.resent and y.last_ack == a.resend_ack:
+        a.resent += 1
+    else:
+        a.resent, a.resend_ack = 1, y.last_ack
     c.repeat("RETRANSMISSION") or c.note(
         "RETRANSMISSION", seg, s, "%s sent %d bytes at seq %d again (next new byte is %d)"
         % (side, paylen, seq, nxt))

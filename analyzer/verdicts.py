@@ -12,6 +12,7 @@ from typing import List, Optional
 from analyzer.conn import SIDES, Connection
 from analyzer.report import ConnResult, Lingering
 from analyzer.seqanalysis import ZERO_WINDOW_STALL_NS
+from analyzer.segment import seq_diff, seq_lt
 from analyzer.tcpstate import Input, State, step
 
 #: Handshake outcomes.
@@ -40,6 +41,8 @@ CLOSES = {
 #: A CLOSE_WAIT younger than this at the end of the capture is listed as lingering but not
 #: reported as stuck: the application may simply not have reacted yet.
 CLOSE_WAIT_STUCK_NS = 1_000_000_000
+#: PEER_UNRESPONSIVE needs at least this many retransmissions of unacknowledged data.
+UNANSWERED_RESENDS = 3
 
 
 #: Handshake outcomes after which the connection counts as established (and has a close).
@@ -75,7 +78,7 @@ def _close(c: Connection, handshake: str) -> tuple:
         return "simultaneous", "both", reset_by      # its own FIN crossed itself
     if len(fins) >= 2:
         first, second = fins[0], fins[1]
-        if rst is not None and rst[1] < second[1]:
+        if rst is not None and (rst[1] < second[1] or c.rst_discards):
             return "reset", SIDES[first[0]], reset_by
         if not second[3]:
             return "simultaneous", "both", reset_by
@@ -116,7 +119,13 @@ def finalize(c: Connection, now: int, msl_ns: int) -> ConnResult:
             # Stuck: silent since the peer's FIN, or since its last data (a half-duplex reply
             # still streaming is not stuck).
             quiet = now - max(e.close_wait_since, e.last_data_ts)
-            if quiet >= CLOSE_WAIT_STUCK_NS:
+            peer = c.ep[1 - i]
+            # Not "stuck" when the capture cannot tell: the peer acknowledged data of this
+            # side the capture never showed (it may have carried this side's FIN), or the
+            # capture began with the peer's FIN (this side may have closed before it).
+            unsure = peer.analysis.acked_unseen or (c.midstream and
+                                                    e.close_wait_since == c.first_ts)
+            if quiet >= CLOSE_WAIT_STUCK_NS and not unsure:
                 c.note_at("CLOSE_WAIT_LINGERING", now, c.last_frame, i,
                           "%s stuck in CLOSE_WAIT for %.1f s since the peer's FIN%s: its "
                           "application never closed the socket" % (
@@ -127,6 +136,7 @@ def finalize(c: Connection, now: int, msl_ns: int) -> ConnResult:
             c.note_at("FIN_WAIT_2_LINGERING", now, c.last_frame, i,
                       "%s in FIN_WAIT_2 for %.1f s: its FIN was acknowledged, the peer never "
                       "closed" % (SIDES[i], (now - e.since) / 1e9))
+        _check_unanswered_data(c, i, now)
         zw = e.analysis.zw_since
         if zw and now - zw >= ZERO_WINDOW_STALL_NS and (i == 0 or e is not c.ep[0]):
             c.note_at("ZERO_WINDOW_STALL", zw, c.last_frame, i,
@@ -138,6 +148,28 @@ def finalize(c: Connection, now: int, msl_ns: int) -> ConnResult:
     _note_outcome(c, handshake, close)
     return ConnResult.from_connection(c, handshake, close, closed_first, reset_by,
                                       c.half_close_data, final, lingering)
+
+
+def _check_unanswered_data(c: Connection, i: int, now: int) -> None:
+    """PEER_UNRESPONSIVE: side `i` resent data again and again and the peer's ACK never moved
+    from where it was at the first resend, until the end of the capture."""
+    e, peer = c.ep[i], c.ep[1 - i]
+    a = e.analysis
+    if e is peer or a.resent < UNANSWERED_RESENDS or e.next_seq is None:
+        return
+    if peer.last_ack != a.resend_ack:
+        return                          # the peer acknowledged something since
+    end = e.next_seq
+    if e.fin_seq is not None and end == (e.fin_seq + 1) & 0xFFFFFFFF:
+        end = e.fin_seq
+    acked = peer.last_ack
+    if acked is not None and not seq_lt(acked, end):
+        return                          # everything was acknowledged in the end
+    c.note_at("PEER_UNRESPONSIVE", e.last_ts, c.last_frame, i,
+              "%s sent %s again %d times over %.1f s; %s never acknowledged any of it" % (
+                  SIDES[i], ("%d bytes" % seq_diff(end, acked)) if acked is not None else "data",
+                  a.resent, (now - e.last_data_ts) / 1e9 if e.last_data_ts else 0.0,
+                  SIDES[1 - i]))
 
 
 def _note_outcome(c: Connection, handshake: str, close: Optional[str]) -> None:

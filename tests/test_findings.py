@@ -67,6 +67,9 @@ BUILDERS = {
     "ACK_OF_UNSEEN_FIN": lambda: [est().ack("c", ack=5001 + 1000 + 1)],
     "KEEPALIVE": lambda: [est().ack("s").wait(7200).ack("c", seq=1100).ack("s")],
     "ZERO_WINDOW": lambda: [est().ack("s", win=0)],
+    "PEER_UNRESPONSIVE": lambda: [est().data("c", 100).wait(0.2).data("c", 100, seq=1121, advance=False)
+                                  .wait(0.4).data("c", 100, seq=1121, advance=False)
+                                  .wait(0.8).data("c", 100, seq=1121, advance=False)],
     "ZERO_WINDOW_STALL": lambda: [est().ack("s", win=0).wait(2).ack("s")],
     "RST_CHALLENGED": lambda: [est().rst("c", ack=False, seq=1101 + 3000, advance=False)
                                .ack("s").data("c", 10)],
