@@ -35,7 +35,8 @@ _MAC_A = b"\x02\x00\x00\x00\x00\x01"
 _MAC_B = b"\x02\x00\x00\x00\x00\x02"
 
 
-def _checksum(data: bytes) -> int:
+def inet_checksum(data: bytes) -> int:
+    """The Internet checksum (RFC 1071) of `data`."""
     if len(data) % 2:
         data += b"\x00"
     total = sum(struct.unpack("!%dH" % (len(data) // 2), data))
@@ -60,13 +61,24 @@ def tcp_packet(src: str, dst: str, sport: int, dport: int, flags: int, seq: int,
     else:
         pseudo = s + d + struct.pack("!IxxxB", len(tcp), 6)
     if checksum:
-        csum = _checksum(pseudo + tcp)
+        csum = inet_checksum(pseudo + tcp)
         tcp = tcp[:16] + struct.pack("!H", csum) + tcp[18:]
     if len(s) == 4:
         hdr = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(tcp), 0, 0x4000, ttl, 6, 0, s, d)
-        hdr = hdr[:10] + struct.pack("!H", _checksum(hdr)) + hdr[12:]
+        hdr = hdr[:10] + struct.pack("!H", inet_checksum(hdr)) + hdr[12:]
         return hdr + tcp
     return struct.pack("!IHBB16s16s", 0x60000000, len(tcp), 6, ttl, s, d) + tcp
+
+
+def udp_packet(src: str, dst: str, sport: int, dport: int, payload: bytes) -> bytes:
+    """An IPv4 packet carrying one UDP datagram, with both checksums (samples end with one
+    to move the capture's end without TCP)."""
+    s, d = ipaddress.ip_address(src).packed, ipaddress.ip_address(dst).packed
+    udp = struct.pack("!HHHH", sport, dport, 8 + len(payload), 0) + payload
+    csum = inet_checksum(s + d + struct.pack("!BBH", 0, 17, len(udp)) + udp) or 0xFFFF
+    udp = udp[:6] + struct.pack("!H", csum) + udp[8:]
+    hdr = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 0, 0x4000, 64, 17, 0, s, d)
+    return hdr[:10] + struct.pack("!H", inet_checksum(hdr)) + hdr[12:] + udp
 
 
 def syn_options(mss: int = 1460, wscale: Optional[int] = 7) -> bytes:

@@ -33,6 +33,7 @@ from typing import Callable, Dict, Iterable, List, Sequence, Tuple
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from analyzer.segment import ACK, PSH  # noqa: E402
+from analyzer.synth import udp_packet  # noqa: E402
 from analyzer.synth import (LINKTYPE_ETHERNET, LINKTYPE_LINUX_SLL2, LINKTYPE_RAW,  # noqa: E402
                             Dialog, PcapngWriter, PcapWriter, frame, syn_options, write_pcap)
 
@@ -120,25 +121,6 @@ def repeat_at(d: Dialog, start_ns: int, offsets: Sequence[float], move: Callable
         d.t = start_ns + round(offset * SECOND)
         move()
     return d
-
-
-def _inet_checksum(data: bytes) -> int:
-    if len(data) % 2:
-        data += b"\x00"
-    total = sum(struct.unpack("!%dH" % (len(data) // 2), data))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    return ~total & 0xFFFF
-
-
-def udp_packet(src: str, dst: str, sport: int, dport: int, payload: bytes) -> bytes:
-    """An IPv4 packet carrying one UDP datagram, with both checksums."""
-    s, d = ipaddress.ip_address(src).packed, ipaddress.ip_address(dst).packed
-    udp = struct.pack("!HHHH", sport, dport, 8 + len(payload), 0) + payload
-    csum = _inet_checksum(s + d + struct.pack("!BBH", 0, 17, len(udp)) + udp) or 0xFFFF
-    udp = udp[:6] + struct.pack("!H", csum) + udp[8:]
-    hdr = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 0, 0x4000, 64, 17, 0, s, d)
-    return hdr[:10] + struct.pack("!H", _inet_checksum(hdr)) + hdr[12:] + udp
 
 
 def dns_message(qid: int, name: str, answer: str = "") -> bytes:

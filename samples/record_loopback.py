@@ -34,6 +34,9 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from analyzer.synth import inet_checksum  # noqa: E402
+
 LO = "127.0.0.1"
 SNAPLEN = 128
 
@@ -222,25 +225,16 @@ class Sniffer:
         self.sock.close()
 
 
-def _checksum(data: bytes) -> int:
-    if len(data) % 2:
-        data += b"\0"
-    total = sum(struct.unpack("!%dH" % (len(data) // 2), data))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    return ~total & 0xFFFF
-
-
 def send_raw_rst(sport: int, dport: int, seq: int) -> None:
     """Inject a bare RST 127.0.0.1:sport -> 127.0.0.1:dport with sequence number `seq`
     (IP_HDRINCL raw socket; loopback only)."""
     src = dst = socket.inet_aton(LO)
     tcp = struct.pack("!HHIIBBHHH", sport, dport, seq & 0xFFFFFFFF, 0, 5 << 4, 0x04, 0, 0, 0)
-    tcp = tcp[:16] + struct.pack("!H", _checksum(src + dst + struct.pack("!BBH", 0, 6, 20) + tcp)) \
+    tcp = tcp[:16] + struct.pack("!H", inet_checksum(src + dst + struct.pack("!BBH", 0, 6, 20) + tcp)) \
         + tcp[18:]
     ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 40, random.randint(0, 0xFFFF), 0x4000, 64, 6, 0,
                      src, dst)
-    ip = ip[:10] + struct.pack("!H", _checksum(ip)) + ip[12:]
+    ip = ip[:10] + struct.pack("!H", inet_checksum(ip)) + ip[12:]
     raw = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
     try:
         raw.sendto(ip + tcp, (LO, 0))

@@ -31,12 +31,11 @@ def report_for(tmp_path: Path, *dialogs: Dialog, msl: float = 30.0, tail: float 
 def _append_udp(path: Path, ts_ns: int) -> None:
     """Append one UDP/IPv4 Ethernet frame at ts_ns: moves the capture's end without TCP."""
     import struct
-    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 28, 0, 0, 64, 17, 0, bytes([10, 9, 9, 1]),
-                     bytes([10, 9, 9, 2])) + struct.pack("!HHHH", 5353, 5353, 8, 0)
-    frame = b"\x02\x00\x00\x00\x00\x02\x02\x00\x00\x00\x00\x01\x08\x00" + ip
+    from analyzer.synth import frame, udp_packet
+    data = frame(udp_packet("10.9.9.1", "10.9.9.2", 5353, 5353, b""))
     sec, ns = divmod(ts_ns, 1_000_000_000)
     with open(path, "ab") as fh:
-        fh.write(struct.pack("<IIII", sec, ns // 1000, len(frame), len(frame)) + frame)
+        fh.write(struct.pack("<IIII", sec, ns // 1000, len(data), len(data)) + data)
 
 
 def conn(report: dict, i: int = 0) -> dict:
