@@ -3,15 +3,12 @@
     python bench/generate.py --connections 100000 --out /tmp/bench100k.pcap
         [--seed 1] [--format pcap|pcapng] [--concurrency 2000] [--duration-scale 1]
 
-The same arguments always give the same bytes. The capture is taken at a server-side tap:
-servers answer within tens of microseconds, clients' packets arrive one round-trip time (RTT,
-per connection, log-normal around 20 ms) after the server's. Ethernet link type, microsecond
-timestamps; every packet is a complete frame (no snaplen cut).
-
-Connections. `--concurrency N` connections are in progress at every moment (N slots; when a
-connection sends its last packet, its slot starts the next one after a short gap), so the
-number open at once does not depend on how many connections or how long the capture is. Each
-connection draws its ending from MIX (shares of all connections; the counts are printed):
+The same arguments always give the same bytes: Ethernet, microsecond timestamps, whole frames,
+as seen by a tap next to the servers (they answer within tens of microseconds; a client's
+packets arrive one RTT later, log-normal around 20 ms per connection). `--concurrency N`
+connections are in progress at every moment (N slots, each starting its next connection when
+one ends), however many connections or however long the capture. Each connection draws its
+ending from MIX; the counts are printed:
 
     four_way        FIN, ACK, FIN, ACK (the client closes first in 2 of 3)
     three_segment   FIN, FIN+ACK, ACK
@@ -23,27 +20,22 @@ connection draws its ending from MIX (shares of all connections; the counts are 
     unanswered      SYN and 1-6 retransmissions (Linux back-off: 1, 2, 4, ... s), no answer
     refused         SYN answered by RST+ACK
 
-Established connections then carry request/response exchanges (1 + geometric, mean 4.2,
-times `--duration-scale`) with think times between them: a request of 100-1,400 bytes, the
-server's processing time (a delayed ACK when it exceeds 40 ms), a log-normal response split
-into MSS segments (1448 bytes on IPv4, 1428 on IPv6, with the timestamp option) sent in
-slow-start flights of 10, 20, 40... segments, each flight acknowledged by the client every
-second segment. Sprinkled over them: 2 % of connections retransmit their SYN once, 3 % of
-responses lose their last segment downstream (a tail-loss-probe retransmission and a second
-ACK), 3 % idle with 1-3 keep-alive probes before closing. 10 % of connections are IPv6 and
-15 % are 802.1Q VLAN-tagged. 100,000 connections make about 2.2 M packets and 1.1 GB.
+Established connections carry request/response exchanges (1 + geometric, mean 4.2) with think
+times between them: requests of 100-1,400 bytes, a delayed ACK when the server takes over 40
+ms, log-normal responses in MSS segments (1448 bytes on IPv4, 1428 on IPv6, with timestamps)
+sent in slow-start flights that the client ACKs every second segment. 2 % retransmit their
+SYN once, 3 % of responses lose their last segment downstream and retransmit it, 3 % send
+keep-alives before closing; 10 % are IPv6, 15 % VLAN-tagged. 100,000 connections make about
+2.2 M packets and 1.1 GB. `--duration-scale K` multiplies each connection's exchanges by K:
+about K times the bytes and the capture time (packets a little less: handshakes, closes and
+failed connections do not grow) with the same connections and the same number open at once.
 
-`--duration-scale K` gives every established connection K times as many exchanges (and think
-times): about K times the packets, bytes and capture time, with the same connections and the
-same number open at once, so an analyser's memory should not change.
-
-Sequence numbers start at random ISNs (and wrap past 2**32), seq/ack/FIN arithmetic is exact,
-IP IDs count per direction, TSval follows each host's clock. Checksums are correct (Wireshark
-and Zeek validate them): the IPv4 and TCP checksums are summed from per-connection constants
-and prefix sums of the payload, every payload being a prefix of one random 1448-byte block.
-Memory is bounded by the concurrency: a heap holds one pending packet per running connection
-(each connection is a generator of its packets in time order); records, packed with
-precompiled struct.Struct templates, are written in batches as they are produced.
+ISNs are random (sequence numbers wrap past 2**32), seq/ack/FIN arithmetic is exact, IP IDs
+count per direction, TSval follows each host's clock. Checksums are correct (Wireshark and Zeek
+can validate them), summed from per-connection constants and prefix sums of the payload (every
+payload is a prefix of one random 1448-byte block). Memory is bounded by the concurrency: a
+heap holds one pending packet per running connection (a generator of its packets in time
+order); records, packed with precompiled struct.Struct templates, are written in batches.
 """
 
 from __future__ import annotations
