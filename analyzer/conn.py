@@ -86,7 +86,7 @@ class Connection:
                  "established_ts", "rst", "fins", "fin_acked_by", "half_close_data",
                  "reused_from", "syn_ts", "est_sides", "self_connect", "prev_ts", "tfo",
                  "steady", "zeek", "first_from_orig", "held_rst", "syn_data", "inferred_fin",
-                 "rst_discards")
+                 "rst_discards", "queued")
 
     def __init__(self, stream_id: int, seg: Segment, orig_is_src: bool) -> None:
         self.id = stream_id
@@ -108,6 +108,7 @@ class Connection:
         self.syn_data = 0           # payload bytes on the originator's SYN (TCP Fast Open)
         self.inferred_fin: Optional[tuple] = None   # what infer_fin changed, to take it back
         self.rst_discards = False   # the RST threw away data its receiver had sent
+        self.queued = False         # in the flow table's queue of finished connections
         self.first_from_orig = orig_is_src or seg.src == seg.dst and seg.sport == seg.dport
         self.first_frame = self.last_frame = seg.num
         self.findings: Dict[str, Finding] = {}
@@ -190,8 +191,8 @@ class Connection:
 
     # -- the replay --------------------------------------------------------------------------
 
-    def on_segment(self, seg: Segment) -> None:
-        """Replay one segment.
+    def on_segment(self, seg: Segment) -> bool:
+        """Replay one segment; True when it took the full replay (a state may have changed).
 
         The fast path: on a `steady` connection (both ESTABLISHED, nothing pending, no RST,
         no keep-alive awaiting its ACK) an in-order ACK or data segment that acknowledges
@@ -218,7 +219,7 @@ class Connection:
                     x.seq_exact = True
                     x.last_data_ts = seg.ts
                 self.zeek.segment(from_orig, seg, not seg.cut, seg.bad_csum)
-                return
+                return False
         self._replay(seg)
         a, b = self.ep
         self.steady = (a.state is State.ESTABLISHED and b.state is State.ESTABLISHED
@@ -227,6 +228,7 @@ class Connection:
                        and not a.analysis.keepalive_open and not b.analysis.keepalive_open
                        and not a.analysis.zw_since and not b.analysis.zw_since
                        and self.held_rst is None and a is not b)
+        return True
 
     def _replay(self, seg: Segment) -> None:
         """The full replay of one segment: inputs for the sender, then for the receiver."""

@@ -28,7 +28,8 @@ Rules (documented in README "How connections are found"):
 
 from __future__ import annotations
 
-from typing import Callable, Dict, Optional, Tuple
+from collections import deque
+from typing import Callable, Deque, Dict, Optional, Tuple
 
 from analyzer.conn import Connection
 from analyzer.segment import ACK, RST, SYN, Segment
@@ -73,6 +74,8 @@ class FlowTable:
         #: kept `reuse_memory` of capture time so that a later SYN is still called a reuse
         #: however the sweeps fell.
         self.recent: Dict[Key, Tuple[int, int]] = {}
+        #: Finished connections in the order they finished: (key, connection, last_ts then).
+        self.finished: Deque[Tuple[Key, Connection, int]] = deque()
         self.reuse_memory = 4 * msl_ns + 10_000_000_000
         self.on_done = on_done
         self.msl_ns = msl_ns
@@ -99,7 +102,11 @@ class FlowTable:
                 conn = self._new(key, seg)
                 self._note_reuse(old, conn, seg)
                 self.on_done(old, seg.ts)
-        conn.on_segment(seg)
+        if conn.on_segment(seg) and not conn.queued:
+            a, b = conn.ep
+            if a.state in END_STATES and b.state in END_STATES:
+                conn.queued = True
+                self.finished.append((key, conn, conn.last_ts))
         if seg.ts >= self._next_sweep or seg.ts < self._last_sweep:
             self.sweep(seg.ts)
         return conn
@@ -173,14 +180,30 @@ class FlowTable:
         self._next_sweep = now + max(min(horizon, 10_000_000_000) // 2, 1_000_000_000)
         self._last_sweep = now - 60_000_000_000
         done = []
-        for key, conn in self.live.items():
+        # Finished connections wait in the order they finished: only the front is looked at
+        # (a sweep costs what it evicts, not the size of the table).
+        live, queue = self.live, self.finished
+        while queue:
+            key, conn, stamp = queue[0]
             a, b = conn.ep
-            if a.state in END_STATES and b.state in END_STATES:
-                if now - conn.last_ts >= horizon:
-                    done.append(key)
-            elif self.idle_ns is not None and now - conn.last_ts >= self.idle_ns:
+            if live.get(key) is not conn or not (a.state in END_STATES and b.state in END_STATES):
+                queue.popleft()             # replaced by a reuse, or reopened by a lost ACK
+                conn.queued = False
+            elif now - conn.last_ts >= horizon:
+                queue.popleft()
                 done.append(key)
-                self.evicted_early += 1
+            elif conn.last_ts != stamp:     # a late packet: back of the queue
+                queue.popleft()
+                queue.append((key, conn, conn.last_ts))
+            else:
+                break
+        if self.idle_ns is not None:
+            for key, conn in live.items():
+                a, b = conn.ep
+                if not (a.state in END_STATES and b.state in END_STATES) \
+                        and now - conn.last_ts >= self.idle_ns:
+                    done.append(key)
+                    self.evicted_early += 1
         for key in done:
             conn = self.live.pop(key)
             self.evicted += 1
