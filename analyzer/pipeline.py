@@ -7,9 +7,11 @@ here reads the wall clock.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import os
 from collections import Counter
-from typing import Callable, Dict, List, Optional, Sequence, Set
+from typing import Callable, Dict, Iterator, List, Optional, Sequence, Set
 
 from analyzer.capture import CaptureError, CaptureStats, open_capture, read_frames
 from analyzer.checksum import checksums_ok
@@ -70,35 +72,36 @@ def analyze(paths: Sequence[str], msl: float = DEFAULT_MSL, idle_timeout: Option
     feed = table.feed
     ladders: Dict[int, List[LadderRow]] = {}
     end_ts = 0
-    for ts, linktype, buf in read_frames(sources, stats):
-        num += 1
-        end_ts = ts
-        seg = decode_frame(linktype, buf)
-        cls = seg.__class__
-        if cls is str:
-            skipped[seg] += 1
-        elif cls is QuotedTCP:
-            skipped["icmp_quoted_tcp"] += 1
-            table.reserve(seg)
-        else:
-            seg.ts = ts
-            seg.num = num
-            tcp += 1
-            if checksums and checksums_ok(linktype, buf) is False:
-                seg.bad_csum = True
-            conn = feed(seg)
-            if seg.bad_csum:
-                conn.note("BAD_CHECKSUM", seg, conn.side_of(seg), "frame %d has a wrong IPv4 "
-                          "or TCP checksum" % num)
-            if trace is not None and conn.id in trace:
-                rows = ladders.setdefault(conn.id, [])
-                if len(rows) < LADDER_LIMIT:
-                    rows.append(ladder_row(conn, seg))
-        if on_frame is not None and not num & 0xFFFF:
-            on_frame(num)
-    # The end of the capture is its last frame (not the largest timestamp: one corrupt record
-    # dated decades ahead must not make every CLOSE_WAIT decades long).
-    table.flush(end_ts)
+    with cyclic_gc_off():
+        for ts, linktype, buf in read_frames(sources, stats):
+            num += 1
+            end_ts = ts
+            seg = decode_frame(linktype, buf)
+            cls = seg.__class__
+            if cls is str:
+                skipped[seg] += 1
+            elif cls is QuotedTCP:
+                skipped["icmp_quoted_tcp"] += 1
+                table.reserve(seg)
+            else:
+                seg.ts = ts
+                seg.num = num
+                tcp += 1
+                if checksums and checksums_ok(linktype, buf) is False:
+                    seg.bad_csum = True
+                conn = feed(seg)
+                if seg.bad_csum:
+                    conn.note("BAD_CHECKSUM", seg, conn.side_of(seg),
+                              "frame %d has a wrong IPv4 or TCP checksum" % num)
+                if trace is not None and conn.id in trace:
+                    rows = ladders.setdefault(conn.id, [])
+                    if len(rows) < LADDER_LIMIT:
+                        rows.append(ladder_row(conn, seg))
+            if on_frame is not None and not num & 0xFFFF:
+                on_frame(num)
+        # The end of the capture is its last frame (not the largest timestamp: one corrupt
+        # record dated decades ahead must not make every CLOSE_WAIT decades long).
+        table.flush(end_ts)
     warnings = list(stats.warnings)
     cut = skipped.get("truncated_tcp", 0) + skipped.get("truncated_ip", 0)
     if cut:
@@ -115,6 +118,20 @@ def analyze(paths: Sequence[str], msl: float = DEFAULT_MSL, idle_timeout: Option
         first_ts=stats.first_ts, last_ts=stats.last_ts, linktypes=dict(stats.linktypes),
         evicted_early=table.evicted_early)
     return Report(capture, results, summary, msl, ladders, floods.findings())
+
+
+@contextlib.contextmanager
+def cyclic_gc_off() -> Iterator[None]:
+    """The analysis makes no reference cycles (a whole run leaves about ten cyclic objects):
+    reference counting frees everything, while the cyclic collector's scans of the millions of
+    live objects cost a third of the run. Off for the loop, back as it was after."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def printable(path: str) -> str:

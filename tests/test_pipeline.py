@@ -95,3 +95,11 @@ def test_a_flood_of_spoofed_syns_stays_within_the_live_cap(tmp_path):
     assert any("finalized before they ended" in w for w in rep.capture.warnings)
     assert rep.summary.handshakes["unanswered"] == 3000
     assert [f.code for f in rep.findings] == ["HALF_OPEN_FLOOD"]
+
+
+def test_the_cyclic_collector_is_back_on_after_the_analysis():
+    import gc
+    from conftest import REPO
+    assert gc.isenabled()
+    analyze([str(REPO / "samples" / "mixed.pcap")])
+    assert gc.isenabled()
