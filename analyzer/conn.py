@@ -337,8 +337,9 @@ class Connection:
     def _after_rst(self, s: int, seg: Segment) -> None:
         """A segment after the RST that ended the connection."""
         rst_side, _, rst_frame = self.rst
-        if seg.flags & RST:
-            return          # more RSTs: a closed socket answers every segment with one
+        if seg.flags & (RST | SYN):
+            return          # more RSTs (a closed socket answers every segment with one), or a
+                            # new attempt (a refused connect retried with the same ISN)
         if s == rst_side and seg.paylen:
             self.note("DATA_AFTER_RST", seg, s, "%s sent %d bytes after its own RST (frame %d)"
                       % (SIDES[s], seg.paylen, rst_frame))

@@ -94,7 +94,7 @@ def _table(console: Console, rows: List[ConnResult], title: str) -> None:
     t.add_column("final orig / resp", no_wrap=True)
     t.add_column("pkts", justify="right", no_wrap=True)
     t.add_column("duration", justify="right", no_wrap=True)
-    t.add_column("findings", min_width=12)
+    t.add_column("findings", min_width=12, overflow="fold")
     for r in rows:
         codes = Text()
         for f in r.findings:
@@ -112,7 +112,7 @@ def _table(console: Console, rows: List[ConnResult], title: str) -> None:
 
 
 #: Below this width the connections are listed one block each instead of as a table.
-TABLE_MIN_WIDTH = 140
+TABLE_MIN_WIDTH = 150
 
 
 def _blocks(console: Console, rows: List[ConnResult], title: str) -> None:
