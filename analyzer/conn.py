@@ -26,13 +26,18 @@ from typing import Dict, List, Optional, Tuple
 
 from analyzer.anomalies import Finding
 from analyzer.seqanalysis import Analysis, analyze_segment
-from analyzer.segment import (ACK, FIN, RST, SYN, Segment, addr_str, describe, flags_str,
-                               seq_le, seq_lt)
+from analyzer.segment import (ACK, FIN, PSH, RST, SYN, URG, Segment, addr_str, describe,
+                               flags_str, seq_le, seq_lt)
 from analyzer import control
 from analyzer.control import SIDES
 from analyzer.tcpstate import Input, State, step
 from analyzer.zeek import ZeekView
 
+#: The flags that decide what a segment is: a bare ACK or data segment has ACK and none of
+#: the others (`flags & CONTROL == ACK`).
+CONTROL = FIN | SYN | RST | ACK
+#: The six classic flags; a segment with none of them is a NULL scan.
+_CLASSIC = FIN | SYN | RST | PSH | ACK | URG
 #: Two or three of FIN, SYN, RST in one segment: flag combinations `_odd_flags` reports.
 _MULTI_FLAGS = frozenset({FIN | SYN, FIN | RST, SYN | RST, FIN | SYN | RST})
 #: States before the handshake completed, where data has no place (TFO aside).
@@ -199,7 +204,7 @@ class Connection:
         nothing unseen cannot change a state, a verdict or a finding; it only moves counters
         and sequence numbers. Everything else takes the full replay.
         """
-        if self.steady and seg.flags & 0x17 == ACK and seg.win:
+        if self.steady and seg.flags & CONTROL == ACK and seg.win:
             o = self.ep[0]
             from_orig = seg.sport == o.port and seg.src == o.addr
             x, y = self.ep if from_orig else (self.ep[1], o)
@@ -243,7 +248,7 @@ class Connection:
             control.resolve_held_rst(self, s, seg)
         if self.rst is not None:
             self._after_rst(s, seg)
-        if (flags & 7) in _MULTI_FLAGS or not flags & 0x3F:
+        if (flags & (FIN | SYN | RST)) in _MULTI_FLAGS or not flags & _CLASSIC:
             self._odd_flags(s, seg)
         x.pkts += 1
         x.bytes += seg.paylen
@@ -355,7 +360,7 @@ class Connection:
             if flags & bits == bits:
                 self.note(code, seg, s, "%s sent a segment with flags [%s]"
                           % (SIDES[s], flags_str(flags)))
-        if not flags & 0x3F:
+        if not flags & _CLASSIC:
             self.note("NO_FLAGS", seg, s, "%s sent a segment with no control flags set"
                       % SIDES[s])
 
