@@ -176,6 +176,9 @@ def on_rst(c: "Connection", s: int, seg: Segment) -> None:
         accept_rst(c, s, seg)
         return
     if not rst_in_window(x, y, seg):
+        if x.fin_seq is not None and seg.seq == x.fin_seq:
+            return      # at its own FIN's number (some stacks send one there, then one at
+                        # FIN+1): the receiver drops it, and nothing about it is suspicious
         # The receiver drops it; and a RST outside the window is as likely injected by a
         # third party as sent by this endpoint, so neither side's state changes.
         c.note("RST_OUT_OF_WINDOW", seg, s, "RST seq %d is outside the receiver's window (its "

@@ -415,3 +415,12 @@ def test_a_refused_syn_retried_with_the_same_isn_ends_refused(tmp_path):
     d.wait(0.5).syn(seq=1000, advance=False).send("s", RST | ACK, seq=0, ack=1001, advance=False)
     c = conn(report_for(tmp_path, d))
     assert c["handshake"] == "refused" and c["final_state"] == {"orig": "CLOSED", "resp": "CLOSED"}
+
+
+def test_a_rst_at_its_own_fins_number_is_dropped_quietly(tmp_path):
+    # FIN (seq 1101), ACK of it, then RST at 1101 (dropped: below RCV.NXT) and at 1102.
+    d = established().fin("c").ack("s")
+    d.send("c", RST, seq=1120 + 1, advance=False).send("c", RST, seq=1120 + 2, advance=False)
+    c = conn(report_for(tmp_path, d))
+    assert c["close"] == "reset" and c["reset_by"] == "orig"
+    assert "RST_OUT_OF_WINDOW" not in codes(c)
