@@ -14,13 +14,14 @@ _ETHERTYPE_IP = {0x0800: 4, 0x86DD: 6}
 _VLAN = (0x8100, 0x88A8, 0x9100)
 
 
-def _sum16(data: bytes) -> int:
+def inet_checksum(data: bytes) -> int:
+    """The Internet checksum (RFC 1071) of `data`: 0 when `data` holds a right checksum."""
     if len(data) % 2:
         data += b"\x00"
     total = sum(struct.unpack("!%dH" % (len(data) // 2), data))
     while total >> 16:
         total = (total & 0xFFFF) + (total >> 16)
-    return total
+    return ~total & 0xFFFF
 
 
 def _ip_offset(linktype: int, buf: bytes) -> Optional[int]:
@@ -54,7 +55,7 @@ def checksums_ok(linktype: int, buf: bytes) -> Optional[bool]:
         total = struct.unpack_from("!H", buf, off + 2)[0]
         if len(buf) < off + total or buf[off + 9] != 6 or total < ihl + 20:
             return None
-        if _sum16(buf[off:off + ihl]) != 0xFFFF:
+        if inet_checksum(buf[off:off + ihl]) != 0:
             return False
         tcp = buf[off + ihl:off + total]
         pseudo = buf[off + 12:off + 20] + struct.pack("!BBH", 0, 6, len(tcp))
@@ -68,4 +69,4 @@ def checksums_ok(linktype: int, buf: bytes) -> Optional[bool]:
         pseudo = buf[off + 8:off + 40] + struct.pack("!IxxxB", len(tcp), 6)
     else:
         return None
-    return _sum16(pseudo + tcp) == 0xFFFF
+    return inet_checksum(pseudo + tcp) == 0

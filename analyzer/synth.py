@@ -13,6 +13,7 @@ import ipaddress
 import struct
 from typing import BinaryIO, Iterable, List, Optional, Sequence, Tuple
 
+from analyzer.checksum import inet_checksum
 from analyzer.segment import ACK, FIN, PSH, RST, SYN
 
 # Link types (https://www.tcpdump.org/linktypes.html)
@@ -33,16 +34,6 @@ LINKS = {
 
 _MAC_A = b"\x02\x00\x00\x00\x00\x01"
 _MAC_B = b"\x02\x00\x00\x00\x00\x02"
-
-
-def inet_checksum(data: bytes) -> int:
-    """The Internet checksum (RFC 1071) of `data`."""
-    if len(data) % 2:
-        data += b"\x00"
-    total = sum(struct.unpack("!%dH" % (len(data) // 2), data))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    return ~total & 0xFFFF
 
 
 def tcp_packet(src: str, dst: str, sport: int, dport: int, flags: int, seq: int, ack: int = 0,

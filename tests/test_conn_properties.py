@@ -38,9 +38,8 @@ def _segments(moves):
     return out
 
 
-@settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow], deadline=None)
-@given(st.lists(move, min_size=1, max_size=25), st.floats(min_value=0, max_value=200))
-def test_any_segment_sequence_yields_a_verdict(moves, tail):
+def _replay(moves, tail: float) -> list:
+    """Feed the segments through a flow table; the finished connections' results."""
     results = []
     table = FlowTable(lambda c, now: results.append(finalize(c, now, 30_000_000_000)),
                       30_000_000_000)
@@ -48,6 +47,13 @@ def test_any_segment_sequence_yields_a_verdict(moves, tail):
     for seg in segs:
         table.feed(seg)
     table.flush(segs[-1].ts + int(tail * 1e9))
+    return results
+
+
+@settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+@given(st.lists(move, min_size=1, max_size=25), st.floats(min_value=0, max_value=200))
+def test_any_segment_sequence_yields_a_verdict(moves, tail):
+    results = _replay(moves, tail)
     assert results
     states = {s.value for s in State}
     for r in results:
@@ -64,14 +70,7 @@ def test_any_segment_sequence_yields_a_verdict(moves, tail):
 @settings(max_examples=200, deadline=None)
 @given(st.lists(move, min_size=1, max_size=25))
 def test_final_states_agree_with_lingering(moves):
-    results = []
-    table = FlowTable(lambda c, now: results.append(finalize(c, now, 30_000_000_000)),
-                      30_000_000_000)
-    segs = _segments(moves)
-    for seg in segs:
-        table.feed(seg)
-    table.flush(segs[-1].ts)
-    for r in results:
+    for r in _replay(moves, 0.0):
         for side, state in zip(("orig", "resp"), r.final_state):
             lingering = {lg.state for lg in r.lingering if lg.side == side}
             if state in ("CLOSE_WAIT", "TIME_WAIT"):
