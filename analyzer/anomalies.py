@@ -143,6 +143,14 @@ class Finding:
         self.message = message
         self.count = 1
 
+    def __getstate__(self) -> tuple:
+        return (self.code, self.severity, self.ts, self.frame, self.side, self.message,
+                self.count)
+
+    def __setstate__(self, state: tuple) -> None:
+        (self.code, self.severity, self.ts, self.frame, self.side, self.message,
+         self.count) = state
+
     def to_dict(self) -> dict:
         return {"code": self.code, "severity": self.severity, "ts": self.ts / 1e9,
                 "frame": self.frame, "side": self.side, "message": self.message,

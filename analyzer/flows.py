@@ -74,6 +74,9 @@ class FlowTable:
         #: kept `reuse_memory` of capture time so that a later SYN is still called a reuse
         #: however the sweeps fell.
         self.recent: Dict[Key, Tuple[int, int]] = {}
+        #: The same entries as (last packet time, key) in the order they were made: a dict
+        #: read from its front after many deletions scans every deleted slot, a deque does not.
+        self.recent_order: Deque[Tuple[int, Key]] = deque()
         #: Finished connections in the order they finished: (key, connection, last_ts then).
         self.finished: Deque[Tuple[Key, Connection, int]] = deque()
         self.reuse_memory = 4 * msl_ns + 10_000_000_000
@@ -208,14 +211,15 @@ class FlowTable:
             conn = self.live.pop(key)
             self.evicted += 1
             self.recent[key] = (conn.id, conn.last_ts)
+            self.recent_order.append((conn.last_ts, key))
             self.on_done(conn, now)
         # Entries arrive in about the order they go stale: drop from the front.
-        recent = self.recent
-        while recent:
-            k = next(iter(recent))
-            if now - recent[k][1] < self.reuse_memory:
-                break
-            del recent[k]
+        recent, order = self.recent, self.recent_order
+        while order and now - order[0][0] >= self.reuse_memory:
+            stamp, key = order.popleft()
+            entry = recent.get(key)
+            if entry is not None and entry[1] == stamp:
+                del recent[key]
 
     def flush(self, end_ts: int) -> None:
         """End of capture: finalize every connection still in the table, in stream order."""

@@ -12,11 +12,15 @@ FCS is present and how long).
 from __future__ import annotations
 
 from struct import Struct
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator, Optional, Tuple
 
 from analyzer.framesource import MAX_BLOCK, NS, CaptureError, Frame, FrameSource, fill
 
+if TYPE_CHECKING:                  # pragma: no cover
+    import numpy as np
+
 PCAP_MIN_BOUND = 256 * 1024       # pcap captured-length bound when snaplen is smaller
+READ_AHEAD = 8 * 1024 * 1024      # bytes per batch (`PcapSource.batches`)
 
 #: First four bytes of a pcap file -> (byte order, ns per fraction unit).
 PCAP_MAGIC = {
@@ -40,6 +44,8 @@ class PcapSource(FrameSource):
         self.linktype = linktype & 0x03FFFFFF     # libpcap's LT_LINKTYPE: bits 26-31 tell the FCS
         self.limit = max(PCAP_MIN_BOUND, min(snaplen, MAX_BLOCK))
         self._rec = Struct(bo + "IIII")
+        self._caplen = Struct(bo + "8xI")
+        self.byteorder = bo
         return head[24:]
 
     def _generate(self) -> Iterator[Frame]:
@@ -64,23 +70,75 @@ class PcapSource(FrameSource):
                     count += 1
                     yield ts, lt, buf[pos + 16:end]
                     pos = end
-                need = 16
-                if size - pos >= 16:                  # a header is here, its frame is not
-                    caplen = unpack_from(buf, pos)[2]
-                    if caplen > limit:
-                        self._warn(f"corrupt record header (record {count + 1}: captured length "
-                                   f"{caplen} is over the {limit}-byte bound); reading stopped, "
-                                   f"{count} packets before it were read")
-                        return
-                    need += caplen
-                buf, pos = self._more(buf, pos, need), 0
-                if buf is None or len(buf) < need:
-                    if buf:
-                        part, have, want = (("a packet", len(buf) - 16, need - 16) if need > 16
-                                            else ("a record header", len(buf), 16))
-                        self._warn(f"cut short in the middle of {part} (record {count + 1}, "
-                                   f"{have} of {want} bytes); {count} packets before it were read")
+                buf, pos = self._refill(buf, pos, count, 0), 0
+                if buf is None:
                     return
         finally:
             self._stats.tally({lt: count}, lo if count else None, hi if count else None)
+            self._release()
+
+    def _refill(self, buf: bytes, pos: int, count: int, ahead: int) -> Optional[bytes]:
+        """``buf[pos:]`` extended by at least the next whole record (and up to ``ahead``
+        bytes); None at the end of the file, after a warning if it ends inside a record."""
+        need, limit = 16, self.limit
+        if len(buf) - pos >= 16:                  # a header is here, its frame is not
+            caplen = self._caplen.unpack_from(buf, pos)[0]
+            if caplen > limit:
+                self._warn(f"corrupt record header (record {count + 1}: captured length "
+                           f"{caplen} is over the {limit}-byte bound); reading stopped, "
+                           f"{count} packets before it were read")
+                return None
+            need += caplen
+        more = self._more(buf, pos, max(need, ahead))
+        if more is None or len(more) < need:
+            if more:
+                part, have, want = (("a packet", len(more) - 16, need - 16) if need > 16
+                                    else ("a record header", len(more), 16))
+                self._warn(f"cut short in the middle of {part} (record {count + 1}, "
+                           f"{have} of {want} bytes); {count} packets before it were read")
+            return None
+        return more
+
+    def batches(self) -> Iterator[Tuple[bytes, "np.ndarray", "np.ndarray", "np.ndarray"]]:
+        """The frames of iteration in batches of about `READ_AHEAD` bytes, without a bytes
+        object per frame: (buffer, frame offsets, frame lengths, timestamps in ns), numpy
+        int64 arrays (`analyzer.batch` reads these; the warnings and tallies are the same)."""
+        import numpy as np
+        caplen_at = self._caplen.unpack_from
+        limit, frac_ns = self.limit, self.frac_ns
+        little = self.byteorder == "<"
+        buf, pos, count = self._buf, 0, 0
+        self._buf = b""
+        lo, hi = 1 << 200, -1
+
+        def u32(a: "np.ndarray", at: "np.ndarray") -> "np.ndarray":
+            b = [a[at + i].astype(np.int64) for i in range(4)]
+            if little:
+                b.reverse()
+            return b[0] << 24 | b[1] << 16 | b[2] << 8 | b[3]
+        try:
+            while True:
+                size = len(buf)
+                starts = []
+                append = starts.append
+                while pos + 16 <= size:
+                    caplen = caplen_at(buf, pos)[0]
+                    end = pos + 16 + caplen
+                    if end > size or caplen > limit:
+                        break
+                    append(pos)
+                    pos = end
+                if starts:
+                    at = np.array(starts, np.int64)
+                    a = np.frombuffer(buf, np.uint8)
+                    ts = u32(a, at) * NS + u32(a, at + 4) * frac_ns
+                    count += len(starts)
+                    lo, hi = min(lo, int(ts.min())), max(hi, int(ts.max()))
+                    yield buf, at + 16, u32(a, at + 8), ts
+                buf, pos = self._refill(buf, pos, count, READ_AHEAD), 0
+                if buf is None:
+                    return
+        finally:
+            self._stats.tally({self.linktype: count}, lo if count else None,
+                              hi if count else None)
             self._release()

@@ -102,6 +102,21 @@ class ConnResult:
         r.zeek_flipped = c.zeek.flipped
         return r
 
+    def __getstate__(self) -> tuple:        # pickled as a tuple: spilling is on the hot path
+        return (self.id, self.orig, self.resp, self.start, self.end, self.first_frame,
+                self.last_frame, self.packets, self.bytes, self.handshake, self.close,
+                self.closed_first, self.reset_by, self.half_close, self.final_state,
+                self.lingering, self.syn_retransmissions, self.findings,
+                self.reused_from, self.analysis, self.conn_state, self.history,
+                self.zeek_flipped)
+
+    def __setstate__(self, state: tuple) -> None:
+        (self.id, self.orig, self.resp, self.start, self.end, self.first_frame,
+         self.last_frame, self.packets, self.bytes, self.handshake, self.close,
+         self.closed_first, self.reset_by, self.half_close, self.final_state,
+         self.lingering, self.syn_retransmissions, self.findings, self.reused_from,
+         self.analysis, self.conn_state, self.history, self.zeek_flipped) = state
+
     @property
     def duration(self) -> float:
         return (self.end - self.start) / 1e9

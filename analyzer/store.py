@@ -19,6 +19,8 @@ from analyzer.report import ConnResult
 
 #: Results kept in memory before a run is spilled to disk.
 DEFAULT_BUDGET = 20_000
+#: Results pickled together: one pickle call per block, one block per run in memory when read.
+BLOCK = 256
 
 _by_id = attrgetter("id")
 
@@ -46,18 +48,20 @@ class ResultStore:
         self.file.seek(0, 2)
         offset = self.file.tell()
         pickler = pickle.Pickler(self.file, protocol=pickle.HIGHEST_PROTOCOL)
-        for r in self.memory:
-            pickler.dump(r)
+        memory = self.memory
+        for i in range(0, len(memory), BLOCK):
+            pickler.dump(memory[i:i + BLOCK])
             pickler.clear_memo()
-        self.runs.append((offset, len(self.memory)))
+        self.runs.append((offset, len(memory)))
         self.memory = []
 
     def _run(self, offset: int, count: int) -> Iterator[ConnResult]:
-        for i in range(count):
+        while count > 0:
             self.file.seek(offset)
-            r = pickle.load(self.file)
+            block = pickle.load(self.file)
             offset = self.file.tell()
-            yield r
+            count -= len(block)
+            yield from block
 
     def __iter__(self) -> Iterator[ConnResult]:
         self.memory.sort(key=_by_id)

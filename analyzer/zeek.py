@@ -133,21 +133,22 @@ class ZeekView:
     def advance(self, from_orig: bool, seq: int, ack: int, paylen: int,
                 payload_captured: bool) -> bool:
         """The fast path of `segment` for an ACK or data segment with a non-zero window and a
-        good checksum: True when it applied (both established, its letter already in the
-        history), False with nothing changed (the caller then takes the full path)."""
+        good checksum: True when it applied (both established, not acknowledging below the
+        peer's start), False with nothing changed (the caller then takes the full path)."""
         e, p = self.ours if from_orig else self.ours[::-1]
         if e.state == ESTABLISHED and p.state == ESTABLISHED and self.first_seen == 3:
             is_orig = e is self.zorig
             bit = (_H_DATA if paylen else _H_ACK) << (0 if is_orig else 16)
-            pack = p.ack
-            d = ((ack - pack + 0x80000000) & _MASK) - 0x80000000     # seq_diff, inlined
-            rel_ack = pack + d - p.start
-            if self.seen & bit and rel_ack >= 0:
+            d = ((ack - p.ack + 0x80000000) & _MASK) - 0x80000000     # seq_diff, inlined
+            rel_ack = p.ack + d - p.start
+            if rel_ack >= 0:
+                if not self.seen & bit:          # update_history: the first D or A this way
+                    self._check(is_orig, bit if is_orig else bit >> 16, "D" if paylen else "A")
                 if d > 0 and (ack or d <= _TOO_LARGE):
-                    p.ack = pack + d
-                last = e.last
+                    p.ack += d
+                last = e.last                         # update_last_seq
                 rel_seq = ((seq - last + 0x80000000) & _MASK) - 0x80000000
-                d = rel_seq + paylen                      # update_last_seq
+                d = rel_seq + paylen
                 rel_seq += last - e.start
                 if d > 0:
                     e.last = last + d
