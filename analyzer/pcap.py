@@ -20,7 +20,7 @@ if TYPE_CHECKING:                  # pragma: no cover
     import numpy as np
 
 PCAP_MIN_BOUND = 256 * 1024       # pcap captured-length bound when snaplen is smaller
-READ_AHEAD = 8 * 1024 * 1024      # bytes per batch (`PcapSource.batches`)
+READ_AHEAD = 4 * 1024 * 1024      # bytes per batch (`PcapSource.batches`)
 
 #: First four bytes of a pcap file -> (byte order, ns per fraction unit).
 PCAP_MAGIC = {

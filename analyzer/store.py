@@ -18,7 +18,7 @@ from typing import BinaryIO, Iterator, List, Optional
 from analyzer.report import ConnResult
 
 #: Results kept in memory before a run is spilled to disk.
-DEFAULT_BUDGET = 20_000
+DEFAULT_BUDGET = 5_000
 #: Results pickled together: one pickle call per block, one block per run in memory when read.
 BLOCK = 256
 
