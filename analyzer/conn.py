@@ -207,8 +207,7 @@ class Connection:
         if self.steady and seg.flags & CONTROL == ACK and seg.win:
             o = self.ep[0]
             from_orig = seg.sport == o.port and seg.src == o.addr
-            if self.advance(from_orig, seg.seq, seg.ack, seg.win, seg.paylen, seg.ts, seg.num,
-                            False):
+            if self.advance(from_orig, seg.seq, seg.ack, seg.win, seg.paylen, seg.ts, seg.num):
                 self.zeek.segment(from_orig, seg, not seg.cut, seg.bad_csum)
                 return False
         self._replay(seg)
@@ -222,18 +221,14 @@ class Connection:
         return True
 
     def advance(self, from_orig: bool, seq: int, ack: int, win: int, paylen: int, ts: int,
-                num: int, zeek: bool = True) -> bool:
+                num: int) -> bool:
         """The fast path of `on_segment` for an ACK or data segment (no SYN, FIN or RST, a
         non-zero window) on a `steady` connection, given as fields: True when it applied (the
-        segment is in order and acknowledges nothing unseen), False with nothing changed.
-        With `zeek` the Zeek view must take its own fast path too (`ZeekView.advance`), so
-        that a caller holding no `Segment` (the batch reader) can fall back to the full
-        replay; without it the caller feeds the Zeek view itself."""
+        segment is in order and acknowledges nothing unseen), False with nothing changed. The
+        caller feeds the Zeek view."""
         o, r = self.ep
         x, y = (o, r) if from_orig else (r, o)
         if seq != x.next_seq or ((y.next_seq - ack) & 0xFFFFFFFF) >= 0x80000000:
-            return False
-        if zeek and not self.zeek.advance(from_orig, seq, ack, paylen, True):
             return False
         self.prev_ts = self.last_ts
         self.last_ts = x.last_ts = ts

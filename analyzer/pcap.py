@@ -12,15 +12,11 @@ FCS is present and how long).
 from __future__ import annotations
 
 from struct import Struct
-from typing import TYPE_CHECKING, Iterator, Optional, Tuple
+from typing import Iterator, Optional
 
 from analyzer.framesource import MAX_BLOCK, NS, CaptureError, Frame, FrameSource, fill
 
-if TYPE_CHECKING:                  # pragma: no cover
-    import numpy as np
-
 PCAP_MIN_BOUND = 256 * 1024       # pcap captured-length bound when snaplen is smaller
-READ_AHEAD = 4 * 1024 * 1024      # bytes per batch (`PcapSource.batches`)
 
 #: First four bytes of a pcap file -> (byte order, ns per fraction unit).
 PCAP_MAGIC = {
@@ -45,7 +41,6 @@ class PcapSource(FrameSource):
         self.limit = max(PCAP_MIN_BOUND, min(snaplen, MAX_BLOCK))
         self._rec = Struct(bo + "IIII")
         self._caplen = Struct(bo + "8xI")
-        self.byteorder = bo
         return head[24:]
 
     def _generate(self) -> Iterator[Frame]:
@@ -70,16 +65,16 @@ class PcapSource(FrameSource):
                     count += 1
                     yield ts, lt, buf[pos + 16:end]
                     pos = end
-                buf, pos = self._refill(buf, pos, count, 0), 0
+                buf, pos = self._refill(buf, pos, count), 0
                 if buf is None:
                     return
         finally:
             self._stats.tally({lt: count}, lo if count else None, hi if count else None)
             self._release()
 
-    def _refill(self, buf: bytes, pos: int, count: int, ahead: int) -> Optional[bytes]:
-        """``buf[pos:]`` extended by at least the next whole record (and up to ``ahead``
-        bytes); None at the end of the file, after a warning if it ends inside a record."""
+    def _refill(self, buf: bytes, pos: int, count: int) -> Optional[bytes]:
+        """``buf[pos:]`` extended by at least the next whole record; None at the end of the
+        file, after a warning if it ends inside a record."""
         need, limit = 16, self.limit
         if len(buf) - pos >= 16:                  # a header is here, its frame is not
             caplen = self._caplen.unpack_from(buf, pos)[0]
@@ -89,7 +84,7 @@ class PcapSource(FrameSource):
                            f"{count} packets before it were read")
                 return None
             need += caplen
-        more = self._more(buf, pos, max(need, ahead))
+        more = self._more(buf, pos, need)
         if more is None or len(more) < need:
             if more:
                 part, have, want = (("a packet", len(more) - 16, need - 16) if need > 16
@@ -98,47 +93,3 @@ class PcapSource(FrameSource):
                            f"{have} of {want} bytes); {count} packets before it were read")
             return None
         return more
-
-    def batches(self) -> Iterator[Tuple[bytes, "np.ndarray", "np.ndarray", "np.ndarray"]]:
-        """The frames of iteration in batches of about `READ_AHEAD` bytes, without a bytes
-        object per frame: (buffer, frame offsets, frame lengths, timestamps in ns), numpy
-        int64 arrays (`analyzer.batch` reads these; the warnings and tallies are the same)."""
-        import numpy as np
-        caplen_at = self._caplen.unpack_from
-        limit, frac_ns = self.limit, self.frac_ns
-        little = self.byteorder == "<"
-        buf, pos, count = self._buf, 0, 0
-        self._buf = b""
-        lo, hi = 1 << 200, -1
-
-        def u32(a: "np.ndarray", at: "np.ndarray") -> "np.ndarray":
-            b = [a[at + i].astype(np.int64) for i in range(4)]
-            if little:
-                b.reverse()
-            return b[0] << 24 | b[1] << 16 | b[2] << 8 | b[3]
-        try:
-            while True:
-                size = len(buf)
-                starts = []
-                append = starts.append
-                while pos + 16 <= size:
-                    caplen = caplen_at(buf, pos)[0]
-                    end = pos + 16 + caplen
-                    if end > size or caplen > limit:
-                        break
-                    append(pos)
-                    pos = end
-                if starts:
-                    at = np.array(starts, np.int64)
-                    a = np.frombuffer(buf, np.uint8)
-                    ts = u32(a, at) * NS + u32(a, at + 4) * frac_ns
-                    count += len(starts)
-                    lo, hi = min(lo, int(ts.min())), max(hi, int(ts.max()))
-                    yield buf, at + 16, u32(a, at + 8), ts
-                buf, pos = self._refill(buf, pos, count, READ_AHEAD), 0
-                if buf is None:
-                    return
-        finally:
-            self._stats.tally({self.linktype: count}, lo if count else None,
-                              hi if count else None)
-            self._release()

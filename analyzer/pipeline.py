@@ -24,11 +24,6 @@ from analyzer.segment import ACK, flags_str
 from analyzer.store import DEFAULT_BUDGET, ResultStore
 from analyzer.verdicts import finalize
 
-try:                                # the batch reader needs numpy; without it, frame by frame
-    from analyzer import batch
-except ImportError:                 # pragma: no cover - numpy is a dependency
-    batch = None  # type: ignore[assignment]
-
 #: Default MSL: 30 s, so that TIME_WAIT lasts 60 s as on Linux (RFC 793 says 2 minutes).
 DEFAULT_MSL = 30.0
 
@@ -42,15 +37,12 @@ def analyze(paths: Sequence[str], msl: float = DEFAULT_MSL, idle_timeout: Option
             trace: Optional[Set[int]] = None,
             flood_threshold: int = DEFAULT_THRESHOLD,
             flood_window: float = DEFAULT_WINDOW, checksums: bool = False,
-            result_budget: int = DEFAULT_BUDGET, max_live: int = DEFAULT_MAX_LIVE,
-            batched: bool = True) -> Report:
+            result_budget: int = DEFAULT_BUDGET, max_live: int = DEFAULT_MAX_LIVE) -> Report:
     """Analyse one capture, or several files as one time-ordered capture.
 
     Files that cannot be read are listed in `report.capture.errors` (exit code 3); everything
     readable is still analysed. `on_frame(n)` is called every 65536 frames (progress).
-    `trace` names stream ids whose packets are kept as a ladder (`--stream`). `batched`
-    False reads frame by frame only (the same report, slower: `analyzer.batch` is the fast
-    reader; `--checksums` and `trace` always read frame by frame).
+    `trace` names stream ids whose packets are kept as a ladder (`--stream`).
     """
     stats = CaptureStats()
     errors: List[str] = []
@@ -77,12 +69,7 @@ def analyze(paths: Sequence[str], msl: float = DEFAULT_MSL, idle_timeout: Option
     sink = _Frames(table, checksums, trace)
     frames = read_frames(sources, stats)
     with cyclic_gc_off():
-        if batched and batch is not None and not checksums and trace is None:
-            num, fast, end_ts = batch.run(batch.batches_of(sources, frames), table, sink.frame,
-                                          on_frame)
-            sink.tcp += fast
-        else:
-            num, end_ts = _per_frame(frames, sink.frame, on_frame)
+        num, end_ts = _per_frame(frames, sink.frame, on_frame)
         # The end of the capture is its last frame (not the largest timestamp: one corrupt
         # record dated decades ahead must not make every CLOSE_WAIT decades long).
         table.flush(end_ts)

@@ -103,3 +103,15 @@ def test_the_cyclic_collector_is_back_on_after_the_analysis():
     assert gc.isenabled()
     analyze([str(REPO / "samples" / "mixed.pcap")])
     assert gc.isenabled()
+
+
+def test_spilled_runs_read_back_across_pickle_blocks(monkeypatch):
+    """Runs longer than one pickled block (store.BLOCK) come back whole and in order."""
+    from analyzer import store
+    from conftest import REPO
+    monkeypatch.setattr(store, "BLOCK", 2)
+    path = str(REPO / "samples" / "mixed.pcap")
+    in_memory = analyze([path]).to_dict()
+    spilled = analyze([path], result_budget=5)          # runs of 5 results: blocks 2, 2, 1
+    assert [n for _, n in spilled.connections.runs] == [5, 5, 5]
+    assert spilled.to_dict() == in_memory
