@@ -207,7 +207,22 @@ class Connection:
         if self.steady and seg.flags & CONTROL == ACK and seg.win:
             o = self.ep[0]
             from_orig = seg.sport == o.port and seg.src == o.addr
-            if self.advance(from_orig, seg.seq, seg.ack, seg.win, seg.paylen, seg.ts, seg.num):
+            x, y = self.ep if from_orig else (self.ep[1], o)
+            seq = seg.seq
+            if seq == x.next_seq and ((y.next_seq - seg.ack) & 0xFFFFFFFF) < 0x80000000:
+                self.prev_ts = self.last_ts
+                self.last_ts = x.last_ts = seg.ts
+                self.last_frame = seg.num
+                paylen = seg.paylen
+                x.pkts += 1
+                x.bytes += paylen
+                if seg.win > x.max_win:
+                    x.max_win = seg.win
+                x.last_ack = seg.ack
+                if paylen:
+                    x.next_seq = (seq + paylen) & 0xFFFFFFFF
+                    x.seq_exact = True
+                    x.last_data_ts = seg.ts
                 self.zeek.segment(from_orig, seg, not seg.cut, seg.bad_csum)
                 return False
         self._replay(seg)
@@ -218,30 +233,6 @@ class Connection:
                        and not a.analysis.keepalive_open and not b.analysis.keepalive_open
                        and not a.analysis.zw_since and not b.analysis.zw_since
                        and self.held_rst is None and a is not b)
-        return True
-
-    def advance(self, from_orig: bool, seq: int, ack: int, win: int, paylen: int, ts: int,
-                num: int) -> bool:
-        """The fast path of `on_segment` for an ACK or data segment (no SYN, FIN or RST, a
-        non-zero window) on a `steady` connection, given as fields: True when it applied (the
-        segment is in order and acknowledges nothing unseen), False with nothing changed. The
-        caller feeds the Zeek view."""
-        o, r = self.ep
-        x, y = (o, r) if from_orig else (r, o)
-        if seq != x.next_seq or ((y.next_seq - ack) & 0xFFFFFFFF) >= 0x80000000:
-            return False
-        self.prev_ts = self.last_ts
-        self.last_ts = x.last_ts = ts
-        self.last_frame = num
-        x.pkts += 1
-        x.bytes += paylen
-        if win > x.max_win:
-            x.max_win = win
-        x.last_ack = ack
-        if paylen:
-            x.next_seq = (seq + paylen) & 0xFFFFFFFF
-            x.seq_exact = True
-            x.last_data_ts = ts
         return True
 
     def _replay(self, seg: Segment) -> None:

@@ -87,8 +87,8 @@ class FlowTable:
         self.evicted = 0                # finalized before the end of the capture (any reason)
         self.evicted_early = 0          # ... of which still open: idle, or over max_live
         self.max_live = max_live
-        self.next_sweep = 0
-        self.last_sweep = 0
+        self._next_sweep = 0
+        self._last_sweep = 0
 
     def feed(self, seg: Segment) -> Connection:
         src, dst, sport, dport = seg.src, seg.dst, seg.sport, seg.dport
@@ -110,7 +110,7 @@ class FlowTable:
             if a.state in END_STATES and b.state in END_STATES:
                 conn.queued = True
                 self.finished.append((key, conn, conn.last_ts))
-        if seg.ts >= self.next_sweep or seg.ts < self.last_sweep:
+        if seg.ts >= self._next_sweep or seg.ts < self._last_sweep:
             self.sweep(seg.ts)
         return conn
 
@@ -180,8 +180,8 @@ class FlowTable:
         horizon = 2 * self.msl_ns
         # Every 1 to 5 s of capture time; a timestamp far in the future (a corrupt record)
         # must not stop the sweeps: a packet dated before the last sweep starts one too.
-        self.next_sweep = now + max(min(horizon, 10_000_000_000) // 2, 1_000_000_000)
-        self.last_sweep = now - 60_000_000_000
+        self._next_sweep = now + max(min(horizon, 10_000_000_000) // 2, 1_000_000_000)
+        self._last_sweep = now - 60_000_000_000
         done = []
         # Finished connections wait in the order they finished: only the front is looked at
         # (a sweep costs what it evicts, not the size of the table).

@@ -11,7 +11,7 @@ import contextlib
 import gc
 import os
 from collections import Counter
-from typing import Callable, Dict, Iterator, List, Optional, Sequence, Set, Tuple
+from typing import Callable, Dict, Iterator, List, Optional, Sequence, Set
 
 from analyzer.capture import CaptureError, CaptureStats, open_capture, read_frames
 from analyzer.checksum import checksums_ok
@@ -66,14 +66,42 @@ def analyze(paths: Sequence[str], msl: float = DEFAULT_MSL, idle_timeout: Option
 
     table = FlowTable(done, msl_ns, None if idle_timeout is None else int(idle_timeout * 1e9),
                       max_live)
-    sink = _Frames(table, checksums, trace)
-    frames = read_frames(sources, stats)
+    skipped: Counter = Counter()
+    tcp = 0
+    num = 0
+    feed = table.feed
+    ladders: Dict[int, List[LadderRow]] = {}
+    end_ts = 0
     with cyclic_gc_off():
-        num, end_ts = _per_frame(frames, sink.frame, on_frame)
+        for ts, linktype, buf in read_frames(sources, stats):
+            num += 1
+            end_ts = ts
+            seg = decode_frame(linktype, buf)
+            cls = seg.__class__
+            if cls is str:
+                skipped[seg] += 1
+            elif cls is QuotedTCP:
+                skipped["icmp_quoted_tcp"] += 1
+                table.reserve(seg)
+            else:
+                seg.ts = ts
+                seg.num = num
+                tcp += 1
+                if checksums and checksums_ok(linktype, buf) is False:
+                    seg.bad_csum = True
+                conn = feed(seg)
+                if seg.bad_csum:
+                    conn.note("BAD_CHECKSUM", seg, conn.side_of(seg),
+                              "frame %d has a wrong IPv4 or TCP checksum" % num)
+                if trace is not None and conn.id in trace:
+                    rows = ladders.setdefault(conn.id, [])
+                    if len(rows) < LADDER_LIMIT:
+                        rows.append(ladder_row(conn, seg))
+            if on_frame is not None and not num & 0xFFFF:
+                on_frame(num)
         # The end of the capture is its last frame (not the largest timestamp: one corrupt
         # record dated decades ahead must not make every CLOSE_WAIT decades long).
         table.flush(end_ts)
-    skipped, tcp, ladders = sink.skipped, sink.tcp, sink.ladders
     warnings = list(stats.warnings)
     cut = skipped.get("truncated_tcp", 0) + skipped.get("truncated_ip", 0)
     if cut:
@@ -90,52 +118,6 @@ def analyze(paths: Sequence[str], msl: float = DEFAULT_MSL, idle_timeout: Option
         first_ts=stats.first_ts, last_ts=stats.last_ts, linktypes=dict(stats.linktypes),
         evicted_early=table.evicted_early)
     return Report(capture, results, summary, msl, ladders, floods.findings())
-
-
-class _Frames:
-    """The per-frame path: decode one frame and feed its segment to the flow table."""
-
-    def __init__(self, table: FlowTable, checksums: bool, trace: Optional[Set[int]]) -> None:
-        self.table, self.feed, self.checksums, self.trace = table, table.feed, checksums, trace
-        self.skipped: Counter = Counter()
-        self.tcp = 0
-        self.ladders: Dict[int, List[LadderRow]] = {}
-
-    def frame(self, ts: int, linktype: int, buf: bytes, num: int) -> None:
-        seg = decode_frame(linktype, buf)
-        cls = seg.__class__
-        if cls is str:
-            self.skipped[seg] += 1
-        elif cls is QuotedTCP:
-            self.skipped["icmp_quoted_tcp"] += 1
-            self.table.reserve(seg)
-        else:
-            seg.ts = ts
-            seg.num = num
-            self.tcp += 1
-            if self.checksums and checksums_ok(linktype, buf) is False:
-                seg.bad_csum = True
-            conn = self.feed(seg)
-            if seg.bad_csum:
-                conn.note("BAD_CHECKSUM", seg, conn.side_of(seg),
-                          "frame %d has a wrong IPv4 or TCP checksum" % num)
-            if self.trace is not None and conn.id in self.trace:
-                rows = self.ladders.setdefault(conn.id, [])
-                if len(rows) < LADDER_LIMIT:
-                    rows.append(ladder_row(conn, seg))
-
-
-def _per_frame(frames: Iterator[Tuple[int, int, bytes]], frame: Callable[[int, int, bytes, int],
-               None], on_frame: Optional[Callable[[int], None]]) -> Tuple[int, int]:
-    """Every frame through the per-frame path; (frames, timestamp of the last one)."""
-    num = end_ts = 0
-    for ts, linktype, buf in frames:
-        num += 1
-        end_ts = ts
-        frame(ts, linktype, buf, num)
-        if on_frame is not None and not num & 0xFFFF:
-            on_frame(num)
-    return num, end_ts
 
 
 @contextlib.contextmanager

@@ -102,7 +102,7 @@ def _clean(e: _Endpoint) -> bool:
 
 class ZeekView:
     """Zeek's view of one connection. Feed every segment in capture order, then `finish()`;
-    most take the fast path (`advance`), which moves only sequence bookkeeping."""
+    most take the fast path: an ACK or data segment while both are established."""
 
     __slots__ = ("ours", "zorig", "history", "seen", "partial", "first_seen", "first_dir",
                  "flipped")
@@ -124,31 +124,30 @@ class ZeekView:
         flows.py). `payload_captured` is false when the snaplen cut the payload (Zeek then
         reassembles nothing: a content gap); `bad_checksum` makes the segment only a `C`, as
         Zeek drops it (pass it only when checksums are validated)."""
-        if seg.flags & _CTL == ACK and seg.win and not bad_checksum and \
-                self.advance(from_orig, seg.seq, seg.ack, seg.paylen, payload_captured):
-            return
-        e, p = self.ours if from_orig else self.ours[::-1]
-        self._packet(e, p, from_orig, seg, payload_captured, bad_checksum)
-
-    def advance(self, from_orig: bool, seq: int, ack: int, paylen: int,
-                payload_captured: bool) -> bool:
-        """The fast path of `segment` for an ACK or data segment with a non-zero window and a
-        good checksum: True when it applied (both established, not acknowledging below the
-        peer's start), False with nothing changed (the caller then takes the full path)."""
-        e, p = self.ours if from_orig else self.ours[::-1]
-        if e.state == ESTABLISHED and p.state == ESTABLISHED and self.first_seen == 3:
+        if from_orig:
+            e, p = self.ours
+        else:
+            p, e = self.ours
+        if (seg.flags & _CTL == ACK and e.state == ESTABLISHED and p.state == ESTABLISHED
+                and self.first_seen == 3 and seg.win and not bad_checksum):
             is_orig = e is self.zorig
+            paylen = seg.paylen
             bit = (_H_DATA if paylen else _H_ACK) << (0 if is_orig else 16)
-            d = ((ack - p.ack + 0x80000000) & _MASK) - 0x80000000     # seq_diff, inlined
-            rel_ack = p.ack + d - p.start
+            ack, pack = seg.ack, p.ack
+            d = (ack - pack) & _MASK                     # seq_diff, inlined
+            if d >= 0x80000000:
+                d -= 0x100000000
+            rel_ack = pack + d - p.start
             if rel_ack >= 0:
                 if not self.seen & bit:          # update_history: the first D or A this way
                     self._check(is_orig, bit if is_orig else bit >> 16, "D" if paylen else "A")
                 if d > 0 and (ack or d <= _TOO_LARGE):
-                    p.ack += d
-                last = e.last                         # update_last_seq
-                rel_seq = ((seq - last + 0x80000000) & _MASK) - 0x80000000
-                d = rel_seq + paylen
+                    p.ack = pack + d
+                seq, last = seg.seq, e.last
+                rel_seq = (seq - last) & _MASK
+                if rel_seq >= 0x80000000:
+                    rel_seq -= 0x100000000
+                d = rel_seq + paylen                      # update_last_seq
                 rel_seq += last - e.start
                 if d > 0:
                     e.last = last + d
@@ -166,8 +165,8 @@ class ZeekView:
                         e.reassem += paylen
                     else:
                         self._data(e, rel_seq, paylen)
-                return True
-        return False
+                return
+        self._packet(e, p, from_orig, seg, payload_captured, bad_checksum)
 
     # -- history -----------------------------------------------------------------------------
 
