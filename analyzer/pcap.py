@@ -12,7 +12,7 @@ FCS is present and how long).
 from __future__ import annotations
 
 from struct import Struct
-from typing import Iterator, Optional
+from typing import Iterator
 
 from analyzer.framesource import MAX_BLOCK, NS, CaptureError, Frame, FrameSource, fill
 
@@ -40,7 +40,6 @@ class PcapSource(FrameSource):
         self.linktype = linktype & 0x03FFFFFF     # libpcap's LT_LINKTYPE: bits 26-31 tell the FCS
         self.limit = max(PCAP_MIN_BOUND, min(snaplen, MAX_BLOCK))
         self._rec = Struct(bo + "IIII")
-        self._caplen = Struct(bo + "8xI")
         return head[24:]
 
     def _generate(self) -> Iterator[Frame]:
@@ -65,31 +64,23 @@ class PcapSource(FrameSource):
                     count += 1
                     yield ts, lt, buf[pos + 16:end]
                     pos = end
-                buf, pos = self._refill(buf, pos, count), 0
-                if buf is None:
+                need = 16
+                if size - pos >= 16:                  # a header is here, its frame is not
+                    caplen = unpack_from(buf, pos)[2]
+                    if caplen > limit:
+                        self._warn(f"corrupt record header (record {count + 1}: captured length "
+                                   f"{caplen} is over the {limit}-byte bound); reading stopped, "
+                                   f"{count} packets before it were read")
+                        return
+                    need += caplen
+                buf, pos = self._more(buf, pos, need), 0
+                if buf is None or len(buf) < need:
+                    if buf:
+                        part, have, want = (("a packet", len(buf) - 16, need - 16) if need > 16
+                                            else ("a record header", len(buf), 16))
+                        self._warn(f"cut short in the middle of {part} (record {count + 1}, "
+                                   f"{have} of {want} bytes); {count} packets before it were read")
                     return
         finally:
             self._stats.tally({lt: count}, lo if count else None, hi if count else None)
             self._release()
-
-    def _refill(self, buf: bytes, pos: int, count: int) -> Optional[bytes]:
-        """``buf[pos:]`` extended by at least the next whole record; None at the end of the
-        file, after a warning if it ends inside a record."""
-        need, limit = 16, self.limit
-        if len(buf) - pos >= 16:                  # a header is here, its frame is not
-            caplen = self._caplen.unpack_from(buf, pos)[0]
-            if caplen > limit:
-                self._warn(f"corrupt record header (record {count + 1}: captured length "
-                           f"{caplen} is over the {limit}-byte bound); reading stopped, "
-                           f"{count} packets before it were read")
-                return None
-            need += caplen
-        more = self._more(buf, pos, need)
-        if more is None or len(more) < need:
-            if more:
-                part, have, want = (("a packet", len(more) - 16, need - 16) if need > 16
-                                    else ("a record header", len(more), 16))
-                self._warn(f"cut short in the middle of {part} (record {count + 1}, "
-                           f"{have} of {want} bytes); {count} packets before it were read")
-            return None
-        return more
