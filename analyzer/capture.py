@@ -84,7 +84,7 @@ def _sniff(path: str, name: str, fh: BinaryIO, stats: CaptureStats) -> FrameSour
     head = fill(read, b"", 4)
     inner = ""
     if head[:2] == _GZIP_MAGIC:
-        gz = gzip.GzipFile(fileobj=_Prefixed(head, fh), mode="rb")   # type: ignore[arg-type]
+        gz = gzip.GzipFile(fileobj=_Prefixed(head, fh), mode="rb")   # type: ignore[arg-type,call-overload]
         read, inner = gz.read1, " inside gzip"
         try:
             head = fill(read, b"", 4)

@@ -9,8 +9,9 @@ stderr, never a traceback).
 from __future__ import annotations
 
 import gc
+import os
 import sys
-from typing import Optional, Tuple
+from typing import Optional, TextIO, Tuple, cast
 
 import click
 
@@ -103,11 +104,15 @@ def _run(captures: Tuple[str, ...], fmt: str, show_all: bool, msl: float,
         if n not in report.ladders:
             _warn("warning: no stream %d in the capture (%d connections)"
                   % (n, len(report.connections)))
-    out = click.open_file(output, "w", encoding="utf-8")
+    out = cast(TextIO, click.open_file(output, "w", encoding="utf-8"))
     try:
         render(fmt, report, out, show_all=show_all, color=color, limit=limit)
-    except BrokenPipeError:  # pragma: no cover - `| head`
-        sys.stderr.close()
+        out.flush()
+    except BrokenPipeError:
+        # The reader went away (`| head`): not an error. What is still buffered for the closed
+        # pipe would fail again when Python flushes stdout at exit, so stdout points at
+        # /dev/null from here on (the recipe in Python's `signal` documentation).
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         sys.exit(0)
     finally:
         if out is not sys.stdout:

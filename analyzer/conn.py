@@ -209,7 +209,9 @@ class Connection:
             from_orig = seg.sport == o.port and seg.src == o.addr
             x, y = self.ep if from_orig else (self.ep[1], o)
             seq = seg.seq
-            if seq == x.next_seq and ((y.next_seq - seg.ack) & 0xFFFFFFFF) < 0x80000000:
+            ynext = y.next_seq
+            if seq == x.next_seq and ynext is not None and \
+                    ((ynext - seg.ack) & 0xFFFFFFFF) < 0x80000000:
                 self.prev_ts = self.last_ts
                 self.last_ts = x.last_ts = seg.ts
                 self.last_frame = seg.num
@@ -260,7 +262,7 @@ class Connection:
         if flags & ACK:
             x.last_ack = seg.ack
         if self.inferred_fin is not None and self.inferred_fin[0] == s and seg.paylen and \
-                seq_le(x.fin_seq, seg.seq) and not flags & RST:
+                x.fin_seq is not None and seq_le(x.fin_seq, seg.seq) and not flags & RST:
             control.undo_inferred_fin(self, seg)
         if flags & SYN and seg.wscale >= 0:
             x.wscale = seg.wscale
@@ -270,7 +272,7 @@ class Connection:
         # 1. The sender's ACK is evidence of what it received: deliver pending SYN/FINs (and
         # infer a FIN the capture missed when the ACK covers one byte past the peer's data).
         if flags & ACK and not flags & RST:
-            if (y.fin_seq is None and y.seq_exact and not flags & SYN
+            if (y.fin_seq is None and y.seq_exact and not flags & SYN and y.next_seq is not None
                     and seg.ack == (y.next_seq + 1) & 0xFFFFFFFF
                     and y.state in (State.ESTABLISHED, State.CLOSE_WAIT)):
                 control.infer_fin(self, 1 - s, seg)
@@ -336,11 +338,12 @@ class Connection:
         if flags & SYN:
             inp = Input.RECV_SYN_ACK if flags & ACK else Input.RECV_SYN
             self.hold(y, inp, (seg.seq + 1) & 0xFFFFFFFF, seg.ts)
-        if flags & FIN:
+        if flags & FIN and x.fin_seq is not None:       # on_fin set it
             self.hold(y, Input.RECV_FIN, (x.fin_seq + 1) & 0xFFFFFFFF, seg.ts)
 
     def _after_rst(self, s: int, seg: Segment) -> None:
         """A segment after the RST that ended the connection."""
+        assert self.rst is not None
         rst_side, _, rst_frame = self.rst
         if seg.flags & (RST | SYN):
             return          # more RSTs (a closed socket answers every segment with one), or a

@@ -214,6 +214,7 @@ def resolve_held_rst(c: "Connection", s: int, seg: Segment) -> None:
     """The receiver's next segment after an in-window RST that was not at RCV.NXT decides
     its fate; segments from the RST's own sender leave it held (they rather suggest it was
     injected)."""
+    assert c.held_rst is not None
     t, rst = c.held_rst
     if s == t:
         return
@@ -234,6 +235,7 @@ def infer_fin(c: "Connection", t: int, seg: Segment) -> None:
     c.inferred_fin = (t, e.state, e.since, peer.state, peer.since, peer.close_wait_since,
                       len(c.fins), c.fin_acked_by, list(peer.pending), c.half_close_data)
     fin = e.next_seq
+    assert fin is not None              # the caller checked seq_exact, so next_seq is known
     e.fin_seq = fin
     e.fin_ts = seg.ts
     e.next_seq = (fin + 1) & 0xFFFFFFFF
@@ -254,6 +256,7 @@ def _rcv_nxt(x: "Endpoint", y: "Endpoint") -> int:
 
 def undo_inferred_fin(c: "Connection", seg: Segment) -> None:
     """The side whose FIN was inferred sends data at or past it: that byte was data."""
+    assert c.inferred_fin is not None
     t, state, since, pstate, psince, pcw, nfins, acked_by, ppending, half = c.inferred_fin
     c.inferred_fin = None
     e, peer = c.ep[t], c.ep[1 - t]
@@ -298,7 +301,7 @@ def check_handshake_ack(c: "Connection", s: int, seg: Segment) -> None:
     o, r = c.ep
     seqs = isn_acks(o.isn, c.syn_data) if o.isn is not None else (seg.seq,)
     want_seq = seqs[-1] if len(seqs) > 1 and seg.seq == seqs[-1] else seqs[0]
-    want_ack = (r.isn + 1) & 0xFFFFFFFF
+    want_ack = (r.isn + 1) & 0xFFFFFFFF if r.isn is not None else seg.ack
     if seg.seq not in seqs or seg.ack != want_ack:
         c.note("HANDSHAKE_ACK_BAD", seg, s, "handshake ACK has seq %d ack %d, expected "
                "seq %d ack %d" % (seg.seq, seg.ack, want_seq, want_ack))

@@ -12,7 +12,7 @@ from __future__ import annotations
 import gzip
 import zlib
 from dataclasses import dataclass, field
-from typing import BinaryIO, Callable, Dict, Iterator, List, Optional, Tuple
+from typing import BinaryIO, Callable, Dict, Generator, Iterator, List, Optional, Tuple
 
 CHUNK = 1 << 20                   # bytes asked of the stream per read
 MAX_BLOCK = 16 * 1024 * 1024      # pcapng block bound; also the cap on the pcap bound
@@ -104,7 +104,7 @@ class FrameSource:
         parse frames from. Raises CaptureError."""
         raise NotImplementedError
 
-    def _generate(self) -> Iterator[Frame]:
+    def _generate(self) -> Generator[Frame, None, None]:
         raise NotImplementedError
 
     def _warn(self, msg: str, stopped: bool = True) -> None:
@@ -113,8 +113,8 @@ class FrameSource:
         if stopped:
             self._stats.truncated = True
 
-    def _more(self, buf: bytes, pos: int, need: int) -> Optional[bytes]:
-        """``buf[pos:]`` extended until it holds ``need`` bytes or the stream ends; None after
+    def _more(self, buf: bytes, pos: int, need: int) -> bytes:
+        """``buf[pos:]`` extended until it holds ``need`` bytes or the stream ends; empty after
         a read error (already warned about)."""
         try:
             return fill(self._read, buf[pos:], need)
@@ -122,4 +122,4 @@ class FrameSource:
             gz = isinstance(e, (EOFError, zlib.error, gzip.BadGzipFile))
             what = "compressed stream cut short or corrupt" if gz else "read error"
             self._warn(f"{what} ({one_line(e)}); reading stopped")
-            return None
+            return b""

@@ -12,7 +12,7 @@ FCS is present and how long).
 from __future__ import annotations
 
 from struct import Struct
-from typing import Iterator
+from typing import Generator
 
 from analyzer.framesource import MAX_BLOCK, NS, CaptureError, Frame, FrameSource, fill
 
@@ -42,7 +42,7 @@ class PcapSource(FrameSource):
         self._rec = Struct(bo + "IIII")
         return head[24:]
 
-    def _generate(self) -> Iterator[Frame]:
+    def _generate(self) -> Generator[Frame, None, None]:
         unpack_from = self._rec.unpack_from
         limit, frac_ns, lt = self.limit, self.frac_ns, self.linktype
         buf, pos, count = self._buf, 0, 0
@@ -74,7 +74,7 @@ class PcapSource(FrameSource):
                         return
                     need += caplen
                 buf, pos = self._more(buf, pos, need), 0
-                if buf is None or len(buf) < need:
+                if len(buf) < need:
                     if buf:
                         part, have, want = (("a packet", len(buf) - 16, need - 16) if need > 16
                                             else ("a record header", len(buf), 16))

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from struct import Struct
 from struct import error as StructError
-from typing import Dict, Iterator, List, Tuple
+from typing import Dict, Generator, List, Tuple
 
 from analyzer.framesource import MAX_BLOCK, NS, CaptureError, Frame, FrameSource, fill, one_line
 
@@ -96,7 +96,7 @@ class PcapngSource(FrameSource):
             raise CaptureError(f"{self.name}: unsupported pcapng version {major}.{minor}")
         return head
 
-    def _generate(self) -> Iterator[Frame]:
+    def _generate(self) -> Generator[Frame, None, None]:
         buf, pos, size = self._buf, 0, len(self._buf)
         self._buf = b""
         sec = _SECTIONS["<"]
@@ -109,7 +109,7 @@ class PcapngSource(FrameSource):
             while True:
                 if size - pos < 12:
                     buf, pos = self._more(buf, pos, 12), 0
-                    if buf is None or len(buf) < 12:
+                    if len(buf) < 12:
                         if buf:
                             self._cut(blocks + 1, count, len(buf), 12)
                         return
@@ -125,7 +125,7 @@ class PcapngSource(FrameSource):
                     return self._corrupt(blocks, count, f"block type {btype:#x}, length {blen}")
                 if size - pos < blen:
                     buf, pos = self._more(buf, pos, blen), 0
-                    if buf is None or len(buf) < blen:
+                    if len(buf) < blen:
                         if buf:
                             self._cut(blocks, count, len(buf), blen)
                         return

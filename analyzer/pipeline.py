@@ -77,10 +77,9 @@ def analyze(paths: Sequence[str], msl: float = DEFAULT_MSL, idle_timeout: Option
             num += 1
             end_ts = ts
             seg = decode_frame(linktype, buf)
-            cls = seg.__class__
-            if cls is str:
+            if isinstance(seg, str):
                 skipped[seg] += 1
-            elif cls is QuotedTCP:
+            elif isinstance(seg, QuotedTCP):
                 skipped["icmp_quoted_tcp"] += 1
                 table.reserve(seg)
             else:

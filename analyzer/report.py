@@ -7,7 +7,8 @@ Renderers (`analyzer/render/`) only read these objects; nothing here formats for
 from __future__ import annotations
 
 from collections import Counter
-from typing import TYPE_CHECKING, Dict, Iterable, List, NamedTuple, Optional, Tuple
+from typing import (TYPE_CHECKING, Dict, Iterable, Iterator, List, NamedTuple, Optional, Protocol,
+                    Tuple)
 
 from analyzer import TOOL_NAME, __version__
 from analyzer.anomalies import SEVERITY_RANK, Finding
@@ -237,10 +238,18 @@ class CaptureSummary(NamedTuple):
         }
 
 
+class Results(Protocol):
+    """The connections of a report: a list, or the `ResultStore` that spills them to disk."""
+
+    def __iter__(self) -> Iterator[ConnResult]: ...
+
+    def __len__(self) -> int: ...
+
+
 class Report:
     """One run's result."""
 
-    def __init__(self, capture: CaptureSummary, connections: Iterable[ConnResult],
+    def __init__(self, capture: CaptureSummary, connections: Results,
                  summary: Summary, msl: float,
                  ladders: Optional[Dict[int, List[LadderRow]]] = None,
                  findings: Optional[List[Finding]] = None) -> None:

@@ -56,6 +56,7 @@ class ResultStore:
         self.memory = []
 
     def _run(self, offset: int, count: int) -> Iterator[ConnResult]:
+        assert self.file is not None            # a run exists only once spilled
         while count > 0:
             self.file.seek(offset)
             block = pickle.load(self.file)

@@ -87,8 +87,8 @@ def _close(c: Connection, handshake: str) -> tuple:
             return "three_segment", SIDES[first[0]], reset_by
         return "four_way", SIDES[first[0]], reset_by
     if rst is not None:
-        first = SIDES[fins[0][0]] if fins and fins[0][1] <= rst[1] else SIDES[rst[0]]
-        return "reset", first, reset_by
+        by_fin = fins and fins[0][1] <= rst[1]
+        return "reset", SIDES[fins[0][0]] if by_fin else SIDES[rst[0]], reset_by
     if fins:
         return "half_closed", SIDES[fins[0][0]], reset_by
     return "open", None, reset_by
@@ -178,7 +178,7 @@ def _note_outcome(c: Connection, handshake: str, close: Optional[str]) -> None:
         c.note_at("SYN_UNANSWERED", c.syn_ts, c.first_frame, 0,
                   "SYN sent %d time(s) over %.1f s, never answered"
                   % (o.syn_count, (c.last_ts - c.syn_ts) / 1e9))
-    elif handshake == "refused":
+    elif handshake == "refused" and c.rst is not None:
         c.note_at("CONNECTION_REFUSED", c.rst[1], c.rst[2], 1,
                   "SYN to port %d answered by RST" % c.ep[1].port)
     elif handshake == "half_open":
@@ -187,11 +187,11 @@ def _note_outcome(c: Connection, handshake: str, close: Optional[str]) -> None:
                       c.ep[1].synack_count,
                       "never acknowledged" if not c.est_sides & 1 else
                       "and sent again after the originator's ACK: that ACK never arrived"))
-    elif handshake == "reset":
+    elif handshake == "reset" and c.rst is not None:
         rst = c.rst
         c.note_at("HANDSHAKE_RESET", rst[1], rst[2], rst[0],
                   "%s sent RST before the handshake completed" % SIDES[rst[0]])
-    if close == "reset":
+    if close == "reset" and c.rst is not None:
         c.note_at("CONNECTION_RESET", c.rst[1], c.rst[2], c.rst[0],
                   "%s aborted the connection with RST" % SIDES[c.rst[0]])
     elif c.rst is not None and close in ("four_way", "three_segment", "simultaneous"):

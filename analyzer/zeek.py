@@ -331,7 +331,7 @@ class ZeekView:
             if flags & RST:
                 e.set_state(RESET)
             if e.state == INACTIVE:
-                if not is_orig and not paylen and self.zorig.state == SYN_SENT:
+                if not is_orig and not paylen and p.state == SYN_SENT:
                     pass                         # an ACK of the SYN before the SYN-ACK
                 elif flags & ACK and p.state == ESTABLISHED:
                     e.set_state(ESTABLISHED)     # the SYN was missed

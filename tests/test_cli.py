@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
+import subprocess
+import sys
+
+import pytest
 
 from analyzer.segment import ACK, RST
 from analyzer.synth import Dialog, write_pcap
-from conftest import run_cli
+from conftest import REPO, run_cli
 
 
 def _capture(tmp_path, dialog: Dialog, name: str = "c.pcap"):
@@ -153,3 +158,21 @@ def test_zeek_conn_log_format(tmp_path):
     assert {"SF", "REJ", "S0", "RSTR", "OTH"} <= states
     refused = next(r for r in rows if r["conn_state"] == "REJ")
     assert refused["history"] == "Sr" and refused["id.resp_p"] == "5432"
+
+
+@pytest.mark.parametrize("fmt", ["text", "json", "zeek"])
+def test_a_reader_that_goes_away_is_a_normal_end(tmp_path, fmt):
+    """`tcpflow-check capture | head`: the closed pipe ends the run quietly with exit 0 (not
+    rich's or click's exit 1, which would read as --fail-on findings)."""
+    d = Dialog().handshake()
+    for i in range(200):
+        d.data("c", 100).data("s", 100)
+    path = _capture(tmp_path, d.fin("c").fin("s").ack("c"))
+    read_end, write_end = os.pipe()
+    os.close(read_end)              # the reader is gone before the first byte
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    proc = subprocess.run([sys.executable, "-m", "analyzer", "--format", fmt, "--all", str(path)],
+                          stdout=write_end, stderr=subprocess.PIPE, env=env, timeout=120)
+    os.close(write_end)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == b""

@@ -8,14 +8,14 @@ from __future__ import annotations
 import datetime
 import heapq
 import os
-from typing import List, Optional, TextIO
+from typing import Iterable, List, Optional, TextIO, Tuple
 
 from rich import box
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from analyzer.report import ConnResult, LadderRow, Report
+from analyzer.report import ConnResult, LadderRow, Report, Results
 from analyzer.segment import addr_str
 
 _SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "info": "dim"}
@@ -59,7 +59,8 @@ def _when(ts: Optional[int]) -> str:
 
 def _summary(console: Console, report: Report) -> None:
     cap, s = report.capture, report.summary
-    span = ((cap.last_ts - cap.first_ts) / 1e9) if cap.first_ts is not None else 0.0
+    span = ((cap.last_ts - cap.first_ts) / 1e9) if (
+        cap.first_ts is not None and cap.last_ts is not None) else 0.0
     console.print(Text.assemble(("tcpflow-check", "bold"), " — ", ", ".join(cap.files)))
     console.print("%d packets (%d TCP), %s to %s (%s)%s" % (
         cap.packets, cap.tcp_packets, _when(cap.first_ts), _when(cap.last_ts), _seconds(span),
@@ -83,7 +84,7 @@ def _summary(console: Console, report: Report) -> None:
     console.print(t)
 
 
-def _table(console: Console, rows: List[ConnResult], title: str) -> None:
+def _table(console: Console, rows: Results, title: str) -> None:
     t = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
     # Only the findings column wraps; narrower terminals get `_blocks` instead.
     t.add_column("stream", justify="right", no_wrap=True)
@@ -115,7 +116,7 @@ def _table(console: Console, rows: List[ConnResult], title: str) -> None:
 TABLE_MIN_WIDTH = 150
 
 
-def _blocks(console: Console, rows: List[ConnResult], title: str) -> None:
+def _blocks(console: Console, rows: Results, title: str) -> None:
     """The same facts as `_table`, one short block per connection, for narrow terminals."""
     console.print(Text(title, style="bold"))
     for r in rows:
@@ -137,14 +138,14 @@ def _blocks(console: Console, rows: List[ConnResult], title: str) -> None:
     console.print()
 
 
-def _connections(console: Console, rows: List[ConnResult], title: str) -> None:
+def _connections(console: Console, rows: Results, title: str) -> None:
     if console.width >= TABLE_MIN_WIDTH:
         _table(console, rows, title)
     else:
         _blocks(console, rows, title)
 
 
-def _details(console: Console, rows: List[ConnResult]) -> None:
+def _details(console: Console, rows: Iterable[ConnResult]) -> None:
     lines = []
     for r in rows:
         for lg in r.lingering:
@@ -181,9 +182,9 @@ def _ladder(console: Console, r: ConnResult, rows: List[LadderRow]) -> None:
     for name, justify in (("frame", "right"), ("time", "right"), ("", "left"),
                           ("flags", "left"), ("seq", "right"), ("ack", "right"),
                           ("len", "right"), ("orig state", "left"), ("resp state", "left")):
-        t.add_column(name, justify=justify, no_wrap=True)
+        t.add_column(name, justify=justify, no_wrap=True)   # type: ignore[arg-type]
     t0 = rows[0].ts if rows else 0
-    last = (None, None)
+    last: Tuple[Optional[str], Optional[str]] = (None, None)
     for row in rows:
         arrow = "orig ───▶ resp" if row.side == "orig" else "orig ◀─── resp"
         states = (row.state_orig, row.state_resp)
@@ -198,6 +199,14 @@ def _ladder(console: Console, r: ConnResult, rows: List[LadderRow]) -> None:
     total = r.packets[0] + r.packets[1]
     if total > len(rows):
         console.print("  (%d more packets not shown)" % (total - len(rows)))
+
+
+class _Console(Console):
+    """rich's Console, but a closed pipe is the caller's to handle: rich would exit with
+    status 1 itself, while `tcpflow-check ... | head` is a normal end (exit 0, cli.py)."""
+
+    def on_broken_pipe(self) -> None:
+        raise BrokenPipeError
 
 
 class _RstripLines:
@@ -232,7 +241,8 @@ def render(report: Report, out: TextIO, show_all: bool = False, color: Optional[
         width = int(columns) if columns.isdigit() and int(columns) >= 60 else 160
     plain = not (is_tty if color is None else color)
     stream = _RstripLines(out) if not is_tty else out
-    console = Console(file=stream, width=width, no_color=plain, force_terminal=bool(color),
+    console = _Console(file=stream, width=width,  # type: ignore[arg-type]
+                      no_color=plain, force_terminal=bool(color),
                       highlight=False, emoji=False)
     try:
         _render(console, report, show_all, limit)
