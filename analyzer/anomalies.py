@@ -143,18 +143,23 @@ class Finding:
         self.message = message
         self.count = 1
 
-    def __getstate__(self) -> tuple:
-        return (self.code, self.severity, self.ts, self.frame, self.side, self.message,
-                self.count)
-
-    def __setstate__(self, state: tuple) -> None:
-        (self.code, self.severity, self.ts, self.frame, self.side, self.message,
-         self.count) = state
+    def __reduce__(self) -> tuple:
+        # Pickled as plain fields (spilled results carry their findings). A class of its own
+        # with __reduce__, as the compiled build's classes have no argument-free constructor.
+        return (_finding, (self.code, self.ts, self.frame, self.side, self.message, self.count))
 
     def to_dict(self) -> dict:
         return {"code": self.code, "severity": self.severity, "ts": self.ts / 1e9,
                 "frame": self.frame, "side": self.side, "message": self.message,
                 "count": self.count}
+
+
+def _finding(code: str, ts: int, frame: int, side: Optional[str], message: str,
+             count: int) -> Finding:
+    """A pickled Finding back (`Finding.__reduce__`)."""
+    f = Finding(code, ts, frame, side, message)
+    f.count = count
+    return f
 
 
 def catalogue_markdown() -> str:

@@ -15,7 +15,7 @@ from typing import Optional, TextIO, Tuple, cast
 
 import click
 
-from analyzer import TOOL_NAME, __version__
+from analyzer import TOOL_NAME, __version__, build
 from analyzer.flows import DEFAULT_MAX_LIVE
 from analyzer.pipeline import DEFAULT_MSL, analyze
 from analyzer.render import RENDERERS, render
@@ -57,7 +57,8 @@ def _warn(message: str) -> None:
 @click.option("--color/--no-color", default=None, help="Force colour on or off (default: on a terminal).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True, allow_dash=True),
               default="-", help="Write the report to a file instead of stdout.")
-@click.version_option(__version__, "-V", "--version", prog_name=TOOL_NAME)
+@click.version_option(__version__, "-V", "--version", prog_name=TOOL_NAME,
+                      message="%%(prog)s %%(version)s (%s)" % build())
 def main(captures: Tuple[str, ...], fmt: str, show_all: bool, msl: float,
          fail_on: Optional[str], color: Optional[bool], output: str,
          streams: Tuple[int, ...], limit: int, checksums: bool, quiet: bool,

@@ -21,7 +21,7 @@ headers cut short by the snaplen and malformed headers.
 from __future__ import annotations
 
 from functools import partial
-from typing import Callable, Dict
+from typing import Callable, Dict, Union
 
 from analyzer.iptcp import Decoded, QuotedTCP, ip4, ip6
 from analyzer.linklayer import arcnet_linux, ether, ipoib, nflog, null, raw, sll, sll2
@@ -70,9 +70,12 @@ def decoder_for(linktype: int) -> Callable[[bytes], Decoded]:
     return _DECODERS.get(linktype, _unsupported)
 
 
-def decode_frame(linktype: int, buf: bytes) -> Decoded:
+def decode_frame(linktype: int, buf: Union[bytes, bytearray, memoryview]) -> Decoded:
     """One captured frame -> a Segment (ts/num left 0: the caller sets them), or a skip reason
-    (a short stable snake_case string from SKIP_REASONS). Never raises on any bytes."""
+    (a short stable snake_case string from SKIP_REASONS). Never raises on any bytes; any
+    bytes-like frame is read (the decoders themselves take `bytes`)."""
+    if not isinstance(buf, bytes):
+        buf = bytes(buf)
     if linktype == 1:
         return ether(buf)
     return _DECODERS.get(linktype, _unsupported)(buf)

@@ -103,7 +103,10 @@ class ConnResult:
         r.zeek_flipped = c.zeek.flipped
         return r
 
-    def __getstate__(self) -> tuple:        # pickled as a tuple: spilling is on the hot path
+    def __reduce__(self) -> tuple:          # pickled as a tuple: spilling is on the hot path
+        return (_result, (self.__getstate__(),))
+
+    def __getstate__(self) -> tuple:
         return (self.id, self.orig, self.resp, self.start, self.end, self.first_frame,
                 self.last_frame, self.packets, self.bytes, self.handshake, self.close,
                 self.closed_first, self.reset_by, self.half_close, self.final_state,
@@ -236,6 +239,13 @@ class CaptureSummary(NamedTuple):
             "linktypes": {str(k): v for k, v in sorted(self.linktypes.items())},
             "evicted_early": self.evicted_early,
         }
+
+
+def _result(state: tuple) -> ConnResult:
+    """A pickled ConnResult back (`ConnResult.__reduce__`)."""
+    r = ConnResult()
+    r.__setstate__(state)
+    return r
 
 
 class Results(Protocol):

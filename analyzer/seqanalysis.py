@@ -20,7 +20,7 @@ finding, aggregated with its count.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, List, Optional, Tuple
+from typing import TYPE_CHECKING, ClassVar, List, Optional, Tuple
 
 from analyzer.segment import ACK, FIN, RST, SYN, Segment, seq_diff, seq_le, seq_lt
 
@@ -44,8 +44,9 @@ class Analysis:
                  "keepalives", "keepalive_acks", "zero_windows", "holes", "keepalive_open",
                  "zw_since", "resent", "resend_ack")
 
-    FIELDS = ("retransmissions", "out_of_order", "lost_segments", "acked_unseen", "keepalives",
-              "keepalive_acks", "zero_windows")
+    FIELDS: ClassVar[Tuple[str, ...]] = (
+        "retransmissions", "out_of_order", "lost_segments", "acked_unseen", "keepalives",
+        "keepalive_acks", "zero_windows")
 
     def __init__(self) -> None:
         self.retransmissions = 0

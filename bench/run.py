@@ -139,7 +139,8 @@ def version(argv: List[str]) -> str:
 
 def imported(root: str) -> str:
     """Where `python -m analyzer`, started as the runs start it, finds the package."""
-    code = "import analyzer; print(analyzer.__file__, analyzer.__version__)"
+    code = ("import analyzer; print(analyzer.__file__, analyzer.__version__, \"(%s)\" % "
+            "(analyzer.build() if hasattr(analyzer, \"build\") else \"pure Python\"))")
     p = subprocess.run([sys.executable, "-c", code], cwd=root,
                        env=dict(os.environ, PYTHONPATH=root), stdout=subprocess.PIPE,
                        stderr=subprocess.STDOUT, text=True, check=False)

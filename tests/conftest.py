@@ -16,6 +16,38 @@ REPO = Path(__file__).resolve().parents[1]
 CORPUS = REPO.parent / "shared" / "corpus"
 
 
+def pytest_configure(config) -> None:
+    """An editable install compiles the hot modules next to their sources (setup.py); Python
+    then loads the compiled module, so a source edited since would go untested."""
+    stale = []
+    for so in (REPO / "analyzer").rglob("*.so"):
+        src = so.with_name(so.name.split(".")[0] + ".py")
+        if src.exists() and so.stat().st_mtime < src.stat().st_mtime:
+            stale.append(src.name)
+    if stale:
+        raise pytest.UsageError(
+            "compiled modules older than their sources (%s): rebuild with `pip install -e .`, "
+            "or delete analyzer/*.so to test pure Python" % ", ".join(sorted(stale)))
+
+
+@pytest.fixture(scope="session")
+def pure_python(tmp_path_factory) -> Path:
+    """A copy of the package's sources alone: put it first on PYTHONPATH to run the pure-Python
+    analysis beside the compiled one (setup.py) and compare the two."""
+    import shutil
+    root = tmp_path_factory.mktemp("pure")
+    shutil.copytree(REPO / "analyzer", root / "analyzer",
+                    ignore=shutil.ignore_patterns("*.so", "*.pyd", "__pycache__"))
+    return root
+
+
+def run_python(code: str, *args: str, path: Path = REPO) -> subprocess.CompletedProcess:
+    """Run `code` in a new interpreter with `path` first on sys.path (the package under test)."""
+    env = dict(os.environ, PYTHONPATH=str(path))
+    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, env=env,
+                          timeout=600, cwd=str(path))
+
+
 def report_for(tmp_path: Path, *dialogs: Dialog, msl: float = 30.0, tail: float = 0.0,
                **write_opts) -> dict:
     """Write the dialogs as one pcap (optionally with `tail` seconds of silence at the end, made

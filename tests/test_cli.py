@@ -124,7 +124,9 @@ def test_msl_option_changes_time_wait(tmp_path):
 
 
 def test_version_and_help():
-    assert run_cli("--version").stdout.decode().startswith("tcpflow-check")
+    from analyzer import __version__, build
+    assert run_cli("--version").stdout.decode() == "tcpflow-check %s (%s)\n" % (__version__,
+                                                                                 build())
     assert b"CAPTURE" in run_cli("--help").stdout
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from analyzer.segment import ACK, FIN, PSH, RST, SYN
@@ -389,15 +391,25 @@ def test_a_far_future_timestamp_does_not_stretch_close_wait(tmp_path):
     assert lg["state"] == "CLOSE_WAIT" and lg["seconds"] < 11
 
 
-def test_the_fast_path_changes_nothing(tmp_path, monkeypatch):
-    from analyzer.conn import Connection
-    from analyzer.pipeline import analyze
-    from conftest import REPO
+_FAST_AND_SLOW = """
+import json, sys
+from analyzer.conn import Connection
+from analyzer.pipeline import analyze
+fast = [analyze([p]).to_dict() for p in sys.argv[1:]]
+Connection.on_segment = Connection._replay          # never steady: every segment replayed
+slow = [analyze([p]).to_dict() for p in sys.argv[1:]]
+print(json.dumps([len(fast), sum(f == s for f, s in zip(fast, slow))]))
+"""
+
+
+def test_the_fast_path_changes_nothing(pure_python):
+    # Run where the class can be patched: the pure-Python sources (the compiled build is the
+    # same code, test_build.py compares the two).
+    from conftest import REPO, run_python
     paths = [str(p) for p in sorted((REPO / "samples").rglob("*.pcap"))]
-    fast = [analyze([p]).to_dict() for p in paths]
-    monkeypatch.setattr(Connection, "on_segment", Connection._replay)    # never steady
-    slow = [analyze([p]).to_dict() for p in paths]
-    assert fast == slow
+    res = run_python(_FAST_AND_SLOW, *paths, path=pure_python)
+    assert res.returncode == 0, res.stderr.decode()
+    assert json.loads(res.stdout) == [len(paths), len(paths)]
 
 
 def test_rsts_after_the_reset_are_not_findings(tmp_path):
