@@ -52,8 +52,12 @@ def ext_modules() -> list:
     except ImportError:
         _warn("mypyc is not installed")
         return []
-    return mypycify(["analyzer/%s.py" % name for name in COMPILED],
-                    group_name="analyzer._compiled", opt_level="3")
+    try:
+        return mypycify(["analyzer/%s.py" % name for name in COMPILED],
+                        group_name="analyzer._compiled", opt_level="3")
+    except (Exception, SystemExit) as exc:          # mypy reports type errors by exiting
+        _warn("mypyc could not translate the sources (%s)" % exc)
+        return []
 
 
 setup(ext_modules=ext_modules(), cmdclass={"build_ext": OptionalBuildExt})
