@@ -75,7 +75,9 @@ class Endpoint:
         self.close_wait_since = 0       # the peer's FIN time, for CLOSE_WAIT durations
         self.last_ack: Optional[int] = None   # ack number of the last ACK this side sent
         self.analysis = Analysis()
-        self.isns: set = set()          # every ISN this side offered (SYN, SYN-ACKs)
+        # Every ISN this side offered (SYN, SYN-ACKs), at most MAX_ISNS: a tuple, as there
+        # are one or two (a set would be the largest object of a connection).
+        self.isns: Tuple[int, ...] = ()
         # next_seq came from a segment that used sequence space (data, SYN, FIN); a bare ACK
         # only bounds it (a keep-alive probe carries SND.NXT - 1).
         self.seq_exact = False

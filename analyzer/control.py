@@ -89,15 +89,15 @@ def on_syn(c: "Connection", s: int, seg: Segment) -> None:
             # Sent again before any data: the ACK of the first one never arrived.
             c.move(s, Input.SYNACK_ACK_LOST, seg)
             x.syn_acked = False
-        if len(x.isns) < MAX_ISNS:
-            x.isns.add(seg.seq)
+        if len(x.isns) < MAX_ISNS and seg.seq not in x.isns:
+            x.isns += (seg.seq,)
         if not c.move(s, Input.SEND_SYN_ACK, seg):
             c.note("SEGMENT_IN_WRONG_STATE", seg, s, "%s sent a SYN-ACK while in %s"
                    % (SIDES[s], x.state.value))
         return
     x.syn_count += 1
-    if len(x.isns) < MAX_ISNS:
-        x.isns.add(seg.seq)
+    if len(x.isns) < MAX_ISNS and seg.seq not in x.isns:
+        x.isns += (seg.seq,)
     if x.isn is None:
         x.isn = seg.seq
         if s == 0:

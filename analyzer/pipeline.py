@@ -69,7 +69,6 @@ def analyze(paths: Sequence[str], msl: float = DEFAULT_MSL, idle_timeout: Option
     skipped: Counter = Counter()
     tcp = 0
     num = 0
-    feed = table.feed
     ladders: Dict[int, List[LadderRow]] = {}
     end_ts = 0
     with cyclic_gc_off():
@@ -88,7 +87,7 @@ def analyze(paths: Sequence[str], msl: float = DEFAULT_MSL, idle_timeout: Option
                 tcp += 1
                 if checksums and checksums_ok(linktype, buf) is False:
                     seg.bad_csum = True
-                conn = feed(seg)
+                conn = table.feed(seg)
                 if seg.bad_csum:
                     conn.note("BAD_CHECKSUM", seg, conn.side_of(seg),
                               "frame %d has a wrong IPv4 or TCP checksum" % num)

@@ -56,7 +56,8 @@ class Analysis:
         self.keepalives = 0
         self.keepalive_acks = 0
         self.zero_windows = 0
-        self.holes: List[Tuple[int, int, int]] = []   # (start, end, ts) of missing bytes
+        #: (start, end, ts) of missing bytes; None until the first (most connections have none).
+        self.holes: Optional[List[Tuple[int, int, int]]] = None
         self.keepalive_open = False     # the last segment was a keep-alive awaiting its ACK
         self.zw_since = 0               # when this side's window closed (0: it is open)
         # The current episode of resends: how many, and the peer's ACK when it began (an
@@ -135,7 +136,9 @@ def analyze_segment(c: "Connection", s: int, x: "Endpoint", y: "Endpoint", seg: 
             return                      # only bare segments seen so far: one was a probe
         # A jump forward, even on a bare ACK: the bytes before it were not captured.
         a.lost_segments += 1
-        if len(a.holes) >= MAX_HOLES:
+        if a.holes is None:
+            a.holes = []
+        elif len(a.holes) >= MAX_HOLES:
             del a.holes[0]
         a.holes.append((nxt, seq, seg.ts))
         c.repeat("SEGMENT_NOT_CAPTURED") or c.note(
@@ -149,10 +152,11 @@ def analyze_segment(c: "Connection", s: int, x: "Endpoint", y: "Endpoint", seg: 
         c.repeat("FIN_RETRANSMITTED") or c.note(
             "FIN_RETRANSMITTED", seg, s, "%s sent its FIN again" % side)
         return
-    for i, (start, end, ts) in enumerate(a.holes):
+    holes = a.holes or []
+    for i, (start, end, ts) in enumerate(holes):
         if seq_le(start, seq) and seq_lt(seq, end):
             if seq_le(end, (seq + paylen) & 0xFFFFFFFF):
-                del a.holes[i]
+                del holes[i]
             if seg.ts - ts <= OOO_NS:
                 a.out_of_order += 1
                 c.repeat("OUT_OF_ORDER") or c.note(
