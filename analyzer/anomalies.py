@@ -144,8 +144,8 @@ class Finding:
         self.count = 1
 
     def __reduce__(self) -> tuple:
-        # Pickled as plain fields (spilled results carry their findings). A class of its own
-        # with __reduce__, as the compiled build's classes have no argument-free constructor.
+        # Pickled as plain fields (spilled results carry their findings) and rebuilt by a
+        # function: the compiled build's classes have no argument-free constructor.
         return (_finding, (self.code, self.ts, self.frame, self.side, self.message, self.count))
 
     def to_dict(self) -> dict:
