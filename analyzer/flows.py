@@ -92,7 +92,9 @@ class FlowTable:
 
     def feed(self, seg: Segment) -> Connection:
         src, dst, sport, dport = seg.src, seg.dst, seg.sport, seg.dport
-        key = (src, sport, dst, dport) if (src, sport) < (dst, dport) else (dst, dport, src, sport)
+        # key_of, written out: this runs for every packet
+        key = (src, sport, dst, dport) if src < dst or (src == dst and sport < dport) \
+            else (dst, dport, src, sport)
         conn = self.live.get(key)
         if conn is None:
             conn = self._new(key, seg)
@@ -117,7 +119,8 @@ class FlowTable:
     @staticmethod
     def key_of(seg: Segment) -> Key:
         src, dst, sport, dport = seg.src, seg.dst, seg.sport, seg.dport
-        return (src, sport, dst, dport) if (src, sport) < (dst, dport) else (dst, dport, src, sport)
+        return (src, sport, dst, dport) if src < dst or (src == dst and sport < dport) \
+            else (dst, dport, src, sport)
 
     def reserve(self, quoted: Segment) -> None:
         """A TCP header quoted in an ICMP error: a 4-tuple not seen before takes the next stream

@@ -1,0 +1,56 @@
+"""The JSON writer formats each connection directly; it must write exactly what the json
+encoder writes for `ConnResult.to_dict()` (the documented contract, docs/json.md)."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pytest
+
+from analyzer.pipeline import analyze
+from analyzer.render import render
+from analyzer.render.json_out import _dumps, connection_json
+from analyzer.synth import Dialog, write_pcap
+from conftest import CORPUS, REPO
+
+
+def _captures() -> list:
+    paths = sorted((REPO / "samples").rglob("*.pcap*"))
+    manifest = CORPUS / "MANIFEST.tsv"
+    if manifest.exists():
+        paths += [CORPUS / row.split("\t")[0] for row in manifest.read_text().splitlines()[1:]
+                  if row.strip()]
+    return paths
+
+
+def test_each_connection_is_written_as_the_encoder_writes_it():
+    checked = 0
+    for path in _captures():
+        for r in analyze([str(path)]).connections:
+            assert connection_json(r) == _dumps(r.to_dict()), (path, r.id)
+            checked += 1
+    assert checked >= 80             # the samples alone hold 82 connections
+
+
+def test_text_that_needs_escaping(tmp_path):
+    # A finding message carries no user text today; escaping is still the encoder's own.
+    d = Dialog().handshake().data("c", 10).fin("c").fin("s").ack("c")
+    write_pcap(tmp_path / "c.pcap", d.packets)
+    r = next(iter(analyze([str(tmp_path / "c.pcap")]).connections))
+    r.history = 'Sh"\\\u00e9\n\x01'
+    r.closed_first = None
+    assert connection_json(r) == _dumps(r.to_dict())
+    assert json.loads(connection_json(r))["history"] == 'Sh"\\\u00e9\n\x01'
+
+
+@pytest.mark.parametrize("trace", [None, {0}])
+def test_the_document_is_the_report(tmp_path, trace):
+    d = Dialog().handshake().data("c", 10).data("s", 20).fin("c").fin("s").ack("c")
+    write_pcap(tmp_path / "c.pcap", d.packets + Dialog(client=("10.0.0.9", 41000)).syn().packets)
+    report = analyze([str(tmp_path / "c.pcap")], trace=trace)
+    out = io.StringIO()
+    render("json", report, out)
+    doc = json.loads(out.getvalue())
+    assert doc == json.loads(json.dumps(report.to_dict()))
+    assert ("ladder" in doc["connections"][0]) == bool(trace)
