@@ -67,7 +67,8 @@ class Endpoint:
         self.fin_ts = 0
         self.fin_acked = False
         # Received SYN/SYN-ACK/FIN not yet acknowledged by this side: (input, end seq, ts).
-        self.pending: List[Tuple[Input, int, int]] = []
+        # A tuple: empty for most of a connection's life, and the empty tuple costs nothing.
+        self.pending: Tuple[Tuple[Input, int, int], ...] = ()
         self.max_win = 0
         self.wscale = -1
         self.pkts = 0
@@ -84,6 +85,13 @@ class Endpoint:
         self.last_data_ts = 0           # when it last sent new data
         self.last_ts = 0                # when it last sent anything
 
+    def take_pending(self, inp: Input) -> int:
+        """Remove `inp` from what is pending; how many there were (0 or 1)."""
+        n = sum(1 for p in self.pending if p[0] is inp)
+        if n:
+            self.pending = tuple(p for p in self.pending if p[0] is not inp)
+        return n
+
 
 class Connection:
     """A connection between `orig` and `resp`, fed segments in capture order."""
@@ -93,9 +101,10 @@ class Connection:
                  "established_ts", "rst", "fins", "fin_acked_by", "half_close_data",
                  "reused_from", "syn_ts", "est_sides", "self_connect", "prev_ts", "tfo",
                  "steady", "zeek", "first_from_orig", "held_rst", "syn_data", "inferred_fin",
-                 "rst_discards", "queued")
+                 "rst_discards", "key", "queued_ts")
 
-    def __init__(self, stream_id: int, seg: Segment, orig_is_src: bool) -> None:
+    def __init__(self, stream_id: int, seg: Segment, orig_is_src: bool,
+                 key: Tuple[bytes, int, bytes, int]) -> None:
         self.id = stream_id
         src = Endpoint(seg.src, seg.sport, State.CLOSED, seg.ts)
         #: A socket connected to itself (same address and port at both ends): both sides
@@ -115,7 +124,11 @@ class Connection:
         self.syn_data = 0           # payload bytes on the originator's SYN (TCP Fast Open)
         self.inferred_fin: Optional[tuple] = None   # what infer_fin changed, to take it back
         self.rst_discards = False   # the RST threw away data its receiver had sent
-        self.queued = False         # in the flow table's queue of finished connections
+        #: The flow table's key: the 4-tuple in a fixed order.
+        self.key: Tuple[bytes, int, bytes, int] = key
+        #: In the flow table's queue of finished connections since its last packet at this
+        #: time; -1 when not queued.
+        self.queued_ts = -1
         self.first_from_orig = orig_is_src or seg.src == seg.dst and seg.sport == seg.dport
         self.first_frame = self.last_frame = seg.num
         self.findings: Dict[str, Finding] = {}
@@ -373,10 +386,10 @@ class Connection:
     def hold(e: Endpoint, inp: Input, end: int, ts: int) -> None:
         for i, p in enumerate(e.pending):
             if p[0] is inp:
-                if p[1] != end and inp is Input.RECV_SYN_ACK:
-                    e.pending[i] = (inp, end, ts)   # a SYN-ACK with a new ISN replaces it
+                if p[1] != end and inp is Input.RECV_SYN_ACK:   # a new ISN replaces it
+                    e.pending = e.pending[:i] + ((inp, end, ts),) + e.pending[i + 1:]
                 return                      # a retransmission of something already pending
-        e.pending.append((inp, end, ts))
+        e.pending += ((inp, end, ts),)
 
     def _deliver(self, s: int, seg: Segment) -> None:
         x = self.ep[s]
@@ -388,7 +401,7 @@ class Connection:
             if inp is Input.RECV_SYN_ACK:
                 x.syn_acked = True
             self.move(s, inp, seg)
-        x.pending = keep
+        x.pending = tuple(keep)
 
     def settle(self) -> None:
         """End of capture: a held RST that nothing contradicted took effect."""

@@ -31,8 +31,7 @@ def infer_synack(c: "Connection", s: int, seg: Segment) -> None:
     c.move(s, Input.RECV_SYN_ACK, seg)
     x.syn_acked = True
     if y.isn is None and y.state in (State.LISTEN, State.SYN_RECEIVED):
-        for p in [p for p in y.pending if p[0] is Input.RECV_SYN]:
-            y.pending.remove(p)
+        for _ in range(y.take_pending(Input.RECV_SYN)):
             c.move(1 - s, Input.RECV_SYN, seg)
         y.isn = (seg.ack - 1) & 0xFFFFFFFF
         if y.base_seq is None:
@@ -46,8 +45,7 @@ def infer_handshake_ack(c: "Connection", s: int, seg: Segment) -> None:
     x, y = c.ep[s], c.ep[1 - s]
     c.note("HANDSHAKE_ACK_NOT_CAPTURED", seg, 1 - s, "%s sent %s in SYN_RECEIVED: the "
            "ACK of its SYN-ACK is not in the capture" % (SIDES[s], describe(seg)))
-    for p in [p for p in y.pending if p[0] is Input.RECV_SYN_ACK]:
-        y.pending.remove(p)
+    for _ in range(y.take_pending(Input.RECV_SYN_ACK)):
         y.syn_acked = True
         c.move(1 - s, Input.RECV_SYN_ACK, seg)
     x.syn_acked = True
@@ -68,8 +66,7 @@ def on_syn(c: "Connection", s: int, seg: Segment) -> None:
         if seg.seq in x.isns:
             c.note("SYNACK_RETRANSMITTED", seg, s, "%s sent its SYN-ACK again" % SIDES[s])
         # A SYN-ACK answers the peer's SYN even when its ack number is wrong.
-        for p in [p for p in x.pending if p[0] is Input.RECV_SYN]:
-            x.pending.remove(p)
+        for _ in range(x.take_pending(Input.RECV_SYN)):
             c.move(s, Input.RECV_SYN, seg)
         if x.isn is not None and seg.seq != x.isn and not x.syn_acked:
             # A SYN-ACK offering another ISN (or an earlier one again): the newest offer
@@ -154,7 +151,7 @@ def on_rst(c: "Connection", s: int, seg: Segment) -> None:
                 return
         # Otherwise it resets the peer's stale connection (half-open recovery, RFC 9293
         # Figure 10): a peer modelled in LISTEN stays there, one in SYN_RECEIVED closes.
-        y.pending = []
+        y.pending = ()
         c.move(1 - s, Input.RECV_RST, seg)
         return
     if y.state is State.SYN_SENT:
@@ -206,7 +203,7 @@ def accept_rst(c: "Connection", s: int, seg: Segment) -> None:
         c.rst_discards = bool(data_end is not None and x.last_ack is not None
                               and seq_lt(x.last_ack, data_end) and y.last_data_ts)
     c.move(s, Input.SEND_RST, seg)
-    y.pending = []
+    y.pending = ()
     c.move(1 - s, Input.RECV_RST, seg)
 
 
@@ -233,7 +230,7 @@ def infer_fin(c: "Connection", t: int, seg: Segment) -> None:
     then sends data beyond it: the byte was data the capture missed."""
     e, peer = c.ep[t], c.ep[1 - t]
     c.inferred_fin = (t, e.state, e.since, peer.state, peer.since, peer.close_wait_since,
-                      len(c.fins), c.fin_acked_by, list(peer.pending), c.half_close_data)
+                      len(c.fins), c.fin_acked_by, peer.pending, c.half_close_data)
     fin = e.next_seq
     assert fin is not None              # the caller checked seq_exact, so next_seq is known
     e.fin_seq = fin

@@ -47,6 +47,11 @@ Key = Tuple[bytes, int, bytes, int]
 DEFAULT_MAX_LIVE = 100_000
 
 
+def packed_key(key: Key) -> bytes:
+    """A 4-tuple as one bytes object (both addresses have the same length)."""
+    return key[0] + key[2] + ((key[1] << 16) | key[3]).to_bytes(4, "big")
+
+
 def _is_service(port: int) -> bool:
     return port < 1024 or port in SERVICE_PORTS
 
@@ -73,12 +78,14 @@ class FlowTable:
         #: Finished connections that left the table: key -> (stream id, last packet time),
         #: kept `reuse_memory` of capture time so that a later SYN is still called a reuse
         #: however the sweeps fell.
-        self.recent: Dict[Key, Tuple[int, int]] = {}
-        #: The same entries as (last packet time, key) in the order they were made: a dict
-        #: read from its front after many deletions scans every deleted slot, a deque does not.
-        self.recent_order: Deque[Tuple[int, Key]] = deque()
-        #: Finished connections in the order they finished: (key, connection, last_ts then).
-        self.finished: Deque[Tuple[Key, Connection, int]] = deque()
+        #: Keyed by `packed_key` (one small bytes object, where a 4-tuple costs five objects).
+        self.recent: Dict[bytes, Tuple[int, int]] = {}
+        #: The same keys in the order the entries were made: a dict read from its front after
+        #: many deletions scans every deleted slot, a deque does not.
+        self.recent_order: Deque[bytes] = deque()
+        #: Finished connections in the order they finished (`Connection.queued_ts` holds
+        #: their last packet time then).
+        self.finished: Deque[Connection] = deque()
         self.reuse_memory = 4 * msl_ns + 10_000_000_000
         self.on_done = on_done
         self.msl_ns = msl_ns
@@ -98,8 +105,8 @@ class FlowTable:
         conn = self.live.get(key)
         if conn is None:
             conn = self._new(key, seg)
-            if self.recent and key in self.recent:
-                self._note_recent(key, conn, seg)
+            if self.recent:
+                self._note_recent(packed_key(key), conn, seg)
         elif seg.flags & (SYN | ACK | RST) == SYN:
             x = conn.ep[conn.side_of(seg)]
             if x.base_seq is not None and x.base_seq != seg.seq:
@@ -107,11 +114,11 @@ class FlowTable:
                 conn = self._new(key, seg)
                 self._note_reuse(old, conn, seg)
                 self.on_done(old, seg.ts)
-        if conn.on_segment(seg) and not conn.queued:
+        if conn.on_segment(seg) and conn.queued_ts < 0:
             a, b = conn.ep
             if a.state in END_STATES and b.state in END_STATES:
-                conn.queued = True
-                self.finished.append((key, conn, conn.last_ts))
+                conn.queued_ts = conn.last_ts
+                self.finished.append(conn)
         if seg.ts >= self._next_sweep or seg.ts < self._last_sweep:
             self.sweep(seg.ts)
         return conn
@@ -138,7 +145,7 @@ class FlowTable:
         if stream_id is None:
             stream_id = self.next_id
             self.next_id += 1
-        conn = Connection(stream_id, seg, orig_is_sender(seg))
+        conn = Connection(stream_id, seg, orig_is_sender(seg), key)
         self.live[key] = conn
         if len(self.live) > self.max_live:
             self._shed(seg.ts)
@@ -170,8 +177,11 @@ class FlowTable:
         new.note("PORT_REUSE", seg, 0, "new SYN (ISN %d) reuses the 4-tuple of connection %d"
                  % (seg.seq, old.id))
 
-    def _note_recent(self, key: Key, conn: Connection, seg: Segment) -> None:
-        old_id, last_ts = self.recent.pop(key)
+    def _note_recent(self, packed: bytes, conn: Connection, seg: Segment) -> None:
+        entry = self.recent.pop(packed, None)
+        if entry is None:
+            return
+        old_id, last_ts = entry
         if seg.flags & (SYN | ACK | RST) == SYN and seg.ts - last_ts < self.reuse_memory:
             conn.reused_from = old_id
             conn.note("PORT_REUSE", seg, 0, "new SYN (ISN %d) reuses the 4-tuple of connection "
@@ -190,17 +200,19 @@ class FlowTable:
         # (a sweep costs what it evicts, not the size of the table).
         live, queue = self.live, self.finished
         while queue:
-            key, conn, stamp = queue[0]
+            conn = queue[0]
             a, b = conn.ep
-            if live.get(key) is not conn or not (a.state in END_STATES and b.state in END_STATES):
+            if live.get(conn.key) is not conn or not (a.state in END_STATES
+                                                      and b.state in END_STATES):
                 queue.popleft()             # replaced by a reuse, or reopened by a lost ACK
-                conn.queued = False
+                conn.queued_ts = -1
             elif now - conn.last_ts >= horizon:
                 queue.popleft()
-                done.append(key)
-            elif conn.last_ts != stamp:     # a late packet: back of the queue
+                done.append(conn.key)
+            elif conn.last_ts != conn.queued_ts:    # a late packet: back of the queue
                 queue.popleft()
-                queue.append((key, conn, conn.last_ts))
+                conn.queued_ts = conn.last_ts
+                queue.append(conn)
             else:
                 break
         if self.idle_ns is not None:
@@ -213,16 +225,21 @@ class FlowTable:
         for key in done:
             conn = self.live.pop(key)
             self.evicted += 1
-            self.recent[key] = (conn.id, conn.last_ts)
-            self.recent_order.append((conn.last_ts, key))
+            packed = packed_key(key)
+            self.recent[packed] = (conn.id, conn.last_ts)
+            self.recent_order.append(packed)
             self.on_done(conn, now)
-        # Entries arrive in about the order they go stale: drop from the front.
+        # Entries arrive in about the order they go stale: drop from the front. A key made
+        # again since (a later connection on the 4-tuple) stops the walk until that entry is
+        # stale in turn: late, never early (the reuse test checks the time itself).
         recent, order = self.recent, self.recent_order
-        while order and now - order[0][0] >= self.reuse_memory:
-            stamp, key = order.popleft()
-            entry = recent.get(key)
-            if entry is not None and entry[1] == stamp:
-                del recent[key]
+        while order:
+            entry = recent.get(order[0])
+            if entry is not None and now - entry[1] < self.reuse_memory:
+                break
+            packed = order.popleft()
+            if entry is not None:
+                del recent[packed]
 
     def flush(self, end_ts: int) -> None:
         """End of capture: finalize every connection still in the table, in stream order."""
