@@ -26,7 +26,7 @@ from typing import Dict, List, Optional, Tuple
 
 from analyzer.anomalies import Finding
 from analyzer.seqanalysis import Analysis, analyze_segment
-from analyzer.segment import (ACK, FIN, PSH, RST, SYN, URG, Segment, addr_str, describe,
+from analyzer.segment import (ACK, FIN, PSH, RST, SYN, UNSET, URG, Segment, addr_str, describe,
                                flags_str, seq_le, seq_lt)
 from analyzer import control
 from analyzer.control import SIDES
@@ -57,13 +57,15 @@ class Endpoint:
         self.port = port
         self.state = state
         self.since = ts                 # when the current state began (capture time, ns)
-        self.isn: Optional[int] = None  # sequence number of this side's SYN
-        self.base_seq: Optional[int] = None   # tshark's base: SYN seq, else first seq - 1
-        self.next_seq: Optional[int] = None   # highest sequence number sent + 1
+        # Sequence numbers are 0 .. 2**32-1; UNSET (-1) where not known yet (plain ints, not
+        # Optional: the compiled build keeps them unboxed, which halves a connection's ints).
+        self.isn = UNSET                # sequence number of this side's SYN
+        self.base_seq = UNSET           # tshark's base: SYN seq, else first seq - 1
+        self.next_seq = UNSET           # highest sequence number sent + 1
         self.syn_count = 0
         self.synack_count = 0
         self.syn_acked = False
-        self.fin_seq: Optional[int] = None
+        self.fin_seq = UNSET
         self.fin_ts = 0
         self.fin_acked = False
         # Received SYN/SYN-ACK/FIN not yet acknowledged by this side: (input, end seq, ts).
@@ -74,7 +76,7 @@ class Endpoint:
         self.pkts = 0
         self.bytes = 0
         self.close_wait_since = 0       # the peer's FIN time, for CLOSE_WAIT durations
-        self.last_ack: Optional[int] = None   # ack number of the last ACK this side sent
+        self.last_ack = UNSET           # ack number of the last ACK this side sent
         self.analysis = Analysis()
         # Every ISN this side offered (SYN, SYN-ACKs), at most MAX_ISNS: a tuple, as there
         # are one or two (a set would be the largest object of a connection).
@@ -225,7 +227,7 @@ class Connection:
             x, y = self.ep if from_orig else (self.ep[1], o)
             seq = seg.seq
             ynext = y.next_seq
-            if seq == x.next_seq and ynext is not None and \
+            if seq == x.next_seq and ynext >= 0 and \
                     ((ynext - seg.ack) & 0xFFFFFFFF) < 0x80000000:
                 self.prev_ts = self.last_ts
                 self.last_ts = x.last_ts = seg.ts
@@ -246,7 +248,7 @@ class Connection:
         a, b = self.ep
         self.steady = (a.state is State.ESTABLISHED and b.state is State.ESTABLISHED
                        and not a.pending and not b.pending and self.rst is None
-                       and a.next_seq is not None and b.next_seq is not None
+                       and a.next_seq >= 0 and b.next_seq >= 0
                        and not a.analysis.keepalive_open and not b.analysis.keepalive_open
                        and not a.analysis.zw_since and not b.analysis.zw_since
                        and self.held_rst is None and a is not b)
@@ -270,14 +272,14 @@ class Connection:
         x.pkts += 1
         x.bytes += seg.paylen
         x.last_ts = seg.ts
-        if x.base_seq is None:
+        if x.base_seq < 0:
             x.base_seq = seg.seq if flags & SYN else (seg.seq - 1) & 0xFFFFFFFF
         if seg.win > x.max_win and not flags & SYN:   # a SYN's window is never scaled
             x.max_win = seg.win
         if flags & ACK:
             x.last_ack = seg.ack
         if self.inferred_fin is not None and self.inferred_fin[0] == s and seg.paylen and \
-                x.fin_seq is not None and seq_le(x.fin_seq, seg.seq) and not flags & RST:
+                x.fin_seq >= 0 and seq_le(x.fin_seq, seg.seq) and not flags & RST:
             control.undo_inferred_fin(self, seg)
         if flags & SYN and seg.wscale >= 0:
             x.wscale = seg.wscale
@@ -287,7 +289,7 @@ class Connection:
         # 1. The sender's ACK is evidence of what it received: deliver pending SYN/FINs (and
         # infer a FIN the capture missed when the ACK covers one byte past the peer's data).
         if flags & ACK and not flags & RST:
-            if (y.fin_seq is None and y.seq_exact and not flags & SYN and y.next_seq is not None
+            if (y.fin_seq < 0 and y.seq_exact and not flags & SYN and y.next_seq >= 0
                     and seg.ack == (y.next_seq + 1) & 0xFFFFFFFF
                     and y.state in (State.ESTABLISHED, State.CLOSE_WAIT)):
                 control.infer_fin(self, 1 - s, seg)
@@ -306,7 +308,7 @@ class Connection:
                 and not self.est_sides & (1 << s):
             self.note("DATA_BEFORE_HANDSHAKE", seg, s, "%s sent %d bytes while in %s, before "
                       "the handshake completed" % (SIDES[s], seg.paylen, x.state.value))
-        if seg.paylen and x.fin_seq is not None and \
+        if seg.paylen and x.fin_seq >= 0 and \
                 seq_lt(x.fin_seq, (seg.seq + seg.paylen) & 0xFFFFFFFF):
             self.note("DATA_AFTER_FIN", seg, s, "%s sent data up to seq %d after its FIN at seq %d"
                       % (SIDES[s], (seg.seq + seg.paylen) & 0xFFFFFFFF, x.fin_seq))
@@ -325,8 +327,8 @@ class Connection:
                 self.note("SEGMENT_IN_WRONG_STATE", seg, s, "%s sent %s while in %s"
                           % (SIDES[s], describe(seg), x.state.value))
         end = (seg.seq + seg.seglen) & 0xFFFFFFFF
-        new_data = seg.paylen > 0 and (x.next_seq is None or seq_lt(x.next_seq, end))
-        if x.next_seq is None or seq_lt(x.next_seq, end):
+        new_data = seg.paylen > 0 and (x.next_seq < 0 or seq_lt(x.next_seq, end))
+        if x.next_seq < 0 or seq_lt(x.next_seq, end):
             x.next_seq = end
         if seg.seglen:
             x.seq_exact = True
@@ -338,12 +340,12 @@ class Connection:
         # 3. What the receiver gets: ACKs now, SYN/FIN when it acknowledges them.
         if flags & ACK and not flags & SYN:
             ack = seg.ack
-            if (y.isn is not None and not y.syn_acked and y.state is State.SYN_RECEIVED
+            if (y.isn >= 0 and not y.syn_acked and y.state is State.SYN_RECEIVED
                     and seq_lt(y.isn, ack)):
                 y.syn_acked = True
                 self.move(1 - s, Input.RECV_ACK_OF_SYN, seg)
                 control.check_handshake_ack(self, s, seg)
-            if y.fin_seq is not None and not y.fin_acked and seq_lt(y.fin_seq, ack):
+            if y.fin_seq >= 0 and not y.fin_acked and seq_lt(y.fin_seq, ack):
                 y.fin_acked = True
                 if self.fin_acked_by is None:
                     self.fin_acked_by = (s, bool(flags & FIN))
@@ -353,7 +355,7 @@ class Connection:
         if flags & SYN:
             inp = Input.RECV_SYN_ACK if flags & ACK else Input.RECV_SYN
             self.hold(y, inp, (seg.seq + 1) & 0xFFFFFFFF, seg.ts)
-        if flags & FIN and x.fin_seq is not None:       # on_fin set it
+        if flags & FIN and x.fin_seq >= 0:       # on_fin set it
             self.hold(y, Input.RECV_FIN, (x.fin_seq + 1) & 0xFFFFFFFF, seg.ts)
 
     def _after_rst(self, s: int, seg: Segment) -> None:

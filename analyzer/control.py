@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from analyzer.segment import ACK, FIN, RST, SYN, Segment, describe, seq_diff, seq_le, seq_lt
+from analyzer.segment import (ACK, FIN, RST, SYN, UNSET, Segment, describe, seq_diff, seq_le,
+                              seq_lt)
 from analyzer.tcpstate import Input, State
 
 if TYPE_CHECKING:                       # pragma: no cover
@@ -30,11 +31,11 @@ def infer_synack(c: "Connection", s: int, seg: Segment) -> None:
            "%s acknowledged a SYN-ACK that is not in the capture" % SIDES[s])
     c.move(s, Input.RECV_SYN_ACK, seg)
     x.syn_acked = True
-    if y.isn is None and y.state in (State.LISTEN, State.SYN_RECEIVED):
+    if y.isn < 0 and y.state in (State.LISTEN, State.SYN_RECEIVED):
         for _ in range(y.take_pending(Input.RECV_SYN)):
             c.move(1 - s, Input.RECV_SYN, seg)
         y.isn = (seg.ack - 1) & 0xFFFFFFFF
-        if y.base_seq is None:
+        if y.base_seq < 0:
             y.base_seq = y.isn
         c.synack_seen = True
 
@@ -68,17 +69,17 @@ def on_syn(c: "Connection", s: int, seg: Segment) -> None:
         # A SYN-ACK answers the peer's SYN even when its ack number is wrong.
         for _ in range(x.take_pending(Input.RECV_SYN)):
             c.move(s, Input.RECV_SYN, seg)
-        if x.isn is not None and seg.seq != x.isn and not x.syn_acked:
+        if x.isn >= 0 and seg.seq != x.isn and not x.syn_acked:
             # A SYN-ACK offering another ISN (or an earlier one again): the newest offer
             # is the one that counts.
             if seg.seq not in x.isns:
                 c.note("SYNACK_ISN_CHANGED", seg, s, "SYN-ACK with ISN %d, earlier %d"
                        % (seg.seq, x.isn))
             x.isn = seg.seq
-        elif x.isn is None:
+        elif x.isn < 0:
             x.isn = seg.seq
             # RFC 7413 §4.2: a Fast Open server may acknowledge the SYN's data as well.
-            if y.isn is not None and seg.ack not in isn_acks(y.isn, c.syn_data):
+            if y.isn >= 0 and seg.ack not in isn_acks(y.isn, c.syn_data):
                 c.note("SYNACK_BAD_ACK", seg, s, "SYN-ACK acknowledges %d, expected %d "
                        "(ISN %d + 1)" % (seg.ack, (y.isn + 1) & 0xFFFFFFFF, y.isn))
         if (x.state is State.ESTABLISHED and x.syn_acked and seg.seq in x.isns
@@ -95,7 +96,7 @@ def on_syn(c: "Connection", s: int, seg: Segment) -> None:
     x.syn_count += 1
     if len(x.isns) < MAX_ISNS and seg.seq not in x.isns:
         x.isns += (seg.seq,)
-    if x.isn is None:
+    if x.isn < 0:
         x.isn = seg.seq
         if s == 0:
             c.syn_data = seg.paylen
@@ -116,13 +117,13 @@ def on_fin(c: "Connection", s: int, seg: Segment) -> None:
     """A FIN from side `s`: its sequence number, retransmissions, a lost ACK of it."""
     x, y = c.ep[s], c.ep[1 - s]
     fin_seq = (seg.seq + seg.paylen + (1 if seg.flags & SYN else 0)) & 0xFFFFFFFF
-    if x.fin_seq is None:
-        if x.next_seq is not None and seq_lt(fin_seq, x.next_seq) and not seg.flags & SYN:
+    if x.fin_seq < 0:
+        if x.next_seq >= 0 and seq_lt(fin_seq, x.next_seq) and not seg.flags & SYN:
             c.note("FIN_SEQ_BEHIND", seg, s, "%s's FIN is at seq %d but it had already "
                    "sent data up to %d" % (SIDES[s], fin_seq, x.next_seq))
         x.fin_seq = fin_seq
         x.fin_ts = seg.ts
-        acks_peer = (y.fin_seq is not None and bool(seg.flags & ACK)
+        acks_peer = (y.fin_seq >= 0 and bool(seg.flags & ACK)
                      and seq_lt(y.fin_seq, seg.ack))
         c.fins.append((s, seg.ts, seg.num, acks_peer))
     elif fin_seq == x.fin_seq and x.fin_acked and c.rst is None:
@@ -139,13 +140,13 @@ def on_rst(c: "Connection", s: int, seg: Segment) -> None:
     x, y = c.ep[s], c.ep[1 - s]
     if c.rst is not None and x.state is State.CLOSED and y.state is State.CLOSED:
         return              # already reset: a RST to a closed endpoint changes nothing
-    if (x.state is State.SYN_SENT and y.last_ack is not None and seg.seq == y.last_ack
-            and (x.isn is None or y.last_ack != (x.isn + 1) & 0xFFFFFFFF)):
+    if (x.state is State.SYN_SENT and y.last_ack >= 0 and seg.seq == y.last_ack
+            and (x.isn < 0 or y.last_ack != (x.isn + 1) & 0xFFFFFFFF)):
         # RFC 9293 §3.10.7.3: a SYN-SENT endpoint answers an unacceptable ACK with
         # <SEQ=SEG.ACK><CTL=RST> and stays where it is.
         c.note("RST_REPLY", seg, s, "%s answered an unacceptable ACK (ack %d) with RST"
                % (SIDES[s], seg.seq))
-        if y.state is State.SYN_RECEIVED and x.isn is not None:
+        if y.state is State.SYN_RECEIVED and x.isn >= 0:
             # The peer expects ISN+1 (it got the SYN): a RST below that is dropped.
             if not rst_in_window(x, y, seg) or seq_lt(seg.seq, (x.isn + 1) & 0xFFFFFFFF):
                 return
@@ -157,15 +158,15 @@ def on_rst(c: "Connection", s: int, seg: Segment) -> None:
     if y.state is State.SYN_SENT:
         # RFC 9293 §3.10.7.3: in SYN-SENT only a RST whose ACK acknowledges the SYN counts
         # (SND.UNA < SEG.ACK =< SND.NXT); one without ACK, or with another ack, is dropped.
-        if seg.flags & ACK and y.isn is not None and seq_lt(y.isn, seg.ack) and (
-                y.next_seq is None or seq_le(seg.ack, y.next_seq)):
+        if seg.flags & ACK and y.isn >= 0 and seq_lt(y.isn, seg.ack) and (
+                y.next_seq < 0 or seq_le(seg.ack, y.next_seq)):
             accept_rst(c, s, seg)
         else:
             c.note("RST_OUT_OF_WINDOW", seg, s, "%s's RST %s does not acknowledge the SYN: a "
                    "SYN-SENT endpoint drops it" % (SIDES[s], "has no ACK" if not seg.flags & ACK
                                                    else "acknowledges %d" % seg.ack))
         return
-    if y.state is State.LISTEN and (x.next_seq is None
+    if y.state is State.LISTEN and (x.next_seq < 0
                                     or abs(seq_diff(seg.seq, x.next_seq)) <= 65535):
         # Nothing to reset at the receiver (it never took the SYN): the sender aborted its
         # own attempt (SYN then RST: Zeek's RSTOS0). A RST nowhere near the sender's own
@@ -173,7 +174,7 @@ def on_rst(c: "Connection", s: int, seg: Segment) -> None:
         accept_rst(c, s, seg)
         return
     if not rst_in_window(x, y, seg):
-        if x.fin_seq is not None and seg.seq == x.fin_seq:
+        if x.fin_seq >= 0 and seg.seq == x.fin_seq:
             return      # at its own FIN's number (some stacks send one there, then one at
                         # FIN+1): the receiver drops it, and nothing about it is suspicious
         # The receiver drops it; and a RST outside the window is as likely injected by a
@@ -181,7 +182,7 @@ def on_rst(c: "Connection", s: int, seg: Segment) -> None:
         c.note("RST_OUT_OF_WINDOW", seg, s, "RST seq %d is outside the receiver's window (its "
                "next expected byte is %d)" % (seg.seq, _rcv_nxt(x, y)))
         return
-    if x.next_seq is not None and seg.seq != x.next_seq and seg.seq != y.last_ack:
+    if x.next_seq >= 0 and seg.seq != x.next_seq and seg.seq != y.last_ack:
         # In the window but not at RCV.NXT: RFC 5961 §3.2 (RFC 9293 §3.10.7.4) answers with
         # a challenge ACK and keeps the connection. Held until the receiver's next segment
         # says which (a bare ACK: challenged; anything else: it took effect).
@@ -198,9 +199,9 @@ def accept_rst(c: "Connection", s: int, seg: Segment) -> None:
         # Data the receiver sent that the RST's sender never acknowledged is thrown away
         # (RFC 1122 §4.2.2.13: a close with unread data aborts).
         data_end = y.next_seq
-        if data_end is not None and y.fin_seq is not None and data_end == (y.fin_seq + 1) & 0xFFFFFFFF:
+        if data_end >= 0 and y.fin_seq >= 0 and data_end == (y.fin_seq + 1) & 0xFFFFFFFF:
             data_end = y.fin_seq
-        c.rst_discards = bool(data_end is not None and x.last_ack is not None
+        c.rst_discards = bool(data_end >= 0 and x.last_ack >= 0
                               and seq_lt(x.last_ack, data_end) and y.last_data_ts)
     c.move(s, Input.SEND_RST, seg)
     y.pending = ()
@@ -232,11 +233,11 @@ def infer_fin(c: "Connection", t: int, seg: Segment) -> None:
     c.inferred_fin = (t, e.state, e.since, peer.state, peer.since, peer.close_wait_since,
                       len(c.fins), c.fin_acked_by, peer.pending, c.half_close_data)
     fin = e.next_seq
-    assert fin is not None              # the caller checked seq_exact, so next_seq is known
+    assert fin >= 0                     # the caller checked seq_exact, so next_seq is known
     e.fin_seq = fin
     e.fin_ts = seg.ts
     e.next_seq = (fin + 1) & 0xFFFFFFFF
-    acks_peer = peer.fin_seq is not None and e.last_ack is not None and \
+    acks_peer = peer.fin_seq >= 0 and e.last_ack >= 0 and \
         seq_lt(peer.fin_seq, e.last_ack)
     c.fins.append((t, seg.ts, seg.num, acks_peer))
     c.move(t, Input.SEND_FIN, seg)
@@ -246,9 +247,9 @@ def infer_fin(c: "Connection", t: int, seg: Segment) -> None:
 def _rcv_nxt(x: "Endpoint", y: "Endpoint") -> int:
     """The receiver's next expected sequence number as the capture shows it: its last ACK,
     else what the sender has sent."""
-    if y.last_ack is not None:
+    if y.last_ack >= 0:
         return y.last_ack
-    return x.next_seq if x.next_seq is not None else 0
+    return x.next_seq if x.next_seq >= 0 else 0
 
 
 def undo_inferred_fin(c: "Connection", seg: Segment) -> None:
@@ -257,7 +258,7 @@ def undo_inferred_fin(c: "Connection", seg: Segment) -> None:
     t, state, since, pstate, psince, pcw, nfins, acked_by, ppending, half = c.inferred_fin
     c.inferred_fin = None
     e, peer = c.ep[t], c.ep[1 - t]
-    e.state, e.since, e.fin_seq, e.fin_acked = state, since, None, False
+    e.state, e.since, e.fin_seq, e.fin_acked = state, since, UNSET, False
     peer.state, peer.since, peer.close_wait_since, peer.pending = pstate, psince, pcw, ppending
     del c.fins[nfins:]
     c.fin_acked_by = acked_by
@@ -280,10 +281,10 @@ def rst_in_window(x: "Endpoint", y: "Endpoint", seg: Segment) -> bool:
     flight either way); RCV.WND the largest window `y` advertised after its SYN, scaled when
     both sides negotiated window scaling (RFC 7323: a SYN's window is never scaled).
     """
-    if x.next_seq is None and y.last_ack is None:
+    if x.next_seq < 0 and y.last_ack < 0:
         return True                     # nothing known of the numbers
     lo = _rcv_nxt(x, y)
-    if x.next_seq is not None and seq_lt(x.next_seq, lo):
+    if x.next_seq >= 0 and seq_lt(x.next_seq, lo):
         lo = x.next_seq
     scale = y.wscale if (y.wscale >= 0 and x.wscale >= 0) else 0
     window = (y.max_win << scale) or 65535
@@ -296,9 +297,9 @@ def check_handshake_ack(c: "Connection", s: int, seg: Segment) -> None:
         return
     c.hs_checked = True
     o, r = c.ep
-    seqs = isn_acks(o.isn, c.syn_data) if o.isn is not None else (seg.seq,)
+    seqs = isn_acks(o.isn, c.syn_data) if o.isn >= 0 else (seg.seq,)
     want_seq = seqs[-1] if len(seqs) > 1 and seg.seq == seqs[-1] else seqs[0]
-    want_ack = (r.isn + 1) & 0xFFFFFFFF if r.isn is not None else seg.ack
+    want_ack = (r.isn + 1) & 0xFFFFFFFF if r.isn >= 0 else seg.ack
     if seg.seq not in seqs or seg.ack != want_ack:
         c.note("HANDSHAKE_ACK_BAD", seg, s, "handshake ACK has seq %d ack %d, expected "
                "seq %d ack %d" % (seg.seq, seg.ack, want_seq, want_ack))

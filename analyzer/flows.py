@@ -109,7 +109,7 @@ class FlowTable:
                 self._note_recent(packed_key(key), conn, seg)
         elif seg.flags & (SYN | ACK | RST) == SYN:
             x = conn.ep[conn.side_of(seg)]
-            if x.base_seq is not None and x.base_seq != seg.seq:
+            if x.base_seq >= 0 and x.base_seq != seg.seq:
                 old = conn
                 conn = self._new(key, seg)
                 self._note_reuse(old, conn, seg)

@@ -144,6 +144,6 @@ def ladder_row(conn: Connection, seg) -> LadderRow:
     seq = (seg.seq - x.base_seq) & 0xFFFFFFFF
     ack = None
     if seg.flags & ACK:
-        ack = seg.ack if y.base_seq is None else (seg.ack - y.base_seq) & 0xFFFFFFFF
+        ack = seg.ack if y.base_seq < 0 else (seg.ack - y.base_seq) & 0xFFFFFFFF
     return LadderRow(seg.num, seg.ts, SIDES[s], flags_str(seg.flags), seq, ack, seg.paylen,
                      conn.ep[0].state.value, conn.ep[1].state.value)

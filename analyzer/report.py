@@ -7,7 +7,7 @@ Renderers (`analyzer/render/`) only read these objects; nothing here formats for
 from __future__ import annotations
 
 from collections import Counter
-from typing import (TYPE_CHECKING, Dict, Iterable, Iterator, List, NamedTuple, Optional, Protocol,
+from typing import (TYPE_CHECKING, Dict, Iterator, List, NamedTuple, Optional, Protocol,
                     Tuple)
 
 from analyzer import TOOL_NAME, __version__

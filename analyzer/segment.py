@@ -29,6 +29,10 @@ def flags_str(flags: int) -> str:
     return text or "none"
 
 
+#: A sequence or acknowledgment number not known yet (real ones are 0 .. 2**32-1).
+UNSET = -1
+
+
 def seq_lt(a: int, b: int) -> bool:
     """a < b in 32-bit sequence space (RFC 9293 §3.4)."""
     return 0 < ((b - a) & 0xFFFFFFFF) < 0x80000000

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, ClassVar, List, Optional, Tuple
 
-from analyzer.segment import ACK, FIN, RST, SYN, Segment, seq_diff, seq_le, seq_lt
+from analyzer.segment import ACK, FIN, RST, SYN, UNSET, Segment, seq_diff, seq_le, seq_lt
 
 if TYPE_CHECKING:                       # pragma: no cover
     from analyzer.conn import Connection, Endpoint
@@ -63,7 +63,7 @@ class Analysis:
         # The current episode of resends: how many, and the peer's ACK when it began (an
         # episode ends when the peer's ACK moves).
         self.resent = 0
-        self.resend_ack: Optional[int] = None
+        self.resend_ack = UNSET         # the peer's last ACK at the first resend
 
     def counts(self) -> tuple:
         """The counters, in FIELDS order (what a finished connection keeps)."""
@@ -95,8 +95,8 @@ def analyze_segment(c: "Connection", s: int, x: "Endpoint", y: "Endpoint", seg: 
             c.repeat("ZERO_WINDOW_STALL") or c.note(
                 "ZERO_WINDOW_STALL", seg, s, "%s's receive window stayed zero for %.1f s: its "
                 "application stopped reading" % (side, closed_for / 1e9))
-    if nxt is not None and not flags & (SYN | FIN) and paylen <= 1 and \
-            seg.seq == (nxt - 1) & 0xFFFFFFFF and (y.last_ack is None or y.last_ack == nxt):
+    if nxt >= 0 and not flags & (SYN | FIN) and paylen <= 1 and \
+            seg.seq == (nxt - 1) & 0xFFFFFFFF and (y.last_ack < 0 or y.last_ack == nxt):
         # RFC 1122 §4.2.3.6: a probe goes out on a quiet connection, everything acknowledged;
         # a 1-byte resend of unacknowledged data is a retransmission.
         a.keepalives += 1
@@ -108,17 +108,17 @@ def analyze_segment(c: "Connection", s: int, x: "Endpoint", y: "Endpoint", seg: 
         return
     if y.analysis.keepalive_open and flags & ACK and not paylen and not flags & (SYN | FIN):
         y.analysis.keepalive_open = False
-        if y.next_seq is not None and seq_le(seg.ack, y.next_seq):
+        if y.next_seq >= 0 and seq_le(seg.ack, y.next_seq):
             a.keepalive_acks += 1
             return
-    if flags & ACK and not flags & SYN and y.next_seq is not None and seq_lt(y.next_seq, seg.ack):
+    if flags & ACK and not flags & SYN and y.next_seq >= 0 and seq_lt(y.next_seq, seg.ack):
         if not y.seq_exact and seg.ack == (y.next_seq + 1) & 0xFFFFFFFF:
             # The peer was seen only in bare segments, whose seq may be SND.NXT - 1 (a
             # keep-alive probe): this ACK tells its real next sequence number.
             y.next_seq = seg.ack
             return
         a.acked_unseen += 1
-        if y.fin_seq is None and seg.ack == (y.next_seq + 1) & 0xFFFFFFFF and not paylen:
+        if y.fin_seq < 0 and seg.ack == (y.next_seq + 1) & 0xFFFFFFFF and not paylen:
             c.repeat("ACK_OF_UNSEEN_FIN") or c.note(
                 "ACK_OF_UNSEEN_FIN", seg, s, "%s acknowledged %d, one past everything seen from "
                 "the peer: a FIN that is not in the capture" % (side, seg.ack))
@@ -126,7 +126,7 @@ def analyze_segment(c: "Connection", s: int, x: "Endpoint", y: "Endpoint", seg: 
             c.repeat("ACKED_UNSEEN_SEGMENT") or c.note(
                 "ACKED_UNSEEN_SEGMENT", seg, s, "%s acknowledged %d bytes the capture never "
                 "showed the peer sending (capture loss)" % (side, seq_diff(seg.ack, y.next_seq)))
-    if nxt is None or flags & SYN:
+    if nxt < 0 or flags & SYN:
         return                          # SYN and SYN-ACK retransmissions are judged in conn.py
     seq = seg.seq
     if seq == nxt:
@@ -147,7 +147,7 @@ def analyze_segment(c: "Connection", s: int, x: "Endpoint", y: "Endpoint", seg: 
         return
     if not (paylen or flags & FIN):
         return                          # a bare ACK behind: nothing was sent again
-    if flags & FIN and paylen == 0 and x.fin_seq is not None and seq == x.fin_seq:
+    if flags & FIN and paylen == 0 and x.fin_seq >= 0 and seq == x.fin_seq:
         a.retransmissions += 1
         c.repeat("FIN_RETRANSMITTED") or c.note(
             "FIN_RETRANSMITTED", seg, s, "%s sent its FIN again" % side)

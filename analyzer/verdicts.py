@@ -155,19 +155,19 @@ def _check_unanswered_data(c: Connection, i: int, now: int) -> None:
     from where it was at the first resend, until the end of the capture."""
     e, peer = c.ep[i], c.ep[1 - i]
     a = e.analysis
-    if e is peer or a.resent < UNANSWERED_RESENDS or e.next_seq is None:
+    if e is peer or a.resent < UNANSWERED_RESENDS or e.next_seq < 0:
         return
     if peer.last_ack != a.resend_ack:
         return                          # the peer acknowledged something since
     end = e.next_seq
-    if e.fin_seq is not None and end == (e.fin_seq + 1) & 0xFFFFFFFF:
+    if e.fin_seq >= 0 and end == (e.fin_seq + 1) & 0xFFFFFFFF:
         end = e.fin_seq
     acked = peer.last_ack
-    if acked is not None and not seq_lt(acked, end):
+    if acked >= 0 and not seq_lt(acked, end):
         return                          # everything was acknowledged in the end
     c.note_at("PEER_UNRESPONSIVE", e.last_ts, c.last_frame, i,
               "%s sent %s again %d times over %.1f s; %s never acknowledged any of it" % (
-                  SIDES[i], ("%d bytes" % seq_diff(end, acked)) if acked is not None else "data",
+                  SIDES[i], ("%d bytes" % seq_diff(end, acked)) if acked >= 0 else "data",
                   a.resent, (now - e.last_data_ts) / 1e9 if e.last_data_ts else 0.0,
                   SIDES[1 - i]))
 
