@@ -19,8 +19,8 @@ from setuptools.command.build_ext import build_ext
 #: conn.log writers, the packet builder and the doc generator stay interpreted.
 COMPILED = [
     "framesource", "pcap", "pcapng", "linklayer", "iptcp", "decode", "segment", "checksum",
-    "tcpstate", "seqanalysis", "control", "conn", "zeek", "flows", "floods", "verdicts",
-    "pipeline", "anomalies", "report", "store", "render/json_out",
+    "tcpstate", "seqanalysis", "control", "conn", "zeek", "zeekstate", "flows", "floods",
+    "verdicts", "pipeline", "anomalies", "report", "store", "render/json_out",
 ]
 
 

@@ -10,12 +10,12 @@ Findings aggregate per connection: the first occurrence keeps its time, frame an
 
 from __future__ import annotations
 
-from typing import Dict, NamedTuple, Optional
+from typing import Dict, Final, NamedTuple, Optional
 
-INFO = "info"
-WARNING = "warning"
-ERROR = "error"
-SEVERITY_RANK = {INFO: 0, WARNING: 1, ERROR: 2}
+INFO: Final = "info"
+WARNING: Final = "warning"
+ERROR: Final = "error"
+SEVERITY_RANK: Final = {INFO: 0, WARNING: 1, ERROR: 2}
 
 
 class Code(NamedTuple):
@@ -24,7 +24,7 @@ class Code(NamedTuple):
     sentence: str
 
 
-_CODES = [
+_CODES: Final = [
     # Opening
     Code("SYN_RETRANSMITTED", INFO,
          "The originator sent its SYN again with the same initial sequence number (no answer yet)."),
@@ -126,7 +126,7 @@ _CODES = [
 ]
 
 #: code -> Code. The one place every finding is defined.
-CATALOGUE: Dict[str, Code] = {c.code: c for c in _CODES}
+CATALOGUE: Final[Dict[str, Code]] = {c.code: c for c in _CODES}
 
 
 class Finding:

@@ -8,10 +8,10 @@ a frame cut by the snaplen, or an IPv6 packet with extension headers, is not jud
 from __future__ import annotations
 
 import struct
-from typing import Optional
+from typing import Final, Optional
 
-_ETHERTYPE_IP = {0x0800: 4, 0x86DD: 6}
-_VLAN = (0x8100, 0x88A8, 0x9100)
+_ETHERTYPE_IP: Final = {0x0800: 4, 0x86DD: 6}
+_VLAN: Final = (0x8100, 0x88A8, 0x9100)
 
 
 def inet_checksum(data: bytes) -> int:

@@ -22,7 +22,7 @@ Sides are indexed 0 = originator (`orig`), 1 = responder (`resp`).
 
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, Final, List, Optional, Tuple
 
 from analyzer.anomalies import Finding
 from analyzer.seqanalysis import Analysis, analyze_segment
@@ -35,13 +35,13 @@ from analyzer.zeek import ZeekView
 
 #: The flags that decide what a segment is: a bare ACK or data segment has ACK and none of
 #: the others (`flags & CONTROL == ACK`).
-CONTROL = FIN | SYN | RST | ACK
+CONTROL: Final = FIN | SYN | RST | ACK
 #: The six classic flags; a segment with none of them is a NULL scan.
-_CLASSIC = FIN | SYN | RST | PSH | ACK | URG
+_CLASSIC: Final = FIN | SYN | RST | PSH | ACK | URG
 #: Two or three of FIN, SYN, RST in one segment: flag combinations `_odd_flags` reports.
-_MULTI_FLAGS = frozenset({FIN | SYN, FIN | RST, SYN | RST, FIN | SYN | RST})
+_MULTI_FLAGS: Final = frozenset({FIN | SYN, FIN | RST, SYN | RST, FIN | SYN | RST})
 #: States before the handshake completed, where data has no place (TFO aside).
-_UNSYNCHRONIZED = frozenset({State.CLOSED, State.LISTEN, State.SYN_SENT, State.SYN_RECEIVED})
+_UNSYNCHRONIZED: Final = frozenset({State.CLOSED, State.LISTEN, State.SYN_SENT, State.SYN_RECEIVED})
 
 
 class Endpoint:

@@ -9,7 +9,7 @@ data before the handshake's ACK was seen). Each inference is an info finding.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Final, TYPE_CHECKING
 
 from analyzer.segment import (ACK, FIN, RST, SYN, UNSET, Segment, describe, seq_diff, seq_le,
                               seq_lt)
@@ -18,9 +18,9 @@ from analyzer.tcpstate import Input, State
 if TYPE_CHECKING:                       # pragma: no cover
     from analyzer.conn import Connection, Endpoint
 
-SIDES = ("orig", "resp")
+SIDES: Final = ("orig", "resp")
 #: ISNs remembered per side (a flood of SYN-ACKs with random ISNs must not grow memory).
-MAX_ISNS = 16
+MAX_ISNS: Final = 16
 
 
 def infer_synack(c: "Connection", s: int, seg: Segment) -> None:

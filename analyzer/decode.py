@@ -21,7 +21,7 @@ headers cut short by the snaplen and malformed headers.
 from __future__ import annotations
 
 from functools import partial
-from typing import Callable, Dict, Union
+from typing import Callable, Dict, Final, Union
 
 from analyzer.iptcp import Decoded, QuotedTCP, ip4, ip6
 from analyzer.linklayer import arcnet_linux, ether, ipoib, nflog, null, raw, sll, sll2
@@ -31,7 +31,7 @@ __all__ = ["SKIP_REASONS", "SUPPORTED_LINKTYPES", "Decoded", "QuotedTCP", "decod
 
 #: Every reason `decode_frame` can return instead of a segment; the report counts skipped
 #: frames by these names, so they are stable.
-SKIP_REASONS: Dict[str, str] = {
+SKIP_REASONS: Final[Dict[str, str]] = {
     "not_ip": "The link layer carries something other than IPv4 or IPv6 (ARP, LLDP, STP, ...).",
     "not_tcp": "The IP packet carries another protocol (UDP, ICMP, ESP, ...).",
     "icmp_quoted_tcp": "An ICMP error quoting a TCP header: not a segment of the connection (a "
@@ -55,14 +55,14 @@ def _unsupported(buf: bytes) -> Decoded:
     return "unsupported_linktype"
 
 
-_DECODERS: Dict[int, Callable[[bytes], Decoded]] = {
+_DECODERS: Final[Dict[int, Callable[[bytes], Decoded]]] = {
     0: null, 1: ether, 12: raw, 14: raw, 101: raw, 108: null, 113: sll, 129: arcnet_linux,
     228: partial(ip4, off=0), 229: partial(ip6, off=0),   # LINKTYPE_IPV4, LINKTYPE_IPV6
     239: nflog, 242: ipoib, 276: sll2,
 }
 
 #: The link types `decode_frame` reads.
-SUPPORTED_LINKTYPES = frozenset(_DECODERS)
+SUPPORTED_LINKTYPES: Final = frozenset(_DECODERS)
 
 
 def decoder_for(linktype: int) -> Callable[[bytes], Decoded]:

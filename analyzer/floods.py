@@ -10,14 +10,14 @@ half-open attempt (24 bytes: they are exactly what a flood is made of), never th
 from __future__ import annotations
 
 from array import array
-from typing import Dict, List, Tuple
+from typing import Dict, Final, List, Tuple
 
 from analyzer.anomalies import Finding
 from analyzer.report import ConnResult
 from analyzer.segment import addr_str
 
-DEFAULT_THRESHOLD = 100     # half-open attempts ...
-DEFAULT_WINDOW = 10.0       # ... within this many seconds, to one server
+DEFAULT_THRESHOLD: Final = 100     # half-open attempts ...
+DEFAULT_WINDOW: Final = 10.0       # ... within this many seconds, to one server
 
 Server = Tuple[bytes, int]
 

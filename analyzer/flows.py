@@ -29,14 +29,14 @@ Rules (documented in README "How connections are found"):
 from __future__ import annotations
 
 from collections import deque
-from typing import Callable, Deque, Dict, Optional, Tuple
+from typing import Callable, Deque, Dict, Final, Optional, Tuple
 
 from analyzer.conn import Connection
 from analyzer.segment import ACK, RST, SYN, Segment
 from analyzer.tcpstate import END_STATES, Input, State
 
 #: Service ports above 1024 that are servers far more often than clients.
-SERVICE_PORTS = frozenset({1080, 1433, 1521, 1883, 2049, 2375, 3128, 3306, 3389, 5060, 5432,
+SERVICE_PORTS: Final = frozenset({1080, 1433, 1521, 1883, 2049, 2375, 3128, 3306, 3389, 5060, 5432,
                            5672, 5900, 6379, 6443, 8000, 8008, 8080, 8443, 8888, 9000, 9092,
                            9200, 11211, 27017})
 
@@ -44,7 +44,7 @@ Key = Tuple[bytes, int, bytes, int]
 
 #: Live connections at most; beyond it the least recently active tenth is finalized early.
 #: About 1.7 KB each, so the default bounds the table near 200 MB even under a SYN flood.
-DEFAULT_MAX_LIVE = 100_000
+DEFAULT_MAX_LIVE: Final = 100_000
 
 
 def packed_key(key: Key) -> bytes:

@@ -12,15 +12,15 @@ from __future__ import annotations
 import gzip
 import zlib
 from dataclasses import dataclass, field
-from typing import BinaryIO, Callable, Dict, Generator, Iterator, List, Optional, Tuple
+from typing import BinaryIO, Callable, Dict, Final, Generator, Iterator, List, Optional, Tuple
 
-CHUNK = 1 << 20                   # bytes asked of the stream per read
-MAX_BLOCK = 16 * 1024 * 1024      # pcapng block bound; also the cap on the pcap bound
-NS = 1_000_000_000
+CHUNK: Final = 1 << 20                   # bytes asked of the stream per read
+MAX_BLOCK: Final = 16 * 1024 * 1024      # pcapng block bound; also the cap on the pcap bound
+NS: Final = 1_000_000_000
 
 Frame = Tuple[int, int, bytes]
 
-READ_ERRORS = (OSError, EOFError, zlib.error)
+READ_ERRORS: Final = (OSError, EOFError, zlib.error)
 
 
 class CaptureError(Exception):

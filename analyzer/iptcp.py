@@ -18,7 +18,7 @@ than IP-in-IP are recognised by protocol or UDP port and left closed.
 from __future__ import annotations
 
 import struct
-from typing import Tuple, Union
+from typing import Final, Tuple, Union
 
 from analyzer.segment import Segment
 
@@ -28,19 +28,19 @@ Decoded = Union[Segment, str]
 # Fast-path layouts, big-endian. IPv4 fields: version/IHL, total length, flags/fragment
 # offset, protocol, addresses; IPv6: version word, payload length, next header, addresses;
 # then TCP ports, seq, ack, data offset/flags, window.
-_IP4_TCP = struct.Struct("!BxH2xHxB2x4s4sHHIIHH")
-_IP6_TCP = struct.Struct("!IHBx16s16sHHIIHH")
-_IP4_HDR = struct.Struct("!2xH2xHxB2x4s4s")   # total length, frag, proto, src, dst
-_IP6_HDR = struct.Struct("!4xHBx16s16s")      # payload length, next header, src, dst
-_TCP = struct.Struct("!HHIIHH")
-_PORTS = struct.Struct("!HH")
+_IP4_TCP: Final = struct.Struct("!BxH2xHxB2x4s4sHHIIHH")
+_IP6_TCP: Final = struct.Struct("!IHBx16s16sHHIIHH")
+_IP4_HDR: Final = struct.Struct("!2xH2xHxB2x4s4s")   # total length, frag, proto, src, dst
+_IP6_HDR: Final = struct.Struct("!4xHBx16s16s")      # payload length, next header, src, dst
+_TCP: Final = struct.Struct("!HHIIHH")
+_PORTS: Final = struct.Struct("!HH")
 
-_IP6_EXT = frozenset((0, 43, 44, 51, 60, 135, 139, 140))   # 44 = Fragment, 51 = AH
-_IP4_EXT = frozenset((51,))                                 # AH
-_TUNNEL_PROTOS = frozenset((47, 97, 115, 137))   # GRE (incl. ERSPAN), EtherIP, L2TPv3, MPLS-in-IP
-_UDP_TUNNEL_PORTS = frozenset((1701, 2152, 3544, 4754, 4789, 6081, 6635))
-NO_OPTIONS = (-1, -1)   # (mss, wscale) of a segment without those options
-_MAX_NEST = 4      # IP headers followed through IP-in-IP before giving up
+_IP6_EXT: Final = frozenset((0, 43, 44, 51, 60, 135, 139, 140))   # 44 = Fragment, 51 = AH
+_IP4_EXT: Final = frozenset((51,))                                 # AH
+_TUNNEL_PROTOS: Final = frozenset((47, 97, 115, 137))   # GRE/ERSPAN, EtherIP, L2TPv3, MPLS-in-IP
+_UDP_TUNNEL_PORTS: Final = frozenset((1701, 2152, 3544, 4754, 4789, 6081, 6635))
+NO_OPTIONS: Final = (-1, -1)   # (mss, wscale) of a segment without those options
+_MAX_NEST: Final = 4      # IP headers followed through IP-in-IP before giving up
 
 
 def syn_options(buf: bytes, i: int, stop: int) -> Tuple[int, int]:
@@ -99,8 +99,8 @@ class QuotedTCP(Segment):
     __slots__ = ()
 
 
-_ICMP4_ERRORS = frozenset((3, 4, 5, 11, 12))
-_ICMP6_ERRORS = frozenset((1, 2, 3, 4))
+_ICMP4_ERRORS: Final = frozenset((3, 4, 5, 11, 12))
+_ICMP6_ERRORS: Final = frozenset((1, 2, 3, 4))
 
 
 def _icmp_quote(buf: bytes, proto: int, t: int) -> Decoded:

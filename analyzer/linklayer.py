@@ -20,6 +20,8 @@ exception is raised or caught: a header cut short gives truncated_link.
 
 from __future__ import annotations
 
+from typing import Final
+
 import struct
 
 from analyzer.iptcp import NO_OPTIONS, Decoded, ip4, ip6, ip_any, ip_general, syn_options
@@ -27,14 +29,14 @@ from analyzer.segment import Segment
 
 # Ethernet + IPv4 (IHL 5) + TCP, big-endian: ethertype, then the fields of `analyzer.iptcp`'s
 # IPv4 fast path.
-_ETH_IP4_TCP = struct.Struct("!12xHBxH2xHxB2x4s4sHHIIHH")
-_U16LE_PAIR = struct.Struct("<HH")
-_U16BE_PAIR = struct.Struct(">HH")
+_ETH_IP4_TCP: Final = struct.Struct("!12xHBxH2xHxB2x4s4sHHIIHH")
+_U16LE_PAIR: Final = struct.Struct("<HH")
+_U16BE_PAIR: Final = struct.Struct(">HH")
 
 _ETH_IPV4, _ETH_IPV6 = 0x0800, 0x86DD
-_VLAN_TPIDS = frozenset((0x8100, 0x88A8, 0x9100))
-_NULL_INET6 = frozenset((24, 28, 30))
-_MAX_TAGS = 16     # VLAN tags / FabricPath headers followed before giving up
+_VLAN_TPIDS: Final = frozenset((0x8100, 0x88A8, 0x9100))
+_NULL_INET6: Final = frozenset((24, 28, 30))
+_MAX_TAGS: Final = 16     # VLAN tags / FabricPath headers followed before giving up
 
 
 def _mpls(buf: bytes, off: int) -> Decoded:

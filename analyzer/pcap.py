@@ -12,14 +12,14 @@ FCS is present and how long).
 from __future__ import annotations
 
 from struct import Struct
-from typing import Generator
+from typing import Final, Generator
 
 from analyzer.framesource import MAX_BLOCK, NS, CaptureError, Frame, FrameSource, fill
 
-PCAP_MIN_BOUND = 256 * 1024       # pcap captured-length bound when snaplen is smaller
+PCAP_MIN_BOUND: Final = 256 * 1024       # pcap captured-length bound when snaplen is smaller
 
 #: First four bytes of a pcap file -> (byte order, ns per fraction unit).
-PCAP_MAGIC = {
+PCAP_MAGIC: Final = {
     b"\xd4\xc3\xb2\xa1": ("<", 1000), b"\xa1\xb2\xc3\xd4": (">", 1000),
     b"\x4d\x3c\xb2\xa1": ("<", 1), b"\xa1\xb2\x3c\x4d": (">", 1),
 }

@@ -17,17 +17,17 @@ from __future__ import annotations
 
 from struct import Struct
 from struct import error as StructError
-from typing import Dict, Generator, List, Tuple
+from typing import Dict, Final, Generator, List, Tuple
 
 from analyzer.framesource import MAX_BLOCK, NS, CaptureError, Frame, FrameSource, fill, one_line
 
-PCAPNG_MAGIC = b"\x0a\x0d\x0d\x0a"   # SHB block type: the same bytes in either byte order
-_BOM = {b"\x4d\x3c\x2b\x1a": "<", b"\x1a\x2b\x3c\x4d": ">"}   # pcapng byte-order magic
+PCAPNG_MAGIC: Final = b"\x0a\x0d\x0d\x0a"   # SHB block type: the same bytes in either byte order
+_BOM: Final = {b"\x4d\x3c\x2b\x1a": "<", b"\x1a\x2b\x3c\x4d": ">"}   # pcapng byte-order magic
 
 # pcapng block types read here, and the least total length of each; every other type is
 # skipped by its length.
 _SHB, _IDB, _PB, _SPB, _EPB = 0x0A0D0D0A, 1, 2, 3, 6
-_MIN_LEN = {_SHB: 28, _IDB: 20, _PB: 32, _SPB: 16, _EPB: 32}
+_MIN_LEN: Final = {_SHB: 28, _IDB: 20, _PB: 32, _SPB: 16, _EPB: 32}
 
 
 class _Section:
@@ -44,7 +44,7 @@ class _Section:
         self.pb = Struct(bo + "HHIIII")        # interface, drops, ts high, ts low, caplen, len
 
 
-_SECTIONS = {"<": _Section("<"), ">": _Section(">")}
+_SECTIONS: Final = {"<": _Section("<"), ">": _Section(">")}
 
 
 def _interface(sec: _Section, buf: bytes, p: int, end: int) -> Tuple[int, int, int, int, int]:

@@ -11,7 +11,7 @@ import contextlib
 import gc
 import os
 from collections import Counter
-from typing import Callable, Dict, Iterator, List, Optional, Sequence, Set
+from typing import Callable, Dict, Final, Iterator, List, Optional, Sequence, Set
 
 from analyzer.capture import CaptureError, CaptureStats, open_capture, read_frames
 from analyzer.checksum import checksums_ok
@@ -25,11 +25,11 @@ from analyzer.store import DEFAULT_BUDGET, ResultStore
 from analyzer.verdicts import finalize
 
 #: Default MSL: 30 s, so that TIME_WAIT lasts 60 s as on Linux (RFC 793 says 2 minutes).
-DEFAULT_MSL = 30.0
+DEFAULT_MSL: Final = 30.0
 
 
 #: At most this many packets of one traced stream are kept for its ladder.
-LADDER_LIMIT = 10_000
+LADDER_LIMIT: Final = 10_000
 
 
 def analyze(paths: Sequence[str], msl: float = DEFAULT_MSL, idle_timeout: Optional[float] = None,

@@ -7,6 +7,7 @@ Renderers (`analyzer/render/`) only read these objects; nothing here formats for
 from __future__ import annotations
 
 from collections import Counter
+from typing import Final
 from typing import (TYPE_CHECKING, Dict, Iterator, List, NamedTuple, Optional, Protocol,
                     Tuple)
 
@@ -15,18 +16,18 @@ from analyzer.anomalies import SEVERITY_RANK, Finding
 from analyzer.segment import addr_str
 from analyzer.seqanalysis import Analysis
 
-ANALYSIS_FIELDS = Analysis.FIELDS
-_NO_COUNTS = (0,) * len(ANALYSIS_FIELDS)
+ANALYSIS_FIELDS: Final = Analysis.FIELDS
+_NO_COUNTS: Final = (0,) * len(ANALYSIS_FIELDS)
 
 if TYPE_CHECKING:                       # pragma: no cover
     from analyzer.conn import Connection
 
 #: Exit codes (documented in README "Exit codes").
-EXIT_OK = 0
-EXIT_FINDINGS = 1
-EXIT_USAGE = 2
-EXIT_UNREADABLE = 3
-EXIT_INTERNAL = 70          # EX_SOFTWARE: a bug, reported in one line
+EXIT_OK: Final = 0
+EXIT_FINDINGS: Final = 1
+EXIT_USAGE: Final = 2
+EXIT_UNREADABLE: Final = 3
+EXIT_INTERNAL: Final = 70          # EX_SOFTWARE: a bug, reported in one line
 
 
 class Lingering(NamedTuple):

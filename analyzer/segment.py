@@ -7,19 +7,20 @@ reads a file, a clock or a screen.
 from __future__ import annotations
 
 import ipaddress
+from typing import Final
 
 # TCP header flag bits (RFC 9293 §3.1, RFC 3168 for ECE/CWR, RFC 3540 for NS/AE).
-FIN = 0x001
-SYN = 0x002
-RST = 0x004
-PSH = 0x008
-ACK = 0x010
-URG = 0x020
-ECE = 0x040
-CWR = 0x080
-NS = 0x100
+FIN: Final = 0x001
+SYN: Final = 0x002
+RST: Final = 0x004
+PSH: Final = 0x008
+ACK: Final = 0x010
+URG: Final = 0x020
+ECE: Final = 0x040
+CWR: Final = 0x080
+NS: Final = 0x100
 
-_FLAG_LETTERS = ((SYN, "S"), (FIN, "F"), (RST, "R"), (PSH, "P"), (ACK, "."), (URG, "U"),
+_FLAG_LETTERS: Final = ((SYN, "S"), (FIN, "F"), (RST, "R"), (PSH, "P"), (ACK, "."), (URG, "U"),
                  (ECE, "E"), (CWR, "W"), (NS, "N"))
 
 
@@ -30,7 +31,7 @@ def flags_str(flags: int) -> str:
 
 
 #: A sequence or acknowledgment number not known yet (real ones are 0 .. 2**32-1).
-UNSET = -1
+UNSET: Final = -1
 
 
 def seq_lt(a: int, b: int) -> bool:

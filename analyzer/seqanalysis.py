@@ -20,7 +20,7 @@ finding, aggregated with its count.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, ClassVar, List, Optional, Tuple
+from typing import ClassVar, Final, List, Optional, TYPE_CHECKING, Tuple
 
 from analyzer.segment import ACK, FIN, RST, SYN, UNSET, Segment, seq_diff, seq_le, seq_lt
 
@@ -29,12 +29,12 @@ if TYPE_CHECKING:                       # pragma: no cover
 
 #: A segment filling a hole this soon after the hole appeared is out of order, not resent
 #: (Wireshark's default out-of-order threshold is 3 ms when no RTT is known).
-OOO_NS = 3_000_000
+OOO_NS: Final = 3_000_000
 #: Holes remembered per direction; older ones are forgotten (bounded memory).
-MAX_HOLES = 8
+MAX_HOLES: Final = 8
 #: A receive window closed at least this long is a stall (ZERO_WINDOW_STALL, a warning); a
 #: shorter zero window is flow control doing its job (ZERO_WINDOW, info).
-ZERO_WINDOW_STALL_NS = 500_000_000
+ZERO_WINDOW_STALL_NS: Final = 500_000_000
 
 
 class Analysis:

@@ -13,12 +13,12 @@ import heapq
 import pickle
 import tempfile
 from operator import attrgetter
-from typing import BinaryIO, Iterator, List, Optional
+from typing import BinaryIO, Final, Iterator, List, Optional
 
 from analyzer.report import ConnResult
 
 #: Results kept in memory before a run is spilled to disk.
-DEFAULT_BUDGET = 5_000
+DEFAULT_BUDGET: Final = 5_000
 #: Results pickled together: one pickle call per block, one block per run in memory when read.
 BLOCK = 256
 

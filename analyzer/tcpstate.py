@@ -16,7 +16,7 @@ synchronized state. `docs/states.md` is drawn from this table by `python -m anal
 from __future__ import annotations
 
 import enum
-from typing import Dict, Tuple
+from typing import Dict, Final, Tuple
 
 
 class State(enum.Enum):
@@ -90,12 +90,12 @@ S = State
 I = Input
 
 #: States in which the connection is synchronized (RFC 9293 §3.5.2).
-SYNCHRONIZED = frozenset({S.ESTABLISHED, S.FIN_WAIT_1, S.FIN_WAIT_2, S.CLOSE_WAIT, S.CLOSING,
+SYNCHRONIZED: Final = frozenset({S.ESTABLISHED, S.FIN_WAIT_1, S.FIN_WAIT_2, S.CLOSE_WAIT, S.CLOSING,
                           S.LAST_ACK, S.TIME_WAIT})
 #: States after this endpoint sent its FIN.
-FIN_SENT = frozenset({S.FIN_WAIT_1, S.FIN_WAIT_2, S.CLOSING, S.LAST_ACK, S.TIME_WAIT})
+FIN_SENT: Final = frozenset({S.FIN_WAIT_1, S.FIN_WAIT_2, S.CLOSING, S.LAST_ACK, S.TIME_WAIT})
 #: States in which nothing more is expected from this endpoint.
-END_STATES = frozenset({S.CLOSED, S.TIME_WAIT})
+END_STATES: Final = frozenset({S.CLOSED, S.TIME_WAIT})
 
 
 def _build() -> Dict[Tuple[State, Input], State]:
@@ -163,7 +163,7 @@ def _build() -> Dict[Tuple[State, Input], State]:
 
 
 #: The whole machine: (state, input) -> next state. A missing pair is an illegal move.
-TRANSITIONS: Dict[Tuple[State, Input], State] = _build()
+TRANSITIONS: Final[Dict[Tuple[State, Input], State]] = _build()
 
 
 def step(state: State, inp: Input) -> Tuple[State, bool]:

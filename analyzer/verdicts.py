@@ -7,7 +7,7 @@ defined here, one sentence per value, and is part of the output contract.
 
 from __future__ import annotations
 
-from typing import List, Optional
+from typing import Final, List, Optional
 
 from analyzer.conn import SIDES, Connection
 from analyzer.report import ConnResult, Lingering
@@ -16,7 +16,7 @@ from analyzer.segment import seq_diff, seq_lt
 from analyzer.tcpstate import Input, State, step
 
 #: Handshake outcomes.
-HANDSHAKES = {
+HANDSHAKES: Final = {
     "complete": "The three-way handshake completed: SYN, SYN-ACK, and the ACK of the SYN-ACK "
                 "(a part missing from the capture is inferred from the traffic that follows, "
                 "and noted as an info finding).",
@@ -29,7 +29,7 @@ HANDSHAKES = {
 }
 
 #: Close shapes (null when no connection was established).
-CLOSES = {
+CLOSES: Final = {
     "four_way": "FIN, ACK, FIN, ACK: the passive side acknowledged the first FIN before sending its own.",
     "three_segment": "FIN, FIN+ACK, ACK: the passive side's ACK rode on its own FIN.",
     "simultaneous": "The FINs crossed: the second FIN did not acknowledge the first (CLOSING).",
@@ -40,13 +40,13 @@ CLOSES = {
 
 #: A CLOSE_WAIT younger than this at the end of the capture is listed as lingering but not
 #: reported as stuck: the application may simply not have reacted yet.
-CLOSE_WAIT_STUCK_NS = 1_000_000_000
+CLOSE_WAIT_STUCK_NS: Final = 1_000_000_000
 #: PEER_UNRESPONSIVE needs at least this many retransmissions of unacknowledged data.
-UNANSWERED_RESENDS = 3
+UNANSWERED_RESENDS: Final = 3
 
 
 #: Handshake outcomes after which the connection counts as established (and has a close).
-ESTABLISHED_HANDSHAKES = frozenset({"complete", "simultaneous_open", "not_seen"})
+ESTABLISHED_HANDSHAKES: Final = frozenset({"complete", "simultaneous_open", "not_seen"})
 
 
 def _handshake(c: Connection) -> str:

@@ -20,30 +20,31 @@ connections we keep whole; `C` needs `--checksums`): docs/zeek.md.
 
 from __future__ import annotations
 
-import re
-from typing import List, Optional, Tuple
+from typing import Final, List, Optional, Tuple
 
 from analyzer.segment import ACK, FIN, RST, SYN, Segment, seq_diff
-
-#: Zeek's TCP endpoint states (TCP_Endpoint.h EndpointState); small ints on the hot path.
-INACTIVE, SYN_SENT, SYN_ACK_SENT, PARTIAL, ESTABLISHED, CLOSED, RESET = range(7)
-STATE_NAMES = ("INACTIVE", "SYN_SENT", "SYN_ACK_SENT", "PARTIAL", "ESTABLISHED", "CLOSED",
-               "RESET")
+from analyzer.zeekstate import (CLOSED, ESTABLISHED, INACTIVE, PARTIAL, RESET, STATE_NAMES,
+                                SYN_ACK_SENT, SYN_SENT, conn_state)
 
 # History masks (TCP_Endpoint.h HistoryMasks); the responder's are shifted left by 16.
-_H_SYN, _H_FIN, _H_RST, _H_FIN_RST, _H_DATA, _H_ACK, _H_MULTI = 1, 2, 4, 8, 0x10, 0x20, 0x40
-_MASK = 0xFFFFFFFF
-_TOO_LARGE = 1048576                 # TOO_LARGE_SEQ_DELTA
-_ABOVE_HOLE = 16384                  # tcp_max_above_hole_without_any_acks (init-bare.zeek)
-_CTL = SYN | FIN | RST | ACK
-_NCTL = (0, 1, 1, 2, 1, 2, 2, 3)     # how many of FIN (1), SYN (2), RST (4) a packet has
-_POW10 = frozenset(10 ** k for k in range(20))   # ScaledHistoryEntry thresholds, base 10
-_RSTOS0 = re.compile(r"\^?S[^HAFGIQ]*R.*")   # main.zeek conn_state(), a full match
+_H_SYN: Final = 1
+_H_FIN: Final = 2
+_H_RST: Final = 4
+_H_FIN_RST: Final = 8
+_H_DATA: Final = 0x10
+_H_ACK: Final = 0x20
+_H_MULTI: Final = 0x40
+_MASK: Final = 0xFFFFFFFF
+_TOO_LARGE: Final = 1048576                 # TOO_LARGE_SEQ_DELTA
+_ABOVE_HOLE: Final = 16384                  # tcp_max_above_hole_without_any_acks (init-bare.zeek)
+_CTL: Final = SYN | FIN | RST | ACK
+_NCTL: Final = (0, 1, 1, 2, 1, 2, 2, 3)     # how many of FIN (1), SYN (2), RST (4) a packet has
+_POW10: Final = frozenset(10 ** k for k in range(20))   # ScaledHistoryEntry thresholds, base 10
 
 #: TCP ports of Zeek's default `likely_server_ports` (base/protocols: ftp, ssh, smtp, dns,
 #: http, krb, dce-rpc, smb, imap, ldap, ssl, modbus, mysql, rdp, xmpp, postgresql, redis,
 #: irc, mqtt, dnp3).
-LIKELY_SERVER_PORTS = frozenset({
+LIKELY_SERVER_PORTS: Final = frozenset({
     21, 2811, 22, 25, 587, 53, 80, 81, 631, 1080, 3128, 8000, 8080, 8888, 88, 135, 139, 445,
     143, 389, 3268, 443, 465, 563, 585, 614, 636, 989, 990, 992, 993, 995, 5223, 502, 3306,
     3389, 5222, 5269, 5432, 6379, 6666, 6667, 6668, 6669, 1883, 20000})
@@ -419,31 +420,6 @@ class ZeekView:
         o = self.zorig
         r = self.ours[o is self.ours[0]]
         return conn_state(o.state, r.state, o.size(r), r.size(o), self.history), self.history
-
-
-def conn_state(os: int, rs: int, osize: int, rsize: int, history: str) -> str:
-    """main.zeek `conn_state()` for TCP: the label from both Zeek endpoint states."""
-    o_inactive = os == INACTIVE or os == PARTIAL
-    r_inactive = rs == INACTIVE or rs == PARTIAL
-    if rs == RESET:
-        if os == SYN_SENT or os == SYN_ACK_SENT or (os == RESET and not osize and not rsize):
-            return "REJ"
-        return "RSTRH" if o_inactive else "RSTR"
-    if os == RESET:
-        if r_inactive:
-            return "RSTOS0" if _RSTOS0.fullmatch(history) else "OTH"
-        return "RSTO"
-    if rs == CLOSED and os == CLOSED:
-        return "SF"
-    if os == CLOSED:
-        return "SH" if r_inactive else "S2"
-    if rs == CLOSED:
-        return "SHR" if o_inactive else "S3"
-    if os == SYN_SENT and rs == INACTIVE:
-        return "S0"
-    if os == ESTABLISHED and rs == ESTABLISHED:
-        return "S1"
-    return "OTH"
 
 
 __all__ = ["ZeekView", "conn_state", "LIKELY_SERVER_PORTS", "STATE_NAMES"]

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from json.encoder import encode_basestring        # the C escaper where there is one
-from typing import Optional, TextIO
+from typing import Final, Optional, TextIO
 
 from analyzer.anomalies import Finding
 from analyzer.report import ANALYSIS_FIELDS, ConnResult, Lingering, Report
@@ -20,7 +20,7 @@ from analyzer.segment import addr_str
 
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(", ", ": ")).encode
 
-_CONNECTION = (
+_CONNECTION: Final = (
     '{"id": %d, "orig": {"addr": %s, "port": %d}, "resp": {"addr": %s, "port": %d}, '
     '"start": %r, "end": %r, "duration": %r, "first_frame": %d, "last_frame": %d, '
     '"packets": {"orig": %d, "resp": %d}, "bytes": {"orig": %d, "resp": %d}, '
@@ -28,9 +28,9 @@ _CONNECTION = (
     '"close": %s, "closed_first": %s, "reset_by": %s, "half_close": %s, '
     '"final_state": {"orig": %s, "resp": %s}, "lingering": [%s], "reused_from": %s, '
     '"analysis": {"orig": {%s}, "resp": {%s}}, "findings": [%s]}')
-_FINDING = ('{"code": %s, "severity": %s, "ts": %r, "frame": %d, "side": %s, "message": %s, '
+_FINDING: Final = ('{"code": %s, "severity": %s, "ts": %r, "frame": %d, "side": %s, "message": %s, '
             '"count": %d}')
-_COUNTS = ", ".join('"%s": %%d' % name for name in ANALYSIS_FIELDS)
+_COUNTS: Final = ", ".join('"%s": %%d' % name for name in ANALYSIS_FIELDS)
 
 
 def render(report: Report, out: TextIO, **_options) -> None:
