@@ -28,8 +28,6 @@ Decoded = Union[Segment, str]
 # Fast-path layouts, big-endian. IPv4 fields: version/IHL, total length, flags/fragment
 # offset, protocol, addresses; IPv6: version word, payload length, next header, addresses;
 # then TCP ports, seq, ack, data offset/flags, window.
-_IP4_TCP: Final = struct.Struct("!BxH2xHxB2x4s4sHHIIHH")
-_IP6_TCP: Final = struct.Struct("!IHBx16s16sHHIIHH")
 _IP4_HDR: Final = struct.Struct("!2xH2xHxB2x4s4s")   # total length, frag, proto, src, dst
 _IP6_HDR: Final = struct.Struct("!4xHBx16s16s")      # payload length, next header, src, dst
 _TCP: Final = struct.Struct("!HHIIHH")
@@ -194,31 +192,45 @@ def ip_general(buf: bytes, off: int, want: int) -> Decoded:
 
 
 def ip4(buf: bytes, off: int) -> Decoded:
-    """IPv4 at `off`: one unpack for IHL 5 + TCP, else the general path."""
-    if len(buf) >= off + 40:
-        vihl, tot, frag, proto, src, dst, sport, dport, seq, ack, offflags, win = \
-            _IP4_TCP.unpack_from(buf, off)
+    """IPv4 at `off`: IHL 5 + TCP read at fixed offsets, byte by byte (in the compiled build
+    each is one C operation, with no tuple and no int objects), else the general path."""
+    n = len(buf)
+    if n >= off + 40:
+        t = off + 20                                      # the TCP header
+        offflags = buf[t + 12] << 8 | buf[t + 13]
         hl = offflags >> 10 & 0x3C
-        if (vihl == 0x45 and proto == 6 and not frag & 0x3FFF and 20 <= hl <= tot - 20
-                and len(buf) >= off + 20 + hl):
-            mss, wscale = (syn_options(buf, off + 40, off + 20 + hl) if offflags & 2 and hl > 20
+        tot = buf[off + 2] << 8 | buf[off + 3]
+        if (buf[off] == 0x45 and buf[off + 9] == 6 and not (buf[off + 6] & 0x3F or buf[off + 7])
+                and 20 <= hl <= tot - 20 and n >= t + hl):
+            mss, wscale = (syn_options(buf, t + 20, t + hl) if offflags & 2 and hl > 20
                            else NO_OPTIONS)
-            return Segment(src, dst, sport, dport, seq, ack, offflags & 0xFFF, win, tot - 20 - hl,
-                           mss, wscale, len(buf) < off + tot)
+            return Segment(buf[off + 12:off + 16], buf[off + 16:t],
+                           buf[t] << 8 | buf[t + 1], buf[t + 2] << 8 | buf[t + 3],
+                           buf[t + 4] << 24 | buf[t + 5] << 16 | buf[t + 6] << 8 | buf[t + 7],
+                           buf[t + 8] << 24 | buf[t + 9] << 16 | buf[t + 10] << 8 | buf[t + 11],
+                           offflags & 0xFFF, buf[t + 14] << 8 | buf[t + 15], tot - 20 - hl,
+                           mss, wscale, n < off + tot)
     return ip_general(buf, off, 4)
 
 
 def ip6(buf: bytes, off: int) -> Decoded:
-    """IPv6 at `off`: one unpack when TCP follows the fixed header, else the general path."""
-    if len(buf) >= off + 60:
-        vtf, plen, nxt, src, dst, sport, dport, seq, ack, offflags, win = \
-            _IP6_TCP.unpack_from(buf, off)
+    """IPv6 at `off`: read at fixed offsets (as ip4) when TCP follows the fixed header, else
+    the general path."""
+    n = len(buf)
+    if n >= off + 60:
+        t = off + 40                                      # the TCP header
+        offflags = buf[t + 12] << 8 | buf[t + 13]
         hl = offflags >> 10 & 0x3C
-        if vtf >> 28 == 6 and nxt == 6 and 20 <= hl <= plen and len(buf) >= off + 40 + hl:
-            mss, wscale = (syn_options(buf, off + 60, off + 40 + hl) if offflags & 2 and hl > 20
+        plen = buf[off + 4] << 8 | buf[off + 5]
+        if buf[off] >> 4 == 6 and buf[off + 6] == 6 and 20 <= hl <= plen and n >= t + hl:
+            mss, wscale = (syn_options(buf, t + 20, t + hl) if offflags & 2 and hl > 20
                            else NO_OPTIONS)
-            return Segment(src, dst, sport, dport, seq, ack, offflags & 0xFFF, win, plen - hl,
-                           mss, wscale, len(buf) < off + 40 + plen)
+            return Segment(buf[off + 8:off + 24], buf[off + 24:t],
+                           buf[t] << 8 | buf[t + 1], buf[t + 2] << 8 | buf[t + 3],
+                           buf[t + 4] << 24 | buf[t + 5] << 16 | buf[t + 6] << 8 | buf[t + 7],
+                           buf[t + 8] << 24 | buf[t + 9] << 16 | buf[t + 10] << 8 | buf[t + 11],
+                           offflags & 0xFFF, buf[t + 14] << 8 | buf[t + 15], plen - hl,
+                           mss, wscale, n < t + plen)
     return ip_general(buf, off, 6)
 
 

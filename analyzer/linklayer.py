@@ -24,16 +24,16 @@ from typing import Final
 
 import struct
 
-from analyzer.iptcp import NO_OPTIONS, Decoded, ip4, ip6, ip_any, ip_general, syn_options
+from analyzer.iptcp import Decoded, ip4, ip6, ip_any
 from analyzer.segment import Segment
 
 # Ethernet + IPv4 (IHL 5) + TCP, big-endian: ethertype, then the fields of `analyzer.iptcp`'s
 # IPv4 fast path.
-_ETH_IP4_TCP: Final = struct.Struct("!12xHBxH2xHxB2x4s4sHHIIHH")
 _U16LE_PAIR: Final = struct.Struct("<HH")
 _U16BE_PAIR: Final = struct.Struct(">HH")
 
-_ETH_IPV4, _ETH_IPV6 = 0x0800, 0x86DD
+_ETH_IPV4: Final = 0x0800
+_ETH_IPV6: Final = 0x86DD
 _VLAN_TPIDS: Final = frozenset((0x8100, 0x88A8, 0x9100))
 _NULL_INET6: Final = frozenset((24, 28, 30))
 _MAX_TAGS: Final = 16     # VLAN tags / FabricPath headers followed before giving up
@@ -112,24 +112,15 @@ def _ethertype(buf: bytes, etype: int, off: int) -> Decoded:
 
 
 def ether(buf: bytes) -> Decoded:
-    """LINKTYPE_ETHERNET (1): Ethernet + IPv4 (IHL 5) + TCP in one unpack, else the general path."""
-    n = len(buf)
-    if n >= 54:
-        etype, vihl, tot, frag, proto, src, dst, sport, dport, seq, ack, offflags, win = \
-            _ETH_IP4_TCP.unpack_from(buf)
-        if etype != _ETH_IPV4:
-            return ip6(buf, 14) if etype == _ETH_IPV6 else _ethertype(buf, etype, 14)
-        hl = offflags >> 10 & 0x3C
-        if (vihl == 0x45 and proto == 6 and not frag & 0x3FFF and 20 <= hl <= tot - 20
-                and n >= 34 + hl):
-            mss, wscale = (syn_options(buf, 54, 34 + hl) if offflags & 2 and hl > 20
-                           else NO_OPTIONS)
-            return Segment(src, dst, sport, dport, seq, ack, offflags & 0xFFF, win, tot - 20 - hl,
-                           mss, wscale, n < 14 + tot)
-        return ip_general(buf, 14, 4)
-    if n < 14:
+    """LINKTYPE_ETHERNET (1): Ethernet II, then IP (fast paths in iptcp) or tags."""
+    if len(buf) < 14:
         return "truncated_link"
-    return _ethertype(buf, buf[12] << 8 | buf[13], 14)
+    etype = buf[12] << 8 | buf[13]
+    if etype == _ETH_IPV4:
+        return ip4(buf, 14)
+    if etype == _ETH_IPV6:
+        return ip6(buf, 14)
+    return _ethertype(buf, etype, 14)
 
 
 def sll(buf: bytes) -> Decoded:

@@ -12,11 +12,13 @@ FCS is present and how long).
 from __future__ import annotations
 
 from struct import Struct
-from typing import Final, Generator
+from typing import Final, Generator, Tuple, cast
 
 from analyzer.framesource import MAX_BLOCK, NS, CaptureError, Frame, FrameSource, fill
 
 PCAP_MIN_BOUND: Final = 256 * 1024       # pcap captured-length bound when snaplen is smaller
+#: Above every pcap timestamp (2**32 s in ns is below it) and still a machine-sized integer.
+_NO_TS: Final = (1 << 62) - 1
 
 #: First four bytes of a pcap file -> (byte order, ns per fraction unit).
 PCAP_MAGIC: Final = {
@@ -47,12 +49,13 @@ class PcapSource(FrameSource):
         limit, frac_ns, lt = self.limit, self.frac_ns, self.linktype
         buf, pos, count = self._buf, 0, 0
         self._buf = b""
-        lo, hi = 1 << 200, -1
+        lo, hi = _NO_TS, -1
         try:
             while True:
                 size = len(buf)
                 while pos + 16 <= size:
-                    sec, frac, caplen, _ = unpack_from(buf, pos)
+                    # Typed, the compiled build does this arithmetic on machine integers.
+                    sec, frac, caplen, _ = cast(Tuple[int, int, int, int], unpack_from(buf, pos))
                     end = pos + 16 + caplen
                     if end > size or caplen > limit:
                         break
