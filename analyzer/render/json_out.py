@@ -20,6 +20,16 @@ from analyzer.segment import addr_str
 
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(", ", ": ")).encode
 
+_CONNECTION: Final = (
+    '{"id": %d, "orig": {"addr": %s, "port": %d}, "resp": {"addr": %s, "port": %d}, '
+    '"start": %r, "end": %r, "duration": %r, "first_frame": %d, "last_frame": %d, '
+    '"packets": {"orig": %d, "resp": %d}, "bytes": {"orig": %d, "resp": %d}, '
+    '"conn_state": %s, "history": %s, "handshake": %s, "syn_retransmissions": %d, '
+    '"close": %s, "closed_first": %s, "reset_by": %s, "half_close": %s, '
+    '"final_state": {"orig": %s, "resp": %s}, "lingering": [%s], "reused_from": %s, '
+    '"analysis": {"orig": {%s}, "resp": {%s}}, "findings": [%s]}')
+_FINDING: Final = ('{"code": %s, "severity": %s, "ts": %r, "frame": %d, "side": %s, "message": %s, '
+            '"count": %d}')
 _COUNTS: Final = ", ".join('"%s": %%d' % name for name in ANALYSIS_FIELDS)
 
 
@@ -44,27 +54,20 @@ def render(report: Report, out: TextIO, **_options) -> None:
 
 
 def connection_json(r: ConnResult) -> str:
-    """`_dumps(r.to_dict())`, formatted directly (an f-string: compiled, it is one join)."""
-    o, p = r.analysis
-    reused = "null" if r.reused_from is None else str(r.reused_from)
-    return (
-        f'{{"id": {r.id}, "orig": {{"addr": {encode_basestring(addr_str(r.orig[0]))}, '
-        f'"port": {r.orig[1]}}}, "resp": {{"addr": {encode_basestring(addr_str(r.resp[0]))}, '
-        f'"port": {r.resp[1]}}}, "start": {r.start / 1e9!r}, "end": {r.end / 1e9!r}, '
-        f'"duration": {round(r.duration, 9)!r}, "first_frame": {r.first_frame}, '
-        f'"last_frame": {r.last_frame}, '
-        f'"packets": {{"orig": {r.packets[0]}, "resp": {r.packets[1]}}}, '
-        f'"bytes": {{"orig": {r.bytes[0]}, "resp": {r.bytes[1]}}}, '
-        f'"conn_state": {_text(r.conn_state)}, "history": {_text(r.history)}, '
-        f'"handshake": {_text(r.handshake)}, "syn_retransmissions": {r.syn_retransmissions}, '
-        f'"close": {_text(r.close)}, "closed_first": {_text(r.closed_first)}, '
-        f'"reset_by": {_text(r.reset_by)}, "half_close": {"true" if r.half_close else "false"}, '
-        f'"final_state": {{"orig": {_text(r.final_state[0])}, '
-        f'"resp": {_text(r.final_state[1])}}}, '
-        f'"lingering": [{", ".join([_lingering(lg) for lg in r.lingering])}], '
-        f'"reused_from": {reused}, '
-        f'"analysis": {{"orig": {{{_COUNTS % tuple(o)}}}, "resp": {{{_COUNTS % tuple(p)}}}}}, '
-        f'"findings": [{", ".join([_finding(f) for f in r.findings])}]}}')
+    """`_dumps(r.to_dict())`, formatted directly."""
+    return _CONNECTION % (
+        r.id, encode_basestring(addr_str(r.orig[0])), r.orig[1],
+        encode_basestring(addr_str(r.resp[0])), r.resp[1],
+        r.start / 1e9, r.end / 1e9, round(r.duration, 9), r.first_frame, r.last_frame,
+        r.packets[0], r.packets[1], r.bytes[0], r.bytes[1],
+        _text(r.conn_state), _text(r.history), _text(r.handshake), r.syn_retransmissions,
+        _text(r.close), _text(r.closed_first), _text(r.reset_by),
+        "true" if r.half_close else "false",
+        _text(r.final_state[0]), _text(r.final_state[1]),
+        ", ".join([_lingering(lg) for lg in r.lingering]),
+        "null" if r.reused_from is None else "%d" % r.reused_from,
+        _COUNTS % tuple(r.analysis[0]), _COUNTS % tuple(r.analysis[1]),
+        ", ".join([_finding(f) for f in r.findings]))
 
 
 def _text(s: Optional[str]) -> str:
@@ -72,14 +75,14 @@ def _text(s: Optional[str]) -> str:
 
 
 def _lingering(lg: Lingering) -> str:
-    text = (f'{{"side": {encode_basestring(lg.side)}, "state": {encode_basestring(lg.state)}, '
-            f'"since": {lg.since / 1e9!r}, "seconds": {round(lg.seconds / 1e9, 6)!r}')
+    text = '{"side": %s, "state": %s, "since": %r, "seconds": %r' % (
+        encode_basestring(lg.side), encode_basestring(lg.state), lg.since / 1e9,
+        round(lg.seconds / 1e9, 6))
     if lg.remaining is not None:
-        return f'{text}, "remaining": {round(lg.remaining / 1e9, 6)!r}}}'
+        return text + ', "remaining": %r}' % round(lg.remaining / 1e9, 6)
     return text + "}"
 
 
 def _finding(f: Finding) -> str:
-    return (f'{{"code": {encode_basestring(f.code)}, "severity": {encode_basestring(f.severity)}, '
-            f'"ts": {f.ts / 1e9!r}, "frame": {f.frame}, "side": {_text(f.side)}, '
-            f'"message": {encode_basestring(f.message)}, "count": {f.count}}}')
+    return _FINDING % (encode_basestring(f.code), encode_basestring(f.severity), f.ts / 1e9,
+                       f.frame, _text(f.side), encode_basestring(f.message), f.count)
