@@ -6,7 +6,7 @@ reads a file, a clock or a screen.
 
 from __future__ import annotations
 
-import ipaddress
+from socket import inet_ntoa
 from typing import Final
 
 # TCP header flag bits (RFC 9293 §3.1, RFC 3168 for ECE/CWR, RFC 3540 for NS/AE).
@@ -51,10 +51,28 @@ def seq_diff(a: int, b: int) -> int:
 
 
 def addr_str(addr: bytes) -> str:
-    """Printable form of a 4- or 16-byte packed address (RFC 5952 for IPv6)."""
+    """Printable form of a 4- or 16-byte packed address: dotted quad, or RFC 5952 for IPv6
+    (the longest run of two or more zero groups, the first of equal runs, shortened to `::`;
+    an IPv4-mapped address in hex groups, `::ffff:a00:1`, as Python's ipaddress before 3.13
+    writes it, so that reports do not change with the Python version)."""
     if len(addr) == 4:
-        return "%d.%d.%d.%d" % (addr[0], addr[1], addr[2], addr[3])
-    return str(ipaddress.IPv6Address(addr))
+        return inet_ntoa(addr)
+    groups = [addr[i] << 8 | addr[i + 1] for i in range(0, 16, 2)]
+    start, length, i = 0, 0, 0
+    while i < 8:
+        if groups[i]:
+            i += 1
+            continue
+        j = i + 1
+        while j < 8 and not groups[j]:
+            j += 1
+        if j - i > length:
+            start, length = i, j - i
+        i = j
+    if length < 2:
+        return ":".join(["%x" % g for g in groups])
+    return (":".join(["%x" % g for g in groups[:start]]) + "::"
+            + ":".join(["%x" % g for g in groups[start + length:]]))
 
 
 class Segment:

@@ -688,3 +688,21 @@ def test_corpus_tcp_counts(rel):
         # so it is read (as tshark reads it).
         assert results.count("truncated_tcp") == 0
     assert segments == expected, (rel, int(row["tcp_packets"]), stacks)
+
+
+def test_addresses_are_written_as_ipaddress_writes_them():
+    import ipaddress
+    import random
+    from analyzer.segment import addr_str
+    rng = random.Random(7)
+    for _ in range(20000):
+        groups = [rng.choice((0, 0, 0, 1, 0xFFFF, rng.randrange(65536))) for _ in range(8)]
+        packed = b"".join(g.to_bytes(2, "big") for g in groups)
+        ip = ipaddress.IPv6Address(packed)
+        if ip.ipv4_mapped is None:       # Python 3.13 writes those dotted; we keep hex groups
+            assert addr_str(packed) == str(ip), groups
+        v4 = bytes(rng.randrange(256) for _ in range(4))
+        assert addr_str(v4) == str(ipaddress.IPv4Address(v4))
+    assert addr_str(bytes(10) + b"\xff\xff\x0a\x00\x00\x01") == "::ffff:a00:1"
+    assert addr_str(bytes(16)) == "::" and addr_str(bytes(15) + b"\x01") == "::1"
+    assert addr_str(b"\x00\x01" + bytes(2) + b"\x00\x02" + bytes(10)) == "1:0:2::"
