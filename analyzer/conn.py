@@ -103,10 +103,10 @@ class Connection:
                  "established_ts", "rst", "fins", "fin_acked_by", "half_close_data",
                  "reused_from", "syn_ts", "est_sides", "self_connect", "prev_ts", "tfo",
                  "steady", "zeek", "first_from_orig", "held_rst", "syn_data", "inferred_fin",
-                 "rst_discards", "key", "queued_ts")
+                 "rst_discards", "key", "rkey", "queued_ts")
 
-    def __init__(self, stream_id: int, seg: Segment, orig_is_src: bool,
-                 key: Tuple[bytes, int, bytes, int]) -> None:
+    def __init__(self, stream_id: int, seg: Segment, orig_is_src: bool, key: bytes,
+                 rkey: bytes) -> None:
         self.id = stream_id
         src = Endpoint(seg.src, seg.sport, State.CLOSED, seg.ts)
         #: A socket connected to itself (same address and port at both ends): both sides
@@ -126,8 +126,9 @@ class Connection:
         self.syn_data = 0           # payload bytes on the originator's SYN (TCP Fast Open)
         self.inferred_fin: Optional[tuple] = None   # what infer_fin changed, to take it back
         self.rst_discards = False   # the RST threw away data its receiver had sent
-        #: The flow table's key: the 4-tuple in a fixed order.
-        self.key: Tuple[bytes, int, bytes, int] = key
+        #: The flow table's keys: the 4-tuple as its first packet had it, and reversed.
+        self.key = key
+        self.rkey = rkey
         #: In the flow table's queue of finished connections since its last packet at this
         #: time; -1 when not queued.
         self.queued_ts = -1

@@ -29,7 +29,7 @@ Rules (documented in README "How connections are found"):
 from __future__ import annotations
 
 from collections import deque
-from typing import Callable, Deque, Dict, Final, Optional, Tuple
+from typing import Callable, Deque, Dict, Final, List, Optional, Tuple
 
 from analyzer.conn import Connection
 from analyzer.segment import ACK, RST, SYN, Segment
@@ -40,16 +40,25 @@ SERVICE_PORTS: Final = frozenset({1080, 1433, 1521, 1883, 2049, 2375, 3128, 3306
                            5672, 5900, 6379, 6443, 8000, 8008, 8080, 8443, 8888, 9000, 9092,
                            9200, 11211, 27017})
 
-Key = Tuple[bytes, int, bytes, int]
+#: A 4-tuple as the decoder gives it (`Segment.key`): source and destination address, then
+#: source and destination port (two bytes each, big-endian), as one bytes object.
+Key = bytes
 
 #: Live connections at most; beyond it the least recently active tenth is finalized early.
 #: About 1.7 KB each, so the default bounds the table near 200 MB even under a SYN flood.
 DEFAULT_MAX_LIVE: Final = 100_000
 
 
-def packed_key(key: Key) -> bytes:
-    """A 4-tuple as one bytes object (both addresses have the same length)."""
-    return key[0] + key[2] + ((key[1] << 16) | key[3]).to_bytes(4, "big")
+def reverse_key(key: Key) -> Key:
+    """The same 4-tuple seen from the other end."""
+    n = (len(key) - 4) >> 1
+    return key[n:2 * n] + key[:n] + key[2 * n + 2:] + key[2 * n:2 * n + 2]
+
+
+def canonical_key(key: Key) -> Key:
+    """One key for both directions (the smaller), for what outlives the live table."""
+    rev = reverse_key(key)
+    return rev if rev < key else key
 
 
 def _is_service(port: int) -> bool:
@@ -72,14 +81,18 @@ class FlowTable:
 
     def __init__(self, on_done: Callable[[Connection, int], None], msl_ns: int,
                  idle_timeout_ns: Optional[int] = None, max_live: int = DEFAULT_MAX_LIVE) -> None:
+        #: Every connection under both directions of its 4-tuple: a packet's own key finds it
+        #: with one lookup, without ordering the addresses first.
         self.live: Dict[Key, Connection] = {}
-        #: 4-tuples numbered from an ICMP quote, before (or without) any packet of their own.
+        #: Connections in `live`.
+        self.size = 0
+        #: 4-tuples numbered from an ICMP quote, before (or without) any packet of their own
+        #: (canonical keys, as below).
         self.reserved: Dict[Key, int] = {}
-        #: Finished connections that left the table: key -> (stream id, last packet time),
-        #: kept `reuse_memory` of capture time so that a later SYN is still called a reuse
-        #: however the sweeps fell.
-        #: Keyed by `packed_key` (one small bytes object, where a 4-tuple costs five objects).
-        self.recent: Dict[bytes, Tuple[int, int]] = {}
+        #: Finished connections that left the table: canonical key -> (stream id, last packet
+        #: time), kept `reuse_memory` of capture time so that a later SYN is still called a
+        #: reuse however the sweeps fell.
+        self.recent: Dict[Key, Tuple[int, int]] = {}
         #: The same keys in the order the entries were made: a dict read from its front after
         #: many deletions scans every deleted slot, a deque does not.
         self.recent_order: Deque[bytes] = deque()
@@ -98,20 +111,17 @@ class FlowTable:
         self._last_sweep = 0
 
     def feed(self, seg: Segment) -> Connection:
-        src, dst, sport, dport = seg.src, seg.dst, seg.sport, seg.dport
-        # key_of, written out: this runs for every packet
-        key = (src, sport, dst, dport) if src < dst or (src == dst and sport < dport) \
-            else (dst, dport, src, sport)
+        key = seg.key
         conn = self.live.get(key)
         if conn is None:
             conn = self._new(key, seg)
             if self.recent:
-                self._note_recent(packed_key(key), conn, seg)
+                self._note_recent(canonical_key(key), conn, seg)
         elif seg.flags & (SYN | ACK | RST) == SYN:
             x = conn.ep[conn.side_of(seg)]
             if x.base_seq >= 0 and x.base_seq != seg.seq:
                 old = conn
-                conn = self._new(key, seg)
+                conn = self._new(key, seg, replacing=True)
                 self._note_reuse(old, conn, seg)
                 self.on_done(old, seg.ts)
         if conn.on_segment(seg) and conn.queued_ts < 0:
@@ -123,16 +133,14 @@ class FlowTable:
             self.sweep(seg.ts)
         return conn
 
-    @staticmethod
-    def key_of(seg: Segment) -> Key:
-        src, dst, sport, dport = seg.src, seg.dst, seg.sport, seg.dport
-        return (src, sport, dst, dport) if src < dst or (src == dst and sport < dport) \
-            else (dst, dport, src, sport)
+    def connections(self) -> List[Connection]:
+        """The connections in the table (each once)."""
+        return [conn for key, conn in self.live.items() if key == conn.key]
 
     def reserve(self, quoted: Segment) -> None:
         """A TCP header quoted in an ICMP error: a 4-tuple not seen before takes the next stream
         number now (Wireshark numbers it), and keeps it for a connection that may follow."""
-        key = self.key_of(quoted)
+        key = canonical_key(quoted.key)
         if key not in self.live and key not in self.reserved:
             if len(self.reserved) >= self.max_live:      # bounded: forget the oldest half
                 for old in list(self.reserved)[: self.max_live // 2]:
@@ -140,24 +148,34 @@ class FlowTable:
             self.reserved[key] = self.next_id
             self.next_id += 1
 
-    def _new(self, key: Key, seg: Segment) -> Connection:
-        stream_id = self.reserved.pop(key, None) if self.reserved else None
+    def _new(self, key: Key, seg: Segment, replacing: bool = False) -> Connection:
+        """A new connection for the segment's 4-tuple (`replacing` the one that had it)."""
+        stream_id = self.reserved.pop(canonical_key(key), None) if self.reserved else None
         if stream_id is None:
             stream_id = self.next_id
             self.next_id += 1
-        conn = Connection(stream_id, seg, orig_is_sender(seg), key)
-        self.live[key] = conn
-        if len(self.live) > self.max_live:
-            self._shed(seg.ts)
+        rkey = reverse_key(key)
+        conn = Connection(stream_id, seg, orig_is_sender(seg), key, rkey)
+        self.live[key] = self.live[rkey] = conn
+        if not replacing:
+            self.size += 1
+            if self.size > self.max_live:
+                self._shed(seg.ts)
         return conn
+
+    def _remove(self, conn: Connection) -> None:
+        del self.live[conn.key]
+        if conn.rkey != conn.key:           # a socket connected to itself has one key
+            del self.live[conn.rkey]
+        self.size -= 1
 
     def _shed(self, now: int) -> None:
         """Over `max_live` (a flood of spoofed SYNs, say): finalize the least recently active
         tenth of the live connections now, so memory stays bounded."""
         n = max(1, self.max_live // 10)
-        oldest = sorted(self.live.items(), key=lambda kv: kv[1].last_ts)[:n]
-        for key, conn in oldest:
-            del self.live[key]
+        oldest = sorted(self.connections(), key=lambda c: c.last_ts)[:n]
+        for conn in oldest:
+            self._remove(conn)
             self.evicted += 1
             self.evicted_early += 1
             self.on_done(conn, now)
@@ -195,7 +213,7 @@ class FlowTable:
         # must not stop the sweeps: a packet dated before the last sweep starts one too.
         self._next_sweep = now + max(min(horizon, 10_000_000_000) // 2, 1_000_000_000)
         self._last_sweep = now - 60_000_000_000
-        done = []
+        done: List[Connection] = []
         # Finished connections wait in the order they finished: only the front is looked at
         # (a sweep costs what it evicts, not the size of the table).
         live, queue = self.live, self.finished
@@ -208,7 +226,7 @@ class FlowTable:
                 conn.queued_ts = -1
             elif now - conn.last_ts >= horizon:
                 queue.popleft()
-                done.append(conn.key)
+                done.append(conn)
             elif conn.last_ts != conn.queued_ts:    # a late packet: back of the queue
                 queue.popleft()
                 conn.queued_ts = conn.last_ts
@@ -216,18 +234,18 @@ class FlowTable:
             else:
                 break
         if self.idle_ns is not None:
-            for key, conn in live.items():
+            for conn in self.connections():
                 a, b = conn.ep
                 if not (a.state in END_STATES and b.state in END_STATES) \
                         and now - conn.last_ts >= self.idle_ns:
-                    done.append(key)
+                    done.append(conn)
                     self.evicted_early += 1
-        for key in done:
-            conn = self.live.pop(key)
+        for conn in done:
+            self._remove(conn)
             self.evicted += 1
-            packed = packed_key(key)
-            self.recent[packed] = (conn.id, conn.last_ts)
-            self.recent_order.append(packed)
+            key = canonical_key(conn.key)
+            self.recent[key] = (conn.id, conn.last_ts)
+            self.recent_order.append(key)
             self.on_done(conn, now)
         # Entries arrive in about the order they go stale: drop from the front. A key made
         # again since (a later connection on the 4-tuple) stops the walk until that entry is
@@ -237,12 +255,13 @@ class FlowTable:
             entry = recent.get(order[0])
             if entry is not None and now - entry[1] < self.reuse_memory:
                 break
-            packed = order.popleft()
+            key = order.popleft()
             if entry is not None:
-                del recent[packed]
+                del recent[key]
 
     def flush(self, end_ts: int) -> None:
         """End of capture: finalize every connection still in the table, in stream order."""
-        for conn in sorted(self.live.values(), key=lambda c: c.id):
+        for conn in sorted(self.connections(), key=lambda c: c.id):
             self.on_done(conn, end_ts)
         self.live.clear()
+        self.size = 0

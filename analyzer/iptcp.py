@@ -209,7 +209,7 @@ def ip4(buf: bytes, off: int) -> Decoded:
                            buf[t + 4] << 24 | buf[t + 5] << 16 | buf[t + 6] << 8 | buf[t + 7],
                            buf[t + 8] << 24 | buf[t + 9] << 16 | buf[t + 10] << 8 | buf[t + 11],
                            offflags & 0xFFF, buf[t + 14] << 8 | buf[t + 15], tot - 20 - hl,
-                           mss, wscale, n < off + tot)
+                           mss, wscale, n < off + tot, key=buf[off + 12:t + 4])
     return ip_general(buf, off, 4)
 
 
@@ -230,7 +230,7 @@ def ip6(buf: bytes, off: int) -> Decoded:
                            buf[t + 4] << 24 | buf[t + 5] << 16 | buf[t + 6] << 8 | buf[t + 7],
                            buf[t + 8] << 24 | buf[t + 9] << 16 | buf[t + 10] << 8 | buf[t + 11],
                            offflags & 0xFFF, buf[t + 14] << 8 | buf[t + 15], plen - hl,
-                           mss, wscale, n < t + plen)
+                           mss, wscale, n < t + plen, key=buf[off + 8:t + 4])
     return ip_general(buf, off, 6)
 
 

@@ -50,6 +50,9 @@ class PcapSource(FrameSource):
         buf, pos, count = self._buf, 0, 0
         self._buf = b""
         lo, hi = _NO_TS, -1
+        # sec * NS for the current second, made once a second: the product of two ints that
+        # large takes the slow (arbitrary-size) multiplication in the compiled build.
+        last_sec, base = -1, 0
         try:
             while True:
                 size = len(buf)
@@ -59,7 +62,9 @@ class PcapSource(FrameSource):
                     end = pos + 16 + caplen
                     if end > size or caplen > limit:
                         break
-                    ts = sec * NS + frac * frac_ns
+                    if sec != last_sec:
+                        last_sec, base = sec, sec * NS
+                    ts = base + frac * frac_ns
                     if ts < lo:
                         lo = ts
                     if ts > hi:

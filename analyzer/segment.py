@@ -86,15 +86,19 @@ class Segment:
     """
 
     __slots__ = ("ts", "num", "src", "dst", "sport", "dport", "seq", "ack", "flags", "win",
-                 "paylen", "mss", "wscale", "cut", "bad_csum")
+                 "paylen", "mss", "wscale", "cut", "bad_csum", "key")
 
     def __init__(self, src: bytes, dst: bytes, sport: int, dport: int, seq: int, ack: int,
                  flags: int, win: int, paylen: int, mss: int = -1, wscale: int = -1,
-                 cut: bool = False, ts: int = 0, num: int = 0) -> None:
+                 cut: bool = False, ts: int = 0, num: int = 0, key: bytes = b"") -> None:
         self.src = src
         self.dst = dst
         self.sport = sport
         self.dport = dport
+        #: The 4-tuple as one bytes object: src, dst, sport, dport (ports big-endian), the
+        #: flow table's key. The decoder slices it from the packet, where the four lie in this
+        #: order (IP addresses, then the TCP ports right after an option-less IP header).
+        self.key = key or src + dst + ((sport << 16) | dport).to_bytes(4, "big")
         self.seq = seq
         self.ack = ack
         self.flags = flags
