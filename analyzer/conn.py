@@ -103,7 +103,7 @@ class Connection:
                  "established_ts", "rst", "fins", "fin_acked_by", "half_close_data",
                  "reused_from", "syn_ts", "est_sides", "self_connect", "prev_ts", "tfo",
                  "steady", "zeek", "first_from_orig", "held_rst", "syn_data", "inferred_fin",
-                 "rst_discards", "key", "rkey", "queued_ts")
+                 "rst_discards", "key", "rkey", "queued_ts", "e0", "e1")
 
     def __init__(self, stream_id: int, seg: Segment, orig_is_src: bool, key: bytes,
                  rkey: bytes) -> None:
@@ -118,6 +118,8 @@ class Connection:
         else:
             dst = Endpoint(seg.dst, seg.dport, State.CLOSED, seg.ts)
             self.ep = [src, dst] if orig_is_src else [dst, src]
+        # The same two, as attributes: the fast path reads them without going through the list.
+        self.e0, self.e1 = self.ep[0], self.ep[1]
         self.first_ts = self.last_ts = self.prev_ts = seg.ts
         self.tfo = False            # the SYN carried data (TCP Fast Open, RFC 7413)
         self.steady = False         # see on_segment: the fast path applies
@@ -223,9 +225,9 @@ class Connection:
         and sequence numbers. Everything else takes the full replay.
         """
         if self.steady and seg.flags & CONTROL == ACK and seg.win:
-            o = self.ep[0]
+            o = self.e0
             from_orig = seg.sport == o.port and seg.src == o.addr
-            x, y = self.ep if from_orig else (self.ep[1], o)
+            x, y = (o, self.e1) if from_orig else (self.e1, o)
             seq = seg.seq
             ynext = y.next_seq
             if seq == x.next_seq and ynext >= 0 and \
@@ -246,7 +248,7 @@ class Connection:
                 self.zeek.segment(from_orig, seg, not seg.cut, seg.bad_csum)
                 return False
         self._replay(seg)
-        a, b = self.ep
+        a, b = self.e0, self.e1
         self.steady = (a.state is State.ESTABLISHED and b.state is State.ESTABLISHED
                        and not a.pending and not b.pending and self.rst is None
                        and a.next_seq >= 0 and b.next_seq >= 0

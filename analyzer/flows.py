@@ -125,7 +125,7 @@ class FlowTable:
                 self._note_reuse(old, conn, seg)
                 self.on_done(old, seg.ts)
         if conn.on_segment(seg) and conn.queued_ts < 0:
-            a, b = conn.ep
+            a, b = conn.e0, conn.e1
             if a.state in END_STATES and b.state in END_STATES:
                 conn.queued_ts = conn.last_ts
                 self.finished.append(conn)
@@ -219,7 +219,7 @@ class FlowTable:
         live, queue = self.live, self.finished
         while queue:
             conn = queue[0]
-            a, b = conn.ep
+            a, b = conn.e0, conn.e1
             if live.get(conn.key) is not conn or not (a.state in END_STATES
                                                       and b.state in END_STATES):
                 queue.popleft()             # replaced by a reuse, or reopened by a lost ACK
@@ -235,7 +235,7 @@ class FlowTable:
                 break
         if self.idle_ns is not None:
             for conn in self.connections():
-                a, b = conn.ep
+                a, b = conn.e0, conn.e1
                 if not (a.state in END_STATES and b.state in END_STATES) \
                         and now - conn.last_ts >= self.idle_ns:
                     done.append(conn)
