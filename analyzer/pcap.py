@@ -12,7 +12,7 @@ FCS is present and how long).
 from __future__ import annotations
 
 from struct import Struct
-from typing import Final, Generator, Tuple, cast
+from typing import Final, Generator
 
 from analyzer.framesource import MAX_BLOCK, NS, CaptureError, Frame, FrameSource, fill
 
@@ -42,11 +42,12 @@ class PcapSource(FrameSource):
         self.linktype = linktype & 0x03FFFFFF     # libpcap's LT_LINKTYPE: bits 26-31 tell the FCS
         self.limit = max(PCAP_MIN_BOUND, min(snaplen, MAX_BLOCK))
         self._rec = Struct(bo + "IIII")
+        self.le = bo == "<"
         return head[24:]
 
     def _generate(self) -> Generator[Frame, None, None]:
         unpack_from = self._rec.unpack_from
-        limit, frac_ns, lt = self.limit, self.frac_ns, self.linktype
+        limit, frac_ns, lt, le = self.limit, self.frac_ns, self.linktype, self.le
         buf, pos, count = self._buf, 0, 0
         self._buf = b""
         lo, hi = _NO_TS, -1
@@ -57,8 +58,22 @@ class PcapSource(FrameSource):
             while True:
                 size = len(buf)
                 while pos + 16 <= size:
-                    # Typed, the compiled build does this arithmetic on machine integers.
-                    sec, frac, caplen, _ = cast(Tuple[int, int, int, int], unpack_from(buf, pos))
+                    # Byte by byte: compiled, each is one C operation on machine integers
+                    # (a struct unpack would make a tuple and three int objects a packet).
+                    if le:
+                        sec = (buf[pos] | buf[pos + 1] << 8 | buf[pos + 2] << 16
+                               | buf[pos + 3] << 24)
+                        frac = (buf[pos + 4] | buf[pos + 5] << 8 | buf[pos + 6] << 16
+                                | buf[pos + 7] << 24)
+                        caplen = (buf[pos + 8] | buf[pos + 9] << 8 | buf[pos + 10] << 16
+                                  | buf[pos + 11] << 24)
+                    else:
+                        sec = (buf[pos] << 24 | buf[pos + 1] << 16 | buf[pos + 2] << 8
+                               | buf[pos + 3])
+                        frac = (buf[pos + 4] << 24 | buf[pos + 5] << 16 | buf[pos + 6] << 8
+                                | buf[pos + 7])
+                        caplen = (buf[pos + 8] << 24 | buf[pos + 9] << 16 | buf[pos + 10] << 8
+                                  | buf[pos + 11])
                     end = pos + 16 + caplen
                     if end > size or caplen > limit:
                         break
