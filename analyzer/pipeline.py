@@ -22,6 +22,7 @@ from analyzer.flows import DEFAULT_MAX_LIVE, FlowTable
 from analyzer.report import CaptureSummary, LadderRow, Report, Summary
 from analyzer.segment import ACK, flags_str
 from analyzer.store import DEFAULT_BUDGET, ResultStore
+from analyzer.tcpstate import STATE_NAME
 from analyzer.verdicts import finalize
 
 #: Default MSL: 30 s, so that TIME_WAIT lasts 60 s as on Linux (RFC 793 says 2 minutes).
@@ -146,4 +147,4 @@ def ladder_row(conn: Connection, seg) -> LadderRow:
     if seg.flags & ACK:
         ack = seg.ack if y.base_seq < 0 else (seg.ack - y.base_seq) & 0xFFFFFFFF
     return LadderRow(seg.num, seg.ts, SIDES[s], flags_str(seg.flags), seq, ack, seg.paylen,
-                     conn.ep[0].state.value, conn.ep[1].state.value)
+                     STATE_NAME[conn.ep[0].state], STATE_NAME[conn.ep[1].state])

@@ -2,7 +2,7 @@
 
 Results arrive in the order connections finish, not in stream order. Up to `budget` of them
 are kept in memory; beyond that they are spilled, sorted by stream id, as one run of pickled
-records in an anonymous temporary file, and iteration merges the runs (`heapq.merge`), one
+records in an anonymous temporary file, and iteration merges the runs (a heap), one
 record per run in memory at a time. So a capture of millions of connections needs memory for
 the connections open at once plus `budget` results, never for all of them.
 """
@@ -13,7 +13,7 @@ import heapq
 import pickle
 import tempfile
 from operator import attrgetter
-from typing import BinaryIO, Final, Iterator, List, Optional
+from typing import BinaryIO, Final, Iterator, List, Optional, Tuple
 
 from analyzer.report import ConnResult
 
@@ -69,7 +69,7 @@ class ResultStore:
         if not self.runs:
             return iter(list(self.memory))
         streams = [self._run(off, n) for off, n in self.runs] + [iter(list(self.memory))]
-        return heapq.merge(*streams, key=_by_id)
+        return _merge(streams)
 
     def __len__(self) -> int:
         return self.count
@@ -87,3 +87,21 @@ class ResultStore:
         if self.file is not None:
             self.file.close()
             self.file = None
+
+
+def _merge(streams: List[Iterator[ConnResult]]) -> Iterator[ConnResult]:
+    """`heapq.merge(*streams, key=_by_id)`, compiled: a heap of (id, stream, result)."""
+    heap: List[Tuple[int, int, ConnResult]] = []
+    for i, stream in enumerate(streams):
+        first = next(stream, None)
+        if first is not None:
+            heap.append((first.id, i, first))
+    heapq.heapify(heap)
+    while heap:
+        r, i = heap[0][2], heap[0][1]
+        yield r
+        nxt = next(streams[i], None)
+        if nxt is None:
+            heapq.heappop(heap)
+        else:
+            heapq.heapreplace(heap, (nxt.id, i, nxt))

@@ -96,6 +96,8 @@ SYNCHRONIZED: Final = frozenset({S.ESTABLISHED, S.FIN_WAIT_1, S.FIN_WAIT_2, S.CL
 FIN_SENT: Final = frozenset({S.FIN_WAIT_1, S.FIN_WAIT_2, S.CLOSING, S.LAST_ACK, S.TIME_WAIT})
 #: States in which nothing more is expected from this endpoint.
 END_STATES: Final = frozenset({S.CLOSED, S.TIME_WAIT})
+#: Each state's name: `State.value` runs Python code (an enum property), a dict does not.
+STATE_NAME: Final[Dict[State, str]] = {s: s.value for s in State}
 
 
 def _build() -> Dict[Tuple[State, Input], State]:

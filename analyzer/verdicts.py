@@ -13,7 +13,7 @@ from analyzer.conn import SIDES, Connection
 from analyzer.report import ConnResult, Lingering
 from analyzer.seqanalysis import ZERO_WINDOW_STALL_NS
 from analyzer.segment import seq_diff, seq_lt
-from analyzer.tcpstate import Input, State, step
+from analyzer.tcpstate import STATE_NAME, Input, State, step
 
 #: Handshake outcomes.
 HANDSHAKES: Final = {
@@ -142,7 +142,7 @@ def finalize(c: Connection, now: int, msl_ns: int) -> ConnResult:
             c.note_at("ZERO_WINDOW_STALL", zw, c.last_frame, i,
                       "%s's receive window was still zero at the end, %.1f s after it closed"
                       % (SIDES[i], (now - zw) / 1e9))
-        final.append(state.value)
+        final.append(STATE_NAME[state])
     handshake = _handshake(c)
     close, closed_first, reset_by = _close(c, handshake)
     _note_outcome(c, handshake, close)
