@@ -19,6 +19,7 @@ from analyzer import TOOL_NAME, __version__, build
 from analyzer.flows import DEFAULT_MAX_LIVE
 from analyzer.pipeline import DEFAULT_MSL, analyze
 from analyzer.render import RENDERERS, render
+from analyzer.render.json_out import connection_json
 from analyzer.render.progress import progress
 from analyzer.report import EXIT_INTERNAL, EXIT_UNREADABLE
 
@@ -94,7 +95,9 @@ def _run(captures: Tuple[str, ...], fmt: str, show_all: bool, msl: float,
     with progress(not quiet and sys.stderr.isatty()) as on_frame:
         report = analyze(list(captures), msl=msl, trace=set(streams) if streams else None,
                          checksums=checksums, on_frame=on_frame,
-                         max_live=max_connections, idle_timeout=idle_timeout)
+                         max_live=max_connections, idle_timeout=idle_timeout,
+                         # JSON keeps each connection's line, not its result (spills text).
+                         encode=connection_json if fmt == "json" and not streams else None)
     for message in report.capture.warnings:
         _warn("warning: " + message)
     for message in report.capture.errors:

@@ -11,7 +11,7 @@ import contextlib
 import gc
 import os
 from collections import Counter
-from typing import Callable, Dict, Final, Iterator, List, Optional, Sequence, Set
+from typing import Any, Callable, Dict, Final, Iterator, List, Optional, Sequence, Set
 
 from analyzer.capture import CaptureError, CaptureStats, open_capture, read_frames
 from analyzer.checksum import checksums_ok
@@ -19,7 +19,7 @@ from analyzer.conn import SIDES, Connection
 from analyzer.decode import QuotedTCP, decode_frame
 from analyzer.floods import DEFAULT_THRESHOLD, DEFAULT_WINDOW, FloodDetector
 from analyzer.flows import DEFAULT_MAX_LIVE, FlowTable
-from analyzer.report import CaptureSummary, LadderRow, Report, Summary
+from analyzer.report import CaptureSummary, ConnResult, LadderRow, Report, Summary
 from analyzer.segment import ACK, flags_str
 from analyzer.store import DEFAULT_BUDGET, ResultStore
 from analyzer.tcpstate import STATE_NAME
@@ -38,12 +38,15 @@ def analyze(paths: Sequence[str], msl: float = DEFAULT_MSL, idle_timeout: Option
             trace: Optional[Set[int]] = None,
             flood_threshold: int = DEFAULT_THRESHOLD,
             flood_window: float = DEFAULT_WINDOW, checksums: bool = False,
-            result_budget: int = DEFAULT_BUDGET, max_live: int = DEFAULT_MAX_LIVE) -> Report:
+            result_budget: int = DEFAULT_BUDGET, max_live: int = DEFAULT_MAX_LIVE,
+            encode: Optional[Callable[[ConnResult], Any]] = None) -> Report:
     """Analyse one capture, or several files as one time-ordered capture.
 
     Files that cannot be read are listed in `report.capture.errors` (exit code 3); everything
     readable is still analysed. `on_frame(n)` is called every 65536 frames (progress).
-    `trace` names stream ids whose packets are kept as a ladder (`--stream`).
+    `trace` names stream ids whose packets are kept as a ladder (`--stream`). With `encode`,
+    `report.connections` holds what it makes of each result (the JSON writer's line), not
+    the result: the summary and the capture-wide findings are the same.
     """
     stats = CaptureStats()
     errors: List[str] = []
@@ -55,7 +58,7 @@ def analyze(paths: Sequence[str], msl: float = DEFAULT_MSL, idle_timeout: Option
             errors.append(str(exc))
 
     msl_ns = int(msl * 1e9)
-    results = ResultStore(result_budget)
+    results = ResultStore(result_budget, encode)
     summary = Summary()
     floods = FloodDetector(flood_threshold, flood_window)
 

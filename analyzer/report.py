@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections import Counter
 from typing import Final
-from typing import (TYPE_CHECKING, Dict, Iterator, List, NamedTuple, Optional, Protocol,
+from typing import (TYPE_CHECKING, Any, Dict, Iterator, List, NamedTuple, Optional, Protocol,
                     Tuple)
 
 from analyzer import TOOL_NAME, __version__
@@ -250,9 +250,11 @@ def _result(state: tuple) -> ConnResult:
 
 
 class Results(Protocol):
-    """The connections of a report: a list, or the `ResultStore` that spills them to disk."""
+    """The connections of a report: a list, or the `ResultStore` that spills them to disk.
+    They are `ConnResult`s, unless `analyze()` was given an `encode` function: then they are
+    what it made of each (the JSON writer's lines)."""
 
-    def __iter__(self) -> Iterator[ConnResult]: ...
+    def __iter__(self) -> Iterator[Any]: ...
 
     def __len__(self) -> int: ...
 

@@ -2,9 +2,13 @@
 
 Results arrive in the order connections finish, not in stream order. Up to `budget` of them
 are kept in memory; beyond that they are spilled, sorted by stream id, as one run of pickled
-records in an anonymous temporary file, and iteration merges the runs (a heap), one
-record per run in memory at a time. So a capture of millions of connections needs memory for
+records in an anonymous temporary file, and iteration merges the runs (a heap), one block of
+records per run in memory at a time. So a capture of millions of connections needs memory for
 the connections open at once plus `budget` results, never for all of them.
+
+With an `encode` function the store keeps what it returns (the JSON writer's line of text)
+instead of the result object: a string pickles and unpickles as one copy, where a result is
+a tree of objects to pickle, rebuild and free.
 """
 
 from __future__ import annotations
@@ -12,8 +16,7 @@ from __future__ import annotations
 import heapq
 import pickle
 import tempfile
-from operator import attrgetter
-from typing import BinaryIO, Final, Iterator, List, Optional, Tuple
+from typing import Any, BinaryIO, Callable, Final, Iterator, List, Optional, Tuple
 
 from analyzer.report import ConnResult
 
@@ -22,21 +25,23 @@ DEFAULT_BUDGET: Final = 5_000
 #: Results pickled together: one pickle call per block, one block per run in memory when read.
 BLOCK = 256
 
-_by_id = attrgetter("id")
+Record = Tuple[int, Any]                # (stream id, the result or its encoding)
 
 
 class ResultStore:
     """Append results in any order; iterate them (as often as needed) in stream order."""
 
-    def __init__(self, budget: int = DEFAULT_BUDGET) -> None:
+    def __init__(self, budget: int = DEFAULT_BUDGET,
+                 encode: Optional[Callable[[ConnResult], Any]] = None) -> None:
         self.budget = budget
-        self.memory: List[ConnResult] = []
-        self.runs: List[tuple] = []          # (offset, count) of each spilled run
+        self.encode = encode
+        self.memory: List[Record] = []
+        self.runs: List[Tuple[int, int]] = []      # (offset, count) of each spilled run
         self.file: Optional[BinaryIO] = None
         self.count = 0
 
     def append(self, r: ConnResult) -> None:
-        self.memory.append(r)
+        self.memory.append((r.id, r if self.encode is None else self.encode(r)))
         self.count += 1
         if len(self.memory) >= self.budget:
             self._spill()
@@ -44,7 +49,7 @@ class ResultStore:
     def _spill(self) -> None:
         if self.file is None:
             self.file = tempfile.TemporaryFile(prefix="tcpflow-check-")
-        self.memory.sort(key=_by_id)
+        self.memory.sort(key=_record_id)
         self.file.seek(0, 2)
         offset = self.file.tell()
         pickler = pickle.Pickler(self.file, protocol=pickle.HIGHEST_PROTOCOL)
@@ -55,7 +60,7 @@ class ResultStore:
         self.runs.append((offset, len(memory)))
         self.memory = []
 
-    def _run(self, offset: int, count: int) -> Iterator[ConnResult]:
+    def _run(self, offset: int, count: int) -> Iterator[Record]:
         assert self.file is not None            # a run exists only once spilled
         while count > 0:
             self.file.seek(offset)
@@ -64,17 +69,18 @@ class ResultStore:
             count -= len(block)
             yield from block
 
-    def __iter__(self) -> Iterator[ConnResult]:
-        self.memory.sort(key=_by_id)
+    def __iter__(self) -> Iterator[Any]:
+        """The results (or their encodings) in stream order."""
+        self.memory.sort(key=_record_id)
         if not self.runs:
-            return iter(list(self.memory))
+            return (item for _, item in list(self.memory))
         streams = [self._run(off, n) for off, n in self.runs] + [iter(list(self.memory))]
         return _merge(streams)
 
     def __len__(self) -> int:
         return self.count
 
-    def __getitem__(self, i: int) -> ConnResult:
+    def __getitem__(self, i: int) -> Any:
         for n, r in enumerate(self):
             if n == i:
                 return r
@@ -89,19 +95,23 @@ class ResultStore:
             self.file = None
 
 
-def _merge(streams: List[Iterator[ConnResult]]) -> Iterator[ConnResult]:
-    """`heapq.merge(*streams, key=_by_id)`, compiled: a heap of (id, stream, result)."""
-    heap: List[Tuple[int, int, ConnResult]] = []
+def _record_id(record: Record) -> int:
+    return record[0]
+
+
+def _merge(streams: List[Iterator[Record]]) -> Iterator[Any]:
+    """The items of sorted record streams, merged by id (a heap of (id, stream, item))."""
+    heap: List[Tuple[int, int, Any]] = []
     for i, stream in enumerate(streams):
         first = next(stream, None)
         if first is not None:
-            heap.append((first.id, i, first))
+            heap.append((first[0], i, first[1]))
     heapq.heapify(heap)
     while heap:
-        r, i = heap[0][2], heap[0][1]
-        yield r
+        item, i = heap[0][2], heap[0][1]
+        yield item
         nxt = next(streams[i], None)
         if nxt is None:
             heapq.heappop(heap)
         else:
-            heapq.heapreplace(heap, (nxt.id, i, nxt))
+            heapq.heapreplace(heap, (nxt[0], i, nxt[1]))

@@ -54,3 +54,15 @@ def test_the_document_is_the_report(tmp_path, trace):
     doc = json.loads(out.getvalue())
     assert doc == json.loads(json.dumps(report.to_dict()))
     assert ("ladder" in doc["connections"][0]) == bool(trace)
+
+
+def test_lines_kept_instead_of_results_make_the_same_document(tmp_path):
+    # What the CLI does for --format json: analyze() keeps each connection's line, spilled to
+    # disk like the results (a budget of 3 forces several runs).
+    for path in sorted((REPO / "samples").rglob("*.pcap"))[:12] + [REPO / "samples" / "mixed.pcap"]:
+        outs = []
+        for encode in (None, connection_json):
+            out = io.StringIO()
+            render("json", analyze([str(path)], encode=encode, result_budget=3), out)
+            outs.append(out.getvalue())
+        assert outs[0] == outs[1], path

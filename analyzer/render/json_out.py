@@ -4,15 +4,16 @@ Written one connection per line (`jq` and `grep` both work on it), without build
 document in memory. A connection's line is formatted directly from its result, field by field
 in `ConnResult.to_dict()` order, with the json module's own string escaper: the same bytes the
 encoder writes for `to_dict()` (tests/test_json_out.py holds the two equal on every sample and
-corpus capture), at a third of the cost. A traced connection (`--stream`) goes through the
-encoder, with its ladder.
+corpus capture), at half the cost. A traced connection (`--stream`) goes through the encoder,
+with its ladder. The CLI has `analyze()` keep these lines instead of the results
+(`encode=connection_json`): the spill to disk then moves text, not objects.
 """
 
 from __future__ import annotations
 
 import json
 from json.encoder import encode_basestring        # the C escaper where there is one
-from typing import Final, Optional, TextIO
+from typing import Final, Optional, TextIO, cast
 
 from analyzer.anomalies import Finding
 from analyzer.report import ANALYSIS_FIELDS, ConnResult, Lingering, Report
@@ -41,14 +42,18 @@ def render(report: Report, out: TextIO, **_options) -> None:
     out.write(' "connections": [')
     first = True
     ladders = report.ladders
-    for c in report.connections:
+    # Results, or the lines analyze(encode=connection_json) made of them.
+    item: object
+    for item in report.connections:
         out.write("\n  " if first else ",\n  ")
-        if c.id in ladders:
-            d = c.to_dict()
-            d["ladder"] = [row.to_dict() for row in ladders[c.id]]
+        if isinstance(item, str):
+            out.write(item)
+        elif isinstance(item, ConnResult) and item.id in ladders:
+            d = item.to_dict()
+            d["ladder"] = [row.to_dict() for row in ladders[item.id]]
             out.write(_dumps(d))
         else:
-            out.write(connection_json(c))
+            out.write(connection_json(cast(ConnResult, item)))
         first = False
     out.write("\n ]\n}\n" if not first else "]\n}\n")
 
