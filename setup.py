@@ -2,7 +2,7 @@
 
 Everything in `pyproject.toml` stays there; this file only adds the compiled modules. mypyc
 compiles the same source the pure-Python package runs, so both give the same report; the
-compiled one is 2.6 times faster (bench/README.md). The build falls back to pure
+compiled one is about five times faster (bench/README.md). The build falls back to pure
 Python, with a warning, when mypyc or a C compiler is missing, and `TCPFLOW_CHECK_PURE=1`
 asks for pure Python outright. `tcpflow-check --version` says which one is installed.
 """
