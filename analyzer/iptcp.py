@@ -202,14 +202,7 @@ def ip4(buf: bytes, off: int) -> Decoded:
         tot = buf[off + 2] << 8 | buf[off + 3]
         if (buf[off] == 0x45 and buf[off + 9] == 6 and not (buf[off + 6] & 0x3F or buf[off + 7])
                 and 20 <= hl <= tot - 20 and n >= t + hl):
-            mss, wscale = (syn_options(buf, t + 20, t + hl) if offflags & 2 and hl > 20
-                           else NO_OPTIONS)
-            return Segment(buf[off + 12:off + 16], buf[off + 16:t],
-                           buf[t] << 8 | buf[t + 1], buf[t + 2] << 8 | buf[t + 3],
-                           buf[t + 4] << 24 | buf[t + 5] << 16 | buf[t + 6] << 8 | buf[t + 7],
-                           buf[t + 8] << 24 | buf[t + 9] << 16 | buf[t + 10] << 8 | buf[t + 11],
-                           offflags & 0xFFF, buf[t + 14] << 8 | buf[t + 15], tot - 20 - hl,
-                           mss, wscale, n < off + tot, key=buf[off + 12:t + 4])
+            return _tcp_at(buf, off + 12, t, offflags, hl, tot - 20 - hl, n < off + tot)
     return ip_general(buf, off, 4)
 
 
@@ -223,15 +216,23 @@ def ip6(buf: bytes, off: int) -> Decoded:
         hl = offflags >> 10 & 0x3C
         plen = buf[off + 4] << 8 | buf[off + 5]
         if buf[off] >> 4 == 6 and buf[off + 6] == 6 and 20 <= hl <= plen and n >= t + hl:
-            mss, wscale = (syn_options(buf, t + 20, t + hl) if offflags & 2 and hl > 20
-                           else NO_OPTIONS)
-            return Segment(buf[off + 8:off + 24], buf[off + 24:t],
-                           buf[t] << 8 | buf[t + 1], buf[t + 2] << 8 | buf[t + 3],
-                           buf[t + 4] << 24 | buf[t + 5] << 16 | buf[t + 6] << 8 | buf[t + 7],
-                           buf[t + 8] << 24 | buf[t + 9] << 16 | buf[t + 10] << 8 | buf[t + 11],
-                           offflags & 0xFFF, buf[t + 14] << 8 | buf[t + 15], plen - hl,
-                           mss, wscale, n < t + plen, key=buf[off + 8:t + 4])
+            return _tcp_at(buf, off + 8, t, offflags, hl, plen - hl, n < t + plen)
     return ip_general(buf, off, 6)
+
+
+def _tcp_at(buf: bytes, addrs: int, t: int, offflags: int, hl: int, paylen: int,
+            cut: bool) -> Segment:
+    """The segment whose source and destination addresses start at `addrs`, back to back,
+    right before its TCP header at `t` (so `buf[addrs:t + 4]` is its 4-tuple key)."""
+    mss, wscale = (syn_options(buf, t + 20, t + hl) if offflags & 2 and hl > 20
+                   else NO_OPTIONS)
+    mid = (addrs + t) >> 1
+    return Segment(buf[addrs:mid], buf[mid:t],
+                   buf[t] << 8 | buf[t + 1], buf[t + 2] << 8 | buf[t + 3],
+                   buf[t + 4] << 24 | buf[t + 5] << 16 | buf[t + 6] << 8 | buf[t + 7],
+                   buf[t + 8] << 24 | buf[t + 9] << 16 | buf[t + 10] << 8 | buf[t + 11],
+                   offflags & 0xFFF, buf[t + 14] << 8 | buf[t + 15], paylen,
+                   mss, wscale, cut, key=buf[addrs:t + 4])
 
 
 def ip_any(buf: bytes, off: int) -> Decoded:
