@@ -103,7 +103,7 @@ class Connection:
                  "established_ts", "rst", "fins", "fin_acked_by", "half_close_data",
                  "reused_from", "syn_ts", "est_sides", "self_connect", "prev_ts", "tfo",
                  "steady", "zeek", "first_from_orig", "held_rst", "syn_data", "inferred_fin",
-                 "rst_discards", "key", "rkey", "queued_ts", "e0", "e1")
+                 "rst_discards", "key", "rkey", "okey", "queued_ts", "e0", "e1")
 
     def __init__(self, stream_id: int, seg: Segment, orig_is_src: bool, key: bytes,
                  rkey: bytes) -> None:
@@ -128,9 +128,11 @@ class Connection:
         self.syn_data = 0           # payload bytes on the originator's SYN (TCP Fast Open)
         self.inferred_fin: Optional[tuple] = None   # what infer_fin changed, to take it back
         self.rst_discards = False   # the RST threw away data its receiver had sent
-        #: The flow table's keys: the 4-tuple as its first packet had it, and reversed.
+        #: The flow table's keys: the 4-tuple as its first packet had it, and reversed; `okey`
+        #: is the one of segments from the originator.
         self.key = key
         self.rkey = rkey
+        self.okey = key if orig_is_src else rkey
         #: In the flow table's queue of finished connections since its last packet at this
         #: time; -1 when not queued.
         self.queued_ts = -1
@@ -195,8 +197,7 @@ class Connection:
             f.count += 1
 
     def side_of(self, seg: Segment) -> int:
-        o = self.ep[0]
-        return 0 if (seg.sport == o.port and seg.src == o.addr) else 1
+        return 0 if seg.key == self.okey else 1
 
     def move(self, side: int, inp: Input, seg: Segment) -> bool:
         e = self.ep[side]
@@ -225,9 +226,8 @@ class Connection:
         and sequence numbers. Everything else takes the full replay.
         """
         if self.steady and seg.flags & CONTROL == ACK and seg.win:
-            o = self.e0
-            from_orig = seg.sport == o.port and seg.src == o.addr
-            x, y = (o, self.e1) if from_orig else (self.e1, o)
+            from_orig = seg.key == self.okey
+            x, y = (self.e0, self.e1) if from_orig else (self.e1, self.e0)
             seq = seg.seq
             ynext = y.next_seq
             if seq == x.next_seq and ynext >= 0 and \

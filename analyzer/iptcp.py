@@ -226,8 +226,7 @@ def _tcp_at(buf: bytes, addrs: int, t: int, offflags: int, hl: int, paylen: int,
     right before its TCP header at `t` (so `buf[addrs:t + 4]` is its 4-tuple key)."""
     mss, wscale = (syn_options(buf, t + 20, t + hl) if offflags & 2 and hl > 20
                    else NO_OPTIONS)
-    mid = (addrs + t) >> 1
-    return Segment(buf[addrs:mid], buf[mid:t],
+    return Segment(b"", b"",
                    buf[t] << 8 | buf[t + 1], buf[t + 2] << 8 | buf[t + 3],
                    buf[t + 4] << 24 | buf[t + 5] << 16 | buf[t + 6] << 8 | buf[t + 7],
                    buf[t + 8] << 24 | buf[t + 9] << 16 | buf[t + 10] << 8 | buf[t + 11],

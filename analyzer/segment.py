@@ -78,26 +78,26 @@ def addr_str(addr: bytes) -> str:
 class Segment:
     """One TCP segment.
 
-    `src`/`dst` are packed addresses (4 bytes IPv4, 16 bytes IPv6). `paylen` is the TCP payload
+    `src`/`dst` are packed addresses (4 bytes IPv4, 16 bytes IPv6), read from `key`, the 4-tuple
+    as one bytes object (the flow table's key; the decoder slices it from the packet, where
+    addresses and ports lie in this order, and a connection tells its sides apart by it: a
+    segment stores one bytes object, not three). `paylen` is the TCP payload
     length the IP header announces (not what a short snaplen kept). `ts` is capture time in
     integer nanoseconds since the epoch; `num` is the 1-based frame number in the (merged)
     capture, as Wireshark numbers frames. `mss`/`wscale` are the SYN options, or -1 when absent.
     `cut` says the snaplen cut the payload (its length is still the real one).
     """
 
-    __slots__ = ("ts", "num", "src", "dst", "sport", "dport", "seq", "ack", "flags", "win",
-                 "paylen", "mss", "wscale", "cut", "bad_csum", "key")
+    __slots__ = ("ts", "num", "key", "sport", "dport", "seq", "ack", "flags", "win",
+                 "paylen", "mss", "wscale", "cut", "bad_csum")
 
     def __init__(self, src: bytes, dst: bytes, sport: int, dport: int, seq: int, ack: int,
                  flags: int, win: int, paylen: int, mss: int = -1, wscale: int = -1,
                  cut: bool = False, ts: int = 0, num: int = 0, key: bytes = b"") -> None:
-        self.src = src
-        self.dst = dst
         self.sport = sport
         self.dport = dport
-        #: The 4-tuple as one bytes object: src, dst, sport, dport (ports big-endian), the
-        #: flow table's key. The decoder slices it from the packet, where the four lie in this
-        #: order (IP addresses, then the TCP ports right after an option-less IP header).
+        #: src, dst, sport, dport (ports big-endian); given as `key` by the decoder's fast
+        #: paths (then `src` and `dst` are left empty), else made from the fields.
         self.key = key or src + dst + ((sport << 16) | dport).to_bytes(4, "big")
         self.seq = seq
         self.ack = ack
@@ -110,6 +110,15 @@ class Segment:
         self.bad_csum = False       # set by the pipeline when --checksums finds it wrong
         self.ts = ts
         self.num = num
+
+    @property
+    def src(self) -> bytes:
+        return self.key[:(len(self.key) - 4) >> 1]
+
+    @property
+    def dst(self) -> bytes:
+        n = (len(self.key) - 4) >> 1
+        return self.key[n:n + n]
 
     @property
     def seglen(self) -> int:
