@@ -3,7 +3,8 @@ and when a connection leaves memory.
 
 Rules (documented in README "How connections are found"):
 
-* **Key.** The unordered pair of (address, port) endpoints; IPv4 and IPv6 alike.
+* **Key.** The unordered pair of (address, port) endpoints; IPv4 and IPv6 alike. The table
+  holds each connection under both directions of `Segment.key`, so a packet is one lookup.
 * **Numbering.** Connections are numbered 0, 1, 2... in order of their first packet, as
   Wireshark numbers `tcp.stream`, so `tcp.stream eq N` opens the same connection there.
   Like Wireshark, a TCP header quoted in an ICMP error takes a number for a 4-tuple not seen
