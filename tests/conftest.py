@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import csv
 import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import List
 
 import pytest
 
@@ -28,6 +30,21 @@ def pytest_configure(config) -> None:
         raise pytest.UsageError(
             "compiled modules older than their sources (%s): rebuild with `pip install -e .`, "
             "or delete analyzer/*.so to test pure Python" % ", ".join(sorted(stale)))
+
+
+def corpus_files() -> List[Path]:
+    """The shared corpus's captures (MANIFEST.tsv `local_path`, read in place); none when the
+    corpus is not on this machine."""
+    manifest = CORPUS / "MANIFEST.tsv"
+    if not manifest.exists():
+        return []
+    with open(manifest, newline="") as fh:
+        return [CORPUS / row["local_path"] for row in csv.DictReader(fh, delimiter="\t")]
+
+
+def every_capture() -> List[Path]:
+    """Every sample, then every corpus capture present: what whole-output comparisons run on."""
+    return sorted((REPO / "samples").rglob("*.pcap*")) + corpus_files()
 
 
 @pytest.fixture(scope="session")

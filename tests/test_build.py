@@ -14,7 +14,7 @@ import json
 import pytest
 
 from analyzer import build
-from conftest import CORPUS, REPO, run_python
+from conftest import every_capture, run_python
 
 _REPORTS = """
 import io, json, sys
@@ -33,20 +33,11 @@ print(json.dumps(out))
 """
 
 
-def _captures() -> list:
-    paths = [str(p) for p in sorted((REPO / "samples").rglob("*.pcap*"))]
-    manifest = CORPUS / "MANIFEST.tsv"
-    if manifest.exists():                 # the shared corpus, read in place where present
-        rows = manifest.read_text().splitlines()[1:]
-        paths += [str(CORPUS / row.split("\t")[0]) for row in rows if row.strip()]
-    return paths
-
-
 def test_compiled_and_pure_python_reports_are_identical(pure_python):
     if build() != "compiled":
         pytest.skip("the package is not compiled here (pure-Python install, or not installed "
                     "with `pip install -e .`): nothing to compare")
-    paths = _captures()
+    paths = [str(p) for p in every_capture()]
     compiled = run_python(_REPORTS, *paths)
     pure = run_python(_REPORTS, *paths, path=pure_python)
     assert compiled.returncode == 0, compiled.stderr.decode()[-2000:]

@@ -16,7 +16,6 @@ each capture is analysed once and shared by the tests.
 
 from __future__ import annotations
 
-import csv
 import json
 from functools import lru_cache
 from pathlib import Path
@@ -25,7 +24,7 @@ from typing import Dict, List
 import pytest
 
 from analyzer.pipeline import analyze
-from conftest import CORPUS
+from conftest import CORPUS, corpus_files
 
 #: Files where our connection count differs from tshark's conv,tcp table:
 #: path -> (tshark conversations, our connections, why).
@@ -53,11 +52,8 @@ CONV_DIFFERENCES: Dict[str, tuple] = {
 
 
 def _manifest() -> List[str]:
-    path = CORPUS / "MANIFEST.tsv"
-    if not path.exists():
-        return ["<no corpus>"]        # one test that the `corpus` fixture skips
-    with open(path, newline="") as fh:
-        return [row["local_path"] for row in csv.DictReader(fh, delimiter="\t")]
+    files = [str(p.relative_to(CORPUS)) for p in corpus_files()]
+    return files or ["<no corpus>"]   # one test that the `corpus` fixture skips
 
 
 FILES = _manifest()

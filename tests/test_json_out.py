@@ -12,21 +12,12 @@ from analyzer.pipeline import analyze
 from analyzer.render import render
 from analyzer.render.json_out import _dumps, connection_json
 from analyzer.synth import Dialog, write_pcap
-from conftest import CORPUS, REPO
-
-
-def _captures() -> list:
-    paths = sorted((REPO / "samples").rglob("*.pcap*"))
-    manifest = CORPUS / "MANIFEST.tsv"
-    if manifest.exists():
-        paths += [CORPUS / row.split("\t")[0] for row in manifest.read_text().splitlines()[1:]
-                  if row.strip()]
-    return paths
+from conftest import REPO, every_capture
 
 
 def test_each_connection_is_written_as_the_encoder_writes_it():
     checked = 0
-    for path in _captures():
+    for path in every_capture():
         for r in analyze([str(path)]).connections:
             assert connection_json(r) == _dumps(r.to_dict()), (path, r.id)
             checked += 1
