@@ -20,7 +20,7 @@ from setuptools.command.build_ext import build_ext
 COMPILED = [
     "framesource", "pcap", "pcapng", "linklayer", "iptcp", "decode", "segment", "checksum",
     "tcpstate", "seqanalysis", "control", "conn", "zeek", "zeekstate", "flows", "floods",
-    "verdicts", "pipeline", "anomalies", "report", "store", "render/json_out",
+    "verdicts", "pipeline", "anomalies", "report", "store", "nstime", "render/json_out",
 ]
 
 

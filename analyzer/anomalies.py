@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from typing import Dict, Final, NamedTuple, Optional
 
+from analyzer.nstime import seconds
+
 INFO: Final = "info"
 WARNING: Final = "warning"
 ERROR: Final = "error"
@@ -149,7 +151,7 @@ class Finding:
         return (_finding, (self.code, self.ts, self.frame, self.side, self.message, self.count))
 
     def to_dict(self) -> dict:
-        return {"code": self.code, "severity": self.severity, "ts": self.ts / 1e9,
+        return {"code": self.code, "severity": self.severity, "ts": seconds(self.ts),
                 "frame": self.frame, "side": self.side, "message": self.message,
                 "count": self.count}
 

@@ -119,7 +119,10 @@ def analyze(paths: Sequence[str], msl: float = DEFAULT_MSL, idle_timeout: Option
         truncated=stats.truncated, warnings=tuple(warnings), errors=tuple(errors),
         first_ts=stats.first_ts, last_ts=stats.last_ts, linktypes=dict(stats.linktypes),
         evicted_early=table.evicted_early)
-    return Report(capture, results, summary, msl, ladders, floods.findings())
+    capture_findings = floods.findings()
+    for f in capture_findings:
+        summary.count(f)
+    return Report(capture, results, summary, msl, ladders, capture_findings)
 
 
 @contextlib.contextmanager

@@ -6,18 +6,20 @@ Renderers (`analyzer/render/`) only read these objects; nothing here formats for
 
 from __future__ import annotations
 
-from collections import Counter
+import builtins
 from typing import Final
 from typing import (TYPE_CHECKING, Any, Dict, Iterator, List, NamedTuple, Optional, Protocol,
                     Tuple)
 
 from analyzer import TOOL_NAME, __version__
 from analyzer.anomalies import SEVERITY_RANK, Finding
+from analyzer.nstime import seconds
 from analyzer.segment import addr_str
-from analyzer.seqanalysis import Analysis
+from analyzer.seqanalysis import NO_COUNTS, Analysis
 
 ANALYSIS_FIELDS: Final = Analysis.FIELDS
-_NO_COUNTS: Final = (0,) * len(ANALYSIS_FIELDS)
+_NO_COUNTS: Final = NO_COUNTS
+_WARNING_RANK: Final = SEVERITY_RANK["warning"]
 
 if TYPE_CHECKING:                       # pragma: no cover
     from analyzer.conn import Connection
@@ -39,10 +41,10 @@ class Lingering(NamedTuple):
     remaining: Optional[int]   # TIME_WAIT only: what was left of 2*MSL
 
     def to_dict(self) -> dict:
-        d = {"side": self.side, "state": self.state, "since": self.since / 1e9,
-             "seconds": round(self.seconds / 1e9, 6)}
+        d = {"side": self.side, "state": self.state, "since": seconds(self.since),
+             "seconds": round(seconds(self.seconds), 6)}
         if self.remaining is not None:
-            d["remaining"] = round(self.remaining / 1e9, 6)
+            d["remaining"] = round(seconds(self.remaining), 6)
         return d
 
 
@@ -60,7 +62,7 @@ class LadderRow(NamedTuple):
 
     def to_dict(self) -> dict:
         d = self._asdict()
-        d["ts"] = self.ts / 1e9
+        d["ts"] = seconds(self.ts)
         return d
 
 
@@ -75,6 +77,30 @@ class ConnResult:
                  "bytes", "handshake", "close", "closed_first", "reset_by", "half_close",
                  "final_state", "lingering", "syn_retransmissions", "findings", "reused_from",
                  "analysis", "conn_state", "history", "zeek_flipped")
+    # Typed, so that the compiled build keeps them unboxed where it can.
+    id: int
+    orig: Tuple[builtins.bytes, int]         # (packed address, port)
+    resp: Tuple[builtins.bytes, int]
+    start: int                              # ns
+    end: int
+    first_frame: int
+    last_frame: int
+    packets: Tuple[int, int]                # (orig, resp)
+    bytes: Tuple[int, int]
+    handshake: str
+    close: Optional[str]
+    closed_first: Optional[str]
+    reset_by: Optional[str]
+    half_close: bool
+    final_state: Tuple[str, str]
+    lingering: List[Lingering]
+    syn_retransmissions: int
+    findings: List[Finding]
+    reused_from: Optional[int]
+    analysis: Tuple[Tuple[int, ...], Tuple[int, ...]]
+    conn_state: str
+    history: str
+    zeek_flipped: bool
 
     @classmethod
     def from_connection(cls, c: "Connection", handshake: str, close: Optional[str],
@@ -124,24 +150,29 @@ class ConnResult:
 
     @property
     def duration(self) -> float:
-        return (self.end - self.start) / 1e9
+        return seconds(self.end - self.start)
 
     def worst(self) -> int:
         """Highest finding severity rank, -1 when there is none."""
-        return max((SEVERITY_RANK[f.severity] for f in self.findings), default=-1)
+        worst = -1
+        for f in self.findings:
+            rank = SEVERITY_RANK[f.severity]
+            if rank > worst:
+                worst = rank
+        return worst
 
     def needs_attention(self) -> bool:
         """Shown by default in the terminal: a warning or an error (a stuck CLOSE_WAIT is one)."""
-        return self.worst() >= SEVERITY_RANK["warning"]
+        return self.worst() >= _WARNING_RANK
 
     def to_dict(self) -> dict:
         return {
             "id": self.id,
             "orig": _ep(*self.orig),
             "resp": _ep(*self.resp),
-            "start": self.start / 1e9,
-            "end": self.end / 1e9,
-            "duration": round(self.duration, 9),
+            "start": seconds(self.start),
+            "end": seconds(self.end),
+            "duration": self.duration,
             "first_frame": self.first_frame,
             "last_frame": self.last_frame,
             "packets": {"orig": self.packets[0], "resp": self.packets[1]},
@@ -168,33 +199,44 @@ class Summary:
 
     def __init__(self) -> None:
         self.connections = 0
-        self.handshakes: Counter = Counter()
-        self.closes: Counter = Counter()
-        self.resets: Counter = Counter()
-        self.lingering: Counter = Counter()
-        self.severities: Counter = Counter()
-        self.codes: Counter = Counter()
+        # Plain dicts (not Counter): the compiled build updates them without a method call.
+        self.handshakes: Dict[str, int] = {}
+        self.closes: Dict[str, int] = {}
+        self.resets: Dict[str, int] = {}
+        self.lingering: Dict[str, int] = {}
+        self.severities: Dict[str, int] = {}
+        self.codes: Dict[str, int] = {}
         self.analysis = [0] * len(ANALYSIS_FIELDS)
         self.syn_retransmissions = 0
         self.attention = 0
 
     def add(self, r: ConnResult) -> None:
         self.connections += 1
-        self.handshakes[r.handshake] += 1
-        self.closes[r.close or "none"] += 1
+        _bump(self.handshakes, r.handshake)
+        _bump(self.closes, r.close or "none")
         if r.reset_by:
-            self.resets[r.reset_by] += 1
+            _bump(self.resets, r.reset_by)
         for lg in r.lingering:
-            self.lingering[lg.state] += 1
+            _bump(self.lingering, lg[1])            # state
+        worst = -1
         for f in r.findings:
-            self.severities[f.severity] += 1
-            self.codes[f.code] += 1
+            self.count(f)
+            rank = SEVERITY_RANK[f.severity]
+            if rank > worst:
+                worst = rank
         o, p = r.analysis
-        if any(o) or any(p):
-            self.analysis = [t + a + b for t, a, b in zip(self.analysis, o, p)]
+        if o is not _NO_COUNTS or p is not _NO_COUNTS:
+            totals = self.analysis
+            for i in range(len(totals)):
+                totals[i] += o[i] + p[i]
         self.syn_retransmissions += r.syn_retransmissions
-        if r.needs_attention():
+        if worst >= _WARNING_RANK:                  # r.needs_attention(), from the loop above
             self.attention += 1
+
+    def count(self, f: Finding) -> None:
+        """A finding in the severity and code counts."""
+        _bump(self.severities, f.severity)
+        _bump(self.codes, f.code)
 
     def to_dict(self) -> dict:
         return {
@@ -203,13 +245,17 @@ class Summary:
             "handshakes": dict(sorted(self.handshakes.items())),
             "syn_retransmissions": self.syn_retransmissions,
             "closes": dict(sorted(self.closes.items())),
-            "resets": {"orig": self.resets["orig"], "resp": self.resets["resp"]},
-            "lingering": {"CLOSE_WAIT": self.lingering["CLOSE_WAIT"],
-                          "TIME_WAIT": self.lingering["TIME_WAIT"]},
-            "findings": {s: self.severities[s] for s in ("error", "warning", "info")},
+            "resets": {"orig": self.resets.get("orig", 0), "resp": self.resets.get("resp", 0)},
+            "lingering": {"CLOSE_WAIT": self.lingering.get("CLOSE_WAIT", 0),
+                          "TIME_WAIT": self.lingering.get("TIME_WAIT", 0)},
+            "findings": {s: self.severities.get(s, 0) for s in ("error", "warning", "info")},
             "findings_by_code": dict(sorted(self.codes.items())),
             "analysis": dict(zip(ANALYSIS_FIELDS, self.analysis)),
         }
+
+
+def _bump(counts: Dict[str, int], key: str) -> None:
+    counts[key] = counts.get(key, 0) + 1
 
 
 class CaptureSummary(NamedTuple):
@@ -235,8 +281,8 @@ class CaptureSummary(NamedTuple):
             "truncated": self.truncated,
             "warnings": list(self.warnings),
             "errors": list(self.errors),
-            "first_ts": None if self.first_ts is None else self.first_ts / 1e9,
-            "last_ts": None if self.last_ts is None else self.last_ts / 1e9,
+            "first_ts": None if self.first_ts is None else seconds(self.first_ts),
+            "last_ts": None if self.last_ts is None else seconds(self.last_ts),
             "linktypes": {str(k): v for k, v in sorted(self.linktypes.items())},
             "evicted_early": self.evicted_early,
         }
@@ -274,9 +320,6 @@ class Report:
         self.ladders: Dict[int, List[LadderRow]] = ladders or {}
         #: Capture-wide findings (floods): about many connections, not one.
         self.findings: List[Finding] = findings or []
-        for f in self.findings:
-            summary.severities[f.severity] += 1
-            summary.codes[f.code] += 1
 
     def return_code(self, fail_on: Optional[str] = None) -> int:
         """0 analysed; 1 a finding at or above `fail_on`; 3 some input could not be read."""

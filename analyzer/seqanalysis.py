@@ -36,6 +36,9 @@ MAX_HOLES: Final = 8
 #: shorter zero window is flow control doing its job (ZERO_WINDOW, info).
 ZERO_WINDOW_STALL_NS: Final = 500_000_000
 
+#: The counters of a direction where nothing happened (one shared tuple).
+NO_COUNTS: Final[Tuple[int, ...]] = (0,) * 7
+
 
 class Analysis:
     """Per-direction counters of the sequence analysis (JSON `analysis.<side>`)."""
@@ -65,8 +68,13 @@ class Analysis:
         self.resent = 0
         self.resend_ack = UNSET         # the peer's last ACK at the first resend
 
-    def counts(self) -> tuple:
-        """The counters, in FIELDS order (what a finished connection keeps)."""
+    def counts(self) -> Tuple[int, ...]:
+        """The counters, in FIELDS order (what a finished connection keeps); `NO_COUNTS`
+        itself when all are zero, as on most connections."""
+        if not (self.retransmissions or self.out_of_order or self.lost_segments
+                or self.acked_unseen or self.keepalives or self.keepalive_acks
+                or self.zero_windows):
+            return NO_COUNTS
         return (self.retransmissions, self.out_of_order, self.lost_segments, self.acked_unseen,
                 self.keepalives, self.keepalive_acks, self.zero_windows)
 

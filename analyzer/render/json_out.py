@@ -13,25 +13,23 @@ from __future__ import annotations
 
 import json
 from json.encoder import encode_basestring        # the C escaper where there is one
-from typing import Final, Optional, TextIO, cast
+from typing import Dict, Final, Optional, TextIO, Tuple, cast
 
 from analyzer.anomalies import Finding
-from analyzer.report import ANALYSIS_FIELDS, ConnResult, Lingering, Report
+from analyzer.nstime import rounded_json, seconds_json
+from analyzer.report import _NO_COUNTS, ANALYSIS_FIELDS, ConnResult, Lingering, Report
 from analyzer.segment import addr_str
 
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(", ", ": ")).encode
 
-_CONNECTION: Final = (
-    '{"id": %d, "orig": {"addr": %s, "port": %d}, "resp": {"addr": %s, "port": %d}, '
-    '"start": %r, "end": %r, "duration": %r, "first_frame": %d, "last_frame": %d, '
-    '"packets": {"orig": %d, "resp": %d}, "bytes": {"orig": %d, "resp": %d}, '
-    '"conn_state": %s, "history": %s, "handshake": %s, "syn_retransmissions": %d, '
-    '"close": %s, "closed_first": %s, "reset_by": %s, "half_close": %s, '
-    '"final_state": {"orig": %s, "resp": %s}, "lingering": [%s], "reused_from": %s, '
-    '"analysis": {"orig": {%s}, "resp": {%s}}, "findings": [%s]}')
-_FINDING: Final = ('{"code": %s, "severity": %s, "ts": %r, "frame": %d, "side": %s, "message": %s, '
-            '"count": %d}')
 _COUNTS: Final = ", ".join('"%s": %%d' % name for name in ANALYSIS_FIELDS)
+_NO_COUNTS_TEXT: Final = _COUNTS % _NO_COUNTS
+
+#: Encoded text of the strings that repeat from connection to connection (states, verdicts,
+#: history letters, finding codes): one dict lookup instead of escaping again. Emptied when
+#: full, so that odd strings cannot grow it without bound.
+_CACHE_LIMIT: Final = 4096
+_texts: Dict[str, str] = {}
 
 
 def render(report: Report, out: TextIO, **_options) -> None:
@@ -60,34 +58,62 @@ def render(report: Report, out: TextIO, **_options) -> None:
 
 def connection_json(r: ConnResult) -> str:
     """`_dumps(r.to_dict())`, formatted directly."""
-    return _CONNECTION % (
-        r.id, encode_basestring(addr_str(r.orig[0])), r.orig[1],
-        encode_basestring(addr_str(r.resp[0])), r.resp[1],
-        r.start / 1e9, r.end / 1e9, round(r.duration, 9), r.first_frame, r.last_frame,
-        r.packets[0], r.packets[1], r.bytes[0], r.bytes[1],
-        _text(r.conn_state), _text(r.history), _text(r.handshake), r.syn_retransmissions,
-        _text(r.close), _text(r.closed_first), _text(r.reset_by),
-        "true" if r.half_close else "false",
-        _text(r.final_state[0]), _text(r.final_state[1]),
-        ", ".join([_lingering(lg) for lg in r.lingering]),
-        "null" if r.reused_from is None else "%d" % r.reused_from,
-        _COUNTS % tuple(r.analysis[0]), _COUNTS % tuple(r.analysis[1]),
-        ", ".join([_finding(f) for f in r.findings]))
+    counts = r.analysis
+    findings = r.findings
+    lingering = r.lingering
+    return "".join([
+        '{"id": ', str(r.id), ', "orig": {"addr": ', _addr(r.orig[0]), ', "port": ',
+        str(r.orig[1]), '}, "resp": {"addr": ', _addr(r.resp[0]), ', "port": ', str(r.resp[1]),
+        '}, "start": ', seconds_json(r.start), ', "end": ', seconds_json(r.end),
+        ', "duration": ', seconds_json(r.end - r.start),
+        ', "first_frame": ', str(r.first_frame), ', "last_frame": ', str(r.last_frame),
+        ', "packets": {"orig": ', str(r.packets[0]), ', "resp": ', str(r.packets[1]),
+        '}, "bytes": {"orig": ', str(r.bytes[0]), ', "resp": ', str(r.bytes[1]),
+        '}, "conn_state": ', _text(r.conn_state), ', "history": ', _text(r.history),
+        ', "handshake": ', _text(r.handshake),
+        ', "syn_retransmissions": ', str(r.syn_retransmissions),
+        ', "close": ', _text(r.close), ', "closed_first": ', _text(r.closed_first),
+        ', "reset_by": ', _text(r.reset_by),
+        ', "half_close": ', "true" if r.half_close else "false",
+        ', "final_state": {"orig": ', _text(r.final_state[0]),
+        ', "resp": ', _text(r.final_state[1]),
+        '}, "lingering": [', ", ".join([_lingering(lg) for lg in lingering]) if lingering else "",
+        '], "reused_from": ', "null" if r.reused_from is None else str(r.reused_from),
+        ', "analysis": {"orig": {', _counts(counts[0]), '}, "resp": {', _counts(counts[1]),
+        '}}, "findings": [', ", ".join([_finding(f) for f in findings]) if findings else "",
+        "]}"])
 
 
 def _text(s: Optional[str]) -> str:
-    return "null" if s is None else encode_basestring(s)
+    if s is None:
+        return "null"
+    text = _texts.get(s)
+    if text is None:
+        if len(_texts) >= _CACHE_LIMIT:
+            _texts.clear()
+        text = _texts[s] = encode_basestring(s)
+    return text
+
+
+def _addr(addr: bytes) -> str:
+    return '"' + addr_str(addr) + '"'         # digits, dots and colons: nothing to escape
+
+
+def _counts(counts: Tuple[int, ...]) -> str:
+    return _NO_COUNTS_TEXT if counts == _NO_COUNTS else _COUNTS % counts
 
 
 def _lingering(lg: Lingering) -> str:
-    text = '{"side": %s, "state": %s, "since": %r, "seconds": %r' % (
-        encode_basestring(lg.side), encode_basestring(lg.state), lg.since / 1e9,
-        round(lg.seconds / 1e9, 6))
-    if lg.remaining is not None:
-        return text + ', "remaining": %r}' % round(lg.remaining / 1e9, 6)
-    return text + "}"
+    side, state, since, seconds, remaining = lg
+    return "".join([
+        '{"side": ', _text(side), ', "state": ', _text(state), ', "since": ', seconds_json(since),
+        ', "seconds": ', rounded_json(seconds),
+        "}" if remaining is None else ', "remaining": ', "" if remaining is None else
+        rounded_json(remaining) + "}"])
 
 
 def _finding(f: Finding) -> str:
-    return _FINDING % (encode_basestring(f.code), encode_basestring(f.severity), f.ts / 1e9,
-                       f.frame, _text(f.side), encode_basestring(f.message), f.count)
+    return "".join([
+        '{"code": ', _text(f.code), ', "severity": ', _text(f.severity), ', "ts": ',
+        seconds_json(f.ts), ', "frame": ', str(f.frame), ', "side": ', _text(f.side),
+        ', "message": ', encode_basestring(f.message), ', "count": ', str(f.count), "}"])

@@ -76,10 +76,12 @@ def _summary(console: Console, report: Report) -> None:
     t.add_row("Handshakes", hs)
     closes = sorted(s.closes.items(), key=lambda kv: (kv[0] == "none", -kv[1]))
     t.add_row("Closes", _counts([("not established" if k == "none" else k, v) for k, v in closes]))
-    t.add_row("Resets", "by orig %d · by resp %d" % (s.resets["orig"], s.resets["resp"]))
+    t.add_row("Resets", "by orig %d · by resp %d"
+              % (s.resets.get("orig", 0), s.resets.get("resp", 0)))
     t.add_row("Lingering", "CLOSE_WAIT %d · TIME_WAIT %d"
-              % (s.lingering["CLOSE_WAIT"], s.lingering["TIME_WAIT"]))
-    t.add_row("Findings", _counts([(k, s.severities[k]) for k in ("error", "warning", "info")]))
+              % (s.lingering.get("CLOSE_WAIT", 0), s.lingering.get("TIME_WAIT", 0)))
+    t.add_row("Findings",
+              _counts([(k, s.severities.get(k, 0)) for k in ("error", "warning", "info")]))
     t.add_row("Skipped packets", _counts(sorted(cap.skipped.items(), key=lambda kv: -kv[1])))
     console.print(t)
 

@@ -1,0 +1,78 @@
+"""Seconds from capture nanoseconds: correctly rounded, and written as repr writes them."""
+
+from __future__ import annotations
+
+import io
+import json
+import random
+
+import pytest
+
+from analyzer.nstime import LIMIT, rounded_json, seconds, seconds_json
+from analyzer.pipeline import analyze
+from analyzer.render import render
+from analyzer.synth import Dialog, write_pcap
+
+
+def _values():
+    rng = random.Random(20261121)
+    out = [0, 1, 999, 99_999, 100_000, 100_001, 10**9, 2**53, 2**63 - 1, 2**64, -1, -10**9,
+           1_707_556_972_264_442_000]
+    for k, limit in enumerate(LIMIT):           # both sides of every bound the fast path uses
+        for q in (limit - 1, limit):
+            for frac in (10**(9 - k), 10**(9 - k) * 3, 1):
+                out.append(q * 10**9 + frac)
+    for _ in range(20000):
+        magnitude = rng.choice([10**5, 10**6, 10**9, 10**12, 10**15, 2 * 10**18, 10**19])
+        grain = rng.choice([1, 10, 1000, 10**6, 10**9])
+        out.append(rng.randrange(magnitude) // grain * grain)
+    return out
+
+
+VALUES = _values()
+
+
+def test_seconds_is_the_correctly_rounded_quotient():
+    # int / int in interpreted Python is correctly rounded; the compiled build must agree.
+    assert all(seconds(n) == n / 10**9 for n in VALUES)
+    # ns / 1e9 is not: the int is rounded to a float first. This one came out as
+    # 1707556972.2644422; the module exists because of numbers like it.
+    assert 1_707_556_972_264_442_000 / 1e9 != 1_707_556_972_264_442_000 / 10**9
+    assert repr(seconds(1_707_556_972_264_442_000)) == "1707556972.264442"
+
+
+def test_the_text_is_what_repr_writes():
+    bad = [n for n in VALUES if seconds_json(n) != repr(seconds(n))]
+    assert not bad, bad[:5]
+
+
+def test_the_rounded_text_is_what_repr_of_round_writes():
+    bad = [n for n in VALUES if rounded_json(n) != repr(round(seconds(n), 6))]
+    assert not bad, bad[:5]
+
+
+@pytest.mark.parametrize("ns, text", [
+    (1_700_000_000_000_000_000, "1700000000.0"),
+    (1_700_000_000_000_001_000, "1700000000.000001"),
+    (1_700_000_000_123_456_789, "1700000000.1234567"),     # repr's digits: no fast path
+    (43_452_000, "0.043452"),
+    (23_000, "2.3e-05"),
+])
+def test_examples(ns, text):
+    assert seconds_json(ns) == text
+
+
+def test_json_times_are_the_frames_times(tmp_path):
+    # Microsecond timestamps whose naive conversion is one unit in the last place off.
+    d = Dialog()
+    d.t = 1_707_556_972_264_442_000
+    d.handshake().data("c", 10).fin("c").fin("s").ack("c")
+    write_pcap(tmp_path / "c.pcap", d.packets)
+    out = io.StringIO()
+    render("json", analyze([str(tmp_path / "c.pcap")]), out)
+    text = out.getvalue()
+    assert '"start": 1707556972.264442,' in text
+    assert '"first_ts": 1707556972.264442,' in text
+    conn = json.loads(text)["connections"][0]
+    assert conn["start"] == 1_707_556_972_264_442_000 / 10**9
+    assert conn["end"] == d.packets[-1][0] / 10**9
