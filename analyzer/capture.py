@@ -7,9 +7,11 @@ interfaces, each interface with its own link type, timestamp resolution and offs
 either of them gzip-compressed. Each reader's module states its bounds and the choices it
 makes where its format leaves room; `analyzer.framesource` holds what they share.
 
-This is the hot path. The input is read in chunks of up to ``CHUNK`` bytes and records are
-parsed in place with precompiled ``struct.Struct`` objects; the only per-packet objects are
-the frame bytes and the yielded tuple. Memory stays flat however large the file.
+This is the hot path. The input is read in chunks of up to ``CHUNK`` bytes. Classic pcap
+records are parsed in the read buffer and handed on in place (`frame_cursor`: the analysis
+decodes each frame where it lies, so nothing is made per packet); iterating a source yields
+``(ts_ns, linktype, frame)`` tuples with the frame copied out. Memory stays flat however
+large the file.
 
 Bad input never raises in the middle of a file. A file that is not a capture at all raises
 ``CaptureError`` from ``open_capture``. A file that breaks later (cut short, corrupt record
@@ -28,12 +30,12 @@ from struct import error as StructError
 from typing import BinaryIO, Iterator, List
 
 from analyzer.framesource import (CHUNK, MAX_BLOCK, NS, READ_ERRORS, CaptureError, CaptureStats,
-                                  Frame, FrameSource, fill, one_line)
+                                  Cursor, Frame, FrameSource, fill, one_line)
 from analyzer.pcap import PCAP_MAGIC, PCAP_MIN_BOUND, PcapSource
 from analyzer.pcapng import PCAPNG_MAGIC, PcapngSource
 
-__all__ = ["CHUNK", "MAX_BLOCK", "NS", "PCAP_MIN_BOUND", "CaptureError", "CaptureStats", "Frame",
-           "FrameSource", "open_capture", "read_frames"]
+__all__ = ["CHUNK", "MAX_BLOCK", "NS", "PCAP_MIN_BOUND", "CaptureError", "CaptureStats", "Cursor",
+           "Frame", "FrameSource", "frame_cursor", "open_capture", "read_frames"]
 
 _GZIP_MAGIC = b"\x1f\x8b"
 
@@ -97,6 +99,13 @@ def _sniff(path: str, name: str, fh: BinaryIO, stats: CaptureStats) -> FrameSour
     if head[:4] == PCAPNG_MAGIC:
         return PcapngSource(path, fh, read, head, stats)
     raise CaptureError(f"{name}: not a capture file{inner} (first bytes {head[:4].hex(' ')})")
+
+
+def frame_cursor(sources: List[FrameSource]) -> Cursor:
+    """`read_frames` as a `Cursor`: one file's frames in place, several files' merged."""
+    if len(sources) == 1:
+        return sources[0].cursor()
+    return Cursor(heapq.merge(*sources, key=itemgetter(0)))
 
 
 def read_frames(sources: List[FrameSource], stats: CaptureStats) -> Iterator[Frame]:

@@ -1,10 +1,11 @@
 """One captured frame -> one TCP `Segment`, or the reason it carries none.
 
-This is the per-packet hot path. The common layouts (Ethernet, Linux cooked SLL/SLL2, BSD
-NULL/LOOP and raw IP, each carrying IPv4 with a 20-byte header or IPv6 without extension
-headers, then TCP) are read with one precompiled `struct.Struct.unpack_from` at a fixed
-offset; anything else falls back to a general path that checks every length before reading.
-No exception is raised or caught on any path: short or malformed input yields a reason.
+This is the per-packet hot path. The common layouts (Ethernet with at most one VLAN tag,
+Linux cooked SLL/SLL2 and raw IP, each carrying IPv4 with a 20-byte header or IPv6 without
+extension headers, then TCP) are read at fixed offsets, by `decode_at` where the frame lies
+in the reader's buffer; anything else is copied out and goes to `decode_frame`, whose general
+path checks every length before reading. No exception is raised or caught on any path: short
+or malformed input yields a reason.
 
 Two layers, two modules: `analyzer.linklayer` frames each link type down to its IP header
 (Ethernet with VLAN tags, MPLS, PPPoE and FabricPath; Linux cooked SLL/SLL2; NULL/LOOP; raw
@@ -21,13 +22,14 @@ headers cut short by the snaplen and malformed headers.
 from __future__ import annotations
 
 from functools import partial
-from typing import Callable, Dict, Final, Union
+from typing import Callable, Dict, Final, Optional, Union
 
-from analyzer.iptcp import Decoded, QuotedTCP, ip4, ip6
+from analyzer.iptcp import Decoded, QuotedTCP, ip4, ip4_at, ip6, ip6_at
 from analyzer.linklayer import arcnet_linux, ether, ipoib, nflog, null, raw, sll, sll2
+from analyzer.segment import Segment
 
-__all__ = ["SKIP_REASONS", "SUPPORTED_LINKTYPES", "Decoded", "QuotedTCP", "decode_frame",
-           "decoder_for"]
+__all__ = ["SKIP_REASONS", "SUPPORTED_LINKTYPES", "Decoded", "QuotedTCP", "decode_at",
+           "decode_frame", "decoder_for"]
 
 #: Every reason `decode_frame` can return instead of a segment; the report counts skipped
 #: frames by these names, so they are stable.
@@ -79,3 +81,45 @@ def decode_frame(linktype: int, buf: Union[bytes, bytearray, memoryview]) -> Dec
     if linktype == 1:
         return ether(buf)
     return _DECODERS.get(linktype, _unsupported)(buf)
+
+
+def decode_at(linktype: int, buf: bytes, start: int, end: int) -> Optional[Segment]:
+    """The commonest layouts, read where the frame lies: `buf[start:end]` (the reader's
+    buffer), without copying it out. Ethernet with at most one 802.1Q tag, Linux cooked
+    SLL and SLL2, or raw IP; then IPv4 with a 20-byte header or IPv6 without extension
+    headers; then TCP. None for every other frame: the caller slices it for `decode_frame`.
+    For the frames it reads, the segment is the one `decode_frame` gives (tests/test_decode.py
+    holds the two equal)."""
+    size = end - start
+    if linktype == 1:
+        if size < 14:
+            return None
+        etype = buf[start + 12] << 8 | buf[start + 13]
+        off = start + 14
+        if etype == 0x8100 and size >= 18:
+            etype = buf[start + 16] << 8 | buf[start + 17]
+            off = start + 18
+    elif linktype == 276:                       # SLL2 (`tcpdump -i any`)
+        if size < 20:
+            return None
+        etype = buf[start] << 8 | buf[start + 1]
+        off = start + 20
+    elif linktype == 113:                       # SLL
+        if size < 16:
+            return None
+        etype = buf[start + 14] << 8 | buf[start + 15]
+        off = start + 16
+    elif linktype == 101 or linktype == 12 or linktype == 14:
+        if size < 1:
+            return None
+        ver = buf[start] >> 4
+        if ver == 4:
+            return ip4_at(buf, start, end)
+        return ip6_at(buf, start, end) if ver == 6 else None
+    else:
+        return None
+    if etype == 0x0800:
+        return ip4_at(buf, off, end)
+    if etype == 0x86DD:
+        return ip6_at(buf, off, end)
+    return None

@@ -1,9 +1,11 @@
 """What every capture reader shares: the `FrameSource` base, `CaptureStats`, `CaptureError`.
 
-A format module (`analyzer.pcap`, `analyzer.pcapng`) subclasses `FrameSource` with two
-methods: ``_header`` checks the file header and raises `CaptureError`; ``_generate`` yields
-``(ts_ns, linktype, frame)`` tuples, refilling its buffer with ``_more`` (which turns a read
-error into a warning), and ends by tallying its counts into the run's `CaptureStats`.
+A format module (`analyzer.pcap`, `analyzer.pcapng`) subclasses `FrameSource`: ``_header``
+checks the file header and raises `CaptureError`; then either ``_generate`` yields
+``(ts_ns, linktype, frame)`` tuples (pcapng) or ``_open_cursor`` returns a `Cursor` that
+steps through the frames in place (classic pcap, the hot path). Either refills its buffer
+with ``_more`` (which turns a read error into a warning) and ends by tallying its counts into
+the run's `CaptureStats`.
 `analyzer.capture` tells the format and opens the matching source.
 """
 
@@ -74,9 +76,48 @@ def one_line(e: BaseException) -> str:
     return " ".join(str(text).split())
 
 
+class Cursor:
+    """A capture's frames one at a time, in place: after `advance()` returns True, the frame
+    is `buf[start:end]`, captured at `ts` (ns since the epoch) on link type `linktype`.
+
+    Nothing is made per frame, so the analysis can decode each frame where it lies (the
+    classic pcap reader's `PcapCursor` parses records inside its read buffer). This base
+    walks an iterator of ``(ts_ns, linktype, frame)`` tuples (pcapng, several files merged).
+    """
+
+    def __init__(self, frames: Iterator[Frame]) -> None:
+        self.ts = 0
+        self.linktype = 0
+        self.buf = b""
+        self.start = 0
+        self.end = 0
+        self._frames = frames
+
+    def advance(self) -> bool:
+        """Step to the next frame; False at the end of the capture."""
+        frame = next(self._frames, None)
+        if frame is None:
+            return False
+        self.ts, self.linktype, self.buf = frame
+        self.start, self.end = 0, len(self.buf)
+        return True
+
+    def close(self) -> None:
+        """Stop reading (the source tallies what was read and closes its file)."""
+        close = getattr(self._frames, "close", None)
+        if close is not None:
+            close()
+
+
+def frames_of(cursor: Cursor) -> Iterator[Frame]:
+    """A cursor's frames as ``(ts_ns, linktype, frame)`` tuples, each frame copied out."""
+    while cursor.advance():
+        yield cursor.ts, cursor.linktype, cursor.buf[cursor.start:cursor.end]
+
+
 class FrameSource:
-    """One opened capture. Iterate it once for ``(ts_ns, linktype, frame)`` in file order;
-    the file is closed when the iteration ends (or by ``close()``)."""
+    """One opened capture. Iterate it once for ``(ts_ns, linktype, frame)`` in file order, or
+    step through its `cursor()`; the file is closed when the frames end (or by ``close()``)."""
 
     def __init__(self, path: str, fh: BinaryIO, read: Callable[[int], bytes], head: bytes,
                  stats: CaptureStats) -> None:
@@ -85,19 +126,33 @@ class FrameSource:
         self._fh, self._read, self._stats = fh, read, stats
         self._owned = path != "-"             # stdin is not ours to close
         self._buf = self._header(head)
-        self._frames = self._generate()
+        self._cursor: Optional[Cursor] = None
+        self._frames: Optional[Iterator[Frame]] = None
+
+    def cursor(self) -> Cursor:
+        """The frames, in place (one cursor per source: reading consumes the file)."""
+        if self._cursor is None:
+            self._cursor = self._open_cursor()
+        return self._cursor
 
     def __iter__(self) -> Iterator[Frame]:
+        if self._frames is None:
+            self._frames = frames_of(self.cursor())
         return self._frames
 
     def close(self) -> None:
         """Stop reading and close the file (stdin is left open)."""
-        self._frames.close()
+        if self._cursor is not None:
+            self._cursor.close()
         self._release()
 
     def _release(self) -> None:
         if self._owned:
             self._fh.close()
+
+    def _open_cursor(self) -> Cursor:
+        """The format's cursor; by default one over ``_generate()``'s tuples."""
+        return Cursor(self._generate())
 
     def _header(self, head: bytes) -> bytes:
         """Check the file header (``head`` holds the first bytes read); return the bytes to
@@ -105,6 +160,7 @@ class FrameSource:
         raise NotImplementedError
 
     def _generate(self) -> Generator[Frame, None, None]:
+        """The frames as tuples, for a format without its own cursor."""
         raise NotImplementedError
 
     def _warn(self, msg: str, stopped: bool = True) -> None:

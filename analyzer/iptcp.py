@@ -3,10 +3,11 @@ or the reason it carries none (a short stable string from `analyzer.decode.SKIP_
 
 IPv4 with options; IPv6 with hop-by-hop, routing, destination options, AH, mobility/HIP/shim6
 headers and atomic fragments (RFC 6946); AH inside IPv4; IP-in-IP (IPv4 protocol 4, IPv6
-protocol 41, in either family, nested at most `_MAX_NEST` deep). `ip4` and `ip6` read IPv4
-with a 20-byte header or IPv6 without extension headers, then TCP, with one precompiled
-`struct.Struct.unpack_from`; anything else goes to `ip_general`, which checks every length
-against both the captured bytes and the IP length fields. No exception is raised or caught.
+protocol 41, in either family, nested at most `_MAX_NEST` deep). `ip4_at` and `ip6_at` read
+IPv4 with a 20-byte header or IPv6 without extension headers, then TCP, at fixed offsets
+(also inside the reader's buffer, given where the frame ends); anything else goes to
+`ip_general`, which checks every length against both the captured bytes and the IP length
+fields. No exception is raised or caught.
 
 The TCP payload length comes from the IP length fields, never from the captured bytes, so
 Ethernet padding is ignored and a snaplen cut after the TCP header keeps the real length.
@@ -18,7 +19,7 @@ than IP-in-IP are recognised by protocol or UDP port and left closed.
 from __future__ import annotations
 
 import struct
-from typing import Final, Tuple, Union
+from typing import Final, Optional, Tuple, Union
 
 from analyzer.segment import Segment
 
@@ -192,9 +193,23 @@ def ip_general(buf: bytes, off: int, want: int) -> Decoded:
 
 
 def ip4(buf: bytes, off: int) -> Decoded:
-    """IPv4 at `off`: IHL 5 + TCP read at fixed offsets, byte by byte (in the compiled build
-    each is one C operation, with no tuple and no int objects), else the general path."""
-    n = len(buf)
+    """IPv4 at `off`: the fixed-offset fast path (`ip4_at`), else the general path."""
+    seg = ip4_at(buf, off, len(buf))
+    return seg if seg is not None else ip_general(buf, off, 4)
+
+
+def ip6(buf: bytes, off: int) -> Decoded:
+    """IPv6 at `off`: the fixed-offset fast path (`ip6_at`), else the general path."""
+    seg = ip6_at(buf, off, len(buf))
+    return seg if seg is not None else ip_general(buf, off, 6)
+
+
+def ip4_at(buf: bytes, off: int, n: int) -> Optional[Segment]:
+    """IPv4 with a 20-byte header at `off`, then TCP, in a frame whose captured bytes end at
+    `n` (`buf` may hold more: the reader's buffer). Read byte by byte at fixed offsets (in the
+    compiled build each is one C operation, with no tuple and no int objects). None for
+    anything else (options, fragments, another protocol, a header cut short), which the
+    general path reads."""
     if n >= off + 40:
         t = off + 20                                      # the TCP header
         offflags = buf[t + 12] << 8 | buf[t + 13]
@@ -203,13 +218,11 @@ def ip4(buf: bytes, off: int) -> Decoded:
         if (buf[off] == 0x45 and buf[off + 9] == 6 and not (buf[off + 6] & 0x3F or buf[off + 7])
                 and 20 <= hl <= tot - 20 and n >= t + hl):
             return _tcp_at(buf, off + 12, t, offflags, hl, tot - 20 - hl, n < off + tot)
-    return ip_general(buf, off, 4)
+    return None
 
 
-def ip6(buf: bytes, off: int) -> Decoded:
-    """IPv6 at `off`: read at fixed offsets (as ip4) when TCP follows the fixed header, else
-    the general path."""
-    n = len(buf)
+def ip6_at(buf: bytes, off: int, n: int) -> Optional[Segment]:
+    """IPv6 at `off` with TCP right after the fixed header, as `ip4_at`; None otherwise."""
     if n >= off + 60:
         t = off + 40                                      # the TCP header
         offflags = buf[t + 12] << 8 | buf[t + 13]
@@ -217,7 +230,7 @@ def ip6(buf: bytes, off: int) -> Decoded:
         plen = buf[off + 4] << 8 | buf[off + 5]
         if buf[off] >> 4 == 6 and buf[off + 6] == 6 and 20 <= hl <= plen and n >= t + hl:
             return _tcp_at(buf, off + 8, t, offflags, hl, plen - hl, n < t + plen)
-    return ip_general(buf, off, 6)
+    return None
 
 
 def _tcp_at(buf: bytes, addrs: int, t: int, offflags: int, hl: int, paylen: int,

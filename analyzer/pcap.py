@@ -12,9 +12,9 @@ FCS is present and how long).
 from __future__ import annotations
 
 from struct import Struct
-from typing import Final, Generator
+from typing import Final
 
-from analyzer.framesource import MAX_BLOCK, NS, CaptureError, Frame, FrameSource, fill
+from analyzer.framesource import MAX_BLOCK, NS, CaptureError, Cursor, FrameSource, fill
 
 PCAP_MIN_BOUND: Final = 256 * 1024       # pcap captured-length bound when snaplen is smaller
 #: Above every pcap timestamp (2**32 s in ns is below it) and still a machine-sized integer.
@@ -45,65 +45,90 @@ class PcapSource(FrameSource):
         self.le = bo == "<"
         return head[24:]
 
-    def _generate(self) -> Generator[Frame, None, None]:
-        unpack_from = self._rec.unpack_from
-        limit, frac_ns, lt, le = self.limit, self.frac_ns, self.linktype, self.le
-        buf, pos, count = self._buf, 0, 0
-        self._buf = b""
-        lo, hi = _NO_TS, -1
+    def _open_cursor(self) -> Cursor:
+        return PcapCursor(self)
+
+
+class PcapCursor(Cursor):
+    """Classic pcap records parsed in the read buffer: a frame is never copied out."""
+
+    def __init__(self, source: PcapSource) -> None:
+        super().__init__(iter(()))
+        self.source = source
+        self.linktype = source.linktype
+        self.buf, source._buf = source._buf, b""
+        self.pos = 0                        # the next record header in `buf`
+        self.limit, self.frac_ns, self.le = source.limit, source.frac_ns, source.le
+        self.count = 0
+        self.lo, self.hi = _NO_TS, -1
         # sec * NS for the current second, made once a second: the product of two ints that
         # large takes the slow (arbitrary-size) multiplication in the compiled build.
-        last_sec, base = -1, 0
-        try:
-            while True:
-                size = len(buf)
-                while pos + 16 <= size:
-                    # Byte by byte: compiled, each is one C operation on machine integers
-                    # (a struct unpack would make a tuple and three int objects a packet).
-                    if le:
-                        sec = (buf[pos] | buf[pos + 1] << 8 | buf[pos + 2] << 16
-                               | buf[pos + 3] << 24)
-                        frac = (buf[pos + 4] | buf[pos + 5] << 8 | buf[pos + 6] << 16
-                                | buf[pos + 7] << 24)
-                        caplen = (buf[pos + 8] | buf[pos + 9] << 8 | buf[pos + 10] << 16
-                                  | buf[pos + 11] << 24)
-                    else:
-                        sec = (buf[pos] << 24 | buf[pos + 1] << 16 | buf[pos + 2] << 8
-                               | buf[pos + 3])
-                        frac = (buf[pos + 4] << 24 | buf[pos + 5] << 16 | buf[pos + 6] << 8
-                                | buf[pos + 7])
-                        caplen = (buf[pos + 8] << 24 | buf[pos + 9] << 16 | buf[pos + 10] << 8
-                                  | buf[pos + 11])
-                    end = pos + 16 + caplen
-                    if end > size or caplen > limit:
-                        break
-                    if sec != last_sec:
-                        last_sec, base = sec, sec * NS
-                    ts = base + frac * frac_ns
-                    if ts < lo:
-                        lo = ts
-                    if ts > hi:
-                        hi = ts
-                    count += 1
-                    yield ts, lt, buf[pos + 16:end]
-                    pos = end
-                need = 16
-                if size - pos >= 16:                  # a header is here, its frame is not
-                    caplen = unpack_from(buf, pos)[2]
-                    if caplen > limit:
-                        self._warn(f"corrupt record header (record {count + 1}: captured length "
-                                   f"{caplen} is over the {limit}-byte bound); reading stopped, "
-                                   f"{count} packets before it were read")
-                        return
-                    need += caplen
-                buf, pos = self._more(buf, pos, need), 0
-                if len(buf) < need:
-                    if buf:
-                        part, have, want = (("a packet", len(buf) - 16, need - 16) if need > 16
-                                            else ("a record header", len(buf), 16))
-                        self._warn(f"cut short in the middle of {part} (record {count + 1}, "
-                                   f"{have} of {want} bytes); {count} packets before it were read")
-                    return
-        finally:
-            self._stats.tally({lt: count}, lo if count else None, hi if count else None)
-            self._release()
+        self.last_sec, self.base = -1, 0
+        self.done = False
+
+    def advance(self) -> bool:
+        buf, pos = self.buf, self.pos
+        while True:
+            size = len(buf)
+            if pos + 16 <= size:
+                # Byte by byte: compiled, each is one C operation on machine integers (a
+                # struct unpack would make a tuple and three int objects a packet).
+                if self.le:
+                    sec = buf[pos] | buf[pos + 1] << 8 | buf[pos + 2] << 16 | buf[pos + 3] << 24
+                    frac = (buf[pos + 4] | buf[pos + 5] << 8 | buf[pos + 6] << 16
+                            | buf[pos + 7] << 24)
+                    caplen = (buf[pos + 8] | buf[pos + 9] << 8 | buf[pos + 10] << 16
+                              | buf[pos + 11] << 24)
+                else:
+                    sec = buf[pos] << 24 | buf[pos + 1] << 16 | buf[pos + 2] << 8 | buf[pos + 3]
+                    frac = (buf[pos + 4] << 24 | buf[pos + 5] << 16 | buf[pos + 6] << 8
+                            | buf[pos + 7])
+                    caplen = (buf[pos + 8] << 24 | buf[pos + 9] << 16 | buf[pos + 10] << 8
+                              | buf[pos + 11])
+                end = pos + 16 + caplen
+                if end <= size and caplen <= self.limit:
+                    if sec != self.last_sec:
+                        self.last_sec, self.base = sec, sec * NS
+                    ts = self.base + frac * self.frac_ns
+                    if ts < self.lo:
+                        self.lo = ts
+                    if ts > self.hi:
+                        self.hi = ts
+                    self.count += 1
+                    self.ts, self.start, self.end, self.pos = ts, pos + 16, end, end
+                    return True
+            if self.done:
+                return False
+            # The next record is not all in the buffer: read on, or end.
+            need = 16
+            if size - pos >= 16:                  # a header is here, its frame is not
+                caplen = self.source._rec.unpack_from(buf, pos)[2]
+                if caplen > self.limit:
+                    self.source._warn(
+                        f"corrupt record header (record {self.count + 1}: captured length "
+                        f"{caplen} is over the {self.limit}-byte bound); reading stopped, "
+                        f"{self.count} packets before it were read")
+                    self.close()
+                    return False
+                need += caplen
+            buf, pos = self.source._more(buf, pos, need), 0
+            self.buf, self.pos = buf, 0
+            if len(buf) < need:
+                if buf:
+                    part, have, want = (("a packet", len(buf) - 16, need - 16) if need > 16
+                                        else ("a record header", len(buf), 16))
+                    self.source._warn(f"cut short in the middle of {part} (record "
+                                      f"{self.count + 1}, {have} of {want} bytes); "
+                                      f"{self.count} packets before it were read")
+                self.close()
+                return False
+
+    def close(self) -> None:
+        """Tally what was read into the run's stats and close the file (once)."""
+        if not self.done:
+            self.done = True
+            self.buf, self.pos = b"", 0
+            n = self.count
+            self.source._stats.tally({self.linktype: n}, self.lo if n else None,
+                                     self.hi if n else None)
+            self.source._release()

@@ -11,16 +11,16 @@ import contextlib
 import gc
 import os
 from collections import Counter
-from typing import Any, Callable, Dict, Final, Iterator, List, Optional, Sequence, Set
+from typing import Any, Callable, Dict, Final, Iterator, List, Optional, Sequence, Set, Union
 
-from analyzer.capture import CaptureError, CaptureStats, open_capture, read_frames
+from analyzer.capture import CaptureError, CaptureStats, Cursor, frame_cursor, open_capture
 from analyzer.checksum import checksums_ok
 from analyzer.conn import SIDES, Connection
-from analyzer.decode import QuotedTCP, decode_frame
+from analyzer.decode import QuotedTCP, decode_at, decode_frame
 from analyzer.floods import DEFAULT_THRESHOLD, DEFAULT_WINDOW, FloodDetector
 from analyzer.flows import DEFAULT_MAX_LIVE, FlowTable
 from analyzer.report import CaptureSummary, ConnResult, LadderRow, Report, Summary
-from analyzer.segment import ACK, flags_str
+from analyzer.segment import ACK, Segment, flags_str
 from analyzer.store import DEFAULT_BUDGET, ResultStore
 from analyzer.tcpstate import STATE_NAME
 from analyzer.verdicts import finalize
@@ -76,10 +76,19 @@ def analyze(paths: Sequence[str], msl: float = DEFAULT_MSL, idle_timeout: Option
     ladders: Dict[int, List[LadderRow]] = {}
     end_ts = 0
     with cyclic_gc_off():
-        for ts, linktype, buf in read_frames(sources, stats):
+        frames = frame_cursor(sources) if sources else Cursor(iter(()))
+        while frames.advance():
+            ts = frames.ts
             num += 1
             end_ts = ts
-            seg = decode_frame(linktype, buf)
+            linktype = frames.linktype
+            # The common layouts are decoded where the frame lies in the reader's buffer; any
+            # other frame (and every frame whose checksums are checked) is copied out first.
+            seg: Union[Segment, str, None] = (
+                None if checksums else decode_at(linktype, frames.buf, frames.start, frames.end))
+            if seg is None:
+                buf = frames.buf[frames.start:frames.end]
+                seg = decode_frame(linktype, buf)
             if isinstance(seg, str):
                 skipped[seg] += 1
             elif isinstance(seg, QuotedTCP):

@@ -6,7 +6,6 @@ reads a file, a clock or a screen.
 
 from __future__ import annotations
 
-from socket import inet_ntoa
 from typing import Final
 
 # TCP header flag bits (RFC 9293 §3.1, RFC 3168 for ECE/CWR, RFC 3540 for NS/AE).
@@ -50,13 +49,16 @@ def seq_diff(a: int, b: int) -> int:
     return d - 0x100000000 if d >= 0x80000000 else d
 
 
+_OCTETS: Final = tuple(str(i) for i in range(256))
+
+
 def addr_str(addr: bytes) -> str:
     """Printable form of a 4- or 16-byte packed address: dotted quad, or RFC 5952 for IPv6
     (the longest run of two or more zero groups, the first of equal runs, shortened to `::`;
     an IPv4-mapped address in hex groups, `::ffff:a00:1`, as Python's ipaddress before 3.13
     writes it, so that reports do not change with the Python version)."""
     if len(addr) == 4:
-        return inet_ntoa(addr)
+        return ".".join([_OCTETS[addr[0]], _OCTETS[addr[1]], _OCTETS[addr[2]], _OCTETS[addr[3]]])
     groups = [addr[i] << 8 | addr[i + 1] for i in range(0, 16, 2)]
     start, length, i = 0, 0, 0
     while i < 8:

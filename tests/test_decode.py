@@ -20,7 +20,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from analyzer import synth
-from analyzer.decode import QuotedTCP, SKIP_REASONS, SUPPORTED_LINKTYPES, decode_frame, decoder_for
+from analyzer.decode import (QuotedTCP, SKIP_REASONS, SUPPORTED_LINKTYPES, decode_at, decode_frame,
+                             decoder_for)
 from analyzer.segment import ACK, CWR, ECE, FIN, NS, PSH, RST, SYN, Segment
 
 V4 = ("192.0.2.1", "198.51.100.7")
@@ -706,3 +707,59 @@ def test_addresses_are_written_as_ipaddress_writes_them():
     assert addr_str(bytes(10) + b"\xff\xff\x0a\x00\x00\x01") == "::ffff:a00:1"
     assert addr_str(bytes(16)) == "::" and addr_str(bytes(15) + b"\x01") == "::1"
     assert addr_str(b"\x00\x01" + bytes(2) + b"\x00\x02" + bytes(10)) == "1:0:2::"
+
+
+# ---------------------------------------------------------------- in place (the reader's buffer)
+
+def _in_place(linktype: int, frame: bytes, before: bytes = b"\xff" * 7, after: bytes = b"\xee" * 90):
+    """decode_at on the frame lying inside a larger buffer, between bytes that are not its."""
+    buf = before + frame + after
+    return decode_at(linktype, buf, len(before), len(before) + len(frame))
+
+
+def _same_as_decode_frame(linktype: int, frame: bytes) -> bool:
+    got = _in_place(linktype, frame)
+    if got is None:
+        return True
+    want = decode_frame(linktype, frame)
+    return (isinstance(want, Segment) and not isinstance(want, QuotedTCP)
+            and fields(got) == fields(want) and got.key == want.key and got.cut == want.cut)
+
+
+@pytest.mark.parametrize("name,ip", SAMPLES, ids=[n for n, _ in SAMPLES])
+def test_in_place_reads_the_common_layouts(name, ip):
+    frames = [(1, synth.frame(ip, "ether")), (1, synth.frame(ip, vlans=[7])),
+              (113, synth.frame(ip, "sll")), (276, synth.frame(ip, "sll2")),
+              (101, synth.frame(ip, "raw"))]
+    for linktype, frame in frames:
+        got = _in_place(linktype, frame)
+        assert got is not None, linktype
+        assert _same_as_decode_frame(linktype, frame)
+    # Rarer layouts are left to decode_frame (the caller copies the frame out).
+    assert _in_place(1, synth.frame(ip, vlans=[5, 6])) is None
+    assert _in_place(0, synth.frame(ip, "null")) is None
+
+
+def test_in_place_agrees_on_every_seed():
+    assert all(_same_as_decode_frame(linktype, frame) for linktype, frame in SEEDS)
+
+
+@pytest.mark.parametrize("name,linktype,frame,link,iphl,tcphl", cut_cases(),
+                         ids=[c[0] for c in cut_cases()])
+def test_in_place_at_every_snaplen_cut(name, linktype, frame, link, iphl, tcphl):
+    for cut in range(len(frame) + 1):
+        assert _same_as_decode_frame(linktype, frame[:cut]), cut
+
+
+@settings(max_examples=3000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.sampled_from(SEEDS),
+       st.lists(st.tuples(st.integers(0, 127), st.integers(0, 255)), max_size=6),
+       st.integers(0, 200))
+def test_in_place_is_decode_frame_on_mutated_frames(seed, flips, cut):
+    linktype, frame = seed
+    buf = bytearray(frame[:cut] if cut < len(frame) else frame)
+    for pos, value in flips:
+        if pos < len(buf):
+            buf[pos] = value
+    for lt in (linktype, 1, 101, 113, 276):
+        assert _same_as_decode_frame(lt, bytes(buf))
