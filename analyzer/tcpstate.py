@@ -168,9 +168,14 @@ def _build() -> Dict[Tuple[State, Input], State]:
 TRANSITIONS: Final[Dict[Tuple[State, Input], State]] = _build()
 
 
+#: The same table by state, then input: no (state, input) tuple made per lookup.
+_BY_STATE: Final[Dict[State, Dict[Input, State]]] = {
+    s: {i: nxt for (s2, i), nxt in TRANSITIONS.items() if s2 is s} for s in State}
+
+
 def step(state: State, inp: Input) -> Tuple[State, bool]:
     """Apply one input. Returns (next state, legal); an illegal input leaves the state alone."""
-    nxt = TRANSITIONS.get((state, inp))
+    nxt = _BY_STATE[state].get(inp)
     if nxt is None:
         return state, False
     return nxt, True

@@ -10,8 +10,6 @@ import contextlib
 import sys
 from typing import Callable, Iterator, Optional
 
-from rich.console import Console
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 
 @contextlib.contextmanager
@@ -20,6 +18,8 @@ def progress(enabled: bool) -> Iterator[Optional[Callable[[int], None]]]:
     if not enabled:
         yield None
         return
+    from rich.console import Console        # only on a terminal: not imported by CI runs
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
     console = Console(file=sys.stderr)
     columns = (SpinnerColumn(), TextColumn("reading: {task.completed:,.0f} packets"),
                TextColumn("({task.fields[rate]:,.0f}/s)"), TimeElapsedColumn())
