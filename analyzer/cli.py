@@ -22,7 +22,7 @@ from analyzer.pipeline import DEFAULT_MSL, analyze
 from analyzer.render import RENDERERS, render
 from analyzer.render.json_out import connection_json
 from analyzer.render.progress import progress
-from analyzer.report import EXIT_INTERNAL, EXIT_UNREADABLE
+from analyzer.report import EXIT_INTERNAL, EXIT_UNREADABLE, ConnResult
 
 
 def _warn(message: str) -> None:
@@ -98,7 +98,11 @@ def _run(captures: Tuple[str, ...], fmt: str, show_all: bool, msl: float,
                          checksums=checksums, on_frame=on_frame,
                          max_live=max_connections, idle_timeout=idle_timeout,
                          # JSON keeps each connection's line, not its result (spills text).
-                         encode=connection_json if fmt == "json" and not streams else None)
+                         encode=connection_json if fmt == "json" and not streams else None,
+                         # The terminal report lists only connections needing attention
+                         # (unless --all): the others are counted, not kept.
+                         keep=(ConnResult.needs_attention
+                               if fmt == "text" and not show_all and not streams else None))
     for message in report.capture.warnings:
         _warn("warning: " + message)
     for message in report.capture.errors:

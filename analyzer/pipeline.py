@@ -39,14 +39,16 @@ def analyze(paths: Sequence[str], msl: float = DEFAULT_MSL, idle_timeout: Option
             flood_threshold: int = DEFAULT_THRESHOLD,
             flood_window: float = DEFAULT_WINDOW, checksums: bool = False,
             result_budget: int = DEFAULT_BUDGET, max_live: int = DEFAULT_MAX_LIVE,
-            encode: Optional[Callable[[ConnResult], Any]] = None) -> Report:
+            encode: Optional[Callable[[ConnResult], Any]] = None,
+            keep: Optional[Callable[[ConnResult], bool]] = None) -> Report:
     """Analyse one capture, or several files as one time-ordered capture.
 
     Files that cannot be read are listed in `report.capture.errors` (exit code 3); everything
     readable is still analysed. `on_frame(n)` is called every 65536 frames (progress).
     `trace` names stream ids whose packets are kept as a ladder (`--stream`). With `encode`,
     `report.connections` holds what it makes of each result (the JSON writer's line), not
-    the result: the summary and the capture-wide findings are the same.
+    the result: the summary and the capture-wide findings are the same. With `keep`, it
+    holds only the results `keep` accepts (its `len()` still counts all of them).
     """
     stats = CaptureStats()
     errors: List[str] = []
@@ -58,7 +60,7 @@ def analyze(paths: Sequence[str], msl: float = DEFAULT_MSL, idle_timeout: Option
             errors.append(str(exc))
 
     msl_ns = int(msl * 1e9)
-    results = ResultStore(result_budget, encode)
+    results = ResultStore(result_budget, encode, keep)
     summary = Summary()
     floods = FloodDetector(flood_threshold, flood_window)
 

@@ -8,7 +8,9 @@ the connections open at once plus `budget` results, never for all of them.
 
 With an `encode` function the store keeps what it returns (the JSON writer's line of text)
 instead of the result object: a string pickles and unpickles as one copy, where a result is
-a tree of objects to pickle, rebuild and free.
+a tree of objects to pickle, rebuild and free. With a `keep` predicate it keeps only the
+results it accepts (the terminal report's connections needing attention), while `len()` still
+counts every result appended.
 """
 
 from __future__ import annotations
@@ -32,17 +34,21 @@ class ResultStore:
     """Append results in any order; iterate them (as often as needed) in stream order."""
 
     def __init__(self, budget: int = DEFAULT_BUDGET,
-                 encode: Optional[Callable[[ConnResult], Any]] = None) -> None:
+                 encode: Optional[Callable[[ConnResult], Any]] = None,
+                 keep: Optional[Callable[[ConnResult], bool]] = None) -> None:
         self.budget = budget
         self.encode = encode
+        self.keep = keep
         self.memory: List[Record] = []
         self.runs: List[Tuple[int, int]] = []      # (offset, count) of each spilled run
         self.file: Optional[BinaryIO] = None
         self.count = 0
 
     def append(self, r: ConnResult) -> None:
-        self.memory.append((r.id, r if self.encode is None else self.encode(r)))
         self.count += 1
+        if self.keep is not None and not self.keep(r):
+            return
+        self.memory.append((r.id, r if self.encode is None else self.encode(r)))
         if len(self.memory) >= self.budget:
             self._spill()
 
@@ -70,7 +76,7 @@ class ResultStore:
             yield from block
 
     def __iter__(self) -> Iterator[Any]:
-        """The results (or their encodings) in stream order."""
+        """The results (or their encodings) in stream order; with `keep`, those it kept."""
         self.memory.sort(key=_record_id)
         if not self.runs:
             return (item for _, item in list(self.memory))

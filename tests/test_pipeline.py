@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import io
 import struct
 
 from analyzer.pipeline import analyze
+from analyzer.render import render
+from analyzer.report import ConnResult
 from analyzer.synth import Dialog, write_pcap
 
 
@@ -115,3 +118,25 @@ def test_spilled_runs_read_back_across_pickle_blocks(monkeypatch):
     spilled = analyze([path], result_budget=5)          # runs of 5 results: blocks 2, 2, 1
     assert [n for _, n in spilled.connections.runs] == [5, 5, 5]
     assert spilled.to_dict() == in_memory
+
+
+def test_keeping_only_what_the_terminal_lists_changes_nothing_it_shows():
+    # The CLI's text report keeps only the connections needing attention (keep=...); the
+    # report it prints must be the one printed from every result, spilled or not.
+    from conftest import REPO
+    checked = 0
+    for path in sorted((REPO / "samples").rglob("*.pcap")):
+        full = analyze([str(path)], result_budget=2)
+        kept = analyze([str(path)], result_budget=2, keep=ConnResult.needs_attention)
+        assert len(kept.connections) == len(full.connections)
+        assert [r.id for r in kept.connections] == \
+            [r.id for r in full.connections if r.needs_attention()]
+        for limit in (0, 1, 100):
+            outs = []
+            for report in (full, kept):
+                out = io.StringIO()
+                render("text", report, out, show_all=False, color=False, limit=limit)
+                outs.append(out.getvalue())
+            assert outs[0] == outs[1], (path, limit)
+        checked += bool(len(kept.connections) != len(list(kept.connections)))
+    assert checked >= 5          # samples where some connections were counted, not kept
