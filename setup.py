@@ -18,7 +18,7 @@ from setuptools.command.build_ext import build_ext
 #: (its result, its findings, the spill to disk, the JSON writer). The CLI, the terminal and
 #: conn.log writers, the packet builder and the doc generator stay interpreted.
 COMPILED = [
-    "framesource", "pcap", "pcapng", "linklayer", "iptcp", "decode", "segment", "checksum",
+    "framesource", "capture", "pcap", "pcapng", "linklayer", "iptcp", "decode", "segment", "checksum",
     "tcpstate", "seqanalysis", "control", "conn", "zeek", "zeekstate", "flows", "floods",
     "verdicts", "pipeline", "anomalies", "report", "store", "nstime", "render/json_out",
 ]

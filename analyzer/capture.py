@@ -8,7 +8,7 @@ either of them gzip-compressed. Each reader's module states its bounds and the c
 makes where its format leaves room; `analyzer.framesource` holds what they share.
 
 This is the hot path. The input is read in chunks of up to ``CHUNK`` bytes. Classic pcap
-records are parsed in the read buffer and handed on in place (`frame_cursor`: the analysis
+records are parsed in the read buffer and handed on in place (`open_captures`: the analysis
 decodes each frame where it lies, so nothing is made per packet); iterating a source yields
 ``(ts_ns, linktype, frame)`` tuples with the frame copied out. Memory stays flat however
 large the file.
@@ -24,10 +24,11 @@ from __future__ import annotations
 
 import gzip
 import heapq
+import itertools
 import sys
 from operator import itemgetter
 from struct import error as StructError
-from typing import BinaryIO, Iterator, List
+from typing import BinaryIO, Final, Iterator, List, Optional, Sequence, Tuple
 
 from analyzer.framesource import (CHUNK, MAX_BLOCK, NS, READ_ERRORS, CaptureError, CaptureStats,
                                   Cursor, Frame, FrameSource, fill, one_line)
@@ -35,7 +36,7 @@ from analyzer.pcap import PCAP_MAGIC, PCAP_MIN_BOUND, PcapSource
 from analyzer.pcapng import PCAPNG_MAGIC, PcapngSource
 
 __all__ = ["CHUNK", "MAX_BLOCK", "NS", "PCAP_MIN_BOUND", "CaptureError", "CaptureStats", "Cursor",
-           "Frame", "FrameSource", "frame_cursor", "open_capture", "read_frames"]
+           "Frame", "FrameSource", "MergeCursor", "open_capture", "open_captures", "read_frames"]
 
 _GZIP_MAGIC = b"\x1f\x8b"
 
@@ -57,7 +58,7 @@ class _Prefixed:
         return data
 
 
-def open_capture(path: str, stats: CaptureStats) -> FrameSource:
+def open_capture(path: str, stats: CaptureStats, chunk: int = CHUNK) -> FrameSource:
     """Open one capture file (``'-'`` = stdin) and read its header.
 
     Raises CaptureError if the file cannot be opened (missing, permission, directory) or is
@@ -69,7 +70,7 @@ def open_capture(path: str, stats: CaptureStats) -> FrameSource:
         raise CaptureError(f"{name}: cannot open ({one_line(e)})") from None
     try:
         try:
-            source = _sniff(path, name, fh, stats)
+            source = _sniff(path, name, fh, stats, chunk)
         except (*READ_ERRORS, StructError) as e:
             raise CaptureError(f"{name}: cannot read ({one_line(e)})") from None
     except CaptureError:
@@ -80,32 +81,107 @@ def open_capture(path: str, stats: CaptureStats) -> FrameSource:
     return source
 
 
-def _sniff(path: str, name: str, fh: BinaryIO, stats: CaptureStats) -> FrameSource:
+def _sniff(path: str, name: str, fh: BinaryIO, stats: CaptureStats, chunk: int) -> FrameSource:
     """Tell the format from the first bytes (unwrapping gzip) and open the matching source."""
     read = getattr(fh, "read1", fh.read)
-    head = fill(read, b"", 4)
+    head = fill(read, b"", 4, chunk)
     inner = ""
     if head[:2] == _GZIP_MAGIC:
         gz = gzip.GzipFile(fileobj=_Prefixed(head, fh), mode="rb")   # type: ignore[arg-type,call-overload]
         read, inner = gz.read1, " inside gzip"
         try:
-            head = fill(read, b"", 4)
+            head = fill(read, b"", 4, chunk)
         except READ_ERRORS as e:
             raise CaptureError(f"{name}: unreadable gzip data ({one_line(e)})") from None
     if not head:
         raise CaptureError(f"{name}: empty{inner}, not a capture")
     if head[:4] in PCAP_MAGIC:
-        return PcapSource(path, fh, read, head, stats)
+        return PcapSource(path, fh, read, head, stats, chunk)
     if head[:4] == PCAPNG_MAGIC:
-        return PcapngSource(path, fh, read, head, stats)
+        return PcapngSource(path, fh, read, head, stats, chunk)
     raise CaptureError(f"{name}: not a capture file{inner} (first bytes {head[:4].hex(' ')})")
 
 
-def frame_cursor(sources: List[FrameSource]) -> Cursor:
-    """`read_frames` as a `Cursor`: one file's frames in place, several files' merged."""
-    if len(sources) == 1:
-        return sources[0].cursor()
-    return Cursor(heapq.merge(*sources, key=itemgetter(0)))
+def open_captures(paths: Sequence[str], stats: CaptureStats, errors: List[str]) -> Cursor:
+    """The frames of all `paths` as one time-ordered capture (ties keep the files' order);
+    a file that cannot be read at all adds its one-line reason to `errors` and is left out.
+
+    One file is read in place (`FrameSource.cursor`). Several are merged by `MergeCursor`,
+    which opens each file only when the merge reaches its first frame and closes it at its
+    last: rotated captures, one after the other in time, keep one or two files open however
+    many there are; files that overlap in time are open together, each reading
+    `MERGE_CHUNK` bytes at a time.
+    """
+    if len(paths) == 1:
+        try:
+            return open_capture(paths[0], stats).cursor()
+        except CaptureError as exc:
+            errors.append(str(exc))
+            return Cursor(iter(()))
+    return MergeCursor(paths, stats, errors)
+
+
+#: Read size of each file of a merge (1 MiB for a single file).
+MERGE_CHUNK: Final = 64 * 1024
+
+
+class MergeCursor(Cursor):
+    """Several files as one time-ordered stream, opening each file when its time comes.
+
+    Each file is probed first (its header and the time of its first frame, read with
+    statistics of its own and closed again; stdin, which cannot be read twice, stays open),
+    so that files that cannot be read are reported before any frame. The merge then keeps a
+    heap of the open files' next frames, and opens a waiting file as soon as its first frame
+    is due (before any frame later than it, or as late and from a later file).
+    """
+
+    def __init__(self, paths: Sequence[str], stats: CaptureStats, errors: List[str]) -> None:
+        super().__init__(iter(()))
+        self.stats, self.errors = stats, errors
+        # (first frame's time or -1 without frames, file index, path, stdin's open frames)
+        self.waiting: List[Tuple[int, int, str, Optional[Iterator[Frame]]]] = []
+        for i, path in enumerate(paths):
+            try:
+                if path == "-":
+                    frames = iter(open_capture(path, stats, MERGE_CHUNK))
+                    first = next(frames, None)
+                    frames = frames if first is None else itertools.chain([first], frames)
+                else:
+                    probe = open_capture(path, CaptureStats(), MERGE_CHUNK)
+                    first = next(iter(probe), None)
+                    probe.close()
+                    frames = None
+            except CaptureError as exc:
+                errors.append(str(exc))
+                continue
+            self.waiting.append((-1 if first is None else first[0], i, path, frames))
+        self.waiting.sort(key=lambda w: (w[0], w[1]), reverse=True)   # next due at the end
+        self.heap: List[Tuple[int, int, Frame, Iterator[Frame]]] = []
+
+    def advance(self) -> bool:
+        heap, waiting = self.heap, self.waiting
+        while waiting and (not heap or (waiting[-1][0], waiting[-1][1]) <= heap[0][:2]):
+            _, i, path, frames = waiting.pop()
+            if frames is None:
+                try:
+                    frames = iter(open_capture(path, self.stats, MERGE_CHUNK))
+                except CaptureError as exc:        # it changed since the probe
+                    self.errors.append(str(exc))
+                    continue
+            frame = next(frames, None)
+            if frame is not None:
+                heapq.heappush(heap, (frame[0], i, frame, frames))
+        if not heap:
+            return False
+        _, i, frame, frames = heap[0]
+        self.ts, self.linktype, self.buf = frame
+        self.start, self.end = 0, len(self.buf)
+        nxt = next(frames, None)
+        if nxt is None:
+            heapq.heappop(heap)
+        else:
+            heapq.heapreplace(heap, (nxt[0], i, nxt, frames))
+        return True
 
 
 def read_frames(sources: List[FrameSource], stats: CaptureStats) -> Iterator[Frame]:

@@ -57,12 +57,13 @@ class CaptureStats:
             self.last_ts = hi
 
 
-def fill(read: Callable[[int], bytes], buf: bytes, need: int) -> bytes:
-    """``buf`` extended by reads until it holds ``need`` bytes or the stream ends."""
+def fill(read: Callable[[int], bytes], buf: bytes, need: int, chunk: int = CHUNK) -> bytes:
+    """``buf`` extended by reads of up to ``chunk`` bytes until it holds ``need`` bytes or the
+    stream ends."""
     parts = [buf]
     have = len(buf)
     while have < need:
-        more = read(CHUNK)
+        more = read(chunk)
         if not more:
             break
         parts.append(more)
@@ -120,10 +121,11 @@ class FrameSource:
     step through its `cursor()`; the file is closed when the frames end (or by ``close()``)."""
 
     def __init__(self, path: str, fh: BinaryIO, read: Callable[[int], bytes], head: bytes,
-                 stats: CaptureStats) -> None:
+                 stats: CaptureStats, chunk: int = CHUNK) -> None:
         self.path = path
         self.name = "<stdin>" if path == "-" else path
         self._fh, self._read, self._stats = fh, read, stats
+        self.chunk = chunk                    # bytes asked of the stream per read
         self._owned = path != "-"             # stdin is not ours to close
         self._buf = self._header(head)
         self._cursor: Optional[Cursor] = None
@@ -173,7 +175,7 @@ class FrameSource:
         """``buf[pos:]`` extended until it holds ``need`` bytes or the stream ends; empty after
         a read error (already warned about)."""
         try:
-            return fill(self._read, buf[pos:], need)
+            return fill(self._read, buf[pos:], need, self.chunk)
         except READ_ERRORS as e:
             gz = isinstance(e, (EOFError, zlib.error, gzip.BadGzipFile))
             what = "compressed stream cut short or corrupt" if gz else "read error"

@@ -32,7 +32,7 @@ class PcapSource(FrameSource):
     ``caplen`` bytes of frame."""
 
     def _header(self, head: bytes) -> bytes:
-        head = fill(self._read, head, 24)
+        head = fill(self._read, head, 24, self.chunk)
         if len(head) < 24:
             raise CaptureError(f"{self.name}: pcap file header cut short ({len(head)} of 24 bytes)")
         bo, self.frac_ns = PCAP_MAGIC[head[:4]]

@@ -79,7 +79,7 @@ class PcapngSource(FrameSource):
     def _header(self, head: bytes) -> bytes:
         """The first Section Header Block must be whole and sane; it is parsed again with
         the blocks that follow it."""
-        head = fill(self._read, head, 12)
+        head = fill(self._read, head, 12, self.chunk)
         if len(head) < 12 or head[8:12] not in _BOM:
             raise CaptureError(f"{self.name}: pcapng section header cut short or without a "
                                f"byte-order magic (first bytes {head[:12].hex(' ')})")
@@ -87,7 +87,7 @@ class PcapngSource(FrameSource):
         blen = sec.head.unpack_from(head)[1]
         if blen % 4 or not 28 <= blen <= MAX_BLOCK:
             raise CaptureError(f"{self.name}: corrupt pcapng section header (length {blen})")
-        head = fill(self._read, head, blen)
+        head = fill(self._read, head, blen, self.chunk)
         if len(head) < blen:
             raise CaptureError(f"{self.name}: pcapng section header cut short "
                                f"({len(head)} of {blen} bytes)")

@@ -13,7 +13,7 @@ import os
 from collections import Counter
 from typing import Any, Callable, Dict, Final, Iterator, List, Optional, Sequence, Set, Union
 
-from analyzer.capture import CaptureError, CaptureStats, Cursor, frame_cursor, open_capture
+from analyzer.capture import CaptureStats, Cursor, open_captures
 from analyzer.checksum import checksums_ok
 from analyzer.conn import SIDES, Connection
 from analyzer.decode import QuotedTCP, decode_at, decode_frame
@@ -52,12 +52,7 @@ def analyze(paths: Sequence[str], msl: float = DEFAULT_MSL, idle_timeout: Option
     """
     stats = CaptureStats()
     errors: List[str] = []
-    sources = []
-    for path in paths:
-        try:
-            sources.append(open_capture(path, stats))
-        except CaptureError as exc:
-            errors.append(str(exc))
+    frames = open_captures(paths, stats, errors) if paths else Cursor(iter(()))
 
     msl_ns = int(msl * 1e9)
     results = ResultStore(result_budget, encode, keep)
@@ -78,7 +73,6 @@ def analyze(paths: Sequence[str], msl: float = DEFAULT_MSL, idle_timeout: Option
     ladders: Dict[int, List[LadderRow]] = {}
     end_ts = 0
     with cyclic_gc_off():
-        frames = frame_cursor(sources) if sources else Cursor(iter(()))
         while frames.advance():
             ts = frames.ts
             num += 1

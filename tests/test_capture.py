@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import gzip
 import io
+import json
 import os
 import struct
 import sys
@@ -17,7 +18,8 @@ from types import SimpleNamespace
 import dpkt
 import pytest
 
-from analyzer.capture import CaptureError, CaptureStats, open_capture, read_frames
+from analyzer.capture import (CaptureError, CaptureStats, open_capture, open_captures,
+                              read_frames)
 from analyzer.synth import (LINKTYPE_ETHERNET, LINKTYPE_RAW, Dialog, PcapngWriter, PcapWriter,
                             frame, tcp_packet)
 
@@ -354,6 +356,72 @@ def test_read_frames_merges_files_in_time_order(tmp_path):
     one = CaptureStats()
     assert list(read_frames([open_capture(str(pa), one)], one)) == [
         (ts, LINKTYPE_ETHERNET, fr) for ts, fr in a]
+
+
+def _cursor_frames(cursor):
+    out = []
+    while cursor.advance():
+        out.append((cursor.ts, cursor.linktype, cursor.buf[cursor.start:cursor.end]))
+    return out
+
+
+def test_open_captures_merges_as_read_frames_does(tmp_path):
+    # Overlapping files, equal timestamps across files (file order decides), a pcapng, a file
+    # with no frames, one cut short, one that is not a capture: the lazy merge gives the
+    # frames heapq.merge gives over files opened up front, and the same statistics.
+    a = [(T0 + 1000, b"a1"), (T0 + 3000, b"a3"), (T0 + 5000, b"a5")]
+    b = [(T0 + 2000, b"b2"), (T0 + 3000, b"b3"), (T0 + 9000, b"b9")]
+    c = [(T0 + 3000, b"c3"), (T0 + 4000, b"c4")]
+    paths = [write(tmp_path, "a.pcap", pcap_bytes(a, nano=True)),
+             write(tmp_path, "b.pcapng", shb() + idb("<", 101, tsresol=9)
+                   + b"".join(epb("<", 0, ts, fr) for ts, fr in b)),
+             write(tmp_path, "empty.pcap", pcap_bytes([])),
+             write(tmp_path, "c.pcap", pcap_bytes(c, nano=True)[:-1]),       # c4 cut short
+             write(tmp_path, "text.pcap", b"<html>\n"),
+             write(tmp_path, "c2.pcap", pcap_bytes(c, nano=True))]
+    good = [str(p) for p in paths if p.name != "text.pcap"]
+    want_stats = CaptureStats()
+    want = list(read_frames([open_capture(p, want_stats) for p in good], want_stats))
+    stats, errors = CaptureStats(), []
+    got = _cursor_frames(open_captures([str(p) for p in paths], stats, errors))
+    assert got == want
+    assert [fr for _, _, fr in got] == [b"a1", b"b2", b"a3", b"b3", b"c3", b"c3", b"c4", b"a5",
+                                        b"b9"]
+    assert errors == ["%s: not a capture file (first bytes 3c 68 74 6d)" % paths[4]]
+    assert (stats.packets, stats.first_ts, stats.last_ts, stats.linktypes, stats.truncated) == (
+        want_stats.packets, want_stats.first_ts, want_stats.last_ts, want_stats.linktypes, True)
+    assert sorted(stats.warnings) == sorted(want_stats.warnings) and len(stats.warnings) == 1
+
+
+_MANY_FILES = """
+import json, os, resource, sys
+from analyzer.pipeline import analyze
+resource.setrlimit(resource.RLIMIT_NOFILE, (40, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+report = analyze(sys.argv[1:]).to_dict()
+print(json.dumps([report["connections"], report["summary"], report["capture"]["errors"],
+                  report["capture"]["packets"], len(os.listdir("/proc/self/fd"))]))
+"""
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc to count descriptors")
+def test_hundreds_of_rotated_files_with_few_descriptors(tmp_path):
+    # mixed.pcap cut into one file per packet (196 files), analysed by a process allowed 40
+    # open files: the same connections as the whole file, and nothing left open.
+    from conftest import REPO, run_python
+    from analyzer.pipeline import analyze
+    whole = REPO / "samples" / "mixed.pcap"
+    frames = list(open_capture(str(whole), CaptureStats()))
+    paths = []
+    for n, (ts, linktype, fr) in enumerate(frames):
+        paths.append(str(write(tmp_path, "part%04d.pcap" % n, pcap_bytes([(ts, fr)], nano=True))))
+    assert len(paths) > 150
+    p = run_python(_MANY_FILES, *paths)
+    assert p.returncode == 0, p.stderr.decode()[-2000:]
+    connections, summary, errors, packets, open_fds = json.loads(p.stdout)
+    expected = analyze([str(whole)]).to_dict()
+    assert errors == [] and packets == len(frames)
+    assert connections == expected["connections"] and summary == expected["summary"]
+    assert open_fds <= 6
 
 
 # --- inputs that are not captures ------------------------------------------------------------
