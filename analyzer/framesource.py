@@ -1,11 +1,10 @@
 """What every capture reader shares: the `FrameSource` base, `CaptureStats`, `CaptureError`.
 
 A format module (`analyzer.pcap`, `analyzer.pcapng`) subclasses `FrameSource`: ``_header``
-checks the file header and raises `CaptureError`; then either ``_generate`` yields
-``(ts_ns, linktype, frame)`` tuples (pcapng) or ``_open_cursor`` returns a `Cursor` that
-steps through the frames in place (classic pcap, the hot path). Either refills its buffer
-with ``_more`` (which turns a read error into a warning) and ends by tallying its counts into
-the run's `CaptureStats`.
+checks the file header and raises `CaptureError`; ``_open_cursor`` returns a `Cursor` that
+steps through the frames where they lie in the read buffer (the hot path: nothing is copied
+per frame), refilling it with ``_more`` (which turns a read error into a warning), and ends
+by tallying its counts into the run's `CaptureStats`.
 `analyzer.capture` tells the format and opens the matching source.
 """
 
@@ -14,7 +13,7 @@ from __future__ import annotations
 import gzip
 import zlib
 from dataclasses import dataclass, field
-from typing import BinaryIO, Callable, Dict, Final, Generator, Iterator, List, Optional, Tuple
+from typing import BinaryIO, Callable, Dict, Final, Iterator, List, Optional, Tuple
 
 CHUNK: Final = 1 << 20                   # bytes asked of the stream per read
 MAX_BLOCK: Final = 16 * 1024 * 1024      # pcapng block bound; also the cap on the pcap bound
@@ -153,16 +152,12 @@ class FrameSource:
             self._fh.close()
 
     def _open_cursor(self) -> Cursor:
-        """The format's cursor; by default one over ``_generate()``'s tuples."""
-        return Cursor(self._generate())
+        """The format's cursor over its frames."""
+        raise NotImplementedError
 
     def _header(self, head: bytes) -> bytes:
         """Check the file header (``head`` holds the first bytes read); return the bytes to
         parse frames from. Raises CaptureError."""
-        raise NotImplementedError
-
-    def _generate(self) -> Generator[Frame, None, None]:
-        """The frames as tuples, for a format without its own cursor."""
         raise NotImplementedError
 
     def _warn(self, msg: str, stopped: bool = True) -> None:

@@ -9,7 +9,8 @@ length is a multiple of 4, between 12 bytes (more for the block types read here)
 ``MAX_BLOCK`` (16 MiB), and equal to its trailing copy.
 
 A Simple Packet Block has no timestamp: it gets the previous packet's (0 if none) and does not
-move first_ts/last_ts. Packet blocks naming an interface the section never described are
+move first_ts/last_ts. A timestamp more than 2**62 ns (146 years) from 1970 is read as that
+bound, with one warning per file. Packet blocks naming an interface the section never described are
 skipped with one warning per interface id.
 """
 
@@ -17,9 +18,9 @@ from __future__ import annotations
 
 from struct import Struct
 from struct import error as StructError
-from typing import Dict, Final, Generator, List, Tuple
+from typing import Dict, Final, List, Tuple
 
-from analyzer.framesource import MAX_BLOCK, NS, CaptureError, Frame, FrameSource, fill, one_line
+from analyzer.framesource import MAX_BLOCK, NS, CaptureError, Cursor, FrameSource, fill, one_line
 
 PCAPNG_MAGIC: Final = b"\x0a\x0d\x0d\x0a"   # SHB block type: the same bytes in either byte order
 _BOM: Final = {b"\x4d\x3c\x2b\x1a": "<", b"\x1a\x2b\x3c\x4d": ">"}   # pcapng byte-order magic
@@ -27,6 +28,9 @@ _BOM: Final = {b"\x4d\x3c\x2b\x1a": "<", b"\x1a\x2b\x3c\x4d": ">"}   # pcapng by
 # pcapng block types read here, and the least total length of each; every other type is
 # skipped by its length.
 _SHB, _IDB, _PB, _SPB, _EPB = 0x0A0D0D0A, 1, 2, 3, 6
+#: Timestamps are kept within +-(2**62 - 1) ns of 1970 (146 years; a machine-sized integer in
+#: the compiled build): 64-bit units, resolution and offset could say up to 10**28.
+_TS_BOUND: Final = (1 << 62) - 1
 _MIN_LEN: Final = {_SHB: 28, _IDB: 20, _PB: 32, _SPB: 16, _EPB: 32}
 
 
@@ -47,10 +51,27 @@ class _Section:
 _SECTIONS: Final = {"<": _Section("<"), ">": _Section(">")}
 
 
-def _interface(sec: _Section, buf: bytes, p: int, end: int) -> Tuple[int, int, int, int, int]:
-    """An IDB body as (linktype, ts multiplier, ts divisor, ts offset in ns, snaplen):
-    ``ts_ns = units * multiplier // divisor + offset``. Reads if_tsresol (option 9: a power
-    of 10, or of 2 when the high bit is set; default 10^-6) and if_tsoffset (option 14, s)."""
+def _u32(buf: bytes, i: int, le: bool) -> int:
+    """The 32-bit unsigned integer at `i`, little-endian when `le` (byte by byte: compiled,
+    no tuple and no int object, where a struct unpack makes both)."""
+    if le:
+        return buf[i] | buf[i + 1] << 8 | buf[i + 2] << 16 | buf[i + 3] << 24
+    return buf[i] << 24 | buf[i + 1] << 16 | buf[i + 2] << 8 | buf[i + 3]
+
+
+def _u16(buf: bytes, i: int, le: bool) -> int:
+    return buf[i] | buf[i + 1] << 8 if le else buf[i] << 8 | buf[i + 1]
+
+
+Interface = Tuple[int, int, int, int, int, int]
+
+
+def _interface(sec: _Section, buf: bytes, p: int, end: int) -> Interface:
+    """An IDB body as (linktype, ts multiplier, ts divisor, ts offset in ns, snaplen, units
+    per second): ``ts_ns = units * multiplier // divisor + offset``. Reads if_tsresol (option
+    9: a power of 10, or of 2 when the high bit is set; default 10^-6) and if_tsoffset (option
+    14, s). Units per second is 10^resol for a decimal resolution of a nanosecond or coarser
+    (then multiplier * units per second = 10^9, divisor 1), else 0."""
     linktype, _, snaplen = sec.idb.unpack_from(buf, p)
     resol, offset = 6, 0
     p += 8
@@ -64,13 +85,14 @@ def _interface(sec: _Section, buf: bytes, p: int, end: int) -> Tuple[int, int, i
         elif code == 14 and olen >= 8:
             offset = sec.i64.unpack_from(buf, p)[0]
         p += (olen + 3) & ~3
+    per_sec = 0
     if resol & 0x80:
         mul, div = NS, 1 << (resol & 0x7F)
     elif resol <= 9:
-        mul, div = 10 ** (9 - resol), 1
+        mul, div, per_sec = 10 ** (9 - resol), 1, 10 ** resol
     else:
         mul, div = 1, 10 ** (resol - 9)
-    return linktype, mul, div, offset * NS, snaplen
+    return linktype, mul, div, offset * NS, snaplen, per_sec
 
 
 class PcapngSource(FrameSource):
@@ -96,89 +118,8 @@ class PcapngSource(FrameSource):
             raise CaptureError(f"{self.name}: unsupported pcapng version {major}.{minor}")
         return head
 
-    def _generate(self) -> Generator[Frame, None, None]:
-        buf, pos, size = self._buf, 0, len(self._buf)
-        self._buf = b""
-        sec = _SECTIONS["<"]
-        ifaces: List[Tuple[int, int, int, int, int]] = []
-        counts: Dict[int, int] = {}
-        undefined: Dict[int, int] = {}         # interface id -> packets skipped
-        blocks = count = last = 0
-        lo, hi = 1 << 200, -1
-        try:
-            while True:
-                if size - pos < 12:
-                    buf, pos = self._more(buf, pos, 12), 0
-                    if len(buf) < 12:
-                        if buf:
-                            self._cut(blocks + 1, count, len(buf), 12)
-                        return
-                    size = len(buf)
-                blocks += 1
-                if buf.startswith(PCAPNG_MAGIC, pos):            # a new section
-                    bo = _BOM.get(buf[pos + 8:pos + 12])
-                    if bo is None:
-                        return self._corrupt(blocks, count, "section header without byte-order magic")
-                    sec, ifaces = _SECTIONS[bo], []
-                btype, blen = sec.head.unpack_from(buf, pos)
-                if blen % 4 or not _MIN_LEN.get(btype, 12) <= blen <= MAX_BLOCK:
-                    return self._corrupt(blocks, count, f"block type {btype:#x}, length {blen}")
-                if size - pos < blen:
-                    buf, pos = self._more(buf, pos, blen), 0
-                    if len(buf) < blen:
-                        if buf:
-                            self._cut(blocks, count, len(buf), blen)
-                        return
-                    size = len(buf)
-                end = pos + blen - 4
-                if sec.u32.unpack_from(buf, end)[0] != blen:
-                    return self._corrupt(blocks, count, "trailing block length differs from the leading one")
-                body = pos + 8
-                pos += blen
-                if btype == _EPB or btype == _PB:
-                    if btype == _EPB:
-                        ifid, th, tl, caplen, _ = sec.epb.unpack_from(buf, body)
-                    else:
-                        ifid, _, th, tl, caplen, _ = sec.pb.unpack_from(buf, body)
-                    if caplen > blen - 32:
-                        return self._corrupt(blocks, count, f"captured length {caplen} is "
-                                                            f"more than the block holds")
-                    if ifid >= len(ifaces):
-                        undefined[ifid] = undefined.get(ifid, 0) + 1
-                        continue
-                    lt, mul, div, off, _ = ifaces[ifid]
-                    last = ts = ((th << 32 | tl) * mul) // div + off
-                    if ts < lo:
-                        lo = ts
-                    if ts > hi:
-                        hi = ts
-                    data = body + 20
-                elif btype == _SPB:                 # no timestamp: reuses the previous one
-                    if not ifaces:
-                        undefined[0] = undefined.get(0, 0) + 1
-                        continue
-                    lt, _, _, _, snaplen = ifaces[0]
-                    caplen = min(sec.u32.unpack_from(buf, body)[0], blen - 16)
-                    if snaplen:
-                        caplen = min(caplen, snaplen)
-                    ts, data = last, body + 4
-                else:
-                    if btype == _IDB:
-                        ifaces.append(_interface(sec, buf, body, end))
-                    elif btype == _SHB and sec.shb.unpack_from(buf, body + 4)[0] != 1:
-                        return self._corrupt(blocks, count, "unsupported section version")
-                    continue
-                count += 1
-                counts[lt] = counts.get(lt, 0) + 1
-                yield ts, lt, buf[data:data + caplen]
-        except StructError as e:             # a bound check missed above: stop, never crash
-            self._corrupt(blocks, count, one_line(e))
-        finally:
-            for ifid, n in sorted(undefined.items()):
-                self._warn(f"{n} packets refer to interface {ifid}, which no interface block "
-                           f"defined; skipped", stopped=False)
-            self._stats.tally(counts, lo if lo <= hi else None, hi if lo <= hi else None)
-            self._release()
+    def _open_cursor(self) -> Cursor:
+        return PcapngCursor(self)
 
     def _cut(self, block: int, count: int, have: int, need: int) -> None:
         self._warn(f"cut short in the middle of a block (block {block}, {have} of {need} bytes); "
@@ -187,3 +128,156 @@ class PcapngSource(FrameSource):
     def _corrupt(self, block: int, count: int, why: str) -> None:
         self._warn(f"corrupt block (block {block}: {why}); reading stopped, {count} packets "
                    f"before it were read")
+
+
+class PcapngCursor(Cursor):
+    """pcapng blocks parsed in the read buffer: a packet's frame is never copied out."""
+
+    def __init__(self, source: PcapngSource) -> None:
+        super().__init__(iter(()))
+        self.source = source
+        self.buf, source._buf = source._buf, b""
+        self.pos = 0                           # the next block in `buf`
+        self.sec, self.le = _SECTIONS["<"], True
+        self.ifaces: List[Interface] = []
+        self.counts: Dict[int, int] = {}
+        self.undefined: Dict[int, int] = {}    # interface id -> packets skipped
+        self.blocks = self.count = 0
+        self.last = 0                          # the last timestamp (a Simple Packet Block's)
+        self.timed = 0                         # packets with a timestamp of their own
+        self.clamped = 0                       # of them, beyond +-_TS_BOUND
+        self.lo = self.hi = 0
+        self.run_lt, self.run = -1, 0          # packets of link type run_lt not yet counted
+        # sec * NS for the current second, made once a second: the product of two ints that
+        # large takes the slow (arbitrary-size) multiplication in the compiled build.
+        self.last_sec, self.base = -1, 0
+        self.done = False
+
+    def advance(self) -> bool:
+        if self.done:
+            return False
+        try:
+            if self._next():
+                return True
+        except StructError as e:             # a bound check missed: stop, never crash
+            self.source._corrupt(self.blocks, self.count, one_line(e))
+        self.close()
+        return False
+
+    def _next(self) -> bool:
+        """Step to the next packet; False at the end (warned about if it came early)."""
+        src = self.source
+        buf, pos = self.buf, self.pos
+        size = len(buf)
+        while True:
+            if size - pos < 12:
+                buf, pos = src._more(buf, pos, 12), 0
+                self.buf, self.pos = buf, 0
+                if len(buf) < 12:
+                    if buf:
+                        src._cut(self.blocks + 1, self.count, len(buf), 12)
+                    return False
+                size = len(buf)
+            self.blocks += 1
+            le = self.le
+            if buf[pos] == 0x0A and buf.startswith(PCAPNG_MAGIC, pos):   # a new section
+                bo = _BOM.get(buf[pos + 8:pos + 12])
+                if bo is None:
+                    src._corrupt(self.blocks, self.count,
+                                 "section header without byte-order magic")
+                    return False
+                self.sec, self.ifaces = _SECTIONS[bo], []
+                self.le = le = bo == "<"
+            btype, blen = _u32(buf, pos, le), _u32(buf, pos + 4, le)
+            if blen % 4 or not _MIN_LEN.get(btype, 12) <= blen <= MAX_BLOCK:
+                src._corrupt(self.blocks, self.count, f"block type {btype:#x}, length {blen}")
+                return False
+            if size - pos < blen:
+                buf, pos = src._more(buf, pos, blen), 0
+                self.buf, self.pos = buf, 0
+                if len(buf) < blen:
+                    if buf:
+                        src._cut(self.blocks, self.count, len(buf), blen)
+                    return False
+                size = len(buf)
+            end = pos + blen - 4
+            if _u32(buf, end, le) != blen:
+                src._corrupt(self.blocks, self.count,
+                             "trailing block length differs from the leading one")
+                return False
+            body = pos + 8
+            pos += blen
+            self.pos = pos
+            if btype == _EPB or btype == _PB:
+                ifid = _u32(buf, body, le) if btype == _EPB else _u16(buf, body, le)
+                caplen = _u32(buf, body + 12, le)
+                if caplen > blen - 32:
+                    src._corrupt(self.blocks, self.count,
+                                 f"captured length {caplen} is more than the block holds")
+                    return False
+                if ifid >= len(self.ifaces):
+                    self.undefined[ifid] = self.undefined.get(ifid, 0) + 1
+                    continue
+                lt, mul, div, off, _, per_sec = self.ifaces[ifid]
+                units = _u32(buf, body + 4, le) << 32 | _u32(buf, body + 8, le)
+                if per_sec:
+                    sec = units // per_sec
+                    if sec != self.last_sec:
+                        self.last_sec, self.base = sec, sec * NS
+                    ts = self.base + units % per_sec * mul + off
+                else:
+                    ts = units * mul // div + off
+                if not -_TS_BOUND <= ts <= _TS_BOUND:   # a wild if_tsoffset or if_tsresol
+                    ts = _TS_BOUND if ts > 0 else -_TS_BOUND
+                    self.clamped += 1
+                self.last = ts
+                if not self.timed or ts < self.lo:
+                    self.lo = ts
+                if not self.timed or ts > self.hi:
+                    self.hi = ts
+                self.timed += 1
+                data = body + 20
+            elif btype == _SPB:                 # no timestamp: reuses the previous one
+                if not self.ifaces:
+                    self.undefined[0] = self.undefined.get(0, 0) + 1
+                    continue
+                lt, _, _, _, snaplen, _ = self.ifaces[0]
+                caplen = min(_u32(buf, body, le), blen - 16)
+                if snaplen:
+                    caplen = min(caplen, snaplen)
+                ts, data = self.last, body + 4
+            else:
+                if btype == _IDB:
+                    self.ifaces.append(_interface(self.sec, buf, body, end))
+                elif btype == _SHB and self.sec.shb.unpack_from(buf, body + 4)[0] != 1:
+                    src._corrupt(self.blocks, self.count, "unsupported section version")
+                    return False
+                continue
+            self.count += 1
+            if lt != self.run_lt:
+                if self.run:
+                    self.counts[self.run_lt] = self.counts.get(self.run_lt, 0) + self.run
+                self.run_lt, self.run = lt, 0
+            self.run += 1
+            self.ts, self.linktype, self.start, self.end = ts, lt, data, data + caplen
+            return True
+
+    def close(self) -> None:
+        """Tally what was read into the run's stats and close the file (once)."""
+        if self.done:
+            return
+        self.done = True
+        self.buf, self.pos = b"", 0
+        src = self.source
+        if self.run:
+            self.counts[self.run_lt] = self.counts.get(self.run_lt, 0) + self.run
+        if self.clamped:
+            src._warn(f"{self.clamped} packets have timestamps more than 146 years from 1970 "
+                      f"(wrong if_tsoffset or if_tsresol?); read as {_TS_BOUND // NS} s "
+                      f"from it", stopped=False)
+        for ifid, n in sorted(self.undefined.items()):
+            src._warn(f"{n} packets refer to interface {ifid}, which no interface block "
+                      f"defined; skipped", stopped=False)
+        src._stats.tally(self.counts, self.lo if self.timed else None,
+                         self.hi if self.timed else None)
+        src._release()

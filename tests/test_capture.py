@@ -393,6 +393,25 @@ def test_open_captures_merges_as_read_frames_does(tmp_path):
     assert sorted(stats.warnings) == sorted(want_stats.warnings) and len(stats.warnings) == 1
 
 
+@pytest.mark.parametrize("tsoffset, tsresol", [(2**62, None), (-2**62, None), (0, 0)])
+def test_wild_pcapng_timestamps_are_bounded(tmp_path, tsoffset, tsresol):
+    # 64-bit units, resolution and offset can say 10**28 ns: such timestamps are read as the
+    # bound (146 years from 1970) with one warning, and the analysis goes on to the end.
+    from analyzer.pipeline import analyze
+    syn = tcp_packet("10.0.0.1", "10.0.0.2", 40000, 80, 0x02, 1000)
+    data = shb() + idb("<", LINKTYPE_RAW, tsresol=tsresol, tsoffset=tsoffset) + \
+        epb("<", 0, (1 << 64) - 1 if tsresol == 0 else 5, syn) + \
+        epb("<", 0, (1 << 64) - 1 if tsresol == 0 else 6, syn)
+    report = analyze([str(write(tmp_path, "wild.pcapng", data))])
+    bound = (1 << 62) - 1
+    conn = next(iter(report.connections))
+    assert conn.start == (bound if tsoffset >= 0 else -bound)
+    assert conn.handshake == "unanswered" and report.capture.packets == 2
+    assert [w for w in report.capture.warnings if "146 years" in w] == [
+        "%s: 2 packets have timestamps more than 146 years from 1970 (wrong if_tsoffset or "
+        "if_tsresol?); read as %d s from it" % (tmp_path / "wild.pcapng", bound // 10**9)]
+
+
 _MANY_FILES = """
 import json, os, resource, sys
 from analyzer.pipeline import analyze
