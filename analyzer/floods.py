@@ -18,6 +18,7 @@ from analyzer.segment import addr_str
 
 DEFAULT_THRESHOLD: Final = 100     # half-open attempts ...
 DEFAULT_WINDOW: Final = 10.0       # ... within this many seconds, to one server
+_I64: Final = (1 << 63) - 1
 
 Server = Tuple[bytes, int]
 
@@ -36,7 +37,8 @@ class FloodDetector:
             arrays = self.attempts.get(r.resp)
             if arrays is None:
                 arrays = self.attempts[r.resp] = (array("q"), array("q"), array("q"))
-            arrays[0].append(r.start)
+            # (a pcapng timestamp can lie beyond the array's 64 bits: kept at the bound)
+            arrays[0].append(min(max(r.start, -_I64), _I64))
             arrays[1].append(r.first_frame)
             arrays[2].append(hash(r.orig[0]))
 

@@ -9,9 +9,10 @@ length is a multiple of 4, between 12 bytes (more for the block types read here)
 ``MAX_BLOCK`` (16 MiB), and equal to its trailing copy.
 
 A Simple Packet Block has no timestamp: it gets the previous packet's (0 if none) and does not
-move first_ts/last_ts. A timestamp more than 2**62 ns (146 years) from 1970 is read as that
-bound, with one warning per file. Packet blocks naming an interface the section never described are
-skipped with one warning per interface id.
+move first_ts/last_ts. Packet blocks naming an interface the section never described are
+skipped with one warning per interface id. Timestamps are read as written, however far from
+1970 (64-bit units, resolution and offset can say up to 10**28 ns; Wireshark shows them as
+they are too): the analysis keeps them as Python ints.
 """
 
 from __future__ import annotations
@@ -28,9 +29,6 @@ _BOM: Final = {b"\x4d\x3c\x2b\x1a": "<", b"\x1a\x2b\x3c\x4d": ">"}   # pcapng by
 # pcapng block types read here, and the least total length of each; every other type is
 # skipped by its length.
 _SHB, _IDB, _PB, _SPB, _EPB = 0x0A0D0D0A, 1, 2, 3, 6
-#: Timestamps are kept within +-(2**62 - 1) ns of 1970 (146 years; a machine-sized integer in
-#: the compiled build): 64-bit units, resolution and offset could say up to 10**28.
-_TS_BOUND: Final = (1 << 62) - 1
 _MIN_LEN: Final = {_SHB: 28, _IDB: 20, _PB: 32, _SPB: 16, _EPB: 32}
 
 
@@ -145,7 +143,6 @@ class PcapngCursor(Cursor):
         self.blocks = self.count = 0
         self.last = 0                          # the last timestamp (a Simple Packet Block's)
         self.timed = 0                         # packets with a timestamp of their own
-        self.clamped = 0                       # of them, beyond +-_TS_BOUND
         self.lo = self.hi = 0
         self.run_lt, self.run = -1, 0          # packets of link type run_lt not yet counted
         # sec * NS for the current second, made once a second: the product of two ints that
@@ -227,9 +224,6 @@ class PcapngCursor(Cursor):
                     ts = self.base + units % per_sec * mul + off
                 else:
                     ts = units * mul // div + off
-                if not -_TS_BOUND <= ts <= _TS_BOUND:   # a wild if_tsoffset or if_tsresol
-                    ts = _TS_BOUND if ts > 0 else -_TS_BOUND
-                    self.clamped += 1
                 self.last = ts
                 if not self.timed or ts < self.lo:
                     self.lo = ts
@@ -271,10 +265,6 @@ class PcapngCursor(Cursor):
         src = self.source
         if self.run:
             self.counts[self.run_lt] = self.counts.get(self.run_lt, 0) + self.run
-        if self.clamped:
-            src._warn(f"{self.clamped} packets have timestamps more than 146 years from 1970 "
-                      f"(wrong if_tsoffset or if_tsresol?); read as {_TS_BOUND // NS} s "
-                      f"from it", stopped=False)
         for ifid, n in sorted(self.undefined.items()):
             src._warn(f"{n} packets refer to interface {ifid}, which no interface block "
                       f"defined; skipped", stopped=False)
