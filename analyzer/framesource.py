@@ -172,7 +172,19 @@ class FrameSource:
         try:
             return fill(self._read, buf[pos:], need, self.chunk)
         except READ_ERRORS as e:
-            gz = isinstance(e, (EOFError, zlib.error, gzip.BadGzipFile))
-            what = "compressed stream cut short or corrupt" if gz else "read error"
-            self._warn(f"{what} ({one_line(e)}); reading stopped")
+            self._read_failed(e)
             return b""
+
+    def _read_chunk(self) -> Optional[bytes]:
+        """One read of up to ``chunk`` bytes: empty at the end, None after a read error
+        (warned about)."""
+        try:
+            return self._read(self.chunk)
+        except READ_ERRORS as e:
+            self._read_failed(e)
+            return None
+
+    def _read_failed(self, e: BaseException) -> None:
+        gz = isinstance(e, (EOFError, zlib.error, gzip.BadGzipFile))
+        what = "compressed stream cut short or corrupt" if gz else "read error"
+        self._warn(f"{what} ({one_line(e)}); reading stopped")

@@ -58,6 +58,7 @@ class PcapCursor(Cursor):
         self.linktype = source.linktype
         self.buf, source._buf = source._buf, b""
         self.pos = 0                        # the next record header in `buf`
+        self.ahead, self.ahead_pos = b"", 0  # a read's bytes after the record in `buf`
         self.limit, self.frac_ns, self.le = source.limit, source.frac_ns, source.le
         self.count = 0
         self.lo, self.hi = _NO_TS, -1
@@ -99,6 +100,10 @@ class PcapCursor(Cursor):
                     return True
             if self.done:
                 return False
+            if self.ahead:                        # the rest of the last read (see _refill)
+                buf, pos, self.ahead = self.ahead, self.ahead_pos, b""
+                self.buf, self.pos = buf, pos
+                continue
             # The next record is not all in the buffer: read on, or end.
             need = 16
             if size - pos >= 16:                  # a header is here, its frame is not
@@ -111,7 +116,7 @@ class PcapCursor(Cursor):
                     self.close()
                     return False
                 need += caplen
-            buf, pos = self.source._more(buf, pos, need), 0
+            buf, pos = self._refill(buf, pos, need), 0
             self.buf, self.pos = buf, 0
             if len(buf) < need:
                 if buf:
@@ -123,11 +128,42 @@ class PcapCursor(Cursor):
                 self.close()
                 return False
 
+    def _refill(self, buf: bytes, pos: int, need: int) -> bytes:
+        """`buf[pos:]` (the start of a record, less than `need` bytes) and what follows it in
+        the stream: at least the whole record, unless the stream ends first.
+
+        A read's bytes are not joined to that start (a copy of the whole read): the record
+        that straddles the two gets a small buffer of its own, and the rest of the read waits
+        in `ahead`, to be parsed in place after it."""
+        src = self.source
+        rest = buf[pos:]
+        more = src._read_chunk()
+        if more is None:                          # a read error (warned about)
+            return b""
+        have = len(rest)
+        if not more:
+            return rest
+        if not have:
+            return more if len(more) >= need else src._more(more, 0, need)
+        if have < 16:                             # the record header itself straddles
+            if have + len(more) < 16:
+                return src._more(rest + more, 0, need)
+            head = rest + more[:16 - have]
+            caplen = (head[8] | head[9] << 8 | head[10] << 16 | head[11] << 24 if self.le
+                      else head[8] << 24 | head[9] << 16 | head[10] << 8 | head[11])
+            if caplen > self.limit:
+                return rest + more                # the loop reports the corrupt header
+            need = 16 + caplen
+        if have + len(more) < need:               # a short read, or a record over a chunk
+            return src._more(rest + more, 0, need)
+        self.ahead, self.ahead_pos = more, need - have
+        return rest + more[:need - have]
+
     def close(self) -> None:
         """Tally what was read into the run's stats and close the file (once)."""
         if not self.done:
             self.done = True
-            self.buf, self.pos = b"", 0
+            self.buf, self.pos, self.ahead = b"", 0, b""
             n = self.count
             self.source._stats.tally({self.linktype: n}, self.lo if n else None,
                                      self.hi if n else None)

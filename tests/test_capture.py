@@ -358,6 +358,26 @@ def test_read_frames_merges_files_in_time_order(tmp_path):
         (ts, LINKTYPE_ETHERNET, fr) for ts, fr in a]
 
 
+@pytest.mark.parametrize("name", ["pcap", "pcapng", "big"])
+def test_every_read_size_gives_the_same_frames(tmp_path, name):
+    # Records straddle the reader's reads at every offset (header, frame, block): the frames,
+    # counts and warnings are those of one large read, for whole files and cut ones.
+    data = SAMPLES[name]()
+    for cut in (len(data), len(data) - 5):
+        p = write(tmp_path, "x." + name, data[:cut])
+        want_stats = CaptureStats()
+        want = list(open_capture(str(p), want_stats))
+        sizes = [97, 1000, 4096, 65_549, 262_147]
+        for chunk in (sizes if name == "big" else list(range(1, 41)) + sizes):
+            stats = CaptureStats()
+            got = list(open_capture(str(p), stats, chunk=chunk))
+            assert got == want, (cut, chunk)
+            assert (stats.packets, stats.warnings, stats.truncated, stats.first_ts,
+                    stats.last_ts) == (want_stats.packets, want_stats.warnings,
+                                       want_stats.truncated, want_stats.first_ts,
+                                       want_stats.last_ts), (cut, chunk)
+
+
 def _cursor_frames(cursor):
     out = []
     while cursor.advance():
