@@ -7,6 +7,7 @@ Python, with a warning, when mypyc or a C compiler is missing, and `TCPFLOW_CHEC
 asks for pure Python outright. `tcpflow-check --version` says which one is installed.
 """
 
+import glob
 import os
 import sys
 
@@ -18,15 +19,25 @@ from setuptools.command.build_ext import build_ext
 #: (its result, its findings, the spill to disk, the JSON writer). The CLI, the terminal and
 #: conn.log writers, the packet builder and the doc generator stay interpreted.
 COMPILED = [
-    "framesource", "capture", "pcap", "pcapng", "linklayer", "iptcp", "decode", "segment", "checksum",
-    "tcpstate", "seqanalysis", "control", "conn", "zeek", "zeekstate", "flows", "floods",
-    "verdicts", "pipeline", "anomalies", "report", "store", "nstime", "render/json_out",
+    "framesource", "capture", "pcap", "pcapng", "linklayer", "iptcp", "decode", "segment",
+    "checksum", "tcpstate", "seqanalysis", "control", "conn", "zeek", "zeekstate", "flows",
+    "floods", "verdicts", "pipeline", "anomalies", "report", "store", "nstime",
+    "render/json_out",
 ]
 
 
 def _warn(message: str) -> None:
     print("tcpflow-check build: %s; installing pure Python (slower, same results)" % message,
           file=sys.stderr)
+
+
+def _pure() -> list:
+    """No extensions; and none left in the source tree by an earlier editable build, where
+    they would be imported instead of the sources this build installs."""
+    for path in glob.glob("analyzer/**/*.so", recursive=True) + \
+            glob.glob("analyzer/**/*.pyd", recursive=True):
+        os.remove(path)
+    return []
 
 
 class OptionalBuildExt(build_ext):
@@ -46,18 +57,18 @@ class OptionalBuildExt(build_ext):
 
 def ext_modules() -> list:
     if os.environ.get("TCPFLOW_CHECK_PURE", "") not in ("", "0"):
-        return []
+        return _pure()
     try:
         from mypyc.build import mypycify
     except ImportError:
         _warn("mypyc is not installed")
-        return []
+        return _pure()
     try:
         return mypycify(["analyzer/%s.py" % name for name in COMPILED],
                         group_name="analyzer._compiled", opt_level="3")
     except (Exception, SystemExit) as exc:          # mypy reports type errors by exiting
         _warn("mypyc could not translate the sources (%s)" % exc)
-        return []
+        return _pure()
 
 
 setup(ext_modules=ext_modules(), cmdclass={"build_ext": OptionalBuildExt})

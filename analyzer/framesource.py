@@ -109,6 +109,57 @@ class Cursor:
             close()
 
 
+class BufferCursor(Cursor):
+    """A cursor that parses a format's records in its source's read buffer.
+
+    A subclass sets `head` (the bytes that tell a record's length) and `_record_length`, and
+    calls `_refill` when the next record is not all in `buf`; at a record boundary with
+    `buf` used up it takes `ahead` first (what `_refill` left of its last read)."""
+
+    def __init__(self, source: "FrameSource", head: int) -> None:
+        super().__init__(iter(()))
+        self.source = source
+        self.head = head
+        self.buf, source._buf = source._buf, b""
+        self.pos = 0                            # the next record in `buf`
+        self.ahead, self.ahead_pos = b"", 0     # a read's bytes after the record in `buf`
+        self.done = False
+
+    def _record_length(self, head: bytes) -> int:
+        """The whole length of the record that starts with `head` (`self.head` bytes); 0 when
+        they do not tell a sane one (the parser reports it)."""
+        raise NotImplementedError
+
+    def _refill(self, buf: bytes, pos: int, need: int) -> bytes:
+        """`buf[pos:]` (the start of a record, less than `need` bytes) and what follows it in
+        the stream: at least `need` bytes, or the whole record, unless the stream ends first;
+        empty after a read error (warned about).
+
+        A read's bytes are not joined to that start (a copy of the whole read): the record
+        that straddles the two gets a small buffer of its own, and the rest of the read waits
+        in `ahead`, to be parsed in place after it."""
+        src = self.source
+        rest = buf[pos:]
+        more = src._read_chunk()
+        if more is None:                          # a read error (warned about)
+            return b""
+        have = len(rest)
+        if not more:
+            return rest
+        if not have:
+            return more if len(more) >= need else src._more(more, 0, need)
+        if have < self.head:                      # the length itself straddles the reads
+            if have + len(more) < self.head:
+                return src._more(rest + more, 0, need)
+            need = self._record_length(rest + more[:self.head - have])
+            if not need:
+                return rest + more
+        if have + len(more) < need:               # a short read, or a record over a read
+            return src._more(rest + more, 0, need)
+        self.ahead, self.ahead_pos = more, need - have
+        return rest + more[:need - have]
+
+
 def frames_of(cursor: Cursor) -> Iterator[Frame]:
     """A cursor's frames as ``(ts_ns, linktype, frame)`` tuples, each frame copied out."""
     while cursor.advance():

@@ -14,7 +14,8 @@ from __future__ import annotations
 from struct import Struct
 from typing import Final
 
-from analyzer.framesource import MAX_BLOCK, NS, CaptureError, Cursor, FrameSource, fill
+from analyzer.framesource import (MAX_BLOCK, NS, BufferCursor, CaptureError, Cursor, FrameSource,
+                                  fill)
 
 PCAP_MIN_BOUND: Final = 256 * 1024       # pcap captured-length bound when snaplen is smaller
 #: Above every pcap timestamp (2**32 s in ns is below it) and still a machine-sized integer.
@@ -49,23 +50,19 @@ class PcapSource(FrameSource):
         return PcapCursor(self)
 
 
-class PcapCursor(Cursor):
+class PcapCursor(BufferCursor):
     """Classic pcap records parsed in the read buffer: a frame is never copied out."""
 
     def __init__(self, source: PcapSource) -> None:
-        super().__init__(iter(()))
-        self.source = source
+        super().__init__(source, 16)
+        self.pcap = source
         self.linktype = source.linktype
-        self.buf, source._buf = source._buf, b""
-        self.pos = 0                        # the next record header in `buf`
-        self.ahead, self.ahead_pos = b"", 0  # a read's bytes after the record in `buf`
         self.limit, self.frac_ns, self.le = source.limit, source.frac_ns, source.le
         self.count = 0
         self.lo, self.hi = _NO_TS, -1
         # sec * NS for the current second, made once a second: the product of two ints that
         # large takes the slow (arbitrary-size) multiplication in the compiled build.
         self.last_sec, self.base = -1, 0
-        self.done = False
 
     def advance(self) -> bool:
         buf, pos = self.buf, self.pos
@@ -107,7 +104,7 @@ class PcapCursor(Cursor):
             # The next record is not all in the buffer: read on, or end.
             need = 16
             if size - pos >= 16:                  # a header is here, its frame is not
-                caplen = self.source._rec.unpack_from(buf, pos)[2]
+                caplen = self.pcap._rec.unpack_from(buf, pos)[2]
                 if caplen > self.limit:
                     self.source._warn(
                         f"corrupt record header (record {self.count + 1}: captured length "
@@ -128,36 +125,10 @@ class PcapCursor(Cursor):
                 self.close()
                 return False
 
-    def _refill(self, buf: bytes, pos: int, need: int) -> bytes:
-        """`buf[pos:]` (the start of a record, less than `need` bytes) and what follows it in
-        the stream: at least the whole record, unless the stream ends first.
-
-        A read's bytes are not joined to that start (a copy of the whole read): the record
-        that straddles the two gets a small buffer of its own, and the rest of the read waits
-        in `ahead`, to be parsed in place after it."""
-        src = self.source
-        rest = buf[pos:]
-        more = src._read_chunk()
-        if more is None:                          # a read error (warned about)
-            return b""
-        have = len(rest)
-        if not more:
-            return rest
-        if not have:
-            return more if len(more) >= need else src._more(more, 0, need)
-        if have < 16:                             # the record header itself straddles
-            if have + len(more) < 16:
-                return src._more(rest + more, 0, need)
-            head = rest + more[:16 - have]
-            caplen = (head[8] | head[9] << 8 | head[10] << 16 | head[11] << 24 if self.le
-                      else head[8] << 24 | head[9] << 16 | head[10] << 8 | head[11])
-            if caplen > self.limit:
-                return rest + more                # the loop reports the corrupt header
-            need = 16 + caplen
-        if have + len(more) < need:               # a short read, or a record over a chunk
-            return src._more(rest + more, 0, need)
-        self.ahead, self.ahead_pos = more, need - have
-        return rest + more[:need - have]
+    def _record_length(self, head: bytes) -> int:
+        caplen = (head[8] | head[9] << 8 | head[10] << 16 | head[11] << 24 if self.le
+                  else head[8] << 24 | head[9] << 16 | head[10] << 8 | head[11])
+        return 0 if caplen > self.limit else 16 + caplen
 
     def close(self) -> None:
         """Tally what was read into the run's stats and close the file (once)."""

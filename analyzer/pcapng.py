@@ -21,7 +21,8 @@ from struct import Struct
 from struct import error as StructError
 from typing import Dict, Final, List, Tuple
 
-from analyzer.framesource import MAX_BLOCK, NS, CaptureError, Cursor, FrameSource, fill, one_line
+from analyzer.framesource import (MAX_BLOCK, NS, BufferCursor, CaptureError, Cursor, FrameSource,
+                                  fill, one_line)
 
 PCAPNG_MAGIC: Final = b"\x0a\x0d\x0d\x0a"   # SHB block type: the same bytes in either byte order
 _BOM: Final = {b"\x4d\x3c\x2b\x1a": "<", b"\x1a\x2b\x3c\x4d": ">"}   # pcapng byte-order magic
@@ -128,14 +129,12 @@ class PcapngSource(FrameSource):
                    f"before it were read")
 
 
-class PcapngCursor(Cursor):
+class PcapngCursor(BufferCursor):
     """pcapng blocks parsed in the read buffer: a packet's frame is never copied out."""
 
     def __init__(self, source: PcapngSource) -> None:
-        super().__init__(iter(()))
-        self.source = source
-        self.buf, source._buf = source._buf, b""
-        self.pos = 0                           # the next block in `buf`
+        super().__init__(source, 12)
+        self.pcapng = source
         self.sec, self.le = _SECTIONS["<"], True
         self.ifaces: List[Interface] = []
         self.counts: Dict[int, int] = {}
@@ -148,7 +147,6 @@ class PcapngCursor(Cursor):
         # sec * NS for the current second, made once a second: the product of two ints that
         # large takes the slow (arbitrary-size) multiplication in the compiled build.
         self.last_sec, self.base = -1, 0
-        self.done = False
 
     def advance(self) -> bool:
         if self.done:
@@ -157,18 +155,23 @@ class PcapngCursor(Cursor):
             if self._next():
                 return True
         except StructError as e:             # a bound check missed: stop, never crash
-            self.source._corrupt(self.blocks, self.count, one_line(e))
+            self.pcapng._corrupt(self.blocks, self.count, one_line(e))
         self.close()
         return False
 
     def _next(self) -> bool:
         """Step to the next packet; False at the end (warned about if it came early)."""
-        src = self.source
+        src = self.pcapng
         buf, pos = self.buf, self.pos
         size = len(buf)
         while True:
             if size - pos < 12:
-                buf, pos = src._more(buf, pos, 12), 0
+                if self.ahead and pos == size:    # the rest of the last read (see _refill)
+                    buf, pos, self.ahead = self.ahead, self.ahead_pos, b""
+                    size = len(buf)
+                    self.buf, self.pos = buf, pos
+                    continue
+                buf, pos = self._refill(buf, pos, 12), 0
                 self.buf, self.pos = buf, 0
                 if len(buf) < 12:
                     if buf:
@@ -190,7 +193,7 @@ class PcapngCursor(Cursor):
                 src._corrupt(self.blocks, self.count, f"block type {btype:#x}, length {blen}")
                 return False
             if size - pos < blen:
-                buf, pos = src._more(buf, pos, blen), 0
+                buf, pos = self._refill(buf, pos, blen), 0
                 self.buf, self.pos = buf, 0
                 if len(buf) < blen:
                     if buf:
@@ -256,12 +259,22 @@ class PcapngCursor(Cursor):
             self.ts, self.linktype, self.start, self.end = ts, lt, data, data + caplen
             return True
 
+    def _record_length(self, head: bytes) -> int:
+        le = self.le
+        if head.startswith(PCAPNG_MAGIC):         # a new section: its own byte order
+            bo = _BOM.get(head[8:12])
+            if bo is None:
+                return 0
+            le = bo == "<"
+        blen = _u32(head, 4, le)
+        return blen if not blen % 4 and 12 <= blen <= MAX_BLOCK else 0
+
     def close(self) -> None:
         """Tally what was read into the run's stats and close the file (once)."""
         if self.done:
             return
         self.done = True
-        self.buf, self.pos = b"", 0
+        self.buf, self.pos, self.ahead = b"", 0, b""
         src = self.source
         if self.run:
             self.counts[self.run_lt] = self.counts.get(self.run_lt, 0) + self.run
