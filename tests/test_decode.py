@@ -606,18 +606,24 @@ def _seed_frames():
 SEEDS = _seed_frames()
 
 
+def mutated(frame: bytes, flips, cut: int) -> bytes:
+    """`frame` cut at `cut` bytes, with the (position, value) `flips` that fall inside it."""
+    buf = bytearray(frame[:cut])
+    for pos, value in flips:
+        if pos < len(buf):
+            buf[pos] = value
+    return bytes(buf)
+
+
 @settings(max_examples=3000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.sampled_from(SEEDS),
        st.lists(st.tuples(st.integers(0, 127), st.integers(0, 255)), max_size=6),
        st.integers(0, 200))
 def test_never_raises_on_mutated_frames(seed, flips, cut):
     linktype, frame = seed
-    buf = bytearray(frame[:cut] if cut < len(frame) else frame)
-    for pos, value in flips:
-        if pos < len(buf):
-            buf[pos] = value
+    buf = mutated(frame, flips, cut)
     for lt in (linktype, 1, 101):
-        got = decode_frame(lt, bytes(buf))
+        got = decode_frame(lt, buf)
         assert isinstance(got, Segment) or got in SKIP_REASONS
         if isinstance(got, Segment):
             assert got.paylen >= 0 and len(got.src) in (4, 16) and len(got.dst) == len(got.src)
@@ -757,9 +763,6 @@ def test_in_place_at_every_snaplen_cut(name, linktype, frame, link, iphl, tcphl)
        st.integers(0, 200))
 def test_in_place_is_decode_frame_on_mutated_frames(seed, flips, cut):
     linktype, frame = seed
-    buf = bytearray(frame[:cut] if cut < len(frame) else frame)
-    for pos, value in flips:
-        if pos < len(buf):
-            buf[pos] = value
+    buf = mutated(frame, flips, cut)
     for lt in (linktype, 1, 101, 113, 276):
-        assert _same_as_decode_frame(lt, bytes(buf))
+        assert _same_as_decode_frame(lt, buf)
