@@ -7,11 +7,11 @@ interfaces, each interface with its own link type, timestamp resolution and offs
 either of them gzip-compressed. Each reader's module states its bounds and the choices it
 makes where its format leaves room; `analyzer.framesource` holds what they share.
 
-This is the hot path. The input is read in chunks of up to ``CHUNK`` bytes. Classic pcap
-records are parsed in the read buffer and handed on in place (`open_captures`: the analysis
-decodes each frame where it lies, so nothing is made per packet); iterating a source yields
-``(ts_ns, linktype, frame)`` tuples with the frame copied out. Memory stays flat however
-large the file.
+This is the hot path. The input is read in chunks of up to ``CHUNK`` bytes; pcap records and
+pcapng blocks are parsed in the read buffer and handed on in place (`open_captures`: the
+analysis decodes each frame where it lies, so nothing is made per packet); iterating a
+source yields ``(ts_ns, linktype, frame)`` tuples with the frame copied out. Memory stays
+flat however large the file.
 
 Bad input never raises in the middle of a file. A file that is not a capture at all raises
 ``CaptureError`` from ``open_capture``. A file that breaks later (cut short, corrupt record
@@ -117,7 +117,7 @@ def open_captures(paths: Sequence[str], stats: CaptureStats, errors: List[str]) 
             return open_capture(paths[0], stats).cursor()
         except CaptureError as exc:
             errors.append(str(exc))
-            return Cursor(iter(()))
+            return Cursor()
     return MergeCursor(paths, stats, errors)
 
 
@@ -136,7 +136,7 @@ class MergeCursor(Cursor):
     """
 
     def __init__(self, paths: Sequence[str], stats: CaptureStats, errors: List[str]) -> None:
-        super().__init__(iter(()))
+        super().__init__()
         self.stats, self.errors = stats, errors
         # (first frame's time or -1 without frames, file index, path, stdin's open frames)
         self.waiting: List[Tuple[int, int, str, Optional[Iterator[Frame]]]] = []

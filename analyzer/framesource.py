@@ -81,32 +81,23 @@ class Cursor:
     is `buf[start:end]`, captured at `ts` (ns since the epoch) on link type `linktype`.
 
     Nothing is made per frame, so the analysis can decode each frame where it lies (the
-    classic pcap reader's `PcapCursor` parses records inside its read buffer). This base
-    walks an iterator of ``(ts_ns, linktype, frame)`` tuples (pcapng, several files merged).
+    readers' `BufferCursor`s parse records inside their read buffer). This base has no
+    frames: the cursor of a run whose every file failed to open.
     """
 
-    def __init__(self, frames: Iterator[Frame]) -> None:
+    def __init__(self) -> None:
         self.ts = 0
         self.linktype = 0
         self.buf = b""
         self.start = 0
         self.end = 0
-        self._frames = frames
 
     def advance(self) -> bool:
         """Step to the next frame; False at the end of the capture."""
-        frame = next(self._frames, None)
-        if frame is None:
-            return False
-        self.ts, self.linktype, self.buf = frame
-        self.start, self.end = 0, len(self.buf)
-        return True
+        return False
 
     def close(self) -> None:
         """Stop reading (the source tallies what was read and closes its file)."""
-        close = getattr(self._frames, "close", None)
-        if close is not None:
-            close()
 
 
 class BufferCursor(Cursor):
@@ -117,7 +108,7 @@ class BufferCursor(Cursor):
     `buf` used up it takes `ahead` first (what `_refill` left of its last read)."""
 
     def __init__(self, source: "FrameSource", head: int) -> None:
-        super().__init__(iter(()))
+        super().__init__()
         self.source = source
         self.head = head
         self.buf, source._buf = source._buf, b""
@@ -129,6 +120,13 @@ class BufferCursor(Cursor):
         """The whole length of the record that starts with `head` (`self.head` bytes); 0 when
         they do not tell a sane one (the parser reports it)."""
         raise NotImplementedError
+
+    def _take_ahead(self) -> bool:
+        """At the end of `buf`, go on with the rest of the last read (see `_refill`)."""
+        if not self.ahead or self.pos != len(self.buf):
+            return False
+        self.buf, self.pos, self.ahead = self.ahead, self.ahead_pos, b""
+        return True
 
     def _refill(self, buf: bytes, pos: int, need: int) -> bytes:
         """`buf[pos:]` (the start of a record, less than `need` bytes) and what follows it in

@@ -97,9 +97,9 @@ class PcapCursor(BufferCursor):
                     return True
             if self.done:
                 return False
-            if self.ahead:                        # the rest of the last read (see _refill)
-                buf, pos, self.ahead = self.ahead, self.ahead_pos, b""
-                self.buf, self.pos = buf, pos
+            self.pos = pos
+            if self._take_ahead():
+                buf, pos = self.buf, self.pos
                 continue
             # The next record is not all in the buffer: read on, or end.
             need = 16

@@ -166,10 +166,10 @@ class PcapngCursor(BufferCursor):
         size = len(buf)
         while True:
             if size - pos < 12:
-                if self.ahead and pos == size:    # the rest of the last read (see _refill)
-                    buf, pos, self.ahead = self.ahead, self.ahead_pos, b""
+                self.pos = pos
+                if self._take_ahead():
+                    buf, pos = self.buf, self.pos
                     size = len(buf)
-                    self.buf, self.pos = buf, pos
                     continue
                 buf, pos = self._refill(buf, pos, 12), 0
                 self.buf, self.pos = buf, 0

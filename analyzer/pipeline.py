@@ -52,7 +52,7 @@ def analyze(paths: Sequence[str], msl: float = DEFAULT_MSL, idle_timeout: Option
     """
     stats = CaptureStats()
     errors: List[str] = []
-    frames = open_captures(paths, stats, errors) if paths else Cursor(iter(()))
+    frames = open_captures(paths, stats, errors) if paths else Cursor()
 
     msl_ns = int(msl * 1e9)
     results = ResultStore(result_budget, encode, keep)
