@@ -18,7 +18,6 @@ from analyzer.segment import addr_str
 from analyzer.seqanalysis import NO_COUNTS, Analysis
 
 ANALYSIS_FIELDS: Final = Analysis.FIELDS
-_NO_COUNTS: Final = NO_COUNTS
 _WARNING_RANK: Final = SEVERITY_RANK["warning"]
 
 if TYPE_CHECKING:                       # pragma: no cover
@@ -125,7 +124,7 @@ class ConnResult:
         r.syn_retransmissions = max(o.syn_count - 1, 0)
         r.findings = sorted(c.findings.values(), key=lambda f: (f.ts, f.code))
         r.reused_from = c.reused_from
-        r.analysis = (o.analysis.counts(), _NO_COUNTS if o is p else p.analysis.counts())
+        r.analysis = (o.analysis.counts(), NO_COUNTS if o is p else p.analysis.counts())
         r.conn_state, r.history = c.zeek.finish(c.first_from_orig)
         r.zeek_flipped = c.zeek.flipped
         return r
@@ -218,19 +217,15 @@ class Summary:
             _bump(self.resets, r.reset_by)
         for lg in r.lingering:
             _bump(self.lingering, lg[1])            # state
-        worst = -1
         for f in r.findings:
             self.count(f)
-            rank = SEVERITY_RANK[f.severity]
-            if rank > worst:
-                worst = rank
         o, p = r.analysis
-        if o is not _NO_COUNTS or p is not _NO_COUNTS:
+        if o is not NO_COUNTS or p is not NO_COUNTS:
             totals = self.analysis
             for i in range(len(totals)):
                 totals[i] += o[i] + p[i]
         self.syn_retransmissions += r.syn_retransmissions
-        if worst >= _WARNING_RANK:                  # r.needs_attention(), from the loop above
+        if r.needs_attention():
             self.attention += 1
 
     def count(self, f: Finding) -> None:

@@ -2,9 +2,10 @@
 
 Written one connection per line (`jq` and `grep` both work on it), without building the whole
 document in memory. A connection's line is formatted directly from its result, field by field
-in `ConnResult.to_dict()` order, with the json module's own string escaper: the same bytes the
-encoder writes for `to_dict()` (tests/test_json_out.py holds the two equal on every sample and
-corpus capture), at half the cost. A traced connection (`--stream`) goes through the encoder,
+in `ConnResult.to_dict()` order, with the json module's own string escaper and times written
+from their integer nanoseconds (`analyzer.nstime`): the same bytes the encoder writes for
+`to_dict()` (tests/test_json_out.py holds the two equal on every sample and corpus capture),
+at a fifth of the cost. A traced connection (`--stream`) goes through the encoder,
 with its ladder. The CLI has `analyze()` keep these lines instead of the results
 (`encode=connection_json`): the spill to disk then moves text, not objects.
 """
@@ -17,13 +18,14 @@ from typing import Dict, Final, Optional, TextIO, Tuple, cast
 
 from analyzer.anomalies import Finding
 from analyzer.nstime import rounded_json, seconds_json
-from analyzer.report import _NO_COUNTS, ANALYSIS_FIELDS, ConnResult, Lingering, Report
+from analyzer.report import ANALYSIS_FIELDS, ConnResult, Lingering, Report
 from analyzer.segment import addr_str
+from analyzer.seqanalysis import NO_COUNTS
 
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(", ", ": ")).encode
 
 _COUNTS: Final = ", ".join('"%s": %%d' % name for name in ANALYSIS_FIELDS)
-_NO_COUNTS_TEXT: Final = _COUNTS % _NO_COUNTS
+_NO_COUNTS_TEXT: Final = _COUNTS % NO_COUNTS
 
 #: Encoded text of the strings that repeat from connection to connection (states, verdicts,
 #: history letters, finding codes): one dict lookup instead of escaping again. Emptied when
@@ -100,16 +102,15 @@ def _addr(addr: bytes) -> str:
 
 
 def _counts(counts: Tuple[int, ...]) -> str:
-    return _NO_COUNTS_TEXT if counts == _NO_COUNTS else _COUNTS % counts
+    return _NO_COUNTS_TEXT if counts == NO_COUNTS else _COUNTS % counts
 
 
 def _lingering(lg: Lingering) -> str:
     side, state, since, seconds, remaining = lg
+    tail = "}" if remaining is None else ', "remaining": ' + rounded_json(remaining) + "}"
     return "".join([
         '{"side": ', _text(side), ', "state": ', _text(state), ', "since": ', seconds_json(since),
-        ', "seconds": ', rounded_json(seconds),
-        "}" if remaining is None else ', "remaining": ', "" if remaining is None else
-        rounded_json(remaining) + "}"])
+        ', "seconds": ', rounded_json(seconds), tail])
 
 
 def _finding(f: Finding) -> str:
