@@ -70,6 +70,19 @@ def fill(read: Callable[[int], bytes], buf: bytes, need: int, chunk: int = CHUNK
     return b"".join(parts)
 
 
+def u32(buf: bytes, i: int, le: bool) -> int:
+    """The 32-bit unsigned integer at `i`, little-endian when `le` (byte by byte: compiled,
+    no tuple and no int object, where a struct unpack makes both)."""
+    if le:
+        return buf[i] | buf[i + 1] << 8 | buf[i + 2] << 16 | buf[i + 3] << 24
+    return buf[i] << 24 | buf[i + 1] << 16 | buf[i + 2] << 8 | buf[i + 3]
+
+
+def u16(buf: bytes, i: int, le: bool) -> int:
+    """The 16-bit unsigned integer at `i`, little-endian when `le`."""
+    return buf[i] | buf[i + 1] << 8 if le else buf[i] << 8 | buf[i + 1]
+
+
 def one_line(e: BaseException) -> str:
     """An exception as a short one-line reason."""
     text = getattr(e, "strerror", None) or str(e) or type(e).__name__

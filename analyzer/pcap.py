@@ -15,7 +15,7 @@ from struct import Struct
 from typing import Final
 
 from analyzer.framesource import (MAX_BLOCK, NS, BufferCursor, CaptureError, Cursor, FrameSource,
-                                  fill)
+                                  fill, u32)
 
 PCAP_MIN_BOUND: Final = 256 * 1024       # pcap captured-length bound when snaplen is smaller
 #: Above every pcap timestamp (2**32 s in ns is below it) and still a machine-sized integer.
@@ -42,7 +42,6 @@ class PcapSource(FrameSource):
             raise CaptureError(f"{self.name}: unsupported pcap version {major}.{minor}")
         self.linktype = linktype & 0x03FFFFFF     # libpcap's LT_LINKTYPE: bits 26-31 tell the FCS
         self.limit = max(PCAP_MIN_BOUND, min(snaplen, MAX_BLOCK))
-        self._rec = Struct(bo + "IIII")
         self.le = bo == "<"
         return head[24:]
 
@@ -55,7 +54,6 @@ class PcapCursor(BufferCursor):
 
     def __init__(self, source: PcapSource) -> None:
         super().__init__(source, 16)
-        self.pcap = source
         self.linktype = source.linktype
         self.limit, self.frac_ns, self.le = source.limit, source.frac_ns, source.le
         self.count = 0
@@ -104,7 +102,7 @@ class PcapCursor(BufferCursor):
             # The next record is not all in the buffer: read on, or end.
             need = 16
             if size - pos >= 16:                  # a header is here, its frame is not
-                caplen = self.pcap._rec.unpack_from(buf, pos)[2]
+                caplen = u32(buf, pos + 8, self.le)
                 if caplen > self.limit:
                     self.source._warn(
                         f"corrupt record header (record {self.count + 1}: captured length "
@@ -126,8 +124,7 @@ class PcapCursor(BufferCursor):
                 return False
 
     def _record_length(self, head: bytes) -> int:
-        caplen = (head[8] | head[9] << 8 | head[10] << 16 | head[11] << 24 if self.le
-                  else head[8] << 24 | head[9] << 16 | head[10] << 8 | head[11])
+        caplen = u32(head, 8, self.le)
         return 0 if caplen > self.limit else 16 + caplen
 
     def close(self) -> None:

@@ -22,7 +22,7 @@ from struct import error as StructError
 from typing import Dict, Final, List, Tuple
 
 from analyzer.framesource import (MAX_BLOCK, NS, BufferCursor, CaptureError, Cursor, FrameSource,
-                                  fill, one_line)
+                                  fill, one_line, u16, u32)
 
 PCAPNG_MAGIC: Final = b"\x0a\x0d\x0d\x0a"   # SHB block type: the same bytes in either byte order
 _BOM: Final = {b"\x4d\x3c\x2b\x1a": "<", b"\x1a\x2b\x3c\x4d": ">"}   # pcapng byte-order magic
@@ -48,18 +48,6 @@ class _Section:
 
 
 _SECTIONS: Final = {"<": _Section("<"), ">": _Section(">")}
-
-
-def _u32(buf: bytes, i: int, le: bool) -> int:
-    """The 32-bit unsigned integer at `i`, little-endian when `le` (byte by byte: compiled,
-    no tuple and no int object, where a struct unpack makes both)."""
-    if le:
-        return buf[i] | buf[i + 1] << 8 | buf[i + 2] << 16 | buf[i + 3] << 24
-    return buf[i] << 24 | buf[i + 1] << 16 | buf[i + 2] << 8 | buf[i + 3]
-
-
-def _u16(buf: bytes, i: int, le: bool) -> int:
-    return buf[i] | buf[i + 1] << 8 if le else buf[i] << 8 | buf[i + 1]
 
 
 Interface = Tuple[int, int, int, int, int, int]
@@ -188,7 +176,7 @@ class PcapngCursor(BufferCursor):
                     return False
                 self.sec, self.ifaces = _SECTIONS[bo], []
                 self.le = le = bo == "<"
-            btype, blen = _u32(buf, pos, le), _u32(buf, pos + 4, le)
+            btype, blen = u32(buf, pos, le), u32(buf, pos + 4, le)
             if blen % 4 or not _MIN_LEN.get(btype, 12) <= blen <= MAX_BLOCK:
                 src._corrupt(self.blocks, self.count, f"block type {btype:#x}, length {blen}")
                 return False
@@ -201,7 +189,7 @@ class PcapngCursor(BufferCursor):
                     return False
                 size = len(buf)
             end = pos + blen - 4
-            if _u32(buf, end, le) != blen:
+            if u32(buf, end, le) != blen:
                 src._corrupt(self.blocks, self.count,
                              "trailing block length differs from the leading one")
                 return False
@@ -209,8 +197,8 @@ class PcapngCursor(BufferCursor):
             pos += blen
             self.pos = pos
             if btype == _EPB or btype == _PB:
-                ifid = _u32(buf, body, le) if btype == _EPB else _u16(buf, body, le)
-                caplen = _u32(buf, body + 12, le)
+                ifid = u32(buf, body, le) if btype == _EPB else u16(buf, body, le)
+                caplen = u32(buf, body + 12, le)
                 if caplen > blen - 32:
                     src._corrupt(self.blocks, self.count,
                                  f"captured length {caplen} is more than the block holds")
@@ -219,7 +207,7 @@ class PcapngCursor(BufferCursor):
                     self.undefined[ifid] = self.undefined.get(ifid, 0) + 1
                     continue
                 lt, mul, div, off, _, per_sec = self.ifaces[ifid]
-                units = _u32(buf, body + 4, le) << 32 | _u32(buf, body + 8, le)
+                units = u32(buf, body + 4, le) << 32 | u32(buf, body + 8, le)
                 if per_sec:
                     sec = units // per_sec
                     if sec != self.last_sec:
@@ -239,7 +227,7 @@ class PcapngCursor(BufferCursor):
                     self.undefined[0] = self.undefined.get(0, 0) + 1
                     continue
                 lt, _, _, _, snaplen, _ = self.ifaces[0]
-                caplen = min(_u32(buf, body, le), blen - 16)
+                caplen = min(u32(buf, body, le), blen - 16)
                 if snaplen:
                     caplen = min(caplen, snaplen)
                 ts, data = self.last, body + 4
@@ -266,7 +254,7 @@ class PcapngCursor(BufferCursor):
             if bo is None:
                 return 0
             le = bo == "<"
-        blen = _u32(head, 4, le)
+        blen = u32(head, 4, le)
         return blen if not blen % 4 and 12 <= blen <= MAX_BLOCK else 0
 
     def close(self) -> None:
