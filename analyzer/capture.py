@@ -30,8 +30,9 @@ from operator import itemgetter
 from struct import error as StructError
 from typing import BinaryIO, Final, Iterator, List, Optional, Sequence, Tuple
 
-from analyzer.framesource import (CHUNK, MAX_BLOCK, NS, READ_ERRORS, CaptureError, CaptureStats,
+from analyzer.framesource import (CHUNK, MAX_BLOCK, READ_ERRORS, CaptureError, CaptureStats,
                                   Cursor, Frame, FrameSource, fill, one_line)
+from analyzer.nstime import NS
 from analyzer.pcap import PCAP_MAGIC, PCAP_MIN_BOUND, PcapSource
 from analyzer.pcapng import PCAPNG_MAGIC, PcapngSource
 

@@ -17,7 +17,6 @@ from typing import BinaryIO, Callable, Dict, Final, Iterator, List, Optional, Tu
 
 CHUNK: Final = 1 << 20                   # bytes asked of the stream per read
 MAX_BLOCK: Final = 16 * 1024 * 1024      # pcapng block bound; also the cap on the pcap bound
-NS: Final = 1_000_000_000
 
 Frame = Tuple[int, int, bytes]
 
