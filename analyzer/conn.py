@@ -49,7 +49,7 @@ class Endpoint:
 
     __slots__ = ("addr", "port", "state", "since", "isn", "base_seq", "next_seq", "syn_count",
                  "synack_count", "syn_acked", "fin_seq", "fin_ts", "fin_acked", "pending",
-                 "max_win", "wscale", "pkts", "bytes", "close_wait_since", "last_ack",
+                 "max_win", "wscale", "pkts", "bytes", "ip_bytes", "close_wait_since", "last_ack",
                  "analysis", "isns", "seq_exact", "last_data_ts", "last_ts")
 
     def __init__(self, addr: bytes, port: int, state: State, ts: int) -> None:
@@ -75,6 +75,7 @@ class Endpoint:
         self.wscale = -1
         self.pkts = 0
         self.bytes = 0
+        self.ip_bytes = 0               # IP lengths as the headers announce them (Zeek's count)
         self.close_wait_since = 0       # the peer's FIN time, for CLOSE_WAIT durations
         self.last_ack = UNSET           # ack number of the last ACK this side sent
         self.analysis = Analysis()
@@ -238,6 +239,7 @@ class Connection:
                 paylen = seg.paylen
                 x.pkts += 1
                 x.bytes += paylen
+                x.ip_bytes += seg.iplen
                 if seg.win > x.max_win:
                     x.max_win = seg.win
                 x.last_ack = seg.ack
@@ -274,6 +276,7 @@ class Connection:
             self._odd_flags(s, seg)
         x.pkts += 1
         x.bytes += seg.paylen
+        x.ip_bytes += seg.iplen
         x.last_ts = seg.ts
         if x.base_seq < 0:
             x.base_seq = seg.seq if flags & SYN else (seg.seq - 1) & 0xFFFFFFFF

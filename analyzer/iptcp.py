@@ -69,8 +69,9 @@ def syn_options(buf: bytes, i: int, stop: int) -> Tuple[int, int]:
     return mss, wscale
 
 
-def _tcp(buf: bytes, src: bytes, dst: bytes, t: int, end: int) -> Decoded:
-    """The TCP header at `t` of an IP payload ending (per the IP header) at `end`."""
+def _tcp(buf: bytes, src: bytes, dst: bytes, t: int, end: int, iplen: int) -> Decoded:
+    """The TCP header at `t` of an IP payload ending (per the IP header) at `end`, in an IP
+    packet of `iplen` bytes (per its header)."""
     if end - t < 20:
         return "bad_tcp_header"
     n = len(buf)
@@ -85,7 +86,7 @@ def _tcp(buf: bytes, src: bytes, dst: bytes, t: int, end: int) -> Decoded:
     mss, wscale = (syn_options(buf, t + 20, min(t + hl, n)) if offflags & 2 and hl > 20
                    else NO_OPTIONS)
     return Segment(src, dst, sport, dport, seq, ack, offflags & 0xFFF, win, end - t - hl,
-                   mss, wscale, n < end)
+                   mss, wscale, n < end, iplen=iplen)
 
 
 class QuotedTCP(Segment):
@@ -185,7 +186,7 @@ def ip_general(buf: bytes, off: int, want: int) -> Decoded:
             if t > n:
                 return "truncated_ip"
         if proto == 6:
-            return _tcp(buf, src, dst, t, end)
+            return _tcp(buf, src, dst, t, end, end - off)
         if proto != 4 and proto != 41:
             return _not_tcp(buf, proto, t)
         off, want = t, (4 if proto == 4 else 6)
@@ -217,7 +218,7 @@ def ip4_at(buf: bytes, off: int, n: int) -> Optional[Segment]:
         tot = buf[off + 2] << 8 | buf[off + 3]
         if (buf[off] == 0x45 and buf[off + 9] == 6 and not (buf[off + 6] & 0x3F or buf[off + 7])
                 and 20 <= hl <= tot - 20 and n >= t + hl):
-            return _tcp_at(buf, off + 12, t, offflags, hl, tot - 20 - hl, n < off + tot)
+            return _tcp_at(buf, off + 12, t, offflags, hl, tot - 20 - hl, n < off + tot, tot)
     return None
 
 
@@ -229,12 +230,12 @@ def ip6_at(buf: bytes, off: int, n: int) -> Optional[Segment]:
         hl = offflags >> 10 & 0x3C
         plen = buf[off + 4] << 8 | buf[off + 5]
         if buf[off] >> 4 == 6 and buf[off + 6] == 6 and 20 <= hl <= plen and n >= t + hl:
-            return _tcp_at(buf, off + 8, t, offflags, hl, plen - hl, n < t + plen)
+            return _tcp_at(buf, off + 8, t, offflags, hl, plen - hl, n < t + plen, plen + 40)
     return None
 
 
 def _tcp_at(buf: bytes, addrs: int, t: int, offflags: int, hl: int, paylen: int,
-            cut: bool) -> Segment:
+            cut: bool, iplen: int) -> Segment:
     """The segment whose source and destination addresses start at `addrs`, back to back,
     right before its TCP header at `t` (so `buf[addrs:t + 4]` is its 4-tuple key)."""
     mss, wscale = (syn_options(buf, t + 20, t + hl) if offflags & 2 and hl > 20
@@ -244,7 +245,7 @@ def _tcp_at(buf: bytes, addrs: int, t: int, offflags: int, hl: int, paylen: int,
                    buf[t + 4] << 24 | buf[t + 5] << 16 | buf[t + 6] << 8 | buf[t + 7],
                    buf[t + 8] << 24 | buf[t + 9] << 16 | buf[t + 10] << 8 | buf[t + 11],
                    offflags & 0xFFF, buf[t + 14] << 8 | buf[t + 15], paylen,
-                   mss, wscale, cut, key=buf[addrs:t + 4])
+                   mss, wscale, cut, key=buf[addrs:t + 4], iplen=iplen)
 
 
 def ip_any(buf: bytes, off: int) -> Decoded:

@@ -75,7 +75,7 @@ class ConnResult:
     __slots__ = ("id", "orig", "resp", "start", "end", "first_frame", "last_frame", "packets",
                  "bytes", "handshake", "close", "closed_first", "reset_by", "half_close",
                  "final_state", "lingering", "syn_retransmissions", "findings", "reused_from",
-                 "analysis", "conn_state", "history", "zeek_flipped")
+                 "analysis", "conn_state", "history", "zeek_flipped", "ip_bytes")
     # Typed, so that the compiled build keeps them unboxed where it can.
     id: int
     orig: Tuple[builtins.bytes, int]         # (packed address, port)
@@ -100,6 +100,7 @@ class ConnResult:
     conn_state: str
     history: str
     zeek_flipped: bool
+    ip_bytes: Tuple[int, int]               # (orig, resp): IP lengths (conn.log's ip_bytes)
 
     @classmethod
     def from_connection(cls, c: "Connection", handshake: str, close: Optional[str],
@@ -113,10 +114,11 @@ class ConnResult:
         r.start, r.end = c.first_ts, c.last_ts
         r.first_frame, r.last_frame = c.first_frame, c.last_frame
         if o is p:      # a self-connection: one socket sent everything
-            r.packets, r.bytes = (o.pkts, 0), (o.bytes, 0)
+            r.packets, r.bytes, r.ip_bytes = (o.pkts, 0), (o.bytes, 0), (o.ip_bytes, 0)
         else:
             r.packets = (o.pkts, p.pkts)
             r.bytes = (o.bytes, p.bytes)
+            r.ip_bytes = (o.ip_bytes, p.ip_bytes)
         r.handshake, r.close = handshake, close
         r.closed_first, r.reset_by, r.half_close = closed_first, reset_by, half_close
         r.final_state = (final_state[0], final_state[1])
@@ -138,14 +140,14 @@ class ConnResult:
                 self.closed_first, self.reset_by, self.half_close, self.final_state,
                 self.lingering, self.syn_retransmissions, self.findings,
                 self.reused_from, self.analysis, self.conn_state, self.history,
-                self.zeek_flipped)
+                self.zeek_flipped, self.ip_bytes)
 
     def __setstate__(self, state: tuple) -> None:
         (self.id, self.orig, self.resp, self.start, self.end, self.first_frame,
          self.last_frame, self.packets, self.bytes, self.handshake, self.close,
          self.closed_first, self.reset_by, self.half_close, self.final_state,
          self.lingering, self.syn_retransmissions, self.findings, self.reused_from,
-         self.analysis, self.conn_state, self.history, self.zeek_flipped) = state
+         self.analysis, self.conn_state, self.history, self.zeek_flipped, self.ip_bytes) = state
 
     @property
     def duration(self) -> float:

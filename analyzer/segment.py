@@ -87,15 +87,17 @@ class Segment:
     length the IP header announces (not what a short snaplen kept). `ts` is capture time in
     integer nanoseconds since the epoch; `num` is the 1-based frame number in the (merged)
     capture, as Wireshark numbers frames. `mss`/`wscale` are the SYN options, or -1 when absent.
-    `cut` says the snaplen cut the payload (its length is still the real one).
+    `cut` says the snaplen cut the payload (its length is still the real one). `iplen` is the
+    IP packet's length as its header announces it (Zeek's `ip_bytes` count; 0 when unknown).
     """
 
     __slots__ = ("ts", "num", "key", "sport", "dport", "seq", "ack", "flags", "win",
-                 "paylen", "mss", "wscale", "cut", "bad_csum")
+                 "paylen", "mss", "wscale", "cut", "bad_csum", "iplen")
 
     def __init__(self, src: bytes, dst: bytes, sport: int, dport: int, seq: int, ack: int,
                  flags: int, win: int, paylen: int, mss: int = -1, wscale: int = -1,
-                 cut: bool = False, ts: int = 0, num: int = 0, key: bytes = b"") -> None:
+                 cut: bool = False, ts: int = 0, num: int = 0, key: bytes = b"",
+                 iplen: int = 0) -> None:
         self.sport = sport
         self.dport = dport
         #: src, dst, sport, dport (ports big-endian); given as `key` by the decoder's fast
@@ -112,6 +114,7 @@ class Segment:
         self.bad_csum = False       # set by the pipeline when --checksums finds it wrong
         self.ts = ts
         self.num = num
+        self.iplen = iplen
 
     @property
     def src(self) -> bytes:

@@ -287,7 +287,8 @@ def _conn(i=0, **kw):
     """A connection result as the core will hand it over, with the Zeek labels."""
     base = dict(id=i, orig=(bytes([10, 0, 0, 1]), 40000), resp=(bytes([10, 0, 0, 2]), 80),
                 start=1_700_000_000_123_456_000, end=1_700_000_001_623_456_000,
-                packets=(7, 5), bytes=(136, 5007), conn_state="SF", history="ShADadFf")
+                packets=(7, 5), bytes=(136, 5007), ip_bytes=(428, 5275), conn_state="SF",
+                history="ShADadFf")
     base.update(kw)
     return SimpleNamespace(**base)
 
@@ -332,6 +333,7 @@ def test_conn_log_header_and_rows_parse_back():
     assert (first["id.orig_h"], first["id.orig_p"], first["proto"]) == ("10.0.0.1", "40000", "tcp")
     assert (first["orig_bytes"], first["resp_bytes"]) == ("136", "5007")
     assert (first["conn_state"], first["history"], first["orig_pkts"]) == ("SF", "ShADadFf", "7")
+    assert (first["orig_ip_bytes"], first["resp_ip_bytes"]) == ("428", "5275")
     assert first["service"] == first["missed_bytes"] == first["tunnel_parents"] == "-"
     assert re.fullmatch(r"C[0-9A-Za-z]{10,17}", first["uid"]) and first["uid"] != second["uid"]
     # Zeek leaves duration and byte counts unset for a zero duration, history when empty.
@@ -346,6 +348,7 @@ def test_conn_log_uid_is_stable_and_flipped_rows_follow_zeek():
     assert ra["uid"] == rb["uid"]
     assert (rb["id.orig_p"], rb["id.resp_p"], rb["orig_pkts"], rb["resp_bytes"]) == \
         ("80", "40000", "5", "136")
+    assert (rb["orig_ip_bytes"], rb["resp_ip_bytes"]) == ("5275", "428")
 
 
 def test_conn_log_says_clearly_when_the_labels_are_missing():
@@ -355,3 +358,33 @@ def test_conn_log_says_clearly_when_the_labels_are_missing():
     with pytest.raises(RuntimeError, match="conn_state, history"):
         zeek_out.render(_report(conn), out)
     assert out.getvalue() == ""
+
+
+@pytest.mark.parametrize("client, server, vlans", [
+    (("10.0.0.1", 40000), ("10.0.0.2", 80), ()),
+    (("2001:db8::1", 40000), ("2001:db8::2", 443), (7,)),
+])
+def test_conn_log_ip_bytes_are_the_ip_lengths_each_side_sent(tmp_path, client, server, vlans):
+    # Read back with dpkt (a second implementation): each side's IP total lengths summed,
+    # retransmissions included, as Zeek counts orig_ip_bytes/resp_ip_bytes.
+    import dpkt
+    from analyzer.pipeline import analyze
+    from analyzer.synth import write_pcap
+    d = Dialog(client=client, server=server).handshake().data("c", 300).data("s", 1448)
+    d.data("s", 1448).send("s", ACK, 1448, seq=d.nxt["s"] - 1448, advance=False)  # resent
+    d.fin("c").fin("s").ack("c")
+    path = tmp_path / "c.pcap"
+    write_pcap(path, d.packets, vlans=vlans)
+    sums = {}
+    with open(path, "rb") as fh:
+        for _, buf in dpkt.pcap.Reader(fh):
+            ip = dpkt.ethernet.Ethernet(buf).data
+            length = ip.len if isinstance(ip, dpkt.ip.IP) else ip.plen + 40
+            sport = ip.data.sport
+            sums[sport] = sums.get(sport, 0) + length
+    out = io.StringIO()
+    zeek_out.render(analyze([str(path)]), out)
+    row = _parse(out.getvalue())[2][0]
+    assert (int(row["orig_ip_bytes"]), int(row["resp_ip_bytes"])) == (
+        sums[client[1]], sums[server[1]])
+    assert sums[client[1]] > 0 and sums[server[1]] > 3 * 1448

@@ -5,8 +5,9 @@ The header is Zeek's: `#separator \\x09`, `#set_separator`, `#empty_field (empty
 `#close`. Zeek tools (zeek-cut, log readers) parse it as they parse Zeek's own.
 
 Fields that need what we do not compute are unset (`-`): `service` (no protocol detection),
-`local_orig`/`local_resp` (no Site::local_nets), `missed_bytes`, `orig_ip_bytes`/
-`resp_ip_bytes` (the IP lengths are not kept) and `tunnel_parents`. Where Zeek differs:
+`local_orig`/`local_resp` (no Site::local_nets), `missed_bytes` and `tunnel_parents`.
+`orig_ip_bytes`/`resp_ip_bytes` are as in Zeek: each side's IP packet lengths as their
+headers announce them (IPv6: the payload length plus 40), summed. Where Zeek differs:
 
 * `ts`, `duration`: the first and last packet of the connection; Zeek's duration stops at the
   last packet before both sides closed. As in Zeek, `duration`, `orig_bytes` and
@@ -77,15 +78,17 @@ def row(conn) -> list:
     (oa, op), (ra, rp) = conn.orig, conn.resp
     opk, rpk = conn.packets
     oby, rby = conn.bytes
+    oip, rip = conn.ip_bytes
     if flipped:
-        (oa, op, opk, oby), (ra, rp, rpk, rby) = (ra, rp, rpk, rby), (oa, op, opk, oby)
+        (oa, op, opk, oby, oip), (ra, rp, rpk, rby, rip) = \
+            (ra, rp, rpk, rby, rip), (oa, op, opk, oby, oip)
     dur = (conn.end - conn.start) / 1e9
     timed = dur > 0
     return ["%.6f" % (conn.start / 1e9), uid(conn.id, conn.start, conn.orig, conn.resp),
             addr_str(oa), str(op), addr_str(ra), str(rp), "tcp", UNSET,
             "%.6f" % dur if timed else UNSET, str(oby) if timed else UNSET,
             str(rby) if timed else UNSET, state, UNSET, UNSET, UNSET, history or UNSET,
-            str(opk), UNSET, str(rpk), UNSET, UNSET]
+            str(opk), str(oip), str(rpk), str(rip), UNSET]
 
 
 def render(report: Report, out: TextIO, **_options) -> None:
