@@ -5,7 +5,7 @@ document in memory. A connection's line is formatted directly from its result, f
 in `ConnResult.to_dict()` order, with the json module's own string escaper and times written
 from their integer nanoseconds (`analyzer.nstime`): the same bytes the encoder writes for
 `to_dict()` (tests/test_json_out.py holds the two equal on every sample and corpus capture),
-at a fifth of the cost. A traced connection (`--stream`) goes through the encoder,
+at a quarter of the cost. A traced connection (`--stream`) goes through the encoder,
 with its ladder. The CLI has `analyze()` keep these lines instead of the results
 (`encode=connection_json`): the spill to disk then moves text, not objects.
 """
