@@ -28,6 +28,7 @@ import hashlib
 import time
 from typing import Optional, TextIO
 
+from analyzer.nstime import seconds
 from analyzer.report import Report
 from analyzer.segment import addr_str
 
@@ -82,9 +83,9 @@ def row(conn) -> list:
     if flipped:
         (oa, op, opk, oby, oip), (ra, rp, rpk, rby, rip) = \
             (ra, rp, rpk, rby, rip), (oa, op, opk, oby, oip)
-    dur = (conn.end - conn.start) / 1e9
+    dur = seconds(conn.end - conn.start)
     timed = dur > 0
-    return ["%.6f" % (conn.start / 1e9), uid(conn.id, conn.start, conn.orig, conn.resp),
+    return ["%.6f" % seconds(conn.start), uid(conn.id, conn.start, conn.orig, conn.resp),
             addr_str(oa), str(op), addr_str(ra), str(rp), "tcp", UNSET,
             "%.6f" % dur if timed else UNSET, str(oby) if timed else UNSET,
             str(rby) if timed else UNSET, state, UNSET, UNSET, UNSET, history or UNSET,
