@@ -19,9 +19,14 @@ from setuptools.command.build_ext import build_ext
 #: (its result, its findings, the spill to disk, the JSON writer). The CLI, the terminal and
 #: conn.log writers, the packet builder and the doc generator stay interpreted.
 COMPILED = [
-    "framesource", "capture", "pcap", "pcapng", "linklayer", "iptcp", "decode", "segment",
-    "checksum", "tcpstate", "seqanalysis", "control", "conn", "zeek", "zeekstate", "flows",
-    "floods", "verdicts", "pipeline", "anomalies", "report", "store", "nstime",
+    "common/nstime", "common/findings",
+    "capture/source", "capture/files", "capture/pcap", "capture/pcapng",
+    "decode/segment", "decode/linklayer", "decode/iptcp", "decode/frames", "decode/checksum",
+    "tcp/states", "tcp/endpoint", "tcp/seqanalysis", "tcp/control", "tcp/conn", "tcp/zeek",
+    "tcp/zeekstate", "tcp/zeekmachine", "tcp/flows",
+    "judge/result", "judge/verdicts", "judge/floods",
+    "report/model", "report/store",
+    "pipeline",
     "render/json_out",
 ]
 

@@ -16,13 +16,14 @@ from typing import Optional, TextIO, Tuple
 
 import click
 
-from analyzer import TOOL_NAME, __version__, build
-from analyzer.flows import DEFAULT_MAX_LIVE
-from analyzer.pipeline import DEFAULT_MSL, analyze
-from analyzer.render import RENDERERS, render
-from analyzer.render.json_out import connection_json
+from analyzer import build
+from analyzer.common.version import TOOL_NAME, __version__
+from analyzer.pipeline import analyze
+from analyzer.render import RENDERERS, make_sink, render
 from analyzer.render.progress import progress
-from analyzer.report import EXIT_INTERNAL, EXIT_UNREADABLE, ConnResult
+from analyzer.report.model import EXIT_INTERNAL, EXIT_UNREADABLE
+from analyzer.settings import DEFAULT_MSL, Settings
+from analyzer.tcp.flows import DEFAULT_MAX_LIVE
 
 
 def _warn(message: str) -> None:
@@ -92,17 +93,17 @@ def _run(captures: Tuple[str, ...], fmt: str, show_all: bool, msl: float,
     # The analysis and the report make no reference cycles: reference counting frees all.
     # The cyclic collector would only rescan the live results again and again (reading the
     # spilled results back took eight times longer with it on).
+    try:
+        settings = Settings(msl=msl, idle_timeout=idle_timeout, checksums=checksums,
+                            max_live=max_connections, ladders=frozenset(streams))
+    except ValueError as exc:
+        raise click.UsageError(str(exc))
     gc.disable()
     with progress(not quiet and sys.stderr.isatty()) as on_frame:
-        report = analyze(list(captures), msl=msl, trace=set(streams) if streams else None,
-                         checksums=checksums, on_frame=on_frame,
-                         max_live=max_connections, idle_timeout=idle_timeout,
-                         # JSON keeps each connection's line, not its result (spills text).
-                         encode=connection_json if fmt == "json" and not streams else None,
-                         # The terminal report lists only connections needing attention
-                         # (unless --all): the others are counted, not kept.
-                         keep=(ConnResult.needs_attention
-                               if fmt == "text" and not show_all and not streams else None))
+        # The renderer says what it keeps of each connection (JSON: its line; the terminal:
+        # only those needing attention, unless --all).
+        report = analyze(list(captures), settings, on_frame=on_frame,
+                         sink=make_sink(fmt, settings, show_all=show_all))
     for message in report.capture.warnings:
         _warn("warning: " + message)
     for message in report.capture.errors:

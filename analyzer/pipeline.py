@@ -11,62 +11,62 @@ import contextlib
 import gc
 import os
 from collections import Counter
-from typing import Any, Callable, Dict, Final, Iterator, List, Optional, Sequence, Set, Union
+from typing import Callable, Dict, Final, Iterator, List, Optional, Sequence, Union
 
-from analyzer.capture import CaptureStats, Cursor, open_captures
-from analyzer.checksum import checksums_ok
-from analyzer.conn import SIDES, Connection
-from analyzer.decode import QuotedTCP, decode_at, decode_frame
-from analyzer.floods import DEFAULT_THRESHOLD, DEFAULT_WINDOW, FloodDetector
-from analyzer.flows import DEFAULT_MAX_LIVE, FlowTable
-from analyzer.report import CaptureSummary, ConnResult, LadderRow, Report, Summary
-from analyzer.segment import ACK, Segment, flags_str
-from analyzer.store import DEFAULT_BUDGET, ResultStore
-from analyzer.tcpstate import STATE_NAME
-from analyzer.verdicts import finalize
-
-#: Default MSL: 30 s, so that TIME_WAIT lasts 60 s as on Linux (RFC 793 says 2 minutes).
-DEFAULT_MSL: Final = 30.0
-
+from analyzer.capture.files import CaptureStats, Cursor, open_captures
+from analyzer.decode.checksum import checksums_ok
+from analyzer.tcp.conn import Connection
+from analyzer.tcp.endpoint import SIDES
+from analyzer.decode.frames import QuotedTCP, decode_at, decode_frame
+from analyzer.judge.floods import FloodDetector
+from analyzer.tcp.flows import FlowTable
+from analyzer.judge.result import LadderRow
+from analyzer.report.model import CaptureSummary, Report, Summary
+from analyzer.decode.segment import ACK, Segment, flags_str
+from analyzer.report.store import ResultSink, ResultStore
+from analyzer.settings import Settings
+from analyzer.tcp.states import STATE_NAME
+from analyzer.judge.verdicts import finalize
 
 #: At most this many packets of one traced stream are kept for its ladder.
 LADDER_LIMIT: Final = 10_000
 
+#: The settings `analyze()` runs with when given none.
+DEFAULT_SETTINGS: Final = Settings()
 
-def analyze(paths: Sequence[str], msl: float = DEFAULT_MSL, idle_timeout: Optional[float] = None,
-            on_frame: Optional[Callable[[int], None]] = None,
-            trace: Optional[Set[int]] = None,
-            flood_threshold: int = DEFAULT_THRESHOLD,
-            flood_window: float = DEFAULT_WINDOW, checksums: bool = False,
-            result_budget: int = DEFAULT_BUDGET, max_live: int = DEFAULT_MAX_LIVE,
-            encode: Optional[Callable[[ConnResult], Any]] = None,
-            keep: Optional[Callable[[ConnResult], bool]] = None) -> Report:
+
+def analyze(paths: Sequence[str], settings: Settings = DEFAULT_SETTINGS, *,
+            sink: Optional[ResultSink] = None,
+            on_frame: Optional[Callable[[int], None]] = None) -> Report:
     """Analyse one capture, or several files as one time-ordered capture.
 
     Files that cannot be read are listed in `report.capture.errors` (exit code 3); everything
-    readable is still analysed. `on_frame(n)` is called every 65536 frames (progress).
-    `trace` names stream ids whose packets are kept as a ladder (`--stream`). With `encode`,
-    `report.connections` holds what it makes of each result (the JSON writer's line), not
-    the result: the summary and the capture-wide findings are the same. With `keep`, it
-    holds only the results `keep` accepts (its `len()` still counts all of them).
+    readable is still analysed. Every finished connection's `ConnResult` goes to `sink`; by
+    default that is a `ResultStore`, which keeps them all in bounded memory (spilling to disk)
+    and gives them back in stream order as `report.connections`. A renderer that keeps
+    something else (the JSON writer's lines, the terminal's connections needing attention)
+    passes its own sink, and `report.connections` is that sink. The summary and the
+    capture-wide findings count every connection whatever the sink keeps.
+    `on_frame(n)` is called every 65536 frames (progress).
     """
     stats = CaptureStats()
     errors: List[str] = []
     frames = open_captures(paths, stats, errors) if paths else Cursor()
 
-    msl_ns = int(msl * 1e9)
-    results = ResultStore(result_budget, encode, keep)
+    msl_ns = settings.msl_ns
+    checksums = settings.checksums
+    trace = settings.ladders
+    results: ResultSink = ResultStore(settings.result_budget) if sink is None else sink
     summary = Summary()
-    floods = FloodDetector(flood_threshold, flood_window)
+    floods = FloodDetector(settings.flood_threshold, settings.flood_window)
 
     def done(conn: Connection, now: int) -> None:
         r = finalize(conn, now, msl_ns)
-        results.append(r)
+        results.add(r)
         summary.add(r)
         floods.add(r)
 
-    table = FlowTable(done, msl_ns, None if idle_timeout is None else int(idle_timeout * 1e9),
-                      max_live)
+    table = FlowTable(done, msl_ns, settings.idle_timeout_ns, settings.max_live)
     skipped: Counter = Counter()
     tcp = 0
     num = 0
@@ -100,7 +100,7 @@ def analyze(paths: Sequence[str], msl: float = DEFAULT_MSL, idle_timeout: Option
                 if seg.bad_csum:
                     conn.note("BAD_CHECKSUM", seg, conn.side_of(seg),
                               "frame %d has a wrong IPv4 or TCP checksum" % num)
-                if trace is not None and conn.id in trace:
+                if trace and conn.id in trace:
                     rows = ladders.setdefault(conn.id, [])
                     if len(rows) < LADDER_LIMIT:
                         rows.append(ladder_row(conn, seg))
@@ -117,7 +117,7 @@ def analyze(paths: Sequence[str], msl: float = DEFAULT_MSL, idle_timeout: Option
     if table.evicted_early:
         warnings.append("%d connections were finalized before they ended (idle timeout or "
                         "more than %d open at once, --max-connections); a later packet of one "
-                        "starts a new connection" % (table.evicted_early, max_live))
+                        "starts a new connection" % (table.evicted_early, settings.max_live))
 
     capture = CaptureSummary(
         files=tuple(printable(p) for p in paths), packets=num, tcp_packets=tcp, skipped=dict(skipped),
@@ -127,7 +127,7 @@ def analyze(paths: Sequence[str], msl: float = DEFAULT_MSL, idle_timeout: Option
     capture_findings = floods.findings()
     for f in capture_findings:
         summary.count(f)
-    return Report(capture, results, summary, msl, ladders, capture_findings)
+    return Report(capture, results, summary, settings.msl, ladders, capture_findings)
 
 
 @contextlib.contextmanager

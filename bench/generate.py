@@ -51,8 +51,8 @@ import time
 from itertools import accumulate
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from analyzer.segment import ACK, FIN, PSH, RST, SYN
-from analyzer.synth import LINKTYPE_ETHERNET, PcapngWriter, PcapWriter
+from analyzer.decode.segment import ACK, FIN, PSH, RST, SYN
+from analyzer.testing.synth import LINKTYPE_ETHERNET, PcapngWriter, PcapWriter
 
 #: Ending of each connection and its share of all connections (sums to 1).
 MIX = (("four_way", 0.50), ("three_segment", 0.20), ("simultaneous", 0.02), ("reset", 0.08),

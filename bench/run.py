@@ -23,7 +23,7 @@ the checkout given by `--root` (default: the one holding this script), started i
 directory with it on PYTHONPATH (the line `analyzer` says which package was imported);
 `--command tcpflow-check` times an installed console script instead.
 
-The packet count comes from reading the capture once with `analyzer.capture` before the runs;
+The packet count comes from reading the capture once with `analyzer.capture.files` before the runs;
 that read also puts the file in the page cache, so every tool reads it warm. Columns: wall
 seconds (best of `--repeat` runs), packets per second (packets / wall), CPU seconds (user +
 system of that run), peak MiB (the highest of the runs), and wall time divided by that of
@@ -112,7 +112,7 @@ def measure(tool: Tool, timeout: float) -> dict:
 def count_packets(capture: str, root: str) -> Tuple[int, int]:
     """(records, bytes) of the capture, read once with the project's own reader."""
     sys.path.insert(0, root)
-    from analyzer.capture import CaptureStats, open_capture
+    from analyzer.capture.files import CaptureStats, open_capture
     stats = CaptureStats()
     source = open_capture(capture, stats)
     n = 0

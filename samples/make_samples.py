@@ -32,9 +32,9 @@ from typing import Callable, Dict, Iterable, List, Sequence, Tuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from analyzer.segment import ACK, PSH  # noqa: E402
-from analyzer.synth import udp_packet  # noqa: E402
-from analyzer.synth import (LINKTYPE_ETHERNET, LINKTYPE_LINUX_SLL2, LINKTYPE_RAW,  # noqa: E402
+from analyzer.decode.segment import ACK, PSH  # noqa: E402
+from analyzer.testing.synth import udp_packet  # noqa: E402
+from analyzer.testing.synth import (LINKTYPE_ETHERNET, LINKTYPE_LINUX_SLL2, LINKTYPE_RAW,  # noqa: E402
                             Dialog, PcapngWriter, PcapWriter, frame, syn_options, write_pcap)
 
 Packet = Tuple[int, bytes, str]     # (ts_ns, IP packet, sending side "c"/"s"), as Dialog keeps them

@@ -35,7 +35,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from analyzer.checksum import inet_checksum  # noqa: E402
+from analyzer.decode.checksum import inet_checksum  # noqa: E402
 
 LO = "127.0.0.1"
 SNAPLEN = 128

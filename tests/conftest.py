@@ -12,7 +12,8 @@ from typing import List
 import pytest
 
 from analyzer.pipeline import analyze
-from analyzer.synth import Dialog, merge, write_pcap
+from analyzer.settings import Settings
+from analyzer.testing.synth import Dialog, merge, write_pcap
 
 REPO = Path(__file__).resolve().parents[1]
 CORPUS = REPO.parent / "shared" / "corpus"
@@ -74,13 +75,13 @@ def report_for(tmp_path: Path, *dialogs: Dialog, msl: float = 30.0, tail: float 
     write_pcap(path, packets, **write_opts)
     if tail:
         _append_udp(path, packets[-1][0] + int(tail * 1e9))
-    return analyze([str(path)], msl=msl).to_dict()
+    return analyze([str(path)], Settings(msl=msl)).to_dict()
 
 
 def _append_udp(path: Path, ts_ns: int) -> None:
     """Append one UDP/IPv4 Ethernet frame at ts_ns: moves the capture's end without TCP."""
     import struct
-    from analyzer.synth import frame, udp_packet
+    from analyzer.testing.synth import frame, udp_packet
     data = frame(udp_packet("10.9.9.1", "10.9.9.2", 5353, 5353, b""))
     sec, ns = divmod(ts_ns, 1_000_000_000)
     with open(path, "ab") as fh:

@@ -20,10 +20,11 @@ _REPORTS = """
 import io, json, sys
 from analyzer import build
 from analyzer.pipeline import analyze
+from analyzer.settings import Settings
 from analyzer.render import render
 out = {"build": build()}
 for path in sys.argv[1:]:
-    report = analyze([path], checksums=True)
+    report = analyze([path], Settings(checksums=True))
     doc = report.to_dict()
     zeek = io.StringIO()
     render("zeek", analyze([path]), zeek)

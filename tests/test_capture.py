@@ -1,4 +1,4 @@
-"""analyzer.capture on real bytes: files written by analyzer.synth, by dpkt's writers (a second,
+"""analyzer.capture.files on real bytes: files written by analyzer.testing.synth, by dpkt's writers (a second,
 independent implementation) and by hand, then read back from disk, gzip and a pipe."""
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ from types import SimpleNamespace
 import dpkt
 import pytest
 
-from analyzer.capture import (CaptureError, CaptureStats, open_capture, open_captures,
+from analyzer.capture.files import (CaptureError, CaptureStats, open_capture, open_captures,
                               read_frames)
-from analyzer.synth import (LINKTYPE_ETHERNET, LINKTYPE_RAW, Dialog, PcapngWriter, PcapWriter,
+from analyzer.testing.synth import (LINKTYPE_ETHERNET, LINKTYPE_RAW, Dialog, PcapngWriter, PcapWriter,
                             frame, tcp_packet)
 
 CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus"
@@ -419,11 +419,12 @@ def test_wild_pcapng_timestamps_are_read_as_written(tmp_path, tsoffset, tsresol)
     # an interface 584,000 years ahead): read as written, as Wireshark does, and the analysis
     # (SYN flood counting included, which keeps 64-bit arrays) goes on to the end.
     from analyzer.pipeline import analyze
+    from analyzer.settings import Settings
     syn = tcp_packet("10.0.0.1", "10.0.0.2", 40000, 80, 0x02, 1000)
     units = (1 << 64) - 2 if tsresol == 0 else 5
     data = shb() + idb("<", LINKTYPE_RAW, tsresol=tsresol, tsoffset=tsoffset) + \
         epb("<", 0, units, syn) + epb("<", 0, units + 1, syn)
-    report = analyze([str(write(tmp_path, "wild.pcapng", data))], flood_threshold=1)
+    report = analyze([str(write(tmp_path, "wild.pcapng", data))], Settings(flood_threshold=1))
     scale = 10**9 if tsresol == 0 else 1000
     conn = next(iter(report.connections))
     assert conn.start == units * scale + tsoffset * 10**9
@@ -436,6 +437,7 @@ def test_wild_pcapng_timestamps_are_read_as_written(tmp_path, tsoffset, tsresol)
 _MANY_FILES = """
 import json, os, resource, sys
 from analyzer.pipeline import analyze
+from analyzer.settings import Settings
 resource.setrlimit(resource.RLIMIT_NOFILE, (40, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
 report = analyze(sys.argv[1:]).to_dict()
 print(json.dumps([report["connections"], report["summary"], report["capture"]["errors"],

@@ -10,8 +10,8 @@ import sys
 
 import pytest
 
-from analyzer.segment import ACK, RST
-from analyzer.synth import Dialog, write_pcap
+from analyzer.decode.segment import ACK, RST
+from analyzer.testing.synth import Dialog, write_pcap
 from conftest import REPO, run_cli
 
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from analyzer.flows import FlowTable
-from analyzer.segment import ACK, FIN, PSH, RST, SYN, Segment
-from analyzer.tcpstate import State
-from analyzer.verdicts import CLOSES, HANDSHAKES, finalize
+from analyzer.tcp.flows import FlowTable
+from analyzer.decode.segment import ACK, FIN, PSH, RST, SYN, Segment
+from analyzer.tcp.states import State
+from analyzer.judge.verdicts import CLOSES, HANDSHAKES, finalize
 
 A, B = b"\x0a\x00\x00\x01", b"\x0a\x00\x00\x02"
 FLAG_SETS = [SYN, SYN | ACK, ACK, PSH | ACK, FIN | ACK, FIN, RST, RST | ACK, SYN | FIN,

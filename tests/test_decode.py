@@ -1,4 +1,4 @@
-"""decode.py against real bytes: frames built by `analyzer.synth` and, independently, by dpkt.
+"""decode.py against real bytes: frames built by `analyzer.testing.synth` and, independently, by dpkt.
 
 Every decoded segment is compared field by field (packed addresses, ports, seq, ack, 12 flag
 bits, window, payload length, MSS, window scale) with what dpkt reads from the same bytes.
@@ -19,10 +19,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from analyzer import synth
-from analyzer.decode import (QuotedTCP, SKIP_REASONS, SUPPORTED_LINKTYPES, decode_at, decode_frame,
+from analyzer.testing import synth
+from analyzer.decode.frames import (QuotedTCP, SKIP_REASONS, SUPPORTED_LINKTYPES, decode_at, decode_frame,
                              decoder_for)
-from analyzer.segment import ACK, CWR, ECE, FIN, NS, PSH, RST, SYN, Segment
+from analyzer.decode.segment import ACK, CWR, ECE, FIN, NS, PSH, RST, SYN, Segment
 
 V4 = ("192.0.2.1", "198.51.100.7")
 V6 = ("2001:db8::1", "2001:db8:ffff::2")
@@ -702,7 +702,7 @@ def test_corpus_tcp_counts(rel):
 def test_addresses_are_written_as_ipaddress_writes_them():
     import ipaddress
     import random
-    from analyzer.segment import addr_str
+    from analyzer.decode.segment import addr_str
     rng = random.Random(7)
     for _ in range(20000):
         groups = [rng.choice((0, 0, 0, 1, 0xFFFF, rng.randrange(65536))) for _ in range(8)]

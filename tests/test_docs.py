@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from analyzer.anomalies import CATALOGUE
+from analyzer.common.findings import CATALOGUE
 from analyzer.docgen import documents
 from conftest import REPO
 
@@ -33,8 +33,9 @@ def _keys(obj, prefix=""):
 
 def test_json_contract_documents_every_field_emitted():
     from analyzer.pipeline import analyze
+    from analyzer.settings import Settings
     doc = (REPO / "docs" / "json.md").read_text(encoding="utf-8")
-    report = analyze([str(REPO / "samples" / "mixed.pcap")], trace={0, 5}).to_dict()
+    report = analyze([str(REPO / "samples" / "mixed.pcap")], Settings(ladders=frozenset({0, 5}))).to_dict()
     keys = set(_keys(report)) - {str(n) for n in range(300)}     # linktype numbers
     dynamic = set(report["capture"]["skipped"]) | set(report["summary"]["handshakes"]) | set(
         report["summary"]["closes"]) | set(report["summary"]["findings_by_code"]) | {

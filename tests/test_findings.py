@@ -10,10 +10,11 @@ import struct
 
 import pytest
 
-from analyzer.anomalies import CATALOGUE
+from analyzer.common.findings import CATALOGUE
 from analyzer.pipeline import analyze
-from analyzer.segment import ACK, FIN, PSH, RST, SYN
-from analyzer.synth import Dialog, merge, write_pcap
+from analyzer.settings import Settings
+from analyzer.decode.segment import ACK, FIN, PSH, RST, SYN
+from analyzer.testing.synth import Dialog, merge, write_pcap
 
 
 def est(**kw) -> Dialog:
@@ -108,7 +109,7 @@ def _run(tmp_path, code):
         packets = _corrupt_checksum(packets)
     path = tmp_path / "c.pcap"
     write_pcap(path, packets)
-    return analyze([str(path)], checksums=(code == "BAD_CHECKSUM")).to_dict()
+    return analyze([str(path)], Settings(checksums=(code == "BAD_CHECKSUM"))).to_dict()
 
 
 def _all_codes(doc):
@@ -139,7 +140,7 @@ def test_a_clean_connection_has_no_findings(tmp_path):
     write_pcap(path, d.packets)
     with open(path, "ab") as fh:                  # the capture runs on past TIME_WAIT
         fh.write(struct.pack("<IIII", 1_700_000_100, 0, 14, 14) + bytes(12) + b"\x08\x06")
-    doc = analyze([str(path)], checksums=True).to_dict()
+    doc = analyze([str(path)], Settings(checksums=True)).to_dict()
     (c,) = doc["connections"]
     assert c["findings"] == [] and doc["findings"] == []
     assert set(c["analysis"]["orig"].values()) == {0} and set(c["analysis"]["resp"].values()) == {0}

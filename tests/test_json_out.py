@@ -9,9 +9,10 @@ import json
 import pytest
 
 from analyzer.pipeline import analyze
-from analyzer.render import render
+from analyzer.settings import Settings
+from analyzer.render import make_sink, render
 from analyzer.render.json_out import _dumps, connection_json
-from analyzer.synth import Dialog, write_pcap
+from analyzer.testing.synth import Dialog, write_pcap
 from conftest import REPO, every_capture
 
 
@@ -39,7 +40,7 @@ def test_text_that_needs_escaping(tmp_path):
 def test_the_document_is_the_report(tmp_path, trace):
     d = Dialog().handshake().data("c", 10).data("s", 20).fin("c").fin("s").ack("c")
     write_pcap(tmp_path / "c.pcap", d.packets + Dialog(client=("10.0.0.9", 41000)).syn().packets)
-    report = analyze([str(tmp_path / "c.pcap")], trace=trace)
+    report = analyze([str(tmp_path / "c.pcap")], Settings(ladders=frozenset(trace or ())))
     out = io.StringIO()
     render("json", report, out)
     doc = json.loads(out.getvalue())
@@ -48,12 +49,13 @@ def test_the_document_is_the_report(tmp_path, trace):
 
 
 def test_lines_kept_instead_of_results_make_the_same_document(tmp_path):
-    # What the CLI does for --format json: analyze() keeps each connection's line, spilled to
-    # disk like the results (a budget of 3 forces several runs).
+    # What the CLI does for --format json: the renderer's sink keeps each connection's line,
+    # spilled to disk like the results (a budget of 3 forces several runs).
+    settings = Settings(result_budget=3)
     for path in sorted((REPO / "samples").rglob("*.pcap"))[:12] + [REPO / "samples" / "mixed.pcap"]:
         outs = []
-        for encode in (None, connection_json):
+        for sink in (None, make_sink("json", settings)):
             out = io.StringIO()
-            render("json", analyze([str(path)], encode=encode, result_budget=3), out)
+            render("json", analyze([str(path)], settings, sink=sink), out)
             outs.append(out.getvalue())
         assert outs[0] == outs[1], path

@@ -8,10 +8,10 @@ import random
 
 import pytest
 
-from analyzer.nstime import LIMIT, rounded_json, seconds, seconds_json
+from analyzer.common.nstime import LIMIT, rounded_json, seconds, seconds_json
 from analyzer.pipeline import analyze
 from analyzer.render import render
-from analyzer.synth import Dialog, write_pcap
+from analyzer.testing.synth import Dialog, write_pcap
 
 
 def _values():

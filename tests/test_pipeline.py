@@ -6,9 +6,10 @@ import io
 import struct
 
 from analyzer.pipeline import analyze
+from analyzer.settings import Settings
 from analyzer.render import render
-from analyzer.report import ConnResult
-from analyzer.synth import Dialog, write_pcap
+from analyzer.judge.result import ConnResult
+from analyzer.testing.synth import Dialog, write_pcap
 
 
 def _records(data: bytes) -> list:
@@ -58,9 +59,9 @@ def test_garbage_after_good_packets(tmp_path):
 def test_finished_connections_leave_memory(tmp_path):
     # 50 short connections one after another, 3 minutes apart: each is finalized 2*MSL after
     # it finished, long before the capture ends, so at most a couple are live at once.
-    from analyzer.flows import FlowTable
-    from analyzer.decode import decode_frame
-    from analyzer.synth import frame
+    from analyzer.tcp.flows import FlowTable
+    from analyzer.decode.frames import decode_frame
+    from analyzer.testing.synth import frame
     done = []
     table = FlowTable(lambda c, now: done.append((c.id, now)), 30_000_000_000)
     peak = 0
@@ -80,19 +81,19 @@ def test_results_spilled_to_disk_come_back_identical_and_in_order():
     from conftest import REPO
     path = str(REPO / "samples" / "mixed.pcap")
     in_memory = analyze([path]).to_dict()
-    spilled = analyze([path], result_budget=3)
+    spilled = analyze([path], Settings(result_budget=3))
     assert len(spilled.connections.runs) >= 4          # several sorted runs were written
     assert spilled.to_dict() == in_memory
     assert [r.id for r in spilled.connections] == list(range(16))
 
 
 def test_a_flood_of_spoofed_syns_stays_within_the_live_cap(tmp_path):
-    from analyzer.synth import merge
+    from analyzer.testing.synth import merge
     dialogs = [Dialog(client=("10.%d.%d.9" % (i >> 8, i & 255), 40000), t0=1_700_000_000 + i * 1e-4)
                .syn() for i in range(3000)]
     path = tmp_path / "flood.pcap"
     write_pcap(path, merge(*dialogs))
-    rep = analyze([str(path)], max_live=500)
+    rep = analyze([str(path)], Settings(max_live=500))
     assert len(rep.connections) == 3000                  # every attempt is still reported
     assert rep.capture.evicted_early > 2000
     assert any("finalized before they ended" in w for w in rep.capture.warnings)
@@ -110,24 +111,26 @@ def test_the_cyclic_collector_is_back_on_after_the_analysis():
 
 def test_spilled_runs_read_back_across_pickle_blocks(monkeypatch):
     """Runs longer than one pickled block (store.BLOCK) come back whole and in order."""
-    from analyzer import store
+    from analyzer.report import store
     from conftest import REPO
     monkeypatch.setattr(store, "BLOCK", 2)
     path = str(REPO / "samples" / "mixed.pcap")
     in_memory = analyze([path]).to_dict()
-    spilled = analyze([path], result_budget=5)          # runs of 5 results: blocks 2, 2, 1
+    spilled = analyze([path], Settings(result_budget=5))          # runs of 5 results: blocks 2, 2, 1
     assert [n for _, n in spilled.connections.runs] == [5, 5, 5]
     assert spilled.to_dict() == in_memory
 
 
 def test_keeping_only_what_the_terminal_lists_changes_nothing_it_shows():
-    # The CLI's text report keeps only the connections needing attention (keep=...); the
-    # report it prints must be the one printed from every result, spilled or not.
+    # The terminal renderer's sink keeps only the connections needing attention; the report
+    # it prints must be the one printed from every result, spilled or not.
     from conftest import REPO
+    from analyzer.render import make_sink
     checked = 0
+    settings = Settings(result_budget=2)
     for path in sorted((REPO / "samples").rglob("*.pcap")):
-        full = analyze([str(path)], result_budget=2)
-        kept = analyze([str(path)], result_budget=2, keep=ConnResult.needs_attention)
+        full = analyze([str(path)], settings)
+        kept = analyze([str(path)], settings, sink=make_sink("text", settings, show_all=False))
         assert len(kept.connections) == len(full.connections)
         assert [r.id for r in kept.connections] == \
             [r.id for r in full.connections if r.needs_attention()]

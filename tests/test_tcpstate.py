@@ -6,7 +6,7 @@ import itertools
 
 from hypothesis import given, strategies as st
 
-from analyzer.tcpstate import (END_STATES, SYNCHRONIZED, TRANSITIONS, Input, State, state_diagram,
+from analyzer.tcp.states import (END_STATES, SYNCHRONIZED, TRANSITIONS, Input, State, state_diagram,
                                step)
 
 S, I = State, Input

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from analyzer.segment import ACK, FIN, PSH, RST, SYN
-from analyzer.synth import Dialog
+from analyzer.decode.segment import ACK, FIN, PSH, RST, SYN
+from analyzer.testing.synth import Dialog
 from conftest import codes, conn, report_for
 
 
@@ -383,7 +383,7 @@ def test_a_far_future_timestamp_does_not_stretch_close_wait(tmp_path):
     tail = Dialog(client=("10.0.0.8", 1234), t0=1_700_000_010.0).syn()
     packets = d.packets + other.packets + tail.packets                    # file order
     path = tmp_path / "c.pcap"
-    from analyzer.synth import write_pcap
+    from analyzer.testing.synth import write_pcap
     from analyzer.pipeline import analyze
     write_pcap(path, packets)
     c = analyze([str(path)]).to_dict()["connections"][0]
@@ -393,7 +393,7 @@ def test_a_far_future_timestamp_does_not_stretch_close_wait(tmp_path):
 
 _FAST_AND_SLOW = """
 import json, sys
-from analyzer.conn import Connection
+from analyzer.tcp.conn import Connection
 from analyzer.pipeline import analyze
 fast = [analyze([p]).to_dict() for p in sys.argv[1:]]
 Connection.on_segment = Connection._replay          # never steady: every segment replayed

@@ -11,11 +11,11 @@ from types import SimpleNamespace
 
 import pytest
 
-from analyzer.decode import decode_frame
+from analyzer.decode.frames import decode_frame
 from analyzer.render import zeek_out
-from analyzer.segment import ACK, FIN, PSH, RST, SYN
-from analyzer.synth import Dialog, frame
-from analyzer.zeek import (CLOSED, ESTABLISHED, INACTIVE, RESET, SYN_SENT, ZeekView,
+from analyzer.decode.segment import ACK, FIN, PSH, RST, SYN
+from analyzer.testing.synth import Dialog, frame
+from analyzer.tcp.zeek import (CLOSED, ESTABLISHED, INACTIVE, RESET, SYN_SENT, ZeekView,
                            conn_state)
 
 SERVER_80 = ("10.0.0.2", 80)        # a likely server port (Zeek flips SYN-less starts to it)
@@ -369,7 +369,7 @@ def test_conn_log_ip_bytes_are_the_ip_lengths_each_side_sent(tmp_path, client, s
     # retransmissions included, as Zeek counts orig_ip_bytes/resp_ip_bytes.
     import dpkt
     from analyzer.pipeline import analyze
-    from analyzer.synth import write_pcap
+    from analyzer.testing.synth import write_pcap
     d = Dialog(client=client, server=server).handshake().data("c", 300).data("s", 1448)
     d.data("s", 1448).send("s", ACK, 1448, seq=d.nxt["s"] - 1448, advance=False)  # resent
     d.fin("c").fin("s").ack("c")

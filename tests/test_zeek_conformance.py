@@ -1,7 +1,7 @@
 """ZeekView against Zeek itself: every connection of the shared corpus with a Zeek conn_state or
 history (GROUND_TRUTH.tsv rows from Zeek's own btest baselines, REPORT.md §3.1).
 
-A small driver replays each capture (analyzer.capture -> analyzer.decode -> analyzer.flows)
+A small driver replays each capture (analyzer.capture.files -> analyzer.decode.frames -> analyzer.tcp.flows)
 and feeds every segment to one ZeekView per connection. Zeek rows are matched to our
 connections by 4-tuple, in order for repeated 4-tuples, per baseline file. Checksums are not
 validated (our default; several btests run Zeek with -C); whether a payload was captured is
@@ -28,12 +28,12 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Dict, List, Tuple
 
-from analyzer.capture import CaptureStats, open_capture, read_frames
-from analyzer.checksum import checksums_ok
-from analyzer.decode import QuotedTCP, decode_frame
-from analyzer.flows import FlowTable
-from analyzer.segment import addr_str
-from analyzer.zeek import ZeekView
+from analyzer.capture.files import CaptureStats, open_capture, read_frames
+from analyzer.decode.checksum import checksums_ok
+from analyzer.decode.frames import QuotedTCP, decode_frame
+from analyzer.tcp.flows import FlowTable
+from analyzer.decode.segment import addr_str
+from analyzer.tcp.zeek import ZeekView
 
 def _ep(addr: str, port) -> str:
     """An endpoint as "address:port", the address in its canonical form."""
@@ -109,7 +109,7 @@ SPLITS: Dict[Tuple[str, str], tuple] = {
 LABEL_DIFFERENCES: Dict[Tuple[str, str], tuple] = {
     ("tcp__syn-bad.pcap.zeek-conn.log", "-"): (
         "OTH C", "S0 S", "the SYN's checksum is wrong: Zeek drops the packet after counting it "
-        "(C); we do not validate checksums by default (with analyzer.checksum feeding "
+        "(C); we do not validate checksums by default (with analyzer.decode.checksum feeding "
         "bad_checksum we give OTH C, test_bad_checksum_gives_zeeks_c)"),
     (_GLOBUS, _tuple("192.168.57.101:55968", "192.168.57.103:35391")): (
         "S1 ShADad", "SF ShADadfF", "the btest (scripts.base.protocols.ftp.gridftp) marks this "

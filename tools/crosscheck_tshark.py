@@ -15,7 +15,7 @@ What tshark numbers that we do not, and how each case is counted (neither is a d
   new one when no conversation matches), so those numbers are missing from the filtered output
   above: `icmp_only`. We number them the same way (a gap in our ids too); tshark's own
   `-z conv,tcp` table leaves them out, and so do we.
-* TCP our decoder deliberately leaves alone (analyzer/decode.py SKIP_REASONS): tunnels other
+* TCP our decoder deliberately leaves alone (analyzer/decode/frames.py SKIP_REASONS): tunnels other
   than IP-in-IP (GRE/ERSPAN, GTP-U, L2TP, ...), IP fragments (tshark reassembles them), TCP
   headers inside another payload (sFlow samples). A tshark stream all of whose frames we skip
   is `not_decoded:<our reason>(<what carried the TCP, from tshark's frame.protocols>)`; a
@@ -51,13 +51,13 @@ from typing import Dict, List, Optional, Tuple
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from analyzer.capture import CaptureError, CaptureStats, open_capture, read_frames  # noqa: E402
-from analyzer.decode import decode_frame  # noqa: E402
+from analyzer.capture.files import CaptureError, CaptureStats, open_capture, read_frames  # noqa: E402
+from analyzer.decode.frames import decode_frame  # noqa: E402
 from analyzer.pipeline import analyze  # noqa: E402
 
 CORPUS = REPO.parent / "shared" / "corpus"
 TSHARK_FILTER = "tcp && !icmp && !icmpv6"
-#: Our decoder's skip reasons that are deliberate (see analyzer/decode.py SKIP_REASONS): TCP
+#: Our decoder's skip reasons that are deliberate (see analyzer/decode/frames.py SKIP_REASONS): TCP
 #: that is not at the top of the packet (sFlow samples, ICMP quotes), tunnels, fragments.
 DELIBERATE = frozenset({"not_tcp", "tunnel_not_decoded", "ip_fragment"})
 #: Outcomes that are not disagreements: the streams line up once tshark's extra ones are removed.

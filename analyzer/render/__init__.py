@@ -1,14 +1,21 @@
-"""Renderers: each takes a finished `Report` and a text stream. They never compute verdicts.
+"""Stage 6, rendering: a finished `Report` -> text on a stream. Renderers never compute verdicts.
 
-`RENDERERS` maps a `--format` name to its function; the CLI picks one here and nowhere else.
+`RENDERERS` maps a `--format` name to its module; the CLI picks one here and nowhere else. A
+module has `render(report, out, **options)` and may have `make_sink(settings, **options)`:
+the result sink it wants `analyze()` to fill (what it keeps of each connection), or None for
+the default store of every result.
+May import: every stage below, `analyzer.settings`, `analyzer.pipeline`; rich and click only
+here and in the CLI.
 """
 
 from __future__ import annotations
 
 import importlib
-from typing import Callable, Dict, TextIO
+from typing import Callable, Dict, Optional, TextIO
 
-from analyzer.report import Report
+from analyzer.report.model import Report
+from analyzer.report.store import ResultSink
+from analyzer.settings import Settings
 
 Renderer = Callable[..., None]
 
@@ -24,6 +31,13 @@ RENDERERS: Dict[str, str] = {
 def renderer(fmt: str) -> Renderer:
     module = importlib.import_module("analyzer.render." + RENDERERS[fmt])
     return module.render
+
+
+def make_sink(fmt: str, settings: Settings, **options) -> Optional[ResultSink]:
+    """The sink the `fmt` renderer wants `analyze()` to fill (None: every result)."""
+    module = importlib.import_module("analyzer.render." + RENDERERS[fmt])
+    maker = getattr(module, "make_sink", None)
+    return None if maker is None else maker(settings, **options)
 
 
 def render(fmt: str, report: Report, out: TextIO, **options) -> None:

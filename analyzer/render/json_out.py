@@ -3,11 +3,11 @@
 Written one connection per line (`jq` and `grep` both work on it), without building the whole
 document in memory. A connection's line is formatted directly from its result, field by field
 in `ConnResult.to_dict()` order, with the json module's own string escaper and times written
-from their integer nanoseconds (`analyzer.nstime`): the same bytes the encoder writes for
+from their integer nanoseconds (`analyzer.common.nstime`): the same bytes the encoder writes for
 `to_dict()` (tests/test_json_out.py holds the two equal on every sample and corpus capture),
 at a quarter of the cost. A traced connection (`--stream`) goes through the encoder,
-with its ladder. The CLI has `analyze()` keep these lines instead of the results
-(`encode=connection_json`): the spill to disk then moves text, not objects.
+with its ladder. The renderer's sink (`make_sink`) keeps these lines instead of the results:
+the spill to disk then moves text, not objects.
 """
 
 from __future__ import annotations
@@ -16,11 +16,14 @@ import json
 from json.encoder import encode_basestring        # the C escaper where there is one
 from typing import Dict, Final, Optional, TextIO, Tuple, cast
 
-from analyzer.anomalies import Finding
-from analyzer.nstime import rounded_json, seconds_json
-from analyzer.report import ANALYSIS_FIELDS, ConnResult, Lingering, Report
-from analyzer.segment import addr_str
-from analyzer.seqanalysis import NO_COUNTS
+from analyzer.common.findings import Finding
+from analyzer.common.nstime import rounded_json, seconds_json
+from analyzer.judge.result import ANALYSIS_FIELDS, ConnResult, Lingering
+from analyzer.report.model import Report
+from analyzer.report.store import ResultSink, ResultStore
+from analyzer.settings import Settings
+from analyzer.decode.segment import addr_str
+from analyzer.tcp.endpoint import NO_COUNTS
 
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(", ", ": ")).encode
 
@@ -34,6 +37,14 @@ _CACHE_LIMIT: Final = 4096
 _texts: Dict[str, str] = {}
 
 
+def make_sink(settings: Settings, **_options) -> Optional[ResultSink]:
+    """Each connection's line, made as it finishes (unless streams are traced: their lines
+    carry ladders, written from the results)."""
+    if settings.ladders:
+        return None
+    return ResultStore(settings.result_budget, encode=connection_json)
+
+
 def render(report: Report, out: TextIO, **_options) -> None:
     head = report.to_dict(connections=False)
     out.write("{\n")
@@ -42,7 +53,7 @@ def render(report: Report, out: TextIO, **_options) -> None:
     out.write(' "connections": [')
     first = True
     ladders = report.ladders
-    # Results, or the lines analyze(encode=connection_json) made of them.
+    # Results, or the lines make_sink() made of them.
     item: object
     for item in report.connections:
         out.write("\n  " if first else ",\n  ")

@@ -15,8 +15,12 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from analyzer.report import ConnResult, LadderRow, Report, Results
-from analyzer.segment import addr_str
+from analyzer.judge.result import ConnResult, LadderRow
+
+from analyzer.report.model import Report
+from analyzer.report.store import ResultSink, ResultStore
+from analyzer.settings import Settings
+from analyzer.decode.segment import addr_str
 
 _SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "info": "dim"}
 _GOOD = {"complete", "simultaneous_open", "four_way", "three_segment", "simultaneous"}
@@ -86,7 +90,7 @@ def _summary(console: Console, report: Report) -> None:
     console.print(t)
 
 
-def _table(console: Console, rows: Results, title: str) -> None:
+def _table(console: Console, rows: Iterable[ConnResult], title: str) -> None:
     t = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
     # Only the findings column wraps; narrower terminals get `_blocks` instead.
     t.add_column("stream", justify="right", no_wrap=True)
@@ -118,7 +122,7 @@ def _table(console: Console, rows: Results, title: str) -> None:
 TABLE_MIN_WIDTH = 150
 
 
-def _blocks(console: Console, rows: Results, title: str) -> None:
+def _blocks(console: Console, rows: Iterable[ConnResult], title: str) -> None:
     """The same facts as `_table`, one short block per connection, for narrow terminals."""
     console.print(Text(title, style="bold"))
     for r in rows:
@@ -140,7 +144,7 @@ def _blocks(console: Console, rows: Results, title: str) -> None:
     console.print()
 
 
-def _connections(console: Console, rows: Results, title: str) -> None:
+def _connections(console: Console, rows: Iterable[ConnResult], title: str) -> None:
     if console.width >= TABLE_MIN_WIDTH:
         _table(console, rows, title)
     else:
@@ -235,6 +239,14 @@ class _RstripLines:
         return False
 
 
+def make_sink(settings: Settings, show_all: bool = False, **_options) -> Optional[ResultSink]:
+    """The results this report lists: without --all (and without traced streams) only the
+    connections needing attention are kept; the others are counted."""
+    if show_all or settings.ladders:
+        return None
+    return ResultStore(settings.result_budget, keep=ConnResult.needs_attention)
+
+
 def render(report: Report, out: TextIO, show_all: bool = False, color: Optional[bool] = None,
            width: Optional[int] = None, limit: int = 0, **_options) -> None:
     is_tty = out.isatty() if hasattr(out, "isatty") else False
@@ -271,15 +283,17 @@ def _render(console: Console, report: Report, show_all: bool, limit: int) -> Non
                                         (f.severity.upper().ljust(8), _SEVERITY_STYLE[f.severity]),
                                         f.code, "  ", f.message))
     hidden = 0
+    rows: Iterable[ConnResult]
     if show_all:
         rows = report.connections
     else:
         attention = (r for r in report.connections if r.needs_attention())
         if limit:
             # The `limit` most severe, in stream order, without holding the others.
-            rows = heapq.nsmallest(limit, attention, key=lambda r: (-r.worst(), r.id))
-            rows.sort(key=lambda r: r.id)
-            hidden = report.summary.attention - len(rows)
+            worst = heapq.nsmallest(limit, attention, key=lambda r: (-r.worst(), r.id))
+            worst.sort(key=lambda r: r.id)
+            hidden = report.summary.attention - len(worst)
+            rows = worst
         else:
             rows = list(attention)
     console.print()

@@ -28,9 +28,9 @@ import hashlib
 import time
 from typing import Optional, TextIO
 
-from analyzer.nstime import seconds
-from analyzer.report import Report
-from analyzer.segment import addr_str
+from analyzer.common.nstime import seconds
+from analyzer.report.model import Report
+from analyzer.decode.segment import addr_str
 
 FIELDS = ("ts", "uid", "id.orig_h", "id.orig_p", "id.resp_h", "id.resp_p", "proto", "service",
           "duration", "orig_bytes", "resp_bytes", "conn_state", "local_orig", "local_resp",
@@ -68,7 +68,7 @@ def _labels(conn) -> tuple:
     if state is None or history is None:
         raise RuntimeError(
             "--format zeek needs the Zeek labels (conn_state, history) on every connection, "
-            "computed by analyzer.zeek.ZeekView during the replay; connection %s has none"
+            "computed by analyzer.tcp.zeek.ZeekView during the replay; connection %s has none"
             % getattr(conn, "id", "?"))
     return state, history, bool(getattr(conn, "zeek_flipped", False))
 

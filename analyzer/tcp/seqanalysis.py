@@ -14,18 +14,16 @@ retransmissions. Then:
   missed;
 * a zero receive window (not on SYN, FIN or RST).
 
-Counters live on each `Endpoint` (`Analysis`); the first occurrence of each kind is also a
+Counters live on each `Endpoint` (`Analysis`, endpoint.py); the first occurrence of each kind is also a
 finding, aggregated with its count.
 """
 
 from __future__ import annotations
 
-from typing import ClassVar, Final, List, Optional, TYPE_CHECKING, Tuple
+from typing import Final
 
-from analyzer.segment import ACK, FIN, RST, SYN, UNSET, Segment, seq_diff, seq_le, seq_lt
-
-if TYPE_CHECKING:                       # pragma: no cover
-    from analyzer.conn import Connection, Endpoint
+from analyzer.decode.segment import ACK, FIN, RST, SYN, Segment, seq_diff, seq_le, seq_lt
+from analyzer.tcp.endpoint import ConnectionCore, Endpoint
 
 #: A segment filling a hole this soon after the hole appeared is out of order, not resent
 #: (Wireshark's default out-of-order threshold is 3 ms when no RTT is known).
@@ -36,50 +34,7 @@ MAX_HOLES: Final = 8
 #: shorter zero window is flow control doing its job (ZERO_WINDOW, info).
 ZERO_WINDOW_STALL_NS: Final = 500_000_000
 
-#: The counters of a direction where nothing happened (one shared tuple).
-NO_COUNTS: Final[Tuple[int, ...]] = (0,) * 7
-
-
-class Analysis:
-    """Per-direction counters of the sequence analysis (JSON `analysis.<side>`)."""
-
-    __slots__ = ("retransmissions", "out_of_order", "lost_segments", "acked_unseen",
-                 "keepalives", "keepalive_acks", "zero_windows", "holes", "keepalive_open",
-                 "zw_since", "resent", "resend_ack")
-
-    FIELDS: ClassVar[Tuple[str, ...]] = (
-        "retransmissions", "out_of_order", "lost_segments", "acked_unseen", "keepalives",
-        "keepalive_acks", "zero_windows")
-
-    def __init__(self) -> None:
-        self.retransmissions = 0
-        self.out_of_order = 0
-        self.lost_segments = 0
-        self.acked_unseen = 0
-        self.keepalives = 0
-        self.keepalive_acks = 0
-        self.zero_windows = 0
-        #: (start, end, ts) of missing bytes; None until the first (most connections have none).
-        self.holes: Optional[List[Tuple[int, int, int]]] = None
-        self.keepalive_open = False     # the last segment was a keep-alive awaiting its ACK
-        self.zw_since = 0               # when this side's window closed (0: it is open)
-        # The current episode of resends: how many, and the peer's ACK when it began (an
-        # episode ends when the peer's ACK moves).
-        self.resent = 0
-        self.resend_ack = UNSET         # the peer's last ACK at the first resend
-
-    def counts(self) -> Tuple[int, ...]:
-        """The counters, in FIELDS order (what a finished connection keeps); `NO_COUNTS`
-        itself when all are zero, as on most connections."""
-        if not (self.retransmissions or self.out_of_order or self.lost_segments
-                or self.acked_unseen or self.keepalives or self.keepalive_acks
-                or self.zero_windows):
-            return NO_COUNTS
-        return (self.retransmissions, self.out_of_order, self.lost_segments, self.acked_unseen,
-                self.keepalives, self.keepalive_acks, self.zero_windows)
-
-
-def analyze_segment(c: "Connection", s: int, x: "Endpoint", y: "Endpoint", seg: Segment) -> None:
+def analyze_segment(c: ConnectionCore, s: int, x: Endpoint, y: Endpoint, seg: Segment) -> None:
     """Classify one segment from side `s` (sender `x`, receiver `y`); updates counters and
     findings. Must run before `x.next_seq` includes this segment. A finding's message is built
     only the first time its code shows on the connection (`c.repeat` counts the rest)."""

@@ -17,14 +17,14 @@ covers bytes never captured, both sides established) and C (bad checksum) at the
 Direction (`^`, `flipped`) and where we differ from Zeek (its timers and IsReuse split
 connections we keep whole; `C` needs `--checksums`): docs/zeek.md.
 """
-
 from __future__ import annotations
 
-from typing import Final, List, Optional, Tuple
+from typing import Final, Tuple
 
-from analyzer.segment import ACK, FIN, RST, SYN, Segment, seq_diff
-from analyzer.zeekstate import (CLOSED, ESTABLISHED, INACTIVE, PARTIAL, RESET, STATE_NAMES,
-                                SYN_ACK_SENT, SYN_SENT, conn_state)
+from analyzer.decode.segment import ACK, FIN, RST, SYN, Segment, seq_diff
+from analyzer.tcp.zeekmachine import ZeekMachine
+from analyzer.tcp.zeekstate import (CLOSED, ESTABLISHED, INACTIVE, PARTIAL, RESET, STATE_NAMES,
+                                    SYN_ACK_SENT, SYN_SENT, ZeekEndpoint, conn_state, data_sent)
 
 # History masks (TCP_Endpoint.h HistoryMasks); the responder's are shifted left by 16.
 _H_SYN: Final = 1
@@ -36,10 +36,8 @@ _H_ACK: Final = 0x20
 _H_MULTI: Final = 0x40
 _MASK: Final = 0xFFFFFFFF
 _TOO_LARGE: Final = 1048576                 # TOO_LARGE_SEQ_DELTA
-_ABOVE_HOLE: Final = 16384                  # tcp_max_above_hole_without_any_acks (init-bare.zeek)
 _CTL: Final = SYN | FIN | RST | ACK
 _NCTL: Final = (0, 1, 1, 2, 1, 2, 2, 3)     # how many of FIN (1), SYN (2), RST (4) a packet has
-_POW10: Final = frozenset(10 ** k for k in range(20))   # ScaledHistoryEntry thresholds, base 10
 
 #: TCP ports of Zeek's default `likely_server_ports` (base/protocols: ftp, ssh, smtp, dns,
 #: http, krb, dce-rpc, smb, imap, ldap, ssl, modbus, mysql, rdp, xmpp, postgresql, redis,
@@ -50,74 +48,11 @@ LIKELY_SERVER_PORTS: Final = frozenset({
     3389, 5222, 5269, 5432, 6379, 6666, 6667, 6668, 6669, 1883, 20000})
 
 
-class _Endpoint:
-    """One Zeek TCP_Endpoint: state, sequence bookkeeping and reassembly coverage.
-
-    `start` is the raw base sequence number; `last` and `ack` are unwrapped (they may pass
-    2**32). Reassembly keeps coverage only: `reassem` (next byte to deliver, relative),
-    `trim` (highest acknowledged) and `above` (received ranges beyond a hole).
-    """
-
-    __slots__ = ("state", "prev", "start", "last", "ack", "fin_cnt", "fin_seq", "hl_syn",
-                 "hl_fin", "hl_rst", "rxmt", "win0", "gap", "chk", "reassem", "trim", "above",
-                 "skip")
-
-    def __init__(self) -> None:
-        """An endpoint Zeek has seen nothing from (TCP_ENDPOINT_INACTIVE)."""
-        self.state = self.prev = INACTIVE
-        self.start = self.last = self.ack = self.fin_cnt = self.fin_seq = 0
-        self.hl_syn = self.hl_fin = self.hl_rst = 0
-        self.rxmt = self.win0 = self.gap = self.chk = 0       # counts of the scaled letters
-        self.reassem = self.trim = 1
-        self.above: Optional[List[List[int]]] = None
-        self.skip = False
-
-    def set_state(self, state: int) -> None:
-        """TCP_Endpoint::SetState: remember the previous state on a change."""
-        if state != self.state:
-            self.prev, self.state = self.state, state
-
-    def init_seqs(self, start: int, last: int) -> None:
-        """InitStartSeq/InitAckSeq(start) and InitLastSeq(last), raw 32-bit values."""
-        self.start = self.ack = start
-        self.last = start + seq_diff(last, start)
-
-    def no_data_acked(self) -> bool:
-        """TCP_Endpoint::NoDataAcked: nothing beyond the SYN acknowledged yet."""
-        return self.ack - self.start in (0, 1)
-
-    def size(self, peer: "_Endpoint") -> int:
-        """TCP_Endpoint::Size: bytes sent according to sequence numbers (no SYN, no FIN)."""
-        if (self.prev == SYN_SENT and self.state == RESET and peer.state == INACTIVE
-                and not self.no_data_acked()):
-            return 0
-        size = max(self.last, self.ack) - self.start
-        size -= 1 if size else 0
-        return size - 1 if self.fin_cnt and size else size
-
-
-def _clean(e: _Endpoint) -> bool:
-    """TCP_Reassembler is_clean: established, or closed after being established."""
-    return e.state == ESTABLISHED or (e.state == CLOSED and e.prev == ESTABLISHED)
-
-
-class ZeekView:
+class ZeekView(ZeekMachine):
     """Zeek's view of one connection. Feed every segment in capture order, then `finish()`;
     most take the fast path: an ACK or data segment while both are established."""
 
-    __slots__ = ("ours", "zorig", "history", "seen", "partial", "first_seen", "first_dir",
-                 "flipped")
-
-    def __init__(self) -> None:
-        """A connection before its first packet."""
-        self.ours = (_Endpoint(), _Endpoint())   # by our side: 0 = our orig, 1 = our resp
-        self.zorig: Optional[_Endpoint] = None   # the endpoint Zeek calls the originator
-        self.history = ""
-        self.seen = 0              # Conn::hist_seen
-        self.partial = False       # TCPSessionAdapter::is_partial
-        self.first_seen = 0        # first_packet_seen: 1 = Zeek's orig, 2 = Zeek's resp
-        self.first_dir: Optional[bool] = None
-        self.flipped = False       #: Zeek's originator is our responder
+    __slots__ = ()
 
     def segment(self, from_orig: bool, seg: Segment, payload_captured: bool = True,
                 bad_checksum: bool = False) -> None:
@@ -165,47 +100,13 @@ class ZeekView:
                             and rel_seq >= e.ack - e.start:
                         e.reassem += paylen
                     else:
-                        self._data(e, rel_seq, paylen)
+                        data_sent(e, rel_seq, paylen)
                 return
         self._packet(e, p, from_orig, seg, payload_captured, bad_checksum)
 
-    # -- history -----------------------------------------------------------------------------
-
-    def _check(self, is_orig: bool, mask: int, code: str) -> bool:
-        """Conn::CheckHistory: add `code` the first time; True if it was already seen."""
-        if not is_orig:
-            mask <<= 16
-            code = code.lower()
-        if self.seen & mask:
-            return True
-        self.seen |= mask
-        self.history += code
-        return False
-
-    def _scaled(self, count: int, is_orig: bool, code: str) -> None:
-        """Conn::ScaledHistoryEntry: the letter at the 1st, 10th, 100th ... occurrence
-        (`count` is the endpoint's count including this one)."""
-        if count in _POW10:
-            self.history += code if is_orig else code.lower()
-
-    def _flip(self, rewrite: bool) -> None:
-        """Connection::FlipRoles: swap originator and responder and add `^`; `rewrite` (the
-        SYN-ACK flip) restates the history as if flipped from the first packet."""
-        a, b = self.ours
-        self.zorig = b if self.zorig is a else a
-        self.flipped = self.zorig is b
-        self.partial = False
-        fs = self.first_seen
-        self.first_seen = (2 if fs & 1 else 0) | (1 if fs & 2 else 0)
-        if rewrite:
-            self.history = "^" + self.history.swapcase()
-            self.seen = (self.seen >> 16) | ((self.seen & 0xFFFF) << 16)
-        else:
-            self.history += "^"
-
     # -- the full replay of one packet -------------------------------------------------------
 
-    def _packet(self, e: _Endpoint, p: _Endpoint, from_orig: bool, seg: Segment,
+    def _packet(self, e: ZeekEndpoint, p: ZeekEndpoint, from_orig: bool, seg: Segment,
                 payload_captured: bool, bad_checksum: bool) -> None:
         """TCPSessionAdapter::Process, step by step (checksum first, as TCPAnalyzer does)."""
         flags, seq, paylen = seg.flags, seg.seq, seg.paylen
@@ -308,103 +209,7 @@ class ZeekView:
             self._acked(p, rel_ack)
         self.first_seen |= 1 if is_orig else 2   # CheckPIA_FirstPacket
         if paylen and payload_captured and not flags & RST and rel_seq >= 0 and not e.skip:
-            self._data(e, rel_seq + 1 if flags & SYN else rel_seq, paylen)
-
-    def _machine(self, e: _Endpoint, p: _Endpoint, is_orig: bool, flags: int,
-                 paylen: int) -> None:
-        """TCPSessionAdapter::UpdateStateMachine (UpdateInactiveState ... UpdateClosedState);
-        a RESET endpoint never changes."""
-        st = e.state
-        if st == INACTIVE:
-            if flags & SYN:
-                if is_orig:
-                    e.set_state(SYN_ACK_SENT if flags & ACK else SYN_SENT)
-                else:
-                    if not flags & ACK and p.state == SYN_ACK_SENT:
-                        self._flip(False)        # SYN/SYN-ACK reversal
-                        p.set_state(ESTABLISHED)
-                        self.first_seen |= 1
-                    if p.state == SYN_SENT:
-                        p.set_state(ESTABLISHED)
-                    e.set_state(ESTABLISHED)
-            if flags & FIN:
-                e.set_state(CLOSED)
-            if flags & RST:
-                e.set_state(RESET)
-            if e.state == INACTIVE:
-                if not is_orig and not paylen and p.state == SYN_SENT:
-                    pass                         # an ACK of the SYN before the SYN-ACK
-                elif flags & ACK and p.state == ESTABLISHED:
-                    e.set_state(ESTABLISHED)     # the SYN was missed
-                    self.partial = False
-                    self.first_seen |= 1 if is_orig else 2
-                else:
-                    e.set_state(PARTIAL)
-        elif st == SYN_SENT or st == SYN_ACK_SENT:
-            if flags & FIN:
-                e.set_state(CLOSED)
-            if flags & RST:
-                e.set_state(RESET)
-        elif st == ESTABLISHED or st == PARTIAL:
-            if flags & SYN and st == PARTIAL and p.state == INACTIVE and not flags & ACK:
-                e.set_state(SYN_SENT)
-            if flags & FIN and not flags & RST:
-                e.set_state(CLOSED)
-                if p.state == RESET and p.prev == CLOSED:
-                    p.set_state(CLOSED)          # FIN then RST was a normal close
-            if flags & RST:
-                e.set_state(RESET)
-        elif st == CLOSED and flags & RST and p.state != CLOSED:
-            e.set_state(RESET)
-
-    def _acked(self, e: _Endpoint, seq: int) -> None:
-        """TCP_Reassembler::AckReceived on the endpoint whose data `seq` acknowledges: each
-        hole of never-delivered bytes below it is a content gap, a `G` while both sides are
-        established or closing cleanly (TCP_Reassembler::Gap / Undelivered)."""
-        if e.fin_cnt and seq >= e.fin_seq:
-            seq = e.fin_seq - 1
-        if seq <= e.trim:
-            return
-        if seq > e.reassem and not (seq <= 2 and self.partial):
-            holes, above, pos = 0, e.above, e.reassem
-            while above and above[0][0] < seq:
-                holes += 1
-                pos = max(pos, above.pop(0)[1])
-                while above and above[0][0] <= pos:
-                    pos = max(pos, above.pop(0)[1])
-            holes += seq > pos
-            if holes and not e.skip and _clean(e) and _clean(self.ours[e is self.ours[0]]):
-                for _ in range(holes):
-                    e.gap += 1
-                    self._scaled(e.gap, e is self.zorig, "G")
-            e.reassem = max(seq, pos)
-        e.trim = seq
-
-    def _data(self, e: _Endpoint, seq: int, length: int) -> None:
-        """TCP_Reassembler::DataSent and Reassembler::NewBlock, as coverage."""
-        upper, acked = seq + length, e.ack - e.start
-        if upper <= acked or upper <= e.trim:
-            return
-        seq = max(seq, acked, e.trim)
-        above = e.above
-        if seq <= e.reassem:
-            if upper > e.reassem:
-                e.reassem = upper
-                while above and above[0][0] <= e.reassem:
-                    e.reassem = max(e.reassem, above.pop(0)[1])
-        else:
-            if above is None:
-                above = e.above = []
-            i = 0
-            while i < len(above) and above[i][1] < seq:
-                i += 1
-            j = i
-            while j < len(above) and above[j][0] <= upper:
-                seq, upper = min(seq, above[j][0]), max(upper, above[j][1])
-                j += 1
-            above[i:j] = [[seq, upper]]
-        if above and above[-1][1] - e.reassem > _ABOVE_HOLE and e.no_data_acked():
-            e.above, e.skip = None, True         # above_hole_data_without_any_acks
+            data_sent(e, rel_seq + 1 if flags & SYN else rel_seq, paylen)
 
     # -- the result --------------------------------------------------------------------------
 

@@ -32,9 +32,9 @@ from __future__ import annotations
 from collections import deque
 from typing import Callable, Deque, Dict, Final, List, Optional, Tuple
 
-from analyzer.conn import Connection
-from analyzer.segment import ACK, RST, SYN, Segment
-from analyzer.tcpstate import END_STATES, Input, State
+from analyzer.tcp.conn import Connection
+from analyzer.decode.segment import ACK, RST, SYN, Segment
+from analyzer.tcp.states import END_STATES, Input, State
 
 #: Service ports above 1024 that are servers far more often than clients.
 SERVICE_PORTS: Final = frozenset({1080, 1433, 1521, 1883, 2049, 2375, 3128, 3306, 3389, 5060, 5432,

@@ -1,11 +1,11 @@
 """What every capture reader shares: the `FrameSource` base, `CaptureStats`, `CaptureError`.
 
-A format module (`analyzer.pcap`, `analyzer.pcapng`) subclasses `FrameSource`: ``_header``
+A format module (`analyzer.capture.pcap`, `analyzer.capture.pcapng`) subclasses `FrameSource`: ``_header``
 checks the file header and raises `CaptureError`; ``_open_cursor`` returns a `Cursor` that
 steps through the frames where they lie in the read buffer (the hot path: nothing is copied
 per frame), refilling it with ``_more`` (which turns a read error into a warning), and ends
 by tallying its counts into the run's `CaptureStats`.
-`analyzer.capture` tells the format and opens the matching source.
+`analyzer.capture.files` tells the format and opens the matching source.
 """
 
 from __future__ import annotations

@@ -14,9 +14,9 @@ from __future__ import annotations
 from struct import Struct
 from typing import Final
 
-from analyzer.framesource import (MAX_BLOCK, BufferCursor, CaptureError, Cursor, FrameSource,
+from analyzer.capture.source import (MAX_BLOCK, BufferCursor, CaptureError, Cursor, FrameSource,
                                   fill, u32)
-from analyzer.nstime import NS
+from analyzer.common.nstime import NS
 
 PCAP_MIN_BOUND: Final = 256 * 1024       # pcap captured-length bound when snaplen is smaller
 #: Above every pcap timestamp (2**32 s in ns is below it) and still a machine-sized integer.

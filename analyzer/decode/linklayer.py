@@ -1,5 +1,5 @@
 """The link layer of a frame: one function per link type, each finding the IP header and
-handing it to `analyzer.iptcp` (or returning a skip reason from `analyzer.decode.SKIP_REASONS`).
+handing it to `analyzer.decode.iptcp` (or returning a skip reason from `analyzer.decode.frames.SKIP_REASONS`).
 
 Link types (https://www.tcpdump.org/linktypes.html):
   0 NULL, 108 LOOP (4-byte family, either byte order accepted: 2 = IPv4; 24, 28, 30 = IPv6)
@@ -7,7 +7,7 @@ Link types (https://www.tcpdump.org/linktypes.html):
     MPLS label stacks (0x8847, 0x8848; IPv4/IPv6 guessed from the version nibble after the
     bottom of stack), PPPoE session (0x8864; PPP 0x0021 IPv4, 0x0057 IPv6) and Cisco
     FabricPath (0x8903; the inner Ethernet header is decoded like the outer one)
-  12, 14, 101 raw IP (version nibble); 228 raw IPv4; 229 raw IPv6 (`analyzer.decode` maps
+  12, 14, 101 raw IP (version nibble); 228 raw IPv4; 229 raw IPv6 (`analyzer.decode.frames` maps
     228 and 229 straight to `ip4` and `ip6`)
   113 Linux cooked SLL (16-byte header); 276 SLL2 (20-byte header, what `tcpdump -i any` writes)
   129 Linux ARCNET (5-byte RFC 1051 header, 8-byte RFC 1201 header)
@@ -24,10 +24,10 @@ from typing import Final
 
 import struct
 
-from analyzer.iptcp import Decoded, ip4, ip6, ip_any
-from analyzer.segment import Segment
+from analyzer.decode.iptcp import Decoded, ip4, ip6, ip_any
+from analyzer.decode.segment import Segment
 
-# Ethernet + IPv4 (IHL 5) + TCP, big-endian: ethertype, then the fields of `analyzer.iptcp`'s
+# Ethernet + IPv4 (IHL 5) + TCP, big-endian: ethertype, then the fields of `analyzer.decode.iptcp`'s
 # IPv4 fast path.
 _U16LE_PAIR: Final = struct.Struct("<HH")
 _U16BE_PAIR: Final = struct.Struct(">HH")

@@ -13,8 +13,8 @@ import ipaddress
 import struct
 from typing import BinaryIO, Iterable, List, Optional, Sequence, Tuple
 
-from analyzer.checksum import inet_checksum
-from analyzer.segment import ACK, FIN, PSH, RST, SYN
+from analyzer.decode.checksum import inet_checksum
+from analyzer.decode.segment import ACK, FIN, PSH, RST, SYN
 
 # Link types (https://www.tcpdump.org/linktypes.html)
 LINKTYPE_NULL = 0

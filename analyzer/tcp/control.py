@@ -9,21 +9,17 @@ data before the handshake's ACK was seen). Each inference is an info finding.
 
 from __future__ import annotations
 
-from typing import Final, TYPE_CHECKING
+from typing import Final
 
-from analyzer.segment import (ACK, FIN, RST, SYN, UNSET, Segment, describe, seq_diff, seq_le,
+from analyzer.decode.segment import (ACK, FIN, RST, SYN, UNSET, Segment, describe, seq_diff, seq_le,
                               seq_lt)
-from analyzer.tcpstate import Input, State
-
-if TYPE_CHECKING:                       # pragma: no cover
-    from analyzer.conn import Connection, Endpoint
-
-SIDES: Final = ("orig", "resp")
+from analyzer.tcp.endpoint import SIDES, ConnectionCore, Endpoint
+from analyzer.tcp.states import Input, State
 #: ISNs remembered per side (a flood of SYN-ACKs with random ISNs must not grow memory).
 MAX_ISNS: Final = 16
 
 
-def infer_synack(c: "Connection", s: int, seg: Segment) -> None:
+def infer_synack(c: ConnectionCore, s: int, seg: Segment) -> None:
     """The originator acknowledges a SYN-ACK the capture does not hold: the responder
     received the SYN and sent a SYN-ACK whose ISN is this ack - 1."""
     x, y = c.ep[s], c.ep[1 - s]
@@ -40,7 +36,7 @@ def infer_synack(c: "Connection", s: int, seg: Segment) -> None:
         c.synack_seen = True
 
 
-def infer_handshake_ack(c: "Connection", s: int, seg: Segment) -> None:
+def infer_handshake_ack(c: ConnectionCore, s: int, seg: Segment) -> None:
     """The ACK that completed the handshake is missing from the capture: infer it, and
     that its sender had processed the SYN-ACK."""
     x, y = c.ep[s], c.ep[1 - s]
@@ -53,7 +49,7 @@ def infer_handshake_ack(c: "Connection", s: int, seg: Segment) -> None:
     c.move(s, Input.RECV_ACK_OF_SYN, seg)
 
 
-def on_syn(c: "Connection", s: int, seg: Segment) -> None:
+def on_syn(c: ConnectionCore, s: int, seg: Segment) -> None:
     """A SYN or SYN-ACK from side `s`: ISNs, retransmissions, the SYN-ACK arithmetic."""
     x, y = c.ep[s], c.ep[1 - s]
     if seg.paylen:
@@ -113,7 +109,7 @@ def on_syn(c: "Connection", s: int, seg: Segment) -> None:
                % (SIDES[s], x.state.value))
 
 
-def on_fin(c: "Connection", s: int, seg: Segment) -> None:
+def on_fin(c: ConnectionCore, s: int, seg: Segment) -> None:
     """A FIN from side `s`: its sequence number, retransmissions, a lost ACK of it."""
     x, y = c.ep[s], c.ep[1 - s]
     fin_seq = (seg.seq + seg.paylen + (1 if seg.flags & SYN else 0)) & 0xFFFFFFFF
@@ -135,7 +131,7 @@ def on_fin(c: "Connection", s: int, seg: Segment) -> None:
                % (SIDES[s], x.state.value))
 
 
-def on_rst(c: "Connection", s: int, seg: Segment) -> None:
+def on_rst(c: ConnectionCore, s: int, seg: Segment) -> None:
     """A RST from side `s`: accepted, held (in window, not at RCV.NXT), a reply, or dropped."""
     x, y = c.ep[s], c.ep[1 - s]
     if c.rst is not None and x.state is State.CLOSED and y.state is State.CLOSED:
@@ -191,7 +187,7 @@ def on_rst(c: "Connection", s: int, seg: Segment) -> None:
     accept_rst(c, s, seg)
 
 
-def accept_rst(c: "Connection", s: int, seg: Segment) -> None:
+def accept_rst(c: ConnectionCore, s: int, seg: Segment) -> None:
     """A RST the receiver takes: both sides CLOSED; the first one is the connection's RST."""
     x, y = c.ep[s], c.ep[1 - s]
     if c.rst is None:
@@ -208,7 +204,7 @@ def accept_rst(c: "Connection", s: int, seg: Segment) -> None:
     c.move(1 - s, Input.RECV_RST, seg)
 
 
-def resolve_held_rst(c: "Connection", s: int, seg: Segment) -> None:
+def resolve_held_rst(c: ConnectionCore, s: int, seg: Segment) -> None:
     """The receiver's next segment after an in-window RST that was not at RCV.NXT decides
     its fate; segments from the RST's own sender leave it held (they rather suggest it was
     injected)."""
@@ -225,7 +221,7 @@ def resolve_held_rst(c: "Connection", s: int, seg: Segment) -> None:
         accept_rst(c, t, rst)
 
 
-def infer_fin(c: "Connection", t: int, seg: Segment) -> None:
+def infer_fin(c: ConnectionCore, t: int, seg: Segment) -> None:
     """Side `t` sent a FIN the capture lacks: its peer acknowledges one byte past all of
     `t`'s data (the ACK_OF_UNSEEN_FIN evidence). Taken back by `undo_inferred_fin` if `t`
     then sends data beyond it: the byte was data the capture missed."""
@@ -244,7 +240,7 @@ def infer_fin(c: "Connection", t: int, seg: Segment) -> None:
     c.hold(peer, Input.RECV_FIN, e.next_seq, seg.ts)
 
 
-def _rcv_nxt(x: "Endpoint", y: "Endpoint") -> int:
+def _rcv_nxt(x: Endpoint, y: Endpoint) -> int:
     """The receiver's next expected sequence number as the capture shows it: its last ACK,
     else what the sender has sent."""
     if y.last_ack >= 0:
@@ -252,7 +248,7 @@ def _rcv_nxt(x: "Endpoint", y: "Endpoint") -> int:
     return x.next_seq if x.next_seq >= 0 else 0
 
 
-def undo_inferred_fin(c: "Connection", seg: Segment) -> None:
+def undo_inferred_fin(c: ConnectionCore, seg: Segment) -> None:
     """The side whose FIN was inferred sends data at or past it: that byte was data."""
     assert c.inferred_fin is not None
     t, state, since, pstate, psince, pcw, nfins, acked_by, ppending, half = c.inferred_fin
@@ -274,7 +270,7 @@ def undo_inferred_fin(c: "Connection", seg: Segment) -> None:
         "peer acknowledged it)" % (SIDES[t], seg.seq))
 
 
-def rst_in_window(x: "Endpoint", y: "Endpoint", seg: Segment) -> bool:
+def rst_in_window(x: Endpoint, y: Endpoint, seg: Segment) -> bool:
     """RCV.NXT =< SEG.SEQ < RCV.NXT + RCV.WND (RFC 9293 §3.10.7.4) for a RST from `x` to `y`.
 
     RCV.NXT is the lower of `y`'s last ACK and `x`'s next sequence number (data may be in
@@ -291,7 +287,7 @@ def rst_in_window(x: "Endpoint", y: "Endpoint", seg: Segment) -> bool:
     return 0 <= seq_diff(seg.seq, lo) <= window
 
 
-def check_handshake_ack(c: "Connection", s: int, seg: Segment) -> None:
+def check_handshake_ack(c: ConnectionCore, s: int, seg: Segment) -> None:
     """The first ACK of the responder's SYN: seq must be ISN+1, ack the peer's ISN+1."""
     if c.hs_checked or s != 0 or not c.syn_seen or c.sim_open:
         return

@@ -12,9 +12,9 @@ from __future__ import annotations
 from array import array
 from typing import Dict, Final, List, Tuple
 
-from analyzer.anomalies import Finding
-from analyzer.report import ConnResult
-from analyzer.segment import addr_str
+from analyzer.common.findings import Finding
+from analyzer.judge.result import ConnResult
+from analyzer.decode.segment import addr_str
 
 DEFAULT_THRESHOLD: Final = 100     # half-open attempts ...
 DEFAULT_WINDOW: Final = 10.0       # ... within this many seconds, to one server

@@ -1,5 +1,5 @@
 """The network and transport layers of a frame: IP header(s) at an offset -> a TCP `Segment`,
-or the reason it carries none (a short stable string from `analyzer.decode.SKIP_REASONS`).
+or the reason it carries none (a short stable string from `analyzer.decode.frames.SKIP_REASONS`).
 
 IPv4 with options; IPv6 with hop-by-hop, routing, destination options, AH, mobility/HIP/shim6
 headers and atomic fragments (RFC 6946); AH inside IPv4; IP-in-IP (IPv4 protocol 4, IPv6
@@ -21,9 +21,9 @@ from __future__ import annotations
 import struct
 from typing import Final, Optional, Tuple, Union
 
-from analyzer.segment import Segment
+from analyzer.decode.segment import Segment
 
-#: A decoded frame: a segment, or a skip reason from `analyzer.decode.SKIP_REASONS`.
+#: A decoded frame: a segment, or a skip reason from `analyzer.decode.frames.SKIP_REASONS`.
 Decoded = Union[Segment, str]
 
 # Fast-path layouts, big-endian. IPv4 fields: version/IHL, total length, flags/fragment

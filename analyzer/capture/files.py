@@ -1,11 +1,11 @@
 """Open any packet capture and stream its frames as ``(ts_ns, linktype, frame)`` tuples.
 
 The format is told from the magic bytes, never by seeking, so stdin and pipes work:
-classic pcap (`analyzer.pcap`: microsecond or nanosecond timestamps, either byte order),
-pcapng (`analyzer.pcapng`: any number of sections, each with its own byte order and
+classic pcap (`analyzer.capture.pcap`: microsecond or nanosecond timestamps, either byte order),
+pcapng (`analyzer.capture.pcapng`: any number of sections, each with its own byte order and
 interfaces, each interface with its own link type, timestamp resolution and offset), and
 either of them gzip-compressed. Each reader's module states its bounds and the choices it
-makes where its format leaves room; `analyzer.framesource` holds what they share.
+makes where its format leaves room; `analyzer.capture.source` holds what they share.
 
 This is the hot path. The input is read in chunks of up to ``CHUNK`` bytes; pcap records and
 pcapng blocks are parsed in the read buffer and handed on in place (`open_captures`: the
@@ -30,11 +30,11 @@ from operator import itemgetter
 from struct import error as StructError
 from typing import BinaryIO, Final, Iterator, List, Optional, Sequence, Tuple
 
-from analyzer.framesource import (CHUNK, MAX_BLOCK, READ_ERRORS, CaptureError, CaptureStats,
+from analyzer.capture.source import (CHUNK, MAX_BLOCK, READ_ERRORS, CaptureError, CaptureStats,
                                   Cursor, Frame, FrameSource, fill, one_line)
-from analyzer.nstime import NS
-from analyzer.pcap import PCAP_MAGIC, PCAP_MIN_BOUND, PcapSource
-from analyzer.pcapng import PCAPNG_MAGIC, PcapngSource
+from analyzer.common.nstime import NS
+from analyzer.capture.pcap import PCAP_MAGIC, PCAP_MIN_BOUND, PcapSource
+from analyzer.capture.pcapng import PCAPNG_MAGIC, PcapngSource
 
 __all__ = ["CHUNK", "MAX_BLOCK", "NS", "PCAP_MIN_BOUND", "CaptureError", "CaptureStats", "Cursor",
            "Frame", "FrameSource", "MergeCursor", "open_capture", "open_captures", "read_frames"]

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from typing import Final, List, Optional
 
-from analyzer.conn import SIDES, Connection
-from analyzer.report import ConnResult, Lingering
-from analyzer.seqanalysis import ZERO_WINDOW_STALL_NS
-from analyzer.segment import seq_diff, seq_lt
-from analyzer.tcpstate import STATE_NAME, Input, State, step
+from analyzer.tcp.conn import Connection
+from analyzer.tcp.endpoint import SIDES
+from analyzer.judge.result import ConnResult, Lingering
+from analyzer.tcp.seqanalysis import ZERO_WINDOW_STALL_NS
+from analyzer.decode.segment import seq_diff, seq_lt
+from analyzer.tcp.states import STATE_NAME, Input, State, step
 
 #: Handshake outcomes.
 HANDSHAKES: Final = {

@@ -21,9 +21,9 @@ from struct import Struct
 from struct import error as StructError
 from typing import Dict, Final, List, Tuple
 
-from analyzer.framesource import (MAX_BLOCK, BufferCursor, CaptureError, Cursor, FrameSource,
+from analyzer.capture.source import (MAX_BLOCK, BufferCursor, CaptureError, Cursor, FrameSource,
                                   fill, one_line, u16, u32)
-from analyzer.nstime import NS
+from analyzer.common.nstime import NS
 
 PCAPNG_MAGIC: Final = b"\x0a\x0d\x0d\x0a"   # SHB block type: the same bytes in either byte order
 _BOM: Final = {b"\x4d\x3c\x2b\x1a": "<", b"\x1a\x2b\x3c\x4d": ">"}   # pcapng byte-order magic

@@ -7,9 +7,9 @@ in the reader's buffer; anything else is copied out and goes to `decode_frame`, 
 path checks every length before reading. No exception is raised or caught on any path: short
 or malformed input yields a reason.
 
-Two layers, two modules: `analyzer.linklayer` frames each link type down to its IP header
+Two layers, two modules: `analyzer.decode.linklayer` frames each link type down to its IP header
 (Ethernet with VLAN tags, MPLS, PPPoE and FabricPath; Linux cooked SLL/SLL2; NULL/LOOP; raw
-IP; ARCNET; NFLOG; IP over InfiniBand), and `analyzer.iptcp` reads IPv4/IPv6 with options,
+IP; ARCNET; NFLOG; IP over InfiniBand), and `analyzer.decode.iptcp` reads IPv4/IPv6 with options,
 extension headers and IP-in-IP, then TCP. This module picks the link decoder and names every
 skip reason.
 
@@ -24,9 +24,9 @@ from __future__ import annotations
 from functools import partial
 from typing import Callable, Dict, Final, Optional, Union
 
-from analyzer.iptcp import Decoded, QuotedTCP, ip4, ip4_at, ip6, ip6_at
-from analyzer.linklayer import arcnet_linux, ether, ipoib, nflog, null, raw, sll, sll2
-from analyzer.segment import Segment
+from analyzer.decode.iptcp import Decoded, QuotedTCP, ip4, ip4_at, ip6, ip6_at
+from analyzer.decode.linklayer import arcnet_linux, ether, ipoib, nflog, null, raw, sll, sll2
+from analyzer.decode.segment import Segment
 
 __all__ = ["SKIP_REASONS", "SUPPORTED_LINKTYPES", "Decoded", "QuotedTCP", "decode_at",
            "decode_frame", "decoder_for"]

@@ -6,11 +6,12 @@ records in an anonymous temporary file, and iteration merges the runs (a heap), 
 records per run in memory at a time. So a capture of millions of connections needs memory for
 the connections open at once plus `budget` results, never for all of them.
 
-With an `encode` function the store keeps what it returns (the JSON writer's line of text)
-instead of the result object: a string pickles and unpickles as one copy, where a result is
-a tree of objects to pickle, rebuild and free. With a `keep` predicate it keeps only the
-results it accepts (the terminal report's connections needing attention), while `len()` still
-counts every result appended.
+A store is the default `ResultSink` of `analyze()`. Renderers make their own: with an
+`encode` function a store keeps what it returns (the JSON writer's line of text) instead of
+the result object — a string pickles and unpickles as one copy, where a result is a tree of
+objects to pickle, rebuild and free; with a `keep` predicate it keeps only the results it
+accepts (the terminal report's connections needing attention), while `len()` still counts
+every result added.
 """
 
 from __future__ import annotations
@@ -18,9 +19,9 @@ from __future__ import annotations
 import heapq
 import pickle
 import tempfile
-from typing import Any, BinaryIO, Callable, Final, Iterator, List, Optional, Tuple
+from typing import Any, BinaryIO, Callable, Final, Iterator, List, Optional, Protocol, Tuple
 
-from analyzer.report import ConnResult
+from analyzer.judge.result import ConnResult
 
 #: Results kept in memory before a run is spilled to disk.
 DEFAULT_BUDGET: Final = 5_000
@@ -28,6 +29,19 @@ DEFAULT_BUDGET: Final = 5_000
 BLOCK = 256
 
 Record = Tuple[int, Any]                # (stream id, the result or its encoding)
+
+
+class ResultSink(Protocol):
+    """Where `analyze()` sends each finished connection's result; the report's `connections`.
+
+    `add` is called once per connection, in the order connections finish; iteration gives
+    what the sink kept in stream order, and `len()` the number of results added."""
+
+    def add(self, r: ConnResult) -> None: ...
+
+    def __iter__(self) -> Iterator[Any]: ...
+
+    def __len__(self) -> int: ...
 
 
 class ResultStore:
@@ -44,7 +58,7 @@ class ResultStore:
         self.file: Optional[BinaryIO] = None
         self.count = 0
 
-    def append(self, r: ConnResult) -> None:
+    def add(self, r: ConnResult) -> None:
         self.count += 1
         if self.keep is not None and not self.keep(r):
             return

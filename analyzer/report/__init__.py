@@ -1,0 +1,7 @@
+"""Stage 5, reporting: results -> one report: counters, capture summary, exit code, storage.
+
+Owns the report model (`model`: `Report`, `Summary`, `CaptureSummary`, the exit codes) and the
+result store that keeps results in bounded memory, spilling to disk (`store`). Nothing here
+formats for a screen or a file.
+May import: every stage below (`common`, `capture`, `decode`, `tcp`, `judge`).
+"""

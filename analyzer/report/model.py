@@ -1,0 +1,160 @@
+"""The report model: the capture summary, the counters over all results, and the exit code.
+
+Renderers (`analyzer/render/`) only read these objects; nothing here formats for a screen.
+`Report.to_dict()` is the JSON contract documented in docs/json.md.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, Final, List, NamedTuple, Optional, Tuple
+
+from analyzer.common.findings import SEVERITY_RANK, Finding
+from analyzer.common.nstime import seconds
+from analyzer.common.version import TOOL_NAME, __version__
+from analyzer.judge.result import ANALYSIS_FIELDS, ConnResult, LadderRow
+from analyzer.report.store import ResultSink
+from analyzer.tcp.endpoint import NO_COUNTS
+
+#: Exit codes (documented in README "Exit codes").
+EXIT_OK: Final = 0
+EXIT_FINDINGS: Final = 1
+EXIT_USAGE: Final = 2
+EXIT_UNREADABLE: Final = 3
+EXIT_INTERNAL: Final = 70          # EX_SOFTWARE: a bug, reported in one line
+
+
+class Summary:
+    """Counters over all connections, updated as each result arrives."""
+
+    def __init__(self) -> None:
+        self.connections = 0
+        # Plain dicts (not Counter): the compiled build updates them without a method call.
+        self.handshakes: Dict[str, int] = {}
+        self.closes: Dict[str, int] = {}
+        self.resets: Dict[str, int] = {}
+        self.lingering: Dict[str, int] = {}
+        self.severities: Dict[str, int] = {}
+        self.codes: Dict[str, int] = {}
+        self.analysis = [0] * len(ANALYSIS_FIELDS)
+        self.syn_retransmissions = 0
+        self.attention = 0
+
+    def add(self, r: ConnResult) -> None:
+        self.connections += 1
+        _bump(self.handshakes, r.handshake)
+        _bump(self.closes, r.close or "none")
+        if r.reset_by:
+            _bump(self.resets, r.reset_by)
+        for lg in r.lingering:
+            _bump(self.lingering, lg[1])            # state
+        for f in r.findings:
+            self.count(f)
+        o, p = r.analysis
+        if o is not NO_COUNTS or p is not NO_COUNTS:
+            totals = self.analysis
+            for i in range(len(totals)):
+                totals[i] += o[i] + p[i]
+        self.syn_retransmissions += r.syn_retransmissions
+        if r.needs_attention():
+            self.attention += 1
+
+    def count(self, f: Finding) -> None:
+        """A finding in the severity and code counts."""
+        _bump(self.severities, f.severity)
+        _bump(self.codes, f.code)
+
+    def to_dict(self) -> dict:
+        return {
+            "connections": self.connections,
+            "needing_attention": self.attention,
+            "handshakes": dict(sorted(self.handshakes.items())),
+            "syn_retransmissions": self.syn_retransmissions,
+            "closes": dict(sorted(self.closes.items())),
+            "resets": {"orig": self.resets.get("orig", 0), "resp": self.resets.get("resp", 0)},
+            "lingering": {"CLOSE_WAIT": self.lingering.get("CLOSE_WAIT", 0),
+                          "TIME_WAIT": self.lingering.get("TIME_WAIT", 0)},
+            "findings": {s: self.severities.get(s, 0) for s in ("error", "warning", "info")},
+            "findings_by_code": dict(sorted(self.codes.items())),
+            "analysis": dict(zip(ANALYSIS_FIELDS, self.analysis)),
+        }
+
+
+def _bump(counts: Dict[str, int], key: str) -> None:
+    counts[key] = counts.get(key, 0) + 1
+
+
+class CaptureSummary(NamedTuple):
+    """What was read: files, packets, skipped packets by reason, damage."""
+    files: Tuple[str, ...]
+    packets: int
+    tcp_packets: int
+    skipped: Dict[str, int]
+    truncated: bool
+    warnings: Tuple[str, ...]
+    errors: Tuple[str, ...]
+    first_ts: Optional[int]
+    last_ts: Optional[int]
+    linktypes: Dict[int, int]
+    evicted_early: int = 0
+
+    def to_dict(self) -> dict:
+        return {
+            "files": list(self.files),
+            "packets": self.packets,
+            "tcp_packets": self.tcp_packets,
+            "skipped": dict(sorted(self.skipped.items())),
+            "truncated": self.truncated,
+            "warnings": list(self.warnings),
+            "errors": list(self.errors),
+            "first_ts": None if self.first_ts is None else seconds(self.first_ts),
+            "last_ts": None if self.last_ts is None else seconds(self.last_ts),
+            "linktypes": {str(k): v for k, v in sorted(self.linktypes.items())},
+            "evicted_early": self.evicted_early,
+        }
+
+
+class Report:
+    """One run's result."""
+
+    def __init__(self, capture: CaptureSummary, connections: ResultSink,
+                 summary: Summary, msl: float,
+                 ladders: Optional[Dict[int, List[LadderRow]]] = None,
+                 findings: Optional[List[Finding]] = None) -> None:
+        self.capture = capture
+        self.connections = connections
+        self.summary = summary
+        self.msl = msl
+        #: stream id -> its packets, for the streams asked for with `--stream`.
+        self.ladders: Dict[int, List[LadderRow]] = ladders or {}
+        #: Capture-wide findings (floods): about many connections, not one.
+        self.findings: List[Finding] = findings or []
+
+    def return_code(self, fail_on: Optional[str] = None) -> int:
+        """0 analysed; 1 a finding at or above `fail_on`; 3 some input could not be read."""
+        if self.capture.errors:
+            return EXIT_UNREADABLE
+        if fail_on is not None:
+            floor = SEVERITY_RANK[fail_on]
+            if any(SEVERITY_RANK[s] >= floor and n for s, n in self.summary.severities.items()):
+                return EXIT_FINDINGS
+        return EXIT_OK
+
+    def connection_dicts(self):
+        """Each connection's JSON object, in stream order (with its ladder when traced)."""
+        for c in self.connections:
+            d = c.to_dict()
+            if c.id in self.ladders:
+                d["ladder"] = [row.to_dict() for row in self.ladders[c.id]]
+            yield d
+
+    def to_dict(self, connections: bool = True) -> dict:
+        doc = {
+            "tool": {"name": TOOL_NAME, "version": __version__},
+            "settings": {"msl": self.msl, "time_wait": 2 * self.msl},
+            "capture": self.capture.to_dict(),
+            "summary": self.summary.to_dict(),
+            "findings": [f.to_dict() for f in self.findings],
+        }
+        if connections:
+            doc["connections"] = list(self.connection_dicts())
+        return doc

@@ -1,0 +1,141 @@
+"""Zeek's roles and state machine for one connection: who is the originator, the history
+letters, UpdateStateMachine and the reassembler's AckReceived.
+
+`ZeekMachine` is the part of Zeek's TCP analyzer that more than one packet path uses; zeek.py's
+`ZeekView` feeds it packets (its fast path and TCPSessionAdapter::Process). Sources and the
+letters are described in zeek.py's docstring.
+"""
+
+from __future__ import annotations
+
+from typing import Final, Optional
+
+from analyzer.decode.segment import SYN, ACK, FIN, RST
+from analyzer.tcp.zeekstate import (CLOSED, ESTABLISHED, INACTIVE, PARTIAL, RESET, SYN_ACK_SENT,
+                                    SYN_SENT, ZeekEndpoint, clean)
+
+_POW10: Final = frozenset(10 ** k for k in range(20))   # ScaledHistoryEntry thresholds, base 10
+
+
+class ZeekMachine:
+    """Both Zeek endpoints of one connection, their roles, and the history so far."""
+
+    __slots__ = ("ours", "zorig", "history", "seen", "partial", "first_seen", "first_dir",
+                 "flipped")
+
+    def __init__(self) -> None:
+        """A connection before its first packet."""
+        self.ours = (ZeekEndpoint(), ZeekEndpoint())   # by our side: 0 = our orig, 1 = our resp
+        self.zorig: Optional[ZeekEndpoint] = None   # the endpoint Zeek calls the originator
+        self.history = ""
+        self.seen = 0              # Conn::hist_seen
+        self.partial = False       # TCPSessionAdapter::is_partial
+        self.first_seen = 0        # first_packet_seen: 1 = Zeek's orig, 2 = Zeek's resp
+        self.first_dir: Optional[bool] = None
+        self.flipped = False       #: Zeek's originator is our responder
+
+    # -- history -----------------------------------------------------------------------------
+
+    def _check(self, is_orig: bool, mask: int, code: str) -> bool:
+        """Conn::CheckHistory: add `code` the first time; True if it was already seen."""
+        if not is_orig:
+            mask <<= 16
+            code = code.lower()
+        if self.seen & mask:
+            return True
+        self.seen |= mask
+        self.history += code
+        return False
+
+    def _scaled(self, count: int, is_orig: bool, code: str) -> None:
+        """Conn::ScaledHistoryEntry: the letter at the 1st, 10th, 100th ... occurrence
+        (`count` is the endpoint's count including this one)."""
+        if count in _POW10:
+            self.history += code if is_orig else code.lower()
+
+    def _flip(self, rewrite: bool) -> None:
+        """Connection::FlipRoles: swap originator and responder and add `^`; `rewrite` (the
+        SYN-ACK flip) restates the history as if flipped from the first packet."""
+        a, b = self.ours
+        self.zorig = b if self.zorig is a else a
+        self.flipped = self.zorig is b
+        self.partial = False
+        fs = self.first_seen
+        self.first_seen = (2 if fs & 1 else 0) | (1 if fs & 2 else 0)
+        if rewrite:
+            self.history = "^" + self.history.swapcase()
+            self.seen = (self.seen >> 16) | ((self.seen & 0xFFFF) << 16)
+        else:
+            self.history += "^"
+
+    # -- state machine and acknowledgements --------------------------------------------------
+
+    def _machine(self, e: ZeekEndpoint, p: ZeekEndpoint, is_orig: bool, flags: int,
+                 paylen: int) -> None:
+        """TCPSessionAdapter::UpdateStateMachine (UpdateInactiveState ... UpdateClosedState);
+        a RESET endpoint never changes."""
+        st = e.state
+        if st == INACTIVE:
+            if flags & SYN:
+                if is_orig:
+                    e.set_state(SYN_ACK_SENT if flags & ACK else SYN_SENT)
+                else:
+                    if not flags & ACK and p.state == SYN_ACK_SENT:
+                        self._flip(False)        # SYN/SYN-ACK reversal
+                        p.set_state(ESTABLISHED)
+                        self.first_seen |= 1
+                    if p.state == SYN_SENT:
+                        p.set_state(ESTABLISHED)
+                    e.set_state(ESTABLISHED)
+            if flags & FIN:
+                e.set_state(CLOSED)
+            if flags & RST:
+                e.set_state(RESET)
+            if e.state == INACTIVE:
+                if not is_orig and not paylen and p.state == SYN_SENT:
+                    pass                         # an ACK of the SYN before the SYN-ACK
+                elif flags & ACK and p.state == ESTABLISHED:
+                    e.set_state(ESTABLISHED)     # the SYN was missed
+                    self.partial = False
+                    self.first_seen |= 1 if is_orig else 2
+                else:
+                    e.set_state(PARTIAL)
+        elif st == SYN_SENT or st == SYN_ACK_SENT:
+            if flags & FIN:
+                e.set_state(CLOSED)
+            if flags & RST:
+                e.set_state(RESET)
+        elif st == ESTABLISHED or st == PARTIAL:
+            if flags & SYN and st == PARTIAL and p.state == INACTIVE and not flags & ACK:
+                e.set_state(SYN_SENT)
+            if flags & FIN and not flags & RST:
+                e.set_state(CLOSED)
+                if p.state == RESET and p.prev == CLOSED:
+                    p.set_state(CLOSED)          # FIN then RST was a normal close
+            if flags & RST:
+                e.set_state(RESET)
+        elif st == CLOSED and flags & RST and p.state != CLOSED:
+            e.set_state(RESET)
+
+    def _acked(self, e: ZeekEndpoint, seq: int) -> None:
+        """TCP_Reassembler::AckReceived on the endpoint whose data `seq` acknowledges: each
+        hole of never-delivered bytes below it is a content gap, a `G` while both sides are
+        established or closing cleanly (TCP_Reassembler::Gap / Undelivered)."""
+        if e.fin_cnt and seq >= e.fin_seq:
+            seq = e.fin_seq - 1
+        if seq <= e.trim:
+            return
+        if seq > e.reassem and not (seq <= 2 and self.partial):
+            holes, above, pos = 0, e.above, e.reassem
+            while above and above[0][0] < seq:
+                holes += 1
+                pos = max(pos, above.pop(0)[1])
+                while above and above[0][0] <= pos:
+                    pos = max(pos, above.pop(0)[1])
+            holes += seq > pos
+            if holes and not e.skip and clean(e) and clean(self.ours[e is self.ours[0]]):
+                for _ in range(holes):
+                    e.gap += 1
+                    self._scaled(e.gap, e is self.zorig, "G")
+            e.reassem = max(seq, pos)
+        e.trim = seq
