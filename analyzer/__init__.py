@@ -1,9 +1,46 @@
 """tcpflow-check: per-connection TCP handshake, teardown and lingering-state verdicts.
 
-(The public face is written below, once the stage packages are in place.)
+The library's face: the few names a Python user needs, listed in `__all__` and documented in
+docs/api.md; everything else is private by name or by place (the stage packages below).
+
+    from analyzer import Settings, analyze
+
+    report = analyze(["capture.pcap"], Settings(msl=60.0))
+    for r in report.connections:            # ConnResult, in Wireshark's tcp.stream order
+        print(r.id, r.orig, r.resp, r.handshake, r.close, r.codes)
+
+Addresses come as text (`r.orig.addr == "10.0.0.1"`), durations and `*_time` as float
+seconds, capture times `start`/`end` as exact integer nanoseconds. The stages, in the order
+the data flows: `common` (time, the findings catalogue) -> `capture` -> `decode` -> `tcp` ->
+`judge` -> `report` -> `settings`/`pipeline` -> `render` -> `cli`; `testing` holds the packet
+builder for tests and samples.
 """
 
+from analyzer.common.findings import CATALOGUE, SEVERITY_RANK, Finding
 from analyzer.common.version import TOOL_NAME, __version__
+from analyzer.judge.result import ConnResult, LadderRow, Lingering, Peer
+from analyzer.judge.verdicts import CLOSES, HANDSHAKES
+from analyzer.pipeline import analyze
+from analyzer.report.model import (EXIT_FINDINGS, EXIT_OK, EXIT_UNREADABLE, EXIT_USAGE,
+                                   CaptureSummary, Report, Summary)
+from analyzer.settings import Settings
+from analyzer.tcp.states import State
+
+#: Severities, least severe first.
+SEVERITIES = tuple(sorted(SEVERITY_RANK, key=SEVERITY_RANK.__getitem__))
+
+__all__ = [
+    # run an analysis
+    "analyze", "Settings",
+    # what it returns
+    "Report", "Summary", "CaptureSummary", "ConnResult", "Peer", "Lingering", "LadderRow",
+    "Finding",
+    # the vocabularies
+    "HANDSHAKES", "CLOSES", "State", "CATALOGUE", "SEVERITIES",
+    # exit codes (Report.return_code)
+    "EXIT_OK", "EXIT_FINDINGS", "EXIT_USAGE", "EXIT_UNREADABLE",
+    "__version__", "TOOL_NAME", "build",
+]
 
 
 def build() -> str:

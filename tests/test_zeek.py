@@ -285,7 +285,7 @@ def test_fast_path_equals_the_full_replay():
 
 def _conn(i=0, **kw):
     """A connection result as the core will hand it over, with the Zeek labels."""
-    base = dict(id=i, orig=(bytes([10, 0, 0, 1]), 40000), resp=(bytes([10, 0, 0, 2]), 80),
+    base = dict(id=i, orig_raw=(bytes([10, 0, 0, 1]), 40000), resp_raw=(bytes([10, 0, 0, 2]), 80),
                 start=1_700_000_000_123_456_000, end=1_700_000_001_623_456_000,
                 packets=(7, 5), bytes=(136, 5007), ip_bytes=(428, 5275), conn_state="SF",
                 history="ShADadFf")

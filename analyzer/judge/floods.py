@@ -34,13 +34,13 @@ class FloodDetector:
     def add(self, r: ConnResult) -> None:
         if r.handshake in ("unanswered", "half_open") or (
                 r.handshake == "reset" and r.reset_by == "orig"):
-            arrays = self.attempts.get(r.resp)
+            arrays = self.attempts.get(r.resp_raw)
             if arrays is None:
-                arrays = self.attempts[r.resp] = (array("q"), array("q"), array("q"))
+                arrays = self.attempts[r.resp_raw] = (array("q"), array("q"), array("q"))
             # (a pcapng timestamp can lie beyond the array's 64 bits: kept at the bound)
             arrays[0].append(min(max(r.start, -_I64), _I64))
             arrays[1].append(r.first_frame)
-            arrays[2].append(hash(r.orig[0]))
+            arrays[2].append(hash(r.orig_raw[0]))
 
     def findings(self) -> List[Finding]:
         out = []

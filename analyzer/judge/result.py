@@ -60,17 +60,27 @@ def _ep(addr: bytes, port: int) -> dict:
     return {"addr": addr_str(addr), "port": port}
 
 
+class Peer(NamedTuple):
+    """One end of a connection as text: `Peer("10.0.0.1", 40000)`, `Peer("2001:db8::1", 443)`
+    (RFC 5952 spelling for IPv6)."""
+    addr: str
+    port: int
+
+    def __str__(self) -> str:
+        return ("[%s]:%d" if ":" in self.addr else "%s:%d") % (self.addr, self.port)
+
+
 class ConnResult:
     """Everything reported about one connection; compact, so that many can be kept."""
 
-    __slots__ = ("id", "orig", "resp", "start", "end", "first_frame", "last_frame", "packets",
+    __slots__ = ("id", "orig_raw", "resp_raw", "start", "end", "first_frame", "last_frame", "packets",
                  "bytes", "handshake", "close", "closed_first", "reset_by", "half_close",
                  "final_state", "lingering", "syn_retransmissions", "findings", "reused_from",
                  "analysis", "conn_state", "history", "zeek_flipped", "ip_bytes")
     # Typed, so that the compiled build keeps them unboxed where it can.
     id: int
-    orig: Tuple[builtins.bytes, int]         # (packed address, port)
-    resp: Tuple[builtins.bytes, int]
+    orig_raw: Tuple[builtins.bytes, int]     # (packed address, port): `orig` gives it as text
+    resp_raw: Tuple[builtins.bytes, int]
     start: int                              # ns
     end: int
     first_frame: int
@@ -100,8 +110,8 @@ class ConnResult:
         r = cls()
         o, p = c.ep
         r.id = c.id
-        r.orig = (o.addr, o.port)
-        r.resp = (p.addr, p.port)
+        r.orig_raw = (o.addr, o.port)
+        r.resp_raw = (p.addr, p.port)
         r.start, r.end = c.first_ts, c.last_ts
         r.first_frame, r.last_frame = c.first_frame, c.last_frame
         if o is p:      # a self-connection: one socket sent everything
@@ -126,7 +136,7 @@ class ConnResult:
         return (_result, (self.__getstate__(),))
 
     def __getstate__(self) -> tuple:
-        return (self.id, self.orig, self.resp, self.start, self.end, self.first_frame,
+        return (self.id, self.orig_raw, self.resp_raw, self.start, self.end, self.first_frame,
                 self.last_frame, self.packets, self.bytes, self.handshake, self.close,
                 self.closed_first, self.reset_by, self.half_close, self.final_state,
                 self.lingering, self.syn_retransmissions, self.findings,
@@ -134,15 +144,41 @@ class ConnResult:
                 self.zeek_flipped, self.ip_bytes)
 
     def __setstate__(self, state: tuple) -> None:
-        (self.id, self.orig, self.resp, self.start, self.end, self.first_frame,
+        (self.id, self.orig_raw, self.resp_raw, self.start, self.end, self.first_frame,
          self.last_frame, self.packets, self.bytes, self.handshake, self.close,
          self.closed_first, self.reset_by, self.half_close, self.final_state,
          self.lingering, self.syn_retransmissions, self.findings, self.reused_from,
          self.analysis, self.conn_state, self.history, self.zeek_flipped, self.ip_bytes) = state
 
     @property
+    def orig(self) -> Peer:
+        """The originator (the SYN's sender, else guessed from ports), address as text."""
+        return Peer(addr_str(self.orig_raw[0]), self.orig_raw[1])
+
+    @property
+    def resp(self) -> Peer:
+        """The responder, address as text."""
+        return Peer(addr_str(self.resp_raw[0]), self.resp_raw[1])
+
+    @property
+    def start_time(self) -> float:
+        """The first packet's capture time, seconds since 1970 (`start` is exact, in ns)."""
+        return seconds(self.start)
+
+    @property
+    def end_time(self) -> float:
+        """The last packet's capture time, seconds since 1970 (`end` is exact, in ns)."""
+        return seconds(self.end)
+
+    @property
     def duration(self) -> float:
+        """Seconds from the first packet to the last."""
         return seconds(self.end - self.start)
+
+    @property
+    def codes(self) -> List[str]:
+        """The codes of its findings, in the order they first occurred."""
+        return [f.code for f in self.findings]
 
     def worst(self) -> int:
         """Highest finding severity rank, -1 when there is none."""
@@ -160,8 +196,8 @@ class ConnResult:
     def to_dict(self) -> dict:
         return {
             "id": self.id,
-            "orig": _ep(*self.orig),
-            "resp": _ep(*self.resp),
+            "orig": _ep(*self.orig_raw),
+            "resp": _ep(*self.resp_raw),
             "start": seconds(self.start),
             "end": seconds(self.end),
             "duration": self.duration,

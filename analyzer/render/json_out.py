@@ -75,8 +75,8 @@ def connection_json(r: ConnResult) -> str:
     findings = r.findings
     lingering = r.lingering
     return "".join([
-        '{"id": ', str(r.id), ', "orig": {"addr": ', _addr(r.orig[0]), ', "port": ',
-        str(r.orig[1]), '}, "resp": {"addr": ', _addr(r.resp[0]), ', "port": ', str(r.resp[1]),
+        '{"id": ', str(r.id), ', "orig": {"addr": ', _addr(r.orig_raw[0]), ', "port": ',
+        str(r.orig_raw[1]), '}, "resp": {"addr": ', _addr(r.resp_raw[0]), ', "port": ', str(r.resp_raw[1]),
         '}, "start": ', seconds_json(r.start), ', "end": ', seconds_json(r.end),
         ', "duration": ', seconds_json(r.end - r.start),
         ', "first_frame": ', str(r.first_frame), ', "last_frame": ', str(r.last_frame),

@@ -112,7 +112,7 @@ def _table(console: Console, rows: Iterable[ConnResult], title: str) -> None:
         first = r.closed_first or "-"
         if r.reset_by and r.close == "reset":
             first = "RST " + r.reset_by
-        t.add_row(str(r.id), "%s → %s" % (_endpoint(*r.orig), _endpoint(*r.resp)),
+        t.add_row(str(r.id), "%s → %s" % (_endpoint(*r.orig_raw), _endpoint(*r.resp_raw)),
                   _verdict(r.handshake), _verdict(r.close), first,
                   "%s / %s" % r.final_state, "%d/%d" % r.packets, _seconds(r.duration), codes)
     console.print(t)
@@ -127,7 +127,7 @@ def _blocks(console: Console, rows: Iterable[ConnResult], title: str) -> None:
     console.print(Text(title, style="bold"))
     for r in rows:
         console.print(Text.assemble(
-            ("stream %d" % r.id, "bold"), "  %s → %s  " % (_endpoint(*r.orig), _endpoint(*r.resp)),
+            ("stream %d" % r.id, "bold"), "  %s → %s  " % (_endpoint(*r.orig_raw), _endpoint(*r.resp_raw)),
             ("(%d/%d pkts, %s)" % (r.packets[0], r.packets[1], _seconds(r.duration)), "dim")))
         first = r.closed_first or "-"
         if r.reset_by and r.close == "reset":
@@ -158,7 +158,7 @@ def _details(console: Console, rows: Iterable[ConnResult]) -> None:
             extra = "" if lg.remaining is None else ", %s of TIME_WAIT left" % _seconds(
                 lg.remaining / 1e9)
             lines.append(Text("  stream %d  %s %s in %s for %s%s" % (
-                r.id, lg.side, _endpoint(*(r.orig if lg.side == "orig" else r.resp)), lg.state,
+                r.id, lg.side, _endpoint(*(r.orig_raw if lg.side == "orig" else r.resp_raw)), lg.state,
                 _seconds(lg.seconds / 1e9), extra),
                 style="yellow" if lg.state == "CLOSE_WAIT" else ""))
     if lines:

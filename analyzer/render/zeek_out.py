@@ -76,7 +76,7 @@ def _labels(conn) -> tuple:
 def row(conn) -> list:
     """The conn.log columns of one connection result, in `FIELDS` order."""
     state, history, flipped = _labels(conn)
-    (oa, op), (ra, rp) = conn.orig, conn.resp
+    (oa, op), (ra, rp) = conn.orig_raw, conn.resp_raw
     opk, rpk = conn.packets
     oby, rby = conn.bytes
     oip, rip = conn.ip_bytes
@@ -85,7 +85,7 @@ def row(conn) -> list:
             (ra, rp, rpk, rby, rip), (oa, op, opk, oby, oip)
     dur = seconds(conn.end - conn.start)
     timed = dur > 0
-    return ["%.6f" % seconds(conn.start), uid(conn.id, conn.start, conn.orig, conn.resp),
+    return ["%.6f" % seconds(conn.start), uid(conn.id, conn.start, conn.orig_raw, conn.resp_raw),
             addr_str(oa), str(op), addr_str(ra), str(rp), "tcp", UNSET,
             "%.6f" % dur if timed else UNSET, str(oby) if timed else UNSET,
             str(rby) if timed else UNSET, state, UNSET, UNSET, UNSET, history or UNSET,
