@@ -49,3 +49,18 @@ def test_compiled_and_pure_python_reports_are_identical(pure_python):
     differing = [p for p in paths if a[p] != b[p]]
     assert not differing
 
+
+
+def test_the_compiled_build_keeps_the_docstrings():
+    # mypyc drops docstrings; setup.py keeps them as data and the package puts them back.
+    if build() != "compiled":
+        pytest.skip("the package is not compiled here: its docstrings are the sources' own")
+    import inspect
+    import analyzer
+    from analyzer import pipeline
+    from analyzer.judge import result
+    assert analyzer.analyze.__doc__.startswith("Analyse one capture")
+    assert "settings" in inspect.signature(analyzer.analyze).parameters
+    assert pipeline.__doc__ and "analyze()" in pipeline.__doc__
+    assert result.ConnResult.__doc__ and "Everything reported" in result.ConnResult.__doc__
+    assert analyzer.Report.__doc__ and analyzer.Summary.__doc__

@@ -35,6 +35,7 @@ STAGES: Dict[str, int] = {
     "pipeline": 7,      # analyze(): the stages in order
     "render": 8,        # report -> text, JSON, conn.log
     "cli": 9, "docgen": 9, "__main__": 9, "__init__": 9,
+    "_docstrings": 9,   # written by the compiled build (setup.py), not in version control
 }
 #: Only these stages may import the screen and command-line libraries.
 SCREEN_LIBS = ("rich", "click", "textual")
