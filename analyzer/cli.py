@@ -1,25 +1,32 @@
 """The `tcpflow-check` command: parse options, call the library, pick a renderer, exit.
 
 stdout carries the report and nothing else; warnings and errors go to stderr, one line each.
-Exit codes: 0 analysed; 1 findings at or above --fail-on; 2 usage error; 3 a capture could
-not be read (everything readable is still reported); 70 an internal error (a bug: one line on
-stderr, never a traceback).
+Exit codes: 0 analysed; 1 findings at or above --fail-on; 2 usage error (also: -o names an
+input, or cannot be written; both found before reading); 3 an I/O error: a capture could not
+be read (everything readable is still reported), or the report could not be written (a full
+disk, a closed stdout); 130 or 143 interrupted by SIGINT or SIGTERM (the report of what was
+read is written, marked interrupted); 70 an internal error (a bug: one line on stderr, never
+a traceback). docs/robustness.md lists every case.
 """
 
 from __future__ import annotations
 
 import gc
-import io
 import os
+import signal
 import sys
-from typing import Optional, TextIO, Tuple
+from typing import Optional, Tuple
 
 import click
 
 from analyzer import build
+from analyzer.capture.source import one_line
+from analyzer.common.names import printable
 from analyzer.common.version import TOOL_NAME, __version__
 from analyzer.pipeline import analyze
+from analyzer.capture.interrupt import interruptible, received
 from analyzer.render import RENDERERS, make_sink, render
+from analyzer.render.output import ReportFile, same_as_input
 from analyzer.render.progress import progress
 from analyzer.report.model import EXIT_INTERNAL, EXIT_UNREADABLE
 from analyzer.settings import DEFAULT_MSL, Settings
@@ -69,6 +76,15 @@ def main(captures: Tuple[str, ...], fmt: str, show_all: bool, msl: float,
     """Verdicts for every TCP connection in CAPTURE (pcap, pcapng, gzip; '-' reads stdin).
 
     Several files are analysed as one time-ordered capture (rotated captures).
+
+    \b
+    Exit codes:
+      0   analysed
+      1   a finding at or above --fail-on
+      2   usage error (an -o that is an input or cannot be written included)
+      3   I/O error: a capture unreadable, or the report unwritable
+      130 interrupted by SIGINT, 143 by SIGTERM (the report so far is written)
+      70  internal error (a bug)
     """
     try:
         _run(captures, fmt, show_all, msl, fail_on, color, output, streams, limit, checksums,
@@ -98,7 +114,30 @@ def _run(captures: Tuple[str, ...], fmt: str, show_all: bool, msl: float,
                             max_live=max_connections, ladders=frozenset(streams))
     except ValueError as exc:
         raise click.UsageError(str(exc))
+    inputs = same_as_input(output, captures)
+    if inputs is not None:
+        raise click.UsageError("the report would overwrite the input %s; choose another -o"
+                               % inputs)
+    report_file = _open_output(output)
     gc.disable()
+    with interruptible():
+        try:
+            code = _analyze_and_write(captures, fmt, show_all, fail_on, color, streams, limit,
+                                      quiet, settings, report_file)
+        finally:
+            report_file.discard()           # unless committed: no half report stays
+        signum = received()
+    if signum:
+        _warn("interrupted by %s: the report covers what was read before it"
+              % signal.Signals(signum).name)
+        sys.exit(128 + signum)
+    sys.exit(code)
+
+
+def _analyze_and_write(captures: Tuple[str, ...], fmt: str, show_all: bool,
+                       fail_on: Optional[str], color: Optional[bool], streams: Tuple[int, ...],
+                       limit: int, quiet: bool, settings: Settings, report_file: ReportFile) -> int:
+    """Run the analysis and write its report; the exit code."""
     with progress(not quiet and sys.stderr.isatty()) as on_frame:
         # The renderer says what it keeps of each connection (JSON: its line; the terminal:
         # only those needing attention, unless --all).
@@ -109,41 +148,37 @@ def _run(captures: Tuple[str, ...], fmt: str, show_all: bool, msl: float,
     for message in report.capture.errors:
         _warn("error: " + message)
     if report.capture.errors and len(report.capture.errors) == len(captures):
-        sys.exit(EXIT_UNREADABLE)
+        return EXIT_UNREADABLE
     for n in streams:
         if n not in report.ladders:
             _warn("warning: no stream %d in the capture (%d connections)"
                   % (n, len(report.connections)))
-    out = _open_output(output)
+    out = report_file.stream
     try:
         render(fmt, report, out, show_all=show_all, color=color, limit=limit)
-        out.flush()
+        report_file.commit()
     except BrokenPipeError:
         # The reader went away (`| head`): not an error. What is still buffered for the closed
         # pipe would fail again when Python flushes stdout at exit, so stdout points at
         # /dev/null from here on (the recipe in Python's `signal` documentation).
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        sys.exit(0)
-    finally:
-        if out is not sys.stdout:
-            out.close()
-    sys.exit(report.return_code(fail_on))
+        return 0
+    except OSError as exc:                  # a full disk, a closed stdout: the environment's
+        _warn("error: cannot write the report to %s: %s" % (report_file.name, one_line(exc)))
+        return EXIT_UNREADABLE
+    return report.return_code(fail_on)
 
 
-def _open_output(output: str) -> TextIO:
-    """The report's stream: a plain UTF-8 text file, stdout's descriptor for '-'.
-
-    Not `click.open_file`: its wrapper forwards every `write` through a Python-level
-    `__getattr__`, which cost a fifth of writing the JSON report."""
+def _open_output(output: str) -> ReportFile:
+    """The report's file, made before the analysis (`analyzer.render.output`): a file that
+    cannot be written is a usage error (exit 2), stdout that cannot be an I/O error (3)."""
     try:
-        if output != "-":
-            return open(output, "w", encoding="utf-8")
-        sys.stdout.flush()
-        return open(sys.stdout.fileno(), "w", encoding="utf-8", closefd=False)
-    except io.UnsupportedOperation:         # stdout replaced by an object without a descriptor
-        return sys.stdout
+        return ReportFile(output)
     except OSError as exc:
-        raise click.BadParameter("cannot write %s: %s" % (output, exc.strerror or exc),
+        if output == "-":
+            _warn("error: cannot write the report to <stdout>: %s" % one_line(exc))
+            sys.exit(EXIT_UNREADABLE)
+        raise click.BadParameter("cannot write %s: %s" % (printable(output), one_line(exc)),
                                  param_hint="'-o' / '--output'")
 
 

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import os
 from collections import Counter
 from typing import Callable, Dict, Final, Iterator, List, Optional, Sequence, Union
 
 from analyzer.capture.files import CaptureStats, Cursor, open_captures
+from analyzer.common.names import printable
 from analyzer.decode.checksum import checksums_ok
 from analyzer.tcp.conn import Connection
 from analyzer.tcp.endpoint import SIDES
@@ -123,7 +123,7 @@ def analyze(paths: Sequence[str], settings: Settings = DEFAULT_SETTINGS, *,
         files=tuple(printable(p) for p in paths), packets=num, tcp_packets=tcp, skipped=dict(skipped),
         truncated=stats.truncated, warnings=tuple(warnings), errors=tuple(errors),
         first_ts=stats.first_ts, last_ts=stats.last_ts, linktypes=dict(stats.linktypes),
-        evicted_early=table.evicted_early)
+        evicted_early=table.evicted_early, interrupted=stats.interrupted)
     capture_findings = floods.findings()
     for f in capture_findings:
         summary.count(f)
@@ -142,11 +142,6 @@ def cyclic_gc_off() -> Iterator[None]:
     finally:
         if was_enabled:
             gc.enable()
-
-
-def printable(path: str) -> str:
-    """A file name as text: bytes that are not UTF-8 (surrogate escapes) shown as \\xNN."""
-    return os.fsencode(path).decode("utf-8", "backslashreplace") if path != "-" else path
 
 
 def ladder_row(conn: Connection, seg) -> LadderRow:

@@ -22,6 +22,7 @@ start with the file name (``<stdin>`` for ``-``).
 
 from __future__ import annotations
 
+import errno
 import gzip
 import heapq
 import itertools
@@ -30,11 +31,15 @@ from operator import itemgetter
 from struct import error as StructError
 from typing import BinaryIO, Final, Iterator, List, Optional, Sequence, Tuple
 
-from analyzer.capture.source import (CHUNK, MAX_BLOCK, READ_ERRORS, CaptureError, CaptureStats,
-                                  Cursor, Frame, FrameSource, fill, one_line)
+from analyzer.capture.interrupt import Guarded, received
+from analyzer.capture.source import (CHUNK, MAX_BLOCK, READ_ERRORS, CaptureError,
+                                     CaptureInterrupted, CaptureStats, Cursor, Frame,
+                                     FrameSource, fill, one_line)
 from analyzer.common.nstime import NS
 from analyzer.capture.pcap import PCAP_MAGIC, PCAP_MIN_BOUND, PcapSource
 from analyzer.capture.pcapng import PCAPNG_MAGIC, PcapngSource
+from analyzer.capture.spill import NO_DESCRIPTORS, SpillStore, open_budget
+from analyzer.common.names import printable
 
 __all__ = ["CHUNK", "MAX_BLOCK", "NS", "PCAP_MIN_BOUND", "CaptureError", "CaptureStats", "Cursor",
            "Frame", "FrameSource", "MergeCursor", "open_capture", "open_captures", "read_frames"]
@@ -62,21 +67,29 @@ class _Prefixed:
 def open_capture(path: str, stats: CaptureStats, chunk: int = CHUNK) -> FrameSource:
     """Open one capture file (``'-'`` = stdin) and read its header.
 
-    Raises CaptureError if the file cannot be opened (missing, permission, directory) or is
-    not a capture (bad magic, empty, header cut short, unsupported version, bad gzip)."""
-    name = "<stdin>" if path == "-" else path
+    Raises CaptureError if the file cannot be opened (missing, permission, directory, stdin
+    closed) or is not a capture (bad magic, empty, header cut short, unsupported version, bad
+    gzip); CaptureInterrupted if a signal came first (`analyzer.capture.interrupt`)."""
+    name = "<stdin>" if path == "-" else printable(path)
     try:
-        fh = sys.stdin.buffer if path == "-" else open(path, "rb")
+        if path == "-" and sys.stdin is None:       # started with stdin closed
+            raise OSError(errno.EBADF, "stdin is closed")
+        raw = sys.stdin.buffer if path == "-" else open(path, "rb")
     except OSError as e:
-        raise CaptureError(f"{name}: cannot open ({one_line(e)})") from None
+        error = CaptureError(f"{name}: cannot open ({one_line(e)})")
+        error.errno = e.errno
+        raise error from None
+    fh = Guarded(raw)
     try:
         try:
-            source = _sniff(path, name, fh, stats, chunk)
+            source = _sniff(path, name, fh, stats, chunk)   # type: ignore[arg-type]
         except (*READ_ERRORS, StructError) as e:
             raise CaptureError(f"{name}: cannot read ({one_line(e)})") from None
     except CaptureError:
         if path != "-":
             fh.close()
+        if fh.stopped:
+            raise CaptureInterrupted(f"{name}: interrupted before its header was read") from None
         raise
     stats.files.append(path)
     return source
@@ -111,14 +124,19 @@ def open_captures(paths: Sequence[str], stats: CaptureStats, errors: List[str]) 
     which opens each file only when the merge reaches its first frame and closes it at its
     last: rotated captures, one after the other in time, keep one or two files open however
     many there are; files that overlap in time are open together, each reading
-    `MERGE_CHUNK` bytes at a time.
+    `MERGE_CHUNK` bytes at a time, up to `open_budget()` of them (from the descriptor limit):
+    past it, or when an open finds no descriptor left, a file is read whole into one
+    temporary `SpillStore` and merged from there (`analyzer.capture.spill`). A merge never
+    fails for lack of descriptors.
     """
     if len(paths) == 1:
         try:
             return open_capture(paths[0], stats).cursor()
+        except CaptureInterrupted:
+            stats.interrupted = True
         except CaptureError as exc:
             errors.append(str(exc))
-            return Cursor()
+        return Cursor()
     return MergeCursor(paths, stats, errors)
 
 
@@ -133,7 +151,8 @@ class MergeCursor(Cursor):
     statistics of its own and closed again; stdin, which cannot be read twice, stays open),
     so that files that cannot be read are reported before any frame. The merge then keeps a
     heap of the open files' next frames, and opens a waiting file as soon as its first frame
-    is due (before any frame later than it, or as late and from a later file).
+    is due (before any frame later than it, or as late and from a later file). After a
+    signal (`analyzer.capture.interrupt`) no file is opened any more.
     """
 
     def __init__(self, paths: Sequence[str], stats: CaptureStats, errors: List[str]) -> None:
@@ -142,6 +161,9 @@ class MergeCursor(Cursor):
         # (first frame's time or -1 without frames, file index, path, stdin's open frames)
         self.waiting: List[Tuple[int, int, str, Optional[Iterator[Frame]]]] = []
         for i, path in enumerate(paths):
+            if received():
+                stats.interrupted = True
+                break
             try:
                 if path == "-":
                     frames = iter(open_capture(path, stats, MERGE_CHUNK))
@@ -152,37 +174,89 @@ class MergeCursor(Cursor):
                     first = next(iter(probe), None)
                     probe.close()
                     frames = None
+            except CaptureInterrupted:
+                stats.interrupted = True
+                break
             except CaptureError as exc:
                 errors.append(str(exc))
                 continue
             self.waiting.append((-1 if first is None else first[0], i, path, frames))
         self.waiting.sort(key=lambda w: (w[0], w[1]), reverse=True)   # next due at the end
-        self.heap: List[Tuple[int, int, Frame, Iterator[Frame]]] = []
+        # (next frame's time, file index, the frame, the rest, holds a descriptor)
+        self.heap: List[Tuple[int, int, Frame, Iterator[Frame], bool]] = []
+        self.budget = open_budget()
+        self.held = 0                           # files open in the heap
+        self.spill = SpillStore()
 
     def advance(self) -> bool:
         heap, waiting = self.heap, self.waiting
         while waiting and (not heap or (waiting[-1][0], waiting[-1][1]) <= heap[0][:2]):
             _, i, path, frames = waiting.pop()
+            held = frames is None
             if frames is None:
-                try:
-                    frames = iter(open_capture(path, self.stats, MERGE_CHUNK))
-                except CaptureError as exc:        # it changed since the probe
-                    self.errors.append(str(exc))
+                if received():                     # no more files after a signal
+                    self.stats.interrupted = True
+                    waiting.clear()
+                    break
+                frames = self._open(path)
+                if frames is None:
                     continue
+                held = self.held < self.budget
+                if held:
+                    self.held += 1
+                else:
+                    frames = self.spill.add(frames)
             frame = next(frames, None)
             if frame is not None:
-                heapq.heappush(heap, (frame[0], i, frame, frames))
+                heapq.heappush(heap, (frame[0], i, frame, frames, held))
+            elif held and frames is not None:
+                self.held -= 1
         if not heap:
+            self.spill.close()
             return False
-        _, i, frame, frames = heap[0]
+        _, i, frame, frames, held = heap[0]
         self.ts, self.linktype, self.buf = frame
         self.start, self.end = 0, len(self.buf)
         nxt = next(frames, None)
         if nxt is None:
             heapq.heappop(heap)
+            if held:
+                self.held -= 1
         else:
-            heapq.heapreplace(heap, (nxt[0], i, nxt, frames))
+            heapq.heapreplace(heap, (nxt[0], i, nxt, frames, held))
         return True
+
+    def _open(self, path: str) -> Optional[Iterator[Frame]]:
+        """The frames of the file at `path`, or None (its error added). With no descriptor
+        left, the budget shrinks to the files open now and one open file is read into the
+        spill store to free one; without any, the file is reported."""
+        for _ in range(2):
+            try:
+                return iter(open_capture(path, self.stats, MERGE_CHUNK))
+            except CaptureInterrupted:
+                self.stats.interrupted = True
+                return None
+            except CaptureError as exc:
+                if not _out_of_descriptors(exc) or not self._free_one():
+                    self.errors.append(str(exc))
+                    return None
+        return None
+
+    def _free_one(self) -> bool:
+        """Move the open file whose next frame is latest into the spill store."""
+        held = [n for n, entry in enumerate(self.heap) if entry[4]]
+        if not held:
+            return False
+        n = max(held, key=lambda k: self.heap[k][:2])
+        ts, i, frame, frames, _ = self.heap[n]
+        self.heap[n] = (ts, i, frame, self.spill.add(frames), False)
+        self.held -= 1
+        self.budget = max(1, self.held)
+        return True
+
+
+def _out_of_descriptors(exc: CaptureError) -> bool:
+    return exc.errno in NO_DESCRIPTORS
 
 
 def read_frames(sources: List[FrameSource], stats: CaptureStats) -> Iterator[Frame]:

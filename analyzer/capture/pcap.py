@@ -5,6 +5,12 @@ Bound (a length above it is a corrupt header, never an allocation request): capt
 <= ``max(PCAP_MIN_BOUND, min(snaplen, MAX_BLOCK))``, that is 256 KiB (libpcap's
 MAXIMUM_SNAPLEN), raised up to 16 MiB when the file header's snaplen asks for more.
 
+Work: a record costs its 16-byte header at least, so the work is bounded by the bytes read
+(gzip can make those up to about a thousand times the file's size). A long run of empty
+records (captured length 0: a zero-filled region, or a gzip of zeros behind a pcap header)
+is read as Wireshark reads it, packet by packet, and warned about once the run reaches
+`EMPTY_RUN` records.
+
 The link type keeps its low 26 bits (libpcap's LT_LINKTYPE; the bits above say whether an
 FCS is present and how long).
 """
@@ -16,9 +22,11 @@ from typing import Final
 
 from analyzer.capture.source import (MAX_BLOCK, BufferCursor, CaptureError, Cursor, FrameSource,
                                   fill, u32)
-from analyzer.common.nstime import NS
+from analyzer.common.nstime import second_ns
 
 PCAP_MIN_BOUND: Final = 256 * 1024       # pcap captured-length bound when snaplen is smaller
+#: Empty records in a row from which the run is warned about.
+EMPTY_RUN: Final = 10_000
 #: Above every pcap timestamp (2**32 s in ns is below it) and still a machine-sized integer.
 _NO_TS: Final = (1 << 62) - 1
 
@@ -59,9 +67,10 @@ class PcapCursor(BufferCursor):
         self.limit, self.frac_ns, self.le = source.limit, source.frac_ns, source.le
         self.count = 0
         self.lo, self.hi = _NO_TS, -1
-        # sec * NS for the current second, made once a second: the product of two ints that
-        # large takes the slow (arbitrary-size) multiplication in the compiled build.
+        # sec * NS for the current second, made once a second (`second_ns`: in machine
+        # integers, compiled).
         self.last_sec, self.base = -1, 0
+        self.empty_run = self.empty_from = 0     # empty records in a row, from record ...
 
     def advance(self) -> bool:
         buf, pos = self.buf, self.pos
@@ -85,8 +94,14 @@ class PcapCursor(BufferCursor):
                 end = pos + 16 + caplen
                 if end <= size and caplen <= self.limit:
                     if sec != self.last_sec:
-                        self.last_sec, self.base = sec, sec * NS
+                        self.last_sec, self.base = sec, second_ns(sec)
                     ts = self.base + frac * self.frac_ns
+                    if caplen == 0:
+                        if not self.empty_run:
+                            self.empty_from = self.count + 1
+                        self.empty_run += 1
+                    elif self.empty_run:
+                        self._empty_run_ended()
                     if ts < self.lo:
                         self.lo = ts
                     if ts > self.hi:
@@ -124,6 +139,14 @@ class PcapCursor(BufferCursor):
                 self.close()
                 return False
 
+    def _empty_run_ended(self) -> None:
+        n = self.empty_run
+        if n >= EMPTY_RUN:
+            self.source._warn(f"{n} empty records in a row (records {self.empty_from} to "
+                              f"{self.empty_from + n - 1}: captured length 0; a zero-filled "
+                              f"region?)", stopped=False)
+        self.empty_run = 0
+
     def _record_length(self, head: bytes) -> int:
         caplen = u32(head, 8, self.le)
         return 0 if caplen > self.limit else 16 + caplen
@@ -133,6 +156,8 @@ class PcapCursor(BufferCursor):
         if not self.done:
             self.done = True
             self.buf, self.pos, self.ahead = b"", 0, b""
+            if self.empty_run:
+                self._empty_run_ended()
             n = self.count
             self.source._stats.tally({self.linktype: n}, self.lo if n else None,
                                      self.hi if n else None)

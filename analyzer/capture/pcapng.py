@@ -23,7 +23,7 @@ from typing import Dict, Final, List, Tuple
 
 from analyzer.capture.source import (MAX_BLOCK, BufferCursor, CaptureError, Cursor, FrameSource,
                                   fill, one_line, u16, u32)
-from analyzer.common.nstime import NS
+from analyzer.common.nstime import NS, second_ns
 
 PCAPNG_MAGIC: Final = b"\x0a\x0d\x0d\x0a"   # SHB block type: the same bytes in either byte order
 _BOM: Final = {b"\x4d\x3c\x2b\x1a": "<", b"\x1a\x2b\x3c\x4d": ">"}   # pcapng byte-order magic
@@ -133,8 +133,8 @@ class PcapngCursor(BufferCursor):
         self.timed = 0                         # packets with a timestamp of their own
         self.lo = self.hi = 0
         self.run_lt, self.run = -1, 0          # packets of link type run_lt not yet counted
-        # sec * NS for the current second, made once a second: the product of two ints that
-        # large takes the slow (arbitrary-size) multiplication in the compiled build.
+        # sec * NS for the current second, made once a second (`second_ns`: in machine
+        # integers, compiled, for the seconds of 1970 to 2106).
         self.last_sec, self.base = -1, 0
 
     def advance(self) -> bool:
@@ -212,7 +212,7 @@ class PcapngCursor(BufferCursor):
                 if per_sec:
                     sec = units // per_sec
                     if sec != self.last_sec:
-                        self.last_sec, self.base = sec, sec * NS
+                        self.last_sec, self.base = sec, second_ns(sec)
                     ts = self.base + units % per_sec * mul + off
                 else:
                     ts = units * mul // div + off

@@ -15,6 +15,8 @@ import zlib
 from dataclasses import dataclass, field
 from typing import BinaryIO, Callable, Dict, Final, Iterator, List, Optional, Tuple
 
+from analyzer.common.names import printable
+
 CHUNK: Final = 1 << 20                   # bytes asked of the stream per read
 MAX_BLOCK: Final = 16 * 1024 * 1024      # pcapng block bound; also the cap on the pcap bound
 
@@ -27,8 +29,16 @@ class CaptureError(Exception):
     """This input cannot be read as a capture at all (the CLI exits 3).
 
     ``str(e)`` is one line starting with the file name, e.g.
-    ``'capture.txt: not a capture file (first bytes 3c 21 44 4f)'``.
+    ``'capture.txt: not a capture file (first bytes 3c 21 44 4f)'``. ``errno`` is the
+    operating system's error number when opening failed, else None.
     """
+
+    errno: Optional[int] = None
+
+
+class CaptureInterrupted(CaptureError):
+    """A signal ended the reading before the file's header was read (not an error: the run
+    reports what it read, marked interrupted; `analyzer.capture.interrupt`)."""
 
 
 @dataclass
@@ -42,6 +52,7 @@ class CaptureStats:
     first_ts: Optional[int] = None                        # ns since epoch, min over frames
     last_ts: Optional[int] = None                         # ns, max over frames
     linktypes: Dict[int, int] = field(default_factory=dict)   # link type -> frames seen
+    interrupted: bool = False                             # a signal ended the reading
 
     def tally(self, linktypes: Dict[int, int], lo: Optional[int], hi: Optional[int]) -> None:
         """Add one file's frame counts and timestamp range."""
@@ -183,7 +194,7 @@ class FrameSource:
     def __init__(self, path: str, fh: BinaryIO, read: Callable[[int], bytes], head: bytes,
                  stats: CaptureStats, chunk: int = CHUNK) -> None:
         self.path = path
-        self.name = "<stdin>" if path == "-" else path
+        self.name = "<stdin>" if path == "-" else printable(path)
         self._fh, self._read, self._stats = fh, read, stats
         self.chunk = chunk                    # bytes asked of the stream per read
         self._owned = path != "-"             # stdin is not ours to close
@@ -209,6 +220,8 @@ class FrameSource:
         self._release()
 
     def _release(self) -> None:
+        if getattr(self._fh, "stopped", False):      # a signal ended it (`Guarded`)
+            self._stats.interrupted = True
         if self._owned:
             self._fh.close()
 
@@ -222,7 +235,10 @@ class FrameSource:
         raise NotImplementedError
 
     def _warn(self, msg: str, stopped: bool = True) -> None:
-        """Record a one-line warning; ``stopped`` means the rest of the file is lost."""
+        """Record a one-line warning; ``stopped`` means the rest of the file is lost. An end
+        that a signal made is no damage: nothing is said of it."""
+        if stopped and getattr(self._fh, "stopped", False):
+            return
         self._stats.warnings.append(f"{self.name}: {msg}")
         if stopped:
             self._stats.truncated = True

@@ -1,7 +1,7 @@
 """Shared ground: what every stage speaks.
 
 Owns capture time in integer nanoseconds and its exact text (`nstime`), the findings catalogue
-(`findings`: stable codes, severities, one sentence each, and the `Finding` record), and the
-tool's name and version (`version`). Every other stage may import it.
+(`findings`: stable codes, severities, one sentence each, and the `Finding` record), the
+tool's name and version (`version`), and how a file name is printed (`names`). Every other stage may import it.
 May import: nothing from the package.
 """

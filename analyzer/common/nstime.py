@@ -10,14 +10,22 @@ in the last place off, and print with a spurious digit (1707556972.2644422 for t
 `seconds_json(ns)` is `repr(seconds(ns))` — what the json module writes for the float —
 formatted from the integer where that is provably the same text (below), because float repr
 is the most expensive step of writing a connection's JSON line.
+
+`utc_text(ns)` is the calendar date and time of a capture time, for any integer: pcapng
+times reach far beyond the years `datetime` (1 to 9999) and `time_t` know, on both sides of
+1970, and Wireshark shows them all; so the date is computed from the integer here.
+
+`second_ns(sec)` is `sec * NS` for a capture's whole seconds, with every product inside
+machine integers in the compiled build (see there).
 """
 
 from __future__ import annotations
 
 import operator
-from typing import Final, List
+from typing import Final, List, Tuple
 
 NS: Final = 1_000_000_000
+_DAY_NS: Final = 86_400 * NS
 
 _truediv: Final = operator.truediv
 
@@ -82,3 +90,46 @@ def rounded_json(ns: int) -> str:
     if ns % 1000 == 0 and ns < _LIMIT6 * NS:
         return seconds_json(ns)
     return repr(round(seconds(ns), 6))
+
+
+def second_ns(sec: int) -> int:
+    """`sec * NS`, for 0 <= sec < 2**32 (a pcap second) made of products below 2**47.
+
+    Compiled (mypyc), a product with a factor of 2**30 or more is handed to CPython's
+    arbitrary-size multiply, which checks for pending signals and can fail; compiled code
+    takes that failure for a lost allocation and aborts the process. The halves of `sec`
+    keep each product small; the sum is below 2**62, a machine integer still. Other values
+    are multiplied as they are (correct, only slower)."""
+    if 0 <= sec < 0x1_0000_0000:
+        return ((sec >> 16) * NS << 16) + (sec & 0xFFFF) * NS
+    return sec * NS
+
+
+def civil(days: int) -> Tuple[int, int, int]:
+    """(year, month, day) of the day `days` after 1970-01-01, proleptic Gregorian calendar,
+    for any integer (H. Hinnant's civil_from_days; year 0 is 1 BC, as in ISO 8601)."""
+    z = days + 719_468
+    era = z // 146_097
+    doe = z - era * 146_097
+    yoe = (doe - doe // 1460 + doe // 36_524 - doe // 146_096) // 365
+    doy = doe - (365 * yoe + yoe // 4 - yoe // 100)
+    mp = (5 * doy + 2) // 153
+    day = doy - (153 * mp + 2) // 5 + 1
+    month = mp + 3 if mp < 10 else mp - 9
+    year = yoe + era * 400 + (1 if month <= 2 else 0)
+    return year, month, day
+
+
+def utc_text(ns: int, digits: int = 3, sep: str = " ", tsep: str = ":") -> str:
+    """The UTC date and time of `ns`, as `YYYY-MM-DD HH:MM:SS.mmm` with `digits` fractional
+    digits (truncated, none for 0), for any integer: a year of more than four digits is
+    written whole, one before year 0 with a minus sign."""
+    days, rest = divmod(ns, _DAY_NS)
+    year, month, day = civil(days)
+    secs, frac = divmod(rest, NS)
+    text = "%s-%02d-%02d%s%02d%s%02d%s%02d" % (
+        "%04d" % year if year >= 0 else "-%04d" % -year, month, day, sep,
+        secs // 3600, tsep, secs // 60 % 60, tsep, secs % 60)
+    if digits:
+        text += "." + ("%09d" % frac)[:digits]
+    return text

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Final, List, Optional
 
 from analyzer.tcp.conn import Connection
-from analyzer.tcp.endpoint import SIDES
+from analyzer.tcp.endpoint import SIDES, Endpoint
 from analyzer.judge.result import ConnResult, Lingering
 from analyzer.tcp.seqanalysis import ZERO_WINDOW_STALL_NS
 from analyzer.decode.segment import seq_diff, seq_lt
@@ -119,7 +119,8 @@ def finalize(c: Connection, now: int, msl_ns: int) -> ConnResult:
             lingering.append(Lingering(SIDES[i], "CLOSE_WAIT", e.close_wait_since, elapsed, None))
             # Stuck: silent since the peer's FIN, or since its last data (a half-duplex reply
             # still streaming is not stuck).
-            quiet = now - max(e.close_wait_since, e.last_data_ts)
+            quiet = now - (max(e.close_wait_since, e.last_data_ts) if e.sent_data
+                           else e.close_wait_since)
             peer = c.ep[1 - i]
             # Not "stuck" when the capture cannot tell: the peer acknowledged data of this
             # side the capture never showed (it may have carried this side's FIN), or the
@@ -132,8 +133,7 @@ def finalize(c: Connection, now: int, msl_ns: int) -> ConnResult:
                           "application never closed the socket" % (
                               SIDES[i], elapsed / 1e9, "" if quiet == elapsed else
                               " (last data %.1f s before the end)" % (quiet / 1e9)))
-        elif state is State.FIN_WAIT_2 and \
-                now - max(e.since, c.ep[1 - i].last_data_ts) >= CLOSE_WAIT_STUCK_NS:
+        elif state is State.FIN_WAIT_2 and now - _last(e.since, c.ep[1 - i]) >= CLOSE_WAIT_STUCK_NS:
             c.note_at("FIN_WAIT_2_LINGERING", now, c.last_frame, i,
                       "%s in FIN_WAIT_2 for %.1f s: its FIN was acknowledged, the peer never "
                       "closed" % (SIDES[i], (now - e.since) / 1e9))
@@ -169,7 +169,7 @@ def _check_unanswered_data(c: Connection, i: int, now: int) -> None:
     c.note_at("PEER_UNRESPONSIVE", e.last_ts, c.last_frame, i,
               "%s sent %s again %d times over %.1f s; %s never acknowledged any of it" % (
                   SIDES[i], ("%d bytes" % seq_diff(end, acked)) if acked >= 0 else "data",
-                  a.resent, (now - e.last_data_ts) / 1e9 if e.last_data_ts else 0.0,
+                  a.resent, (now - e.last_data_ts) / 1e9 if e.sent_data else 0.0,
                   SIDES[1 - i]))
 
 
@@ -198,3 +198,8 @@ def _note_outcome(c: Connection, handshake: str, close: Optional[str]) -> None:
     elif c.rst is not None and close in ("four_way", "three_segment", "simultaneous"):
         c.note_at("RST_AFTER_FIN", c.rst[1], c.rst[2], c.rst[0],
                   "%s sent RST after the FIN exchange" % SIDES[c.rst[0]])
+
+
+def _last(since: int, peer: Endpoint) -> int:
+    """The later of `since` and the peer's last new data (when it sent any)."""
+    return max(since, peer.last_data_ts) if peer.sent_data else since

@@ -5,7 +5,6 @@ Reads well without colour and when piped: every fact is in the text, colour only
 
 from __future__ import annotations
 
-import datetime
 import heapq
 import os
 from typing import Iterable, List, Optional, TextIO, Tuple
@@ -15,6 +14,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from analyzer.common.nstime import utc_text
 from analyzer.judge.result import ConnResult, LadderRow
 
 from analyzer.report.model import Report
@@ -57,8 +57,7 @@ def _counts(items, empty: str = "none") -> str:
 def _when(ts: Optional[int]) -> str:
     if ts is None:
         return "-"
-    dt = datetime.datetime.fromtimestamp(ts / 1e9, tz=datetime.timezone.utc)
-    return dt.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + " UTC"
+    return utc_text(ts) + " UTC"        # any year, as Wireshark shows it (not datetime's 1-9999)
 
 
 def _summary(console: Console, report: Report) -> None:
@@ -68,7 +67,8 @@ def _summary(console: Console, report: Report) -> None:
     console.print(Text.assemble(("tcpflow-check", "bold"), " — ", ", ".join(cap.files)))
     console.print("%d packets (%d TCP), %s to %s (%s)%s" % (
         cap.packets, cap.tcp_packets, _when(cap.first_ts), _when(cap.last_ts), _seconds(span),
-        " — CAPTURE CUT SHORT" if cap.truncated else ""))
+        (" — CAPTURE CUT SHORT" if cap.truncated else "")
+        + (" — INTERRUPTED: reading stopped by a signal" if cap.interrupted else "")))
     t = Table(box=None, show_header=False, pad_edge=False, padding=(0, 2, 0, 0))
     t.add_column(style="bold", no_wrap=True)
     t.add_column()

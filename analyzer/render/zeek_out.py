@@ -25,10 +25,9 @@ headers announce them (IPv6: the payload length plus 40), summed. Where Zeek dif
 from __future__ import annotations
 
 import hashlib
-import time
 from typing import Optional, TextIO
 
-from analyzer.common.nstime import seconds
+from analyzer.common.nstime import seconds, utc_text
 from analyzer.report.model import Report
 from analyzer.decode.segment import addr_str
 
@@ -57,8 +56,9 @@ def uid(stream_id: int, start_ns: int, orig: tuple, resp: tuple) -> str:
 
 
 def _stamp(ts_ns: Optional[int]) -> str:
-    """Zeek's #open/#close time format, from a capture timestamp (UTC)."""
-    return time.strftime("%Y-%m-%d-%H-%M-%S", time.gmtime((ts_ns or 0) // 1_000_000_000))
+    """Zeek's #open/#close time format, from a capture timestamp (UTC), for any time (not
+    time_t's range)."""
+    return utc_text(ts_ns or 0, digits=0, sep="-", tsep="-")
 
 
 def _labels(conn) -> tuple:

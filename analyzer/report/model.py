@@ -96,6 +96,7 @@ class CaptureSummary(NamedTuple):
     last_ts: Optional[int]
     linktypes: Dict[int, int]
     evicted_early: int = 0
+    interrupted: bool = False           # a signal ended the reading (SIGINT, SIGTERM)
 
     def to_dict(self) -> dict:
         return {
@@ -110,6 +111,7 @@ class CaptureSummary(NamedTuple):
             "last_ts": None if self.last_ts is None else seconds(self.last_ts),
             "linktypes": {str(k): v for k, v in sorted(self.linktypes.items())},
             "evicted_early": self.evicted_early,
+            "interrupted": self.interrupted,
         }
 
 

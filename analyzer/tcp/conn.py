@@ -78,6 +78,7 @@ class Connection(ConnectionCore):
                     x.next_seq = (seq + paylen) & 0xFFFFFFFF
                     x.seq_exact = True
                     x.last_data_ts = seg.ts
+                    x.sent_data = True
                 self.zeek.segment(from_orig, seg, not seg.cut, seg.bad_csum)
                 return False
         self._replay(seg)
@@ -171,6 +172,7 @@ class Connection(ConnectionCore):
             x.seq_exact = True
         if new_data:
             x.last_data_ts = seg.ts
+            x.sent_data = True
         if new_data and x.state in (State.CLOSE_WAIT, State.LAST_ACK) and not self.half_close_data:
             self.half_close_data = True
 

@@ -198,7 +198,7 @@ def accept_rst(c: ConnectionCore, s: int, seg: Segment) -> None:
         if data_end >= 0 and y.fin_seq >= 0 and data_end == (y.fin_seq + 1) & 0xFFFFFFFF:
             data_end = y.fin_seq
         c.rst_discards = bool(data_end >= 0 and x.last_ack >= 0
-                              and seq_lt(x.last_ack, data_end) and y.last_data_ts)
+                              and seq_lt(x.last_ack, data_end) and y.sent_data)
     c.move(s, Input.SEND_RST, seg)
     y.pending = ()
     c.move(1 - s, Input.RECV_RST, seg)

@@ -69,7 +69,7 @@ class Endpoint:
     __slots__ = ("addr", "port", "state", "since", "isn", "base_seq", "next_seq", "syn_count",
                  "synack_count", "syn_acked", "fin_seq", "fin_ts", "fin_acked", "pending",
                  "max_win", "wscale", "pkts", "bytes", "ip_bytes", "close_wait_since", "last_ack",
-                 "analysis", "isns", "seq_exact", "last_data_ts", "last_ts")
+                 "analysis", "isns", "seq_exact", "last_data_ts", "sent_data", "last_ts")
 
     def __init__(self, addr: bytes, port: int, state: State, ts: int) -> None:
         self.addr = addr
@@ -104,7 +104,8 @@ class Endpoint:
         # next_seq came from a segment that used sequence space (data, SYN, FIN); a bare ACK
         # only bounds it (a keep-alive probe carries SND.NXT - 1).
         self.seq_exact = False
-        self.last_data_ts = 0           # when it last sent new data
+        self.last_data_ts = 0           # when it last sent new data (if `sent_data`)
+        self.sent_data = False
         self.last_ts = 0                # when it last sent anything
 
     def take_pending(self, inp: Input) -> int:
@@ -126,7 +127,7 @@ class ConnectionCore:
                  "established_ts", "rst", "fins", "fin_acked_by", "half_close_data",
                  "reused_from", "syn_ts", "est_sides", "self_connect", "prev_ts", "tfo",
                  "steady", "zeek", "first_from_orig", "held_rst", "syn_data", "inferred_fin",
-                 "rst_discards", "key", "rkey", "okey", "queued_ts", "e0", "e1")
+                 "rst_discards", "key", "rkey", "okey", "queued", "queued_ts", "e0", "e1")
 
     def __init__(self, stream_id: int, seg: Segment, orig_is_src: bool, key: bytes,
                  rkey: bytes) -> None:
@@ -156,9 +157,10 @@ class ConnectionCore:
         self.key = key
         self.rkey = rkey
         self.okey = key if orig_is_src else rkey
-        #: In the flow table's queue of finished connections since its last packet at this
-        #: time; -1 when not queued.
-        self.queued_ts = -1
+        #: In the flow table's queue of finished connections (`queued`), since its last
+        #: packet at `queued_ts` (a capture time: any integer, so not a flag as well).
+        self.queued = False
+        self.queued_ts = 0
         self.first_from_orig = orig_is_src or seg.src == seg.dst and seg.sport == seg.dport
         self.first_frame = self.last_frame = seg.num
         self.findings: Dict[str, Finding] = {}
@@ -166,7 +168,7 @@ class ConnectionCore:
         self.synack_seen = False
         self.sim_open = False
         self.hs_checked = False
-        self.established_ts = 0
+        self.established_ts: Optional[int] = None
         self.rst: Optional[Tuple[int, int, int]] = None   # the accepted RST: (side, ts, frame)
         self.fins: List[Tuple[int, int, int, bool]] = []          # (side, ts, frame, acks_peer_fin)
         self.fin_acked_by: Optional[Tuple[int, bool]] = None     # (side, ack came on its FIN)
@@ -229,10 +231,11 @@ class ConnectionCore:
         nxt, legal = step(e.state, inp)
         if nxt is not e.state:
             if nxt is State.CLOSE_WAIT:
-                e.close_wait_since = self.ep[1 - side].fin_ts or seg.ts
+                peer = self.ep[1 - side]
+                e.close_wait_since = peer.fin_ts if peer.fin_seq >= 0 else seg.ts
             if nxt is State.ESTABLISHED:
                 self.est_sides |= 1 << side
-                if not self.established_ts:
+                if self.established_ts is None:
                     self.established_ts = seg.ts
             e.state = nxt
             e.since = seg.ts

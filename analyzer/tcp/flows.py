@@ -97,8 +97,8 @@ class FlowTable:
         #: The same keys in the order the entries were made: a dict read from its front after
         #: many deletions scans every deleted slot, a deque does not.
         self.recent_order: Deque[bytes] = deque()
-        #: Finished connections in the order they finished (`Connection.queued_ts` holds
-        #: their last packet time then).
+        #: Finished connections in the order they finished (`Connection.queued`; its
+        #: `queued_ts` holds their last packet time then).
         self.finished: Deque[Connection] = deque()
         self.reuse_memory = 4 * msl_ns + 10_000_000_000
         self.on_done = on_done
@@ -110,6 +110,11 @@ class FlowTable:
         self.max_live = max_live
         self._next_sweep = 0
         self._last_sweep = 0
+        #: Segments fed, their number at the last scan for idle connections, and the capture
+        #: time from which the next scan is due.
+        self.fed = 0
+        self._idle_scanned = 0
+        self._next_idle: Optional[int] = None
 
     def feed(self, seg: Segment) -> Connection:
         key = seg.key
@@ -125,11 +130,12 @@ class FlowTable:
                 conn = self._new(key, seg, replacing=True)
                 self._note_reuse(old, conn, seg)
                 self.on_done(old, seg.ts)
-        if conn.on_segment(seg) and conn.queued_ts < 0:
+        if conn.on_segment(seg) and not conn.queued:
             a, b = conn.e0, conn.e1
             if a.state in END_STATES and b.state in END_STATES:
-                conn.queued_ts = conn.last_ts
+                conn.queued, conn.queued_ts = True, conn.last_ts
                 self.finished.append(conn)
+        self.fed += 1
         if seg.ts >= self._next_sweep or seg.ts < self._last_sweep:
             self.sweep(seg.ts)
         return conn
@@ -212,7 +218,8 @@ class FlowTable:
         horizon = 2 * self.msl_ns
         # Every 1 to 5 s of capture time; a timestamp far in the future (a corrupt record)
         # must not stop the sweeps: a packet dated before the last sweep starts one too.
-        self._next_sweep = now + max(min(horizon, 10_000_000_000) // 2, 1_000_000_000)
+        period = max(min(horizon, 10_000_000_000) // 2, 1_000_000_000)
+        self._next_sweep = now + period
         self._last_sweep = now - 60_000_000_000
         done: List[Connection] = []
         # Finished connections wait in the order they finished: only the front is looked at
@@ -224,7 +231,7 @@ class FlowTable:
             if live.get(conn.key) is not conn or not (a.state in END_STATES
                                                       and b.state in END_STATES):
                 queue.popleft()             # replaced by a reuse, or reopened by a lost ACK
-                conn.queued_ts = -1
+                conn.queued = False
             elif now - conn.last_ts >= horizon:
                 queue.popleft()
                 done.append(conn)
@@ -234,7 +241,15 @@ class FlowTable:
                 queue.append(conn)
             else:
                 break
-        if self.idle_ns is not None:
+        # The scan for idle connections costs the whole table. It runs when capture time
+        # passes the next scan's time (the latest it reached), or once as many packets were
+        # fed as the table holds: times that jump back and forth (which start a sweep each)
+        # then cost a bounded amount per packet, not the table's size.
+        due = self._next_idle is None or now >= self._next_idle
+        if self.idle_ns is not None and (due or self.fed - self._idle_scanned >= self.size):
+            self._idle_scanned = self.fed
+            if due:
+                self._next_idle = now + period
             for conn in self.connections():
                 a, b = conn.e0, conn.e1
                 if not (a.state in END_STATES and b.state in END_STATES) \
