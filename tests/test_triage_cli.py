@@ -137,3 +137,15 @@ def test_cli_ladder_marks_the_finding_frame_and_ends_with_the_capture():
         next(line for line in out.splitlines() if "Stream 5 ladder" in line)) + 2]
 
 
+
+
+def test_group_rows_stack_on_a_narrow_terminal():
+    import os
+    import subprocess
+    import sys
+    env = dict(os.environ, PYTHONPATH=str(REPO), COLUMNS="60")
+    out = subprocess.run([sys.executable, "-m", "analyzer", MIXED, "--group-by", "server"],
+                         capture_output=True, env=env, timeout=120).stdout.decode()
+    assert "192.168.1.40 · 4 connections: refused 1, CLOSE_WAIT 1, TIME_WAIT 1, warning 2," \
+        in " ".join(out.split())
+    assert all(len(line) <= 60 for line in out.splitlines() if len(line.split()) > 1)

@@ -18,6 +18,7 @@ from typing import Any, Callable, Iterable, List, Mapping, Optional, Sequence, T
 
 from rich.console import Console
 
+from analyzer.common.findings import CATALOGUE
 from analyzer.decode.segment import addr_str
 from analyzer.judge.result import ConnResult, LadderRow
 from analyzer.report.model import Report
@@ -200,7 +201,6 @@ _GROUP_COLUMNS = ("connections", "refused", "reset", "half-open", "CLOSE_WAIT", 
 def _groups(page: Page, groups: Any) -> None:
     """`--group-by`: one row per group; for findings, tshark's expert summary by code."""
     if groups.by == "finding":
-        from analyzer.common.findings import CATALOGUE
         cols = [Column("severity"), Column("code"), Column("connections", True),
                 Column("occurrences", True), Column("summary")]
         table = [[(CATALOGUE[k].severity, _SEVERITY_STYLE[CATALOGUE[k].severity]), k,
@@ -216,19 +216,21 @@ def _groups(page: Page, groups: Any) -> None:
         write_table(page.out, title, cols, table, widths, page.paint, "bold")
         return
     page.line((title, "bold"))
-    for row in table:
-        cells = [_text(c) for c in row]
-        page.line("  " + cells[0] if groups.by != "finding" else "  %s %s" % (cells[0], cells[1]),
-                  *("%s %s" % (col.header, cell) for col, cell in zip(cols[1:], cells[1:])
-                    if groups.by != "finding"), indent=6)
+    for key, counts in groups.ordered():
         if groups.by == "finding":
-            page.line("    connections %s · occurrences %s:" % (cells[2], cells[3]),
-                      " ".join(row[4]), indent=6)
+            code = CATALOGUE[key]
+            page.line("  ", (code.severity.upper(), _SEVERITY_STYLE[code.severity]), key,
+                      "· %d connection%s, %d occurrence%s" % (
+                          counts[0], "" if counts[0] == 1 else "s",
+                          groups.occurrences.get(key, 0),
+                          "" if groups.occurrences.get(key, 0) == 1 else "s"), indent=6)
+            page.line("     ", code.sentence, indent=6)
+            continue
+        parts = ["%s %d" % (name, n) for name, n in zip(_GROUP_COLUMNS[1:], counts[1:]) if n]
+        page.line("  ", (key, "bold"), "· %d connection%s%s" % (
+            counts[0], "" if counts[0] == 1 else "s", ": " + ", ".join(parts) if parts else ""),
+            indent=6)
     page.blank()
-
-
-def _text(cell: Any) -> str:
-    return cell if isinstance(cell, str) else " ".join(cell) if isinstance(cell, list) else cell[0]
 
 
 def _attention(report: Report, selection: Any) -> int:
