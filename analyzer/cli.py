@@ -15,7 +15,7 @@ import gc
 import os
 import signal
 import sys
-from typing import Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 import click
 
@@ -28,7 +28,10 @@ from analyzer.capture.interrupt import interruptible, received
 from analyzer.render import RENDERERS, make_sink, render
 from analyzer.render.output import ReportFile, same_as_input
 from analyzer.render.progress import progress
-from analyzer.report.model import EXIT_INTERNAL, EXIT_UNREADABLE
+from analyzer.report.model import EXIT_INTERNAL, EXIT_UNREADABLE, EXIT_USAGE, Report
+from analyzer.report.store import ResultSink, ResultStore
+from analyzer.triage.filter import FilterError, parse
+from analyzer.triage.select import GROUPINGS, Selection, sort_key, sorted_results
 from analyzer.settings import DEFAULT_MSL, Settings
 from analyzer.tcp.flows import DEFAULT_MAX_LIVE
 
@@ -43,9 +46,9 @@ def _warn(message: str) -> None:
               show_default=True, help="Report format (json is a documented contract).")
 @click.option("-a", "--all", "show_all", is_flag=True,
               help="List every connection, not only those that need attention.")
-@click.option("-n", "--limit", type=click.IntRange(min=0), default=100, show_default=True,
+@click.option("-n", "--limit", type=click.IntRange(min=0), default=None,
               help="Terminal: list at most this many connections needing attention, most "
-                   "severe first (0 = no limit).")
+                   "severe first (default 100; 0 = no limit).")
 @click.option("--max-connections", type=click.IntRange(min=100), default=DEFAULT_MAX_LIVE,
               show_default=True,
               help="Connections tracked at once; past it the least recently active are "
@@ -63,6 +66,15 @@ def _warn(message: str) -> None:
               help="Exit 1 when a finding of this severity or worse is present (CI gate).")
 @click.option("-s", "--stream", "streams", type=click.IntRange(min=0), multiple=True,
               help="Show this connection (Wireshark tcp.stream number) with its packet ladder; repeatable.")
+@click.option("--filter", "filter_text", metavar="EXPR",
+              help="Keep the connections EXPR accepts (Wireshark-like: 'ip.addr == 10.0.0.0/8 "
+                   "and lingering == CLOSE_WAIT'; docs/filters.md lists the fields).")
+@click.option("--sort", metavar="[-]FIELD",
+              help="Order the connections by a filter field ('-' first: descending).")
+@click.option("--group-by", type=click.Choice(sorted(GROUPINGS)),
+              help="Count the connections per server, client, port or finding code.")
+@click.option("--explain", "explain", type=click.IntRange(min=0), multiple=True, metavar="N",
+              help="Narrate stream N's handshake and close, arithmetic checked; repeatable.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress line on stderr.")
 @click.option("--color/--no-color", default=None, help="Force colour on or off (default: on a terminal).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True, allow_dash=True),
@@ -72,7 +84,8 @@ def _warn(message: str) -> None:
 def main(captures: Tuple[str, ...], fmt: str, show_all: bool, msl: float,
          fail_on: Optional[str], color: Optional[bool], output: str,
          streams: Tuple[int, ...], limit: int, checksums: bool, quiet: bool,
-         max_connections: int, idle_timeout: Optional[float]) -> None:
+         max_connections: int, idle_timeout: Optional[float], filter_text: Optional[str],
+         sort: Optional[str], group_by: Optional[str], explain: Tuple[int, ...]) -> None:
     """Verdicts for every TCP connection in CAPTURE (pcap, pcapng, gzip; '-' reads stdin).
 
     Several files are analysed as one time-ordered capture (rotated captures).
@@ -87,8 +100,10 @@ def main(captures: Tuple[str, ...], fmt: str, show_all: bool, msl: float,
       70  internal error (a bug)
     """
     try:
-        _run(captures, fmt, show_all, msl, fail_on, color, output, streams, limit, checksums,
-             quiet, max_connections, idle_timeout)
+        triage = _triage(fmt, show_all, limit, streams, filter_text, sort, group_by, explain)
+        _run(captures, fmt, show_all, msl, fail_on, color, output, streams + explain,
+             100 if limit is None else limit, checksums, quiet, max_connections, idle_timeout,
+             triage)
     except (click.exceptions.Exit, click.ClickException, SystemExit):
         raise
     except KeyboardInterrupt:  # pragma: no cover - interactive
@@ -103,7 +118,7 @@ def main(captures: Tuple[str, ...], fmt: str, show_all: bool, msl: float,
 def _run(captures: Tuple[str, ...], fmt: str, show_all: bool, msl: float,
          fail_on: Optional[str], color: Optional[bool], output: str,
          streams: Tuple[int, ...], limit: int, checksums: bool, quiet: bool,
-         max_connections: int, idle_timeout: Optional[float]) -> None:
+         max_connections: int, idle_timeout: Optional[float], triage: dict) -> None:
     if captures.count("-") > 1:
         raise click.UsageError("stdin ('-') can be given only once")
     # The analysis and the report make no reference cycles: reference counting frees all.
@@ -123,7 +138,7 @@ def _run(captures: Tuple[str, ...], fmt: str, show_all: bool, msl: float,
     with interruptible():
         try:
             code = _analyze_and_write(captures, fmt, show_all, fail_on, color, streams, limit,
-                                      quiet, settings, report_file)
+                                      quiet, settings, report_file, triage)
         finally:
             report_file.discard()           # unless committed: no half report stays
         signum = received()
@@ -136,26 +151,29 @@ def _run(captures: Tuple[str, ...], fmt: str, show_all: bool, msl: float,
 
 def _analyze_and_write(captures: Tuple[str, ...], fmt: str, show_all: bool,
                        fail_on: Optional[str], color: Optional[bool], streams: Tuple[int, ...],
-                       limit: int, quiet: bool, settings: Settings, report_file: ReportFile) -> int:
+                       limit: int, quiet: bool, settings: Settings, report_file: ReportFile,
+                       triage: Dict[str, Any]) -> int:
     """Run the analysis and write its report; the exit code."""
     with progress(not quiet and sys.stderr.isatty()) as on_frame:
         # The renderer says what it keeps of each connection (JSON: its line; the terminal:
         # only those needing attention, unless --all).
         report = analyze(list(captures), settings, on_frame=on_frame,
-                         sink=make_sink(fmt, settings, show_all=show_all))
+                         sink=_sink(fmt, settings, show_all, triage))
     for message in report.capture.warnings:
         _warn("warning: " + message)
     for message in report.capture.errors:
         _warn("error: " + message)
     if report.capture.errors and len(report.capture.errors) == len(captures):
         return EXIT_UNREADABLE
-    for n in streams:
-        if n not in report.ladders:
-            _warn("warning: no stream %d in the capture (%d connections)"
-                  % (n, len(report.connections)))
+    missing = [n for n in sorted(set(streams)) if n not in report.ladders]
+    if missing:
+        _warn("no stream %s in the capture (%d connections, numbered from 0)" % (
+            ", ".join(map(str, missing)), report.summary.connections))
+        return EXIT_USAGE
+    options = _select(report, triage, settings)
     out = report_file.stream
     try:
-        render(fmt, report, out, show_all=show_all, color=color, limit=limit)
+        render(fmt, report, out, show_all=show_all, color=color, limit=limit, **options)
         report_file.commit()
     except BrokenPipeError:
         # The reader went away (`| head`): not an error. What is still buffered for the closed
@@ -167,6 +185,72 @@ def _analyze_and_write(captures: Tuple[str, ...], fmt: str, show_all: bool,
         _warn("error: cannot write the report to %s: %s" % (report_file.name, one_line(exc)))
         return EXIT_UNREADABLE
     return report.return_code(fail_on)
+
+
+def _triage(fmt: str, show_all: bool, limit: Optional[int], streams: Tuple[int, ...],
+            filter_text: Optional[str], sort: Optional[str], group_by: Optional[str],
+            explain: Tuple[int, ...]) -> Dict[str, Any]:
+    """The triage options, checked together: a bad filter or sort key, or options that make
+    no sense together, stop here with a usage error (exit 2) before any capture is read."""
+    conflicts = [("--stream", bool(streams) and fmt == "zeek", "a Zeek conn.log has no ladder"),
+                 ("--explain", bool(explain) and fmt != "text", "it narrates in text"),
+                 ("--group-by", bool(group_by) and fmt == "zeek",
+                  "a Zeek conn.log has one line per connection"),
+                 ("--group-by", bool(group_by) and bool(streams or explain),
+                  "--stream and --explain show single connections")]
+    for option, clash, why in conflicts:
+        if clash:
+            raise click.UsageError("%s cannot be used with %s: %s" % (
+                option, "-f " + fmt if fmt != "text" or option == "--group-by" and
+                not (streams or explain) else "--stream/--explain", why))
+    if fmt != "text":
+        if limit is not None:
+            _warn("warning: --limit applies to the terminal report; -f %s lists every "
+                  "connection" % fmt)
+    flt = None
+    if filter_text is not None:
+        try:
+            flt = parse(filter_text)
+        except FilterError as exc:
+            _warn("--filter: %s\n%s" % (exc.message, exc.caret(filter_text)))
+            sys.exit(EXIT_USAGE)
+    if sort is not None:
+        try:
+            sort_key(sort)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="'--sort'")
+    return {"filter": flt, "sort": sort, "group_by": group_by, "explain": explain,
+            "streams": streams}
+
+
+def _sink(fmt: str, settings: Settings, show_all: bool,
+          triage: Dict[str, Any]) -> Optional[ResultSink]:
+    """The renderer's sink, behind the triage selection when there is something to select
+    (the filter decides before the renderer encodes or drops a result). Sorting needs the
+    results themselves: the default store."""
+    inner = None if triage["sort"] else make_sink(fmt, settings, show_all=show_all)
+    if triage["filter"] is None and triage["group_by"] is None and not triage["sort"]:
+        return inner
+    if inner is None:
+        inner = ResultStore(settings.result_budget)
+    return Selection(inner, triage["filter"], triage["group_by"], triage["sort"])
+
+
+def _select(report: Report, triage: Dict[str, Any], settings: Settings) -> Dict[str, Any]:
+    """What the renderer needs beyond the report: the selection, the results in --sort's
+    order, and the explanations asked for."""
+    options: Dict[str, Any] = {}
+    if isinstance(report.connections, Selection):
+        options["selection"] = report.connections
+    if triage["sort"]:
+        report.connections = sorted_results(report.connections, triage["sort"])
+    if triage["explain"]:
+        from analyzer.triage.explain import explain
+        wanted = set(triage["explain"])
+        options["ladders"] = bool(triage["streams"])
+        options["explanations"] = {r.id: explain(r, report.ladders[r.id], settings.msl)
+                                   for r in report.connections if r.id in wanted}
+    return options
 
 
 def _open_output(output: str) -> ReportFile:

@@ -34,6 +34,7 @@ STAGES: Dict[str, int] = {
     "settings": 6,      # one frozen Settings
     "pipeline": 7,      # analyze(): the stages in order
     "render": 8,        # report -> text, JSON, conn.log
+    "triage": 8,        # filters, selection, explanations (beside the renderers)
     "cli": 9, "docgen": 9, "__main__": 9, "__init__": 9,
     "_docstrings": 9,   # written by the compiled build (setup.py), not in version control
 }
