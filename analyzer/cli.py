@@ -90,6 +90,10 @@ def _run(captures: Tuple[str, ...], fmt: str, show_all: bool, msl: float,
          max_connections: int, idle_timeout: Optional[float]) -> None:
     if captures.count("-") > 1:
         raise click.UsageError("stdin ('-') can be given only once")
+    if fmt == "svg" and len(set(streams)) != 1:
+        raise click.UsageError("--format svg draws one connection: give it with --stream N, once")
+    if fmt == "svg" and "-" in captures:
+        raise click.UsageError("--format svg reads the capture twice: give a file, not stdin")
     # The analysis and the report make no reference cycles: reference counting frees all.
     # The cyclic collector would only rescan the live results again and again (reading the
     # spilled results back took eight times longer with it on).
@@ -116,7 +120,8 @@ def _run(captures: Tuple[str, ...], fmt: str, show_all: bool, msl: float,
                   % (n, len(report.connections)))
     out = _open_output(output)
     try:
-        render(fmt, report, out, show_all=show_all, color=color, limit=limit)
+        render(fmt, report, out, show_all=show_all, color=color, limit=limit,
+               captures=captures, settings=settings)
         out.flush()
     except BrokenPipeError:
         # The reader went away (`| head`): not an error. What is still buffered for the closed

@@ -37,7 +37,8 @@ DEFAULT_SETTINGS: Final = Settings()
 
 def analyze(paths: Sequence[str], settings: Settings = DEFAULT_SETTINGS, *,
             sink: Optional[ResultSink] = None,
-            on_frame: Optional[Callable[[int], None]] = None) -> Report:
+            on_frame: Optional[Callable[[int], None]] = None,
+            tracer: Optional[Callable[[Connection, Segment], bool]] = None) -> Report:
     """Analyse one capture, or several files as one time-ordered capture.
 
     Files that cannot be read are listed in `report.capture.errors` (exit code 3); everything
@@ -47,7 +48,10 @@ def analyze(paths: Sequence[str], settings: Settings = DEFAULT_SETTINGS, *,
     something else (the JSON writer's lines, the terminal's connections needing attention)
     passes its own sink, and `report.connections` is that sink. The summary and the
     capture-wide findings count every connection whatever the sink keeps.
-    `on_frame(n)` is called every 65536 frames (progress).
+    `on_frame(n)` is called every 65536 frames (progress). With `tracer`, each packet of the
+    streams in `settings.ladders` goes to `tracer(conn, seg)` (after the connection has taken
+    it) instead of into a ladder; the read stops when it returns True (the diagrams' second
+    read, render/packets.py).
     """
     stats = CaptureStats()
     errors: List[str] = []
@@ -101,9 +105,13 @@ def analyze(paths: Sequence[str], settings: Settings = DEFAULT_SETTINGS, *,
                     conn.note("BAD_CHECKSUM", seg, conn.side_of(seg),
                               "frame %d has a wrong IPv4 or TCP checksum" % num)
                 if trace and conn.id in trace:
-                    rows = ladders.setdefault(conn.id, [])
-                    if len(rows) < LADDER_LIMIT:
-                        rows.append(ladder_row(conn, seg))
+                    if tracer is not None:
+                        if tracer(conn, seg):
+                            break
+                    else:
+                        rows = ladders.setdefault(conn.id, [])
+                        if len(rows) < LADDER_LIMIT:
+                            rows.append(ladder_row(conn, seg))
             if on_frame is not None and not num & 0xFFFF:
                 on_frame(num)
         # The end of the capture is its last frame (not the largest timestamp: one corrupt

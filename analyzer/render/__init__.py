@@ -25,6 +25,8 @@ RENDERERS: Dict[str, str] = {
     "text": "terminal",
     "json": "json_out",
     "zeek": "zeek_out",
+    "html": "html",
+    "svg": "svg",
 }
 
 
