@@ -24,7 +24,7 @@ from __future__ import annotations
 import datetime
 import heapq
 from html import escape
-from typing import Dict, List, Optional, Sequence, TextIO
+from typing import Dict, Iterable, List, Optional, Sequence, TextIO
 
 from analyzer import TOOL_NAME, __version__
 from analyzer.judge.result import ConnResult
@@ -51,8 +51,10 @@ def render(report: Report, out: TextIO, show_all: bool = False, limit: int = 100
     counts: Dict[str, int] = {}
     servers: Dict[tuple, int] = {}
     few: List[ConnResult] = []
-    # The most severe connections needing attention get diagrams (the terminal's order).
+    # The terminal's choice: the `limit` most severe connections needing attention (the table
+    # lists them when it cannot list all); the first `cap` of them get diagrams.
     cap = min(limit or DIAGRAM_LIMIT, DIAGRAM_LIMIT)
+    keep = limit or cap
     heap: List[tuple] = []
     traced: List[ConnResult] = []
     for r in results:
@@ -64,17 +66,22 @@ def render(report: Report, out: TextIO, show_all: bool = False, limit: int = 100
             servers[r.resp_raw] = servers.get(r.resp_raw, 0) + 1
         if r.id in settings.ladders:
             traced.append(r)
-        elif r.needs_attention():
+        if r.needs_attention():
             key = (r.worst(), -r.id)
-            if len(heap) < cap:
+            if len(heap) < keep:
                 heapq.heappush(heap, (key, r))
             elif key > heap[0][0]:
                 heapq.heapreplace(heap, (key, r))
-    chosen = sorted(traced + [r for _, r in heap], key=lambda r: r.id)
+    ranked = [r for _, r in sorted(heap, key=lambda kr: kr[0], reverse=True)]
+    chosen = sorted({r.id: r for r in traced + ranked[:cap]}.values(), key=lambda r: r.id)
     rereadable = bool(captures) and "-" not in captures
     traces: Dict[int, Trace] = trace(captures, settings, chosen) if rereadable else {}
     whole = show_all or n <= TABLE_LIMIT
-    in_table = None if whole else {r.id for r in _listed(results, limit)}
+    listed: Optional[List[ConnResult]] = None      # the table's rows, when not every connection
+    if not whole:
+        listed = sorted(ranked, key=lambda r: r.id) if limit else [
+            r for r in results if r.needs_attention()]
+    in_table = None if listed is None else {r.id for r in listed}
 
     links = {}
     for r in chosen:
@@ -108,17 +115,9 @@ def render(report: Report, out: TextIO, show_all: bool = False, limit: int = 100
             out.write(bars(chosen, axis, links))
     out.write("</section>")
     _diagrams(out, report, chosen, traces, rereadable, cap)
-    _table(out, results, in_table, n)
+    _table(out, results if listed is None else listed, listed is None, n)
     out.write(assets.TAIL % {"script": assets.SCRIPT, "tool": escape(TOOL_NAME),
                              "version": escape(__version__)})
-
-
-def _listed(results, limit: int) -> List[ConnResult]:
-    """The connections the terminal report lists: needing attention, the `limit` most severe."""
-    attention = (r for r in results if r.needs_attention())
-    if limit:
-        return heapq.nsmallest(limit, attention, key=lambda r: (-r.worst(), r.id))
-    return list(attention)
 
 
 def _when(ts: Optional[int]) -> str:
@@ -237,14 +236,15 @@ _COLUMNS = ("stream", "orig → resp", "handshake", "close", "first", "final ori
             "duration", "findings")
 
 
-def _table(out: TextIO, results, in_table: Optional[set], n: int) -> None:
+def _table(out: TextIO, rows: Iterable[ConnResult], whole: bool, n: int) -> None:
     out.write('<section id="connections"><h2>Connections</h2>')
-    if in_table is None:
+    if whole:
         out.write('<p class="note">All %d connections.' % n)
     else:
+        rows = list(rows)
         out.write('<p class="note">The %d connections needing attention the terminal report '
                   'lists (of %d; more than %d connections: <code>--all</code> lists every one).'
-                  % (len(in_table), n, TABLE_LIMIT))
+                  % (len(rows), n, TABLE_LIMIT))
     out.write(' Click a heading to sort; type to filter.</p><p class="tools"><input id="filter" '
               'type="search" placeholder="filter: address, port, verdict, state, finding…" '
               'aria-label="filter the connections"> <label><input id="attention" '
@@ -254,9 +254,7 @@ def _table(out: TextIO, results, in_table: Optional[set], n: int) -> None:
         out.write('<th data-col="%d"%s>%s</th>' % (
             i, ' class="num"' if c in ("stream", "pkts", "duration") else "", c))
     out.write("</tr></thead><tbody>")
-    for r in results:
-        if in_table is not None and r.id not in in_table:
-            continue
+    for r in rows:
         first = r.closed_first or "-"
         if r.reset_by and r.close == "reset":
             first = "RST " + r.reset_by

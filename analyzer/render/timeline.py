@@ -185,21 +185,20 @@ def lanes(results: Iterable[ConnResult], servers: List[Tuple[bytes, int]], other
     linger = [[[0] * (LANE_BINS + 1) for _ in range(2)] for _ in range(n)]
     total = [0] * n
 
-    def b(ts: int) -> int:
-        return min(max((ts - axis.t0) * LANE_BINS // axis.span, 0), LANE_BINS - 1)
-
+    t0, span, last = axis.t0, axis.span, LANE_BINS - 1
     for r in results:
         lane = index.get(r.resp_raw, len(servers))
         if lane >= n:
             continue
         total[lane] += 1
         d = active[lane][cls_index[verdict_class(r)]]
-        d[b(r.start)] += 1
-        d[b(r.end) + 1] -= 1
+        # The bin of a time: (ts - t0) * LANE_BINS // span, kept within 0..LANE_BINS - 1.
+        d[min(max((r.start - t0) * LANE_BINS // span, 0), last)] += 1
+        d[min(max((r.end - t0) * LANE_BINS // span, 0), last) + 1] -= 1
         for lg in r.lingering:
             d = linger[lane][lg.state == "TIME_WAIT"]
-            d[b(lg.since)] += 1
-            d[b(lg.since + lg.seconds) + 1] -= 1
+            d[min(max((lg.since - t0) * LANE_BINS // span, 0), last)] += 1
+            d[min(max((lg.since + lg.seconds - t0) * LANE_BINS // span, 0), last) + 1] -= 1
     lane_h, label_h, gap = 28, 13, 6
     step = lane_h + label_h + gap
     body = []
