@@ -23,7 +23,7 @@ network.</footer>
 
 STYLE = """
 body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: #1d1d1f;
-       margin: 0 auto; padding: 0 20px 40px; max-width: 1240px; background: #fff; }
+       margin: 0 auto; padding: 0 20px 40px; max-width: 1320px; background: #fff; }
 h1 { font-size: 22px; margin: 18px 0 2px; } h2 { font-size: 18px; margin: 26px 0 6px;
        border-bottom: 1px solid #ddd; } h3 { font-size: 15px; margin: 16px 0 4px; }
 .files { color: #555; margin: 0; word-break: break-all; }

@@ -249,7 +249,7 @@ def _table(out: TextIO, rows: Iterable[ConnResult], whole: bool, n: int) -> None
               'type="search" placeholder="filter: address, port, verdict, state, finding…" '
               'aria-label="filter the connections"> <label><input id="attention" '
               'type="checkbox"> only connections needing attention</label> <span id="shown">'
-              '</span></p><table id="conns"><thead><tr>')
+              '</span></p><div class="scroll"><table id="conns"><thead><tr>')
     for i, c in enumerate(_COLUMNS):
         out.write('<th data-col="%d"%s>%s</th>' % (
             i, ' class="num"' if c in ("stream", "pkts", "duration") else "", c))
@@ -268,4 +268,4 @@ def _table(out: TextIO, rows: Iterable[ConnResult], whole: bool, n: int) -> None
                       r.handshake, _tone(r.close), r.close or "-", first, r.final_state[0],
                       r.final_state[1], r.packets[0] + r.packets[1], r.packets[0], r.packets[1],
                       r.end - r.start, span_text(r.end - r.start), codes))
-    out.write("</tbody></table></section>")
+    out.write("</tbody></table></div></section>")

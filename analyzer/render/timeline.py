@@ -91,8 +91,9 @@ def describe(r: ConnResult) -> str:
     for lg in r.lingering:
         lines.append("%s lingering in %s for %s" % (lg.side, lg.state, span_text(lg.seconds)))
     for f in r.findings:
-        lines.append("%s %s%s" % (f.severity.upper(), f.code,
-                                  " ×%d" % f.count if f.count > 1 else ""))
+        lines.append("%s %s%s (frame %d): %s" % (f.severity.upper(), f.code,
+                                                 " ×%d" % f.count if f.count > 1 else "",
+                                                 f.frame, f.message))
     return "\n".join(lines)
 
 

@@ -174,7 +174,7 @@ class Browser:
     def screenshot(self, path: str, selector: Optional[str] = None, full_page: bool = False,
                    scale: float = 1.0) -> None:
         """A PNG of the viewport, the whole page, or one element (by CSS selector)."""
-        params: Dict[str, Any] = {"format": "png", "captureBeyondViewport": True}
+        params: Dict[str, Any] = {"format": "png"}
         if selector is not None:
             box = self.evaluate(
                 "(() => { const r = document.querySelector(%s).getBoundingClientRect();"
@@ -182,10 +182,12 @@ class Browser:
                 % json.dumps(selector))
             params["clip"] = {"x": box[0], "y": box[1], "width": box[2], "height": box[3],
                               "scale": scale}
+            params["captureBeyondViewport"] = True
         elif full_page:
             w, h = self.evaluate("[document.documentElement.scrollWidth,"
                                  " document.documentElement.scrollHeight]")
             params["clip"] = {"x": 0, "y": 0, "width": w, "height": h, "scale": scale}
+            params["captureBeyondViewport"] = True
         data = self.call("Page.captureScreenshot", **params)["data"]
         with open(path, "wb") as f:
             f.write(base64.b64decode(data))
