@@ -298,3 +298,52 @@ def test_aggregated_timeline_does_not_grow_with_connections(tmp_path, monkeypatc
         sizes.append(len(text.encode()))
     assert abs(sizes[1] - sizes[0]) < 0.02 * sizes[0], sizes
     assert sizes[1] < 200_000
+
+
+def test_lanes_count_every_connection_once(tmp_path, monkeypatch):
+    """The aggregated timeline: the busiest servers' lanes, then one for all others; the lanes'
+    connection counts add up to the report's."""
+    monkeypatch.setattr(html, "BAR_LIMIT", 50)
+    monkeypatch.setattr(html, "LANES", 3)
+    path = tmp_path / "c.pcap"
+    many_refused(path, 100)             # servers 10.0.0.1-7, round robin: 15, 15, 14, ...
+    report = analyze([str(path)])
+    out = tmp_path / "r.html"
+    with open(out, "w", encoding="utf-8") as fh:
+        html.render(report, fh, limit=5, captures=[str(path)], settings=Settings())
+    text = out.read_text(encoding="utf-8")
+    lanes = [part.split('">', 1)[0] for part in text.split('<g class="lane" data-server="')[1:]]
+    assert lanes == ["10.0.0.1:80", "10.0.0.2:80", "10.0.0.3:80", "all other servers"]
+    totals = [int(part.split(": ", 1)[1].split(" connections", 1)[0])
+              for part in text.split('<g class="lane" data-server="')[1:]]
+    assert totals == [15, 15, 14, 56] and sum(totals) == len(report.connections)
+
+
+def test_tracer_stops_the_read_where_it_says():
+    seen = []
+
+    def tracer(conn, seg) -> bool:
+        seen.append(seg.num)
+        return seg.num >= 40
+
+    report = analyze([str(MIXED)], Settings(ladders=frozenset({5})), tracer=tracer)
+    assert seen == [32, 33, 34, 35, 36, 37, 38, 40]
+    assert report.capture.packets == 40 and report.ladders == {}
+
+
+@pytest.mark.parametrize("capture", sorted((REPO / "samples").rglob("*.pcap*")),
+                         ids=lambda p: p.name)
+def test_every_sample_renders(capture, tmp_path):
+    report = analyze([str(capture)])
+    out = tmp_path / "r.html"
+    with open(out, "w", encoding="utf-8") as fh:
+        html.render(report, fh, captures=[str(capture)], settings=Settings())
+    text = out.read_text(encoding="utf-8")
+    page = Page(text)
+    assert page.count("g", "conn") == len(report.connections)
+    attention = [r.id for r in report.connections if r.needs_attention()]
+    assert page.ids("svg", "seq", "data-stream") == [str(i) for i in attention]
+    # Every drawing is well-formed XML (as its standalone form must be).
+    for part in text.split("<svg ")[1:]:
+        ET.fromstring('<svg xmlns="http://www.w3.org/2000/svg" ' + part.split("</svg>")[0]
+                      + "</svg>")
