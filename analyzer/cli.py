@@ -121,6 +121,10 @@ def _run(captures: Tuple[str, ...], fmt: str, show_all: bool, msl: float,
          max_connections: int, idle_timeout: Optional[float], triage: dict) -> None:
     if captures.count("-") > 1:
         raise click.UsageError("stdin ('-') can be given only once")
+    if fmt == "svg" and len(set(streams)) != 1:
+        raise click.UsageError("--format svg draws one connection: give it with --stream N, once")
+    if fmt == "svg" and "-" in captures:
+        raise click.UsageError("--format svg reads the capture twice: give a file, not stdin")
     # The analysis and the report make no reference cycles: reference counting frees all.
     # The cyclic collector would only rescan the live results again and again (reading the
     # spilled results back took eight times longer with it on).
@@ -173,7 +177,8 @@ def _analyze_and_write(captures: Tuple[str, ...], fmt: str, show_all: bool,
     options = _select(report, triage, settings)
     out = report_file.stream
     try:
-        render(fmt, report, out, show_all=show_all, color=color, limit=limit, **options)
+        render(fmt, report, out, show_all=show_all, color=color, limit=limit,
+               captures=captures, settings=settings, **options)
         report_file.commit()
     except BrokenPipeError:
         # The reader went away (`| head`): not an error. What is still buffered for the closed
@@ -203,10 +208,10 @@ def _triage(fmt: str, show_all: bool, limit: Optional[int], streams: Tuple[int, 
             raise click.UsageError("%s cannot be used with %s: %s" % (
                 option, "-f " + fmt if fmt != "text" or option == "--group-by" and
                 not (streams or explain) else "--stream/--explain", why))
-    if fmt != "text":
+    if fmt not in ("text", "html"):
         if limit is not None:
-            _warn("warning: --limit applies to the terminal report; -f %s lists every "
-                  "connection" % fmt)
+            _warn("warning: --limit applies to the terminal and HTML reports; -f %s lists "
+                  "every connection" % fmt)
     flt = None
     if filter_text is not None:
         try:

@@ -32,7 +32,8 @@ DEFAULT_SETTINGS: Final = Settings()
 
 def analyze(paths: Sequence[str], settings: Settings = DEFAULT_SETTINGS, *,
             sink: Optional[ResultSink] = None,
-            on_frame: Optional[Callable[[int], None]] = None) -> Report:
+            on_frame: Optional[Callable[[int], None]] = None,
+            tracer: Optional[Callable[[Connection, Segment], bool]] = None) -> Report:
     """Analyse one capture, or several files as one time-ordered capture.
 
     Files that cannot be read are listed in `report.capture.errors` (exit code 3); everything
@@ -42,7 +43,10 @@ def analyze(paths: Sequence[str], settings: Settings = DEFAULT_SETTINGS, *,
     something else (the JSON writer's lines, the terminal's connections needing attention)
     passes its own sink, and `report.connections` is that sink. The summary and the
     capture-wide findings count every connection whatever the sink keeps.
-    `on_frame(n)` is called every 65536 frames (progress).
+    `on_frame(n)` is called every 65536 frames (progress). With `tracer`, each packet of the
+    streams in `settings.ladders` goes to `tracer(conn, seg)` (after the connection has taken
+    it) instead of into a ladder; the read stops when it returns True (the diagrams' second
+    read, render/packets.py).
     """
     stats = CaptureStats()
     errors: List[str] = []
@@ -65,8 +69,8 @@ def analyze(paths: Sequence[str], settings: Settings = DEFAULT_SETTINGS, *,
     skipped: Counter = Counter()
     tcp = 0
     num = 0
-    tracer = Tracer()
-    ladders = tracer.ladders
+    ladder = Tracer()
+    ladders = ladder.ladders
     end_ts = 0
     with cyclic_gc_off():
         while frames.advance():
@@ -97,8 +101,11 @@ def analyze(paths: Sequence[str], settings: Settings = DEFAULT_SETTINGS, *,
                     conn.note("BAD_CHECKSUM", seg, conn.side_of(seg),
                               "frame %d has a wrong IPv4 or TCP checksum" % num)
                 if trace and conn.id in trace:
-                    # Traced streams only: the frame is read again for its TCP options.
-                    tracer.add(conn, seg, frames.buf[frames.start:frames.end])
+                    if tracer is not None:          # the caller's own (render/packets.py)
+                        if tracer(conn, seg):
+                            break
+                    else:   # the ladder; the frame is read again for its TCP options
+                        ladder.add(conn, seg, frames.buf[frames.start:frames.end])
             if on_frame is not None and not num & 0xFFFF:
                 on_frame(num)
         # The end of the capture is its last frame (not the largest timestamp: one corrupt

@@ -116,7 +116,7 @@ def test_options_that_make_no_sense_together_say_so(args, message):
 def test_limit_and_all_with_json_are_said_to_do_nothing():
     res = run_cli(MIXED, "-f", "json", "--limit", "3")
     assert res.returncode == 0
-    assert b"--limit applies to the terminal report" in res.stderr
+    assert b"--limit applies to the terminal and HTML reports" in res.stderr
     assert len(json.loads(res.stdout)["connections"]) == 16
 
 

@@ -45,7 +45,7 @@ class Tracer:
         if len(rows) >= LADDER_LIMIT:
             return
         s = conn.side_of(seg)
-        x, y = conn.ep[s], conn.ep[1 - s]
+        x = conn.ep[s]
         before = self.counts.get(conn.id, (NO_COUNTS, NO_COUNTS))
         after = (conn.ep[0].analysis.counts(), conn.ep[1].analysis.counts())
         self.counts[conn.id] = after
@@ -60,21 +60,31 @@ class Tracer:
                 and last[s] == (seg.ack, seg.win) and seg.seq == x.next_seq and not flags):
             flags.append("duplicate ACK")
         last[s] = (seg.ack, seg.win) if f & ACK else None
-        seq = (seg.seq - x.base_seq) & 0xFFFFFFFF
-        ack = None
-        if f & ACK:
-            ack = seg.ack if y.base_seq < 0 else (seg.ack - y.base_seq) & 0xFFFFFFFF
-        if f & SYN:
-            window: Optional[int] = seg.win             # a SYN's window is never scaled
-        elif not conn.midstream:
-            window = seg.win << x.wscale if x.wscale >= 0 and y.wscale >= 0 else seg.win
-        else:
-            window = None                   # the SYNs were not captured: the scale is unknown
-        options = _relative_sack(tcp_options(frame, seg), y.base_seq) if frame else ()
-        rows.append(LadderRow(seg.num, seg.ts, SIDES[s], flags_str(f), seq, ack, seg.paylen,
-                              STATE_NAME[conn.ep[0].state], STATE_NAME[conn.ep[1].state],
-                              seg.win, window, options, tuple(flags), seg.seq,
-                              seg.ack if f & ACK else None))
+        rows.append(ladder_row(conn, seg, frame, tuple(flags)))
+
+
+def ladder_row(conn: Connection, seg: Segment, frame: bytes = b"",
+               flags: Tuple[str, ...] = ()) -> LadderRow:
+    """The packet as Wireshark shows it (relative numbers, the window as scaled, the TCP
+    options when the `frame` is given), with both endpoints' states after it and the
+    sequence analysis' words `flags`."""
+    s = conn.side_of(seg)
+    x, y = conn.ep[s], conn.ep[1 - s]
+    f = seg.flags
+    seq = (seg.seq - x.base_seq) & 0xFFFFFFFF
+    ack = None
+    if f & ACK:
+        ack = seg.ack if y.base_seq < 0 else (seg.ack - y.base_seq) & 0xFFFFFFFF
+    if f & SYN:
+        window: Optional[int] = seg.win             # a SYN's window is never scaled
+    elif not conn.midstream:
+        window = seg.win << x.wscale if x.wscale >= 0 and y.wscale >= 0 else seg.win
+    else:
+        window = None                   # the SYNs were not captured: the scale is unknown
+    options = _relative_sack(tcp_options(frame, seg), y.base_seq) if frame else ()
+    return LadderRow(seg.num, seg.ts, SIDES[s], flags_str(f), seq, ack, seg.paylen,
+                     STATE_NAME[conn.ep[0].state], STATE_NAME[conn.ep[1].state],
+                     seg.win, window, options, flags, seg.seq, seg.ack if f & ACK else None)
 
 
 def _relative_sack(options: Tuple[Option, ...], base: int) -> Tuple[Option, ...]:

@@ -3,7 +3,8 @@
 `RENDERERS` maps a `--format` name to its module; the CLI picks one here and nowhere else. A
 module has `render(report, out, **options)` and may have `make_sink(settings, **options)`:
 the result sink it wants `analyze()` to fill (what it keeps of each connection), or None for
-the default store of every result.
+the default store of every result. The CLI also passes `captures` and `settings`: the HTML
+and SVG writers read the capture a second time for their diagrams' packets (packets.py).
 May import: every stage below, `analyzer.settings`, `analyzer.pipeline`; rich and click only
 here and in the CLI.
 """
@@ -25,6 +26,8 @@ RENDERERS: Dict[str, str] = {
     "text": "terminal",
     "json": "json_out",
     "zeek": "zeek_out",
+    "html": "html",
+    "svg": "svg",
 }
 
 
