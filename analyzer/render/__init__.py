@@ -25,6 +25,7 @@ RENDERERS: Dict[str, str] = {
     "text": "terminal",
     "json": "json_out",
     "zeek": "zeek_out",
+    "junit": "junit",
 }
 
 
