@@ -8,26 +8,53 @@ stderr, never a traceback).
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import io
 import os
 import sys
-from typing import Optional, TextIO, Tuple
+from typing import Iterator, NamedTuple, Optional, TextIO, Tuple
 
 import click
 
 from analyzer import build
 from analyzer.common.version import TOOL_NAME, __version__
+from analyzer.gate.baseline import BaselineError, write_baseline
+from analyzer.gate.github import in_github_actions
+from analyzer.gate.policy import PolicyError
+from analyzer.gate.session import GateSession, exit_code
 from analyzer.pipeline import analyze
 from analyzer.render import RENDERERS, make_sink, render
+from analyzer.render.outputs import (check_target, for_output, parse_report_option, plan,
+                                     replacing)
 from analyzer.render.progress import progress
-from analyzer.report.model import EXIT_INTERNAL, EXIT_UNREADABLE
+from analyzer.report.fanout import Fanout
+from analyzer.report.model import EXIT_INTERNAL, EXIT_UNREADABLE, EXIT_USAGE
+from analyzer.report.store import ResultStore
 from analyzer.settings import DEFAULT_MSL, Settings
 from analyzer.tcp.flows import DEFAULT_MAX_LIVE
 
 
 def _warn(message: str) -> None:
     click.echo("%s: %s" % (TOOL_NAME, message), err=True)
+
+
+class CIOptions(NamedTuple):
+    """The CI gate's options (docs/ci.md)."""
+    policy: Optional[str]
+    no_policy: bool
+    baseline: Optional[str]
+    write_baseline: Optional[str]
+    reports: Tuple[Tuple[str, str], ...]
+    summary_md: Optional[str]
+
+
+def _report_option(ctx: click.Context, param: click.Parameter,
+                   values: Tuple[str, ...]) -> Tuple[Tuple[str, str], ...]:
+    try:
+        return tuple(parse_report_option(v) for v in values)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), ctx, param)
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -60,19 +87,38 @@ def _warn(message: str) -> None:
 @click.option("--color/--no-color", default=None, help="Force colour on or off (default: on a terminal).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True, allow_dash=True),
               default="-", help="Write the report to a file instead of stdout.")
+@click.option("--report", "reports", multiple=True, metavar="FORMAT=FILE", callback=_report_option,
+              help="Also write the report in FORMAT to FILE, from the same analysis; "
+                   "repeatable (junit=tcpflow-check.xml).")
+@click.option("--policy", type=click.Path(dir_okay=False), default=None,
+              help="CI policy (TOML): what the recorded traffic must look like (docs/ci.md). "
+                   "Default: the nearest tcpflow-check.toml, or pyproject.toml with "
+                   "[tool.tcpflow-check].")
+@click.option("--no-policy", is_flag=True, help="Do not look for a policy file.")
+@click.option("--baseline", type=click.Path(dir_okay=False), default=None,
+              help="Compare with a known-good run (a --write-baseline file or a JSON report); "
+                   "exit 1 on a regression.")
+@click.option("--write-baseline", type=click.Path(dir_okay=False), default=None,
+              help="Record this run's signature per server as a baseline file.")
+@click.option("--summary-md", type=click.Path(dir_okay=False), default=None,
+              help="Write the gate's Markdown summary (under GitHub Actions it is appended to "
+                   "$GITHUB_STEP_SUMMARY).")
 @click.version_option(__version__, "-V", "--version", prog_name=TOOL_NAME,
                       message="%%(prog)s %%(version)s (%s)" % build())
 def main(captures: Tuple[str, ...], fmt: str, show_all: bool, msl: float,
          fail_on: Optional[str], color: Optional[bool], output: str,
          streams: Tuple[int, ...], limit: int, checksums: bool, quiet: bool,
-         max_connections: int, idle_timeout: Optional[float]) -> None:
+         max_connections: int, idle_timeout: Optional[float], reports: Tuple[Tuple[str, str], ...],
+         policy: Optional[str], no_policy: bool, baseline: Optional[str],
+         write_baseline: Optional[str], summary_md: Optional[str]) -> None:
     """Verdicts for every TCP connection in CAPTURE (pcap, pcapng, gzip; '-' reads stdin).
 
     Several files are analysed as one time-ordered capture (rotated captures).
     """
     try:
         _run(captures, fmt, show_all, msl, fail_on, color, output, streams, limit, checksums,
-             quiet, max_connections, idle_timeout)
+             quiet, max_connections, idle_timeout,
+             CIOptions(policy, no_policy, baseline, write_baseline, reports, summary_md))
     except (click.exceptions.Exit, click.ClickException, SystemExit):
         raise
     except KeyboardInterrupt:  # pragma: no cover - interactive
@@ -87,7 +133,7 @@ def main(captures: Tuple[str, ...], fmt: str, show_all: bool, msl: float,
 def _run(captures: Tuple[str, ...], fmt: str, show_all: bool, msl: float,
          fail_on: Optional[str], color: Optional[bool], output: str,
          streams: Tuple[int, ...], limit: int, checksums: bool, quiet: bool,
-         max_connections: int, idle_timeout: Optional[float]) -> None:
+         max_connections: int, idle_timeout: Optional[float], ci: CIOptions) -> None:
     if captures.count("-") > 1:
         raise click.UsageError("stdin ('-') can be given only once")
     # The analysis and the report make no reference cycles: reference counting frees all.
@@ -98,12 +144,27 @@ def _run(captures: Tuple[str, ...], fmt: str, show_all: bool, msl: float,
                             max_live=max_connections, ladders=frozenset(streams))
     except ValueError as exc:
         raise click.UsageError(str(exc))
+    gate = _gate_session(ci)
+    for target in [path for _, path in ci.reports] + [ci.summary_md, ci.write_baseline]:
+        try:
+            if target is not None:
+                check_target(target, captures)
+        except ValueError as exc:
+            raise click.UsageError(str(exc))
+    # Each renderer says what it keeps of each connection (JSON: its line; the terminal:
+    # only those needing attention, unless --all); one pass fills them all.
+    options = dict(show_all=show_all, policy=gate.policy is not None)
+    sink = make_sink(fmt, settings, **options)
+    extra = plan(ci.reports, settings, **options)
+    feed = sink
+    if extra or gate.sink is not None:
+        sink = sink or ResultStore(settings.result_budget)
+        feed = Fanout([sink] + [o.sink for o in extra] + [gate.sink])
     gc.disable()
     with progress(not quiet and sys.stderr.isatty()) as on_frame:
-        # The renderer says what it keeps of each connection (JSON: its line; the terminal:
-        # only those needing attention, unless --all).
-        report = analyze(list(captures), settings, on_frame=on_frame,
-                         sink=make_sink(fmt, settings, show_all=show_all))
+        report = analyze(list(captures), settings, on_frame=on_frame, sink=feed)
+    if sink is not None:
+        report.connections = sink
     for message in report.capture.warnings:
         _warn("warning: " + message)
     for message in report.capture.errors:
@@ -114,9 +175,12 @@ def _run(captures: Tuple[str, ...], fmt: str, show_all: bool, msl: float,
         if n not in report.ladders:
             _warn("warning: no stream %d in the capture (%d connections)"
                   % (n, len(report.connections)))
+    finished = gate.finish(report)
+    shown = dict(show_all=show_all, color=color, limit=limit, gate=finished.gate,
+                 changes=finished.changes, fail_on=fail_on)
     out = _open_output(output)
     try:
-        render(fmt, report, out, show_all=show_all, color=color, limit=limit)
+        render(fmt, report, out, **shown)
         out.flush()
     except BrokenPipeError:
         # The reader went away (`| head`): not an error. What is still buffered for the closed
@@ -127,7 +191,59 @@ def _run(captures: Tuple[str, ...], fmt: str, show_all: bool, msl: float,
     finally:
         if out is not sys.stdout:
             out.close()
-    sys.exit(report.return_code(fail_on))
+    for o in extra:
+        with _writing(o.path, "--report") as fh:
+            render(o.fmt, for_output(report, o), fh, **shown)
+    for line in finished.lines:
+        _warn(line)
+    for command in finished.annotations:       # GitHub reads them from stderr too
+        click.echo(command, err=True)
+    code = exit_code(report.return_code(fail_on), finished)
+    _summaries(gate, report, finished, code, ci)
+    sys.exit(code)
+
+
+def _gate_session(ci: CIOptions) -> GateSession:
+    """The policy and the baseline, read before any capture: a bad one is exit 2."""
+    try:
+        gate = GateSession.open(ci.policy, ci.no_policy, ci.baseline, ci.write_baseline)
+    except (PolicyError, BaselineError) as exc:
+        _warn(str(exc))
+        sys.exit(EXIT_USAGE)
+    if gate.found:
+        _warn("using the policy in %s" % gate.policy_file)
+    return gate
+
+
+def _summaries(gate: GateSession, report, finished, code: int, ci: CIOptions) -> None:
+    """The Markdown summary (GitHub's step summary, --summary-md) and --write-baseline."""
+    step_summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    if ci.summary_md or (step_summary and in_github_actions()):
+        markdown = gate.summary(report, finished, code)
+        if ci.summary_md:
+            with _writing(ci.summary_md, "--summary-md") as fh:
+                fh.write(markdown)
+        if step_summary and in_github_actions():
+            try:
+                with open(step_summary, "a", encoding="utf-8") as fh:
+                    fh.write(markdown)
+            except OSError as exc:
+                _warn("warning: cannot append to $GITHUB_STEP_SUMMARY (%s): %s"
+                      % (step_summary, exc.strerror or exc))
+    if ci.write_baseline:
+        with _writing(ci.write_baseline, "--write-baseline") as fh:
+            write_baseline(gate.baseline_document(report), fh)
+
+
+@contextlib.contextmanager
+def _writing(path: str, option: str) -> Iterator[TextIO]:
+    """A file written whole or not at all; one line and exit 3 when it cannot be."""
+    try:
+        with replacing(path) as fh:
+            yield fh
+    except OSError as exc:
+        _warn("error: cannot write %s (%s): %s" % (path, option, exc.strerror or exc))
+        sys.exit(EXIT_UNREADABLE)
 
 
 def _open_output(output: str) -> TextIO:
