@@ -1,7 +1,7 @@
 """Draw the reference documents from the code, so that they cannot drift from it.
 
-`python -m analyzer.docgen` rewrites docs/states.md, docs/findings.md, docs/verdicts.md and
-docs/skipped.md, and the policy reference inside docs/ci.md;
+`python -m analyzer.docgen` rewrites docs/states.md, docs/findings.md, docs/verdicts.md,
+docs/skipped.md and docs/filters.md, and the policy reference inside docs/ci.md;
 tests/test_docs.py fails when a committed document differs from what this produces.
 """
 
@@ -16,6 +16,7 @@ from analyzer.decode.frames import SKIP_REASONS
 from analyzer.gate.reference import splice
 from analyzer.tcp.states import State, state_diagram
 from analyzer.judge.verdicts import CLOSES, HANDSHAKES
+from analyzer.triage.fields import filters_markdown
 
 
 def verdicts_markdown() -> str:
@@ -54,6 +55,7 @@ def documents(root: Path = ROOT) -> Dict[str, str]:
         "docs/findings.md": catalogue_markdown(),
         "docs/verdicts.md": verdicts_markdown(),
         "docs/skipped.md": skipped_markdown(),
+        "docs/filters.md": filters_markdown(),
     }
     ci = root / "docs" / "ci.md"
     if ci.exists():

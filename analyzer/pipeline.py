@@ -11,25 +11,20 @@ import contextlib
 import gc
 import os
 from collections import Counter
-from typing import Callable, Dict, Final, Iterator, List, Optional, Sequence, Union
+from typing import Callable, Final, Iterator, List, Optional, Sequence, Union
 
 from analyzer.capture.files import CaptureStats, Cursor, open_captures
 from analyzer.decode.checksum import checksums_ok
 from analyzer.tcp.conn import Connection
-from analyzer.tcp.endpoint import SIDES
 from analyzer.decode.frames import QuotedTCP, decode_at, decode_frame
 from analyzer.judge.floods import FloodDetector
 from analyzer.tcp.flows import FlowTable
-from analyzer.judge.result import LadderRow
+from analyzer.judge.ladder import Tracer
 from analyzer.report.model import CaptureSummary, Report, Summary
-from analyzer.decode.segment import ACK, Segment, flags_str
+from analyzer.decode.segment import Segment
 from analyzer.report.store import ResultSink, ResultStore
 from analyzer.settings import Settings
-from analyzer.tcp.states import STATE_NAME
 from analyzer.judge.verdicts import finalize
-
-#: At most this many packets of one traced stream are kept for its ladder.
-LADDER_LIMIT: Final = 10_000
 
 #: The settings `analyze()` runs with when given none.
 DEFAULT_SETTINGS: Final = Settings()
@@ -70,7 +65,8 @@ def analyze(paths: Sequence[str], settings: Settings = DEFAULT_SETTINGS, *,
     skipped: Counter = Counter()
     tcp = 0
     num = 0
-    ladders: Dict[int, List[LadderRow]] = {}
+    tracer = Tracer()
+    ladders = tracer.ladders
     end_ts = 0
     with cyclic_gc_off():
         while frames.advance():
@@ -101,9 +97,8 @@ def analyze(paths: Sequence[str], settings: Settings = DEFAULT_SETTINGS, *,
                     conn.note("BAD_CHECKSUM", seg, conn.side_of(seg),
                               "frame %d has a wrong IPv4 or TCP checksum" % num)
                 if trace and conn.id in trace:
-                    rows = ladders.setdefault(conn.id, [])
-                    if len(rows) < LADDER_LIMIT:
-                        rows.append(ladder_row(conn, seg))
+                    # Traced streams only: the frame is read again for its TCP options.
+                    tracer.add(conn, seg, frames.buf[frames.start:frames.end])
             if on_frame is not None and not num & 0xFFFF:
                 on_frame(num)
         # The end of the capture is its last frame (not the largest timestamp: one corrupt
@@ -147,15 +142,3 @@ def cyclic_gc_off() -> Iterator[None]:
 def printable(path: str) -> str:
     """A file name as text: bytes that are not UTF-8 (surrogate escapes) shown as \\xNN."""
     return os.fsencode(path).decode("utf-8", "backslashreplace") if path != "-" else path
-
-
-def ladder_row(conn: Connection, seg) -> LadderRow:
-    """The packet as Wireshark shows it (relative numbers), with both states after it."""
-    s = conn.side_of(seg)
-    x, y = conn.ep[s], conn.ep[1 - s]
-    seq = (seg.seq - x.base_seq) & 0xFFFFFFFF
-    ack = None
-    if seg.flags & ACK:
-        ack = seg.ack if y.base_seq < 0 else (seg.ack - y.base_seq) & 0xFFFFFFFF
-    return LadderRow(seg.num, seg.ts, SIDES[s], flags_str(seg.flags), seq, ack, seg.paylen,
-                     STATE_NAME[conn.ep[0].state], STATE_NAME[conn.ep[1].state])

@@ -35,6 +35,7 @@ STAGES: Dict[str, int] = {
     "pipeline": 7,      # analyze(): the stages in order
     "gate": 7.5,        # CI policies and baselines: above the pipeline, below the renderers
     "render": 8,        # report -> text, JSON, conn.log
+    "triage": 8,        # filters, selection, explanations (beside the renderers)
     "cli": 9, "docgen": 9, "__main__": 9, "__init__": 9,
 }
 #: Only these stages may import the screen and command-line libraries.

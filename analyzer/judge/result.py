@@ -1,5 +1,5 @@
 """A connection's judgement as the report carries it: `ConnResult`, its lingering states and
-its packet ladder.
+its packet ladder (rows made by `analyzer.judge.ladder`).
 
 The judge builds one `ConnResult` per finished connection (`verdicts.finalize`); the reporting
 stage counts and stores them, and renderers only read them. `ConnResult.to_dict()` is the
@@ -49,11 +49,28 @@ class LadderRow(NamedTuple):
     length: int
     state_orig: str
     state_resp: str
+    win: int = 0                    # the window field as sent
+    window: Optional[int] = None    # scaled (Wireshark's tcp.window_size); None: scale unknown
+    options: Tuple[Tuple[str, object], ...] = ()   # every TCP option, in the order sent
+    analysis: Tuple[str, ...] = ()  # what the sequence analysis made of it (Wireshark's words)
+    raw_seq: int = 0                # the numbers as on the wire
+    raw_ack: Optional[int] = None
 
     def to_dict(self) -> dict:
         d = self._asdict()
         d["ts"] = seconds(self.ts)
+        d["options"] = {name: _option_json(value) for name, value in self.options}
+        d["analysis"] = list(self.analysis)
         return d
+
+
+def _option_json(value: object) -> object:
+    """An option's value for JSON: pairs and lists of pairs as lists."""
+    if isinstance(value, tuple):
+        return list(value)
+    if isinstance(value, list):
+        return [list(v) for v in value]
+    return value
 
 
 def _ep(addr: bytes, port: int) -> dict:
