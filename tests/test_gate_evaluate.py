@@ -88,6 +88,8 @@ def test_a_rate_line_shows_the_share(mixed):
     ("10.0.0.0/16", 3),                   # everything in 10.0.x.x
     ("net 10.0.2.0/24", 2),
     ("10.0.3.0/24", 0),
+    ("tcp.dstport == 8080 and reset_by == resp", 2),          # a filter expression
+    ("ip.dst == 10.0.0.5 and not tcp.stream == 0", 1),
 ])
 def test_every_scope_kind_selects_its_connections(mixed, scope, count):
     result = check_capture(mixed, policy={"scope": {scope: {"CONNECTION_RESET": 0}}})

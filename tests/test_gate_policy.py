@@ -211,15 +211,42 @@ def test_policy_is_found_in_the_directory_or_above_up_to_the_repository(tmp_path
     assert find_policy(str(deep)) == str(deep / "tcpflow-check.toml")
 
 
-@pytest.mark.parametrize("text", ["10.0.0.5:5432", "[2001:db8::5]:443", "port 443", "10.0.0.9",
-                                  "host 10.0.0.9", "10.0.0.0/8", "net 2001:db8::/32",
-                                  " port  443 "])
-def test_scope_shorthands_compile(text):
-    assert compile_scope(text).text == text
+@pytest.mark.parametrize("text,expression", [
+    ("10.0.0.5:5432", "ip.src == 10.0.0.5 and tcp.srcport == 5432 or "
+                      "ip.dst == 10.0.0.5 and tcp.dstport == 5432"),
+    ("[2001:db8::5]:443", "ip.src == 2001:db8::5 and tcp.srcport == 443 or "
+                          "ip.dst == 2001:db8::5 and tcp.dstport == 443"),
+    ("port 443", "tcp.port == 443"),
+    (" port  443 ", "tcp.port == 443"),
+    ("10.0.0.9", "ip.addr == 10.0.0.9"),
+    ("host 10.0.0.9", "ip.addr == 10.0.0.9"),
+    ("10.0.0.0/8", "ip.addr == 10.0.0.0/8"),
+    ("net 2001:db8::/32", "ip.addr == 2001:db8::/32"),
+    ("tcp.dstport == 5432 and not ip.addr == 10.0.0.9",
+     "tcp.dstport == 5432 and not ip.addr == 10.0.0.9"),
+])
+def test_scopes_are_filter_expressions_shorthands_included(text, expression):
+    """Shorthands are written out in the filter language; one parser compiles every scope."""
+    scope = compile_scope(text)
+    assert (scope.text, scope.expression) == (text, expression)
 
 
-@pytest.mark.parametrize("text,column", [("port 70000", 5), ("host banana", 5), ("", None)])
-def test_bad_scopes_point_at_the_fault(text, column):
+@pytest.mark.parametrize("text,column,message", [
+    ("port 70000", 5, "port 70000 is out of range"),
+    ("host banana", 5, "'banana' is not an address"),
+    ("", None, "a scope is a non-empty string"),
+    ("tcp.dstport == 5432 and hanshake == refused", 24, "unknown field 'hanshake'"),
+    ("handshake == refussed", 13, "refussed"),
+])
+def test_bad_scopes_point_at_the_fault(text, column, message):
     with pytest.raises(ScopeError) as info:
         compile_scope(text)
-    assert info.value.column == column
+    assert info.value.column == column and message in str(info.value)
+
+
+def test_a_bad_filter_scope_in_a_policy_names_line_and_column(tmp_path):
+    error = _error(tmp_path, '[scope."port 5432"]\nCONNECTION_RESET = 0\n'
+                             '[scope."tcp.dstport == 80 and hanshake == refused"]\n'
+                             'CONNECTION_RESET = 0\n')
+    assert error == ("%s:3: unknown field 'hanshake' (did you mean 'handshake'?) (at column 23 "
+                     "of the scope)" % (tmp_path / "tcpflow-check.toml"))

@@ -23,7 +23,7 @@ SCOPE_FORMS: Final = [
     ("`\"10.0.0.9\"`, `\"host 10.0.0.9\"`", "Connections with an end at that address."),
     ("`\"10.0.0.0/8\"`, `\"net 2001:db8::/32\"`", "Connections with an end in that network."),
     ("any other text", "An expression of the filter language of `--filter` "
-     "(`\"tcp.dstport == 5432 and not ip.addr == 10.0.0.9\"`)."),
+     "(docs/filters.md): `\"tcp.dstport == 5432 and not ip.addr == 10.0.0.9\"`."),
 ]
 
 
@@ -46,7 +46,9 @@ def policy_reference() -> str:
         "| `{ limit = 0, action = \"warn\", reason = \"…\" }` | the same limit; `warn` prints the "
         "violation but does not fail; the reason is printed with it |", "",
         "### Scopes", "",
-        "Scopes are the keys of `[scope.\"…\"]` tables and the `match` of `[[allow]]` entries.",
+        "Scopes are the keys of `[scope.\"…\"]` tables and the `match` of `[[allow]]` entries. "
+        "Every scope is compiled by the filter language's parser: a shorthand is first written "
+        "out as the expression it stands for (`\"port 443\"` is `tcp.port == 443`).",
         "", "| written | accepts |", "|---|---|"]
     lines += ["| %s | %s |" % form for form in SCOPE_FORMS]
     lines += ["", "### Capture rules (`[capture]`)", "",

@@ -1,10 +1,12 @@
 """Scopes: which connections a policy rule or an allow entry is about.
 
-A scope is written as a server (`"10.0.0.5:5432"`, `"[2001:db8::5]:443"`), a port
-(`"port 443"`), a host (`"10.0.0.9"`, `"host 10.0.0.9"`) or a network (`"10.0.0.0/8"`,
-`"net 10.0.0.0/8"`) — each matching a connection when either end fits it, as tcpdump's
-`host`, `port` and `net` do — or as an expression of the filter language (`--filter`), which
-the triage package parses: both go through `compile_scope`, the one place a scope is read.
+A scope is an expression of the filter language (`--filter`, `analyzer.triage.filter`:
+`"tcp.dstport == 5432 and not ip.addr == 10.0.0.9"`), or one of the shorthands a CI policy
+reads best — a server (`"10.0.0.5:5432"`, `"[2001:db8::5]:443"`), a port (`"port 443"`), a host
+(`"10.0.0.9"`, `"host 10.0.0.9"`) or a network (`"10.0.0.0/8"`, `"net 10.0.0.0/8"`), each
+matching a connection when either end fits it, as tcpdump's `host`, `port` and `net` do. A
+shorthand is checked here (so that its errors point into the text as written), then written
+out in the filter language; either way the one filter parser compiles it.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import re
 from typing import Callable, Final, NamedTuple, Optional
 
 from analyzer.judge.result import ConnResult
+from analyzer.triage.filter import FilterError, parse
 
 Predicate = Callable[[ConnResult], bool]
 
@@ -31,8 +34,10 @@ class ScopeError(ValueError):
 
 
 class Scope(NamedTuple):
-    """A compiled scope: its text as written and the predicate it stands for."""
+    """A compiled scope: its text as written, the filter expression it stands for (canonical
+    spelling), and the predicate."""
     text: str
+    expression: str
     accepts: Predicate
 
 
@@ -40,21 +45,28 @@ def compile_scope(text: str) -> Scope:
     """The scope `text` names; `ScopeError` when it names none."""
     if not isinstance(text, str) or not text.strip():
         raise ScopeError("a scope is a non-empty string such as \"10.0.0.5:5432\", "
-                         "\"port 443\" or \"10.0.0.0/8\"")
-    shorthand = _shorthand(text)
-    if shorthand is not None:
-        return Scope(text, shorthand)
-    return Scope(text, _expression(text))
+                         "\"port 443\", \"10.0.0.0/8\" or a filter expression")
+    expression = shorthand(text)
+    try:
+        compiled = parse(text if expression is None else expression)
+    except FilterError as exc:
+        if expression is not None:           # pragma: no cover - shorthands are checked above
+            raise ScopeError(exc.message) from None
+        raise ScopeError(exc.message, exc.position) from None
+    return Scope(text, str(compiled), compiled.matches)
 
 
-def _shorthand(text: str) -> Optional[Predicate]:
+def shorthand(text: str) -> Optional[str]:
+    """The filter expression a shorthand stands for; None when `text` is not a shorthand."""
     m = _PORT.match(text)
     if m:
-        return _port(_port_number(m.group(1), text))
+        return "tcp.port == %d" % _port_number(m.group(1), text)
     m = _HOST_PORT.match(text)
     if m:
-        return _endpoint(_address(m.group(1) or m.group(2), text),
-                         _port_number(m.group(3), text))
+        addr = _address(m.group(1) or m.group(2), text)
+        port = _port_number(m.group(3), text)
+        return ("ip.src == {0} and tcp.srcport == {1} or ip.dst == {0} and tcp.dstport == {1}"
+                .format(addr, port))
     m = _WORD.match(text)
     word, rest = (m.group(1), m.group(2)) if m else ("", text.strip())
     try:
@@ -62,11 +74,11 @@ def _shorthand(text: str) -> Optional[Predicate]:
     except ValueError:
         if word:
             raise ScopeError("%r is not an address or network after %r" % (rest, word),
-                             text.index(rest))
+                             text.index(rest)) from None
         return None
     if word == "host" and net.num_addresses != 1:
         raise ScopeError("%r is a network: write \"net %s\"" % (rest, rest), text.index(rest))
-    return _network(net)
+    return "ip.addr == %s" % (net.network_address if net.num_addresses == 1 else net)
 
 
 def _port_number(digits: str, text: str) -> int:
@@ -76,41 +88,8 @@ def _port_number(digits: str, text: str) -> int:
     return port
 
 
-def _address(addr: str, text: str) -> bytes:
+def _address(addr: str, text: str) -> str:
     try:
-        return ipaddress.ip_address(addr).packed
+        return str(ipaddress.ip_address(addr))
     except ValueError:
         raise ScopeError("%r is not an IP address" % addr, text.index(addr)) from None
-
-
-def _port(port: int) -> Predicate:
-    def accepts(r: ConnResult) -> bool:
-        return r.orig_raw[1] == port or r.resp_raw[1] == port
-    return accepts
-
-
-def _endpoint(addr: bytes, port: int) -> Predicate:
-    end = (addr, port)
-
-    def accepts(r: ConnResult) -> bool:
-        return r.resp_raw == end or r.orig_raw == end
-    return accepts
-
-
-def _network(net) -> Predicate:
-    size = 4 if net.version == 4 else 16
-    first = int(net.network_address)
-    mask = int(net.netmask)
-
-    def inside(addr: bytes) -> bool:
-        return len(addr) == size and int.from_bytes(addr, "big") & mask == first
-
-    def accepts(r: ConnResult) -> bool:
-        return inside(r.orig_raw[0]) or inside(r.resp_raw[0])
-    return accepts
-
-
-def _expression(text: str) -> Predicate:
-    """A filter expression (issue 13's language): the triage package's parser, where it is."""
-    raise ScopeError("not a scope: %r (write \"ADDR:PORT\", \"port N\", an address or a "
-                     "network such as \"10.0.0.0/8\")" % text, 0)
