@@ -58,19 +58,23 @@ class Signatures:
 
     def __init__(self, examples: int = 5) -> None:
         self.counts: Counts = {}
+        #: Example streams of the finding codes (the keys that can regress) per server.
         self.examples: Dict[Tuple[str, str], List[int]] = {}
         self.limit = examples
+        self.servers: Dict[Tuple[bytes, int], Dict[str, int]] = {}    # resp_raw -> counts
 
     def add(self, r: ConnResult, exempt: frozenset = frozenset()) -> None:
-        server = str(r.resp)
+        counts = self.servers.get(r.resp_raw)
+        if counts is None:
+            counts = self.servers[r.resp_raw] = self.counts.setdefault(str(r.resp), {})
         keys = signature(r.handshake, r.close, [f.code for f in r.findings],
                          [lg.state for lg in r.lingering])
-        counts = self.counts.setdefault(server, {})
         for key in keys:
-            if key in exempt:
+            if exempt and key in exempt:
                 continue
             counts[key] = counts.get(key, 0) + 1
-            keep_lowest(self.examples.setdefault((server, key), []), r.id, self.limit)
+            if key in CATALOGUE:
+                keep_lowest(self.examples.setdefault((str(r.resp), key), []), r.id, self.limit)
 
     def finish(self, report: Report) -> "Signatures":
         for f in report.findings:
