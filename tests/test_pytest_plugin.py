@@ -95,3 +95,15 @@ def test_importing_the_plugin_imports_no_analysis_module():
                      "('analyzer', 'dpkt', 'click', 'rich', 'tomllib', 'tomli')))" % PLUGIN)
     assert res.returncode == 0, res.stderr
     assert eval(res.stdout.decode()) == []
+
+
+def test_the_installed_entry_point_loads_the_plugin():
+    from importlib import metadata
+    groups = metadata.entry_points()
+    found = (groups.select(group="pytest11") if hasattr(groups, "select")
+             else groups.get("pytest11", []))                  # Python 3.9
+    ours = [ep for ep in found if ep.name == "tcpflow-check"]
+    if not ours:
+        pytest.skip("tcpflow-check is not pip-installed here (CI installs it)")
+    assert ours[0].value == PLUGIN
+    assert ours[0].load().tcpflow_check
