@@ -217,7 +217,7 @@ def _gate_session(ci: CIOptions) -> GateSession:
 
 def _summaries(gate: GateSession, report, finished, code: int, ci: CIOptions) -> None:
     """The Markdown summary (GitHub's step summary, --summary-md) and --write-baseline."""
-    step_summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    step_summary = os.environ.get("GITHUB_STEP_SUMMARY") if gate.active else None
     if ci.summary_md or (step_summary and in_github_actions()):
         markdown = gate.summary(report, finished, code)
         if ci.summary_md:

@@ -204,3 +204,10 @@ def test_a_report_file_is_replaced_whole(capture, tmp_path):
     assert _cli(capture, "-f", "text", "--report", "json=%s" % target).returncode == 0
     assert json.loads(target.read_text())["connections"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.pcap", "r.json"]
+
+
+def test_no_step_summary_without_a_gate(capture, tmp_path):
+    summary = tmp_path / "summary.md"
+    res = _cli(capture, "-f", "json", "--no-policy",
+               env={"GITHUB_ACTIONS": "true", "GITHUB_STEP_SUMMARY": str(summary)})
+    assert res.returncode == 0 and res.stderr == b"" and not summary.exists()

@@ -136,17 +136,24 @@ def test_warn_rules_print_but_do_not_fail(mixed):
 
 
 def test_capture_wide_findings_count_in_unscoped_rules(tmp_path):
+    """A SYN flood is one finding about a server, not about a connection: unscoped rules on
+    its code or severity count it; scoped rules cannot place it."""
     from analyzer.settings import Settings
-    dialogs = [refused(i, t=i * 0.01) for i in range(5)]
-    for i in range(5):                        # half-open: SYNs never answered
-        from analyzer.testing.synth import Dialog
-        dialogs.append(Dialog(client=("10.0.0.1", 50000 + i), server=DB, t0=1_700_000_000.0 + i * 0.01).syn())
+    from analyzer.testing.synth import Dialog
+    dialogs = [Dialog(client=("10.0.0.1", 50000 + i), server=DB, t0=1_700_000_000.0 + i * 0.01)
+               .syn() for i in range(5)]
     path = write(tmp_path / "flood.pcap", dialogs)
-    result = check_capture(path, policy={"HALF_OPEN_FLOOD": 0},
-                           settings=Settings(flood_threshold=3))
-    if result.report.findings:
-        assert result.gate.outcomes[0].counted == len(result.report.findings)
-        assert not result.gate.outcomes[0].passed
+    result = check_capture(path, settings=Settings(flood_threshold=3), policy={
+        "HALF_OPEN_FLOOD": 0, "severity.error": 0,
+        "scope": {"port 5432": {"HALF_OPEN_FLOOD": 0}}})
+    assert [f.code for f in result.report.findings] == ["HALF_OPEN_FLOOD"]
+    flood, errors, scoped = result.gate.outcomes[:3]
+    assert (flood.counted, flood.passed, errors.counted, errors.passed) == (1, False, 1, False)
+    assert (scoped.counted, scoped.passed) == (0, True)
+    assert flood.message.endswith(
+        "HALF_OPEN_FLOOD: 0 connections and 1 capture-wide, limit <= 0; 5 SYNs to 10.0.0.5:5432 "
+        "never completed within 0.0 s (125 per second, from 1 source address; 5 in the whole "
+        "capture)")
 
 
 # -- Capture rules ----------------------------------------------------------------------

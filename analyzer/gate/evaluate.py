@@ -68,7 +68,8 @@ class GateResult(NamedTuple):
 
 
 class _Tally:
-    __slots__ = ("rule", "measure", "packets", "key", "count", "base", "hits", "examples")
+    __slots__ = ("rule", "measure", "packets", "key", "count", "base", "hits", "examples",
+                 "wide")
 
     def __init__(self, rule: Rule) -> None:
         self.rule = rule
@@ -79,6 +80,7 @@ class _Tally:
         self.base = 0
         self.hits = 0
         self.examples: List[int] = []
+        self.wide: List[str] = []           # messages of the capture-wide findings counted
 
 
 class Evaluation:
@@ -138,6 +140,7 @@ class Evaluation:
             for t in self.tallies:
                 if t.rule.scope is None and _counts_finding(t, f.code, f.severity):
                     t.count += 1
+                    t.wide.append(f.message)
         outcomes = [_rule_outcome(t) for t in self.tallies]
         outcomes += [_capture_outcome(c, report) for c in self.policy.capture
                      if c.action != "ignore"]
@@ -179,12 +182,16 @@ def _rule_outcome(t: _Tally) -> Outcome:
     if lim.rate:
         amount = "%d of %s (%.3g%%)" % (t.count, _plural(t.base, subj.rate_of),
                                         100.0 * t.count / t.base if t.base else 0.0)
+    elif t.wide:
+        amount = "%s and %d capture-wide" % (_plural(t.count - len(t.wide), subj.unit),
+                                             len(t.wide))
     else:
         amount = _plural(t.count, subj.unit)
     scope = "" if rule.scope is None else " [%s]" % rule.scope.text
-    message = "%s%s: %s%s: %s, limit %s%s%s" % (
+    wide = "; " + "; ".join(t.wide[:1]) if t.wide else ""    # the first names its server
+    message = "%s%s: %s%s: %s, limit %s%s%s%s" % (
         _prefix(rule.action), rule.where, subj.key, scope, amount, lim.text,
-        _streams(t.examples, t.hits), " (%s)" % rule.reason if rule.reason else "")
+        _streams(t.examples, t.hits), wide, " (%s)" % rule.reason if rule.reason else "")
     return Outcome(rule, rule.name, t.count, t.base, passed, rule.action, tuple(t.examples),
                    message)
 

@@ -59,6 +59,11 @@ class GateSession:
                    signatures=baseline is not None or write_baseline is not None)
 
     @property
+    def active(self) -> bool:
+        """Whether this run is gated at all: a policy, or a baseline to compare with."""
+        return self.policy is not None or self.baseline is not None
+
+    @property
     def sink(self) -> Optional[Evaluation]:
         return self.evaluation
 
