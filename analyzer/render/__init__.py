@@ -3,8 +3,10 @@
 `RENDERERS` maps a `--format` name to its module; the CLI picks one here and nowhere else. A
 module has `render(report, out, **options)` and may have `make_sink(settings, **options)`:
 the result sink it wants `analyze()` to fill (what it keeps of each connection), or None for
-the default store of every result.
-May import: every stage below, `analyzer.settings`, `analyzer.pipeline`; rich and click only
+the default store of every result. `outputs` writes several formats from one analysis
+(`--report FORMAT=FILE`), each file whole or not at all.
+May import: every stage below, `analyzer.settings`, `analyzer.pipeline`, and beside it
+`analyzer.gate` (JUnit shows a policy's outcomes) and `analyzer.triage`; rich and click only
 here and in the CLI.
 """
 
