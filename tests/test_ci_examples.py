@@ -74,3 +74,14 @@ def test_a_refused_command_line_is_noticed():
     import click
     with pytest.raises(click.UsageError):
         _parses(["traffic.pcap", "--polcy", "x.toml"])
+
+
+@pytest.mark.parametrize("doc", ["docs/ci.md", "README.md"])
+def test_the_policies_shown_in_the_documentation_parse(doc):
+    import re
+    from analyzer.gate.policy import parse_policy
+    from analyzer.gate.policy import tomllib
+    blocks = re.findall(r"```toml\n(.*?)```", (REPO / doc).read_text(encoding="utf-8"), re.S)
+    assert blocks
+    for block in blocks:
+        assert parse_policy(tomllib.loads(block), doc).rules

@@ -211,3 +211,25 @@ def test_no_step_summary_without_a_gate(capture, tmp_path):
     res = _cli(capture, "-f", "json", "--no-policy",
                env={"GITHUB_ACTIONS": "true", "GITHUB_STEP_SUMMARY": str(summary)})
     assert res.returncode == 0 and res.stderr == b"" and not summary.exists()
+
+
+def test_the_introduction_of_docs_ci_shows_what_the_command_prints(tmp_path):
+    """docs/ci.md opens with a policy and the lines it gives: the same policy on traffic with
+    two resets and a stuck CLOSE_WAIT gives those lines (stream numbers aside)."""
+    import re
+    text = (REPO / "docs" / "ci.md").read_text(encoding="utf-8")
+    policy = re.search(r"```toml\n(.*?)```", text, re.S).group(1)
+    console = re.search(r"```console\n(.*?)```", text, re.S).group(1)
+    shown = [line.replace("/src/service/", "") for line in console.splitlines()
+             if line.startswith("tcpflow-check: policy: ")]
+    (tmp_path / "tcpflow-check.toml").write_text(policy)
+    (tmp_path / ".git").mkdir()
+    capture = write(tmp_path / "traffic.pcap", [clean(1), reset(2, t=1), reset(3, t=2),
+                                                close_wait(4, t=3)], end=10)
+    res = _cli(capture, "-f", "json", cwd=tmp_path)
+    assert res.returncode == 1
+    printed = res.stderr.decode().splitlines()
+    assert printed[0] == "tcpflow-check: using the policy in %s" % (tmp_path / "tcpflow-check.toml")
+    numbers = re.compile(r"stream(s?) [\d, ]+$")
+    assert [numbers.sub("", line.replace(str(tmp_path) + "/", "")) for line in printed[1:]] == \
+        [numbers.sub("", line) for line in shown]
