@@ -11,11 +11,12 @@ a traceback). docs/robustness.md lists every case.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import os
 import signal
 import sys
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, Iterator, NamedTuple, Optional, TextIO, Tuple
 
 import click
 
@@ -23,11 +24,18 @@ from analyzer import build
 from analyzer.capture.source import one_line
 from analyzer.common.names import printable
 from analyzer.common.version import TOOL_NAME, __version__
+from analyzer.gate.baseline import BaselineError, write_baseline
+from analyzer.gate.github import in_github_actions
+from analyzer.gate.policy import PolicyError
+from analyzer.gate.session import GateSession, exit_code
 from analyzer.pipeline import analyze
 from analyzer.capture.interrupt import interruptible, received
 from analyzer.render import RENDERERS, make_sink, render
 from analyzer.render.output import ReportFile, same_as_input
+from analyzer.render.outputs import (check_target, for_output, parse_report_option, plan,
+                                     replacing)
 from analyzer.render.progress import progress
+from analyzer.report.fanout import Fanout
 from analyzer.report.model import EXIT_INTERNAL, EXIT_UNREADABLE, EXIT_USAGE, Report
 from analyzer.report.store import ResultSink, ResultStore
 from analyzer.triage.filter import FilterError, parse
@@ -38,6 +46,24 @@ from analyzer.tcp.flows import DEFAULT_MAX_LIVE
 
 def _warn(message: str) -> None:
     click.echo("%s: %s" % (TOOL_NAME, message), err=True)
+
+
+class CIOptions(NamedTuple):
+    """The CI gate's options (docs/ci.md)."""
+    policy: Optional[str]
+    no_policy: bool
+    baseline: Optional[str]
+    write_baseline: Optional[str]
+    reports: Tuple[Tuple[str, str], ...]
+    summary_md: Optional[str]
+
+
+def _report_option(ctx: click.Context, param: click.Parameter,
+                   values: Tuple[str, ...]) -> Tuple[Tuple[str, str], ...]:
+    try:
+        return tuple(parse_report_option(v) for v in values)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), ctx, param)
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -79,13 +105,32 @@ def _warn(message: str) -> None:
 @click.option("--color/--no-color", default=None, help="Force colour on or off (default: on a terminal).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True, allow_dash=True),
               default="-", help="Write the report to a file instead of stdout.")
+@click.option("--report", "reports", multiple=True, metavar="FORMAT=FILE", callback=_report_option,
+              help="Also write the report in FORMAT to FILE, from the same analysis; "
+                   "repeatable (junit=tcpflow-check.xml).")
+@click.option("--policy", type=click.Path(dir_okay=False), default=None,
+              help="CI policy (TOML): what the recorded traffic must look like (docs/ci.md). "
+                   "Default: the nearest tcpflow-check.toml, or pyproject.toml with "
+                   "[tool.tcpflow-check].")
+@click.option("--no-policy", is_flag=True, help="Do not look for a policy file.")
+@click.option("--baseline", type=click.Path(dir_okay=False), default=None,
+              help="Compare with a known-good run (a --write-baseline file or a JSON report); "
+                   "exit 1 on a regression.")
+@click.option("--write-baseline", type=click.Path(dir_okay=False), default=None,
+              help="Record this run's signature per server as a baseline file.")
+@click.option("--summary-md", type=click.Path(dir_okay=False), default=None,
+              help="Write the gate's Markdown summary (under GitHub Actions it is appended to "
+                   "$GITHUB_STEP_SUMMARY).")
 @click.version_option(__version__, "-V", "--version", prog_name=TOOL_NAME,
                       message="%%(prog)s %%(version)s (%s)" % build())
 def main(captures: Tuple[str, ...], fmt: str, show_all: bool, msl: float,
          fail_on: Optional[str], color: Optional[bool], output: str,
          streams: Tuple[int, ...], limit: int, checksums: bool, quiet: bool,
          max_connections: int, idle_timeout: Optional[float], filter_text: Optional[str],
-         sort: Optional[str], group_by: Optional[str], explain: Tuple[int, ...]) -> None:
+         sort: Optional[str], group_by: Optional[str], explain: Tuple[int, ...],
+         reports: Tuple[Tuple[str, str], ...], policy: Optional[str], no_policy: bool,
+         baseline: Optional[str], write_baseline: Optional[str],
+         summary_md: Optional[str]) -> None:
     """Verdicts for every TCP connection in CAPTURE (pcap, pcapng, gzip; '-' reads stdin).
 
     Several files are analysed as one time-ordered capture (rotated captures).
@@ -93,8 +138,8 @@ def main(captures: Tuple[str, ...], fmt: str, show_all: bool, msl: float,
     \b
     Exit codes:
       0   analysed
-      1   a finding at or above --fail-on
-      2   usage error (an -o that is an input or cannot be written included)
+      1   a finding at or above --fail-on, a policy violated, a baseline regressed
+      2   usage error (an -o that is an input or cannot be written, a bad policy included)
       3   I/O error: a capture unreadable, or the report unwritable
       130 interrupted by SIGINT, 143 by SIGTERM (the report so far is written)
       70  internal error (a bug)
@@ -103,7 +148,7 @@ def main(captures: Tuple[str, ...], fmt: str, show_all: bool, msl: float,
         triage = _triage(fmt, show_all, limit, streams, filter_text, sort, group_by, explain)
         _run(captures, fmt, show_all, msl, fail_on, color, output, streams + explain,
              100 if limit is None else limit, checksums, quiet, max_connections, idle_timeout,
-             triage)
+             triage, CIOptions(policy, no_policy, baseline, write_baseline, reports, summary_md))
     except (click.exceptions.Exit, click.ClickException, SystemExit):
         raise
     except KeyboardInterrupt:  # pragma: no cover - interactive
@@ -118,7 +163,8 @@ def main(captures: Tuple[str, ...], fmt: str, show_all: bool, msl: float,
 def _run(captures: Tuple[str, ...], fmt: str, show_all: bool, msl: float,
          fail_on: Optional[str], color: Optional[bool], output: str,
          streams: Tuple[int, ...], limit: int, checksums: bool, quiet: bool,
-         max_connections: int, idle_timeout: Optional[float], triage: dict) -> None:
+         max_connections: int, idle_timeout: Optional[float], triage: dict,
+         ci: CIOptions) -> None:
     if captures.count("-") > 1:
         raise click.UsageError("stdin ('-') can be given only once")
     if fmt == "svg" and len(set(streams)) != 1:
@@ -137,12 +183,19 @@ def _run(captures: Tuple[str, ...], fmt: str, show_all: bool, msl: float,
     if inputs is not None:
         raise click.UsageError("the report would overwrite the input %s; choose another -o"
                                % inputs)
+    gate = _gate_session(ci)
+    for target in [path for _, path in ci.reports] + [ci.summary_md, ci.write_baseline]:
+        try:
+            if target is not None:
+                check_target(target, captures)
+        except ValueError as exc:
+            raise click.UsageError(str(exc))
     report_file = _open_output(output)
     gc.disable()
     with interruptible():
         try:
             code = _analyze_and_write(captures, fmt, show_all, fail_on, color, streams, limit,
-                                      quiet, settings, report_file, triage)
+                                      quiet, settings, report_file, triage, gate, ci)
         finally:
             report_file.discard()           # unless committed: no half report stays
         signum = received()
@@ -156,13 +209,21 @@ def _run(captures: Tuple[str, ...], fmt: str, show_all: bool, msl: float,
 def _analyze_and_write(captures: Tuple[str, ...], fmt: str, show_all: bool,
                        fail_on: Optional[str], color: Optional[bool], streams: Tuple[int, ...],
                        limit: int, quiet: bool, settings: Settings, report_file: ReportFile,
-                       triage: Dict[str, Any]) -> int:
-    """Run the analysis and write its report; the exit code."""
+                       triage: Dict[str, Any], gate: GateSession, ci: CIOptions) -> int:
+    """Run the analysis and write its reports; the exit code."""
+    # Each renderer says what it keeps of each connection (JSON: its line; the terminal:
+    # only those needing attention, unless --all); one pass fills them all.
+    options = dict(show_all=show_all, policy=gate.policy is not None)
+    sink = _sink(fmt, settings, triage, **options)
+    extra = plan(ci.reports, settings, **options)
+    feed = sink
+    if extra or gate.sink is not None:
+        sink = sink or ResultStore(settings.result_budget)
+        feed = Fanout([sink] + [o.sink for o in extra] + [gate.sink])
     with progress(not quiet and sys.stderr.isatty()) as on_frame:
-        # The renderer says what it keeps of each connection (JSON: its line; the terminal:
-        # only those needing attention, unless --all).
-        report = analyze(list(captures), settings, on_frame=on_frame,
-                         sink=_sink(fmt, settings, show_all, triage))
+        report = analyze(list(captures), settings, on_frame=on_frame, sink=feed)
+    if sink is not None:
+        report.connections = sink
     for message in report.capture.warnings:
         _warn("warning: " + message)
     for message in report.capture.errors:
@@ -174,11 +235,14 @@ def _analyze_and_write(captures: Tuple[str, ...], fmt: str, show_all: bool,
         _warn("no stream %s in the capture (%d connections, numbered from 0)" % (
             ", ".join(map(str, missing)), report.summary.connections))
         return EXIT_USAGE
-    options = _select(report, triage, settings)
+    finished = gate.finish(report)
+    shown = dict(show_all=show_all, color=color, limit=limit, gate=finished.gate,
+                 changes=finished.changes, fail_on=fail_on, captures=captures,
+                 settings=settings)
+    selected = _select(report, triage, settings)
     out = report_file.stream
     try:
-        render(fmt, report, out, show_all=show_all, color=color, limit=limit,
-               captures=captures, settings=settings, **options)
+        render(fmt, report, out, **shown, **selected)
         report_file.commit()
     except BrokenPipeError:
         # The reader went away (`| head`): not an error. What is still buffered for the closed
@@ -189,7 +253,60 @@ def _analyze_and_write(captures: Tuple[str, ...], fmt: str, show_all: bool,
     except OSError as exc:                  # a full disk, a closed stdout: the environment's
         _warn("error: cannot write the report to %s: %s" % (report_file.name, one_line(exc)))
         return EXIT_UNREADABLE
-    return report.return_code(fail_on)
+    for o in extra:
+        with _writing(o.path, "--report") as fh:
+            render(o.fmt, for_output(report, o), fh, **shown)
+    for line in finished.lines:
+        _warn(line)
+    for command in finished.annotations:       # GitHub reads them from stderr too
+        click.echo(command, err=True)
+    code = exit_code(report.return_code(fail_on), finished)
+    _summaries(gate, report, finished, code, ci)
+    return code
+
+
+def _gate_session(ci: CIOptions) -> GateSession:
+    """The policy and the baseline, read before any capture: a bad one is exit 2."""
+    try:
+        gate = GateSession.open(ci.policy, ci.no_policy, ci.baseline, ci.write_baseline)
+    except (PolicyError, BaselineError) as exc:
+        _warn(str(exc))
+        sys.exit(EXIT_USAGE)
+    if gate.found:
+        _warn("using the policy in %s" % gate.policy_file)
+    return gate
+
+
+def _summaries(gate: GateSession, report: Report, finished: Any, code: int,
+               ci: CIOptions) -> None:
+    """The Markdown summary (GitHub's step summary, --summary-md) and --write-baseline."""
+    step_summary = os.environ.get("GITHUB_STEP_SUMMARY") if gate.active else None
+    if ci.summary_md or (step_summary and in_github_actions()):
+        markdown = gate.summary(report, finished, code)
+        if ci.summary_md:
+            with _writing(ci.summary_md, "--summary-md") as fh:
+                fh.write(markdown)
+        if step_summary and in_github_actions():
+            try:
+                with open(step_summary, "a", encoding="utf-8") as fh:
+                    fh.write(markdown)
+            except OSError as exc:
+                _warn("warning: cannot append to $GITHUB_STEP_SUMMARY (%s): %s"
+                      % (printable(step_summary), one_line(exc)))
+    if ci.write_baseline:
+        with _writing(ci.write_baseline, "--write-baseline") as fh:
+            write_baseline(gate.baseline_document(report), fh)
+
+
+@contextlib.contextmanager
+def _writing(path: str, option: str) -> Iterator[TextIO]:
+    """A file written whole or not at all; one line and exit 3 when it cannot be."""
+    try:
+        with replacing(path) as fh:
+            yield fh
+    except OSError as exc:
+        _warn("error: cannot write %s (%s): %s" % (printable(path), option, one_line(exc)))
+        sys.exit(EXIT_UNREADABLE)
 
 
 def _triage(fmt: str, show_all: bool, limit: Optional[int], streams: Tuple[int, ...],
@@ -228,12 +345,12 @@ def _triage(fmt: str, show_all: bool, limit: Optional[int], streams: Tuple[int, 
             "streams": streams}
 
 
-def _sink(fmt: str, settings: Settings, show_all: bool,
-          triage: Dict[str, Any]) -> Optional[ResultSink]:
+def _sink(fmt: str, settings: Settings, triage: Dict[str, Any],
+          **options: Any) -> Optional[ResultSink]:
     """The renderer's sink, behind the triage selection when there is something to select
     (the filter decides before the renderer encodes or drops a result). Sorting needs the
     results themselves: the default store."""
-    inner = None if triage["sort"] else make_sink(fmt, settings, show_all=show_all)
+    inner = None if triage["sort"] else make_sink(fmt, settings, **options)
     if triage["filter"] is None and triage["group_by"] is None and not triage["sort"]:
         return inner
     if inner is None:

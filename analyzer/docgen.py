@@ -1,7 +1,7 @@
 """Draw the reference documents from the code, so that they cannot drift from it.
 
 `python -m analyzer.docgen` rewrites docs/states.md, docs/findings.md, docs/verdicts.md,
-docs/skipped.md and docs/filters.md;
+docs/skipped.md and docs/filters.md, and the policy reference inside docs/ci.md;
 tests/test_docs.py fails when a committed document differs from what this produces.
 """
 
@@ -13,6 +13,7 @@ from typing import Dict
 
 from analyzer.common.findings import catalogue_markdown
 from analyzer.decode.frames import SKIP_REASONS
+from analyzer.gate.reference import splice
 from analyzer.tcp.states import State, state_diagram
 from analyzer.judge.verdicts import CLOSES, HANDSHAKES
 from analyzer.triage.fields import filters_markdown
@@ -43,19 +44,27 @@ def skipped_markdown() -> str:
     return "\n".join(lines) + "\n"
 
 
-def documents() -> Dict[str, str]:
+#: The checkout this module sits in (docs/ci.md is written by hand around its generated part).
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def documents(root: Path = ROOT) -> Dict[str, str]:
     """Relative path -> content of every generated document."""
-    return {
+    docs = {
         "docs/states.md": state_diagram(),
         "docs/findings.md": catalogue_markdown(),
         "docs/verdicts.md": verdicts_markdown(),
         "docs/skipped.md": skipped_markdown(),
         "docs/filters.md": filters_markdown(),
     }
+    ci = root / "docs" / "ci.md"
+    if ci.exists():
+        docs["docs/ci.md"] = splice(ci.read_text(encoding="utf-8"))
+    return docs
 
 
 def main(root: str = ".") -> None:
-    for rel, text in documents().items():
+    for rel, text in documents(Path(root)).items():
         path = Path(root) / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8")

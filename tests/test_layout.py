@@ -33,6 +33,7 @@ STAGES: Dict[str, int] = {
     "report": 5,        # results -> report, summary, exit code, storage
     "settings": 6,      # one frozen Settings
     "pipeline": 7,      # analyze(): the stages in order
+    "gate": 8,          # CI policies and baselines (scopes share triage's filter language)
     "render": 8,        # report -> text, JSON, conn.log
     "triage": 8,        # filters, selection, explanations (beside the renderers)
     "cli": 9, "docgen": 9, "__main__": 9, "__init__": 9,

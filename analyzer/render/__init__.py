@@ -5,7 +5,10 @@ module has `render(report, out, **options)` and may have `make_sink(settings, **
 the result sink it wants `analyze()` to fill (what it keeps of each connection), or None for
 the default store of every result. The CLI also passes `captures` and `settings`: the HTML
 and SVG writers read the capture a second time for their diagrams' packets (packets.py).
-May import: every stage below, `analyzer.settings`, `analyzer.pipeline`; rich and click only
+`outputs` writes several formats from one analysis (`--report FORMAT=FILE`), each file whole
+or not at all.
+May import: every stage below, `analyzer.settings`, `analyzer.pipeline`, and beside it
+`analyzer.gate` (JUnit shows a policy's outcomes) and `analyzer.triage`; rich and click only
 here and in the CLI.
 """
 
@@ -28,6 +31,7 @@ RENDERERS: Dict[str, str] = {
     "zeek": "zeek_out",
     "html": "html",
     "svg": "svg",
+    "junit": "junit",
 }
 
 

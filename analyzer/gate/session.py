@@ -1,0 +1,106 @@
+"""One command run's gate: the policy and baseline read before the analysis, the sink that
+counts during it, and after it the lines, annotations, summaries and the exit code.
+
+The CLI calls `GateSession.open()` with its options (a `PolicyError` or `BaselineError` is
+exit 2, before any capture is read), passes `sink` to `analyze()` beside the renderers'
+sinks, and calls `finish()` with the report. Nothing here parses options or prints: the
+session returns the lines and the CLI writes them.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import List, Mapping, NamedTuple, Optional
+
+from analyzer.gate import github
+from analyzer.gate.baseline import (Change, Counts, Signatures, compare, load_baseline,
+                                    write_baseline)
+from analyzer.gate.evaluate import Evaluation, GateResult
+from analyzer.gate.policy import Policy, empty_policy, find_policy, load_policy
+from analyzer.report.model import EXIT_FINDINGS, Report
+
+
+class Finished(NamedTuple):
+    """What the run's gate found, ready to print."""
+    gate: Optional[GateResult]
+    changes: List[Change]
+    lines: List[str]                # one line each on stderr
+    annotations: List[str]          # GitHub workflow commands (empty elsewhere)
+    failed: bool
+
+
+class GateSession:
+    """The policy (when there is one) and the baseline (when asked) of one run."""
+
+    def __init__(self, policy: Optional[Policy], policy_file: Optional[str],
+                 found: bool, baseline: Optional[Counts], baseline_file: Optional[str],
+                 signatures: bool) -> None:
+        self.policy = policy
+        self.policy_file = policy_file
+        #: True when the policy was found rather than named (the CLI says which file).
+        self.found = found
+        self.baseline = baseline
+        self.baseline_file = baseline_file
+        rules = policy or empty_policy()
+        self.evaluation: Optional[Evaluation] = None
+        if policy is not None or signatures:
+            self.evaluation = Evaluation(rules, Signatures(rules.examples) if signatures else None)
+
+    @classmethod
+    def open(cls, policy: Optional[str], no_policy: bool, baseline: Optional[str],
+             write_baseline: Optional[str], cwd: str = ".") -> "GateSession":
+        found = False
+        if policy is None and not no_policy:
+            policy = find_policy(cwd)
+            found = policy is not None
+        rules = load_policy(policy) if policy is not None else None
+        before = load_baseline(baseline) if baseline is not None else None
+        return cls(rules, policy, found, before, baseline,
+                   signatures=baseline is not None or write_baseline is not None)
+
+    @property
+    def active(self) -> bool:
+        """Whether this run is gated at all: a policy, or a baseline to compare with."""
+        return self.policy is not None or self.baseline is not None
+
+    @property
+    def sink(self) -> Optional[Evaluation]:
+        return self.evaluation
+
+    def finish(self, report: Report, env: Mapping[str, str] = os.environ) -> Finished:
+        gate = changes = None
+        if self.evaluation is not None:
+            result = self.evaluation.finish(report)
+            gate = result if self.policy is not None else None
+        changes = []
+        signatures = self.evaluation.signatures if self.evaluation is not None else None
+        if signatures is not None:
+            signatures.finish(report)
+            if self.baseline is not None:
+                changes = compare(self.baseline, signatures, (self.policy or empty_policy()).baseline,
+                                  self.baseline_file or "")
+        lines = ([o.message for o in gate.violations] if gate else []) + \
+            [c.message for c in changes if c.regression] + \
+            ([o.message for o in gate.warnings] if gate else []) + \
+            [c.message for c in changes if not c.regression]
+        failed = bool(gate and gate.failed) or any(c.regression for c in changes)
+        notes = github.workflow_commands(gate, changes, self.policy_file, env) \
+            if github.in_github_actions(env) else []
+        return Finished(gate, changes, lines, notes, failed)
+
+    def baseline_document(self, report: Report) -> dict:
+        assert self.evaluation is not None and self.evaluation.signatures is not None
+        return self.evaluation.signatures.document(report)
+
+    def summary(self, report: Report, finished: Finished, exit_code: int) -> str:
+        return github.summary_markdown(report, finished.gate, finished.changes,
+                                       self.baseline_file, exit_code)
+
+
+def exit_code(base: int, finished: Finished) -> int:
+    """The run's exit code: the report's (0, 1 for --fail-on, 3 for an unreadable file),
+    raised to 1 when the gate failed; 3 stays 3."""
+    return max(base, EXIT_FINDINGS) if finished.failed and base == 0 else base
+
+
+__all__ = ["GateSession", "Finished", "exit_code", "write_baseline"]

@@ -1,0 +1,94 @@
+"""Several reports from one analysis: each output's sink, filled by one pass, then each written.
+
+`-f/-o` name the main report and every `--report FORMAT=FILE` one more. Each output keeps what
+its renderer wants of the connections (`make_sink`); `Fanout` hands every result to all of
+them (and to the CI gate's counters) during the single pass of `analyze()`
+(`analyzer.report.fanout`), and each output is
+then rendered from the same report with its own connections. A file is written to a temporary
+file in its directory and renamed over the target only once complete, so a failed or
+interrupted run never leaves half a report, nor destroys an older one.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import tempfile
+from contextlib import contextmanager
+from typing import Any, Iterator, List, NamedTuple, Sequence, TextIO
+
+from analyzer.render import RENDERERS, make_sink
+from analyzer.report.model import Report
+from analyzer.report.store import ResultSink, ResultStore
+from analyzer.settings import Settings
+
+
+class Output(NamedTuple):
+    fmt: str
+    path: str                   # "-" is stdout
+    sink: ResultSink
+
+
+def parse_report_option(text: str) -> "tuple[str, str]":
+    """`junit=tcpflow-check.xml` -> ("junit", "tcpflow-check.xml"); ValueError with the
+    reason otherwise."""
+    fmt, sep, path = text.partition("=")
+    if not sep or not path:
+        raise ValueError("%r is not FORMAT=FILE (e.g. junit=tcpflow-check.xml)" % text)
+    if fmt not in RENDERERS:
+        raise ValueError("unknown format %r in %r (one of: %s)"
+                         % (fmt, text, ", ".join(sorted(RENDERERS))))
+    return fmt, path
+
+
+def plan(targets: Sequence["tuple[str, str]"], settings: Settings, **options: Any) -> List[Output]:
+    """One output per (format, path), each with the sink its renderer wants."""
+    out = []
+    for fmt, path in targets:
+        sink = make_sink(fmt, settings, **options)
+        out.append(Output(fmt, path, sink if sink is not None
+                          else ResultStore(settings.result_budget)))
+    return out
+
+
+def check_target(path: str, inputs: Sequence[str]) -> None:
+    """Refuse, before anything is read, an output file that could not be written or that is
+    one of the inputs (a report written over the capture would destroy it): ValueError."""
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise ValueError("cannot write %s: no directory %s" % (path, directory))
+    if not os.access(directory, os.W_OK):
+        raise ValueError("cannot write %s: the directory is not writable" % path)
+    if os.path.exists(path):
+        for name in inputs:
+            if name != "-" and os.path.exists(name) and os.path.samefile(path, name):
+                raise ValueError("%s is an input of this run; it would be overwritten" % path)
+
+
+def for_output(report: Report, output: Output) -> Report:
+    """The report as `output` renders it: the same analysis, that output's connections."""
+    mine = copy.copy(report)
+    mine.connections = output.sink
+    return mine
+
+
+@contextmanager
+def replacing(path: str) -> Iterator[TextIO]:
+    """A text file that replaces `path` when the block ends without an exception; the
+    temporary file is removed otherwise."""
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".%s." % os.path.basename(path), suffix=".tmp",
+                               dir=directory)
+    try:
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(tmp, 0o666 & ~mask)           # as open() would have made it
+        with open(fd, "w", encoding="utf-8") as fh:
+            yield fh
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
