@@ -112,7 +112,10 @@ def _table(console: Console, rows: Iterable[ConnResult], title: str) -> None:
         first = r.closed_first or "-"
         if r.reset_by and r.close == "reset":
             first = "RST " + r.reset_by
-        t.add_row(str(r.id), "%s → %s" % (_endpoint(*r.orig_raw), _endpoint(*r.resp_raw)),
+        where = "%s → %s" % (_endpoint(*r.orig_raw), _endpoint(*r.resp_raw))
+        if r.tunnel:
+            where += "\nvia " + r.tunnel_text()
+        t.add_row(str(r.id), where,
                   _verdict(r.handshake), _verdict(r.close), first,
                   "%s / %s" % r.final_state, "%d/%d" % r.packets, _seconds(r.duration), codes)
     console.print(t)
@@ -129,6 +132,8 @@ def _blocks(console: Console, rows: Iterable[ConnResult], title: str) -> None:
         console.print(Text.assemble(
             ("stream %d" % r.id, "bold"), "  %s → %s  " % (_endpoint(*r.orig_raw), _endpoint(*r.resp_raw)),
             ("(%d/%d pkts, %s)" % (r.packets[0], r.packets[1], _seconds(r.duration)), "dim")))
+        if r.tunnel:
+            console.print(Text("    via " + r.tunnel_text()))
         first = r.closed_first or "-"
         if r.reset_by and r.close == "reset":
             first = "RST " + r.reset_by

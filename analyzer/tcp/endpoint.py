@@ -126,7 +126,8 @@ class ConnectionCore:
                  "established_ts", "rst", "fins", "fin_acked_by", "half_close_data",
                  "reused_from", "syn_ts", "est_sides", "self_connect", "prev_ts", "tfo",
                  "steady", "zeek", "first_from_orig", "held_rst", "syn_data", "inferred_fin",
-                 "rst_discards", "key", "rkey", "okey", "queued_ts", "e0", "e1")
+                 "rst_discards", "key", "rkey", "okey", "queued_ts", "e0", "e1", "tunnel",
+                 "rtunnel")
 
     def __init__(self, stream_id: int, seg: Segment, orig_is_src: bool, key: bytes,
                  rkey: bytes) -> None:
@@ -156,6 +157,11 @@ class ConnectionCore:
         self.key = key
         self.rkey = rkey
         self.okey = key if orig_is_src else rkey
+        #: The tunnel context of its first segment (`Segment.tunnel`; empty outside tunnels):
+        #: the table keys the connection by the 4-tuple and this.
+        self.tunnel = seg.tunnel
+        #: The replies' context where their tunnel ids differ (`FlowTable._bind`), else `tunnel`.
+        self.rtunnel = seg.tunnel
         #: In the flow table's queue of finished connections since its last packet at this
         #: time; -1 when not queued.
         self.queued_ts = -1
