@@ -24,6 +24,7 @@ COMPILED = [
     "common/nstime", "common/findings",
     "capture/source", "capture/files", "capture/pcap", "capture/pcapng",
     "decode/segment", "decode/linklayer", "decode/iptcp", "decode/frames", "decode/checksum",
+    "decode/tunnels", "decode/reassembly",
     "tcp/states", "tcp/endpoint", "tcp/seqanalysis", "tcp/control", "tcp/conn", "tcp/zeek",
     "tcp/zeekstate", "tcp/zeekmachine", "tcp/flows",
     "judge/result", "judge/verdicts", "judge/floods",

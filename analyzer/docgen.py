@@ -12,7 +12,9 @@ from pathlib import Path
 from typing import Dict
 
 from analyzer.common.findings import catalogue_markdown
-from analyzer.decode.frames import SKIP_REASONS
+from analyzer.decode.frames import (LINKTYPE_NAMES, NOT_READ, SKIP_REASONS,
+                                    SUPPORTED_LINKTYPES)
+from analyzer.decode.tunnels import TUNNELS_READ
 from analyzer.gate.reference import splice
 from analyzer.tcp.states import State, state_diagram
 from analyzer.judge.verdicts import CLOSES, HANDSHAKES
@@ -41,6 +43,12 @@ def skipped_markdown() -> str:
              "Frames that are not analysed as TCP segments are counted in `capture.skipped` by "
              "one of these reasons.", "", "| reason | meaning |", "|---|---|"]
     lines += ["| `%s` | %s |" % kv for kv in SKIP_REASONS.items()]
+    lines += ["", "## Link types read", "", "| linktype | name |", "|---:|---|"]
+    lines += ["| %d | %s |" % (lt, LINKTYPE_NAMES[lt]) for lt in sorted(SUPPORTED_LINKTYPES)]
+    lines += ["", "Any other link type: `unsupported_linktype`. Tunnels opened inside IP "
+              "(`analyzer/decode/tunnels.py`): %s." % ", ".join(TUNNELS_READ), "",
+              "## Left unread", "", "| what | why |", "|---|---|"]
+    lines += ["| %s | %s |" % kv for kv in NOT_READ.items()]
     return "\n".join(lines) + "\n"
 
 

@@ -16,7 +16,9 @@ from analyzer.capture.files import CaptureStats, Cursor, open_captures
 from analyzer.common.names import printable
 from analyzer.decode.checksum import checksums_ok
 from analyzer.tcp.conn import Connection
-from analyzer.decode.frames import QuotedTCP, decode_at, decode_frame
+from analyzer.common.findings import Finding
+from analyzer.decode.frames import FrameDecoder, QuotedTCP, decode_at
+from analyzer.decode.reassembly import Reassembler
 from analyzer.judge.floods import FloodDetector
 from analyzer.tcp.flows import FlowTable
 from analyzer.judge.ladder import Tracer
@@ -66,6 +68,7 @@ def analyze(paths: Sequence[str], settings: Settings = DEFAULT_SETTINGS, *,
         floods.add(r)
 
     table = FlowTable(done, msl_ns, settings.idle_timeout_ns, settings.max_live)
+    decoder = FrameDecoder(settings.udp_tunnel_ports)
     skipped: Counter = Counter()
     tcp = 0
     num = 0
@@ -84,7 +87,7 @@ def analyze(paths: Sequence[str], settings: Settings = DEFAULT_SETTINGS, *,
                 None if checksums else decode_at(linktype, frames.buf, frames.start, frames.end))
             if seg is None:
                 buf = frames.buf[frames.start:frames.end]
-                seg = decode_frame(linktype, buf)
+                seg = decoder.decode(linktype, buf, ts, num)
             if isinstance(seg, str):
                 skipped[seg] += 1
             elif isinstance(seg, QuotedTCP):
@@ -112,6 +115,13 @@ def analyze(paths: Sequence[str], settings: Settings = DEFAULT_SETTINGS, *,
         # record dated decades ahead must not make every CLOSE_WAIT decades long).
         table.flush(end_ts)
     warnings = list(stats.warnings)
+    fragments = decoder.fragments
+    if fragments is not None:
+        fragments.finish()
+        if fragments.incomplete:
+            warnings.append("%d fragmented IP datagrams never completed (fragments missing from "
+                            "the capture, or dropped past the reassembly limits)"
+                            % fragments.incomplete)
     cut = skipped.get("truncated_tcp", 0) + skipped.get("truncated_ip", 0)
     if cut:
         warnings.append("%d packets were cut inside their IP or TCP header (snaplen too small?) "
@@ -127,9 +137,22 @@ def analyze(paths: Sequence[str], settings: Settings = DEFAULT_SETTINGS, *,
         first_ts=stats.first_ts, last_ts=stats.last_ts, linktypes=dict(stats.linktypes),
         evicted_early=table.evicted_early, interrupted=stats.interrupted)
     capture_findings = floods.findings()
+    if fragments is not None and fragments.first_malformed is not None:
+        capture_findings.append(malformed_fragments(fragments))
     for f in capture_findings:
         summary.count(f)
     return Report(capture, results, summary, settings.msl, ladders, capture_findings)
+
+
+def malformed_fragments(fragments: Reassembler) -> Finding:
+    """The capture's IP_FRAGMENTS_MALFORMED finding: how many datagrams, and the first."""
+    assert fragments.first_malformed is not None
+    ts, frame, why = fragments.first_malformed
+    f = Finding("IP_FRAGMENTS_MALFORMED", ts, frame, None,
+                "%d fragmented IP datagram%s discarded; the first at frame %d: %s"
+                % (fragments.malformed, "" if fragments.malformed == 1 else "s", frame, why))
+    f.count = fragments.malformed
+    return f
 
 
 @contextlib.contextmanager

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import FrozenSet, Optional
+from typing import Dict, FrozenSet, Optional, Tuple
 
+from analyzer.decode.tunnels import UDP_KINDS
 from analyzer.judge.floods import DEFAULT_THRESHOLD, DEFAULT_WINDOW
 from analyzer.report.store import DEFAULT_BUDGET
 from analyzer.tcp.flows import DEFAULT_MAX_LIVE
@@ -43,6 +44,9 @@ class Settings:
     result_budget: int = DEFAULT_BUDGET
     #: Stream ids (Wireshark's tcp.stream) whose packets are kept as a ladder (`--stream`).
     ladders: FrozenSet[int] = field(default_factory=frozenset)
+    #: More UDP ports opened as tunnels, (port, kind) pairs (`--udp-tunnel PORT=KIND`; kinds
+    #: in `analyzer.decode.tunnels.UDP_KINDS`), besides the standard ports.
+    udp_tunnels: Tuple[Tuple[int, str], ...] = ()
 
     def __post_init__(self) -> None:
         _seconds("msl", self.msl, zero_ok=True)
@@ -57,6 +61,18 @@ class Settings:
             object.__setattr__(self, "ladders", frozenset(self.ladders))
         if any(isinstance(n, bool) or not isinstance(n, int) or n < 0 for n in self.ladders):
             raise ValueError("ladders must hold stream ids (whole numbers from 0)")
+
+        object.__setattr__(self, "udp_tunnels", tuple(tuple(p) for p in self.udp_tunnels))
+        for pair in self.udp_tunnels:
+            if len(pair) != 2 or isinstance(pair[0], bool) or not isinstance(pair[0], int) \
+                    or not 0 < pair[0] < 65536 or pair[1] not in UDP_KINDS:
+                raise ValueError("udp_tunnels must hold (port 1-65535, kind) pairs, the kind one "
+                                 "of %s; not %r" % (", ".join(sorted(UDP_KINDS)), pair))
+
+    @property
+    def udp_tunnel_ports(self) -> Dict[int, int]:
+        """`udp_tunnels` as the decoder takes them: port -> tunnel kind."""
+        return {port: UDP_KINDS[kind] for port, kind in self.udp_tunnels}
 
     @property
     def msl_ns(self) -> int:

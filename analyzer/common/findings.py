@@ -123,6 +123,8 @@ _CODES: Final = [
     # Capture-wide
     Code("HALF_OPEN_FLOOD", ERROR,
          "Many SYNs to one server were never answered or never completed within a short window (SYN flood or overloaded listener)."),
+    Code("IP_FRAGMENTS_MALFORMED", WARNING,
+         "A fragmented IP datagram was discarded, as Linux discards it: fragments overlap (other than exact duplicates), two last fragments disagree, a fragment lies past the end, the datagram exceeds 65535 bytes or 128 fragments (fragmentation attacks and evasion)."),
     Code("BAD_CHECKSUM", WARNING,
          "A TCP or IPv4 header checksum is wrong (checked only with --checksums: offload makes most captured checksums wrong)."),
 ]

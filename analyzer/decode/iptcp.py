@@ -1,19 +1,23 @@
 """The network and transport layers of a frame: IP header(s) at an offset -> a TCP `Segment`,
-or the reason it carries none (a short stable string from `analyzer.decode.frames.SKIP_REASONS`).
+or what the IP packet carries instead (a short stable reason from
+`analyzer.decode.frames.SKIP_REASONS`, or a payload other modules open: `Carried`, `Fragment`).
 
 IPv4 with options; IPv6 with hop-by-hop, routing, destination options, AH, mobility/HIP/shim6
-headers and atomic fragments (RFC 6946); AH inside IPv4; IP-in-IP (IPv4 protocol 4, IPv6
-protocol 41, in either family, nested at most `_MAX_NEST` deep). `ip4_at` and `ip6_at` read
-IPv4 with a 20-byte header or IPv6 without extension headers, then TCP, at fixed offsets
-(also inside the reader's buffer, given where the frame ends); anything else goes to
-`ip_general`, which checks every length against both the captured bytes and the IP length
-fields. No exception is raised or caught.
+headers and atomic fragments (RFC 6946); AH inside IPv4; IPv4 total length 0 (TSO/GSO) and
+IPv6 jumbograms (RFC 2675, and Linux BIG TCP's payload length 0 without the option), read to
+the end of the captured frame or the jumbo length. `ip4_at` and `ip6_at` read IPv4 with a
+20-byte header or IPv6 without extension headers, then TCP, at fixed offsets (also inside the
+reader's buffer, given where the frame ends); anything else goes to `ip_general`, which checks
+every length against both the captured bytes and the IP length fields. No exception is raised
+or caught.
 
 The TCP payload length comes from the IP length fields, never from the captured bytes, so
 Ethernet padding is ignored and a snaplen cut after the TCP header keeps the real length.
 TCP options are read only on SYN segments, for MSS (kind 2) and window scale (kind 3).
-An ICMP error quoting a TCP header gives its quoted 4-tuple as a `QuotedTCP`; tunnels other
-than IP-in-IP are recognised by protocol or UDP port and left closed.
+An ICMP error quoting a TCP header gives its quoted 4-tuple as a `QuotedTCP`. Payloads that
+may be tunnels (UDP, IP-in-IP, GRE, EtherIP, L2TPv3, MPLS-in-IP) come back as `Carried` for
+`analyzer.decode.tunnels`; fragments as `Fragment` for `analyzer.decode.reassembly`. This
+module reads one IP layer: nesting is bounded by the caller (`analyzer.decode.frames`).
 """
 
 from __future__ import annotations
@@ -36,10 +40,7 @@ _PORTS: Final = struct.Struct("!HH")
 
 _IP6_EXT: Final = frozenset((0, 43, 44, 51, 60, 135, 139, 140))   # 44 = Fragment, 51 = AH
 _IP4_EXT: Final = frozenset((51,))                                 # AH
-_TUNNEL_PROTOS: Final = frozenset((47, 97, 115, 137))   # GRE/ERSPAN, EtherIP, L2TPv3, MPLS-in-IP
-_UDP_TUNNEL_PORTS: Final = frozenset((1701, 2152, 3544, 4754, 4789, 6081, 6635))
 NO_OPTIONS: Final = (-1, -1)   # (mss, wscale) of a segment without those options
-_MAX_NEST: Final = 4      # IP headers followed through IP-in-IP before giving up
 
 
 def syn_options(buf: bytes, i: int, stop: int) -> Tuple[int, int]:
@@ -120,86 +121,171 @@ def _icmp_quote(buf: bytes, proto: int, t: int) -> Decoded:
     return "not_tcp"
 
 
-def _not_tcp(buf: bytes, proto: int, t: int) -> Decoded:
-    """Reason for an IP payload that is not TCP: a tunnel we leave closed, or plain not_tcp;
-    an ICMP error quoting TCP gives its quoted 4-tuple (`QuotedTCP`)."""
+class Carried:
+    """An IP payload this module does not read: a tunnel's (GRE, UDP, IP-in-IP, ...), handed to
+    `analyzer.decode.tunnels` with the outer addresses. `proto` is the IP protocol, the payload
+    lies at `buf[off:end]` (`end` as the IP header announces it)."""
+
+    __slots__ = ("proto", "buf", "off", "end", "src", "dst")
+
+    def __init__(self, proto: int, buf: bytes, off: int, end: int, src: bytes,
+                 dst: bytes) -> None:
+        self.proto = proto
+        self.buf = buf
+        self.off = off
+        self.end = end
+        self.src = src
+        self.dst = dst
+
+
+class Fragment:
+    """One fragment of a fragmented IP datagram, for `analyzer.decode.reassembly`: its
+    datagram's `key` (version, addresses, identification; IPv4 adds the protocol, as Linux
+    keys them), where it lies (`offset`, `size` announced, `data` as captured), whether more
+    follow, and the protocol after the fragmentable part's headers (`proto`) with the length
+    of the headers before it (`hlen`)."""
+
+    __slots__ = ("key", "ver", "offset", "size", "more", "data", "proto", "src", "dst", "hlen")
+
+    def __init__(self, key: bytes, ver: int, offset: int, size: int, more: bool, data: bytes,
+                 proto: int, src: bytes, dst: bytes, hlen: int) -> None:
+        self.key = key
+        self.ver = ver
+        self.offset = offset
+        self.size = size
+        self.more = more
+        self.data = data
+        self.proto = proto
+        self.src = src
+        self.dst = dst
+        self.hlen = hlen
+
+
+#: What a layer of the general path gives: a segment, a payload for `analyzer.decode.tunnels`
+#: or `analyzer.decode.reassembly`, or a skip reason.
+Layer = Union[Segment, Carried, Fragment, str]
+
+#: IP protocols handed over as `Carried`: UDP (tunnels by port), IP-in-IP, GRE/ERSPAN, EtherIP,
+#: L2TPv3, MPLS-in-IP.
+_CARRIED: Final = frozenset((4, 17, 41, 47, 97, 115, 137))
+
+
+def ip_general(buf: bytes, off: int, want: int) -> Layer:
+    """The general IP path: IPv4 (`want` 4), IPv6 (6) or either (0) at `off`.
+
+    Handles IPv4 options, IPv6 extension headers (with the jumbo payload option), AH and
+    fragments; checks every length against both the captured bytes and the IP length fields.
+    A total length of 0 (IPv4) or a payload length of 0 before TCP (IPv6) is a GSO/BIG TCP
+    packet as Linux hands it to the capture: the packet is the rest of the captured frame.
+    """
+    n = len(buf)
+    if off >= n:
+        return "truncated_ip"
+    ver = buf[off] >> 4
+    if want and ver != want:
+        return "bad_ip_header"
+    if ver == 4:
+        if n < off + 20:
+            return "truncated_ip"
+        ihl = (buf[off] & 15) << 2
+        tot, frag, proto, src, dst = _IP4_HDR.unpack_from(buf, off)
+        if tot == 0:
+            tot = n - off                       # TSO/GSO (Wireshark's ip.tso_support)
+        if ihl < 20 or tot < ihl:
+            return "bad_ip_header"
+        if n < off + ihl:
+            return "truncated_ip"
+        if frag & 0x3FFF:
+            t = off + ihl
+            return Fragment(b"\x04" + src + dst + buf[off + 4:off + 6] + bytes((proto,)), 4,
+                            (frag & 0x1FFF) << 3, tot - ihl, bool(frag & 0x2000),
+                            buf[t:min(off + tot, n)], proto, src, dst, ihl)
+        return ip_payload(buf, proto, src, dst, off + ihl, off + tot, 4, tot)
+    if ver == 6:
+        if n < off + 40:
+            return "truncated_ip"
+        plen, proto, src, dst = _IP6_HDR.unpack_from(buf, off)
+        if plen == 0 and proto != 59:
+            plen = _jumbo(buf, off + 40) if proto == 0 else n - off - 40
+            if plen < 0:
+                return "bad_ip_header"
+        return ip_payload(buf, proto, src, dst, off + 40, off + 40 + plen, 6, plen + 40)
+    return "bad_ip_header"
+
+
+def _jumbo(buf: bytes, t: int) -> int:
+    """The payload length of an IPv6 packet whose payload length is 0, from the jumbo payload
+    option (RFC 2675) of its hop-by-hop header at `t`: the option's length less that header,
+    or the rest of the captured frame when there is no such option (Linux BIG TCP since 6.3
+    sends none); -1 when the header is cut or malformed."""
+    n = len(buf)
+    if n < t + 8:
+        return -1
+    stop = t + ((buf[t + 1] + 1) << 3)
+    i = t + 2
+    while i < stop and i < n:
+        kind = buf[i]
+        if kind == 0:
+            i += 1
+            continue
+        if i + 1 >= n:
+            return -1
+        if kind == 0xC2 and buf[i + 1] == 4 and i + 6 <= n:
+            size = buf[i + 2] << 24 | buf[i + 3] << 16 | buf[i + 4] << 8 | buf[i + 5]
+            return size if size > 0xFFFF else -1
+        i += 2 + buf[i + 1]
+    return n - t
+
+
+def ip_payload(buf: bytes, proto: int, src: bytes, dst: bytes, t: int, end: int, ver: int,
+               iplen: int) -> Layer:
+    """The payload of an IP packet at `t`, ending (per its header) at `end`, whose header
+    names `proto`: extension headers walked, then TCP, a `Carried` payload, an ICMP quote or
+    not_tcp. Also reads a reassembled datagram (`analyzer.decode.reassembly`)."""
+    n = len(buf)
+    exts = _IP6_EXT if ver == 6 else _IP4_EXT
+    while proto in exts:
+        if end < t + 8:                         # every extension header is >= 8 bytes
+            return "bad_ip_header"
+        if n < t + 4:
+            return "truncated_ip"
+        if proto == 44:
+            fo = buf[t + 2] << 8 | buf[t + 3]
+            if fo & 0xFFF9:                     # offset or M set: a fragment
+                if n < t + 8:
+                    return "truncated_ip"
+                if end - t - 8 < 0:
+                    return "bad_ip_header"
+                return Fragment(b"\x06" + src + dst + buf[t + 4:t + 8], 6, fo & 0xFFF8,
+                                end - t - 8, bool(fo & 1), buf[t + 8:min(end, n)], buf[t],
+                                src, dst, iplen - (end - t))   # (less the fragment header)
+            size = 8                            # atomic fragment: a whole packet
+        elif proto == 51:
+            size = (buf[t + 1] + 2) << 2
+        else:
+            size = (buf[t + 1] + 1) << 3
+        proto = buf[t]
+        t += size
+        if t > end:
+            return "bad_ip_header"
+        if t > n:
+            return "truncated_ip"
+    if proto == 6:
+        return _tcp(buf, src, dst, t, end, iplen)
     if proto == 1 or proto == 58:
         return _icmp_quote(buf, proto, t)
-    if proto in _TUNNEL_PROTOS:
-        return "tunnel_not_decoded"
-    if proto == 17 and len(buf) >= t + 4:
-        sport, dport = _PORTS.unpack_from(buf, t)
-        if sport in _UDP_TUNNEL_PORTS or dport in _UDP_TUNNEL_PORTS:
-            return "tunnel_not_decoded"
+    if proto in _CARRIED:
+        return Carried(proto, buf, t, end, src, dst)
     return "not_tcp"
 
 
-def ip_general(buf: bytes, off: int, want: int) -> Decoded:
-    """The general IP path: IPv4 (`want` 4), IPv6 (6) or either (0) at `off`.
-
-    Handles IPv4 options, IPv6 extension headers, AH, fragments and IP-in-IP; checks every
-    length against both the captured bytes and the IP length fields.
-    """
-    n = len(buf)
-    for _ in range(_MAX_NEST):
-        if off >= n:
-            return "truncated_ip"
-        ver = buf[off] >> 4
-        if want and ver != want:
-            return "bad_ip_header"
-        if ver == 4:
-            if n < off + 20:
-                return "truncated_ip"
-            ihl = (buf[off] & 15) << 2
-            tot, frag, proto, src, dst = _IP4_HDR.unpack_from(buf, off)
-            if ihl < 20 or tot < ihl:
-                return "bad_ip_header"
-            if n < off + ihl:
-                return "truncated_ip"
-            if frag & 0x3FFF:
-                return "ip_fragment"
-            t, end, exts = off + ihl, off + tot, _IP4_EXT
-        elif ver == 6:
-            if n < off + 40:
-                return "truncated_ip"
-            plen, proto, src, dst = _IP6_HDR.unpack_from(buf, off)
-            t, end, exts = off + 40, off + 40 + plen, _IP6_EXT
-        else:
-            return "bad_ip_header"
-        while proto in exts:
-            if end < t + 8:                         # every extension header is >= 8 bytes
-                return "bad_ip_header"
-            if n < t + 4:
-                return "truncated_ip"
-            if proto == 44:
-                if (buf[t + 2] << 8 | buf[t + 3]) & 0xFFF9:   # offset or M set
-                    return "ip_fragment"
-                size = 8                                    # atomic fragment: a whole packet
-            elif proto == 51:
-                size = (buf[t + 1] + 2) << 2
-            else:
-                size = (buf[t + 1] + 1) << 3
-            proto = buf[t]
-            t += size
-            if t > end:
-                return "bad_ip_header"
-            if t > n:
-                return "truncated_ip"
-        if proto == 6:
-            return _tcp(buf, src, dst, t, end, end - off)
-        if proto != 4 and proto != 41:
-            return _not_tcp(buf, proto, t)
-        off, want = t, (4 if proto == 4 else 6)
-    return "tunnel_not_decoded"
-
-
-def ip4(buf: bytes, off: int) -> Decoded:
+def ip4(buf: bytes, off: int) -> Layer:
     """IPv4 at `off`: the fixed-offset fast path (`ip4_at`), else the general path."""
     seg = ip4_at(buf, off, len(buf))
     return seg if seg is not None else ip_general(buf, off, 4)
 
 
-def ip6(buf: bytes, off: int) -> Decoded:
+def ip6(buf: bytes, off: int) -> Layer:
     """IPv6 at `off`: the fixed-offset fast path (`ip6_at`), else the general path."""
     seg = ip6_at(buf, off, len(buf))
     return seg if seg is not None else ip_general(buf, off, 6)
@@ -248,7 +334,7 @@ def _tcp_at(buf: bytes, addrs: int, t: int, offflags: int, hl: int, paylen: int,
                    mss, wscale, cut, key=buf[addrs:t + 4], iplen=iplen)
 
 
-def ip_any(buf: bytes, off: int) -> Decoded:
+def ip_any(buf: bytes, off: int) -> Layer:
     """IPv4 or IPv6 at `off`, chosen by the version nibble (raw IP, MPLS payloads)."""
     if off >= len(buf):
         return "truncated_ip"

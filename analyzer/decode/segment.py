@@ -89,10 +89,12 @@ class Segment:
     capture, as Wireshark numbers frames. `mss`/`wscale` are the SYN options, or -1 when absent.
     `cut` says the snaplen cut the payload (its length is still the real one). `iplen` is the
     IP packet's length as its header announces it (Zeek's `ip_bytes` count; 0 when unknown).
+    `tunnel` is the tunnel context (outer endpoints and shared ids of each tunnel layer) of a
+    segment that came through tunnels, empty otherwise.
     """
 
     __slots__ = ("ts", "num", "key", "sport", "dport", "seq", "ack", "flags", "win",
-                 "paylen", "mss", "wscale", "cut", "bad_csum", "iplen")
+                 "paylen", "mss", "wscale", "cut", "bad_csum", "iplen", "tunnel")
 
     def __init__(self, src: bytes, dst: bytes, sport: int, dport: int, seq: int, ack: int,
                  flags: int, win: int, paylen: int, mss: int = -1, wscale: int = -1,
@@ -115,6 +117,9 @@ class Segment:
         self.ts = ts
         self.num = num
         self.iplen = iplen
+        #: The tunnels the segment came through, as `analyzer.decode.tunnels` records them
+        #: (empty when it came through none); part of the connection's flow key.
+        self.tunnel = b""
 
     @property
     def src(self) -> bytes:

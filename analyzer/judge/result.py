@@ -10,11 +10,12 @@ for compactness; `to_dict()` and the renderers give them as text.
 from __future__ import annotations
 
 import builtins
-from typing import Final, List, NamedTuple, Optional, Tuple
+from typing import Any, Dict, Final, List, NamedTuple, Optional, Tuple
 
 from analyzer.common.findings import SEVERITY_RANK, Finding
 from analyzer.common.nstime import seconds
 from analyzer.decode.segment import addr_str
+from analyzer.decode.tunnels import describe
 from analyzer.tcp.conn import Connection
 from analyzer.tcp.endpoint import NO_COUNTS, Analysis
 
@@ -93,7 +94,8 @@ class ConnResult:
     __slots__ = ("id", "orig_raw", "resp_raw", "start", "end", "first_frame", "last_frame", "packets",
                  "bytes", "handshake", "close", "closed_first", "reset_by", "half_close",
                  "final_state", "lingering", "syn_retransmissions", "findings", "reused_from",
-                 "analysis", "conn_state", "history", "zeek_flipped", "ip_bytes")
+                 "analysis", "conn_state", "history", "zeek_flipped", "ip_bytes", "tunnel",
+                 "rtunnel")
     # Typed, so that the compiled build keeps them unboxed where it can.
     id: int
     orig_raw: Tuple[builtins.bytes, int]     # (packed address, port): `orig` gives it as text
@@ -119,6 +121,8 @@ class ConnResult:
     history: str
     zeek_flipped: bool
     ip_bytes: Tuple[int, int]               # (orig, resp): IP lengths (conn.log's ip_bytes)
+    tunnel: builtins.bytes                  # tunnel context (analyzer.decode.tunnels); b"": none
+    rtunnel: builtins.bytes                 # the replies' context (ids may differ), else tunnel
 
     @classmethod
     def from_connection(cls, c: Connection, handshake: str, close: Optional[str],
@@ -147,6 +151,8 @@ class ConnResult:
         r.analysis = (o.analysis.counts(), NO_COUNTS if o is p else p.analysis.counts())
         r.conn_state, r.history = c.zeek.finish(c.first_from_orig)
         r.zeek_flipped = c.zeek.flipped
+        r.tunnel = c.tunnel
+        r.rtunnel = c.rtunnel
         return r
 
     def __reduce__(self) -> tuple:          # pickled as a tuple: spilling is on the hot path
@@ -158,14 +164,15 @@ class ConnResult:
                 self.closed_first, self.reset_by, self.half_close, self.final_state,
                 self.lingering, self.syn_retransmissions, self.findings,
                 self.reused_from, self.analysis, self.conn_state, self.history,
-                self.zeek_flipped, self.ip_bytes)
+                self.zeek_flipped, self.ip_bytes, self.tunnel, self.rtunnel)
 
     def __setstate__(self, state: tuple) -> None:
         (self.id, self.orig_raw, self.resp_raw, self.start, self.end, self.first_frame,
          self.last_frame, self.packets, self.bytes, self.handshake, self.close,
          self.closed_first, self.reset_by, self.half_close, self.final_state,
          self.lingering, self.syn_retransmissions, self.findings, self.reused_from,
-         self.analysis, self.conn_state, self.history, self.zeek_flipped, self.ip_bytes) = state
+         self.analysis, self.conn_state, self.history, self.zeek_flipped, self.ip_bytes,
+         self.tunnel, self.rtunnel) = state
 
     @property
     def orig(self) -> Peer:
@@ -210,11 +217,42 @@ class ConnResult:
         """Shown by default in the terminal: a warning or an error (a stuck CLOSE_WAIT is one)."""
         return self.worst() >= _WARNING_RANK
 
+    def tunnel_layers(self) -> List[dict]:
+        """The tunnels the connection came through, outermost first, as the JSON has them:
+        `reply_id` where the replies carried another id than the first packet."""
+        out = []
+        for (kind, a, b, ident), (_, _, _, reply) in zip(describe(self.tunnel),
+                                                         describe(self.rtunnel)):
+            layer: Dict[str, Any] = {"kind": kind, "endpoints": [a, b],
+                                     "id": None if ident < 0 else ident}
+            if reply != ident:
+                layer["reply_id"] = reply
+            out.append(layer)
+        return out
+
+    def tunnel_text(self) -> str:
+        """The same in words: `vxlan vni 42 192.0.2.1<->192.0.2.2`, layers joined by ` / `."""
+        return " / ".join(tunnel_words(*layer) for layer in self.tunnel_words_args())
+
+    def tunnel_words_args(self) -> List[Tuple[str, str, str, str]]:
+        """Each layer's (kind, endpoint, endpoint, id text) for `tunnel_words`: the id as
+        `7`, or `7/9` when the replies carried 9; empty when the kind keeps none."""
+        out = []
+        for (kind, a, b, ident), (_, _, _, reply) in zip(describe(self.tunnel),
+                                                         describe(self.rtunnel)):
+            text = "" if ident < 0 else str(ident) if reply == ident else "%d/%d" % (ident, reply)
+            out.append((kind, a, b, text))
+        return out
+
     def to_dict(self) -> dict:
-        return {
+        d: Dict[str, Any] = {
             "id": self.id,
             "orig": _ep(*self.orig_raw),
             "resp": _ep(*self.resp_raw),
+        }
+        if self.tunnel:
+            d["tunnel"] = self.tunnel_layers()
+        d.update({
             "start": seconds(self.start),
             "end": seconds(self.end),
             "duration": self.duration,
@@ -236,7 +274,19 @@ class ConnResult:
             "analysis": {"orig": dict(zip(ANALYSIS_FIELDS, self.analysis[0])),
                          "resp": dict(zip(ANALYSIS_FIELDS, self.analysis[1]))},
             "findings": [f.to_dict() for f in self.findings],
-        }
+        })
+        return d
+
+
+#: What a tunnel kind's id is called in words.
+_ID_NAMES: Final = {"vxlan": "vni", "geneve": "vni", "gre": "key", "erspan": "session"}
+
+
+def tunnel_words(kind: str, a: str, b: str, ident: str) -> str:
+    """One tunnel layer in words: kind, id (where the kind keeps one), outer endpoints."""
+    if not ident:
+        return "%s %s<->%s" % (kind, a, b)
+    return "%s %s %s %s<->%s" % (kind, _ID_NAMES.get(kind, "id"), ident, a, b)
 
 
 def _result(state: tuple) -> ConnResult:

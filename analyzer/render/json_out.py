@@ -78,8 +78,10 @@ def connection_json(r: ConnResult) -> str:
     lingering = r.lingering
     return "".join([
         '{"id": ', str(r.id), ', "orig": {"addr": ', _addr(r.orig_raw[0]), ', "port": ',
-        str(r.orig_raw[1]), '}, "resp": {"addr": ', _addr(r.resp_raw[0]), ', "port": ', str(r.resp_raw[1]),
-        '}, "start": ', seconds_json(r.start), ', "end": ', seconds_json(r.end),
+        str(r.orig_raw[1]), '}, "resp": {"addr": ', _addr(r.resp_raw[0]), ', "port": ',
+        str(r.resp_raw[1]),
+        '}, "tunnel": %s, "start": ' % _dumps(r.tunnel_layers()) if r.tunnel else '}, "start": ',
+        seconds_json(r.start), ', "end": ', seconds_json(r.end),
         ', "duration": ', seconds_json(r.end - r.start),
         ', "first_frame": ', str(r.first_frame), ', "last_frame": ', str(r.last_frame),
         ', "packets": {"orig": ', str(r.packets[0]), ', "resp": ', str(r.packets[1]),

@@ -131,9 +131,15 @@ TABLE_MIN_WIDTH = 150
 
 
 def _row(r: ConnResult) -> list:
-    return [str(r.id), "%s → %s" % (_endpoint(*r.orig_raw), _endpoint(*r.resp_raw)),
+    return [str(r.id), _where(r),
             _verdict(r.handshake), _verdict(r.close), _first(r),
             "%s / %s" % r.final_state, "%d/%d" % r.packets, _seconds(r.duration), _codes(r)]
+
+
+def _where(r: ConnResult) -> str:
+    """orig → resp, and the tunnel it came through (GRE, VXLAN, ...) when there is one."""
+    where = "%s → %s" % (_endpoint(*r.orig_raw), _endpoint(*r.resp_raw))
+    return where + " via " + r.tunnel_text() if r.tunnel else where
 
 
 #: The connections to list, as a function giving them afresh: a long list is read from the
@@ -149,8 +155,7 @@ def _connections(page: Page, rows: Rows, title: str) -> None:
         return
     page.line((title, "bold"))
     for r in rows():
-        page.line(("stream %d" % r.id, "bold"), " %s → %s " % (_endpoint(*r.orig_raw),
-                                                               _endpoint(*r.resp_raw)),
+        page.line(("stream %d" % r.id, "bold"), " %s " % _where(r),
                   ("(%d/%d pkts, %s)" % (r.packets[0], r.packets[1], _seconds(r.duration)),
                    "dim"))
         page.line("    handshake", _verdict(r.handshake), "· close", _verdict(r.close),

@@ -5,7 +5,10 @@ The header is Zeek's: `#separator \\x09`, `#set_separator`, `#empty_field (empty
 `#close`. Zeek tools (zeek-cut, log readers) parse it as they parse Zeek's own.
 
 Fields that need what we do not compute are unset (`-`): `service` (no protocol detection),
-`local_orig`/`local_resp` (no Site::local_nets), `missed_bytes` and `tunnel_parents`.
+`local_orig`/`local_resp` (no Site::local_nets) and `missed_bytes`. `tunnel_parents` holds, for
+a connection that came through tunnels, one element per tunnel layer, outermost first, in
+words instead of Zeek's uids of the tunnel connections (we log no tunnel.log to point into):
+`vxlan vni 42 192.0.2.1<->192.0.2.2` (`analyzer.judge.result.tunnel_words`).
 `orig_ip_bytes`/`resp_ip_bytes` are as in Zeek: each side's IP packet lengths as their
 headers announce them (IPv6: the payload length plus 40), summed. Where Zeek differs:
 
@@ -30,6 +33,7 @@ from typing import Optional, TextIO
 from analyzer.common.nstime import seconds, utc_text
 from analyzer.report.model import Report
 from analyzer.decode.segment import addr_str
+from analyzer.judge.result import tunnel_words
 
 FIELDS = ("ts", "uid", "id.orig_h", "id.orig_p", "id.resp_h", "id.resp_p", "proto", "service",
           "duration", "orig_bytes", "resp_bytes", "conn_state", "local_orig", "local_resp",
@@ -89,7 +93,14 @@ def row(conn) -> list:
             addr_str(oa), str(op), addr_str(ra), str(rp), "tcp", UNSET,
             "%.6f" % dur if timed else UNSET, str(oby) if timed else UNSET,
             str(rby) if timed else UNSET, state, UNSET, UNSET, UNSET, history or UNSET,
-            str(opk), str(oip), str(rpk), str(rip), UNSET]
+            str(opk), str(oip), str(rpk), str(rip), _tunnel_parents(conn)]
+
+
+def _tunnel_parents(conn) -> str:
+    """The tunnel layers as a Zeek set (elements joined by the set separator)."""
+    if not getattr(conn, "tunnel", b""):
+        return UNSET
+    return ",".join(tunnel_words(*layer) for layer in conn.tunnel_words_args())
 
 
 def render(report: Report, out: TextIO, **_options) -> None:

@@ -127,7 +127,8 @@ class ConnectionCore:
                  "established_ts", "rst", "fins", "fin_acked_by", "half_close_data",
                  "reused_from", "syn_ts", "est_sides", "self_connect", "prev_ts", "tfo",
                  "steady", "zeek", "first_from_orig", "held_rst", "syn_data", "inferred_fin",
-                 "rst_discards", "key", "rkey", "okey", "queued", "queued_ts", "e0", "e1")
+                 "rst_discards", "key", "rkey", "okey", "queued", "queued_ts", "e0", "e1",
+                 "tunnel", "rtunnel")
 
     def __init__(self, stream_id: int, seg: Segment, orig_is_src: bool, key: bytes,
                  rkey: bytes) -> None:
@@ -157,6 +158,11 @@ class ConnectionCore:
         self.key = key
         self.rkey = rkey
         self.okey = key if orig_is_src else rkey
+        #: The tunnel context of its first segment (`Segment.tunnel`; empty outside tunnels):
+        #: the table keys the connection by the 4-tuple and this.
+        self.tunnel = seg.tunnel
+        #: The replies' context where their tunnel ids differ (`FlowTable._bind`), else `tunnel`.
+        self.rtunnel = seg.tunnel
         #: In the flow table's queue of finished connections (`queued`), since its last
         #: packet at `queued_ts` (a capture time: any integer, so not a flag as well).
         self.queued = False

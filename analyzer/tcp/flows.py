@@ -3,8 +3,13 @@ and when a connection leaves memory.
 
 Rules (documented in README "How connections are found"):
 
-* **Key.** The unordered pair of (address, port) endpoints; IPv4 and IPv6 alike. The table
-  holds each connection under both directions of `Segment.key`, so a packet is one lookup.
+* **Key.** The unordered pair of (address, port) endpoints; IPv4 and IPv6 alike; for a
+  segment that came through tunnels, with its tunnel context (`Segment.tunnel`: each layer's
+  outer endpoints and id), so that two tenants' identical 4-tuples stay two connections. The
+  table holds each connection under both directions of `Segment.key` plus the context, so a
+  packet is one lookup. Where a tunnel's ids differ per direction (GTP-U TEIDs, L2TP ids,
+  some GRE keys and Geneve VNIs), the first reply that matches the 4-tuple and the outer
+  endpoints but not the ids is bound to the connection (`unbound`), once.
 * **Numbering.** Connections are numbered 0, 1, 2... in order of their first packet, as
   Wireshark numbers `tcp.stream`, so `tcp.stream eq N` opens the same connection there.
   Like Wireshark, a TCP header quoted in an ICMP error takes a number for a 4-tuple not seen
@@ -34,6 +39,7 @@ from typing import Callable, Deque, Dict, Final, List, Optional, Tuple
 
 from analyzer.tcp.conn import Connection
 from analyzer.decode.segment import ACK, RST, SYN, Segment
+from analyzer.decode.tunnels import loose
 from analyzer.tcp.states import END_STATES, Input, State
 
 #: Service ports above 1024 that are servers far more often than clients.
@@ -90,6 +96,9 @@ class FlowTable:
         #: 4-tuples numbered from an ICMP quote, before (or without) any packet of their own
         #: (canonical keys, as below).
         self.reserved: Dict[Key, int] = {}
+        #: Tunnelled connections whose replies have not come yet, under the reverse 4-tuple
+        #: and the context without ids (`loose`): a reply with other ids is theirs.
+        self.unbound: Dict[Key, Connection] = {}
         #: Finished connections that left the table: canonical key -> (stream id, last packet
         #: time), kept `reuse_memory` of capture time so that a later SYN is still called a
         #: reuse however the sweeps fell.
@@ -118,15 +127,20 @@ class FlowTable:
 
     def feed(self, seg: Segment) -> Connection:
         key = seg.key
-        conn = self.live.get(key)
+        tunnel = seg.tunnel
+        conn = self.live.get(key + tunnel if tunnel else key)
+        if conn is None and tunnel and self.unbound:
+            conn = self._bind(key, tunnel)
         if conn is None:
             conn = self._new(key, seg)
             if self.recent:
-                self._note_recent(canonical_key(key), conn, seg)
+                self._note_recent(canonical_key(key) + tunnel, conn, seg)
         elif seg.flags & (SYN | ACK | RST) == SYN:
             x = conn.ep[conn.side_of(seg)]
             if x.base_seq >= 0 and x.base_seq != seg.seq:
                 old = conn
+                if old.tunnel:                  # its keys may not all be the new one's
+                    self._unlink(old)
                 conn = self._new(key, seg, replacing=True)
                 self._note_reuse(old, conn, seg)
                 self.on_done(old, seg.ts)
@@ -142,12 +156,12 @@ class FlowTable:
 
     def connections(self) -> List[Connection]:
         """The connections in the table (each once)."""
-        return [conn for key, conn in self.live.items() if key == conn.key]
+        return [conn for key, conn in self.live.items() if key == conn.key + conn.tunnel]
 
     def reserve(self, quoted: Segment) -> None:
         """A TCP header quoted in an ICMP error: a 4-tuple not seen before takes the next stream
         number now (Wireshark numbers it), and keeps it for a connection that may follow."""
-        key = canonical_key(quoted.key)
+        key = canonical_key(quoted.key) + quoted.tunnel
         if key not in self.live and key not in self.reserved:
             if len(self.reserved) >= self.max_live:      # bounded: forget the oldest half
                 for old in list(self.reserved)[: self.max_live // 2]:
@@ -156,25 +170,55 @@ class FlowTable:
             self.next_id += 1
 
     def _new(self, key: Key, seg: Segment, replacing: bool = False) -> Connection:
-        """A new connection for the segment's 4-tuple (`replacing` the one that had it)."""
-        stream_id = self.reserved.pop(canonical_key(key), None) if self.reserved else None
+        """A new connection for the segment's 4-tuple `key` and tunnel context (`replacing`
+        the one that had them)."""
+        tunnel = seg.tunnel
+        stream_id = (self.reserved.pop(canonical_key(key) + tunnel, None) if self.reserved
+                     else None)
         if stream_id is None:
             stream_id = self.next_id
             self.next_id += 1
         rkey = reverse_key(key)
         conn = Connection(stream_id, seg, orig_is_sender(seg), key, rkey)
-        self.live[key] = self.live[rkey] = conn
+        self.live[key + tunnel] = self.live[rkey + tunnel] = conn
+        if tunnel:
+            ids = loose(tunnel)
+            if ids:
+                self.unbound[rkey + ids] = conn
         if not replacing:
             self.size += 1
             if self.size > self.max_live:
                 self._shed(seg.ts)
         return conn
 
+    def _bind(self, key: Key, tunnel: bytes) -> Optional[Connection]:
+        """The connection whose reply this is, the reply's tunnel ids differing from the first
+        packet's: it is now found under them too. None when there is none."""
+        conn = self.unbound.pop(key + loose(tunnel), None)
+        if conn is None or key != conn.rkey or self.live.get(conn.key + conn.tunnel) is not conn:
+            return None
+        conn.rtunnel = tunnel
+        self.live[key + tunnel] = conn
+        return conn
+
     def _remove(self, conn: Connection) -> None:
-        del self.live[conn.key]
-        if conn.rkey != conn.key:           # a socket connected to itself has one key
-            del self.live[conn.rkey]
+        if conn.tunnel:
+            self._unlink(conn)
+        else:
+            del self.live[conn.key]
+            if conn.rkey != conn.key:       # a socket connected to itself has one key
+                del self.live[conn.rkey]
         self.size -= 1
+
+    def _unlink(self, conn: Connection) -> None:
+        """Takes a tunnelled connection's keys out of the table (those still its own)."""
+        live = self.live
+        for key in (conn.key + conn.tunnel, conn.rkey + conn.tunnel, conn.rkey + conn.rtunnel):
+            if live.get(key) is conn:
+                del live[key]
+        ids = loose(conn.tunnel)
+        if ids and self.unbound.get(conn.rkey + ids) is conn:
+            del self.unbound[conn.rkey + ids]
 
     def _shed(self, now: int) -> None:
         """Over `max_live` (a flood of spoofed SYNs, say): finalize the least recently active
@@ -228,7 +272,7 @@ class FlowTable:
         while queue:
             conn = queue[0]
             a, b = conn.e0, conn.e1
-            if live.get(conn.key) is not conn or not (a.state in END_STATES
+            if live.get(conn.key + conn.tunnel) is not conn or not (a.state in END_STATES
                                                       and b.state in END_STATES):
                 queue.popleft()             # replaced by a reuse, or reopened by a lost ACK
                 conn.queued = False
@@ -259,7 +303,7 @@ class FlowTable:
         for conn in done:
             self._remove(conn)
             self.evicted += 1
-            key = canonical_key(conn.key)
+            key = canonical_key(conn.key) + conn.tunnel
             self.recent[key] = (conn.id, conn.last_ts)
             self.recent_order.append(key)
             self.on_done(conn, now)
