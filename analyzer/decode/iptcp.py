@@ -69,9 +69,10 @@ def syn_options(buf: bytes, i: int, stop: int) -> Tuple[int, int]:
     return mss, wscale
 
 
-def _tcp(buf: bytes, src: bytes, dst: bytes, t: int, end: int, iplen: int) -> Decoded:
+def _tcp(buf: bytes, src: bytes, dst: bytes, t: int, end: int, iplen: int,
+         ipid: int) -> Decoded:
     """The TCP header at `t` of an IP payload ending (per the IP header) at `end`, in an IP
-    packet of `iplen` bytes (per its header)."""
+    packet of `iplen` bytes (per its header) with IPv4 ID `ipid` (-1: IPv6)."""
     if end - t < 20:
         return "bad_tcp_header"
     n = len(buf)
@@ -86,7 +87,8 @@ def _tcp(buf: bytes, src: bytes, dst: bytes, t: int, end: int, iplen: int) -> De
     mss, wscale = (syn_options(buf, t + 20, min(t + hl, n)) if offflags & 2 and hl > 20
                    else NO_OPTIONS)
     return Segment(src, dst, sport, dport, seq, ack, offflags & 0xFFF, win, end - t - hl,
-                   mss, wscale, n < end, iplen=iplen)
+                   mss, wscale, n < end, iplen=iplen,
+                   dup=ipid << 16 | buf[t + 16] << 8 | buf[t + 17] if ipid >= 0 else -1)
 
 
 class QuotedTCP(Segment):
@@ -159,11 +161,13 @@ def ip_general(buf: bytes, off: int, want: int) -> Decoded:
             if frag & 0x3FFF:
                 return "ip_fragment"
             t, end, exts = off + ihl, off + tot, _IP4_EXT
+            ipid = buf[off + 4] << 8 | buf[off + 5]
         elif ver == 6:
             if n < off + 40:
                 return "truncated_ip"
             plen, proto, src, dst = _IP6_HDR.unpack_from(buf, off)
             t, end, exts = off + 40, off + 40 + plen, _IP6_EXT
+            ipid = -1
         else:
             return "bad_ip_header"
         while proto in exts:
@@ -186,7 +190,7 @@ def ip_general(buf: bytes, off: int, want: int) -> Decoded:
             if t > n:
                 return "truncated_ip"
         if proto == 6:
-            return _tcp(buf, src, dst, t, end, end - off)
+            return _tcp(buf, src, dst, t, end, end - off, ipid)
         if proto != 4 and proto != 41:
             return _not_tcp(buf, proto, t)
         off, want = t, (4 if proto == 4 else 6)
@@ -218,7 +222,8 @@ def ip4_at(buf: bytes, off: int, n: int) -> Optional[Segment]:
         tot = buf[off + 2] << 8 | buf[off + 3]
         if (buf[off] == 0x45 and buf[off + 9] == 6 and not (buf[off + 6] & 0x3F or buf[off + 7])
                 and 20 <= hl <= tot - 20 and n >= t + hl):
-            return _tcp_at(buf, off + 12, t, offflags, hl, tot - 20 - hl, n < off + tot, tot)
+            return _tcp_at(buf, off + 12, t, offflags, hl, tot - 20 - hl, n < off + tot, tot,
+                           buf[off + 4] << 8 | buf[off + 5])
     return None
 
 
@@ -230,14 +235,15 @@ def ip6_at(buf: bytes, off: int, n: int) -> Optional[Segment]:
         hl = offflags >> 10 & 0x3C
         plen = buf[off + 4] << 8 | buf[off + 5]
         if buf[off] >> 4 == 6 and buf[off + 6] == 6 and 20 <= hl <= plen and n >= t + hl:
-            return _tcp_at(buf, off + 8, t, offflags, hl, plen - hl, n < t + plen, plen + 40)
+            return _tcp_at(buf, off + 8, t, offflags, hl, plen - hl, n < t + plen, plen + 40, -1)
     return None
 
 
 def _tcp_at(buf: bytes, addrs: int, t: int, offflags: int, hl: int, paylen: int,
-            cut: bool, iplen: int) -> Segment:
+            cut: bool, iplen: int, ipid: int) -> Segment:
     """The segment whose source and destination addresses start at `addrs`, back to back,
-    right before its TCP header at `t` (so `buf[addrs:t + 4]` is its 4-tuple key)."""
+    right before its TCP header at `t` (so `buf[addrs:t + 4]` is its 4-tuple key), in a
+    packet with IPv4 ID `ipid` (-1: IPv6)."""
     mss, wscale = (syn_options(buf, t + 20, t + hl) if offflags & 2 and hl > 20
                    else NO_OPTIONS)
     return Segment(b"", b"",
@@ -245,7 +251,8 @@ def _tcp_at(buf: bytes, addrs: int, t: int, offflags: int, hl: int, paylen: int,
                    buf[t + 4] << 24 | buf[t + 5] << 16 | buf[t + 6] << 8 | buf[t + 7],
                    buf[t + 8] << 24 | buf[t + 9] << 16 | buf[t + 10] << 8 | buf[t + 11],
                    offflags & 0xFFF, buf[t + 14] << 8 | buf[t + 15], paylen,
-                   mss, wscale, cut, key=buf[addrs:t + 4], iplen=iplen)
+                   mss, wscale, cut, key=buf[addrs:t + 4], iplen=iplen,
+                   dup=ipid << 16 | buf[t + 16] << 8 | buf[t + 17] if ipid >= 0 else -1)
 
 
 def ip_any(buf: bytes, off: int) -> Decoded:

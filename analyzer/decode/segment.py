@@ -89,15 +89,17 @@ class Segment:
     capture, as Wireshark numbers frames. `mss`/`wscale` are the SYN options, or -1 when absent.
     `cut` says the snaplen cut the payload (its length is still the real one). `iplen` is the
     IP packet's length as its header announces it (Zeek's `ip_bytes` count; 0 when unknown).
+    `dup` tells a frame captured twice: the IPv4 ID and the TCP checksum (`id << 16 | sum`),
+    -1 where there is no IP ID (IPv6).
     """
 
     __slots__ = ("ts", "num", "key", "sport", "dport", "seq", "ack", "flags", "win",
-                 "paylen", "mss", "wscale", "cut", "bad_csum", "iplen")
+                 "paylen", "mss", "wscale", "cut", "bad_csum", "iplen", "dup")
 
     def __init__(self, src: bytes, dst: bytes, sport: int, dport: int, seq: int, ack: int,
                  flags: int, win: int, paylen: int, mss: int = -1, wscale: int = -1,
                  cut: bool = False, ts: int = 0, num: int = 0, key: bytes = b"",
-                 iplen: int = 0) -> None:
+                 iplen: int = 0, dup: int = -1) -> None:
         self.sport = sport
         self.dport = dport
         #: src, dst, sport, dport (ports big-endian); given as `key` by the decoder's fast
@@ -115,6 +117,7 @@ class Segment:
         self.ts = ts
         self.num = num
         self.iplen = iplen
+        self.dup = dup
 
     @property
     def src(self) -> bytes:
