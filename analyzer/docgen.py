@@ -14,6 +14,7 @@ from typing import Dict
 from analyzer.common.findings import catalogue_markdown
 from analyzer.decode.frames import SKIP_REASONS
 from analyzer.tcp.states import State, state_diagram
+from analyzer.judge.rules import RULES
 from analyzer.judge.verdicts import CLOSES, HANDSHAKES
 
 
@@ -25,11 +26,14 @@ def verdicts_markdown() -> str:
     lines += ["| `%s` | %s |" % kv for kv in HANDSHAKES.items()]
     lines += ["", "## `close`", "",
               "`null` when no connection was established (refused, unanswered, half-open, "
-              "reset during the handshake).", "", "| value | meaning |", "|---|---|"]
+              "reset during the handshake, stray).", "", "| value | meaning |", "|---|---|"]
     lines += ["| `%s` | %s |" % kv for kv in CLOSES.items()]
     lines += ["", "## `final_state`", "", "RFC 9293 state names:", ""]
     for state in State:
         lines.append("- `%s`" % state.value)
+    lines += ["", "## Rules", "", "What the replay and the verdicts do, with the RFC 9293 "
+              "section each comes from.", "", "| rule | RFC 9293 | what it means |", "|---|---|---|"]
+    lines += ["| %s | %s | %s |" % rule for rule in RULES]
     return "\n".join(lines) + "\n"
 
 

@@ -19,6 +19,7 @@ from analyzer.tcp.conn import Connection
 from analyzer.tcp.endpoint import SIDES
 from analyzer.decode.frames import QuotedTCP, decode_at, decode_frame
 from analyzer.judge.floods import FloodDetector
+from analyzer.judge.scans import ScanDetector
 from analyzer.tcp.flows import FlowTable
 from analyzer.judge.result import LadderRow
 from analyzer.report.model import CaptureSummary, Report, Summary
@@ -59,12 +60,14 @@ def analyze(paths: Sequence[str], settings: Settings = DEFAULT_SETTINGS, *,
     results: ResultSink = ResultStore(settings.result_budget) if sink is None else sink
     summary = Summary()
     floods = FloodDetector(settings.flood_threshold, settings.flood_window)
+    scans = ScanDetector()
 
     def done(conn: Connection, now: int) -> None:
         r = finalize(conn, now, msl_ns)
         results.add(r)
         summary.add(r)
         floods.add(r)
+        scans.add(r)
 
     table = FlowTable(done, msl_ns, settings.idle_timeout_ns, settings.max_live)
     skipped: Counter = Counter()
@@ -72,10 +75,13 @@ def analyze(paths: Sequence[str], settings: Settings = DEFAULT_SETTINGS, *,
     num = 0
     ladders: Dict[int, List[LadderRow]] = {}
     end_ts = 0
+    backwards = 0           # frames stamped before the frame before them
     with cyclic_gc_off():
         while frames.advance():
             ts = frames.ts
             num += 1
+            if ts < end_ts and num > 1:
+                backwards += 1
             end_ts = ts
             linktype = frames.linktype
             # The common layouts are decoded where the frame lies in the reader's buffer; any
@@ -114,6 +120,11 @@ def analyze(paths: Sequence[str], settings: Settings = DEFAULT_SETTINGS, *,
     if cut:
         warnings.append("%d packets were cut inside their IP or TCP header (snaplen too small?) "
                         "and could not be analysed" % cut)
+    if backwards:
+        warnings.append("%d frame%s stamped earlier than the frame before (timestamps out of "
+                        "order: merged interfaces or a clock step); frames are taken in file "
+                        "order, as Wireshark numbers them, and times from the timestamps"
+                        % (backwards, "s are" if backwards > 1 else " is"))
     if table.evicted_early:
         warnings.append("%d connections were finalized before they ended (idle timeout or "
                         "more than %d open at once, --max-connections); a later packet of one "
@@ -124,7 +135,7 @@ def analyze(paths: Sequence[str], settings: Settings = DEFAULT_SETTINGS, *,
         truncated=stats.truncated, warnings=tuple(warnings), errors=tuple(errors),
         first_ts=stats.first_ts, last_ts=stats.last_ts, linktypes=dict(stats.linktypes),
         evicted_early=table.evicted_early)
-    capture_findings = floods.findings()
+    capture_findings = floods.findings() + scans.findings()
     for f in capture_findings:
         summary.count(f)
     return Report(capture, results, summary, settings.msl, ladders, capture_findings)
