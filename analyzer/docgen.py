@@ -17,6 +17,7 @@ from analyzer.decode.frames import (LINKTYPE_NAMES, NOT_READ, SKIP_REASONS,
 from analyzer.decode.tunnels import TUNNELS_READ
 from analyzer.gate.reference import splice
 from analyzer.tcp.states import State, state_diagram
+from analyzer.judge.rules import RULES
 from analyzer.judge.verdicts import CLOSES, HANDSHAKES
 from analyzer.triage.fields import filters_markdown
 
@@ -29,11 +30,14 @@ def verdicts_markdown() -> str:
     lines += ["| `%s` | %s |" % kv for kv in HANDSHAKES.items()]
     lines += ["", "## `close`", "",
               "`null` when no connection was established (refused, unanswered, half-open, "
-              "reset during the handshake).", "", "| value | meaning |", "|---|---|"]
+              "reset during the handshake, stray).", "", "| value | meaning |", "|---|---|"]
     lines += ["| `%s` | %s |" % kv for kv in CLOSES.items()]
     lines += ["", "## `final_state`", "", "RFC 9293 state names:", ""]
     for state in State:
         lines.append("- `%s`" % state.value)
+    lines += ["", "## Rules", "", "What the replay and the verdicts do, with the RFC 9293 "
+              "section each comes from.", "", "| rule | RFC 9293 | what it means |", "|---|---|---|"]
+    lines += ["| %s | %s | %s |" % rule for rule in RULES]
     return "\n".join(lines) + "\n"
 
 

@@ -20,6 +20,7 @@ from analyzer.common.findings import Finding
 from analyzer.decode.frames import FrameDecoder, QuotedTCP, decode_at
 from analyzer.decode.reassembly import Reassembler
 from analyzer.judge.floods import FloodDetector
+from analyzer.judge.scans import ScanDetector
 from analyzer.tcp.flows import FlowTable
 from analyzer.judge.ladder import Tracer
 from analyzer.report.model import CaptureSummary, Report, Summary
@@ -60,12 +61,14 @@ def analyze(paths: Sequence[str], settings: Settings = DEFAULT_SETTINGS, *,
     results: ResultSink = ResultStore(settings.result_budget) if sink is None else sink
     summary = Summary()
     floods = FloodDetector(settings.flood_threshold, settings.flood_window)
+    scans = ScanDetector()
 
     def done(conn: Connection, now: int) -> None:
         r = finalize(conn, now, msl_ns)
         results.add(r)
         summary.add(r)
         floods.add(r)
+        scans.add(r)
 
     table = FlowTable(done, msl_ns, settings.idle_timeout_ns, settings.max_live)
     decoder = FrameDecoder(settings.udp_tunnel_ports)
@@ -75,10 +78,13 @@ def analyze(paths: Sequence[str], settings: Settings = DEFAULT_SETTINGS, *,
     ladder = Tracer()
     ladders = ladder.ladders
     end_ts = 0
+    backwards = 0           # frames stamped before the frame before them
     with cyclic_gc_off():
         while frames.advance():
             ts = frames.ts
             num += 1
+            if ts < end_ts and num > 1:
+                backwards += 1
             end_ts = ts
             linktype = frames.linktype
             # The common layouts are decoded where the frame lies in the reader's buffer; any
@@ -126,6 +132,11 @@ def analyze(paths: Sequence[str], settings: Settings = DEFAULT_SETTINGS, *,
     if cut:
         warnings.append("%d packets were cut inside their IP or TCP header (snaplen too small?) "
                         "and could not be analysed" % cut)
+    if backwards:
+        warnings.append("%d frame%s stamped earlier than the frame before (timestamps out of "
+                        "order: merged interfaces or a clock step); frames are taken in file "
+                        "order, as Wireshark numbers them, and times from the timestamps"
+                        % (backwards, "s are" if backwards > 1 else " is"))
     if table.evicted_early:
         warnings.append("%d connections were finalized before they ended (idle timeout or "
                         "more than %d open at once, --max-connections); a later packet of one "
@@ -136,7 +147,7 @@ def analyze(paths: Sequence[str], settings: Settings = DEFAULT_SETTINGS, *,
         truncated=stats.truncated, warnings=tuple(warnings), errors=tuple(errors),
         first_ts=stats.first_ts, last_ts=stats.last_ts, linktypes=dict(stats.linktypes),
         evicted_early=table.evicted_early, interrupted=stats.interrupted)
-    capture_findings = floods.findings()
+    capture_findings = floods.findings() + scans.findings()
     if fragments is not None and fragments.first_malformed is not None:
         capture_findings.append(malformed_fragments(fragments))
     for f in capture_findings:

@@ -6,7 +6,7 @@ Run as root. The script re-executes itself under `unshare --net`, so everything 
 network namespace it has just created, which holds nothing but `lo`; it checks that before
 sending a packet, and every socket binds or connects to 127.0.0.1 only. For each scenario it
 starts `tcpdump -i lo -s 128` (the SLL2 one uses `-i any`, which in this namespace is `lo`
-again), drives real sockets, and stops tcpdump. About 70 seconds in all; `--only` records just
+again), drives real sockets, and stops tcpdump. About 80 seconds in all; `--only` records just
 the named captures. The `loopback/` ones (samples/loopback/) show behaviour the first ten lack;
 some set a sysctl inside the namespace, inject a bare RST through a raw socket on 127.0.0.1, use
 a capture filter, or start or stop tcpdump themselves.
@@ -836,6 +836,170 @@ def peer_blackholed(port=8109):
     cli.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     return [cli, conn, srv]                       # closed (RST) after the capture stops
 
+# --------------------------------------------------------------------------- a scripted peer
+
+class RawPeer:
+    """One end of a connection played by this script: it sends the segments a scenario asks for
+    through a raw socket (127.0.0.1:`port`) and reads the kernel's through an AF_PACKET socket.
+    Use it inside `drop_on_lo_ingress("tcp dst port <port>")`: the capture sees what the kernel
+    sends to the peer, and the kernel, which has no socket on that port, never answers it."""
+
+    FLAGS = {"F": 0x01, "S": 0x02, "R": 0x04, "P": 0x08, ".": 0x10, "U": 0x20}
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.raw = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+        # ETH_P_ALL: only such taps see packets leaving (before lo's ingress drops them)
+        self.tap = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0003))
+        self.tap.bind(("lo", 0))
+
+    def send(self, dport: int, flags: str, seq: int, ack: int = 0, payload: bytes = b"",
+             win: int = 65535) -> None:
+        bits = sum(self.FLAGS[f] for f in flags)
+        src = dst = socket.inet_aton(LO)
+        tcp = struct.pack("!HHIIBBHHH", self.port, dport, seq & 0xFFFFFFFF, ack & 0xFFFFFFFF,
+                          5 << 4, bits, win, 0, 0) + payload
+        csum = inet_checksum(src + dst + struct.pack("!BBH", 0, 6, len(tcp)) + tcp)
+        tcp = tcp[:16] + struct.pack("!H", csum) + tcp[18:]
+        ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(tcp), random.randint(0, 0xFFFF),
+                         0x4000, 64, 6, 0, src, dst)
+        ip = ip[:10] + struct.pack("!H", inet_checksum(ip)) + ip[12:]
+        self.raw.sendto(ip + tcp, (LO, 0))
+
+    def expect(self, sport: int, flags: str, timeout: float = 2.0):
+        """The next segment the kernel sends from `sport` to this peer that has all of `flags`:
+        (seq, ack, payload length)."""
+        want = sum(self.FLAGS[f] for f in flags)
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            ready, _, _ = select.select([self.tap], [], [], max(end - time.monotonic(), 0))
+            if not ready:
+                break
+            frame, addr = self.tap.recvfrom(65535)
+            if addr[2] != socket.PACKET_OUTGOING:
+                continue                          # each lo packet is seen leaving and arriving
+            ip = frame[14:]                       # lo frames: a 14-byte Ethernet header
+            if len(ip) < 40 or ip[9] != 6:
+                continue
+            ihl = (ip[0] & 15) * 4
+            sp, dp, seq, ack, off, bits = struct.unpack("!HHIIBB", ip[ihl:ihl + 14])
+            if sp == sport and dp == self.port and bits & want == want:
+                return seq, ack, struct.unpack("!H", ip[2:4])[0] - ihl - (off >> 4) * 4
+        raise RuntimeError("no [%s] from port %d within %.1f s" % (flags, sport, timeout))
+
+    def close(self) -> None:
+        self.raw.close()
+        self.tap.close()
+
+
+def handshake_ack_unacceptable(port=8110, peers=(45400, 45401)):
+    """A scripted client (RawPeer) answers the listener's SYN-ACK with an ACK whose ack is
+    ISN+5: Linux (tcp_check_req) answers <SEQ=SEG.ACK><CTL=RST> and stays in SYN-RECEIVED
+    (RFC 9293 §3.10.7.4). Then an ACK whose seq lies far outside the window: Linux answers with
+    an ACK and drops it. The first client then gives up with a RST (the handshake is reset); the
+    second sends the right ACK, gets 100 bytes and a FIN, and closes (the handshake completes
+    late)."""
+    srv = listener(port)
+    for i, cport in enumerate(peers):
+        peer = RawPeer(cport)
+        with drop_on_lo_ingress("tcp dst port %d" % cport):
+            isn = 1_000_000 * (i + 1)
+            peer.send(port, "S", isn)
+            syn_ack, _, _ = peer.expect(port, "S.")
+            peer.send(port, ".", isn + 1, syn_ack + 5)
+            peer.expect(port, "R")
+            time.sleep(0.05)
+            peer.send(port, ".", isn + 1 + 3_000_000, syn_ack + 1)
+            peer.expect(port, ".")
+            time.sleep(0.05)
+            if i == 0:
+                peer.send(port, "R", isn + 1)
+                time.sleep(0.05)
+            else:
+                peer.send(port, ".", isn + 1, syn_ack + 1)
+                conn, _ = srv.accept()
+                conn.sendall(b"r" * 100)
+                conn.close()
+                peer.expect(port, "F")
+                peer.send(port, "F.", isn + 1, syn_ack + 1 + 100 + 1)
+                peer.expect(port, ".")
+        peer.close()
+    srv.close()
+
+
+def probes_to_closed_ports(ports=(8111, 8112, 8113, 8114), cport=45410):
+    """FIN, NULL and Xmas (FIN+PSH+URG) scan probes and a bare ACK, each to a port nobody
+    listens on, from a scripted peer: the kernel answers each from CLOSED (RFC 9293 §3.10.7.1),
+    <SEQ=0><ACK=SEG.SEQ+SEG.LEN><CTL=RST,ACK> for the first three, <SEQ=SEG.ACK><CTL=RST> for
+    the ACK. No connection exists at any time."""
+    peer = RawPeer(cport)
+    with drop_on_lo_ingress("tcp dst port %d" % cport):
+        for dport, flags in zip(ports, ("F", "", "FPU", ".")):
+            peer.send(dport, flags, 7_000_000 + dport, 5_000_000 if flags == "." else 0)
+            peer.expect(dport, "R")
+            time.sleep(0.02)
+    peer.close()
+
+
+def handshake_after_ignored_segment(port=8115):
+    """A scripted server (RawPeer on port 8115) answers three connect()s. Before each SYN-ACK
+    it sends a segment the client ignores: a RST without ACK (a SYN-SENT endpoint drops it), a
+    FIN+ACK (no SYN: dropped), and a RST+ACK that would be acceptable but is dropped on its way
+    in (the capture saw a RST the client never got: injected past the capture point). Each
+    time the client then acknowledges the SYN-ACK, sends a request, reads the response and
+    closes: all three connections open and close normally."""
+    peer = RawPeer(port)
+    with drop_on_lo_ingress("tcp dst port %d or (tcp src port %d and tcp[tcpflags] & tcp-rst "
+                            "!= 0 and tcp[tcpflags] & tcp-ack != 0)" % (port, port)):
+        for flags in ("R", "F.", "R."):
+            cli = socket.socket()
+            cli.setblocking(False)
+            cli.connect_ex((LO, port))
+            cport = cli.getsockname()[1]
+            isn, _, _ = peer.expect(cport, "S")
+            peer.send(cport, flags, 0, isn + 1 if "." in flags else 0)
+            time.sleep(0.02)
+            server_isn = 3_000_000_000
+            peer.send(cport, "S.", server_isn, isn + 1)
+            peer.expect(cport, ".")
+            cli.setblocking(True)
+            cli.sendall(REQUEST)
+            peer.expect(cport, "P")
+            peer.send(cport, "P.", server_isn + 1, isn + 1 + len(REQUEST), RESPONSE[:200])
+            recv_exactly(cli, 200)
+            cli.close()
+            peer.expect(cport, "F")
+            peer.send(cport, "F.", server_isn + 201, isn + 1 + len(REQUEST) + 1)
+            peer.expect(cport, ".")
+            time.sleep(0.02)
+    peer.close()
+
+
+def fin_never_acknowledged(port=8116, cport=45430):
+    """A scripted client (RawPeer) connects, sends a request and its FIN; the server reads the
+    request and EOF, answers and closes. The client never acknowledges the server's FIN: the
+    server sends it again on its doubling RTO (0.2, 0.4, 0.8, 1.6 s ...). A UDP datagram at 5 s
+    ends the capture, the server still trying."""
+    srv = listener(port)
+    peer = RawPeer(cport)
+    with drop_on_lo_ingress("tcp dst port %d" % cport):
+        isn = 9_000_000
+        peer.send(port, "S", isn)
+        syn_ack, _, _ = peer.expect(port, "S.")
+        peer.send(port, ".", isn + 1, syn_ack + 1)
+        conn, _ = srv.accept()
+        peer.send(port, "FP.", isn + 1, syn_ack + 1, REQUEST)
+        recv_until_eof(conn)
+        conn.sendall(RESPONSE[:100])
+        conn.close()
+        peer.expect(port, "F")
+        peer.send(port, ".", isn + 2 + len(REQUEST), syn_ack + 1 + 100)   # the data, not the FIN
+        time.sleep(5)
+        end_marker()
+    peer.close()
+    srv.close()
+
+
 SCENARIOS = [
     ("loopback_normal_close.pcap", normal_close, "lo"),
     ("loopback_close_wait.pcap", close_wait, "lo"),
@@ -873,6 +1037,10 @@ SCENARIOS = [
     ("loopback/capture_starts_mid_close.pcap", capture_starts_mid_close, "lo", {"late": True}),
     ("loopback/keepalive_race.pcap", keepalive_race, "lo"),
     ("loopback/peer_blackholed.pcap", peer_blackholed, "lo"),
+    ("loopback/handshake_ack_unacceptable.pcap", handshake_ack_unacceptable, "lo"),
+    ("loopback/probes_to_closed_ports.pcap", probes_to_closed_ports, "lo"),
+    ("loopback/handshake_after_ignored_segment.pcap", handshake_after_ignored_segment, "lo"),
+    ("loopback/fin_never_acknowledged.pcap", fin_never_acknowledged, "lo"),
 ]
 
 

@@ -45,7 +45,7 @@ BUILDERS = {
     "HANDSHAKE_HALF_OPEN": lambda: [Dialog().syn().synack()],
     "HANDSHAKE_RESET": lambda: [Dialog().syn().synack().rst("c", ack=False)],
     "SYNACK_BAD_ACK": lambda: [Dialog().syn().synack(ack=999).ack("c")],
-    "HANDSHAKE_ACK_BAD": lambda: [Dialog().syn().synack().ack("c", seq=1002)],
+    "HANDSHAKE_ACK_BAD": lambda: [Dialog().syn().synack().ack("c", ack=5005)],
     "SYN_NOT_CAPTURED": lambda: [Dialog(isn=(1000, 5000)).send("s", SYN | ACK, ack=1001)],
     "SYNACK_NOT_CAPTURED": lambda: [Dialog().syn().ack("c", ack=5001).data("c", 10, ack=5001)],
     "HANDSHAKE_ACK_NOT_CAPTURED": lambda: [Dialog().syn().synack().data("s", 100)],
@@ -83,6 +83,14 @@ BUILDERS = {
     "RST_AFTER_FIN": lambda: [est().fin("c").fin("s").rst("c", ack=False)],
     "RST_REPLY": lambda: [Dialog().syn().send("s", ACK, seq=7, ack=3_000_000_000, advance=False)
                           .send("c", RST, seq=3_000_000_000, advance=False)],
+    "SEGMENT_IGNORED": lambda: [Dialog().syn().send("s", RST | ACK, seq=0, ack=1001)
+                                .synack().ack("c").data("c", 10).data("s", 10)],
+    "CLOSED_PORT_PROBE": lambda: [Dialog().send("c", FIN, seq=1234)
+                                  .send("s", RST | ACK, seq=0, ack=1235)],
+    "STRAY_RST": lambda: [Dialog().send("s", RST, seq=98765)],
+    "CAPTURE_DUPLICATE": lambda: [est().data("c", 100, ipid=7).again()],
+    "PORT_SCAN": lambda: [Dialog(server=("10.0.0.2", port)).send("c", FIN, seq=1234)
+                          .send("s", RST | ACK, seq=0, ack=1235) for port in range(1, 26)],
     "SYNACK_ISN_CHANGED": lambda: [Dialog().syn().synack().synack(seq=9999, advance=False)],
     "RST_OUT_OF_WINDOW": lambda: [est().rst("s", seq=2_000_000_000, advance=False)],
     "SEGMENT_IN_WRONG_STATE": lambda: [closed(est()).data("s", 10)],
@@ -183,6 +191,6 @@ def test_flood_reports_server_count_and_rate(tmp_path):
 
 def test_messages_carry_the_numbers(tmp_path):
     f = _all_codes(_run(tmp_path, "SYNACK_BAD_ACK"))["SYNACK_BAD_ACK"]
-    assert "acknowledges 999, expected 1001" in f["message"]
+    assert "acknowledges 4294967295, expected 1 (the SYN's ISN 1000 + 1)" in f["message"]
     f = _all_codes(_run(tmp_path, "SEGMENT_NOT_CAPTURED"))["SEGMENT_NOT_CAPTURED"]
-    assert "from seq 1101 to 5101" in f["message"]
+    assert "from seq 101 to 4101" in f["message"]

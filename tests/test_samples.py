@@ -99,6 +99,14 @@ EXPECTED = {
                                                 ["CLOSE_WAIT"])],
     "loopback/keepalive_race.pcap": [("complete", "reset", "resp", "CLOSED/CLOSED", [])],
     "loopback/peer_blackholed.pcap": [("complete", "open", None, "ESTABLISHED/ESTABLISHED", [])],
+    "loopback/handshake_ack_unacceptable.pcap": [
+        ("reset", None, None, "CLOSED/CLOSED", []),
+        ("complete", "three_segment", "resp", "CLOSED/TIME_WAIT", ["TIME_WAIT"])],
+    "loopback/probes_to_closed_ports.pcap": [("stray", None, None, "CLOSED/CLOSED", [])] * 4,
+    "loopback/handshake_after_ignored_segment.pcap": [
+        ("complete", "three_segment", "orig", "TIME_WAIT/CLOSED", ["TIME_WAIT"])] * 3,
+    "loopback/fin_never_acknowledged.pcap": [
+        ("complete", "unacknowledged", "orig", "FIN_WAIT_2/LAST_ACK", [])],
 }
 
 #: Findings that must (and must not) appear, per sample: what those captures were recorded for.
@@ -117,6 +125,16 @@ FINDINGS = {
     "loopback/time_wait_reuse.pcap": ({"TIME_WAIT_REUSE"}, set()),
     "loopback/accept_queue_overflow.pcap": ({"PEER_UNRESPONSIVE", "SYNACK_RETRANSMITTED"}, set()),
     "loopback/peer_blackholed.pcap": ({"PEER_UNRESPONSIVE", "RETRANSMISSION"}, set()),
+    "loopback/handshake_ack_unacceptable.pcap": (
+        {"HANDSHAKE_ACK_BAD", "RST_REPLY", "HANDSHAKE_RESET"},
+        {"CONNECTION_RESET", "ACKED_UNSEEN_SEGMENT", "SEGMENT_NOT_CAPTURED"}),
+    "loopback/probes_to_closed_ports.pcap": ({"CLOSED_PORT_PROBE"},
+                                             {"CONNECTION_RESET", "MIDSTREAM_START"}),
+    "loopback/handshake_after_ignored_segment.pcap": (
+        {"SEGMENT_IGNORED", "RST_OUT_OF_WINDOW"},
+        {"DATA_AFTER_FIN", "HANDSHAKE_RESET", "PACKETS_AFTER_RST", "DATA_BEFORE_HANDSHAKE"}),
+    "loopback/fin_never_acknowledged.pcap": ({"PEER_UNRESPONSIVE", "FIN_WAIT_2_LINGERING"},
+                                             set()),
     "loopback/data_fin_to_closed_socket.pcap": ({"CONNECTION_RESET"}, {"RST_AFTER_FIN"}),
     "loopback/one_byte_not_captured.pcap": ({"SEGMENT_NOT_CAPTURED"},
                                             {"DATA_AFTER_FIN", "ACK_OF_UNSEEN_FIN"}),

@@ -39,6 +39,11 @@ _OOO = ("tshark 4.0 calls a resent segment out of order (not a retransmission) w
 _KEEPALIVE = ("tshark calls any segment of 0 or 1 byte at seq next-1 a keep-alive; a keep-alive "
               "probe goes out on a quiet connection with everything acknowledged (RFC 1122 "
               "4.2.3.6), so we also require the peer's last ACK to cover the sender's last byte")
+_DUPS = ("the same frame captured twice (same IP ID and bytes, within 1 ms): a capture "
+         "duplicate (CAPTURE_DUPLICATE, issue 11), which tshark calls a retransmission")
+_IGNORED = ("a FIN from a client still in SYN-SENT, at its SYN's sequence number, which no "
+            "receiver takes (SEGMENT_IGNORED, issue 11): tshark calls it a retransmission of "
+            "the SYN's sequence space")
 _SYNACK_BASE = ("tshark flags a SYN-ACK whose sequence number differs from the base it already "
                 "had for its sender (taken from an earlier ACK, RST or SYN-ACK) as reused ports, "
                 "without starting a new tcp.stream (Wireshark issue 19771); we count only new "
@@ -59,23 +64,44 @@ DIFFERENCES: Dict[Tuple[str, str], Tuple[int, int, str]] = {
         "sent after the receiver acknowledged up to the hole: retransmissions; " + _OOO
         + " (iRTT 358 ms)"),
     ("suricata-verify/tls__tls-subjectaltname__input.pcap", "retransmissions"): (
-        62, 99, "+39: segments that fill holes more than 3 ms after the holes appeared (e.g. "
+        62, 90, "+39: segments that fill holes more than 3 ms after the holes appeared (e.g. "
         "stream 14, frames 1539-1589: the SACK recovery that the fast retransmission of frame "
         "1508 began after ten duplicate ACKs); " + _OOO
         + " (iRTT about 18 ms); -2: the SYN-ACKs of frames 114 and 1996 carry a fresh ISN after "
         "the server's challenge ACK to the first SYN (frames 45, 1450); tshark compares the ISN "
-        "with that ACK's sequence number and calls it a retransmission"),
+        "with that ACK's sequence number and calls it a retransmission; and it goes on comparing the "
+        "data after those SYN-ACKs with that ACK's numbers (7 in stream 3, frames 118-126, and 2 "
+        "in stream 35), where we follow the ISN the client acknowledged (issue 11)"),
     ("zeek/cisco-fabric-path.pcap", "retransmissions"): (
-        0, 16, "each of the 16 SYNs is captured twice, plain and FabricPath-encapsulated, with "
-        "the same ISN: the second is a SYN retransmission by tshark's own rule (see "
-        "zeek/tcp__ssh-dups.pcap, every packet twice, 166 = 166), but tshark's FabricPath "
-        "dissector takes the frame's last 4 bytes as an FCS, cuts the inner IPv4 packet to 36 "
-        "of its 40 bytes and leaves the short TCP header unanalysed"),
+        0, 10, "each of the 16 SYNs is captured twice, plain and FabricPath-encapsulated, with "
+        "the same ISN; tshark's FabricPath dissector takes the frame's last 4 bytes as an FCS, "
+        "cuts the inner IPv4 packet to 36 of its 40 bytes and leaves the short TCP header "
+        "unanalysed. Ours: 6 pairs within 1 ms are " + _DUPS + "; the other 10 copies come "
+        "later and are SYN retransmissions"),
     ("zeek/pppoe-over-qinq.pcap", "retransmissions"): (
         23, 25, "frames 57 and 58 resend the bytes of frames 50 and 51, 1.5 s later; " + _OOO),
     ("zeek/tcp__ctu-64702-888.pcap", "retransmissions"): (
-        3, 4, "every packet is captured twice; frame 8 repeats frame 7, which had just filled "
-        "the hole before the FIN: a resend of bytes already seen; " + _OOO),
+        3, 0, "every packet is captured twice: " + _DUPS),
+    ("stopddos/amp.TCP.reflection.SYNACK.pcap", "retransmissions"): (
+        1, 0, "frames 6294 and 6296: " + _DUPS),
+    ("stopddos/amp.TCP.syn.optionallyACK.optionallysamePort.pcapng", "retransmissions"): (
+        559, 558, "frames 383 and 384: " + _DUPS),
+    ("suricata-verify/http-range-multiflows__input.pcap", "retransmissions"): (
+        34, 29, "five FIN+ACKs 10 us after an identical one (e.g. frames 115, 116): " + _DUPS),
+    ("zeek/http__m57-long-49583-80.pcap", "retransmissions"): (
+        83, 0, "every packet is captured twice: " + _DUPS),
+    ("zeek/http__vnd.ms-cab-compressed-multi-conn.pcap", "retransmissions"): (
+        50, 1, "every packet is captured twice: " + _DUPS),
+    ("zeek/nflog-http.pcap", "retransmissions"): (
+        2, 0, "NFLOG logs packets at two hooks: " + _DUPS),
+    ("zeek/tcp__ssh-dups.pcap", "retransmissions"): (
+        166, 0, "every packet is captured twice: " + _DUPS),
+    ("zeek/tcp__fin_retransmission.pcap", "retransmissions"): (
+        2, 0, "frame 2 is " + _IGNORED + "; frame 4 repeats it with ACK, outside the window "
+        "the SYN-ACK offered: the server does not take it (HANDSHAKE_ACK_BAD) and it is no "
+        "part of the client's stream"),
+    ("zeek/tcp__syn-then-stuff-then-rst.pcap", "retransmissions"): (
+        1, 0, "frame 3 is " + _IGNORED),
     ("zeek/echo-connections.pcap.gz", "retransmissions"): (
         241, 263, "22 one-byte segments sent again 200 ms (the Linux minimum RTO) after the "
         "unacknowledged original (e.g. frame 29412 repeats 24258): tshark calls them keep-alives "

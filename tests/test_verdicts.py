@@ -88,11 +88,11 @@ def test_bad_synack_ack_is_an_error_finding(tmp_path):
     c = conn(report_for(tmp_path, d))
     f = {f["code"]: f for f in c["findings"]}
     assert f["SYNACK_BAD_ACK"]["severity"] == "error"
-    assert "acknowledges 1000, expected 1001" in f["SYNACK_BAD_ACK"]["message"]
+    assert "acknowledges 0, expected 1 (the SYN's ISN 1000 + 1)" in f["SYNACK_BAD_ACK"]["message"]
 
 
 def test_bad_third_segment_is_an_error_finding(tmp_path):
-    d = Dialog().syn().synack().ack("c", seq=1005)
+    d = Dialog().syn().synack().ack("c", ack=5005)
     c = conn(report_for(tmp_path, d))
     assert "HANDSHAKE_ACK_BAD" in codes(c)
     ok = conn(report_for(tmp_path, Dialog().handshake()))

@@ -70,9 +70,10 @@ def syn_options(buf: bytes, i: int, stop: int) -> Tuple[int, int]:
     return mss, wscale
 
 
-def _tcp(buf: bytes, src: bytes, dst: bytes, t: int, end: int, iplen: int) -> Decoded:
+def _tcp(buf: bytes, src: bytes, dst: bytes, t: int, end: int, iplen: int,
+         ipid: int = -1) -> Decoded:
     """The TCP header at `t` of an IP payload ending (per the IP header) at `end`, in an IP
-    packet of `iplen` bytes (per its header)."""
+    packet of `iplen` bytes (per its header) with IPv4 ID `ipid` (-1: IPv6)."""
     if end - t < 20:
         return "bad_tcp_header"
     n = len(buf)
@@ -87,7 +88,8 @@ def _tcp(buf: bytes, src: bytes, dst: bytes, t: int, end: int, iplen: int) -> De
     mss, wscale = (syn_options(buf, t + 20, min(t + hl, n)) if offflags & 2 and hl > 20
                    else NO_OPTIONS)
     return Segment(src, dst, sport, dport, seq, ack, offflags & 0xFFF, win, end - t - hl,
-                   mss, wscale, n < end, iplen=iplen)
+                   mss, wscale, n < end, iplen=iplen,
+                   dup=ipid << 16 | buf[t + 16] << 8 | buf[t + 17] if ipid >= 0 else -1)
 
 
 class QuotedTCP(Segment):
@@ -200,7 +202,8 @@ def ip_general(buf: bytes, off: int, want: int) -> Layer:
             return Fragment(b"\x04" + src + dst + buf[off + 4:off + 6] + bytes((proto,)), 4,
                             (frag & 0x1FFF) << 3, tot - ihl, bool(frag & 0x2000),
                             buf[t:min(off + tot, n)], proto, src, dst, ihl)
-        return ip_payload(buf, proto, src, dst, off + ihl, off + tot, 4, tot)
+        return ip_payload(buf, proto, src, dst, off + ihl, off + tot, 4, tot,
+                          buf[off + 4] << 8 | buf[off + 5])
     if ver == 6:
         if n < off + 40:
             return "truncated_ip"
@@ -238,7 +241,7 @@ def _jumbo(buf: bytes, t: int) -> int:
 
 
 def ip_payload(buf: bytes, proto: int, src: bytes, dst: bytes, t: int, end: int, ver: int,
-               iplen: int) -> Layer:
+               iplen: int, ipid: int = -1) -> Layer:
     """The payload of an IP packet at `t`, ending (per its header) at `end`, whose header
     names `proto`: extension headers walked, then TCP, a `Carried` payload, an ICMP quote or
     not_tcp. Also reads a reassembled datagram (`analyzer.decode.reassembly`)."""
@@ -271,7 +274,7 @@ def ip_payload(buf: bytes, proto: int, src: bytes, dst: bytes, t: int, end: int,
         if t > n:
             return "truncated_ip"
     if proto == 6:
-        return _tcp(buf, src, dst, t, end, iplen)
+        return _tcp(buf, src, dst, t, end, iplen, ipid)
     if proto == 1 or proto == 58:
         return _icmp_quote(buf, proto, t)
     if proto in _CARRIED:
@@ -304,7 +307,8 @@ def ip4_at(buf: bytes, off: int, n: int) -> Optional[Segment]:
         tot = buf[off + 2] << 8 | buf[off + 3]
         if (buf[off] == 0x45 and buf[off + 9] == 6 and not (buf[off + 6] & 0x3F or buf[off + 7])
                 and 20 <= hl <= tot - 20 and n >= t + hl):
-            return _tcp_at(buf, off + 12, t, offflags, hl, tot - 20 - hl, n < off + tot, tot)
+            return _tcp_at(buf, off + 12, t, offflags, hl, tot - 20 - hl, n < off + tot, tot,
+                           buf[off + 4] << 8 | buf[off + 5])
     return None
 
 
@@ -316,14 +320,15 @@ def ip6_at(buf: bytes, off: int, n: int) -> Optional[Segment]:
         hl = offflags >> 10 & 0x3C
         plen = buf[off + 4] << 8 | buf[off + 5]
         if buf[off] >> 4 == 6 and buf[off + 6] == 6 and 20 <= hl <= plen and n >= t + hl:
-            return _tcp_at(buf, off + 8, t, offflags, hl, plen - hl, n < t + plen, plen + 40)
+            return _tcp_at(buf, off + 8, t, offflags, hl, plen - hl, n < t + plen, plen + 40, -1)
     return None
 
 
 def _tcp_at(buf: bytes, addrs: int, t: int, offflags: int, hl: int, paylen: int,
-            cut: bool, iplen: int) -> Segment:
+            cut: bool, iplen: int, ipid: int) -> Segment:
     """The segment whose source and destination addresses start at `addrs`, back to back,
-    right before its TCP header at `t` (so `buf[addrs:t + 4]` is its 4-tuple key)."""
+    right before its TCP header at `t` (so `buf[addrs:t + 4]` is its 4-tuple key), in a
+    packet with IPv4 ID `ipid` (-1: IPv6)."""
     mss, wscale = (syn_options(buf, t + 20, t + hl) if offflags & 2 and hl > 20
                    else NO_OPTIONS)
     return Segment(b"", b"",
@@ -331,7 +336,8 @@ def _tcp_at(buf: bytes, addrs: int, t: int, offflags: int, hl: int, paylen: int,
                    buf[t + 4] << 24 | buf[t + 5] << 16 | buf[t + 6] << 8 | buf[t + 7],
                    buf[t + 8] << 24 | buf[t + 9] << 16 | buf[t + 10] << 8 | buf[t + 11],
                    offflags & 0xFFF, buf[t + 14] << 8 | buf[t + 15], paylen,
-                   mss, wscale, cut, key=buf[addrs:t + 4], iplen=iplen)
+                   mss, wscale, cut, key=buf[addrs:t + 4], iplen=iplen,
+                   dup=ipid << 16 | buf[t + 16] << 8 | buf[t + 17] if ipid >= 0 else -1)
 
 
 def ip_any(buf: bytes, off: int) -> Layer:

@@ -90,16 +90,17 @@ class Segment:
     `cut` says the snaplen cut the payload (its length is still the real one). `iplen` is the
     IP packet's length as its header announces it (Zeek's `ip_bytes` count; 0 when unknown).
     `tunnel` is the tunnel context (outer endpoints and shared ids of each tunnel layer) of a
-    segment that came through tunnels, empty otherwise.
+    segment that came through tunnels, empty otherwise. `dup` tells a frame captured twice:
+    the IPv4 ID and the TCP checksum (`id << 16 | sum`), -1 where there is no IP ID (IPv6).
     """
 
     __slots__ = ("ts", "num", "key", "sport", "dport", "seq", "ack", "flags", "win",
-                 "paylen", "mss", "wscale", "cut", "bad_csum", "iplen", "tunnel")
+                 "paylen", "mss", "wscale", "cut", "bad_csum", "iplen", "tunnel", "dup")
 
     def __init__(self, src: bytes, dst: bytes, sport: int, dport: int, seq: int, ack: int,
                  flags: int, win: int, paylen: int, mss: int = -1, wscale: int = -1,
                  cut: bool = False, ts: int = 0, num: int = 0, key: bytes = b"",
-                 iplen: int = 0) -> None:
+                 iplen: int = 0, dup: int = -1) -> None:
         self.sport = sport
         self.dport = dport
         #: src, dst, sport, dport (ports big-endian); given as `key` by the decoder's fast
@@ -120,6 +121,7 @@ class Segment:
         #: The tunnels the segment came through, as `analyzer.decode.tunnels` records them
         #: (empty when it came through none); part of the connection's flow key.
         self.tunnel = b""
+        self.dup = dup
 
     @property
     def src(self) -> bytes:

@@ -27,6 +27,9 @@ HANDSHAKES: Final = {
     "half_open": "The SYN-ACK was never acknowledged by the originator.",
     "reset": "A RST ended the handshake before it completed (other than a refusal).",
     "not_seen": "The capture began after the handshake (no SYN or SYN-ACK seen).",
+    "stray": "No connection: segments outside any, from a port with none (RFC 9293 "
+             "§3.10.7.1): a probe (FIN, NULL, Xmas, a stray ACK) answered by RST, or a lone "
+             "RST. Both sides are CLOSED throughout.",
 }
 
 #: Close shapes (null when no connection was established).
@@ -37,7 +40,12 @@ CLOSES: Final = {
     "reset": "Aborted by RST before both FINs were exchanged.",
     "half_closed": "Only one side sent FIN before the capture ended.",
     "open": "No FIN or RST seen: still open when the capture ended.",
+    "unacknowledged": "Both sides sent FIN, but one FIN was sent again and again and never "
+                      "acknowledged (PEER_UNRESPONSIVE): the close did not complete.",
 }
+
+#: The close shapes that claim both FINs were exchanged.
+_FIN_CLOSES: Final = frozenset({"four_way", "three_segment", "simultaneous"})
 
 #: A CLOSE_WAIT younger than this at the end of the capture is listed as lingering but not
 #: reported as stuck: the application may simply not have reacted yet.
@@ -50,10 +58,26 @@ UNANSWERED_RESENDS: Final = 3
 ESTABLISHED_HANDSHAKES: Final = frozenset({"complete", "simultaneous_open", "not_seen"})
 
 
+def stray_code(c: Connection) -> Optional[str]:
+    """CLOSED_PORT_PROBE or STRAY_RST when the connection never existed: no SYN on either side,
+    one side sent only RSTs and the other nothing (a lone RST), or only segments without data
+    or RST, each RST answering the segment before it as a port with no connection does
+    (§3.10.7.1: <SEQ=SEG.ACK>, or <SEQ=0><ACK=SEG.SEQ+SEG.LEN>)."""
+    if not c.midstream or c.syn_seen or c.synack_seen or c.self_connect:
+        return None
+    for r, p in ((c.ep[0], c.ep[1]), (c.ep[1], c.ep[0])):
+        if r.pkts and r.rsts == r.pkts:
+            if not p.pkts:
+                return "STRAY_RST"
+            if not p.rsts and not p.bytes and c.reply_rsts == r.rsts:
+                return "CLOSED_PORT_PROBE"
+    return None
+
+
 def _handshake(c: Connection) -> str:
     o, r = c.ep
     if c.midstream:
-        return "not_seen"
+        return "stray" if stray_code(c) else "not_seen"
     if c.self_connect:
         return "simultaneous_open" if c.est_sides else ("reset" if c.rst else "unanswered")
     if c.sim_open and c.est_sides == 3:
@@ -79,7 +103,8 @@ def _close(c: Connection, handshake: str) -> tuple:
         return "simultaneous", "both", reset_by      # its own FIN crossed itself
     if len(fins) >= 2:
         first, second = fins[0], fins[1]
-        if rst is not None and (rst[1] < second[1] or c.rst_discards):
+        # Which came first is frame order (timestamps may run backwards).
+        if rst is not None and (rst[2] < second[2] or c.rst_discards):
             return "reset", SIDES[first[0]], reset_by
         if not second[3]:
             return "simultaneous", "both", reset_by
@@ -88,7 +113,7 @@ def _close(c: Connection, handshake: str) -> tuple:
             return "three_segment", SIDES[first[0]], reset_by
         return "four_way", SIDES[first[0]], reset_by
     if rst is not None:
-        by_fin = fins and fins[0][1] <= rst[1]
+        by_fin = fins and fins[0][2] <= rst[2]
         return "reset", SIDES[fins[0][0]] if by_fin else SIDES[rst[0]], reset_by
     if fins:
         return "half_closed", SIDES[fins[0][0]], reset_by
@@ -102,6 +127,7 @@ def finalize(c: Connection, now: int, msl_ns: int) -> ConnResult:
     two_msl = 2 * msl_ns
     lingering: List[Lingering] = []
     final = []
+    fin_unanswered = False
     for i, e in enumerate(c.ep):
         state = e.state
         if state is State.TIME_WAIT:
@@ -129,15 +155,20 @@ def finalize(c: Connection, now: int, msl_ns: int) -> ConnResult:
                                                     e.close_wait_since == c.first_ts)
             if quiet >= CLOSE_WAIT_STUCK_NS and not unsure:
                 c.note_at("CLOSE_WAIT_LINGERING", now, c.last_frame, i,
-                          "%s stuck in CLOSE_WAIT for %.1f s since the peer's FIN%s: its "
-                          "application never closed the socket" % (
+                          "%s in CLOSE_WAIT for %.1f s when the capture ended%s: its "
+                          "application had not closed the socket since the peer's FIN" % (
                               SIDES[i], elapsed / 1e9, "" if quiet == elapsed else
                               " (last data %.1f s before the end)" % (quiet / 1e9)))
         elif state is State.FIN_WAIT_2 and now - _last(e.since, c.ep[1 - i]) >= CLOSE_WAIT_STUCK_NS:
+            peer_fin = [f[2] for f in c.fins if f[0] != i]
             c.note_at("FIN_WAIT_2_LINGERING", now, c.last_frame, i,
-                      "%s in FIN_WAIT_2 for %.1f s: its FIN was acknowledged, the peer never "
-                      "closed" % (SIDES[i], (now - e.since) / 1e9))
-        _check_unanswered_data(c, i, now)
+                      "%s in FIN_WAIT_2 for %.1f s when the capture ended: its FIN was "
+                      "acknowledged, %s" % (SIDES[i], (now - e.since) / 1e9,
+                                            "and it never acknowledged the peer's FIN (frame "
+                                            "%d)" % peer_fin[0] if peer_fin else
+                                            "the peer had not sent its own"))
+        if _check_unanswered(c, i, now):
+            fin_unanswered = True
         zw = e.analysis.zw_since
         if zw and now - zw >= ZERO_WINDOW_STALL_NS and (i == 0 or e is not c.ep[0]):
             c.note_at("ZERO_WINDOW_STALL", zw, c.last_frame, i,
@@ -146,39 +177,53 @@ def finalize(c: Connection, now: int, msl_ns: int) -> ConnResult:
         final.append(STATE_NAME[state])
     handshake = _handshake(c)
     close, closed_first, reset_by = _close(c, handshake)
+    if fin_unanswered and close in _FIN_CLOSES:
+        close = "unacknowledged"
+    if handshake == "stray":
+        final, reset_by = ["CLOSED", "CLOSED"], None
     _note_outcome(c, handshake, close)
     return ConnResult.from_connection(c, handshake, close, closed_first, reset_by,
                                       c.half_close_data, final, lingering)
 
 
-def _check_unanswered_data(c: Connection, i: int, now: int) -> None:
-    """PEER_UNRESPONSIVE: side `i` resent data again and again and the peer's ACK never moved
-    from where it was at the first resend, until the end of the capture."""
+def _check_unanswered(c: Connection, i: int, now: int) -> bool:
+    """PEER_UNRESPONSIVE: side `i` resent data or its FIN again and again and the peer's ACK
+    never moved from where it was at the first resend, until the end of the capture. True
+    when what went unacknowledged includes the FIN (that close did not complete)."""
     e, peer = c.ep[i], c.ep[1 - i]
     a = e.analysis
     if e is peer or a.resent < UNANSWERED_RESENDS or e.next_seq < 0:
-        return
+        return False
     if peer.last_ack != a.resend_ack:
-        return                          # the peer acknowledged something since
+        return False                    # the peer acknowledged something since
     end = e.next_seq
-    if e.fin_seq >= 0 and end == (e.fin_seq + 1) & 0xFFFFFFFF:
-        end = e.fin_seq
     acked = peer.last_ack
     if acked >= 0 and not seq_lt(acked, end):
-        return                          # everything was acknowledged in the end
+        return False                    # everything was acknowledged in the end
+    fin = e.fin_seq >= 0 and end == (e.fin_seq + 1) & 0xFFFFFFFF
+    data_end = e.fin_seq if fin else end
+    since: Optional[int]
+    if fin and acked >= 0 and not seq_lt(acked, data_end):
+        what, since = "its FIN", e.fin_ts
+    else:
+        what = ("%d bytes" % seq_diff(data_end, acked)) if acked >= 0 else "data"
+        what += " and its FIN" if fin else ""
+        since = e.last_data_ts if e.sent_data else None
     c.note_at("PEER_UNRESPONSIVE", e.last_ts, c.last_frame, i,
-              "%s sent %s again %d times over %.1f s; %s never acknowledged any of it" % (
-                  SIDES[i], ("%d bytes" % seq_diff(end, acked)) if acked >= 0 else "data",
-                  a.resent, (now - e.last_data_ts) / 1e9 if e.sent_data else 0.0,
-                  SIDES[1 - i]))
+              "%s sent %s again %d times over %.1f s; %s never acknowledged %s" % (
+                  SIDES[i], what, a.resent, (now - since) / 1e9 if since is not None else 0.0,
+                  SIDES[1 - i], "it" if what == "its FIN" else "any of it"))
+    return fin
 
 
 def _note_outcome(c: Connection, handshake: str, close: Optional[str]) -> None:
     o = c.ep[0]
-    if handshake == "unanswered":
+    if handshake == "stray":
+        _note_stray(c)
+    elif handshake == "unanswered":
         c.note_at("SYN_UNANSWERED", c.syn_ts, c.first_frame, 0,
                   "SYN sent %d time(s) over %.1f s, never answered"
-                  % (o.syn_count, (c.last_ts - c.syn_ts) / 1e9))
+                  % (o.syn_count, max(c.last_ts - c.syn_ts, 0) / 1e9))
     elif handshake == "refused" and c.rst is not None:
         c.note_at("CONNECTION_REFUSED", c.rst[1], c.rst[2], 1,
                   "SYN to port %d answered by RST" % c.ep[1].port)
@@ -186,7 +231,8 @@ def _note_outcome(c: Connection, handshake: str, close: Optional[str]) -> None:
         c.note_at("HANDSHAKE_HALF_OPEN", c.last_ts, c.last_frame, 0,
                   "SYN-ACK sent %d time(s), %s" % (
                       c.ep[1].synack_count,
-                      "never acknowledged" if not c.est_sides & 1 else
+                      "the originator's ACK of it was not acceptable (HANDSHAKE_ACK_BAD)"
+                      if "HANDSHAKE_ACK_BAD" in c.findings else "never acknowledged" if not c.est_sides & 1 else
                       "and sent again after the originator's ACK: that ACK never arrived"))
     elif handshake == "reset" and c.rst is not None:
         rst = c.rst
@@ -203,3 +249,19 @@ def _note_outcome(c: Connection, handshake: str, close: Optional[str]) -> None:
 def _last(since: int, peer: Endpoint) -> int:
     """The later of `since` and the peer's last new data (when it sent any)."""
     return max(since, peer.last_data_ts) if peer.sent_data else since
+
+
+def _note_stray(c: Connection) -> None:
+    """No connection: what the capture shows instead of a handshake joined mid-way."""
+    c.findings.pop("MIDSTREAM_START", None)
+    code = stray_code(c)
+    r = 0 if c.ep[0].pkts and c.ep[0].rsts == c.ep[0].pkts else 1
+    if code == "STRAY_RST":
+        c.note_at(code, c.first_ts, c.first_frame, r, "%s sent %s alone: no connection on this "
+                  "4-tuple in the capture for it to end" % (
+                      SIDES[r], "a RST" if c.ep[r].rsts == 1 else "%d RSTs" % c.ep[r].rsts))
+    else:
+        c.note_at("CLOSED_PORT_PROBE", c.first_ts, c.first_frame, r, "%s's port %d has no "
+                  "connection: it answered %s with RST (RFC 9293 §3.10.7.1)" % (
+                      SIDES[r], c.ep[r].port, "a probe" if c.ep[1 - r].pkts == 1 else
+                      "%d probes" % c.ep[1 - r].pkts))

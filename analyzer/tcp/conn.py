@@ -26,9 +26,9 @@ from typing import Final
 
 from analyzer.decode.segment import (ACK, FIN, PSH, RST, SYN, URG, Segment, describe, flags_str,
                                      seq_le, seq_lt)
-from analyzer.tcp import control
+from analyzer.tcp import control, ignored
 from analyzer.tcp.endpoint import SIDES, ConnectionCore
-from analyzer.tcp.seqanalysis import analyze_segment
+from analyzer.tcp.seqanalysis import acks_unseen_fin, analyze_segment, rel
 from analyzer.tcp.states import Input, State
 
 #: The flags that decide what a segment is: a bare ACK or data segment has ACK and none of
@@ -38,6 +38,9 @@ CONTROL: Final = FIN | SYN | RST | ACK
 _CLASSIC: Final = FIN | SYN | RST | PSH | ACK | URG
 #: Two or three of FIN, SYN, RST in one segment: flag combinations `_odd_flags` reports.
 _MULTI_FLAGS: Final = frozenset({FIN | SYN, FIN | RST, SYN | RST, FIN | SYN | RST})
+#: A frame identical to the one before it from the same side (same IPv4 ID and TCP checksum)
+#: at most this far apart in time is the same packet captured twice (a SPAN of two ports).
+DUP_NS: Final = 1_000_000
 #: States before the handshake completed, where data has no place (TFO aside).
 _UNSYNCHRONIZED: Final = frozenset({State.CLOSED, State.LISTEN, State.SYN_SENT, State.SYN_RECEIVED})
 
@@ -57,8 +60,10 @@ class Connection(ConnectionCore):
         nothing unseen cannot change a state, a verdict or a finding; it only moves counters
         and sequence numbers. Everything else takes the full replay.
         """
-        if self.steady and seg.flags & CONTROL == ACK and seg.win:
-            from_orig = seg.key == self.okey
+        from_orig = seg.key == self.okey
+        if self._duplicate(from_orig, seg):
+            return False
+        if self.steady and seg.flags & CONTROL == ACK and seg.win and seg.ts >= self.last_ts:
             x, y = (self.e0, self.e1) if from_orig else (self.e1, self.e0)
             seq = seg.seq
             ynext = y.next_seq
@@ -81,7 +86,7 @@ class Connection(ConnectionCore):
                     x.sent_data = True
                 self.zeek.segment(from_orig, seg, not seg.cut, seg.bad_csum)
                 return False
-        self._replay(seg)
+        self._replay(seg, True)
         a, b = self.e0, self.e1
         self.steady = (a.state is State.ESTABLISHED and b.state is State.ESTABLISHED
                        and not a.pending and not b.pending and self.rst is None
@@ -91,27 +96,84 @@ class Connection(ConnectionCore):
                        and self.held_rst is None and a is not b)
         return True
 
-    def _replay(self, seg: Segment) -> None:
-        """The full replay of one segment: inputs for the sender, then for the receiver."""
+    def _duplicate(self, from_orig: bool, seg: Segment) -> bool:
+        """Whether the frame is the connection's previous frame captured again: the same side,
+        IPv4 ID, TCP checksum, flags, length, seq, ack and window, within `DUP_NS` (a SPAN of
+        two ports copies frames so; the header fields count too, as offloaded checksums are
+        not real ones). A duplicate is counted as a frame and a CAPTURE_DUPLICATE, never
+        replayed (it is not a retransmission)."""
+        s = 0 if from_orig else 1
+        if seg.dup < 0 or (seg.dup < 0x10000 and not seg.flags & (SYN | FIN) and not seg.paylen):
+            # No IPv4 ID; or ID 0 (RFC 6864: a sender may repeat it) on a bare ACK, where
+            # identical duplicate ACKs are the protocol's own.
+            self.last_dup = -1
+            return False
+        key = (seg.dup << 1 | s) | seg.flags << 34 | seg.paylen << 43
+        key2 = seg.seq << 16 | seg.win
+        if (key != self.last_dup or key2 != self.last_dup2 or seg.ack != self.last_dup3
+                or not -DUP_NS <= seg.ts - self.last_ts <= DUP_NS):
+            self.last_dup, self.last_dup2, self.last_dup3 = key, key2, seg.ack
+            return False
+        x = self.ep[s]
+        self.last_frame = seg.num
+        x.pkts += 1
+        x.bytes += seg.paylen
+        x.ip_bytes += seg.iplen
+        self.zeek.segment(from_orig, seg, not seg.cut, seg.bad_csum)
+        self.repeat("CAPTURE_DUPLICATE") or self.note(
+            "CAPTURE_DUPLICATE", seg, s, "frame %d is the frame before it captured again (same "
+            "IP ID %d and bytes, %.3f ms later): counted apart, not as a retransmission"
+            % (seg.num, seg.dup >> 16, abs(seg.ts - self.last_ts) / 1e6))
+        return True
+
+    def _replay(self, seg: Segment, checked: bool = False) -> None:
+        """The full replay of one segment: inputs for the sender, then for the receiver
+        (`checked`: on_segment has ruled out a duplicate frame)."""
+        if not checked and self._duplicate(seg.key == self.okey, seg):
+            return
         s = self.side_of(seg)
         self.zeek.segment(s == 0, seg, not seg.cut, seg.bad_csum)
         x, y = self.ep[s], self.ep[1 - s]
         flags = seg.flags
         self.prev_ts = self.last_ts
-        self.last_ts = seg.ts
+        # Frames out of time order (merged interfaces, a clock step): the connection spans
+        # its earliest to its latest timestamp; frame order stays the order of events.
+        if seg.ts >= self.last_ts:
+            self.last_ts = seg.ts
+        elif seg.ts < self.first_ts:
+            self.first_ts = seg.ts
         self.last_frame = seg.num
         if self.held_rst is not None:
             control.resolve_held_rst(self, s, seg)
         if self.rst is not None:
-            self._after_rst(s, seg)
+            if self.rst_undo is not None and seg.flags & SYN and s != self.rst[0]:
+                self.rst_undo = None        # its receiver started again: it took the RST
+            if self.rst_undo is not None and ignored.proves_rst_ignored(self, s, seg):
+                ignored.take_back_rst(self, seg)
+            else:
+                self._after_rst(s, seg)
         if (flags & (FIN | SYN | RST)) in _MULTI_FLAGS or not flags & _CLASSIC:
             self._odd_flags(s, seg)
         x.pkts += 1
         x.bytes += seg.paylen
         x.ip_bytes += seg.iplen
-        x.last_ts = seg.ts
-        if x.base_seq < 0:
+        if seg.ts > x.last_ts:
+            x.last_ts = seg.ts
+        # Wireshark's relative base: a side's SYN, else its first seq - 1, else the peer's first
+        # ack - 1; a SYN-ACK with another ISN starts it again.
+        if x.base_seq < 0 or (flags & SYN and flags & ACK and seg.seq != x.base_seq):
             x.base_seq = seg.seq if flags & SYN else (seg.seq - 1) & 0xFFFFFFFF
+        if y.base_seq < 0 and flags & ACK:
+            y.base_seq = (seg.ack - 1) & 0xFFFFFFFF
+        if (flags & (ACK | SYN | RST) == ACK and y.state is State.SYN_RECEIVED
+                and not y.syn_acked and y.isn >= 0 and x is not y
+                and not control.handshake_ack_ok(self, s, seg)):
+            # RFC 9293 §3.10.7.4: the receiver drops it (answering RST or ACK): it changes
+            # nothing, and its numbers are not the sender's stream.
+            control.note_bad_handshake_ack(self, s, seg)
+            if x.pending and seg.ack != y.isn:
+                self._deliver(s, seg)       # it did get the SYN-ACK its ack is made from
+            return
         if seg.win > x.max_win and not flags & SYN:   # a SYN's window is never scaled
             x.max_win = seg.win
         if flags & ACK:
@@ -122,14 +184,15 @@ class Connection(ConnectionCore):
         if flags & SYN and seg.wscale >= 0:
             x.wscale = seg.wscale
 
+        if flags & (FIN | SYN | RST) == FIN and x.state in ignored.UNSYNCED_SENDERS and \
+                ignored.fin_ignored(self, s, seg):
+            return
         analyze_segment(self, s, x, y, seg)
 
         # 1. The sender's ACK is evidence of what it received: deliver pending SYN/FINs (and
         # infer a FIN the capture missed when the ACK covers one byte past the peer's data).
         if flags & ACK and not flags & RST:
-            if (y.fin_seq < 0 and y.seq_exact and not flags & SYN and y.next_seq >= 0
-                    and seg.ack == (y.next_seq + 1) & 0xFFFFFFFF
-                    and y.state in (State.ESTABLISHED, State.CLOSE_WAIT)):
+            if acks_unseen_fin(y, seg):
                 control.infer_fin(self, 1 - s, seg)
             if x.pending:
                 self._deliver(s, seg)
@@ -149,7 +212,7 @@ class Connection(ConnectionCore):
         if seg.paylen and x.fin_seq >= 0 and \
                 seq_lt(x.fin_seq, (seg.seq + seg.paylen) & 0xFFFFFFFF):
             self.note("DATA_AFTER_FIN", seg, s, "%s sent data up to seq %d after its FIN at seq %d"
-                      % (SIDES[s], (seg.seq + seg.paylen) & 0xFFFFFFFF, x.fin_seq))
+                      % (SIDES[s], rel(x, (seg.seq + seg.paylen) & 0xFFFFFFFF), rel(x, x.fin_seq)))
 
         # 2. What the sender did.
         if flags & RST:
@@ -179,11 +242,9 @@ class Connection(ConnectionCore):
         # 3. What the receiver gets: ACKs now, SYN/FIN when it acknowledges them.
         if flags & ACK and not flags & SYN:
             ack = seg.ack
-            if (y.isn >= 0 and not y.syn_acked and y.state is State.SYN_RECEIVED
-                    and seq_lt(y.isn, ack)):
-                y.syn_acked = True
+            if y.isn >= 0 and not y.syn_acked and y.state is State.SYN_RECEIVED:
+                y.syn_acked = True          # acceptable: handshake_ack_ok said so above
                 self.move(1 - s, Input.RECV_ACK_OF_SYN, seg)
-                control.check_handshake_ack(self, s, seg)
             if y.fin_seq >= 0 and not y.fin_acked and seq_lt(y.fin_seq, ack):
                 y.fin_acked = True
                 if self.fin_acked_by is None:

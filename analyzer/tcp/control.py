@@ -14,7 +14,9 @@ from typing import Final
 from analyzer.decode.segment import (ACK, FIN, RST, SYN, UNSET, Segment, describe, seq_diff, seq_le,
                               seq_lt)
 from analyzer.tcp.endpoint import SIDES, ConnectionCore, Endpoint
+from analyzer.tcp.seqanalysis import rel
 from analyzer.tcp.states import Input, State
+
 #: ISNs remembered per side (a flood of SYN-ACKs with random ISNs must not grow memory).
 MAX_ISNS: Final = 16
 
@@ -65,19 +67,23 @@ def on_syn(c: ConnectionCore, s: int, seg: Segment) -> None:
         # A SYN-ACK answers the peer's SYN even when its ack number is wrong.
         for _ in range(x.take_pending(Input.RECV_SYN)):
             c.move(s, Input.RECV_SYN, seg)
+        c.synack_win = seg.win
+        end = (seg.seq + 1 + seg.paylen) & 0xFFFFFFFF
         if x.isn >= 0 and seg.seq != x.isn and not x.syn_acked:
             # A SYN-ACK offering another ISN (or an earlier one again): the newest offer
-            # is the one that counts.
+            # counts until the peer acknowledges one (handshake_ack_ok), and the numbers
+            # that follow count from it.
             if seg.seq not in x.isns:
                 c.note("SYNACK_ISN_CHANGED", seg, s, "SYN-ACK with ISN %d, earlier %d"
                        % (seg.seq, x.isn))
-            x.isn = seg.seq
+            rebase(x, seg.seq, end)
         elif x.isn < 0:
-            x.isn = seg.seq
+            rebase(x, seg.seq, end)
             # RFC 7413 §4.2: a Fast Open server may acknowledge the SYN's data as well.
             if y.isn >= 0 and seg.ack not in isn_acks(y.isn, c.syn_data):
-                c.note("SYNACK_BAD_ACK", seg, s, "SYN-ACK acknowledges %d, expected %d "
-                       "(ISN %d + 1)" % (seg.ack, (y.isn + 1) & 0xFFFFFFFF, y.isn))
+                c.note("SYNACK_BAD_ACK", seg, s, "SYN-ACK acknowledges %d, expected %d (the "
+                       "SYN's ISN %d + 1)" % (rel(y, seg.ack), rel(y, (y.isn + 1) & 0xFFFFFFFF),
+                                              y.isn))
         if (x.state is State.ESTABLISHED and x.syn_acked and seg.seq in x.isns
                 and x.next_seq == (seg.seq + 1) & 0xFFFFFFFF and c.rst is None):
             # Sent again before any data: the ACK of the first one never arrived.
@@ -94,6 +100,10 @@ def on_syn(c: ConnectionCore, s: int, seg: Segment) -> None:
         x.isns += (seg.seq,)
     if x.isn < 0:
         x.isn = seg.seq
+        if s == 0 and seg.ts <= c.first_ts and (seg.seq + 1) & 0xFFFFFFFF == y.last_ack:
+            # The SYN-ACK came first in the file but this SYN is stamped before it: the
+            # frames are out of time order, and the SYN was captured after all.
+            c.findings.pop("SYN_NOT_CAPTURED", None)
         if s == 0:
             c.syn_data = seg.paylen
         if s == 0 and not c.syn_seen:
@@ -116,7 +126,7 @@ def on_fin(c: ConnectionCore, s: int, seg: Segment) -> None:
     if x.fin_seq < 0:
         if x.next_seq >= 0 and seq_lt(fin_seq, x.next_seq) and not seg.flags & SYN:
             c.note("FIN_SEQ_BEHIND", seg, s, "%s's FIN is at seq %d but it had already "
-                   "sent data up to %d" % (SIDES[s], fin_seq, x.next_seq))
+                   "sent data up to %d" % (SIDES[s], rel(x, fin_seq), rel(x, x.next_seq)))
         x.fin_seq = fin_seq
         x.fin_ts = seg.ts
         acks_peer = (y.fin_seq >= 0 and bool(seg.flags & ACK)
@@ -134,14 +144,25 @@ def on_fin(c: ConnectionCore, s: int, seg: Segment) -> None:
 def on_rst(c: ConnectionCore, s: int, seg: Segment) -> None:
     """A RST from side `s`: accepted, held (in window, not at RCV.NXT), a reply, or dropped."""
     x, y = c.ep[s], c.ep[1 - s]
+    x.rsts += 1
+    if c.midstream and (seg.seq == y.last_ack >= 0 or (
+            seg.seq == 0 and seg.flags & ACK and seg.ack == y.next_seq >= 0)):
+        c.reply_rsts += 1   # RFC 9293 §3.10.7.1's answer from CLOSED (verdicts: stray)
     if c.rst is not None and x.state is State.CLOSED and y.state is State.CLOSED:
         return              # already reset: a RST to a closed endpoint changes nothing
+    if x.state is State.SYN_RECEIVED and c.bad_ack >= 0 and seg.seq == c.bad_ack:
+        # RFC 9293 §3.10.7.4: an unacceptable ACK in SYN-RECEIVED is answered by
+        # <SEQ=SEG.ACK><CTL=RST>; the sender stays where it is, and the peer, whose numbers
+        # are not these, is not reset by it.
+        c.note("RST_REPLY", seg, s, "%s answered an unacceptable ACK (ack %d) with RST and "
+               "stays in SYN_RECEIVED" % (SIDES[s], rel(x, seg.seq)))
+        return
     if (x.state is State.SYN_SENT and y.last_ack >= 0 and seg.seq == y.last_ack
             and (x.isn < 0 or y.last_ack != (x.isn + 1) & 0xFFFFFFFF)):
         # RFC 9293 §3.10.7.3: a SYN-SENT endpoint answers an unacceptable ACK with
         # <SEQ=SEG.ACK><CTL=RST> and stays where it is.
         c.note("RST_REPLY", seg, s, "%s answered an unacceptable ACK (ack %d) with RST"
-               % (SIDES[s], seg.seq))
+               % (SIDES[s], rel(x, seg.seq)))
         if y.state is State.SYN_RECEIVED and x.isn >= 0:
             # The peer expects ISN+1 (it got the SYN): a RST below that is dropped.
             if not rst_in_window(x, y, seg) or seq_lt(seg.seq, (x.isn + 1) & 0xFFFFFFFF):
@@ -158,9 +179,9 @@ def on_rst(c: ConnectionCore, s: int, seg: Segment) -> None:
                 y.next_seq < 0 or seq_le(seg.ack, y.next_seq)):
             accept_rst(c, s, seg)
         else:
-            c.note("RST_OUT_OF_WINDOW", seg, s, "%s's RST %s does not acknowledge the SYN: a "
-                   "SYN-SENT endpoint drops it" % (SIDES[s], "has no ACK" if not seg.flags & ACK
-                                                   else "acknowledges %d" % seg.ack))
+            c.note("RST_OUT_OF_WINDOW", seg, s, "%s's RST %s: a SYN-SENT endpoint drops it"
+                   % (SIDES[s], "has no ACK" if not seg.flags & ACK else
+                      "acknowledges %d, not the SYN" % rel(y, seg.ack)))
         return
     if y.state is State.LISTEN and (x.next_seq < 0
                                     or abs(seq_diff(seg.seq, x.next_seq)) <= 65535):
@@ -176,7 +197,7 @@ def on_rst(c: ConnectionCore, s: int, seg: Segment) -> None:
         # The receiver drops it; and a RST outside the window is as likely injected by a
         # third party as sent by this endpoint, so neither side's state changes.
         c.note("RST_OUT_OF_WINDOW", seg, s, "RST seq %d is outside the receiver's window (its "
-               "next expected byte is %d)" % (seg.seq, _rcv_nxt(x, y)))
+               "next expected byte is %d)" % (rel(x, seg.seq), rel(x, _rcv_nxt(x, y))))
         return
     if x.next_seq >= 0 and seg.seq != x.next_seq and seg.seq != y.last_ack:
         # In the window but not at RCV.NXT: RFC 5961 §3.2 (RFC 9293 §3.10.7.4) answers with
@@ -191,6 +212,8 @@ def accept_rst(c: ConnectionCore, s: int, seg: Segment) -> None:
     """A RST the receiver takes: both sides CLOSED; the first one is the connection's RST."""
     x, y = c.ep[s], c.ep[1 - s]
     if c.rst is None:
+        # What taking it back restores, should its receiver prove it ignored it (ignored.py).
+        c.rst_undo = (x.state, x.since, y.state, y.since, y.pending, x.next_seq)
         c.rst = (s, seg.ts, seg.num)
         # Data the receiver sent that the RST's sender never acknowledged is thrown away
         # (RFC 1122 §4.2.2.13: a close with unread data aborts).
@@ -216,7 +239,7 @@ def resolve_held_rst(c: ConnectionCore, s: int, seg: Segment) -> None:
     if seg.flags & (SYN | FIN | RST | ACK) == ACK and not seg.paylen:
         c.note("RST_CHALLENGED", seg, s, "%s answered the RST in frame %d (seq %d, not its "
                "RCV.NXT) with a challenge ACK: the RST was ignored (RFC 5961)"
-               % (SIDES[s], rst.num, rst.seq))
+               % (SIDES[s], rst.num, rel(c.ep[t], rst.seq)))
     else:
         accept_rst(c, t, rst)
 
@@ -267,7 +290,7 @@ def undo_inferred_fin(c: ConnectionCore, seg: Segment) -> None:
     e.analysis.lost_segments += 1
     c.repeat("SEGMENT_NOT_CAPTURED") or c.note(
         "SEGMENT_NOT_CAPTURED", seg, t, "%s: 1 byte before seq %d is not in the capture (the "
-        "peer acknowledged it)" % (SIDES[t], seg.seq))
+        "peer acknowledged it)" % (SIDES[t], rel(e, seg.seq)))
 
 
 def rst_in_window(x: Endpoint, y: Endpoint, seg: Segment) -> bool:
@@ -287,18 +310,53 @@ def rst_in_window(x: Endpoint, y: Endpoint, seg: Segment) -> bool:
     return 0 <= seq_diff(seg.seq, lo) <= window
 
 
-def check_handshake_ack(c: ConnectionCore, s: int, seg: Segment) -> None:
-    """The first ACK of the responder's SYN: seq must be ISN+1, ack the peer's ISN+1."""
-    if c.hs_checked or s != 0 or not c.syn_seen or c.sim_open:
+def handshake_ack_ok(c: ConnectionCore, s: int, seg: Segment) -> bool:
+    """Whether an ACK from side `s` to a SYN-RECEIVED peer is acceptable (RFC 9293 §3.10.7.4):
+    its seq in the receive window the SYN-ACK offered (RCV.NXT =< SEG.SEQ < RCV.NXT+RCV.WND,
+    RCV.NXT being the SYN-ACK's ack) and ISS < SEG.ACK =< SND.NXT (ISN+1, or past the data a
+    SYN-ACK carried). The one rule for the third segment of the handshake on every path: an
+    unacceptable one is answered by RST (bad ack) or an ACK (bad seq) and completes nothing,
+    as Linux's tcp_check_req does. An ack of another ISN the peer offered is acceptable: the
+    peer's numbers are rebased on it."""
+    x, y = c.ep[s], c.ep[1 - s]
+    ack = seg.ack
+    if y.next_seq < 0 or not (seq_lt(y.isn, ack) and seq_le(ack, y.next_seq)):
+        if seg.ack == (y.isn + 1) & 0xFFFFFFFF or (ack - 1) & 0xFFFFFFFF not in y.isns:
+            return False
+        rebase(y, (ack - 1) & 0xFFFFFFFF, ack)
+    rcv_nxt = y.last_ack
+    if rcv_nxt >= 0 and c.synack_win >= 0:
+        off = seq_diff(seg.seq, rcv_nxt)
+        end = off + seg.paylen
+        win = c.synack_win
+        if not (0 <= off < max(win, 1) or (seg.paylen and 0 < end <= win)):
+            return False
+    return True
+
+
+def note_bad_handshake_ack(c: ConnectionCore, s: int, seg: Segment) -> None:
+    """HANDSHAKE_ACK_BAD, with what the peer expected, in relative numbers; `bad_ack` keeps
+    an unacceptable ack (answered <SEQ=SEG.ACK><CTL=RST>: RST_REPLY)."""
+    x, y = c.ep[s], c.ep[1 - s]
+    ack_ok = seq_lt(y.isn, seg.ack) and y.next_seq >= 0 and seq_le(seg.ack, y.next_seq)
+    if not ack_ok:
+        c.bad_ack = seg.ack
+    if c.repeat("HANDSHAKE_ACK_BAD"):
         return
-    c.hs_checked = True
-    o, r = c.ep
-    seqs = isn_acks(o.isn, c.syn_data) if o.isn >= 0 else (seg.seq,)
-    want_seq = seqs[-1] if len(seqs) > 1 and seg.seq == seqs[-1] else seqs[0]
-    want_ack = (r.isn + 1) & 0xFFFFFFFF if r.isn >= 0 else seg.ack
-    if seg.seq not in seqs or seg.ack != want_ack:
-        c.note("HANDSHAKE_ACK_BAD", seg, s, "handshake ACK has seq %d ack %d, expected "
-               "seq %d ack %d" % (seg.seq, seg.ack, want_seq, want_ack))
+    c.note("HANDSHAKE_ACK_BAD", seg, s, "%s's ACK of the SYN-ACK is not acceptable: %s; %s stays "
+           "in SYN_RECEIVED" % (
+               SIDES[s], ("seq %d is outside the window %s offered (%d bytes from seq %d)" % (
+                   rel(x, seg.seq), SIDES[1 - s], c.synack_win, rel(x, y.last_ack)))
+               if ack_ok else "ack %d, expected %d (ISN+1)" % (
+                   rel(y, seg.ack), rel(y, (y.isn + 1) & 0xFFFFFFFF)), SIDES[1 - s]))
+
+
+def rebase(e: Endpoint, isn: int, nxt: int) -> None:
+    """`e`'s numbers start from another ISN (a SYN-ACK sent again with a new one, or the one its
+    peer acknowledged): its ISN, Wireshark's relative base and its next sequence number."""
+    e.isn = e.base_seq = isn
+    e.next_seq = nxt
+    e.analysis.holes = None
 
 
 def isn_acks(isn: int, syn_data: int) -> tuple:

@@ -69,7 +69,8 @@ class Endpoint:
     __slots__ = ("addr", "port", "state", "since", "isn", "base_seq", "next_seq", "syn_count",
                  "synack_count", "syn_acked", "fin_seq", "fin_ts", "fin_acked", "pending",
                  "max_win", "wscale", "pkts", "bytes", "ip_bytes", "close_wait_since", "last_ack",
-                 "analysis", "isns", "seq_exact", "last_data_ts", "sent_data", "last_ts")
+                 "analysis", "isns", "seq_exact", "last_data_ts", "sent_data", "last_ts",
+                 "rsts")
 
     def __init__(self, addr: bytes, port: int, state: State, ts: int) -> None:
         self.addr = addr
@@ -107,6 +108,7 @@ class Endpoint:
         self.last_data_ts = 0           # when it last sent new data (if `sent_data`)
         self.sent_data = False
         self.last_ts = 0                # when it last sent anything
+        self.rsts = 0                   # RSTs it sent
 
     def take_pending(self, inp: Input) -> int:
         """Remove `inp` from what is pending; how many there were (0 or 1)."""
@@ -123,12 +125,12 @@ class ConnectionCore:
     sequence analysis (seqanalysis.py) work on this record, so they need nothing above it."""
 
     __slots__ = ("id", "ep", "first_ts", "last_ts", "first_frame", "last_frame", "findings",
-                 "midstream", "syn_seen", "synack_seen", "sim_open", "hs_checked",
+                 "midstream", "syn_seen", "synack_seen", "sim_open", "synack_win", "bad_ack",
                  "established_ts", "rst", "fins", "fin_acked_by", "half_close_data",
                  "reused_from", "syn_ts", "est_sides", "self_connect", "prev_ts", "tfo",
                  "steady", "zeek", "first_from_orig", "held_rst", "syn_data", "inferred_fin",
-                 "rst_discards", "key", "rkey", "okey", "queued", "queued_ts", "e0", "e1",
-                 "tunnel", "rtunnel")
+                 "rst_discards", "rst_undo", "reply_rsts", "last_dup", "last_dup2", "last_dup3",
+                 "key", "rkey", "okey", "queued", "queued_ts", "e0", "e1", "tunnel", "rtunnel")
 
     def __init__(self, stream_id: int, seg: Segment, orig_is_src: bool, key: bytes,
                  rkey: bytes) -> None:
@@ -153,6 +155,13 @@ class ConnectionCore:
         self.syn_data = 0           # payload bytes on the originator's SYN (TCP Fast Open)
         self.inferred_fin: Optional[tuple] = None   # what infer_fin changed, to take it back
         self.rst_discards = False   # the RST threw away data its receiver had sent
+        self.rst_undo: Optional[tuple] = None   # the states before the RST (ignored.py)
+        self.reply_rsts = 0         # RSTs that answer the peer's last segment from CLOSED
+        # The last frame, to tell it captured twice (conn.py `_duplicate`): its IPv4 ID and
+        # checksum, side, flags and length; seq and window; ack (-1: no IPv4 ID to compare).
+        self.last_dup = -1
+        self.last_dup2 = -1
+        self.last_dup3 = -1
         #: The flow table's keys: the 4-tuple as its first packet had it, and reversed; `okey`
         #: is the one of segments from the originator.
         self.key = key
@@ -173,7 +182,8 @@ class ConnectionCore:
         self.syn_seen = False
         self.synack_seen = False
         self.sim_open = False
-        self.hs_checked = False
+        self.synack_win = -1        # the window of the last SYN-ACK (-1: none seen)
+        self.bad_ack = UNSET        # the ack of the last unacceptable handshake ACK
         self.established_ts: Optional[int] = None
         self.rst: Optional[Tuple[int, int, int]] = None   # the accepted RST: (side, ts, frame)
         self.fins: List[Tuple[int, int, int, bool]] = []          # (side, ts, frame, acks_peer_fin)

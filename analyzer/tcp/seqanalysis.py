@@ -23,7 +23,8 @@ from __future__ import annotations
 from typing import Final
 
 from analyzer.decode.segment import ACK, FIN, RST, SYN, Segment, seq_diff, seq_le, seq_lt
-from analyzer.tcp.endpoint import ConnectionCore, Endpoint
+from analyzer.tcp.endpoint import Analysis, ConnectionCore, Endpoint
+from analyzer.tcp.states import State
 
 #: A segment filling a hole this soon after the hole appeared is out of order, not resent
 #: (Wireshark's default out-of-order threshold is 3 ms when no RTT is known).
@@ -33,6 +34,22 @@ MAX_HOLES: Final = 8
 #: A receive window closed at least this long is a stall (ZERO_WINDOW_STALL, a warning); a
 #: shorter zero window is flow control doing its job (ZERO_WINDOW, info).
 ZERO_WINDOW_STALL_NS: Final = 500_000_000
+
+
+def rel(e: Endpoint, n: int) -> int:
+    """`n` as Wireshark's relative number in `e`'s sequence space (`tcp.seq`/`tcp.ack` with
+    relative numbers, the ladder's): absolute while `e` has no base yet. Messages use these."""
+    return (n - e.base_seq) & 0xFFFFFFFF if e.base_seq >= 0 else n
+
+
+def acks_unseen_fin(y: Endpoint, seg: Segment) -> bool:
+    """The ACK covers exactly one byte past everything the peer `y` sent, and `y` could have
+    sent a FIN: the ACK_OF_UNSEEN_FIN evidence, on which the replay infers that FIN (one rule
+    for the finding and the inference, whatever else the segment carries)."""
+    return (y.fin_seq < 0 and y.seq_exact and y.next_seq >= 0 and not seg.flags & SYN
+            and seg.ack == (y.next_seq + 1) & 0xFFFFFFFF
+            and y.state in (State.ESTABLISHED, State.CLOSE_WAIT))
+
 
 def analyze_segment(c: ConnectionCore, s: int, x: Endpoint, y: Endpoint, seg: Segment) -> None:
     """Classify one segment from side `s` (sender `x`, receiver `y`); updates counters and
@@ -67,7 +84,7 @@ def analyze_segment(c: ConnectionCore, s: int, x: Endpoint, y: Endpoint, seg: Se
         c.repeat("KEEPALIVE") or c.note(
             "KEEPALIVE", seg, s, "%s sent a %s (seq next-1, %d byte%s) after %.1f s" % (
                 side, "zero-window probe" if y.analysis.zw_since else "keep-alive probe",
-                paylen, "" if paylen == 1 else "s", (seg.ts - c.prev_ts) / 1e9))
+                paylen, "" if paylen == 1 else "s", max(seg.ts - c.prev_ts, 0) / 1e9))
         return
     if y.analysis.keepalive_open and flags & ACK and not paylen and not flags & (SYN | FIN):
         y.analysis.keepalive_open = False
@@ -81,10 +98,10 @@ def analyze_segment(c: ConnectionCore, s: int, x: Endpoint, y: Endpoint, seg: Se
             y.next_seq = seg.ack
             return
         a.acked_unseen += 1
-        if y.fin_seq < 0 and seg.ack == (y.next_seq + 1) & 0xFFFFFFFF and not paylen:
+        if acks_unseen_fin(y, seg):
             c.repeat("ACK_OF_UNSEEN_FIN") or c.note(
                 "ACK_OF_UNSEEN_FIN", seg, s, "%s acknowledged %d, one past everything seen from "
-                "the peer: a FIN that is not in the capture" % (side, seg.ack))
+                "the peer: a FIN that is not in the capture" % (side, rel(y, seg.ack)))
         else:
             c.repeat("ACKED_UNSEEN_SEGMENT") or c.note(
                 "ACKED_UNSEEN_SEGMENT", seg, s, "%s acknowledged %d bytes the capture never "
@@ -106,12 +123,13 @@ def analyze_segment(c: ConnectionCore, s: int, x: Endpoint, y: Endpoint, seg: Se
         a.holes.append((nxt, seq, seg.ts))
         c.repeat("SEGMENT_NOT_CAPTURED") or c.note(
             "SEGMENT_NOT_CAPTURED", seg, s, "%s jumped from seq %d to %d: %d bytes before this "
-            "segment are not in the capture" % (side, nxt, seq, seq_diff(seq, nxt)))
+            "segment are not in the capture" % (side, rel(x, nxt), rel(x, seq), seq_diff(seq, nxt)))
         return
     if not (paylen or flags & FIN):
         return                          # a bare ACK behind: nothing was sent again
     if flags & FIN and paylen == 0 and x.fin_seq >= 0 and seq == x.fin_seq:
         a.retransmissions += 1
+        _count_resend(a, y)
         c.repeat("FIN_RETRANSMITTED") or c.note(
             "FIN_RETRANSMITTED", seg, s, "%s sent its FIN again" % side)
         return
@@ -120,18 +138,32 @@ def analyze_segment(c: ConnectionCore, s: int, x: Endpoint, y: Endpoint, seg: Se
         if seq_le(start, seq) and seq_lt(seq, end):
             if seq_le(end, (seq + paylen) & 0xFFFFFFFF):
                 del holes[i]
+            if seg.ts < ts and seq == start and seq_le(end, (seq + paylen) & 0xFFFFFFFF):
+                # Filled, whole, by a frame stamped before the one that opened it: the frames
+                # are out of time order, and the bytes were in the capture after all.
+                a.lost_segments -= 1
+                f = c.findings.get("SEGMENT_NOT_CAPTURED")
+                if f is not None:
+                    f.count -= 1
+                    if not f.count:
+                        del c.findings["SEGMENT_NOT_CAPTURED"]
             if seg.ts - ts <= OOO_NS:
                 a.out_of_order += 1
                 c.repeat("OUT_OF_ORDER") or c.note(
                     "OUT_OF_ORDER", seg, s, "%s segment at seq %d arrived after later data"
-                    % (side, seq))
+                    % (side, rel(x, seq)))
                 return
             break
     a.retransmissions += 1
+    _count_resend(a, y)
+    c.repeat("RETRANSMISSION") or c.note(
+        "RETRANSMISSION", seg, s, "%s sent %d bytes at seq %d again (next new byte is %d)"
+        % (side, paylen, rel(x, seq), rel(x, nxt)))
+
+
+def _count_resend(a: Analysis, y: Endpoint) -> None:
+    """One more resend in the current episode (it ends when the peer's ACK moves)."""
     if a.resent and y.last_ack == a.resend_ack:
         a.resent += 1
     else:
         a.resent, a.resend_ack = 1, y.last_ack
-    c.repeat("RETRANSMISSION") or c.note(
-        "RETRANSMISSION", seg, s, "%s sent %d bytes at seq %d again (next new byte is %d)"
-        % (side, paylen, seq, nxt))

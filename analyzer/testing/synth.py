@@ -38,8 +38,9 @@ _MAC_B = b"\x02\x00\x00\x00\x00\x02"
 
 def tcp_packet(src: str, dst: str, sport: int, dport: int, flags: int, seq: int, ack: int = 0,
                payload: bytes = b"", win: int = 65535, options: bytes = b"",
-               checksum: bool = True, ttl: int = 64) -> bytes:
-    """An IPv4 or IPv6 packet (chosen by the address family) carrying one TCP segment."""
+               checksum: bool = True, ttl: int = 64, ipid: int = 0) -> bytes:
+    """An IPv4 or IPv6 packet (chosen by the address family) carrying one TCP segment (IPv4
+    with identification `ipid`)."""
     if len(options) % 4:
         options += b"\x01" * (4 - len(options) % 4)   # NOP padding
     off = (20 + len(options)) // 4
@@ -55,7 +56,7 @@ def tcp_packet(src: str, dst: str, sport: int, dport: int, flags: int, seq: int,
         csum = inet_checksum(pseudo + tcp)
         tcp = tcp[:16] + struct.pack("!H", csum) + tcp[18:]
     if len(s) == 4:
-        hdr = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(tcp), 0, 0x4000, ttl, 6, 0, s, d)
+        hdr = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(tcp), ipid, 0x4000, ttl, 6, 0, s, d)
         hdr = hdr[:10] + struct.pack("!H", inet_checksum(hdr)) + hdr[12:]
         return hdr + tcp
     return struct.pack("!IHBB16s16s", 0x60000000, len(tcp), 6, ttl, s, d) + tcp
@@ -191,14 +192,14 @@ class Dialog:
 
     def send(self, side: str, flags: int, length: int = 0, seq: Optional[int] = None,
              ack: Optional[int] = None, advance: bool = True, options: bytes = b"",
-             win: Optional[int] = None) -> "Dialog":
+             win: Optional[int] = None, ipid: int = 0) -> "Dialog":
         src, dst = self.ends[side], self.ends[self._peer(side)]
         s = self.nxt[side] if seq is None else seq
         if ack is None:
             ack = self.nxt[self._peer(side)] if flags & ACK else 0
         payload = bytes((i * 7 + 13) & 0xFF for i in range(length))
         ip = tcp_packet(src[0], dst[0], src[1], dst[1], flags, s, ack, payload,
-                        self.win if win is None else win, options)
+                        self.win if win is None else win, options, ipid=ipid)
         self.packets.append((self.t, ip, side))
         self.t += self.step
         if advance:
@@ -229,6 +230,13 @@ class Dialog:
 
     def handshake(self) -> "Dialog":
         return self.syn().synack().ack()
+
+    def again(self, after: float = 0.00002) -> "Dialog":
+        """The last packet captured a second time, `after` seconds later (a SPAN of two ports
+        duplicates frames so): same bytes, same IP ID."""
+        ts, ip, side = self.packets[-1]
+        self.packets.append((ts + int(round(after * 1e9)), ip, side))
+        return self
 
     def frames(self, link: str = "ether", vlans: Sequence[int] = ()) -> List[Tuple[int, bytes]]:
         return [(ts, frame(ip, link, vlans, outbound=(side == "c"))) for ts, ip, side in self.packets]
