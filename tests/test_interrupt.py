@@ -58,8 +58,21 @@ def _start(args, **kw) -> subprocess.Popen:
 
 
 def _wait_for_reading(p: subprocess.Popen) -> None:
-    """Give the child time to start and to read what was written (it then blocks)."""
-    time.sleep(2.0)
+    """Wait until the child has its handlers in place (it catches SIGTERM: Python alone does
+    not), then give it a moment to read what was written (it then waits for more)."""
+    if not os.path.exists("/proc/self/status"):
+        time.sleep(5.0)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and p.poll() is None:
+        try:
+            with open("/proc/%d/status" % p.pid) as fh:
+                caught = [int(line.split()[1], 16) for line in fh if line.startswith("SigCgt:")]
+        except OSError:
+            caught = []
+        if caught and caught[0] >> (signal.SIGTERM - 1) & 1:
+            break
+        time.sleep(0.01)
+    time.sleep(1.0)
     assert p.poll() is None, p.communicate()
 
 
