@@ -93,6 +93,8 @@ class ReportFile:
                 raise IsADirectoryError(21, "is a directory")
             self.stream = open(real, "w", encoding="utf-8")
             return
+        if st is not None and not os.access(real, os.W_OK):   # renaming over it would do
+            raise PermissionError(13, "Permission denied")
         directory, base = os.path.split(real)
         fd, self.temp = tempfile.mkstemp(prefix="." + base + ".", suffix=".tmp",
                                          dir=directory or ".")

@@ -286,14 +286,14 @@ class FlowTable:
             else:
                 break
         # The scan for idle connections costs the whole table. It runs when capture time
-        # passes the next scan's time (the latest it reached), or once as many packets were
-        # fed as the table holds: times that jump back and forth (which start a sweep each)
-        # then cost a bounded amount per packet, not the table's size.
+        # passes the next scan's time (a period after the last scan's), or once the packets
+        # fed since the last scan are half as many as the table holds: times that jump back
+        # and forth (which start a sweep each) then cost a bounded amount per packet, not
+        # the table's size. In time order it runs at every sweep, as before.
         due = self._next_idle is None or now >= self._next_idle
-        if self.idle_ns is not None and (due or self.fed - self._idle_scanned >= self.size):
+        if self.idle_ns is not None and (due or 2 * (self.fed - self._idle_scanned) >= self.size):
             self._idle_scanned = self.fed
-            if due:
-                self._next_idle = now + period
+            self._next_idle = now + period
             for conn in self.connections():
                 a, b = conn.e0, conn.e1
                 if not (a.state in END_STATES and b.state in END_STATES) \
