@@ -89,7 +89,7 @@ def fits(columns: Sequence[Column], rows: Iterable[Sequence[Cell]], width: int,
             total = longest = len(_text(words))
         natural_last = max(natural_last, total)
         longest_word = max(longest_word, longest)
-    fixed = len(MARGIN) + sum(widths[:n]) + len(GAP) * n
+    fixed = 2 * len(MARGIN) + sum(widths[:n]) + len(GAP) * n     # rich keeps a right edge
     if fixed + longest_word > width:
         return None
     widths[n] = min(natural_last, width - fixed)
