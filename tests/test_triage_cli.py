@@ -124,6 +124,9 @@ def test_a_stream_that_is_not_in_the_capture_exits_2():
     res = run_cli(MIXED, "--stream", "99")
     assert res.returncode == 2 and not res.stdout
     assert b"no stream 99 in the capture (16 connections" in res.stderr
+    res = run_cli(MIXED, "--explain", "5", "--explain", "42")
+    assert res.returncode == 2 and not res.stdout
+    assert b"no stream 42 in the capture" in res.stderr
 def test_cli_ladder_marks_the_finding_frame_and_ends_with_the_capture():
     res = run_cli(str(REPO / "samples" / "mixed.pcap"), "--stream", "5")
     out = res.stdout.decode()
