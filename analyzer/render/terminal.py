@@ -178,6 +178,7 @@ def _details(page: Page, rows: Rows) -> None:
     if not first:
         page.blank()
     first = True
+    plain = page.paint.system is None
     for r in rows():
         attention = r.needs_attention()
         for f in r.findings:
@@ -188,9 +189,14 @@ def _details(page: Page, rows: Rows) -> None:
                 first = False
             where = "" if f.side is None else "[%s %s]" % (
                 f.side, _endpoint(*(r.orig_raw if f.side == "orig" else r.resp_raw)))
-            page.line("  stream %-5d frame %-7d" % (r.id, f.frame),
-                      (f.severity.upper().ljust(7), _SEVERITY_STYLE[f.severity]),
-                      f.code + (" (×%d)" % f.count if f.count > 1 else ""), where,
+            head = "  stream %-5d frame %-7d" % (r.id, f.frame)
+            code = f.code + (" (×%d)" % f.count if f.count > 1 else "")
+            severity = f.severity.upper().ljust(7)
+            line = "%s %s %s %s  %s" % (head, severity, code, where, f.message)
+            if plain and len(line) <= page.width:       # the common case, in one step
+                page.out.write(line + "\n")
+                continue
+            page.line(head, (severity, _SEVERITY_STYLE[f.severity]), code, where,
                       " " + f.message, indent=8)
 
 
