@@ -20,12 +20,12 @@ from rich.console import Console
 
 from analyzer.common.findings import CATALOGUE
 from analyzer.decode.segment import addr_str
-from analyzer.judge.result import ConnResult, LadderRow
+from analyzer.judge.result import ConnResult
 from analyzer.report.model import Report
 from analyzer.report.store import ResultSink, ResultStore
 from analyzer.settings import Settings
 from analyzer.render.ladder_text import write_explanation, write_ladder
-from analyzer.render.textlayout import Cell, Column, Painter, fits, write_table, write_wrapped
+from analyzer.render.textlayout import Cell, Column, Page, Painter, fits, write_table
 
 _SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "info": "dim"}
 _GOOD = {"complete", "simultaneous_open", "four_way", "three_segment", "simultaneous"}
@@ -64,21 +64,6 @@ def _when(ts: Optional[int]) -> str:
         return "-"
     dt = datetime.datetime.fromtimestamp(ts / 1e9, tz=datetime.timezone.utc)
     return dt.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + " UTC"
-
-
-class Page:
-    """Where a report is written: the stream, its width and its colours."""
-
-    def __init__(self, out: TextIO, width: int, paint: Painter) -> None:
-        self.out = out
-        self.width = width
-        self.paint = paint
-
-    def line(self, *parts: Cell, indent: int = 4) -> None:
-        write_wrapped(self.out, parts, self.width, self.paint, indent)
-
-    def blank(self) -> None:
-        self.out.write("\n")
 
 
 def _summary(page: Page, report: Report, selection: Any) -> None:

@@ -171,3 +171,18 @@ def write_wrapped(out: TextIO, parts: Sequence[Cell], width: int, paint: Painter
         k += len(chunk_words)
         text = " ".join([paint(w, s) for w, s in chunk])
         out.write(((" " * indent + text.strip(" ")) if j else text).rstrip() + "\n")
+
+
+class Page:
+    """Where a report is written: the stream, its width and its colours."""
+
+    def __init__(self, out: TextIO, width: int, paint: Painter) -> None:
+        self.out = out
+        self.width = width
+        self.paint = paint
+
+    def line(self, *parts: Cell, indent: int = 4) -> None:
+        write_wrapped(self.out, parts, self.width, self.paint, indent)
+
+    def blank(self) -> None:
+        self.out.write("\n")
