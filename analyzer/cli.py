@@ -102,7 +102,9 @@ def _report_option(ctx: click.Context, param: click.Parameter,
 @click.option("--explain", "explain", type=click.IntRange(min=0), multiple=True, metavar="N",
               help="Narrate stream N's handshake and close, arithmetic checked; repeatable.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress line on stderr.")
-@click.option("--color/--no-color", default=None, help="Force colour on or off (default: on a terminal).")
+@click.option("--color/--no-color", default=None,
+              help="Force colour on or off (default: on a terminal, unless NO_COLOR is set; "
+                   "FORCE_COLOR colours a pipe).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True, allow_dash=True),
               default="-", help="Write the report to a file instead of stdout.")
 @click.option("--report", "reports", multiple=True, metavar="FORMAT=FILE", callback=_report_option,

@@ -124,6 +124,9 @@ def test_a_stream_that_is_not_in_the_capture_exits_2():
     res = run_cli(MIXED, "--stream", "99")
     assert res.returncode == 2 and not res.stdout
     assert b"no stream 99 in the capture (16 connections" in res.stderr
+    res = run_cli(MIXED, "--explain", "5", "--explain", "42")
+    assert res.returncode == 2 and not res.stdout
+    assert b"no stream 42 in the capture" in res.stderr
 def test_cli_ladder_marks_the_finding_frame_and_ends_with_the_capture():
     res = run_cli(str(REPO / "samples" / "mixed.pcap"), "--stream", "5")
     out = res.stdout.decode()
@@ -149,3 +152,28 @@ def test_group_rows_stack_on_a_narrow_terminal():
     assert "192.168.1.40 · 4 connections: refused 1, CLOSE_WAIT 1, TIME_WAIT 1, warning 2," \
         in " ".join(out.split())
     assert all(len(line) <= 60 for line in out.splitlines() if len(line.split()) > 1)
+
+
+def test_a_scan_is_one_group_of_its_source(tmp_path):
+    from analyzer.decode.segment import ACK, RST
+    from analyzer.testing.synth import Dialog, merge, write_pcap
+    scanner = [Dialog(client=("10.0.0.9", 50000 + p), server=("10.0.0.2", 1000 + p),
+                      t0=1_700_000_000.0 + p).syn().send("s", RST | ACK, seq=0)
+               for p in range(12)]
+    few = [Dialog(client=("10.0.0.7", 40000 + p), server=("10.0.0.2", 2000 + p),
+                  t0=1_700_000_000.5 + p).syn().send("s", RST | ACK, seq=0) for p in range(3)]
+    web = [Dialog(client=("10.0.0.%d" % (20 + i), 41000), t0=1_700_000_001.0 + i).handshake()
+           for i in range(2)]
+    path = tmp_path / "scan.pcap"
+    write_pcap(path, merge(*scanner, *few, *web))
+    doc = json.loads(run_cli(str(path), "-f", "json", "--group-by", "port").stdout)
+    groups = {g["key"]: g for g in doc["selection"]["groups"]}
+    assert groups["scan from 10.0.0.9"]["connections"] == 12
+    assert groups["scan from 10.0.0.9"]["refused"] == 12
+    assert groups["80"]["connections"] == 2
+    assert all(groups[str(2000 + p)]["refused"] == 1 for p in range(3))
+    assert len(groups) == 1 + 1 + 3
+    by_server = json.loads(run_cli(str(path), "-f", "json", "--group-by", "server").stdout)
+    keys = [g["key"] for g in by_server["selection"]["groups"]]
+    assert keys == ["scan from 10.0.0.9", "10.0.0.2"]        # a port scan of one host too
+    assert by_server["selection"]["groups"][1]["connections"] == 5

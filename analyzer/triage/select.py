@@ -10,7 +10,7 @@ Groups are counted as results pass (memory: one row per group, not per connectio
 
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, Final, Iterator, List, Optional, Tuple
+from typing import Any, Callable, Dict, Final, Iterator, List, Optional, Set, Tuple
 
 from analyzer.common.findings import CATALOGUE, SEVERITY_RANK
 from analyzer.decode.segment import addr_str
@@ -41,6 +41,35 @@ def group_keys(r: ConnResult, by: str) -> Tuple[str, ...]:
     return tuple(f.code for f in r.findings)
 
 
+#: Handshakes that never opened a connection: what scans and floods are made of.
+FAILED: Final = frozenset(("refused", "unanswered", "half_open", "reset"))
+#: A client whose failed handshakes went to at least this many different server ports
+#: (address and port) is scanning: grouped by server or port, its failed attempts make one
+#: group, "scan from <client>", instead of a row in each group it touched.
+SCAN_MIN: Final = 10
+
+
+def _count(row: List[int], r: ConnResult) -> None:
+    lingering = [lg.state for lg in r.lingering]
+    row[0] += 1
+    row[1] += r.handshake == "refused"
+    row[2] += r.close == "reset" or r.handshake == "reset"
+    row[3] += r.handshake == "half_open"
+    row[4] += "CLOSE_WAIT" in lingering
+    row[5] += "TIME_WAIT" in lingering
+    for f in r.findings:
+        row[8 - SEVERITY_RANK[f.severity]] += 1         # error, warning, info
+
+
+def _add(rows: Dict[str, List[int]], key: str, counts: List[int]) -> None:
+    row = rows.get(key)
+    if row is None:
+        rows[key] = list(counts)
+    else:
+        for i, n in enumerate(counts):
+            row[i] += n
+
+
 class Groups:
     """Per-group counters of the shown connections (`--group-by`)."""
 
@@ -51,34 +80,52 @@ class Groups:
         self.rows: Dict[str, List[int]] = {}
         #: finding grouping: occurrences of each code (a connection's count of it)
         self.occurrences: Dict[str, int] = {}
+        #: server/port grouping: failed handshakes by client, then by group, until the end
+        #: tells a scan (one client, many groups) from ordinary failures
+        self.failed: Dict[str, Dict[str, List[int]]] = {}
+        #: the server ports each such client tried, up to SCAN_MIN of them
+        self.targets: Dict[str, Set[Tuple[bytes, int]]] = {}
 
     def add(self, r: ConnResult) -> None:
-        lingering = [lg.state for lg in r.lingering]
+        rows = self.rows
+        if self.by in ("server", "port") and r.handshake in FAILED:
+            client = addr_str(r.orig_raw[0])
+            rows = self.failed.setdefault(client, {})
+            targets = self.targets.setdefault(client, set())
+            if len(targets) < SCAN_MIN:
+                targets.add(r.resp_raw)
         for key in group_keys(r, self.by):
-            row = self.rows.get(key)
+            row = rows.get(key)
             if row is None:
-                row = self.rows[key] = [0] * len(COUNTERS)
-            row[0] += 1
-            row[1] += r.handshake == "refused"
-            row[2] += r.close == "reset" or r.handshake == "reset"
-            row[3] += r.handshake == "half_open"
-            row[4] += "CLOSE_WAIT" in lingering
-            row[5] += "TIME_WAIT" in lingering
-            for f in r.findings:
-                row[8 - SEVERITY_RANK[f.severity]] += 1     # error, warning, info
+                row = rows[key] = [0] * len(COUNTERS)
+            _count(row, r)
         if self.by == "finding":
             for f in r.findings:
                 self.occurrences[f.code] = self.occurrences.get(f.code, 0) + f.count
 
+    def merged(self) -> Dict[str, List[int]]:
+        """The groups, with each scanning client's failed attempts as one group of its own."""
+        rows = {k: list(v) for k, v in self.rows.items()}
+        for client, per in self.failed.items():
+            if len(self.targets[client]) >= SCAN_MIN:
+                for counts in per.values():
+                    _add(rows, "scan from " + client, counts)
+            else:
+                for key, counts in per.items():
+                    _add(rows, key, counts)
+        return rows
+
     def ordered(self) -> List[Tuple[str, List[int]]]:
         """Groups, most connections first (for findings: most severe first, as tshark's
-        expert summary), ties by key."""
+        expert summary), ties by key; ports in numeric order."""
+        rows = self.merged()
         if self.by == "finding":
-            return sorted(self.rows.items(), key=lambda kv: (
+            return sorted(rows.items(), key=lambda kv: (
                 -SEVERITY_RANK[CATALOGUE[kv[0]].severity], -kv[1][0], kv[0]))
         if self.by == "port":
-            return sorted(self.rows.items(), key=lambda kv: (-kv[1][0], int(kv[0])))
-        return sorted(self.rows.items(), key=lambda kv: (-kv[1][0], kv[0]))
+            return sorted(rows.items(), key=lambda kv: (
+                -kv[1][0], kv[0].isdigit(), int(kv[0]) if kv[0].isdigit() else 0, kv[0]))
+        return sorted(rows.items(), key=lambda kv: (-kv[1][0], kv[0]))
 
     def to_dict(self) -> dict:
         rows = []
