@@ -57,6 +57,10 @@ def _warn(message: str) -> None:
 @click.option("-s", "--stream", "streams", type=click.IntRange(min=0), multiple=True,
               help="Show this connection (Wireshark tcp.stream number) with its packet ladder; repeatable.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress line on stderr.")
+@click.option("--browse", is_flag=True, expose_value=False, callback=lambda ctx, _, value:
+              ctx.meta.update(browse=value),
+              help="Browse the connections in a full-screen terminal app (needs the "
+                   "'browse' extra: pip install 'tcpflow-check[browse]').")
 @click.option("--color/--no-color", default=None, help="Force colour on or off (default: on a terminal).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True, allow_dash=True),
               default="-", help="Write the report to a file instead of stdout.")
@@ -70,6 +74,8 @@ def main(captures: Tuple[str, ...], fmt: str, show_all: bool, msl: float,
 
     Several files are analysed as one time-ordered capture (rotated captures).
     """
+    if click.get_current_context().meta.get("browse"):
+        sys.exit(_browse(captures, msl, checksums, max_connections, idle_timeout))
     try:
         _run(captures, fmt, show_all, msl, fail_on, color, output, streams, limit, checksums,
              quiet, max_connections, idle_timeout)
@@ -128,6 +134,28 @@ def _run(captures: Tuple[str, ...], fmt: str, show_all: bool, msl: float,
         if out is not sys.stdout:
             out.close()
     sys.exit(report.return_code(fail_on))
+
+
+#: Options that only shape a printed report: the browser takes none of them.
+_REPORT_ONLY = ("fmt", "show_all", "limit", "fail_on", "streams", "color", "output")
+
+
+def _browse(captures: Tuple[str, ...], msl: float, checksums: bool, max_connections: int,
+            idle_timeout: Optional[float]) -> int:
+    """`--browse`: the analysis's options apply; the report's make no sense (usage error)."""
+    ctx = click.get_current_context()
+    given = [p.opts[-1] for p in ctx.command.params if p.name in _REPORT_ONLY
+             and ctx.get_parameter_source(p.name) is not click.core.ParameterSource.DEFAULT]
+    if given:
+        raise click.UsageError("--browse shows connections on the screen: %s make%s no sense "
+                               "with it" % (", ".join(given), "" if len(given) > 1 else "s"))
+    try:
+        settings = Settings(msl=msl, idle_timeout=idle_timeout, checksums=checksums,
+                            max_live=max_connections)
+    except ValueError as exc:
+        raise click.UsageError(str(exc))
+    from analyzer.browse.launch import browse
+    return browse(captures, settings, _warn)
 
 
 def _open_output(output: str) -> TextIO:

@@ -35,11 +35,12 @@ STAGES: Dict[str, int] = {
     "pipeline": 7,      # analyze(): the stages in order
     "render": 8,        # report -> text, JSON, conn.log
     "triage": 8,        # filters, selection, explanations (beside the renderers)
+    "browse": 9,        # the interactive browser (--browse), started by the CLI
     "cli": 9, "docgen": 9, "__main__": 9, "__init__": 9,
 }
 #: Only these stages may import the screen and command-line libraries.
 SCREEN_LIBS = ("rich", "click", "textual")
-SCREEN_STAGES = {"render", "cli", "__main__"}
+SCREEN_STAGES = {"render", "browse", "cli", "__main__"}
 
 
 def modules() -> Iterator[Tuple[str, Path]]:
