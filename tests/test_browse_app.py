@@ -42,12 +42,13 @@ def _text(app: BrowseApp, selector: str) -> str:
     return str(app.query_one(selector).render())
 
 
-async def _ladder(app: BrowseApp, pilot) -> str:
+async def _detail(app: BrowseApp, pilot) -> str:
+    """The detail pane once the ladder is read."""
     for _ in range(200):
         await pilot.pause(0.05)
-        if "Ladder (" in _text(app, "#ladder"):
+        if "Ladder (" in app.detail.text():
             break
-    return _text(app, "#ladder")
+    return app.detail.text()
 
 
 def test_table_lists_every_connection_and_the_detail_follows_the_cursor() -> None:
@@ -59,11 +60,12 @@ def test_table_lists_every_connection_and_the_detail_follows_the_cursor() -> Non
         assert _text(app, "#caption").startswith("16 connections")
         await pilot.press("down", "down", "down")
         assert app.selected.id == 3
-        summary = _text(app, "#summary")
+        summary = app.detail.text()
         assert "stream 3  192.168.1.23:52050 → 203.0.113.20:443" in summary
         assert "tcp.stream eq 3" in summary and "reset by resp" in summary
-        seen["ladder"] = await _ladder(app, pilot)
-        seen["explanation"] = _text(app, "#explanation")
+        text = await _detail(app, pilot)
+        seen["explanation"], seen["ladder"] = text.split("\nLadder (")
+        seen["ladder"] = "Ladder (" + seen["ladder"]
         await pilot.press("end")
         assert app.selected.id == 15
         await pilot.press("home")
@@ -98,12 +100,12 @@ def test_filter_bar_applies_a_good_expression_and_shows_a_bad_one_with_a_caret()
         assert ids == [1, 3, 10, 11, 15]                # stream numbers are not renumbered
         assert _text(app, "#caption").startswith("5 of 16 connections shown")
         assert app.focused is app.table
-        assert "stream 1 " in _text(app, "#summary")
+        assert "stream 1 " in app.detail.text()
         await pilot.press("slash", *" and handshake == complete", "enter")
         assert [app.model.row(i).id for i in range(len(app.model.view))] == [1, 3, 10, 15]
         await pilot.press("slash", *" and severity == error", "enter")
         assert app.model.view == []
-        assert "No connection matches" in _text(app, "#summary")
+        assert "No connection matches" in app.detail.text()
 
     _run(scenario)
 
@@ -187,3 +189,21 @@ def test_unreadable_capture_ends_the_browser_with_exit_code_3(tmp_path: Path) ->
     app = _run(scenario, captures=(str(bad),))
     assert app.exit_code == 3
     assert app.messages and app.messages[0].startswith("error: ")
+
+
+def test_keys_scroll_sideways_and_move_between_the_panes() -> None:
+    async def scenario(app, pilot):
+        await pilot.press("right", "right", "right")
+        assert app.table.scroll_offset.x == 3          # the table is wider than 80 columns
+        await pilot.press("left")
+        assert app.table.scroll_offset.x == 2
+        await pilot.press("slash")
+        assert app.focused.id == "filter"
+        await pilot.press("escape")
+        assert app.focused is app.table
+        await pilot.press("tab")
+        assert app.focused is app.detail
+        await pilot.press("down")                       # scrolls the detail, not the table
+        assert app.selected.id == 0 and app.detail.scroll_offset.y == 1
+
+    _run(scenario, size=(80, 24))

@@ -18,7 +18,7 @@ from rich.text import Text
 from textual import work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
-from textual.containers import Container, Horizontal, Vertical, VerticalScroll
+from textual.containers import Container, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Footer, Input, Label, ProgressBar, Static
 from textual.worker import get_current_worker
@@ -108,10 +108,6 @@ class BrowseApp(App):
     #body.tall { layout: vertical; }
     #body.tall ConnTable { height: 45%; }
     #body.tall #detail { height: 55%; border-top: solid $accent; }
-    #detail { overflow-x: auto; }
-    #detail Static { width: 100%; height: auto; }
-    #ladder-box { width: auto; height: auto; }
-    #detail #ladder { width: auto; }
     """
     BINDINGS = [
         Binding("q", "quit", "Quit"),
@@ -131,6 +127,7 @@ class BrowseApp(App):
         self.report: Any = None                # Optional[Report]
         self.model: Any = None                 # Optional[Model]: None while analysing
         self.table: Any = None                 # the ConnTable, once the analysis is done
+        self.detail: Any = None                # the TextView beside it
         self.ladders: Dict[int, List[LadderRow]] = {}
         self.printed: List[str] = []
         self.messages: List[str] = []          # warnings and errors, for stderr afterwards
@@ -193,10 +190,9 @@ class BrowseApp(App):
         self.table = ConnTable(model, id="table")
         await self.query_one("#loading").remove()
         await self.query_one("#progress").remove()
-        body = Container(self.table, VerticalScroll(
-            Static(id="summary"), Static(id="explanation"),
-            Horizontal(Static(id="ladder"), id="ladder-box"), id="detail"),
-            id="body")
+        from analyzer.browse.textview import TextView
+        self.detail = TextView(id="detail")
+        body = Container(self.table, self.detail, id="body")
         await self.mount(Vertical(Static(id="caption"),
                                   Input(placeholder="filter: e.g. tcp.port == 443 and "
                                         "severity >= warning   (Enter applies)", id="filter",
@@ -307,19 +303,15 @@ class BrowseApp(App):
     def on_conn_table_moved(self, message) -> None:
         r = None if message.index is None else self.model.row(message.index)
         self.selected = r
-        summary = self.query_one("#summary", Static)
         if r is None:
-            summary.update("No connection matches the filter.")
-            self.query_one("#explanation", Static).update("")
-            self.query_one("#ladder", Static).update("")
+            self.detail.show([(Text("No connection matches the filter."), True)])
             return
-        summary.update(detail.summary(r, self.captures))
         rows = self.ladders.get(r.id)
         if rows is not None:
             self._show_ladder(r, rows)
             return
-        self.query_one("#explanation", Static).update(Text("Reading the ladder…", style="dim"))
-        self.query_one("#ladder", Static).update("")
+        self.detail.show([(detail.summary(r, self.captures), True),
+                          (Text("Reading the ladder…", style="dim"), True)])
         if self._settle is not None:
             self._settle.stop()
         self._settle = self.set_timer(SETTLE, lambda: self._read_ladder(r))
@@ -327,11 +319,13 @@ class BrowseApp(App):
     @work(thread=True, exclusive=True, group="ladder")
     def _read_ladder(self, r: ConnResult) -> None:
         worker = get_current_worker()
+        started = time.monotonic()
 
         def on_frame(n: int) -> None:
             if worker.is_cancelled:
                 raise Cancelled
-            self.call_from_thread(self._ladder_progress, r, n)
+            if time.monotonic() - started > 0.5:        # a quick read shows no progress
+                self.call_from_thread(self._ladder_progress, r, n)
 
         try:
             rows = stream_ladder(self.captures, self.settings, r, on_frame)
@@ -341,10 +335,10 @@ class BrowseApp(App):
 
     def _ladder_progress(self, r: ConnResult, frames: int) -> None:
         if self.selected is r:
-            self.query_one("#explanation", Static).update(Text(
+            self.detail.show([(detail.summary(r, self.captures), True), (Text(
                 "Reading the ladder: frame %s of %s–%s…" % (
                     format(frames, ","), format(r.first_frame, ","), format(r.last_frame, ",")),
-                style="dim"))
+                style="dim"), True)])
 
     def _ladder_read(self, r: ConnResult, rows: List[LadderRow]) -> None:
         if len(self.ladders) >= LADDER_CACHE:
@@ -354,9 +348,9 @@ class BrowseApp(App):
             self._show_ladder(r, rows)
 
     def _show_ladder(self, r: ConnResult, rows: List[LadderRow]) -> None:
-        self.query_one("#explanation", Static).update(
-            detail.explanation(r, rows, self.settings.msl))
-        self.query_one("#ladder", Static).update(detail.ladder(r, rows))
+        self.detail.show([(detail.summary(r, self.captures), True),
+                          (detail.explanation(r, rows, self.settings.msl), True),
+                          (detail.ladder(r, rows), False)])
 
     # -- Wireshark filter and export ---------------------------------------------------------
 
