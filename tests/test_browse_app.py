@@ -207,3 +207,16 @@ def test_keys_scroll_sideways_and_move_between_the_panes() -> None:
         assert app.selected.id == 0 and app.detail.scroll_offset.y == 1
 
     _run(scenario, size=(80, 24))
+
+
+def test_the_cursor_row_stays_on_screen_at_the_end() -> None:
+    async def scenario(app, pilot):
+        await pilot.press("end")
+        await pilot.pause()
+        table = app.table
+        shown = table.scroll_offset.y + table.scrollable_content_region.height - 1
+        assert app.selected.id == 15 and table.cursor < shown
+        lines = [table.render_line(y).text for y in range(table.scrollable_content_region.height)]
+        assert any(line.lstrip().startswith("15 ") for line in lines)
+
+    _run(scenario, size=(80, 24))

@@ -115,8 +115,8 @@ class BrowseApp(App):
         Binding("s", "sort(1)", "Sort"),
         Binding("S", "sort(-1)", "Sort back", show=False),
         Binding("r", "reverse", "Reverse"),
-        Binding("w", "wireshark", "Wireshark filter"),
-        Binding("e", "export", "Export JSON"),
+        Binding("w", "wireshark", "Wireshark"),
+        Binding("e", "export", "Export"),
         Binding("escape", "focus_table", "Table", show=False),
     ]
 

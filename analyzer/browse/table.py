@@ -111,7 +111,8 @@ class ConnTable(ScrollView, can_focus=True):
         return strip.crop_extend(scroll_x, scroll_x + width, base)
 
     def _follow(self) -> None:
-        rows = max(self.size.height - 1, 1)
+        # Rows under the header, above the horizontal scrollbar when there is one.
+        rows = max(self.scrollable_content_region.height - 1, 1)
         top = self.scroll_offset.y
         if self.cursor < top:
             self.scroll_to(y=self.cursor, animate=False)
@@ -135,7 +136,7 @@ class ConnTable(ScrollView, can_focus=True):
         self.move_to(self.cursor + delta)
 
     def action_page(self, delta: int) -> None:
-        self.move_to(self.cursor + delta * max(self.size.height - 2, 1))
+        self.move_to(self.cursor + delta * max(self.scrollable_content_region.height - 2, 1))
 
     def action_jump(self, where: int) -> None:
         self.move_to(where if where >= 0 else len(self.model.view) - 1)
