@@ -160,9 +160,9 @@ def test_export_writes_the_shown_connections_as_the_json_report(tmp_path: Path) 
                 break
 
     _run(scenario)
+    assert target.read_bytes() == run_cli("-f", "json", "--filter", "close == four_way",
+                                          MIXED).stdout
     doc = json.loads(target.read_text(encoding="utf-8"))
-    full = json.loads(run_cli("-f", "json", MIXED).stdout)
-    assert doc["connections"] == [c for c in full["connections"] if c["close"] == "four_way"]
     assert [c["id"] for c in doc["connections"]] == [1, 6, 10, 12, 13, 15]
 
 
@@ -220,3 +220,21 @@ def test_the_cursor_row_stays_on_screen_at_the_end() -> None:
         assert any(line.lstrip().startswith("15 ") for line in lines)
 
     _run(scenario, size=(80, 24))
+
+
+def test_filter_option_starts_the_browser_filtered() -> None:
+    async def scenario(app, pilot):
+        assert app.query_one("#filter").value == "handshake == refused"
+        assert [app.model.row(i).id for i in range(len(app.model.view))] == [2]
+        assert app.selected.id == 2
+
+    app = BrowseApp([MIXED], Settings(), "handshake == refused")
+
+    async def main() -> None:
+        async with app.run_test(size=(120, 40)) as pilot:
+            while app.model is None:
+                await pilot.pause(0.05)
+            await pilot.pause()
+            await scenario(app, pilot)
+
+    asyncio.run(main())

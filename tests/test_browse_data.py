@@ -145,19 +145,19 @@ def test_export_of_everything_is_the_json_report(tmp_path: Path) -> None:
     assert out.read_bytes() == proc.stdout
 
 
-def test_export_of_a_filtered_set(tmp_path: Path) -> None:
+@pytest.mark.parametrize("text", ["severity >= warning", "ip.addr == 192.168.1.0/24 and "
+                                  "not close", "tcp.stream > 99"])
+def test_export_of_a_filtered_set_is_the_filtered_json_report(tmp_path: Path, text: str) -> None:
     report, results = _results(MIXED)
     model = Model(results)
-    model.set_filter("severity >= warning")
+    model.set_filter(text)
     model.sort(9, True)                     # the export stays in stream order
     out = tmp_path / "some.json"
-    export_json(str(out), report, model.shown(), [MIXED])
+    export_json(str(out), report, model.results, [MIXED], model.filter)
+    assert out.read_bytes() == run_cli("-f", "json", "--filter", text, MIXED).stdout
     doc = json.loads(out.read_text(encoding="utf-8"))
-    full = json.loads(run_cli("-f", "json", MIXED).stdout)
-    want = [c for c in full["connections"] if c["findings"] and any(
-        f["severity"] in ("warning", "error") for f in c["findings"])]
-    assert doc["connections"] == want and 0 < len(want) < len(results)
-    assert doc["summary"] == full["summary"]
+    assert [c["id"] for c in doc["connections"]] == [r.id for r in model.shown()]
+    assert doc["selection"]["shown"] == len(model.view)
 
 
 def test_export_never_overwrites_a_capture_or_leaves_half_a_file(tmp_path: Path) -> None:
@@ -192,6 +192,14 @@ def test_browse_refuses_stdin_and_report_options() -> None:
     assert proc.returncode == 2
     assert b"--format, --output make no sense with it" in proc.stderr
     assert not (REPO / "x.json").exists()
+    proc = run_cli("--browse", "--group-by", "server", "--sort", "-duration", MIXED)
+    assert proc.returncode == 2
+    assert b"--sort, --group-by make no sense with it" in proc.stderr
+    proc = run_cli("--browse", "--filter", "tcp.port == 44x", MIXED)
+    assert proc.returncode == 2
+    assert proc.stderr.decode().splitlines() == [
+        "tcpflow-check: --filter: tcp.port takes an integer, not '44x'",
+        "  tcp.port == 44x", "              ^^^"]
 
 
 def test_textual_is_imported_only_for_browse() -> None:

@@ -120,10 +120,12 @@ class BrowseApp(App):
         Binding("escape", "focus_table", "Table", show=False),
     ]
 
-    def __init__(self, captures: Sequence[str], settings: Settings) -> None:
+    def __init__(self, captures: Sequence[str], settings: Settings,
+                 filter_text: str = "") -> None:
         super().__init__()
         self.captures = list(captures)
         self.settings = settings
+        self.filter_text = filter_text
         self.report: Any = None                # Optional[Report]
         self.model: Any = None                 # Optional[Model]: None while analysing
         self.table: Any = None                 # the ConnTable, once the analysis is done
@@ -200,6 +202,9 @@ class BrowseApp(App):
                                   Static(id="filter-error"), id="top"),
                          body, before=self.query_one(Footer))
         self._layout(self.size.width)
+        if self.filter_text:                    # --filter: the view starts filtered
+            self.query_one("#filter", Input).value = self.filter_text
+            model.set_filter(self.filter_text)
         self._caption()
         for f in report.findings:
             self.notify("%s %s: %s" % (f.severity, f.code, f.message), timeout=8)
@@ -371,16 +376,16 @@ class BrowseApp(App):
 
     def _export_to(self, path: Optional[str]) -> None:
         if path:
-            self._export(path, self.model.shown())
+            self._export(path, self.model.filter, len(self.model.view))
 
     @work(thread=True, group="export")
-    def _export(self, path: str, results: List[ConnResult]) -> None:
+    def _export(self, path: str, flt, shown: int) -> None:
         try:
-            export_json(path, self.report, results, self.captures)
+            export_json(path, self.report, self.model.results, self.captures, flt)
         except ExportError as exc:
             self.call_from_thread(self.notify, "Export failed: %s" % exc, severity="error")
             return
-        self.call_from_thread(self.notify, "%d connections written to %s" % (len(results), path))
+        self.call_from_thread(self.notify, "%d connections written to %s" % (shown, path))
 
 
 def _caret(text: str, exc) -> Text:

@@ -1,9 +1,10 @@
 """The browser's export: the connections the filter keeps, as the JSON report (docs/json.md).
 
-The document is the one `-f json` writes, by the same writer (`analyzer.render.json_out`),
-with `connections` holding the shown connections in stream order (whatever the table's sort);
-the capture, the summary and the capture-wide findings are the whole analysis's, as in a
-filtered `-f json` run. The file is written beside its final name and renamed into place, so
+The document is the one `-f json --filter EXPR` writes, byte for byte: the same selection
+(`analyzer.triage.select`) and the same writer (`analyzer.render.json_out`), so `connections`
+holds the shown connections in stream order (whatever the table's sort), `selection` says how
+many of how many, and the capture, the summary and the capture-wide findings are the whole
+analysis's. Without a filter it is the plain `-f json` document. The file is written beside its final name and renamed into place, so
 a failed export leaves no half-written report, and a capture being browsed is never the target.
 """
 
@@ -11,11 +12,13 @@ from __future__ import annotations
 
 import os
 import tempfile
-from typing import Iterator, List, Sequence
+from typing import Iterator, List, Optional, Sequence
 
 from analyzer.judge.result import ConnResult
 from analyzer.render.json_out import render
 from analyzer.report.model import Report
+from analyzer.triage.filter import Filter
+from analyzer.triage.select import Selection
 
 
 class ExportError(Exception):
@@ -45,8 +48,9 @@ def shown_report(report: Report, results: List[ConnResult]) -> Report:
 
 
 def export_json(path: str, report: Report, results: List[ConnResult],
-                captures: Sequence[str] = ()) -> None:
-    """Write the JSON report of `results` to `path`, atomically."""
+                captures: Sequence[str] = (), flt: Optional[Filter] = None) -> None:
+    """Write the JSON report of the `results` (every connection, stream order) that `flt`
+    keeps to `path`, atomically."""
     if not path.strip():
         raise ExportError("no file name given")
     target = os.path.abspath(os.path.expanduser(path))
@@ -63,7 +67,14 @@ def export_json(path: str, report: Report, results: List[ConnResult],
         raise ExportError("cannot write in %s: %s" % (folder, exc.strerror or exc))
     try:
         with open(fd, "w", encoding="utf-8") as out:
-            render(shown_report(report, results), out)
+            if flt is None:
+                render(shown_report(report, results), out)
+            else:
+                selection = Selection(Shown([]), flt)
+                for r in results:
+                    selection.add(r)
+                render(Report(report.capture, selection, report.summary, report.msl, {},
+                              report.findings), out, selection=selection)
         os.replace(tmp, target)
     except OSError as exc:
         os.unlink(tmp)

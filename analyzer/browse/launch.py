@@ -25,8 +25,9 @@ def missing() -> bool:
         return True
 
 
-def browse(captures: Sequence[str], settings: Settings,
-           warn: Callable[[str], None]) -> int:
+def browse(captures: Sequence[str], settings: Settings, warn: Callable[[str], None],
+           filter_text: str = "") -> int:
+    """Run the browser on `captures` (`filter_text`: the filter it starts with)."""
     if "-" in captures:
         warn("--browse reads a capture from a file, not stdin ('-'): the browser reads keys "
              "from the terminal and reads the file again for each ladder")
@@ -35,7 +36,7 @@ def browse(captures: Sequence[str], settings: Settings,
         warn("--browse needs Textual, which is not installed: %s" % INSTALL)
         return 2
     from analyzer.browse.app import BrowseApp
-    app = BrowseApp(captures, settings)
+    app = BrowseApp(captures, settings, filter_text)
     app.run()
     for message in app.messages:
         warn(message)
