@@ -102,6 +102,10 @@ def _report_option(ctx: click.Context, param: click.Parameter,
 @click.option("--explain", "explain", type=click.IntRange(min=0), multiple=True, metavar="N",
               help="Narrate stream N's handshake and close, arithmetic checked; repeatable.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress line on stderr.")
+@click.option("--browse", is_flag=True, expose_value=False, callback=lambda ctx, _, value:
+              ctx.meta.update(browse=value),
+              help="Browse the connections in a full-screen terminal app (needs the "
+                   "'browse' extra: pip install 'tcpflow-check[browse]').")
 @click.option("--color/--no-color", default=None,
               help="Force colour on or off (default: on a terminal, unless NO_COLOR is set; "
                    "FORCE_COLOR colours a pipe).")
@@ -146,6 +150,8 @@ def main(captures: Tuple[str, ...], fmt: str, show_all: bool, msl: float,
       130 interrupted by SIGINT, 143 by SIGTERM (the report so far is written)
       70  internal error (a bug)
     """
+    if click.get_current_context().meta.get("browse"):
+        sys.exit(_browse(captures, msl, checksums, max_connections, idle_timeout))
     try:
         triage = _triage(fmt, show_all, limit, streams, filter_text, sort, group_by, explain)
         _run(captures, fmt, show_all, msl, fail_on, color, output, streams + explain,
@@ -309,6 +315,36 @@ def _writing(path: str, option: str) -> Iterator[TextIO]:
     except OSError as exc:
         _warn("error: cannot write %s (%s): %s" % (printable(path), option, one_line(exc)))
         sys.exit(EXIT_UNREADABLE)
+
+
+#: Options that only shape a printed report: the browser takes none of them.
+_REPORT_ONLY = ("fmt", "show_all", "limit", "fail_on", "streams", "color", "output", "sort",
+                "group_by", "explain")
+
+
+def _browse(captures: Tuple[str, ...], msl: float, checksums: bool, max_connections: int,
+            idle_timeout: Optional[float]) -> int:
+    """`--browse`: the analysis's options apply; the report's make no sense (usage error)."""
+    ctx = click.get_current_context()
+    given = [p.opts[-1] for p in ctx.command.params if p.name in _REPORT_ONLY
+             and ctx.get_parameter_source(p.name) is not click.core.ParameterSource.DEFAULT]
+    if given:
+        raise click.UsageError("--browse shows connections on the screen: %s make%s no sense "
+                               "with it" % (", ".join(given), "" if len(given) > 1 else "s"))
+    filter_text = ctx.params.get("filter_text")       # the filter bar starts with it
+    if filter_text is not None:
+        try:
+            parse(filter_text)
+        except FilterError as exc:
+            _warn("--filter: %s\n%s" % (exc.message, exc.caret(filter_text)))
+            return EXIT_USAGE
+    try:
+        settings = Settings(msl=msl, idle_timeout=idle_timeout, checksums=checksums,
+                            max_live=max_connections)
+    except ValueError as exc:
+        raise click.UsageError(str(exc))
+    from analyzer.browse.launch import browse
+    return browse(captures, settings, _warn, filter_text or "")
 
 
 def _triage(fmt: str, show_all: bool, limit: Optional[int], streams: Tuple[int, ...],

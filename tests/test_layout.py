@@ -36,12 +36,13 @@ STAGES: Dict[str, int] = {
     "gate": 8,          # CI policies and baselines (scopes share triage's filter language)
     "render": 8,        # report -> text, JSON, conn.log
     "triage": 8,        # filters, selection, explanations (beside the renderers)
+    "browse": 9,        # the interactive browser (--browse), started by the CLI
     "cli": 9, "docgen": 9, "__main__": 9, "__init__": 9,
     "_docstrings": 9,   # written by the compiled build (setup.py), not in version control
 }
 #: Only these stages may import the screen and command-line libraries.
 SCREEN_LIBS = ("rich", "click", "textual")
-SCREEN_STAGES = {"render", "cli", "__main__"}
+SCREEN_STAGES = {"render", "browse", "cli", "__main__"}
 
 
 def modules() -> Iterator[Tuple[str, Path]]:

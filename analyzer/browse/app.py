@@ -1,0 +1,411 @@
+"""The Textual app of `--browse`: the analysis with a progress bar, then the connection table,
+the filter bar and the detail pane.
+
+Keys: `/` filter (Enter applies, Escape returns to the table), `s`/`S` sort by the next or
+previous column, `r` reverse the order (or click a column title), `w` copy the selected
+connection's Wireshark display filter (also printed on stdout when the browser closes),
+`e` export what is shown to JSON, `tab` between the panes, `q` quit. Anything slow runs in a
+worker thread: the analysis, a filter over many connections, reading a ladder, an export.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any, Dict, List, Optional, Sequence
+
+from rich.text import Text
+from textual import work
+from textual.app import App, ComposeResult
+from textual.binding import Binding
+from textual.containers import Container, Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Footer, Input, Label, ProgressBar, Static
+from textual.worker import get_current_worker
+
+from analyzer.browse import detail
+from analyzer.browse.export import ExportError, export_json
+from analyzer.browse.model import COLUMNS, Model, display_filter
+from analyzer.browse.stream import Cancelled, stream_ladder
+from analyzer.judge.result import ConnResult, LadderRow
+from analyzer.pipeline import analyze
+from analyzer.report.model import Report
+from analyzer.settings import Settings
+
+#: Ladders kept for connections selected before (each at most LADDER_LIMIT rows).
+LADDER_CACHE = 32
+#: Wait this long after the cursor stops before reading a ladder (holding an arrow key).
+SETTLE = 0.15
+#: At least this wide: table and detail side by side; narrower, one above the other.
+WIDE = 160
+
+
+class KeepAll:
+    """The browser's result sink: every result, in memory (the table needs any of them)."""
+
+    def __init__(self) -> None:
+        self.results: List[ConnResult] = []
+
+    def add(self, r: ConnResult) -> None:
+        self.results.append(r)
+
+    def __iter__(self):
+        return iter(sorted(self.results, key=lambda r: r.id))
+
+    def __len__(self) -> int:
+        return len(self.results)
+
+
+class Loading(Static):
+    """What shows while the analysis runs: a bar and the packets read so far."""
+
+    DEFAULT_CSS = """
+    Loading { height: auto; padding: 1 2; }
+    """
+
+
+class ExportScreen(ModalScreen):
+    """Asks for the file name of an export."""
+
+    DEFAULT_CSS = """
+    ExportScreen { align: center middle; }
+    ExportScreen > Vertical { width: 80%; height: auto; border: round $accent;
+                              background: $panel; padding: 0 1; }
+    """
+    BINDINGS = [Binding("escape", "dismiss_none", "Cancel")]
+
+    def __init__(self, default: str, count: int) -> None:
+        super().__init__()
+        self.default, self.count = default, count
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Label("Export the %d shown connections as JSON (docs/json.md) to:" % self.count)
+            yield Input(self.default, id="export-path")
+            yield Label("Enter writes · Escape cancels", classes="hint")
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        self.dismiss(event.value)
+
+    def action_dismiss_none(self) -> None:
+        self.dismiss(None)
+
+
+class BrowseApp(App):
+    """`BrowseApp(captures, settings).run()` returns the display filters copied with `w`."""
+
+    TITLE = "tcpflow-check"
+    CSS = """
+    #top { height: auto; }
+    #caption { height: 1; padding: 0 1; background: $boost; }
+    #filter { height: 3; }
+    #filter-error { height: auto; color: $error; padding: 0 1; display: none; }
+    #filter-error.shown { display: block; }
+    #body { height: 1fr; }
+    #body.wide { layout: horizontal; }
+    #body.wide ConnTable { width: 55%; height: 1fr; }
+    #body.wide #detail { width: 45%; height: 1fr; border-left: solid $accent; }
+    #body.tall { layout: vertical; }
+    #body.tall ConnTable { height: 45%; }
+    #body.tall #detail { height: 55%; border-top: solid $accent; }
+    """
+    BINDINGS = [
+        Binding("q", "quit", "Quit"),
+        Binding("slash", "focus_filter", "Filter"),
+        Binding("s", "sort(1)", "Sort"),
+        Binding("S", "sort(-1)", "Sort back", show=False),
+        Binding("r", "reverse", "Reverse"),
+        Binding("w", "wireshark", "Wireshark"),
+        Binding("e", "export", "Export"),
+        Binding("escape", "focus_table", "Table", show=False),
+    ]
+
+    def __init__(self, captures: Sequence[str], settings: Settings,
+                 filter_text: str = "") -> None:
+        super().__init__()
+        self.captures = list(captures)
+        self.settings = settings
+        self.filter_text = filter_text
+        self.report: Any = None                # Optional[Report]
+        self.model: Any = None                 # Optional[Model]: None while analysing
+        self.table: Any = None                 # the ConnTable, once the analysis is done
+        self.detail: Any = None                # the TextView beside it
+        self.ladders: Dict[int, List[LadderRow]] = {}
+        self.printed: List[str] = []
+        self.messages: List[str] = []          # warnings and errors, for stderr afterwards
+        self.exit_code = 0
+        self.selected: Optional[ConnResult] = None
+        self._settle: Any = None
+
+    # -- the analysis, with a progress bar ---------------------------------------------------
+
+    def compose(self) -> ComposeResult:
+        yield Loading("Reading %s" % " ".join(self.captures), id="loading")
+        yield ProgressBar(total=None, id="progress", show_eta=False)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self._analyze()
+
+    @work(thread=True, exclusive=True, group="analysis")
+    def _analyze(self) -> None:
+        sizes = sum(_size(p) for p in self.captures)
+        read0 = _bytes_read()
+        started = time.monotonic()
+
+        def on_frame(n: int) -> None:
+            done = _bytes_read()
+            fraction = None if done is None or read0 is None or not sizes else min(
+                (done - read0) / sizes, 0.99)
+            rate = n / max(time.monotonic() - started, 1e-9)
+            self.call_from_thread(self._progress, n, rate, fraction)
+
+        sink = KeepAll()
+        report = analyze(self.captures, self.settings, sink=sink, on_frame=on_frame)
+        model = Model(sink.results)
+        self.call_from_thread(self._loaded, report, model)
+
+    def _progress(self, frames: int, rate: float, fraction: Optional[float]) -> None:
+        self.query_one("#loading", Static).update(
+            "Reading %s: %s packets (%s/s)" % (" ".join(self.captures), format(frames, ","),
+                                              format(int(rate), ",")))
+        bar = self.query_one("#progress", ProgressBar)
+        if fraction is not None:
+            bar.update(total=1000, progress=int(fraction * 1000))
+
+    def _loaded(self, report: Report, model: Model) -> None:
+        self.run_worker(self._show(report, model), group="show")
+
+    async def _show(self, report: Report, model: Model) -> None:
+        for message in report.capture.warnings:
+            self.messages.append("warning: " + message)
+        for message in report.capture.errors:
+            self.messages.append("error: " + message)
+        if report.capture.errors and len(report.capture.errors) == len(self.captures):
+            self.exit_code = 3
+            self.exit(self.printed)
+            return
+        if report.capture.errors:
+            self.exit_code = 3
+        self.report, self.model = report, model
+        from analyzer.browse.table import ConnTable
+        self.table = ConnTable(model, id="table")
+        await self.query_one("#loading").remove()
+        await self.query_one("#progress").remove()
+        from analyzer.browse.textview import TextView
+        self.detail = TextView(id="detail")
+        body = Container(self.table, self.detail, id="body")
+        await self.mount(Vertical(Static(id="caption"),
+                                  Input(placeholder="filter: e.g. tcp.port == 443 and "
+                                        "severity >= warning   (Enter applies)", id="filter",
+                                        select_on_focus=False),
+                                  Static(id="filter-error"), id="top"),
+                         body, before=self.query_one(Footer))
+        self._layout(self.size.width)
+        if self.filter_text:                    # --filter: the view starts filtered
+            self.query_one("#filter", Input).value = self.filter_text
+            model.set_filter(self.filter_text)
+        self._caption()
+        for f in report.findings:
+            self.notify("%s %s: %s" % (f.severity, f.code, f.message), timeout=8)
+        for message in self.messages:
+            self.notify(message, severity="warning", timeout=8)
+        self.table.focus()
+        self.table.reload()
+
+    def on_resize(self, event) -> None:
+        self._layout(event.size.width)
+
+    def _layout(self, width: int) -> None:
+        for body in self.query("#body"):
+            body.set_class(width >= WIDE, "wide")
+            body.set_class(width < WIDE, "tall")
+
+    def _caption(self) -> None:
+        model = self.model
+        if model is None:
+            return
+        column = COLUMNS[model.sort_column].title
+        self.query_one("#caption", Static).update(Text.assemble(
+            (model.caption(), "bold"), "  ·  sorted by %s%s  ·  %s" % (
+                column, " (descending)" if model.descending else "",
+                ", ".join(self.captures))))
+
+    # -- filter and sort ---------------------------------------------------------------------
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        if event.input.id != "filter":
+            return
+        from analyzer.triage.filter import FilterError, parse
+        error = self.query_one("#filter-error", Static)
+        text = event.value
+        try:
+            if text.strip():
+                parse(text)
+        except FilterError as exc:
+            error.update(_caret(text, exc))
+            error.add_class("shown")
+            return
+        error.update("")
+        error.remove_class("shown")
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        if event.input.id == "filter" and self.model is not None:
+            self._apply_filter(event.value)
+
+    def _apply_filter(self, text: str) -> None:
+        model = self.model
+        assert model is not None
+        keep = self.selected
+        error = model.set_filter(text)
+        box = self.query_one("#filter-error", Static)
+        if error is not None:
+            box.update(_caret(text, error))
+            box.add_class("shown")
+            return
+        box.remove_class("shown")
+        self._reselect(keep)
+        self.table.focus()
+
+    def _reselect(self, keep: Optional[ConnResult]) -> None:
+        """After a filter or sort, the cursor stays on the same connection if it is shown."""
+        model = self.model
+        index = None
+        if keep is not None:
+            try:
+                index = [model.results[i].id for i in model.view].index(keep.id)
+            except ValueError:
+                index = None
+        self.table.reselect(index)
+        self._caption()
+
+    def action_sort(self, step: int) -> None:
+        if self.model is not None:
+            self._sort((self.model.sort_column + step) % len(COLUMNS), False)
+
+    def action_reverse(self) -> None:
+        if self.model is not None:
+            self._sort(self.model.sort_column, not self.model.descending)
+
+    def on_conn_table_sort(self, message) -> None:
+        self._sort(message.column, None)
+
+    def _sort(self, column: int, descending: Optional[bool]) -> None:
+        keep = self.selected
+        self.model.sort(column, descending)
+        self._reselect(keep)
+
+    def action_focus_filter(self) -> None:
+        if self.model is not None:
+            self.query_one("#filter", Input).focus()
+
+    def action_focus_table(self) -> None:
+        if self.table is not None:
+            self.table.focus()
+
+    # -- the detail pane ---------------------------------------------------------------------
+
+    def on_conn_table_moved(self, message) -> None:
+        r = None if message.index is None else self.model.row(message.index)
+        self.selected = r
+        if r is None:
+            self.detail.show([(Text("No connection matches the filter."), True)])
+            return
+        rows = self.ladders.get(r.id)
+        if rows is not None:
+            self._show_ladder(r, rows)
+            return
+        self.detail.show([(detail.summary(r, self.captures), True),
+                          (Text("Reading the ladder…", style="dim"), True)])
+        if self._settle is not None:
+            self._settle.stop()
+        self._settle = self.set_timer(SETTLE, lambda: self._read_ladder(r))
+
+    @work(thread=True, exclusive=True, group="ladder")
+    def _read_ladder(self, r: ConnResult) -> None:
+        worker = get_current_worker()
+        started = time.monotonic()
+
+        def on_frame(n: int) -> None:
+            if worker.is_cancelled:
+                raise Cancelled
+            if time.monotonic() - started > 0.5:        # a quick read shows no progress
+                self.call_from_thread(self._ladder_progress, r, n)
+
+        try:
+            rows = stream_ladder(self.captures, self.settings, r, on_frame)
+        except Cancelled:
+            return
+        self.call_from_thread(self._ladder_read, r, rows)
+
+    def _ladder_progress(self, r: ConnResult, frames: int) -> None:
+        if self.selected is r:
+            self.detail.show([(detail.summary(r, self.captures), True), (Text(
+                "Reading the ladder: frame %s of %s–%s…" % (
+                    format(frames, ","), format(r.first_frame, ","), format(r.last_frame, ",")),
+                style="dim"), True)])
+
+    def _ladder_read(self, r: ConnResult, rows: List[LadderRow]) -> None:
+        if len(self.ladders) >= LADDER_CACHE:
+            self.ladders.pop(next(iter(self.ladders)))
+        self.ladders[r.id] = rows
+        if self.selected is r:
+            self._show_ladder(r, rows)
+
+    def _show_ladder(self, r: ConnResult, rows: List[LadderRow]) -> None:
+        self.detail.show([(detail.summary(r, self.captures), True),
+                          (detail.explanation(r, rows, self.settings.msl), True),
+                          (detail.ladder(r, rows), False)])
+
+    # -- Wireshark filter and export ---------------------------------------------------------
+
+    def action_wireshark(self) -> None:
+        if self.selected is None:
+            return
+        text = display_filter(self.selected)
+        self.copy_to_clipboard(text)
+        self.printed.append(text)
+        self.notify("%s — copied; printed on stdout when you quit" % text)
+
+    def action_export(self) -> None:
+        if self.model is None:
+            return
+        stem = os.path.basename(self.captures[0]).split(".")[0] or "capture"
+        self.push_screen(ExportScreen("%s-connections.json" % stem, len(self.model.view)),
+                         self._export_to)
+
+    def _export_to(self, path: Optional[str]) -> None:
+        if path:
+            self._export(path, self.model.filter, len(self.model.view))
+
+    @work(thread=True, group="export")
+    def _export(self, path: str, flt, shown: int) -> None:
+        try:
+            export_json(path, self.report, self.model.results, self.captures, flt)
+        except ExportError as exc:
+            self.call_from_thread(self.notify, "Export failed: %s" % exc, severity="error")
+            return
+        self.call_from_thread(self.notify, "%d connections written to %s" % (shown, path))
+
+
+def _caret(text: str, exc) -> Text:
+    return Text("%s\n  %s" % (exc.caret(text), exc.message))
+
+
+def _size(path: str) -> int:
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return 0
+
+
+def _bytes_read() -> Optional[int]:
+    """Bytes this process has read so far (Linux); None where that cannot be known."""
+    try:
+        with open("/proc/self/io") as fh:
+            for line in fh:
+                if line.startswith("rchar:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
