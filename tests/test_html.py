@@ -347,3 +347,21 @@ def test_every_sample_renders(capture, tmp_path):
     for part in text.split("<svg ")[1:]:
         ET.fromstring('<svg xmlns="http://www.w3.org/2000/svg" ' + part.split("</svg>")[0]
                       + "</svg>")
+
+
+def test_busiest_servers_in_bounded_memory():
+    """A scan of 50,000 servers among three busy ones: at most `capacity` counters, and the
+    busy servers come out first."""
+    b = timeline.Busiest(capacity=64)
+    heavy = [(b"\x0a\x00\x00\x01", 80), (b"\x0a\x00\x00\x02", 443), (b"\x0a\x00\x00\x03", 22)]
+    for i in range(50_000):
+        b.add((i.to_bytes(4, "big"), 1000 + i % 7))
+        b.add(heavy[i % 3])
+        assert len(b.counts) <= 64
+    top, others = b.top(3)
+    assert sorted(top) == sorted(heavy) and others
+    small = timeline.Busiest()
+    for key in heavy + heavy[:1]:
+        small.add(key)
+    assert small.top(3) == ([heavy[0], heavy[1], heavy[2]], False)
+    assert small.top(1) == ([heavy[0]], True)

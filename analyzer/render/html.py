@@ -30,8 +30,8 @@ from analyzer import TOOL_NAME, __version__
 from analyzer.judge.result import ConnResult
 from analyzer.render import assets, svg
 from analyzer.render.packets import Trace, trace
-from analyzer.render.timeline import (BAR_LIMIT, LANES, Axis, bars, chart, endpoint, lanes,
-                                      span_text, verdict_class)
+from analyzer.render.timeline import (BAR_LIMIT, LANES, Axis, Busiest, bars, chart, endpoint,
+                                      lanes, span_text, verdict_class)
 from analyzer.report.model import Report
 from analyzer.settings import Settings
 
@@ -49,7 +49,7 @@ def render(report: Report, out: TextIO, show_all: bool = False, limit: int = 100
     results = report.connections
     n = len(results)
     counts: Dict[str, int] = {}
-    servers: Dict[tuple, int] = {}
+    servers = Busiest()
     few: List[ConnResult] = []
     # The terminal's choice: the `limit` most severe connections needing attention (the table
     # lists them when it cannot list all); the first `cap` of them get diagrams.
@@ -63,7 +63,7 @@ def render(report: Report, out: TextIO, show_all: bool = False, limit: int = 100
         if n <= BAR_LIMIT:
             few.append(r)
         else:
-            servers[r.resp_raw] = servers.get(r.resp_raw, 0) + 1
+            servers.add(r.resp_raw)
         if r.id in settings.ladders:
             traced.append(r)
         if r.needs_attention():
@@ -101,15 +101,15 @@ def render(report: Report, out: TextIO, show_all: bool = False, limit: int = 100
         out.write(_legend())
         out.write(bars(few, axis, links))
     else:
-        top = sorted(servers.items(), key=lambda kv: (-kv[1], kv[0]))[:LANES]
+        top, others = servers.top(LANES)
         out.write('<p class="note">%d connections: too many for one bar each (more than %d), so '
-                  'one lane per server (responder address and port) — the %d busiest of %d, the '
-                  'others in the last lane — showing how many connections were in progress '
-                  'over time, by verdict; hatched: endpoints lingering in CLOSE_WAIT or TIME_WAIT.'
-                  ' The connections with diagrams are drawn one bar each below.</p>'
-                  % (n, BAR_LIMIT, len(top), len(servers)))
+                  'one lane per server (responder address and port) — the %d busiest%s — '
+                  'showing how many connections were in progress over time, by verdict; '
+                  'hatched: endpoints lingering in CLOSE_WAIT or TIME_WAIT. The connections with '
+                  'diagrams are drawn one bar each below.</p>'
+                  % (n, BAR_LIMIT, len(top), ", the others in the last lane" if others else ""))
         out.write(_legend())
-        out.write(lanes(results, [s for s, _ in top], len(servers) > len(top), axis))
+        out.write(lanes(results, top, others, axis))
         if chosen:
             out.write("<h3>Connections with diagrams</h3>")
             out.write(bars(chosen, axis, links))

@@ -10,7 +10,7 @@ one never outlasts it); findings are marks on the bar; the `<title>` of a bar is
 text, and a bar links to the connection's diagrams or table row.
 
 More connections than `BAR_LIMIT` are aggregated: one lane per server (responder address and
-port), the `LANES` busiest servers and one lane for all others, each a stacked area of the
+port), the `LANES` busiest servers (`Busiest`, in bounded memory) and one lane for all others, each a stacked area of the
 connections in progress in each of `LANE_BINS` time bins, by verdict class, with lingering
 endpoints hatched on top. Its size does not grow with the number of connections; the HTML
 report draws the connections that have diagrams one bar each below it.
@@ -227,6 +227,39 @@ def lanes(results: Iterable[ConnResult], servers: List[Tuple[bytes, int]], other
         body.append("</g>")
     height = 24 + n * step + 24
     return _svg(height, axis.ticks(16, height - 22) + "".join(body), "lanes", n)
+
+
+class Busiest:
+    """The servers with the most connections, in bounded memory (Misra-Gries: at most
+    `capacity` counters; any server with more than 1/capacity of the connections is kept, and
+    the lanes' own pass counts them exactly). A scan of a million addresses costs no more than
+    a capture with a few servers."""
+
+    def __init__(self, capacity: int = 4096) -> None:
+        self.capacity = capacity
+        self.counts: Dict[Tuple[bytes, int], int] = {}
+        self.dropped = False            # some server was counted out: the lanes need "others"
+
+    def add(self, key: Tuple[bytes, int]) -> None:
+        counts = self.counts
+        if key in counts:
+            counts[key] += 1
+        elif len(counts) < self.capacity:
+            counts[key] = 1
+        else:
+            # Full: every counter loses one (the new key's one included); each such step removes
+            # capacity + 1 from a total of at most n, so they cost O(n) over the whole pass.
+            self.dropped = True
+            for k in list(counts):
+                if counts[k] == 1:
+                    del counts[k]
+                else:
+                    counts[k] -= 1
+
+    def top(self, k: int) -> Tuple[List[Tuple[bytes, int]], bool]:
+        """The `k` busiest servers, and whether other servers exist."""
+        ranked = sorted(self.counts.items(), key=lambda kv: (-kv[1], kv[0]))
+        return [s for s, _ in ranked[:k]], self.dropped or len(ranked) > k
 
 
 def _prefix(delta: List[int]) -> List[int]:
