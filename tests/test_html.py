@@ -365,3 +365,25 @@ def test_busiest_servers_in_bounded_memory():
         small.add(key)
     assert small.top(3) == ([heavy[0], heavy[1], heavy[2]], False)
     assert small.top(1) == ([heavy[0]], True)
+
+
+def test_table_of_a_big_capture_lists_what_the_terminal_lists(tmp_path, monkeypatch):
+    """More connections than TABLE_LIMIT: the `--limit` most severe; `--limit 0` every one
+    needing attention (read again from the results, not held)."""
+    monkeypatch.setattr(html, "TABLE_LIMIT", 20)
+    path = tmp_path / "c.pcap"
+    many_refused(path, 60)
+    report = analyze([str(path)])
+    for limit, rows in ((7, 7), (0, 60)):
+        out = tmp_path / "r.html"
+        with open(out, "w", encoding="utf-8") as fh:
+            html.render(report, fh, limit=limit, captures=[str(path)], settings=Settings())
+        page = Page(out.read_text(encoding="utf-8"))
+        ids = [a["id"] for t, a in page.tags if t == "tr" and "id" in a]
+        assert ids == ["c%d" % i for i in range(rows)]  # equal severity: the lowest streams
+        assert page.count("svg", "seq") == rows
+        # Bars link to the diagrams (every listed connection has them here), no bar to a row
+        # the table does not have.
+        bar_links = [a["href"] for (t, a), (t2, a2) in zip(page.tags, page.tags[1:])
+                     if t == "a" and t2 == "g" and a2.get("class") == "conn"]
+        assert bar_links == ["#s%d" % i for i in range(rows)]

@@ -24,7 +24,7 @@ from __future__ import annotations
 import datetime
 import heapq
 from html import escape
-from typing import Dict, Iterable, List, Optional, Sequence, TextIO
+from typing import Callable, Dict, Iterable, List, Optional, Sequence, TextIO
 
 from analyzer import TOOL_NAME, __version__
 from analyzer.judge.result import ConnResult
@@ -77,11 +77,22 @@ def render(report: Report, out: TextIO, show_all: bool = False, limit: int = 100
     rereadable = bool(captures) and "-" not in captures
     traces: Dict[int, Trace] = trace(captures, settings, chosen) if rereadable else {}
     whole = show_all or n <= TABLE_LIMIT
-    listed: Optional[List[ConnResult]] = None      # the table's rows, when not every connection
-    if not whole:
-        listed = sorted(ranked, key=lambda r: r.id) if limit else [
-            r for r in results if r.needs_attention()]
-    in_table = None if listed is None else {r.id for r in listed}
+    # The table lists every connection, or (too many) the terminal's: the `limit` most severe,
+    # or with --limit 0 every one needing attention, read again from the results (not held).
+    rows: Iterable[ConnResult] = results
+    shown: Optional[int] = None
+    listed: Callable[[ConnResult], bool] = _always
+    if not whole and limit:
+        rows = sorted(ranked, key=lambda r: r.id)
+        shown = len(ranked)
+        ids = {r.id for r in ranked}
+
+        def listed(r: ConnResult) -> bool:
+            return r.id in ids
+    elif not whole:
+        rows = (r for r in results if r.needs_attention())
+        shown = report.summary.attention
+        listed = ConnResult.needs_attention
 
     links = {}
     for r in chosen:
@@ -93,7 +104,7 @@ def render(report: Report, out: TextIO, show_all: bool = False, limit: int = 100
     axis = Axis(report.capture.first_ts, report.capture.last_ts)
     if n <= BAR_LIMIT:
         for r in few:
-            links.setdefault(r.id, "c%d" % r.id if in_table is None or r.id in in_table else "")
+            links.setdefault(r.id, "c%d" % r.id if listed(r) else "")
         out.write('<p class="note">One bar per connection, from its first to its last packet,'
                   ' coloured by verdict; hatched: an endpoint still in CLOSE_WAIT or TIME_WAIT at'
                   ' the end of the capture; ◆ a finding. Hover for the connection, click for its'
@@ -115,7 +126,7 @@ def render(report: Report, out: TextIO, show_all: bool = False, limit: int = 100
             out.write(bars(chosen, axis, links))
     out.write("</section>")
     _diagrams(out, report, chosen, traces, rereadable, cap)
-    _table(out, results if listed is None else listed, listed is None, n)
+    _table(out, rows, shown, n)
     out.write(assets.TAIL % {"script": assets.SCRIPT, "tool": escape(TOOL_NAME),
                              "version": escape(__version__)})
 
@@ -236,15 +247,19 @@ _COLUMNS = ("stream", "orig → resp", "handshake", "close", "first", "final ori
             "duration", "findings")
 
 
-def _table(out: TextIO, rows: Iterable[ConnResult], whole: bool, n: int) -> None:
+def _always(r: ConnResult) -> bool:
+    return True
+
+
+def _table(out: TextIO, rows: Iterable[ConnResult], shown: Optional[int], n: int) -> None:
+    """The connection table: `rows` are every connection (`shown` None) or `shown` of them."""
     out.write('<section id="connections"><h2>Connections</h2>')
-    if whole:
+    if shown is None:
         out.write('<p class="note">All %d connections.' % n)
     else:
-        rows = list(rows)
         out.write('<p class="note">The %d connections needing attention the terminal report '
                   'lists (of %d; more than %d connections: <code>--all</code> lists every one).'
-                  % (len(rows), n, TABLE_LIMIT))
+                  % (shown, n, TABLE_LIMIT))
     out.write(' Click a heading to sort; type to filter.</p><p class="tools"><input id="filter" '
               'type="search" placeholder="filter: address, port, verdict, state, finding…" '
               'aria-label="filter the connections"> <label><input id="attention" '
