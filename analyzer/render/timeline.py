@@ -28,6 +28,10 @@ BAR_LIMIT = 2000
 LABELLED = 60
 LANES = 40
 LANE_BINS = 240
+#: The most one lane can take: each of its layers (8 classes, 2 kinds of lingering) is a path
+#: with at most two corners per bin, each at most 12 bytes, plus its label. So the aggregated
+#: timeline stays under (LANES + 1) x LANE_BUDGET (2.5 MB) however many connections it shows.
+LANE_BUDGET = 10 * 2 * LANE_BINS * 12 + 500
 
 PLOT_X = 64             # left gutter (stream labels)
 PLOT_W = 1100
@@ -271,18 +275,22 @@ def _prefix(delta: List[int]) -> List[int]:
 
 
 def _area(lo: List[int], hi: List[int], y0: int, h: int, peak: int) -> str:
+    """A stacked layer between `lo` and `hi` as one closed step path: along the top edge left
+    to right, back along the bottom edge, a corner only where the value changes."""
     w = PLOT_W / LANE_BINS
 
     def y(v: int) -> int:
         return y0 + h - round(v * h / peak)
 
-    pts = ["M%d %d" % (PLOT_X, y(lo[0]))]
-    for j in range(LANE_BINS):
-        pts.append("H%dV%d" % (PLOT_X + round(j * w), y(hi[j])))
-    pts.append("H%d" % (PLOT_X + PLOT_W))
-    for j in range(LANE_BINS - 1, -1, -1):
-        pts.append("V%dH%d" % (y(lo[j]), PLOT_X + round(j * w)))
-    return "".join(pts) + "Z"
+    pts = ["M%d %d" % (PLOT_X, y(hi[0]))]
+    for j in range(1, LANE_BINS):
+        if hi[j] != hi[j - 1]:
+            pts.append("H%dV%d" % (PLOT_X + round(j * w), y(hi[j])))
+    pts.append("H%dV%d" % (PLOT_X + PLOT_W, y(lo[-1])))
+    for j in range(LANE_BINS - 1, 0, -1):
+        if lo[j - 1] != lo[j]:
+            pts.append("H%dV%d" % (PLOT_X + round(j * w), y(lo[j - 1])))
+    return "".join(pts) + "H%dZ" % PLOT_X
 
 
 def _svg(height: int, body: str, kind: str, count: int) -> str:
