@@ -89,6 +89,17 @@ def test_mixed_report_in_chromium(tmp_path, browser):
     })()""")
     longest = sorted(conns, key=lambda c: (-(c["end"] - c["start"]), c["id"]))
     assert order[0] == "c%d" % longest[0]["id"]
+    # A click on a bar opens its detail: the diagrams, or the table row.
+    hashes = browser.evaluate("""(() => {
+        const out = [];
+        for (const s of [5, 1]) {
+            const bar = document.querySelector('g.conn[data-stream="' + s + '"] rect.bar');
+            bar.dispatchEvent(new MouseEvent("click", {bubbles: true, cancelable: true}));
+            out.push(location.hash);
+        }
+        return out;
+    })()""")
+    assert hashes == ["#s5", "#c1"]
     assert browser.problems() == []
     shot = tmp_path / "timeline.png"
     browser.screenshot(str(shot), selector="svg.timeline")

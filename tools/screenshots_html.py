@@ -9,7 +9,9 @@ Chromium (analyzer/testing/browser.py) and saves, as PNG:
 * sequence.png   the sequence diagram of stream 5 (a server left in CLOSE_WAIT);
 * tsg.png        the time-sequence graph of a bulk transfer with a resend and a zero window
                  (built with analyzer.testing.synth, as tests/test_html.py builds it);
-* summary.png    the top of the page.
+* summary.png    the top of the page;
+* lanes.png      the first lanes of the aggregated timeline of a 3,000-connection capture from
+                 bench/generate.py (past 2,000 connections the timeline has a lane per server).
 """
 
 from __future__ import annotations
@@ -68,6 +70,12 @@ def main() -> None:
         bulk(cap)
         transfer = Path(tmp) / "bulk.html"
         report(cap, transfer, "--stream", "0")
+        many = Path(tmp) / "many.pcap"
+        subprocess.run([sys.executable, str(REPO / "bench" / "generate.py"), "--connections",
+                        "3000", "--concurrency", "200", "--out", str(many)], check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        aggregated = Path(tmp) / "many.html"
+        report(many, aggregated)
         with Browser(args.chromium, width=1240, height=900) as b:
             b.open(mixed.as_uri())
             b.screenshot(str(out / "summary.png"), selector="#summary")
@@ -75,10 +83,13 @@ def main() -> None:
             b.screenshot(str(out / "sequence.png"), selector="#s5 svg.seq")
             b.open(transfer.as_uri())
             b.screenshot(str(out / "tsg.png"), selector="#s0 svg.tsg")
+            b.open(aggregated.as_uri())
+            b.screenshot(str(out / "lanes.png"), selector="svg.lanes", max_height=330,
+                         scale=0.75)
             problems = b.problems()
     if problems:
         sys.exit("the page had problems: %s" % problems)
-    for name in ("summary.png", "timeline.png", "sequence.png", "tsg.png"):
+    for name in ("summary.png", "timeline.png", "sequence.png", "tsg.png", "lanes.png"):
         print("%s %d bytes" % (out / name, (out / name).stat().st_size))
 
 

@@ -24,14 +24,14 @@ from __future__ import annotations
 import datetime
 import heapq
 from html import escape
-from typing import Dict, Iterable, List, Optional, Sequence, TextIO
+from typing import Callable, Dict, Iterable, List, Optional, Sequence, TextIO
 
 from analyzer import TOOL_NAME, __version__
 from analyzer.judge.result import ConnResult
 from analyzer.render import assets, svg
 from analyzer.render.packets import Trace, trace
-from analyzer.render.timeline import (BAR_LIMIT, LANES, Axis, bars, chart, endpoint, lanes,
-                                      span_text, verdict_class)
+from analyzer.render.timeline import (BAR_LIMIT, LANES, Axis, Busiest, bars, chart, endpoint,
+                                      lanes, span_text, verdict_class)
 from analyzer.report.model import Report
 from analyzer.settings import Settings
 
@@ -48,76 +48,101 @@ def render(report: Report, out: TextIO, show_all: bool = False, limit: int = 100
     settings = settings or Settings()
     results = report.connections
     n = len(results)
-    counts: Dict[str, int] = {}
-    servers: Dict[tuple, int] = {}
-    few: List[ConnResult] = []
     # The terminal's choice: the `limit` most severe connections needing attention (the table
     # lists them when it cannot list all); the first `cap` of them get diagrams.
     cap = min(limit or DIAGRAM_LIMIT, DIAGRAM_LIMIT)
-    keep = limit or cap
-    heap: List[tuple] = []
-    traced: List[ConnResult] = []
-    for r in results:
-        cls = verdict_class(r)
-        counts[cls] = counts.get(cls, 0) + 1
-        if n <= BAR_LIMIT:
-            few.append(r)
-        else:
-            servers[r.resp_raw] = servers.get(r.resp_raw, 0) + 1
-        if r.id in settings.ladders:
-            traced.append(r)
-        if r.needs_attention():
-            key = (r.worst(), -r.id)
-            if len(heap) < keep:
-                heapq.heappush(heap, (key, r))
-            elif key > heap[0][0]:
-                heapq.heapreplace(heap, (key, r))
-    ranked = [r for _, r in sorted(heap, key=lambda kr: kr[0], reverse=True)]
-    chosen = sorted({r.id: r for r in traced + ranked[:cap]}.values(), key=lambda r: r.id)
+    seen = _Survey(results, n, settings, limit or cap)
+    chosen = sorted({r.id: r for r in seen.traced + seen.ranked[:cap]}.values(),
+                    key=lambda r: r.id)
     rereadable = bool(captures) and "-" not in captures
     traces: Dict[int, Trace] = trace(captures, settings, chosen) if rereadable else {}
-    whole = show_all or n <= TABLE_LIMIT
-    listed: Optional[List[ConnResult]] = None      # the table's rows, when not every connection
-    if not whole:
-        listed = sorted(ranked, key=lambda r: r.id) if limit else [
-            r for r in results if r.needs_attention()]
-    in_table = None if listed is None else {r.id for r in listed}
+    # The table lists every connection, or (too many) the terminal's: the `limit` most severe,
+    # or with --limit 0 every one needing attention, read again from the results (not held).
+    rows: Iterable[ConnResult] = results
+    shown: Optional[int] = None
+    listed: Callable[[ConnResult], bool] = _always
+    if not (show_all or n <= TABLE_LIMIT):
+        if limit:
+            rows = sorted(seen.ranked, key=lambda r: r.id)
+            shown = len(seen.ranked)
+            ids = {r.id for r in seen.ranked}
 
-    links = {}
-    for r in chosen:
-        links[r.id] = "s%d" % r.id
+            def listed(r: ConnResult) -> bool:
+                return r.id in ids
+        else:
+            rows = (r for r in results if r.needs_attention())
+            shown = report.summary.attention
+            listed = ConnResult.needs_attention
     out.write(assets.HEAD % {"title": escape("%s — %s" % (TOOL_NAME, ", ".join(
         report.capture.files))), "style": assets.STYLE + svg.STYLE})
-    _summary(out, report, counts)
+    _summary(out, report, seen.counts)
+    _timeline(out, report, seen, chosen, listed)
+    _diagrams(out, report, chosen, traces, rereadable, cap)
+    _table(out, rows, shown, n)
+    out.write(assets.TAIL % {"script": assets.SCRIPT, "tool": escape(TOOL_NAME),
+                             "version": escape(__version__)})
+
+
+class _Survey:
+    """One pass over the results: the verdict classes' counts, the results themselves when the
+    timeline draws each (up to BAR_LIMIT) or else the busiest servers, the `--stream`
+    connections, and the `keep` most severe connections needing attention, most severe first."""
+
+    def __init__(self, results: Iterable[ConnResult], n: int, settings: Settings,
+                 keep: int) -> None:
+        self.n = n
+        self.counts: Dict[str, int] = {}
+        self.few: List[ConnResult] = []
+        self.servers = Busiest()
+        self.traced: List[ConnResult] = []
+        heap: List[tuple] = []
+        for r in results:
+            cls = verdict_class(r)
+            self.counts[cls] = self.counts.get(cls, 0) + 1
+            if n <= BAR_LIMIT:
+                self.few.append(r)
+            else:
+                self.servers.add(r.resp_raw)
+            if r.id in settings.ladders:
+                self.traced.append(r)
+            if r.needs_attention():
+                key = (r.worst(), -r.id)
+                if len(heap) < keep:
+                    heapq.heappush(heap, (key, r))
+                elif key > heap[0][0]:
+                    heapq.heapreplace(heap, (key, r))
+        self.ranked = [r for _, r in sorted(heap, key=lambda kr: kr[0], reverse=True)]
+
+
+def _timeline(out: TextIO, report: Report, seen: _Survey, chosen: List[ConnResult],
+              listed: Callable[[ConnResult], bool]) -> None:
+    links = {r.id: "s%d" % r.id for r in chosen}
     out.write('<section id="timeline"><h2>Timeline</h2>')
     axis = Axis(report.capture.first_ts, report.capture.last_ts)
-    if n <= BAR_LIMIT:
-        for r in few:
-            links.setdefault(r.id, "c%d" % r.id if in_table is None or r.id in in_table else "")
+    if seen.n <= BAR_LIMIT:
+        for r in seen.few:
+            links.setdefault(r.id, "c%d" % r.id if listed(r) else "")
         out.write('<p class="note">One bar per connection, from its first to its last packet,'
                   ' coloured by verdict; hatched: an endpoint still in CLOSE_WAIT or TIME_WAIT at'
                   ' the end of the capture; ◆ a finding. Hover for the connection, click for its'
                   ' diagrams or its row in the table.</p>')
         out.write(_legend())
-        out.write(bars(few, axis, links))
+        out.write(bars(seen.few, axis, links))
     else:
-        top = sorted(servers.items(), key=lambda kv: (-kv[1], kv[0]))[:LANES]
+        top, others = seen.servers.top(LANES)
         out.write('<p class="note">%d connections: too many for one bar each (more than %d), so '
-                  'one lane per server (responder address and port) — the %d busiest of %d, the '
-                  'others in the last lane — showing how many connections were in progress '
-                  'over time, by verdict; hatched: endpoints lingering in CLOSE_WAIT or TIME_WAIT.'
-                  ' The connections with diagrams are drawn one bar each below.</p>'
-                  % (n, BAR_LIMIT, len(top), len(servers)))
+                  'one lane per server (responder address and port) — the %d busiest%s — '
+                  'showing how many connections were in progress over time, by verdict; '
+                  'hatched: endpoints lingering in CLOSE_WAIT or TIME_WAIT. The connections with '
+                  'diagrams are drawn one bar each below.</p>'
+                  % (seen.n, BAR_LIMIT, len(top),
+                     ", the others in the last lane" if others else ""))
         out.write(_legend())
-        out.write(lanes(results, [s for s, _ in top], len(servers) > len(top), axis))
+        out.write(lanes(report.connections, top, others, axis))
         if chosen:
             out.write("<h3>Connections with diagrams</h3>")
             out.write(bars(chosen, axis, links))
     out.write("</section>")
-    _diagrams(out, report, chosen, traces, rereadable, cap)
-    _table(out, results if listed is None else listed, listed is None, n)
-    out.write(assets.TAIL % {"script": assets.SCRIPT, "tool": escape(TOOL_NAME),
-                             "version": escape(__version__)})
 
 
 def _when(ts: Optional[int]) -> str:
@@ -236,15 +261,19 @@ _COLUMNS = ("stream", "orig → resp", "handshake", "close", "first", "final ori
             "duration", "findings")
 
 
-def _table(out: TextIO, rows: Iterable[ConnResult], whole: bool, n: int) -> None:
+def _always(r: ConnResult) -> bool:
+    return True
+
+
+def _table(out: TextIO, rows: Iterable[ConnResult], shown: Optional[int], n: int) -> None:
+    """The connection table: `rows` are every connection (`shown` None) or `shown` of them."""
     out.write('<section id="connections"><h2>Connections</h2>')
-    if whole:
+    if shown is None:
         out.write('<p class="note">All %d connections.' % n)
     else:
-        rows = list(rows)
         out.write('<p class="note">The %d connections needing attention the terminal report '
                   'lists (of %d; more than %d connections: <code>--all</code> lists every one).'
-                  % (len(rows), n, TABLE_LIMIT))
+                  % (shown, n, TABLE_LIMIT))
     out.write(' Click a heading to sort; type to filter.</p><p class="tools"><input id="filter" '
               'type="search" placeholder="filter: address, port, verdict, state, finding…" '
               'aria-label="filter the connections"> <label><input id="attention" '

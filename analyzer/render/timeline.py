@@ -10,7 +10,7 @@ one never outlasts it); findings are marks on the bar; the `<title>` of a bar is
 text, and a bar links to the connection's diagrams or table row.
 
 More connections than `BAR_LIMIT` are aggregated: one lane per server (responder address and
-port), the `LANES` busiest servers and one lane for all others, each a stacked area of the
+port), the `LANES` busiest servers (`Busiest`, in bounded memory) and one lane for all others, each a stacked area of the
 connections in progress in each of `LANE_BINS` time bins, by verdict class, with lingering
 endpoints hatched on top. Its size does not grow with the number of connections; the HTML
 report draws the connections that have diagrams one bar each below it.
@@ -28,6 +28,10 @@ BAR_LIMIT = 2000
 LABELLED = 60
 LANES = 40
 LANE_BINS = 240
+#: The most one lane can take: each of its layers (8 classes, 2 kinds of lingering) is a path
+#: with at most two corners per bin, each at most 12 bytes, plus its label. So the aggregated
+#: timeline stays under (LANES + 1) x LANE_BUDGET (2.5 MB) however many connections it shows.
+LANE_BUDGET = 10 * 2 * LANE_BINS * 12 + 500
 
 PLOT_X = 64             # left gutter (stream labels)
 PLOT_W = 1100
@@ -229,6 +233,39 @@ def lanes(results: Iterable[ConnResult], servers: List[Tuple[bytes, int]], other
     return _svg(height, axis.ticks(16, height - 22) + "".join(body), "lanes", n)
 
 
+class Busiest:
+    """The servers with the most connections, in bounded memory (Misra-Gries: at most
+    `capacity` counters; any server with more than 1/capacity of the connections is kept, and
+    the lanes' own pass counts them exactly). A scan of a million addresses costs no more than
+    a capture with a few servers."""
+
+    def __init__(self, capacity: int = 4096) -> None:
+        self.capacity = capacity
+        self.counts: Dict[Tuple[bytes, int], int] = {}
+        self.dropped = False            # some server was counted out: the lanes need "others"
+
+    def add(self, key: Tuple[bytes, int]) -> None:
+        counts = self.counts
+        if key in counts:
+            counts[key] += 1
+        elif len(counts) < self.capacity:
+            counts[key] = 1
+        else:
+            # Full: every counter loses one (the new key's one included); each such step removes
+            # capacity + 1 from a total of at most n, so they cost O(n) over the whole pass.
+            self.dropped = True
+            for k in list(counts):
+                if counts[k] == 1:
+                    del counts[k]
+                else:
+                    counts[k] -= 1
+
+    def top(self, k: int) -> Tuple[List[Tuple[bytes, int]], bool]:
+        """The `k` busiest servers, and whether other servers exist."""
+        ranked = sorted(self.counts.items(), key=lambda kv: (-kv[1], kv[0]))
+        return [s for s, _ in ranked[:k]], self.dropped or len(ranked) > k
+
+
 def _prefix(delta: List[int]) -> List[int]:
     out, run = [], 0
     for v in delta[:LANE_BINS]:
@@ -238,18 +275,22 @@ def _prefix(delta: List[int]) -> List[int]:
 
 
 def _area(lo: List[int], hi: List[int], y0: int, h: int, peak: int) -> str:
+    """A stacked layer between `lo` and `hi` as one closed step path: along the top edge left
+    to right, back along the bottom edge, a corner only where the value changes."""
     w = PLOT_W / LANE_BINS
 
     def y(v: int) -> int:
         return y0 + h - round(v * h / peak)
 
-    pts = ["M%d %d" % (PLOT_X, y(lo[0]))]
-    for j in range(LANE_BINS):
-        pts.append("H%dV%d" % (PLOT_X + round(j * w), y(hi[j])))
-    pts.append("H%d" % (PLOT_X + PLOT_W))
-    for j in range(LANE_BINS - 1, -1, -1):
-        pts.append("V%dH%d" % (y(lo[j]), PLOT_X + round(j * w)))
-    return "".join(pts) + "Z"
+    pts = ["M%d %d" % (PLOT_X, y(hi[0]))]
+    for j in range(1, LANE_BINS):
+        if hi[j] != hi[j - 1]:
+            pts.append("H%dV%d" % (PLOT_X + round(j * w), y(hi[j])))
+    pts.append("H%dV%d" % (PLOT_X + PLOT_W, y(lo[-1])))
+    for j in range(LANE_BINS - 1, 0, -1):
+        if lo[j - 1] != lo[j]:
+            pts.append("H%dV%d" % (PLOT_X + round(j * w), y(lo[j - 1])))
+    return "".join(pts) + "H%dZ" % PLOT_X
 
 
 def _svg(height: int, body: str, kind: str, count: int) -> str:

@@ -172,15 +172,17 @@ class Browser:
         return out
 
     def screenshot(self, path: str, selector: Optional[str] = None, full_page: bool = False,
-                   scale: float = 1.0) -> None:
-        """A PNG of the viewport, the whole page, or one element (by CSS selector)."""
+                   scale: float = 1.0, max_height: Optional[float] = None) -> None:
+        """A PNG of the viewport, the whole page, or one element (by CSS selector; its top
+        `max_height` pixels when given)."""
         params: Dict[str, Any] = {"format": "png"}
         if selector is not None:
             box = self.evaluate(
                 "(() => { const r = document.querySelector(%s).getBoundingClientRect();"
                 " return [r.left + scrollX, r.top + scrollY, r.width, r.height]; })()"
                 % json.dumps(selector))
-            params["clip"] = {"x": box[0], "y": box[1], "width": box[2], "height": box[3],
+            height = box[3] if max_height is None else min(box[3], max_height)
+            params["clip"] = {"x": box[0], "y": box[1], "width": box[2], "height": height,
                               "scale": scale}
             params["captureBeyondViewport"] = True
         elif full_page:
