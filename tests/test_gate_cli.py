@@ -12,7 +12,7 @@ from xml.etree import ElementTree as ET
 
 import pytest
 
-from conftest import REPO, run_cli
+from conftest import REPO
 from gate_captures import HEALTH, clean, close_wait, reset, write
 
 
