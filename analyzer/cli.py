@@ -13,7 +13,7 @@ import gc
 import io
 import os
 import sys
-from typing import Iterator, NamedTuple, Optional, TextIO, Tuple
+from typing import Any, Dict, Iterator, NamedTuple, Optional, TextIO, Tuple
 
 import click
 
@@ -29,8 +29,10 @@ from analyzer.render.outputs import (check_target, for_output, parse_report_opti
                                      replacing)
 from analyzer.render.progress import progress
 from analyzer.report.fanout import Fanout
-from analyzer.report.model import EXIT_INTERNAL, EXIT_UNREADABLE, EXIT_USAGE
-from analyzer.report.store import ResultStore
+from analyzer.report.model import EXIT_INTERNAL, EXIT_UNREADABLE, EXIT_USAGE, Report
+from analyzer.report.store import ResultSink, ResultStore
+from analyzer.triage.filter import FilterError, parse
+from analyzer.triage.select import GROUPINGS, Selection, sort_key, sorted_results
 from analyzer.settings import DEFAULT_MSL, Settings
 from analyzer.tcp.flows import DEFAULT_MAX_LIVE
 
@@ -63,9 +65,9 @@ def _report_option(ctx: click.Context, param: click.Parameter,
               show_default=True, help="Report format (json is a documented contract).")
 @click.option("-a", "--all", "show_all", is_flag=True,
               help="List every connection, not only those that need attention.")
-@click.option("-n", "--limit", type=click.IntRange(min=0), default=100, show_default=True,
+@click.option("-n", "--limit", type=click.IntRange(min=0), default=None,
               help="Terminal: list at most this many connections needing attention, most "
-                   "severe first (0 = no limit).")
+                   "severe first (default 100; 0 = no limit).")
 @click.option("--max-connections", type=click.IntRange(min=100), default=DEFAULT_MAX_LIVE,
               show_default=True,
               help="Connections tracked at once; past it the least recently active are "
@@ -83,8 +85,19 @@ def _report_option(ctx: click.Context, param: click.Parameter,
               help="Exit 1 when a finding of this severity or worse is present (CI gate).")
 @click.option("-s", "--stream", "streams", type=click.IntRange(min=0), multiple=True,
               help="Show this connection (Wireshark tcp.stream number) with its packet ladder; repeatable.")
+@click.option("--filter", "filter_text", metavar="EXPR",
+              help="Keep the connections EXPR accepts (Wireshark-like: 'ip.addr == 10.0.0.0/8 "
+                   "and lingering == CLOSE_WAIT'; docs/filters.md lists the fields).")
+@click.option("--sort", metavar="[-]FIELD",
+              help="Order the connections by a filter field ('-' first: descending).")
+@click.option("--group-by", type=click.Choice(sorted(GROUPINGS)),
+              help="Count the connections per server, client, port or finding code.")
+@click.option("--explain", "explain", type=click.IntRange(min=0), multiple=True, metavar="N",
+              help="Narrate stream N's handshake and close, arithmetic checked; repeatable.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress line on stderr.")
-@click.option("--color/--no-color", default=None, help="Force colour on or off (default: on a terminal).")
+@click.option("--color/--no-color", default=None,
+              help="Force colour on or off (default: on a terminal, unless NO_COLOR is set; "
+                   "FORCE_COLOR colours a pipe).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True, allow_dash=True),
               default="-", help="Write the report to a file instead of stdout.")
 @click.option("--report", "reports", multiple=True, metavar="FORMAT=FILE", callback=_report_option,
@@ -108,17 +121,20 @@ def _report_option(ctx: click.Context, param: click.Parameter,
 def main(captures: Tuple[str, ...], fmt: str, show_all: bool, msl: float,
          fail_on: Optional[str], color: Optional[bool], output: str,
          streams: Tuple[int, ...], limit: int, checksums: bool, quiet: bool,
-         max_connections: int, idle_timeout: Optional[float], reports: Tuple[Tuple[str, str], ...],
-         policy: Optional[str], no_policy: bool, baseline: Optional[str],
-         write_baseline: Optional[str], summary_md: Optional[str]) -> None:
+         max_connections: int, idle_timeout: Optional[float], filter_text: Optional[str],
+         sort: Optional[str], group_by: Optional[str], explain: Tuple[int, ...],
+         reports: Tuple[Tuple[str, str], ...], policy: Optional[str], no_policy: bool,
+         baseline: Optional[str], write_baseline: Optional[str],
+         summary_md: Optional[str]) -> None:
     """Verdicts for every TCP connection in CAPTURE (pcap, pcapng, gzip; '-' reads stdin).
 
     Several files are analysed as one time-ordered capture (rotated captures).
     """
     try:
-        _run(captures, fmt, show_all, msl, fail_on, color, output, streams, limit, checksums,
-             quiet, max_connections, idle_timeout,
-             CIOptions(policy, no_policy, baseline, write_baseline, reports, summary_md))
+        triage = _triage(fmt, show_all, limit, streams, filter_text, sort, group_by, explain)
+        _run(captures, fmt, show_all, msl, fail_on, color, output, streams + explain,
+             100 if limit is None else limit, checksums, quiet, max_connections, idle_timeout,
+             triage, CIOptions(policy, no_policy, baseline, write_baseline, reports, summary_md))
     except (click.exceptions.Exit, click.ClickException, SystemExit):
         raise
     except KeyboardInterrupt:  # pragma: no cover - interactive
@@ -133,7 +149,8 @@ def main(captures: Tuple[str, ...], fmt: str, show_all: bool, msl: float,
 def _run(captures: Tuple[str, ...], fmt: str, show_all: bool, msl: float,
          fail_on: Optional[str], color: Optional[bool], output: str,
          streams: Tuple[int, ...], limit: int, checksums: bool, quiet: bool,
-         max_connections: int, idle_timeout: Optional[float], ci: CIOptions) -> None:
+         max_connections: int, idle_timeout: Optional[float], triage: dict,
+         ci: CIOptions) -> None:
     if captures.count("-") > 1:
         raise click.UsageError("stdin ('-') can be given only once")
     # The analysis and the report make no reference cycles: reference counting frees all.
@@ -151,11 +168,12 @@ def _run(captures: Tuple[str, ...], fmt: str, show_all: bool, msl: float,
                 check_target(target, captures)
         except ValueError as exc:
             raise click.UsageError(str(exc))
-    # Each renderer says what it keeps of each connection (JSON: its line; the terminal:
-    # only those needing attention, unless --all); one pass fills them all.
-    options = dict(show_all=show_all, policy=gate.policy is not None)
-    sink = make_sink(fmt, settings, **options)
-    extra = plan(ci.reports, settings, **options)
+    # The renderer says what it keeps of each connection (JSON: its line; the terminal:
+    # only those needing attention, unless --all), behind the triage selection. Each
+    # --report file's renderer keeps its own (every connection: --filter shapes the main
+    # report), and the gate counts every connection; one pass fills them all.
+    sink = _sink(fmt, settings, show_all, triage, policy=gate.policy is not None)
+    extra = plan(ci.reports, settings, show_all=show_all, policy=gate.policy is not None)
     feed = sink
     if extra or gate.sink is not None:
         sink = sink or ResultStore(settings.result_budget)
@@ -171,16 +189,18 @@ def _run(captures: Tuple[str, ...], fmt: str, show_all: bool, msl: float,
         _warn("error: " + message)
     if report.capture.errors and len(report.capture.errors) == len(captures):
         sys.exit(EXIT_UNREADABLE)
-    for n in streams:
-        if n not in report.ladders:
-            _warn("warning: no stream %d in the capture (%d connections)"
-                  % (n, len(report.connections)))
+    missing = [n for n in sorted(set(streams)) if n not in report.ladders]
+    if missing:
+        _warn("no stream %s in the capture (%d connections, numbered from 0)" % (
+            ", ".join(map(str, missing)), report.summary.connections))
+        sys.exit(EXIT_USAGE)
     finished = gate.finish(report)
     shown = dict(show_all=show_all, color=color, limit=limit, gate=finished.gate,
                  changes=finished.changes, fail_on=fail_on)
+    options = _select(report, triage, settings)
     out = _open_output(output)
     try:
-        render(fmt, report, out, **shown)
+        render(fmt, report, out, **shown, **options)
         out.flush()
     except BrokenPipeError:
         # The reader went away (`| head`): not an error. What is still buffered for the closed
@@ -244,6 +264,73 @@ def _writing(path: str, option: str) -> Iterator[TextIO]:
     except OSError as exc:
         _warn("error: cannot write %s (%s): %s" % (path, option, exc.strerror or exc))
         sys.exit(EXIT_UNREADABLE)
+
+
+
+def _triage(fmt: str, show_all: bool, limit: Optional[int], streams: Tuple[int, ...],
+            filter_text: Optional[str], sort: Optional[str], group_by: Optional[str],
+            explain: Tuple[int, ...]) -> Dict[str, Any]:
+    """The triage options, checked together: a bad filter or sort key, or options that make
+    no sense together, stop here with a usage error (exit 2) before any capture is read."""
+    conflicts = [("--stream", bool(streams) and fmt == "zeek", "a Zeek conn.log has no ladder"),
+                 ("--explain", bool(explain) and fmt != "text", "it narrates in text"),
+                 ("--group-by", bool(group_by) and fmt == "zeek",
+                  "a Zeek conn.log has one line per connection"),
+                 ("--group-by", bool(group_by) and bool(streams or explain),
+                  "--stream and --explain show single connections")]
+    for option, clash, why in conflicts:
+        if clash:
+            raise click.UsageError("%s cannot be used with %s: %s" % (
+                option, "-f " + fmt if fmt != "text" or option == "--group-by" and
+                not (streams or explain) else "--stream/--explain", why))
+    if fmt != "text":
+        if limit is not None:
+            _warn("warning: --limit applies to the terminal report; -f %s lists every "
+                  "connection" % fmt)
+    flt = None
+    if filter_text is not None:
+        try:
+            flt = parse(filter_text)
+        except FilterError as exc:
+            _warn("--filter: %s\n%s" % (exc.message, exc.caret(filter_text)))
+            sys.exit(EXIT_USAGE)
+    if sort is not None:
+        try:
+            sort_key(sort)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="'--sort'")
+    return {"filter": flt, "sort": sort, "group_by": group_by, "explain": explain,
+            "streams": streams}
+
+
+def _sink(fmt: str, settings: Settings, show_all: bool,
+          triage: Dict[str, Any], policy: bool = False) -> Optional[ResultSink]:
+    """The renderer's sink, behind the triage selection when there is something to select
+    (the filter decides before the renderer encodes or drops a result). Sorting needs the
+    results themselves: the default store."""
+    inner = None if triage["sort"] else make_sink(fmt, settings, show_all=show_all, policy=policy)
+    if triage["filter"] is None and triage["group_by"] is None and not triage["sort"]:
+        return inner
+    if inner is None:
+        inner = ResultStore(settings.result_budget)
+    return Selection(inner, triage["filter"], triage["group_by"], triage["sort"])
+
+
+def _select(report: Report, triage: Dict[str, Any], settings: Settings) -> Dict[str, Any]:
+    """What the renderer needs beyond the report: the selection, the results in --sort's
+    order, and the explanations asked for."""
+    options: Dict[str, Any] = {}
+    if isinstance(report.connections, Selection):
+        options["selection"] = report.connections
+    if triage["sort"]:
+        report.connections = sorted_results(report.connections, triage["sort"])
+    if triage["explain"]:
+        from analyzer.triage.explain import explain
+        wanted = set(triage["explain"])
+        options["ladders"] = bool(triage["streams"])
+        options["explanations"] = {r.id: explain(r, report.ladders[r.id], settings.msl)
+                                   for r in report.connections if r.id in wanted}
+    return options
 
 
 def _open_output(output: str) -> TextIO:

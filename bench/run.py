@@ -93,6 +93,7 @@ def tools(capture: str, command: Optional[str], root: str, wanted: Sequence[str]
         ("tcpflow-check", Tool("tcpflow-check json", base + [capture, "--format", "json"],
                                env, cwd)),
         ("tcpflow-check", Tool("tcpflow-check text", base + [capture], env, cwd)),
+        ("tcpflow-check", Tool("tcpflow-check text --all", base + [capture, "--all"], env, cwd)),
         ("tshark", Tool("tshark conv,tcp",
                         ["tshark", "-n", "-q", "-z", "conv,tcp", "-r", capture])),
         ("tcptrace", Tool("tcptrace -l", ["tcptrace", "-n", "-l", capture])),

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 from json.encoder import encode_basestring        # the C escaper where there is one
-from typing import Dict, Final, Optional, TextIO, Tuple, cast
+from typing import Any, Dict, Final, Optional, TextIO, Tuple, cast
 
 from analyzer.common.findings import Finding
 from analyzer.common.nstime import rounded_json, seconds_json
@@ -45,8 +45,10 @@ def make_sink(settings: Settings, **_options) -> Optional[ResultSink]:
     return ResultStore(settings.result_budget, encode=connection_json)
 
 
-def render(report: Report, out: TextIO, **_options) -> None:
+def render(report: Report, out: TextIO, selection: Any = None, **_options) -> None:
     head = report.to_dict(connections=False)
+    if selection is not None:           # --filter, --sort, --group-by (analyzer.triage.select)
+        head["selection"] = selection.to_dict()
     out.write("{\n")
     for key, value in head.items():
         out.write(" %s: %s,\n" % (_dumps(key), _dumps(value)))

@@ -1,6 +1,12 @@
-"""The terminal report (rich): summary first, then the connections that need attention.
+"""The terminal report: summary first, then the connections that need attention.
 
 Reads well without colour and when piped: every fact is in the text, colour only repeats it.
+Nothing is ever cut: tables are laid out only where their columns fit the width, and stacked
+one block per connection where they do not (`analyzer.render.textlayout`). Lines are written
+straight to the stream (rich only detects the terminal's colours and makes the SGR codes), so
+a report of 100 k connections costs about what its JSON does. Colour: on for a terminal,
+off otherwise; NO_COLOR turns it off and FORCE_COLOR on (https://no-color.org), and
+`--color/--no-color` overrides both.
 """
 
 from __future__ import annotations
@@ -8,19 +14,18 @@ from __future__ import annotations
 import datetime
 import heapq
 import os
-from typing import Iterable, List, Optional, TextIO, Tuple
+from typing import Any, Callable, Iterable, List, Mapping, Optional, Sequence, TextIO
 
-from rich import box
 from rich.console import Console
-from rich.table import Table
-from rich.text import Text
 
+from analyzer.common.findings import CATALOGUE
+from analyzer.decode.segment import addr_str
 from analyzer.judge.result import ConnResult, LadderRow
-
 from analyzer.report.model import Report
 from analyzer.report.store import ResultSink, ResultStore
 from analyzer.settings import Settings
-from analyzer.decode.segment import addr_str
+from analyzer.render.ladder_text import write_explanation, write_ladder
+from analyzer.render.textlayout import Cell, Column, Painter, fits, write_table, write_wrapped
 
 _SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "info": "dim"}
 _GOOD = {"complete", "simultaneous_open", "four_way", "three_segment", "simultaneous"}
@@ -32,11 +37,11 @@ def _endpoint(addr: bytes, port: int) -> str:
     return "[%s]:%d" % (a, port) if ":" in a else "%s:%d" % (a, port)
 
 
-def _verdict(value: Optional[str]) -> Text:
+def _verdict(value: Optional[str]) -> Cell:
     if value is None:
-        return Text("-", style="dim")
+        return ("-", "dim")
     style = "green" if value in _GOOD else "red" if value in _BAD else "yellow"
-    return Text(value, style=style)
+    return (value, style)
 
 
 def _seconds(s: float) -> str:
@@ -61,182 +66,179 @@ def _when(ts: Optional[int]) -> str:
     return dt.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + " UTC"
 
 
-def _summary(console: Console, report: Report) -> None:
+class Page:
+    """Where a report is written: the stream, its width and its colours."""
+
+    def __init__(self, out: TextIO, width: int, paint: Painter) -> None:
+        self.out = out
+        self.width = width
+        self.paint = paint
+
+    def line(self, *parts: Cell, indent: int = 4) -> None:
+        write_wrapped(self.out, parts, self.width, self.paint, indent)
+
+    def blank(self) -> None:
+        self.out.write("\n")
+
+
+def _summary(page: Page, report: Report, selection: Any) -> None:
     cap, s = report.capture, report.summary
     span = ((cap.last_ts - cap.first_ts) / 1e9) if (
         cap.first_ts is not None and cap.last_ts is not None) else 0.0
-    console.print(Text.assemble(("tcpflow-check", "bold"), " — ", ", ".join(cap.files)))
-    console.print("%d packets (%d TCP), %s to %s (%s)%s" % (
+    page.line(("tcpflow-check", "bold"), "— " + ", ".join(cap.files))
+    page.line("%d packets (%d TCP), %s to %s (%s)%s" % (
         cap.packets, cap.tcp_packets, _when(cap.first_ts), _when(cap.last_ts), _seconds(span),
         " — CAPTURE CUT SHORT" if cap.truncated else ""))
-    t = Table(box=None, show_header=False, pad_edge=False, padding=(0, 2, 0, 0))
-    t.add_column(style="bold", no_wrap=True)
-    t.add_column()
-    t.add_row("Connections", "%d (%d need attention)" % (s.connections, s.attention))
     retrans = s.syn_retransmissions
     hs = _counts(sorted(s.handshakes.items(), key=lambda kv: -kv[1]))
     if retrans:
         hs += "  (%d SYN retransmissions)" % retrans
-    t.add_row("Handshakes", hs)
     closes = sorted(s.closes.items(), key=lambda kv: (kv[0] == "none", -kv[1]))
-    t.add_row("Closes", _counts([("not established" if k == "none" else k, v) for k, v in closes]))
-    t.add_row("Resets", "by orig %d · by resp %d"
-              % (s.resets.get("orig", 0), s.resets.get("resp", 0)))
-    t.add_row("Lingering", "CLOSE_WAIT %d · TIME_WAIT %d"
-              % (s.lingering.get("CLOSE_WAIT", 0), s.lingering.get("TIME_WAIT", 0)))
-    t.add_row("Findings",
-              _counts([(k, s.severities.get(k, 0)) for k in ("error", "warning", "info")]))
-    t.add_row("Skipped packets", _counts(sorted(cap.skipped.items(), key=lambda kv: -kv[1])))
-    console.print(t)
+    rows = [
+        ("Connections", "%d (%d need attention)" % (s.connections, s.attention)),
+        ("Handshakes", hs),
+        ("Closes", _counts([("not established" if k == "none" else k, v) for k, v in closes])),
+        ("Resets", "by orig %d · by resp %d" % (s.resets.get("orig", 0), s.resets.get("resp", 0))),
+        ("Lingering", "CLOSE_WAIT %d · TIME_WAIT %d"
+         % (s.lingering.get("CLOSE_WAIT", 0), s.lingering.get("TIME_WAIT", 0))),
+        ("Findings", _counts([(k, s.severities.get(k, 0)) for k in ("error", "warning", "info")])),
+        ("Skipped packets", _counts(sorted(cap.skipped.items(), key=lambda kv: -kv[1]))),
+    ]
+    if selection is not None and selection.filter is not None:
+        rows.append(("Filter", selection.caption()))
+    label = max(len(k) for k, _ in rows) + 2
+    for k, v in rows:
+        page.line((k.ljust(label - 1), "bold"), v, indent=label)
 
 
-def _table(console: Console, rows: Iterable[ConnResult], title: str) -> None:
-    t = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
-    # Only the findings column wraps; narrower terminals get `_blocks` instead.
-    t.add_column("stream", justify="right", no_wrap=True)
-    t.add_column("orig → resp", no_wrap=True)
-    t.add_column("handshake", no_wrap=True)
-    t.add_column("close", no_wrap=True)
-    t.add_column("first", no_wrap=True)
-    t.add_column("final orig / resp", no_wrap=True)
-    t.add_column("pkts", justify="right", no_wrap=True)
-    t.add_column("duration", justify="right", no_wrap=True)
-    t.add_column("findings", min_width=12, overflow="fold")
-    for r in rows:
-        codes = Text()
-        for f in r.findings:
-            if codes:
-                codes.append(" ")
-            codes.append(f.code + ("×%d" % f.count if f.count > 1 else ""),
-                         style=_SEVERITY_STYLE[f.severity])
-        first = r.closed_first or "-"
-        if r.reset_by and r.close == "reset":
-            first = "RST " + r.reset_by
-        t.add_row(str(r.id), "%s → %s" % (_endpoint(*r.orig_raw), _endpoint(*r.resp_raw)),
-                  _verdict(r.handshake), _verdict(r.close), first,
-                  "%s / %s" % r.final_state, "%d/%d" % r.packets, _seconds(r.duration), codes)
-    console.print(t)
+def _codes(r: ConnResult) -> List[Cell]:
+    return [(f.code + ("×%d" % f.count if f.count > 1 else ""), _SEVERITY_STYLE[f.severity])
+            for f in r.findings]
 
+
+def _first(r: ConnResult) -> str:
+    if r.reset_by and r.close == "reset":
+        return "RST " + r.reset_by
+    return r.closed_first or "-"
+
+
+_COLUMNS = (Column("stream", True), Column("orig → resp"), Column("handshake"), Column("close"),
+            Column("first"), Column("final orig / resp"), Column("pkts", True),
+            Column("duration", True), Column("findings"))
 
 #: Below this width the connections are listed one block each instead of as a table.
 TABLE_MIN_WIDTH = 150
 
 
-def _blocks(console: Console, rows: Iterable[ConnResult], title: str) -> None:
-    """The same facts as `_table`, one short block per connection, for narrow terminals."""
-    console.print(Text(title, style="bold"))
-    for r in rows:
-        console.print(Text.assemble(
-            ("stream %d" % r.id, "bold"), "  %s → %s  " % (_endpoint(*r.orig_raw), _endpoint(*r.resp_raw)),
-            ("(%d/%d pkts, %s)" % (r.packets[0], r.packets[1], _seconds(r.duration)), "dim")))
-        first = r.closed_first or "-"
-        if r.reset_by and r.close == "reset":
-            first = "RST " + r.reset_by
-        console.print(Text.assemble(
-            "    handshake ", _verdict(r.handshake), " · close ", _verdict(r.close),
-            " · first %s · final %s / %s" % ((first,) + tuple(r.final_state))))
+def _row(r: ConnResult) -> list:
+    return [str(r.id), "%s → %s" % (_endpoint(*r.orig_raw), _endpoint(*r.resp_raw)),
+            _verdict(r.handshake), _verdict(r.close), _first(r),
+            "%s / %s" % r.final_state, "%d/%d" % r.packets, _seconds(r.duration), _codes(r)]
+
+
+#: The connections to list, as a function giving them afresh: a long list is read from the
+#: result store twice (the column widths, then the rows) and never held in memory.
+Rows = Callable[[], Iterable[ConnResult]]
+
+
+def _connections(page: Page, rows: Rows, title: str) -> None:
+    widths = fits(_COLUMNS, (_row(r) for r in rows()), page.width, 12) \
+        if page.width >= TABLE_MIN_WIDTH else None
+    if widths is not None:
+        write_table(page.out, title, _COLUMNS, (_row(r) for r in rows()), widths, page.paint)
+        return
+    page.line((title, "bold"))
+    for r in rows():
+        page.line(("stream %d" % r.id, "bold"), " %s → %s " % (_endpoint(*r.orig_raw),
+                                                               _endpoint(*r.resp_raw)),
+                  ("(%d/%d pkts, %s)" % (r.packets[0], r.packets[1], _seconds(r.duration)),
+                   "dim"))
+        page.line("    handshake", _verdict(r.handshake), "· close", _verdict(r.close),
+                  "· first %s · final %s / %s" % ((_first(r),) + tuple(r.final_state)),
+                  indent=8)
         if r.findings:
-            codes = Text("    ")
-            for f in r.findings:
-                codes.append(f.code + ("×%d" % f.count if f.count > 1 else "") + " ",
-                             style=_SEVERITY_STYLE[f.severity])
-            console.print(codes)
-    console.print()
+            page.line("   ", *_codes(r), indent=4)
+    page.blank()
 
 
-def _connections(console: Console, rows: Iterable[ConnResult], title: str) -> None:
-    if console.width >= TABLE_MIN_WIDTH:
-        _table(console, rows, title)
-    else:
-        _blocks(console, rows, title)
-
-
-def _details(console: Console, rows: Iterable[ConnResult]) -> None:
-    lines = []
-    for r in rows:
+def _details(page: Page, rows: Rows) -> None:
+    """The lingering endpoints, then the findings (one pass over the rows for each)."""
+    first = True
+    for r in rows():
         for lg in r.lingering:
+            if first:
+                page.line(("Lingering endpoints at the end of the capture", "bold"))
+                first = False
             extra = "" if lg.remaining is None else ", %s of TIME_WAIT left" % _seconds(
                 lg.remaining / 1e9)
-            lines.append(Text("  stream %d  %s %s in %s for %s%s" % (
-                r.id, lg.side, _endpoint(*(r.orig_raw if lg.side == "orig" else r.resp_raw)), lg.state,
-                _seconds(lg.seconds / 1e9), extra),
-                style="yellow" if lg.state == "CLOSE_WAIT" else ""))
-    if lines:
-        console.print(Text("Lingering endpoints at the end of the capture", style="bold"))
-        for line in lines:
-            console.print(line)
-        console.print()
-    flines = []
-    for r in rows:
+            page.line(("  stream %d  %s %s in %s for %s%s" % (
+                r.id, lg.side, _endpoint(*(r.orig_raw if lg.side == "orig" else r.resp_raw)),
+                lg.state, _seconds(lg.seconds / 1e9), extra),
+                "yellow" if lg.state == "CLOSE_WAIT" else ""))
+    if not first:
+        page.blank()
+    first = True
+    for r in rows():
+        attention = r.needs_attention()
         for f in r.findings:
-            if f.severity == "info" and not r.needs_attention():
+            if f.severity == "info" and not attention:
                 continue
-            flines.append(Text.assemble(
-                "  stream %-5d frame %-7d " % (r.id, f.frame),
-                (f.severity.upper().ljust(8), _SEVERITY_STYLE[f.severity]),
-                f.code, ("  (×%d)" % f.count) if f.count > 1 else "", "  ", f.message))
-    if flines:
-        console.print(Text("Findings", style="bold"))
-        for line in flines:
-            console.print(line)
+            if first:
+                page.line(("Findings", "bold"))
+                first = False
+            where = "" if f.side is None else "[%s %s]" % (
+                f.side, _endpoint(*(r.orig_raw if f.side == "orig" else r.resp_raw)))
+            page.line("  stream %-5d frame %-7d" % (r.id, f.frame),
+                      (f.severity.upper().ljust(7), _SEVERITY_STYLE[f.severity]),
+                      f.code + (" (×%d)" % f.count if f.count > 1 else ""), where,
+                      " " + f.message, indent=8)
 
 
-def _ladder(console: Console, r: ConnResult, rows: List[LadderRow]) -> None:
-    """The packet ladder of one connection, Wireshark's relative numbers, states after each."""
-    t = Table(title="Stream %d ladder (Wireshark: tcp.stream eq %d)" % (r.id, r.id),
-              title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
-    for name, justify in (("frame", "right"), ("time", "right"), ("", "left"),
-                          ("flags", "left"), ("seq", "right"), ("ack", "right"),
-                          ("len", "right"), ("orig state", "left"), ("resp state", "left")):
-        t.add_column(name, justify=justify, no_wrap=True)   # type: ignore[arg-type]
-    t0 = rows[0].ts if rows else 0
-    last: Tuple[Optional[str], Optional[str]] = (None, None)
-    for row in rows:
-        arrow = "orig ───▶ resp" if row.side == "orig" else "orig ◀─── resp"
-        states = (row.state_orig, row.state_resp)
-        changed = ["bold" if states[i] != last[i] else "" for i in (0, 1)]
-        last = states
-        flag_style = "red" if "R" in row.flags else "cyan" if ("S" in row.flags or "F" in row.flags) else ""
-        t.add_row(str(row.frame), "%.6f" % ((row.ts - t0) / 1e9), arrow,
-                  Text(row.flags, style=flag_style), str(row.seq),
-                  "-" if row.ack is None else str(row.ack), str(row.length),
-                  Text(row.state_orig, style=changed[0]), Text(row.state_resp, style=changed[1]))
-    console.print(t)
-    total = r.packets[0] + r.packets[1]
-    if total > len(rows):
-        console.print("  (%d more packets not shown)" % (total - len(rows)))
+_GROUP_COLUMNS = ("connections", "refused", "reset", "half-open", "CLOSE_WAIT", "TIME_WAIT",
+                  "error", "warning", "info")
 
 
-class _Console(Console):
-    """rich's Console, but a closed pipe is the caller's to handle: rich would exit with
-    status 1 itself, while `tcpflow-check ... | head` is a normal end (exit 0, cli.py)."""
+def _groups(page: Page, groups: Any) -> None:
+    """`--group-by`: one row per group; for findings, tshark's expert summary by code."""
+    if groups.by == "finding":
+        cols = [Column("severity"), Column("code"), Column("connections", True),
+                Column("occurrences", True), Column("summary")]
+        table = [[(CATALOGUE[k].severity, _SEVERITY_STYLE[CATALOGUE[k].severity]), k,
+                  str(c[0]), str(groups.occurrences.get(k, 0)),
+                  CATALOGUE[k].sentence.split(" ")] for k, c in groups.ordered()]
+    else:
+        cols = [Column(groups.by)] + [Column(h, True) for h in _GROUP_COLUMNS[:-1]] + [
+            Column("info")]
+        table = [[k] + [str(v) for v in c[:-1]] + [str(c[-1])] for k, c in groups.ordered()]
+    title = "Connections by %s (%d groups)" % (groups.by, len(table))
+    widths = fits(cols, table, page.width, 4) if table else None
+    if widths is not None:
+        write_table(page.out, title, cols, table, widths, page.paint, "bold")
+        return
+    page.line((title, "bold"))
+    for key, counts in groups.ordered():
+        if groups.by == "finding":
+            code = CATALOGUE[key]
+            page.line("  ", (code.severity.upper(), _SEVERITY_STYLE[code.severity]), key,
+                      "· %d connection%s, %d occurrence%s" % (
+                          counts[0], "" if counts[0] == 1 else "s",
+                          groups.occurrences.get(key, 0),
+                          "" if groups.occurrences.get(key, 0) == 1 else "s"), indent=6)
+            page.line("     ", code.sentence, indent=6)
+            continue
+        parts = ["%s %d" % (name, n) for name, n in zip(_GROUP_COLUMNS[1:], counts[1:]) if n]
+        page.line("  ", (key, "bold"), "· %d connection%s%s" % (
+            counts[0], "" if counts[0] == 1 else "s", ": " + ", ".join(parts) if parts else ""),
+            indent=6)
+    page.blank()
 
-    def on_broken_pipe(self) -> None:
-        raise BrokenPipeError
 
-
-class _RstripLines:
-    """A text stream that drops the trailing blanks rich pads table lines with (pipes, files)."""
-
-    def __init__(self, out: TextIO) -> None:
-        self.out = out
-        self.pending = ""
-
-    def write(self, text: str) -> int:
-        lines = (self.pending + text).split("\n")
-        self.pending = lines.pop()
-        for line in lines:
-            self.out.write(line.rstrip() + "\n")
-        return len(text)
-
-    def flush(self) -> None:
-        if self.pending:
-            self.out.write(self.pending.rstrip())
-            self.pending = ""
-        self.out.flush()
-
-    def isatty(self) -> bool:
-        return False
+def _attention(report: Report, selection: Any) -> int:
+    """How many of the listed connections need attention (all of them, counted once more only
+    when a filter chose among them)."""
+    if selection is None or selection.filter is None:
+        return report.summary.attention
+    return sum(1 for r in report.connections if r.needs_attention())
 
 
 def make_sink(settings: Settings, show_all: bool = False, **_options) -> Optional[ResultSink]:
@@ -247,68 +249,94 @@ def make_sink(settings: Settings, show_all: bool = False, **_options) -> Optiona
     return ResultStore(settings.result_budget, keep=ConnResult.needs_attention)
 
 
+def use_color(color: Optional[bool], is_tty: bool, env: Mapping[str, str]) -> bool:
+    """--color/--no-color, else NO_COLOR (off), else FORCE_COLOR (on), else: a terminal."""
+    if color is not None:
+        return color
+    if env.get("NO_COLOR"):
+        return False
+    if env.get("FORCE_COLOR"):
+        return True
+    return is_tty
+
+
 def render(report: Report, out: TextIO, show_all: bool = False, color: Optional[bool] = None,
-           width: Optional[int] = None, limit: int = 0, **_options) -> None:
+           width: Optional[int] = None, limit: int = 0, selection: Any = None,
+           explanations: Optional[Mapping[int, Sequence[Any]]] = None,
+           ladders: bool = True, **_options) -> None:
+    """The report on `out`. `selection` is the triage's (`analyzer.triage.select.Selection`:
+    its filter caption and groups); `explanations` maps a stream to its explanation's steps
+    (`analyzer.triage.explain`), shown before its ladder, or instead of it (`ladders=False`)."""
     is_tty = out.isatty() if hasattr(out, "isatty") else False
-    if not width and not is_tty:
+    colored = use_color(color, is_tty, os.environ)
+    console = Console(file=out, force_terminal=colored, no_color=not colored,
+                      width=width or None, highlight=False, emoji=False)
+    if not width:
         columns = os.environ.get("COLUMNS", "")
-        width = int(columns) if columns.isdigit() and int(columns) >= 60 else 160
-    plain = not (is_tty if color is None else color)
-    stream = _RstripLines(out) if not is_tty else out
-    console = _Console(file=stream, width=width,  # type: ignore[arg-type]
-                      no_color=plain, force_terminal=bool(color),
-                      highlight=False, emoji=False)
-    try:
-        _render(console, report, show_all, limit)
-    finally:
-        if stream is not out:
-            stream.flush()
+        width = console.width if is_tty else (
+            int(columns) if columns.isdigit() and int(columns) >= 20 else 160)
+    page = Page(out, max(width, 20), Painter(console._color_system if colored else None))
+    _render(page, report, show_all, limit, selection, explanations or {}, ladders)
 
 
-def _render(console: Console, report: Report, show_all: bool, limit: int) -> None:
+def _render(page: Page, report: Report, show_all: bool, limit: int, selection: Any,
+            explanations: Mapping[int, Sequence[Any]], ladders: bool) -> None:
     if report.ladders:
         traced = [r for r in report.connections if r.id in report.ladders]
-        _connections(console, traced, "Traced connections")
-        _details(console, traced)
+        _connections(page, lambda: traced, "Traced connections")
+        _details(page, lambda: traced)
+        end = report.capture.last_ts
         for r in traced:
-            console.print()
-            _ladder(console, r, report.ladders[r.id])
+            if r.id in explanations:
+                page.blank()
+                write_explanation(page, r, explanations[r.id])
+            if ladders or r.id not in explanations:
+                page.blank()
+                write_ladder(page, r, report.ladders[r.id], end)
         return
-    _summary(console, report)
+    _summary(page, report, selection)
     if report.findings:
-        console.print()
-        console.print(Text("Capture-wide findings", style="bold"))
+        page.blank()
+        page.line(("Capture-wide findings", "bold"))
         for f in report.findings:
-            console.print(Text.assemble("  frame %-7d " % f.frame,
-                                        (f.severity.upper().ljust(8), _SEVERITY_STYLE[f.severity]),
-                                        f.code, "  ", f.message))
-    hidden = 0
-    rows: Iterable[ConnResult]
-    if show_all:
-        rows = report.connections
-    else:
-        attention = (r for r in report.connections if r.needs_attention())
-        if limit:
-            # The `limit` most severe, in stream order, without holding the others.
-            worst = heapq.nsmallest(limit, attention, key=lambda r: (-r.worst(), r.id))
-            worst.sort(key=lambda r: r.id)
-            hidden = report.summary.attention - len(worst)
-            rows = worst
-        else:
-            rows = list(attention)
-    console.print()
-    if not report.connections:
-        console.print("No TCP connections in the capture.")
+            page.line("  frame %-7d" % f.frame,
+                      (f.severity.upper().ljust(7), _SEVERITY_STYLE[f.severity]),
+                      f.code, " " + f.message, indent=8)
+    if selection is not None and selection.groups is not None:
+        page.blank()
+        _groups(page, selection.groups)
         return
-    if rows:
-        title = ("All %d connections" % len(rows)) if show_all else (
-            "Connections needing attention (%d of %d; --all shows every one)"
-            % (len(rows), len(report.connections)))
+    hidden = 0
+    rows: List[ConnResult] = []
+    if not show_all:
+        # In the report's order (stream order, or --sort's), the most severe `limit` of them,
+        # without holding the others.
+        attention = ((i, r) for i, r in enumerate(report.connections) if r.needs_attention())
+        if limit:
+            kept = heapq.nsmallest(limit + 1, attention, key=lambda ir: (-ir[1].worst(), ir[0]))
+            ranked = sorted(kept[:limit], key=lambda ir: ir[0])
+            rows = [r for _, r in ranked]
+            hidden = _attention(report, selection) - len(rows) if len(kept) > limit else 0
+        else:
+            rows = [r for _, r in attention]
+    page.blank()
+    total = len(report.connections)
+    if not report.summary.connections:
+        page.line("No TCP connections in the capture.")
+        return
+    if show_all and total:
+        _connections(page, lambda: report.connections, "All %d connections" % total)
+        _details(page, lambda: report.connections)
+    elif rows:
+        title = "Connections needing attention (%d of %d; --all shows every one)" % (
+            len(rows), total)
         if hidden:
             title += "; the %d most severe shown, %d more with --limit 0 or --all" % (
                 len(rows), hidden)
-        _connections(console, rows, title)
-        _details(console, rows)
+        _connections(page, lambda: rows, title)
+        _details(page, lambda: rows)
+    elif not total:
+        page.line("No connection matches the filter (%d connections)."
+                  % report.summary.connections)
     else:
-        console.print("No connection needs attention (%d connections; --all lists them)."
-                      % len(report.connections))
+        page.line("No connection needs attention (%d connections; --all lists them)." % total)
