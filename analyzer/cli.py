@@ -176,7 +176,8 @@ def _run(captures: Tuple[str, ...], fmt: str, show_all: bool, msl: float,
     extra = plan(ci.reports, settings, show_all=show_all, policy=gate.policy is not None)
     feed = sink
     if extra or gate.sink is not None:
-        sink = sink or ResultStore(settings.result_budget)
+        if sink is None:                     # (not `or`: an empty sink is falsy)
+            sink = ResultStore(settings.result_budget)
         feed = Fanout([sink] + [o.sink for o in extra] + [gate.sink])
     gc.disable()
     with progress(not quiet and sys.stderr.isatty()) as on_frame:

@@ -130,7 +130,7 @@ def test_several_outputs_analyse_once(capture, policy, tmp_path, monkeypatch):
     real = cli.analyze
 
     def counting(*args, **kwargs):
-        calls.append(args)
+        calls.append((args, kwargs))
         return real(*args, **kwargs)
     monkeypatch.setattr(cli, "analyze", counting)
     try:
@@ -142,6 +142,13 @@ def test_several_outputs_analyse_once(capture, policy, tmp_path, monkeypatch):
         gc.enable()                     # the command turns the cyclic collector off for good
     assert result.exit_code == 1, result.output
     assert len(calls) == 1
+    # the main report keeps what its renderer wants (JSON: each connection's line), the
+    # --report files theirs, and the gate counts: four sinks fed by one pass
+    fanout = calls[0][1]["sink"]
+    main_sink, junit_sink, text_sink, gate_sink = fanout.sinks
+    assert main_sink.encode is not None and main_sink.keep is None
+    assert junit_sink.keep is not None and text_sink.keep is not None
+    assert type(gate_sink).__name__ == "Evaluation"
     assert (tmp_path / "j.xml").exists() and "CONNECTION_RESET" in (tmp_path / "t.txt").read_text()
 
 
@@ -233,3 +240,15 @@ def test_the_introduction_of_docs_ci_shows_what_the_command_prints(tmp_path):
     numbers = re.compile(r"stream(s?) [\d, ]+$")
     assert [numbers.sub("", line.replace(str(tmp_path) + "/", "")) for line in printed[1:]] == \
         [numbers.sub("", line) for line in shown]
+
+
+def test_the_gate_counts_every_connection_whatever_the_filter_shows(capture, policy, tmp_path):
+    """--filter shapes the main report; the policy and every --report file see the capture."""
+    js = tmp_path / "all.json"
+    res = _cli(capture, "--policy", policy, "-f", "json", "--filter", "tcp.dstport == 8080",
+               "--report", "json=%s" % js)
+    assert res.returncode == 1
+    shown = json.loads(res.stdout)["connections"]
+    assert [c["resp"]["port"] for c in shown] == [8080]
+    assert len(json.loads(js.read_text())["connections"]) == 4
+    assert "CONNECTION_RESET: 1 connection, limit <= 0; stream 1" in res.stderr.decode()
