@@ -220,3 +220,21 @@ def test_a_shorthand_answers_as_the_filter_expression_it_stands_for(tmp_path, te
     answers = [(r.id, scope.accepts(r)) for r in results]
     assert answers == [(r.id, general.matches(r)) for r in results]
     assert scope.accepts is not general.matches
+
+
+def test_example_descriptions_stay_few_whatever_order_results_arrive_in(tmp_path):
+    """Results arrive as connections finish; fed the other way round, every result displaces
+    the lowest example, and the descriptions kept for examples must not grow with them."""
+    from analyzer import analyze
+    from analyzer.gate.evaluate import Evaluation
+    from analyzer.gate.policy import parse_policy
+    path = write(tmp_path / "resets.pcap", [reset(i, t=i * 0.01) for i in range(60)])
+    results = sorted(analyze([str(path)]).connections, key=lambda r: -r.id)
+    evaluation = Evaluation(parse_policy({"CONNECTION_RESET": 0, "examples": 1}))
+    most = 0
+    for r in results:
+        evaluation.add(r)
+        most = max(most, len(evaluation.described))
+    assert most <= evaluation.prune_at < 60
+    outcome = evaluation.finish(analyze([str(path)])).outcomes[0]
+    assert outcome.examples == (0,) and outcome.details[0].startswith("stream 0: ")

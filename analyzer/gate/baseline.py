@@ -44,15 +44,18 @@ def signature(handshake: str, close: Optional[str], codes: List[str],
     return keys
 
 
-def keep_lowest(examples: List[int], stream: int, limit: int) -> None:
+def keep_lowest(examples: List[int], stream: int, limit: int) -> bool:
     """Keep the `limit` lowest stream ids in `examples` (results arrive as connections
-    finish, not in stream order), sorted."""
+    finish, not in stream order), sorted; whether `stream` is now among them."""
     if len(examples) < limit:
         examples.append(stream)
         examples.sort()
-    elif examples and stream < examples[-1]:
+        return True
+    if examples and stream < examples[-1]:
         examples[-1] = stream
         examples.sort()
+        return True
+    return False
 
 
 class Signatures:
