@@ -1,9 +1,10 @@
 """The `tcpflow-check` command: parse options, call the library, pick a renderer, exit.
 
 stdout carries the report and nothing else; warnings and errors go to stderr, one line each.
-Exit codes: 0 analysed; 1 findings at or above --fail-on; 2 usage error; 3 a capture could
-not be read (everything readable is still reported); 70 an internal error (a bug: one line on
-stderr, never a traceback).
+Exit codes: 0 analysed; 1 findings at or above --fail-on, a broken policy rule or a baseline
+regression (analyzer.gate); 2 usage error, or a policy or baseline that cannot be used; 3 a
+capture could not be read (everything readable is still reported); 70 an internal error (a
+bug: one line on stderr, never a traceback).
 """
 
 from __future__ import annotations
@@ -82,7 +83,8 @@ def _report_option(ctx: click.Context, param: click.Parameter,
               help="Maximum segment lifetime in seconds; TIME_WAIT lasts 2*MSL "
                    "(30 = Linux's 60 s TIME_WAIT; RFC 793 says 120).")
 @click.option("--fail-on", type=click.Choice(["info", "warning", "error"]), default=None,
-              help="Exit 1 when a finding of this severity or worse is present (CI gate).")
+              help="Exit 1 when a finding of this severity or worse is present (the CI "
+                   "gate's shortcut; --policy says more).")
 @click.option("-s", "--stream", "streams", type=click.IntRange(min=0), multiple=True,
               help="Show this connection (Wireshark tcp.stream number) with its packet ladder; repeatable.")
 @click.option("--filter", "filter_text", metavar="EXPR",
