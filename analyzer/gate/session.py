@@ -53,6 +53,8 @@ class GateSession:
         if policy is None and not no_policy:
             policy = find_policy(cwd)
             found = policy is not None
+            if policy is not None:          # named as a user would: tcpflow-check.toml:7
+                policy = os.path.relpath(policy, cwd)
         rules = load_policy(policy) if policy is not None else None
         before = load_baseline(baseline) if baseline is not None else None
         return cls(rules, policy, found, before, baseline,
