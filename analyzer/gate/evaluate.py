@@ -63,10 +63,6 @@ class GateResult(NamedTuple):
     def failed(self) -> bool:
         return bool(self.violations)
 
-    def lines(self) -> List[str]:
-        """The violation lines, then the warning lines."""
-        return [o.message for o in self.violations] + [o.message for o in self.warnings]
-
 
 class _Tally:
     __slots__ = ("rule", "measure", "packets", "key", "count", "base", "hits", "examples",
