@@ -1,12 +1,13 @@
 """The `tcpflow-check` command: parse options, call the library, pick a renderer, exit.
 
 stdout carries the report and nothing else; warnings and errors go to stderr, one line each.
-Exit codes: 0 analysed; 1 findings at or above --fail-on; 2 usage error (also: -o names an
-input, or cannot be written; both found before reading); 3 an I/O error: a capture could not
-be read (everything readable is still reported), or the report could not be written (a full
-disk, a closed stdout); 130 or 143 interrupted by SIGINT or SIGTERM (the report of what was
-read is written, marked interrupted); 70 an internal error (a bug: one line on stderr, never
-a traceback). docs/robustness.md lists every case.
+Exit codes: 0 analysed; 1 findings at or above --fail-on, a broken policy rule or a baseline
+regression (analyzer.gate); 2 usage error (also: -o names an input, or cannot be written; a
+policy or baseline that cannot be used; all found before reading); 3 an I/O error: a capture
+could not be read (everything readable is still reported), or the report could not be written
+(a full disk, a closed stdout); 130 or 143 interrupted by SIGINT or SIGTERM (the report of
+what was read is written, marked interrupted); 70 an internal error (a bug: one line on
+stderr, never a traceback). docs/robustness.md lists every case.
 """
 
 from __future__ import annotations
@@ -89,7 +90,8 @@ def _report_option(ctx: click.Context, param: click.Parameter,
               help="Maximum segment lifetime in seconds; TIME_WAIT lasts 2*MSL "
                    "(30 = Linux's 60 s TIME_WAIT; RFC 793 says 120).")
 @click.option("--fail-on", type=click.Choice(["info", "warning", "error"]), default=None,
-              help="Exit 1 when a finding of this severity or worse is present (CI gate).")
+              help="Exit 1 when a finding of this severity or worse is present (the CI "
+                   "gate's shortcut; --policy says more).")
 @click.option("-s", "--stream", "streams", type=click.IntRange(min=0), multiple=True,
               help="Show this connection (Wireshark tcp.stream number) with its packet ladder; repeatable.")
 @click.option("--filter", "filter_text", metavar="EXPR",
@@ -219,14 +221,17 @@ def _analyze_and_write(captures: Tuple[str, ...], fmt: str, show_all: bool,
                        limit: int, quiet: bool, settings: Settings, report_file: ReportFile,
                        triage: Dict[str, Any], gate: GateSession, ci: CIOptions) -> int:
     """Run the analysis and write its reports; the exit code."""
-    # Each renderer says what it keeps of each connection (JSON: its line; the terminal:
-    # only those needing attention, unless --all); one pass fills them all.
+    # The renderer says what it keeps of each connection (JSON: its line; the terminal:
+    # only those needing attention, unless --all), behind the triage selection. Each
+    # --report file's renderer keeps its own (every connection: --filter shapes the main
+    # report), and the gate counts every connection; one pass fills them all.
     options = dict(show_all=show_all, policy=gate.policy is not None)
     sink = _sink(fmt, settings, triage, **options)
     extra = plan(ci.reports, settings, **options)
     feed = sink
     if extra or gate.sink is not None:
-        sink = sink or ResultStore(settings.result_budget)
+        if sink is None:                     # (not `or`: an empty sink is falsy)
+            sink = ResultStore(settings.result_budget)
         feed = Fanout([sink] + [o.sink for o in extra] + [gate.sink])
     with progress(not quiet and sys.stderr.isatty()) as on_frame:
         report = analyze(list(captures), settings, on_frame=on_frame, sink=feed)

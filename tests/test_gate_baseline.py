@@ -151,3 +151,18 @@ def test_a_bad_baseline_is_one_line(tmp_path, content, message):
         load_baseline(str(path))
     with pytest.raises(BaselineError, match="cannot read the baseline"):
         load_baseline(str(tmp_path / "missing.json"))
+
+
+def test_a_json_report_and_the_run_itself_give_the_same_signatures(tmp_path):
+    """Every sample: the signatures read back from its JSON report (one connection a line)
+    are those counted from the results as they stream past."""
+    from conftest import REPO
+    samples = sorted((REPO / "samples").rglob("*.pcap*"))
+    assert len(samples) >= 30
+    for sample in samples:
+        report_path = tmp_path / "r.json"
+        with open(report_path, "w") as out:
+            render("json", analyze([str(sample)]), out)
+        sig = Signatures()
+        report = analyze([str(sample)], sink=_Adder(sig))
+        assert load_baseline(str(report_path)) == sig.finish(report).counts, sample

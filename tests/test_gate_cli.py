@@ -12,7 +12,7 @@ from xml.etree import ElementTree as ET
 
 import pytest
 
-from conftest import REPO, run_cli
+from conftest import REPO
 from gate_captures import HEALTH, clean, close_wait, reset, write
 
 
@@ -100,9 +100,13 @@ def test_the_policy_is_found_in_the_working_directory(capture, tmp_path, policy)
     res = _cli(capture, "-f", "json", cwd=work)
     assert res.returncode == 1
     err = res.stderr.decode().splitlines()
-    assert err[0] == "tcpflow-check: using the policy in %s" % (work / "pyproject.toml")
-    assert err[1].startswith("tcpflow-check: policy: %s:2: CONNECTION_RESET: 2 connections"
-                             % (work / "pyproject.toml"))
+    assert err[0] == "tcpflow-check: using the policy in pyproject.toml"
+    assert err[1].startswith("tcpflow-check: policy: pyproject.toml:2: CONNECTION_RESET: "
+                             "2 connections")
+    deeper = work / "traffic"
+    deeper.mkdir()
+    err = _cli(capture, "-f", "json", cwd=deeper).stderr.decode().splitlines()
+    assert err[0] == "tcpflow-check: using the policy in ../pyproject.toml"
     assert _cli(capture, "-f", "json", "--no-policy", cwd=work).returncode == 0
 
 
@@ -130,7 +134,7 @@ def test_several_outputs_analyse_once(capture, policy, tmp_path, monkeypatch):
     real = cli.analyze
 
     def counting(*args, **kwargs):
-        calls.append(args)
+        calls.append((args, kwargs))
         return real(*args, **kwargs)
     monkeypatch.setattr(cli, "analyze", counting)
     try:
@@ -142,6 +146,13 @@ def test_several_outputs_analyse_once(capture, policy, tmp_path, monkeypatch):
         gc.enable()                     # the command turns the cyclic collector off for good
     assert result.exit_code == 1, result.output
     assert len(calls) == 1
+    # the main report keeps what its renderer wants (JSON: each connection's line), the
+    # --report files theirs, and the gate counts: four sinks fed by one pass
+    fanout = calls[0][1]["sink"]
+    main_sink, junit_sink, text_sink, gate_sink = fanout.sinks
+    assert main_sink.encode is not None and main_sink.keep is None
+    assert junit_sink.keep is not None and text_sink.keep is not None
+    assert type(gate_sink).__name__ == "Evaluation"
     assert (tmp_path / "j.xml").exists() and "CONNECTION_RESET" in (tmp_path / "t.txt").read_text()
 
 
@@ -220,8 +231,8 @@ def test_the_introduction_of_docs_ci_shows_what_the_command_prints(tmp_path):
     text = (REPO / "docs" / "ci.md").read_text(encoding="utf-8")
     policy = re.search(r"```toml\n(.*?)```", text, re.S).group(1)
     console = re.search(r"```console\n(.*?)```", text, re.S).group(1)
-    shown = [line.replace("/src/service/", "") for line in console.splitlines()
-             if line.startswith("tcpflow-check: policy: ")]
+    shown = [line for line in console.splitlines() if line.startswith("tcpflow-check: ")
+             and not line.startswith("tcpflow-check: using")]
     (tmp_path / "tcpflow-check.toml").write_text(policy)
     (tmp_path / ".git").mkdir()
     capture = write(tmp_path / "traffic.pcap", [clean(1), reset(2, t=1), reset(3, t=2),
@@ -229,7 +240,19 @@ def test_the_introduction_of_docs_ci_shows_what_the_command_prints(tmp_path):
     res = _cli(capture, "-f", "json", cwd=tmp_path)
     assert res.returncode == 1
     printed = res.stderr.decode().splitlines()
-    assert printed[0] == "tcpflow-check: using the policy in %s" % (tmp_path / "tcpflow-check.toml")
+    assert printed[0] == "tcpflow-check: using the policy in tcpflow-check.toml"
+    assert "tcpflow-check: using the policy in tcpflow-check.toml" in console
     numbers = re.compile(r"stream(s?) [\d, ]+$")
-    assert [numbers.sub("", line.replace(str(tmp_path) + "/", "")) for line in printed[1:]] == \
-        [numbers.sub("", line) for line in shown]
+    assert [numbers.sub("", line) for line in printed[1:]] == [numbers.sub("", line) for line in shown]
+
+
+def test_the_gate_counts_every_connection_whatever_the_filter_shows(capture, policy, tmp_path):
+    """--filter shapes the main report; the policy and every --report file see the capture."""
+    js = tmp_path / "all.json"
+    res = _cli(capture, "--policy", policy, "-f", "json", "--filter", "tcp.dstport == 8080",
+               "--report", "json=%s" % js)
+    assert res.returncode == 1
+    shown = json.loads(res.stdout)["connections"]
+    assert [c["resp"]["port"] for c in shown] == [8080]
+    assert len(json.loads(js.read_text())["connections"]) == 4
+    assert "CONNECTION_RESET: 1 connection, limit <= 0; stream 1" in res.stderr.decode()

@@ -193,3 +193,48 @@ def test_skipped_frames_above_a_share(tmp_path):
     assert (o.counted, o.base, o.passed) == (1, 8, False)
     assert "1 of 8 frames skipped (12.5%): truncated_tcp 1, limit <= 10%" in o.message
     assert check_capture(path, policy={"capture": {"skipped": "<= 20%"}}).gate.outcomes[-1].passed
+
+
+@pytest.mark.parametrize("text", [
+    "10.0.0.5:5432", "10.0.0.1:40001", "[2001:db8::5]:443", "[2001:db8::5]:5432", "port 443",
+    "port 40003", "port 1", "10.0.0.5", "host 2001:db8::5", "10.0.0.0/24", "10.0.2.0/24",
+    "net 2001:db8::/32", "2001:db8::/127", "0.0.0.0/0", "::/0"])
+def test_a_shorthand_answers_as_the_filter_expression_it_stands_for(tmp_path, text):
+    """Shorthand scopes are tested directly on packed addresses; the filter language's own
+    evaluation of the expression they are written out as must agree on every connection."""
+    from analyzer import analyze
+    from analyzer.gate.scope import compile_scope
+    from analyzer.triage.filter import parse
+    from analyzer.testing.synth import Dialog
+
+    def v6(port: int, server: int, t: float) -> Dialog:
+        return (Dialog(client=("2001:db8::1", port), server=("2001:db8::5", server),
+                       t0=1_700_000_000.0 + t).handshake().rst("s"))
+    dialogs = [clean(1), reset(2, HEALTH, t=1), clean(3, WEB, t=2), v6(40004, 5432, 3),
+               v6(40005, 443, 4), clean(6, ("10.0.0.1", 443), t=6)]
+    path = write(tmp_path / "mixed.pcap", dialogs)
+    results = list(analyze([str(path)]).connections)
+    assert len(results) == 6
+    scope = compile_scope(text)
+    general = parse(scope.expression)
+    answers = [(r.id, scope.accepts(r)) for r in results]
+    assert answers == [(r.id, general.matches(r)) for r in results]
+    assert scope.accepts is not general.matches
+
+
+def test_example_descriptions_stay_few_whatever_order_results_arrive_in(tmp_path):
+    """Results arrive as connections finish; fed the other way round, every result displaces
+    the lowest example, and the descriptions kept for examples must not grow with them."""
+    from analyzer import analyze
+    from analyzer.gate.evaluate import Evaluation
+    from analyzer.gate.policy import parse_policy
+    path = write(tmp_path / "resets.pcap", [reset(i, t=i * 0.01) for i in range(60)])
+    results = sorted(analyze([str(path)]).connections, key=lambda r: -r.id)
+    evaluation = Evaluation(parse_policy({"CONNECTION_RESET": 0, "examples": 1}))
+    most = 0
+    for r in results:
+        evaluation.add(r)
+        most = max(most, len(evaluation.described))
+    assert most <= evaluation.prune_at < 60
+    outcome = evaluation.finish(analyze([str(path)])).outcomes[0]
+    assert outcome.examples == (0,) and outcome.details[0].startswith("stream 0: ")

@@ -60,6 +60,9 @@ def test_a_testcase_per_rule_with_the_violation_as_failure(capture):
     assert failure.get("message") == result.gate.outcomes[0].message
     assert failure.get("type") == "finding"
     assert "tcp.stream in {" in failure.text
+    stream = result.gate.outcomes[0].examples[0]
+    assert ("\n  stream %d: 10.0.0.1:40002 -> 10.0.0.5:5432, handshake complete, close reset by "
+            "resp; CONNECTION_RESET" % stream) in failure.text
     assert cases["handshake.refused <= 0"].find("failure") is None
     warned = cases["CONNECTION_RESET <= 0 [port 8080]"]
     assert warned.find("failure") is None and "policy warning" in warned.find("system-out").text

@@ -32,25 +32,30 @@ class BaselineError(ValueError):
     """A baseline file that cannot be read (one line, exit 2)."""
 
 
-def signature(handshake: str, close: Optional[str], codes, lingering) -> List[str]:
-    """The signature keys of one connection."""
+def signature(handshake: str, close: Optional[str], codes: List[str],
+              lingering: List[str]) -> List[str]:
+    """The signature keys of one connection (each once: a connection counts once per key)."""
     keys = ["connections", "handshake." + handshake]
     if close is not None:
         keys.append("close." + close)
-    keys += sorted(set(codes))
-    keys += sorted(set(lingering))
+    keys += codes              # one finding per code already (findings aggregate by code)
+    if lingering:
+        keys += set(lingering)
     return keys
 
 
-def keep_lowest(examples: List[int], stream: int, limit: int) -> None:
+def keep_lowest(examples: List[int], stream: int, limit: int) -> bool:
     """Keep the `limit` lowest stream ids in `examples` (results arrive as connections
-    finish, not in stream order), sorted."""
+    finish, not in stream order), sorted; whether `stream` is now among them."""
     if len(examples) < limit:
         examples.append(stream)
         examples.sort()
-    elif examples and stream < examples[-1]:
+        return True
+    if examples and stream < examples[-1]:
         examples[-1] = stream
         examples.sort()
+        return True
+    return False
 
 
 class Signatures:
@@ -61,20 +66,22 @@ class Signatures:
         #: Example streams of the finding codes (the keys that can regress) per server.
         self.examples: Dict[Tuple[str, str], List[int]] = {}
         self.limit = examples
-        self.servers: Dict[Tuple[bytes, int], Dict[str, int]] = {}    # resp_raw -> counts
+        #: resp_raw -> (the server's name, its counts): the name is made once per server.
+        self.servers: Dict[Tuple[bytes, int], Tuple[str, Dict[str, int]]] = {}
 
     def add(self, r: ConnResult, exempt: frozenset = frozenset()) -> None:
-        counts = self.servers.get(r.resp_raw)
-        if counts is None:
-            counts = self.servers[r.resp_raw] = self.counts.setdefault(str(r.resp), {})
-        keys = signature(r.handshake, r.close, [f.code for f in r.findings],
-                         [lg.state for lg in r.lingering])
-        for key in keys:
-            if exempt and key in exempt:
-                continue
-            counts[key] = counts.get(key, 0) + 1
-            if key in CATALOGUE:
-                keep_lowest(self.examples.setdefault((str(r.resp), key), []), r.id, self.limit)
+        known = self.servers.get(r.resp_raw)
+        if known is None:
+            name = str(r.resp)
+            known = self.servers[r.resp_raw] = (name, self.counts.setdefault(name, {}))
+        name, counts = known
+        for key in signature(r.handshake, r.close, [f.code for f in r.findings],
+                             [lg.state for lg in r.lingering]):
+            if not (exempt and key in exempt):
+                counts[key] = counts.get(key, 0) + 1
+        for f in r.findings:                    # finding codes: the keys that can regress
+            if not (exempt and f.code in exempt):
+                keep_lowest(self.examples.setdefault((name, f.code), []), r.id, self.limit)
 
     def finish(self, report: Report) -> "Signatures":
         for f in report.findings:

@@ -30,6 +30,7 @@ class Outcome(NamedTuple):
     action: str                 # "fail", "warn" (what a violation does), "ignore"
     examples: Tuple[int, ...]   # stream ids
     message: str                # the line printed when it did not pass
+    details: Tuple[str, ...] = ()   # one line per example stream: its ends and verdicts
 
     @property
     def where(self) -> str:
@@ -61,10 +62,6 @@ class GateResult(NamedTuple):
     @property
     def failed(self) -> bool:
         return bool(self.violations)
-
-    def lines(self) -> List[str]:
-        """The violation lines, then the warning lines."""
-        return [o.message for o in self.violations] + [o.message for o in self.warnings]
 
 
 class _Tally:
@@ -102,6 +99,9 @@ class Evaluation:
         self.groups = list(groups.values())
         self.allow_counts = [0] * len(policy.allows)
         self.allow_examples: List[List[int]] = [[] for _ in policy.allows]
+        #: stream id -> one line about it, for the example streams (pruned as they change).
+        self.described: Dict[int, str] = {}
+        self.prune_at = 4 * (len(self.tallies) + 1) * max(self.limit, 1)
 
     def add(self, r: ConnResult) -> None:
         self.count += 1
@@ -127,7 +127,15 @@ class Evaluation:
                 if n:
                     t.count += n
                     t.hits += 1
-                    keep_lowest(t.examples, r.id, self.limit)
+                    if keep_lowest(t.examples, r.id, self.limit) and r.id not in self.described:
+                        self.described[r.id] = describe(r)
+                        if len(self.described) > self.prune_at:
+                            self._prune()
+
+    def _prune(self) -> None:
+        """Forget the descriptions of streams no longer among any rule's examples."""
+        wanted = {i for t in self.tallies for i in t.examples}
+        self.described = {i: d for i, d in self.described.items() if i in wanted}
 
     def __iter__(self) -> Iterator[ConnResult]:       # a sink that keeps no result
         return iter(())
@@ -141,12 +149,25 @@ class Evaluation:
                 if t.rule.scope is None and _counts_finding(t, f.code, f.severity):
                     t.count += 1
                     t.wide.append(f.message)
-        outcomes = [_rule_outcome(t) for t in self.tallies]
+        outcomes = [_rule_outcome(t)._replace(details=tuple(
+            self.described[i] for i in t.examples if i in self.described))
+            for t in self.tallies]
         outcomes += [_capture_outcome(c, report) for c in self.policy.capture
                      if c.action != "ignore"]
         allowed = [AllowUse(a, n, tuple(ex)) for a, n, ex in
                    zip(self.policy.allows, self.allow_counts, self.allow_examples)]
         return GateResult(outcomes, allowed)
+
+
+def describe(r: ConnResult) -> str:
+    """One line about a connection: `stream 4: 10.0.0.1:40010 -> 10.0.0.5:5432, handshake
+    complete, close reset by resp; CONNECTION_RESET`."""
+    close = "no close" if r.close is None else "close " + r.close
+    if r.reset_by:
+        close += " by " + r.reset_by
+    codes = ", ".join(f.code for f in r.findings)
+    return "stream %d: %s -> %s, handshake %s, %s%s" % (
+        r.id, r.orig, r.resp, r.handshake, close, "; " + codes if codes else "")
 
 
 def _counts_finding(t: _Tally, code: str, severity: str) -> bool:

@@ -16,7 +16,7 @@ import sys
 from typing import Any, Dict, Final, List, NamedTuple, Optional, Tuple
 
 from analyzer.gate.locate import KeyLines, Path
-from analyzer.gate.rules import (ACTIONS, CAPTURE, KeyError_, Limit, Subject, is_prefix, limit,
+from analyzer.gate.rules import (ACTIONS, CAPTURE, RuleError, Limit, Subject, is_prefix, limit,
                                  subject)
 from analyzer.gate.scope import Scope, ScopeError, compile_scope
 
@@ -198,7 +198,7 @@ class _Parser:
                 if isinstance(value, dict):
                     action, reason, raw = self.spec(value, at, ("fail", "warn"), needs_limit=True)
                 lim = limit(raw, subj.rate_of, key)
-            except KeyError_ as exc:
+            except RuleError as exc:
                 raise self.error(at, str(exc)) from None
             where, line = self.where(at)
             out.append(Rule(subj, lim, action, scope, where, line, reason))
@@ -244,7 +244,7 @@ class _Parser:
                 else:
                     try:
                         lim = limit(value, "frames", rule.key)
-                    except KeyError_ as exc:
+                    except RuleError as exc:
                         raise self.error(at, str(exc)) from None
             elif value in ACTIONS:
                 action = value
@@ -297,7 +297,7 @@ class _Parser:
                     raise self.error(at + ("rules",), "rules must be a list of rule keys")
                 try:
                     keys = frozenset(subject(k).key for k in names)
-                except KeyError_ as exc:
+                except RuleError as exc:
                     raise self.error(at + ("rules",), str(exc)) from None
             where, line = self.where(at)
             out.append(Allow(self.scope(entry["match"], at + ("match",)), keys, reason.strip(),
@@ -324,7 +324,7 @@ class _Parser:
             at: Path = ("baseline", "tolerances", key)
             try:
                 name = subject(key).key
-            except KeyError_ as exc:
+            except RuleError as exc:
                 raise self.error(at, str(exc)) from None
             per[name] = self.tolerance(value, at)
         return BaselineSettings(severity, default, per)

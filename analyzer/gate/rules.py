@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from typing import Callable, Dict, Final, List, NamedTuple, Optional, Tuple
+from typing import Callable, Dict, Final, List, NamedTuple, Tuple
 
 from analyzer.common.findings import CATALOGUE, SEVERITY_RANK
 from analyzer.judge.result import ANALYSIS_FIELDS, ConnResult
@@ -70,8 +70,6 @@ RULE_KINDS: Final = [
                  "`%s`" % f for f in ANALYSIS_FIELDS), "packets"),
 ]
 
-_KINDS: Final = {k.name: k for k in RULE_KINDS}
-
 #: Endpoint states a connection can be left in at the end of the capture (`lingering`).
 LINGERING_STATES: Final = ("CLOSE_WAIT", "TIME_WAIT")
 SIDES: Final = ("orig", "resp")
@@ -81,12 +79,12 @@ _UNIT_NS: Final = {"ms": NS // 1000, "s": NS, "m": 60 * NS, "h": 3600 * NS}
 _LINGERING: Final = re.compile(r"\s*(\w+)\s*(?:>\s*(.*?))?\s*$")
 
 
-class KeyError_(ValueError):
+class RuleError(ValueError):
     """A rule key that names nothing (the message says what was meant, where it can)."""
 
 
 def subject(key: str) -> Subject:
-    """The subject a rule key names; `KeyError_` with a suggestion when it names none."""
+    """The subject a rule key names; `RuleError` with a suggestion when it names none."""
     if key in CATALOGUE:
         return Subject(key, "finding", _has_code(key), "connections", "connections")
     head, _, tail = key.partition(".")
@@ -110,7 +108,7 @@ def subject(key: str) -> Subject:
                            tail.replace("_", " "), "packets")
         vocab = _VOCABULARIES.get(head)
         if vocab is not None:
-            raise KeyError_("unknown %s value %r in %r (one of: %s)"
+            raise RuleError("unknown %s value %r in %r (one of: %s)"
                             % (head, tail, key, ", ".join(vocab)))
     if key == "connections":
         return Subject(key, "connections", lambda r: 1, "connections", "")
@@ -124,14 +122,14 @@ def subject(key: str) -> Subject:
         canonical = state if text is None else "%s > %s" % (state, text.strip())
         return Subject(canonical, "lingering", _lingers(state, over), "connections",
                        "connections")
-    raise KeyError_("unknown rule %r%s" % (key, _suggest(key)))
+    raise RuleError("unknown rule %r%s" % (key, _suggest(key)))
 
 
 def duration_ns(text: str, key: str = "") -> int:
     """`500ms`, `5s`, `1.5m`, `2h` in nanoseconds."""
     m = _DURATION.match(text)
     if m is None:
-        raise KeyError_("bad duration %r in %r: write a number and a unit (ms, s, m, h), "
+        raise RuleError("bad duration %r in %r: write a number and a unit (ms, s, m, h), "
                         "e.g. \"CLOSE_WAIT > 5s\"" % (text, key or text))
     return int(round(float(m.group(1)) * _UNIT_NS[m.group(2)]))
 
@@ -195,9 +193,6 @@ class Limit(NamedTuple):
         x = (100.0 * count / base if base else 0.0) if self.rate else float(count)
         return _OPS[self.op](x, self.value)
 
-    def describe(self) -> str:
-        return self.text
-
 
 _OPS: Final[Dict[str, Callable[[float, float], bool]]] = {
     "<=": lambda x, v: x <= v, "<": lambda x, v: x < v, ">=": lambda x, v: x >= v,
@@ -209,23 +204,23 @@ def limit(value: object, rate_of: str, key: str) -> Limit:
     """A limit as a policy writes it: `0` (at most none), `"<= 1%"`, `">= 1"`, `"< 3"`."""
     if isinstance(value, bool) or not isinstance(value, (int, str)):
         hint = ' (write a rate as a string: "%s%%")' % value if isinstance(value, float) else ""
-        raise KeyError_("the limit of %r must be a count or a string such as \"<= 1%%\", "
+        raise RuleError("the limit of %r must be a count or a string such as \"<= 1%%\", "
                         "not %r%s" % (key, value, hint))
     if isinstance(value, int):
         if value < 0:
-            raise KeyError_("the limit of %r is negative (%d)" % (key, value))
+            raise RuleError("the limit of %r is negative (%d)" % (key, value))
         return Limit("<=", float(value), False, "<= %d" % value)
     m = _LIMIT.match(value)
     if m is None:
-        raise KeyError_("bad limit %r for %r: write a count (0, \"<= 2\", \">= 1\") or a "
+        raise RuleError("bad limit %r for %r: write a count (0, \"<= 2\", \">= 1\") or a "
                         "rate (\"<= 1%%\")" % (value, key))
     op, number, pct = m.group(1) or "<=", float(m.group(2)), m.group(3) == "%"
     if pct and not rate_of:
-        raise KeyError_("%r takes a count, not a rate (%r)" % (key, value))
+        raise RuleError("%r takes a count, not a rate (%r)" % (key, value))
     if pct and number > 100:
-        raise KeyError_("the rate %r of %r is over 100%%" % (value, key))
+        raise RuleError("the rate %r of %r is over 100%%" % (value, key))
     if not pct and number != int(number):
-        raise KeyError_("the count %r of %r is not a whole number" % (value, key))
+        raise RuleError("the count %r of %r is not a whole number" % (value, key))
     shown = ("%g%%" % number) if pct else "%d" % number
     return Limit(op, number, pct, "%s %s" % (op, shown))
 
@@ -267,7 +262,3 @@ NOT_TCP: Final = frozenset({"not_ip", "not_tcp", "icmp_quoted_tcp"})
 
 CAPTURE: Final = {c.key: c for c in CAPTURE_RULES}
 ACTIONS: Final = ("fail", "warn", "ignore")
-
-
-def kind(name: str) -> Optional[RuleKind]:
-    return _KINDS.get(name)

@@ -6,14 +6,17 @@ reads best — a server (`"10.0.0.5:5432"`, `"[2001:db8::5]:443"`), a port (`"po
 (`"10.0.0.9"`, `"host 10.0.0.9"`) or a network (`"10.0.0.0/8"`, `"net 10.0.0.0/8"`), each
 matching a connection when either end fits it, as tcpdump's `host`, `port` and `net` do. A
 shorthand is checked here (so that its errors point into the text as written), then written
-out in the filter language; either way the one filter parser compiles it.
+out in the filter language, and the one filter parser compiles it as it compiles any other
+scope. A shorthand is also tested directly on the packed addresses and ports (a fraction of
+the time the general evaluator takes, and the gate tests every scope on every connection); a
+test holds the two to the same answer on every connection of a varied capture.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import re
-from typing import Callable, Final, NamedTuple, Optional
+from typing import Callable, Final, NamedTuple, Optional, Tuple, Union
 
 from analyzer.judge.result import ConnResult
 from analyzer.triage.filter import FilterError, parse
@@ -46,27 +49,29 @@ def compile_scope(text: str) -> Scope:
     if not isinstance(text, str) or not text.strip():
         raise ScopeError("a scope is a non-empty string such as \"10.0.0.5:5432\", "
                          "\"port 443\", \"10.0.0.0/8\" or a filter expression")
-    expression = shorthand(text)
+    short = shorthand(text)
     try:
-        compiled = parse(text if expression is None else expression)
+        compiled = parse(text if short is None else short[0])
     except FilterError as exc:
-        if expression is not None:           # pragma: no cover - shorthands are checked above
+        if short is not None:                # pragma: no cover - shorthands are checked above
             raise ScopeError(exc.message) from None
         raise ScopeError(exc.message, exc.position) from None
-    return Scope(text, str(compiled), compiled.matches)
+    return Scope(text, str(compiled), compiled.matches if short is None else short[1])
 
 
-def shorthand(text: str) -> Optional[str]:
-    """The filter expression a shorthand stands for; None when `text` is not a shorthand."""
+def shorthand(text: str) -> Optional[Tuple[str, Predicate]]:
+    """The filter expression a shorthand stands for and the same test made directly; None
+    when `text` is not a shorthand."""
     m = _PORT.match(text)
     if m:
-        return "tcp.port == %d" % _port_number(m.group(1), text)
+        port = _port_number(m.group(1), text)
+        return "tcp.port == %d" % port, _port(port)
     m = _HOST_PORT.match(text)
     if m:
         addr = _address(m.group(1) or m.group(2), text)
         port = _port_number(m.group(3), text)
-        return ("ip.src == {0} and tcp.srcport == {1} or ip.dst == {0} and tcp.dstport == {1}"
-                .format(addr, port))
+        return (("ip.src == {0} and tcp.srcport == {1} or ip.dst == {0} and tcp.dstport == {1}"
+                 .format(addr, port)), _endpoint((ipaddress.ip_address(addr).packed, port)))
     m = _WORD.match(text)
     word, rest = (m.group(1), m.group(2)) if m else ("", text.strip())
     try:
@@ -78,7 +83,8 @@ def shorthand(text: str) -> Optional[str]:
         return None
     if word == "host" and net.num_addresses != 1:
         raise ScopeError("%r is a network: write \"net %s\"" % (rest, rest), text.index(rest))
-    return "ip.addr == %s" % (net.network_address if net.num_addresses == 1 else net)
+    return ("ip.addr == %s" % (net.network_address if net.num_addresses == 1 else net),
+            _network(net))
 
 
 def _port_number(digits: str, text: str) -> int:
@@ -86,6 +92,31 @@ def _port_number(digits: str, text: str) -> int:
     if port > 65535:
         raise ScopeError("port %d is out of range (0-65535)" % port, text.index(digits))
     return port
+
+
+def _port(port: int) -> Predicate:
+    def accepts(r: ConnResult) -> bool:
+        return r.orig_raw[1] == port or r.resp_raw[1] == port
+    return accepts
+
+
+def _endpoint(end: Tuple[bytes, int]) -> Predicate:
+    def accepts(r: ConnResult) -> bool:
+        return r.resp_raw == end or r.orig_raw == end
+    return accepts
+
+
+def _network(net: Union[ipaddress.IPv4Network, ipaddress.IPv6Network]) -> Predicate:
+    size = 4 if net.version == 4 else 16
+    first = int(net.network_address)
+    mask = int(net.netmask)
+
+    def inside(addr: bytes) -> bool:
+        return len(addr) == size and int.from_bytes(addr, "big") & mask == first
+
+    def accepts(r: ConnResult) -> bool:
+        return inside(r.orig_raw[0]) or inside(r.resp_raw[0])
+    return accepts
 
 
 def _address(addr: str, text: str) -> str:

@@ -53,6 +53,8 @@ class GateSession:
         if policy is None and not no_policy:
             policy = find_policy(cwd)
             found = policy is not None
+            if policy is not None:          # named as a user would: tcpflow-check.toml:7
+                policy = os.path.relpath(policy, cwd)
         rules = load_policy(policy) if policy is not None else None
         before = load_baseline(baseline) if baseline is not None else None
         return cls(rules, policy, found, before, baseline,
@@ -68,25 +70,26 @@ class GateSession:
         return self.evaluation
 
     def finish(self, report: Report, env: Mapping[str, str] = os.environ) -> Finished:
-        gate = changes = None
+        gate: Optional[GateResult] = None
+        changes: List[Change] = []
         if self.evaluation is not None:
             result = self.evaluation.finish(report)
             gate = result if self.policy is not None else None
-        changes = []
-        signatures = self.evaluation.signatures if self.evaluation is not None else None
-        if signatures is not None:
-            signatures.finish(report)
-            if self.baseline is not None:
-                changes = compare(self.baseline, signatures, (self.policy or empty_policy()).baseline,
-                                  self.baseline_file or "")
-        lines = ([o.message for o in gate.violations] if gate else []) + \
-            [c.message for c in changes if c.regression] + \
-            ([o.message for o in gate.warnings] if gate else []) + \
-            [c.message for c in changes if not c.regression]
-        failed = bool(gate and gate.failed) or any(c.regression for c in changes)
-        notes = github.workflow_commands(gate, changes, self.policy_file, env) \
+            signatures = self.evaluation.signatures
+            if signatures is not None:
+                signatures.finish(report)
+                if self.baseline is not None:
+                    settings = (self.policy or empty_policy()).baseline
+                    changes = compare(self.baseline, signatures, settings,
+                                      self.baseline_file or "")
+        violations = gate.violations if gate else []
+        warnings = gate.warnings if gate else []
+        lines = ([o.message for o in violations] + [c.message for c in changes if c.regression]
+                 + [o.message for o in warnings] + [c.message for c in changes if not c.regression])
+        failed = bool(violations) or any(c.regression for c in changes)
+        commands = github.workflow_commands(gate, changes, self.policy_file, env) \
             if github.in_github_actions(env) else []
-        return Finished(gate, changes, lines, notes, failed)
+        return Finished(gate, changes, lines, commands, failed)
 
     def baseline_document(self, report: Report) -> dict:
         assert self.evaluation is not None and self.evaluation.signatures is not None
@@ -100,7 +103,7 @@ class GateSession:
 def exit_code(base: int, finished: Finished) -> int:
     """The run's exit code: the report's (0, 1 for --fail-on, 3 for an unreadable file),
     raised to 1 when the gate failed; 3 stays 3."""
-    return max(base, EXIT_FINDINGS) if finished.failed and base == 0 else base
+    return EXIT_FINDINGS if finished.failed and base == 0 else base
 
 
 __all__ = ["GateSession", "Finished", "exit_code", "write_baseline"]

@@ -93,8 +93,9 @@ def _rule_case(suite: ET.Element, o: Outcome) -> ET.Element:
         return case
     details = _text(o.message)
     if o.examples:
-        details += "\nexample streams (Wireshark: tcp.stream in {%s})" % " ".join(
+        details += "\nexample streams (Wireshark: tcp.stream in {%s}):" % " ".join(
             map(str, o.examples))
+        details += "".join("\n  " + _text(line) for line in o.details)
     if o.action == "fail":
         failure = ET.SubElement(case, "failure", type=_kind(o), message=_text(o.message))
         failure.text = details
