@@ -30,6 +30,18 @@ def _warn(message: str) -> None:
     click.echo("%s: %s" % (TOOL_NAME, message), err=True)
 
 
+def _udp_tunnel(ctx: click.Context, param: click.Parameter,
+                values: Tuple[str, ...]) -> Tuple[Tuple[int, str], ...]:
+    """`--udp-tunnel PORT=KIND` values as (port, kind) pairs (Settings checks them)."""
+    out = []
+    for value in values:
+        port, sep, kind = value.partition("=")
+        if not sep or not port.strip().isdigit():
+            raise click.BadParameter("%r is not PORT=KIND (for example 4790=vxlan)" % value)
+        out.append((int(port), kind.strip().lower()))
+    return tuple(out)
+
+
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("captures", nargs=-1, required=True, metavar="CAPTURE...")
 @click.option("-f", "--format", "fmt", type=click.Choice(sorted(RENDERERS)), default="text",
@@ -56,6 +68,10 @@ def _warn(message: str) -> None:
               help="Exit 1 when a finding of this severity or worse is present (CI gate).")
 @click.option("-s", "--stream", "streams", type=click.IntRange(min=0), multiple=True,
               help="Show this connection (Wireshark tcp.stream number) with its packet ladder; repeatable.")
+@click.option("--udp-tunnel", "udp_tunnels", multiple=True, callback=_udp_tunnel,
+              metavar="PORT=KIND",
+              help="Also open UDP port PORT as a tunnel of KIND (vxlan, geneve, gtp-u, teredo, "
+                   "ayiya, l2tp, gre, mpls); repeatable. The standard ports are always opened.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress line on stderr.")
 @click.option("--color/--no-color", default=None, help="Force colour on or off (default: on a terminal).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True, allow_dash=True),
@@ -65,14 +81,15 @@ def _warn(message: str) -> None:
 def main(captures: Tuple[str, ...], fmt: str, show_all: bool, msl: float,
          fail_on: Optional[str], color: Optional[bool], output: str,
          streams: Tuple[int, ...], limit: int, checksums: bool, quiet: bool,
-         max_connections: int, idle_timeout: Optional[float]) -> None:
+         max_connections: int, idle_timeout: Optional[float],
+         udp_tunnels: Tuple[Tuple[int, str], ...] = ()) -> None:
     """Verdicts for every TCP connection in CAPTURE (pcap, pcapng, gzip; '-' reads stdin).
 
     Several files are analysed as one time-ordered capture (rotated captures).
     """
     try:
         _run(captures, fmt, show_all, msl, fail_on, color, output, streams, limit, checksums,
-             quiet, max_connections, idle_timeout)
+             quiet, max_connections, idle_timeout, udp_tunnels)
     except (click.exceptions.Exit, click.ClickException, SystemExit):
         raise
     except KeyboardInterrupt:  # pragma: no cover - interactive
@@ -87,7 +104,8 @@ def main(captures: Tuple[str, ...], fmt: str, show_all: bool, msl: float,
 def _run(captures: Tuple[str, ...], fmt: str, show_all: bool, msl: float,
          fail_on: Optional[str], color: Optional[bool], output: str,
          streams: Tuple[int, ...], limit: int, checksums: bool, quiet: bool,
-         max_connections: int, idle_timeout: Optional[float]) -> None:
+         max_connections: int, idle_timeout: Optional[float],
+         udp_tunnels: Tuple[Tuple[int, str], ...] = ()) -> None:
     if captures.count("-") > 1:
         raise click.UsageError("stdin ('-') can be given only once")
     # The analysis and the report make no reference cycles: reference counting frees all.
@@ -95,7 +113,8 @@ def _run(captures: Tuple[str, ...], fmt: str, show_all: bool, msl: float,
     # spilled results back took eight times longer with it on).
     try:
         settings = Settings(msl=msl, idle_timeout=idle_timeout, checksums=checksums,
-                            max_live=max_connections, ladders=frozenset(streams))
+                            max_live=max_connections, ladders=frozenset(streams),
+                            udp_tunnels=udp_tunnels)
     except ValueError as exc:
         raise click.UsageError(str(exc))
     gc.disable()
