@@ -67,6 +67,18 @@ def _report_option(ctx: click.Context, param: click.Parameter,
         raise click.BadParameter(str(exc), ctx, param)
 
 
+def _udp_tunnel(ctx: click.Context, param: click.Parameter,
+                values: Tuple[str, ...]) -> Tuple[Tuple[int, str], ...]:
+    """`--udp-tunnel PORT=KIND` values as (port, kind) pairs (Settings checks them)."""
+    out = []
+    for value in values:
+        port, sep, kind = value.partition("=")
+        if not sep or not port.strip().isdigit():
+            raise click.BadParameter("%r is not PORT=KIND (for example 4790=vxlan)" % value)
+        out.append((int(port), kind.strip().lower()))
+    return tuple(out)
+
+
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("captures", nargs=-1, required=True, metavar="CAPTURE...")
 @click.option("-f", "--format", "fmt", type=click.Choice(sorted(RENDERERS)), default="text",
@@ -103,6 +115,10 @@ def _report_option(ctx: click.Context, param: click.Parameter,
               help="Count the connections per server, client, port or finding code.")
 @click.option("--explain", "explain", type=click.IntRange(min=0), multiple=True, metavar="N",
               help="Narrate stream N's handshake and close, arithmetic checked; repeatable.")
+@click.option("--udp-tunnel", "udp_tunnels", multiple=True, callback=_udp_tunnel,
+              metavar="PORT=KIND",
+              help="Also open UDP port PORT as a tunnel of KIND (vxlan, geneve, gtp-u, teredo, "
+                   "ayiya, l2tp, gre, mpls); repeatable. The standard ports are always opened.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress line on stderr.")
 @click.option("--browse", is_flag=True, expose_value=False, callback=lambda ctx, _, value:
               ctx.meta.update(browse=value),
@@ -138,7 +154,7 @@ def main(captures: Tuple[str, ...], fmt: str, show_all: bool, msl: float,
          sort: Optional[str], group_by: Optional[str], explain: Tuple[int, ...],
          reports: Tuple[Tuple[str, str], ...], policy: Optional[str], no_policy: bool,
          baseline: Optional[str], write_baseline: Optional[str],
-         summary_md: Optional[str]) -> None:
+         summary_md: Optional[str], udp_tunnels: Tuple[Tuple[int, str], ...] = ()) -> None:
     """Verdicts for every TCP connection in CAPTURE (pcap, pcapng, gzip; '-' reads stdin).
 
     Several files are analysed as one time-ordered capture (rotated captures).
@@ -158,7 +174,8 @@ def main(captures: Tuple[str, ...], fmt: str, show_all: bool, msl: float,
         triage = _triage(fmt, show_all, limit, streams, filter_text, sort, group_by, explain)
         _run(captures, fmt, show_all, msl, fail_on, color, output, streams + explain,
              100 if limit is None else limit, checksums, quiet, max_connections, idle_timeout,
-             triage, CIOptions(policy, no_policy, baseline, write_baseline, reports, summary_md))
+             triage, CIOptions(policy, no_policy, baseline, write_baseline, reports, summary_md),
+             udp_tunnels)
     except (click.exceptions.Exit, click.ClickException, SystemExit):
         raise
     except KeyboardInterrupt:  # pragma: no cover - interactive
@@ -174,7 +191,7 @@ def _run(captures: Tuple[str, ...], fmt: str, show_all: bool, msl: float,
          fail_on: Optional[str], color: Optional[bool], output: str,
          streams: Tuple[int, ...], limit: int, checksums: bool, quiet: bool,
          max_connections: int, idle_timeout: Optional[float], triage: dict,
-         ci: CIOptions) -> None:
+         ci: CIOptions, udp_tunnels: Tuple[Tuple[int, str], ...] = ()) -> None:
     if captures.count("-") > 1:
         raise click.UsageError("stdin ('-') can be given only once")
     if fmt == "svg" and len(set(streams)) != 1:
@@ -186,7 +203,8 @@ def _run(captures: Tuple[str, ...], fmt: str, show_all: bool, msl: float,
     # spilled results back took eight times longer with it on).
     try:
         settings = Settings(msl=msl, idle_timeout=idle_timeout, checksums=checksums,
-                            max_live=max_connections, ladders=frozenset(streams))
+                            max_live=max_connections, ladders=frozenset(streams),
+                            udp_tunnels=udp_tunnels)
     except ValueError as exc:
         raise click.UsageError(str(exc))
     inputs = same_as_input(output, captures)

@@ -15,6 +15,7 @@ from analyzer.pipeline import analyze
 from analyzer.settings import Settings
 from analyzer.decode.segment import ACK, FIN, PSH, RST, SYN
 from analyzer.testing.synth import Dialog, merge, write_pcap
+from analyzer.testing.encap import fragments
 
 
 def est(**kw) -> Dialog:
@@ -101,6 +102,7 @@ BUILDERS = {
     "PORT_REUSE": lambda: [_reuse(61)],
     "HALF_OPEN_FLOOD": _flood,
     "BAD_CHECKSUM": lambda: [est()],
+    "IP_FRAGMENTS_MALFORMED": lambda: [est()],
 }
 
 
@@ -115,6 +117,11 @@ def _run(tmp_path, code):
     packets = merge(*dialogs)
     if code == "BAD_CHECKSUM":
         packets = _corrupt_checksum(packets)
+    if code == "IP_FRAGMENTS_MALFORMED":            # the SYN in fragments that overlap
+        ts, ip, side = packets[0]
+        first, last = fragments(ip, [24])
+        packets = [(ts, first, side), (ts, fragments(ip, [16])[1], side),
+                   (ts, last, side)] + packets[1:]
     path = tmp_path / "c.pcap"
     write_pcap(path, packets)
     return analyze([str(path)], Settings(checksums=(code == "BAD_CHECKSUM"))).to_dict()

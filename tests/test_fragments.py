@@ -153,3 +153,15 @@ def test_ip_general_gives_fragments_to_the_caller():
     assert (frag.offset, frag.size, frag.more) == (48, len(SYN4) - 20 - 48, False)
     head = struct.unpack("!H", E.fragments(SYN4, [48])[0][6:8])[0]
     assert head == 0x2000
+
+
+def test_checksums_do_not_judge_a_fragment(tmp_path):
+    from analyzer.settings import Settings
+    buf = io.BytesIO()
+    w = synth.PcapWriter(buf)
+    for i, f in enumerate(_frames(E.fragments(SYN4, [48, 40]))):
+        w.write(1_000_000_000 + i, f)
+    path = tmp_path / "f.pcap"
+    path.write_bytes(buf.getvalue())
+    [conn] = analyze([str(path)], Settings(checksums=True)).to_dict()["connections"]
+    assert "BAD_CHECKSUM" not in {f["code"] for f in conn["findings"]}

@@ -55,9 +55,6 @@ DIFFERENCES: Dict[Tuple[str, str], Tuple[int, int, str]] = {
         18, 19, "frame 51 resends seq 1513478042, which frame 22 carried and the receiver kept "
         "acknowledging as missing: a retransmission of bytes already seen; " + _OOO + " "
         "(timestamps 1 us apart here)"),
-    ("suricata-verify/bug-5437-02__input.pcap", "retransmissions"): (
-        22, 0, "all TCP is inside ERSPAN over GRE, which we do not decode (tests/test_corpus.py "
-        "CONV_DIFFERENCES)"),
     ("suricata-verify/tcp-rst-unacked-stream-09__TLPW1-tcp-110.37.219.134-10.12.14.101-tcp-990-"
      "49230.pcap", "retransmissions"): (
         0, 2, "frames 38 and 42 carry bytes of holes that opened 2.6 s and 1.9 s earlier, each "

@@ -230,3 +230,20 @@ def test_udp_tunnel_ports_from_settings(tmp_path):
     for bad in (((0, "vxlan"),), ((9999, "vxlan2"),), ((True, "gre"),)):
         with pytest.raises(ValueError, match="udp_tunnels"):
             Settings(udp_tunnels=bad)
+
+
+def test_cli_udp_tunnel_option(tmp_path):
+    import subprocess
+    import sys
+    wrap = lambda ip: _udp(9999, E.vxlan(3, E.ether_ip(ip)))                        # noqa: E731
+    path = tmp_path / "t.pcap"
+    path.write_bytes(_capture(_handshake(wrap, wrap)))
+    run = lambda *a: subprocess.run([sys.executable, "-m", "analyzer", "--format", "json",  # noqa
+                                     *a, str(path)], capture_output=True, text=True, timeout=120)
+    proc = run("--udp-tunnel", "9999=VXLAN")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["connections"][0]["tunnel"][0]["kind"] == "vxlan"
+    for bad in ("9999", "x=vxlan", "9999=nope", "70000=vxlan"):
+        proc = run("--udp-tunnel", bad)
+        assert proc.returncode == 2 and proc.stdout == ""
+        assert proc.stderr.strip().splitlines()[-1].startswith("Error:")

@@ -2,7 +2,8 @@
 
 Off by default: captures taken on the sending host hold packets before the NIC computed their
 checksums (offload), so most outgoing checksums look wrong. Only whole packets can be checked:
-a frame cut by the snaplen, or an IPv6 packet with extension headers, is not judged.
+a frame cut by the snaplen, a fragment (the segment of a reassembled datagram), or an IPv6
+packet with extension headers, is not judged.
 """
 
 from __future__ import annotations
@@ -53,7 +54,8 @@ def checksums_ok(linktype: int, buf: bytes) -> Optional[bool]:
     if ver == 4:
         ihl = (buf[off] & 15) * 4
         total = struct.unpack_from("!H", buf, off + 2)[0]
-        if len(buf) < off + total or buf[off + 9] != 6 or total < ihl + 20:
+        if len(buf) < off + total or buf[off + 9] != 6 or total < ihl + 20 or \
+                buf[off + 6] & 0x3F or buf[off + 7]:    # a fragment: not the whole segment
             return None
         if inet_checksum(buf[off:off + ihl]) != 0:
             return False
