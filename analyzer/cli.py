@@ -169,7 +169,7 @@ def main(captures: Tuple[str, ...], fmt: str, show_all: bool, msl: float,
       70  internal error (a bug)
     """
     if click.get_current_context().meta.get("browse"):
-        sys.exit(_browse(captures, msl, checksums, max_connections, idle_timeout))
+        sys.exit(_browse(captures, msl, checksums, max_connections, idle_timeout, udp_tunnels))
     try:
         triage = _triage(fmt, show_all, limit, streams, filter_text, sort, group_by, explain)
         _run(captures, fmt, show_all, msl, fail_on, color, output, streams + explain,
@@ -346,7 +346,7 @@ _REPORT_ONLY = ("fmt", "show_all", "limit", "fail_on", "streams", "color", "outp
 
 
 def _browse(captures: Tuple[str, ...], msl: float, checksums: bool, max_connections: int,
-            idle_timeout: Optional[float]) -> int:
+            idle_timeout: Optional[float], udp_tunnels: Tuple[Tuple[int, str], ...]) -> int:
     """`--browse`: the analysis's options apply; the report's make no sense (usage error)."""
     ctx = click.get_current_context()
     given = [p.opts[-1] for p in ctx.command.params if p.name in _REPORT_ONLY
@@ -363,7 +363,7 @@ def _browse(captures: Tuple[str, ...], msl: float, checksums: bool, max_connecti
             return EXIT_USAGE
     try:
         settings = Settings(msl=msl, idle_timeout=idle_timeout, checksums=checksums,
-                            max_live=max_connections)
+                            max_live=max_connections, udp_tunnels=udp_tunnels)
     except ValueError as exc:
         raise click.UsageError(str(exc))
     from analyzer.browse.launch import browse

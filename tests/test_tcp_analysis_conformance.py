@@ -51,6 +51,11 @@ _SYNACK_BASE = ("tshark flags a SYN-ACK whose sequence number differs from the b
 
 #: (file, column) -> (tshark, ours, why): deliberate differences, each with its reason.
 DIFFERENCES: Dict[Tuple[str, str], Tuple[int, int, str]] = {
+    ("suricata-verify/bug-5437-02__input.pcap", "retransmissions"): (
+        22, 15, "an ERSPAN mirror that captured 7 frames twice (stream 6: frames 44, 46, 48, 50, "
+        "52, 54, 56 repeat the frame before them with the same inner IPv4 ID and checksum, 11 to "
+        "262 us later): capture duplicates, counted apart (CAPTURE_DUPLICATE), where tshark calls "
+        "them retransmissions"),
     ("suricata-verify/bug-4376__syn_retransmit_with_ts.pcap", "retransmissions"): (
         18, 19, "frame 51 resends seq 1513478042, which frame 22 carried and the receiver kept "
         "acknowledging as missing: a retransmission of bytes already seen; " + _OOO + " "

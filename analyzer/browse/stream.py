@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import Callable, List, Optional, Sequence, Union
 
 from analyzer.capture.files import CaptureStats, open_captures
-from analyzer.decode.frames import QuotedTCP, decode_at, decode_frame
+from analyzer.decode.frames import FrameDecoder, QuotedTCP, decode_at
 from analyzer.decode.segment import Segment
 from analyzer.judge.ladder import LADDER_LIMIT, Tracer
 from analyzer.judge.result import ConnResult, LadderRow
@@ -43,7 +43,10 @@ def stream_ladder(paths: Sequence[str], settings: Settings, r: ConnResult,
                   on_frame: Optional[Callable[[int], None]] = None) -> List[LadderRow]:
     """The ladder of connection `r` (at most `LADDER_LIMIT` rows), read again from `paths`."""
     wanted = keys_of(r)
+    tunnels = (r.tunnel, r.rtunnel)
     first, last = r.first_frame, r.last_frame
+    # The pipeline's own decoder: tunnels opened as the analysis opened them.
+    decoder = FrameDecoder(settings.udp_tunnel_ports)
     tracer = Tracer()
     table = FlowTable(_drop, settings.msl_ns, settings.idle_timeout_ns, settings.max_live)
     frames = open_captures(paths, CaptureStats(), [])
@@ -61,9 +64,10 @@ def stream_ladder(paths: Sequence[str], settings: Settings, r: ConnResult,
             seg: Union[Segment, str, None] = decode_at(frames.linktype, frames.buf,
                                                        frames.start, frames.end)
             if seg is None:
-                seg = decode_frame(frames.linktype, frames.buf[frames.start:frames.end])
+                seg = decoder.decode(frames.linktype, frames.buf[frames.start:frames.end],
+                                     frames.ts, num)
             if not isinstance(seg, Segment) or isinstance(seg, QuotedTCP) \
-                    or seg.key not in wanted:
+                    or seg.key not in wanted or seg.tunnel not in tunnels:
                 continue
             seg.ts = frames.ts
             seg.num = num

@@ -39,7 +39,7 @@ _CLASSIC: Final = FIN | SYN | RST | PSH | ACK | URG
 #: Two or three of FIN, SYN, RST in one segment: flag combinations `_odd_flags` reports.
 _MULTI_FLAGS: Final = frozenset({FIN | SYN, FIN | RST, SYN | RST, FIN | SYN | RST})
 #: A frame identical to the one before it from the same side (same IPv4 ID and TCP checksum)
-#: at most this far apart in time is the same packet captured twice (a SPAN of two ports).
+#: less than this far apart in time is the same packet captured twice (a SPAN of two ports).
 DUP_NS: Final = 1_000_000
 #: States before the handshake completed, where data has no place (TFO aside).
 _UNSYNCHRONIZED: Final = frozenset({State.CLOSED, State.LISTEN, State.SYN_SENT, State.SYN_RECEIVED})
@@ -111,7 +111,7 @@ class Connection(ConnectionCore):
         key = (seg.dup << 1 | s) | seg.flags << 34 | seg.paylen << 43
         key2 = seg.seq << 16 | seg.win
         if (key != self.last_dup or key2 != self.last_dup2 or seg.ack != self.last_dup3
-                or not -DUP_NS <= seg.ts - self.last_ts <= DUP_NS):
+                or not -DUP_NS < seg.ts - self.last_ts < DUP_NS):
             self.last_dup, self.last_dup2, self.last_dup3 = key, key2, seg.ack
             return False
         x = self.ep[s]
