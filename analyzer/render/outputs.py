@@ -4,20 +4,22 @@
 its renderer wants of the connections (`make_sink`); `Fanout` hands every result to all of
 them (and to the CI gate's counters) during the single pass of `analyze()`
 (`analyzer.report.fanout`), and each output is
-then rendered from the same report with its own connections. A file is written to a temporary
-file in its directory and renamed over the target only once complete, so a failed or
-interrupted run never leaves half a report, nor destroys an older one.
+then rendered from the same report with its own connections. Each file follows `-o`'s rules
+(`analyzer.render.output`): never an input, checked before reading, written to a temporary
+file in its directory and renamed over the target only once complete.
 """
 
 from __future__ import annotations
 
 import copy
 import os
-import tempfile
 from contextlib import contextmanager
 from typing import Any, Iterator, List, NamedTuple, Sequence, TextIO
 
+from analyzer.capture.source import one_line
+from analyzer.common.names import printable
 from analyzer.render import RENDERERS, make_sink
+from analyzer.render.output import ReportFile, same_as_input
 from analyzer.report.model import Report
 from analyzer.report.store import ResultSink, ResultStore
 from analyzer.settings import Settings
@@ -53,16 +55,18 @@ def plan(targets: Sequence["tuple[str, str]"], settings: Settings, **options: An
 
 def check_target(path: str, inputs: Sequence[str]) -> None:
     """Refuse, before anything is read, an output file that could not be written or that is
-    one of the inputs (a report written over the capture would destroy it): ValueError."""
+    one of the inputs (a report written over the capture would destroy it): ValueError. The
+    rules are `-o`'s (`analyzer.render.output`)."""
+    if same_as_input(path, inputs) is not None:
+        raise ValueError("%s is an input of this run; it would be overwritten" % printable(path))
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
-        raise ValueError("cannot write %s: no directory %s" % (path, directory))
-    if not os.access(directory, os.W_OK):
-        raise ValueError("cannot write %s: the directory is not writable" % path)
-    if os.path.exists(path):
-        for name in inputs:
-            if name != "-" and os.path.exists(name) and os.path.samefile(path, name):
-                raise ValueError("%s is an input of this run; it would be overwritten" % path)
+        raise ValueError("cannot write %s: no directory %s" % (printable(path),
+                                                              printable(directory)))
+    try:
+        ReportFile(path).discard()      # the temporary file it would write is made, then gone
+    except OSError as exc:
+        raise ValueError("cannot write %s: %s" % (printable(path), one_line(exc)))
 
 
 def for_output(report: Report, output: Output) -> Report:
@@ -74,21 +78,11 @@ def for_output(report: Report, output: Output) -> Report:
 
 @contextmanager
 def replacing(path: str) -> Iterator[TextIO]:
-    """A text file that replaces `path` when the block ends without an exception; the
-    temporary file is removed otherwise."""
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".%s." % os.path.basename(path), suffix=".tmp",
-                               dir=directory)
+    """A text stream whose file replaces `path` when the block ends without an exception (the
+    `-o` rules: `analyzer.render.output.ReportFile`); nothing is left of it otherwise."""
+    out = ReportFile(path)
     try:
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(tmp, 0o666 & ~mask)           # as open() would have made it
-        with open(fd, "w", encoding="utf-8") as fh:
-            yield fh
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+        yield out.stream
+        out.commit()
+    finally:
+        out.discard()
