@@ -55,9 +55,10 @@ RULES: Final[Tuple[Tuple[str, str, str], ...]] = (
      "capture has an unresponsive peer (PEER_UNRESPONSIVE); when both sides had sent FIN the "
      "close is `unacknowledged`, not a completed close."),
     ("A frame captured twice is one segment", "-",
-     "A frame with the same IPv4 ID and TCP checksum as the one before it from the same side, "
-     "within 1 ms, is a capture duplicate (CAPTURE_DUPLICATE): counted as a frame, never as a "
-     "retransmission. IPv6 frames (no ID) are not compared."),
+     "A frame identical to the connection's frame before it (same side, flags, IPv4 ID, TCP "
+     "checksum, seq and ack) within 1 ms is a capture duplicate (CAPTURE_DUPLICATE): counted "
+     "as a frame, never as a retransmission. Not compared: IPv6 frames (no ID), and bare ACKs "
+     "with ID 0 (RFC 6864 lets a sender repeat it; identical duplicate ACKs are TCP's own)."),
     ("Lingering states are said as the capture shows them", "§3.6",
      "CLOSE_WAIT and FIN_WAIT_2 are reported as findings only when they lasted 1 s or more "
      "(after the peer's FIN and the side's own last data) by the end of the capture, and say "

@@ -98,22 +98,24 @@ class Connection(ConnectionCore):
 
     def _duplicate(self, from_orig: bool, seg: Segment) -> bool:
         """Whether the frame is the connection's previous frame captured again: the same side,
-        IPv4 ID, TCP checksum, flags, length, seq, ack and window, within `DUP_NS` (a SPAN of
-        two ports copies frames so; the header fields count too, as offloaded checksums are
-        not real ones). A duplicate is counted as a frame and a CAPTURE_DUPLICATE, never
-        replayed (it is not a retransmission)."""
+        IPv4 ID, TCP checksum, flags, seq and ack, within `DUP_NS` (a SPAN of two ports copies
+        frames so; the header fields count too, as offloaded checksums are not real ones).
+        A duplicate is counted as a frame and a CAPTURE_DUPLICATE, never replayed (it is not a
+        retransmission). Per frame this costs a few compares and three stores of ints."""
+        dup = seg.dup
+        if dup < 0:
+            return False                # no IPv4 ID to compare (IPv6)
+        key = seg.flags << 33 | dup << 1 | (0 if from_orig else 1)
+        if key != self.last_dup or seg.seq != self.last_dup_seq or seg.ack != self.last_dup_ack \
+                or not -DUP_NS < seg.ts - self.last_ts < DUP_NS \
+                or (dup < 0x10000 and not seg.flags & (SYN | FIN) and not seg.paylen):
+            # (ID 0, which RFC 6864 lets a sender repeat, on a bare ACK: identical duplicate
+            # ACKs are the protocol's own)
+            self.last_dup = key
+            self.last_dup_seq = seg.seq
+            self.last_dup_ack = seg.ack
+            return False
         s = 0 if from_orig else 1
-        if seg.dup < 0 or (seg.dup < 0x10000 and not seg.flags & (SYN | FIN) and not seg.paylen):
-            # No IPv4 ID; or ID 0 (RFC 6864: a sender may repeat it) on a bare ACK, where
-            # identical duplicate ACKs are the protocol's own.
-            self.last_dup = -1
-            return False
-        key = (seg.dup << 1 | s) | seg.flags << 34 | seg.paylen << 43
-        key2 = seg.seq << 16 | seg.win
-        if (key != self.last_dup or key2 != self.last_dup2 or seg.ack != self.last_dup3
-                or not -DUP_NS < seg.ts - self.last_ts < DUP_NS):
-            self.last_dup, self.last_dup2, self.last_dup3 = key, key2, seg.ack
-            return False
         x = self.ep[s]
         self.last_frame = seg.num
         x.pkts += 1
@@ -123,7 +125,7 @@ class Connection(ConnectionCore):
         self.repeat("CAPTURE_DUPLICATE") or self.note(
             "CAPTURE_DUPLICATE", seg, s, "frame %d is the frame before it captured again (same "
             "IP ID %d and bytes, %.3f ms later): counted apart, not as a retransmission"
-            % (seg.num, seg.dup >> 16, abs(seg.ts - self.last_ts) / 1e6))
+            % (seg.num, dup >> 16, abs(seg.ts - self.last_ts) / 1e6))
         return True
 
     def _replay(self, seg: Segment, checked: bool = False) -> None:

@@ -129,8 +129,9 @@ class ConnectionCore:
                  "established_ts", "rst", "fins", "fin_acked_by", "half_close_data",
                  "reused_from", "syn_ts", "est_sides", "self_connect", "prev_ts", "tfo",
                  "steady", "zeek", "first_from_orig", "held_rst", "syn_data", "inferred_fin",
-                 "rst_discards", "rst_undo", "reply_rsts", "last_dup", "last_dup2", "last_dup3",
-                 "key", "rkey", "okey", "queued", "queued_ts", "e0", "e1", "tunnel", "rtunnel")
+                 "rst_discards", "rst_undo", "reply_rsts", "last_dup", "last_dup_seq",
+                 "last_dup_ack", "key", "rkey", "okey", "queued", "queued_ts", "e0", "e1", "tunnel",
+                 "rtunnel")
 
     def __init__(self, stream_id: int, seg: Segment, orig_is_src: bool, key: bytes,
                  rkey: bytes) -> None:
@@ -157,11 +158,11 @@ class ConnectionCore:
         self.rst_discards = False   # the RST threw away data its receiver had sent
         self.rst_undo: Optional[tuple] = None   # the states before the RST (ignored.py)
         self.reply_rsts = 0         # RSTs that answer the peer's last segment from CLOSED
-        # The last frame, to tell it captured twice (conn.py `_duplicate`): its IPv4 ID and
-        # checksum, side, flags and length; seq and window; ack (-1: no IPv4 ID to compare).
+        # The last frame, to tell it captured twice (conn.py `_duplicate`): its flags, IPv4 ID,
+        # checksum and side (`flags << 33 | Segment.dup << 1 | side`; -1: none yet), seq, ack.
         self.last_dup = -1
-        self.last_dup2 = -1
-        self.last_dup3 = -1
+        self.last_dup_seq = -1
+        self.last_dup_ack = -1
         #: The flow table's keys: the 4-tuple as its first packet had it, and reversed; `okey`
         #: is the one of segments from the originator.
         self.key = key
