@@ -169,6 +169,11 @@ def _triage(fmt: str, show_all: bool, limit: Optional[int], streams: Tuple[int, 
         if limit is not None:
             _warn("warning: --limit applies to the terminal report; -f %s lists every "
                   "connection" % fmt)
+    elif limit is not None and show_all:
+        _warn("warning: --limit has no effect with --all, which lists every connection")
+    elif group_by and (sort or show_all or limit is not None):
+        _warn("warning: the terminal report lists groups, not connections, with --group-by: "
+              "--sort, --all and --limit have no effect on it")
     flt = None
     if filter_text is not None:
         try:
