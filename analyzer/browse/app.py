@@ -10,6 +10,7 @@ worker thread: the analysis, a filter over many connections, reading a ladder, a
 
 from __future__ import annotations
 
+import gc
 import os
 import time
 from typing import Any, Dict, List, Optional, Sequence
@@ -26,7 +27,7 @@ from textual.worker import get_current_worker
 from analyzer.browse import detail
 from analyzer.browse.export import ExportError, export_json
 from analyzer.browse.model import COLUMNS, Model, display_filter
-from analyzer.browse.stream import Cancelled, stream_ladder
+from analyzer.browse.stream import Cancelled, LadderError, ladder_in_process, prepare
 from analyzer.judge.result import ConnResult, LadderRow
 from analyzer.pipeline import analyze
 from analyzer.report.model import Report
@@ -126,6 +127,7 @@ class BrowseApp(App):
         self.captures = list(captures)
         self.settings = settings
         self.filter_text = filter_text
+        prepare()                   # the ladder reader's processes, while stderr is still real
         self.report: Any = None                # Optional[Report]
         self.model: Any = None                 # Optional[Model]: None while analysing
         self.table: Any = None                 # the ConnTable, once the analysis is done
@@ -162,7 +164,12 @@ class BrowseApp(App):
 
         sink = KeepAll()
         report = analyze(self.captures, self.settings, sink=sink, on_frame=on_frame)
+        # The results live as long as the browser and make no reference cycles: out of the
+        # cyclic collector's sight, or every collection the app triggers would scan them all
+        # (with 100,000 connections, a key press took seconds).
+        gc.freeze()
         model = Model(sink.results)
+        gc.freeze()
         self.call_from_thread(self._loaded, report, model)
 
     def _progress(self, frames: int, rate: float, fraction: Optional[float]) -> None:
@@ -327,14 +334,17 @@ class BrowseApp(App):
         started = time.monotonic()
 
         def on_frame(n: int) -> None:
-            if worker.is_cancelled:
-                raise Cancelled
             if time.monotonic() - started > 0.5:        # a quick read shows no progress
                 self.call_from_thread(self._ladder_progress, r, n)
 
         try:
-            rows = stream_ladder(self.captures, self.settings, r, on_frame)
+            rows = ladder_in_process(self.captures, self.settings, r, on_frame,
+                                     lambda: worker.is_cancelled)
         except Cancelled:
+            return
+        except LadderError as exc:
+            self.call_from_thread(self.notify, "Ladder of stream %d: %s" % (r.id, exc),
+                                  severity="error")
             return
         self.call_from_thread(self._ladder_read, r, rows)
 

@@ -9,11 +9,16 @@ analysis makes for `--stream N` (tests/test_browse_stream.py holds them equal on
 and corpus capture): a connection's states depend on its own packets alone, and between its
 first and last frame every packet of its 4-tuple is its own (a reused 4-tuple starts a new
 connection only after the old one's last frame).
+
+`ladder_in_process` does the reading in a child process: a thread would share the
+interpreter lock with the browser, whose keys would wait seconds behind a long read; a process
+is also stopped at once when another connection is selected.
 """
 
 from __future__ import annotations
 
-from typing import Callable, List, Optional, Sequence, Union
+import multiprocessing
+from typing import Any, Callable, List, Optional, Sequence, Union
 
 from analyzer.capture.files import CaptureStats, open_captures
 from analyzer.decode.frames import QuotedTCP, decode_at, decode_frame
@@ -32,6 +37,10 @@ class Cancelled(Exception):
     """`on_frame` raises it to stop reading (another connection was selected)."""
 
 
+class LadderError(Exception):
+    """The reading process failed; `str()` is one line."""
+
+
 def keys_of(r: ConnResult) -> tuple:
     """The connection's 4-tuple as `Segment.key` spells it, both directions."""
     (oa, op), (ra, rp) = r.orig_raw, r.resp_raw
@@ -41,12 +50,14 @@ def keys_of(r: ConnResult) -> tuple:
 
 def stream_ladder(paths: Sequence[str], settings: Settings, r: ConnResult,
                   on_frame: Optional[Callable[[int], None]] = None) -> List[LadderRow]:
-    """The ladder of connection `r` (at most `LADDER_LIMIT` rows), read again from `paths`."""
+    """The ladder of connection `r` (at most `LADDER_LIMIT` rows), read again from `paths`;
+    `LadderError` when a capture can no longer be read."""
     wanted = keys_of(r)
     first, last = r.first_frame, r.last_frame
     tracer = Tracer()
     table = FlowTable(_drop, settings.msl_ns, settings.idle_timeout_ns, settings.max_live)
-    frames = open_captures(paths, CaptureStats(), [])
+    errors: List[str] = []
+    frames = open_captures(paths, CaptureStats(), errors)
     num = 0
     rows: List[LadderRow] = []
     try:
@@ -72,8 +83,76 @@ def stream_ladder(paths: Sequence[str], settings: Settings, r: ConnResult,
             rows = tracer.ladders[conn.id]
     finally:
         frames.close()
+    if errors:                          # changed or gone since the analysis read it
+        raise LadderError("; ".join(errors))
     return rows
 
 
 def _drop(conn: Connection, now: int) -> None:
     """The replay's finished connection: its result is the analysis's already."""
+
+
+def _context() -> Any:
+    """Processes forked from a server that has imported this module (quick to start, and not
+    a fork of the browser's threads); spawned where there is no fork server."""
+    try:
+        ctx = multiprocessing.get_context("forkserver")
+    except ValueError:                                  # pragma: no cover - not on Linux
+        return multiprocessing.get_context("spawn")
+    ctx.set_forkserver_preload([__name__])
+    return ctx
+
+
+def prepare() -> None:
+    """Start multiprocessing's helper processes now, before a full-screen app replaces
+    `sys.stderr` (they hand its descriptor to their child, and Textual's has none)."""
+    from multiprocessing import forkserver, resource_tracker
+    resource_tracker.ensure_running()
+    if _context().get_start_method() == "forkserver":
+        forkserver.ensure_running()
+
+
+def _child(conn: Any, paths: List[str], settings: Settings, r: ConnResult) -> None:
+    try:
+        rows = stream_ladder(paths, settings, r, lambda n: conn.send(("frame", n)))
+        conn.send(("rows", rows))
+    except Exception as exc:                            # one line back, never a traceback
+        conn.send(("error", "%s: %s" % (type(exc).__name__, exc)))
+    finally:
+        conn.close()
+
+
+def ladder_in_process(paths: Sequence[str], settings: Settings, r: ConnResult,
+                      on_frame: Optional[Callable[[int], None]] = None,
+                      cancelled: Callable[[], bool] = lambda: False) -> List[LadderRow]:
+    """`stream_ladder` in a child process; `Cancelled` (the child stopped) once `cancelled()`
+    says so, `LadderError` if the child fails."""
+    ctx = _context()
+    receive, send = ctx.Pipe(duplex=False)
+    child = ctx.Process(target=_child, args=(send, list(paths), settings, r), daemon=True)
+    child.start()
+    send.close()
+    try:
+        while True:
+            if cancelled():
+                raise Cancelled
+            if not receive.poll(0.05):
+                if not child.is_alive() and not receive.poll():
+                    raise LadderError("the ladder reader stopped (exit code %s)"
+                                      % child.exitcode)
+                continue
+            try:
+                kind, value = receive.recv()
+            except EOFError:
+                raise LadderError("the ladder reader stopped (exit code %s)" % child.exitcode)
+            if kind == "rows":
+                return value
+            if kind == "error":
+                raise LadderError(value)
+            if on_frame is not None:
+                on_frame(value)
+    finally:
+        if child.is_alive():
+            child.terminate()
+        child.join(5)
+        receive.close()
