@@ -253,8 +253,9 @@ class BrowseApp(App):
             error.update(_caret(text, exc))
             error.add_class("shown")
             return
-        error.update("")
-        error.remove_class("shown")
+        if error.has_class("shown"):                # a good filter: no redraw while typing
+            error.update("")
+            error.remove_class("shown")
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         if event.input.id == "filter" and self.model is not None:
