@@ -13,7 +13,8 @@ from conftest import REPO, every_capture, run_cli, run_python
 from analyzer.browse.export import ExportError, export_json
 from analyzer.browse.model import COLUMNS, Model, address_filter, display_filter
 from analyzer.browse import stream
-from analyzer.browse.stream import Cancelled, LadderError, ladder_in_process, stream_ladder
+from analyzer.browse.reader import ladder_in_process
+from analyzer.browse.stream import Cancelled, LadderError, stream_ladder
 from analyzer.pipeline import analyze
 from analyzer.settings import Settings
 from analyzer.testing.synth import Dialog, merge, write_pcap

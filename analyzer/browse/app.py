@@ -27,7 +27,8 @@ from textual.worker import get_current_worker
 from analyzer.browse import detail
 from analyzer.browse.export import ExportError, export_json
 from analyzer.browse.model import COLUMNS, Model, display_filter
-from analyzer.browse.stream import Cancelled, LadderError, ladder_in_process, prepare
+from analyzer.browse.reader import ladder_in_process
+from analyzer.browse.stream import Cancelled, LadderError
 from analyzer.judge.result import ConnResult, LadderRow
 from analyzer.pipeline import analyze
 from analyzer.report.model import Report
@@ -97,6 +98,7 @@ class BrowseApp(App):
 
     TITLE = "tcpflow-check"
     CSS = """
+    #main { height: 1fr; }
     #top { height: auto; }
     #caption { height: 1; padding: 0 1; background: $boost; }
     #filter { height: 3; }
@@ -127,7 +129,6 @@ class BrowseApp(App):
         self.captures = list(captures)
         self.settings = settings
         self.filter_text = filter_text
-        prepare()                   # the ladder reader's processes, while stderr is still real
         self.report: Any = None                # Optional[Report]
         self.model: Any = None                 # Optional[Model]: None while analysing
         self.table: Any = None                 # the ConnTable, once the analysis is done
@@ -142,12 +143,13 @@ class BrowseApp(App):
     # -- the analysis, with a progress bar ---------------------------------------------------
 
     def compose(self) -> ComposeResult:
-        yield Loading("Reading %s" % " ".join(self.captures), id="loading")
-        yield ProgressBar(total=None, id="progress", show_eta=False)
+        with Vertical(id="main"):
+            yield Loading("Reading %s" % " ".join(self.captures), id="loading")
+            yield ProgressBar(total=None, id="progress", show_eta=False)
         yield Footer()
 
     def on_mount(self) -> None:
-        self._analyze()
+        self.call_after_refresh(self._analyze)        # once the screen is up
 
     @work(thread=True, exclusive=True, group="analysis")
     def _analyze(self) -> None:
@@ -197,17 +199,17 @@ class BrowseApp(App):
         self.report, self.model = report, model
         from analyzer.browse.table import ConnTable
         self.table = ConnTable(model, id="table")
-        await self.query_one("#loading").remove()
-        await self.query_one("#progress").remove()
+        main = self.query_one("#main")
+        await main.remove_children()
         from analyzer.browse.textview import TextView
         self.detail = TextView(id="detail")
         body = Container(self.table, self.detail, id="body")
-        await self.mount(Vertical(Static(id="caption"),
+        await main.mount(Vertical(Static(id="caption"),
                                   Input(placeholder="filter: e.g. tcp.port == 443 and "
                                         "severity >= warning   (Enter applies)", id="filter",
                                         select_on_focus=False),
                                   Static(id="filter-error"), id="top"),
-                         body, before=self.query_one(Footer))
+                         body)
         self._layout(self.size.width)
         if self.filter_text:                    # --filter: the view starts filtered
             self.query_one("#filter", Input).value = self.filter_text

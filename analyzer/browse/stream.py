@@ -10,15 +10,12 @@ and corpus capture): a connection's states depend on its own packets alone, and 
 first and last frame every packet of its 4-tuple is its own (a reused 4-tuple starts a new
 connection only after the old one's last frame).
 
-`ladder_in_process` does the reading in a child process: a thread would share the
-interpreter lock with the browser, whose keys would wait seconds behind a long read; a process
-is also stopped at once when another connection is selected.
+The browser runs it in a child interpreter (`analyzer.browse.reader`).
 """
 
 from __future__ import annotations
 
-import multiprocessing
-from typing import Any, Callable, List, Optional, Sequence, Union
+from typing import Callable, List, Optional, Sequence, Union
 
 from analyzer.capture.files import CaptureStats, open_captures
 from analyzer.decode.frames import QuotedTCP, decode_at, decode_frame
@@ -91,68 +88,3 @@ def stream_ladder(paths: Sequence[str], settings: Settings, r: ConnResult,
 def _drop(conn: Connection, now: int) -> None:
     """The replay's finished connection: its result is the analysis's already."""
 
-
-def _context() -> Any:
-    """Processes forked from a server that has imported this module (quick to start, and not
-    a fork of the browser's threads); spawned where there is no fork server."""
-    try:
-        ctx = multiprocessing.get_context("forkserver")
-    except ValueError:                                  # pragma: no cover - not on Linux
-        return multiprocessing.get_context("spawn")
-    ctx.set_forkserver_preload([__name__])
-    return ctx
-
-
-def prepare() -> None:
-    """Start multiprocessing's helper processes now, before a full-screen app replaces
-    `sys.stderr` (they hand its descriptor to their child, and Textual's has none)."""
-    from multiprocessing import forkserver, resource_tracker
-    resource_tracker.ensure_running()
-    if _context().get_start_method() == "forkserver":
-        forkserver.ensure_running()
-
-
-def _child(conn: Any, paths: List[str], settings: Settings, r: ConnResult) -> None:
-    try:
-        rows = stream_ladder(paths, settings, r, lambda n: conn.send(("frame", n)))
-        conn.send(("rows", rows))
-    except Exception as exc:                            # one line back, never a traceback
-        conn.send(("error", "%s: %s" % (type(exc).__name__, exc)))
-    finally:
-        conn.close()
-
-
-def ladder_in_process(paths: Sequence[str], settings: Settings, r: ConnResult,
-                      on_frame: Optional[Callable[[int], None]] = None,
-                      cancelled: Callable[[], bool] = lambda: False) -> List[LadderRow]:
-    """`stream_ladder` in a child process; `Cancelled` (the child stopped) once `cancelled()`
-    says so, `LadderError` if the child fails."""
-    ctx = _context()
-    receive, send = ctx.Pipe(duplex=False)
-    child = ctx.Process(target=_child, args=(send, list(paths), settings, r), daemon=True)
-    child.start()
-    send.close()
-    try:
-        while True:
-            if cancelled():
-                raise Cancelled
-            if not receive.poll(0.05):
-                if not child.is_alive() and not receive.poll():
-                    raise LadderError("the ladder reader stopped (exit code %s)"
-                                      % child.exitcode)
-                continue
-            try:
-                kind, value = receive.recv()
-            except EOFError:
-                raise LadderError("the ladder reader stopped (exit code %s)" % child.exitcode)
-            if kind == "rows":
-                return value
-            if kind == "error":
-                raise LadderError(value)
-            if on_frame is not None:
-                on_frame(value)
-    finally:
-        if child.is_alive():
-            child.terminate()
-        child.join(5)
-        receive.close()
