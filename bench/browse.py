@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import resource
 import sys
 import time
@@ -60,9 +61,11 @@ def main(argv: List[str] = None) -> int:
     report = analyze([args.capture], settings, sink=sink)
     _step("analysis", time.perf_counter() - t, "%d connections, %d packets; peak %.0f MiB"
           % (len(sink), report.capture.packets, _mib()))
+    gc.freeze()                                 # as the browser does (analyzer/browse/app.py)
     t = time.perf_counter()
     model = Model(sink.results)
     _step("model", time.perf_counter() - t, "peak %.0f MiB" % _mib())
+    gc.freeze()
     for text in args.filter or FILTERS:
         t = time.perf_counter()
         error = model.set_filter(text)

@@ -238,3 +238,21 @@ def test_filter_option_starts_the_browser_filtered() -> None:
             await scenario(app, pilot)
 
     asyncio.run(main())
+
+
+def test_several_small_captures_are_one_capture_and_each_ladder_is_its_own() -> None:
+    files = [str(REPO / "samples" / name) for name in
+             ("four_way_close.pcap", "refused.pcap", "ipv6.pcap")]
+    seen = {}
+
+    async def scenario(app, pilot):
+        seen["ids"] = [r.id for r in app.model.results]
+        await pilot.press("end")
+        seen["detail"] = await _detail(app, pilot)
+        seen["last"] = app.selected
+
+    _run(scenario, captures=files)
+    rows = stream_ladder(files, Settings(), seen["last"])
+    assert seen["ids"] == list(range(len(seen["ids"]))) and len(seen["ids"]) >= 3
+    frames = [int(line.split()[0]) for line in seen["detail"].split("\nLadder (")[1].splitlines()[2:]]
+    assert frames == [row.frame for row in rows]

@@ -13,7 +13,8 @@ from conftest import REPO, every_capture, run_cli, run_python
 from analyzer.browse.export import ExportError, export_json
 from analyzer.browse.model import COLUMNS, Model, address_filter, display_filter
 from analyzer.browse import stream
-from analyzer.browse.stream import Cancelled, stream_ladder
+from analyzer.browse.reader import ladder_in_process
+from analyzer.browse.stream import Cancelled, LadderError, stream_ladder
 from analyzer.pipeline import analyze
 from analyzer.settings import Settings
 from analyzer.testing.synth import Dialog, merge, write_pcap
@@ -207,3 +208,17 @@ def test_textual_is_imported_only_for_browse() -> None:
                       "try:\n    main(['-f', 'json', %r])\nexcept SystemExit:\n    pass\n"
                       "print('textual' in sys.modules, file=sys.stderr)" % MIXED)
     assert proc.stderr.strip().endswith(b"False")
+
+
+def test_ladder_in_a_child_process_is_the_same_and_stops_when_cancelled(tmp_path: Path) -> None:
+    _, results = _results(MIXED)
+    for r in results[:3]:
+        assert ladder_in_process([MIXED], Settings(), r) == stream_ladder([MIXED], Settings(), r)
+    with pytest.raises(Cancelled):
+        ladder_in_process([MIXED], Settings(), results[0], cancelled=lambda: True)
+    gone = tmp_path / "gone.pcap"
+    gone.write_bytes(Path(MIXED).read_bytes())
+    _, results = _results(str(gone))
+    gone.unlink()                                   # the capture went away since the analysis
+    with pytest.raises(LadderError, match="gone.pcap"):
+        ladder_in_process([str(gone)], Settings(), results[0])

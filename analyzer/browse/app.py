@@ -10,6 +10,7 @@ worker thread: the analysis, a filter over many connections, reading a ladder, a
 
 from __future__ import annotations
 
+import gc
 import os
 import time
 from typing import Any, Dict, List, Optional, Sequence
@@ -26,7 +27,8 @@ from textual.worker import get_current_worker
 from analyzer.browse import detail
 from analyzer.browse.export import ExportError, export_json
 from analyzer.browse.model import COLUMNS, Model, display_filter
-from analyzer.browse.stream import Cancelled, stream_ladder
+from analyzer.browse.reader import ladder_in_process
+from analyzer.browse.stream import Cancelled, LadderError
 from analyzer.judge.result import ConnResult, LadderRow
 from analyzer.pipeline import analyze
 from analyzer.report.model import Report
@@ -96,6 +98,7 @@ class BrowseApp(App):
 
     TITLE = "tcpflow-check"
     CSS = """
+    #main { height: 1fr; }
     #top { height: auto; }
     #caption { height: 1; padding: 0 1; background: $boost; }
     #filter { height: 3; }
@@ -140,12 +143,13 @@ class BrowseApp(App):
     # -- the analysis, with a progress bar ---------------------------------------------------
 
     def compose(self) -> ComposeResult:
-        yield Loading("Reading %s" % " ".join(self.captures), id="loading")
-        yield ProgressBar(total=None, id="progress", show_eta=False)
+        with Vertical(id="main"):
+            yield Loading("Reading %s" % " ".join(self.captures), id="loading")
+            yield ProgressBar(total=None, id="progress", show_eta=False)
         yield Footer()
 
     def on_mount(self) -> None:
-        self._analyze()
+        self.call_after_refresh(self._analyze)        # once the screen is up
 
     @work(thread=True, exclusive=True, group="analysis")
     def _analyze(self) -> None:
@@ -162,7 +166,12 @@ class BrowseApp(App):
 
         sink = KeepAll()
         report = analyze(self.captures, self.settings, sink=sink, on_frame=on_frame)
+        # The results live as long as the browser and make no reference cycles: out of the
+        # cyclic collector's sight, or every collection the app triggers would scan them all
+        # (with 100,000 connections, a key press took seconds).
+        gc.freeze()
         model = Model(sink.results)
+        gc.freeze()
         self.call_from_thread(self._loaded, report, model)
 
     def _progress(self, frames: int, rate: float, fraction: Optional[float]) -> None:
@@ -190,17 +199,17 @@ class BrowseApp(App):
         self.report, self.model = report, model
         from analyzer.browse.table import ConnTable
         self.table = ConnTable(model, id="table")
-        await self.query_one("#loading").remove()
-        await self.query_one("#progress").remove()
+        main = self.query_one("#main")
+        await main.remove_children()
         from analyzer.browse.textview import TextView
         self.detail = TextView(id="detail")
         body = Container(self.table, self.detail, id="body")
-        await self.mount(Vertical(Static(id="caption"),
+        await main.mount(Vertical(Static(id="caption"),
                                   Input(placeholder="filter: e.g. tcp.port == 443 and "
                                         "severity >= warning   (Enter applies)", id="filter",
                                         select_on_focus=False),
                                   Static(id="filter-error"), id="top"),
-                         body, before=self.query_one(Footer))
+                         body)
         self._layout(self.size.width)
         if self.filter_text:                    # --filter: the view starts filtered
             self.query_one("#filter", Input).value = self.filter_text
@@ -246,8 +255,9 @@ class BrowseApp(App):
             error.update(_caret(text, exc))
             error.add_class("shown")
             return
-        error.update("")
-        error.remove_class("shown")
+        if error.has_class("shown"):                # a good filter: no redraw while typing
+            error.update("")
+            error.remove_class("shown")
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         if event.input.id == "filter" and self.model is not None:
@@ -327,14 +337,17 @@ class BrowseApp(App):
         started = time.monotonic()
 
         def on_frame(n: int) -> None:
-            if worker.is_cancelled:
-                raise Cancelled
             if time.monotonic() - started > 0.5:        # a quick read shows no progress
                 self.call_from_thread(self._ladder_progress, r, n)
 
         try:
-            rows = stream_ladder(self.captures, self.settings, r, on_frame)
+            rows = ladder_in_process(self.captures, self.settings, r, on_frame,
+                                     lambda: worker.is_cancelled)
         except Cancelled:
+            return
+        except LadderError as exc:
+            self.call_from_thread(self.notify, "Ladder of stream %d: %s" % (r.id, exc),
+                                  severity="error")
             return
         self.call_from_thread(self._ladder_read, r, rows)
 

@@ -1,8 +1,8 @@
 """What the browser's table shows: every connection's result, the filtered and sorted view of
 them, and the text of each cell. Plain Python (no screen), so the tests check it directly.
 
-The model holds the analysis's results in a list (the browser needs any of them at once:
-about 2.5 KB each, so 100,000 connections take some 250 MB — bench/README.md). The table is
+The model holds the analysis's results in a list (the browser needs any of them at once: a
+peak of about 200 MiB for 100,000 connections — bench/README.md, "The browser"). The table is
 lazy: it asks for the cells of the rows on screen only, so the cost of a view is a list of
 indices. Filtering (`analyzer.triage.filter`) and sorting make a new list of indices;
 nothing is copied. Stream numbers are the analysis's (Wireshark's `tcp.stream`): a filter

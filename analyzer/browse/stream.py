@@ -9,6 +9,8 @@ analysis makes for `--stream N` (tests/test_browse_stream.py holds them equal on
 and corpus capture): a connection's states depend on its own packets alone, and between its
 first and last frame every packet of its 4-tuple is its own (a reused 4-tuple starts a new
 connection only after the old one's last frame).
+
+The browser runs it in a child interpreter (`analyzer.browse.reader`).
 """
 
 from __future__ import annotations
@@ -32,6 +34,10 @@ class Cancelled(Exception):
     """`on_frame` raises it to stop reading (another connection was selected)."""
 
 
+class LadderError(Exception):
+    """The reading process failed; `str()` is one line."""
+
+
 def keys_of(r: ConnResult) -> tuple:
     """The connection's 4-tuple as `Segment.key` spells it, both directions."""
     (oa, op), (ra, rp) = r.orig_raw, r.resp_raw
@@ -41,7 +47,8 @@ def keys_of(r: ConnResult) -> tuple:
 
 def stream_ladder(paths: Sequence[str], settings: Settings, r: ConnResult,
                   on_frame: Optional[Callable[[int], None]] = None) -> List[LadderRow]:
-    """The ladder of connection `r` (at most `LADDER_LIMIT` rows), read again from `paths`."""
+    """The ladder of connection `r` (at most `LADDER_LIMIT` rows), read again from `paths`;
+    `LadderError` when a capture can no longer be read."""
     wanted = keys_of(r)
     tunnels = (r.tunnel, r.rtunnel)
     first, last = r.first_frame, r.last_frame
@@ -49,7 +56,8 @@ def stream_ladder(paths: Sequence[str], settings: Settings, r: ConnResult,
     decoder = FrameDecoder(settings.udp_tunnel_ports)
     tracer = Tracer()
     table = FlowTable(_drop, settings.msl_ns, settings.idle_timeout_ns, settings.max_live)
-    frames = open_captures(paths, CaptureStats(), [])
+    errors: List[str] = []
+    frames = open_captures(paths, CaptureStats(), errors)
     num = 0
     rows: List[LadderRow] = []
     try:
@@ -76,8 +84,11 @@ def stream_ladder(paths: Sequence[str], settings: Settings, r: ConnResult,
             rows = tracer.ladders[conn.id]
     finally:
         frames.close()
+    if errors:                          # changed or gone since the analysis read it
+        raise LadderError("; ".join(errors))
     return rows
 
 
 def _drop(conn: Connection, now: int) -> None:
     """The replay's finished connection: its result is the analysis's already."""
+
