@@ -293,7 +293,8 @@ def _table(out: TextIO, rows: Iterable[ConnResult], shown: Optional[int], n: int
                   '<td class="%s">%s</td><td>%s</td><td>%s / %s</td><td class="num" data-v="%d">'
                   '%d/%d</td><td class="num" data-v="%d">%s</td><td>%s</td></tr>' % (
                       r.id, ' class="att"' if r.needs_attention() else "", r.id,
-                      escape(endpoint(*r.orig_raw)), escape(endpoint(*r.resp_raw)), _tone(r.handshake),
+                      escape(endpoint(*r.orig_raw)), escape(endpoint(*r.resp_raw)),
+                      _tone(r.handshake),
                       r.handshake, _tone(r.close), r.close or "-", first, r.final_state[0],
                       r.final_state[1], r.packets[0] + r.packets[1], r.packets[0], r.packets[1],
                       r.end - r.start, span_text(r.end - r.start), codes))

@@ -191,7 +191,8 @@ def sequence_diagram(t: Trace, capture_end: Optional[int], msl: float,
             '<text class="time" x="%d" y="18">analysis, findings</text>'
             '<line class="life" x1="%d" y1="26" x2="%d" y2="%d"/>'
             '<line class="life" x1="%d" y1="26" x2="%d" y2="%d"/>' % (
-                X_ORIG, escape(endpoint(*r.orig_raw)), X_RESP, escape(endpoint(*r.resp_raw)), X_TIME,
+                X_ORIG, escape(endpoint(*r.orig_raw)), X_RESP, escape(endpoint(*r.resp_raw)),
+                X_TIME,
                 X_FRAME, X_NOTE + 10, X_ORIG, X_ORIG, height - 6, X_RESP, X_RESP,
                 height - 6))
     attrs = ('class="seq" data-stream="%d" viewBox="0 0 %d %d" width="%d" height="%d" '
