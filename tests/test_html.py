@@ -8,7 +8,6 @@ page itself is opened in Chromium by test_html_browser.py.
 
 from __future__ import annotations
 
-import json
 import xml.etree.ElementTree as ET
 from html.parser import HTMLParser
 from pathlib import Path

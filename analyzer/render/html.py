@@ -24,7 +24,7 @@ from __future__ import annotations
 import datetime
 import heapq
 from html import escape
-from typing import Callable, Dict, Iterable, List, Optional, Sequence, TextIO
+from typing import Callable, Dict, Iterable, List, Optional, Sequence, Set, TextIO
 
 from analyzer import TOOL_NAME, __version__
 from analyzer.judge.result import ConnResult
@@ -65,10 +65,7 @@ def render(report: Report, out: TextIO, show_all: bool = False, limit: int = 100
         if limit:
             rows = sorted(seen.ranked, key=lambda r: r.id)
             shown = len(seen.ranked)
-            ids = {r.id for r in seen.ranked}
-
-            def listed(r: ConnResult) -> bool:
-                return r.id in ids
+            listed = _member({r.id for r in seen.ranked})
         else:
             rows = (r for r in results if r.needs_attention())
             shown = report.summary.attention
@@ -248,7 +245,7 @@ def _diagrams(out: TextIO, report: Report, chosen: List[ConnResult], traces: Dic
         if t is None:
             out.write("<p>No packets of this stream were read again.</p></section>")
             continue
-        out.write('<div class="scroll">%s</div>' % svg.sequence_diagram(t, end, report.msl))
+        out.write('<div class="scroll">%s</div>' % svg.sequence_diagram(t, end))
         out.write('<div class="scroll">%s</div></section>' % svg.time_sequence(t))
     out.write("</section>")
 
@@ -263,6 +260,10 @@ _COLUMNS = ("stream", "orig → resp", "handshake", "close", "first", "final ori
 
 def _always(r: ConnResult) -> bool:
     return True
+
+
+def _member(ids: Set[int]) -> Callable[[ConnResult], bool]:
+    return lambda r: r.id in ids
 
 
 def _table(out: TextIO, rows: Iterable[ConnResult], shown: Optional[int], n: int) -> None:

@@ -98,8 +98,7 @@ _MARK_WORDS = {"retransmissions": "retransmission", "out_of_order": "out of orde
                "keepalive_acks": "keep-alive ACK", "zero_windows": "zero window"}
 
 
-def sequence_diagram(t: Trace, capture_end: Optional[int], msl: float,
-                     standalone: bool = False) -> str:
+def sequence_diagram(t: Trace, capture_end: Optional[int], standalone: bool = False) -> str:
     """The sequence diagram of one traced stream, as one `<svg>` element."""
     r = t.result
     rows = t.rows
@@ -314,4 +313,4 @@ def render(report: Report, out: TextIO, captures: Sequence[str] = (),
     settings = settings or Settings()
     wanted = [r for r in report.connections if r.id in settings.ladders]
     for t in trace(captures, settings, wanted).values():
-        out.write(sequence_diagram(t, report.capture.last_ts, report.msl, standalone=True))
+        out.write(sequence_diagram(t, report.capture.last_ts, standalone=True))
