@@ -16,13 +16,14 @@ What the page holds, and its bounds (docs/html.md):
   terminal lists them — and for each `--stream`; their packets come from a second, bounded
   read of the capture (`packets.py`), which a capture read from stdin cannot give;
 * the connection table with the terminal's columns: every connection up to `TABLE_LIMIT`
-  (or with `--all`), otherwise the ones the terminal would list.
+  (or with `--all`, up to `ALL_LIMIT`), otherwise the ones the terminal would list.
 """
 
 from __future__ import annotations
 
 import datetime
 import heapq
+import itertools
 from html import escape
 from typing import Callable, Dict, Iterable, List, Optional, Sequence, Set, TextIO
 
@@ -36,6 +37,7 @@ from analyzer.report.model import Report
 from analyzer.settings import Settings
 
 TABLE_LIMIT = 5000
+ALL_LIMIT = 50_000            # rows of the table with --all (about 350 bytes each)
 DIAGRAM_LIMIT = 500
 
 _GOOD = {"complete", "simultaneous_open", "four_way", "three_segment", "simultaneous"}
@@ -58,10 +60,15 @@ def render(report: Report, out: TextIO, show_all: bool = False, limit: int = 100
     traces: Dict[int, Trace] = trace(captures, settings, chosen) if rereadable else {}
     # The table lists every connection, or (too many) the terminal's: the `limit` most severe,
     # or with --limit 0 every one needing attention, read again from the results (not held).
+    # With --all, every connection up to ALL_LIMIT rows (a browser cannot use more).
     rows: Iterable[ConnResult] = results
-    shown: Optional[int] = None
+    note = "All %d connections." % n
     listed: Callable[[ConnResult], bool] = _always
-    if not (show_all or n <= TABLE_LIMIT):
+    if show_all and n > ALL_LIMIT:
+        rows = itertools.islice(results, ALL_LIMIT)
+        note = ("The first %d of the %d connections (an HTML table stops at %d rows; "
+                "<code>-f json</code> has every one)." % (ALL_LIMIT, n, ALL_LIMIT))
+    elif not (show_all or n <= TABLE_LIMIT):
         if limit:
             rows = sorted(seen.ranked, key=lambda r: r.id)
             shown = len(seen.ranked)
@@ -70,12 +77,15 @@ def render(report: Report, out: TextIO, show_all: bool = False, limit: int = 100
             rows = (r for r in results if r.needs_attention())
             shown = report.summary.attention
             listed = ConnResult.needs_attention
+        note = ("The %d connections needing attention the terminal report lists (of %d; more "
+                "than %d connections: <code>--all</code> lists every one)."
+                % (shown, n, TABLE_LIMIT))
     out.write(assets.HEAD % {"title": escape("%s — %s" % (TOOL_NAME, ", ".join(
         report.capture.files))), "style": assets.STYLE + svg.STYLE})
     _summary(out, report, seen.counts)
     _timeline(out, report, seen, chosen, listed)
     _diagrams(out, report, chosen, traces, rereadable, cap)
-    _table(out, rows, shown, n)
+    _table(out, rows, note)
     out.write(assets.TAIL % {"script": assets.SCRIPT, "tool": escape(TOOL_NAME),
                              "version": escape(__version__)})
 
@@ -266,15 +276,9 @@ def _member(ids: Set[int]) -> Callable[[ConnResult], bool]:
     return lambda r: r.id in ids
 
 
-def _table(out: TextIO, rows: Iterable[ConnResult], shown: Optional[int], n: int) -> None:
-    """The connection table: `rows` are every connection (`shown` None) or `shown` of them."""
-    out.write('<section id="connections"><h2>Connections</h2>')
-    if shown is None:
-        out.write('<p class="note">All %d connections.' % n)
-    else:
-        out.write('<p class="note">The %d connections needing attention the terminal report '
-                  'lists (of %d; more than %d connections: <code>--all</code> lists every one).'
-                  % (shown, n, TABLE_LIMIT))
+def _table(out: TextIO, rows: Iterable[ConnResult], note: str) -> None:
+    """The connection table: `rows`, with a `note` that says which they are."""
+    out.write('<section id="connections"><h2>Connections</h2><p class="note">%s' % note)
     out.write(' Click a heading to sort; type to filter.</p><p class="tools"><input id="filter" '
               'type="search" placeholder="filter: address, port, verdict, state, finding…" '
               'aria-label="filter the connections"> <label><input id="attention" '
