@@ -8,7 +8,6 @@ page itself is opened in Chromium by test_html_browser.py.
 
 from __future__ import annotations
 
-import json
 import xml.etree.ElementTree as ET
 from html.parser import HTMLParser
 from pathlib import Path
@@ -389,3 +388,19 @@ def test_table_of_a_big_capture_lists_what_the_terminal_lists(tmp_path, monkeypa
         bar_links = [a["href"] for (t, a), (t2, a2) in zip(page.tags, page.tags[1:])
                      if t == "a" and t2 == "g" and a2.get("class") == "conn"]
         assert bar_links == ["#s%d" % i for i in range(rows)]
+
+
+def test_all_lists_every_connection_up_to_its_limit(tmp_path, monkeypatch):
+    monkeypatch.setattr(html, "ALL_LIMIT", 30)
+    path = tmp_path / "c.pcap"
+    many_refused(path, 40)
+    report = analyze([str(path)])
+    for limit_all, rows, note in ((50, 40, "All 40 connections."),
+                                  (30, 30, "The first 30 of the 40 connections")):
+        monkeypatch.setattr(html, "ALL_LIMIT", limit_all)
+        out = tmp_path / "r.html"
+        with open(out, "w", encoding="utf-8") as fh:
+            html.render(report, fh, show_all=True, captures=[str(path)], settings=Settings())
+        text = out.read_text(encoding="utf-8")
+        ids = [a["id"] for t, a in Page(text).tags if t == "tr" and "id" in a]
+        assert ids == ["c%d" % i for i in range(rows)] and note in text

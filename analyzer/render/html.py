@@ -16,15 +16,16 @@ What the page holds, and its bounds (docs/html.md):
   terminal lists them — and for each `--stream`; their packets come from a second, bounded
   read of the capture (`packets.py`), which a capture read from stdin cannot give;
 * the connection table with the terminal's columns: every connection up to `TABLE_LIMIT`
-  (or with `--all`), otherwise the ones the terminal would list.
+  (or with `--all`, up to `ALL_LIMIT`), otherwise the ones the terminal would list.
 """
 
 from __future__ import annotations
 
 import datetime
 import heapq
+import itertools
 from html import escape
-from typing import Callable, Dict, Iterable, List, Optional, Sequence, TextIO
+from typing import Callable, Dict, Iterable, List, Optional, Sequence, Set, TextIO
 
 from analyzer import TOOL_NAME, __version__
 from analyzer.judge.result import ConnResult
@@ -36,6 +37,7 @@ from analyzer.report.model import Report
 from analyzer.settings import Settings
 
 TABLE_LIMIT = 5000
+ALL_LIMIT = 50_000            # rows of the table with --all (about 350 bytes each)
 DIAGRAM_LIMIT = 500
 
 _GOOD = {"complete", "simultaneous_open", "four_way", "three_segment", "simultaneous"}
@@ -58,27 +60,32 @@ def render(report: Report, out: TextIO, show_all: bool = False, limit: int = 100
     traces: Dict[int, Trace] = trace(captures, settings, chosen) if rereadable else {}
     # The table lists every connection, or (too many) the terminal's: the `limit` most severe,
     # or with --limit 0 every one needing attention, read again from the results (not held).
+    # With --all, every connection up to ALL_LIMIT rows (a browser cannot use more).
     rows: Iterable[ConnResult] = results
-    shown: Optional[int] = None
+    note = "All %d connections." % n
     listed: Callable[[ConnResult], bool] = _always
-    if not (show_all or n <= TABLE_LIMIT):
+    if show_all and n > ALL_LIMIT:
+        rows = itertools.islice(results, ALL_LIMIT)
+        note = ("The first %d of the %d connections (an HTML table stops at %d rows; "
+                "<code>-f json</code> has every one)." % (ALL_LIMIT, n, ALL_LIMIT))
+    elif not (show_all or n <= TABLE_LIMIT):
         if limit:
             rows = sorted(seen.ranked, key=lambda r: r.id)
             shown = len(seen.ranked)
-            ids = {r.id for r in seen.ranked}
-
-            def listed(r: ConnResult) -> bool:
-                return r.id in ids
+            listed = _member({r.id for r in seen.ranked})
         else:
             rows = (r for r in results if r.needs_attention())
             shown = report.summary.attention
             listed = ConnResult.needs_attention
+        note = ("The %d connections needing attention the terminal report lists (of %d; more "
+                "than %d connections: <code>--all</code> lists every one)."
+                % (shown, n, TABLE_LIMIT))
     out.write(assets.HEAD % {"title": escape("%s — %s" % (TOOL_NAME, ", ".join(
         report.capture.files))), "style": assets.STYLE + svg.STYLE})
     _summary(out, report, seen.counts)
     _timeline(out, report, seen, chosen, listed)
     _diagrams(out, report, chosen, traces, rereadable, cap)
-    _table(out, rows, shown, n)
+    _table(out, rows, note)
     out.write(assets.TAIL % {"script": assets.SCRIPT, "tool": escape(TOOL_NAME),
                              "version": escape(__version__)})
 
@@ -248,7 +255,7 @@ def _diagrams(out: TextIO, report: Report, chosen: List[ConnResult], traces: Dic
         if t is None:
             out.write("<p>No packets of this stream were read again.</p></section>")
             continue
-        out.write('<div class="scroll">%s</div>' % svg.sequence_diagram(t, end, report.msl))
+        out.write('<div class="scroll">%s</div>' % svg.sequence_diagram(t, end))
         out.write('<div class="scroll">%s</div></section>' % svg.time_sequence(t))
     out.write("</section>")
 
@@ -265,15 +272,13 @@ def _always(r: ConnResult) -> bool:
     return True
 
 
-def _table(out: TextIO, rows: Iterable[ConnResult], shown: Optional[int], n: int) -> None:
-    """The connection table: `rows` are every connection (`shown` None) or `shown` of them."""
-    out.write('<section id="connections"><h2>Connections</h2>')
-    if shown is None:
-        out.write('<p class="note">All %d connections.' % n)
-    else:
-        out.write('<p class="note">The %d connections needing attention the terminal report '
-                  'lists (of %d; more than %d connections: <code>--all</code> lists every one).'
-                  % (shown, n, TABLE_LIMIT))
+def _member(ids: Set[int]) -> Callable[[ConnResult], bool]:
+    return lambda r: r.id in ids
+
+
+def _table(out: TextIO, rows: Iterable[ConnResult], note: str) -> None:
+    """The connection table: `rows`, with a `note` that says which they are."""
+    out.write('<section id="connections"><h2>Connections</h2><p class="note">%s' % note)
     out.write(' Click a heading to sort; type to filter.</p><p class="tools"><input id="filter" '
               'type="search" placeholder="filter: address, port, verdict, state, finding…" '
               'aria-label="filter the connections"> <label><input id="attention" '
@@ -293,7 +298,8 @@ def _table(out: TextIO, rows: Iterable[ConnResult], shown: Optional[int], n: int
                   '<td class="%s">%s</td><td>%s</td><td>%s / %s</td><td class="num" data-v="%d">'
                   '%d/%d</td><td class="num" data-v="%d">%s</td><td>%s</td></tr>' % (
                       r.id, ' class="att"' if r.needs_attention() else "", r.id,
-                      escape(endpoint(*r.orig_raw)), escape(endpoint(*r.resp_raw)), _tone(r.handshake),
+                      escape(endpoint(*r.orig_raw)), escape(endpoint(*r.resp_raw)),
+                      _tone(r.handshake),
                       r.handshake, _tone(r.close), r.close or "-", first, r.final_state[0],
                       r.final_state[1], r.packets[0] + r.packets[1], r.packets[0], r.packets[1],
                       r.end - r.start, span_text(r.end - r.start), codes))

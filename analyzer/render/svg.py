@@ -98,8 +98,7 @@ _MARK_WORDS = {"retransmissions": "retransmission", "out_of_order": "out of orde
                "keepalive_acks": "keep-alive ACK", "zero_windows": "zero window"}
 
 
-def sequence_diagram(t: Trace, capture_end: Optional[int], msl: float,
-                     standalone: bool = False) -> str:
+def sequence_diagram(t: Trace, capture_end: Optional[int], standalone: bool = False) -> str:
     """The sequence diagram of one traced stream, as one `<svg>` element."""
     r = t.result
     rows = t.rows
@@ -130,42 +129,14 @@ def sequence_diagram(t: Trace, capture_end: Optional[int], msl: float,
                 body.append('<text class="pause" x="%d" y="%d">&#8942; %s later</text>'
                             % (X_ORIG + 20, y + 2, span_text(lad.ts - prev.ladder.ts)))
                 y += GAP
-        x1, x2 = (X_ORIG, X_RESP) if lad.side == "orig" else (X_RESP, X_ORIG)
-        label = "%s seq=%d%s len=%d" % (lad.flags, lad.seq,
-                                        "" if lad.ack is None else " ack=%d" % lad.ack, lad.length)
-        if row.win == 0 and "R" not in lad.flags:
-            label += " win=0"
-        notes = [("SYN-ACK again" if "." in lad.flags else "SYN again")
-                 if m == "syn_retransmission" else _MARK_WORDS.get(m, m) for m in row.marks]
-        title = "frame %d, +%s s, %s → %s: %s%s" % (
-            lad.frame, _secs(lad.ts - t0), lad.side, "resp" if lad.side == "orig" else "orig",
-            label, (" (" + ", ".join(notes) + ")") if notes else "")
         states = (lad.state_orig, lad.state_resp)
-        chg = ["st o" + (" chg" if states[0] != last_states[0] else ""),
-               "st r" + (" chg" if states[1] != last_states[1] else "")]
+        group, notes = _packet(row, y, t0, (states[0] != last_states[0],
+                                            states[1] != last_states[1]),
+                               findings.get(lad.frame, ()))
+        body.append(group)
         last_states = states
-        body.append(
-            '<g class="pkt" data-frame="%d" data-ts="%d"><title>%s</title>'
-            '<text class="time" x="%d" y="%d">+%s</text>'
-            '<text class="frame" x="%d" y="%d">#%d</text>'
-            '<line class="%s" x1="%d" y1="%d" x2="%d" y2="%d"/>'
-            '<text class="lbl" x="%d" y="%d" text-anchor="middle">%s</text>'
-            '<text class="%s" x="%d" y="%d" text-anchor="end">%s</text>'
-            '<text class="%s" x="%d" y="%d">%s</text>' % (
-                lad.frame, lad.ts, escape(title), X_TIME, y + 4, _secs(lad.ts - t0),
-                X_FRAME, y + 4, lad.frame,
-                _arrow_class(lad.flags, row.marks), x1, y, x2, y + SLANT,
-                (X_ORIG + X_RESP) // 2, y - 3, escape(label),
-                chg[0], X_ORIG - 8, y + 10, states[0], chg[1], X_RESP + 8, y + 10, states[1]))
-        stack = [('<text class="note" x="%d" y="%d">%s</text>'
-                  % (X_NOTE + 10, y + 4, escape(", ".join(notes))))] if notes else []
-        for i, f in enumerate(findings.get(lad.frame, ())):
-            stack.append(_finding_mark(f, (X_ORIG + X_RESP) // 2 + 12 * i, y + SLANT // 2,
-                                       X_NOTE + 10, y + 4 + NOTE_STEP * len(stack)))
-        body.extend(stack)
-        body.append("</g>")
         prev = row
-        y += ROW + NOTE_STEP * max(len(stack) - 2, 0)
+        y += ROW + NOTE_STEP * max(notes - 2, 0)
     # Findings whose frame is not drawn (elided, or raised at the end of the capture).
     rest = [f for f in r.findings if f.frame not in drawn]
     if t.count > len(rows) and prev is not None and prev.number < t.count - 1:
@@ -191,7 +162,8 @@ def sequence_diagram(t: Trace, capture_end: Optional[int], msl: float,
             '<text class="time" x="%d" y="18">analysis, findings</text>'
             '<line class="life" x1="%d" y1="26" x2="%d" y2="%d"/>'
             '<line class="life" x1="%d" y1="26" x2="%d" y2="%d"/>' % (
-                X_ORIG, escape(endpoint(*r.orig_raw)), X_RESP, escape(endpoint(*r.resp_raw)), X_TIME,
+                X_ORIG, escape(endpoint(*r.orig_raw)), X_RESP, escape(endpoint(*r.resp_raw)),
+                X_TIME,
                 X_FRAME, X_NOTE + 10, X_ORIG, X_ORIG, height - 6, X_RESP, X_RESP,
                 height - 6))
     attrs = ('class="seq" data-stream="%d" viewBox="0 0 %d %d" width="%d" height="%d" '
@@ -201,6 +173,49 @@ def sequence_diagram(t: Trace, capture_end: Optional[int], msl: float,
         return ('<svg xmlns="http://www.w3.org/2000/svg" %s><style>%s</style>%s%s%s</svg>\n'
                 % (attrs, STYLE, _ARROWHEAD, head, "".join(body)))
     return "<svg %s>%s%s</svg>" % (attrs, head, "".join(body))
+
+
+def _packet(row: Row, y: int, t0: int, changed: Tuple[bool, bool],
+            findings: Sequence[Finding]) -> Tuple[str, int]:
+    """One packet's group: time, frame, the arrow and its label, both states after it (bold
+    where `changed`), its analysis flags and findings stacked in the notes column. Returns the
+    group and how many notes it stacked."""
+    lad = row.ladder
+    x1, x2 = (X_ORIG, X_RESP) if lad.side == "orig" else (X_RESP, X_ORIG)
+    label = "%s seq=%d%s len=%d" % (lad.flags, lad.seq,
+                                    "" if lad.ack is None else " ack=%d" % lad.ack, lad.length)
+    if row.win == 0 and "R" not in lad.flags:
+        label += " win=0"
+    notes = [("SYN-ACK again" if "." in lad.flags else "SYN again")
+             if m == "syn_retransmission" else _MARK_WORDS.get(m, m) for m in row.marks]
+    title = "frame %d, +%s s, %s → %s: %s%s" % (
+        lad.frame, _secs(lad.ts - t0), lad.side, "resp" if lad.side == "orig" else "orig",
+        label, (" (" + ", ".join(notes) + ")") if notes else "")
+    parts = [
+        '<g class="pkt" data-frame="%d" data-ts="%d"><title>%s</title>'
+        '<text class="time" x="%d" y="%d">+%s</text>'
+        '<text class="frame" x="%d" y="%d">#%d</text>'
+        '<line class="%s" x1="%d" y1="%d" x2="%d" y2="%d"/>'
+        '<text class="lbl" x="%d" y="%d" text-anchor="middle">%s</text>'
+        '<text class="st o%s" x="%d" y="%d" text-anchor="end">%s</text>'
+        '<text class="st r%s" x="%d" y="%d">%s</text>' % (
+            lad.frame, lad.ts, escape(title), X_TIME, y + 4, _secs(lad.ts - t0),
+            X_FRAME, y + 4, lad.frame,
+            _arrow_class(lad.flags, row.marks), x1, y, x2, y + SLANT,
+            (X_ORIG + X_RESP) // 2, y - 3, escape(label),
+            " chg" if changed[0] else "", X_ORIG - 8, y + 10, lad.state_orig,
+            " chg" if changed[1] else "", X_RESP + 8, y + 10, lad.state_resp)]
+    stacked = 0
+    if notes:
+        parts.append('<text class="note" x="%d" y="%d">%s</text>'
+                     % (X_NOTE + 10, y + 4, escape(", ".join(notes))))
+        stacked = 1
+    for i, f in enumerate(findings):
+        parts.append(_finding_mark(f, (X_ORIG + X_RESP) // 2 + 12 * i, y + SLANT // 2,
+                                   X_NOTE + 10, y + 4 + NOTE_STEP * stacked))
+        stacked += 1
+    parts.append("</g>")
+    return "".join(parts), stacked
 
 
 def _finding_mark(f: Finding, cx: int, cy: int, tx: int, ty: int) -> str:
@@ -313,4 +328,4 @@ def render(report: Report, out: TextIO, captures: Sequence[str] = (),
     settings = settings or Settings()
     wanted = [r for r in report.connections if r.id in settings.ladders]
     for t in trace(captures, settings, wanted).values():
-        out.write(sequence_diagram(t, report.capture.last_ts, report.msl, standalone=True))
+        out.write(sequence_diagram(t, report.capture.last_ts, standalone=True))

@@ -10,9 +10,9 @@ one never outlasts it); findings are marks on the bar; the `<title>` of a bar is
 text, and a bar links to the connection's diagrams or table row.
 
 More connections than `BAR_LIMIT` are aggregated: one lane per server (responder address and
-port), the `LANES` busiest servers (`Busiest`, in bounded memory) and one lane for all others, each a stacked area of the
-connections in progress in each of `LANE_BINS` time bins, by verdict class, with lingering
-endpoints hatched on top. Its size does not grow with the number of connections; the HTML
+port), the `LANES` busiest servers (`Busiest`, in bounded memory) and one lane for all others,
+each a stacked area of the connections in progress in each of `LANE_BINS` time bins, by
+verdict class, with lingering endpoints hatched on top. Its size does not grow with the number of connections; the HTML
 report draws the connections that have diagrams one bar each below it.
 """
 
