@@ -99,3 +99,17 @@ def test_json_ladder_carries_the_new_fields():
     assert ladder[0]["options"]["mss"] == 65495 and ladder[0]["window"] == ladder[0]["win"]
     assert any(row["analysis"] == ["keep-alive"] for row in ladder)
     assert ladder[0]["raw_ack"] is None and isinstance(ladder[1]["raw_ack"], int)
+
+
+def test_ladder_and_explanation_as_text_for_other_views():
+    from analyzer.render.ladder_text import explanation_text, ladder_text
+    from analyzer.triage.explain import explain
+    path = REPO / "samples" / "mixed.pcap"
+    report = analyze([str(path)], Settings(ladders=frozenset({5})))
+    r = next(c for c in report.connections if c.id == 5)
+    for width in (60, 120):
+        text = ladder_text(r, report.ladders[5], report.capture.last_ts, width)
+        assert "⚑CLOSE_WAIT_LINGERING" in text and "end of capture" in text
+        assert all(len(line) <= width for line in text.splitlines() if len(line.split()) > 1)
+    text = explanation_text(r, explain(r, report.ladders[5], 30.0), 80)
+    assert "ack=x+1 = 439041102 ✓" in text and "\x1b[" not in text

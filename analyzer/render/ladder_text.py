@@ -8,11 +8,12 @@ capture ended. Where the columns do not fit the width, each packet is a short bl
 
 from __future__ import annotations
 
+import io
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from analyzer.decode.options import options_text
 from analyzer.judge.result import ConnResult, LadderRow
-from analyzer.render.textlayout import Cell, Column, fits, write_table
+from analyzer.render.textlayout import Cell, Column, Page, Painter, fits, write_table
 
 _COLUMNS = (Column("frame", True), Column("time", True), Column(""), Column("flags"),
             Column("seq", True), Column("ack", True), Column("len", True), Column("win", True),
@@ -54,7 +55,7 @@ def end_of_capture(r: ConnResult, end_ts: Optional[int]) -> str:
     return "end of capture: " + ", ".join(parts)
 
 
-def write_ladder(page: Any, r: ConnResult, rows: Sequence[LadderRow],
+def write_ladder(page: Page, r: ConnResult, rows: Sequence[LadderRow],
                  end_ts: Optional[int]) -> None:
     title = "Stream %d ladder (Wireshark: tcp.stream eq %d)" % (r.id, r.id)
     t0 = rows[0].ts if rows else 0
@@ -98,7 +99,7 @@ def write_ladder(page: Any, r: ConnResult, rows: Sequence[LadderRow],
         page.line("  (%d more packets not shown)" % (total - len(rows)))
 
 
-def write_explanation(page: Any, r: ConnResult, steps: Sequence[Any]) -> None:
+def write_explanation(page: Page, r: ConnResult, steps: Sequence[Any]) -> None:
     """`--explain N`: each step on its line, its frame first, a checked number ✓ or ✗."""
     page.line(("Stream %d explained (%s → %s)" % (r.id, r.handshake, r.close or "not established"),
                "bold"))
@@ -106,3 +107,18 @@ def write_explanation(page: Any, r: ConnResult, steps: Sequence[Any]) -> None:
         frame = ("frame %-5d" % step.frame) if step.frame is not None else " " * 11
         style = "" if step.ok is None else "green" if step.ok else "bold red"
         page.line("  " + frame, (step.text, style), indent=14)
+
+
+def ladder_text(r: ConnResult, rows: Sequence[LadderRow], end_ts: Optional[int],
+                width: int = 100) -> str:
+    """The ladder as plain text `width` columns wide (for a pane of an interactive view)."""
+    out = io.StringIO()
+    write_ladder(Page(out, width, Painter(None)), r, rows, end_ts)
+    return out.getvalue()
+
+
+def explanation_text(r: ConnResult, steps: Sequence[Any], width: int = 100) -> str:
+    """The explanation as plain text `width` columns wide."""
+    out = io.StringIO()
+    write_explanation(Page(out, width, Painter(None)), r, steps)
+    return out.getvalue()

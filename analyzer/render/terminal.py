@@ -20,12 +20,12 @@ from rich.console import Console
 
 from analyzer.common.findings import CATALOGUE
 from analyzer.decode.segment import addr_str
-from analyzer.judge.result import ConnResult, LadderRow
+from analyzer.judge.result import ConnResult
 from analyzer.report.model import Report
 from analyzer.report.store import ResultSink, ResultStore
 from analyzer.settings import Settings
 from analyzer.render.ladder_text import write_explanation, write_ladder
-from analyzer.render.textlayout import Cell, Column, Painter, fits, write_table, write_wrapped
+from analyzer.render.textlayout import Cell, Column, Page, Painter, fits, write_table
 
 _SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "info": "dim"}
 _GOOD = {"complete", "simultaneous_open", "four_way", "three_segment", "simultaneous"}
@@ -64,21 +64,6 @@ def _when(ts: Optional[int]) -> str:
         return "-"
     dt = datetime.datetime.fromtimestamp(ts / 1e9, tz=datetime.timezone.utc)
     return dt.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + " UTC"
-
-
-class Page:
-    """Where a report is written: the stream, its width and its colours."""
-
-    def __init__(self, out: TextIO, width: int, paint: Painter) -> None:
-        self.out = out
-        self.width = width
-        self.paint = paint
-
-    def line(self, *parts: Cell, indent: int = 4) -> None:
-        write_wrapped(self.out, parts, self.width, self.paint, indent)
-
-    def blank(self) -> None:
-        self.out.write("\n")
 
 
 def _summary(page: Page, report: Report, selection: Any) -> None:
@@ -178,6 +163,7 @@ def _details(page: Page, rows: Rows) -> None:
     if not first:
         page.blank()
     first = True
+    plain = page.paint.system is None
     for r in rows():
         attention = r.needs_attention()
         for f in r.findings:
@@ -188,9 +174,14 @@ def _details(page: Page, rows: Rows) -> None:
                 first = False
             where = "" if f.side is None else "[%s %s]" % (
                 f.side, _endpoint(*(r.orig_raw if f.side == "orig" else r.resp_raw)))
-            page.line("  stream %-5d frame %-7d" % (r.id, f.frame),
-                      (f.severity.upper().ljust(7), _SEVERITY_STYLE[f.severity]),
-                      f.code + (" (×%d)" % f.count if f.count > 1 else ""), where,
+            head = "  stream %-5d frame %-7d" % (r.id, f.frame)
+            code = f.code + (" (×%d)" % f.count if f.count > 1 else "")
+            severity = f.severity.upper().ljust(7)
+            line = "%s %s %s %s  %s" % (head, severity, code, where, f.message)
+            if plain and len(line) <= page.width:       # the common case, in one step
+                page.out.write(line + "\n")
+                continue
+            page.line(head, (severity, _SEVERITY_STYLE[f.severity]), code, where,
                       " " + f.message, indent=8)
 
 

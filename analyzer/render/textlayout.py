@@ -78,17 +78,24 @@ def fits(columns: Sequence[Column], rows: Iterable[Sequence[Cell]], width: int,
     natural_last = widths[-1]
     for row in rows:
         for i in range(n):
-            size = len(_text(row[i]))
+            cell = row[i]
+            size = len(cell) if cell.__class__ is str else len(cell[0])
             if size > widths[i]:
                 widths[i] = size
         words = row[n]
-        if isinstance(words, list):
-            total = sum(len(_text(w)) for w in words) + max(len(words) - 1, 0)
-            longest = max((len(_text(w)) for w in words), default=0)
+        if words.__class__ is list:
+            if words:
+                sizes = [len(w) if w.__class__ is str else len(w[0]) for w in words]
+                total = sum(sizes) + len(sizes) - 1
+                if total > natural_last:
+                    natural_last = total
+                longest = max(sizes)
+                if longest > longest_word:
+                    longest_word = longest
         else:
-            total = longest = len(_text(words))
-        natural_last = max(natural_last, total)
-        longest_word = max(longest_word, longest)
+            size = len(_text(words))
+            natural_last = max(natural_last, size)
+            longest_word = max(longest_word, size)
     fixed = 2 * len(MARGIN) + sum(widths[:n]) + len(GAP) * n     # rich keeps a right edge
     if fixed + longest_word > width:
         return None
@@ -164,3 +171,18 @@ def write_wrapped(out: TextIO, parts: Sequence[Cell], width: int, paint: Painter
         k += len(chunk_words)
         text = " ".join([paint(w, s) for w, s in chunk])
         out.write(((" " * indent + text.strip(" ")) if j else text).rstrip() + "\n")
+
+
+class Page:
+    """Where a report is written: the stream, its width and its colours."""
+
+    def __init__(self, out: TextIO, width: int, paint: Painter) -> None:
+        self.out = out
+        self.width = width
+        self.paint = paint
+
+    def line(self, *parts: Cell, indent: int = 4) -> None:
+        write_wrapped(self.out, parts, self.width, self.paint, indent)
+
+    def blank(self) -> None:
+        self.out.write("\n")
