@@ -275,21 +275,26 @@ def _triage(fmt: str, show_all: bool, limit: Optional[int], streams: Tuple[int, 
             explain: Tuple[int, ...]) -> Dict[str, Any]:
     """The triage options, checked together: a bad filter or sort key, or options that make
     no sense together, stop here with a usage error (exit 2) before any capture is read."""
-    conflicts = [("--stream", bool(streams) and fmt == "zeek", "a Zeek conn.log has no ladder"),
-                 ("--explain", bool(explain) and fmt != "text", "it narrates in text"),
-                 ("--group-by", bool(group_by) and fmt == "zeek",
-                  "a Zeek conn.log has one line per connection"),
-                 ("--group-by", bool(group_by) and bool(streams or explain),
-                  "--stream and --explain show single connections")]
-    for option, clash, why in conflicts:
+    single = "--stream/--explain" if streams or explain else ""
+    conflicts = [
+        (bool(streams) and fmt == "zeek", "--stream", "-f zeek", "a Zeek conn.log has no ladder"),
+        (bool(explain) and fmt != "text", "--explain", "-f " + fmt, "it narrates in text"),
+        (bool(group_by) and fmt == "zeek", "--group-by", "-f zeek",
+         "a Zeek conn.log has one line per connection"),
+        (bool(group_by) and bool(single), "--group-by", single,
+         "they show single connections")]
+    for clash, option, other, why in conflicts:
         if clash:
-            raise click.UsageError("%s cannot be used with %s: %s" % (
-                option, "-f " + fmt if fmt != "text" or option == "--group-by" and
-                not (streams or explain) else "--stream/--explain", why))
+            raise click.UsageError("%s cannot be used with %s: %s" % (option, other, why))
     if fmt != "text":
         if limit is not None:
             _warn("warning: --limit applies to the terminal report; -f %s lists every "
                   "connection" % fmt)
+    elif limit is not None and show_all:
+        _warn("warning: --limit has no effect with --all, which lists every connection")
+    elif group_by and (sort or show_all or limit is not None):
+        _warn("warning: the terminal report lists groups, not connections, with --group-by: "
+              "--sort, --all and --limit have no effect on it")
     flt = None
     if filter_text is not None:
         try:

@@ -173,3 +173,22 @@ def test_force_color_colours_a_pipe():
     res = subprocess.run([sys.executable, "-m", "analyzer", str(REPO / "samples" / "mixed.pcap")],
                          capture_output=True, env=env, timeout=120)
     assert b"\x1b[" not in res.stdout
+
+
+@pytest.mark.parametrize("name", ["mixed.pcap", "ipv6.pcap"])
+def test_every_width_from_40_to_250(name):
+    """The two samples with the widest rows (IPv6 endpoints, long finding lists), at every
+    single width of the range; and the ladder of their first stream, every number whole."""
+    path = str(REPO / "samples" / name)
+    report = analyze([path])
+    report.connections = list(report.connections)
+    need = _tokens(report)
+    traced = analyze([path], Settings(ladders=frozenset({0})))
+    traced.connections = [r for r in traced.connections if r.id == 0]
+    rows = traced.ladders[0]
+    for width in range(40, 251):
+        _check(_text(report, width), need, width, name)
+        words = Counter(_text(traced, width).split())
+        for row in rows:
+            assert words[str(row.frame)] >= 1 and words[str(row.seq)] >= 1, (width, row)
+            assert row.ack is None or words[str(row.ack)] >= 1, (width, row)

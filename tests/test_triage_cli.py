@@ -120,6 +120,25 @@ def test_limit_and_all_with_json_are_said_to_do_nothing():
     assert len(json.loads(res.stdout)["connections"]) == 16
 
 
+def test_options_without_effect_on_the_terminal_report_are_said_so():
+    res = run_cli(MIXED, "--all", "--limit", "3")
+    assert res.returncode == 0 and b"--limit has no effect with --all" in res.stderr
+    assert res.stdout.decode().count("\nstream ") + res.stdout.decode().count("→") >= 16
+    res = run_cli(MIXED, "--group-by", "port", "--sort", "duration")
+    assert res.returncode == 0 and b"lists groups, not connections" in res.stderr
+    assert run_cli(MIXED, "--sort", "duration").stderr == b""
+
+
+def test_a_traced_stream_the_filter_leaves_out_is_named():
+    out = run_cli(MIXED, "--stream", "5", "--stream", "3", "--filter", "tcp.port == 443")
+    text = out.stdout.decode()
+    assert out.returncode == 0
+    assert text.startswith("The filter leaves out stream 5 (tcp.port == 443).")
+    assert "Stream 3 ladder" in text and "Stream 5 ladder" not in text
+    alone = run_cli(MIXED, "--stream", "5", "--filter", "tcp.port == 443").stdout.decode()
+    assert alone == "The filter leaves out stream 5 (tcp.port == 443).\n"
+
+
 def test_a_stream_that_is_not_in_the_capture_exits_2():
     res = run_cli(MIXED, "--stream", "99")
     assert res.returncode == 2 and not res.stdout

@@ -274,6 +274,14 @@ def _render(page: Page, report: Report, show_all: bool, limit: int, selection: A
             explanations: Mapping[int, Sequence[Any]], ladders: bool) -> None:
     if report.ladders:
         traced = [r for r in report.connections if r.id in report.ladders]
+        left_out = sorted(set(report.ladders) - {r.id for r in traced})
+        if left_out:
+            page.line("The filter leaves out stream%s %s (%s)." % (
+                "s" if len(left_out) > 1 else "", ", ".join(map(str, left_out)),
+                selection.filter if selection is not None else "filtered"))
+            if not traced:
+                return
+            page.blank()
         _connections(page, lambda: traced, "Traced connections")
         _details(page, lambda: traced)
         end = report.capture.last_ts
