@@ -99,3 +99,19 @@ def test_text_that_xml_cannot_carry_is_escaped(tmp_path):
     xml = _junit(result)
     validate(xml)
     assert "\x1b" not in xml
+
+
+@pytest.mark.parametrize("xml", [
+    '<testsuites><testsuite name="a" tests="1" failures="0" errors="0">'
+    '<testcase name="x" file="f.toml"/></testsuite></testsuites>',          # no such attribute
+    '<testsuites><testsuite name="a" tests="1" failures="0" errors="0">'
+    '<testcase classname="c"/></testsuite></testsuites>',                   # a case needs a name
+    '<testsuites><testsuite name="a" tests="1" failures="0">'
+    '<testcase name="x"/></testsuite></testsuites>',                        # errors= is required
+    '<testsuites><testsuite name="a" tests="1" failures="0" errors="0">'
+    '<testcase name="x"><note/></testcase></testsuite></testsuites>',       # unknown element
+])
+def test_the_schema_refuses_what_jenkins_refuses(xml):
+    xmlschema = pytest.importorskip("xmlschema", reason="xmlschema (the test extra) validates "
+                                    "JUnit against its schema")
+    assert not xmlschema.XMLSchema(str(SCHEMA)).is_valid(xml)
