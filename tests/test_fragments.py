@@ -9,6 +9,8 @@ import io
 import struct
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from analyzer.decode.frames import FrameDecoder, decode_frame
 from analyzer.decode.iptcp import Fragment, ip_general
@@ -165,3 +167,18 @@ def test_checksums_do_not_judge_a_fragment(tmp_path):
     path.write_bytes(buf.getvalue())
     [conn] = analyze([str(path)], Settings(checksums=True)).to_dict()["connections"]
     assert "BAD_CHECKSUM" not in {f["code"] for f in conn["findings"]}
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 9000), st.integers(0, 3000), st.booleans(),
+                          st.integers(0, 3), st.integers(0, 40_000_000_000)), max_size=60))
+def test_any_fragments_stay_bounded(frags):
+    # Whatever fragments come, in whatever order and time: no exception, and what is held
+    # stays within the limits.
+    r = Reassembler(max_fragments=8, max_datagrams=3, max_bytes=6000)
+    for i, (off, size, more, ident, ts) in enumerate(frags):
+        got = r.add(Fragment(b"\x04k" + bytes((ident,)), 4, off & ~7, size, more,
+                             bytes(size), 6, b"a" * 4, b"b" * 4, 20), b"", ts, i)
+        assert isinstance(got, (str, Segment))
+        assert len(r.pending) <= 3 and r.held <= 6000
+        assert all(len(dg.pieces) <= 8 for dg in r.pending.values())
