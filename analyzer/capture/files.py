@@ -205,7 +205,12 @@ class MergeCursor(Cursor):
                 if held:
                     self.held += 1
                 else:
-                    frames = self.spill.add(frames)
+                    try:
+                        frames = self.spill.add(frames)
+                    except OSError as exc:          # no room for the temporary copy
+                        self.errors.append(f"{printable(path)}: not merged: no descriptor "
+                                           f"left and no temporary copy ({one_line(exc)})")
+                        continue
             frame = next(frames, None)
             if frame is not None:
                 heapq.heappush(heap, (frame[0], i, frame, frames, held))
@@ -249,7 +254,12 @@ class MergeCursor(Cursor):
             return False
         n = max(held, key=lambda k: self.heap[k][:2])
         ts, i, frame, frames, _ = self.heap[n]
-        self.heap[n] = (ts, i, frame, self.spill.add(frames), False)
+        try:
+            self.heap[n] = (ts, i, frame, self.spill.add(frames), False)
+        except OSError as exc:                      # no room for the temporary copy
+            self.errors.append(f"merge: a file's frames after {ts} ns may be missing: no "
+                               f"temporary copy ({one_line(exc)})")
+            return False
         self.held -= 1
         self.budget = max(1, self.held)
         return True

@@ -2,6 +2,9 @@
 
     python -m tools.fuzz.atheris_entry -atheris_runs=1000000 [corpus_dir]
 
+Without a corpus directory, it starts from the harness's seed captures (written to a new
+temporary directory, which then gathers what the run finds).
+
 Each input is a capture's bytes, checked by `tools.fuzz.harness.check` (the readers, the
 truncation property, both decoder paths, the analysis and every renderer). A broken property
 raises, and atheris keeps the input (crash-*) and stops.
@@ -17,7 +20,7 @@ import tempfile
 import atheris
 
 with atheris.instrument_imports(include=["analyzer"]):
-    from tools.fuzz.harness import check
+    from tools.fuzz.harness import check, seeds
 
 _WORK = tempfile.mkdtemp(prefix="tcpflow-atheris-")
 _PATH = os.path.join(_WORK, "input.cap")
@@ -28,7 +31,14 @@ def test_one_input(data: bytes) -> None:
 
 
 def main() -> None:
-    atheris.Setup(sys.argv, test_one_input)
+    argv = list(sys.argv)
+    if not any(not arg.startswith("-") for arg in argv[1:]):
+        corpus = tempfile.mkdtemp(prefix="tcpflow-atheris-corpus-")
+        for n, data in enumerate(seeds()):
+            with open(os.path.join(corpus, "seed%d.cap" % n), "wb") as fh:
+                fh.write(data)
+        argv.append(corpus)
+    atheris.Setup(argv, test_one_input)
     atheris.Fuzz()
 
 
