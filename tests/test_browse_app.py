@@ -75,8 +75,11 @@ def test_table_lists_every_connection_and_the_detail_follows_the_cursor() -> Non
     rows = stream_ladder([MIXED], Settings(), app.model.results[3])
     lines = seen["ladder"].splitlines()
     assert lines[0] == "Ladder (%d packets)" % len(rows)
-    assert [int(line.split()[0]) for line in lines[2:]] == [row.frame for row in rows]
-    assert "R." in lines[-1]
+    assert [int(line.split()[0]) for line in lines[2:-1]] == [row.frame for row in rows]
+    assert "R." in lines[-2]
+    cli = run_cli("--stream", "3", MIXED).stdout.decode().splitlines()
+    end = next(line for line in cli if line.split()[:1] == ["end"])
+    assert lines[-1].split() == end.split()         # the end row `--stream 3` prints
     assert "Explanation" in seen["explanation"] and "reset" in seen["explanation"]
 
 
@@ -254,5 +257,7 @@ def test_several_small_captures_are_one_capture_and_each_ladder_is_its_own() -> 
     _run(scenario, captures=files)
     rows = stream_ladder(files, Settings(), seen["last"])
     assert seen["ids"] == list(range(len(seen["ids"]))) and len(seen["ids"]) >= 3
-    frames = [int(line.split()[0]) for line in seen["detail"].split("\nLadder (")[1].splitlines()[2:]]
+    ladder = seen["detail"].split("\nLadder (")[1].splitlines()
+    frames = [int(line.split()[0]) for line in ladder[2:-1]]
+    assert ladder[-1].startswith("  end")
     assert frames == [row.frame for row in rows]

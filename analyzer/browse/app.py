@@ -368,7 +368,7 @@ class BrowseApp(App):
     def _show_ladder(self, r: ConnResult, rows: List[LadderRow]) -> None:
         self.detail.show([(detail.summary(r, self.captures), True),
                           (detail.explanation(r, rows, self.settings.msl), True),
-                          (detail.ladder(r, rows), False)])
+                          (detail.ladder(r, rows, self.report.capture.last_ts), False)])
 
     # -- Wireshark filter and export ---------------------------------------------------------
 
