@@ -28,7 +28,7 @@ def _run(scenario, captures=(MIXED,), size=(120, 40)) -> BrowseApp:
     async def main() -> None:
         async with app.run_test(size=size) as pilot:
             for _ in range(400):                    # the analysis runs in a worker thread
-                if app.model is not None or app.return_code is not None:
+                if app.ready or app.return_code is not None:
                     break
                 await pilot.pause(0.05)
             await pilot.pause()
@@ -235,7 +235,7 @@ def test_filter_option_starts_the_browser_filtered() -> None:
 
     async def main() -> None:
         async with app.run_test(size=(120, 40)) as pilot:
-            while app.model is None:
+            while not app.ready:
                 await pilot.pause(0.05)
             await pilot.pause()
             await scenario(app, pilot)
@@ -261,3 +261,31 @@ def test_several_small_captures_are_one_capture_and_each_ladder_is_its_own() -> 
     frames = [int(line.split()[0]) for line in ladder[2:-1]]
     assert ladder[-1].startswith("  end")
     assert frames == [row.frame for row in rows]
+
+
+def test_keys_pressed_while_the_analysis_runs_do_nothing(monkeypatch) -> None:
+    import threading
+    from analyzer.browse import app as app_module
+    go = threading.Event()
+    real = app_module.analyze
+
+    def held(*args, **kwargs):              # the analysis waits until the keys are in
+        go.wait(30)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(app_module, "analyze", held)
+    app = BrowseApp([MIXED], Settings())
+
+    async def main() -> None:
+        async with app.run_test(size=(120, 40)) as pilot:
+            await pilot.press("s", "r", "e", "w", "slash", "x")     # before the table exists
+            assert not app.ready
+            go.set()
+            while not app.ready:
+                await pilot.pause(0.05)
+            await pilot.pause()
+            assert app.model.sort_column == 0 and not app.model.descending
+            assert app.printed == [] and app.screen is app.screen_stack[0]
+            assert app.focused is app.table
+
+    asyncio.run(main())

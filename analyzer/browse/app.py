@@ -138,6 +138,7 @@ class BrowseApp(App):
         self.messages: List[str] = []          # warnings and errors, for stderr afterwards
         self.exit_code = 0
         self.selected: Optional[ConnResult] = None
+        self.ready = False                     # the table and the filter bar are on screen
         self._settle: Any = None
 
     # -- the analysis, with a progress bar ---------------------------------------------------
@@ -221,6 +222,7 @@ class BrowseApp(App):
             self.notify(message, severity="warning", timeout=8)
         self.table.focus()
         self.table.reload()
+        self.ready = True
 
     def on_resize(self, event) -> None:
         self._layout(event.size.width)
@@ -260,7 +262,7 @@ class BrowseApp(App):
             error.remove_class("shown")
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
-        if event.input.id == "filter" and self.model is not None:
+        if event.input.id == "filter" and self.ready:
             self._apply_filter(event.value)
 
     def _apply_filter(self, text: str) -> None:
@@ -290,11 +292,11 @@ class BrowseApp(App):
         self._caption()
 
     def action_sort(self, step: int) -> None:
-        if self.model is not None:
+        if self.ready:
             self._sort((self.model.sort_column + step) % len(COLUMNS), False)
 
     def action_reverse(self) -> None:
-        if self.model is not None:
+        if self.ready:
             self._sort(self.model.sort_column, not self.model.descending)
 
     def on_conn_table_sort(self, message) -> None:
@@ -306,7 +308,7 @@ class BrowseApp(App):
         self._reselect(keep)
 
     def action_focus_filter(self) -> None:
-        if self.model is not None:
+        if self.ready:
             self.query_one("#filter", Input).focus()
 
     def action_focus_table(self) -> None:
@@ -381,7 +383,7 @@ class BrowseApp(App):
         self.notify("%s — copied; printed on stdout when you quit" % text)
 
     def action_export(self) -> None:
-        if self.model is None:
+        if not self.ready:
             return
         stem = os.path.basename(self.captures[0]).split(".")[0] or "capture"
         self.push_screen(ExportScreen("%s-connections.json" % stem, len(self.model.view)),
