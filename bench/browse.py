@@ -99,7 +99,7 @@ async def _app(capture: str, settings: Settings, report, model: Model) -> None:
     app = Preloaded([capture], settings)
     t = time.perf_counter()
     async with app.run_test(size=(200, 50)) as pilot:
-        while app.table is None:
+        while not app.ready:
             await pilot.pause(0.01)
         await pilot.pause()
         _step("app", time.perf_counter() - t, "first screen")

@@ -28,7 +28,7 @@ def _run(scenario, captures=(MIXED,), size=(120, 40)) -> BrowseApp:
     async def main() -> None:
         async with app.run_test(size=size) as pilot:
             for _ in range(400):                    # the analysis runs in a worker thread
-                if app.model is not None or app.return_code is not None:
+                if app.ready or app.return_code is not None:
                     break
                 await pilot.pause(0.05)
             await pilot.pause()
@@ -75,8 +75,11 @@ def test_table_lists_every_connection_and_the_detail_follows_the_cursor() -> Non
     rows = stream_ladder([MIXED], Settings(), app.model.results[3])
     lines = seen["ladder"].splitlines()
     assert lines[0] == "Ladder (%d packets)" % len(rows)
-    assert [int(line.split()[0]) for line in lines[2:]] == [row.frame for row in rows]
-    assert "R." in lines[-1]
+    assert [int(line.split()[0]) for line in lines[2:-1]] == [row.frame for row in rows]
+    assert "R." in lines[-2]
+    cli = run_cli("--stream", "3", MIXED).stdout.decode().splitlines()
+    end = next(line for line in cli if line.split()[:1] == ["end"])
+    assert lines[-1].split() == end.split()         # the end row `--stream 3` prints
     assert "Explanation" in seen["explanation"] and "reset" in seen["explanation"]
 
 
@@ -232,7 +235,7 @@ def test_filter_option_starts_the_browser_filtered() -> None:
 
     async def main() -> None:
         async with app.run_test(size=(120, 40)) as pilot:
-            while app.model is None:
+            while not app.ready:
                 await pilot.pause(0.05)
             await pilot.pause()
             await scenario(app, pilot)
@@ -254,5 +257,35 @@ def test_several_small_captures_are_one_capture_and_each_ladder_is_its_own() -> 
     _run(scenario, captures=files)
     rows = stream_ladder(files, Settings(), seen["last"])
     assert seen["ids"] == list(range(len(seen["ids"]))) and len(seen["ids"]) >= 3
-    frames = [int(line.split()[0]) for line in seen["detail"].split("\nLadder (")[1].splitlines()[2:]]
+    ladder = seen["detail"].split("\nLadder (")[1].splitlines()
+    frames = [int(line.split()[0]) for line in ladder[2:-1]]
+    assert ladder[-1].startswith("  end")
     assert frames == [row.frame for row in rows]
+
+
+def test_keys_pressed_while_the_analysis_runs_do_nothing(monkeypatch) -> None:
+    import threading
+    from analyzer.browse import app as app_module
+    go = threading.Event()
+    real = app_module.analyze
+
+    def held(*args, **kwargs):              # the analysis waits until the keys are in
+        go.wait(30)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(app_module, "analyze", held)
+    app = BrowseApp([MIXED], Settings())
+
+    async def main() -> None:
+        async with app.run_test(size=(120, 40)) as pilot:
+            await pilot.press("s", "r", "e", "w", "slash", "x")     # before the table exists
+            assert not app.ready
+            go.set()
+            while not app.ready:
+                await pilot.pause(0.05)
+            await pilot.pause()
+            assert app.model.sort_column == 0 and not app.model.descending
+            assert app.printed == [] and app.screen is app.screen_stack[0]
+            assert app.focused is app.table
+
+    asyncio.run(main())

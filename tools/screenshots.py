@@ -32,7 +32,7 @@ async def shoot(svg: Path) -> None:
     capture = str(Path("samples") / "mixed.pcap")
     app = BrowseApp([capture], Settings())
     async with app.run_test(size=SIZE) as pilot:
-        while app.table is None:
+        while not app.ready:
             await pilot.pause(0.05)
         await pilot.press("slash", *FILTER, "enter")
         shown = [app.model.row(i) for i in range(len(app.model.view))]

@@ -4,14 +4,14 @@ the filter bar and the detail pane.
 Keys: `/` filter (Enter applies, Escape returns to the table), `s`/`S` sort by the next or
 previous column, `r` reverse the order (or click a column title), `w` copy the selected
 connection's Wireshark display filter (also printed on stdout when the browser closes),
-`e` export what is shown to JSON, `tab` between the panes, `q` quit. Anything slow runs in a
-worker thread: the analysis, a filter over many connections, reading a ladder, an export.
+`e` export what is shown to JSON, `tab` between the panes, `q` quit. The analysis and an export
+run in worker threads, a ladder in a child interpreter (`reader`); the detail pane's part is
+`pane.DetailPane`, the pieces around the app are in `parts`.
 """
 
 from __future__ import annotations
 
 import gc
-import os
 import time
 from typing import Any, Dict, List, Optional, Sequence
 
@@ -20,80 +20,21 @@ from textual import work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Container, Vertical
-from textual.screen import ModalScreen
-from textual.widgets import Footer, Input, Label, ProgressBar, Static
-from textual.worker import get_current_worker
+from textual.widgets import Footer, Input, ProgressBar, Static
 
-from analyzer.browse import detail
-from analyzer.browse.export import ExportError, export_json
-from analyzer.browse.model import COLUMNS, Model, display_filter
-from analyzer.browse.reader import ladder_in_process
-from analyzer.browse.stream import Cancelled, LadderError
+from analyzer.browse.model import COLUMNS, Model
+from analyzer.browse.pane import DetailPane
+from analyzer.browse.parts import Exporting, KeepAll, Loading, bytes_read, size_of
 from analyzer.judge.result import ConnResult, LadderRow
 from analyzer.pipeline import analyze
 from analyzer.report.model import Report
 from analyzer.settings import Settings
 
-#: Ladders kept for connections selected before (each at most LADDER_LIMIT rows).
-LADDER_CACHE = 32
-#: Wait this long after the cursor stops before reading a ladder (holding an arrow key).
-SETTLE = 0.15
 #: At least this wide: table and detail side by side; narrower, one above the other.
 WIDE = 160
 
 
-class KeepAll:
-    """The browser's result sink: every result, in memory (the table needs any of them)."""
-
-    def __init__(self) -> None:
-        self.results: List[ConnResult] = []
-
-    def add(self, r: ConnResult) -> None:
-        self.results.append(r)
-
-    def __iter__(self):
-        return iter(sorted(self.results, key=lambda r: r.id))
-
-    def __len__(self) -> int:
-        return len(self.results)
-
-
-class Loading(Static):
-    """What shows while the analysis runs: a bar and the packets read so far."""
-
-    DEFAULT_CSS = """
-    Loading { height: auto; padding: 1 2; }
-    """
-
-
-class ExportScreen(ModalScreen):
-    """Asks for the file name of an export."""
-
-    DEFAULT_CSS = """
-    ExportScreen { align: center middle; }
-    ExportScreen > Vertical { width: 80%; height: auto; border: round $accent;
-                              background: $panel; padding: 0 1; }
-    """
-    BINDINGS = [Binding("escape", "dismiss_none", "Cancel")]
-
-    def __init__(self, default: str, count: int) -> None:
-        super().__init__()
-        self.default, self.count = default, count
-
-    def compose(self) -> ComposeResult:
-        with Vertical():
-            yield Label("Export the %d shown connections as JSON (docs/json.md) to:" % self.count)
-            yield Input(self.default, id="export-path")
-            yield Label("Enter writes · Escape cancels", classes="hint")
-
-    def on_input_submitted(self, event: Input.Submitted) -> None:
-        self.dismiss(event.value)
-
-    def action_dismiss_none(self) -> None:
-        self.dismiss(None)
-
-
-class BrowseApp(App):
+class BrowseApp(DetailPane, Exporting, App):
     """`BrowseApp(captures, settings).run()` returns the display filters copied with `w`."""
 
     TITLE = "tcpflow-check"
@@ -138,6 +79,7 @@ class BrowseApp(App):
         self.messages: List[str] = []          # warnings and errors, for stderr afterwards
         self.exit_code = 0
         self.selected: Optional[ConnResult] = None
+        self.ready = False                     # the table and the filter bar are on screen
         self._settle: Any = None
 
     # -- the analysis, with a progress bar ---------------------------------------------------
@@ -153,12 +95,12 @@ class BrowseApp(App):
 
     @work(thread=True, exclusive=True, group="analysis")
     def _analyze(self) -> None:
-        sizes = sum(_size(p) for p in self.captures)
-        read0 = _bytes_read()
+        sizes = sum(size_of(p) for p in self.captures)
+        read0 = bytes_read()
         started = time.monotonic()
 
         def on_frame(n: int) -> None:
-            done = _bytes_read()
+            done = bytes_read()
             fraction = None if done is None or read0 is None or not sizes else min(
                 (done - read0) / sizes, 0.99)
             rate = n / max(time.monotonic() - started, 1e-9)
@@ -221,6 +163,7 @@ class BrowseApp(App):
             self.notify(message, severity="warning", timeout=8)
         self.table.focus()
         self.table.reload()
+        self.ready = True
 
     def on_resize(self, event) -> None:
         self._layout(event.size.width)
@@ -260,7 +203,7 @@ class BrowseApp(App):
             error.remove_class("shown")
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
-        if event.input.id == "filter" and self.model is not None:
+        if event.input.id == "filter" and self.ready:
             self._apply_filter(event.value)
 
     def _apply_filter(self, text: str) -> None:
@@ -290,11 +233,11 @@ class BrowseApp(App):
         self._caption()
 
     def action_sort(self, step: int) -> None:
-        if self.model is not None:
+        if self.ready:
             self._sort((self.model.sort_column + step) % len(COLUMNS), False)
 
     def action_reverse(self) -> None:
-        if self.model is not None:
+        if self.ready:
             self._sort(self.model.sort_column, not self.model.descending)
 
     def on_conn_table_sort(self, message) -> None:
@@ -306,119 +249,13 @@ class BrowseApp(App):
         self._reselect(keep)
 
     def action_focus_filter(self) -> None:
-        if self.model is not None:
+        if self.ready:
             self.query_one("#filter", Input).focus()
 
     def action_focus_table(self) -> None:
         if self.table is not None:
             self.table.focus()
 
-    # -- the detail pane ---------------------------------------------------------------------
-
-    def on_conn_table_moved(self, message) -> None:
-        r = None if message.index is None else self.model.row(message.index)
-        self.selected = r
-        if r is None:
-            self.detail.show([(Text("No connection matches the filter."), True)])
-            return
-        rows = self.ladders.get(r.id)
-        if rows is not None:
-            self._show_ladder(r, rows)
-            return
-        self.detail.show([(detail.summary(r, self.captures), True),
-                          (Text("Reading the ladder…", style="dim"), True)])
-        if self._settle is not None:
-            self._settle.stop()
-        self._settle = self.set_timer(SETTLE, lambda: self._read_ladder(r))
-
-    @work(thread=True, exclusive=True, group="ladder")
-    def _read_ladder(self, r: ConnResult) -> None:
-        worker = get_current_worker()
-        started = time.monotonic()
-
-        def on_frame(n: int) -> None:
-            if time.monotonic() - started > 0.5:        # a quick read shows no progress
-                self.call_from_thread(self._ladder_progress, r, n)
-
-        try:
-            rows = ladder_in_process(self.captures, self.settings, r, on_frame,
-                                     lambda: worker.is_cancelled)
-        except Cancelled:
-            return
-        except LadderError as exc:
-            self.call_from_thread(self.notify, "Ladder of stream %d: %s" % (r.id, exc),
-                                  severity="error")
-            return
-        self.call_from_thread(self._ladder_read, r, rows)
-
-    def _ladder_progress(self, r: ConnResult, frames: int) -> None:
-        if self.selected is r:
-            self.detail.show([(detail.summary(r, self.captures), True), (Text(
-                "Reading the ladder: frame %s of %s–%s…" % (
-                    format(frames, ","), format(r.first_frame, ","), format(r.last_frame, ",")),
-                style="dim"), True)])
-
-    def _ladder_read(self, r: ConnResult, rows: List[LadderRow]) -> None:
-        if len(self.ladders) >= LADDER_CACHE:
-            self.ladders.pop(next(iter(self.ladders)))
-        self.ladders[r.id] = rows
-        if self.selected is r:
-            self._show_ladder(r, rows)
-
-    def _show_ladder(self, r: ConnResult, rows: List[LadderRow]) -> None:
-        self.detail.show([(detail.summary(r, self.captures), True),
-                          (detail.explanation(r, rows, self.settings.msl), True),
-                          (detail.ladder(r, rows), False)])
-
-    # -- Wireshark filter and export ---------------------------------------------------------
-
-    def action_wireshark(self) -> None:
-        if self.selected is None:
-            return
-        text = display_filter(self.selected)
-        self.copy_to_clipboard(text)
-        self.printed.append(text)
-        self.notify("%s — copied; printed on stdout when you quit" % text)
-
-    def action_export(self) -> None:
-        if self.model is None:
-            return
-        stem = os.path.basename(self.captures[0]).split(".")[0] or "capture"
-        self.push_screen(ExportScreen("%s-connections.json" % stem, len(self.model.view)),
-                         self._export_to)
-
-    def _export_to(self, path: Optional[str]) -> None:
-        if path:
-            self._export(path, self.model.filter, len(self.model.view))
-
-    @work(thread=True, group="export")
-    def _export(self, path: str, flt, shown: int) -> None:
-        try:
-            export_json(path, self.report, self.model.results, self.captures, flt)
-        except ExportError as exc:
-            self.call_from_thread(self.notify, "Export failed: %s" % exc, severity="error")
-            return
-        self.call_from_thread(self.notify, "%d connections written to %s" % (shown, path))
-
 
 def _caret(text: str, exc) -> Text:
     return Text("%s\n  %s" % (exc.caret(text), exc.message))
-
-
-def _size(path: str) -> int:
-    try:
-        return os.path.getsize(path)
-    except OSError:
-        return 0
-
-
-def _bytes_read() -> Optional[int]:
-    """Bytes this process has read so far (Linux); None where that cannot be known."""
-    try:
-        with open("/proc/self/io") as fh:
-            for line in fh:
-                if line.startswith("rchar:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return None

@@ -15,6 +15,7 @@ from rich.text import Text
 from analyzer.decode.options import options_text
 from analyzer.judge.result import ANALYSIS_FIELDS, ConnResult, LadderRow
 from analyzer.browse.model import address_filter, display_filter
+from analyzer.render.ladder_text import end_of_capture
 from analyzer.triage.explain import explain
 
 SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
@@ -108,9 +109,10 @@ _HEAD = ("frame", "time", "", "flags", "seq", "ack", "len", "win", "orig state",
 _RIGHT = {0, 1, 4, 5, 6, 7}
 
 
-def ladder(r: ConnResult, rows: Sequence[LadderRow]) -> Text:
+def ladder(r: ConnResult, rows: Sequence[LadderRow], end_ts: Optional[int] = None) -> Text:
     """The packets, Wireshark's relative numbers, states after each; ⚑ marks the frame that
-    raised a finding."""
+    raised a finding; the last row says what was left when the capture ended (`end_ts`, or
+    the end of the lingering, as `--stream N` says it)."""
     marks: Dict[int, List[str]] = {}
     for f in r.findings:
         marks.setdefault(f.frame, []).append(f.code)
@@ -125,8 +127,16 @@ def ladder(r: ConnResult, rows: Sequence[LadderRow]) -> Text:
             str(row.frame), "%.6f" % ((row.ts - t0) / 1e9),
             "orig ──▶ resp" if row.side == "orig" else "orig ◀── resp", row.flags,
             str(row.seq), "-" if row.ack is None else str(row.ack), str(row.length),
-            str(row.win if row.window is None else row.window), row.state_orig,
+            "-" if row.window is None else str(row.window), row.state_orig,
             row.state_resp, " ".join(notes)])
+    lingering_end = max((lg.since + lg.seconds for lg in r.lingering), default=None)
+    end = lingering_end if lingering_end is not None else end_ts
+    shown = {row.frame for row in rows}
+    unmarked = ["⚑" + code for frame, codes in marks.items() if frame not in shown
+                for code in codes]
+    table.append(["end", ("+%.1f s" % ((end - rows[-1].ts) / 1e9)) if end is not None and rows
+                  else "", "", "", "", "", "", "", "", "",
+                  " ".join([end_of_capture(r, end)] + unmarked)])
     widths = [max([len(h)] + [len(line[i]) for line in table]) for i, h in enumerate(_HEAD)]
     t = Text(no_wrap=True, overflow="ignore")
     t.append("Ladder (%d packets)\n" % len(rows), style="bold")
@@ -137,6 +147,7 @@ def ladder(r: ConnResult, rows: Sequence[LadderRow]) -> Text:
         if row.frame in marks:
             style = "bold " + (style or "yellow")
         t.append(_line(line, widths) + "\n", style=style)
+    t.append(_line(table[-1], widths) + "\n", style="yellow" if r.lingering else "dim")
     total = r.packets[0] + r.packets[1]
     if total > len(rows):
         t.append("  (%d more packets not shown)\n" % (total - len(rows)), style="dim")
