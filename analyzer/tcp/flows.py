@@ -68,6 +68,12 @@ def canonical_key(key: Key) -> Key:
     return rev if rev < key else key
 
 
+def table_key(conn: Connection) -> Key:
+    """The key the table holds a connection under: its first packet's 4-tuple and tunnel."""
+    tunnel = conn.tunnel
+    return conn.key + tunnel if len(tunnel) else conn.key
+
+
 def _is_service(port: int) -> bool:
     return port < 1024 or port in SERVICE_PORTS
 
@@ -128,18 +134,20 @@ class FlowTable:
     def feed(self, seg: Segment) -> Connection:
         key = seg.key
         tunnel = seg.tunnel
-        conn = self.live.get(key + tunnel if tunnel else key)
-        if conn is None and tunnel and self.unbound:
+        # (len(), not truthiness: the compiled build tests a bytes object's length inline)
+        conn = self.live.get(key + tunnel if len(tunnel) else key)
+        if conn is None and len(tunnel) and self.unbound:
             conn = self._bind(key, tunnel)
         if conn is None:
             conn = self._new(key, seg)
             if self.recent:
-                self._note_recent(canonical_key(key) + tunnel, conn, seg)
+                self._note_recent(canonical_key(key) + tunnel if len(tunnel)
+                                  else canonical_key(key), conn, seg)
         elif seg.flags & (SYN | ACK | RST) == SYN:
             x = conn.ep[conn.side_of(seg)]
             if x.base_seq >= 0 and x.base_seq != seg.seq:
                 old = conn
-                if old.tunnel:                  # its keys may not all be the new one's
+                if len(old.tunnel):             # its keys may not all be the new one's
                     self._unlink(old)
                 conn = self._new(key, seg, replacing=True)
                 self._note_reuse(old, conn, seg)
@@ -156,7 +164,7 @@ class FlowTable:
 
     def connections(self) -> List[Connection]:
         """The connections in the table (each once)."""
-        return [conn for key, conn in self.live.items() if key == conn.key + conn.tunnel]
+        return [conn for key, conn in self.live.items() if key == table_key(conn)]
 
     def reserve(self, quoted: Segment) -> None:
         """A TCP header quoted in an ICMP error: a 4-tuple not seen before takes the next stream
@@ -180,11 +188,13 @@ class FlowTable:
             self.next_id += 1
         rkey = reverse_key(key)
         conn = Connection(stream_id, seg, orig_is_sender(seg), key, rkey)
-        self.live[key + tunnel] = self.live[rkey + tunnel] = conn
-        if tunnel:
+        if len(tunnel):
+            self.live[key + tunnel] = self.live[rkey + tunnel] = conn
             ids = loose(tunnel)
             if ids:
                 self.unbound[rkey + ids] = conn
+        else:
+            self.live[key] = self.live[rkey] = conn
         if not replacing:
             self.size += 1
             if self.size > self.max_live:
@@ -202,7 +212,7 @@ class FlowTable:
         return conn
 
     def _remove(self, conn: Connection) -> None:
-        if conn.tunnel:
+        if len(conn.tunnel):
             self._unlink(conn)
         else:
             del self.live[conn.key]
@@ -272,7 +282,7 @@ class FlowTable:
         while queue:
             conn = queue[0]
             a, b = conn.e0, conn.e1
-            if live.get(conn.key + conn.tunnel) is not conn or not (a.state in END_STATES
+            if live.get(table_key(conn)) is not conn or not (a.state in END_STATES
                                                       and b.state in END_STATES):
                 queue.popleft()             # replaced by a reuse, or reopened by a lost ACK
                 conn.queued = False
@@ -303,7 +313,9 @@ class FlowTable:
         for conn in done:
             self._remove(conn)
             self.evicted += 1
-            key = canonical_key(conn.key) + conn.tunnel
+            key = canonical_key(conn.key)
+            if len(conn.tunnel):
+                key += conn.tunnel
             self.recent[key] = (conn.id, conn.last_ts)
             self.recent_order.append(key)
             self.on_done(conn, now)
