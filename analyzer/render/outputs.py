@@ -11,7 +11,6 @@ file in its directory and renamed over the target only once complete.
 
 from __future__ import annotations
 
-import copy
 import os
 from contextlib import contextmanager
 from typing import Any, Iterator, List, NamedTuple, Sequence, TextIO
@@ -71,9 +70,7 @@ def check_target(path: str, inputs: Sequence[str]) -> None:
 
 def for_output(report: Report, output: Output) -> Report:
     """The report as `output` renders it: the same analysis, that output's connections."""
-    mine = copy.copy(report)
-    mine.connections = output.sink
-    return mine
+    return report.with_connections(output.sink)
 
 
 @contextmanager

@@ -131,6 +131,11 @@ class Report:
         #: Capture-wide findings (floods): about many connections, not one.
         self.findings: List[Finding] = findings or []
 
+    def with_connections(self, connections: ResultSink) -> "Report":
+        """The same run with other connections (another renderer's sink of the same pass)."""
+        return Report(self.capture, connections, self.summary, self.msl, self.ladders,
+                      self.findings)
+
     def return_code(self, fail_on: Optional[str] = None) -> int:
         """0 analysed; 1 a finding at or above `fail_on`; 3 some input could not be read."""
         if self.capture.errors:
