@@ -26,7 +26,7 @@ COMPILED = [
     "decode/segment", "decode/linklayer", "decode/iptcp", "decode/frames", "decode/checksum",
     "decode/tunnels", "decode/reassembly",
     "tcp/states", "tcp/endpoint", "tcp/seqanalysis", "tcp/control", "tcp/conn", "tcp/zeek",
-    "tcp/zeekstate", "tcp/zeekmachine", "tcp/flows", "tcp/ignored",
+    "tcp/zeekstate", "tcp/zeekmachine", "tcp/reuse", "tcp/flows", "tcp/ignored",
     "judge/result", "judge/verdicts", "judge/floods", "judge/scans",
     "report/model", "report/store",
     "pipeline",

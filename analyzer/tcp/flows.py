@@ -35,12 +35,13 @@ Rules (documented in README "How connections are found"):
 from __future__ import annotations
 
 from collections import deque
-from typing import Callable, Deque, Dict, Final, List, Optional, Tuple
+from typing import Callable, Deque, Dict, Final, List, Optional
 
 from analyzer.tcp.conn import Connection
 from analyzer.decode.segment import ACK, RST, SYN, Segment
 from analyzer.decode.tunnels import loose
-from analyzer.tcp.states import END_STATES, Input, State
+from analyzer.tcp.reuse import RecentConnections, note_reuse
+from analyzer.tcp.states import END_STATES
 
 #: Service ports above 1024 that are servers far more often than clients.
 SERVICE_PORTS: Final = frozenset({1080, 1433, 1521, 1883, 2049, 2375, 3128, 3306, 3389, 5060, 5432,
@@ -105,17 +106,12 @@ class FlowTable:
         #: Tunnelled connections whose replies have not come yet, under the reverse 4-tuple
         #: and the context without ids (`loose`): a reply with other ids is theirs.
         self.unbound: Dict[Key, Connection] = {}
-        #: Finished connections that left the table: canonical key -> (stream id, last packet
-        #: time), kept `reuse_memory` of capture time so that a later SYN is still called a
-        #: reuse however the sweeps fell.
-        self.recent: Dict[Key, Tuple[int, int]] = {}
-        #: The same keys in the order the entries were made: a dict read from its front after
-        #: many deletions scans every deleted slot, a deque does not.
-        self.recent_order: Deque[bytes] = deque()
+        #: Finished connections that left the table, so that a later SYN is still called a
+        #: reuse however the sweeps fell (reuse.py).
+        self.recent = RecentConnections(msl_ns)
         #: Finished connections in the order they finished (`Connection.queued`; its
         #: `queued_ts` holds their last packet time then).
         self.finished: Deque[Connection] = deque()
-        self.reuse_memory = 4 * msl_ns + 10_000_000_000
         self.on_done = on_done
         self.msl_ns = msl_ns
         self.idle_ns = idle_timeout_ns
@@ -140,9 +136,9 @@ class FlowTable:
             conn = self._bind(key, tunnel)
         if conn is None:
             conn = self._new(key, seg)
-            if self.recent:
-                self._note_recent(canonical_key(key) + tunnel if len(tunnel)
-                                  else canonical_key(key), conn, seg)
+            if self.recent.entries:
+                self.recent.note_if_reused(canonical_key(key) + tunnel if len(tunnel)
+                                           else canonical_key(key), conn, seg)
         elif seg.flags & (SYN | ACK | RST) == SYN:
             x = conn.ep[conn.side_of(seg)]
             if x.base_seq >= 0 and x.base_seq != seg.seq:
@@ -150,7 +146,7 @@ class FlowTable:
                 if len(old.tunnel):             # its keys may not all be the new one's
                     self._unlink(old)
                 conn = self._new(key, seg, replacing=True)
-                self._note_reuse(old, conn, seg)
+                note_reuse(old, conn, seg, self.msl_ns)
                 self.on_done(old, seg.ts)
         if conn.on_segment(seg) and not conn.queued:
             a, b = conn.e0, conn.e1
@@ -241,32 +237,6 @@ class FlowTable:
             self.evicted_early += 1
             self.on_done(conn, now)
 
-    def _note_reuse(self, old: Connection, new: Connection, seg: Segment) -> None:
-        new.reused_from = old.id
-        two_msl = 2 * self.msl_ns
-        for i, e in enumerate(old.ep):
-            if e.state is State.TIME_WAIT and seg.ts - e.since < two_msl:
-                new.note("TIME_WAIT_REUSE", seg, 0, "new SYN on the 4-tuple of connection %d "
-                         "%.1f s into %s's %.0f s TIME_WAIT (%.1f s left)"
-                         % (old.id, (seg.ts - e.since) / 1e9, ("orig", "resp")[i], two_msl / 1e9,
-                            (two_msl - (seg.ts - e.since)) / 1e9))
-                # The new incarnation ends the old TIME_WAIT (RFC 6191).
-                old.move(i, Input.NEW_INCARNATION, seg)
-                return
-        new.note("PORT_REUSE", seg, 0, "new SYN (ISN %d) reuses the 4-tuple of connection %d"
-                 % (seg.seq, old.id))
-
-    def _note_recent(self, packed: bytes, conn: Connection, seg: Segment) -> None:
-        entry = self.recent.pop(packed, None)
-        if entry is None:
-            return
-        old_id, last_ts = entry
-        if seg.flags & (SYN | ACK | RST) == SYN and seg.ts - last_ts < self.reuse_memory:
-            conn.reused_from = old_id
-            conn.note("PORT_REUSE", seg, 0, "new SYN (ISN %d) reuses the 4-tuple of connection "
-                      "%d, %.1f s after its last packet" % (seg.seq, old_id,
-                                                            (seg.ts - last_ts) / 1e9))
-
     def sweep(self, now: int) -> None:
         """Finalize finished connections past the 2*MSL horizon, and idle ones."""
         horizon = 2 * self.msl_ns
@@ -316,20 +286,9 @@ class FlowTable:
             key = canonical_key(conn.key)
             if len(conn.tunnel):
                 key += conn.tunnel
-            self.recent[key] = (conn.id, conn.last_ts)
-            self.recent_order.append(key)
+            self.recent.remember(key, conn)
             self.on_done(conn, now)
-        # Entries arrive in about the order they go stale: drop from the front. A key made
-        # again since (a later connection on the 4-tuple) stops the walk until that entry is
-        # stale in turn: late, never early (the reuse test checks the time itself).
-        recent, order = self.recent, self.recent_order
-        while order:
-            entry = recent.get(order[0])
-            if entry is not None and now - entry[1] < self.reuse_memory:
-                break
-            key = order.popleft()
-            if entry is not None:
-                del recent[key]
+        self.recent.forget_stale(now)
 
     def flush(self, end_ts: int) -> None:
         """End of capture: finalize every connection still in the table, in stream order."""
