@@ -3,11 +3,14 @@ from the packets, each checked number ✓, each wrong one ✗ beside the right o
 
 from __future__ import annotations
 
+import pytest
+
 from analyzer.decode.segment import ACK, RST, SYN
 from analyzer.pipeline import analyze
 from analyzer.settings import Settings
 from analyzer.testing.synth import Dialog, merge, write_pcap
 from analyzer.triage.explain import explain, explain_text
+from conftest import every_capture
 
 
 def _explain(tmp_path, d: Dialog, msl: float = 30.0, stream: int = 0):
@@ -83,3 +86,30 @@ def test_close_wait_and_refusal_are_told(tmp_path):
 def test_a_capture_that_starts_mid_connection_says_so(tmp_path):
     _, text = _explain(tmp_path, Dialog().data("c", 10).ack("s"))
     assert "began mid-connection" in text and "Handshake: not_seen." not in text
+
+
+@pytest.mark.parametrize("path", every_capture(), ids=lambda p: p.name)
+def test_explanations_agree_with_the_verdicts_on_every_capture(path):
+    """On real captures (their first 40 streams): the story ends in the judge's verdicts, and a
+    number is marked wrong exactly where the judge found the handshake's numbers wrong."""
+    report = analyze([str(path)], Settings(ladders=frozenset(range(40))))
+    for r in report.connections:
+        if r.id not in report.ladders:
+            continue
+        steps = explain(r, report.ladders[r.id], 30.0)
+        texts = [s.text for s in steps]
+        if r.handshake != "not_seen":
+            assert "Handshake: %s." % r.handshake in texts, (r.id, texts)
+        if r.close is not None:
+            assert any(t.startswith("Close: %s" % r.close) for t in texts), (r.id, texts)
+        wrong = [s for s in steps if s.ok is False]
+        judged = {"SYNACK_BAD_ACK", "HANDSHAKE_ACK_BAD"} & {f.code for f in r.findings}
+        assert bool(wrong) == bool(judged), (r.id, [s.text for s in wrong], judged)
+
+
+def test_tcp_fast_open_data_on_the_syn_is_counted(tmp_path):
+    d = Dialog(isn=(1000, 5000)).send("c", SYN, 20, options=b"\x22\x02")    # TFO cookie request
+    d.synack().ack()
+    _, text = _explain(tmp_path, d)
+    assert "ack=x+1+20 = 1021 ✓: the SYN and its 20 bytes of data (TCP Fast Open)" in text
+    assert "seq=x+1+20 = 1021 ✓" in text

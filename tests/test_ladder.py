@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import struct
 
+import pytest
+
 from analyzer.decode.segment import ACK, PSH
 from analyzer.pipeline import analyze
 from analyzer.settings import Settings
@@ -113,3 +115,31 @@ def test_ladder_and_explanation_as_text_for_other_views():
         assert all(len(line) <= width for line in text.splitlines() if len(line.split()) > 1)
     text = explanation_text(r, explain(r, report.ladders[5], 30.0), 80)
     assert "ack=x+1 = 439041102 ✓" in text and "\x1b[" not in text
+
+
+_DUPACK_CAPTURES = ["ppa-chrissanders/tcp_dupack.pcapng", "zeek/tcp__ssh-dups.pcap",
+                    "zeek/tcp__retransmit-fast009.pcap", "zeek/http__m57-long-49583-80.pcap",
+                    "suricata-verify/bug-4376__syn_retransmit_with_ts.pcap"]
+
+
+@pytest.mark.parametrize("rel", _DUPACK_CAPTURES)
+def test_duplicate_acks_are_the_frames_tshark_flags(corpus, rel):
+    """Wireshark's `tcp.analysis.duplicate_ack` on real captures (the first 40 streams): the
+    same frames. (Over every corpus capture under 3 MB the two agreed on 438 of tshark's 441
+    frames: tshark also calls three flagless NULL-scan probes of activeosfingerprinting.pcapng
+    duplicate ACKs, which have no ACK flag; and we flag one frame it does not, 344 of
+    dcerpc__zerologon__input.pcap, not investigated yet.)"""
+    import shutil
+    import subprocess
+    if shutil.which("tshark") is None:
+        pytest.skip("tshark is not installed")
+    path = corpus / rel
+    out = subprocess.run(["tshark", "-n", "-r", str(path), "-Y",
+                          "tcp.analysis.duplicate_ack and tcp.stream < 40", "-T", "fields",
+                          "-e", "frame.number"], capture_output=True, text=True,
+                         timeout=120).stdout
+    theirs = sorted(int(x) for x in out.split())
+    report = analyze([str(path)], Settings(ladders=frozenset(range(40))))
+    ours = sorted(row.frame for rows in report.ladders.values() for row in rows
+                  if "duplicate ACK" in row.analysis)
+    assert theirs and ours == theirs

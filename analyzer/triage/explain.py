@@ -75,34 +75,8 @@ def _handshake(r: ConnResult, rows: Sequence[LadderRow], steps: List[Step]) -> N
     if r.handshake == "simultaneous_open":
         steps.append(Step(None, "Both sides sent a SYN: a simultaneous open (RFC 9293 §3.5); "
                           "each SYN-ACK acknowledges the other side's SYN."))
-    y = None
     if synacks:
-        sa = synacks[0]
-        y = sa.raw_seq
-        text = "resp answers SYN-ACK seq=y (ISN y = %d)" % y
-        ok: Optional[bool] = None
-        if x is not None:
-            part, ok = _check("ack", sa.raw_ack, (x + 1) & _MASK, "x+1")
-            text += ", " + part
-        opts = options_text(sa.options)
-        steps.append(Step(sa.frame, text + ("; options " + opts if opts else "") + (
-            "; sent %d times in all" % len(synacks) if len(synacks) > 1 else "") + ".", ok))
-        third = next((row for row in rows if row.side == "orig" and row.frame > sa.frame
-                      and "S" not in row.flags and "R" not in row.flags
-                      and row.raw_ack is not None), None)
-        if third is not None:
-            parts, oks = [], []
-            if x is not None:
-                want = (x + 1 + syns[0].length) & _MASK
-                part, good = _check("seq", third.raw_seq, want,
-                                    "x+1" if not syns[0].length else "x+1+%d" % syns[0].length)
-                parts.append(part)
-                oks.append(good)
-            part, good = _check("ack", third.raw_ack, (y + 1) & _MASK, "y+1")
-            parts.append(part)
-            oks.append(good)
-            steps.append(Step(third.frame, "orig acknowledges: %s [%s] -> orig %s, resp %s." % (
-                ", ".join(parts), third.flags, third.state_orig, third.state_resp), all(oks)))
+        _synack_and_ack(rows, syns, synacks, x, steps)
     rst = next((row for row in rows if "R" in row.flags), None)
     if r.handshake == "refused" and rst is not None:
         steps.append(Step(rst.frame, "resp answers the SYN with RST: nothing listens on port "
@@ -118,6 +92,52 @@ def _handshake(r: ConnResult, rows: Sequence[LadderRow], steps: List[Step]) -> N
         steps.append(Step(rst.frame, "%s sent RST before the handshake completed -> reset."
                           % rst.side))
     steps.append(Step(None, "Handshake: %s." % r.handshake))
+
+
+def _synack_and_ack(rows: Sequence[LadderRow], syns: List[LadderRow],
+                    synacks: List[LadderRow], x: Optional[int], steps: List[Step]) -> None:
+    """The SYN-ACK's ack checked against the SYN (x+1; with data on the SYN, TCP Fast Open,
+    x+1+len when the data was accepted), then the third segment against both."""
+    sa = synacks[0]
+    data = syns[0].length if syns else 0
+    text = "resp answers SYN-ACK seq=y (ISN y = %d)" % sa.raw_seq
+    ok: Optional[bool] = None
+    took_data = False
+    if x is not None:
+        if data and sa.raw_ack == (x + 1 + data) & _MASK:
+            took_data = True
+            part, ok = _check("ack", sa.raw_ack, (x + 1 + data) & _MASK, "x+1+%d" % data)
+            part += ": the SYN and its %d bytes of data (TCP Fast Open)" % data
+        else:
+            part, ok = _check("ack", sa.raw_ack, (x + 1) & _MASK, "x+1")
+            if data and ok:
+                part += ": the SYN only, not its %d bytes of data (sent again)" % data
+        text += ", " + part
+    opts = options_text(sa.options)
+    steps.append(Step(sa.frame, text + ("; options " + opts if opts else "") + (
+        "; sent %d times in all" % len(synacks) if len(synacks) > 1 else "") + ".", ok))
+    third = next((row for row in rows if row.side == "orig" and row.frame > sa.frame
+                  and "S" not in row.flags and "R" not in row.flags
+                  and row.raw_ack is not None), None)
+    if third is None:
+        return
+    # The newest SYN-ACK before it counts (a responder may change its ISN, RFC 9293 §3.10.7.4).
+    newest = [row for row in synacks if row.frame < third.frame][-1]
+    y = newest.raw_seq
+    parts, oks = [], []
+    if x is not None:
+        want, formula = ((x + 1 + data) & _MASK, "x+1+%d" % data) if took_data else (
+            (x + 1) & _MASK, "x+1")
+        part, good = _check("seq", third.raw_seq, want, formula)
+        parts.append(part)
+        oks.append(good)
+    part, good = _check("ack", third.raw_ack, (y + 1) & _MASK, "y+1")
+    if newest is not sa and newest.raw_seq != sa.raw_seq:
+        part += " (y of the newest SYN-ACK, frame %d)" % newest.frame
+    parts.append(part)
+    oks.append(good)
+    steps.append(Step(third.frame, "orig acknowledges: %s [%s] -> orig %s, resp %s." % (
+        ", ".join(parts), third.flags, third.state_orig, third.state_resp), all(oks)))
 
 
 def _fin_end(row: LadderRow) -> int:
@@ -154,7 +174,13 @@ def _packets(r: ConnResult, rows: Sequence[LadderRow], steps: List[Step]) -> Non
         if acker is None:
             steps.append(Step(None, "%s never acknowledged that FIN in the capture." % peer))
             continue
-        part, ok = _check("ack", acker.ack, end, "%d+1" % ((end - 1) & _MASK))
+        got = acker.ack if acker.ack is not None else end
+        ok: Optional[bool]
+        if got == end:
+            part, ok = _check("ack", got, end, "%d+1" % ((end - 1) & _MASK))
+        else:       # the ACK also covers what its sender sent after its FIN
+            part, ok = "ack=%d, %d past the FIN's %d (data sent after the FIN)" % (
+                got, (got - end) & _MASK, end), None
         text = "%s's %s covers the FIN: %s" % (
             peer, "FIN" if "F" in acker.flags else "ACK [%s]" % acker.flags, part)
         if "F" in acker.flags and acker is fins[-1] and fin is fins[0]:
