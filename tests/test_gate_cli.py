@@ -129,7 +129,7 @@ def test_several_outputs_from_one_analysis(capture, policy, tmp_path):
 
 def test_several_outputs_analyse_once(capture, policy, tmp_path, monkeypatch):
     from click.testing import CliRunner
-    import analyzer.cli as cli
+    import analyzer.cli.command as cli
     calls = []
     real = cli.analyze
 

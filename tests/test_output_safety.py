@@ -87,7 +87,7 @@ def cyclic_gc():
 def test_the_report_replaces_the_file_only_when_complete(tmp_path, monkeypatch, cyclic_gc):
     """A renderer that fails half-way leaves the earlier report as it was, and no
     temporary file; a complete one replaces it, keeping its permissions."""
-    from analyzer import cli
+    from analyzer.cli import command as cli
     import analyzer.render as render_pkg
     cap = tmp_path / "x.pcap"
     _capture(cap)

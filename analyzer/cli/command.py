@@ -1,73 +1,41 @@
-"""The `tcpflow-check` command: parse options, call the library, pick a renderer, exit.
+"""The `tcpflow-check` command itself: its options, and the run from them to an exit code.
 
-stdout carries the report and nothing else; warnings and errors go to stderr, one line each.
-Exit codes: 0 analysed; 1 findings at or above --fail-on, a broken policy rule or a baseline
-regression (analyzer.gate); 2 usage error (also: -o names an input, or cannot be written; a
-policy or baseline that cannot be used; all found before reading); 3 an I/O error: a capture
-could not be read (everything readable is still reported), or the report could not be written
-(a full disk, a closed stdout); 130 or 143 interrupted by SIGINT or SIGTERM (the report of
-what was read is written, marked interrupted); 70 an internal error (a bug: one line on
-stderr, never a traceback). docs/robustness.md lists every case.
-"""
+The command's rules (stdout, stderr, exit codes) are in the package's docstring."""
 
 from __future__ import annotations
 
-import contextlib
 import gc
 import os
 import signal
 import sys
-from typing import Any, Dict, Iterator, NamedTuple, Optional, TextIO, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 import click
 
 from analyzer import build
+from analyzer.capture.interrupt import interruptible, received
 from analyzer.capture.source import one_line
+from analyzer.cli.browse import browse_only
+from analyzer.cli.echo import warn
+from analyzer.cli.gate import CIOptions, gate_session, report_option, summaries, writing
+from analyzer.cli.triage import check_triage, select, triage_sink
 from analyzer.common.names import printable
 from analyzer.common.version import TOOL_NAME, __version__
-from analyzer.gate.baseline import BaselineError, write_baseline
-from analyzer.gate.github import in_github_actions
-from analyzer.gate.policy import PolicyError
 from analyzer.gate.session import GateSession, exit_code
 from analyzer.pipeline import analyze
-from analyzer.capture.interrupt import interruptible, received
-from analyzer.render import RENDERERS, make_sink, render
+from analyzer.render import RENDERERS, render
 from analyzer.render.output import ReportFile, same_as_input
-from analyzer.render.outputs import (check_target, for_output, parse_report_option, plan,
-                                     replacing)
+from analyzer.render.outputs import check_target, for_output, plan
 from analyzer.render.progress import progress
 from analyzer.report.fanout import Fanout
-from analyzer.report.model import EXIT_INTERNAL, EXIT_UNREADABLE, EXIT_USAGE, Report
-from analyzer.report.store import ResultSink, ResultStore
-from analyzer.triage.filter import FilterError, parse
-from analyzer.triage.select import GROUPINGS, Selection, sort_key, sorted_results
+from analyzer.report.model import EXIT_INTERNAL, EXIT_UNREADABLE, EXIT_USAGE
+from analyzer.report.store import ResultStore
 from analyzer.settings import DEFAULT_MSL, Settings
 from analyzer.tcp.flows import DEFAULT_MAX_LIVE
+from analyzer.triage.select import GROUPINGS
 
 
-def _warn(message: str) -> None:
-    click.echo("%s: %s" % (TOOL_NAME, message), err=True)
-
-
-class CIOptions(NamedTuple):
-    """The CI gate's options (docs/ci.md)."""
-    policy: Optional[str]
-    no_policy: bool
-    baseline: Optional[str]
-    write_baseline: Optional[str]
-    reports: Tuple[Tuple[str, str], ...]
-    summary_md: Optional[str]
-
-
-def _report_option(ctx: click.Context, param: click.Parameter,
-                   values: Tuple[str, ...]) -> Tuple[Tuple[str, str], ...]:
-    try:
-        return tuple(parse_report_option(v) for v in values)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), ctx, param)
-
-
-def _udp_tunnel(ctx: click.Context, param: click.Parameter,
+def udp_tunnel(ctx: click.Context, param: click.Parameter,
                 values: Tuple[str, ...]) -> Tuple[Tuple[int, str], ...]:
     """`--udp-tunnel PORT=KIND` values as (port, kind) pairs (Settings checks them)."""
     out = []
@@ -115,7 +83,7 @@ def _udp_tunnel(ctx: click.Context, param: click.Parameter,
               help="Count the connections per server, client, port or finding code.")
 @click.option("--explain", "explain", type=click.IntRange(min=0), multiple=True, metavar="N",
               help="Narrate stream N's handshake and close, arithmetic checked; repeatable.")
-@click.option("--udp-tunnel", "udp_tunnels", multiple=True, callback=_udp_tunnel,
+@click.option("--udp-tunnel", "udp_tunnels", multiple=True, callback=udp_tunnel,
               metavar="PORT=KIND",
               help="Also open UDP port PORT as a tunnel of KIND (vxlan, geneve, gtp-u, teredo, "
                    "ayiya, l2tp, gre, mpls); repeatable. The standard ports are always opened.")
@@ -129,7 +97,7 @@ def _udp_tunnel(ctx: click.Context, param: click.Parameter,
                    "FORCE_COLOR colours a pipe).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True, allow_dash=True),
               default="-", help="Write the report to a file instead of stdout.")
-@click.option("--report", "reports", multiple=True, metavar="FORMAT=FILE", callback=_report_option,
+@click.option("--report", "reports", multiple=True, metavar="FORMAT=FILE", callback=report_option,
               help="Also write the report in FORMAT to FILE, from the same analysis; "
                    "repeatable (junit=tcpflow-check.xml).")
 @click.option("--policy", type=click.Path(dir_okay=False), default=None,
@@ -169,9 +137,9 @@ def main(captures: Tuple[str, ...], fmt: str, show_all: bool, msl: float,
       70  internal error (a bug)
     """
     if click.get_current_context().meta.get("browse"):
-        sys.exit(_browse(captures, msl, checksums, max_connections, idle_timeout, udp_tunnels))
+        sys.exit(browse_only(captures, msl, checksums, max_connections, idle_timeout, udp_tunnels))
     try:
-        triage = _triage(fmt, show_all, limit, streams, filter_text, sort, group_by, explain)
+        triage = check_triage(fmt, show_all, limit, streams, filter_text, sort, group_by, explain)
         _run(captures, fmt, show_all, msl, fail_on, color, output, streams + explain,
              100 if limit is None else limit, checksums, quiet, max_connections, idle_timeout,
              triage, CIOptions(policy, no_policy, baseline, write_baseline, reports, summary_md),
@@ -179,10 +147,10 @@ def main(captures: Tuple[str, ...], fmt: str, show_all: bool, msl: float,
     except (click.exceptions.Exit, click.ClickException, SystemExit):
         raise
     except KeyboardInterrupt:  # pragma: no cover - interactive
-        _warn("interrupted")
+        warn("interrupted")
         sys.exit(130)
     except Exception as exc:  # pragma: no cover - a bug: one line, its own exit code
-        _warn("internal error: %s: %s (please report it with the capture)"
+        warn("internal error: %s: %s (please report it with the capture)"
               % (type(exc).__name__, exc))
         sys.exit(EXIT_INTERNAL)
 
@@ -211,7 +179,7 @@ def _run(captures: Tuple[str, ...], fmt: str, show_all: bool, msl: float,
     if inputs is not None:
         raise click.UsageError("the report would overwrite the input %s; choose another -o"
                                % inputs)
-    gate = _gate_session(ci)
+    gate = gate_session(ci)
     for target in [path for _, path in ci.reports] + [ci.summary_md, ci.write_baseline]:
         try:
             if target is not None:
@@ -228,7 +196,7 @@ def _run(captures: Tuple[str, ...], fmt: str, show_all: bool, msl: float,
             report_file.discard()           # unless committed: no half report stays
         signum = received()
     if signum:
-        _warn("interrupted by %s: the report covers what was read before it"
+        warn("interrupted by %s: the report covers what was read before it"
               % signal.Signals(signum).name)
         sys.exit(128 + signum)
     sys.exit(code)
@@ -244,7 +212,7 @@ def _analyze_and_write(captures: Tuple[str, ...], fmt: str, show_all: bool,
     # --report file's renderer keeps its own (every connection: --filter shapes the main
     # report), and the gate counts every connection; one pass fills them all.
     options = dict(show_all=show_all, policy=gate.policy is not None)
-    sink = _sink(fmt, settings, triage, **options)
+    sink = triage_sink(fmt, settings, triage, **options)
     extra = plan(ci.reports, settings, **options)
     feed = sink
     if extra or gate.sink is not None:
@@ -256,21 +224,21 @@ def _analyze_and_write(captures: Tuple[str, ...], fmt: str, show_all: bool,
     if sink is not None:
         report.connections = sink
     for message in report.capture.warnings:
-        _warn("warning: " + message)
+        warn("warning: " + message)
     for message in report.capture.errors:
-        _warn("error: " + message)
+        warn("error: " + message)
     if report.capture.errors and len(report.capture.errors) == len(captures):
         return EXIT_UNREADABLE
     missing = [n for n in sorted(set(streams)) if n not in report.ladders]
     if missing:
-        _warn("no stream %s in the capture (%d connections, numbered from 0)" % (
+        warn("no stream %s in the capture (%d connections, numbered from 0)" % (
             ", ".join(map(str, missing)), report.summary.connections))
         return EXIT_USAGE
     finished = gate.finish(report)
     shown = dict(show_all=show_all, color=color, limit=limit, gate=finished.gate,
                  changes=finished.changes, fail_on=fail_on, captures=captures,
                  settings=settings)
-    selected = _select(report, triage, settings)
+    selected = select(report, triage, settings)
     out = report_file.stream
     try:
         render(fmt, report, out, **shown, **selected)
@@ -282,163 +250,18 @@ def _analyze_and_write(captures: Tuple[str, ...], fmt: str, show_all: bool,
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     except OSError as exc:                  # a full disk, a closed stdout: the environment's
-        _warn("error: cannot write the report to %s: %s" % (report_file.name, one_line(exc)))
+        warn("error: cannot write the report to %s: %s" % (report_file.name, one_line(exc)))
         return EXIT_UNREADABLE
     for o in extra:
-        with _writing(o.path, "--report") as fh:
+        with writing(o.path, "--report") as fh:
             render(o.fmt, for_output(report, o), fh, **shown)
     for line in finished.lines:
-        _warn(line)
+        warn(line)
     for command in finished.annotations:       # GitHub reads them from stderr too
         click.echo(command, err=True)
     code = exit_code(report.return_code(fail_on), finished)
-    _summaries(gate, report, finished, code, ci)
+    summaries(gate, report, finished, code, ci)
     return code
-
-
-def _gate_session(ci: CIOptions) -> GateSession:
-    """The policy and the baseline, read before any capture: a bad one is exit 2."""
-    try:
-        gate = GateSession.open(ci.policy, ci.no_policy, ci.baseline, ci.write_baseline)
-    except (PolicyError, BaselineError) as exc:
-        _warn(str(exc))
-        sys.exit(EXIT_USAGE)
-    if gate.found:
-        _warn("using the policy in %s" % gate.policy_file)
-    return gate
-
-
-def _summaries(gate: GateSession, report: Report, finished: Any, code: int,
-               ci: CIOptions) -> None:
-    """The Markdown summary (GitHub's step summary, --summary-md) and --write-baseline."""
-    step_summary = os.environ.get("GITHUB_STEP_SUMMARY") if gate.active else None
-    if ci.summary_md or (step_summary and in_github_actions()):
-        markdown = gate.summary(report, finished, code)
-        if ci.summary_md:
-            with _writing(ci.summary_md, "--summary-md") as fh:
-                fh.write(markdown)
-        if step_summary and in_github_actions():
-            try:
-                with open(step_summary, "a", encoding="utf-8") as fh:
-                    fh.write(markdown)
-            except OSError as exc:
-                _warn("warning: cannot append to $GITHUB_STEP_SUMMARY (%s): %s"
-                      % (printable(step_summary), one_line(exc)))
-    if ci.write_baseline:
-        with _writing(ci.write_baseline, "--write-baseline") as fh:
-            write_baseline(gate.baseline_document(report), fh)
-
-
-@contextlib.contextmanager
-def _writing(path: str, option: str) -> Iterator[TextIO]:
-    """A file written whole or not at all; one line and exit 3 when it cannot be."""
-    try:
-        with replacing(path) as fh:
-            yield fh
-    except OSError as exc:
-        _warn("error: cannot write %s (%s): %s" % (printable(path), option, one_line(exc)))
-        sys.exit(EXIT_UNREADABLE)
-
-
-#: Options that only shape a printed report: the browser takes none of them.
-_REPORT_ONLY = ("fmt", "show_all", "limit", "fail_on", "streams", "color", "output", "sort",
-                "group_by", "explain")
-
-
-def _browse(captures: Tuple[str, ...], msl: float, checksums: bool, max_connections: int,
-            idle_timeout: Optional[float], udp_tunnels: Tuple[Tuple[int, str], ...]) -> int:
-    """`--browse`: the analysis's options apply; the report's make no sense (usage error)."""
-    ctx = click.get_current_context()
-    given = [p.opts[-1] for p in ctx.command.params if p.name in _REPORT_ONLY
-             and ctx.get_parameter_source(p.name) is not click.core.ParameterSource.DEFAULT]
-    if given:
-        raise click.UsageError("--browse shows connections on the screen: %s make%s no sense "
-                               "with it" % (", ".join(given), "" if len(given) > 1 else "s"))
-    filter_text = ctx.params.get("filter_text")       # the filter bar starts with it
-    if filter_text is not None:
-        try:
-            parse(filter_text)
-        except FilterError as exc:
-            _warn("--filter: %s\n%s" % (exc.message, exc.caret(filter_text)))
-            return EXIT_USAGE
-    try:
-        settings = Settings(msl=msl, idle_timeout=idle_timeout, checksums=checksums,
-                            max_live=max_connections, udp_tunnels=udp_tunnels)
-    except ValueError as exc:
-        raise click.UsageError(str(exc))
-    from analyzer.browse.launch import browse
-    return browse(captures, settings, _warn, filter_text or "")
-
-
-def _triage(fmt: str, show_all: bool, limit: Optional[int], streams: Tuple[int, ...],
-            filter_text: Optional[str], sort: Optional[str], group_by: Optional[str],
-            explain: Tuple[int, ...]) -> Dict[str, Any]:
-    """The triage options, checked together: a bad filter or sort key, or options that make
-    no sense together, stop here with a usage error (exit 2) before any capture is read."""
-    single = "--stream/--explain" if streams or explain else ""
-    conflicts = [
-        (bool(streams) and fmt == "zeek", "--stream", "-f zeek", "a Zeek conn.log has no ladder"),
-        (bool(explain) and fmt != "text", "--explain", "-f " + fmt, "it narrates in text"),
-        (bool(group_by) and fmt == "zeek", "--group-by", "-f zeek",
-         "a Zeek conn.log has one line per connection"),
-        (bool(group_by) and bool(single), "--group-by", single,
-         "they show single connections")]
-    for clash, option, other, why in conflicts:
-        if clash:
-            raise click.UsageError("%s cannot be used with %s: %s" % (option, other, why))
-    if fmt not in ("text", "html"):
-        if limit is not None:
-            _warn("warning: --limit applies to the terminal and HTML reports; -f %s lists "
-                  "every connection" % fmt)
-    elif limit is not None and show_all:
-        _warn("warning: --limit has no effect with --all, which lists every connection")
-    elif group_by and fmt == "text" and (sort or show_all or limit is not None):
-        _warn("warning: the terminal report lists groups, not connections, with --group-by: "
-              "--sort, --all and --limit have no effect on it")
-    flt = None
-    if filter_text is not None:
-        try:
-            flt = parse(filter_text)
-        except FilterError as exc:
-            _warn("--filter: %s\n%s" % (exc.message, exc.caret(filter_text)))
-            sys.exit(EXIT_USAGE)
-    if sort is not None:
-        try:
-            sort_key(sort)
-        except ValueError as exc:
-            raise click.BadParameter(str(exc), param_hint="'--sort'")
-    return {"filter": flt, "sort": sort, "group_by": group_by, "explain": explain,
-            "streams": streams}
-
-
-def _sink(fmt: str, settings: Settings, triage: Dict[str, Any],
-          **options: Any) -> Optional[ResultSink]:
-    """The renderer's sink, behind the triage selection when there is something to select
-    (the filter decides before the renderer encodes or drops a result). Sorting needs the
-    results themselves: the default store."""
-    inner = None if triage["sort"] else make_sink(fmt, settings, **options)
-    if triage["filter"] is None and triage["group_by"] is None and not triage["sort"]:
-        return inner
-    if inner is None:
-        inner = ResultStore(settings.result_budget)
-    return Selection(inner, triage["filter"], triage["group_by"], triage["sort"])
-
-
-def _select(report: Report, triage: Dict[str, Any], settings: Settings) -> Dict[str, Any]:
-    """What the renderer needs beyond the report: the selection, the results in --sort's
-    order, and the explanations asked for."""
-    options: Dict[str, Any] = {}
-    if isinstance(report.connections, Selection):
-        options["selection"] = report.connections
-    if triage["sort"]:
-        report.connections = sorted_results(report.connections, triage["sort"])
-    if triage["explain"]:
-        from analyzer.triage.explain import explain
-        wanted = set(triage["explain"])
-        options["ladders"] = bool(triage["streams"])
-        options["explanations"] = {r.id: explain(r, report.ladders[r.id], settings.msl)
-                                   for r in report.connections if r.id in wanted}
-    return options
 
 
 def _open_output(output: str) -> ReportFile:
@@ -448,11 +271,7 @@ def _open_output(output: str) -> ReportFile:
         return ReportFile(output)
     except OSError as exc:
         if output == "-":
-            _warn("error: cannot write the report to <stdout>: %s" % one_line(exc))
+            warn("error: cannot write the report to <stdout>: %s" % one_line(exc))
             sys.exit(EXIT_UNREADABLE)
         raise click.BadParameter("cannot write %s: %s" % (printable(output), one_line(exc)),
                                  param_hint="'-o' / '--output'")
-
-
-if __name__ == "__main__":  # pragma: no cover
-    main()
