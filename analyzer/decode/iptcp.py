@@ -308,7 +308,7 @@ def ip4_at(buf: bytes, off: int, n: int) -> Optional[Segment]:
         if (buf[off] == 0x45 and buf[off + 9] == 6 and not (buf[off + 6] & 0x3F or buf[off + 7])
                 and 20 <= hl <= tot - 20 and n >= t + hl):
             return _tcp_at(buf, off + 12, t, offflags, hl, tot - 20 - hl, n < off + tot, tot,
-                           buf[off + 4] << 8 | buf[off + 5])
+                           buf[off + 4] << 24 | buf[off + 5] << 16 | buf[t + 16] << 8 | buf[t + 17])
     return None
 
 
@@ -325,10 +325,10 @@ def ip6_at(buf: bytes, off: int, n: int) -> Optional[Segment]:
 
 
 def _tcp_at(buf: bytes, addrs: int, t: int, offflags: int, hl: int, paylen: int,
-            cut: bool, iplen: int, ipid: int) -> Segment:
+            cut: bool, iplen: int, dup: int) -> Segment:
     """The segment whose source and destination addresses start at `addrs`, back to back,
-    right before its TCP header at `t` (so `buf[addrs:t + 4]` is its 4-tuple key), in a
-    packet with IPv4 ID `ipid` (-1: IPv6)."""
+    right before its TCP header at `t` (so `buf[addrs:t + 4]` is its 4-tuple key); `dup` is
+    `Segment.dup` (IPv4 ID and TCP checksum; -1 for IPv6)."""
     mss, wscale = (syn_options(buf, t + 20, t + hl) if offflags & 2 and hl > 20
                    else NO_OPTIONS)
     return Segment(b"", b"",
@@ -336,8 +336,7 @@ def _tcp_at(buf: bytes, addrs: int, t: int, offflags: int, hl: int, paylen: int,
                    buf[t + 4] << 24 | buf[t + 5] << 16 | buf[t + 6] << 8 | buf[t + 7],
                    buf[t + 8] << 24 | buf[t + 9] << 16 | buf[t + 10] << 8 | buf[t + 11],
                    offflags & 0xFFF, buf[t + 14] << 8 | buf[t + 15], paylen,
-                   mss, wscale, cut, key=buf[addrs:t + 4], iplen=iplen,
-                   dup=ipid << 16 | buf[t + 16] << 8 | buf[t + 17] if ipid >= 0 else -1)
+                   mss, wscale, cut, key=buf[addrs:t + 4], iplen=iplen, dup=dup)
 
 
 def ip_any(buf: bytes, off: int) -> Layer:
