@@ -24,23 +24,16 @@ from __future__ import annotations
 
 from typing import Final
 
-from analyzer.decode.segment import (ACK, FIN, PSH, RST, SYN, URG, Segment, describe, flags_str,
-                                     seq_le, seq_lt)
-from analyzer.tcp import control, ignored
+from analyzer.decode.segment import ACK, FIN, RST, SYN, Segment, describe, seq_le, seq_lt
+from analyzer.tcp import control, ignored, oddities
 from analyzer.tcp.endpoint import SIDES, ConnectionCore
+from analyzer.tcp.oddities import CLASSIC, MULTI_FLAGS
 from analyzer.tcp.seqanalysis import acks_unseen_fin, analyze_segment, rel
 from analyzer.tcp.states import Input, State
 
 #: The flags that decide what a segment is: a bare ACK or data segment has ACK and none of
 #: the others (`flags & CONTROL == ACK`).
 CONTROL: Final = FIN | SYN | RST | ACK
-#: The six classic flags; a segment with none of them is a NULL scan.
-_CLASSIC: Final = FIN | SYN | RST | PSH | ACK | URG
-#: Two or three of FIN, SYN, RST in one segment: flag combinations `_odd_flags` reports.
-_MULTI_FLAGS: Final = frozenset({FIN | SYN, FIN | RST, SYN | RST, FIN | SYN | RST})
-#: A frame identical to the one before it from the same side (same IPv4 ID and TCP checksum)
-#: less than this far apart in time is the same packet captured twice (a SPAN of two ports).
-DUP_NS: Final = 1_000_000
 #: States before the handshake completed, where data has no place (TFO aside).
 _UNSYNCHRONIZED: Final = frozenset({State.CLOSED, State.LISTEN, State.SYN_SENT, State.SYN_RECEIVED})
 
@@ -61,7 +54,7 @@ class Connection(ConnectionCore):
         and sequence numbers. Everything else takes the full replay.
         """
         from_orig = seg.key == self.okey
-        if self._duplicate(from_orig, seg):
+        if oddities.duplicate(self, from_orig, seg):
             return False
         if self.steady and seg.flags & CONTROL == ACK and seg.win and seg.ts >= self.last_ts:
             x, y = (self.e0, self.e1) if from_orig else (self.e1, self.e0)
@@ -96,42 +89,10 @@ class Connection(ConnectionCore):
                        and self.held_rst is None and a is not b)
         return True
 
-    def _duplicate(self, from_orig: bool, seg: Segment) -> bool:
-        """Whether the frame is the connection's previous frame captured again: the same side,
-        IPv4 ID, TCP checksum, flags, seq and ack, within `DUP_NS` (a SPAN of two ports copies
-        frames so; the header fields count too, as offloaded checksums are not real ones).
-        A duplicate is counted as a frame and a CAPTURE_DUPLICATE, never replayed (it is not a
-        retransmission). Per frame this costs a few compares and three stores of ints."""
-        dup = seg.dup
-        if dup < 0:
-            return False                # no IPv4 ID to compare (IPv6)
-        key = seg.flags << 33 | dup << 1 | (0 if from_orig else 1)
-        if key != self.last_dup or seg.seq != self.last_dup_seq or seg.ack != self.last_dup_ack \
-                or not -DUP_NS < seg.ts - self.last_ts < DUP_NS \
-                or (dup < 0x10000 and not seg.flags & (SYN | FIN) and not seg.paylen):
-            # (ID 0, which RFC 6864 lets a sender repeat, on a bare ACK: identical duplicate
-            # ACKs are the protocol's own)
-            self.last_dup = key
-            self.last_dup_seq = seg.seq
-            self.last_dup_ack = seg.ack
-            return False
-        s = 0 if from_orig else 1
-        x = self.ep[s]
-        self.last_frame = seg.num
-        x.pkts += 1
-        x.bytes += seg.paylen
-        x.ip_bytes += seg.iplen
-        self.zeek.segment(from_orig, seg, not seg.cut, seg.bad_csum)
-        self.repeat("CAPTURE_DUPLICATE") or self.note(
-            "CAPTURE_DUPLICATE", seg, s, "frame %d is the frame before it captured again (same "
-            "IP ID %d and bytes, %.3f ms later): counted apart, not as a retransmission"
-            % (seg.num, dup >> 16, abs(seg.ts - self.last_ts) / 1e6))
-        return True
-
     def _replay(self, seg: Segment, checked: bool = False) -> None:
         """The full replay of one segment: inputs for the sender, then for the receiver
         (`checked`: on_segment has ruled out a duplicate frame)."""
-        if not checked and self._duplicate(seg.key == self.okey, seg):
+        if not checked and oddities.duplicate(self, seg.key == self.okey, seg):
             return
         s = self.side_of(seg)
         self.zeek.segment(s == 0, seg, not seg.cut, seg.bad_csum)
@@ -153,9 +114,9 @@ class Connection(ConnectionCore):
             if self.rst_undo is not None and ignored.proves_rst_ignored(self, s, seg):
                 ignored.take_back_rst(self, seg)
             else:
-                self._after_rst(s, seg)
-        if (flags & (FIN | SYN | RST)) in _MULTI_FLAGS or not flags & _CLASSIC:
-            self._odd_flags(s, seg)
+                oddities.after_rst(self, s, seg)
+        if (flags & (FIN | SYN | RST)) in MULTI_FLAGS or not flags & CLASSIC:
+            oddities.odd_flags(self, s, seg)
         x.pkts += 1
         x.bytes += seg.paylen
         x.ip_bytes += seg.iplen
@@ -259,32 +220,6 @@ class Connection(ConnectionCore):
             self.hold(y, inp, (seg.seq + 1) & 0xFFFFFFFF, seg.ts)
         if flags & FIN and x.fin_seq >= 0:       # on_fin set it
             self.hold(y, Input.RECV_FIN, (x.fin_seq + 1) & 0xFFFFFFFF, seg.ts)
-
-    def _after_rst(self, s: int, seg: Segment) -> None:
-        """A segment after the RST that ended the connection."""
-        assert self.rst is not None
-        rst_side, _, rst_frame = self.rst
-        if seg.flags & (RST | SYN):
-            return          # more RSTs (a closed socket answers every segment with one), or a
-                            # new attempt (a refused connect retried with the same ISN)
-        if s == rst_side and seg.paylen:
-            self.note("DATA_AFTER_RST", seg, s, "%s sent %d bytes after its own RST (frame %d)"
-                      % (SIDES[s], seg.paylen, rst_frame))
-        else:
-            self.note("PACKETS_AFTER_RST", seg, s, "%s sent [%s] after the RST in frame %d: in "
-                      "flight when it was sent, or the RST was ignored"
-                      % (SIDES[s], flags_str(seg.flags), rst_frame))
-
-    def _odd_flags(self, s: int, seg: Segment) -> None:
-        """Flag combinations no conforming stack sends."""
-        flags = seg.flags
-        for bits, code in ((SYN | FIN, "SYN_FIN"), (SYN | RST, "SYN_RST"), (FIN | RST, "FIN_RST")):
-            if flags & bits == bits:
-                self.note(code, seg, s, "%s sent a segment with flags [%s]"
-                          % (SIDES[s], flags_str(flags)))
-        if not flags & _CLASSIC:
-            self.note("NO_FLAGS", seg, s, "%s sent a segment with no control flags set"
-                      % SIDES[s])
 
     def _deliver(self, s: int, seg: Segment) -> None:
         x = self.ep[s]

@@ -318,7 +318,7 @@ def handshake_ack_ok(c: ConnectionCore, s: int, seg: Segment) -> bool:
     unacceptable one is answered by RST (bad ack) or an ACK (bad seq) and completes nothing,
     as Linux's tcp_check_req does. An ack of another ISN the peer offered is acceptable: the
     peer's numbers are rebased on it."""
-    x, y = c.ep[s], c.ep[1 - s]
+    y = c.ep[1 - s]
     ack = seg.ack
     if y.next_seq < 0 or not (seq_lt(y.isn, ack) and seq_le(ack, y.next_seq)):
         if seg.ack == (y.isn + 1) & 0xFFFFFFFF or (ack - 1) & 0xFFFFFFFF not in y.isns:

@@ -158,7 +158,7 @@ class ConnectionCore:
         self.rst_discards = False   # the RST threw away data its receiver had sent
         self.rst_undo: Optional[tuple] = None   # the states before the RST (ignored.py)
         self.reply_rsts = 0         # RSTs that answer the peer's last segment from CLOSED
-        # The last frame, to tell it captured twice (conn.py `_duplicate`): its flags, IPv4 ID,
+        # The last frame, to tell it captured twice (oddities.py `duplicate`): its flags, IPv4 ID,
         # checksum and side (`flags << 33 | Segment.dup << 1 | side`; -1: none yet), seq, ack.
         self.last_dup = -1
         self.last_dup_seq = -1
