@@ -7,7 +7,8 @@ import textwrap
 
 import pytest
 
-from analyzer.gate.policy import PolicyError, find_policy, load_policy, parse_policy
+from analyzer.gate.discover import find_policy
+from analyzer.gate.policy import PolicyError, load_policy, parse_policy
 from analyzer.gate.rules import RULE_KINDS, every_key
 from analyzer.gate.scope import ScopeError, compile_scope
 

@@ -13,9 +13,7 @@ import click
 from analyzer.capture.source import one_line
 from analyzer.cli.echo import warn
 from analyzer.common.names import printable
-from analyzer.gate.baseline import BaselineError, write_baseline
-from analyzer.gate.github import in_github_actions
-from analyzer.gate.policy import PolicyError
+from analyzer.gate.discover import GateError
 from analyzer.gate.session import GateSession
 from analyzer.render.outputs import parse_report_option, replacing
 from analyzer.report.model import EXIT_UNREADABLE, EXIT_USAGE, Report
@@ -43,7 +41,7 @@ def gate_session(ci: CIOptions) -> GateSession:
     """The policy and the baseline, read before any capture: a bad one is exit 2."""
     try:
         gate = GateSession.open(ci.policy, ci.no_policy, ci.baseline, ci.write_baseline)
-    except (PolicyError, BaselineError) as exc:
+    except GateError as exc:               # PolicyError, BaselineError
         warn(str(exc))
         sys.exit(EXIT_USAGE)
     if gate.found:
@@ -55,12 +53,16 @@ def summaries(gate: GateSession, report: Report, finished: Any, code: int,
                ci: CIOptions) -> None:
     """The Markdown summary (GitHub's step summary, --summary-md) and --write-baseline."""
     step_summary = os.environ.get("GITHUB_STEP_SUMMARY") if gate.active else None
-    if ci.summary_md or (step_summary and in_github_actions()):
+    if step_summary:
+        from analyzer.gate.github import in_github_actions
+        if not in_github_actions():
+            step_summary = None
+    if ci.summary_md or step_summary:
         markdown = gate.summary(report, finished, code)
         if ci.summary_md:
             with writing(ci.summary_md, "--summary-md") as fh:
                 fh.write(markdown)
-        if step_summary and in_github_actions():
+        if step_summary:
             try:
                 with open(step_summary, "a", encoding="utf-8") as fh:
                     fh.write(markdown)
@@ -68,6 +70,7 @@ def summaries(gate: GateSession, report: Report, finished: Any, code: int,
                 warn("warning: cannot append to $GITHUB_STEP_SUMMARY (%s): %s"
                       % (printable(step_summary), one_line(exc)))
     if ci.write_baseline:
+        from analyzer.gate.baseline import write_baseline
         with writing(ci.write_baseline, "--write-baseline") as fh:
             write_baseline(gate.baseline_document(report), fh)
 

@@ -20,6 +20,7 @@ from analyzer.common.findings import CATALOGUE, SEVERITY_RANK
 from analyzer.gate.policy import BaselineSettings
 from analyzer.judge.result import ConnResult
 from analyzer.report.model import Report
+from analyzer.gate.discover import GateError
 
 FORMAT: Final = 1
 #: The server key of capture-wide findings (floods), which belong to no one connection.
@@ -28,7 +29,7 @@ CAPTURE_WIDE: Final = "(capture)"
 Counts = Dict[str, Dict[str, int]]          # server -> signature key -> connections
 
 
-class BaselineError(ValueError):
+class BaselineError(GateError):
     """A baseline file that cannot be read (one line, exit 2)."""
 
 

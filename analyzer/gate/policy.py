@@ -12,28 +12,21 @@ from __future__ import annotations
 
 import os
 import re
-import sys
 from typing import Any, Dict, Final, List, NamedTuple, Optional, Tuple
 
+from analyzer.gate.discover import GateError, tomllib
 from analyzer.gate.locate import KeyLines, Path
 from analyzer.gate.rules import (ACTIONS, CAPTURE, RuleError, Limit, Subject, is_prefix, limit,
                                  subject)
 from analyzer.gate.scope import Scope, ScopeError, compile_scope
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:                                                   # pragma: no cover - Python 3.9, 3.10
-    import tomli as tomllib
-
-#: The policy file names looked for, nearest directory first (`find_policy`).
-POLICY_FILE: Final = "tcpflow-check.toml"
 PYPROJECT_TABLE: Final = ("tool", "tcpflow-check")
 DEFAULT_EXAMPLES: Final = 5
 #: Table names of a policy; every other top-level key is a rule key.
 SECTIONS: Final = ("capture", "scope", "allow", "baseline", "examples")
 
 
-class PolicyError(ValueError):
+class PolicyError(GateError):
     """A policy that cannot be used: `str()` is `FILE:LINE: message`."""
 
     def __init__(self, where: str, message: str) -> None:
@@ -141,32 +134,6 @@ def _syntax_error(name: str, exc: Exception) -> PolicyError:
         return PolicyError("%s:%s" % (name, m.group(1)),
                            "not valid TOML: %s (column %s)" % (detail, m.group(2)))
     return PolicyError(name, "not valid TOML: %s" % message)
-
-
-def find_policy(start: str) -> Optional[str]:
-    """The policy nearest `start`: a tcpflow-check.toml, or a pyproject.toml with a
-    [tool.tcpflow-check] table, in `start` or a directory above it, up to the repository's
-    root (the directory holding `.git`)."""
-    here = os.path.abspath(start)
-    while True:
-        candidate = os.path.join(here, POLICY_FILE)
-        if os.path.isfile(candidate):
-            return candidate
-        pyproject = os.path.join(here, "pyproject.toml")
-        if os.path.isfile(pyproject) and _has_table(pyproject):
-            return pyproject
-        parent = os.path.dirname(here)
-        if parent == here or os.path.exists(os.path.join(here, ".git")):
-            return None
-        here = parent
-
-
-def _has_table(pyproject: str) -> bool:
-    try:
-        with open(pyproject, "rb") as fh:
-            return "tcpflow-check" in tomllib.load(fh).get("tool", {})
-    except (OSError, ValueError):
-        return True     # unreadable or broken: load_policy says what is wrong with it
 
 
 # -- Parsing ----------------------------------------------------------------------------

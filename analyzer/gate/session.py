@@ -4,26 +4,29 @@ counts during it, and after it the lines, annotations, summaries and the exit co
 The CLI calls `GateSession.open()` with its options (a `PolicyError` or `BaselineError` is
 exit 2, before any capture is read), passes `sink` to `analyze()` beside the renderers'
 sinks, and calls `finish()` with the report. Nothing here parses options or prints: the
-session returns the lines and the CLI writes them.
+session returns the lines and the CLI writes them. A run with no policy and no baseline (most
+runs) loads nothing of the gate but the policy search (discover.py): the policy, baseline and
+evaluation modules are imported when a run is gated.
 """
 
 from __future__ import annotations
 
 import os
-from typing import List, Mapping, NamedTuple, Optional
+from typing import TYPE_CHECKING, List, Mapping, NamedTuple, Optional
 
-from analyzer.gate import github
-from analyzer.gate.baseline import (Change, Counts, Signatures, compare, load_baseline,
-                                    write_baseline)
-from analyzer.gate.evaluate import Evaluation, GateResult
-from analyzer.gate.policy import Policy, empty_policy, find_policy, load_policy
+from analyzer.gate.discover import find_policy
 from analyzer.report.model import EXIT_FINDINGS, Report
+
+if TYPE_CHECKING:                       # pragma: no cover
+    from analyzer.gate.baseline import Change, Counts
+    from analyzer.gate.evaluate import Evaluation, GateResult
+    from analyzer.gate.policy import Policy
 
 
 class Finished(NamedTuple):
     """What the run's gate found, ready to print."""
-    gate: Optional[GateResult]
-    changes: List[Change]
+    gate: Optional["GateResult"]
+    changes: List["Change"]
     lines: List[str]                # one line each on stderr
     annotations: List[str]          # GitHub workflow commands (empty elsewhere)
     failed: bool
@@ -32,8 +35,8 @@ class Finished(NamedTuple):
 class GateSession:
     """The policy (when there is one) and the baseline (when asked) of one run."""
 
-    def __init__(self, policy: Optional[Policy], policy_file: Optional[str],
-                 found: bool, baseline: Optional[Counts], baseline_file: Optional[str],
+    def __init__(self, policy: Optional["Policy"], policy_file: Optional[str],
+                 found: bool, baseline: Optional["Counts"], baseline_file: Optional[str],
                  signatures: bool) -> None:
         self.policy = policy
         self.policy_file = policy_file
@@ -41,9 +44,12 @@ class GateSession:
         self.found = found
         self.baseline = baseline
         self.baseline_file = baseline_file
-        rules = policy or empty_policy()
-        self.evaluation: Optional[Evaluation] = None
+        self.evaluation: Optional["Evaluation"] = None
         if policy is not None or signatures:
+            from analyzer.gate.baseline import Signatures
+            from analyzer.gate.evaluate import Evaluation
+            from analyzer.gate.policy import empty_policy
+            rules = policy or empty_policy()
             self.evaluation = Evaluation(rules, Signatures(rules.examples) if signatures else None)
 
     @classmethod
@@ -55,8 +61,13 @@ class GateSession:
             found = policy is not None
             if policy is not None:          # named as a user would: tcpflow-check.toml:7
                 policy = os.path.relpath(policy, cwd)
-        rules = load_policy(policy) if policy is not None else None
-        before = load_baseline(baseline) if baseline is not None else None
+        rules = before = None
+        if policy is not None:
+            from analyzer.gate.policy import load_policy
+            rules = load_policy(policy)
+        if baseline is not None:
+            from analyzer.gate.baseline import load_baseline
+            before = load_baseline(baseline)
         return cls(rules, policy, found, before, baseline,
                    signatures=baseline is not None or write_baseline is not None)
 
@@ -66,12 +77,17 @@ class GateSession:
         return self.policy is not None or self.baseline is not None
 
     @property
-    def sink(self) -> Optional[Evaluation]:
+    def sink(self) -> Optional["Evaluation"]:
         return self.evaluation
 
     def finish(self, report: Report, env: Mapping[str, str] = os.environ) -> Finished:
-        gate: Optional[GateResult] = None
-        changes: List[Change] = []
+        if self.evaluation is None:     # not gated: nothing to say, nothing to annotate
+            return Finished(None, [], [], [], False)
+        from analyzer.gate import github
+        from analyzer.gate.baseline import compare
+        from analyzer.gate.policy import empty_policy
+        gate: Optional["GateResult"] = None
+        changes: List["Change"] = []
         if self.evaluation is not None:
             result = self.evaluation.finish(report)
             gate = result if self.policy is not None else None
@@ -96,6 +112,7 @@ class GateSession:
         return self.evaluation.signatures.document(report)
 
     def summary(self, report: Report, finished: Finished, exit_code: int) -> str:
+        from analyzer.gate import github
         return github.summary_markdown(report, finished.gate, finished.changes,
                                        self.baseline_file, exit_code)
 
@@ -106,4 +123,4 @@ def exit_code(base: int, finished: Finished) -> int:
     return EXIT_FINDINGS if finished.failed and base == 0 else base
 
 
-__all__ = ["GateSession", "Finished", "exit_code", "write_baseline"]
+__all__ = ["GateSession", "Finished", "exit_code"]
