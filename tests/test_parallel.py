@@ -1,0 +1,228 @@
+"""Issue 16, item 4: `--jobs N` splits the analysis over N processes by a hash of the unordered
+4-tuple, and every output is byte-identical to the one-process run: stream numbers (order of
+first packet, ICMP-quoted reservations included), order, summary, findings, lingering,
+conn.log, JSON, text. Ctrl-C and SIGTERM stop every worker; a worker that dies is an internal
+error (exit 70), never a silently short report."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Dict
+
+import pytest
+
+from analyzer.decode.segment import ACK, RST, SYN
+from analyzer.decode.shard import shard_at, shard_key
+from analyzer.decode.frames import decode_at
+from analyzer.parallel import local
+from analyzer.parallel.local import analyze_jobs, jobs_for
+from analyzer.parallel.merge import ShardFailed
+from analyzer.pipeline import analyze
+from analyzer.render import render
+from analyzer.settings import Settings
+from analyzer.testing.synth import Dialog, frame, merge, tcp_packet, write_pcap
+from conftest import REPO, every_capture
+
+SETTINGS = Settings(checksums=True)
+
+
+def outputs(path: str, jobs: int, settings: Settings = SETTINGS) -> Dict[str, str]:
+    """JSON, conn.log and the text report of every connection, from one analysis."""
+    report = (analyze([path], settings) if jobs == 1
+              else analyze_jobs([path], settings, jobs))
+    out = {}
+    for fmt, kw in (("json", {}), ("zeek", {}), ("text", dict(show_all=True, color=False))):
+        buf = io.StringIO()
+        render(fmt, report, buf, **kw)
+        out[fmt] = buf.getvalue()
+    return out
+
+
+@pytest.mark.parametrize("capture", every_capture(), ids=lambda p: str(p.relative_to(p.parents[1])))
+def test_every_capture_gives_the_same_reports_in_two_and_three_processes(capture):
+    one = outputs(str(capture), 1)
+    for jobs in (2, 3):
+        assert outputs(str(capture), jobs) == one, jobs
+
+
+def test_shard_of_a_frame_is_the_shard_of_its_segment_either_way():
+    """The header-speed shard (from the frame's bytes) agrees with the decoded segment's, for
+    both directions, IPv4 and IPv6, every link layer the fast path reads."""
+    for link in ("ether", "sll", "sll2", "raw"):
+        for src, dst in (("10.0.0.1", "192.168.7.9"), ("2001:db8::1", "2001:db8:ffff::20")):
+            for sport in (1, 443, 40000, 65535):
+                fwd = frame(tcp_packet(src, dst, sport, 80, SYN, 1), link)
+                rev = frame(tcp_packet(dst, src, 80, sport, SYN | ACK, 9, 2), link)
+                lt = {"ether": 1, "sll": 113, "sll2": 276, "raw": 101}[link]
+                for n in (2, 3, 7):
+                    a = shard_at(lt, fwd, 0, len(fwd), n)
+                    b = shard_at(lt, rev, 0, len(rev), n)
+                    seg = decode_at(lt, fwd, 0, len(fwd))
+                    assert seg is not None and 0 <= a < n
+                    assert a == b == shard_key(seg.key, n)
+
+
+def test_shards_share_the_connections_out(tmp_path):
+    """Connections spread over the shards (no shard empty, none with nearly all)."""
+    counts = [0, 0, 0]
+    for port in range(1024, 1024 + 600):
+        ip = tcp_packet("10.0.0.1", "10.0.0.2", port, 443, SYN, 1)
+        f = frame(ip)
+        counts[shard_at(1, f, 0, len(f), 3)] += 1
+    assert min(counts) > 120, counts
+
+
+def _mixed_capture(path: Path) -> None:
+    """Connections of every kind interleaved, a 4-tuple used again (PORT_REUSE naming the
+    earlier stream), an ICMP error quoting a 4-tuple never seen (a reserved number), and a
+    SYN flood to one server: what the parent must renumber and count across shards."""
+    dialogs = []
+    for i in range(40):
+        d = Dialog(client=("10.0.0.%d" % (1 + i % 5), 40000 + i), t0=1_700_000_000 + i * 0.01)
+        d.handshake().data("c", 100).data("s", 300)
+        if i % 4 == 0:
+            d.fin("c").ack("s").fin("s").ack("c")
+        elif i % 4 == 1:
+            d.rst("s")
+        elif i % 4 == 2:
+            d.fin("c").ack("s")
+        dialogs.append(d)
+    old = Dialog(client=("10.9.0.1", 5555), t0=1_700_000_000.05)
+    old.handshake().fin("c").ack("s").fin("s").ack("c")
+    new = Dialog(client=("10.9.0.1", 5555), isn=(900000, 7), t0=1_700_000_000.5)
+    new.handshake().rst("c")
+    flood = []
+    for i in range(150):
+        f = Dialog(client=("172.16.%d.%d" % (i // 200, i % 200 + 1), 20000 + i),
+                   server=("10.0.0.99", 80), t0=1_700_000_000.2 + i * 0.001)
+        f.syn()
+        flood.append(f)
+    packets = merge(*dialogs, old, new, *flood)
+    # An ICMP port unreachable quoting a TCP segment of a 4-tuple nobody else used.
+    quoted = tcp_packet("10.5.5.5", "10.6.6.6", 33333, 8080, SYN, 77)
+    icmp = b"\x03\x03\x00\x00\x00\x00\x00\x00" + quoted[:28]
+    ip = bytearray(tcp_packet("10.6.6.6", "10.5.5.5", 1, 1, 0, 0)[:20])
+    ip[9], ip[2:4] = 1, (20 + len(icmp)).to_bytes(2, "big")
+    packets.insert(30, (packets[30][0], bytes(ip) + _icmp_checksummed(icmp), "s"))
+    write_pcap(path, packets)
+
+
+def _icmp_checksummed(icmp: bytes) -> bytes:
+    from analyzer.decode.checksum import inet_checksum
+    c = inet_checksum(icmp)
+    return icmp[:2] + c.to_bytes(2, "big") + icmp[4:]
+
+
+def test_renumbering_across_shards_keeps_wireshark_numbers_reuse_and_floods(tmp_path):
+    cap = tmp_path / "mixed.pcap"
+    _mixed_capture(cap)
+    one = outputs(str(cap), 1)
+    doc = json.loads(one["json"])
+    conns = doc["connections"]
+    reuse = [c for c in conns if c["reused_from"] is not None]
+    assert len(reuse) == 1
+    old = [c for c in conns if c["id"] == reuse[0]["reused_from"]][0]
+    assert old["orig"] == reuse[0]["orig"] and old["resp"] == reuse[0]["resp"]
+    assert any("of connection %d" % old["id"] in f["message"] for f in reuse[0]["findings"])
+    ids = [c["id"] for c in conns]
+    assert len(ids) == 40 + 2 + 150 and ids != list(range(len(ids)))   # one number reserved
+    assert doc["capture"]["skipped"]["icmp_quoted_tcp"] == 1
+    assert any(f["code"] == "HALF_OPEN_FLOOD" for f in doc["findings"])
+    for jobs in (2, 3, 5):
+        assert outputs(str(cap), jobs) == one, jobs
+
+
+def test_a_worker_that_dies_is_an_internal_error_not_a_short_report(tmp_path, monkeypatch):
+    cap = tmp_path / "c.pcap"
+    _mixed_capture(cap)
+    real = local.run_shard
+
+    def dying(paths, settings, index, count, emit, on_frame):
+        if index == 1:
+            os._exit(3)
+        real(paths, settings, index, count, emit, on_frame)
+
+    monkeypatch.setattr(local, "run_shard", dying)
+    with pytest.raises(ShardFailed, match="shard 1 of 2"):
+        analyze_jobs([str(cap)], SETTINGS, 2)
+
+
+def test_runs_that_cannot_be_split_run_in_one_process(tmp_path):
+    cap = tmp_path / "c.pcap"
+    _mixed_capture(cap)
+    assert jobs_for([str(cap)], SETTINGS, 4) == 4
+    assert jobs_for(["-"], SETTINGS, 4) == 1                    # stdin: read once
+    assert jobs_for([str(cap)], Settings(ladders=frozenset({3})), 4) == 1
+    fifo = tmp_path / "f"
+    os.mkfifo(fifo)
+    assert jobs_for([str(fifo)], SETTINGS, 4) == 1
+
+
+def _cli(*args: str, stdin=None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "analyzer", *args], input=stdin,
+                          capture_output=True, env=dict(os.environ, PYTHONPATH=str(REPO)))
+
+
+def test_the_cli_option(tmp_path):
+    cap = tmp_path / "c.pcap"
+    _mixed_capture(cap)
+    one = _cli(str(cap), "-f", "json")
+    for value in ("2", "auto"):
+        p = _cli(str(cap), "-f", "json", "--jobs", value)
+        assert p.returncode == one.returncode and p.stdout == one.stdout and p.stderr == one.stderr
+    piped = _cli("-", "-f", "json", "-j", "3", stdin=cap.read_bytes())
+    assert piped.stdout.replace(b'"-"', b'"%s"' % str(cap).encode()) == one.stdout
+    for bad in ("0", "x", "-2"):
+        p = _cli(str(cap), "--jobs", bad)
+        assert p.returncode == 2 and b"--jobs" in p.stderr and b"Traceback" not in p.stderr
+
+
+def _children(pid: int):
+    try:
+        with open("/proc/%d/task/%d/children" % (pid, pid)) as fh:
+            return [int(x) for x in fh.read().split()]
+    except OSError:
+        return []
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="needs /proc to see workers")
+@pytest.mark.parametrize("sig,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_stops_every_worker_and_the_report_so_far_is_written(tmp_path, sig, code):
+    sys.path.insert(0, str(REPO / "tests"))
+    from test_interrupt import _header, _records
+    cap = tmp_path / "big.pcap"
+    cap.write_bytes(_header() + _records(20000))
+    p = subprocess.Popen([sys.executable, "-m", "analyzer", str(cap), "-f", "json", "-j", "2"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         env=dict(os.environ, PYTHONPATH=str(REPO)),
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    deadline = time.monotonic() + 60
+    while len(_children(p.pid)) < 2 and time.monotonic() < deadline and p.poll() is None:
+        time.sleep(0.01)
+    workers = _children(p.pid)
+    assert len(workers) == 2, "the workers did not start"
+    time.sleep(0.3)
+    p.send_signal(sig)               # the parent alone, as `kill` does
+    out, err = p.communicate(timeout=120)
+    assert p.returncode == code, err
+    assert b"Traceback" not in err and b"internal error" not in err, err
+    doc = json.loads(out)
+    assert doc["capture"]["interrupted"] is True
+    assert doc["capture"]["packets"] < 20000 * 8
+    for w in workers:
+        assert not os.path.exists("/proc/%d" % w) or _zombie_or_gone(w)
+
+
+def _zombie_or_gone(pid: int) -> bool:
+    try:
+        with open("/proc/%d/stat" % pid) as fh:
+            return fh.read().split(")")[1].split()[0] in ("Z", "X")
+    except OSError:
+        return True
