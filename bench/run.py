@@ -6,8 +6,9 @@
 Each measured command runs in a fresh child Python process that starts it with stdout and
 stderr away from the terminal (stdout to /dev/null) and reports its wall time
 (`time.perf_counter` around the run), its CPU time and its peak resident set size
-(`resource.getrusage(RUSAGE_CHILDREN).ru_maxrss`: the largest single process among those the
-command waited for, so a tool that forks workers shows its largest process, not their sum).
+(the larger of `resource.getrusage(RUSAGE_CHILDREN).ru_maxrss`, the largest single process,
+and the resident memory of the command's whole process tree sampled every 20 ms from /proc:
+a command that forks workers, such as `--jobs 2`, shows their sum).
 A fresh wrapper per run keeps one run's peak from hiding the next one's.
 
 Commands (the ones whose program is not installed are left out, with a note):
@@ -52,22 +53,49 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 #: The wrapper run in a fresh interpreter for each measurement: the command as JSON in, one
 #: JSON line out.
 _MEASURE = r"""
-import json, os, resource, subprocess, sys, time
+import json, os, resource, subprocess, sys, tempfile, time
 job = json.loads(sys.argv[1])
 timeout = job["timeout"] or None
+
+def tree_rss(pid):
+    # The resident memory of the process and its descendants, summed (Linux /proc).
+    total, todo = 0, [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            with open("/proc/%d/status" % p) as fh:
+                total += next((int(l.split()[1]) for l in fh if l.startswith("VmRSS:")), 0) * 1024
+            with open("/proc/%d/task/%d/children" % (p, p)) as fh:
+                todo.extend(int(x) for x in fh.read().split())
+        except (OSError, ValueError):
+            pass
+    return total
+
+err_file = tempfile.TemporaryFile()
 t = time.perf_counter()
-try:
-    p = subprocess.run(job["argv"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                       stderr=subprocess.PIPE, env=dict(os.environ, **job["env"]),
-                       cwd=job["cwd"], timeout=timeout)
-    rc, err = p.returncode, p.stderr[-1500:].decode("utf-8", "replace")
-except subprocess.TimeoutExpired:
-    rc, err = None, "timed out after %s s" % timeout
+p = subprocess.Popen(job["argv"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                     stderr=err_file, env=dict(os.environ, **job["env"]), cwd=job["cwd"])
+tree, rc = 0, None
+while True:
+    try:
+        rc = p.wait(timeout=0.02)
+        break
+    except subprocess.TimeoutExpired:
+        tree = max(tree, tree_rss(p.pid))
+        if timeout and time.perf_counter() - t > timeout:
+            p.kill()
+            p.wait()
+            rc = None
+            break
 wall = time.perf_counter() - t
+err_file.seek(0)
+err = err_file.read()[-1500:].decode("utf-8", "replace")
+if rc is None:
+    err = "timed out after %s s" % timeout
 ru = resource.getrusage(resource.RUSAGE_CHILDREN)
 scale = 1 if sys.platform == "darwin" else 1024          # ru_maxrss: bytes on macOS, KiB on Linux
-print(json.dumps({"wall": wall, "cpu": ru.ru_utime + ru.ru_stime, "rss": ru.ru_maxrss * scale,
-                  "rc": rc, "stderr": err}))
+print(json.dumps({"wall": wall, "cpu": ru.ru_utime + ru.ru_stime,
+                  "rss": max(ru.ru_maxrss * scale, tree), "rc": rc, "stderr": err}))
 """
 
 
@@ -83,8 +111,10 @@ class Tool:
         return shutil.which(self.argv[0]) is not None
 
 
-def tools(capture: str, command: Optional[str], root: str, wanted: Sequence[str]) -> List[Tool]:
-    """The commands to time, in table order, filtered by the `--tools` families."""
+def tools(capture: str, command: Optional[str], root: str, wanted: Sequence[str],
+          jobs: Sequence[str] = ()) -> List[Tool]:
+    """The commands to time, in table order, filtered by the `--tools` families; `jobs`: the
+    JSON run again with each of these `--jobs` values."""
     if command:
         base, env, cwd = shlex.split(command), {}, None
     else:       # -m puts the working directory first on sys.path: run it from the checkout
@@ -92,6 +122,9 @@ def tools(capture: str, command: Optional[str], root: str, wanted: Sequence[str]
     every = [
         ("tcpflow-check", Tool("tcpflow-check json", base + [capture, "--format", "json"],
                                env, cwd)),
+        *[("tcpflow-check", Tool("tcpflow-check json --jobs %s" % n,
+                                 base + [capture, "--format", "json", "--jobs", n], env, cwd))
+          for n in jobs],
         ("tcpflow-check", Tool("tcpflow-check text", base + [capture], env, cwd)),
         ("tcpflow-check", Tool("tcpflow-check text --all", base + [capture, "--all"], env, cwd)),
         ("tshark", Tool("tshark conv,tcp",
@@ -196,6 +229,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                     "(default: python -m analyzer from --root)")
     ap.add_argument("--root", default=os.path.dirname(HERE),
                     help="checkout whose analyzer is run (default: this one)")
+    ap.add_argument("--jobs", default="", metavar="N,...",
+                    help="also time the JSON run with --jobs N for each N (e.g. 2,auto)")
     ap.add_argument("--timeout", type=float, default=0, help="seconds per run (default: none)")
     ap.add_argument("--profile", action="store_true", help="profile analyze() instead of timing")
     a = ap.parse_args(argv)
@@ -218,7 +253,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if not a.command and "tcpflow-check" in wanted:
         print(f"analyzer {imported(root)}")
     rows = []
-    for tool in tools(capture, a.command, root, wanted):
+    jobs = [n.strip() for n in a.jobs.split(",") if n.strip()]
+    for tool in tools(capture, a.command, root, wanted, jobs):
         if not tool.installed:
             print(f"skipped  {tool.name}: {tool.argv[0]} is not installed")
             continue
