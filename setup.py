@@ -30,7 +30,7 @@ COMPILED = [
     "tcp/flows",
     "judge/result", "judge/verdicts", "judge/floods", "judge/scans",
     "report/model", "report/store",
-    "pipeline",
+    "pipeline", "parallel/shard", "parallel/merge",
     "render/json_out",
 ]
 
