@@ -96,8 +96,8 @@ def analyze_jobs(paths: Sequence[str], settings: Settings, jobs: int, *,
                 for p in workers:
                     if p.pid is not None and p.is_alive():
                         os.kill(p.pid, signal.SIGTERM)
-            if on_frame is not None and merger.frames() >= shown + 0x10000:
-                shown = merger.frames()
+            if on_frame is not None and merger.frames() > shown:
+                shown = merger.frames()         # what every shard has read: one line
                 on_frame(shown)
         for i, p in enumerate(workers):
             p.join()
