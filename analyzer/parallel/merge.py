@@ -42,7 +42,7 @@ NAMING = frozenset({"PORT_REUSE", "TIME_WAIT_REUSE"})
 _ALL = 1 << 62
 
 
-class ShardFailed(RuntimeError):
+class ShardFailed(Exception):
     """A shard stopped without its end message (it crashed, or was killed)."""
 
 
