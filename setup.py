@@ -24,7 +24,7 @@ COMPILED = [
     "common/nstime", "common/findings",
     "capture/source", "capture/files", "capture/pcap", "capture/pcapng",
     "decode/segment", "decode/linklayer", "decode/iptcp", "decode/frames", "decode/checksum",
-    "decode/tunnels", "decode/reassembly",
+    "decode/tunnels", "decode/reassembly", "decode/shard",
     "tcp/states", "tcp/endpoint", "tcp/seqanalysis", "tcp/control", "tcp/oddities",
     "tcp/ignored", "tcp/conn", "tcp/zeek", "tcp/zeekstate", "tcp/zeekmachine", "tcp/reuse",
     "tcp/flows",

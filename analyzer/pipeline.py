@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import gc
+from array import array
 from collections import Counter
-from typing import Callable, Final, Iterator, List, Optional, Sequence, Union
+from typing import Callable, Final, Iterator, List, NamedTuple, Optional, Sequence, Union
 
 from analyzer.capture.files import CaptureStats, Cursor, open_captures
 from analyzer.common.names import printable
@@ -19,6 +20,7 @@ from analyzer.tcp.conn import Connection
 from analyzer.common.findings import Finding
 from analyzer.decode.frames import FrameDecoder, QuotedTCP, decode_at
 from analyzer.decode.reassembly import Reassembler
+from analyzer.decode.shard import shard_at, shard_key
 from analyzer.judge.floods import FloodDetector
 from analyzer.judge.scans import ScanDetector
 from analyzer.tcp.flows import FlowTable
@@ -27,16 +29,54 @@ from analyzer.report.model import CaptureSummary, Report, Summary
 from analyzer.decode.segment import Segment
 from analyzer.report.store import ResultSink, ResultStore
 from analyzer.settings import Settings
+from analyzer.judge.result import ConnResult
 from analyzer.judge.verdicts import finalize
 
 #: The settings `analyze()` runs with when given none.
 DEFAULT_SETTINGS: Final = Settings()
 
 
+class Shard(NamedTuple):
+    """Shard `part` of `parts` (`--jobs`, analyzer/parallel/): `analyze()` reads every frame
+    but analyses only the connections whose 4-tuple falls in this shard (decode/shard.py),
+    numbers them by their first frame and appends every number taken to `starts`
+    (tcp/flows.py). Frames that are not TCP segments are counted by shard 0 alone, so the
+    shards' counts add up to the whole capture's."""
+    part: int
+    parts: int
+    starts: array
+
+
+class Tally:
+    """Where each finished connection's result goes: the sink, the summary, and the
+    capture-wide detectors (floods, scans); then the report."""
+
+    def __init__(self, settings: Settings, sink: ResultSink) -> None:
+        self.results = sink
+        self.summary = Summary()
+        self.floods = FloodDetector(settings.flood_threshold, settings.flood_window)
+        self.scans = ScanDetector()
+
+    def add(self, r: ConnResult) -> None:
+        self.results.add(r)
+        self.summary.add(r)
+        self.floods.add(r)
+        self.scans.add(r)
+
+    def report(self, capture: CaptureSummary, found: List[Finding], msl: float,
+               ladders: dict) -> Report:
+        """The report, with the capture-wide findings: floods, scans, then `found`."""
+        capture_findings = self.floods.findings() + self.scans.findings() + found
+        for f in capture_findings:
+            self.summary.count(f)
+        return Report(capture, self.results, self.summary, msl, ladders, capture_findings)
+
+
 def analyze(paths: Sequence[str], settings: Settings = DEFAULT_SETTINGS, *,
             sink: Optional[ResultSink] = None,
             on_frame: Optional[Callable[[int], None]] = None,
-            tracer: Optional[Callable[[Connection, Segment], bool]] = None) -> Report:
+            tracer: Optional[Callable[[Connection, Segment], bool]] = None,
+            shard: Optional[Shard] = None) -> Report:
     """Analyse one capture, or several files as one time-ordered capture.
 
     Files that cannot be read are listed in `report.capture.errors` (exit code 3); everything
@@ -49,7 +89,9 @@ def analyze(paths: Sequence[str], settings: Settings = DEFAULT_SETTINGS, *,
     `on_frame(n)` is called every 65536 frames (progress). With `tracer`, each packet of the
     streams in `settings.ladders` goes to `tracer(conn, seg)` (after the connection has taken
     it) instead of into a ladder; the read stops when it returns True (the diagrams' second
-    read, render/packets.py).
+    read, render/packets.py). With `shard`, one shard of the analysis (`Shard`); its report's
+    capture summary leaves out the warning about connections finalized early (the parent
+    says it once for all shards).
     """
     stats = CaptureStats()
     errors: List[str] = []
@@ -58,19 +100,15 @@ def analyze(paths: Sequence[str], settings: Settings = DEFAULT_SETTINGS, *,
     msl_ns = settings.msl_ns
     checksums = settings.checksums
     trace = settings.ladders
-    results: ResultSink = ResultStore(settings.result_budget) if sink is None else sink
-    summary = Summary()
-    floods = FloodDetector(settings.flood_threshold, settings.flood_window)
-    scans = ScanDetector()
+    tally = Tally(settings, ResultStore(settings.result_budget) if sink is None else sink)
 
     def done(conn: Connection, now: int) -> None:
-        r = finalize(conn, now, msl_ns)
-        results.add(r)
-        summary.add(r)
-        floods.add(r)
-        scans.add(r)
+        tally.add(finalize(conn, now, msl_ns))
 
-    table = FlowTable(done, msl_ns, settings.idle_timeout_ns, settings.max_live)
+    count = 0 if shard is None else shard.parts
+    mine = 0 if shard is None else shard.part
+    table = FlowTable(done, msl_ns, settings.idle_timeout_ns, settings.max_live,
+                      None if shard is None else shard.starts)
     decoder = FrameDecoder(settings.udp_tunnel_ports)
     skipped: Counter = Counter()
     tcp = 0
@@ -86,7 +124,13 @@ def analyze(paths: Sequence[str], settings: Settings = DEFAULT_SETTINGS, *,
             if ts < end_ts and num > 1:
                 backwards += 1
             end_ts = ts
+            if on_frame is not None and not num & 0xFFFF:
+                on_frame(num - 1)           # the frames before this one are analysed
             linktype = frames.linktype
+            part = -1 if count == 0 else shard_at(linktype, frames.buf, frames.start,
+                                                  frames.end, count)
+            if part >= 0 and part != mine:
+                continue                    # another shard's
             # The common layouts are decoded where the frame lies in the reader's buffer; any
             # other frame (and every frame whose checksums are checked) is copied out first.
             seg: Union[Segment, str, None] = (
@@ -95,10 +139,15 @@ def analyze(paths: Sequence[str], settings: Settings = DEFAULT_SETTINGS, *,
                 buf = frames.buf[frames.start:frames.end]
                 seg = decoder.decode(linktype, buf, ts, num)
             if isinstance(seg, str):
-                skipped[seg] += 1
+                if mine == 0:
+                    skipped[seg] += 1
             elif isinstance(seg, QuotedTCP):
-                skipped["icmp_quoted_tcp"] += 1
-                table.reserve(seg)
+                if count == 0 or shard_key(seg.key, count) == mine:
+                    skipped["icmp_quoted_tcp"] += 1
+                    seg.num = num
+                    table.reserve(seg)
+            elif part < 0 and count != 0 and shard_key(seg.key, count) != mine:
+                continue
             else:
                 seg.ts = ts
                 seg.num = num
@@ -115,8 +164,6 @@ def analyze(paths: Sequence[str], settings: Settings = DEFAULT_SETTINGS, *,
                             break
                     else:   # the ladder; the frame is read again for its TCP options
                         ladder.add(conn, seg, frames.buf[frames.start:frames.end])
-            if on_frame is not None and not num & 0xFFFF:
-                on_frame(num)
         # The end of the capture is its last frame (not the largest timestamp: one corrupt
         # record dated decades ahead must not make every CLOSE_WAIT decades long).
         table.flush(end_ts)
@@ -137,22 +184,25 @@ def analyze(paths: Sequence[str], settings: Settings = DEFAULT_SETTINGS, *,
                         "order: merged interfaces or a clock step); frames are taken in file "
                         "order, as Wireshark numbers them, and times from the timestamps"
                         % (backwards, "s are" if backwards > 1 else " is"))
-    if table.evicted_early:
-        warnings.append("%d connections were finalized before they ended (idle timeout or "
-                        "more than %d open at once, --max-connections); a later packet of one "
-                        "starts a new connection" % (table.evicted_early, settings.max_live))
+    if table.evicted_early and shard is None:
+        warnings.append(evicted_warning(table.evicted_early, settings.max_live))
 
     capture = CaptureSummary(
         files=tuple(printable(p) for p in paths), packets=num, tcp_packets=tcp, skipped=dict(skipped),
         truncated=stats.truncated, warnings=tuple(warnings), errors=tuple(errors),
         first_ts=stats.first_ts, last_ts=stats.last_ts, linktypes=dict(stats.linktypes),
         evicted_early=table.evicted_early, interrupted=stats.interrupted)
-    capture_findings = floods.findings() + scans.findings()
+    found = []
     if fragments is not None and fragments.first_malformed is not None:
-        capture_findings.append(malformed_fragments(fragments))
-    for f in capture_findings:
-        summary.count(f)
-    return Report(capture, results, summary, settings.msl, ladders, capture_findings)
+        found.append(malformed_fragments(fragments))
+    return tally.report(capture, found, settings.msl, ladders)
+
+
+def evicted_warning(evicted_early: int, max_live: int) -> str:
+    """The capture's warning about connections finalized before they ended."""
+    return ("%d connections were finalized before they ended (idle timeout or more than %d "
+            "open at once, --max-connections); a later packet of one starts a new connection"
+            % (evicted_early, max_live))
 
 
 def malformed_fragments(fragments: Reassembler) -> Finding:

@@ -35,6 +35,7 @@ STAGES: Dict[str, int] = {
     "pipeline": 7,      # analyze(): the stages in order
     "gate": 8,          # CI policies and baselines (scopes share triage's filter language)
     "render": 8,        # report -> text, JSON, conn.log
+    "parallel": 8,      # the analysis over several processes (--jobs)
     "triage": 8,        # filters, selection, explanations (beside the renderers)
     "browse": 9,        # the interactive browser (--browse), started by the CLI
     "cli": 9, "docgen": 9, "__main__": 9, "__init__": 9,

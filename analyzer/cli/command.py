@@ -47,6 +47,16 @@ def udp_tunnel(ctx: click.Context, param: click.Parameter,
     return tuple(out)
 
 
+def jobs_option(value: str) -> int:
+    """`--jobs N|auto` as a number of processes."""
+    if value.strip().lower() == "auto":
+        from analyzer.parallel.local import cores
+        return cores()
+    if not value.strip().isdigit() or int(value) < 1:
+        raise click.BadParameter("%r is not a number of processes (1 or more) or 'auto'" % value)
+    return int(value)
+
+
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("captures", nargs=-1, required=True, metavar="CAPTURE...")
 @click.option("-f", "--format", "fmt", type=click.Choice(sorted(RENDERERS)), default="text",
@@ -87,6 +97,10 @@ def udp_tunnel(ctx: click.Context, param: click.Parameter,
               metavar="PORT=KIND",
               help="Also open UDP port PORT as a tunnel of KIND (vxlan, geneve, gtp-u, teredo, "
                    "ayiya, l2tp, gre, mpls); repeatable. The standard ports are always opened.")
+@click.option("-j", "--jobs", callback=lambda ctx, _, value: jobs_option(value), default="1",
+              metavar="N|auto", show_default=True,
+              help="Analyse in N processes (auto: one per core); the report is the same "
+                   "(docs/scale.md).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress line on stderr.")
 @click.option("--browse", is_flag=True, expose_value=False, callback=lambda ctx, _, value:
               ctx.meta.update(browse=value),
@@ -122,7 +136,8 @@ def main(captures: Tuple[str, ...], fmt: str, show_all: bool, msl: float,
          sort: Optional[str], group_by: Optional[str], explain: Tuple[int, ...],
          reports: Tuple[Tuple[str, str], ...], policy: Optional[str], no_policy: bool,
          baseline: Optional[str], write_baseline: Optional[str],
-         summary_md: Optional[str], udp_tunnels: Tuple[Tuple[int, str], ...] = ()) -> None:
+         summary_md: Optional[str], udp_tunnels: Tuple[Tuple[int, str], ...] = (),
+         jobs: int = 1) -> None:
     """Verdicts for every TCP connection in CAPTURE (pcap, pcapng, gzip; '-' reads stdin).
 
     Several files are analysed as one time-ordered capture (rotated captures).
@@ -143,7 +158,7 @@ def main(captures: Tuple[str, ...], fmt: str, show_all: bool, msl: float,
         _run(captures, fmt, show_all, msl, fail_on, color, output, streams + explain,
              100 if limit is None else limit, checksums, quiet, max_connections, idle_timeout,
              triage, CIOptions(policy, no_policy, baseline, write_baseline, reports, summary_md),
-             udp_tunnels)
+             udp_tunnels, jobs)
     except (click.exceptions.Exit, click.ClickException, SystemExit):
         raise
     except KeyboardInterrupt:  # pragma: no cover - interactive
@@ -159,7 +174,7 @@ def _run(captures: Tuple[str, ...], fmt: str, show_all: bool, msl: float,
          fail_on: Optional[str], color: Optional[bool], output: str,
          streams: Tuple[int, ...], limit: int, checksums: bool, quiet: bool,
          max_connections: int, idle_timeout: Optional[float], triage: dict,
-         ci: CIOptions, udp_tunnels: Tuple[Tuple[int, str], ...] = ()) -> None:
+         ci: CIOptions, udp_tunnels: Tuple[Tuple[int, str], ...] = (), jobs: int = 1) -> None:
     if captures.count("-") > 1:
         raise click.UsageError("stdin ('-') can be given only once")
     if fmt == "svg" and len(set(streams)) != 1:
@@ -191,7 +206,7 @@ def _run(captures: Tuple[str, ...], fmt: str, show_all: bool, msl: float,
     with interruptible():
         try:
             code = _analyze_and_write(captures, fmt, show_all, fail_on, color, streams, limit,
-                                      quiet, settings, report_file, triage, gate, ci)
+                                      quiet, settings, report_file, triage, gate, ci, jobs)
         finally:
             report_file.discard()           # unless committed: no half report stays
         signum = received()
@@ -205,7 +220,8 @@ def _run(captures: Tuple[str, ...], fmt: str, show_all: bool, msl: float,
 def _analyze_and_write(captures: Tuple[str, ...], fmt: str, show_all: bool,
                        fail_on: Optional[str], color: Optional[bool], streams: Tuple[int, ...],
                        limit: int, quiet: bool, settings: Settings, report_file: ReportFile,
-                       triage: Dict[str, Any], gate: GateSession, ci: CIOptions) -> int:
+                       triage: Dict[str, Any], gate: GateSession, ci: CIOptions,
+                       jobs: int = 1) -> int:
     """Run the analysis and write its reports; the exit code."""
     # The renderer says what it keeps of each connection (JSON: its line; the terminal:
     # only those needing attention, unless --all), behind the triage selection. Each
@@ -220,7 +236,11 @@ def _analyze_and_write(captures: Tuple[str, ...], fmt: str, show_all: bool,
             sink = ResultStore(settings.result_budget)
         feed = Fanout([sink] + [o.sink for o in extra] + [gate.sink])
     with progress(not quiet and sys.stderr.isatty()) as on_frame:
-        report = analyze(list(captures), settings, on_frame=on_frame, sink=feed)
+        if jobs > 1:
+            from analyzer.parallel.local import analyze_jobs
+            report = analyze_jobs(captures, settings, jobs, on_frame=on_frame, sink=feed)
+        else:
+            report = analyze(list(captures), settings, on_frame=on_frame, sink=feed)
     if sink is not None:
         report.connections = sink
     for message in report.capture.warnings:

@@ -185,10 +185,22 @@ def decode_at(linktype: int, buf: bytes, start: int, end: int) -> Optional[Segme
     headers; then TCP. None for every other frame: the caller slices it for `decode_frame`.
     For the frames it reads, the segment is the one `decode_frame` gives (tests/test_decode.py
     holds the two equal)."""
+    at = ip_offset(linktype, buf, start, end)
+    if at < 0:
+        return None
+    if at & 1:
+        return ip6_at(buf, at >> 1, end)
+    return ip4_at(buf, at >> 1, end)
+
+
+def ip_offset(linktype: int, buf: bytes, start: int, end: int) -> int:
+    """Where the IP header of a frame in one of `decode_at`'s layouts starts, times two, plus
+    one for IPv6 (by the link layer's type field, or the version of raw IP); -1 for every other
+    frame."""
     size = end - start
     if linktype == 1:
         if size < 14:
-            return None
+            return -1
         etype = buf[start + 12] << 8 | buf[start + 13]
         off = start + 14
         if etype == 0x8100 and size >= 18:
@@ -196,25 +208,25 @@ def decode_at(linktype: int, buf: bytes, start: int, end: int) -> Optional[Segme
             off = start + 18
     elif linktype == 276:                       # SLL2 (`tcpdump -i any`)
         if size < 20:
-            return None
+            return -1
         etype = buf[start] << 8 | buf[start + 1]
         off = start + 20
     elif linktype == 113:                       # SLL
         if size < 16:
-            return None
+            return -1
         etype = buf[start + 14] << 8 | buf[start + 15]
         off = start + 16
     elif linktype == 101 or linktype == 12 or linktype == 14:
         if size < 1:
-            return None
+            return -1
         ver = buf[start] >> 4
         if ver == 4:
-            return ip4_at(buf, start, end)
-        return ip6_at(buf, start, end) if ver == 6 else None
+            return start << 1
+        return start << 1 | 1 if ver == 6 else -1
     else:
-        return None
+        return -1
     if etype == 0x0800:
-        return ip4_at(buf, off, end)
+        return off << 1
     if etype == 0x86DD:
-        return ip6_at(buf, off, end)
-    return None
+        return off << 1 | 1
+    return -1

@@ -47,7 +47,8 @@ class FloodDetector:
         for server, (times, frames, sources) in sorted(self.attempts.items(), key=lambda kv: kv[0]):
             if len(times) < self.threshold:
                 continue
-            order = sorted(range(len(times)), key=times.__getitem__)
+            # (by frame where times are equal: the same whatever order the results came in)
+            order = sorted(range(len(times)), key=lambda i: (times[i], frames[i]))
             best, lo = (0, 0, 0), 0
             for hi in range(len(order)):
                 while times[order[hi]] - times[order[lo]] > self.window_ns:

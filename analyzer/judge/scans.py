@@ -56,7 +56,8 @@ class ScanDetector:
         scan = self.sources.get(src)
         if scan is None:
             scan = self.sources[src] = Scan(r.start, r.first_frame)
-        if r.start < scan.first_ts:
+        if r.start < scan.first_ts or (r.start == scan.first_ts
+                                       and r.first_frame < scan.first_frame):
             scan.first_ts, scan.first_frame = r.start, r.first_frame
         scan.probes += 1
         scan.ports.add(r.resp_raw[1])

@@ -172,10 +172,10 @@ def _summary(out: TextIO, report: Report, counts: Dict[str, int]) -> None:
     cap, s = report.capture, report.summary
     span = (cap.last_ts - cap.first_ts) if (
         cap.first_ts is not None and cap.last_ts is not None) else 0
-    hs = _counts(sorted(s.handshakes.items(), key=lambda kv: -kv[1]))
+    hs = _counts(sorted(s.handshakes.items(), key=lambda kv: (-kv[1], kv[0])))
     if s.syn_retransmissions:
         hs += "  (%d SYN retransmissions)" % s.syn_retransmissions
-    closes = sorted(s.closes.items(), key=lambda kv: (kv[0] == "none", -kv[1]))
+    closes = sorted(s.closes.items(), key=lambda kv: (kv[0] == "none", -kv[1], kv[0]))
     facts = [
         ("Connections", "%d (%d need attention)" % (s.connections, s.attention)),
         ("Handshakes", hs),
@@ -184,7 +184,7 @@ def _summary(out: TextIO, report: Report, counts: Dict[str, int]) -> None:
         ("Lingering", "CLOSE_WAIT %d · TIME_WAIT %d" % (
             s.lingering.get("CLOSE_WAIT", 0), s.lingering.get("TIME_WAIT", 0))),
         ("Findings", _counts([(k, s.severities.get(k, 0)) for k in ("error", "warning", "info")])),
-        ("Skipped packets", _counts(sorted(cap.skipped.items(), key=lambda kv: -kv[1]))),
+        ("Skipped packets", _counts(sorted(cap.skipped.items(), key=lambda kv: (-kv[1], kv[0])))),
     ]
     out.write('<header><h1>%s</h1><p class="files">%s</p><p>%d packets (%d TCP), %s to %s (%s)%s'
               '</p></header>' % (

@@ -75,10 +75,10 @@ def _summary(page: Page, report: Report, selection: Any) -> None:
         (" — CAPTURE CUT SHORT" if cap.truncated else "")
         + (" — INTERRUPTED: reading stopped by a signal" if cap.interrupted else "")))
     retrans = s.syn_retransmissions
-    hs = _counts(sorted(s.handshakes.items(), key=lambda kv: -kv[1]))
+    hs = _counts(sorted(s.handshakes.items(), key=lambda kv: (-kv[1], kv[0])))
     if retrans:
         hs += "  (%d SYN retransmissions)" % retrans
-    closes = sorted(s.closes.items(), key=lambda kv: (kv[0] == "none", -kv[1]))
+    closes = sorted(s.closes.items(), key=lambda kv: (kv[0] == "none", -kv[1], kv[0]))
     rows = [
         ("Connections", "%d (%d need attention)" % (s.connections, s.attention)),
         ("Handshakes", hs),
@@ -87,7 +87,7 @@ def _summary(page: Page, report: Report, selection: Any) -> None:
         ("Lingering", "CLOSE_WAIT %d · TIME_WAIT %d"
          % (s.lingering.get("CLOSE_WAIT", 0), s.lingering.get("TIME_WAIT", 0))),
         ("Findings", _counts([(k, s.severities.get(k, 0)) for k in ("error", "warning", "info")])),
-        ("Skipped packets", _counts(sorted(cap.skipped.items(), key=lambda kv: -kv[1]))),
+        ("Skipped packets", _counts(sorted(cap.skipped.items(), key=lambda kv: (-kv[1], kv[0])))),
     ]
     if selection is not None and selection.filter is not None:
         rows.append(("Filter", selection.caption()))

@@ -34,6 +34,7 @@ Rules (documented in README "How connections are found"):
 
 from __future__ import annotations
 
+from array import array
 from collections import deque
 from typing import Callable, Deque, Dict, Final, List, Optional
 
@@ -94,7 +95,8 @@ class FlowTable:
     """Routes segments to connections and hands finished connections to `on_done`."""
 
     def __init__(self, on_done: Callable[[Connection, int], None], msl_ns: int,
-                 idle_timeout_ns: Optional[int] = None, max_live: int = DEFAULT_MAX_LIVE) -> None:
+                 idle_timeout_ns: Optional[int] = None, max_live: int = DEFAULT_MAX_LIVE,
+                 starts: Optional[array] = None) -> None:
         #: Every connection under both directions of its 4-tuple: a packet's own key finds it
         #: with one lookup, without ordering the addresses first.
         self.live: Dict[Key, Connection] = {}
@@ -116,6 +118,8 @@ class FlowTable:
         self.msl_ns = msl_ns
         self.idle_ns = idle_timeout_ns
         self.next_id = 0
+        #: The numbers taken so far (frame numbers), when this is one shard (above).
+        self.starts = starts
         self.evicted = 0                # finalized before the end of the capture (any reason)
         self.evicted_early = 0          # ... of which still open: idle, or over max_live
         self.max_live = max_live
@@ -170,8 +174,7 @@ class FlowTable:
             if len(self.reserved) >= self.max_live:      # bounded: forget the oldest half
                 for old in list(self.reserved)[: self.max_live // 2]:
                     del self.reserved[old]
-            self.reserved[key] = self.next_id
-            self.next_id += 1
+            self.reserved[key] = self._take(quoted.num)
 
     def _new(self, key: Key, seg: Segment, replacing: bool = False) -> Connection:
         """A new connection for the segment's 4-tuple `key` and tunnel context (`replacing`
@@ -180,8 +183,7 @@ class FlowTable:
         stream_id = (self.reserved.pop(canonical_key(key) + tunnel, None) if self.reserved
                      else None)
         if stream_id is None:
-            stream_id = self.next_id
-            self.next_id += 1
+            stream_id = self._take(seg.num)
         rkey = reverse_key(key)
         conn = Connection(stream_id, seg, orig_is_sender(seg), key, rkey)
         if len(tunnel):
@@ -196,6 +198,16 @@ class FlowTable:
             if self.size > self.max_live:
                 self._shed(seg.ts)
         return conn
+
+    def _take(self, frame: int) -> int:
+        """The next stream number; in a shard, the number of the frame that takes it."""
+        starts = self.starts
+        if starts is not None:
+            starts.append(frame)
+            return frame
+        n = self.next_id
+        self.next_id = n + 1
+        return n
 
     def _bind(self, key: Key, tunnel: bytes) -> Optional[Connection]:
         """The connection whose reply this is, the reply's tunnel ids differing from the first

@@ -1,0 +1,64 @@
+"""Which shard a packet belongs to, when the analysis is split over several processes
+(`--jobs`): a hash of the unordered 4-tuple, so both directions of a connection, and every
+incarnation of a 4-tuple, land in the same shard.
+
+The rule: the shard of a TCP segment is `shard_key(seg.key)` — its source and destination
+addresses and ports, whatever tunnels carried it (the inner 4-tuple) — and `shard_at` computes
+the same number from a frame's bytes where they lie in the reader's buffer, without decoding
+the frame, for exactly the frames `decode_at` would decode (-1 for any other, which the caller
+decodes to find its 4-tuple). The hash is a fixed function of the bytes (not Python's `hash`,
+which differs between processes), so every worker, on any machine, agrees.
+"""
+
+from __future__ import annotations
+
+from analyzer.decode.frames import ip_offset
+
+#: A prime below 2**31: the folded 4-tuple modulo it spreads over the shards evenly.
+_PRIME = 2147483629
+
+
+def _shard(buf: bytes, at: int, alen: int, count: int) -> int:
+    """The shard of the 4-tuple `buf[at:at + 2 * alen + 4]` (source address, destination
+    address, source port, destination port, as in `Segment.key`)."""
+    a = 0
+    b = 0
+    for i in range(at, at + alen):
+        a = (a * 31 + buf[i]) & 0xFFFFFFFF
+        b = (b * 31 + buf[i + alen]) & 0xFFFFFFFF
+    p = at + 2 * alen
+    a = a << 16 | buf[p] << 8 | buf[p + 1]
+    b = b << 16 | buf[p + 2] << 8 | buf[p + 3]
+    h = a ^ b                                   # the same from either end
+    h ^= h >> 23
+    return h % _PRIME % count
+
+
+def shard_key(key: bytes, count: int) -> int:
+    """The shard of a segment's 4-tuple key (`Segment.key`) among `count`."""
+    return _shard(key, 0, (len(key) - 4) >> 1, count)
+
+
+def shard_at(linktype: int, buf: bytes, start: int, end: int, count: int) -> int:
+    """The shard of the frame `buf[start:end]` among `count`, for a frame `decode_at` decodes
+    to a segment (the same checks); -1 for every other frame."""
+    at = ip_offset(linktype, buf, start, end)
+    if at < 0:
+        return -1
+    off = at >> 1
+    if at & 1:
+        if end >= off + 60:
+            t = off + 40
+            hl = buf[t + 12] >> 2 & 0x3C
+            plen = buf[off + 4] << 8 | buf[off + 5]
+            if buf[off] >> 4 == 6 and buf[off + 6] == 6 and 20 <= hl <= plen and end >= t + hl:
+                return _shard(buf, off + 8, 16, count)
+        return -1
+    if end >= off + 40:
+        t = off + 20
+        hl = buf[t + 12] >> 2 & 0x3C
+        tot = buf[off + 2] << 8 | buf[off + 3]
+        if (buf[off] == 0x45 and buf[off + 9] == 6 and not (buf[off + 6] & 0x3F or buf[off + 7])
+                and 20 <= hl <= tot - 20 and end >= t + hl):
+            return _shard(buf, off + 12, 4, count)
+    return -1

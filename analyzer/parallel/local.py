@@ -1,0 +1,139 @@
+"""`--jobs N`: the shards of a parallel run as processes of this machine.
+
+Each worker is a forked process running `shard.run_shard` and writing its messages to a pipe;
+the parent waits on all the pipes at once and hands every message to the `Merger`, so the
+merge goes on while the shards analyse, and memory stays what the shards hold plus what the
+sink keeps. Where `fork` does not exist the workers are spawned (a fresh interpreter each).
+
+Interruption follows the single-process rule (capture/interrupt.py): the parent records
+SIGINT or SIGTERM and passes one SIGTERM to every worker, which stops reading and sends what
+it has; the workers ignore SIGINT themselves, so a Ctrl-C in a terminal (which reaches the
+whole process group) stops each of them once, through the parent. A worker whose parent is
+gone stops at its next progress mark.
+
+A run that cannot be split runs in one process: a capture read from a pipe or a terminal
+(every worker reads the whole capture), and a run that traces streams' packets (ladders).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import pickle
+import signal
+import stat
+import traceback
+from multiprocessing.connection import Connection, wait
+from typing import Any, Callable, List, Optional, Sequence, cast
+
+from analyzer.capture.interrupt import interruptible, received
+from analyzer.parallel.merge import Merger, ShardFailed
+from analyzer.parallel.shard import run_shard
+from analyzer.pipeline import analyze
+from analyzer.report.model import Report
+from analyzer.report.store import ResultSink
+from analyzer.settings import Settings
+
+
+def jobs_for(paths: Sequence[str], settings: Settings, jobs: int) -> int:
+    """How many processes the run can use: `jobs`, or 1 where it cannot be split (above)."""
+    if jobs <= 1 or settings.ladders or not paths:
+        return 1
+    for path in paths:
+        try:
+            if path == "-" or not stat.S_ISREG(os.stat(path).st_mode):
+                return 1
+        except OSError:
+            continue                        # unreadable: every worker reports it the same
+    return jobs
+
+
+def cores() -> int:
+    """The cores this process may run on (`--jobs auto`)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:                  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def analyze_jobs(paths: Sequence[str], settings: Settings, jobs: int, *,
+                 sink: Optional[ResultSink] = None,
+                 on_frame: Optional[Callable[[int], None]] = None) -> Report:
+    """`analyze(paths, settings, sink=sink, on_frame=on_frame)` in `jobs` processes, with the
+    same report; in one process where the run cannot be split (`jobs_for`)."""
+    jobs = jobs_for(paths, settings, jobs)
+    if jobs == 1:
+        return analyze(list(paths), settings, sink=sink, on_frame=on_frame)
+    methods = multiprocessing.get_all_start_methods()
+    ctx: Any = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+    merger = Merger(jobs, settings, sink)
+    pipes: List[Connection] = []
+    workers = []
+    try:
+        for i in range(jobs):
+            r, w = ctx.Pipe(duplex=False)
+            p = ctx.Process(target=_work, args=(list(paths), settings, i, jobs, w, os.getpid()),
+                            name="tcpflow-check shard %d" % i, daemon=True)
+            p.start()
+            w.close()
+            pipes.append(r)
+            workers.append(p)
+        shard_of = {id(r): i for i, r in enumerate(pipes)}
+        open_ = list(pipes)
+        stopped = False
+        shown = 0
+        while open_:
+            for ready in wait(open_, timeout=0.25):
+                r = cast(Connection, ready)
+                try:
+                    chunk = r.recv_bytes()
+                except EOFError:
+                    open_.remove(r)
+                    continue
+                merger.take(shard_of[id(r)], chunk)
+            if received() and not stopped:
+                stopped = True
+                for p in workers:
+                    if p.pid is not None and p.is_alive():
+                        os.kill(p.pid, signal.SIGTERM)
+            if on_frame is not None and merger.frames() >= shown + 0x10000:
+                shown = merger.frames()
+                on_frame(shown)
+        for i, p in enumerate(workers):
+            p.join()
+            if not merger.ended(i):
+                raise ShardFailed("shard %d of %d ended without its report (exit code %s)"
+                                  % (i, jobs, p.exitcode))
+        return merger.report()
+    finally:
+        for p in workers:
+            if p.is_alive():
+                p.kill()
+                p.join()
+        for r in pipes:
+            r.close()
+
+
+def _work(paths: List[str], settings: Settings, index: int, count: int, pipe: Connection,
+          parent: int) -> None:
+    """A worker process: one shard, its messages to `pipe`."""
+    with interruptible():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+        def emit(chunk: bytes) -> None:
+            pipe.send_bytes(chunk)
+
+        def alive(_: int) -> None:
+            if os.getppid() != parent:      # the parent is gone: nobody reads the results
+                os._exit(1)
+
+        try:
+            run_shard(paths, settings, index, count, emit, alive)
+        except BrokenPipeError:
+            os._exit(1)
+        except BaseException:               # a defect: the parent reports it (exit 70)
+            pipe.send_bytes(pickle.dumps(("error", traceback.format_exc())))
+            os._exit(70)
+        finally:
+            pipe.close()
+
