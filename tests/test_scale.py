@@ -86,7 +86,8 @@ def test_each_groups_part_is_the_report_of_its_files_alone(tmp_path, fmt):
 def test_group_mode_refuses_what_describes_one_capture(tmp_path):
     files = [str(SAMPLES / "mixed.pcap")]
     for extra, why in [(["-f", "html"], "-f html"), (["-f", "junit"], "-f junit"),
-                       (["-s", "0"], "--stream"), (["--write-baseline", str(tmp_path / "b.json")], "--baseline"),
+                       (["-s", "0"], "--stream"),
+                       (["--write-baseline", str(tmp_path / "b.json")], "--baseline"),
                        (["--report", "junit=%s" % (tmp_path / "j.xml")], "--report"),
                        (["--group-by-file", "(nomatch)"], "does not match")]:
         p = run_cli(*files, "--group-by-file", "(mixed)", *extra)

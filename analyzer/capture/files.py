@@ -122,9 +122,10 @@ def open_captures(paths: Sequence[str], stats: CaptureStats, errors: List[str]) 
 
     One file is read in place (`FrameSource.cursor`). Several are merged by `MergeCursor`,
     in place too (rotated files cost what one file costs), which opens each file only when
-    the merge reaches its first frame and closes it at its last: rotated captures, one after the other in time, keep one or two files open however
-    many there are; files that overlap in time are open together, each reading
-    `MERGE_CHUNK` bytes at a time, up to `open_budget()` of them (from the descriptor limit):
+    the merge reaches its first frame and closes it at its last: rotated captures, one after
+    the other in time, keep one or two files open however many there are; files that
+    overlap in time are open together, each reading `MERGE_CHUNK` bytes at a time, up to
+    `open_budget()` of them (from the descriptor limit):
     past it, or when an open finds no descriptor left, a file is read whole into one
     temporary `SpillStore` and merged from there (`analyzer.capture.spill`). A merge never
     fails for lack of descriptors.

@@ -239,6 +239,9 @@ def _analyze_and_write(captures: Tuple[str, ...], fmt: str, show_all: bool,
     context = click.get_current_context(silent=True)
     meta = {} if context is None else context.meta
     dask = meta.get("dask")
+    if dask is not None and context is not None and \
+            context.get_parameter_source("jobs") == click.core.ParameterSource.DEFAULT:
+        jobs = 0                            # one shard per thread of the cluster
     if meta.get("group_by_file") is not None:
         from analyzer.cli.groups import write_groups
         return write_groups(captures, meta["group_by_file"], fmt, show_all, fail_on, color,

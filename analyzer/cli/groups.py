@@ -45,12 +45,12 @@ def need_dask() -> None:
 
 def on_cluster(captures: Tuple[str, ...], settings: Settings, dask: str, jobs: int,
                sink: Optional[ResultSink], on_frame: Optional[Callable[[int], None]]) -> Report:
-    """The analysis as shards on the Dask cluster at `dask` (`jobs` shards, 1: one per
+    """The analysis as shards on the Dask cluster at `dask` (`jobs` shards, 0: one per
     thread of the cluster); a cluster that cannot be had is one line and exit 3."""
     need_dask()
     from analyzer.parallel.cluster import ClusterError, analyze_dask
     try:
-        return analyze_dask(captures, settings, dask, jobs=jobs if jobs > 1 else 0, sink=sink,
+        return analyze_dask(captures, settings, dask, jobs=jobs, sink=sink,
                             on_frame=on_frame)
     except ClusterError as exc:
         warn("error: %s" % exc)

@@ -79,7 +79,8 @@ def analyze_groups(groups: Sequence[Group], settings: Settings, *, jobs: int = 1
                    make_sink: Callable[[], Optional[ResultSink]] = lambda: None,
                    on_frame: Optional[Callable[[int], None]] = None,
                    processes: bool = True) -> Iterator[Tuple[Group, Report]]:
-    """Each group's report, in group order (module docstring); `make_sink()` gives each group
+    """Each group's report, in group order (module docstring), `jobs` groups at once (with
+    `dask`, 0: one per thread of the cluster); `make_sink()` gives each group
     its sink; `on_frame(n)` counts the frames of all groups. After a signal the groups not
     started are left out (the one running reports what it read, marked interrupted)."""
     done = [0]
@@ -99,8 +100,8 @@ def analyze_groups(groups: Sequence[Group], settings: Settings, *, jobs: int = 1
         return
     if dask is not None:
         from analyzer.parallel.cluster import connect, run_tasks, workers_of
-        with connect(dask, jobs if jobs > 1 else None, processes) as client:
-            width = jobs if jobs > 1 else workers_of(client)
+        with connect(dask, jobs or None, processes) as client:
+            width = jobs or workers_of(client)
             yield from _batches(groups, settings, width, make_sink, frames, done,
                                 lambda *a: run_tasks(client, *a))
         return

@@ -39,8 +39,9 @@ class GroupWriter:
     def begin(self, name: str, files: Sequence[str]) -> None:
         out, fmt = self.out, self.fmt
         if fmt == "text":
-            out.write("%s== group %s: %d file%s ==\n" % ("\n" if self.count else "", printable(name),
-                                                       len(files), "" if len(files) == 1 else "s"))
+            out.write("%s== group %s: %d file%s ==\n" % (
+                "\n" if self.count else "", printable(name), len(files),
+                "" if len(files) == 1 else "s"))
         elif fmt == "json":
             out.write('%s{"group": %s, "files": %s, "report": ' % (
                 ",\n" if self.count else "", json.dumps(name),
