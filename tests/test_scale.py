@@ -206,3 +206,28 @@ def test_an_unreachable_scheduler_is_one_line_and_exit_3():
     assert p.returncode == 3 and p.stdout == b""
     lines = p.stderr.decode().strip().splitlines()
     assert len(lines) == 1 and "cannot reach the Dask scheduler at tcp://127.0.0.1:9" in lines[0]
+
+
+def test_a_signal_stops_the_group_processes_and_keeps_what_was_read(tmp_path, monkeypatch):
+    # The signal comes with the first message: the running groups stop (SIGTERM, as --jobs
+    # does) and report what they read, the groups not started are left out, no process stays.
+    import multiprocessing
+    import signal as signals
+    from analyzer.parallel import groups as grouping
+    files = archive(tmp_path)
+    groups = group_files(files, r"(sensor\d)-")
+    want = {g.name: json_of(r) for g, r in grouping.analyze_groups(groups, Settings())}
+    seen = []
+    real_take = grouping.Merger.take
+
+    def take(self, index, chunk):
+        seen.append(1)
+        real_take(self, index, chunk)
+
+    monkeypatch.setattr(grouping.Merger, "take", take)
+    monkeypatch.setattr(grouping, "received", lambda: signals.SIGINT if seen else 0)
+    got = list(grouping.analyze_groups(groups, Settings(), jobs=1 + 1))
+    assert [g.name for g, _ in got] == ["sensor0", "sensor1"]      # the two running ones
+    for group, report in got:
+        assert report.capture.interrupted or json_of(report) == want[group.name]
+    assert multiprocessing.active_children() == []

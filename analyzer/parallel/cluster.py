@@ -18,8 +18,9 @@ what it has, and the report covers what was read. A local cluster's processes ar
 with SIGINT ignored, so a Ctrl-C in a terminal (which reaches the whole process group)
 reaches them through the client only; the cluster is closed when the run ends.
 
-Workers must import the same `analyzer` (install tcpflow-check where they run) and read the
-captures at the paths given (shared storage: docs/scale.md).
+The scheduler and the workers must import the same `analyzer` (install tcpflow-check where
+they run: the scheduler unpickles the tasks too) and workers read the captures at the paths
+given (shared storage: docs/scale.md).
 """
 
 from __future__ import annotations
@@ -55,7 +56,8 @@ Task = Tuple[Sequence[str], int, int]
 
 
 class ClusterError(Exception):
-    """Dask is missing, or the scheduler cannot be reached (one line; the CLI exits 3)."""
+    """Dask is missing, the scheduler cannot be reached, or a task failed in Dask rather than
+    in the analysis (one line; the CLI exits 3)."""
 
 
 def workers_of(client: Any) -> int:
@@ -115,7 +117,8 @@ def run_tasks(client: Any, tasks: Sequence[Task], settings: Settings,
               on_batch: Callable[[], None] = lambda: None) -> None:
     """Run every task on the cluster and hand each message to `take(task number, chunk)`,
     each task's in the order it sent them; `on_batch()` after each batch (progress). Returns
-    when every task has ended and every message was taken; raises ShardFailed."""
+    when every task has ended and every message was taken; raises ShardFailed (the analysis
+    failed) or ClusterError (Dask did)."""
     import distributed
     run = "tcpflow-check-" + uuid.uuid4().hex
     queue = distributed.Queue(run, client=client, maxsize=QUEUE)
@@ -141,9 +144,11 @@ def run_tasks(client: Any, tasks: Sequence[Task], settings: Settings,
                 take(n, chunk)
             if batch:
                 on_batch()
-            for f in futures:
+            for f in futures:               # not the analysis (it sends its errors): Dask
                 if f.status in ("error", "cancelled"):
-                    raise ShardFailed("task %s failed: %s" % (f.key, _one_line(f)))
+                    raise ClusterError("a task failed on the cluster (%s); is the same "
+                                       "tcpflow-check installed on the scheduler and on every "
+                                       "worker?" % _one_line(f))
             if finished and not batch:
                 return
     finally:
