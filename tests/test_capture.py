@@ -413,6 +413,57 @@ def test_open_captures_merges_as_read_frames_does(tmp_path):
     assert sorted(stats.warnings) == sorted(want_stats.warnings) and len(stats.warnings) == 1
 
 
+@pytest.mark.parametrize("seed", range(6))
+def test_merge_in_place_keeps_every_order_rule(tmp_path, seed, monkeypatch):
+    # Random sets of rotated, interleaved, tied and out-of-order files (pcap and pcapng, some
+    # cut short, some unreadable), merged in place, give heapq.merge's frames over the same
+    # files opened up front: earliest (time, file index) first, each file in its own order.
+    # Half the seeds allow two open files, so later ones go through the spill store.
+    import random
+    from analyzer.capture import files
+    if seed % 2:
+        monkeypatch.setattr(files, "open_budget", lambda: 2)
+    rng = random.Random(seed)
+    for case in range(40):
+        paths, base = [], T0
+        for k in range(rng.randint(2, 6)):
+            n = rng.choice([0, 1, 2, 5, 20])
+            mode = rng.choice(["rotated", "interleaved", "tied", "backwards"])
+            if mode == "rotated":
+                ts = [base + j * 1000 for j in range(n)]
+                base += n * 1000 + rng.choice([0, 1, 500])
+            elif mode == "tied":
+                ts = [T0 + 3000] * n
+            else:
+                ts = [T0 + rng.randrange(30) * 500 for _ in range(n)]
+                ts = sorted(ts) if mode == "interleaved" else ts
+            frames = [(t, b"%d.%d" % (k, j) * rng.randint(1, 3)) for j, t in enumerate(ts)]
+            kind = rng.choice(["pcap", "pcap", "pcapng", "cut", "bad"])
+            if kind == "pcapng":
+                data = shb() + idb("<", 101, tsresol=9) + b"".join(
+                    epb("<", 0, t, fr) for t, fr in frames)
+            else:
+                data = pcap_bytes(frames, nano=True)
+                data = data[:-rng.randint(1, 10)] if kind == "cut" and n else data
+                data = data[:rng.randint(0, len(data))] if kind == "bad" else data
+            paths.append(str(write(tmp_path, "%d-%d.cap" % (case, k), data)))
+        want_stats, readable = CaptureStats(), []
+        for p in paths:
+            try:
+                readable.append(open_capture(p, want_stats))
+            except CaptureError:
+                pass
+        want = list(read_frames(readable, want_stats))
+        stats, errors = CaptureStats(), []
+        got = _cursor_frames(open_captures(paths, stats, errors))
+        assert got == want, (seed, case)
+        assert len(errors) == len(paths) - len(readable)
+        assert (stats.packets, stats.linktypes, stats.first_ts, stats.last_ts,
+                stats.truncated, sorted(stats.warnings)) == (
+            want_stats.packets, want_stats.linktypes, want_stats.first_ts,
+            want_stats.last_ts, want_stats.truncated, sorted(want_stats.warnings)), (seed, case)
+
+
 @pytest.mark.parametrize("tsoffset, tsresol", [(2**62, None), (-2**62, None), (0, 0)])
 def test_wild_pcapng_timestamps_are_read_as_written(tmp_path, tsoffset, tsresol):
     # 64-bit units, resolution and offset can say 10**28 ns (a real capture in the corpus has

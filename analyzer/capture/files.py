@@ -34,7 +34,7 @@ from typing import BinaryIO, Final, Iterator, List, Optional, Sequence, Tuple
 from analyzer.capture.interrupt import Guarded, received
 from analyzer.capture.source import (CHUNK, MAX_BLOCK, READ_ERRORS, CaptureError,
                                      CaptureInterrupted, CaptureStats, Cursor, Frame,
-                                     FrameSource, fill, one_line)
+                                     FrameSource, fill, frames_of, one_line)
 from analyzer.common.nstime import NS
 from analyzer.capture.pcap import PCAP_MAGIC, PCAP_MIN_BOUND, PcapSource
 from analyzer.capture.pcapng import PCAPNG_MAGIC, PcapngSource
@@ -121,10 +121,11 @@ def open_captures(paths: Sequence[str], stats: CaptureStats, errors: List[str]) 
     a file that cannot be read at all adds its one-line reason to `errors` and is left out.
 
     One file is read in place (`FrameSource.cursor`). Several are merged by `MergeCursor`,
-    which opens each file only when the merge reaches its first frame and closes it at its
-    last: rotated captures, one after the other in time, keep one or two files open however
-    many there are; files that overlap in time are open together, each reading
-    `MERGE_CHUNK` bytes at a time, up to `open_budget()` of them (from the descriptor limit):
+    in place too (rotated files cost what one file costs), which opens each file only when
+    the merge reaches its first frame and closes it at its last: rotated captures, one after
+    the other in time, keep one or two files open however many there are; files that
+    overlap in time are open together, each reading `MERGE_CHUNK` bytes at a time, up to
+    `open_budget()` of them (from the descriptor limit):
     past it, or when an open finds no descriptor left, a file is read whole into one
     temporary `SpillStore` and merged from there (`analyzer.capture.spill`). A merge never
     fails for lack of descriptors.
@@ -145,99 +146,137 @@ MERGE_CHUNK: Final = 64 * 1024
 
 
 class MergeCursor(Cursor):
-    """Several files as one time-ordered stream, opening each file when its time comes.
+    """Several files as one time-ordered stream, read in place, opening each file when its
+    time comes.
 
     Each file is probed first (its header and the time of its first frame, read with
     statistics of its own and closed again; stdin, which cannot be read twice, stays open),
-    so that files that cannot be read are reported before any frame. The merge then keeps a
-    heap of the open files' next frames, and opens a waiting file as soon as its first frame
-    is due (before any frame later than it, or as late and from a later file). After a
-    signal (`analyzer.capture.interrupt`) no file is opened any more.
+    so that files that cannot be read are reported before any frame. The next frame is the
+    earliest of the open files' next frames and the waiting files' first frames, by
+    ``(time, file index)``: ties keep the files' order, and each file's frames keep their
+    order in the file (a frame stamped earlier than the one before it in its file still comes
+    after it). A waiting file is opened as soon as its first frame is due. After a signal
+    (`analyzer.capture.interrupt`) no file is opened any more.
+
+    Frames are handed on where they lie in their file's read buffer (nothing is copied per
+    frame): the file whose frame was handed on last is the *current* one, and it is stepped
+    only when the next frame is asked for. It stays current while its frames come before
+    the first frame of every other file (`rival`, the key of the earliest of them): rotated
+    files, one after the other in time, are chained with one comparison per frame; the heap
+    of the other files' next frames moves only when the current file changes.
     """
 
     def __init__(self, paths: Sequence[str], stats: CaptureStats, errors: List[str]) -> None:
         super().__init__()
         self.stats, self.errors = stats, errors
-        # (first frame's time or -1 without frames, file index, path, stdin's open frames)
-        self.waiting: List[Tuple[int, int, str, Optional[Iterator[Frame]]]] = []
+        # (first frame's time or -1 without frames, file index, path, stdin's cursor on its
+        # first frame)
+        self.waiting: List[Tuple[int, int, str, Optional[Cursor]]] = []
         for i, path in enumerate(paths):
             if received():
                 stats.interrupted = True
                 break
             try:
                 if path == "-":
-                    frames = iter(open_capture(path, stats, MERGE_CHUNK))
-                    first = next(frames, None)
-                    frames = frames if first is None else itertools.chain([first], frames)
+                    primed: Optional[Cursor] = open_capture(path, stats, MERGE_CHUNK).cursor()
+                    assert primed is not None
+                    if not primed.advance():
+                        continue                    # no frames (counted by its cursor)
+                    first = primed.ts
                 else:
                     probe = open_capture(path, CaptureStats(), MERGE_CHUNK)
-                    first = next(iter(probe), None)
+                    cursor = probe.cursor()
+                    first = cursor.ts if cursor.advance() else -1
                     probe.close()
-                    frames = None
+                    primed = None
             except CaptureInterrupted:
                 stats.interrupted = True
                 break
             except CaptureError as exc:
                 errors.append(str(exc))
                 continue
-            self.waiting.append((-1 if first is None else first[0], i, path, frames))
+            self.waiting.append((first, i, path, primed))
         self.waiting.sort(key=lambda w: (w[0], w[1]), reverse=True)   # next due at the end
-        # (next frame's time, file index, the frame, the rest, holds a descriptor)
-        self.heap: List[Tuple[int, int, Frame, Iterator[Frame], bool]] = []
+        # (next frame's time, file index, the file's cursor on that frame, holds a descriptor)
+        self.heap: List[Tuple[int, int, Cursor, bool]] = []
         self.budget = open_budget()
-        self.held = 0                           # files open in the heap
+        self.held = 0                           # files open (current and in the heap)
         self.spill = SpillStore()
+        # The current file: its cursor (on the frame handed on last), index, descriptor.
+        self.current: Optional[Cursor] = None
+        self.index = 0
+        self.holds = False
+        # The key of the earliest frame of the other files (`alone`: there is none).
+        self.rival_ts, self.rival_index, self.alone = 0, 0, True
 
     def advance(self) -> bool:
+        cur = self.current
+        if cur is not None:
+            if cur.advance():
+                ts = cur.ts
+                if self.alone or ts < self.rival_ts or (ts == self.rival_ts
+                                                        and self.index < self.rival_index):
+                    self.ts, self.linktype = ts, cur.linktype
+                    self.buf, self.start, self.end = cur.buf, cur.start, cur.end
+                    return True
+                heapq.heappush(self.heap, (ts, self.index, cur, self.holds))
+            elif self.holds:
+                self.held -= 1
+            self.current = None
+        return self._switch()
+
+    def _switch(self) -> bool:
+        """Open the waiting files now due, make the file with the earliest next frame the
+        current one and hand that frame on; False when no frame is left."""
         heap, waiting = self.heap, self.waiting
         while waiting and (not heap or (waiting[-1][0], waiting[-1][1]) <= heap[0][:2]):
-            _, i, path, frames = waiting.pop()
-            held = frames is None
-            if frames is None:
-                if received():                     # no more files after a signal
-                    self.stats.interrupted = True
-                    waiting.clear()
-                    break
-                frames = self._open(path)
-                if frames is None:
+            _, i, path, cursor = waiting.pop()
+            if cursor is not None:                 # stdin, on its first frame
+                heapq.heappush(heap, (cursor.ts, i, cursor, False))
+                continue
+            if received():                         # no more files after a signal
+                self.stats.interrupted = True
+                waiting.clear()
+                break
+            cursor = self._open(path)
+            if cursor is None:
+                continue
+            held = self.held < self.budget
+            if held:
+                self.held += 1
+            else:
+                try:
+                    cursor = _Spilled(self.spill.add(frames_of(cursor)))
+                except OSError as exc:              # no room for the temporary copy
+                    self.errors.append(f"{printable(path)}: not merged: no descriptor "
+                                       f"left and no temporary copy ({one_line(exc)})")
                     continue
-                held = self.held < self.budget
-                if held:
-                    self.held += 1
-                else:
-                    try:
-                        frames = self.spill.add(frames)
-                    except OSError as exc:          # no room for the temporary copy
-                        self.errors.append(f"{printable(path)}: not merged: no descriptor "
-                                           f"left and no temporary copy ({one_line(exc)})")
-                        continue
-            frame = next(frames, None)
-            if frame is not None:
-                heapq.heappush(heap, (frame[0], i, frame, frames, held))
-            elif held and frames is not None:
+            if cursor.advance():
+                heapq.heappush(heap, (cursor.ts, i, cursor, held))
+            elif held:
                 self.held -= 1
         if not heap:
             self.spill.close()
             return False
-        _, i, frame, frames, held = heap[0]
-        self.ts, self.linktype, self.buf = frame
-        self.start, self.end = 0, len(self.buf)
-        nxt = next(frames, None)
-        if nxt is None:
-            heapq.heappop(heap)
-            if held:
-                self.held -= 1
-        else:
-            heapq.heapreplace(heap, (nxt[0], i, nxt, frames, held))
+        _, self.index, cur, self.holds = heapq.heappop(heap)
+        self.current = cur
+        self.alone = not heap and not waiting
+        if not self.alone:
+            rival = heap[0][:2] if heap else (waiting[-1][0], waiting[-1][1])
+            if heap and waiting and (waiting[-1][0], waiting[-1][1]) < rival:
+                rival = (waiting[-1][0], waiting[-1][1])
+            self.rival_ts, self.rival_index = rival
+        self.ts, self.linktype = cur.ts, cur.linktype
+        self.buf, self.start, self.end = cur.buf, cur.start, cur.end
         return True
 
-    def _open(self, path: str) -> Optional[Iterator[Frame]]:
+    def _open(self, path: str) -> Optional[Cursor]:
         """The frames of the file at `path`, or None (its error added). With no descriptor
         left, the budget shrinks to the files open now and one open file is read into the
         spill store to free one; without any, the file is reported."""
         for _ in range(2):
             try:
-                return iter(open_capture(path, self.stats, MERGE_CHUNK))
+                return open_capture(path, self.stats, MERGE_CHUNK).cursor()
             except CaptureInterrupted:
                 self.stats.interrupted = True
                 return None
@@ -249,19 +288,38 @@ class MergeCursor(Cursor):
 
     def _free_one(self) -> bool:
         """Move the open file whose next frame is latest into the spill store."""
-        held = [n for n, entry in enumerate(self.heap) if entry[4]]
+        held = [n for n, entry in enumerate(self.heap) if entry[3]]
         if not held:
             return False
         n = max(held, key=lambda k: self.heap[k][:2])
-        ts, i, frame, frames, _ = self.heap[n]
+        ts, i, cursor, _ = self.heap[n]
+        frame = (cursor.ts, cursor.linktype, cursor.buf[cursor.start:cursor.end])
         try:
-            self.heap[n] = (ts, i, frame, self.spill.add(frames), False)
+            spilled = _Spilled(self.spill.add(itertools.chain([frame], frames_of(cursor))))
         except OSError as exc:                      # no room for the temporary copy
             self.errors.append(f"merge: a file's frames after {ts} ns may be missing: no "
                                f"temporary copy ({one_line(exc)})")
             return False
+        spilled.advance()                           # on the frame the file was on
+        self.heap[n] = (ts, i, spilled, False)
         self.held -= 1
         self.budget = max(1, self.held)
+        return True
+
+
+class _Spilled(Cursor):
+    """A spilled file's frames (copied out of the `SpillStore`, one at a time)."""
+
+    def __init__(self, frames: Iterator[Frame]) -> None:
+        super().__init__()
+        self.frames = frames
+
+    def advance(self) -> bool:
+        frame = next(self.frames, None)
+        if frame is None:
+            return False
+        self.ts, self.linktype, self.buf = frame
+        self.start, self.end = 0, len(self.buf)
         return True
 
 

@@ -101,6 +101,15 @@ def jobs_option(value: str) -> int:
               metavar="N|auto", show_default=True,
               help="Analyse in N processes (auto: one per core); the report is the same "
                    "(docs/scale.md).")
+@click.option("--dask", metavar="ADDRESS|local", expose_value=False,
+              callback=lambda ctx, _, value: ctx.meta.update(dask=value),
+              help="Run the shards (or the groups) as tasks of the Dask cluster at ADDRESS "
+                   "(tcp://host:8786), or of a local one; needs the 'dask' extra "
+                   "(docs/scale.md).")
+@click.option("--group-by-file", metavar="REGEX", expose_value=False,
+              callback=lambda ctx, _, value: ctx.meta.update(group_by_file=value),
+              help="Analyse the files as independent capture groups named by REGEX's first "
+                   "group in each path (one per sensor), each group as its own capture.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress line on stderr.")
 @click.option("--browse", is_flag=True, expose_value=False, callback=lambda ctx, _, value:
               ctx.meta.update(browse=value),
@@ -227,6 +236,17 @@ def _analyze_and_write(captures: Tuple[str, ...], fmt: str, show_all: bool,
     # only those needing attention, unless --all), behind the triage selection. Each
     # --report file's renderer keeps its own (every connection: --filter shapes the main
     # report), and the gate counts every connection; one pass fills them all.
+    context = click.get_current_context(silent=True)
+    meta = {} if context is None else context.meta
+    dask = meta.get("dask")
+    if dask is not None and context is not None and \
+            context.get_parameter_source("jobs") == click.core.ParameterSource.DEFAULT:
+        jobs = 0                            # one shard per thread of the cluster
+    if meta.get("group_by_file") is not None:
+        from analyzer.cli.groups import write_groups
+        return write_groups(captures, meta["group_by_file"], fmt, show_all, fail_on, color,
+                            streams, limit, quiet, settings, report_file, triage, gate, ci,
+                            jobs, dask)
     options = dict(show_all=show_all, policy=gate.policy is not None)
     sink = triage_sink(fmt, settings, triage, **options)
     extra = plan(ci.reports, settings, **options)
@@ -236,7 +256,10 @@ def _analyze_and_write(captures: Tuple[str, ...], fmt: str, show_all: bool,
             sink = ResultStore(settings.result_budget)
         feed = Fanout([sink] + [o.sink for o in extra] + [gate.sink])
     with progress(not quiet and sys.stderr.isatty()) as on_frame:
-        if jobs > 1:
+        if dask is not None:
+            from analyzer.cli.groups import on_cluster
+            report = on_cluster(captures, settings, dask, jobs, feed, on_frame)
+        elif jobs > 1:
             from analyzer.parallel.local import analyze_jobs
             report = analyze_jobs(captures, settings, jobs, on_frame=on_frame, sink=feed)
         else:

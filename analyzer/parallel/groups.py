@@ -1,0 +1,182 @@
+"""`--group-by-file REGEX`: an archive of capture files from many sensors, as independent
+capture groups.
+
+The rule: connections never cross sensors, so the files are split into groups by a regular
+expression over their paths (the first group of its match names the capture group, or the
+whole match when it has none) and each group is analysed as its own capture: its report is
+the report `analyze(group's files)` gives (stream and frame numbers as Wireshark gives them
+with that group's files opened merged), whoever runs it. Groups are listed in the order
+their first file was given, each group's files in the order given.
+
+Groups run one after another in this process, as processes of this machine (`--jobs N`: N
+groups at once) or as tasks of a Dask cluster (`--dask`, cluster.py). Each group is one task
+(shard 0 of 1: shard.py's messages, merge.py's `Merger`), so every executor streams its
+results as `--jobs` does. Reports come back in group order; a group that ends before those
+before it waits in its sink (bounded: a `ResultStore` spills to disk), and at most `WINDOW`
+groups per worker are in flight, so memory does not grow with the archive.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import re
+import signal
+from multiprocessing.connection import Connection, wait
+from typing import (Any, Callable, Iterator, List, NamedTuple, Optional, Sequence, Tuple,
+                    cast)
+
+from analyzer.capture.interrupt import received
+from analyzer.parallel.local import _work
+from analyzer.parallel.merge import Merger, ShardFailed
+from analyzer.pipeline import analyze
+from analyzer.report.model import Report
+from analyzer.report.store import ResultSink
+from analyzer.settings import Settings
+
+#: Groups in flight per worker (the next batch starts when a batch has ended).
+WINDOW = 2
+
+
+class Group(NamedTuple):
+    """One capture group: its name and its files, in the order given."""
+    name: str
+    files: Tuple[str, ...]
+
+
+class GroupError(ValueError):
+    """The files cannot be grouped (a bad expression, a file it does not match, stdin)."""
+
+
+def group_files(paths: Sequence[str], pattern: str) -> List[Group]:
+    """`paths` grouped by `pattern` (module docstring). Raises GroupError."""
+    try:
+        rx = re.compile(pattern)
+    except re.error as exc:
+        raise GroupError("--group-by-file: %r is not a regular expression (%s)" % (pattern, exc))
+    names: List[str] = []
+    files: dict = {}
+    for path in paths:
+        if path == "-":
+            raise GroupError("--group-by-file groups files by name: stdin ('-') has none")
+        m = rx.search(path)
+        if m is None:
+            raise GroupError("--group-by-file: %r does not match %s" % (pattern, path))
+        name = next((g for g in m.groups() if g is not None), m.group(0))
+        if name not in files:
+            names.append(name)
+            files[name] = []
+        files[name].append(path)
+    return [Group(name, tuple(files[name])) for name in names]
+
+
+Executor = Callable[[Sequence[Tuple[Sequence[str], int, int]], Settings,
+                     Callable[[int, bytes], None], Callable[[], None]], None]
+
+
+def analyze_groups(groups: Sequence[Group], settings: Settings, *, jobs: int = 1,
+                   dask: Optional[str] = None,
+                   make_sink: Callable[[], Optional[ResultSink]] = lambda: None,
+                   on_frame: Optional[Callable[[int], None]] = None,
+                   processes: bool = True) -> Iterator[Tuple[Group, Report]]:
+    """Each group's report, in group order (module docstring), `jobs` groups at once (with
+    `dask`, 0: one per thread of the cluster); `make_sink()` gives each group
+    its sink; `on_frame(n)` counts the frames of all groups. After a signal the groups not
+    started are left out (the one running reports what it read, marked interrupted)."""
+    done = [0]
+
+    def frames(n: int) -> None:
+        if on_frame is not None:
+            on_frame(done[0] + n)
+
+    if dask is None and jobs <= 1:
+        for group in groups:
+            if received():
+                return
+            report = analyze(list(group.files), settings, sink=make_sink(),
+                             on_frame=None if on_frame is None else frames)
+            done[0] += report.capture.packets
+            yield group, report
+        return
+    if dask is not None:
+        from analyzer.parallel.cluster import connect, run_tasks, workers_of
+        with connect(dask, jobs or None, processes) as client:
+            width = jobs or workers_of(client)
+            yield from _batches(groups, settings, width, make_sink, frames, done,
+                                lambda *a: run_tasks(client, *a))
+        return
+    yield from _batches(groups, settings, jobs, make_sink, frames, done,
+                        lambda *a: run_local(jobs, *a))
+
+
+def _batches(groups: Sequence[Group], settings: Settings, width: int,
+             make_sink: Callable[[], Optional[ResultSink]], frames: Callable[[int], None],
+             done: List[int], execute: Executor) -> Iterator[Tuple[Group, Report]]:
+    size = max(1, width * WINDOW)
+    for start in range(0, len(groups), size):
+        if received():
+            return
+        batch = groups[start:start + size]
+        mergers = [Merger(1, settings, make_sink()) for _ in batch]
+
+        def take(n: int, chunk: bytes) -> None:
+            mergers[n].take(0, chunk)
+
+        def progress() -> None:
+            frames(sum(m.frames() for m in mergers))
+
+        execute([(g.files, 0, 1) for g in batch], settings, take, progress)
+        for group, merger in zip(batch, mergers):
+            if received() and not merger.ended(0):
+                continue                    # not started before the signal
+            yield group, merger.report()
+        done[0] += sum(m.frames() for m in mergers)
+
+
+def run_local(jobs: int, tasks: Sequence[Tuple[Sequence[str], int, int]], settings: Settings,
+              take: Callable[[int, bytes], None], on_batch: Callable[[], None]) -> None:
+    """Run `tasks` as processes of this machine, `jobs` at once (local.py's workers), handing
+    each message to `take(task number, chunk)`; raises ShardFailed."""
+    methods = multiprocessing.get_all_start_methods()
+    ctx: Any = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+    todo = list(enumerate(tasks))
+    running: dict = {}                      # pipe -> (task number, process)
+    stopped = False
+    try:
+        while todo or running:
+            while todo and len(running) < jobs and not stopped:
+                n, (paths, index, count) = todo.pop(0)
+                r, w = ctx.Pipe(duplex=False)
+                p = ctx.Process(target=_work, args=(list(paths), settings, index, count, w,
+                                                    os.getpid()),
+                                name="tcpflow-check group %d" % n, daemon=True)
+                p.start()
+                w.close()
+                running[r] = (n, p)
+            if stopped and not running:
+                break
+            for ready in wait(list(running), timeout=0.25):
+                r = cast(Connection, ready)
+                n, p = running[r]
+                try:
+                    take(n, r.recv_bytes())
+                except EOFError:
+                    del running[r]
+                    r.close()
+                    p.join()
+                    if p.exitcode != 0:
+                        raise ShardFailed("the process of group task %d ended with exit code %s"
+                                          % (n, p.exitcode))
+            on_batch()
+            if received() and not stopped:
+                stopped = True              # the running ones stop reading; no new ones
+                todo.clear()
+                for _, p in running.values():
+                    if p.pid is not None and p.is_alive():
+                        os.kill(p.pid, signal.SIGTERM)
+    finally:
+        for r, (_, p) in running.items():
+            if p.is_alive():
+                p.kill()
+                p.join()
+            r.close()

@@ -1,0 +1,233 @@
+"""Past one process: capture groups (--group-by-file) and Dask (--dask), each byte for byte the
+report one process gives (docs/scale.md).
+
+The Dask tests run on a LocalCluster of several workers (threads here, to stay quick; the CLI
+test starts processes) and are skipped where the 'dask' extra is not installed."""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO, corpus_files, run_cli, run_python
+from analyzer.parallel.groups import GroupError, group_files
+from analyzer.pipeline import analyze
+from analyzer.render import render
+from analyzer.settings import Settings
+
+DASK = importlib.util.find_spec("distributed") is not None
+needs_dask = pytest.mark.skipif(not DASK, reason="the 'dask' extra (dask.distributed) is not "
+                                "installed: pip install 'tcpflow-check[dask]'")
+SAMPLES = REPO / "samples"
+
+
+def test_files_are_grouped_by_the_first_group_of_the_match():
+    paths = ["a/s2-000.pcap", "a/s1-000.pcap", "a/s2-001.pcap", "b/s1-001.pcap"]
+    groups = group_files(paths, r"(s\d)-")
+    assert [(g.name, g.files) for g in groups] == [
+        ("s2", ("a/s2-000.pcap", "a/s2-001.pcap")), ("s1", ("a/s1-000.pcap", "b/s1-001.pcap"))]
+    assert [g.name for g in group_files(paths, r"^[ab]")] == ["a", "b"]     # no group: match
+    with pytest.raises(GroupError, match="does not match c.pcap"):
+        group_files(paths + ["c.pcap"], r"(s\d)-")
+    with pytest.raises(GroupError, match="stdin"):
+        group_files(["-"], r"(s\d)-")
+    with pytest.raises(GroupError, match="not a regular expression"):
+        group_files(paths, r"(s\d")
+
+
+def archive(tmp_path: Path) -> list:
+    """Three sensors' rotated files: mixed.pcap, the two-interface pcapng's frames and
+    reuse_from_time_wait.pcap, each cut in parts by bench/rotate.py (by capture time)."""
+    out = tmp_path / "archive"
+    out.mkdir()
+    for n, name in enumerate(["mixed.pcap", "reuse_from_time_wait.pcap", "vlan.pcap"]):
+        p = run_python("import sys; sys.path.insert(0, 'bench'); import rotate; "
+                       "rotate.main(sys.argv[1:])", str(SAMPLES / name), "--seconds", "10",
+                       "--out", str(out / ("sensor%d" % n)))
+        assert p.returncode == 0, p.stderr
+    return sorted(str(p) for p in out.iterdir())
+
+
+def parts(fmt: str, text: str) -> list:
+    """The groups' parts of a grouped report, as (name, part)."""
+    if fmt == "json":
+        doc = json.loads(text)
+        return [(g["group"], g["report"]) for g in doc["groups"]]
+    marker = "#group\t" if fmt == "zeek" else "== group "
+    out = []
+    for chunk in text.split("\n" + marker if fmt == "text" else marker)[0 if fmt == "text" else 1:]:
+        head, _, body = chunk.partition("\n")
+        name = head.replace("== group ", "").split(":")[0] if fmt == "text" else head
+        out.append((name, body))
+    return out
+
+
+@pytest.mark.parametrize("fmt", ["text", "json", "zeek"])
+def test_each_groups_part_is_the_report_of_its_files_alone(tmp_path, fmt):
+    files = archive(tmp_path)
+    assert len(files) > 6
+    whole = run_cli(*files, "--group-by-file", r"(sensor\d)-", "-f", fmt, "--all")
+    assert whole.returncode == 0, whole.stderr
+    two = run_cli(*files, "--group-by-file", r"(sensor\d)-", "-f", fmt, "--all", "--jobs", "2")
+    assert two.stdout == whole.stdout
+    got = parts(fmt, whole.stdout.decode())
+    assert [name for name, _ in got] == ["sensor0", "sensor1", "sensor2"]
+    for name, part in got:
+        alone = run_cli(*[f for f in files if "/%s-" % name in f], "-f", fmt, "--all")
+        want = json.loads(alone.stdout) if fmt == "json" else alone.stdout.decode()
+        assert part == want, name
+
+
+def test_group_mode_refuses_what_describes_one_capture(tmp_path):
+    files = [str(SAMPLES / "mixed.pcap")]
+    for extra, why in [(["-f", "html"], "-f html"), (["-f", "junit"], "-f junit"),
+                       (["-s", "0"], "--stream"),
+                       (["--write-baseline", str(tmp_path / "b.json")], "--baseline"),
+                       (["--report", "junit=%s" % (tmp_path / "j.xml")], "--report"),
+                       (["--group-by-file", "(nomatch)"], "does not match")]:
+        p = run_cli(*files, "--group-by-file", "(mixed)", *extra)
+        assert p.returncode == 2 and why in p.stderr.decode(), (extra, p.stderr)
+        assert p.stdout == b""
+
+
+def test_dask_is_imported_only_with_dask():
+    p = run_python("import sys; from analyzer.cli import main\n"
+                   "try:\n    main(['-f', 'json', '--jobs', '2', %r])\nexcept SystemExit:\n"
+                   "    pass\nprint(sorted(m for m in sys.modules if m.split('.')[0] in "
+                   "('dask', 'distributed') or m == 'analyzer.parallel.cluster'), "
+                   "file=sys.stderr)" % str(SAMPLES / "mixed.pcap"))
+    assert p.stderr.decode().strip().splitlines()[-1] == "[]"
+
+
+def test_without_the_extra_dask_is_a_usage_error():
+    p = run_python("import sys; sys.modules['distributed'] = None\n"
+                   "import importlib.util\nimportlib.util.find_spec = lambda name, *a: None\n"
+                   "from analyzer.cli import main\nmain(['--dask', 'local', %r])"
+                   % str(SAMPLES / "mixed.pcap"))
+    assert p.returncode == 2 and b"pip install 'tcpflow-check[dask]'" in p.stderr
+    assert p.stdout == b""
+
+
+# --- on a Dask cluster ------------------------------------------------------------------------
+
+def json_of(report) -> str:
+    out = io.StringIO()
+    render("json", report, out, show_all=True, settings=Settings(), captures=())
+    return out.getvalue()
+
+
+@pytest.fixture(scope="module")
+def client():
+    if not DASK:
+        pytest.skip("the 'dask' extra (dask.distributed) is not installed")
+    from analyzer.parallel.cluster import connect
+    with connect("local", 3, processes=False) as c:
+        yield c
+
+
+def captures():
+    corpus = sorted(corpus_files(), key=lambda p: p.stat().st_size if p.exists() else 1 << 40)
+    return sorted(SAMPLES.glob("*.pcap*")) + [p for p in corpus if p.exists()][::15][:8]
+
+
+@needs_dask
+@pytest.mark.parametrize("settings", [Settings(), Settings(checksums=True, msl=5)],
+                         ids=["default", "checksums"])
+def test_shards_on_a_dask_cluster_give_the_report_of_one_process(client, settings):
+    from analyzer.parallel.cluster import run_tasks
+    from analyzer.parallel.merge import Merger
+    for path in captures():
+        want = json_of(analyze([str(path)], settings))
+        for count in (3, 5):
+            merger = Merger(count, settings)
+            run_tasks(client, [([str(path)], i, count) for i in range(count)], settings,
+                      merger.take)
+            assert json_of(merger.report()) == want, (path, count)
+
+
+@needs_dask
+def test_groups_on_a_dask_cluster_are_the_groups_of_one_process(tmp_path, client):
+    from analyzer.parallel.groups import analyze_groups
+    import analyzer.parallel.cluster as cluster
+    groups = group_files(archive(tmp_path), r"(sensor\d)-")
+    want = [(g, json_of(r)) for g, r in analyze_groups(groups, Settings())]
+    # the groups run on the module's cluster (a LocalCluster of threads)
+    real = cluster.connect
+    cluster.connect = lambda *a: _shared(client)
+    try:
+        got = [(g, json_of(r)) for g, r in analyze_groups(groups, Settings(), dask="local")]
+    finally:
+        cluster.connect = real
+    assert got == want and len(got) == 3
+
+
+class _shared:
+    """The module's client as a `connect()` context that does not close it."""
+
+    def __init__(self, client):
+        self.client = client
+
+    def __enter__(self):
+        return self.client
+
+    def __exit__(self, *exc):
+        return False
+
+
+@needs_dask
+def test_the_cli_on_a_local_dask_cluster_writes_the_report_of_one_process(tmp_path):
+    # Real worker processes (a LocalCluster of two): the shards of one capture, then groups.
+    path = str(SAMPLES / "mixed.pcap")
+    one = run_cli(path, "-f", "json")
+    on = run_cli(path, "-f", "json", "--dask", "local", "--jobs", "2")
+    assert on.returncode == 0, on.stderr
+    assert on.stdout == one.stdout
+    files = archive(tmp_path)
+    one = run_cli(*files, "--group-by-file", r"(sensor\d)-", "-f", "zeek")
+    on = run_cli(*files, "--group-by-file", r"(sensor\d)-", "-f", "zeek", "--dask", "local",
+                 "--jobs", "2")
+    assert on.returncode == 0, on.stderr
+    assert on.stdout == one.stdout and on.stdout.count(b"#group\t") == 3
+
+
+def test_an_unreachable_scheduler_is_one_line_and_exit_3():
+    if not DASK:
+        pytest.skip("the 'dask' extra (dask.distributed) is not installed")
+    os.environ["DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT"] = "1s"      # (default 30 s)
+    try:
+        p = run_cli(str(SAMPLES / "mixed.pcap"), "--dask", "tcp://127.0.0.1:9", "-f", "json")
+    finally:
+        del os.environ["DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT"]
+    assert p.returncode == 3 and p.stdout == b""
+    lines = p.stderr.decode().strip().splitlines()
+    assert len(lines) == 1 and "cannot reach the Dask scheduler at tcp://127.0.0.1:9" in lines[0]
+
+
+def test_a_signal_stops_the_group_processes_and_keeps_what_was_read(tmp_path, monkeypatch):
+    # The signal comes with the first message: the running groups stop (SIGTERM, as --jobs
+    # does) and report what they read, the groups not started are left out, no process stays.
+    import multiprocessing
+    import signal as signals
+    from analyzer.parallel import groups as grouping
+    files = archive(tmp_path)
+    groups = group_files(files, r"(sensor\d)-")
+    want = {g.name: json_of(r) for g, r in grouping.analyze_groups(groups, Settings())}
+    seen = []
+    real_take = grouping.Merger.take
+
+    def take(self, index, chunk):
+        seen.append(1)
+        real_take(self, index, chunk)
+
+    monkeypatch.setattr(grouping.Merger, "take", take)
+    monkeypatch.setattr(grouping, "received", lambda: signals.SIGINT if seen else 0)
+    got = list(grouping.analyze_groups(groups, Settings(), jobs=1 + 1))
+    assert [g.name for g, _ in got] == ["sensor0", "sensor1"]      # the two running ones
+    for group, report in got:
+        assert report.capture.interrupted or json_of(report) == want[group.name]
+    assert multiprocessing.active_children() == []
