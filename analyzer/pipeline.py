@@ -70,7 +70,8 @@ def analyze(paths: Sequence[str], settings: Settings = DEFAULT_SETTINGS, *,
         floods.add(r)
         scans.add(r)
 
-    table = FlowTable(done, msl_ns, settings.idle_timeout_ns, settings.max_live)
+    table = FlowTable(done, msl_ns, settings.idle_timeout_ns, settings.max_live,
+                      settings.zeek_view)
     decoder = FrameDecoder(settings.udp_tunnel_ports)
     skipped: Counter = Counter()
     tcp = 0

@@ -117,8 +117,8 @@ class ConnResult:
     findings: List[Finding]
     reused_from: Optional[int]
     analysis: Tuple[Tuple[int, ...], Tuple[int, ...]]
-    conn_state: str
-    history: str
+    conn_state: Optional[str]               # None: the Zeek view was off (Settings.zeek_view)
+    history: Optional[str]
     zeek_flipped: bool
     ip_bytes: Tuple[int, int]               # (orig, resp): IP lengths (conn.log's ip_bytes)
     tunnel: builtins.bytes                  # tunnel context (analyzer.decode.tunnels); b"": none
@@ -149,8 +149,13 @@ class ConnResult:
         r.findings = sorted(c.findings.values(), key=lambda f: (f.ts, f.code))
         r.reused_from = c.reused_from
         r.analysis = (o.analysis.counts(), NO_COUNTS if o is p else p.analysis.counts())
-        r.conn_state, r.history = c.zeek.finish(c.first_from_orig)
-        r.zeek_flipped = c.zeek.flipped
+        zeek = c.zeek_view()
+        if zeek is not None:
+            r.conn_state, r.history = zeek.finish(c.first_from_orig)
+            r.zeek_flipped = zeek.flipped
+        else:                   # computed for no output (`Settings.zeek_view`)
+            r.conn_state = r.history = None
+            r.zeek_flipped = False
         r.tunnel = c.tunnel
         r.rtunnel = c.rtunnel
         return r
