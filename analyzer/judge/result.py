@@ -179,6 +179,18 @@ class ConnResult:
          self.analysis, self.conn_state, self.history, self.zeek_flipped, self.ip_bytes,
          self.tunnel, self.rtunnel) = state
 
+    def flat(self) -> tuple:
+        """The result as plain values only (tuples, lists, numbers, text, bytes, None), in
+        `__getstate__` order with each finding and lingering state as a tuple: what the result
+        store spills with `marshal`, much cheaper than pickling objects. `unflat` reverses it."""
+        return (self.id, self.orig_raw, self.resp_raw, self.start, self.end, self.first_frame,
+                self.last_frame, self.packets, self.bytes, self.handshake, self.close,
+                self.closed_first, self.reset_by, self.half_close, self.final_state,
+                [tuple(lg) for lg in self.lingering], self.syn_retransmissions,
+                [(f.code, f.ts, f.frame, f.side, f.message, f.count) for f in self.findings],
+                self.reused_from, self.analysis, self.conn_state, self.history,
+                self.zeek_flipped, self.ip_bytes, self.tunnel, self.rtunnel)
+
     @property
     def orig(self) -> Peer:
         """The originator (the SYN's sender, else guessed from ports), address as text."""
@@ -292,6 +304,25 @@ def tunnel_words(kind: str, a: str, b: str, ident: str) -> str:
     if not ident:
         return "%s %s<->%s" % (kind, a, b)
     return "%s %s %s %s<->%s" % (kind, _ID_NAMES.get(kind, "id"), ident, a, b)
+
+
+def unflat(t: tuple) -> ConnResult:
+    """A result from `ConnResult.flat()`: equal to the one flattened."""
+    r = ConnResult()
+    (r.id, r.orig_raw, r.resp_raw, r.start, r.end, r.first_frame, r.last_frame, r.packets,
+     r.bytes, r.handshake, r.close, r.closed_first, r.reset_by, r.half_close, r.final_state,
+     lingering, r.syn_retransmissions, findings, r.reused_from, analysis, r.conn_state,
+     r.history, r.zeek_flipped, r.ip_bytes, r.tunnel, r.rtunnel) = t
+    r.lingering = [Lingering(*lg) for lg in lingering]
+    out = []
+    for code, ts, frame, side, message, count in findings:
+        f = Finding(code, ts, frame, side, message)
+        f.count = count
+        out.append(f)
+    r.findings = out
+    o, p = analysis
+    r.analysis = (NO_COUNTS if o == NO_COUNTS else o, NO_COUNTS if p == NO_COUNTS else p)
+    return r
 
 
 def _result(state: tuple) -> ConnResult:
