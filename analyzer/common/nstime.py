@@ -46,7 +46,7 @@ def _limits() -> List[int]:
 
 LIMIT: Final = _limits()
 #: seconds_json's cache: whole seconds -> their text and the dot.
-_heads: Dict[int, str] = {}
+_heads: Final[Dict[int, str]] = {}
 _LIMIT6: Final = LIMIT[6]
 
 

@@ -74,6 +74,11 @@ def _option_json(value: object) -> object:
     return value
 
 
+def _finding_order(f: Finding) -> Tuple[int, str]:
+    """Findings in the order they first occurred (the code breaks ties)."""
+    return (f.ts, f.code)
+
+
 def _ep(addr: bytes, port: int) -> dict:
     return {"addr": addr_str(addr), "port": port}
 
@@ -146,7 +151,10 @@ class ConnResult:
         r.final_state = (final_state[0], final_state[1])
         r.lingering = lingering
         r.syn_retransmissions = max(o.syn_count - 1, 0)
-        r.findings = sorted(c.findings.values(), key=lambda f: (f.ts, f.code))
+        findings = list(c.findings.values())
+        if len(findings) > 1:                   # (most connections have none or one)
+            findings.sort(key=_finding_order)
+        r.findings = findings
         r.reused_from = c.reused_from
         r.analysis = (o.analysis.counts(), NO_COUNTS if o is p else p.analysis.counts())
         zeek = c.zeek_view()

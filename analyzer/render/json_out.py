@@ -34,9 +34,9 @@ _NO_COUNTS_TEXT: Final = _COUNTS % NO_COUNTS
 #: history letters, finding codes): one dict lookup instead of escaping again. Emptied when
 #: full, so that odd strings cannot grow it without bound.
 _CACHE_LIMIT: Final = 4096
-_texts: Dict[str, str] = {}
+_texts: Final[Dict[str, str]] = {}
 #: Packed addresses -> their JSON text (clients and servers come back again and again).
-_addrs: Dict[bytes, str] = {}
+_addrs: Final[Dict[bytes, str]] = {}
 
 
 def make_sink(settings: Settings, **_options) -> Optional[ResultSink]:

@@ -160,11 +160,13 @@ class ConnectionCore:
         #: with itself). Modelled as one Endpoint object in both slots.
         self.self_connect = seg.src == seg.dst and seg.sport == seg.dport
         if self.self_connect:
-            self.ep: Tuple[Endpoint, Endpoint] = (src, src)
+            # Tuple[Endpoint, ...], not [Endpoint, Endpoint]: the compiled build would keep a
+            # fixed-length tuple unboxed and box it again for every ep[side].
+            self.ep: Tuple[Endpoint, ...] = (src, src)
         else:
             dst = Endpoint(seg.dst, seg.dport, State.CLOSED, seg.ts)
             self.ep = (src, dst) if orig_is_src else (dst, src)
-        # The same two, as attributes: the fast path reads them without going through the list.
+        # The same two, as attributes: the fast path reads them without going through the tuple.
         self.e0, self.e1 = self.ep[0], self.ep[1]
         self.first_ts = self.last_ts = self.prev_ts = seg.ts
         self.tfo = False            # the SYN carried data (TCP Fast Open, RFC 7413)
