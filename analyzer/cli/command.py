@@ -18,8 +18,8 @@ from analyzer.capture.interrupt import interruptible, received
 from analyzer.capture.source import one_line
 from analyzer.cli.browse import browse_only
 from analyzer.cli.echo import warn
-from analyzer.cli.needs import zeek_view_needed
 from analyzer.cli.gate import CIOptions, gate_session, report_option, summaries, writing
+from analyzer.cli.needs import zeek_view_needed
 from analyzer.cli.triage import check_triage, select, triage_sink
 from analyzer.common.names import printable
 from analyzer.common.version import TOOL_NAME, __version__
