@@ -108,7 +108,7 @@ def analyze(paths: Sequence[str], settings: Settings = DEFAULT_SETTINGS, *,
     count = 0 if shard is None else shard.parts
     mine = 0 if shard is None else shard.part
     table = FlowTable(done, msl_ns, settings.idle_timeout_ns, settings.max_live,
-                      None if shard is None else shard.starts)
+                      settings.zeek_view, starts=None if shard is None else shard.starts)
     decoder = FrameDecoder(settings.udp_tunnel_ports)
     skipped: Counter = Counter()
     tcp = 0

@@ -47,6 +47,11 @@ class Settings:
     #: More UDP ports opened as tunnels, (port, kind) pairs (`--udp-tunnel PORT=KIND`; kinds
     #: in `analyzer.decode.tunnels.UDP_KINDS`), besides the standard ports.
     udp_tunnels: Tuple[Tuple[int, str], ...] = ()
+    #: Compute Zeek's conn_state and history for every connection (JSON, conn.log and the
+    #: filter fields `conn_state`/`history` read them). False skips that replay, a quarter
+    #: of the state machine's work, and leaves them None: the CLI turns it off when no
+    #: output it writes and no --filter/--sort/--group-by, policy or baseline reads them.
+    zeek_view: bool = True
 
     def __post_init__(self) -> None:
         _seconds("msl", self.msl, zero_ok=True)
@@ -57,6 +62,8 @@ class Settings:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError("%s must be a whole number of at least 1, not %r" % (name, value))
+        if not isinstance(self.zeek_view, bool):
+            raise ValueError("zeek_view must be True or False, not %r" % (self.zeek_view,))
         if not isinstance(self.ladders, frozenset):
             object.__setattr__(self, "ladders", frozenset(self.ladders))
         if any(isinstance(n, bool) or not isinstance(n, int) or n < 0 for n in self.ladders):

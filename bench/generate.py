@@ -2,6 +2,10 @@
 
     python bench/generate.py --connections 100000 --out /tmp/bench100k.pcap
         [--seed 1] [--format pcap|pcapng] [--concurrency 2000] [--duration-scale 1]
+        [--shape open|flood|closing|window]
+
+`--shape` writes one of the connection-cost shapes of shapes.py instead (1 M open at once, a
+2 M-SYN flood, 500 k closing in 60 s, all in one 2 x MSL window).
 
 The same arguments always give the same bytes: Ethernet, microsecond timestamps, whole frames,
 as seen by a tap next to the servers (they answer within tens of microseconds; a client's
@@ -400,20 +404,36 @@ def generate(out, connections: int, seed: int = 1, fmt: str = "pcap", concurrenc
 
 
 def main(argv=None) -> int:
+    from shapes import KINDS, SHAPES, generate_shape     # (shapes.py builds on this module)
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--connections", type=int, default=100_000)
+    ap.add_argument("--connections", type=int, default=None,
+                    help="default 100,000; with --shape, the shape's own (shapes.py)")
     ap.add_argument("--out", required=True, help="file to write (outside the repository)")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--format", choices=("pcap", "pcapng"), default="pcap")
     ap.add_argument("--concurrency", type=int, default=2000, help="connections open at once")
     ap.add_argument("--duration-scale", type=int, default=1, metavar="K",
                     help="K times the exchanges per connection: K times longer, same concurrency")
+    ap.add_argument("--shape", choices=sorted(SHAPES),
+                    help="a connection-cost shape instead of the mix (shapes.py)")
     a = ap.parse_args(argv)
+    if a.connections is None:
+        a.connections = SHAPES[a.shape][0] if a.shape else 100_000
+    if a.shape == "window":
+        a.concurrency = a.connections
     if a.connections < 0 or a.concurrency < 1 or a.duration_scale < 1:
         ap.error("--connections >= 0, --concurrency >= 1, --duration-scale >= 1")
     began = time.perf_counter()
     with open(a.out, "wb") as fh:
-        st = generate(fh, a.connections, a.seed, a.format, a.concurrency, a.duration_scale)
+        if a.shape in KINDS:
+            if a.format == "pcap":
+                PcapWriter(fh, LINKTYPE_ETHERNET)
+            else:
+                PcapngWriter(fh, ((LINKTYPE_ETHERNET, 6),))
+            record = pcap_record if a.format == "pcap" else pcapng_record
+            st = generate_shape(fh, a.shape, a.connections, a.seed, record)
+        else:
+            st = generate(fh, a.connections, a.seed, a.format, a.concurrency, a.duration_scale)
     took = time.perf_counter() - began
     size = os.path.getsize(a.out)
     print(f"{a.out}: {st['connections']:,} connections, {st['packets']:,} packets, {size:,} bytes "

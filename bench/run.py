@@ -30,6 +30,9 @@ seconds (best of `--repeat` runs), packets per second (packets / wall), CPU seco
 system of that run), peak MiB (the highest of the runs), and wall time divided by that of
 the first tcpflow-check row (above 1: slower than tcpflow-check).
 
+`--args OPTIONS` adds tcpflow-check options to its rows (the connection-cost shapes of
+`generate.py --shape`: `--args '--max-connections 3000000'`, so that no connection is shed).
+
 `--profile` times nothing: it runs `analyzer.pipeline.analyze` on the capture in this process
 under cProfile and prints the 25 functions with the most time of their own (tottime).
 """
@@ -112,13 +115,15 @@ class Tool:
 
 
 def tools(capture: str, command: Optional[str], root: str, wanted: Sequence[str],
-          jobs: Sequence[str] = ()) -> List[Tool]:
+          jobs: Sequence[str] = (), extra: Sequence[str] = ()) -> List[Tool]:
     """The commands to time, in table order, filtered by the `--tools` families; `jobs`: the
-    JSON run again with each of these `--jobs` values."""
+    JSON run again with each of these `--jobs` values; `extra` options go to every
+    tcpflow-check row."""
     if command:
         base, env, cwd = shlex.split(command), {}, None
     else:       # -m puts the working directory first on sys.path: run it from the checkout
         base, env, cwd = [sys.executable, "-m", "analyzer"], {"PYTHONPATH": root}, root
+    base = base + list(extra)
     every = [
         ("tcpflow-check", Tool("tcpflow-check json", base + [capture, "--format", "json"],
                                env, cwd)),
@@ -232,6 +237,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap.add_argument("--jobs", default="", metavar="N,...",
                     help="also time the JSON run with --jobs N for each N (e.g. 2,auto)")
     ap.add_argument("--timeout", type=float, default=0, help="seconds per run (default: none)")
+    ap.add_argument("--args", default="", metavar="OPTIONS",
+                    help="more tcpflow-check options, e.g. '--max-connections 3000000' for the "
+                    "shapes with more connections open at once than the default cap")
     ap.add_argument("--profile", action="store_true", help="profile analyze() instead of timing")
     a = ap.parse_args(argv)
     capture, root = os.path.abspath(a.capture), os.path.abspath(a.root)
@@ -254,7 +262,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"analyzer {imported(root)}")
     rows = []
     jobs = [n.strip() for n in a.jobs.split(",") if n.strip()]
-    for tool in tools(capture, a.command, root, wanted, jobs):
+    for tool in tools(capture, a.command, root, wanted, jobs, shlex.split(a.args)):
         if not tool.installed:
             print(f"skipped  {tool.name}: {tool.argv[0]} is not installed")
             continue

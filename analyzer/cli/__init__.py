@@ -1,7 +1,8 @@
 """The `tcpflow-check` command: parse options, call the library, pick a renderer, exit.
 
 The command (`command`), the triage options (`triage`), the CI gate's (`gate`), `--browse`
-(`browse`) and its one-line messages (`echo`); nothing below this package imports click.
+(`browse`), its one-line messages (`echo`) and what the chosen outputs need computed
+(`needs`); nothing below this package imports click.
 
 stdout carries the report and nothing else; warnings and errors go to stderr, one line each.
 Exit codes: 0 analysed; 1 findings at or above --fail-on, a broken policy rule or a baseline

@@ -4,6 +4,7 @@ The command's rules (stdout, stderr, exit codes) are in the package's docstring.
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import os
 import signal
@@ -18,6 +19,7 @@ from analyzer.capture.source import one_line
 from analyzer.cli.browse import browse_only
 from analyzer.cli.echo import warn
 from analyzer.cli.gate import CIOptions, gate_session, report_option, summaries, writing
+from analyzer.cli.needs import zeek_view_needed
 from analyzer.cli.triage import check_triage, select, triage_sink
 from analyzer.common.names import printable
 from analyzer.common.version import TOOL_NAME, __version__
@@ -204,6 +206,9 @@ def _run(captures: Tuple[str, ...], fmt: str, show_all: bool, msl: float,
         raise click.UsageError("the report would overwrite the input %s; choose another -o"
                                % inputs)
     gate = gate_session(ci)
+    if not zeek_view_needed(fmt, ci.reports, triage, gate.policy is not None
+                            or gate.baseline is not None or ci.write_baseline is not None):
+        settings = dataclasses.replace(settings, zeek_view=False)
     for target in [path for _, path in ci.reports] + [ci.summary_md, ci.write_baseline]:
         try:
             if target is not None:

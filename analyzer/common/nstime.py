@@ -22,7 +22,7 @@ machine integers in the compiled build (see there).
 from __future__ import annotations
 
 import operator
-from typing import Final, List, Tuple
+from typing import Dict, Final, List, Tuple
 
 NS: Final = 1_000_000_000
 _DAY_NS: Final = 86_400 * NS
@@ -45,6 +45,8 @@ def _limits() -> List[int]:
 
 
 LIMIT: Final = _limits()
+#: seconds_json's cache: whole seconds -> their text and the dot.
+_heads: Final[Dict[int, str]] = {}
 _LIMIT6: Final = LIMIT[6]
 
 
@@ -72,12 +74,18 @@ def seconds_json(ns: int) -> str:
             if q < 9_007_199_254_740_992:               # LIMIT[0] = 2**53
                 return str(q) + ".0"
         else:
-            digits = str(NS + r)                # "1" and the nine fractional digits
-            end = 10
-            while digits[end - 1] == "0":
-                end -= 1
-            if q < LIMIT[end - 1]:
-                return str(q) + "." + digits[1:end]
+            # "1" and the k (1 to 9) fractional digits without trailing zeros
+            digits = str(NS + r).rstrip("0")
+            if q < LIMIT[len(digits) - 1]:
+                # The whole seconds with the dot: the times of one capture share a few.
+                head = _heads.get(q)
+                if head is None:
+                    if len(_heads) >= 4096:
+                        _heads.clear()
+                    head = _heads[q] = str(q) + "."
+                return head + digits[1:]
+    elif ns == 0:
+        return "0.0"
     return repr(seconds(ns))
 
 

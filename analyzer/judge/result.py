@@ -74,6 +74,11 @@ def _option_json(value: object) -> object:
     return value
 
 
+def _finding_order(f: Finding) -> Tuple[int, str]:
+    """Findings in the order they first occurred (the code breaks ties)."""
+    return (f.ts, f.code)
+
+
 def _ep(addr: bytes, port: int) -> dict:
     return {"addr": addr_str(addr), "port": port}
 
@@ -117,8 +122,8 @@ class ConnResult:
     findings: List[Finding]
     reused_from: Optional[int]
     analysis: Tuple[Tuple[int, ...], Tuple[int, ...]]
-    conn_state: str
-    history: str
+    conn_state: Optional[str]               # None: the Zeek view was off (Settings.zeek_view)
+    history: Optional[str]
     zeek_flipped: bool
     ip_bytes: Tuple[int, int]               # (orig, resp): IP lengths (conn.log's ip_bytes)
     tunnel: builtins.bytes                  # tunnel context (analyzer.decode.tunnels); b"": none
@@ -146,11 +151,19 @@ class ConnResult:
         r.final_state = (final_state[0], final_state[1])
         r.lingering = lingering
         r.syn_retransmissions = max(o.syn_count - 1, 0)
-        r.findings = sorted(c.findings.values(), key=lambda f: (f.ts, f.code))
+        findings = list(c.findings.values())
+        if len(findings) > 1:                   # (most connections have none or one)
+            findings.sort(key=_finding_order)
+        r.findings = findings
         r.reused_from = c.reused_from
         r.analysis = (o.analysis.counts(), NO_COUNTS if o is p else p.analysis.counts())
-        r.conn_state, r.history = c.zeek.finish(c.first_from_orig)
-        r.zeek_flipped = c.zeek.flipped
+        zeek = c.zeek_view()
+        if zeek is not None:
+            r.conn_state, r.history = zeek.finish(c.first_from_orig)
+            r.zeek_flipped = zeek.flipped
+        else:                   # computed for no output (`Settings.zeek_view`)
+            r.conn_state = r.history = None
+            r.zeek_flipped = False
         r.tunnel = c.tunnel
         r.rtunnel = c.rtunnel
         return r
@@ -173,6 +186,18 @@ class ConnResult:
          self.lingering, self.syn_retransmissions, self.findings, self.reused_from,
          self.analysis, self.conn_state, self.history, self.zeek_flipped, self.ip_bytes,
          self.tunnel, self.rtunnel) = state
+
+    def flat(self) -> tuple:
+        """The result as plain values only (tuples, lists, numbers, text, bytes, None), in
+        `__getstate__` order with each finding and lingering state as a tuple: what the result
+        store spills with `marshal`, much cheaper than pickling objects. `unflat` reverses it."""
+        return (self.id, self.orig_raw, self.resp_raw, self.start, self.end, self.first_frame,
+                self.last_frame, self.packets, self.bytes, self.handshake, self.close,
+                self.closed_first, self.reset_by, self.half_close, self.final_state,
+                [tuple(lg) for lg in self.lingering], self.syn_retransmissions,
+                [(f.code, f.ts, f.frame, f.side, f.message, f.count) for f in self.findings],
+                self.reused_from, self.analysis, self.conn_state, self.history,
+                self.zeek_flipped, self.ip_bytes, self.tunnel, self.rtunnel)
 
     @property
     def orig(self) -> Peer:
@@ -287,6 +312,25 @@ def tunnel_words(kind: str, a: str, b: str, ident: str) -> str:
     if not ident:
         return "%s %s<->%s" % (kind, a, b)
     return "%s %s %s %s<->%s" % (kind, _ID_NAMES.get(kind, "id"), ident, a, b)
+
+
+def unflat(t: tuple) -> ConnResult:
+    """A result from `ConnResult.flat()`: equal to the one flattened."""
+    r = ConnResult()
+    (r.id, r.orig_raw, r.resp_raw, r.start, r.end, r.first_frame, r.last_frame, r.packets,
+     r.bytes, r.handshake, r.close, r.closed_first, r.reset_by, r.half_close, r.final_state,
+     lingering, r.syn_retransmissions, findings, r.reused_from, analysis, r.conn_state,
+     r.history, r.zeek_flipped, r.ip_bytes, r.tunnel, r.rtunnel) = t
+    r.lingering = [Lingering(*lg) for lg in lingering]
+    out = []
+    for code, ts, frame, side, message, count in findings:
+        f = Finding(code, ts, frame, side, message)
+        f.count = count
+        out.append(f)
+    r.findings = out
+    o, p = analysis
+    r.analysis = (NO_COUNTS if o == NO_COUNTS else o, NO_COUNTS if p == NO_COUNTS else p)
+    return r
 
 
 def _result(state: tuple) -> ConnResult:

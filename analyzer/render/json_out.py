@@ -34,7 +34,9 @@ _NO_COUNTS_TEXT: Final = _COUNTS % NO_COUNTS
 #: history letters, finding codes): one dict lookup instead of escaping again. Emptied when
 #: full, so that odd strings cannot grow it without bound.
 _CACHE_LIMIT: Final = 4096
-_texts: Dict[str, str] = {}
+_texts: Final[Dict[str, str]] = {}
+#: Packed addresses -> their JSON text (clients and servers come back again and again).
+_addrs: Final[Dict[bytes, str]] = {}
 
 
 def make_sink(settings: Settings, **_options) -> Optional[ResultSink]:
@@ -113,7 +115,12 @@ def _text(s: Optional[str]) -> str:
 
 
 def _addr(addr: bytes) -> str:
-    return '"' + addr_str(addr) + '"'         # digits, dots and colons: nothing to escape
+    text = _addrs.get(addr)
+    if text is None:
+        if len(_addrs) >= _CACHE_LIMIT:
+            _addrs.clear()
+        text = _addrs[addr] = '"' + addr_str(addr) + '"'  # digits, dots, colons: no escapes
+    return text
 
 
 def _counts(counts: Tuple[int, ...]) -> str:

@@ -1,8 +1,10 @@
 """Finished connections' results, in bounded memory, read back in stream order.
 
 Results arrive in the order connections finish, not in stream order. Up to `budget` of them
-are kept in memory; beyond that they are spilled, sorted by stream id, as one run of pickled
-records in an anonymous temporary file, and iteration merges the runs (a heap), one block of
+are kept in memory; beyond that they are spilled, sorted by stream id, as one run of records
+in an anonymous temporary file (blocks written with `marshal`: results as their plain values,
+`ConnResult.flat()`, which costs a fraction of pickling the objects; pickle for an encoding
+marshal cannot write), and iteration merges the runs (a heap), one block of
 records per run in memory at a time. So a capture of millions of connections needs memory for
 the connections open at once plus `budget` results, never for all of them.
 
@@ -17,16 +19,24 @@ every result added.
 from __future__ import annotations
 
 import heapq
+import marshal
 import pickle
+import struct
 import tempfile
 from typing import Any, BinaryIO, Callable, Final, Iterator, List, Optional, Protocol, Tuple
 
-from analyzer.judge.result import ConnResult
+from analyzer.judge.result import ConnResult, unflat
 
 #: Results kept in memory before a run is spilled to disk.
 DEFAULT_BUDGET: Final = 5_000
-#: Results pickled together: one pickle call per block, one block per run in memory when read.
+#: Results written together: one call per block, one block per run in memory when read.
 BLOCK = 256
+#: A block's header: how it was written (`_MARSHAL`, `_FLAT`: marshal, results flattened;
+#: `_PICKLE`) and its length in bytes.
+_HEADER: Final = struct.Struct("<BQ")
+_MARSHAL: Final = 0
+_FLAT: Final = 1
+_PICKLE: Final = 2
 
 Record = Tuple[int, Any]                # (stream id, the result or its encoding)
 
@@ -72,11 +82,19 @@ class ResultStore:
         self.memory.sort(key=_record_id)
         self.file.seek(0, 2)
         offset = self.file.tell()
-        pickler = pickle.Pickler(self.file, protocol=pickle.HIGHEST_PROTOCOL)
         memory = self.memory
+        write = self.file.write
         for i in range(0, len(memory), BLOCK):
-            pickler.dump(memory[i:i + BLOCK])
-            pickler.clear_memo()
+            block = memory[i:i + BLOCK]
+            if self.encode is None:
+                kind, data = _FLAT, marshal.dumps([(n, r.flat()) for n, r in block])
+            else:
+                try:
+                    kind, data = _MARSHAL, marshal.dumps(block)
+                except ValueError:          # an encoding marshal cannot write
+                    kind, data = _PICKLE, pickle.dumps(block, pickle.HIGHEST_PROTOCOL)
+            write(_HEADER.pack(kind, len(data)))
+            write(data)
         self.runs.append((offset, len(memory)))
         self.memory = []
 
@@ -84,8 +102,15 @@ class ResultStore:
         assert self.file is not None            # a run exists only once spilled
         while count > 0:
             self.file.seek(offset)
-            block = pickle.load(self.file)
-            offset = self.file.tell()
+            kind, size = _HEADER.unpack(self.file.read(_HEADER.size))
+            data = self.file.read(size)
+            offset += _HEADER.size + size
+            if kind == _FLAT:
+                block: List[Record] = [(n, unflat(t)) for n, t in marshal.loads(data)]
+            elif kind == _MARSHAL:
+                block = marshal.loads(data)
+            else:
+                block = pickle.loads(data)
             count -= len(block)
             yield from block
 

@@ -77,7 +77,11 @@ class Connection(ConnectionCore):
                     x.seq_exact = True
                     x.last_data_ts = seg.ts
                     x.sent_data = True
-                self.zeek.segment(from_orig, seg, not seg.cut, seg.bad_csum)
+                zeek = self.zeek
+                if zeek is None:
+                    zeek = self.zeek_view()
+                if zeek is not None:
+                    zeek.segment(from_orig, seg, not seg.cut, seg.bad_csum)
                 return False
         self._replay(seg, True)
         a, b = self.e0, self.e1
@@ -95,7 +99,10 @@ class Connection(ConnectionCore):
         if not checked and oddities.duplicate(self, seg.key == self.okey, seg):
             return
         s = self.side_of(seg)
-        self.zeek.segment(s == 0, seg, not seg.cut, seg.bad_csum)
+        if seg is not self.zeek_first:      # (the first packet waits for the second)
+            zeek = self.zeek_view()
+            if zeek is not None:
+                zeek.segment(s == 0, seg, not seg.cut, seg.bad_csum)
         x, y = self.ep[s], self.ep[1 - s]
         flags = seg.flags
         self.prev_ts = self.last_ts

@@ -131,7 +131,7 @@ def on_fin(c: ConnectionCore, s: int, seg: Segment) -> None:
         x.fin_ts = seg.ts
         acks_peer = (y.fin_seq >= 0 and bool(seg.flags & ACK)
                      and seq_lt(y.fin_seq, seg.ack))
-        c.fins.append((s, seg.ts, seg.num, acks_peer))
+        c.fins += ((s, seg.ts, seg.num, acks_peer),)
     elif fin_seq == x.fin_seq and x.fin_acked and c.rst is None:
         # Sent again after the capture showed its ACK: that ACK never arrived.
         c.move(s, Input.FIN_ACK_LOST, seg)
@@ -258,7 +258,7 @@ def infer_fin(c: ConnectionCore, t: int, seg: Segment) -> None:
     e.next_seq = (fin + 1) & 0xFFFFFFFF
     acks_peer = peer.fin_seq >= 0 and e.last_ack >= 0 and \
         seq_lt(peer.fin_seq, e.last_ack)
-    c.fins.append((t, seg.ts, seg.num, acks_peer))
+    c.fins += ((t, seg.ts, seg.num, acks_peer),)
     c.move(t, Input.SEND_FIN, seg)
     c.hold(peer, Input.RECV_FIN, e.next_seq, seg.ts)
 
@@ -279,7 +279,7 @@ def undo_inferred_fin(c: ConnectionCore, seg: Segment) -> None:
     e, peer = c.ep[t], c.ep[1 - t]
     e.state, e.since, e.fin_seq, e.fin_acked = state, since, UNSET, False
     peer.state, peer.since, peer.close_wait_since, peer.pending = pstate, psince, pcw, ppending
-    del c.fins[nfins:]
+    c.fins = c.fins[:nfins]
     c.fin_acked_by = acked_by
     c.half_close_data = half
     f = c.findings.get("ACK_OF_UNSEEN_FIN")
@@ -287,7 +287,7 @@ def undo_inferred_fin(c: ConnectionCore, seg: Segment) -> None:
         f.count -= 1
         if not f.count:
             del c.findings["ACK_OF_UNSEEN_FIN"]
-    e.analysis.lost_segments += 1
+    e.own_analysis().lost_segments += 1
     c.repeat("SEGMENT_NOT_CAPTURED") or c.note(
         "SEGMENT_NOT_CAPTURED", seg, t, "%s: 1 byte before seq %d is not in the capture (the "
         "peer acknowledged it)" % (SIDES[t], rel(e, seg.seq)))
@@ -356,7 +356,8 @@ def rebase(e: Endpoint, isn: int, nxt: int) -> None:
     peer acknowledged): its ISN, Wireshark's relative base and its next sequence number."""
     e.isn = e.base_seq = isn
     e.next_seq = nxt
-    e.analysis.holes = None
+    if e.analysis.holes is not None:
+        e.analysis.holes = None
 
 
 def isn_acks(isn: int, syn_data: int) -> tuple:

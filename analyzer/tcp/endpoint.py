@@ -20,6 +20,10 @@ from analyzer.tcp.zeek import ZeekView
 
 SIDES: Final = ("orig", "resp")
 
+#: The findings of every connection that has none yet: one shared dict, never written (most
+#: connections have none, and the only writer, `ConnectionCore.note_at`, makes its own).
+NO_FINDINGS: Final[Dict[str, Finding]] = {}
+
 #: The counters of a direction where nothing happened (one shared tuple).
 NO_COUNTS: Final[Tuple[int, ...]] = (0,) * 7
 
@@ -63,6 +67,12 @@ class Analysis:
                 self.keepalives, self.keepalive_acks, self.zero_windows)
 
 
+#: The counters of every side that has none yet: one shared object, never written (most
+#: connections count nothing, and two Analysis objects were a tenth of a connection's
+#: memory). `Endpoint.own_analysis()` gives a side its own before the first change.
+QUIET: Final = Analysis()
+
+
 class Endpoint:
     """What is known of one side: its state and the sequence numbers it has used."""
 
@@ -98,7 +108,7 @@ class Endpoint:
         self.ip_bytes = 0               # IP lengths as the headers announce them (Zeek's count)
         self.close_wait_since = 0       # the peer's FIN time, for CLOSE_WAIT durations
         self.last_ack = UNSET           # ack number of the last ACK this side sent
-        self.analysis = Analysis()
+        self.analysis = QUIET           # read freely; changed through own_analysis()
         # Every ISN this side offered (SYN, SYN-ACKs), at most MAX_ISNS: a tuple, as there
         # are one or two (a set would be the largest object of a connection).
         self.isns: Tuple[int, ...] = ()
@@ -109,6 +119,14 @@ class Endpoint:
         self.sent_data = False
         self.last_ts = 0                # when it last sent anything
         self.rsts = 0                   # RSTs it sent
+
+    def own_analysis(self) -> Analysis:
+        """This side's counters, to change: its own, made on the first change (until then
+        `analysis` is the shared, unchanging `QUIET`)."""
+        a = self.analysis
+        if a is QUIET:
+            a = self.analysis = Analysis()
+        return a
 
     def take_pending(self, inp: Input) -> int:
         """Remove `inp` from what is pending; how many there were (0 or 1)."""
@@ -128,13 +146,13 @@ class ConnectionCore:
                  "midstream", "syn_seen", "synack_seen", "sim_open", "synack_win", "bad_ack",
                  "established_ts", "rst", "fins", "fin_acked_by", "half_close_data",
                  "reused_from", "syn_ts", "est_sides", "self_connect", "prev_ts", "tfo",
-                 "steady", "zeek", "first_from_orig", "held_rst", "syn_data", "inferred_fin",
+                 "steady", "zeek", "zeek_first", "first_from_orig", "held_rst", "syn_data", "inferred_fin",
                  "rst_discards", "rst_undo", "reply_rsts", "last_dup", "last_dup_seq",
                  "last_dup_ack", "key", "rkey", "okey", "queued", "queued_ts", "e0", "e1", "tunnel",
                  "rtunnel")
 
     def __init__(self, stream_id: int, seg: Segment, orig_is_src: bool, key: bytes,
-                 rkey: bytes) -> None:
+                 rkey: bytes, zeek: bool = True) -> None:
         self.id = stream_id
         src = Endpoint(seg.src, seg.sport, State.CLOSED, seg.ts)
         #: A socket connected to itself (same address and port at both ends): both sides
@@ -142,16 +160,23 @@ class ConnectionCore:
         #: with itself). Modelled as one Endpoint object in both slots.
         self.self_connect = seg.src == seg.dst and seg.sport == seg.dport
         if self.self_connect:
-            self.ep = [src, src]
+            # Tuple[Endpoint, ...], not [Endpoint, Endpoint]: the compiled build would keep a
+            # fixed-length tuple unboxed and box it again for every ep[side].
+            self.ep: Tuple[Endpoint, ...] = (src, src)
         else:
             dst = Endpoint(seg.dst, seg.dport, State.CLOSED, seg.ts)
-            self.ep = [src, dst] if orig_is_src else [dst, src]
-        # The same two, as attributes: the fast path reads them without going through the list.
+            self.ep = (src, dst) if orig_is_src else (dst, src)
+        # The same two, as attributes: the fast path reads them without going through the tuple.
         self.e0, self.e1 = self.ep[0], self.ep[1]
         self.first_ts = self.last_ts = self.prev_ts = seg.ts
         self.tfo = False            # the SYN carried data (TCP Fast Open, RFC 7413)
         self.steady = False         # see on_segment: the fast path applies
-        self.zeek = ZeekView()      # Zeek's conn_state and history, from the same segments
+        #: Zeek's conn_state and history, from the same segments; None when no output reads
+        #: them (`Settings.zeek_view`), and until the connection's second packet: a
+        #: connection of one packet (a SYN of a flood, a stray RST) keeps only that packet
+        #: (`zeek_first`), which `zeek_view()` replays into the view when it is made.
+        self.zeek: Optional[ZeekView] = None
+        self.zeek_first: Optional[Segment] = seg if zeek else None
         self.held_rst: Optional[Tuple[int, Segment]] = None   # in-window, not at RCV.NXT
         self.syn_data = 0           # payload bytes on the originator's SYN (TCP Fast Open)
         self.inferred_fin: Optional[tuple] = None   # what infer_fin changed, to take it back
@@ -179,7 +204,8 @@ class ConnectionCore:
         self.queued_ts = 0
         self.first_from_orig = orig_is_src or seg.src == seg.dst and seg.sport == seg.dport
         self.first_frame = self.last_frame = seg.num
-        self.findings: Dict[str, Finding] = {}
+        #: By code; the shared empty NO_FINDINGS until the first (`note_at` makes its own).
+        self.findings: Dict[str, Finding] = NO_FINDINGS
         self.syn_seen = False
         self.synack_seen = False
         self.sim_open = False
@@ -187,7 +213,8 @@ class ConnectionCore:
         self.bad_ack = UNSET        # the ack of the last unacceptable handshake ACK
         self.established_ts: Optional[int] = None
         self.rst: Optional[Tuple[int, int, int]] = None   # the accepted RST: (side, ts, frame)
-        self.fins: List[Tuple[int, int, int, bool]] = []          # (side, ts, frame, acks_peer_fin)
+        # (side, ts, frame, acks_peer_fin); a tuple: most connections have none or two.
+        self.fins: Tuple[Tuple[int, int, int, bool], ...] = ()
         self.fin_acked_by: Optional[Tuple[int, bool]] = None     # (side, ack came on its FIN)
         self.half_close_data = False
         self.reused_from: Optional[int] = None
@@ -217,6 +244,18 @@ class ConnectionCore:
 
     # -- bookkeeping -------------------------------------------------------------------------
 
+    def zeek_view(self) -> Optional[ZeekView]:
+        """The Zeek view, made now (with the first packet replayed into it) if it was still
+        to come; None when it is off."""
+        zeek = self.zeek
+        if zeek is None:
+            first = self.zeek_first
+            if first is not None:
+                self.zeek_first = None
+                zeek = self.zeek = ZeekView()
+                zeek.segment(first.key == self.okey, first, not first.cut, first.bad_csum)
+        return zeek
+
     def note(self, code: str, seg: Segment, side: Optional[int], message: str) -> None:
         """Record a finding at this segment (aggregated by code)."""
         self.note_at(code, seg.ts, seg.num, side, message)
@@ -233,6 +272,8 @@ class ConnectionCore:
     def note_at(self, code: str, ts: int, frame: int, side: Optional[int], message: str) -> None:
         f = self.findings.get(code)
         if f is None:
+            if self.findings is NO_FINDINGS:
+                self.findings = {}
             self.findings[code] = Finding(code, ts, frame,
                                           None if side is None else SIDES[side], message)
         else:

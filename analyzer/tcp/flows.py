@@ -96,7 +96,7 @@ class FlowTable:
 
     def __init__(self, on_done: Callable[[Connection, int], None], msl_ns: int,
                  idle_timeout_ns: Optional[int] = None, max_live: int = DEFAULT_MAX_LIVE,
-                 starts: Optional[array] = None) -> None:
+                 zeek_view: bool = True, starts: Optional[array] = None) -> None:
         #: Every connection under both directions of its 4-tuple: a packet's own key finds it
         #: with one lookup, without ordering the addresses first.
         self.live: Dict[Key, Connection] = {}
@@ -115,6 +115,8 @@ class FlowTable:
         #: `queued_ts` holds their last packet time then).
         self.finished: Deque[Connection] = deque()
         self.on_done = on_done
+        #: Connections compute Zeek's view (`Settings.zeek_view`).
+        self.zeek_view = zeek_view
         self.msl_ns = msl_ns
         self.idle_ns = idle_timeout_ns
         self.next_id = 0
@@ -185,7 +187,7 @@ class FlowTable:
         if stream_id is None:
             stream_id = self._take(seg.num)
         rkey = reverse_key(key)
-        conn = Connection(stream_id, seg, orig_is_sender(seg), key, rkey)
+        conn = Connection(stream_id, seg, orig_is_sender(seg), key, rkey, self.zeek_view)
         if len(tunnel):
             self.live[key + tunnel] = self.live[rkey + tunnel] = conn
             ids = loose(tunnel)

@@ -46,7 +46,9 @@ def duplicate(c: ConnectionCore, from_orig: bool, seg: Segment) -> bool:
     x.pkts += 1
     x.bytes += seg.paylen
     x.ip_bytes += seg.iplen
-    c.zeek.segment(from_orig, seg, not seg.cut, seg.bad_csum)
+    zeek = c.zeek_view()
+    if zeek is not None:
+        zeek.segment(from_orig, seg, not seg.cut, seg.bad_csum)
     c.repeat("CAPTURE_DUPLICATE") or c.note(
         "CAPTURE_DUPLICATE", seg, s, "frame %d is the frame before it captured again (same "
         "IP ID %d and bytes, %.3f ms later): counted apart, not as a retransmission"

@@ -58,11 +58,12 @@ def analyze_segment(c: ConnectionCore, s: int, x: Endpoint, y: Endpoint, seg: Se
     flags = seg.flags
     if flags & RST:
         return
-    a = x.analysis
+    a = x.analysis          # QUIET (shared, read only) until the first count: own_analysis()
     nxt = x.next_seq
     side = ("orig", "resp")[s]
     paylen = seg.paylen
     if seg.win == 0 and not flags & (SYN | FIN):
+        a = x.own_analysis()
         a.zero_windows += 1
         if not a.zw_since:
             a.zw_since = seg.ts
@@ -79,6 +80,7 @@ def analyze_segment(c: ConnectionCore, s: int, x: Endpoint, y: Endpoint, seg: Se
             seg.seq == (nxt - 1) & 0xFFFFFFFF and (y.last_ack < 0 or y.last_ack == nxt):
         # RFC 1122 §4.2.3.6: a probe goes out on a quiet connection, everything acknowledged;
         # a 1-byte resend of unacknowledged data is a retransmission.
+        a = x.own_analysis()
         a.keepalives += 1
         a.keepalive_open = True
         c.repeat("KEEPALIVE") or c.note(
@@ -89,6 +91,7 @@ def analyze_segment(c: ConnectionCore, s: int, x: Endpoint, y: Endpoint, seg: Se
     if y.analysis.keepalive_open and flags & ACK and not paylen and not flags & (SYN | FIN):
         y.analysis.keepalive_open = False
         if y.next_seq >= 0 and seq_le(seg.ack, y.next_seq):
+            a = x.own_analysis()
             a.keepalive_acks += 1
             return
     if flags & ACK and not flags & SYN and y.next_seq >= 0 and seq_lt(y.next_seq, seg.ack):
@@ -97,6 +100,7 @@ def analyze_segment(c: ConnectionCore, s: int, x: Endpoint, y: Endpoint, seg: Se
             # keep-alive probe): this ACK tells its real next sequence number.
             y.next_seq = seg.ack
             return
+        a = x.own_analysis()
         a.acked_unseen += 1
         if acks_unseen_fin(y, seg):
             c.repeat("ACK_OF_UNSEEN_FIN") or c.note(
@@ -115,6 +119,7 @@ def analyze_segment(c: ConnectionCore, s: int, x: Endpoint, y: Endpoint, seg: Se
         if not x.seq_exact and seq == (nxt + 1) & 0xFFFFFFFF:
             return                      # only bare segments seen so far: one was a probe
         # A jump forward, even on a bare ACK: the bytes before it were not captured.
+        a = x.own_analysis()
         a.lost_segments += 1
         if a.holes is None:
             a.holes = []
@@ -128,6 +133,7 @@ def analyze_segment(c: ConnectionCore, s: int, x: Endpoint, y: Endpoint, seg: Se
     if not (paylen or flags & FIN):
         return                          # a bare ACK behind: nothing was sent again
     if flags & FIN and paylen == 0 and x.fin_seq >= 0 and seq == x.fin_seq:
+        a = x.own_analysis()
         a.retransmissions += 1
         _count_resend(a, y)
         c.repeat("FIN_RETRANSMITTED") or c.note(
@@ -154,6 +160,7 @@ def analyze_segment(c: ConnectionCore, s: int, x: Endpoint, y: Endpoint, seg: Se
                     % (side, rel(x, seq)))
                 return
             break
+    a = x.own_analysis()
     a.retransmissions += 1
     _count_resend(a, y)
     c.repeat("RETRANSMISSION") or c.note(

@@ -1,0 +1,67 @@
+"""The result store's spill: every result read back from disk equals the one stored, whatever
+it carries (findings, lingering states, tunnels, reuse), and any encoding comes back too."""
+
+from __future__ import annotations
+
+import glob
+import os
+
+import pytest
+
+from analyzer.judge.result import ConnResult, unflat
+from analyzer.pipeline import analyze
+from analyzer.report.store import ResultStore
+from analyzer.settings import Settings
+from analyzer.tcp.endpoint import NO_COUNTS
+from conftest import REPO
+
+CAPTURES = sorted(glob.glob(os.path.join(str(REPO), "samples", "**", "*.pcap*"), recursive=True))
+
+
+def _every_result():
+    for path in CAPTURES:
+        yield from analyze([path]).connections
+
+
+def test_flat_round_trip_is_exact():
+    n = 0
+    for r in _every_result():
+        back = unflat(r.flat())
+        assert back.to_dict() == r.to_dict()
+        assert back.flat() == r.flat()
+        assert (back.analysis[0] is NO_COUNTS) == (r.analysis[0] is NO_COUNTS)
+        n += 1
+    assert n > 40
+
+
+@pytest.mark.parametrize("path", CAPTURES, ids=os.path.basename)
+def test_spilled_reports_equal_kept_ones(path):
+    kept = analyze([path])
+    spilled = analyze([path], Settings(result_budget=1))
+    assert len(kept.connections) == 0 or spilled.connections.runs
+    assert spilled.to_dict() == kept.to_dict()
+
+
+class Opaque:
+    """An encoding marshal cannot write (the store pickles it)."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+
+def test_encodings_spill_too():
+    results = list(_every_result())[:20]
+    text = ResultStore(budget=3, encode=lambda r: "line %d" % r.id)
+    opaque = ResultStore(budget=3, encode=lambda r: Opaque(r.id))
+    for r in reversed(results):
+        text.add(r)
+        opaque.add(r)
+    ids = sorted(r.id for r in results)
+    assert list(text) == ["line %d" % i for i in ids] and text.runs
+    assert [o.n for o in opaque] == ids and opaque.runs
+    assert [o.n for o in opaque] == ids             # read as often as needed
+
+
+def test_results_keep_their_class():
+    r = next(iter(_every_result()))
+    assert isinstance(unflat(r.flat()), ConnResult)
