@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-import pickle
 import signal
 import stat
 import traceback
@@ -132,7 +131,7 @@ def _work(paths: List[str], settings: Settings, index: int, count: int, pipe: Co
         except BrokenPipeError:
             os._exit(1)
         except BaseException:               # a defect: the parent reports it (exit 70)
-            pipe.send_bytes(pickle.dumps(("error", traceback.format_exc())))
+            pipe.send_bytes(b"X" + traceback.format_exc().encode("utf-8", "replace"))
             os._exit(70)
         finally:
             pipe.close()

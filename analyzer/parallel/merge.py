@@ -22,6 +22,7 @@ results waiting; the results themselves go to the sink as in one process.
 
 from __future__ import annotations
 
+import marshal
 import pickle
 from array import array
 from bisect import bisect_left
@@ -29,7 +30,7 @@ from collections import Counter
 from typing import List, Optional, Tuple
 
 from analyzer.common.findings import Finding
-from analyzer.judge.result import ConnResult
+from analyzer.judge.result import ConnResult, unflat
 from analyzer.pipeline import Tally, evicted_warning
 from analyzer.report.model import CaptureSummary, Report
 from analyzer.report.store import ResultSink, ResultStore
@@ -62,25 +63,27 @@ class Merger:
         self.ends: List[Optional[Tuple[CaptureSummary, List[Finding]]]] = [None] * count
 
     def take(self, index: int, chunk: bytes) -> None:
-        message = pickle.loads(chunk)
-        kind = message[0]
-        if kind == "results":
+        kind = chunk[:1]
+        if kind == b"R":
             mark = self.mark
-            for r in message[1]:
+            for t in marshal.loads(chunk[1:]):
+                r = unflat(t)
                 if r.id <= mark:
                     self._pass(r)
                 else:
                     self.waiting.append(r)
-        elif kind == "starts":
-            self.starts[index].frombytes(message[2])
-            self.through[index] = self.read[index] = message[1]
+        elif kind == b"S":
+            through, numbers = marshal.loads(chunk[1:])
+            self.starts[index].frombytes(numbers)
+            self.through[index] = self.read[index] = through
             self._advance()
-        elif kind == "end":
-            self.ends[index] = (message[1], message[2])
+        elif kind == b"E":
+            self.ends[index] = pickle.loads(chunk[1:])
             self.through[index] = _ALL
             self._advance()
-        elif kind == "error":               # a defect in the shard: its traceback
-            raise ShardFailed("shard %d of %d failed:\n%s" % (index, self.count, message[1]))
+        elif kind == b"X":                  # a defect in the shard: its traceback
+            raise ShardFailed("shard %d of %d failed:\n%s"
+                              % (index, self.count, chunk[1:].decode("utf-8", "replace")))
         else:
             raise ShardFailed("shard %d sent an unknown message %r" % (index, kind))
 

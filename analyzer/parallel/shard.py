@@ -2,21 +2,25 @@
 
 `run_shard` analyses shard `index` of `count` (`analyze(..., shard=...)`: every frame is read,
 the other shards' are skipped at header speed) and hands the parent a stream of messages
-through `emit`, each one pickled `bytes` object of bounded size:
+through `emit`, each one `bytes` object of bounded size, its first byte saying what it is:
 
-* `("results", [ConnResult, ...])`: finished connections, up to `BATCH` at a time, in the order
-  they finished; their ids (and `reused_from`) are first-frame numbers (tcp/flows.py, Shards);
-* `("starts", through, bytes)`: the numbers this shard took (an `array('q')` of frame
-  numbers, ascending) since the last such message; every number it will ever take for a frame
-  up to `through` has now been sent;
-* `("end", CaptureSummary, [Finding])`: the shard's capture summary and its capture-wide
-  findings other than floods and scans (which the parent finds from all results); last.
+* `R`: finished connections, up to `BATCH` at a time, in the order they finished, as their
+  plain values (`ConnResult.flat()`, written with `marshal`: a fraction of the cost of pickling
+  the objects); their ids (and `reused_from`) are first-frame numbers (tcp/flows.py, Shards);
+* `S`: `(through, numbers)` with marshal: the numbers this shard took (an `array('q')` of
+  frame numbers, ascending, as bytes) since the last such message; every number it will ever
+  take for a frame up to `through` has now been sent;
+* `E`: `(CaptureSummary, [Finding])`, pickled: the shard's capture summary and its
+  capture-wide findings other than floods and scans (which the parent finds from all
+  results); last;
+* `X`: a defect's traceback, as UTF-8 text, instead of `E`.
 
 The parent (merge.py) needs nothing else: no shared memory, no order between shards.
 """
 
 from __future__ import annotations
 
+import marshal
 import pickle
 from array import array
 from typing import Callable, Iterator, List, Sequence
@@ -47,7 +51,7 @@ class Sender:
 
     def flush(self) -> None:
         if self.batch:
-            self.emit(pickle.dumps(("results", self.batch), pickle.HIGHEST_PROTOCOL))
+            self.emit(b"R" + marshal.dumps([r.flat() for r in self.batch]))
             self.batch = []
 
     def __iter__(self) -> Iterator[ConnResult]:
@@ -66,7 +70,7 @@ def run_shard(paths: Sequence[str], settings: Settings, index: int, count: int,
 
     def mark(through: int) -> None:
         sender.flush()
-        emit(pickle.dumps(("starts", through, starts.tobytes()), pickle.HIGHEST_PROTOCOL))
+        emit(b"S" + marshal.dumps((through, starts.tobytes())))
         del starts[:]
         on_frame(through)
 
@@ -74,7 +78,7 @@ def run_shard(paths: Sequence[str], settings: Settings, index: int, count: int,
                      shard=Shard(index, count, starts))
     mark(report.capture.packets)
     found = [f for f in report.findings if f.code not in DETECTED]
-    emit(pickle.dumps(("end", report.capture, found), pickle.HIGHEST_PROTOCOL))
+    emit(b"E" + pickle.dumps((report.capture, found), pickle.HIGHEST_PROTOCOL))
 
 
 #: The capture-wide findings the parent makes from every shard's results.
