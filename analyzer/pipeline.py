@@ -56,6 +56,9 @@ class Tally:
         self.summary = Summary()
         self.floods = FloodDetector(settings.flood_threshold, settings.flood_window)
         self.scans = ScanDetector()
+        #: One shard's: its capture-wide findings are not counted (the parent counts them
+        #: once, from all shards' results).
+        self.partial = False
 
     def add(self, r: ConnResult) -> None:
         self.results.add(r)
@@ -67,8 +70,9 @@ class Tally:
                ladders: dict) -> Report:
         """The report, with the capture-wide findings: floods, scans, then `found`."""
         capture_findings = self.floods.findings() + self.scans.findings() + found
-        for f in capture_findings:
-            self.summary.count(f)
+        if not self.partial:
+            for f in capture_findings:
+                self.summary.count(f)
         return Report(capture, self.results, self.summary, msl, ladders, capture_findings)
 
 
@@ -76,7 +80,7 @@ def analyze(paths: Sequence[str], settings: Settings = DEFAULT_SETTINGS, *,
             sink: Optional[ResultSink] = None,
             on_frame: Optional[Callable[[int], None]] = None,
             tracer: Optional[Callable[[Connection, Segment], bool]] = None,
-            shard: Optional[Shard] = None) -> Report:
+            shard: Optional[Shard] = None, tally: Optional[Tally] = None) -> Report:
     """Analyse one capture, or several files as one time-ordered capture.
 
     Files that cannot be read are listed in `report.capture.errors` (exit code 3); everything
@@ -91,7 +95,8 @@ def analyze(paths: Sequence[str], settings: Settings = DEFAULT_SETTINGS, *,
     it) instead of into a ladder; the read stops when it returns True (the diagrams' second
     read, render/packets.py). With `shard`, one shard of the analysis (`Shard`); its report's
     capture summary leaves out the warning about connections finalized early (the parent
-    says it once for all shards).
+    says it once for all shards); `tally`: where the results go (its sink, instead of
+    `sink`), when the caller reads its counts afterwards (a shard sends them to the parent).
     """
     stats = CaptureStats()
     errors: List[str] = []
@@ -100,10 +105,11 @@ def analyze(paths: Sequence[str], settings: Settings = DEFAULT_SETTINGS, *,
     msl_ns = settings.msl_ns
     checksums = settings.checksums
     trace = settings.ladders
-    tally = Tally(settings, ResultStore(settings.result_budget) if sink is None else sink)
+    into = tally if tally is not None else Tally(
+        settings, ResultStore(settings.result_budget) if sink is None else sink)
 
     def done(conn: Connection, now: int) -> None:
-        tally.add(finalize(conn, now, msl_ns))
+        into.add(finalize(conn, now, msl_ns))
 
     count = 0 if shard is None else shard.parts
     mine = 0 if shard is None else shard.part
@@ -195,7 +201,7 @@ def analyze(paths: Sequence[str], settings: Settings = DEFAULT_SETTINGS, *,
     found = []
     if fragments is not None and fragments.first_malformed is not None:
         found.append(malformed_fragments(fragments))
-    return tally.report(capture, found, settings.msl, ladders)
+    return into.report(capture, found, settings.msl, ladders)
 
 
 def evicted_warning(evicted_early: int, max_live: int) -> str:

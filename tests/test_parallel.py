@@ -144,10 +144,10 @@ def test_a_worker_that_dies_is_an_internal_error_not_a_short_report(tmp_path, mo
     _mixed_capture(cap)
     real = local.run_shard
 
-    def dying(paths, settings, index, count, emit, on_frame):
+    def dying(paths, settings, index, count, emit, on_frame, work=None):
         if index == 1:
             os._exit(3)
-        real(paths, settings, index, count, emit, on_frame)
+        real(paths, settings, index, count, emit, on_frame, work)
 
     monkeypatch.setattr(local, "run_shard", dying)
     with pytest.raises(ShardFailed, match="shard 1 of 2"):
@@ -173,10 +173,15 @@ def _cli(*args: str, stdin=None) -> subprocess.CompletedProcess:
 def test_the_cli_option(tmp_path):
     cap = tmp_path / "c.pcap"
     _mixed_capture(cap)
+    # Each renderer's own sink: JSON lines encoded in the shards, the terminal's connections
+    # needing attention chosen there, conn.log and a filtered report from every result.
+    for args in (["-f", "json"], [], ["-f", "zeek"], ["--filter", "tcp.port == 80"],
+                 ["-f", "json", "--report", "junit=%s" % (tmp_path / "j.xml")]):
+        one = _cli(str(cap), *args)
+        for value in ("2", "auto"):
+            p = _cli(str(cap), *args, "--jobs", value)
+            assert (p.returncode, p.stdout, p.stderr) == (one.returncode, one.stdout, one.stderr)
     one = _cli(str(cap), "-f", "json")
-    for value in ("2", "auto"):
-        p = _cli(str(cap), "-f", "json", "--jobs", value)
-        assert p.returncode == one.returncode and p.stdout == one.stdout and p.stderr == one.stderr
     piped = _cli("-", "-f", "json", "-j", "3", stdin=cap.read_bytes())
     assert piped.stdout.replace(b'"-"', b'"%s"' % str(cap).encode()) == one.stdout
     for bad in ("0", "x", "-2"):

@@ -10,6 +10,7 @@ half-open attempt (24 bytes: they are exactly what a flood is made of), never th
 from __future__ import annotations
 
 from array import array
+from zlib import crc32
 from typing import Dict, Final, List, Tuple
 
 from analyzer.common.findings import Finding
@@ -27,7 +28,7 @@ class FloodDetector:
     def __init__(self, threshold: int = DEFAULT_THRESHOLD, window: float = DEFAULT_WINDOW) -> None:
         self.threshold = threshold
         self.window_ns = int(window * 1e9)
-        # server -> three parallel arrays: SYN time, first frame, hash of the source address
+        # server -> three parallel arrays: SYN time, first frame, CRC-32 of the source address (the same in every process)
         # (24 bytes an attempt: a flood of millions stays in tens of MB).
         self.attempts: Dict[Server, Tuple[array, array, array]] = {}
 
@@ -40,7 +41,18 @@ class FloodDetector:
             # (a pcapng timestamp can lie beyond the array's 64 bits: kept at the bound)
             arrays[0].append(min(max(r.start, -_I64), _I64))
             arrays[1].append(r.first_frame)
-            arrays[2].append(hash(r.orig_raw[0]))
+            arrays[2].append(crc32(r.orig_raw[0]))
+
+    def merge(self, other: "FloodDetector") -> None:
+        """Take in what another detector saw (a shard of a parallel run)."""
+        for server, (times, frames, sources) in other.attempts.items():
+            arrays = self.attempts.get(server)
+            if arrays is None:
+                self.attempts[server] = (times, frames, sources)
+            else:
+                arrays[0].extend(times)
+                arrays[1].extend(frames)
+                arrays[2].extend(sources)
 
     def findings(self) -> List[Finding]:
         out = []

@@ -13,6 +13,7 @@ never the connections.
 from __future__ import annotations
 
 from typing import Dict, Final, List, Set, Tuple
+from zlib import crc32
 
 from analyzer.common.findings import Finding
 from analyzer.judge.result import ConnResult
@@ -62,8 +63,26 @@ class ScanDetector:
         scan.probes += 1
         scan.ports.add(r.resp_raw[1])
         if len(scan.hosts) < MAX_HOSTS:
-            scan.hosts.add(hash(r.resp_raw[0]))
+            scan.hosts.add(crc32(r.resp_raw[0]))
         scan.kinds[kind] = scan.kinds.get(kind, 0) + 1
+
+    def merge(self, other: "ScanDetector") -> None:
+        """Take in what another detector saw (a shard of a parallel run)."""
+        for src, theirs in other.sources.items():
+            scan = self.sources.get(src)
+            if scan is None:
+                self.sources[src] = theirs
+                continue
+            if (theirs.first_ts, theirs.first_frame) < (scan.first_ts, scan.first_frame):
+                scan.first_ts, scan.first_frame = theirs.first_ts, theirs.first_frame
+            scan.probes += theirs.probes
+            scan.ports |= theirs.ports
+            for host in theirs.hosts:
+                if len(scan.hosts) >= MAX_HOSTS:
+                    break
+                scan.hosts.add(host)
+            for kind, n in theirs.kinds.items():
+                scan.kinds[kind] = scan.kinds.get(kind, 0) + n
 
     def findings(self) -> List[Finding]:
         out = []

@@ -27,10 +27,10 @@ from typing import Any, Callable, List, Optional, Sequence, cast
 
 from analyzer.capture.interrupt import interruptible, received
 from analyzer.parallel.merge import Merger, ShardFailed
-from analyzer.parallel.shard import run_shard
+from analyzer.parallel.shard import Work, run_shard
 from analyzer.pipeline import analyze
 from analyzer.report.model import Report
-from analyzer.report.store import ResultSink
+from analyzer.report.store import ResultSink, ResultStore
 from analyzer.settings import Settings
 
 
@@ -65,13 +65,17 @@ def analyze_jobs(paths: Sequence[str], settings: Settings, jobs: int, *,
         return analyze(list(paths), settings, sink=sink, on_frame=on_frame)
     methods = multiprocessing.get_all_start_methods()
     ctx: Any = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
-    merger = Merger(jobs, settings, sink)
+    if sink is None:
+        sink = ResultStore(settings.result_budget)
+    work = sink.shard_work() if isinstance(sink, ResultStore) else None
+    merger = Merger(jobs, settings, sink, work is not None)
     pipes: List[Connection] = []
     workers = []
     try:
         for i in range(jobs):
             r, w = ctx.Pipe(duplex=False)
-            p = ctx.Process(target=_work, args=(list(paths), settings, i, jobs, w, os.getpid()),
+            p = ctx.Process(target=_work,
+                            args=(list(paths), settings, i, jobs, w, os.getpid(), work),
                             name="tcpflow-check shard %d" % i, daemon=True)
             p.start()
             w.close()
@@ -114,7 +118,7 @@ def analyze_jobs(paths: Sequence[str], settings: Settings, jobs: int, *,
 
 
 def _work(paths: List[str], settings: Settings, index: int, count: int, pipe: Connection,
-          parent: int) -> None:
+          parent: int, work: Work) -> None:
     """A worker process: one shard, its messages to `pipe`."""
     with interruptible():
         signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -127,7 +131,7 @@ def _work(paths: List[str], settings: Settings, index: int, count: int, pipe: Co
                 os._exit(1)
 
         try:
-            run_shard(paths, settings, index, count, emit, alive)
+            run_shard(paths, settings, index, count, emit, alive, work)
         except BrokenPipeError:
             os._exit(1)
         except BaseException:               # a defect: the parent reports it (exit 70)

@@ -22,17 +22,19 @@ results waiting; the results themselves go to the sink as in one process.
 
 from __future__ import annotations
 
+import heapq
 import marshal
 import pickle
 from array import array
 from bisect import bisect_left
 from collections import Counter
-from typing import List, Optional, Tuple
+from typing import Any, List, Optional, Tuple, cast
 
-from analyzer.common.findings import Finding
 from analyzer.judge.result import ConnResult, unflat
 from analyzer.pipeline import Tally, evicted_warning
-from analyzer.report.model import CaptureSummary, Report
+from analyzer.judge.floods import FloodDetector
+from analyzer.judge.scans import Scan, ScanDetector
+from analyzer.report.model import Report, Summary
 from analyzer.report.store import ResultSink, ResultStore
 from analyzer.settings import Settings
 
@@ -48,30 +50,45 @@ class ShardFailed(Exception):
 
 
 class Merger:
-    """Takes each shard's messages, in that shard's order (shards interleave freely)."""
+    """Takes each shard's messages, in that shard's order (shards interleave freely).
+
+    `work`: the shards encode and choose the results for the sink (`ResultStore.shard_work`,
+    messages `P`) and count them themselves; otherwise every result comes (`R`) and is
+    counted here."""
 
     def __init__(self, count: int, settings: Settings,
-                 sink: Optional[ResultSink] = None) -> None:
+                 sink: Optional[ResultSink] = None, work: bool = False) -> None:
         self.count = count
         self.settings = settings
-        self.tally = Tally(settings, ResultStore(settings.result_budget) if sink is None else sink)
+        store = ResultStore(settings.result_budget) if sink is None else sink
+        self.tally = Tally(settings, store)
+        self.store = store
+        self.work = work
         self.starts = [array("q") for _ in range(count)]
         self.through = [0] * count
         self.read = [0] * count             # frames each shard has analysed
         self.mark = 0                       # every shard's numbers up to here are known
-        self.waiting: List[ConnResult] = []
-        self.ends: List[Optional[Tuple[CaptureSummary, List[Finding]]]] = [None] * count
+        #: Results waiting for the slowest shard: (number, arrival, kind, what).
+        self.waiting: List[Tuple[int, int, int, Any]] = []
+        self.arrived = 0
+        self.ends: List[Optional[tuple]] = [None] * count
 
     def take(self, index: int, chunk: bytes) -> None:
         kind = chunk[:1]
-        if kind == b"R":
+        if kind == b"R" or kind == b"P":
             mark = self.mark
-            for t in marshal.loads(chunk[1:]):
-                r = unflat(t)
-                if r.id <= mark:
-                    self._pass(r)
+            for item in marshal.loads(chunk[1:]):
+                if kind == b"R":
+                    n, what, how = item[0], item, _VALUES
+                elif item[0] < 0:
+                    n, what, how = item[1][0], item[1], _RENUMBER
                 else:
-                    self.waiting.append(r)
+                    n, what, how = item[0], item[1], _KEPT
+                if n <= mark:
+                    self._pass(n, how, what)
+                else:
+                    self.arrived += 1
+                    heapq.heappush(self.waiting, (n, self.arrived, how, what))
         elif kind == b"S":
             through, numbers = marshal.loads(chunk[1:])
             self.starts[index].frombytes(numbers)
@@ -99,18 +116,29 @@ class Merger:
         if mark <= self.mark:
             return
         self.mark = mark
-        waiting, self.waiting = self.waiting, []
-        for r in waiting:
-            if r.id <= mark:
-                self._pass(r)
-            else:
-                self.waiting.append(r)
+        waiting = self.waiting
+        while waiting and waiting[0][0] <= mark:
+            n, _, how, what = heapq.heappop(waiting)
+            self._pass(n, how, what)
 
     def number(self, p: int) -> int:
         """The stream number of the connection (or reservation) numbered `p` in its shard."""
-        return sum(bisect_left(s, p) for s in self.starts)
+        n = 0
+        for s in self.starts:
+            n += bisect_left(s, p)
+        return n
 
-    def _pass(self, r: ConnResult) -> None:
+    def _pass(self, p: int, how: int, what: Any) -> None:
+        if how == _KEPT:                    # encoded (or kept) in the shard: counted there
+            store = cast(ResultStore, self.store)
+            if store.encode is None:
+                r = unflat(what)
+                r.id = self.number(p)
+                store.put(r.id, r)
+            else:
+                store.put(self.number(p), what)
+            return
+        r = unflat(what)
         q = r.reused_from
         if q is not None:
             n = self.number(q)
@@ -119,8 +147,11 @@ class Merger:
                 if f.code in NAMING:
                     f.message = f.message.replace(old, new, 1)
             r.reused_from = n
-        r.id = self.number(r.id)
-        self.tally.add(r)
+        r.id = self.number(p)
+        if how == _RENUMBER:                # counted in the shard, kept and encoded here
+            self.store.add(r)
+        else:
+            self.tally.add(r)
 
     def report(self) -> Report:
         """The report, once every shard has ended."""
@@ -131,18 +162,47 @@ class Merger:
                                   % (i, self.count))
             ends.append(end)
         assert not self.waiting
-        first, found = ends[0]
+        first, found, _ = ends[0]
         skipped: Counter = Counter()
         tcp = evicted = 0
         interrupted = False
-        for capture, _ in ends:
+        for capture, _, counts in ends:
             skipped.update(capture.skipped)
             tcp += capture.tcp_packets
             evicted += capture.evicted_early
             interrupted = interrupted or capture.interrupted
+            if counts is not None:
+                merge_tally(self.tally, counts)
         warnings = first.warnings
         if evicted:
             warnings += (evicted_warning(evicted, self.settings.max_live),)
         capture = first._replace(tcp_packets=tcp, skipped=dict(skipped), warnings=warnings,
                                  evicted_early=evicted, interrupted=interrupted)
         return self.tally.report(capture, list(found), self.settings.msl, {})
+
+
+#: How a result from a shard is passed on: its values, to count and keep here; kept and
+#: encoded there; its values, counted there, to renumber and encode here.
+_VALUES, _KEPT, _RENUMBER = 0, 1, 2
+
+
+def merge_tally(tally: Tally, counts: tuple) -> None:
+    """Add a shard's counts (`shard.tally_state`) to the parent's."""
+    summary, floods, scans, dropped = counts
+    s = Summary()
+    (s.connections, s.handshakes, s.closes, s.resets, s.lingering, s.severities, s.codes,
+     s.analysis, s.syn_retransmissions, s.attention) = summary
+    tally.summary.merge(s)
+    f = FloodDetector()
+    for server, (a, b, c) in floods.items():
+        f.attempts[server] = (array("q", a), array("q", b), array("q", c))
+    tally.floods.merge(f)
+    sc = ScanDetector()
+    for src, (ports, hosts, kinds, first_ts, first_frame, probes) in scans.items():
+        x = Scan(first_ts, first_frame)
+        x.ports, x.hosts, x.kinds, x.probes = set(ports), set(hosts), kinds, probes
+        sc.sources[src] = x
+    tally.scans.merge(sc)
+    store = tally.results
+    if isinstance(store, ResultStore):
+        store.dropped(dropped)

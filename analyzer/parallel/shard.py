@@ -10,9 +10,11 @@ through `emit`, each one `bytes` object of bounded size, its first byte saying w
 * `S`: `(through, numbers)` with marshal: the numbers this shard took (an `array('q')` of
   frame numbers, ascending, as bytes) since the last such message; every number it will ever
   take for a frame up to `through` has now been sent;
-* `E`: `(CaptureSummary, [Finding])`, pickled: the shard's capture summary and its
+* `P` instead of `R` when the parent's sink lets the shards encode and choose its results
+  (`Sender`);
+* `E`: `(CaptureSummary, [Finding], counts)`, pickled: the shard's capture summary, its
   capture-wide findings other than floods and scans (which the parent finds from all
-  results); last;
+  results), and with `P` its counts (`tally_state`); last;
 * `X`: a defect's traceback, as UTF-8 text, instead of `E`.
 
 The parent (merge.py) needs nothing else: no shared memory, no order between shards.
@@ -23,35 +25,55 @@ from __future__ import annotations
 import marshal
 import pickle
 from array import array
-from typing import Callable, Iterator, List, Sequence
+from typing import Any, Callable, Iterator, List, Optional, Sequence, Tuple
 
 from analyzer.judge.result import ConnResult
-from analyzer.pipeline import Shard, analyze
+from analyzer.pipeline import Shard, Tally, analyze
 from analyzer.settings import Settings
 
 #: Results per message.
 BATCH = 512
 
 Emit = Callable[[bytes], None]
+#: What the shards may do for the parent's sink (`ResultStore.shard_work`): its encoding and
+#: its choice of results; None: the parent gets every result.
+Work = Optional[Tuple[Optional[Callable[[ConnResult], Any]], Optional[Callable[[ConnResult], bool]]]]
 
 
 class Sender:
-    """A result sink that sends results to the parent in batches, and keeps none."""
+    """A result sink that sends results to the parent in batches, and keeps none.
 
-    def __init__(self, emit: Emit) -> None:
+    Without `work`, every result goes as its plain values (message `R`). With it (message
+    `P`), a result the sink would not keep is only counted, and a kept one goes encoded, as
+    `(number, encoding)` (or `(number, values)` when the sink keeps results themselves), but
+    for a result that names an earlier connection (`reused_from`), which goes as
+    `(-1, values)` for the parent to renumber and encode."""
+
+    def __init__(self, emit: Emit, work: Work = None) -> None:
         self.emit = emit
-        self.batch: List[ConnResult] = []
+        self.batch: List[Any] = []
         self.count = 0
+        self.dropped = 0
+        self.work = work is not None
+        self.encode, self.keep = work if work is not None else (None, None)
 
     def add(self, r: ConnResult) -> None:
-        self.batch.append(r)
         self.count += 1
+        if not self.work:
+            self.batch.append(r.flat())
+        elif self.keep is not None and not self.keep(r):
+            self.dropped += 1
+            return
+        elif r.reused_from is not None:
+            self.batch.append((-1, r.flat()))
+        else:
+            self.batch.append((r.id, r.flat() if self.encode is None else self.encode(r)))
         if len(self.batch) >= BATCH:
             self.flush()
 
     def flush(self) -> None:
         if self.batch:
-            self.emit(b"R" + marshal.dumps([r.flat() for r in self.batch]))
+            self.emit((b"P" if self.work else b"R") + marshal.dumps(self.batch))
             self.batch = []
 
     def __iter__(self) -> Iterator[ConnResult]:
@@ -62,11 +84,16 @@ class Sender:
 
 
 def run_shard(paths: Sequence[str], settings: Settings, index: int, count: int,
-              emit: Emit, on_frame: Callable[[int], None] = lambda n: None) -> None:
+              emit: Emit, on_frame: Callable[[int], None] = lambda n: None,
+              work: Work = None) -> None:
     """Analyse shard `index` of `count` of the capture `paths`, sending messages to `emit`
-    (module docstring). `on_frame(n)` is called with each progress mark, after its message."""
+    (module docstring). `on_frame(n)` is called with each progress mark, after its message.
+    With `work` (`ResultStore.shard_work` of the parent's sink), the shard encodes and
+    chooses the results, and counts them itself (the end message carries the counts)."""
     starts = array("q")
-    sender = Sender(emit)
+    sender = Sender(emit, work)
+    tally = Tally(settings, sender)
+    tally.partial = True
 
     def mark(through: int) -> None:
         sender.flush()
@@ -74,12 +101,26 @@ def run_shard(paths: Sequence[str], settings: Settings, index: int, count: int,
         del starts[:]
         on_frame(through)
 
-    report = analyze(list(paths), settings, sink=sender, on_frame=mark,
-                     shard=Shard(index, count, starts))
+    report = analyze(list(paths), settings, on_frame=mark, shard=Shard(index, count, starts),
+                     tally=tally)
     mark(report.capture.packets)
     found = [f for f in report.findings if f.code not in DETECTED]
-    emit(b"E" + pickle.dumps((report.capture, found), pickle.HIGHEST_PROTOCOL))
+    counts = tally_state(tally, sender.dropped) if work is not None else None
+    emit(b"E" + pickle.dumps((report.capture, found, counts), pickle.HIGHEST_PROTOCOL))
 
 
 #: The capture-wide findings the parent makes from every shard's results.
 DETECTED = frozenset({"HALF_OPEN_FLOOD", "PORT_SCAN"})
+
+
+def tally_state(tally: Tally, dropped: int) -> tuple:
+    """A shard's counts as plain values: its summary, floods, scans, and the results its sink
+    did not keep (`merge.merge_tally` adds them up)."""
+    s = tally.summary
+    summary = (s.connections, s.handshakes, s.closes, s.resets, s.lingering, s.severities,
+               s.codes, list(s.analysis), s.syn_retransmissions, s.attention)
+    floods = {server: (a.tobytes(), b.tobytes(), c.tobytes())
+              for server, (a, b, c) in tally.floods.attempts.items()}
+    scans = {src: (sorted(x.ports), sorted(x.hosts), x.kinds, x.first_ts, x.first_frame,
+                   x.probes) for src, x in tally.scans.sources.items()}
+    return summary, floods, scans, dropped

@@ -44,7 +44,12 @@ def make_sink(settings: Settings, **_options) -> Optional[ResultSink]:
     carry ladders, written from the results)."""
     if settings.ladders:
         return None
-    return ResultStore(settings.result_budget, encode=connection_json)
+    return ResultStore(settings.result_budget, encode=connection_json, relabel=relabel)
+
+
+def relabel(line: str, n: int) -> str:
+    """A connection's line (`connection_json`) with stream number `n`: its first field."""
+    return '{"id": %d' % n + line[line.index(",", 7):]
 
 
 def render(report: Report, out: TextIO, selection: Any = None, **_options) -> None:

@@ -58,6 +58,19 @@ class Summary:
         if r.needs_attention():
             self.attention += 1
 
+    def merge(self, other: "Summary") -> None:
+        """Add another summary's counts (a shard of a parallel run)."""
+        self.connections += other.connections
+        for mine, theirs in ((self.handshakes, other.handshakes), (self.closes, other.closes),
+                             (self.resets, other.resets), (self.lingering, other.lingering),
+                             (self.severities, other.severities), (self.codes, other.codes)):
+            for key, n in theirs.items():
+                mine[key] = mine.get(key, 0) + n
+        for i, n in enumerate(other.analysis):
+            self.analysis[i] += n
+        self.syn_retransmissions += other.syn_retransmissions
+        self.attention += other.attention
+
     def count(self, f: Finding) -> None:
         """A finding in the severity and code counts."""
         _bump(self.severities, f.severity)

@@ -59,10 +59,14 @@ class ResultStore:
 
     def __init__(self, budget: int = DEFAULT_BUDGET,
                  encode: Optional[Callable[[ConnResult], Any]] = None,
-                 keep: Optional[Callable[[ConnResult], bool]] = None) -> None:
+                 keep: Optional[Callable[[ConnResult], bool]] = None,
+                 relabel: Optional[Callable[[Any, int], Any]] = None) -> None:
         self.budget = budget
         self.encode = encode
         self.keep = keep
+        #: `relabel(item, n)`: an encoding made with another stream number, with number `n`
+        #: (what lets the shards of a parallel run encode: `shard_work`).
+        self.relabel = relabel
         self.memory: List[Record] = []
         self.runs: List[Tuple[int, int]] = []      # (offset, count) of each spilled run
         self.file: Optional[BinaryIO] = None
@@ -75,6 +79,26 @@ class ResultStore:
         self.memory.append((r.id, r if self.encode is None else self.encode(r)))
         if len(self.memory) >= self.budget:
             self._spill()
+
+    def shard_work(self) -> Optional[Tuple[Optional[Callable[[ConnResult], Any]],
+                                           Optional[Callable[[ConnResult], bool]]]]:
+        """What the shards of a parallel run may do for this store: `(encode, keep)`, with
+        `put` and `dropped` taking what they did; None when an encoding cannot be renumbered."""
+        if self.encode is not None and self.relabel is None:
+            return None
+        return self.encode, self.keep
+
+    def put(self, n: int, item: Any) -> None:
+        """A kept result encoded in a shard with another number: as stream `n`."""
+        self.count += 1
+        relabel = self.relabel
+        self.memory.append((n, item if relabel is None else relabel(item, n)))
+        if len(self.memory) >= self.budget:
+            self._spill()
+
+    def dropped(self, n: int) -> None:
+        """`n` results a shard did not keep (`keep`), counted."""
+        self.count += n
 
     def _spill(self) -> None:
         if self.file is None:
