@@ -118,7 +118,7 @@ def analyze_jobs(paths: Sequence[str], settings: Settings, jobs: int, *,
 
 
 def _work(paths: List[str], settings: Settings, index: int, count: int, pipe: Connection,
-          parent: int, work: Work) -> None:
+          parent: int, work: Work = None) -> None:
     """A worker process: one shard, its messages to `pipe`."""
     with interruptible():
         signal.signal(signal.SIGINT, signal.SIG_IGN)
