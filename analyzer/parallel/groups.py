@@ -27,7 +27,7 @@ from typing import (Any, Callable, Iterator, List, NamedTuple, Optional, Sequenc
                     cast)
 
 from analyzer.capture.interrupt import received
-from analyzer.parallel.local import _work
+from analyzer.parallel.local import _work, start
 from analyzer.parallel.merge import Merger, ShardFailed
 from analyzer.pipeline import analyze
 from analyzer.report.model import Report
@@ -150,7 +150,7 @@ def run_local(jobs: int, tasks: Sequence[Tuple[Sequence[str], int, int]], settin
                 p = ctx.Process(target=_work, args=(list(paths), settings, index, count, w,
                                                     os.getpid()),
                                 name="tcpflow-check group %d" % n, daemon=True)
-                p.start()
+                start(p)
                 w.close()
                 running[r] = (n, p)
             if stopped and not running:

@@ -25,7 +25,7 @@ import traceback
 from multiprocessing.connection import Connection, wait
 from typing import Any, Callable, List, Optional, Sequence, cast
 
-from analyzer.capture.interrupt import interruptible, received
+from analyzer.capture.interrupt import SIGNALS, interruptible, received
 from analyzer.parallel.merge import Merger, ShardFailed
 from analyzer.parallel.shard import Work, run_shard
 from analyzer.pipeline import analyze
@@ -77,7 +77,7 @@ def analyze_jobs(paths: Sequence[str], settings: Settings, jobs: int, *,
             p = ctx.Process(target=_work,
                             args=(list(paths), settings, i, jobs, w, os.getpid(), work),
                             name="tcpflow-check shard %d" % i, daemon=True)
-            p.start()
+            start(p)
             w.close()
             pipes.append(r)
             workers.append(p)
@@ -117,11 +117,23 @@ def analyze_jobs(paths: Sequence[str], settings: Settings, jobs: int, *,
             r.close()
 
 
+def start(p: Any) -> None:
+    """Start a worker process with SIGINT and SIGTERM held back until its own handlers are in
+    place (`_work`): a signal in between would otherwise find the parent's handler (whose
+    record the worker's `interruptible()` clears) or none (killing it)."""
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)
+    try:
+        p.start()
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
+
+
 def _work(paths: List[str], settings: Settings, index: int, count: int, pipe: Connection,
           parent: int, work: Work = None) -> None:
     """A worker process: one shard, its messages to `pipe`."""
     with interruptible():
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, SIGNALS)    # held back by `start`
 
         def emit(chunk: bytes) -> None:
             pipe.send_bytes(chunk)
