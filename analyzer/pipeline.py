@@ -70,7 +70,8 @@ def analyze(paths: Sequence[str], settings: Settings = DEFAULT_SETTINGS, *,
         floods.add(r)
         scans.add(r)
 
-    table = FlowTable(done, msl_ns, settings.idle_timeout_ns, settings.max_live)
+    table = FlowTable(done, msl_ns, settings.idle_timeout_ns, settings.max_live,
+                      settings.max_parked)
     decoder = FrameDecoder(settings.udp_tunnel_ports)
     skipped: Counter = Counter()
     tcp = 0
@@ -137,16 +138,30 @@ def analyze(paths: Sequence[str], settings: Settings = DEFAULT_SETTINGS, *,
                         "order: merged interfaces or a clock step); frames are taken in file "
                         "order, as Wireshark numbers them, and times from the timestamps"
                         % (backwards, "s are" if backwards > 1 else " is"))
-    if table.evicted_early:
-        warnings.append("%d connections were finalized before they ended (idle timeout or "
-                        "more than %d open at once, --max-connections); a later packet of one "
-                        "starts a new connection" % (table.evicted_early, settings.max_live))
+    if table.forgotten:
+        warnings.append("%d stream numbers taken by TCP headers quoted in ICMP errors were "
+                        "forgotten (more than %d 4-tuples quoted before any packet of theirs, "
+                        "--max-connections): a connection that follows on one of them is "
+                        "numbered as a new one, and from there on stream numbers may differ "
+                        "from Wireshark's" % (table.forgotten, settings.max_live))
+    bound = table.parked.bound
+    if table.evicted_early > bound:
+        warnings.append("%d connections were finalized after %g s of silence (--idle-timeout), "
+                        "before they ended; a later packet of one starts a new connection"
+                        % (table.evicted_early - bound, settings.idle_timeout or 0))
+    if bound:
+        warnings.append("%d connections were finalized before they ended (finding MEMORY_BOUND): "
+                        "more than %d were in memory at once (--max-connections) and %s"
+                        % (bound, settings.max_live, "parking them on disk failed: %s"
+                           % table.parked.error if table.parked.error is not None else
+                           "%d were parked on disk already (--max-parked)" % settings.max_parked))
 
     capture = CaptureSummary(
         files=tuple(printable(p) for p in paths), packets=num, tcp_packets=tcp, skipped=dict(skipped),
         truncated=stats.truncated, warnings=tuple(warnings), errors=tuple(errors),
         first_ts=stats.first_ts, last_ts=stats.last_ts, linktypes=dict(stats.linktypes),
-        evicted_early=table.evicted_early, interrupted=stats.interrupted)
+        evicted_early=table.evicted_early, interrupted=stats.interrupted,
+        memory_bound=bound, parked=table.parked.parks)
     capture_findings = floods.findings() + scans.findings()
     if fragments is not None and fragments.first_malformed is not None:
         capture_findings.append(malformed_fragments(fragments))
