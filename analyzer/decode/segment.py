@@ -8,8 +8,6 @@ from __future__ import annotations
 
 from typing import Final
 
-from analyzer.common.native import mypyc_attr
-
 # TCP header flag bits (RFC 9293 §3.1, RFC 3168 for ECE/CWR, RFC 3540 for NS/AE).
 FIN: Final = 0x001
 SYN: Final = 0x002
@@ -79,7 +77,6 @@ def addr_str(addr: bytes) -> str:
             + ":".join(["%x" % g for g in groups[start + length:]]))
 
 
-@mypyc_attr(serializable=True)        # parked on disk: tcp/parked.py
 class Segment:
     """One TCP segment.
 

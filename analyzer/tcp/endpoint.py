@@ -14,7 +14,6 @@ from __future__ import annotations
 from typing import ClassVar, Dict, Final, List, Optional, Tuple
 
 from analyzer.common.findings import Finding
-from analyzer.common.native import mypyc_attr
 from analyzer.decode.segment import ACK, SYN, UNSET, Segment, addr_str, describe
 from analyzer.tcp.states import Input, State, step
 from analyzer.tcp.zeek import ZeekView
@@ -25,7 +24,6 @@ SIDES: Final = ("orig", "resp")
 NO_COUNTS: Final[Tuple[int, ...]] = (0,) * 7
 
 
-@mypyc_attr(serializable=True)        # parked on disk: tcp/parked.py
 class Analysis:
     """Per-direction counters of the sequence analysis (JSON `analysis.<side>`)."""
 
@@ -65,7 +63,6 @@ class Analysis:
                 self.keepalives, self.keepalive_acks, self.zero_windows)
 
 
-@mypyc_attr(serializable=True)        # parked on disk: tcp/parked.py
 class Endpoint:
     """What is known of one side: its state and the sequence numbers it has used."""
 
@@ -121,7 +118,6 @@ class Endpoint:
         return n
 
 
-@mypyc_attr(serializable=True)        # parked on disk: tcp/parked.py
 class ConnectionCore:
     """A connection's record: its two endpoints, its findings, and the moves of their states.
 

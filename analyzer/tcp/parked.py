@@ -38,11 +38,11 @@ from collections import deque
 from typing import (Any, BinaryIO, Callable, Deque, Dict, Final, Iterator, List, Optional, Tuple,
                     Union)
 
-from analyzer.decode.segment import Segment
+from analyzer.decode.segment import SYN, Segment
 from analyzer.decode.tunnels import loose
 from analyzer.tcp.conn import Connection
 from analyzer.tcp.endpoint import Analysis, Endpoint
-from analyzer.tcp.states import END_STATES
+from analyzer.tcp.states import END_STATES, State
 from analyzer.tcp.zeek import ZeekView
 from analyzer.tcp.zeekstate import ZeekEndpoint
 
@@ -83,9 +83,12 @@ def _fields(cls: type) -> Tuple[str, ...]:
 
 
 #: The classes of a connection's record, pickled as a tuple of their attributes (not as a
-#: dict of names and values: a pickle of 0.8 KB instead of 2 KB, a third less work). Another
-#: class reachable from a Connection pickles the default way (compiled: it needs
-#: `mypyc_attr(serializable=True)`, common/native.py).
+#: dict of names and values: a pickle of 0.8 KB instead of 2 KB, a third less work) and made
+#: again by their constructor, then given those attributes: a compiled class cannot be made
+#: without its `__init__` unless mypyc is told it is serializable, and that costs every
+#: attribute read a check on the hot path (its "always defined" analysis is off for such
+#: classes). Another class reachable from a Connection pickles the default way, which in the
+#: compiled build needs an `__init__` that takes no arguments.
 _RECORDS: Final = (Connection, Endpoint, Analysis, ZeekView, ZeekEndpoint, Segment)
 _FIELDS: Final[Dict[type, Tuple[str, ...]]] = {cls: _fields(cls) for cls in _RECORDS}
 _GETTERS: Final[Dict[type, Callable[[Any], Any]]] = {
@@ -102,11 +105,24 @@ def _record(obj: Any) -> Any:
         return obj.__reduce_ex__(pickle.HIGHEST_PROTOCOL)
 
 
+def _blank_segment() -> Segment:
+    return Segment(b"\0\0\0\0", b"\0\0\0\1", 1, 2, 0, 0, SYN, 0, 0)
+
+
+#: How to make an instance to fill (its attributes are all replaced).
+_BLANK: Final[Dict[type, Callable[[], Any]]] = {
+    Connection: lambda: Connection(0, _blank_segment(), True, b"\0" * 12, b"\0" * 12),
+    Endpoint: lambda: Endpoint(b"", 0, State.CLOSED, 0),
+    Segment: _blank_segment,
+}
+
+
 def _rebuild(cls: Any, values: tuple) -> Any:
-    """A record back from `_record`'s tuple, without `__init__`."""
-    obj = cls.__new__(cls)
+    """A record back from `_record`'s tuple."""
+    blank = _BLANK.get(cls)
+    obj = cls() if blank is None else blank()
     state = dict(zip(_FIELDS[cls], values))
-    if hasattr(obj, "__setstate__"):        # compiled (mypyc's, from the attributes)
+    if hasattr(obj, "__setstate__"):        # compiled (mypyc's: sets the attributes)
         obj.__setstate__(state)
     else:
         for name, value in state.items():

@@ -11,14 +11,12 @@ from __future__ import annotations
 from typing import Final, Optional
 
 from analyzer.decode.segment import SYN, ACK, FIN, RST
-from analyzer.common.native import mypyc_attr
 from analyzer.tcp.zeekstate import (CLOSED, ESTABLISHED, INACTIVE, PARTIAL, RESET, SYN_ACK_SENT,
                                     SYN_SENT, ZeekEndpoint, clean)
 
 _POW10: Final = frozenset(10 ** k for k in range(20))   # ScaledHistoryEntry thresholds, base 10
 
 
-@mypyc_attr(serializable=True)        # parked on disk: tcp/parked.py
 class ZeekMachine:
     """Both Zeek endpoints of one connection, their roles, and the history so far."""
 

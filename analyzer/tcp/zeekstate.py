@@ -7,7 +7,6 @@ from __future__ import annotations
 import re
 from typing import Final, List, Optional
 
-from analyzer.common.native import mypyc_attr
 from analyzer.decode.segment import seq_diff
 
 #: Zeek's TCP endpoint states (TCP_Endpoint.h EndpointState); small ints on the hot path.
@@ -56,7 +55,6 @@ __all__ = ["INACTIVE", "SYN_SENT", "SYN_ACK_SENT", "PARTIAL", "ESTABLISHED", "CL
 _ABOVE_HOLE: Final = 16384                  # tcp_max_above_hole_without_any_acks (init-bare.zeek)
 
 
-@mypyc_attr(serializable=True)        # parked on disk: tcp/parked.py
 class ZeekEndpoint:
     """One Zeek TCPZeekEndpoint: state, sequence bookkeeping and reassembly coverage.
 
