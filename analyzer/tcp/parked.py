@@ -4,9 +4,9 @@ changing the report.
 Rules (README "How connections are found", docs/robustness.md):
 
 * **Park, never finalize.** Past `max_live` connections in memory, the flow table parks some:
-  each is pickled whole into an anonymous temporary file and leaves the table; the next
-  packet on its 4-tuple (a lookup that misses the table) brings it back as it was, and it
-  takes that packet as if it had never left. A parked connection keeps its stream number, its
+  each is pickled whole (pickled.py) into an anonymous temporary file and leaves the table;
+  the next packet on its 4-tuple (a lookup that misses the table) brings it back as it was,
+  and it takes that packet as if it had never left. A parked connection keeps its stream number, its
   place in the queue of finished connections and its 2*MSL hold, so verdicts, findings, stream
   numbers and every output are what they would be with no bound. Memory costs what stays in
   memory plus a small index entry per parked connection; the rest costs disk.
@@ -30,24 +30,19 @@ from __future__ import annotations
 
 import heapq
 import io
-import operator
 import os
 import pickle
 import tempfile
 from collections import deque
-from typing import (Any, BinaryIO, Callable, Deque, Dict, Final, Iterator, List, Optional, Tuple,
-                    Union)
+from typing import Any, BinaryIO, Deque, Dict, Final, Iterator, List, Optional, Tuple, Union
 
-from analyzer.decode.segment import SYN, Segment
 from analyzer.decode.tunnels import loose
 from analyzer.tcp.conn import Connection
-from analyzer.tcp.endpoint import Analysis, Endpoint
-from analyzer.tcp.states import END_STATES, State
-from analyzer.tcp.zeek import ZeekView
-from analyzer.tcp.zeekstate import ZeekEndpoint
+from analyzer.tcp.pickled import DISPATCH
+from analyzer.tcp.states import END_STATES
 
 #: Parked connections at most, by default: about 130 bytes of index each in memory (and a
-#: pickle of about 2 KB on disk).
+#: pickle of about 1 KB on disk, tcp/pickled.py).
 DEFAULT_MAX_PARKED: Final = 1_000_000
 #: Pickles gathered before one write to the file.
 WRITE_BATCH: Final = 1 << 20
@@ -68,69 +63,6 @@ _M48: Final = (1 << 48) - 1
 _M64: Final = (1 << 64) - 1
 
 Slot = Tuple[bytes, int]            # (index key, stream id) of a finished connection
-
-
-def _fields(cls: type) -> Tuple[str, ...]:
-    """A record class's attributes: the compiled build lists them in `__mypyc_attrs__`, the
-    pure-Python one in the `__slots__` along its bases."""
-    attrs = getattr(cls, "__mypyc_attrs__", None)
-    if attrs is None:
-        attrs = []
-        for base in reversed(cls.__mro__):
-            slots = base.__dict__.get("__slots__", ())
-            attrs += [slots] if isinstance(slots, str) else list(slots)
-    return tuple(a for a in attrs if a not in ("__dict__", "__weakref__"))
-
-
-#: The classes of a connection's record, pickled as a tuple of their attributes (not as a
-#: dict of names and values: a pickle of 0.8 KB instead of 2 KB, a third less work) and made
-#: again by their constructor, then given those attributes: a compiled class cannot be made
-#: without its `__init__` unless mypyc is told it is serializable, and that costs every
-#: attribute read a check on the hot path (its "always defined" analysis is off for such
-#: classes). Another class reachable from a Connection pickles the default way, which in the
-#: compiled build needs an `__init__` that takes no arguments.
-_RECORDS: Final = (Connection, Endpoint, Analysis, ZeekView, ZeekEndpoint, Segment)
-_FIELDS: Final[Dict[type, Tuple[str, ...]]] = {cls: _fields(cls) for cls in _RECORDS}
-_GETTERS: Final[Dict[type, Callable[[Any], Any]]] = {
-    cls: operator.attrgetter(*names) for cls, names in _FIELDS.items() if len(names) > 1}
-
-
-def _record(obj: Any) -> Any:
-    getter = _GETTERS.get(type(obj))
-    if getter is None:
-        return obj.__reduce_ex__(pickle.HIGHEST_PROTOCOL)
-    try:
-        return _rebuild, (type(obj), getter(obj))
-    except AttributeError:              # an attribute never set (compiled): the default way
-        return obj.__reduce_ex__(pickle.HIGHEST_PROTOCOL)
-
-
-def _blank_segment() -> Segment:
-    return Segment(b"\0\0\0\0", b"\0\0\0\1", 1, 2, 0, 0, SYN, 0, 0)
-
-
-#: How to make an instance to fill (its attributes are all replaced).
-_BLANK: Final[Dict[type, Callable[[], Any]]] = {
-    Connection: lambda: Connection(0, _blank_segment(), True, b"\0" * 12, b"\0" * 12),
-    Endpoint: lambda: Endpoint(b"", 0, State.CLOSED, 0),
-    Segment: _blank_segment,
-}
-
-
-def _rebuild(cls: Any, values: tuple) -> Any:
-    """A record back from `_record`'s tuple."""
-    blank = _BLANK.get(cls)
-    obj = cls() if blank is None else blank()
-    state = dict(zip(_FIELDS[cls], values))
-    if hasattr(obj, "__setstate__"):        # compiled (mypyc's: sets the attributes)
-        obj.__setstate__(state)
-    else:
-        for name, value in state.items():
-            setattr(obj, name, value)
-    return obj
-
-
-_DISPATCH: Final = {cls: _record for cls in _RECORDS}
 
 
 def _pack(offset: int, length: int, conn: Connection) -> int:
@@ -183,7 +115,7 @@ class Parked:
         self.file: Optional[BinaryIO] = None
         self._out = io.BytesIO()
         self._pickler = pickle.Pickler(self._out, protocol=pickle.HIGHEST_PROTOCOL)
-        self._pickler.dispatch_table = _DISPATCH  # type: ignore[assignment]
+        self._pickler.dispatch_table = DISPATCH  # type: ignore[assignment]
         self.pending = bytearray()      # pickles not yet written
         self.written = 0                # bytes in the file
         self.used = 0                   # bytes of records parked now
