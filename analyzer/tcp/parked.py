@@ -297,7 +297,7 @@ class Parked:
         if self.park(table, conn):
             return True
         why = ("the disk could not take it: %s" % self.error if self.error is not None else
-               "%d connections were parked already (the bound on parked ones)" % len(self.index))
+               "%d connections were parked already (--max-parked)" % len(self.index))
         conn.note_at("MEMORY_BOUND", max(now, conn.last_ts), conn.last_frame, None,
                      "finalized before it ended: more than %d connections were in memory "
                      "(--max-connections) and %s; a later packet on its 4-tuple starts a new "
