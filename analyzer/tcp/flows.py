@@ -121,7 +121,7 @@ class FlowTable:
         self.idle_ns = idle_timeout_ns
         self.next_id = 0
         self.evicted = 0                # finalized before the end of the capture (any reason)
-        self.evicted_early = 0          # ... of which still open: idle, or over max_live
+        self.evicted_early = 0          # ... of which still open: idle, or a memory bound
         self.max_live = max_live
         #: Connections parked out of memory past `max_live`, and whether new ones are tracked
         #: for choosing the next (once the table has been over it).
