@@ -41,10 +41,13 @@ class Shard(NamedTuple):
     but analyses only the connections whose 4-tuple falls in this shard (decode/shard.py),
     numbers them by their first frame and appends every number taken to `starts`
     (tcp/flows.py). Frames that are not TCP segments are counted by shard 0 alone, so the
-    shards' counts add up to the whole capture's."""
+    shards' counts add up to the whole capture's. `notes` receives, at the end, what the
+    parent needs for the flow table's warnings (`table_warnings`): the ICMP reservations
+    forgotten and the parking error, if any."""
     part: int
     parts: int
     starts: array
+    notes: list
 
 
 class Tally:
@@ -94,8 +97,8 @@ def analyze(paths: Sequence[str], settings: Settings = DEFAULT_SETTINGS, *,
     streams in `settings.ladders` goes to `tracer(conn, seg)` (after the connection has taken
     it) instead of into a ladder; the read stops when it returns True (the diagrams' second
     read, render/packets.py). With `shard`, one shard of the analysis (`Shard`); its report's
-    capture summary leaves out the warning about connections finalized early (the parent
-    says it once for all shards); `tally`: where the results go (its sink, instead of
+    capture summary leaves out the flow table's warnings (the parent says them once for all
+    shards, `table_warnings`); `tally`: where the results go (its sink, instead of
     `sink`), when the caller reads its counts afterwards (a shard sends them to the parent).
     """
     stats = CaptureStats()
@@ -114,7 +117,8 @@ def analyze(paths: Sequence[str], settings: Settings = DEFAULT_SETTINGS, *,
     count = 0 if shard is None else shard.parts
     mine = 0 if shard is None else shard.part
     table = FlowTable(done, msl_ns, settings.idle_timeout_ns, settings.max_live,
-                      settings.zeek_view, starts=None if shard is None else shard.starts)
+                      settings.zeek_view, settings.max_parked,
+                      starts=None if shard is None else shard.starts)
     decoder = FrameDecoder(settings.udp_tunnel_ports)
     skipped: Counter = Counter()
     tcp = 0
@@ -190,25 +194,47 @@ def analyze(paths: Sequence[str], settings: Settings = DEFAULT_SETTINGS, *,
                         "order: merged interfaces or a clock step); frames are taken in file "
                         "order, as Wireshark numbers them, and times from the timestamps"
                         % (backwards, "s are" if backwards > 1 else " is"))
-    if table.evicted_early and shard is None:
-        warnings.append(evicted_warning(table.evicted_early, settings.max_live))
+    bound = table.parked.bound
+    if shard is None:
+        warnings += table_warnings(table.forgotten, table.evicted_early, bound,
+                                   table.parked.error, settings)
+    else:                           # the parent says it once for all shards
+        shard.notes.extend((table.forgotten, table.parked.error))
 
     capture = CaptureSummary(
         files=tuple(printable(p) for p in paths), packets=num, tcp_packets=tcp, skipped=dict(skipped),
         truncated=stats.truncated, warnings=tuple(warnings), errors=tuple(errors),
         first_ts=stats.first_ts, last_ts=stats.last_ts, linktypes=dict(stats.linktypes),
-        evicted_early=table.evicted_early, interrupted=stats.interrupted)
+        evicted_early=table.evicted_early, interrupted=stats.interrupted,
+        memory_bound=bound, parked=table.parked.parks)
     found = []
     if fragments is not None and fragments.first_malformed is not None:
         found.append(malformed_fragments(fragments))
     return into.report(capture, found, settings.msl, ladders)
 
 
-def evicted_warning(evicted_early: int, max_live: int) -> str:
-    """The capture's warning about connections finalized before they ended."""
-    return ("%d connections were finalized before they ended (idle timeout or more than %d "
-            "open at once, --max-connections); a later packet of one starts a new connection"
-            % (evicted_early, max_live))
+def table_warnings(forgotten: int, evicted_early: int, bound: int, error: Optional[str],
+                   settings: Settings) -> List[str]:
+    """The capture's warnings about the flow table's bounds: ICMP reservations forgotten,
+    connections finalized early by the idle timeout or a memory bound (tcp/parked.py)."""
+    warnings = []
+    if forgotten:
+        warnings.append("%d stream numbers taken by TCP headers quoted in ICMP errors were "
+                        "forgotten (more than %d 4-tuples quoted before any packet of theirs, "
+                        "--max-connections): a connection that follows on one of them is "
+                        "numbered as a new one, and from there on stream numbers may differ "
+                        "from Wireshark's" % (forgotten, settings.max_live))
+    if evicted_early > bound:
+        warnings.append("%d connections were finalized after %g s of silence (--idle-timeout), "
+                        "before they ended; a later packet of one starts a new connection"
+                        % (evicted_early - bound, settings.idle_timeout or 0))
+    if bound:
+        warnings.append("%d connections were finalized before they ended (finding MEMORY_BOUND): "
+                        "more than %d were in memory at once (--max-connections) and %s"
+                        % (bound, settings.max_live, "parking them on disk failed: %s"
+                           % error if error is not None else
+                           "%d were parked on disk already (--max-parked)" % settings.max_parked))
+    return warnings
 
 
 def malformed_fragments(fragments: Reassembler) -> Finding:

@@ -16,6 +16,7 @@ from analyzer.decode.tunnels import UDP_KINDS
 from analyzer.judge.floods import DEFAULT_THRESHOLD, DEFAULT_WINDOW
 from analyzer.report.store import DEFAULT_BUDGET
 from analyzer.tcp.flows import DEFAULT_MAX_LIVE
+from analyzer.tcp.parked import DEFAULT_MAX_PARKED
 
 #: Default MSL: 30 s, so that TIME_WAIT lasts 60 s as on Linux (RFC 793 says 2 minutes).
 DEFAULT_MSL = 30.0
@@ -34,8 +35,12 @@ class Settings:
     idle_timeout: Optional[float] = None
     #: Validate IPv4 and TCP checksums (offload makes most captured checksums wrong).
     checksums: bool = False
-    #: Connections tracked at once; past it the least recently active finish early.
+    #: Connections held in memory at once; past it some are parked on disk until their next
+    #: packet (the report is the same).
     max_live: int = DEFAULT_MAX_LIVE
+    #: Connections parked on disk at once; past it (or when the disk fails) a connection is
+    #: finalized early instead, with the finding MEMORY_BOUND.
+    max_parked: int = DEFAULT_MAX_PARKED
     #: A server with this many unanswered or uncompleted SYNs within `flood_window`
     #: seconds gets a HALF_OPEN_FLOOD finding.
     flood_threshold: int = DEFAULT_THRESHOLD
@@ -58,6 +63,10 @@ class Settings:
         if self.idle_timeout is not None:
             _seconds("idle_timeout", self.idle_timeout, zero_ok=False)
         _seconds("flood_window", self.flood_window, zero_ok=False)
+        if isinstance(self.max_parked, bool) or not isinstance(self.max_parked, int) \
+                or self.max_parked < 0:
+            raise ValueError("max_parked must be a whole number (0: park none), not %r"
+                             % (self.max_parked,))
         for name in ("max_live", "flood_threshold", "result_budget"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:

@@ -103,6 +103,8 @@ BUILDERS = {
     "HALF_OPEN_FLOOD": _flood,
     "BAD_CHECKSUM": lambda: [est()],
     "IP_FRAGMENTS_MALFORMED": lambda: [est()],
+    # Two connections open, one held in memory, none parked (max_parked=0, in _run).
+    "MEMORY_BOUND": lambda: [est(), est(client=("10.0.0.3", 40001), t0=1_700_000_000.5)],
 }
 
 
@@ -124,7 +126,8 @@ def _run(tmp_path, code):
                    (ts, last, side)] + packets[1:]
     path = tmp_path / "c.pcap"
     write_pcap(path, packets)
-    return analyze([str(path)], Settings(checksums=(code == "BAD_CHECKSUM"))).to_dict()
+    bound = {"max_live": 1, "max_parked": 0} if code == "MEMORY_BOUND" else {}
+    return analyze([str(path)], Settings(checksums=(code == "BAD_CHECKSUM"), **bound)).to_dict()
 
 
 def _all_codes(doc):

@@ -55,7 +55,8 @@ def stream_ladder(paths: Sequence[str], settings: Settings, r: ConnResult,
     # The pipeline's own decoder: tunnels opened as the analysis opened them.
     decoder = FrameDecoder(settings.udp_tunnel_ports)
     tracer = Tracer()
-    table = FlowTable(_drop, settings.msl_ns, settings.idle_timeout_ns, settings.max_live)
+    table = FlowTable(_drop, settings.msl_ns, settings.idle_timeout_ns, settings.max_live,
+                      settings.zeek_view, settings.max_parked)
     errors: List[str] = []
     frames = open_captures(paths, CaptureStats(), errors)
     num = 0

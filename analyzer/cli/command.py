@@ -34,6 +34,7 @@ from analyzer.report.model import EXIT_INTERNAL, EXIT_UNREADABLE, EXIT_USAGE
 from analyzer.report.store import ResultStore
 from analyzer.settings import DEFAULT_MSL, Settings
 from analyzer.tcp.flows import DEFAULT_MAX_LIVE
+from analyzer.tcp.parked import DEFAULT_MAX_PARKED
 from analyzer.triage.select import GROUPINGS
 
 
@@ -70,8 +71,13 @@ def jobs_option(value: str) -> int:
                    "severe first (default 100; 0 = no limit).")
 @click.option("--max-connections", type=click.IntRange(min=100), default=DEFAULT_MAX_LIVE,
               show_default=True,
-              help="Connections tracked at once; past it the least recently active are "
-                   "finalized early (bounded memory under SYN floods).")
+              help="Connections held in memory at once; past it the least recently active "
+                   "are parked on disk until their next packet (the report is the same).")
+@click.option("--max-parked", type=click.IntRange(min=0), default=DEFAULT_MAX_PARKED,
+              show_default=True,
+              help="Connections parked on disk at once; past it a connection is finalized "
+                   "early instead, with the finding MEMORY_BOUND (bounded disk and memory "
+                   "under SYN floods).")
 @click.option("--idle-timeout", type=click.FloatRange(min=0.0, min_open=True), default=None,
               help="Finalize a connection silent for this many capture seconds (default: never,"
                    " as Wireshark).")
@@ -148,7 +154,7 @@ def main(captures: Tuple[str, ...], fmt: str, show_all: bool, msl: float,
          reports: Tuple[Tuple[str, str], ...], policy: Optional[str], no_policy: bool,
          baseline: Optional[str], write_baseline: Optional[str],
          summary_md: Optional[str], udp_tunnels: Tuple[Tuple[int, str], ...] = (),
-         jobs: int = 1) -> None:
+         jobs: int = 1, max_parked: int = DEFAULT_MAX_PARKED) -> None:
     """Verdicts for every TCP connection in CAPTURE (pcap, pcapng, gzip; '-' reads stdin).
 
     Several files are analysed as one time-ordered capture (rotated captures).
@@ -169,7 +175,7 @@ def main(captures: Tuple[str, ...], fmt: str, show_all: bool, msl: float,
         _run(captures, fmt, show_all, msl, fail_on, color, output, streams + explain,
              100 if limit is None else limit, checksums, quiet, max_connections, idle_timeout,
              triage, CIOptions(policy, no_policy, baseline, write_baseline, reports, summary_md),
-             udp_tunnels, jobs)
+             udp_tunnels, jobs, max_parked)
     except (click.exceptions.Exit, click.ClickException, SystemExit):
         raise
     except KeyboardInterrupt:  # pragma: no cover - interactive
@@ -185,7 +191,8 @@ def _run(captures: Tuple[str, ...], fmt: str, show_all: bool, msl: float,
          fail_on: Optional[str], color: Optional[bool], output: str,
          streams: Tuple[int, ...], limit: int, checksums: bool, quiet: bool,
          max_connections: int, idle_timeout: Optional[float], triage: dict,
-         ci: CIOptions, udp_tunnels: Tuple[Tuple[int, str], ...] = (), jobs: int = 1) -> None:
+         ci: CIOptions, udp_tunnels: Tuple[Tuple[int, str], ...] = (), jobs: int = 1,
+         max_parked: int = DEFAULT_MAX_PARKED) -> None:
     if captures.count("-") > 1:
         raise click.UsageError("stdin ('-') can be given only once")
     if fmt == "svg" and len(set(streams)) != 1:
@@ -198,7 +205,7 @@ def _run(captures: Tuple[str, ...], fmt: str, show_all: bool, msl: float,
     try:
         settings = Settings(msl=msl, idle_timeout=idle_timeout, checksums=checksums,
                             max_live=max_connections, ladders=frozenset(streams),
-                            udp_tunnels=udp_tunnels)
+                            udp_tunnels=udp_tunnels, max_parked=max_parked)
     except ValueError as exc:
         raise click.UsageError(str(exc))
     inputs = same_as_input(output, captures)

@@ -127,6 +127,9 @@ _CODES: Final = [
          "A segment that opens nothing (a FIN, NULL or Xmas scan probe, or a stray ACK) answered by RST from a port with no connection (RFC 9293 §3.10.7.1: <SEQ=0><ACK=SEG.SEQ+SEG.LEN> or <SEQ=SEG.ACK>): no connection existed."),
     Code("STRAY_RST", INFO,
          "A RST alone on its 4-tuple, with no connection in the capture for it to end (a late answer to a connection that ended or was never seen)."),
+    # Memory bounds
+    Code("MEMORY_BOUND", WARNING,
+         "Finalized before it ended: more connections were in memory than --max-connections and none could be parked on disk (more than --max-parked parked already, or the temporary directory full or not writable). Its verdicts are as of that moment, and a later packet on its 4-tuple starts a new connection (so stream numbers from there on may differ from Wireshark's)."),
     Code("CAPTURE_DUPLICATE", INFO,
          "The same frame captured twice (same IP ID and bytes within 1 ms, e.g. a SPAN of two ports): a capture artefact, counted apart, not a retransmission."),
     # Capture-wide

@@ -247,8 +247,8 @@ CAPTURE_RULES: Final = [
                 "The capture holds no TCP connection: the recording missed the traffic.",
                 'empty = "ignore"'),
     CaptureRule("evicted", "warn", False,
-                "Connections were finalized before they ended (`--max-connections`, "
-                "`--idle-timeout`): their verdicts are as of that moment.",
+                "Connections were finalized before they ended (`--idle-timeout`, or a bound on "
+                "memory: finding MEMORY_BOUND): their verdicts are as of that moment.",
                 'evicted = "fail"'),
     CaptureRule("skipped", "ignore", True,
                 "Frames that may have carried TCP but could not be analysed (cut short by the "

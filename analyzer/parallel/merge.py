@@ -31,7 +31,7 @@ from collections import Counter
 from typing import Any, List, Optional, Tuple, cast
 
 from analyzer.judge.result import ConnResult, unflat
-from analyzer.pipeline import Tally, evicted_warning
+from analyzer.pipeline import Tally, table_warnings
 from analyzer.judge.floods import FloodDetector
 from analyzer.judge.scans import Scan, ScanDetector
 from analyzer.report.model import Report, Summary
@@ -162,22 +162,27 @@ class Merger:
                                   % (i, self.count))
             ends.append(end)
         assert not self.waiting
-        first, found, _ = ends[0]
+        first, found, _, _ = ends[0]
         skipped: Counter = Counter()
-        tcp = evicted = 0
+        tcp = evicted = bound = parked = forgotten = 0
+        error: Optional[str] = None
         interrupted = False
-        for capture, _, counts in ends:
+        for capture, _, counts, (lost, failed) in ends:
             skipped.update(capture.skipped)
             tcp += capture.tcp_packets
             evicted += capture.evicted_early
+            bound += capture.memory_bound
+            parked += capture.parked
+            forgotten += lost
+            error = error or failed
             interrupted = interrupted or capture.interrupted
             if counts is not None:
                 merge_tally(self.tally, counts)
-        warnings = first.warnings
-        if evicted:
-            warnings += (evicted_warning(evicted, self.settings.max_live),)
+        warnings = first.warnings + tuple(table_warnings(forgotten, evicted, bound, error,
+                                                         self.settings))
         capture = first._replace(tcp_packets=tcp, skipped=dict(skipped), warnings=warnings,
-                                 evicted_early=evicted, interrupted=interrupted)
+                                 evicted_early=evicted, interrupted=interrupted,
+                                 memory_bound=bound, parked=parked)
         return self.tally.report(capture, list(found), self.settings.msl, {})
 
 

@@ -12,9 +12,10 @@ through `emit`, each one `bytes` object of bounded size, its first byte saying w
   take for a frame up to `through` has now been sent;
 * `P` instead of `R` when the parent's sink lets the shards encode and choose its results
   (`Sender`);
-* `E`: `(CaptureSummary, [Finding], counts)`, pickled: the shard's capture summary, its
-  capture-wide findings other than floods and scans (which the parent finds from all
-  results), and with `P` its counts (`tally_state`); last;
+* `E`: `(CaptureSummary, [Finding], counts, notes)`, pickled: the shard's capture summary,
+  its capture-wide findings other than floods and scans (which the parent finds from all
+  results), with `P` its counts (`tally_state`), and what the flow table's warnings need
+  (`pipeline.Shard.notes`); last;
 * `X`: a defect's traceback, as UTF-8 text, instead of `E`.
 
 The parent (merge.py) needs nothing else: no shared memory, no order between shards.
@@ -101,12 +102,13 @@ def run_shard(paths: Sequence[str], settings: Settings, index: int, count: int,
         del starts[:]
         on_frame(through)
 
-    report = analyze(list(paths), settings, on_frame=mark, shard=Shard(index, count, starts),
-                     tally=tally)
+    notes: list = []
+    report = analyze(list(paths), settings, on_frame=mark,
+                     shard=Shard(index, count, starts, notes), tally=tally)
     mark(report.capture.packets)
     found = [f for f in report.findings if f.code not in DETECTED]
     counts = tally_state(tally, sender.dropped) if work is not None else None
-    emit(b"E" + pickle.dumps((report.capture, found, counts), pickle.HIGHEST_PROTOCOL))
+    emit(b"E" + pickle.dumps((report.capture, found, counts, notes), pickle.HIGHEST_PROTOCOL))
 
 
 #: The capture-wide findings the parent makes from every shard's results.

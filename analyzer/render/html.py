@@ -186,6 +186,9 @@ def _summary(out: TextIO, report: Report, counts: Dict[str, int]) -> None:
         ("Findings", _counts([(k, s.severities.get(k, 0)) for k in ("error", "warning", "info")])),
         ("Skipped packets", _counts(sorted(cap.skipped.items(), key=lambda kv: (-kv[1], kv[0])))),
     ]
+    memory = cap.memory_words()
+    if memory is not None:
+        facts.append(("Memory", memory))
     out.write('<header><h1>%s</h1><p class="files">%s</p><p>%d packets (%d TCP), %s to %s (%s)%s'
               '</p></header>' % (
                   escape(TOOL_NAME), escape(", ".join(cap.files)), cap.packets, cap.tcp_packets,

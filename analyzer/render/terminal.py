@@ -89,6 +89,9 @@ def _summary(page: Page, report: Report, selection: Any) -> None:
         ("Findings", _counts([(k, s.severities.get(k, 0)) for k in ("error", "warning", "info")])),
         ("Skipped packets", _counts(sorted(cap.skipped.items(), key=lambda kv: (-kv[1], kv[0])))),
     ]
+    memory = cap.memory_words()
+    if memory is not None:
+        rows.append(("Memory", memory))
     if selection is not None and selection.filter is not None:
         rows.append(("Filter", selection.caption()))
     label = max(len(k) for k, _ in rows) + 2

@@ -23,12 +23,16 @@ headers announce them (IPv6: the payload length plus 40), summed. Where Zeek dif
 * When Zeek would have chosen our responder as the originator (`zeek_flipped` on the
   connection, from `ZeekView.flipped`), the row lists the endpoints and per-side counts in
   Zeek's order, so that `conn_state` and `history` read as in Zeek.
+* When a bound on memory made the run finalize connections early (`capture.memory_bound`, the
+  finding MEMORY_BOUND), one more field ends every row: `memory_bound` (bool), T on those
+  connections. Zeek's log readers take fields by the `#fields` line, as they take the fields
+  Zeek's own scripts add to conn.log; a run where no bound bit writes Zeek's fields only.
 """
 
 from __future__ import annotations
 
 import hashlib
-from typing import Optional, TextIO
+from typing import Optional, TextIO, Tuple
 
 from analyzer.common.nstime import seconds, utc_text
 from analyzer.report.model import Report
@@ -103,13 +107,24 @@ def _tunnel_parents(conn) -> str:
     return ",".join(tunnel_words(*layer) for layer in conn.tunnel_words_args())
 
 
+def _bound(conn) -> str:
+    """`memory_bound`: T when a memory bound finalized the connection early."""
+    return "T" if any(f.code == "MEMORY_BOUND" for f in conn.findings) else "F"
+
+
 def render(report: Report, out: TextIO, **_options) -> None:
     """Write `report`'s TCP connections to `out` as a Zeek conn.log."""
-    rows = [row(c) for c in report.connections]      # labels checked before any output
     cap = report.capture
+    fields: Tuple[str, ...] = FIELDS
+    types: Tuple[str, ...] = TYPES
+    if getattr(cap, "memory_bound", 0):
+        fields, types = FIELDS + ("memory_bound",), TYPES + ("bool",)
+        rows = [row(c) + [_bound(c)] for c in report.connections]
+    else:
+        rows = [row(c) for c in report.connections]      # labels checked before any output
     out.write("#separator \\x09\n#set_separator\t,\n#empty_field\t%s\n#unset_field\t%s\n"
               "#path\tconn\n#open\t%s\n" % (EMPTY, UNSET, _stamp(cap.first_ts)))
-    out.write("#fields\t%s\n#types\t%s\n" % ("\t".join(FIELDS), "\t".join(TYPES)))
+    out.write("#fields\t%s\n#types\t%s\n" % ("\t".join(fields), "\t".join(types)))
     for cols in rows:
         out.write("\t".join(cols) + "\n")
     out.write("#close\t%s\n" % _stamp(cap.last_ts))

@@ -110,6 +110,21 @@ class CaptureSummary(NamedTuple):
     linktypes: Dict[int, int]
     evicted_early: int = 0
     interrupted: bool = False           # a signal ended the reading (SIGINT, SIGTERM)
+    #: Connections finalized early because a bound on memory bit (finding MEMORY_BOUND; also
+    #: counted in `evicted_early`), and times a connection was parked on disk (no effect on
+    #: the report: flows.py, parked.py).
+    memory_bound: int = 0
+    parked: int = 0
+
+    def memory_words(self) -> Optional[str]:
+        """The report's "Memory" line: connections parked on disk, and those a bound
+        finalized early; None when neither happened."""
+        if not (self.parked or self.memory_bound):
+            return None
+        words = "parked on disk %d times (--max-connections; no effect on the report)" % self.parked
+        if self.memory_bound:
+            words += " · %d finalized early by a bound (finding MEMORY_BOUND)" % self.memory_bound
+        return words
 
     def to_dict(self) -> dict:
         return {
@@ -124,6 +139,8 @@ class CaptureSummary(NamedTuple):
             "last_ts": None if self.last_ts is None else seconds(self.last_ts),
             "linktypes": {str(k): v for k, v in sorted(self.linktypes.items())},
             "evicted_early": self.evicted_early,
+            "memory_bound": self.memory_bound,
+            "parked": self.parked,
             "interrupted": self.interrupted,
         }
 

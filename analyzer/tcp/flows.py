@@ -27,9 +27,11 @@ Rules (documented in README "How connections are found"):
 * **Memory.** A connection whose two endpoints are both CLOSED or in TIME_WAIT is finished:
   it stays in the table for 2*MSL of capture time (to catch late retransmissions and reuse)
   and is then finalized and dropped. Live connections cost memory; finished ones only their
-  compact result. `idle_timeout` (capture seconds, None = never) also finalizes silent ones,
-  and `max_live` caps the table (a flood of spoofed SYNs must not exhaust memory): past it the
-  least recently active connections are finalized early and counted.
+  compact result. `idle_timeout` (capture seconds, None = never) also finalizes silent ones.
+  `max_live` bounds the connections held in memory (a flood of spoofed SYNs must not exhaust
+  it): past it connections are parked on disk and come back with their next packet, which
+  changes nothing in the report (parked.py); only where a bound on parking bites is a
+  connection finalized early, and it says so (MEMORY_BOUND).
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from typing import Callable, Deque, Dict, Final, List, Optional
 from analyzer.tcp.conn import Connection
 from analyzer.decode.segment import ACK, RST, SYN, Segment
 from analyzer.decode.tunnels import loose
+from analyzer.tcp.parked import DEFAULT_MAX_PARKED, Parked
 from analyzer.tcp.reuse import RecentConnections, note_reuse
 from analyzer.tcp.states import END_STATES
 
@@ -53,8 +56,8 @@ SERVICE_PORTS: Final = frozenset({1080, 1433, 1521, 1883, 2049, 2375, 3128, 3306
 #: source and destination port (two bytes each, big-endian), as one bytes object.
 Key = bytes
 
-#: Live connections at most; beyond it the least recently active tenth is finalized early.
-#: About 1.7 KB each, so the default bounds the table near 200 MB even under a SYN flood.
+#: Connections in memory at most; beyond it a tenth of the bound is parked on disk (parked.py).
+#: About 2.4 KB each, so the default bounds the table near 250 MB even under a SYN flood.
 DEFAULT_MAX_LIVE: Final = 100_000
 
 
@@ -96,7 +99,8 @@ class FlowTable:
 
     def __init__(self, on_done: Callable[[Connection, int], None], msl_ns: int,
                  idle_timeout_ns: Optional[int] = None, max_live: int = DEFAULT_MAX_LIVE,
-                 zeek_view: bool = True, starts: Optional[array] = None) -> None:
+                 zeek_view: bool = True, max_parked: int = DEFAULT_MAX_PARKED,
+                 starts: Optional[array] = None) -> None:
         #: Every connection under both directions of its 4-tuple: a packet's own key finds it
         #: with one lookup, without ordering the addresses first.
         self.live: Dict[Key, Connection] = {}
@@ -123,8 +127,15 @@ class FlowTable:
         #: The numbers taken so far (frame numbers), when this is one shard (above).
         self.starts = starts
         self.evicted = 0                # finalized before the end of the capture (any reason)
-        self.evicted_early = 0          # ... of which still open: idle, or over max_live
+        self.evicted_early = 0          # ... of which still open: idle, or a memory bound
         self.max_live = max_live
+        #: Connections parked out of memory past `max_live`, and whether new ones are tracked
+        #: for choosing the next (once the table has been over it).
+        self.parked = Parked(max_parked)
+        self.tracking = False
+        #: Stream numbers reserved by ICMP quotes and forgotten (the bound above): a
+        #: connection that follows on one is numbered as a new one (a warning says so).
+        self.forgotten = 0
         self._next_sweep = 0
         self._last_sweep = 0
         #: Segments fed, their number at the last scan for idle connections, and the capture
@@ -140,6 +151,8 @@ class FlowTable:
         conn = self.live.get(key + tunnel if len(tunnel) else key)
         if conn is None and len(tunnel) and self.unbound:
             conn = self._bind(key, tunnel)
+        if conn is None and len(self.parked.index):
+            conn = self.parked.take(self, key, tunnel, seg.ts)
         if conn is None:
             conn = self._new(key, seg)
             if self.recent.entries:
@@ -172,10 +185,11 @@ class FlowTable:
         """A TCP header quoted in an ICMP error: a 4-tuple not seen before takes the next stream
         number now (Wireshark numbers it), and keeps it for a connection that may follow."""
         key = canonical_key(quoted.key) + quoted.tunnel
-        if key not in self.live and key not in self.reserved:
+        if key not in self.live and key not in self.reserved and not self.parked.holds(key):
             if len(self.reserved) >= self.max_live:      # bounded: forget the oldest half
                 for old in list(self.reserved)[: self.max_live // 2]:
                     del self.reserved[old]
+                    self.forgotten += 1
             self.reserved[key] = self._take(quoted.num)
 
     def _new(self, key: Key, seg: Segment, replacing: bool = False) -> Connection:
@@ -195,10 +209,12 @@ class FlowTable:
                 self.unbound[rkey + ids] = conn
         else:
             self.live[key] = self.live[rkey] = conn
+        if self.tracking:
+            self.parked.track(conn)
         if not replacing:
             self.size += 1
             if self.size > self.max_live:
-                self._shed(seg.ts)
+                self._shed(seg.ts, conn)
         return conn
 
     def _take(self, frame: int) -> int:
@@ -222,6 +238,8 @@ class FlowTable:
         return conn
 
     def _remove(self, conn: Connection) -> None:
+        if self.live.get(table_key(conn)) is not conn:
+            return                          # read back from parking to be finalized
         if len(conn.tunnel):
             self._unlink(conn)
         else:
@@ -240,16 +258,10 @@ class FlowTable:
         if ids and self.unbound.get(conn.rkey + ids) is conn:
             del self.unbound[conn.rkey + ids]
 
-    def _shed(self, now: int) -> None:
-        """Over `max_live` (a flood of spoofed SYNs, say): finalize the least recently active
-        tenth of the live connections now, so memory stays bounded."""
-        n = max(1, self.max_live // 10)
-        oldest = sorted(self.connections(), key=lambda c: c.last_ts)[:n]
-        for conn in oldest:
-            self._remove(conn)
-            self.evicted += 1
-            self.evicted_early += 1
-            self.on_done(conn, now)
+    def _shed(self, now: int, keep: Connection) -> None:
+        """Over `max_live` (a flood of spoofed SYNs, say): park a tenth of the bound on disk,
+        not `keep` (parked.py)."""
+        self.parked.make_room(self, now, keep)
 
     def sweep(self, now: int) -> None:
         """Finalize finished connections past the 2*MSL horizon, and idle ones."""
@@ -263,7 +275,9 @@ class FlowTable:
         # Finished connections wait in the order they finished: only the front is looked at
         # (a sweep costs what it evicts, not the size of the table).
         live, queue = self.live, self.finished
-        while queue:
+        # (the front of the queue may be parked: it comes first)
+        blocked = len(self.parked.front) > 0 and self.parked.sweep_front(self, now, horizon, done)
+        while queue and not blocked:
             conn = queue[0]
             a, b = conn.e0, conn.e1
             if live.get(table_key(conn)) is not conn or not (a.state in END_STATES
@@ -288,12 +302,17 @@ class FlowTable:
         if self.idle_ns is not None and (due or 2 * (self.fed - self._idle_scanned) >= self.size):
             self._idle_scanned = self.fed
             self._next_idle = now + period
+            first = len(done)
             for conn in self.connections():
                 a, b = conn.e0, conn.e1
                 if not (a.state in END_STATES and b.state in END_STATES) \
                         and now - conn.last_ts >= self.idle_ns:
                     done.append(conn)
                     self.evicted_early += 1
+            if len(self.parked.index):
+                self.evicted_early += self.parked.idle(now, self.idle_ns, done)
+            # In stream order: parking changes the table's own order, never the report.
+            done[first:] = sorted(done[first:], key=_stream_order)
         for conn in done:
             self._remove(conn)
             self.evicted += 1
@@ -306,7 +325,12 @@ class FlowTable:
 
     def flush(self, end_ts: int) -> None:
         """End of capture: finalize every connection still in the table, in stream order."""
-        for conn in sorted(self.connections(), key=lambda c: c.id):
+        for conn in self.parked.merged(sorted(self.connections(), key=_stream_order)):
             self.on_done(conn, end_ts)
         self.live.clear()
         self.size = 0
+        self.parked.close()
+
+
+def _stream_order(conn: Connection) -> int:
+    return conn.id

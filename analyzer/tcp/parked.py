@@ -1,0 +1,382 @@
+"""Connections parked out of memory: how the flow table keeps to `--max-connections` without
+changing the report.
+
+Rules (README "How connections are found", docs/robustness.md):
+
+* **Park, never finalize.** Past `max_live` connections in memory, the flow table parks some:
+  each is pickled whole (pickled.py) into an anonymous temporary file and leaves the table;
+  the next packet on its 4-tuple (a lookup that misses the table) brings it back as it was,
+  and it takes that packet as if it had never left. A parked connection keeps its stream number, its
+  place in the queue of finished connections and its 2*MSL hold, so verdicts, findings, stream
+  numbers and every output are what they would be with no bound. Memory costs what stays in
+  memory plus a small index entry per parked connection; the rest costs disk.
+* **Victims without sorting.** First the front of the finished queue (connections that
+  finished longest ago: only a late packet or a reuse can want them again); they keep their
+  place in that queue as a slot (`front`), which the sweep reads before the queue in memory.
+  Then, once the table has been over the bound, a CLOCK over the live connections (`ring`):
+  a connection whose last frame changed since the hand last passed gets a second chance. A
+  batch of a tenth of the bound is parked at a time; every park and every return is one
+  pickle, so a connection that comes and goes costs what its packets cost, and nothing at all
+  is done while the table stays under the bound.
+* **Not parked:** a tunnelled connection whose replies carry other tunnel ids than its first
+  packet (flows.py `unbound`, `rtunnel`), and the connection being fed.
+* **Where a bound still bites.** More than `max_parked` connections parked, or a temporary
+  file that cannot be written (no space, no writable directory): the connection that would
+  have been parked is finalized early instead and carries the finding MEMORY_BOUND, which
+  says so in every format; `bound` counts them (`capture.memory_bound`).
+"""
+
+from __future__ import annotations
+
+import heapq
+import io
+import os
+import pickle
+import tempfile
+from collections import deque
+from typing import Any, BinaryIO, Deque, Dict, Final, Iterator, List, Optional, Tuple, Union
+
+from analyzer.decode.tunnels import loose
+from analyzer.tcp.conn import Connection
+from analyzer.tcp.pickled import DISPATCH
+from analyzer.tcp.states import END_STATES
+
+#: Parked connections at most, by default: about 130 bytes of index each in memory (and a
+#: pickle of about 1 KB on disk, tcp/pickled.py).
+DEFAULT_MAX_PARKED: Final = 1_000_000
+#: Pickles gathered before one write to the file.
+WRITE_BATCH: Final = 1 << 20
+#: Unused bytes in the file (taken back, or parked again since) before it is rewritten, at
+#: least (and at least as many as the records in use).
+COMPACT_AT: Final = 64 << 20
+
+# An index entry packs a parked connection's record into one int: file offset and length, its
+# stream id, two flags, and its last packet time (offset by 2**63: times may be negative).
+_TS: Final = 64
+_END: Final = 1 << 64               # both endpoints CLOSED or in TIME_WAIT
+_LATE: Final = 1 << 65              # a packet came after it was queued as finished
+_ID: Final = 66
+_LEN: Final = 114
+_OFF: Final = 146
+_M32: Final = (1 << 32) - 1
+_M48: Final = (1 << 48) - 1
+_M64: Final = (1 << 64) - 1
+
+Slot = Tuple[bytes, int]            # (index key, stream id) of a finished connection
+
+
+def _pack(offset: int, length: int, conn: Connection) -> int:
+    a, b = conn.e0, conn.e1
+    flags = 0
+    if a.state in END_STATES and b.state in END_STATES:
+        flags |= _END
+    if conn.queued and conn.last_ts != conn.queued_ts:
+        flags |= _LATE
+    return ((offset << _OFF) | (length << _LEN) | (conn.id << _ID) | flags
+            | ((conn.last_ts + (1 << 63)) & _M64))
+
+
+def _stream_id(v: int) -> int:
+    return (v >> _ID) & _M48
+
+
+def _last_ts(v: int) -> int:
+    return (v & _M64) - (1 << 63)
+
+
+def index_key(key: bytes, tunnel: bytes) -> bytes:
+    """A parked connection's key: its 4-tuple in the smaller direction, and its tunnel
+    context (as flows.canonical_key; kept here too, so that the table's module is not
+    imported by this one)."""
+    n = (len(key) - 4) >> 1
+    rev = key[n:2 * n] + key[:n] + key[2 * n + 2:] + key[2 * n:2 * n + 2]
+    return (rev if rev < key else key) + tunnel
+
+
+def table_key(conn: Connection) -> bytes:
+    """The key the flow table holds a connection under (as flows.table_key)."""
+    return conn.key + conn.tunnel if len(conn.tunnel) else conn.key
+
+
+class Parked:
+    """The parked connections of one flow table, and how victims are chosen."""
+
+    def __init__(self, max_parked: int = DEFAULT_MAX_PARKED) -> None:
+        self.max_parked = max_parked
+        #: index key -> packed record (above): what is parked now.
+        self.index: Dict[bytes, int] = {}
+        #: The front of the finished queue (flows.FlowTable.finished), taken from it in order:
+        #: slots of parked (or since returned) connections, and connections that stayed in
+        #: memory. The sweep reads it before the queue.
+        self.front: Deque[Union[Slot, Connection]] = deque()
+        #: The CLOCK: (table key, stream id, last frame when the hand passed), once the table
+        #: has been over the bound.
+        self.ring: Optional[Deque[Tuple[bytes, int, int]]] = None
+        self.file: Optional[BinaryIO] = None
+        self._out = io.BytesIO()
+        self._pickler = pickle.Pickler(self._out, protocol=pickle.HIGHEST_PROTOCOL)
+        self._pickler.dispatch_table = DISPATCH  # type: ignore[assignment]
+        self.pending = bytearray()      # pickles not yet written
+        self.written = 0                # bytes in the file
+        self.used = 0                   # bytes of records parked now
+        self.parks = 0                  # times a connection was parked
+        self.bound = 0                  # connections finalized early: a bound bit (MEMORY_BOUND)
+        #: Why the disk could not be used (then nothing more is parked).
+        self.error: Optional[str] = None
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    # -- storage -----------------------------------------------------------------------------
+
+    def _write(self, data: bytes) -> int:
+        offset = self.written + len(self.pending)
+        self.pending += data
+        if len(self.pending) >= WRITE_BATCH:
+            self._flush()
+        return offset
+
+    def _flush(self) -> None:
+        if self.file is None:
+            self.file = tempfile.TemporaryFile(prefix="tcpflow-check-parked-")
+        assert self.file is not None
+        self.file.seek(self.written)
+        self.file.write(self.pending)
+        self.file.flush()
+        self.written += len(self.pending)
+        self.pending = bytearray()
+
+    def _dumps(self, conn: Connection) -> bytes:
+        out = self._out
+        out.seek(0)
+        out.truncate()
+        self._pickler.clear_memo()
+        self._pickler.dump(conn)
+        return out.getvalue()
+
+    def _read(self, v: int) -> Connection:
+        offset, length = v >> _OFF, (v >> _LEN) & _M32
+        if offset >= self.written:
+            data = bytes(self.pending[offset - self.written:offset - self.written + length])
+        else:
+            assert self.file is not None
+            data = os.pread(self.file.fileno(), length, offset)
+        self.used -= length
+        conn = pickle.loads(data)
+        assert isinstance(conn, Connection)
+        return conn
+
+    def _compact(self) -> None:
+        """The records in use into a new file, in index order (dead ones are dropped)."""
+        self._flush()
+        old = self.file
+        assert old is not None
+        self.file, self.written, self.used = None, 0, 0
+        fd = old.fileno()
+        for key, v in self.index.items():
+            length = (v >> _LEN) & _M32
+            data = os.pread(fd, length, v >> _OFF)
+            offset = self._write(data)
+            self.used += length
+            self.index[key] = (v & ((1 << _LEN) - 1)) | (length << _LEN) | (offset << _OFF)
+        old.close()
+        self._flush()
+
+    # -- the table's side --------------------------------------------------------------------
+
+    def holds(self, key: bytes) -> bool:
+        """Whether a connection is parked under this index key."""
+        return key in self.index
+
+    def park(self, table: Any, conn: Connection) -> bool:
+        """Out of memory with `conn` (a connection in the table); False when it cannot be
+        parked (a bound or the disk): the caller finalizes it early instead."""
+        if self.error is not None or len(self.index) >= self.max_parked:
+            return False
+        try:
+            if self.file is None:           # the first one: does the disk take it at all?
+                self.file = tempfile.TemporaryFile(prefix="tcpflow-check-parked-")
+            data = self._dumps(conn)
+            offset = self._write(data)
+        except OSError as exc:
+            self.error = "%s (%s)" % (exc.strerror or exc, getattr(exc, "filename", "") or
+                                      tempfile.gettempdir())
+            return False
+        self.used += len(data)
+        self.index[index_key(conn.key, conn.tunnel)] = _pack(offset, len(data), conn)
+        self.parks += 1
+        table._remove(conn)
+        return True
+
+    def take(self, table: Any, key: bytes, tunnel: bytes, now: int) -> Optional[Connection]:
+        """The connection parked under the 4-tuple and tunnel of a packet of time `now`, back
+        in the table; None when there is none."""
+        v = self.index.pop(index_key(key, tunnel), None)
+        if v is None:
+            return None
+        conn = self._read(v)
+        self._relink(table, conn)
+        if table.size > table.max_live:
+            self.make_room(table, now, conn)
+        return conn
+
+    def _relink(self, table: Any, conn: Connection) -> None:
+        live = table.live
+        tunnel = conn.tunnel
+        if len(tunnel):
+            live[conn.key + tunnel] = live[conn.rkey + tunnel] = conn
+        else:
+            live[conn.key] = live[conn.rkey] = conn
+        table.size += 1
+        if self.ring is not None:
+            self.track(conn)
+
+    def _load(self, key: bytes) -> Connection:
+        """A parked connection out of the index, not back in the table (it is finalized)."""
+        return self._read(self.index.pop(key))
+
+    def track(self, conn: Connection) -> None:
+        """A connection new in the table, for the CLOCK."""
+        assert self.ring is not None
+        self.ring.append((table_key(conn), conn.id, conn.last_frame))
+
+    def _parkable(self, table: Any, conn: Connection) -> bool:
+        if conn.rtunnel != conn.tunnel:
+            return False
+        ids = loose(conn.tunnel) if len(conn.tunnel) else b""
+        return not (ids and table.unbound.get(conn.rkey + ids) is conn)
+
+    def make_room(self, table: Any, now: int, keep: Optional[Connection]) -> None:
+        """Over `max_live`: park a tenth of the bound (not `keep`)."""
+        want = max(1, table.max_live // 10)
+        live = table.live
+        queue = table.finished
+        while want and queue:               # 1. the front of the finished queue, in order
+            conn = queue.popleft()
+            if conn is not keep and live.get(table_key(conn)) is conn and conn.queued \
+                    and self._parkable(table, conn):
+                a, b = conn.e0, conn.e1
+                if a.state in END_STATES and b.state in END_STATES:
+                    want -= 1
+                    if self._park_or_end(table, conn, now):
+                        self.front.append((index_key(conn.key, conn.tunnel), conn.id))
+                    continue                    # (or finalized early: out of the queue too)
+            self.front.append(conn)             # as the sweep will find it
+        if not want:
+            return
+        ring = self.ring
+        if ring is None:                    # 2. the CLOCK, from the first time it is needed
+            table.tracking = True
+            ring = self.ring = deque((table_key(c), c.id, c.last_frame)
+                                     for c in table.connections())
+        elif len(ring) > 2 * table.size + 64:
+            ring = self.ring = deque(e for e in ring
+                                     if getattr(live.get(e[0]), "id", -1) == e[1])
+        steps = 2 * len(ring) + want
+        while want and ring and steps:
+            steps -= 1
+            key, sid, frame = ring.popleft()
+            conn = live.get(key)
+            if conn is None or conn.id != sid:
+                continue                        # gone, parked, or replaced (it has its own)
+            if conn is keep or conn.queued or conn.last_frame != frame \
+                    or not self._parkable(table, conn):
+                ring.append((key, sid, conn.last_frame))     # a second chance
+                continue
+            want -= 1
+            self._park_or_end(table, conn, now)     # (or finalized early: MEMORY_BOUND)
+        if self.error is None and self.written + len(self.pending) - self.used > max(
+                COMPACT_AT, self.used):
+            try:
+                self._compact()
+            except OSError as exc:
+                self.error = str(exc)
+
+    def _park_or_end(self, table: Any, conn: Connection, now: int) -> bool:
+        """Park `conn`; where that cannot be, finalize it now with MEMORY_BOUND (False)."""
+        if self.park(table, conn):
+            return True
+        why = ("the disk could not take it: %s" % self.error if self.error is not None else
+               "%d connections were parked already (--max-parked)" % len(self.index))
+        conn.note_at("MEMORY_BOUND", max(now, conn.last_ts), conn.last_frame, None,
+                     "finalized before it ended: more than %d connections were in memory "
+                     "(--max-connections) and %s; a later packet on its 4-tuple starts a new "
+                     "connection" % (table.max_live, why))
+        self.bound += 1
+        table._remove(conn)
+        table.evicted += 1
+        table.evicted_early += 1
+        table.on_done(conn, now)
+        return False
+
+    # -- the sweep's side --------------------------------------------------------------------
+
+    def sweep_front(self, table: Any, now: int, horizon: int, done: List[Connection]) -> bool:
+        """The front of the finished queue, as the sweep reads the queue: finished connections
+        past 2*MSL into `done`, connections reopened or replaced out, those with a late packet
+        to the back of the queue. True when the sweep stops here (the queue behind waits)."""
+        front, live = self.front, table.live
+        while front:
+            entry = front[0]
+            if isinstance(entry, tuple):
+                key, sid = entry
+                conn = live.get(key)
+                if conn is None or conn.id != sid:
+                    v = self.index.get(key)
+                    if v is None or _stream_id(v) != sid:
+                        front.popleft()         # finalized or replaced meanwhile
+                        continue
+                    if v & _END and not v & _LATE:
+                        if now - _last_ts(v) < horizon:
+                            return True
+                        front.popleft()
+                        done.append(self._load(key))
+                        continue
+                    conn = self._load(key)      # it moves: back in the table first
+                    self._relink(table, conn)
+            else:
+                conn = entry
+            a, b = conn.e0, conn.e1
+            if live.get(table_key(conn)) is not conn or not (a.state in END_STATES
+                                                             and b.state in END_STATES):
+                front.popleft()                 # replaced by a reuse, or reopened
+                conn.queued = False
+            elif now - conn.last_ts >= horizon:
+                front.popleft()
+                done.append(conn)
+            elif conn.last_ts != conn.queued_ts:    # a late packet: back of the queue
+                front.popleft()
+                conn.queued_ts = conn.last_ts
+                table.finished.append(conn)
+            else:
+                return True
+        return False
+
+    def idle(self, now: int, idle_ns: int, done: List[Connection]) -> int:
+        """Parked connections silent for `idle_ns` (not finished ones) into `done`."""
+        keys = [k for k, v in self.index.items()
+                if not v & _END and now - _last_ts(v) >= idle_ns]
+        for key in keys:
+            done.append(self._load(key))
+        return len(keys)
+
+    def merged(self, in_memory: List[Connection]) -> Iterator[Connection]:
+        """The end of the capture: the connections in memory (in stream order) and the parked
+        ones, in stream order, each parked one read back as it comes."""
+        if not self.index:
+            return iter(in_memory)
+        order = sorted((_stream_id(v), key) for key, v in self.index.items())
+        parked = (self._load(key) for _, key in order)
+        return heapq.merge(in_memory, parked, key=_by_id)
+
+    def close(self) -> None:
+        self.index.clear()
+        self.front.clear()
+        self.ring = None
+        if self.file is not None:
+            self.file.close()
+            self.file = None
+
+
+def _by_id(conn: Connection) -> int:
+    return conn.id
