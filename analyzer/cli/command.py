@@ -17,7 +17,7 @@ from analyzer import build
 from analyzer.capture.interrupt import interruptible, received
 from analyzer.capture.source import one_line
 from analyzer.cli.browse import browse_only
-from analyzer.cli.echo import warn
+from analyzer.cli.echo import read_out, warn
 from analyzer.cli.gate import CIOptions, gate_session, report_option, summaries, writing
 from analyzer.cli.needs import zeek_view_needed
 from analyzer.cli.triage import check_triage, select, triage_sink
@@ -276,13 +276,7 @@ def _analyze_and_write(captures: Tuple[str, ...], fmt: str, show_all: bool,
             report = analyze_jobs(captures, settings, jobs, on_frame=on_frame, sink=feed)
         else:
             report = analyze(list(captures), settings, on_frame=on_frame, sink=feed)
-    if sink is not None:
-        report.connections = sink
-    for message in report.capture.warnings:
-        warn("warning: " + message)
-    for message in report.capture.errors:
-        warn("error: " + message)
-    if report.capture.errors and len(report.capture.errors) == len(captures):
+    if read_out(report, sink, len(captures)):
         return EXIT_UNREADABLE
     missing = [n for n in sorted(set(streams)) if n not in report.ladders]
     if missing:

@@ -17,7 +17,7 @@ from typing import Any, Callable, Deque, Dict, Optional, Tuple
 
 import click
 
-from analyzer.cli.echo import warn
+from analyzer.cli.echo import read_out, warn
 from analyzer.cli.gate import CIOptions
 from analyzer.cli.triage import select, triage_sink
 from analyzer.gate.session import GateSession, exit_code
@@ -118,13 +118,7 @@ def _write_group(name: str, files: Tuple[str, ...], report: Report,
                  sink: Optional[ResultSink], gate: GateSession, writer: GroupWriter, fmt: str,
                  show_all: bool, fail_on: Optional[str], color: Optional[bool], limit: int,
                  settings: Settings, triage: Dict[str, Any]) -> int:
-    if sink is not None:
-        report.connections = sink
-    for message in report.capture.warnings:
-        warn("warning: " + message)
-    for message in report.capture.errors:
-        warn("error: " + message)
-    if report.capture.errors and len(report.capture.errors) == len(files):
+    if read_out(report, sink, len(files)):
         return EXIT_UNREADABLE
     finished = gate.finish(report)
     shown = dict(show_all=show_all, color=color, limit=limit, gate=finished.gate,
