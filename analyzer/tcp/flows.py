@@ -43,6 +43,8 @@ from typing import Callable, Deque, Dict, Final, List, Optional
 from analyzer.tcp.conn import Connection
 from analyzer.decode.segment import ACK, RST, SYN, Segment
 from analyzer.decode.tunnels import loose
+from analyzer.tcp.finished import DONE, REQUEUE, WAIT, canonical_key, reverse_key, settle, \
+    table_key
 from analyzer.tcp.parked import DEFAULT_MAX_PARKED, Parked
 from analyzer.tcp.reuse import RecentConnections, note_reuse
 from analyzer.tcp.states import END_STATES
@@ -59,24 +61,6 @@ Key = bytes
 #: Connections in memory at most; beyond it a tenth of the bound is parked on disk (parked.py).
 #: About 2.4 KB each, so the default bounds the table near 250 MB even under a SYN flood.
 DEFAULT_MAX_LIVE: Final = 100_000
-
-
-def reverse_key(key: Key) -> Key:
-    """The same 4-tuple seen from the other end."""
-    n = (len(key) - 4) >> 1
-    return key[n:2 * n] + key[:n] + key[2 * n + 2:] + key[2 * n:2 * n + 2]
-
-
-def canonical_key(key: Key) -> Key:
-    """One key for both directions (the smaller), for what outlives the live table."""
-    rev = reverse_key(key)
-    return rev if rev < key else key
-
-
-def table_key(conn: Connection) -> Key:
-    """The key the table holds a connection under: its first packet's 4-tuple and tunnel."""
-    tunnel = conn.tunnel
-    return conn.key + tunnel if len(tunnel) else conn.key
 
 
 def _is_service(port: int) -> bool:
@@ -279,20 +263,14 @@ class FlowTable:
         blocked = len(self.parked.front) > 0 and self.parked.sweep_front(self, now, horizon, done)
         while queue and not blocked:
             conn = queue[0]
-            a, b = conn.e0, conn.e1
-            if live.get(table_key(conn)) is not conn or not (a.state in END_STATES
-                                                      and b.state in END_STATES):
-                queue.popleft()             # replaced by a reuse, or reopened by a lost ACK
-                conn.queued = False
-            elif now - conn.last_ts >= horizon:
-                queue.popleft()
-                done.append(conn)
-            elif conn.last_ts != conn.queued_ts:    # a late packet: back of the queue
-                queue.popleft()
-                conn.queued_ts = conn.last_ts
-                queue.append(conn)
-            else:
+            step = settle(conn, live, now, horizon)
+            if step == WAIT:
                 break
+            queue.popleft()
+            if step == DONE:
+                done.append(conn)
+            elif step == REQUEUE:               # a late packet: back of the queue
+                queue.append(conn)
         # The scan for idle connections costs the whole table. It runs when capture time
         # passes the next scan's time (a period after the last scan's), or once the packets
         # fed since the last scan are half as many as the table holds: times that jump back

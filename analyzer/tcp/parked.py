@@ -38,6 +38,7 @@ from typing import Any, BinaryIO, Deque, Dict, Final, Iterator, List, Optional, 
 
 from analyzer.decode.tunnels import loose
 from analyzer.tcp.conn import Connection
+from analyzer.tcp.finished import DONE, REQUEUE, WAIT, canonical_key, settle, table_key
 from analyzer.tcp.pickled import DISPATCH
 from analyzer.tcp.states import END_STATES
 
@@ -86,16 +87,8 @@ def _last_ts(v: int) -> int:
 
 def index_key(key: bytes, tunnel: bytes) -> bytes:
     """A parked connection's key: its 4-tuple in the smaller direction, and its tunnel
-    context (as flows.canonical_key; kept here too, so that the table's module is not
-    imported by this one)."""
-    n = (len(key) - 4) >> 1
-    rev = key[n:2 * n] + key[:n] + key[2 * n + 2:] + key[2 * n:2 * n + 2]
-    return (rev if rev < key else key) + tunnel
-
-
-def table_key(conn: Connection) -> bytes:
-    """The key the flow table holds a connection under (as flows.table_key)."""
-    return conn.key + conn.tunnel if len(conn.tunnel) else conn.key
+    context."""
+    return canonical_key(key) + tunnel
 
 
 class Parked:
@@ -336,20 +329,14 @@ class Parked:
                     self._relink(table, conn)
             else:
                 conn = entry
-            a, b = conn.e0, conn.e1
-            if live.get(table_key(conn)) is not conn or not (a.state in END_STATES
-                                                             and b.state in END_STATES):
-                front.popleft()                 # replaced by a reuse, or reopened
-                conn.queued = False
-            elif now - conn.last_ts >= horizon:
-                front.popleft()
-                done.append(conn)
-            elif conn.last_ts != conn.queued_ts:    # a late packet: back of the queue
-                front.popleft()
-                conn.queued_ts = conn.last_ts
-                table.finished.append(conn)
-            else:
+            step = settle(conn, live, now, horizon)
+            if step == WAIT:
                 return True
+            front.popleft()
+            if step == DONE:
+                done.append(conn)
+            elif step == REQUEUE:               # a late packet: back of the queue
+                table.finished.append(conn)
         return False
 
     def idle(self, now: int, idle_ns: int, done: List[Connection]) -> int:

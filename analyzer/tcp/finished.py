@@ -1,0 +1,57 @@
+"""What the flow table (flows.py) and its parked connections (parked.py) share: the keys a
+connection is held under, and the rule for the connection at the front of the finished queue.
+
+A 4-tuple key is `Segment.key`: source and destination address, then source and destination
+port (two bytes each, big-endian). The finished queue holds connections whose two endpoints are
+CLOSED or in TIME_WAIT, in the order they finished; the sweep looks only at its front, and
+`settle` says what becomes of that connection, wherever it is (in memory or parked).
+"""
+
+from __future__ import annotations
+
+from typing import Dict, Final
+
+from analyzer.tcp.conn import Connection
+from analyzer.tcp.states import END_STATES
+
+#: `settle`'s answers: out of the queue (replaced by a reuse, or reopened: no longer
+#: finished); finalize it (2*MSL past its last packet); to the back of the queue (a late
+#: packet since it was queued); or not due yet (the sweep stops there).
+DROP: Final = 0
+DONE: Final = 1
+REQUEUE: Final = 2
+WAIT: Final = 3
+
+
+def reverse_key(key: bytes) -> bytes:
+    """The same 4-tuple seen from the other end."""
+    n = (len(key) - 4) >> 1
+    return key[n:2 * n] + key[:n] + key[2 * n + 2:] + key[2 * n:2 * n + 2]
+
+
+def canonical_key(key: bytes) -> bytes:
+    """One key for both directions (the smaller), for what outlives the live table."""
+    rev = reverse_key(key)
+    return rev if rev < key else key
+
+
+def table_key(conn: Connection) -> bytes:
+    """The key the table holds a connection under: its first packet's 4-tuple and tunnel."""
+    tunnel = conn.tunnel
+    return conn.key + tunnel if len(tunnel) else conn.key
+
+
+def settle(conn: Connection, live: Dict[bytes, Connection], now: int, horizon: int) -> int:
+    """The sweep's rule for `conn`, at the front of the finished queue at capture time `now`
+    (`horizon`: 2*MSL); marks it as the answer requires (`queued`, `queued_ts`)."""
+    a, b = conn.e0, conn.e1
+    if live.get(table_key(conn)) is not conn or not (a.state in END_STATES
+                                                     and b.state in END_STATES):
+        conn.queued = False
+        return DROP
+    if now - conn.last_ts >= horizon:
+        return DONE
+    if conn.last_ts != conn.queued_ts:
+        conn.queued_ts = conn.last_ts
+        return REQUEUE
+    return WAIT
