@@ -130,7 +130,10 @@ def start(p: Any) -> None:
 
 def _work(paths: List[str], settings: Settings, index: int, count: int, pipe: Connection,
           parent: int, work: Work = None) -> None:
-    """A worker process: one shard, its messages to `pipe`."""
+    """A worker process: one shard, its messages to `pipe`. SIGINT and SIGTERM arrive held
+    back (`start`) and are let through once its handlers are in place; once its analysis is
+    over they are held back again, and one still on its way is ignored: the worker has said
+    everything and ends normally (the handlers `interruptible` puts back may be the defaults)."""
     with interruptible():
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.pthread_sigmask(signal.SIG_UNBLOCK, SIGNALS)    # held back by `start`
@@ -151,4 +154,7 @@ def _work(paths: List[str], settings: Settings, index: int, count: int, pipe: Co
             os._exit(70)
         finally:
             pipe.close()
+            signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)
+    for sig in SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
 
