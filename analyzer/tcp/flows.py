@@ -143,7 +143,7 @@ class FlowTable:
                 self.recent.note_if_reused(canonical_key(key) + tunnel if len(tunnel)
                                            else canonical_key(key), conn, seg)
         elif seg.flags & (SYN | ACK | RST) == SYN:
-            x = conn.ep[conn.side_of(seg)]
+            x = conn.endpoint(conn.side_of(seg))
             if x.base_seq >= 0 and x.base_seq != seg.seq:
                 old = conn
                 if len(old.tunnel):             # its keys may not all be the new one's

@@ -69,7 +69,7 @@ def _blank_segment() -> Segment:
 #: How to make an instance to fill (its attributes are all replaced).
 _BLANK: Final[Dict[type, Callable[[], Any]]] = {
     Connection: lambda: Connection(0, _blank_segment(), True, b"\0" * 12, b"\0" * 12),
-    Endpoint: lambda: Endpoint(b"", 0, State.CLOSED, 0),
+    Endpoint: lambda: Endpoint(State.CLOSED, 0),
     Segment: _blank_segment,
 }
 
