@@ -16,6 +16,7 @@ from typing import ClassVar, Dict, Final, List, Optional, Tuple
 from analyzer.common.findings import Finding
 from analyzer.decode.segment import ACK, SYN, UNSET, Segment, addr_str, describe
 from analyzer.tcp.states import Input, State, step
+from analyzer.tcp.rare import WithRare
 from analyzer.tcp.zeek import ZeekView
 
 SIDES: Final = ("orig", "resp")
@@ -148,23 +149,26 @@ class Endpoint:
         return n
 
 
-class ConnectionCore:
+class ConnectionCore(WithRare):
     """A connection's record: its two endpoints, its findings, and the moves of their states.
 
     `Connection` (conn.py) adds the replay; the control-segment rules (control.py) and the
-    sequence analysis (seqanalysis.py) work on this record, so they need nothing above it."""
+    sequence analysis (seqanalysis.py) work on this record, so they need nothing above it.
+    The facts of rare events (`held_rst`, `syn_data`, `inferred_fin`, `rst_undo`,
+    `reply_rsts`, `bad_ack`, `reused_from`) live in a side object made on the first (rare.py)."""
 
     __slots__ = ("id", "first_ts", "last_ts", "first_frame", "last_frame", "findings",
-                 "midstream", "syn_seen", "synack_seen", "sim_open", "synack_win", "bad_ack",
+                 "midstream", "syn_seen", "synack_seen", "sim_open", "synack_win",
                  "rst", "fins", "fin_acked_by", "half_close_data",
-                 "reused_from", "syn_ts", "est_sides", "self_connect", "prev_ts", "tfo",
-                 "steady", "zeek", "zeek_first", "first_from_orig", "held_rst", "syn_data", "inferred_fin",
-                 "rst_discards", "rst_undo", "reply_rsts", "last_dup", "last_dup_seq",
+                 "syn_ts", "est_sides", "self_connect", "prev_ts", "tfo",
+                 "steady", "zeek", "zeek_first", "first_from_orig",
+                 "rst_discards", "last_dup", "last_dup_seq",
                  "last_dup_ack", "key", "rkey", "okey", "queued", "queued_ts", "e0", "e1", "tunnel",
                  "rtunnel")
 
     def __init__(self, stream_id: int, seg: Segment, orig_is_src: bool, key: bytes,
                  rkey: bytes, zeek: bool = True) -> None:
+        self.rare = None
         self.id = stream_id
         src = Endpoint(State.CLOSED, seg.ts)
         #: A socket connected to itself (same address and port at both ends): both sides
@@ -189,12 +193,7 @@ class ConnectionCore:
         #: (`zeek_first`), which `zeek_view()` replays into the view when it is made.
         self.zeek: Optional[ZeekView] = None
         self.zeek_first: Optional[Segment] = seg if zeek else None
-        self.held_rst: Optional[Tuple[int, Segment]] = None   # in-window, not at RCV.NXT
-        self.syn_data = 0           # payload bytes on the originator's SYN (TCP Fast Open)
-        self.inferred_fin: Optional[tuple] = None   # what infer_fin changed, to take it back
         self.rst_discards = False   # the RST threw away data its receiver had sent
-        self.rst_undo: Optional[tuple] = None   # the states before the RST (ignored.py)
-        self.reply_rsts = 0         # RSTs that answer the peer's last segment from CLOSED
         # The last frame, to tell it captured twice (oddities.py `duplicate`): its flags, IPv4 ID,
         # checksum and side (`flags << 33 | Segment.dup << 1 | side`; -1: none yet), seq, ack.
         self.last_dup = -1
@@ -222,13 +221,11 @@ class ConnectionCore:
         self.synack_seen = False
         self.sim_open = False
         self.synack_win = -1        # the window of the last SYN-ACK (-1: none seen)
-        self.bad_ack = UNSET        # the ack of the last unacceptable handshake ACK
         self.rst: Optional[Tuple[int, int, int]] = None   # the accepted RST: (side, ts, frame)
         # (side, ts, frame, acks_peer_fin); a tuple: most connections have none or two.
         self.fins: Tuple[Tuple[int, int, int, bool], ...] = ()
         self.fin_acked_by: Optional[Tuple[int, bool]] = None     # (side, ack came on its FIN)
         self.half_close_data = False
-        self.reused_from: Optional[int] = None
         self.syn_ts = 0
         self.est_sides = 0          # bit 1 << side once that side reached ESTABLISHED
         orig, resp = self.e0, self.e1

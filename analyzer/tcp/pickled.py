@@ -22,6 +22,7 @@ from typing import Any, Callable, Dict, Final, Tuple
 from analyzer.decode.segment import SYN, Segment
 from analyzer.tcp.conn import Connection
 from analyzer.tcp.endpoint import Analysis, Endpoint
+from analyzer.tcp.rare import RareFacts
 from analyzer.tcp.states import Input, State
 from analyzer.tcp.zeek import ZeekView
 from analyzer.tcp.zeekstate import ZeekEndpoint
@@ -40,7 +41,7 @@ def _fields(cls: type) -> Tuple[str, ...]:
 
 
 #: The classes of a connection's record.
-_RECORDS: Final = (Connection, Endpoint, Analysis, ZeekView, ZeekEndpoint, Segment)
+_RECORDS: Final = (Connection, Endpoint, Analysis, ZeekView, ZeekEndpoint, Segment, RareFacts)
 #: (Classes and enum members go by number: no global to look up in a pickle but the function.)
 _INDEX: Final[Dict[type, int]] = {cls: i for i, cls in enumerate(_RECORDS)}
 _FIELDS: Final[Dict[type, Tuple[str, ...]]] = {cls: _fields(cls) for cls in _RECORDS}
