@@ -302,11 +302,21 @@ class FlowTable:
         self.recent.forget_stale(now)
 
     def flush(self, end_ts: int) -> None:
-        """End of capture: finalize every connection still in the table, in stream order."""
-        for conn in self.parked.merged(sorted(self.connections(), key=_stream_order)):
-            self.on_done(conn, end_ts)
+        """End of capture: finalize every connection still in the table, in stream order.
+        The table lets go of them first, so that each leaves memory once finalized: what is
+        made of them (results, counts) takes their place instead of adding to them."""
+        conns = sorted(self.connections(), key=_stream_order)
         self.live.clear()
+        self.unbound.clear()
+        self.finished.clear()
         self.size = 0
+        if len(self.parked.index):
+            for conn in self.parked.merged(conns):
+                self.on_done(conn, end_ts)
+        else:
+            conns.reverse()
+            while conns:
+                self.on_done(conns.pop(), end_ts)
         self.parked.close()
 
 
