@@ -20,6 +20,9 @@ from analyzer.decode.segment import addr_str
 DEFAULT_THRESHOLD: Final = 100     # half-open attempts ...
 DEFAULT_WINDOW: Final = 10.0       # ... within this many seconds, to one server
 _I64: Final = (1 << 63) - 1
+#: Times inside +-2**61 ns (to 2043) need no clamping to the arrays' 64 bits (and compare as
+#: machine integers in the compiled build).
+_SAFE: Final = 1 << 61
 
 Server = Tuple[bytes, int]
 
@@ -39,7 +42,10 @@ class FloodDetector:
             if arrays is None:
                 arrays = self.attempts[r.resp_raw] = (array("q"), array("q"), array("q"))
             # (a pcapng timestamp can lie beyond the array's 64 bits: kept at the bound)
-            arrays[0].append(min(max(r.start, -_I64), _I64))
+            start = r.start
+            if not -_SAFE < start < _SAFE:
+                start = min(max(start, -_I64), _I64)
+            arrays[0].append(start)
             arrays[1].append(r.first_frame)
             arrays[2].append(crc32(r.orig_raw[0]))
 
@@ -59,8 +65,11 @@ class FloodDetector:
         for server, (times, frames, sources) in sorted(self.attempts.items(), key=lambda kv: kv[0]):
             if len(times) < self.threshold:
                 continue
-            # (by frame where times are equal: the same whatever order the results came in)
-            order = sorted(range(len(times)), key=lambda i: (times[i], frames[i]))
+            # (by frame where times are equal: the same whatever order the results came in;
+            # they mostly come in that order already, and then the order is the arrays' own)
+            order = list(range(len(times)))
+            if not _in_order(times, frames):
+                order.sort(key=lambda i: (times[i], frames[i]))
             best, lo = (0, 0, 0), 0
             for hi in range(len(order)):
                 while times[order[hi]] - times[order[lo]] > self.window_ns:
@@ -83,3 +92,12 @@ class FloodDetector:
             f.count = count
             out.append(f)
         return out
+
+
+def _in_order(times: array, frames: array) -> bool:
+    """Whether the attempts are in order of time, then frame."""
+    for i in range(1, len(times)):
+        t, u = times[i - 1], times[i]
+        if t > u or (t == u and frames[i - 1] > frames[i]):
+            return False
+    return True
