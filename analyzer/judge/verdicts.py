@@ -216,12 +216,17 @@ def _check_unanswered(c: Connection, i: int, now: int) -> bool:
     return fin
 
 
+#: SYN_UNANSWERED's message for one SYN and nothing after it (a SYN of a flood), made once.
+_ONE_SYN: Final = "SYN sent %d time(s) over %.1f s, never answered" % (1, 0.0)
+
+
 def _note_outcome(c: Connection, handshake: str, close: Optional[str]) -> None:
     o = c.endpoint(0)
     if handshake == "stray":
         _note_stray(c)
     elif handshake == "unanswered":
         c.note_at("SYN_UNANSWERED", c.syn_ts, c.first_frame, 0,
+                  _ONE_SYN if o.syn_count == 1 and c.last_ts <= c.syn_ts else
                   "SYN sent %d time(s) over %.1f s, never answered"
                   % (o.syn_count, max(c.last_ts - c.syn_ts, 0) / 1e9))
     elif handshake == "refused" and c.rst is not None:
