@@ -155,7 +155,8 @@ class ConnectionCore(WithRare):
     `Connection` (conn.py) adds the replay; the control-segment rules (control.py) and the
     sequence analysis (seqanalysis.py) work on this record, so they need nothing above it.
     The facts of rare events (`held_rst`, `syn_data`, `inferred_fin`, `rst_undo`,
-    `reply_rsts`, `bad_ack`, `reused_from`) live in a side object made on the first (rare.py)."""
+    `reply_rsts`, `bad_ack`, `reused_from`) and a tunnelled connection's contexts (`tunnel`,
+    `rtunnel`) live in a side object made on the first (rare.py)."""
 
     __slots__ = ("id", "first_ts", "last_ts", "first_frame", "last_frame", "findings",
                  "midstream", "syn_seen", "synack_seen", "sim_open", "synack_win",
@@ -163,8 +164,7 @@ class ConnectionCore(WithRare):
                  "syn_ts", "est_sides", "self_connect", "prev_ts", "tfo",
                  "steady", "zeek", "zeek_first", "first_from_orig",
                  "rst_discards", "last_dup", "last_dup_seq",
-                 "last_dup_ack", "key", "rkey", "okey", "queued", "queued_ts", "e0", "e1", "tunnel",
-                 "rtunnel")
+                 "last_dup_ack", "key", "rkey", "queued", "queued_ts", "e0", "e1")
 
     def __init__(self, stream_id: int, seg: Segment, orig_is_src: bool, key: bytes,
                  rkey: bytes, zeek: bool = True) -> None:
@@ -199,16 +199,12 @@ class ConnectionCore(WithRare):
         self.last_dup = -1
         self.last_dup_seq = -1
         self.last_dup_ack = -1
-        #: The flow table's keys: the 4-tuple as its first packet had it, and reversed; `okey`
-        #: is the one of segments from the originator.
+        #: The flow table's keys: the 4-tuple as its first packet had it, and reversed (`okey`
+        #: is the one of segments from the originator).
         self.key = key
         self.rkey = rkey
-        self.okey = key if orig_is_src else rkey
-        #: The tunnel context of its first segment (`Segment.tunnel`; empty outside tunnels):
-        #: the table keys the connection by the 4-tuple and this.
-        self.tunnel = seg.tunnel
-        #: The replies' context where their tunnel ids differ (`FlowTable._bind`), else `tunnel`.
-        self.rtunnel = seg.tunnel
+        if len(seg.tunnel):
+            self.tunnel = self.rtunnel = seg.tunnel     # (rare.py: empty outside tunnels)
         #: In the flow table's queue of finished connections (`queued`), since its last
         #: packet at `queued_ts` (a capture time: any integer, so not a flag as well).
         self.queued = False
@@ -251,6 +247,11 @@ class ConnectionCore(WithRare):
                       % describe(seg))
 
     # -- bookkeeping -------------------------------------------------------------------------
+
+    @property
+    def okey(self) -> bytes:
+        """The 4-tuple of segments from the originator (`key` or `rkey`)."""
+        return self.key if self.first_from_orig else self.rkey
 
     def endpoint(self, side: int) -> Endpoint:
         """The endpoint of `side` (0 = orig, 1 = resp)."""

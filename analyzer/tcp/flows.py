@@ -305,7 +305,8 @@ class FlowTable:
         """End of capture: finalize every connection still in the table, in stream order.
         The table lets go of them first, so that each leaves memory once finalized: what is
         made of them (results, counts) takes their place instead of adding to them."""
-        conns = sorted(self.connections(), key=_stream_order)
+        conns = self.connections()
+        conns.sort(key=_stream_order)
         self.live.clear()
         self.unbound.clear()
         self.finished.clear()

@@ -1,8 +1,8 @@
 """What few connections have: the facts of rare events, in one side object made on the first.
 
 A held RST, an inferred FIN, a RST taken back, an unacceptable handshake ACK, a reused
-4-tuple, data on a SYN, RSTs from a closed port: most connections have none of them, so their
-record keeps one pointer (`rare`, None until the first) instead of seven fields. `WithRare`,
+4-tuple, data on a SYN, RSTs from a closed port, a tunnel: most connections have none of them,
+so their record keeps one pointer (`rare`, None until the first) instead of nine fields. `WithRare`,
 the base of a connection's record (endpoint.py), gives them as the record's own attributes:
 reading one where there is none gives its default; setting one to its default where there is
 none makes nothing.
@@ -19,7 +19,7 @@ class RareFacts:
     """The rare facts of one connection (the defaults are what a connection without them has)."""
 
     __slots__ = ("held_rst", "syn_data", "inferred_fin", "rst_undo", "reply_rsts", "bad_ack",
-                 "reused_from")
+                 "reused_from", "tunnel", "rtunnel")
 
     def __init__(self) -> None:
         self.held_rst: Optional[Tuple[int, Segment]] = None   # in-window, not at RCV.NXT
@@ -29,6 +29,11 @@ class RareFacts:
         self.reply_rsts = 0         # RSTs that answer the peer's last segment from CLOSED
         self.bad_ack = UNSET        # the ack of the last unacceptable handshake ACK
         self.reused_from: Optional[int] = None  # the stream whose 4-tuple this one reused
+        #: The tunnel context of its first segment (`Segment.tunnel`; empty outside tunnels):
+        #: the flow table keys the connection by the 4-tuple and this.
+        self.tunnel = b""
+        #: The replies' context where their tunnel ids differ (`FlowTable._bind`), else `tunnel`.
+        self.rtunnel = b""
 
 
 class WithRare:
@@ -107,3 +112,21 @@ class WithRare:
     def reused_from(self, value: Optional[int]) -> None:
         if value is not None or self.rare is not None:
             self._rare().reused_from = value
+
+    @property
+    def tunnel(self) -> bytes:
+        return b"" if self.rare is None else self.rare.tunnel
+
+    @tunnel.setter
+    def tunnel(self, value: bytes) -> None:
+        if len(value) or self.rare is not None:
+            self._rare().tunnel = value
+
+    @property
+    def rtunnel(self) -> bytes:
+        return b"" if self.rare is None else self.rare.rtunnel
+
+    @rtunnel.setter
+    def rtunnel(self, value: bytes) -> None:
+        if len(value) or self.rare is not None:
+            self._rare().rtunnel = value
