@@ -34,7 +34,7 @@ class Analysis:
 
     __slots__ = ("retransmissions", "out_of_order", "lost_segments", "acked_unseen",
                  "keepalives", "keepalive_acks", "zero_windows", "holes", "keepalive_open",
-                 "zw_since", "resent", "resend_ack")
+                 "zw_since", "resent", "resend_ack", "isns")
 
     FIELDS: ClassVar[Tuple[str, ...]] = (
         "retransmissions", "out_of_order", "lost_segments", "acked_unseen", "keepalives",
@@ -56,6 +56,8 @@ class Analysis:
         # episode ends when the peer's ACK moves).
         self.resent = 0
         self.resend_ack = UNSET         # the peer's last ACK at the first resend
+        #: The ISNs the side offered after its first (`Endpoint.offer`): rare, so kept here.
+        self.isns: Tuple[int, ...] = ()
 
     def counts(self) -> Tuple[int, ...]:
         """The counters, in FIELDS order (what a finished connection keeps); `NO_COUNTS`
@@ -80,7 +82,7 @@ class Endpoint:
     __slots__ = ("state", "since", "isn", "base_seq", "next_seq", "syn_count",
                  "synack_count", "syn_acked", "fin_seq", "fin_ts", "fin_acked", "pending",
                  "max_win", "wscale", "pkts", "bytes", "ip_bytes", "close_wait_since", "last_ack",
-                 "analysis", "first_isn", "isns", "seq_exact", "last_data_ts", "sent_data",
+                 "analysis", "first_isn", "seq_exact", "last_data_ts", "sent_data",
                  "last_ts", "rsts")
 
     def __init__(self, state: State, ts: int) -> None:
@@ -110,10 +112,9 @@ class Endpoint:
         self.last_ack = UNSET           # ack number of the last ACK this side sent
         self.analysis = QUIET           # read freely; changed through own_analysis()
         # Every ISN this side offered (SYN, SYN-ACKs), at most MAX_ISNS (`offered`, `offer`):
-        # the first as a plain int (UNSET: none yet), any others in a tuple, empty on most
-        # connections (a tuple of one boxed ISN was a tenth of a live connection).
+        # the first as a plain int (UNSET: none yet), any others in `analysis.isns`, where
+        # most connections have none (a tuple of one boxed ISN was a tenth of a connection).
         self.first_isn = UNSET
-        self.isns: Tuple[int, ...] = ()
         # next_seq came from a segment that used sequence space (data, SYN, FIN); a bare ACK
         # only bounds it (a keep-alive probe carries SND.NXT - 1).
         self.seq_exact = False
@@ -132,14 +133,18 @@ class Endpoint:
 
     def offered(self, seq: int) -> bool:
         """Whether this side offered `seq` as its ISN (a SYN or SYN-ACK of it was seen)."""
-        return seq == self.first_isn or (len(self.isns) > 0 and seq in self.isns)
+        if seq == self.first_isn:
+            return True
+        isns = self.analysis.isns
+        return len(isns) > 0 and seq in isns
 
     def offer(self, seq: int, most: int) -> None:
         """Remember `seq` as an ISN this side offered, `most` ISNs at most in all."""
         if self.first_isn < 0:
             self.first_isn = seq
-        elif len(self.isns) + 1 < most and not self.offered(seq):
-            self.isns += (seq,)
+        elif len(self.analysis.isns) + 1 < most and not self.offered(seq):
+            a = self.own_analysis()
+            a.isns += (seq,)
 
     def take_pending(self, inp: Input) -> int:
         """Remove `inp` from what is pending; how many there were (0 or 1)."""
