@@ -25,7 +25,7 @@ from analyzer.tcp.endpoint import Analysis, Endpoint
 from analyzer.tcp.rare import RareFacts
 from analyzer.tcp.states import Input, State
 from analyzer.tcp.zeek import ZeekView
-from analyzer.tcp.zeekstate import ZeekEndpoint
+from analyzer.tcp.zeekstate import ZeekEndpoint, ZeekRare
 
 
 def _fields(cls: type) -> Tuple[str, ...]:
@@ -41,7 +41,8 @@ def _fields(cls: type) -> Tuple[str, ...]:
 
 
 #: The classes of a connection's record.
-_RECORDS: Final = (Connection, Endpoint, Analysis, ZeekView, ZeekEndpoint, Segment, RareFacts)
+_RECORDS: Final = (Connection, Endpoint, Analysis, ZeekView, ZeekEndpoint, Segment, RareFacts,
+                   ZeekRare)
 #: (Classes and enum members go by number: no global to look up in a pickle but the function.)
 _INDEX: Final[Dict[type, int]] = {cls: i for i, cls in enumerate(_RECORDS)}
 _FIELDS: Final[Dict[type, Tuple[str, ...]]] = {cls: _fields(cls) for cls in _RECORDS}
