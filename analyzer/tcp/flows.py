@@ -59,7 +59,8 @@ SERVICE_PORTS: Final = frozenset({1080, 1433, 1521, 1883, 2049, 2375, 3128, 3306
 Key = bytes
 
 #: Connections in memory at most; beyond it a tenth of the bound is parked on disk (parked.py).
-#: About 2.4 KB each, so the default bounds the table near 250 MB even under a SYN flood.
+#: About 1.1 to 2 KB each (bench/README.md), so the default bounds the table near 150 MB
+#: even under a SYN flood.
 DEFAULT_MAX_LIVE: Final = 100_000
 
 
