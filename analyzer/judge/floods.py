@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from array import array
 from zlib import crc32
-from typing import Dict, Final, List, Tuple
+from typing import Dict, Final, List, Optional, Tuple
 
 from analyzer.common.findings import Finding
 from analyzer.judge.result import ConnResult
@@ -34,13 +34,21 @@ class FloodDetector:
         # server -> three parallel arrays: SYN time, first frame, CRC-32 of the source address (the same in every process)
         # (24 bytes an attempt: a flood of millions stays in tens of MB).
         self.attempts: Dict[Server, Tuple[array, array, array]] = {}
+        #: The server last added to and its arrays (a flood's attempts come one server after
+        #: another: no lookup of a new key object each time).
+        self._server: Optional[Server] = None
+        self._arrays: Optional[Tuple[array, array, array]] = None
 
     def add(self, r: ConnResult) -> None:
         if r.handshake in ("unanswered", "half_open") or (
                 r.handshake == "reset" and r.reset_by == "orig"):
-            arrays = self.attempts.get(r.resp_raw)
-            if arrays is None:
-                arrays = self.attempts[r.resp_raw] = (array("q"), array("q"), array("q"))
+            server = r.resp_raw
+            last, arrays = self._server, self._arrays
+            if last is None or arrays is None or server[1] != last[1] or server[0] != last[0]:
+                arrays = self.attempts.get(server)
+                if arrays is None:
+                    arrays = self.attempts[server] = (array("q"), array("q"), array("q"))
+                self._server, self._arrays = server, arrays
             # (a pcapng timestamp can lie beyond the array's 64 bits: kept at the bound)
             start = r.start
             if not -_SAFE < start < _SAFE:
@@ -65,30 +73,33 @@ class FloodDetector:
         for server, (times, frames, sources) in sorted(self.attempts.items(), key=lambda kv: kv[0]):
             if len(times) < self.threshold:
                 continue
-            # (by frame where times are equal: the same whatever order the results came in;
-            # they mostly come in that order already, and then the order is the arrays' own)
-            order = list(range(len(times)))
+            total = len(times)
+            # In order of time, then frame (the same whatever order the results came in);
+            # they mostly come in that order already.
             if not _in_order(times, frames):
-                order.sort(key=lambda i: (times[i], frames[i]))
-            best, lo = (0, 0, 0), 0
-            for hi in range(len(order)):
-                while times[order[hi]] - times[order[lo]] > self.window_ns:
+                order = sorted(range(total), key=lambda i: (times[i], frames[i]))
+                times = array("q", [times[i] for i in order])
+                frames = array("q", [frames[i] for i in order])
+                sources = array("q", [sources[i] for i in order])
+            best, lo, window = (0, 0, 0), 0, self.window_ns
+            for hi in range(total):
+                while times[hi] - times[lo] > window:
                     lo += 1
                 if hi - lo + 1 > best[0]:
                     best = (hi - lo + 1, lo, hi)
             count, lo, hi = best
             if count < self.threshold:
                 continue
-            span = max((times[order[hi]] - times[order[lo]]) / 1e9, 1e-6)
-            distinct = len({sources[i] for i in order[lo:hi + 1]})
-            first = order[lo]
+            span = max((times[hi] - times[lo]) / 1e9, 1e-6)
+            distinct = len(set(sources[lo:hi + 1]))
+            first = lo
             addr = addr_str(server[0])
             where = ("[%s]:%d" % (addr, server[1])) if ":" in addr else "%s:%d" % (addr, server[1])
             f = Finding("HALF_OPEN_FLOOD", times[first], frames[first], "resp",
                         "%d SYNs to %s never completed within %.1f s (%.0f per second, from %d "
                         "source address%s; %d in the whole capture)" % (
                             count, where, span, count / span, distinct,
-                            "" if distinct == 1 else "es", len(times)))
+                            "" if distinct == 1 else "es", total))
             f.count = count
             out.append(f)
         return out
