@@ -25,7 +25,7 @@ COMPILED = [
     "capture/source", "capture/files", "capture/pcap", "capture/pcapng",
     "decode/segment", "decode/linklayer", "decode/iptcp", "decode/frames", "decode/checksum",
     "decode/tunnels", "decode/reassembly", "decode/shard",
-    "tcp/states", "tcp/endpoint", "tcp/seqanalysis", "tcp/control", "tcp/oddities",
+    "tcp/states", "tcp/rare", "tcp/endpoint", "tcp/seqanalysis", "tcp/control", "tcp/oddities",
     "tcp/ignored", "tcp/conn", "tcp/zeek", "tcp/zeekstate", "tcp/zeekmachine", "tcp/reuse",
     "tcp/finished", "tcp/flows",
     "judge/result", "judge/verdicts", "judge/floods", "judge/scans",

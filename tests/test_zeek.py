@@ -276,7 +276,7 @@ def test_fast_path_equals_the_full_replay():
         fast = replay(d)
         slow = ZeekView()
         for _, ip, side in d.packets:
-            e, p = slow.ours if side == "c" else slow.ours[::-1]
+            e, p = (slow.z0, slow.z1) if side == "c" else (slow.z1, slow.z0)
             slow._packet(e, p, side == "c", decode_frame(1, frame(ip)), True, False)
         assert fast[:2] == slow.finish(True)
 

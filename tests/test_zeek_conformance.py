@@ -154,10 +154,10 @@ def replay(path: str, checksums: bool = False) -> List[Tuple[str, str, str]]:
     out = []
     for cid in order:
         view, first, conn = views[cid]
-        o, r = conn.ep
         state, history = view.finish(first)
-        orig = _ep(addr_str(o.addr), o.port)
-        out.append((_tuple(orig, _ep(addr_str(r.addr), r.port)), orig, "%s %s" % (state, history)))
+        orig = _ep(addr_str(conn.addr(0)), conn.port(0))
+        out.append((_tuple(orig, _ep(addr_str(conn.addr(1)), conn.port(1))), orig,
+                    "%s %s" % (state, history)))
     return out
 
 

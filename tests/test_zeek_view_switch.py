@@ -94,7 +94,7 @@ def test_shared_empty_records_stay_empty():
     # (equal, not the same object: the compiled build may hand a module's constant tuple to
     # Python as a copy)
     assert QUIET.counts() == NO_COUNTS and QUIET.holes is None and not QUIET.keepalive_open
-    assert not QUIET.zw_since and not QUIET.resent and QUIET.resend_ack < 0
+    assert not QUIET.zw_since and not QUIET.resent and QUIET.resend_ack < 0 and not QUIET.isns
 
 
 # -- the Zeek view waits for a connection's second packet --------------------------------------

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from array import array
 from zlib import crc32
-from typing import Dict, Final, List, Tuple
+from typing import Dict, Final, List, Optional, Tuple
 
 from analyzer.common.findings import Finding
 from analyzer.judge.result import ConnResult
@@ -20,6 +20,9 @@ from analyzer.decode.segment import addr_str
 DEFAULT_THRESHOLD: Final = 100     # half-open attempts ...
 DEFAULT_WINDOW: Final = 10.0       # ... within this many seconds, to one server
 _I64: Final = (1 << 63) - 1
+#: Times inside +-2**61 ns (to 2043) need no clamping to the arrays' 64 bits (and compare as
+#: machine integers in the compiled build).
+_SAFE: Final = 1 << 61
 
 Server = Tuple[bytes, int]
 
@@ -31,15 +34,26 @@ class FloodDetector:
         # server -> three parallel arrays: SYN time, first frame, CRC-32 of the source address (the same in every process)
         # (24 bytes an attempt: a flood of millions stays in tens of MB).
         self.attempts: Dict[Server, Tuple[array, array, array]] = {}
+        #: The server last added to and its arrays (a flood's attempts come one server after
+        #: another: no lookup of a new key object each time).
+        self._server: Optional[Server] = None
+        self._arrays: Optional[Tuple[array, array, array]] = None
 
     def add(self, r: ConnResult) -> None:
         if r.handshake in ("unanswered", "half_open") or (
                 r.handshake == "reset" and r.reset_by == "orig"):
-            arrays = self.attempts.get(r.resp_raw)
-            if arrays is None:
-                arrays = self.attempts[r.resp_raw] = (array("q"), array("q"), array("q"))
+            server = r.resp_raw
+            last, arrays = self._server, self._arrays
+            if last is None or arrays is None or server[1] != last[1] or server[0] != last[0]:
+                arrays = self.attempts.get(server)
+                if arrays is None:
+                    arrays = self.attempts[server] = (array("q"), array("q"), array("q"))
+                self._server, self._arrays = server, arrays
             # (a pcapng timestamp can lie beyond the array's 64 bits: kept at the bound)
-            arrays[0].append(min(max(r.start, -_I64), _I64))
+            start = r.start
+            if not -_SAFE < start < _SAFE:
+                start = min(max(start, -_I64), _I64)
+            arrays[0].append(start)
             arrays[1].append(r.first_frame)
             arrays[2].append(crc32(r.orig_raw[0]))
 
@@ -59,27 +73,42 @@ class FloodDetector:
         for server, (times, frames, sources) in sorted(self.attempts.items(), key=lambda kv: kv[0]):
             if len(times) < self.threshold:
                 continue
-            # (by frame where times are equal: the same whatever order the results came in)
-            order = sorted(range(len(times)), key=lambda i: (times[i], frames[i]))
-            best, lo = (0, 0, 0), 0
-            for hi in range(len(order)):
-                while times[order[hi]] - times[order[lo]] > self.window_ns:
+            total = len(times)
+            # In order of time, then frame (the same whatever order the results came in);
+            # they mostly come in that order already.
+            if not _in_order(times, frames):
+                order = sorted(range(total), key=lambda i: (times[i], frames[i]))
+                times = array("q", [times[i] for i in order])
+                frames = array("q", [frames[i] for i in order])
+                sources = array("q", [sources[i] for i in order])
+            best, lo, window = (0, 0, 0), 0, self.window_ns
+            for hi in range(total):
+                while times[hi] - times[lo] > window:
                     lo += 1
                 if hi - lo + 1 > best[0]:
                     best = (hi - lo + 1, lo, hi)
             count, lo, hi = best
             if count < self.threshold:
                 continue
-            span = max((times[order[hi]] - times[order[lo]]) / 1e9, 1e-6)
-            distinct = len({sources[i] for i in order[lo:hi + 1]})
-            first = order[lo]
+            span = max((times[hi] - times[lo]) / 1e9, 1e-6)
+            distinct = len(set(sources[lo:hi + 1]))
+            first = lo
             addr = addr_str(server[0])
             where = ("[%s]:%d" % (addr, server[1])) if ":" in addr else "%s:%d" % (addr, server[1])
             f = Finding("HALF_OPEN_FLOOD", times[first], frames[first], "resp",
                         "%d SYNs to %s never completed within %.1f s (%.0f per second, from %d "
                         "source address%s; %d in the whole capture)" % (
                             count, where, span, count / span, distinct,
-                            "" if distinct == 1 else "es", len(times)))
+                            "" if distinct == 1 else "es", total))
             f.count = count
             out.append(f)
         return out
+
+
+def _in_order(times: array, frames: array) -> bool:
+    """Whether the attempts are in order of time, then frame."""
+    for i in range(1, len(times)):
+        t, u = times[i - 1], times[i]
+        if t > u or (t == u and frames[i - 1] > frames[i]):
+            return False
+    return True

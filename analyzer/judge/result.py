@@ -134,10 +134,10 @@ class ConnResult:
                         closed_first: Optional[str], reset_by: Optional[str], half_close: bool,
                         final_state: List[str], lingering: List[Lingering]) -> "ConnResult":
         r = cls()
-        o, p = c.ep
+        o, p = c.e0, c.e1
         r.id = c.id
-        r.orig_raw = (o.addr, o.port)
-        r.resp_raw = (p.addr, p.port)
+        r.orig_raw = (c.addr(0), c.port(0))
+        r.resp_raw = (c.addr(1), c.port(1))
         r.start, r.end = c.first_ts, c.last_ts
         r.first_frame, r.last_frame = c.first_frame, c.last_frame
         if o is p:      # a self-connection: one socket sent everything

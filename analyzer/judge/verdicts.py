@@ -65,7 +65,7 @@ def stray_code(c: Connection) -> Optional[str]:
     (§3.10.7.1: <SEQ=SEG.ACK>, or <SEQ=0><ACK=SEG.SEQ+SEG.LEN>)."""
     if not c.midstream or c.syn_seen or c.synack_seen or c.self_connect:
         return None
-    for r, p in ((c.ep[0], c.ep[1]), (c.ep[1], c.ep[0])):
+    for r, p in ((c.endpoint(0), c.endpoint(1)), (c.endpoint(1), c.endpoint(0))):
         if r.pkts and r.rsts == r.pkts:
             if not p.pkts:
                 return "STRAY_RST"
@@ -75,7 +75,7 @@ def stray_code(c: Connection) -> Optional[str]:
 
 
 def _handshake(c: Connection) -> str:
-    o, r = c.ep
+    o, r = c.e0, c.e1
     if c.midstream:
         return "stray" if stray_code(c) else "not_seen"
     if c.self_connect:
@@ -128,7 +128,7 @@ def finalize(c: Connection, now: int, msl_ns: int) -> ConnResult:
     lingering: List[Lingering] = []
     final = []
     fin_unanswered = False
-    for i, e in enumerate(c.ep):
+    for i, e in enumerate((c.e0, c.e1)):
         state = e.state
         if state is State.TIME_WAIT:
             elapsed = now - e.since
@@ -147,7 +147,7 @@ def finalize(c: Connection, now: int, msl_ns: int) -> ConnResult:
             # still streaming is not stuck).
             quiet = now - (max(e.close_wait_since, e.last_data_ts) if e.sent_data
                            else e.close_wait_since)
-            peer = c.ep[1 - i]
+            peer = c.endpoint(1 - i)
             # Not "stuck" when the capture cannot tell: the peer acknowledged data of this
             # side the capture never showed (it may have carried this side's FIN), or the
             # capture began with the peer's FIN (this side may have closed before it).
@@ -159,7 +159,7 @@ def finalize(c: Connection, now: int, msl_ns: int) -> ConnResult:
                           "application had not closed the socket since the peer's FIN" % (
                               SIDES[i], elapsed / 1e9, "" if quiet == elapsed else
                               " (last data %.1f s before the end)" % (quiet / 1e9)))
-        elif state is State.FIN_WAIT_2 and now - _last(e.since, c.ep[1 - i]) >= CLOSE_WAIT_STUCK_NS:
+        elif state is State.FIN_WAIT_2 and now - _last(e.since, c.endpoint(1 - i)) >= CLOSE_WAIT_STUCK_NS:
             peer_fin = [f[2] for f in c.fins if f[0] != i]
             c.note_at("FIN_WAIT_2_LINGERING", now, c.last_frame, i,
                       "%s in FIN_WAIT_2 for %.1f s when the capture ended: its FIN was "
@@ -170,7 +170,7 @@ def finalize(c: Connection, now: int, msl_ns: int) -> ConnResult:
         if _check_unanswered(c, i, now):
             fin_unanswered = True
         zw = e.analysis.zw_since
-        if zw and now - zw >= ZERO_WINDOW_STALL_NS and (i == 0 or e is not c.ep[0]):
+        if zw and now - zw >= ZERO_WINDOW_STALL_NS and (i == 0 or e is not c.endpoint(0)):
             c.note_at("ZERO_WINDOW_STALL", zw, c.last_frame, i,
                       "%s's receive window was still zero at the end, %.1f s after it closed"
                       % (SIDES[i], (now - zw) / 1e9))
@@ -190,7 +190,7 @@ def _check_unanswered(c: Connection, i: int, now: int) -> bool:
     """PEER_UNRESPONSIVE: side `i` resent data or its FIN again and again and the peer's ACK
     never moved from where it was at the first resend, until the end of the capture. True
     when what went unacknowledged includes the FIN (that close did not complete)."""
-    e, peer = c.ep[i], c.ep[1 - i]
+    e, peer = c.endpoint(i), c.endpoint(1 - i)
     a = e.analysis
     if e is peer or a.resent < UNANSWERED_RESENDS or e.next_seq < 0:
         return False
@@ -216,21 +216,26 @@ def _check_unanswered(c: Connection, i: int, now: int) -> bool:
     return fin
 
 
+#: SYN_UNANSWERED's message for one SYN and nothing after it (a SYN of a flood), made once.
+_ONE_SYN: Final = "SYN sent %d time(s) over %.1f s, never answered" % (1, 0.0)
+
+
 def _note_outcome(c: Connection, handshake: str, close: Optional[str]) -> None:
-    o = c.ep[0]
+    o = c.endpoint(0)
     if handshake == "stray":
         _note_stray(c)
     elif handshake == "unanswered":
         c.note_at("SYN_UNANSWERED", c.syn_ts, c.first_frame, 0,
+                  _ONE_SYN if o.syn_count == 1 and c.last_ts <= c.syn_ts else
                   "SYN sent %d time(s) over %.1f s, never answered"
                   % (o.syn_count, max(c.last_ts - c.syn_ts, 0) / 1e9))
     elif handshake == "refused" and c.rst is not None:
         c.note_at("CONNECTION_REFUSED", c.rst[1], c.rst[2], 1,
-                  "SYN to port %d answered by RST" % c.ep[1].port)
+                  "SYN to port %d answered by RST" % c.port(1))
     elif handshake == "half_open":
         c.note_at("HANDSHAKE_HALF_OPEN", c.last_ts, c.last_frame, 0,
                   "SYN-ACK sent %d time(s), %s" % (
-                      c.ep[1].synack_count,
+                      c.endpoint(1).synack_count,
                       "the originator's ACK of it was not acceptable (HANDSHAKE_ACK_BAD)"
                       if "HANDSHAKE_ACK_BAD" in c.findings else "never acknowledged" if not c.est_sides & 1 else
                       "and sent again after the originator's ACK: that ACK never arrived"))
@@ -255,13 +260,13 @@ def _note_stray(c: Connection) -> None:
     """No connection: what the capture shows instead of a handshake joined mid-way."""
     c.findings.pop("MIDSTREAM_START", None)
     code = stray_code(c)
-    r = 0 if c.ep[0].pkts and c.ep[0].rsts == c.ep[0].pkts else 1
+    r = 0 if c.endpoint(0).pkts and c.endpoint(0).rsts == c.endpoint(0).pkts else 1
     if code == "STRAY_RST":
         c.note_at(code, c.first_ts, c.first_frame, r, "%s sent %s alone: no connection on this "
                   "4-tuple in the capture for it to end" % (
-                      SIDES[r], "a RST" if c.ep[r].rsts == 1 else "%d RSTs" % c.ep[r].rsts))
+                      SIDES[r], "a RST" if c.endpoint(r).rsts == 1 else "%d RSTs" % c.endpoint(r).rsts))
     else:
         c.note_at("CLOSED_PORT_PROBE", c.first_ts, c.first_frame, r, "%s's port %d has no "
                   "connection: it answered %s with RST (RFC 9293 §3.10.7.1)" % (
-                      SIDES[r], c.ep[r].port, "a probe" if c.ep[1 - r].pkts == 1 else
-                      "%d probes" % c.ep[1 - r].pkts))
+                      SIDES[r], c.port(r), "a probe" if c.endpoint(1 - r).pkts == 1 else
+                      "%d probes" % c.endpoint(1 - r).pkts))

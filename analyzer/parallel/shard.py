@@ -123,6 +123,6 @@ def tally_state(tally: Tally, dropped: int) -> tuple:
                s.codes, list(s.analysis), s.syn_retransmissions, s.attention)
     floods = {server: (a.tobytes(), b.tobytes(), c.tobytes())
               for server, (a, b, c) in tally.floods.attempts.items()}
-    scans = {src: (sorted(x.ports), sorted(x.hosts), x.kinds, x.first_ts, x.first_frame,
-                   x.probes) for src, x in tally.scans.sources.items()}
+    scans = {src: (sorted(x.port_set()), sorted(x.host_set()), x.kind_counts(), x.first_ts,
+                   x.first_frame, x.probes) for src, x in tally.scans.sources.items()}
     return summary, floods, scans, dropped

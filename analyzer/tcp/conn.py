@@ -103,7 +103,7 @@ class Connection(ConnectionCore):
             zeek = self.zeek_view()
             if zeek is not None:
                 zeek.segment(s == 0, seg, not seg.cut, seg.bad_csum)
-        x, y = self.ep[s], self.ep[1 - s]
+        x, y = self.endpoint(s), self.endpoint(1 - s)
         flags = seg.flags
         self.prev_ts = self.last_ts
         # Frames out of time order (merged interfaces, a clock step): the connection spans
@@ -229,7 +229,7 @@ class Connection(ConnectionCore):
             self.hold(y, Input.RECV_FIN, (x.fin_seq + 1) & 0xFFFFFFFF, seg.ts)
 
     def _deliver(self, s: int, seg: Segment) -> None:
-        x = self.ep[s]
+        x = self.endpoint(s)
         keep = []
         for inp, end, ts in x.pending:
             if not seq_le(end, seg.ack):

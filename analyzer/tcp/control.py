@@ -24,7 +24,7 @@ MAX_ISNS: Final = 16
 def infer_synack(c: ConnectionCore, s: int, seg: Segment) -> None:
     """The originator acknowledges a SYN-ACK the capture does not hold: the responder
     received the SYN and sent a SYN-ACK whose ISN is this ack - 1."""
-    x, y = c.ep[s], c.ep[1 - s]
+    x, y = c.endpoint(s), c.endpoint(1 - s)
     c.note("SYNACK_NOT_CAPTURED", seg, s,
            "%s acknowledged a SYN-ACK that is not in the capture" % SIDES[s])
     c.move(s, Input.RECV_SYN_ACK, seg)
@@ -41,7 +41,7 @@ def infer_synack(c: ConnectionCore, s: int, seg: Segment) -> None:
 def infer_handshake_ack(c: ConnectionCore, s: int, seg: Segment) -> None:
     """The ACK that completed the handshake is missing from the capture: infer it, and
     that its sender had processed the SYN-ACK."""
-    x, y = c.ep[s], c.ep[1 - s]
+    x, y = c.endpoint(s), c.endpoint(1 - s)
     c.note("HANDSHAKE_ACK_NOT_CAPTURED", seg, 1 - s, "%s sent %s in SYN_RECEIVED: the "
            "ACK of its SYN-ACK is not in the capture" % (SIDES[s], describe(seg)))
     for _ in range(y.take_pending(Input.RECV_SYN_ACK)):
@@ -53,7 +53,7 @@ def infer_handshake_ack(c: ConnectionCore, s: int, seg: Segment) -> None:
 
 def on_syn(c: ConnectionCore, s: int, seg: Segment) -> None:
     """A SYN or SYN-ACK from side `s`: ISNs, retransmissions, the SYN-ACK arithmetic."""
-    x, y = c.ep[s], c.ep[1 - s]
+    x, y = c.endpoint(s), c.endpoint(1 - s)
     if seg.paylen:
         c.tfo = c.tfo or not seg.flags & ACK
         c.note("SYN_WITH_DATA", seg, s, "%s's %s carries %d bytes of data (TCP Fast Open, "
@@ -62,7 +62,7 @@ def on_syn(c: ConnectionCore, s: int, seg: Segment) -> None:
     if seg.flags & ACK:
         c.synack_seen = True
         x.synack_count += 1
-        if seg.seq in x.isns:
+        if x.offered(seg.seq):
             c.note("SYNACK_RETRANSMITTED", seg, s, "%s sent its SYN-ACK again" % SIDES[s])
         # A SYN-ACK answers the peer's SYN even when its ack number is wrong.
         for _ in range(x.take_pending(Input.RECV_SYN)):
@@ -73,7 +73,7 @@ def on_syn(c: ConnectionCore, s: int, seg: Segment) -> None:
             # A SYN-ACK offering another ISN (or an earlier one again): the newest offer
             # counts until the peer acknowledges one (handshake_ack_ok), and the numbers
             # that follow count from it.
-            if seg.seq not in x.isns:
+            if not x.offered(seg.seq):
                 c.note("SYNACK_ISN_CHANGED", seg, s, "SYN-ACK with ISN %d, earlier %d"
                        % (seg.seq, x.isn))
             rebase(x, seg.seq, end)
@@ -84,20 +84,18 @@ def on_syn(c: ConnectionCore, s: int, seg: Segment) -> None:
                 c.note("SYNACK_BAD_ACK", seg, s, "SYN-ACK acknowledges %d, expected %d (the "
                        "SYN's ISN %d + 1)" % (rel(y, seg.ack), rel(y, (y.isn + 1) & 0xFFFFFFFF),
                                               y.isn))
-        if (x.state is State.ESTABLISHED and x.syn_acked and seg.seq in x.isns
+        if (x.state is State.ESTABLISHED and x.syn_acked and x.offered(seg.seq)
                 and x.next_seq == (seg.seq + 1) & 0xFFFFFFFF and c.rst is None):
             # Sent again before any data: the ACK of the first one never arrived.
             c.move(s, Input.SYNACK_ACK_LOST, seg)
             x.syn_acked = False
-        if len(x.isns) < MAX_ISNS and seg.seq not in x.isns:
-            x.isns += (seg.seq,)
+        x.offer(seg.seq, MAX_ISNS)
         if not c.move(s, Input.SEND_SYN_ACK, seg):
             c.note("SEGMENT_IN_WRONG_STATE", seg, s, "%s sent a SYN-ACK while in %s"
                    % (SIDES[s], x.state.value))
         return
     x.syn_count += 1
-    if len(x.isns) < MAX_ISNS and seg.seq not in x.isns:
-        x.isns += (seg.seq,)
+    x.offer(seg.seq, MAX_ISNS)
     if x.isn < 0:
         x.isn = seg.seq
         if s == 0 and seg.ts <= c.first_ts and (seg.seq + 1) & 0xFFFFFFFF == y.last_ack:
@@ -121,7 +119,7 @@ def on_syn(c: ConnectionCore, s: int, seg: Segment) -> None:
 
 def on_fin(c: ConnectionCore, s: int, seg: Segment) -> None:
     """A FIN from side `s`: its sequence number, retransmissions, a lost ACK of it."""
-    x, y = c.ep[s], c.ep[1 - s]
+    x, y = c.endpoint(s), c.endpoint(1 - s)
     fin_seq = (seg.seq + seg.paylen + (1 if seg.flags & SYN else 0)) & 0xFFFFFFFF
     if x.fin_seq < 0:
         if x.next_seq >= 0 and seq_lt(fin_seq, x.next_seq) and not seg.flags & SYN:
@@ -143,7 +141,7 @@ def on_fin(c: ConnectionCore, s: int, seg: Segment) -> None:
 
 def on_rst(c: ConnectionCore, s: int, seg: Segment) -> None:
     """A RST from side `s`: accepted, held (in window, not at RCV.NXT), a reply, or dropped."""
-    x, y = c.ep[s], c.ep[1 - s]
+    x, y = c.endpoint(s), c.endpoint(1 - s)
     x.rsts += 1
     if c.midstream and (seg.seq == y.last_ack >= 0 or (
             seg.seq == 0 and seg.flags & ACK and seg.ack == y.next_seq >= 0)):
@@ -210,7 +208,7 @@ def on_rst(c: ConnectionCore, s: int, seg: Segment) -> None:
 
 def accept_rst(c: ConnectionCore, s: int, seg: Segment) -> None:
     """A RST the receiver takes: both sides CLOSED; the first one is the connection's RST."""
-    x, y = c.ep[s], c.ep[1 - s]
+    x, y = c.endpoint(s), c.endpoint(1 - s)
     if c.rst is None:
         # What taking it back restores, should its receiver prove it ignored it (ignored.py).
         c.rst_undo = (x.state, x.since, y.state, y.since, y.pending, x.next_seq)
@@ -239,7 +237,7 @@ def resolve_held_rst(c: ConnectionCore, s: int, seg: Segment) -> None:
     if seg.flags & (SYN | FIN | RST | ACK) == ACK and not seg.paylen:
         c.note("RST_CHALLENGED", seg, s, "%s answered the RST in frame %d (seq %d, not its "
                "RCV.NXT) with a challenge ACK: the RST was ignored (RFC 5961)"
-               % (SIDES[s], rst.num, rel(c.ep[t], rst.seq)))
+               % (SIDES[s], rst.num, rel(c.endpoint(t), rst.seq)))
     else:
         accept_rst(c, t, rst)
 
@@ -248,7 +246,7 @@ def infer_fin(c: ConnectionCore, t: int, seg: Segment) -> None:
     """Side `t` sent a FIN the capture lacks: its peer acknowledges one byte past all of
     `t`'s data (the ACK_OF_UNSEEN_FIN evidence). Taken back by `undo_inferred_fin` if `t`
     then sends data beyond it: the byte was data the capture missed."""
-    e, peer = c.ep[t], c.ep[1 - t]
+    e, peer = c.endpoint(t), c.endpoint(1 - t)
     c.inferred_fin = (t, e.state, e.since, peer.state, peer.since, peer.close_wait_since,
                       len(c.fins), c.fin_acked_by, peer.pending, c.half_close_data)
     fin = e.next_seq
@@ -276,7 +274,7 @@ def undo_inferred_fin(c: ConnectionCore, seg: Segment) -> None:
     assert c.inferred_fin is not None
     t, state, since, pstate, psince, pcw, nfins, acked_by, ppending, half = c.inferred_fin
     c.inferred_fin = None
-    e, peer = c.ep[t], c.ep[1 - t]
+    e, peer = c.endpoint(t), c.endpoint(1 - t)
     e.state, e.since, e.fin_seq, e.fin_acked = state, since, UNSET, False
     peer.state, peer.since, peer.close_wait_since, peer.pending = pstate, psince, pcw, ppending
     c.fins = c.fins[:nfins]
@@ -318,10 +316,10 @@ def handshake_ack_ok(c: ConnectionCore, s: int, seg: Segment) -> bool:
     unacceptable one is answered by RST (bad ack) or an ACK (bad seq) and completes nothing,
     as Linux's tcp_check_req does. An ack of another ISN the peer offered is acceptable: the
     peer's numbers are rebased on it."""
-    y = c.ep[1 - s]
+    y = c.endpoint(1 - s)
     ack = seg.ack
     if y.next_seq < 0 or not (seq_lt(y.isn, ack) and seq_le(ack, y.next_seq)):
-        if seg.ack == (y.isn + 1) & 0xFFFFFFFF or (ack - 1) & 0xFFFFFFFF not in y.isns:
+        if seg.ack == (y.isn + 1) & 0xFFFFFFFF or not y.offered((ack - 1) & 0xFFFFFFFF):
             return False
         rebase(y, (ack - 1) & 0xFFFFFFFF, ack)
     rcv_nxt = y.last_ack
@@ -337,7 +335,7 @@ def handshake_ack_ok(c: ConnectionCore, s: int, seg: Segment) -> bool:
 def note_bad_handshake_ack(c: ConnectionCore, s: int, seg: Segment) -> None:
     """HANDSHAKE_ACK_BAD, with what the peer expected, in relative numbers; `bad_ack` keeps
     an unacceptable ack (answered <SEQ=SEG.ACK><CTL=RST>: RST_REPLY)."""
-    x, y = c.ep[s], c.ep[1 - s]
+    x, y = c.endpoint(s), c.endpoint(1 - s)
     ack_ok = seq_lt(y.isn, seg.ack) and y.next_seq >= 0 and seq_le(seg.ack, y.next_seq)
     if not ack_ok:
         c.bad_ack = seg.ack

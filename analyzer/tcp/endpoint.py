@@ -16,6 +16,7 @@ from typing import ClassVar, Dict, Final, List, Optional, Tuple
 from analyzer.common.findings import Finding
 from analyzer.decode.segment import ACK, SYN, UNSET, Segment, addr_str, describe
 from analyzer.tcp.states import Input, State, step
+from analyzer.tcp.rare import WithRare
 from analyzer.tcp.zeek import ZeekView
 
 SIDES: Final = ("orig", "resp")
@@ -33,7 +34,7 @@ class Analysis:
 
     __slots__ = ("retransmissions", "out_of_order", "lost_segments", "acked_unseen",
                  "keepalives", "keepalive_acks", "zero_windows", "holes", "keepalive_open",
-                 "zw_since", "resent", "resend_ack")
+                 "zw_since", "resent", "resend_ack", "isns")
 
     FIELDS: ClassVar[Tuple[str, ...]] = (
         "retransmissions", "out_of_order", "lost_segments", "acked_unseen", "keepalives",
@@ -55,6 +56,8 @@ class Analysis:
         # episode ends when the peer's ACK moves).
         self.resent = 0
         self.resend_ack = UNSET         # the peer's last ACK at the first resend
+        #: The ISNs the side offered after its first (`Endpoint.offer`): rare, so kept here.
+        self.isns: Tuple[int, ...] = ()
 
     def counts(self) -> Tuple[int, ...]:
         """The counters, in FIELDS order (what a finished connection keeps); `NO_COUNTS`
@@ -76,15 +79,14 @@ QUIET: Final = Analysis()
 class Endpoint:
     """What is known of one side: its state and the sequence numbers it has used."""
 
-    __slots__ = ("addr", "port", "state", "since", "isn", "base_seq", "next_seq", "syn_count",
+    __slots__ = ("state", "since", "isn", "base_seq", "next_seq", "syn_count",
                  "synack_count", "syn_acked", "fin_seq", "fin_ts", "fin_acked", "pending",
                  "max_win", "wscale", "pkts", "bytes", "ip_bytes", "close_wait_since", "last_ack",
-                 "analysis", "isns", "seq_exact", "last_data_ts", "sent_data", "last_ts",
-                 "rsts")
+                 "analysis", "first_isn", "seq_exact", "last_data_ts", "sent_data",
+                 "last_ts", "rsts")
 
-    def __init__(self, addr: bytes, port: int, state: State, ts: int) -> None:
-        self.addr = addr
-        self.port = port
+    def __init__(self, state: State, ts: int) -> None:
+        # (Its address and port are the connection's: `ConnectionCore.addr` and `port`.)
         self.state = state
         self.since = ts                 # when the current state began (capture time, ns)
         # Sequence numbers are 0 .. 2**32-1; UNSET (-1) where not known yet (plain ints, not
@@ -109,9 +111,10 @@ class Endpoint:
         self.close_wait_since = 0       # the peer's FIN time, for CLOSE_WAIT durations
         self.last_ack = UNSET           # ack number of the last ACK this side sent
         self.analysis = QUIET           # read freely; changed through own_analysis()
-        # Every ISN this side offered (SYN, SYN-ACKs), at most MAX_ISNS: a tuple, as there
-        # are one or two (a set would be the largest object of a connection).
-        self.isns: Tuple[int, ...] = ()
+        # Every ISN this side offered (SYN, SYN-ACKs), at most MAX_ISNS (`offered`, `offer`):
+        # the first as a plain int (UNSET: none yet), any others in `analysis.isns`, where
+        # most connections have none (a tuple of one boxed ISN was a tenth of a connection).
+        self.first_isn = UNSET
         # next_seq came from a segment that used sequence space (data, SYN, FIN); a bare ACK
         # only bounds it (a keep-alive probe carries SND.NXT - 1).
         self.seq_exact = False
@@ -128,6 +131,21 @@ class Endpoint:
             a = self.analysis = Analysis()
         return a
 
+    def offered(self, seq: int) -> bool:
+        """Whether this side offered `seq` as its ISN (a SYN or SYN-ACK of it was seen)."""
+        if seq == self.first_isn:
+            return True
+        isns = self.analysis.isns
+        return len(isns) > 0 and seq in isns
+
+    def offer(self, seq: int, most: int) -> None:
+        """Remember `seq` as an ISN this side offered, `most` ISNs at most in all."""
+        if self.first_isn < 0:
+            self.first_isn = seq
+        elif len(self.analysis.isns) + 1 < most and not self.offered(seq):
+            a = self.own_analysis()
+            a.isns += (seq,)
+
     def take_pending(self, inp: Input) -> int:
         """Remove `inp` from what is pending; how many there were (0 or 1)."""
         n = sum(1 for p in self.pending if p[0] is inp)
@@ -136,38 +154,41 @@ class Endpoint:
         return n
 
 
-class ConnectionCore:
+class ConnectionCore(WithRare):
     """A connection's record: its two endpoints, its findings, and the moves of their states.
 
     `Connection` (conn.py) adds the replay; the control-segment rules (control.py) and the
-    sequence analysis (seqanalysis.py) work on this record, so they need nothing above it."""
+    sequence analysis (seqanalysis.py) work on this record, so they need nothing above it.
+    The facts of rare events (`held_rst`, `syn_data`, `inferred_fin`, `rst_undo`,
+    `reply_rsts`, `bad_ack`, `reused_from`) and a tunnelled connection's contexts (`tunnel`,
+    `rtunnel`) live in a side object made on the first (rare.py)."""
 
-    __slots__ = ("id", "ep", "first_ts", "last_ts", "first_frame", "last_frame", "findings",
-                 "midstream", "syn_seen", "synack_seen", "sim_open", "synack_win", "bad_ack",
-                 "established_ts", "rst", "fins", "fin_acked_by", "half_close_data",
-                 "reused_from", "syn_ts", "est_sides", "self_connect", "prev_ts", "tfo",
-                 "steady", "zeek", "zeek_first", "first_from_orig", "held_rst", "syn_data", "inferred_fin",
-                 "rst_discards", "rst_undo", "reply_rsts", "last_dup", "last_dup_seq",
-                 "last_dup_ack", "key", "rkey", "okey", "queued", "queued_ts", "e0", "e1", "tunnel",
-                 "rtunnel")
+    __slots__ = ("id", "first_ts", "last_ts", "first_frame", "last_frame", "findings",
+                 "midstream", "syn_seen", "synack_seen", "sim_open", "synack_win",
+                 "rst", "fins", "fin_acked_by", "half_close_data",
+                 "syn_ts", "est_sides", "self_connect", "prev_ts", "tfo",
+                 "steady", "zeek", "zeek_first", "first_from_orig",
+                 "rst_discards", "last_dup", "last_dup_seq",
+                 "last_dup_ack", "key", "rkey", "queued", "queued_ts", "e0", "e1")
 
     def __init__(self, stream_id: int, seg: Segment, orig_is_src: bool, key: bytes,
                  rkey: bytes, zeek: bool = True) -> None:
+        self.rare = None
         self.id = stream_id
-        src = Endpoint(seg.src, seg.sport, State.CLOSED, seg.ts)
+        src = Endpoint(State.CLOSED, seg.ts)
         #: A socket connected to itself (same address and port at both ends): both sides
         #: are one endpoint, which sends and receives every segment (a simultaneous open
         #: with itself). Modelled as one Endpoint object in both slots.
         self.self_connect = seg.src == seg.dst and seg.sport == seg.dport
-        if self.self_connect:
-            # Tuple[Endpoint, ...], not [Endpoint, Endpoint]: the compiled build would keep a
-            # fixed-length tuple unboxed and box it again for every ep[side].
-            self.ep: Tuple[Endpoint, ...] = (src, src)
-        else:
-            dst = Endpoint(seg.dst, seg.dport, State.CLOSED, seg.ts)
-            self.ep = (src, dst) if orig_is_src else (dst, src)
-        # The same two, as attributes: the fast path reads them without going through the tuple.
-        self.e0, self.e1 = self.ep[0], self.ep[1]
+        #: Its endpoints by side (`endpoint(side)`; `ep` gives both): the originator, the
+        #: responder.
+        self.e0 = self.e1 = src
+        if not self.self_connect:
+            dst = Endpoint(State.CLOSED, seg.ts)
+            if orig_is_src:
+                self.e1 = dst
+            else:
+                self.e0 = dst
         self.first_ts = self.last_ts = self.prev_ts = seg.ts
         self.tfo = False            # the SYN carried data (TCP Fast Open, RFC 7413)
         self.steady = False         # see on_segment: the fast path applies
@@ -177,27 +198,18 @@ class ConnectionCore:
         #: (`zeek_first`), which `zeek_view()` replays into the view when it is made.
         self.zeek: Optional[ZeekView] = None
         self.zeek_first: Optional[Segment] = seg if zeek else None
-        self.held_rst: Optional[Tuple[int, Segment]] = None   # in-window, not at RCV.NXT
-        self.syn_data = 0           # payload bytes on the originator's SYN (TCP Fast Open)
-        self.inferred_fin: Optional[tuple] = None   # what infer_fin changed, to take it back
         self.rst_discards = False   # the RST threw away data its receiver had sent
-        self.rst_undo: Optional[tuple] = None   # the states before the RST (ignored.py)
-        self.reply_rsts = 0         # RSTs that answer the peer's last segment from CLOSED
         # The last frame, to tell it captured twice (oddities.py `duplicate`): its flags, IPv4 ID,
         # checksum and side (`flags << 33 | Segment.dup << 1 | side`; -1: none yet), seq, ack.
         self.last_dup = -1
         self.last_dup_seq = -1
         self.last_dup_ack = -1
-        #: The flow table's keys: the 4-tuple as its first packet had it, and reversed; `okey`
-        #: is the one of segments from the originator.
+        #: The flow table's keys: the 4-tuple as its first packet had it, and reversed (`okey`
+        #: is the one of segments from the originator).
         self.key = key
         self.rkey = rkey
-        self.okey = key if orig_is_src else rkey
-        #: The tunnel context of its first segment (`Segment.tunnel`; empty outside tunnels):
-        #: the table keys the connection by the 4-tuple and this.
-        self.tunnel = seg.tunnel
-        #: The replies' context where their tunnel ids differ (`FlowTable._bind`), else `tunnel`.
-        self.rtunnel = seg.tunnel
+        if len(seg.tunnel):
+            self.tunnel = self.rtunnel = seg.tunnel     # (rare.py: empty outside tunnels)
         #: In the flow table's queue of finished connections (`queued`), since its last
         #: packet at `queued_ts` (a capture time: any integer, so not a flag as well).
         self.queued = False
@@ -210,17 +222,14 @@ class ConnectionCore:
         self.synack_seen = False
         self.sim_open = False
         self.synack_win = -1        # the window of the last SYN-ACK (-1: none seen)
-        self.bad_ack = UNSET        # the ack of the last unacceptable handshake ACK
-        self.established_ts: Optional[int] = None
         self.rst: Optional[Tuple[int, int, int]] = None   # the accepted RST: (side, ts, frame)
         # (side, ts, frame, acks_peer_fin); a tuple: most connections have none or two.
         self.fins: Tuple[Tuple[int, int, int, bool], ...] = ()
         self.fin_acked_by: Optional[Tuple[int, bool]] = None     # (side, ack came on its FIN)
         self.half_close_data = False
-        self.reused_from: Optional[int] = None
         self.syn_ts = 0
         self.est_sides = 0          # bit 1 << side once that side reached ESTABLISHED
-        orig, resp = self.ep
+        orig, resp = self.e0, self.e1
         flags = seg.flags
         if self.self_connect:
             orig.state = State.CLOSED if flags & SYN and not flags & ACK else State.ESTABLISHED
@@ -243,6 +252,32 @@ class ConnectionCore:
                       % describe(seg))
 
     # -- bookkeeping -------------------------------------------------------------------------
+
+    @property
+    def okey(self) -> bytes:
+        """The 4-tuple of segments from the originator (`key` or `rkey`)."""
+        return self.key if self.first_from_orig else self.rkey
+
+    def endpoint(self, side: int) -> Endpoint:
+        """The endpoint of `side` (0 = orig, 1 = resp)."""
+        return self.e0 if side == 0 else self.e1
+
+    @property
+    def ep(self) -> Tuple[Endpoint, Endpoint]:
+        """Both endpoints, (orig, resp): the same object twice for a self-connection."""
+        return self.e0, self.e1
+
+    def addr(self, side: int) -> bytes:
+        """The packed address of `side` (from the originator's 4-tuple, `okey`)."""
+        okey = self.okey
+        n = (len(okey) - 4) >> 1
+        return okey[:n] if side == 0 else okey[n:n + n]
+
+    def port(self, side: int) -> int:
+        """The port of `side`."""
+        okey = self.okey
+        i = len(okey) - 4 + 2 * side
+        return (okey[i] << 8) | okey[i + 1]
 
     def zeek_view(self) -> Optional[ZeekView]:
         """The Zeek view, made now (with the first packet replayed into it) if it was still
@@ -283,18 +318,16 @@ class ConnectionCore:
         return 0 if seg.key == self.okey else 1
 
     def move(self, side: int, inp: Input, seg: Segment) -> bool:
-        e = self.ep[side]
+        e = self.endpoint(side)
         if inp is Input.RECV_FIN and e.state is State.TIME_WAIT:
             e.since = seg.ts            # RFC 9293 §3.10.7.4: ACK it, restart the 2 MSL timer
         nxt, legal = step(e.state, inp)
         if nxt is not e.state:
             if nxt is State.CLOSE_WAIT:
-                peer = self.ep[1 - side]
+                peer = self.endpoint(1 - side)
                 e.close_wait_since = peer.fin_ts if peer.fin_seq >= 0 else seg.ts
             if nxt is State.ESTABLISHED:
                 self.est_sides |= 1 << side
-                if self.established_ts is None:
-                    self.established_ts = seg.ts
             e.state = nxt
             e.since = seg.ts
         return legal

@@ -59,7 +59,8 @@ SERVICE_PORTS: Final = frozenset({1080, 1433, 1521, 1883, 2049, 2375, 3128, 3306
 Key = bytes
 
 #: Connections in memory at most; beyond it a tenth of the bound is parked on disk (parked.py).
-#: About 2.4 KB each, so the default bounds the table near 250 MB even under a SYN flood.
+#: About 1.1 to 2 KB each (bench/README.md), so the default bounds the table near 150 MB
+#: even under a SYN flood.
 DEFAULT_MAX_LIVE: Final = 100_000
 
 
@@ -143,7 +144,7 @@ class FlowTable:
                 self.recent.note_if_reused(canonical_key(key) + tunnel if len(tunnel)
                                            else canonical_key(key), conn, seg)
         elif seg.flags & (SYN | ACK | RST) == SYN:
-            x = conn.ep[conn.side_of(seg)]
+            x = conn.endpoint(conn.side_of(seg))
             if x.base_seq >= 0 and x.base_seq != seg.seq:
                 old = conn
                 if len(old.tunnel):             # its keys may not all be the new one's
@@ -302,11 +303,22 @@ class FlowTable:
         self.recent.forget_stale(now)
 
     def flush(self, end_ts: int) -> None:
-        """End of capture: finalize every connection still in the table, in stream order."""
-        for conn in self.parked.merged(sorted(self.connections(), key=_stream_order)):
-            self.on_done(conn, end_ts)
+        """End of capture: finalize every connection still in the table, in stream order.
+        The table lets go of them first, so that each leaves memory once finalized: what is
+        made of them (results, counts) takes their place instead of adding to them."""
+        conns = self.connections()
+        conns.sort(key=_stream_order)
         self.live.clear()
+        self.unbound.clear()
+        self.finished.clear()
         self.size = 0
+        if len(self.parked.index):
+            for conn in self.parked.merged(conns):
+                self.on_done(conn, end_ts)
+        else:
+            conns.reverse()
+            while conns:
+                self.on_done(conns.pop(), end_ts)
         self.parked.close()
 
 

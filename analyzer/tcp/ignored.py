@@ -35,7 +35,7 @@ def proves_rst_ignored(c: ConnectionCore, s: int, seg: Segment) -> bool:
     assert c.rst is not None and c.rst_undo is not None
     if s == c.rst[0] or seg.flags & (SYN | RST) or not seg.flags & ACK:
         return False
-    r = c.ep[c.rst[0]]
+    r = c.endpoint(c.rst[0])
     at_rst = c.rst_undo[5]
     if r.next_seq < 0 or not seq_le(seg.ack, r.next_seq):
         return False
@@ -48,7 +48,7 @@ def take_back_rst(c: ConnectionCore, seg: Segment) -> None:
     """The RST was ignored: both sides back where they were, what it caused unsaid."""
     assert c.rst is not None and c.rst_undo is not None
     t, _, frame = c.rst
-    x, y = c.ep[t], c.ep[1 - t]
+    x, y = c.endpoint(t), c.endpoint(1 - t)
     xs, xsince, ys, ysince, ypending, _ = c.rst_undo
     c.rst = None
     c.rst_undo = None
@@ -73,7 +73,7 @@ def take_back_rst(c: ConnectionCore, seg: Segment) -> None:
 def fin_ignored(c: ConnectionCore, s: int, seg: Segment) -> bool:
     """A FIN (without SYN) from an endpoint that has not synchronized: noted, and True (the
     caller then leaves the segment out of the replay)."""
-    x = c.ep[s]
+    x = c.endpoint(s)
     if x.state not in UNSYNCED_SENDERS or c.est_sides & (1 << s) or c.midstream \
             or c.self_connect or (x.state is State.SYN_SENT and seg.flags & ACK):
         # CLOSED after a close is FIN_ACK_LOST's case; a SYN-SENT sender whose ACK answers a

@@ -41,7 +41,7 @@ def duplicate(c: ConnectionCore, from_orig: bool, seg: Segment) -> bool:
         c.last_dup_ack = seg.ack
         return False
     s = 0 if from_orig else 1
-    x = c.ep[s]
+    x = c.endpoint(s)
     c.last_frame = seg.num
     x.pkts += 1
     x.bytes += seg.paylen

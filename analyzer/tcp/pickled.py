@@ -22,9 +22,10 @@ from typing import Any, Callable, Dict, Final, Tuple
 from analyzer.decode.segment import SYN, Segment
 from analyzer.tcp.conn import Connection
 from analyzer.tcp.endpoint import Analysis, Endpoint
+from analyzer.tcp.rare import RareFacts
 from analyzer.tcp.states import Input, State
 from analyzer.tcp.zeek import ZeekView
-from analyzer.tcp.zeekstate import ZeekEndpoint
+from analyzer.tcp.zeekstate import ZeekEndpoint, ZeekRare
 
 
 def _fields(cls: type) -> Tuple[str, ...]:
@@ -40,7 +41,8 @@ def _fields(cls: type) -> Tuple[str, ...]:
 
 
 #: The classes of a connection's record.
-_RECORDS: Final = (Connection, Endpoint, Analysis, ZeekView, ZeekEndpoint, Segment)
+_RECORDS: Final = (Connection, Endpoint, Analysis, ZeekView, ZeekEndpoint, Segment, RareFacts,
+                   ZeekRare)
 #: (Classes and enum members go by number: no global to look up in a pickle but the function.)
 _INDEX: Final[Dict[type, int]] = {cls: i for i, cls in enumerate(_RECORDS)}
 _FIELDS: Final[Dict[type, Tuple[str, ...]]] = {cls: _fields(cls) for cls in _RECORDS}
@@ -69,7 +71,7 @@ def _blank_segment() -> Segment:
 #: How to make an instance to fill (its attributes are all replaced).
 _BLANK: Final[Dict[type, Callable[[], Any]]] = {
     Connection: lambda: Connection(0, _blank_segment(), True, b"\0" * 12, b"\0" * 12),
-    Endpoint: lambda: Endpoint(b"", 0, State.CLOSED, 0),
+    Endpoint: lambda: Endpoint(State.CLOSED, 0),
     Segment: _blank_segment,
 }
 

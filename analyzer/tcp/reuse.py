@@ -22,7 +22,7 @@ def note_reuse(old: Connection, new: Connection, seg: Segment, msl_ns: int) -> N
     """`new` (whose SYN is `seg`) took the 4-tuple of the live connection `old`."""
     new.reused_from = old.id
     two_msl = 2 * msl_ns
-    for i, e in enumerate(old.ep):
+    for i, e in enumerate((old.e0, old.e1)):
         if e.state is State.TIME_WAIT and seg.ts - e.since < two_msl:
             new.note("TIME_WAIT_REUSE", seg, 0, "new SYN on the 4-tuple of connection %d "
                      "%.1f s into %s's %.0f s TIME_WAIT (%.1f s left)"

@@ -61,9 +61,9 @@ class ZeekView(ZeekMachine):
         reassembles nothing: a content gap); `bad_checksum` makes the segment only a `C`, as
         Zeek drops it (pass it only when checksums are validated)."""
         if from_orig:
-            e, p = self.ours
+            e, p = self.z0, self.z1
         else:
-            p, e = self.ours
+            p, e = self.z0, self.z1
         if (seg.flags & _CTL == ACK and e.state == ESTABLISHED and p.state == ESTABLISHED
                 and self.first_seen == 3 and seg.win and not bad_checksum):
             is_orig = e is self.zorig
@@ -121,7 +121,7 @@ class ZeekView(ZeekMachine):
             self._scaled(e.chk, e is self.zorig, "C")
             return
         zorig = self.zorig
-        zresp = self.ours[1] if zorig is self.ours[0] else self.ours[0]
+        zresp = self.z1 if zorig is self.z0 else self.z0
         if (zorig.state == SYN_ACK_SENT and zresp.state == INACTIVE
                 and not flags & (SYN | RST) and (flags & ACK or paylen)):
             self._flip(True)                     # the SYN-ACK sender is the server
@@ -223,7 +223,7 @@ class ZeekView(ZeekMachine):
         if first_from_orig != self.first_dir:
             raise ValueError("ZeekView was not fed the connection's first segment")
         o = self.zorig
-        r = self.ours[o is self.ours[0]]
+        r = self.z1 if o is self.z0 else self.z0
         return conn_state(o.state, r.state, o.size(r), r.size(o), self.history), self.history
 
 

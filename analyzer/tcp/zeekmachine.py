@@ -20,12 +20,13 @@ _POW10: Final = frozenset(10 ** k for k in range(20))   # ScaledHistoryEntry thr
 class ZeekMachine:
     """Both Zeek endpoints of one connection, their roles, and the history so far."""
 
-    __slots__ = ("ours", "zorig", "history", "seen", "partial", "first_seen", "first_dir",
+    __slots__ = ("z0", "z1", "zorig", "history", "seen", "partial", "first_seen", "first_dir",
                  "flipped")
 
     def __init__(self) -> None:
         """A connection before its first packet."""
-        self.ours = (ZeekEndpoint(), ZeekEndpoint())   # by our side: 0 = our orig, 1 = our resp
+        self.z0 = ZeekEndpoint()       # by our side: our orig (two attributes, not a tuple:
+        self.z1 = ZeekEndpoint()       # ... a tuple is 72 bytes more a connection); our resp
         self.zorig: Optional[ZeekEndpoint] = None   # the endpoint Zeek calls the originator
         self.history = ""
         self.seen = 0              # Conn::hist_seen
@@ -56,7 +57,7 @@ class ZeekMachine:
     def _flip(self, rewrite: bool) -> None:
         """Connection::FlipRoles: swap originator and responder and add `^`; `rewrite` (the
         SYN-ACK flip) restates the history as if flipped from the first packet."""
-        a, b = self.ours
+        a, b = self.z0, self.z1
         self.zorig = b if self.zorig is a else a
         self.flipped = self.zorig is b
         self.partial = False
@@ -133,7 +134,7 @@ class ZeekMachine:
                 while above and above[0][0] <= pos:
                     pos = max(pos, above.pop(0)[1])
             holes += seq > pos
-            if holes and not e.skip and clean(e) and clean(self.ours[e is self.ours[0]]):
+            if holes and not e.skip and clean(e) and clean(self.z1 if e is self.z0 else self.z0):
                 for _ in range(holes):
                     e.gap += 1
                     self._scaled(e.gap, e is self.zorig, "G")

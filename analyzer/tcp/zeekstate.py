@@ -55,27 +55,99 @@ __all__ = ["INACTIVE", "SYN_SENT", "SYN_ACK_SENT", "PARTIAL", "ESTABLISHED", "CL
 _ABOVE_HOLE: Final = 16384                  # tcp_max_above_hole_without_any_acks (init-bare.zeek)
 
 
+class ZeekRare:
+    """What few Zeek endpoints have: the last RST's sequence number, the counts of the scaled
+    letters (T, W, G, C) and received ranges beyond a hole; made on the first of them."""
+
+    __slots__ = ("hl_rst", "rxmt", "win0", "gap", "chk", "above")
+
+    def __init__(self) -> None:
+        self.hl_rst = 0
+        self.rxmt = self.win0 = self.gap = self.chk = 0
+        self.above: Optional[List[List[int]]] = None
+
+
 class ZeekEndpoint:
     """One Zeek TCPZeekEndpoint: state, sequence bookkeeping and reassembly coverage.
 
     `start` is the raw base sequence number; `last` and `ack` are unwrapped (they may pass
     2**32). Reassembly keeps coverage only: `reassem` (next byte to deliver, relative),
-    `trim` (highest acknowledged) and `above` (received ranges beyond a hole).
+    `trim` (highest acknowledged) and `above` (received ranges beyond a hole). `hl_rst`, the
+    counts `rxmt`, `win0`, `gap`, `chk` and `above` live in a `ZeekRare` made on the first
+    (most endpoints have none; read and written as attributes all the same).
     """
 
     __slots__ = ("state", "prev", "start", "last", "ack", "fin_cnt", "fin_seq", "hl_syn",
-                 "hl_fin", "hl_rst", "rxmt", "win0", "gap", "chk", "reassem", "trim", "above",
-                 "skip")
+                 "hl_fin", "reassem", "trim", "skip", "rare")
 
     def __init__(self) -> None:
         """An endpoint Zeek has seen nothing from (TCP_ENDPOINT_INACTIVE)."""
         self.state = self.prev = INACTIVE
         self.start = self.last = self.ack = self.fin_cnt = self.fin_seq = 0
-        self.hl_syn = self.hl_fin = self.hl_rst = 0
-        self.rxmt = self.win0 = self.gap = self.chk = 0       # counts of the scaled letters
+        self.hl_syn = self.hl_fin = 0
         self.reassem = self.trim = 1
-        self.above: Optional[List[List[int]]] = None
         self.skip = False
+        self.rare: Optional[ZeekRare] = None
+
+    def _rare(self) -> ZeekRare:
+        rare = self.rare
+        if rare is None:
+            rare = self.rare = ZeekRare()
+        return rare
+
+    @property
+    def hl_rst(self) -> int:
+        return 0 if self.rare is None else self.rare.hl_rst
+
+    @hl_rst.setter
+    def hl_rst(self, value: int) -> None:
+        if value != 0 or self.rare is not None:
+            self._rare().hl_rst = value
+
+    @property
+    def rxmt(self) -> int:
+        return 0 if self.rare is None else self.rare.rxmt
+
+    @rxmt.setter
+    def rxmt(self, value: int) -> None:
+        if value != 0 or self.rare is not None:
+            self._rare().rxmt = value
+
+    @property
+    def win0(self) -> int:
+        return 0 if self.rare is None else self.rare.win0
+
+    @win0.setter
+    def win0(self, value: int) -> None:
+        if value != 0 or self.rare is not None:
+            self._rare().win0 = value
+
+    @property
+    def gap(self) -> int:
+        return 0 if self.rare is None else self.rare.gap
+
+    @gap.setter
+    def gap(self, value: int) -> None:
+        if value != 0 or self.rare is not None:
+            self._rare().gap = value
+
+    @property
+    def chk(self) -> int:
+        return 0 if self.rare is None else self.rare.chk
+
+    @chk.setter
+    def chk(self, value: int) -> None:
+        if value != 0 or self.rare is not None:
+            self._rare().chk = value
+
+    @property
+    def above(self) -> Optional[List[List[int]]]:
+        return None if self.rare is None else self.rare.above
+
+    @above.setter
+    def above(self, value: Optional[List[List[int]]]) -> None:
+        if value is not None or self.rare is not None:
+            self._rare().above = value
 
     def set_state(self, state: int) -> None:
         """TCPZeekEndpoint::SetState: remember the previous state on a change."""
