@@ -5,11 +5,14 @@ Stream numbers. A shard numbers its connections by their first frame (and a 4-tu
 by an ICMP quote by the quoting frame) and sends every number it takes, in order. The stream
 number of the connection numbered `p` is the count of numbers below `p` taken by all shards
 together: Wireshark's numbering, in order of first packet, reservations included. It is known
-once every shard has sent its numbers up to `p` (`starts` messages carry how far that is), so
-results are renumbered and passed on as they come, but for the few that finished before the
-slowest shard reported their start; those wait. `reused_from` and the findings that name the
-earlier connection of a 4-tuple (PORT_REUSE, TIME_WAIT_REUSE: always in the same shard, and
-earlier) are renumbered the same way.
+once every shard has sent its numbers up to `p` (`starts` messages carry how far that is).
+The results the shards keep for a `ResultStore` (messages `P`) need not wait for it: they are
+stored as they come, keyed by `p` (whose order is the stream numbers' order), and numbered
+when the store is read, in that order (`ResultStore.numbering`, `Walk`). Other results are
+renumbered and passed on as they come, but for the few that finished before the slowest
+shard reported their start; those wait. `reused_from` and the findings that name the earlier
+connection of a 4-tuple (PORT_REUSE, TIME_WAIT_REUSE: always in the same shard, and earlier)
+are renumbered the same way, on arrival.
 
 Everything after that is the single-process run's own code (pipeline.Tally): the sink, the
 summary, floods and scans see every result once; their order of arrival differs, and none of

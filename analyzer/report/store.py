@@ -13,7 +13,8 @@ A store is the default `ResultSink` of `analyze()`. Renderers make their own: wi
 the result object — a string pickles and unpickles as one copy, where a result is a tree of
 objects to pickle, rebuild and free; with a `keep` predicate it keeps only the results it
 accepts (the terminal report's connections needing attention), while `len()` still counts
-every result added.
+every result added. In a parallel run the parent's store is keyed by first frame instead of
+stream number, and numbered as it is read (`numbering`, set by parallel/merge.py).
 """
 
 from __future__ import annotations
