@@ -23,9 +23,10 @@ from analyzer.decode.shard import shard_at, shard_key
 from analyzer.decode.frames import decode_at
 from analyzer.parallel import local
 from analyzer.parallel.local import analyze_jobs, jobs_for
-from analyzer.parallel.merge import ShardFailed
+from analyzer.parallel.merge import Merger, ShardFailed, Walk
 from analyzer.pipeline import analyze
-from analyzer.render import render
+from analyzer.render import make_sink, render
+from analyzer.report.store import ResultStore
 from analyzer.settings import Settings
 from analyzer.testing.synth import Dialog, frame, merge, tcp_packet, write_pcap
 from conftest import REPO, every_capture
@@ -137,6 +138,49 @@ def test_renumbering_across_shards_keeps_wireshark_numbers_reuse_and_floods(tmp_
     assert any(f["code"] == "HALF_OPEN_FLOOD" for f in doc["findings"])
     for jobs in (2, 3, 5):
         assert outputs(str(cap), jobs) == one, jobs
+
+
+def test_the_parents_store_spills_and_numbers_what_the_shards_kept(tmp_path):
+    """The results the shards keep go into the parent's store keyed by first frame and get
+    their stream numbers when it is read: also when it spilled runs to disk (a budget of a few
+    results), for every renderer's sink, read twice."""
+    cap = tmp_path / "mixed.pcap"
+    _mixed_capture(cap)
+    tiny = Settings(checksums=True, result_budget=7)
+    one = outputs(str(cap), 1, tiny)
+    for jobs in (2, 3):
+        assert outputs(str(cap), jobs, tiny) == one, jobs
+    for fmt, kw in (("json", {}), ("text", dict(color=False))):
+        sink = make_sink(fmt, tiny, **kw)
+        assert isinstance(sink, ResultStore)
+        reference = io.StringIO()
+        render(fmt, analyze([str(cap)], tiny, sink=make_sink(fmt, tiny, **kw)), reference, **kw)
+        report = analyze_jobs([str(cap)], tiny, 2, sink=sink)
+        assert sink.runs and sink.numbering is not None         # spilled, numbered when read
+        for _ in range(2):
+            buf = io.StringIO()
+            render(fmt, report, buf, **kw)
+            assert buf.getvalue() == reference.getvalue(), fmt
+
+
+def test_numbers_walked_in_ascending_order_are_the_searched_ones():
+    """`Walk` (one pass through every shard's numbers, for the store read in order) gives
+    `Merger.number` for each connection, in ascending order and, searched, in any other."""
+    merger = Merger(3, Settings())
+    taken = [[1, 4, 9, 10, 30], [2, 3, 11, 12], [5, 6, 7, 31, 40]]
+    for s, numbers in zip(merger.starts, taken):
+        s.extend(numbers)
+    every = sorted(n for numbers in taken for n in numbers)
+    assert [merger.number(p) for p in every] == list(range(len(every)))
+    walk = merger.walk()
+    assert [walk(p) for p in every] == list(range(len(every)))
+    assert [walk(p) for p in (12, 2, 31, 40)] == [every.index(p) for p in (12, 2, 31, 40)]
+    assert merger.walk()(41) == len(every) and merger.walk()(0) == 0
+    for block in (1, 2, 3, 100):            # read a block of numbers at a time
+        walk = Walk(merger.starts, block).number
+        assert [walk(p) for p in range(45)] == [merger.number(p) for p in range(45)], block
+        walk = Walk(merger.starts, block).number
+        assert [walk(p) for p in every[::3]] == list(range(len(every)))[::3], block
 
 
 def test_a_worker_that_dies_is_an_internal_error_not_a_short_report(tmp_path, monkeypatch):

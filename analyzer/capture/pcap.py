@@ -22,6 +22,7 @@ from typing import Final
 
 from analyzer.capture.source import (MAX_BLOCK, BufferCursor, CaptureError, Cursor, FrameSource,
                                   fill, u32)
+from analyzer.common.native import i64
 from analyzer.common.nstime import second_ns
 
 PCAP_MIN_BOUND: Final = 256 * 1024       # pcap captured-length bound when snaplen is smaller
@@ -64,33 +65,42 @@ class PcapCursor(BufferCursor):
     def __init__(self, source: PcapSource) -> None:
         super().__init__(source, 16)
         self.linktype = source.linktype
-        self.limit, self.frac_ns, self.le = source.limit, source.frac_ns, source.le
+        self.limit: i64 = source.limit
+        self.frac_ns: i64 = source.frac_ns
+        self.le: bool = source.le
         self.count = 0
         self.lo, self.hi = _NO_TS, -1
         # sec * NS for the current second, made once a second (`second_ns`: in machine
         # integers, compiled).
-        self.last_sec, self.base = -1, 0
+        self.last_sec: i64 = -1
+        self.base: i64 = 0
         self.empty_run = self.empty_from = 0     # empty records in a row, from record ...
 
     def advance(self) -> bool:
-        buf, pos = self.buf, self.pos
+        buf = self.buf
+        pos: i64 = self.pos
+        sec: i64
+        frac: i64
+        caplen: i64
         while True:
-            size = len(buf)
+            size: i64 = len(buf)
             if pos + 16 <= size:
-                # Byte by byte: compiled, each is one C operation on machine integers (a
-                # struct unpack would make a tuple and three int objects a packet).
+                # Byte by byte, in machine integers (`i64`): compiled, each is a few C
+                # operations (a struct unpack would make a tuple and three int objects a packet).
                 if self.le:
-                    sec = buf[pos] | buf[pos + 1] << 8 | buf[pos + 2] << 16 | buf[pos + 3] << 24
-                    frac = (buf[pos + 4] | buf[pos + 5] << 8 | buf[pos + 6] << 16
-                            | buf[pos + 7] << 24)
-                    caplen = (buf[pos + 8] | buf[pos + 9] << 8 | buf[pos + 10] << 16
-                              | buf[pos + 11] << 24)
+                    sec = (i64(buf[pos]) | i64(buf[pos + 1]) << 8 | i64(buf[pos + 2]) << 16
+                           | i64(buf[pos + 3]) << 24)
+                    frac = (i64(buf[pos + 4]) | i64(buf[pos + 5]) << 8
+                            | i64(buf[pos + 6]) << 16 | i64(buf[pos + 7]) << 24)
+                    caplen = (i64(buf[pos + 8]) | i64(buf[pos + 9]) << 8
+                              | i64(buf[pos + 10]) << 16 | i64(buf[pos + 11]) << 24)
                 else:
-                    sec = buf[pos] << 24 | buf[pos + 1] << 16 | buf[pos + 2] << 8 | buf[pos + 3]
-                    frac = (buf[pos + 4] << 24 | buf[pos + 5] << 16 | buf[pos + 6] << 8
-                            | buf[pos + 7])
-                    caplen = (buf[pos + 8] << 24 | buf[pos + 9] << 16 | buf[pos + 10] << 8
-                              | buf[pos + 11])
+                    sec = (i64(buf[pos]) << 24 | i64(buf[pos + 1]) << 16
+                           | i64(buf[pos + 2]) << 8 | i64(buf[pos + 3]))
+                    frac = (i64(buf[pos + 4]) << 24 | i64(buf[pos + 5]) << 16
+                            | i64(buf[pos + 6]) << 8 | i64(buf[pos + 7]))
+                    caplen = (i64(buf[pos + 8]) << 24 | i64(buf[pos + 9]) << 16
+                              | i64(buf[pos + 10]) << 8 | i64(buf[pos + 11]))
                 end = pos + 16 + caplen
                 if end <= size and caplen <= self.limit:
                     if sec != self.last_sec:

@@ -22,6 +22,7 @@ from __future__ import annotations
 from functools import partial
 from typing import Callable, Dict, Final, Optional, Union
 
+from analyzer.common.native import i64
 from analyzer.decode.iptcp import Carried, Decoded, Fragment, Layer, QuotedTCP, ip4, ip4_at, \
     ip6, ip6_at
 from analyzer.decode.linklayer import arcnet_linux, c_hdlc, ether, ipnet, ipoib, mpls, nflog, \
@@ -196,33 +197,36 @@ def decode_at(linktype: int, buf: bytes, start: int, end: int) -> Optional[Segme
 def ip_offset(linktype: int, buf: bytes, start: int, end: int) -> int:
     """Where the IP header of a frame in one of `decode_at`'s layouts starts, times two, plus
     one for IPv6 (by the link layer's type field, or the version of raw IP); -1 for every other
-    frame."""
-    size = end - start
+    frame. In machine integers (`i64`): every frame of a capture comes here."""
+    first: i64 = start
+    size: i64 = end - first
+    etype: i64
+    off: i64
     if linktype == 1:
         if size < 14:
             return -1
-        etype = buf[start + 12] << 8 | buf[start + 13]
-        off = start + 14
+        etype = i64(buf[first + 12]) << 8 | i64(buf[first + 13])
+        off = first + 14
         if etype == 0x8100 and size >= 18:
-            etype = buf[start + 16] << 8 | buf[start + 17]
-            off = start + 18
+            etype = i64(buf[first + 16]) << 8 | i64(buf[first + 17])
+            off = first + 18
     elif linktype == 276:                       # SLL2 (`tcpdump -i any`)
         if size < 20:
             return -1
-        etype = buf[start] << 8 | buf[start + 1]
-        off = start + 20
+        etype = i64(buf[first]) << 8 | i64(buf[first + 1])
+        off = first + 20
     elif linktype == 113:                       # SLL
         if size < 16:
             return -1
-        etype = buf[start + 14] << 8 | buf[start + 15]
-        off = start + 16
+        etype = i64(buf[first + 14]) << 8 | i64(buf[first + 15])
+        off = first + 16
     elif linktype == 101 or linktype == 12 or linktype == 14:
         if size < 1:
             return -1
-        ver = buf[start] >> 4
+        ver = i64(buf[first]) >> 4
         if ver == 4:
-            return start << 1
-        return start << 1 | 1 if ver == 6 else -1
+            return first << 1
+        return first << 1 | 1 if ver == 6 else -1
     else:
         return -1
     if etype == 0x0800:

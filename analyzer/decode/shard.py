@@ -14,21 +14,24 @@ from __future__ import annotations
 
 from typing import Final
 
+from analyzer.common.native import i64
 from analyzer.decode.frames import ip_offset
 
 #: A prime below 2**16: the folded 4-tuple modulo it spreads over the shards evenly.
 _PRIME: Final = 65521
 
 
-def _shard(buf: bytes, at: int, alen: int, count: int) -> int:
+def _shard(buf: bytes, at: i64, alen: i64, count: i64) -> i64:
     """The shard of the 4-tuple `buf[at:at + 2 * alen + 4]` (source address, destination
     address, source port, destination port, as in `Segment.key`). Each end is the last 16 bits
     of its address and its port; the two ends are combined by XOR, the same from either end.
-    Eight bytes read, every step within a machine word (the compiled build's fast integers):
-    the frames of other shards cost little more than reading them."""
+    Eight bytes read, every step in machine integers (`i64`, analyzer/common/native.py): the
+    frames of other shards cost little more than reading them."""
     p = at + 2 * alen
-    h = ((buf[at + alen - 2] << 24 | buf[at + alen - 1] << 16 | buf[p] << 8 | buf[p + 1])
-         ^ (buf[p - 2] << 24 | buf[p - 1] << 16 | buf[p + 2] << 8 | buf[p + 3]))
+    q = at + alen
+    h: i64 = ((i64(buf[q - 2]) << 24 | i64(buf[q - 1]) << 16 | i64(buf[p]) << 8 | i64(buf[p + 1]))
+              ^ (i64(buf[p - 2]) << 24 | i64(buf[p - 1]) << 16 | i64(buf[p + 2]) << 8
+                 | i64(buf[p + 3])))
     h ^= h >> 15
     return h % _PRIME % count
 
@@ -41,23 +44,26 @@ def shard_key(key: bytes, count: int) -> int:
 def shard_at(linktype: int, buf: bytes, start: int, end: int, count: int) -> int:
     """The shard of the frame `buf[start:end]` among `count`, for a frame `decode_at` decodes
     to a segment (the same checks); -1 for every other frame."""
-    at = ip_offset(linktype, buf, start, end)
+    at: i64 = ip_offset(linktype, buf, start, end)
     if at < 0:
         return -1
     off = at >> 1
+    stop: i64 = end
     if at & 1:
-        if end >= off + 60:
+        if stop >= off + 60:
             t = off + 40
-            hl = buf[t + 12] >> 2 & 0x3C
-            plen = buf[off + 4] << 8 | buf[off + 5]
-            if buf[off] >> 4 == 6 and buf[off + 6] == 6 and 20 <= hl <= plen and end >= t + hl:
+            hl = i64(buf[t + 12]) >> 2 & 0x3C
+            plen = i64(buf[off + 4]) << 8 | i64(buf[off + 5])
+            if (i64(buf[off]) >> 4 == 6 and buf[off + 6] == 6 and 20 <= hl <= plen
+                    and stop >= t + hl):
                 return _shard(buf, off + 8, 16, count)
         return -1
-    if end >= off + 40:
+    if stop >= off + 40:
         t = off + 20
-        hl = buf[t + 12] >> 2 & 0x3C
-        tot = buf[off + 2] << 8 | buf[off + 3]
-        if (buf[off] == 0x45 and buf[off + 9] == 6 and not (buf[off + 6] & 0x3F or buf[off + 7])
-                and 20 <= hl <= tot - 20 and end >= t + hl):
+        hl = i64(buf[t + 12]) >> 2 & 0x3C
+        tot = i64(buf[off + 2]) << 8 | i64(buf[off + 3])
+        if (buf[off] == 0x45 and buf[off + 9] == 6
+                and not (i64(buf[off + 6]) & 0x3F or buf[off + 7])
+                and 20 <= hl <= tot - 20 and stop >= t + hl):
             return _shard(buf, off + 12, 4, count)
     return -1

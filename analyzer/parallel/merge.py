@@ -5,11 +5,14 @@ Stream numbers. A shard numbers its connections by their first frame (and a 4-tu
 by an ICMP quote by the quoting frame) and sends every number it takes, in order. The stream
 number of the connection numbered `p` is the count of numbers below `p` taken by all shards
 together: Wireshark's numbering, in order of first packet, reservations included. It is known
-once every shard has sent its numbers up to `p` (`starts` messages carry how far that is), so
-results are renumbered and passed on as they come, but for the few that finished before the
-slowest shard reported their start; those wait. `reused_from` and the findings that name the
-earlier connection of a 4-tuple (PORT_REUSE, TIME_WAIT_REUSE: always in the same shard, and
-earlier) are renumbered the same way.
+once every shard has sent its numbers up to `p` (`starts` messages carry how far that is).
+The results the shards keep for a `ResultStore` (messages `P`) need not wait for it: they are
+stored as they come, keyed by `p` (whose order is the stream numbers' order), and numbered
+when the store is read, in that order (`ResultStore.numbering`, `Walk`). Other results are
+renumbered and passed on as they come, but for the few that finished before the slowest
+shard reported their start; those wait. `reused_from` and the findings that name the earlier
+connection of a 4-tuple (PORT_REUSE, TIME_WAIT_REUSE: always in the same shard, and earlier)
+are renumbered the same way, on arrival.
 
 Everything after that is the single-process run's own code (pipeline.Tally): the sink, the
 summary, floods and scans see every result once; their order of arrival differs, and none of
@@ -28,7 +31,7 @@ import pickle
 from array import array
 from bisect import bisect_left
 from collections import Counter
-from typing import Any, List, Optional, Tuple, cast
+from typing import Any, Callable, List, Optional, Tuple, cast
 
 from analyzer.judge.result import ConnResult, unflat
 from analyzer.pipeline import Tally, table_warnings
@@ -72,10 +75,28 @@ class Merger:
         self.waiting: List[Tuple[int, int, int, Any]] = []
         self.arrived = 0
         self.ends: List[Optional[tuple]] = [None] * count
+        #: With `work`, the results the shards keep go into the store at once, keyed by their
+        #: first-frame numbers, and are numbered when it is read (`ResultStore.numbering`).
+        self.deferred = work and isinstance(store, ResultStore)
+        if self.deferred:
+            cast(ResultStore, store).numbering = self.walk
 
     def take(self, index: int, chunk: bytes) -> None:
         kind = chunk[:1]
-        if kind == b"R" or kind == b"P":
+        if kind == b"P" and self.deferred:
+            store = cast(ResultStore, self.store)
+            objects = store.encode is None
+            for p, what in marshal.loads(chunk[1:]):
+                if p >= 0:                  # counted in the shard, numbered when read
+                    store.put(p, unflat(what) if objects else what)
+                    continue
+                n = what[0]
+                if n <= self.mark:
+                    self._pass(n, _RENUMBER, what)
+                else:
+                    self.arrived += 1
+                    heapq.heappush(self.waiting, (n, self.arrived, _RENUMBER, what))
+        elif kind == b"R" or kind == b"P":
             mark = self.mark
             for item in marshal.loads(chunk[1:]):
                 if kind == b"R":
@@ -128,6 +149,10 @@ class Merger:
             n += bisect_left(s, p)
         return n
 
+    def walk(self) -> Callable[[int], int]:
+        """`number`, for connections taken in ascending order (`ResultStore.numbering`)."""
+        return Walk(self.starts).number
+
     def _pass(self, p: int, how: int, what: Any) -> None:
         if how == _KEPT:                    # encoded (or kept) in the shard: counted there
             store = cast(ResultStore, self.store)
@@ -148,7 +173,9 @@ class Merger:
                     f.message = f.message.replace(old, new, 1)
             r.reused_from = n
         r.id = self.number(p)
-        if how == _RENUMBER:                # counted in the shard, kept and encoded here
+        if how == _RENUMBER and self.deferred:  # counted in the shard, kept and encoded here
+            cast(ResultStore, self.store).put_result(p, r)
+        elif how == _RENUMBER:
             self.store.add(r)
         else:
             self.tally.add(r)
@@ -184,6 +211,44 @@ class Merger:
                                  evicted_early=evicted, interrupted=interrupted,
                                  memory_bound=bound, parked=parked)
         return self.tally.report(capture, list(found), self.settings.msl, {})
+
+
+class Walk:
+    """The stream numbers of connections numbered `p` in their shards, asked in ascending
+    order of `p`: one step through every shard's numbers for all of them, `block` numbers at
+    a time as a list (an array's items are made into int objects one by one);
+    `Merger.number`, a search per connection, for any other order."""
+
+    def __init__(self, starts: List[array], block: int = 4096) -> None:
+        self.starts = starts
+        self.count = len(starts)
+        self.block = block
+        #: Each shard's current block of numbers, where it starts, and the step in it.
+        self.blocks: List[List[int]] = [s[:block].tolist() for s in starts]
+        self.base = [0] * len(starts)
+        self.at = [0] * len(starts)
+        self.last = -1
+
+    def number(self, p: int) -> int:
+        if p < self.last:                   # not ascending: searched
+            return sum(bisect_left(s, p) for s in self.starts)
+        self.last = p
+        n = 0
+        for i in range(self.count):
+            block = self.blocks[i]
+            j = self.at[i]
+            while True:
+                size = len(block)
+                while j < size and block[j] < p:
+                    j += 1
+                if j < size or size == 0:
+                    break
+                base = self.base[i] = self.base[i] + size       # the next block
+                block = self.blocks[i] = self.starts[i][base:base + self.block].tolist()
+                j = 0
+            self.at[i] = j
+            n += self.base[i] + j
+        return n
 
 
 #: How a result from a shard is passed on: its values, to count and keep here; kept and

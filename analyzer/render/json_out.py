@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 from json.encoder import encode_basestring        # the C escaper where there is one
-from typing import Any, Dict, Final, Optional, TextIO, Tuple, cast
+from typing import Any, Dict, Final, List, Optional, TextIO, Tuple, cast
 
 from analyzer.common.findings import Finding
 from analyzer.common.nstime import rounded_json, seconds_json
@@ -37,6 +37,8 @@ _CACHE_LIMIT: Final = 4096
 _texts: Final[Dict[str, str]] = {}
 #: Packed addresses -> their JSON text (clients and servers come back again and again).
 _addrs: Final[Dict[bytes, str]] = {}
+#: Connections' lines written together (one call to the stream for each such batch).
+WRITE_LINES: Final = 128
 
 
 def make_sink(settings: Settings, **_options) -> Optional[ResultSink]:
@@ -44,12 +46,13 @@ def make_sink(settings: Settings, **_options) -> Optional[ResultSink]:
     carry ladders, written from the results)."""
     if settings.ladders:
         return None
-    return ResultStore(settings.result_budget, encode=connection_json, relabel=relabel)
+    return ResultStore(settings.result_budget, encode=connection_json, relabel=relabel,
+                       unnumbered=connection_tail)
 
 
-def relabel(line: str, n: int) -> str:
-    """A connection's line (`connection_json`) with stream number `n`: its first field."""
-    return '{"id": %d' % n + line[line.index(",", 7):]
+def relabel(tail: str, n: int) -> str:
+    """A connection's line made of its `connection_tail` and its stream number `n`."""
+    return '{"id": ' + str(n) + tail
 
 
 def render(report: Report, out: TextIO, selection: Any = None, **_options) -> None:
@@ -62,28 +65,47 @@ def render(report: Report, out: TextIO, selection: Any = None, **_options) -> No
     out.write(' "connections": [')
     first = True
     ladders = report.ladders
-    # Results, or the lines make_sink() made of them.
+    # Results, or the lines make_sink() made of them; written `WRITE_LINES` at a time.
+    pending: List[str] = []
     item: object
     for item in report.connections:
-        out.write("\n  " if first else ",\n  ")
+        pending.append("\n  " if first else ",\n  ")
         if isinstance(item, str):
-            out.write(item)
+            pending.append(item)
         elif isinstance(item, ConnResult) and item.id in ladders:
             d = item.to_dict()
             d["ladder"] = [row.to_dict() for row in ladders[item.id]]
-            out.write(_dumps(d))
+            pending.append(_dumps(d))
         else:
-            out.write(connection_json(cast(ConnResult, item)))
+            pending.append(connection_json(cast(ConnResult, item)))
         first = False
+        if len(pending) >= 2 * WRITE_LINES:
+            out.write("".join(pending))
+            pending = []
+    if pending:
+        out.write("".join(pending))
     out.write("\n ]\n}\n" if not first else "]\n}\n")
 
 
 def connection_json(r: ConnResult) -> str:
     """`_dumps(r.to_dict())`, formatted directly."""
+    return "".join(_pieces(r))
+
+
+def connection_tail(r: ConnResult) -> str:
+    """`connection_json(r)` without its start, `{"id": ` and the number: what the shards of a
+    parallel run send, before the stream number is known (`relabel` completes it)."""
+    pieces = _pieces(r)
+    pieces[0] = pieces[1] = ""
+    return "".join(pieces)
+
+
+def _pieces(r: ConnResult) -> List[str]:
+    """The text of a connection's line, in pieces: `{"id": `, the number, the rest."""
     counts = r.analysis
     findings = r.findings
     lingering = r.lingering
-    return "".join([
+    return [
         '{"id": ', str(r.id), ', "orig": {"addr": ', _addr(r.orig_raw[0]), ', "port": ',
         str(r.orig_raw[1]), '}, "resp": {"addr": ', _addr(r.resp_raw[0]), ', "port": ',
         str(r.resp_raw[1]),
@@ -105,7 +127,7 @@ def connection_json(r: ConnResult) -> str:
         '], "reused_from": ', "null" if r.reused_from is None else str(r.reused_from),
         ', "analysis": {"orig": {', _counts(counts[0]), '}, "resp": {', _counts(counts[1]),
         '}}, "findings": [', ", ".join([_finding(f) for f in findings]) if findings else "",
-        "]}"])
+        "]}"]
 
 
 def _text(s: Optional[str]) -> str:

@@ -13,7 +13,8 @@ A store is the default `ResultSink` of `analyze()`. Renderers make their own: wi
 the result object — a string pickles and unpickles as one copy, where a result is a tree of
 objects to pickle, rebuild and free; with a `keep` predicate it keeps only the results it
 accepts (the terminal report's connections needing attention), while `len()` still counts
-every result added.
+every result added. In a parallel run the parent's store is keyed by first frame instead of
+stream number, and numbered as it is read (`numbering`, set by parallel/merge.py).
 """
 
 from __future__ import annotations
@@ -60,13 +61,21 @@ class ResultStore:
     def __init__(self, budget: int = DEFAULT_BUDGET,
                  encode: Optional[Callable[[ConnResult], Any]] = None,
                  keep: Optional[Callable[[ConnResult], bool]] = None,
-                 relabel: Optional[Callable[[Any, int], Any]] = None) -> None:
+                 relabel: Optional[Callable[[Any, int], Any]] = None,
+                 unnumbered: Optional[Callable[[ConnResult], Any]] = None) -> None:
         self.budget = budget
         self.encode = encode
         self.keep = keep
-        #: `relabel(item, n)`: an encoding made with another stream number, with number `n`
-        #: (what lets the shards of a parallel run encode: `shard_work`).
+        #: `relabel(item, n)`: the encoding `unnumbered` made (or `encode`, with another stream
+        #: number), with number `n` (what lets the shards of a parallel run encode:
+        #: `shard_work`).
         self.relabel = relabel
+        self.unnumbered = unnumbered
+        #: Set by a parallel run's merge: the keys `put` gives are first-frame numbers, whose
+        #: order is the stream numbers' order; `numbering()` gives a function from each key, in
+        #: ascending order, to its stream number, and iteration relabels (or renumbers) each
+        #: item with it. None: the keys are the stream numbers.
+        self.numbering: Optional[Callable[[], Callable[[int], int]]] = None
         self.memory: List[Record] = []
         self.runs: List[Tuple[int, int]] = []      # (offset, count) of each spilled run
         self.file: Optional[BinaryIO] = None
@@ -86,15 +95,24 @@ class ResultStore:
         `put` and `dropped` taking what they did; None when an encoding cannot be renumbered."""
         if self.encode is not None and self.relabel is None:
             return None
-        return self.encode, self.keep
+        return self.encode if self.unnumbered is None else self.unnumbered, self.keep
 
     def put(self, n: int, item: Any) -> None:
-        """A kept result encoded in a shard with another number: as stream `n`."""
+        """A kept result encoded in a shard with another number: as stream `n` (with
+        `numbering`: as the key `n`, relabelled when iterated)."""
         self.count += 1
         relabel = self.relabel
-        self.memory.append((n, item if relabel is None else relabel(item, n)))
+        self.memory.append((n, item if relabel is None or self.numbering is not None
+                            else relabel(item, n)))
         if len(self.memory) >= self.budget:
             self._spill()
+
+    def put_result(self, n: int, r: ConnResult) -> None:
+        """`put` for a kept result that has its stream number (`r.id`) already."""
+        if self.encode is None:
+            self.put(n, r)
+        else:
+            self.put(n, (self.encode if self.unnumbered is None else self.unnumbered)(r))
 
     def dropped(self, n: int) -> None:
         """`n` results a shard did not keep (`keep`), counted."""
@@ -141,10 +159,28 @@ class ResultStore:
     def __iter__(self) -> Iterator[Any]:
         """The results (or their encodings) in stream order; with `keep`, those it kept."""
         self.memory.sort(key=_record_id)
+        numbering = self.numbering
         if not self.runs:
-            return (item for _, item in list(self.memory))
+            if numbering is None:
+                return (item for _, item in list(self.memory))
+            return self._numbered(iter(list(self.memory)), numbering())
         streams = [self._run(off, n) for off, n in self.runs] + [iter(list(self.memory))]
-        return _merge(streams)
+        if numbering is None:
+            return _merge(streams)
+        return self._numbered(_merge(streams, True), numbering())
+
+    def _numbered(self, records: Iterator[Any], number: Callable[[int], int]) -> Iterator[Any]:
+        """The items of `records` (keyed by first-frame number, ascending) with their stream
+        numbers (`numbering`)."""
+        relabel = self.relabel
+        for key, item in records:
+            n = number(key)
+            if relabel is not None:
+                yield relabel(item, n)
+            else:
+                if self.encode is None:
+                    item.id = n
+                yield item
 
     def __len__(self) -> int:
         return self.count
@@ -168,8 +204,9 @@ def _record_id(record: Record) -> int:
     return record[0]
 
 
-def _merge(streams: List[Iterator[Record]]) -> Iterator[Any]:
-    """The items of sorted record streams, merged by id (a heap of (id, stream, item))."""
+def _merge(streams: List[Iterator[Record]], records: bool = False) -> Iterator[Any]:
+    """The items of sorted record streams, merged by id (a heap of (id, stream, item));
+    with `records`, the records."""
     heap: List[Tuple[int, int, Any]] = []
     for i, stream in enumerate(streams):
         first = next(stream, None)
@@ -177,8 +214,9 @@ def _merge(streams: List[Iterator[Record]]) -> Iterator[Any]:
             heap.append((first[0], i, first[1]))
     heapq.heapify(heap)
     while heap:
-        item, i = heap[0][2], heap[0][1]
-        yield item
+        top = heap[0]
+        yield (top[0], top[2]) if records else top[2]
+        i = top[1]
         nxt = next(streams[i], None)
         if nxt is None:
             heapq.heappop(heap)
