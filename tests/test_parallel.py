@@ -53,6 +53,24 @@ def test_every_capture_gives_the_same_reports_in_two_and_three_processes(capture
         assert outputs(str(capture), jobs) == one, jobs
 
 
+
+def test_a_scan_across_shards_is_one_finding_with_the_whole_counts(tmp_path):
+    """A source's probes land in every shard (each probe is its own 4-tuple): the parent
+    adds up ports, hosts, kinds and the first probe exactly as one process counts them."""
+    probes = []
+    for i in range(60):
+        d = Dialog(client=("10.9.9.9", 40000 + i), server=("10.0.0.%d" % (2 + i % 3), 1 + i % 40),
+                   t0=1_700_000_000 + i / 10)
+        probes.append(d.syn().send("s", RST | ACK, seq=0) if i % 2 else d.syn())
+    path = str(tmp_path / "scan.pcap")
+    write_pcap(path, merge(*probes))
+    one = outputs(path, 1)
+    assert "probed 40 ports on 3 hosts (60 probes: 30 SYN refused, 30 SYN unanswered)" \
+        in one["text"]
+    for jobs in (2, 3):
+        assert outputs(path, jobs) == one, jobs
+
+
 def test_shard_of_a_frame_is_the_shard_of_its_segment_either_way():
     """The header-speed shard (from the frame's bytes) agrees with the decoded segment's, for
     both directions, IPv4 and IPv6, every link layer the fast path reads."""

@@ -179,6 +179,39 @@ def test_closed_port_reply_scan_is_one_finding_with_counts(tmp_path):
     assert not [f for f in few["findings"] if f["code"] == "PORT_SCAN"]
 
 
+
+def test_scan_counts_every_kind_of_probe_once_per_port_and_host(tmp_path):
+    """One source, the four kinds of probe, ports and hosts seen again: distinct ports and
+    hosts are counted once each, every probe once, the first probe is the finding's frame;
+    a crowd of sources probing once each (a spoofed flood) makes no scan."""
+    scanner = ("10.9.9.9", 50000)
+    dialogs = []
+    for i, port in enumerate(range(100, 124)):              # 24 ports on 2 hosts, 4 kinds
+        host = "10.0.0.%d" % (2 + i % 2)
+        d = Dialog(client=(scanner[0], scanner[1] + i), server=(host, port),
+                   t0=1_700_000_000 + i / 10)
+        kind = i % 4
+        if kind == 0:
+            d.syn().send("s", RST | ACK, seq=0)             # refused
+        elif kind == 1:
+            d.syn()                                         # unanswered
+        elif kind == 2:
+            d.syn().synack().rst("c", ack=False)            # half-open probe of an open port
+        else:
+            d.send("c", FIN, seq=1234).send("s", RST | ACK, seq=0, ack=1235)   # closed port
+        dialogs.append(d)
+    again = Dialog(client=(scanner[0], 60000), server=("10.0.0.2", 100),
+                   t0=1_700_000_010).syn()                  # port 100 and host .2 again
+    crowd = [Dialog(client=("172.16.%d.%d" % (n // 200, n % 200 + 1), 1024 + n),
+                    server=("10.0.0.2", 80), t0=1_700_000_000.5 + n / 1000).syn()
+             for n in range(300)]
+    r = report_for(tmp_path, *dialogs, again, *crowd)
+    (scan,) = [f for f in r["findings"] if f["code"] == "PORT_SCAN"]
+    assert scan["count"] == 25 and scan["frame"] == 1
+    assert ("10.9.9.9 probed 24 ports on 2 hosts (25 probes: 6 SYN refused, 7 SYN unanswered, "
+            "6 SYN-ACK not acknowledged (open), 6 answered by a closed port)") in scan["message"]
+
+
 # -- 4. follow the ISN the peer acknowledges ----------------------------------------------------
 
 def test_followed_isn_newest_synack(tmp_path):
