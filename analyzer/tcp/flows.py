@@ -31,21 +31,22 @@ Rules (documented in README "How connections are found"):
   `max_live` bounds the connections held in memory (a flood of spoofed SYNs must not exhaust
   it): past it connections are parked on disk and come back with their next packet, which
   changes nothing in the report (parked.py); only where a bound on parking bites is a
-  connection finalized early, and it says so (MEMORY_BOUND).
+  connection finalized early, and it says so (MEMORY_BOUND). Finished connections past half
+  of `max_live` are parked too, the oldest first (parked.py `hold`).
 """
 
 from __future__ import annotations
 
 from array import array
 from collections import deque
-from typing import Callable, Deque, Dict, Final, List, Optional
+from typing import Callable, Deque, Dict, Final, Iterator, List, Optional
 
 from analyzer.tcp.conn import Connection
 from analyzer.decode.segment import ACK, RST, SYN, Segment
 from analyzer.decode.tunnels import loose
 from analyzer.tcp.finished import DONE, REQUEUE, WAIT, canonical_key, reverse_key, settle, \
     table_key
-from analyzer.tcp.parked import DEFAULT_MAX_PARKED, Parked
+from analyzer.tcp.parked import DEFAULT_MAX_PARKED, HELD_SHARE, Parked
 from analyzer.tcp.reuse import RecentConnections, note_reuse
 from analyzer.tcp.states import END_STATES
 
@@ -115,7 +116,7 @@ class FlowTable:
         self.max_live = max_live
         #: Connections parked out of memory past `max_live`, and whether new ones are tracked
         #: for choosing the next (once the table has been over it).
-        self.parked = Parked(max_parked)
+        self.parked = Parked(max_parked, max(1, max_live // HELD_SHARE))
         self.tracking = False
         #: Stream numbers reserved by ICMP quotes and forgotten (the bound above): a
         #: connection that follows on one is numbered as a new one (a warning says so).
@@ -156,6 +157,8 @@ class FlowTable:
             if a.state in END_STATES and b.state in END_STATES:
                 conn.queued, conn.queued_ts = True, conn.last_ts
                 self.finished.append(conn)
+                if len(self.finished) > self.parked.max_held:
+                    self.parked.hold(self, conn, seg.ts)
         self.fed += 1
         if seg.ts >= self._next_sweep or seg.ts < self._last_sweep:
             self.sweep(seg.ts)
@@ -302,13 +305,24 @@ class FlowTable:
         self.recent.forget_stale(now)
 
     def flush(self, end_ts: int) -> None:
-        """End of capture: finalize every connection still in the table, in stream order."""
-        for conn in self.parked.merged(sorted(self.connections(), key=_stream_order)):
-            self.on_done(conn, end_ts)
+        """End of capture: finalize every connection still in the table, in stream order
+        (each one let go once finalized: its memory serves the next result)."""
+        conns = sorted(self.connections(), key=_stream_order)
+        conns.reverse()
         self.live.clear()
+        self.unbound.clear()
+        self.finished.clear()
         self.size = 0
+        for conn in self.parked.merged(_drain(conns)):
+            self.on_done(conn, end_ts)
         self.parked.close()
 
 
 def _stream_order(conn: Connection) -> int:
     return conn.id
+
+
+def _drain(conns: List[Connection]) -> Iterator[Connection]:
+    """The connections from the end of `conns`, each out of the list as it is given."""
+    while conns:
+        yield conns.pop()
