@@ -262,8 +262,9 @@ class FlowTable:
         # Finished connections wait in the order they finished: only the front is looked at
         # (a sweep costs what it evicts, not the size of the table).
         live, queue = self.live, self.finished
-        # (the front of the queue may be parked: it comes first)
-        blocked = len(self.parked.front) > 0 and self.parked.sweep_front(self, now, horizon, done)
+        # (the front of the queue may be parked: it comes first, each one finalized as it is
+        # read back, so that connections due together are not all in memory at once)
+        blocked = len(self.parked.front) > 0 and self.parked.sweep_front(self, now, horizon)
         while queue and not blocked:
             conn = queue[0]
             step = settle(conn, live, now, horizon)
@@ -295,14 +296,18 @@ class FlowTable:
             # In stream order: parking changes the table's own order, never the report.
             done[first:] = sorted(done[first:], key=_stream_order)
         for conn in done:
-            self._remove(conn)
-            self.evicted += 1
-            key = canonical_key(conn.key)
-            if len(conn.tunnel):
-                key += conn.tunnel
-            self.recent.remember(key, conn)
-            self.on_done(conn, now)
+            self.finish(conn, now)
         self.recent.forget_stale(now)
+
+    def finish(self, conn: Connection, now: int) -> None:
+        """A connection the sweep finalizes, out of the table."""
+        self._remove(conn)
+        self.evicted += 1
+        key = canonical_key(conn.key)
+        if len(conn.tunnel):
+            key += conn.tunnel
+        self.recent.remember(key, conn)
+        self.on_done(conn, now)
 
     def flush(self, end_ts: int) -> None:
         """End of capture: finalize every connection still in the table, in stream order

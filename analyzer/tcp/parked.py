@@ -338,10 +338,11 @@ class Parked:
 
     # -- the sweep's side --------------------------------------------------------------------
 
-    def sweep_front(self, table: Any, now: int, horizon: int, done: List[Connection]) -> bool:
+    def sweep_front(self, table: Any, now: int, horizon: int) -> bool:
         """The front of the finished queue, as the sweep reads the queue: finished connections
-        past 2*MSL into `done`, connections reopened or replaced out, those with a late packet
-        to the back of the queue. True when the sweep stops here (the queue behind waits)."""
+        past 2*MSL finalized one by one as they come (`table.finish`), connections reopened or
+        replaced out, those with a late packet to the back of the queue. True when the sweep
+        stops here (the queue behind waits)."""
         front, live = self.front, table.live
         while front:
             entry, sid = front.first()
@@ -357,7 +358,7 @@ class Parked:
                         if now - _last_ts(v) < horizon:
                             return True
                         front.popleft()
-                        done.append(self._load(key))
+                        table.finish(self._load(key), now)
                         continue
                     conn = self._load(key)      # it moves: back in the table first
                     self._relink(table, conn)
@@ -368,7 +369,7 @@ class Parked:
                 return True
             front.popleft()
             if step == DONE:
-                done.append(conn)
+                table.finish(conn, now)
             elif step == REQUEUE:               # a late packet: back of the queue
                 table.finished.append(conn)
         return False
