@@ -125,3 +125,34 @@ def test_finished_connections_past_the_held_bound_are_parked_and_change_nothing(
     doc0, log0, parked0 = outputs(closing, max_live=UNBOUNDED, msl=msl)
     assert parked0 == 0 and doc == doc0 and log == log0
     assert doc["capture"]["memory_bound"] == 0
+
+
+def test_parked_connections_due_together_come_back_one_at_a_time(closing, monkeypatch):
+    # A short MSL makes hundreds of parked finished connections due at the same sweeps: each
+    # is finalized before the next is read back, never all in memory at once.
+    back, worst = set(), []
+    load = parked_mod.Parked._load
+
+    def loaded(self, key):
+        conn = load(self, key)
+        back.add(conn.id)
+        return conn
+
+    def done(conn, now):
+        worst.append(len(back))
+        back.discard(conn.id)
+
+    monkeypatch.setattr(parked_mod.Parked, "_load", loaded)
+    table = FlowTable(done, 1_000_000_000, max_live=40)
+    frames = open_captures([str(closing)], CaptureStats(), [])
+    decoder, num = FrameDecoder(), 0
+    while frames.advance():
+        num += 1
+        seg = decoder.decode(frames.linktype, frames.buf[frames.start:frames.end], frames.ts,
+                             num)
+        if isinstance(seg, Segment):
+            seg.ts, seg.num = frames.ts, num
+            table.feed(seg)
+    table.flush(frames.ts)
+    assert table.parked.held > 100 or table.parked.parks > 100
+    assert len(worst) > 600 and max(worst) == 1
