@@ -27,7 +27,7 @@ COMPILED = [
     "decode/tunnels", "decode/reassembly", "decode/shard",
     "tcp/states", "tcp/rare", "tcp/endpoint", "tcp/seqanalysis", "tcp/control", "tcp/oddities",
     "tcp/ignored", "tcp/conn", "tcp/zeek", "tcp/zeekstate", "tcp/zeekmachine", "tcp/reuse",
-    "tcp/finished", "tcp/flows",
+    "tcp/finished", "tcp/flows", "tcp/frozen",
     "judge/result", "judge/verdicts", "judge/floods", "judge/scans",
     "report/model", "report/store",
     "pipeline", "parallel/shard", "parallel/merge",

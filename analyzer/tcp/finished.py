@@ -4,12 +4,15 @@ connection is held under, and the rule for the connection at the front of the fi
 A 4-tuple key is `Segment.key`: source and destination address, then source and destination
 port (two bytes each, big-endian). The finished queue holds connections whose two endpoints are
 CLOSED or in TIME_WAIT, in the order they finished; the sweep looks only at its front, and
-`settle` says what becomes of that connection, wherever it is (in memory or parked).
+`settle` says what becomes of that connection, wherever it is (in memory or parked); `Front`
+holds the part of the queue parked.py took from it.
 """
 
 from __future__ import annotations
 
-from typing import Dict, Final
+from array import array
+from collections import deque
+from typing import Deque, Dict, Final, Tuple, Union
 
 from analyzer.tcp.conn import Connection
 from analyzer.tcp.states import END_STATES
@@ -55,3 +58,36 @@ def settle(conn: Connection, live: Dict[bytes, Connection], now: int, horizon: i
         conn.queued_ts = conn.last_ts
         return REQUEUE
     return WAIT
+
+
+class Front:
+    """The front of the finished queue, taken from it in order by parked.py: an entry is a
+    parked connection's index key (shared with the index: a pointer) and its stream id (in an
+    array: 8 bytes, not an int object), or a Connection that stayed in memory (id -1)."""
+
+    def __init__(self) -> None:
+        self.entries: Deque[Union[bytes, Connection]] = deque()
+        self.ids = array("q")
+        self.head = 0
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def append(self, entry: Union[bytes, Connection], stream_id: int) -> None:
+        self.entries.append(entry)
+        self.ids.append(stream_id)
+
+    def first(self) -> Tuple[Union[bytes, Connection], int]:
+        return self.entries[0], self.ids[self.head]
+
+    def popleft(self) -> None:
+        self.entries.popleft()
+        head = self.head = self.head + 1
+        if head >= 4096 and 2 * head >= len(self.ids):
+            del self.ids[:head]
+            self.head = 0
+
+    def clear(self) -> None:
+        self.entries.clear()
+        self.ids = array("q")
+        self.head = 0

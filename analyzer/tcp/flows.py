@@ -31,21 +31,22 @@ Rules (documented in README "How connections are found"):
   `max_live` bounds the connections held in memory (a flood of spoofed SYNs must not exhaust
   it): past it connections are parked on disk and come back with their next packet, which
   changes nothing in the report (parked.py); only where a bound on parking bites is a
-  connection finalized early, and it says so (MEMORY_BOUND).
+  connection finalized early, and it says so (MEMORY_BOUND). Finished connections past half
+  of `max_live` are parked too, the oldest first (parked.py `hold`).
 """
 
 from __future__ import annotations
 
 from array import array
 from collections import deque
-from typing import Callable, Deque, Dict, Final, List, Optional
+from typing import Callable, Deque, Dict, Final, Iterator, List, Optional
 
 from analyzer.tcp.conn import Connection
 from analyzer.decode.segment import ACK, RST, SYN, Segment
 from analyzer.decode.tunnels import loose
 from analyzer.tcp.finished import DONE, REQUEUE, WAIT, canonical_key, reverse_key, settle, \
     table_key
-from analyzer.tcp.parked import DEFAULT_MAX_PARKED, Parked
+from analyzer.tcp.parked import DEFAULT_MAX_PARKED, HELD_SHARE, Parked
 from analyzer.tcp.reuse import RecentConnections, note_reuse
 from analyzer.tcp.states import END_STATES
 
@@ -116,7 +117,7 @@ class FlowTable:
         self.max_live = max_live
         #: Connections parked out of memory past `max_live`, and whether new ones are tracked
         #: for choosing the next (once the table has been over it).
-        self.parked = Parked(max_parked)
+        self.parked = Parked(max_parked, max(1, max_live // HELD_SHARE))
         self.tracking = False
         #: Stream numbers reserved by ICMP quotes and forgotten (the bound above): a
         #: connection that follows on one is numbered as a new one (a warning says so).
@@ -157,6 +158,8 @@ class FlowTable:
             if a.state in END_STATES and b.state in END_STATES:
                 conn.queued, conn.queued_ts = True, conn.last_ts
                 self.finished.append(conn)
+                if len(self.finished) > self.parked.max_held:
+                    self.parked.hold(self, conn, seg.ts)
         self.fed += 1
         if seg.ts >= self._next_sweep or seg.ts < self._last_sweep:
             self.sweep(seg.ts)
@@ -260,8 +263,9 @@ class FlowTable:
         # Finished connections wait in the order they finished: only the front is looked at
         # (a sweep costs what it evicts, not the size of the table).
         live, queue = self.live, self.finished
-        # (the front of the queue may be parked: it comes first)
-        blocked = len(self.parked.front) > 0 and self.parked.sweep_front(self, now, horizon, done)
+        # (the front of the queue may be parked: it comes first, each one finalized as it is
+        # read back, so that connections due together are not all in memory at once)
+        blocked = len(self.parked.front) > 0 and self.parked.sweep_front(self, now, horizon)
         while queue and not blocked:
             conn = queue[0]
             step = settle(conn, live, now, horizon)
@@ -293,14 +297,18 @@ class FlowTable:
             # In stream order: parking changes the table's own order, never the report.
             done[first:] = sorted(done[first:], key=_stream_order)
         for conn in done:
-            self._remove(conn)
-            self.evicted += 1
-            key = canonical_key(conn.key)
-            if len(conn.tunnel):
-                key += conn.tunnel
-            self.recent.remember(key, conn)
-            self.on_done(conn, now)
+            self.finish(conn, now)
         self.recent.forget_stale(now)
+
+    def finish(self, conn: Connection, now: int) -> None:
+        """A connection the sweep finalizes, out of the table."""
+        self._remove(conn)
+        self.evicted += 1
+        key = canonical_key(conn.key)
+        if len(conn.tunnel):
+            key += conn.tunnel
+        self.recent.remember(key, conn)
+        self.on_done(conn, now)
 
     def flush(self, end_ts: int) -> None:
         """End of capture: finalize every connection still in the table, in stream order.
@@ -308,19 +316,21 @@ class FlowTable:
         made of them (results, counts) takes their place instead of adding to them."""
         conns = self.connections()
         conns.sort(key=_stream_order)
+        conns.reverse()
         self.live.clear()
         self.unbound.clear()
         self.finished.clear()
         self.size = 0
-        if len(self.parked.index):
-            for conn in self.parked.merged(conns):
-                self.on_done(conn, end_ts)
-        else:
-            conns.reverse()
-            while conns:
-                self.on_done(conns.pop(), end_ts)
+        for conn in self.parked.merged(_drain(conns)):
+            self.on_done(conn, end_ts)
         self.parked.close()
 
 
 def _stream_order(conn: Connection) -> int:
     return conn.id
+
+
+def _drain(conns: List[Connection]) -> Iterator[Connection]:
+    """The connections from the end of `conns`, each out of the list as it is given."""
+    while conns:
+        yield conns.pop()

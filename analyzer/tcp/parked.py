@@ -4,7 +4,8 @@ changing the report.
 Rules (README "How connections are found", docs/robustness.md):
 
 * **Park, never finalize.** Past `max_live` connections in memory, the flow table parks some:
-  each is pickled whole (pickled.py) into an anonymous temporary file and leaves the table;
+  each is written whole (frozen.py; pickled.py for what it cannot write) into an anonymous
+  temporary file and leaves the table;
   the next packet on its 4-tuple (a lookup that misses the table) brings it back as it was,
   and it takes that packet as if it had never left. A parked connection keeps its stream number, its
   place in the queue of finished connections and its 2*MSL hold, so verdicts, findings, stream
@@ -16,8 +17,13 @@ Rules (README "How connections are found", docs/robustness.md):
   Then, once the table has been over the bound, a CLOCK over the live connections (`ring`):
   a connection whose last frame changed since the hand last passed gets a second chance. A
   batch of a tenth of the bound is parked at a time; every park and every return is one
-  pickle, so a connection that comes and goes costs what its packets cost, and nothing at all
-  is done while the table stays under the bound.
+  record written or read, so a connection that comes and goes costs what its packets cost,
+  and nothing at all is done while the table stays under the bound.
+* **Finished ones early.** Past `max_held` finished connections in memory (half of
+  `max_live`, `HELD_SHARE`), the front of the finished queue is parked the same way whatever
+  the bound (`hold`): a held connection then costs its index entry and its slot in `front`,
+  about 160 bytes. These are not counted in `parks` (the report's `capture.parked`: parking
+  for the bound), and one that cannot be parked stays in memory.
 * **Not parked:** a tunnelled connection whose replies carry other tunnel ids than its first
   packet (flows.py `unbound`, `rtunnel`), and the connection being fed.
 * **Where a bound still bites.** More than `max_parked` connections parked, or a temporary
@@ -29,23 +35,27 @@ Rules (README "How connections are found", docs/robustness.md):
 from __future__ import annotations
 
 import heapq
-import io
 import os
-import pickle
 import tempfile
 from collections import deque
-from typing import Any, BinaryIO, Deque, Dict, Final, Iterator, List, Optional, Tuple, Union
+from typing import Any, BinaryIO, Deque, Dict, Final, Iterator, List, Optional, Tuple
 
 from analyzer.decode.tunnels import loose
 from analyzer.tcp.conn import Connection
-from analyzer.tcp.finished import DONE, REQUEUE, WAIT, canonical_key, settle, table_key
-from analyzer.tcp.pickled import DISPATCH
+from analyzer.tcp.finished import DONE, REQUEUE, WAIT, Front, canonical_key, settle, table_key
+from analyzer.tcp.frozen import dumps, loads
 from analyzer.tcp.states import END_STATES
 
-#: Parked connections at most, by default: about 130 bytes of index each in memory (and a
-#: pickle of about 1 KB on disk, tcp/pickled.py).
+#: Parked connections at most, by default: about 160 bytes of index each in memory (and a
+#: record of about 1 KB on disk, tcp/frozen.py).
 DEFAULT_MAX_PARKED: Final = 1_000_000
-#: Pickles gathered before one write to the file.
+#: Finished connections kept in memory, at most, as a share of `max_live`: past it the front of
+#: the finished queue is parked (50,000 with the default bound). Each parking costs about twice
+#: a connection's own work (freezing and thawing ~150 attributes, bench/README.md), so the
+#: default leaves an ordinary capture alone and bounds only the large ones; a smaller
+#: --max-connections parks sooner.
+HELD_SHARE: Final = 2
+#: Records gathered before one write to the file.
 WRITE_BATCH: Final = 1 << 20
 #: Unused bytes in the file (taken back, or parked again since) before it is rewritten, at
 #: least (and at least as many as the records in use).
@@ -56,14 +66,12 @@ COMPACT_AT: Final = 64 << 20
 _TS: Final = 64
 _END: Final = 1 << 64               # both endpoints CLOSED or in TIME_WAIT
 _LATE: Final = 1 << 65              # a packet came after it was queued as finished
-_ID: Final = 66
-_LEN: Final = 114
-_OFF: Final = 146
+_LEN: Final = 66
+_OFF: Final = 98
+_ID: Final = 146                    # on top: records sort by stream id as plain ints
 _M32: Final = (1 << 32) - 1
 _M48: Final = (1 << 48) - 1
 _M64: Final = (1 << 64) - 1
-
-Slot = Tuple[bytes, int]            # (index key, stream id) of a finished connection
 
 
 def _pack(offset: int, length: int, conn: Connection) -> int:
@@ -78,7 +86,7 @@ def _pack(offset: int, length: int, conn: Connection) -> int:
 
 
 def _stream_id(v: int) -> int:
-    return (v >> _ID) & _M48
+    return v >> _ID
 
 
 def _last_ts(v: int) -> int:
@@ -94,25 +102,26 @@ def index_key(key: bytes, tunnel: bytes) -> bytes:
 class Parked:
     """The parked connections of one flow table, and how victims are chosen."""
 
-    def __init__(self, max_parked: int = DEFAULT_MAX_PARKED) -> None:
+    def __init__(self, max_parked: int = DEFAULT_MAX_PARKED, max_held: int = 1 << 62) -> None:
         self.max_parked = max_parked
+        #: Finished connections in memory at most (`HELD_SHARE`): the queue's front past it
+        #: is parked.
+        self.max_held = max_held
         #: index key -> packed record (above): what is parked now.
         self.index: Dict[bytes, int] = {}
         #: The front of the finished queue (flows.FlowTable.finished), taken from it in order:
         #: slots of parked (or since returned) connections, and connections that stayed in
         #: memory. The sweep reads it before the queue.
-        self.front: Deque[Union[Slot, Connection]] = deque()
+        self.front = Front()
         #: The CLOCK: (table key, stream id, last frame when the hand passed), once the table
         #: has been over the bound.
         self.ring: Optional[Deque[Tuple[bytes, int, int]]] = None
         self.file: Optional[BinaryIO] = None
-        self._out = io.BytesIO()
-        self._pickler = pickle.Pickler(self._out, protocol=pickle.HIGHEST_PROTOCOL)
-        self._pickler.dispatch_table = DISPATCH  # type: ignore[assignment]
-        self.pending = bytearray()      # pickles not yet written
+        self.pending = bytearray()      # records not yet written
         self.written = 0                # bytes in the file
         self.used = 0                   # bytes of records parked now
-        self.parks = 0                  # times a connection was parked
+        self.parks = 0                  # times a connection was parked (for the bound)
+        self.held = 0                   # ... (finished, past `max_held`: not in the report)
         self.bound = 0                  # connections finalized early: a bound bit (MEMORY_BOUND)
         #: Why the disk could not be used (then nothing more is parked).
         self.error: Optional[str] = None
@@ -139,25 +148,15 @@ class Parked:
         self.written += len(self.pending)
         self.pending = bytearray()
 
-    def _dumps(self, conn: Connection) -> bytes:
-        out = self._out
-        out.seek(0)
-        out.truncate()
-        self._pickler.clear_memo()
-        self._pickler.dump(conn)
-        return out.getvalue()
-
     def _read(self, v: int) -> Connection:
-        offset, length = v >> _OFF, (v >> _LEN) & _M32
+        offset, length = (v >> _OFF) & _M48, (v >> _LEN) & _M32
         if offset >= self.written:
             data = bytes(self.pending[offset - self.written:offset - self.written + length])
         else:
             assert self.file is not None
             data = os.pread(self.file.fileno(), length, offset)
         self.used -= length
-        conn = pickle.loads(data)
-        assert isinstance(conn, Connection)
-        return conn
+        return loads(data)
 
     def _compact(self) -> None:
         """The records in use into a new file, in index order (dead ones are dropped)."""
@@ -168,10 +167,11 @@ class Parked:
         fd = old.fileno()
         for key, v in self.index.items():
             length = (v >> _LEN) & _M32
-            data = os.pread(fd, length, v >> _OFF)
+            data = os.pread(fd, length, (v >> _OFF) & _M48)
             offset = self._write(data)
             self.used += length
-            self.index[key] = (v & ((1 << _LEN) - 1)) | (length << _LEN) | (offset << _OFF)
+            self.index[key] = ((v >> _ID) << _ID | (v & ((1 << _LEN) - 1)) | (length << _LEN)
+                               | (offset << _OFF))
         old.close()
         self._flush()
 
@@ -181,25 +181,30 @@ class Parked:
         """Whether a connection is parked under this index key."""
         return key in self.index
 
-    def park(self, table: Any, conn: Connection) -> bool:
-        """Out of memory with `conn` (a connection in the table); False when it cannot be
-        parked (a bound or the disk): the caller finalizes it early instead."""
+    def park(self, table: Any, conn: Connection, held: bool = False) -> Optional[bytes]:
+        """Out of memory with `conn` (a connection in the table; `held`: a finished one past
+        `max_held`); its index key, or None when it cannot be parked (a bound or the disk):
+        the caller keeps it, or finalizes it early."""
         if self.error is not None or len(self.index) >= self.max_parked:
-            return False
+            return None
         try:
             if self.file is None:           # the first one: does the disk take it at all?
                 self.file = tempfile.TemporaryFile(prefix="tcpflow-check-parked-")
-            data = self._dumps(conn)
+            data = dumps(conn)
             offset = self._write(data)
         except OSError as exc:
             self.error = "%s (%s)" % (exc.strerror or exc, getattr(exc, "filename", "") or
                                       tempfile.gettempdir())
-            return False
+            return None
         self.used += len(data)
-        self.index[index_key(conn.key, conn.tunnel)] = _pack(offset, len(data), conn)
-        self.parks += 1
+        key = index_key(conn.key, conn.tunnel)
+        self.index[key] = _pack(offset, len(data), conn)
+        if held:
+            self.held += 1
+        else:
+            self.parks += 1
         table._remove(conn)
-        return True
+        return key
 
     def take(self, table: Any, key: bytes, tunnel: bytes, now: int) -> Optional[Connection]:
         """The connection parked under the 4-tuple and tunnel of a packet of time `now`, back
@@ -239,24 +244,47 @@ class Parked:
         ids = loose(conn.tunnel) if len(conn.tunnel) else b""
         return not (ids and table.unbound.get(conn.rkey + ids) is conn)
 
-    def make_room(self, table: Any, now: int, keep: Optional[Connection]) -> None:
-        """Over `max_live`: park a tenth of the bound (not `keep`)."""
-        want = max(1, table.max_live // 10)
+    def _park_front(self, table: Any, want: int, keep: Optional[Connection], now: int,
+                    held: bool) -> int:
+        """Parks up to `want` connections from the front of the finished queue, in order
+        (not `keep`), as slots of `front`; `held`: past `max_held`, where one that cannot be
+        parked stays in memory (else it is finalized early). What is left of `want`."""
         live = table.live
         queue = table.finished
-        while want and queue:               # 1. the front of the finished queue, in order
+        front = self.front
+        while want and queue:
             conn = queue.popleft()
             if conn is not keep and live.get(table_key(conn)) is conn and conn.queued \
                     and self._parkable(table, conn):
                 a, b = conn.e0, conn.e1
                 if a.state in END_STATES and b.state in END_STATES:
                     want -= 1
-                    if self._park_or_end(table, conn, now):
-                        self.front.append((index_key(conn.key, conn.tunnel), conn.id))
+                    key = self.park(table, conn, held)
+                    if key is not None:
+                        front.append(key, conn.id)
+                    elif not held:
+                        self._end(table, conn, now)
+                    else:
+                        front.append(conn, -1)
                     continue                    # (or finalized early: out of the queue too)
-            self.front.append(conn)             # as the sweep will find it
+            front.append(conn, -1)              # as the sweep will find it
+        return want
+
+    def hold(self, table: Any, keep: Connection, now: int) -> None:
+        """More than `max_held` finished connections in memory: the oldest are parked (only a
+        late packet or a reuse can want them before the sweep finalizes them)."""
+        if self.error is None:
+            self._park_front(table, len(table.finished) - self.max_held, keep, now, True)
+            self._tidy()
+
+    def make_room(self, table: Any, now: int, keep: Optional[Connection]) -> None:
+        """Over `max_live`: park a tenth of the bound (not `keep`)."""
+        # 1. the front of the finished queue, in order
+        want = self._park_front(table, max(1, table.max_live // 10), keep, now, False)
         if not want:
+            self._tidy()
             return
+        live = table.live
         ring = self.ring
         if ring is None:                    # 2. the CLOCK, from the first time it is needed
             table.tracking = True
@@ -278,6 +306,10 @@ class Parked:
                 continue
             want -= 1
             self._park_or_end(table, conn, now)     # (or finalized early: MEMORY_BOUND)
+        self._tidy()
+
+    def _tidy(self) -> None:
+        """The file compacted once enough of it is dead."""
         if self.error is None and self.written + len(self.pending) - self.used > max(
                 COMPACT_AT, self.used):
             try:
@@ -285,10 +317,13 @@ class Parked:
             except OSError as exc:
                 self.error = str(exc)
 
-    def _park_or_end(self, table: Any, conn: Connection, now: int) -> bool:
-        """Park `conn`; where that cannot be, finalize it now with MEMORY_BOUND (False)."""
-        if self.park(table, conn):
-            return True
+    def _park_or_end(self, table: Any, conn: Connection, now: int) -> None:
+        """Park `conn`; where that cannot be, finalize it now with MEMORY_BOUND."""
+        if self.park(table, conn) is None:
+            self._end(table, conn, now)
+
+    def _end(self, table: Any, conn: Connection, now: int) -> None:
+        """`conn` finalized now, with MEMORY_BOUND: it could not be parked."""
         why = ("the disk could not take it: %s" % self.error if self.error is not None else
                "%d connections were parked already (--max-parked)" % len(self.index))
         conn.note_at("MEMORY_BOUND", max(now, conn.last_ts), conn.last_frame, None,
@@ -300,19 +335,19 @@ class Parked:
         table.evicted += 1
         table.evicted_early += 1
         table.on_done(conn, now)
-        return False
 
     # -- the sweep's side --------------------------------------------------------------------
 
-    def sweep_front(self, table: Any, now: int, horizon: int, done: List[Connection]) -> bool:
+    def sweep_front(self, table: Any, now: int, horizon: int) -> bool:
         """The front of the finished queue, as the sweep reads the queue: finished connections
-        past 2*MSL into `done`, connections reopened or replaced out, those with a late packet
-        to the back of the queue. True when the sweep stops here (the queue behind waits)."""
+        past 2*MSL finalized one by one as they come (`table.finish`), connections reopened or
+        replaced out, those with a late packet to the back of the queue. True when the sweep
+        stops here (the queue behind waits)."""
         front, live = self.front, table.live
         while front:
-            entry = front[0]
-            if isinstance(entry, tuple):
-                key, sid = entry
+            entry, sid = front.first()
+            if isinstance(entry, bytes):
+                key = entry
                 conn = live.get(key)
                 if conn is None or conn.id != sid:
                     v = self.index.get(key)
@@ -323,7 +358,7 @@ class Parked:
                         if now - _last_ts(v) < horizon:
                             return True
                         front.popleft()
-                        done.append(self._load(key))
+                        table.finish(self._load(key), now)
                         continue
                     conn = self._load(key)      # it moves: back in the table first
                     self._relink(table, conn)
@@ -334,7 +369,7 @@ class Parked:
                 return True
             front.popleft()
             if step == DONE:
-                done.append(conn)
+                table.finish(conn, now)
             elif step == REQUEUE:               # a late packet: back of the queue
                 table.finished.append(conn)
         return False
@@ -347,14 +382,22 @@ class Parked:
             done.append(self._load(key))
         return len(keys)
 
-    def merged(self, in_memory: List[Connection]) -> Iterator[Connection]:
+    def merged(self, in_memory: Iterator[Connection]) -> Iterator[Connection]:
         """The end of the capture: the connections in memory (in stream order) and the parked
         ones, in stream order, each parked one read back as it comes."""
+        self.front.clear()
+        self.ring = None
         if not self.index:
-            return iter(in_memory)
-        order = sorted((_stream_id(v), key) for key, v in self.index.items())
-        parked = (self._load(key) for _, key in order)
-        return heapq.merge(in_memory, parked, key=_by_id)
+            return in_memory
+        # (Records sort as their stream ids: the sort's keys are the index's own ints.)
+        order = sorted(self.index, key=self.index.__getitem__, reverse=True)
+        return heapq.merge(in_memory, self._unload(order), key=_by_id)
+
+    def _unload(self, keys: List[bytes]) -> Iterator[Connection]:
+        """The connections parked under `keys`, from the end of the list, each out of it (and
+        out of the index) as it is read."""
+        while keys:
+            yield self._load(keys.pop())
 
     def close(self) -> None:
         self.index.clear()

@@ -1,5 +1,6 @@
-"""How a parked connection is written and read back (parked.py): its record classes pickled as
-tuples of their attributes, rebuilt through their constructors.
+"""How a parked connection that frozen.py cannot write flat (an attribute never set, a value of an
+unknown class) is written and read back (parked.py): its record classes pickled as tuples of
+their attributes, rebuilt through their constructors.
 
 A tuple of attributes, not mypyc's dict of names and values: a pickle of 0.8-1.2 KB instead
 of 2 KB. Classes and enum members go by number, so the only global a pickle names is a
