@@ -86,7 +86,7 @@ class FlowTable:
     def __init__(self, on_done: Callable[[Connection, int], None], msl_ns: int,
                  idle_timeout_ns: Optional[int] = None, max_live: int = DEFAULT_MAX_LIVE,
                  zeek_view: bool = True, max_parked: int = DEFAULT_MAX_PARKED,
-                 starts: Optional[array] = None) -> None:
+                 starts: Optional[array] = None, max_held: Optional[int] = None) -> None:
         #: Every connection under both directions of its 4-tuple: a packet's own key finds it
         #: with one lookup, without ordering the addresses first.
         self.live: Dict[Key, Connection] = {}
@@ -117,7 +117,9 @@ class FlowTable:
         self.max_live = max_live
         #: Connections parked out of memory past `max_live`, and whether new ones are tracked
         #: for choosing the next (once the table has been over it).
-        self.parked = Parked(max_parked, max(1, max_live // HELD_SHARE))
+        #: (`max_held`: finished connections in memory at most; by default a share of the bound)
+        self.parked = Parked(max_parked, max(1, max_live // HELD_SHARE) if max_held is None
+                             else max_held)
         self.tracking = False
         #: Stream numbers reserved by ICMP quotes and forgotten (the bound above): a
         #: connection that follows on one is numbered as a new one (a warning says so).
