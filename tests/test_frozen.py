@@ -15,7 +15,7 @@ from conftest import REPO
 from analyzer.capture.files import CaptureStats, open_captures
 from analyzer.decode.frames import FrameDecoder
 from analyzer.decode.segment import Segment
-from analyzer.tcp import flows as flows_mod, parked as parked_mod
+from analyzer.tcp import parked as parked_mod
 from analyzer.tcp.conn import Connection
 from analyzer.tcp.endpoint import NO_FINDINGS, QUIET
 from analyzer.judge.verdicts import finalize
@@ -26,13 +26,13 @@ from analyzer.testing.synth import Dialog, merge, write_pcap
 from test_parked import UNBOUNDED, interleaved, outputs
 
 
-def _connections(path: Path) -> List[Connection]:
-    """Every connection of a capture, as the flow table hands them over (not finalized)."""
-    got: List[Connection] = []
-    table = FlowTable(lambda c, now: got.append(c), 30_000_000_000)
+def _feed(table: FlowTable, path: Path) -> int:
+    """Every TCP segment of `path` into `table`, then the end of the capture; the most
+    finished connections the table held after a packet (read from the table itself: the same
+    in the compiled build as in pure Python)."""
     frames = open_captures([str(path)], CaptureStats(), [])
     decoder = FrameDecoder()
-    num = 0
+    num, most = 0, 0
     while frames.advance():
         num += 1
         seg = decoder.decode(frames.linktype, frames.buf[frames.start:frames.end], frames.ts,
@@ -40,7 +40,15 @@ def _connections(path: Path) -> List[Connection]:
         if isinstance(seg, Segment):
             seg.ts, seg.num = frames.ts, num
             table.feed(seg)
+            most = max(most, len(table.finished))
     table.flush(frames.ts)
+    return most
+
+
+def _connections(path: Path) -> List[Connection]:
+    """Every connection of a capture, as the flow table hands them over (not finalized)."""
+    got: List[Connection] = []
+    _feed(FlowTable(lambda c, now: got.append(c), 30_000_000_000), path)
     return got
 
 
@@ -111,26 +119,13 @@ def closing(tmp_path_factory) -> Path:
 def _finalized(path: Path, msl: float, **bounds: int) -> tuple:
     """The flow table fed `path` (with `bounds`: max_live, max_held): every connection's
     result as plain values in stream order, how many finished connections it parked for the
-    held bound, and the most finished connections in memory after a packet (read from the
-    table itself: the same in the compiled build as in pure Python)."""
+    held bound, and the most finished connections in memory after a packet."""
     msl_ns = int(msl * 1e9)
     results: List[Any] = []
     table = FlowTable(lambda c, now: results.append((c.id, finalize(c, now, msl_ns).flat())),
                       msl_ns, **bounds)
-    frames = open_captures([str(path)], CaptureStats(), [])
-    decoder = FrameDecoder()
-    num, most = 0, 0
-    while frames.advance():
-        num += 1
-        seg = decoder.decode(frames.linktype, frames.buf[frames.start:frames.end], frames.ts,
-                             num)
-        if isinstance(seg, Segment):
-            seg.ts, seg.num = frames.ts, num
-            table.feed(seg)
-            most = max(most, len(table.finished))
-    held = table.parked.held
-    table.flush(frames.ts)
-    return sorted(results), held, most
+    most = _feed(table, path)
+    return sorted(results), table.parked.held, most
 
 
 @pytest.mark.parametrize("bound,msl", [(200, 30.0), (2000, 1.0), (400, 2.0)])
@@ -168,15 +163,6 @@ def test_parked_connections_due_together_come_back_one_at_a_time(closing, monkey
 
     monkeypatch.setattr(parked_mod.Parked, "_load", loaded)
     table = FlowTable(done, 1_000_000_000, max_live=40)
-    frames = open_captures([str(closing)], CaptureStats(), [])
-    decoder, num = FrameDecoder(), 0
-    while frames.advance():
-        num += 1
-        seg = decoder.decode(frames.linktype, frames.buf[frames.start:frames.end], frames.ts,
-                             num)
-        if isinstance(seg, Segment):
-            seg.ts, seg.num = frames.ts, num
-            table.feed(seg)
-    table.flush(frames.ts)
+    _feed(table, closing)
     assert table.parked.held > 100 or table.parked.parks > 100
     assert len(worst) > 600 and max(worst) == 1

@@ -35,7 +35,7 @@ from analyzer.common.findings import CATALOGUE, Finding
 from analyzer.decode.segment import SYN, Segment
 from analyzer.tcp.conn import Connection
 from analyzer.tcp.endpoint import NO_FINDINGS, QUIET, Analysis, Endpoint
-from analyzer.tcp.pickled import DISPATCH
+from analyzer.tcp.pickled import DISPATCH, fields
 from analyzer.tcp.rare import RareFacts
 from analyzer.tcp.states import Input, State
 from analyzer.tcp.zeek import ZeekView
@@ -44,18 +44,6 @@ from analyzer.tcp.zeekstate import ZeekEndpoint, ZeekRare
 
 class Unfreezable(Exception):
     """A record `freeze` cannot write flat (the caller pickles it)."""
-
-
-def fields(cls: type) -> Tuple[str, ...]:
-    """A record class's attributes: the compiled build lists them in `__mypyc_attrs__`, the
-    pure-Python one in the `__slots__` along its bases."""
-    attrs = getattr(cls, "__mypyc_attrs__", None)
-    if attrs is None:
-        attrs = []
-        for base in reversed(cls.__mro__):
-            slots = base.__dict__.get("__slots__", ())
-            attrs += [slots] if isinstance(slots, str) else list(slots)
-    return tuple(a for a in attrs if a not in ("__dict__", "__weakref__"))
 
 
 #: The classes of a connection's record, by number (the Connection first).

@@ -29,7 +29,7 @@ from analyzer.tcp.zeek import ZeekView
 from analyzer.tcp.zeekstate import ZeekEndpoint, ZeekRare
 
 
-def _fields(cls: type) -> Tuple[str, ...]:
+def fields(cls: type) -> Tuple[str, ...]:
     """A record class's attributes: the compiled build lists them in `__mypyc_attrs__`, the
     pure-Python one in the `__slots__` along its bases."""
     attrs = getattr(cls, "__mypyc_attrs__", None)
@@ -46,7 +46,7 @@ _RECORDS: Final = (Connection, Endpoint, Analysis, ZeekView, ZeekEndpoint, Segme
                    ZeekRare)
 #: (Classes and enum members go by number: no global to look up in a pickle but the function.)
 _INDEX: Final[Dict[type, int]] = {cls: i for i, cls in enumerate(_RECORDS)}
-_FIELDS: Final[Dict[type, Tuple[str, ...]]] = {cls: _fields(cls) for cls in _RECORDS}
+_FIELDS: Final[Dict[type, Tuple[str, ...]]] = {cls: fields(cls) for cls in _RECORDS}
 _ENUMS: Final = (State, Input)
 _MEMBERS: Final = tuple(tuple(e) for e in _ENUMS)
 _MEMBER_NO: Final[Dict[Any, Tuple[int, int]]] = {
