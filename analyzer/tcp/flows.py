@@ -299,7 +299,8 @@ class FlowTable:
                 self.evicted_early += self.parked.idle(now, self.idle_ns, done)
             # In stream order: parking changes the table's own order, never the report.
             done[first:] = sorted(done[first:], key=_stream_order)
-        for conn in done:
+        done.reverse()
+        for conn in _drain(done):           # (each out of memory once finalized)
             self.finish(conn, now)
         self.recent.forget_stale(now)
 

@@ -8,8 +8,7 @@ letters are described in zeek.py's docstring.
 
 from __future__ import annotations
 
-from sys import intern
-from typing import Final, Optional
+from typing import Dict, Final, Optional
 
 from analyzer.common.native import i16, i32, mypyc_attr
 from analyzer.decode.segment import SYN, ACK, FIN, RST
@@ -17,6 +16,12 @@ from analyzer.tcp.zeekstate import (CLOSED, ESTABLISHED, INACTIVE, PARTIAL, RESE
                                     SYN_SENT, ZeekEndpoint, clean)
 
 _POW10: Final = frozenset(10 ** k for k in range(20))   # ScaledHistoryEntry thresholds, base 10
+
+#: History -> letters -> the history with them at the end (`ZeekMachine.add`), for at most
+#: `_NEXT_MAX` histories (a capture of every kind of odd connection stays bounded; real
+#: traffic has a few hundred).
+_NEXT: Final[Dict[str, Dict[str, str]]] = {}
+_NEXT_MAX: Final = 4096
 
 
 @mypyc_attr(acyclic=True)
@@ -49,10 +54,24 @@ class ZeekMachine:
 
     def add(self, letters: str) -> None:
         """`letters` at the end of the history. Histories repeat from connection to connection
-        ("ShADad", "ShADadFf", ...): each one is interned, so connections with the same history
-        so far share one string (50-70 bytes less a connection; an interned string leaves
-        the interpreter's table when its last holder lets go)."""
-        self.history = intern(self.history + letters)
+        ("ShADd", "ShADdFf", ...): the step from one to the next is looked up in `_NEXT`, so
+        connections with the same history so far share one string (50-70 bytes less a
+        connection), and a step seen before makes no string at all."""
+        history = self.history
+        steps = _NEXT.get(history)
+        if steps is not None:
+            known = steps.get(letters)
+            if known is not None:
+                self.history = known
+                return
+        longer = history + letters
+        if steps is None:
+            if len(_NEXT) >= _NEXT_MAX:
+                self.history = longer       # (past the bound: a string of its own)
+                return
+            steps = _NEXT[history] = {}
+        steps[letters] = longer
+        self.history = longer
 
     def _check(self, is_orig: bool, mask: int, code: str) -> bool:
         """Conn::CheckHistory: add `code` the first time; True if it was already seen."""
@@ -81,7 +100,7 @@ class ZeekMachine:
         fs = self.first_seen
         self.first_seen = (2 if fs & 1 else 0) | (1 if fs & 2 else 0)
         if rewrite:
-            self.history = intern("^" + self.history.swapcase())
+            self.history = "^" + self.history.swapcase()
             self.seen = (self.seen >> 16) | ((self.seen & 0xFFFF) << 16)
         else:
             self.add("^")
