@@ -31,7 +31,7 @@ Rules (documented in README "How connections are found"):
   `max_live` bounds the connections held in memory (a flood of spoofed SYNs must not exhaust
   it): past it connections are parked on disk and come back with their next packet, which
   changes nothing in the report (parked.py); only where a bound on parking bites is a
-  connection finalized early, and it says so (MEMORY_BOUND). Past half of `max_live`
+  connection finalized early, and it says so (MEMORY_BOUND). Past 40 % of `max_live`
   connections in memory, finished ones are parked too, the oldest first (parked.py `hold`).
 """
 
@@ -119,8 +119,8 @@ class FlowTable:
         #: for choosing the next (once the table has been over it).
         #: (`max_held`: connections in memory past which finished ones are parked; by default
         #: a share of the bound)
-        self.parked = Parked(max_parked, max(1, max_live * HELD_PERCENT // 100) if max_held is None
-                             else max_held)
+        self.parked = Parked(max_parked, max(1, max_live * HELD_PERCENT // 100)
+                             if max_held is None else max_held)
         self.tracking = False
         #: Stream numbers reserved by ICMP quotes and forgotten (the bound above): a
         #: connection that follows on one is numbered as a new one (a warning says so).

@@ -108,7 +108,8 @@ class Parked:
 
     def __init__(self, max_parked: int = DEFAULT_MAX_PARKED, max_held: int = 1 << 62) -> None:
         self.max_parked = max_parked
-        #: Connections in memory past which the finished queue's front is parked (`HELD_PERCENT`).
+        #: Connections in memory past which the finished queue's front is parked
+        #: (`HELD_PERCENT`).
         self.max_held = max_held
         #: index key -> packed record (above): what is parked now.
         self.index: Dict[bytes, int] = {}
