@@ -131,7 +131,7 @@ def _finalized(path: Path, msl: float, **bounds: int) -> tuple:
 @pytest.mark.parametrize("bound,msl", [(200, 30.0), (2000, 1.0), (400, 2.0)])
 def test_finished_connections_past_the_held_bound_are_parked_and_change_nothing(
         closing, bound, msl):
-    # A twentieth of the bound held (not the default half, `HELD_SHARE`): this capture's 600
+    # A twentieth of the bound held (not the default 40 %, `HELD_PERCENT`): this capture's 600
     # connections, all finished within 2*MSL of its end, then cross it at every bound.
     held_bound = bound // 20
     results, held, most = _finalized(closing, msl, max_live=bound, max_held=held_bound)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Final, List, Optional
 
 from analyzer.tcp.conn import Connection
-from analyzer.tcp.endpoint import SIDES, Endpoint
+from analyzer.tcp.endpoint import SIDES, Endpoint, fin_acks_peer, fin_frame, fin_side
 from analyzer.judge.result import ConnResult, Lingering
 from analyzer.tcp.seqanalysis import ZERO_WINDOW_STALL_NS
 from analyzer.decode.segment import seq_diff, seq_lt
@@ -104,19 +104,19 @@ def _close(c: Connection, handshake: str) -> tuple:
     if len(fins) >= 2:
         first, second = fins[0], fins[1]
         # Which came first is frame order (timestamps may run backwards).
-        if rst is not None and (rst[2] < second[2] or c.rst_discards):
-            return "reset", SIDES[first[0]], reset_by
-        if not second[3]:
+        if rst is not None and (rst[2] < fin_frame(second) or c.rst_discards):
+            return "reset", SIDES[fin_side(first)], reset_by
+        if not fin_acks_peer(second):
             return "simultaneous", "both", reset_by
         by = c.fin_acked_by
-        if by is not None and by[0] == second[0] and by[1]:
-            return "three_segment", SIDES[first[0]], reset_by
-        return "four_way", SIDES[first[0]], reset_by
+        if by is not None and by[0] == fin_side(second) and by[1]:
+            return "three_segment", SIDES[fin_side(first)], reset_by
+        return "four_way", SIDES[fin_side(first)], reset_by
     if rst is not None:
-        by_fin = fins and fins[0][2] <= rst[2]
-        return "reset", SIDES[fins[0][0]] if by_fin else SIDES[rst[0]], reset_by
+        by_fin = fins and fin_frame(fins[0]) <= rst[2]
+        return "reset", SIDES[fin_side(fins[0])] if by_fin else SIDES[rst[0]], reset_by
     if fins:
-        return "half_closed", SIDES[fins[0][0]], reset_by
+        return "half_closed", SIDES[fin_side(fins[0])], reset_by
     return "open", None, reset_by
 
 
@@ -160,7 +160,7 @@ def finalize(c: Connection, now: int, msl_ns: int) -> ConnResult:
                               SIDES[i], elapsed / 1e9, "" if quiet == elapsed else
                               " (last data %.1f s before the end)" % (quiet / 1e9)))
         elif state is State.FIN_WAIT_2 and now - _last(e.since, c.endpoint(1 - i)) >= CLOSE_WAIT_STUCK_NS:
-            peer_fin = [f[2] for f in c.fins if f[0] != i]
+            peer_fin = [fin_frame(f) for f in c.fins if fin_side(f) != i]
             c.note_at("FIN_WAIT_2_LINGERING", now, c.last_frame, i,
                       "%s in FIN_WAIT_2 for %.1f s when the capture ended: its FIN was "
                       "acknowledged, %s" % (SIDES[i], (now - e.since) / 1e9,

@@ -24,9 +24,10 @@ from __future__ import annotations
 
 from typing import Final
 
+from analyzer.common.native import mypyc_attr
 from analyzer.decode.segment import ACK, FIN, RST, SYN, Segment, describe, seq_le, seq_lt
 from analyzer.tcp import control, ignored, oddities
-from analyzer.tcp.endpoint import SIDES, ConnectionCore
+from analyzer.tcp.endpoint import ACKED_BY, SIDES, ConnectionCore
 from analyzer.tcp.oddities import CLASSIC, MULTI_FLAGS
 from analyzer.tcp.seqanalysis import acks_unseen_fin, analyze_segment, rel
 from analyzer.tcp.states import Input, State
@@ -38,6 +39,7 @@ CONTROL: Final = FIN | SYN | RST | ACK
 _UNSYNCHRONIZED: Final = frozenset({State.CLOSED, State.LISTEN, State.SYN_SENT, State.SYN_RECEIVED})
 
 
+@mypyc_attr(acyclic=True)
 class Connection(ConnectionCore):
     """A connection between `orig` and `resp`, fed segments in capture order."""
 
@@ -218,7 +220,7 @@ class Connection(ConnectionCore):
             if y.fin_seq >= 0 and not y.fin_acked and seq_lt(y.fin_seq, ack):
                 y.fin_acked = True
                 if self.fin_acked_by is None:
-                    self.fin_acked_by = (s, bool(flags & FIN))
+                    self.fin_acked_by = ACKED_BY[2 * s + (1 if flags & FIN else 0)]
                 self.move(1 - s, Input.RECV_ACK_OF_FIN, seg)
             else:
                 self.move(1 - s, Input.RECV_ACK, seg)

@@ -13,7 +13,7 @@ from typing import Final
 
 from analyzer.decode.segment import (ACK, FIN, RST, SYN, UNSET, Segment, describe, seq_diff, seq_le,
                               seq_lt)
-from analyzer.tcp.endpoint import SIDES, ConnectionCore, Endpoint
+from analyzer.tcp.endpoint import SIDES, ConnectionCore, Endpoint, fin_entry
 from analyzer.tcp.seqanalysis import rel
 from analyzer.tcp.states import Input, State
 
@@ -129,7 +129,7 @@ def on_fin(c: ConnectionCore, s: int, seg: Segment) -> None:
         x.fin_ts = seg.ts
         acks_peer = (y.fin_seq >= 0 and bool(seg.flags & ACK)
                      and seq_lt(y.fin_seq, seg.ack))
-        c.fins += ((s, seg.ts, seg.num, acks_peer),)
+        c.fins += (fin_entry(s, seg.num, acks_peer),)
     elif fin_seq == x.fin_seq and x.fin_acked and c.rst is None:
         # Sent again after the capture showed its ACK: that ACK never arrived.
         c.move(s, Input.FIN_ACK_LOST, seg)
@@ -256,7 +256,7 @@ def infer_fin(c: ConnectionCore, t: int, seg: Segment) -> None:
     e.next_seq = (fin + 1) & 0xFFFFFFFF
     acks_peer = peer.fin_seq >= 0 and e.last_ack >= 0 and \
         seq_lt(peer.fin_seq, e.last_ack)
-    c.fins += ((t, seg.ts, seg.num, acks_peer),)
+    c.fins += (fin_entry(t, seg.num, acks_peer),)
     c.move(t, Input.SEND_FIN, seg)
     c.hold(peer, Input.RECV_FIN, e.next_seq, seg.ts)
 

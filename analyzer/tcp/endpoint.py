@@ -11,8 +11,9 @@ Sides are indexed 0 = originator (`orig`), 1 = responder (`resp`).
 
 from __future__ import annotations
 
-from typing import ClassVar, Dict, Final, List, Optional, Tuple
+from typing import Any, ClassVar, Dict, Final, List, Optional, Tuple
 
+from analyzer.common.native import i32, mypyc_attr
 from analyzer.common.findings import Finding
 from analyzer.decode.segment import ACK, SYN, UNSET, Segment, addr_str, describe
 from analyzer.tcp.states import Input, State, step
@@ -25,10 +26,38 @@ SIDES: Final = ("orig", "resp")
 #: connections have none, and the only writer, `ConnectionCore.note_at`, makes its own).
 NO_FINDINGS: Final[Dict[str, Finding]] = {}
 
+
+def fin_entry(side: int, frame: int, acks_peer: bool) -> int:
+    """One of `ConnectionCore.fins`: a FIN's frame, its side and whether it acknowledged the
+    peer's FIN, as one int (a tuple of four with a boxed time and frame was 160 bytes a FIN,
+    and the tuple of them 64 more, on every finished connection held for 2*MSL)."""
+    return (frame << 2) | (side << 1) | (1 if acks_peer else 0)
+
+
+def fin_side(fin: int) -> int:
+    """The side that sent the FIN (`fin_entry`)."""
+    return (fin >> 1) & 1
+
+
+def fin_frame(fin: int) -> int:
+    """The FIN's frame number (`fin_entry`)."""
+    return fin >> 2
+
+
+def fin_acks_peer(fin: int) -> bool:
+    """Whether the FIN acknowledged the peer's FIN (`fin_entry`)."""
+    return bool(fin & 1)
+
+
+#: `ConnectionCore.fin_acked_by`'s four values, shared: [2 * side + ack came on its FIN].
+#: (Typed Any: the compiled build would make a new tuple of an item typed Tuple[int, bool].)
+ACKED_BY: Final[Tuple[Any, ...]] = ((0, False), (0, True), (1, False), (1, True))
+
 #: The counters of a direction where nothing happened (one shared tuple).
 NO_COUNTS: Final[Tuple[int, ...]] = (0,) * 7
 
 
+@mypyc_attr(acyclic=True)
 class Analysis:
     """Per-direction counters of the sequence analysis (JSON `analysis.<side>`)."""
 
@@ -76,6 +105,7 @@ class Analysis:
 QUIET: Final = Analysis()
 
 
+@mypyc_attr(acyclic=True)
 class Endpoint:
     """What is known of one side: its state and the sequence numbers it has used."""
 
@@ -162,6 +192,7 @@ class Endpoint:
         return n
 
 
+@mypyc_attr(acyclic=True)
 class ConnectionCore(WithRare):
     """A connection's record: its two endpoints, its findings, and the moves of their states.
 
@@ -173,13 +204,19 @@ class ConnectionCore(WithRare):
 
     __slots__ = ("id", "first_ts", "last_ts", "first_frame", "last_frame", "findings",
                  "midstream", "syn_seen", "synack_seen", "sim_open", "synack_win",
-                 "rst", "fins", "fin_acked_by", "half_close_data",
+                 "rst", "fin_a", "fin_b", "fin_acked_by", "half_close_data",
                  "syn_ts", "est_sides", "self_connect", "prev_ts", "tfo",
                  "steady", "zeek", "zeek_first", "first_from_orig",
                  "rst_discards", "last_dup", "last_dup_seq",
                  "last_dup_ack", "key", "rkey", "queued", "queued_ts", "e0", "e1")
 
-    # The flags first and together (as in Endpoint): eleven bools in 16 bytes, not 88.
+    # The flags first and together (as in Endpoint): eleven bools in 16 bytes, not 88; and
+    # four numbers of 32 bits in 16, not 32: the SYN-ACK's window (16 bits, -1: none), the
+    # established sides (two bits), the last frame's seq and ack less 2**31 (oddities.py).
+    synack_win: i32
+    est_sides: i32
+    last_dup_seq: i32
+    last_dup_ack: i32
     midstream: bool
     syn_seen: bool
     synack_seen: bool
@@ -221,7 +258,8 @@ class ConnectionCore(WithRare):
         self.zeek_first: Optional[Segment] = seg if zeek else None
         self.rst_discards = False   # the RST threw away data its receiver had sent
         # The last frame, to tell it captured twice (oddities.py `duplicate`): its flags, IPv4 ID,
-        # checksum and side (`flags << 33 | Segment.dup << 1 | side`; -1: none yet), seq, ack.
+        # checksum and side (`flags << 33 | Segment.dup << 1 | side`; -1: none yet), seq and
+        # ack less 2**31 (32-bit signed fields).
         self.last_dup = -1
         self.last_dup_seq = -1
         self.last_dup_ack = -1
@@ -244,8 +282,11 @@ class ConnectionCore(WithRare):
         self.sim_open = False
         self.synack_win = -1        # the window of the last SYN-ACK (-1: none seen)
         self.rst: Optional[Tuple[int, int, int]] = None   # the accepted RST: (side, ts, frame)
-        # (side, ts, frame, acks_peer_fin); a tuple: most connections have none or two.
-        self.fins: Tuple[Tuple[int, int, int, bool], ...] = ()
+        # Its FINs in frame order, each one int (`fin_entry`: frame, side, whether it acked
+        # the peer's FIN; -1: none), read and written as the tuple `fins`. Two at most: a
+        # side's FIN is noted once (control.py: while its `fin_seq` is unset).
+        self.fin_a = -1
+        self.fin_b = -1
         self.fin_acked_by: Optional[Tuple[int, bool]] = None     # (side, ack came on its FIN)
         self.half_close_data = False
         self.syn_ts = 0
@@ -278,6 +319,20 @@ class ConnectionCore(WithRare):
     def okey(self) -> bytes:
         """The 4-tuple of segments from the originator (`key` or `rkey`)."""
         return self.key if self.first_from_orig else self.rkey
+
+    @property
+    def fins(self) -> Tuple[int, ...]:
+        """Its FINs in frame order (`fin_entry`), none, one or two."""
+        if self.fin_a < 0:
+            return ()
+        return (self.fin_a,) if self.fin_b < 0 else (self.fin_a, self.fin_b)
+
+    @fins.setter
+    def fins(self, fins: Tuple[int, ...]) -> None:
+        if len(fins) > 2:
+            raise ValueError("a connection has two FINs at most, one a side")
+        self.fin_a = fins[0] if len(fins) > 0 else -1
+        self.fin_b = fins[1] if len(fins) > 1 else -1
 
     def endpoint(self, side: int) -> Endpoint:
         """The endpoint of `side` (0 = orig, 1 = resp)."""

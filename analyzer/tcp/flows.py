@@ -31,8 +31,8 @@ Rules (documented in README "How connections are found"):
   `max_live` bounds the connections held in memory (a flood of spoofed SYNs must not exhaust
   it): past it connections are parked on disk and come back with their next packet, which
   changes nothing in the report (parked.py); only where a bound on parking bites is a
-  connection finalized early, and it says so (MEMORY_BOUND). Finished connections past half
-  of `max_live` are parked too, the oldest first (parked.py `hold`).
+  connection finalized early, and it says so (MEMORY_BOUND). Past 40 % of `max_live`
+  connections in memory, finished ones are parked too, the oldest first (parked.py `hold`).
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ from analyzer.decode.segment import ACK, RST, SYN, Segment
 from analyzer.decode.tunnels import loose
 from analyzer.tcp.finished import DONE, REQUEUE, WAIT, canonical_key, reverse_key, settle, \
     table_key
-from analyzer.tcp.parked import DEFAULT_MAX_PARKED, HELD_SHARE, Parked
+from analyzer.tcp.parked import DEFAULT_MAX_PARKED, HELD_PERCENT, Parked
 from analyzer.tcp.reuse import RecentConnections, note_reuse
 from analyzer.tcp.states import END_STATES
 
@@ -117,9 +117,10 @@ class FlowTable:
         self.max_live = max_live
         #: Connections parked out of memory past `max_live`, and whether new ones are tracked
         #: for choosing the next (once the table has been over it).
-        #: (`max_held`: finished connections in memory at most; by default a share of the bound)
-        self.parked = Parked(max_parked, max(1, max_live // HELD_SHARE) if max_held is None
-                             else max_held)
+        #: (`max_held`: connections in memory past which finished ones are parked; by default
+        #: a share of the bound)
+        self.parked = Parked(max_parked, max(1, max_live * HELD_PERCENT // 100)
+                             if max_held is None else max_held)
         self.tracking = False
         #: Stream numbers reserved by ICMP quotes and forgotten (the bound above): a
         #: connection that follows on one is numbered as a new one (a warning says so).
@@ -160,8 +161,8 @@ class FlowTable:
             if a.state in END_STATES and b.state in END_STATES:
                 conn.queued, conn.queued_ts = True, conn.last_ts
                 self.finished.append(conn)
-                if len(self.finished) > self.parked.max_held:
-                    self.parked.hold(self, conn, seg.ts)
+        if self.size > self.parked.max_held and len(self.finished) > 1:
+            self.parked.hold(self, conn, seg.ts)      # finished ones give way (parked.py)
         self.fed += 1
         if seg.ts >= self._next_sweep or seg.ts < self._last_sweep:
             self.sweep(seg.ts)
@@ -298,7 +299,8 @@ class FlowTable:
                 self.evicted_early += self.parked.idle(now, self.idle_ns, done)
             # In stream order: parking changes the table's own order, never the report.
             done[first:] = sorted(done[first:], key=_stream_order)
-        for conn in done:
+        done.reverse()
+        for conn in _drain(done):           # (each out of memory once finalized)
             self.finish(conn, now)
         self.recent.forget_stale(now)
 

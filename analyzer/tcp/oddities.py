@@ -31,14 +31,16 @@ def duplicate(c: ConnectionCore, from_orig: bool, seg: Segment) -> bool:
     if dup < 0:
         return False                # no IPv4 ID to compare (IPv6)
     key = seg.flags << 33 | dup << 1 | (0 if from_orig else 1)
-    if key != c.last_dup or seg.seq != c.last_dup_seq or seg.ack != c.last_dup_ack \
+    # (seq and ack stored less 2**31: they fit the record's 32-bit signed fields)
+    seq, ack = seg.seq - 0x80000000, seg.ack - 0x80000000
+    if key != c.last_dup or seq != c.last_dup_seq or ack != c.last_dup_ack \
             or not -DUP_NS < seg.ts - c.last_ts < DUP_NS \
             or (dup < 0x10000 and not seg.flags & (SYN | FIN) and not seg.paylen):
         # (ID 0, which RFC 6864 lets a sender repeat, on a bare ACK: identical duplicate
         # ACKs are the protocol's own)
         c.last_dup = key
-        c.last_dup_seq = seg.seq
-        c.last_dup_ack = seg.ack
+        c.last_dup_seq = seq
+        c.last_dup_ack = ack
         return False
     s = 0 if from_orig else 1
     x = c.endpoint(s)

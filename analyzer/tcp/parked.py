@@ -19,11 +19,14 @@ Rules (README "How connections are found", docs/robustness.md):
   batch of a tenth of the bound is parked at a time; every park and every return is one
   record written or read, so a connection that comes and goes costs what its packets cost,
   and nothing at all is done while the table stays under the bound.
-* **Finished ones early.** Past `max_held` finished connections in memory (half of
-  `max_live`, `HELD_SHARE`), the front of the finished queue is parked the same way whatever
-  the bound (`hold`): a held connection then costs its index entry and its slot in `front`,
-  about 160 bytes. These are not counted in `parks` (the report's `capture.parked`: parking
-  for the bound), and one that cannot be parked stays in memory.
+* **Finished ones early.** Past `max_held` connections in memory (40 % of `max_live`,
+  `HELD_PERCENT`), the front of the finished queue is parked the same way whatever the bound
+  (`hold`), until the table is back at `max_held`: a held connection then costs its index
+  entry and its slot in `front`, about 160 bytes. So the finished connections give way to the
+  live ones: a capture whose connections are mostly open at once (all starting within
+  seconds) keeps its live ones in memory and its finished ones parked, and one that never has
+  40 % of the bound in memory parks nothing. These are not counted in `parks` (the report's
+  `capture.parked`: parking for the bound), and one that cannot be parked stays in memory.
 * **Not parked:** a tunnelled connection whose replies carry other tunnel ids than its first
   packet (flows.py `unbound`, `rtunnel`), and the connection being fed.
 * **Where a bound still bites.** More than `max_parked` connections parked, or a temporary
@@ -49,12 +52,13 @@ from analyzer.tcp.states import END_STATES
 #: Parked connections at most, by default: about 160 bytes of index each in memory (and a
 #: record of about 1 KB on disk, tcp/frozen.py).
 DEFAULT_MAX_PARKED: Final = 1_000_000
-#: Finished connections kept in memory, at most, as a share of `max_live`: past it the front of
-#: the finished queue is parked (50,000 with the default bound). Each parking costs about twice
-#: a connection's own work (freezing and thawing ~150 attributes, bench/README.md), so the
-#: default leaves an ordinary capture alone and bounds only the large ones; a smaller
+#: Connections in memory past which finished ones are parked, in percent of `max_live`: the
+#: front of the finished queue is parked past it (40,000 with the default bound). Each parking
+#: costs about twice a connection's own work (freezing and thawing ~150 attributes,
+#: bench/README.md), so the default leaves an ordinary capture alone (the reference capture of
+#: bench/ has at most 37,000 connections in memory) and bounds only the large ones; a smaller
 #: --max-connections parks sooner.
-HELD_SHARE: Final = 2
+HELD_PERCENT: Final = 40
 #: Records gathered before one write to the file.
 WRITE_BATCH: Final = 1 << 20
 #: Unused bytes in the file (taken back, or parked again since) before it is rewritten, at
@@ -104,8 +108,8 @@ class Parked:
 
     def __init__(self, max_parked: int = DEFAULT_MAX_PARKED, max_held: int = 1 << 62) -> None:
         self.max_parked = max_parked
-        #: Finished connections in memory at most (`HELD_SHARE`): the queue's front past it
-        #: is parked.
+        #: Connections in memory past which the finished queue's front is parked
+        #: (`HELD_PERCENT`).
         self.max_held = max_held
         #: index key -> packed record (above): what is parked now.
         self.index: Dict[bytes, int] = {}
@@ -271,10 +275,12 @@ class Parked:
         return want
 
     def hold(self, table: Any, keep: Connection, now: int) -> None:
-        """More than `max_held` finished connections in memory: the oldest are parked (only a
-        late packet or a reuse can want them before the sweep finalizes them)."""
-        if self.error is None:
-            self._park_front(table, len(table.finished) - self.max_held, keep, now, True)
+        """More than `max_held` connections in memory: finished ones are parked, the oldest
+        first (only a late packet or a reuse can want them before the sweep finalizes them),
+        until the table is back at `max_held` or only `keep` is left in the queue."""
+        want = min(table.size - self.max_held, len(table.finished) - 1)
+        if self.error is None and want > 0:
+            self._park_front(table, want, keep, now, True)
             self._tidy()
 
     def make_room(self, table: Any, now: int, keep: Optional[Connection]) -> None:

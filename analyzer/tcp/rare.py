@@ -12,9 +12,11 @@ from __future__ import annotations
 
 from typing import Optional, Tuple
 
+from analyzer.common.native import mypyc_attr
 from analyzer.decode.segment import UNSET, Segment
 
 
+@mypyc_attr(acyclic=True)
 class RareFacts:
     """The rare facts of one connection (the defaults are what a connection without them has)."""
 
@@ -36,6 +38,7 @@ class RareFacts:
         self.rtunnel = b""
 
 
+@mypyc_attr(acyclic=True)
 class WithRare:
     """A record with `RareFacts`, read and written as its own attributes."""
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from typing import Final, Tuple
 
+from analyzer.common.native import mypyc_attr
 from analyzer.decode.segment import ACK, FIN, RST, SYN, Segment, seq_diff
 from analyzer.tcp.zeekmachine import ZeekMachine
 from analyzer.tcp.zeekstate import (CLOSED, ESTABLISHED, INACTIVE, PARTIAL, RESET, STATE_NAMES,
@@ -48,6 +49,7 @@ LIKELY_SERVER_PORTS: Final = frozenset({
     3389, 5222, 5269, 5432, 6379, 6666, 6667, 6668, 6669, 1883, 20000})
 
 
+@mypyc_attr(acyclic=True)
 class ZeekView(ZeekMachine):
     """Zeek's view of one connection. Feed every segment in capture order, then `finish()`;
     most take the fast path: an ACK or data segment while both are established."""
@@ -163,7 +165,7 @@ class ZeekView(ZeekMachine):
                 code, mask, last, now = "R", _H_RST, e.hl_rst, rel_seq
                 e.hl_rst = now
             if self._check(is_orig, mask, code) and now != last:
-                self.history += code if is_orig else code.lower()
+                self.add(code if is_orig else code.lower())
         elif paylen:
             self._check(is_orig, _H_DATA, "D")
         elif flags & ACK:

@@ -1,0 +1,173 @@
+"""What keeps a connection's record small holds: no reference cycle through it (the compiled
+build makes its objects without the cyclic collector's header, analyzer/common/native.py),
+histories shared, FINs as plain ints, the memory of recent connections exact for any time,
+and live connections counting toward the held bound (finished ones give way). Real bytes
+throughout: synth builds the packets, the analyzer reads a capture file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, List
+
+import pytest
+
+from conftest import REPO
+from analyzer.capture.files import CaptureStats, open_captures
+from analyzer.decode.frames import FrameDecoder
+from analyzer.decode.segment import Segment
+from analyzer.judge.verdicts import finalize
+from analyzer.tcp.conn import Connection
+from analyzer.tcp.endpoint import fin_acks_peer, fin_frame, fin_side
+from analyzer.tcp.flows import FlowTable
+from analyzer.tcp.frozen import RECORDS, fields
+from analyzer.tcp.reuse import RecentConnections
+from analyzer.testing.synth import Dialog, merge, write_pcap
+from test_parked import UNBOUNDED
+
+
+def _segments(path: Path) -> List[Segment]:
+    frames = open_captures([str(path)], CaptureStats(), [])
+    decoder = FrameDecoder()
+    out, num = [], 0
+    while frames.advance():
+        num += 1
+        seg = decoder.decode(frames.linktype, frames.buf[frames.start:frames.end], frames.ts,
+                             num)
+        if isinstance(seg, Segment):
+            seg.ts, seg.num = frames.ts, num
+            out.append(seg)
+    return out
+
+
+def _connections(path: Path) -> List[Connection]:
+    got: List[Connection] = []
+    table = FlowTable(lambda c, now: got.append(c), 30_000_000_000)
+    segs = _segments(path)
+    for seg in segs:
+        table.feed(seg)
+    table.flush(segs[-1].ts if segs else 0)
+    return got
+
+
+def _capture(tmp_path: Path, dialogs: List[Dialog], name: str = "c.pcap") -> Path:
+    path = tmp_path / name
+    write_pcap(path, merge(*dialogs))
+    return path
+
+
+def _cycle(obj: Any, path: List[int], done: set) -> bool:
+    """Whether a reference from `obj` (through record attributes and containers) leads back
+    to an object on `path`."""
+    if id(obj) in path:
+        return True
+    if id(obj) in done:
+        return False
+    if type(obj) in RECORDS:
+        children = [getattr(obj, n) for n in fields(type(obj))]
+    elif isinstance(obj, (tuple, list, set, frozenset)):
+        children = list(obj)
+    elif isinstance(obj, dict):
+        children = list(obj.keys()) + list(obj.values())
+    else:
+        return False
+    path.append(id(obj))
+    found = any(_cycle(c, path, done) for c in children)
+    path.pop()
+    done.add(id(obj))
+    return found
+
+
+@pytest.mark.parametrize("sample", sorted(p.name for p in (REPO / "samples").glob("*.pcap*")))
+def test_no_reference_cycle_runs_through_a_connections_record(sample):
+    # The record classes are declared acyclic for the compiled build: an object of theirs
+    # never leads back to itself (a back reference would be a leak there).
+    for conn in _connections(REPO / "samples" / sample):
+        assert not _cycle(conn, [], set()), conn.id
+
+
+def test_a_back_reference_is_a_cycle_the_test_sees(tmp_path):
+    (conn,) = _connections(_capture(tmp_path, [Dialog().handshake().data("c", 10)]))
+    conn.inferred_fin = (conn,)
+    assert _cycle(conn, [], set())
+
+
+def _dialog(i: int, t0: float = 1_700_000_000.0) -> Dialog:
+    return Dialog(client=("10.0.%d.%d" % (i >> 8, i & 255), 40000 + i),
+                  server=("192.0.2.1", 443), t0=t0 + i * 0.01, step=0.001)
+
+
+def test_connections_with_the_same_history_share_its_string(tmp_path):
+    dialogs = [_dialog(i).handshake().data("c", 100).data("s", 1400).ack("c")
+               .fin("c").fin("s").ack("c") for i in range(3)]
+    conns = _connections(_capture(tmp_path, dialogs))
+    histories = [c.zeek.history for c in conns]
+    assert histories[0] == "ShADdFf" and histories.count(histories[0]) == 3
+    assert histories[0] is histories[1] is histories[2]
+
+
+def test_fins_are_two_at_most_each_one_int(tmp_path):
+    d = _dialog(0).handshake().data("c", 100).fin("c").fin("s").ack("c")
+    path = _capture(tmp_path, [d])
+    (conn,) = _connections(path)
+    fin_frames = [s.num for s in _segments(path) if s.flags & 1]
+    assert len(conn.fins) == 2
+    assert [fin_frame(f) for f in conn.fins] == fin_frames
+    assert [fin_side(f) for f in conn.fins] == [0, 1]
+    assert [fin_acks_peer(f) for f in conn.fins] == [False, True]    # the FIN+ACK acks it
+    assert finalize(conn, conn.last_ts, 30_000_000_000).close == "three_segment"
+    with pytest.raises(ValueError):
+        conn.fins = conn.fins + conn.fins[:1]
+    conn.fins = conn.fins[:1]
+    assert len(conn.fins) == 1 and fin_side(conn.fins[0]) == 0
+    conn.fins = ()
+    assert conn.fins == ()
+
+
+@pytest.mark.parametrize("last_ts", [-3 * 10 ** 18, 0, 1_700_000_000 * 10 ** 9, 2 ** 70])
+def test_recent_connections_keep_any_time_and_stream_id_exactly(tmp_path, last_ts):
+    first = _dialog(0, t0=100.0).handshake().fin("c").fin("s").ack("c")
+    path = _capture(tmp_path, [first], "a.pcap")
+    (old,) = _connections(path)
+    syn = _segments(_capture(tmp_path, [_dialog(0, t0=0).handshake()], "b.pcap"))[0]
+    recent = RecentConnections(1_000_000_000)       # 4 x MSL + 10 s: 14 s
+    old.id = 2 ** 40 + 7
+    old.last_ts = last_ts
+    recent.remember(b"k", old)
+    (new,) = _connections(path)
+    syn.ts = last_ts + 13_000_000_000
+    recent.note_if_reused(b"k", new, syn)
+    assert new.reused_from == 2 ** 40 + 7 and "PORT_REUSE" in new.findings
+    assert "13.0 s after its last packet" in new.findings["PORT_REUSE"].message
+    recent.remember(b"k", old)
+    recent.forget_stale(last_ts + 13_999_999_999)
+    assert recent.entries
+    recent.forget_stale(last_ts + 14_000_000_000)
+    assert not recent.entries
+
+
+def _held(path: Path, **bounds: int) -> tuple:
+    results: List[Any] = []
+    table = FlowTable(lambda c, now: results.append(
+        (c.id, finalize(c, now, 60_000_000_000).flat())), 30_000_000_000, **bounds)
+    most = 0
+    segs = _segments(path)
+    for seg in segs:
+        table.feed(seg)
+        most = max(most, table.size)
+    table.flush(segs[-1].ts)
+    return sorted(results, key=lambda r: r[0]), table.parked.held, most
+
+
+def test_live_connections_count_toward_the_held_bound(tmp_path):
+    # 30 connections stay open all along; 40 more open and close behind them. With the held
+    # bound at 20 connections in memory, the finished ones give way as they finish (the open
+    # ones alone are past it): in memory stay the open ones and about one finished one.
+    dialogs = [_dialog(i).handshake().data("c", 10).data("s", 10).ack("c") for i in range(30)]
+    dialogs += [_dialog(i, t0=1_700_000_001.0).handshake().data("c", 10).fin("c").fin("s")
+                .ack("c") for i in range(30, 70)]
+    path = _capture(tmp_path, dialogs)
+    results, held, most = _held(path, max_held=20)
+    results0, held0, most0 = _held(path, max_live=UNBOUNDED)
+    assert results == results0 and held0 == 0 and most0 >= 60
+    assert held >= 35 and most <= 32
