@@ -282,6 +282,32 @@ def test_a_worker_that_dies_is_an_internal_error_not_a_short_report(tmp_path, mo
         analyze_jobs([str(cap)], SETTINGS, 2)
 
 
+def test_the_report_does_not_wait_for_workers_to_exit_after_their_last_message(tmp_path,
+                                                                              monkeypatch):
+    """A worker's end message is all the parent waits for: a worker still busy after it
+    (here: one that lingers for minutes, its pipe open) does not hold the report back, and
+    is reaped later."""
+    cap = tmp_path / "c.pcap"
+    _mixed_capture(cap)
+    real = local.run_shard
+
+    def lingering(paths, settings, index, count, emit, on_frame, work=None):
+        real(paths, settings, index, count, emit, on_frame, work)
+        if index == 1:
+            time.sleep(300)
+
+    monkeypatch.setattr(local, "run_shard", lingering)
+    started = time.monotonic()
+    try:
+        assert outputs(str(cap), 2) == outputs(str(cap), 1)
+        assert time.monotonic() - started < 120         # not the 300 s the worker lingers
+    finally:
+        import multiprocessing
+        for p in multiprocessing.active_children():
+            p.kill()
+            p.join()
+
+
 def test_runs_that_cannot_be_split_run_in_one_process(tmp_path):
     cap = tmp_path / "c.pcap"
     _mixed_capture(cap)
