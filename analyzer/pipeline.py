@@ -20,7 +20,7 @@ from analyzer.tcp.conn import Connection
 from analyzer.common.findings import Finding
 from analyzer.decode.frames import FrameDecoder, QuotedTCP, decode_at
 from analyzer.decode.reassembly import Reassembler
-from analyzer.decode.shard import shard_at, shard_key
+from analyzer.decode.shard import ShardTest, shard_at, shard_key
 from analyzer.judge.floods import FloodDetector
 from analyzer.judge.scans import ScanDetector
 from analyzer.tcp.flows import FlowTable
@@ -127,18 +127,29 @@ def analyze(paths: Sequence[str], settings: Settings = DEFAULT_SETTINGS, *,
     ladders = ladder.ladders
     end_ts = 0
     backwards = 0           # frames stamped before the frame before them
+    # A shard's reader steps over the other shards' frames itself when it can, keeping the
+    # frame count and the timestamps' order for us.
+    test = None if count == 0 else ShardTest(frames.linktype, count, mine)
+    if test is not None and not frames.skip(test):
+        test = None
     with cyclic_gc_off():
         while frames.advance():
             ts = frames.ts
-            num += 1
-            if ts < end_ts and num > 1:
-                backwards += 1
+            if test is None:
+                num += 1
+                if ts < end_ts and num > 1:
+                    backwards += 1
+            else:
+                num = frames.count
             end_ts = ts
             if on_frame is not None and not num & 0xFFFF:
                 on_frame(num - 1)           # the frames before this one are analysed
             linktype = frames.linktype
-            part = -1 if count == 0 else shard_at(linktype, frames.buf, frames.start,
-                                                  frames.end, count)
+            part = -1
+            if test is not None:
+                part = test.part
+            elif count != 0:
+                part = shard_at(linktype, frames.buf, frames.start, frames.end, count)
             if part >= 0 and part != mine:
                 continue                    # another shard's
             # The common layouts are decoded where the frame lies in the reader's buffer; any
@@ -174,6 +185,8 @@ def analyze(paths: Sequence[str], settings: Settings = DEFAULT_SETTINGS, *,
                             break
                     else:   # the ladder; the frame is read again for its TCP options
                         ladder.add(conn, seg, frames.buf[frames.start:frames.end])
+        if test is not None:                # the frames after the last one handed out
+            num, backwards, end_ts = frames.count, frames.back, frames.ts
         # The end of the capture is its last frame (not the largest timestamp: one corrupt
         # record dated decades ahead must not make every CLOSE_WAIT decades long).
         table.flush(end_ts)

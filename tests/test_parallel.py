@@ -19,7 +19,9 @@ from typing import Dict
 import pytest
 
 from analyzer.decode.segment import ACK, RST, SYN
-from analyzer.decode.shard import shard_at, shard_key
+from analyzer.capture.files import open_capture
+from analyzer.capture.source import CaptureStats
+from analyzer.decode.shard import ShardTest, shard_at, shard_key
 from analyzer.decode.frames import decode_at
 from analyzer.parallel import local
 from analyzer.parallel.local import analyze_jobs, jobs_for
@@ -96,6 +98,70 @@ def test_shards_share_the_connections_out(tmp_path):
         f = frame(ip)
         counts[shard_at(1, f, 0, len(f), 3)] += 1
     assert min(counts) > 120, counts
+
+
+def test_a_shards_reader_steps_over_the_other_shards_frames(tmp_path):
+    """With a shard's test (`Cursor.skip`) the pcap reader hands out only the frames of its
+    shard, those it cannot place (a UDP datagram) and every 65536th frame (the progress
+    marks), and still counts every frame, every frame stamped earlier than the one before,
+    and the last frame's time."""
+    ips = [tcp_packet("10.0.0.1", "10.0.0.2", 1000 + i, 80, SYN, 1) for i in range(8)]
+    udp = bytearray(ips[0])
+    udp[9] = 17
+    ips.append(bytes(udp))
+    n = 0x10000 + 300
+    packets = []
+    for i in range(n):
+        ts = 1_700_000_000_000_000_000 + i * 1000 - (5000 if i % 997 == 3 else 0)
+        packets.append((ts, ips[i * 5 % 9], "c"))
+    path = str(tmp_path / "many.pcap")
+    write_pcap(path, packets)
+    frames = [frame(ip) for ip in ips]
+    parts = [shard_at(1, f, 0, len(f), 2) for f in frames]
+    assert set(parts) == {-1, 0, 1}
+    back = sum(packets[i][0] < packets[i - 1][0] for i in range(1, n))
+    assert back > 60 and parts[(0x10000 - 1) * 5 % 9] >= 0     # a mark on a shard's frame
+    for mine in (0, 1):
+        cursor = open_capture(path, CaptureStats()).cursor()
+        test = ShardTest(cursor.linktype, 2, mine)
+        assert cursor.skip(test)
+        handed = []
+        while cursor.advance():
+            handed.append(cursor.count)
+            part = parts[(cursor.count - 1) * 5 % 9]
+            assert test.part == part
+            assert cursor.buf[cursor.start:cursor.end] == frames[(cursor.count - 1) * 5 % 9]
+            assert cursor.ts == packets[cursor.count - 1][0]
+        assert handed == [i + 1 for i in range(n)
+                          if parts[i * 5 % 9] in (-1, mine) or not (i + 1) & 0xFFFF]
+        assert 0x10000 in handed
+        assert (cursor.count, cursor.back, cursor.ts) == (n, back, packets[-1][0])
+
+
+def test_frames_out_of_order_and_another_shards_last_frame(tmp_path):
+    """Frames stamped earlier than the frame before (some of them another shard's, stepped
+    over by the reader) are counted once, and a shard whose last frame is another's still
+    ends the capture at the last frame: every report the same in 1, 2 and 3 processes."""
+    dialogs = []
+    for i in range(24):
+        d = Dialog(client=("10.1.0.%d" % (1 + i % 7), 41000 + i), t0=1_700_000_000 + i * 0.5)
+        d.handshake().data("c", 100)
+        if i % 3 == 0:
+            d.fin("c").ack("s").fin("s").ack("c")
+        dialogs.append(d)
+    packets = merge(*dialogs)
+    for i in range(5, len(packets) - 3, 11):     # every 11th frame stamped 3 s too early
+        ts, ip, side = packets[i]
+        packets[i] = (ts - 3_000_000_000, ip, side)
+    late = Dialog(client=("10.1.9.9", 50000), t0=1_700_000_100)
+    late.syn()
+    packets += late.packets                       # the last frame, 80 s after the others
+    cap = tmp_path / "backwards.pcap"
+    write_pcap(cap, packets)
+    one = outputs(str(cap), 1)
+    assert "11 frames are stamped earlier than the frame before" in one["json"]
+    for jobs in (2, 3):
+        assert outputs(str(cap), jobs) == one, jobs
 
 
 def _mixed_capture(path: Path) -> None:
@@ -214,6 +280,32 @@ def test_a_worker_that_dies_is_an_internal_error_not_a_short_report(tmp_path, mo
     monkeypatch.setattr(local, "run_shard", dying)
     with pytest.raises(ShardFailed, match="shard 1 of 2"):
         analyze_jobs([str(cap)], SETTINGS, 2)
+
+
+def test_the_report_does_not_wait_for_workers_to_exit_after_their_last_message(tmp_path,
+                                                                              monkeypatch):
+    """A worker's end message is all the parent waits for: a worker still busy after it
+    (here: one that lingers for minutes, its pipe open) does not hold the report back, and
+    is reaped later."""
+    cap = tmp_path / "c.pcap"
+    _mixed_capture(cap)
+    real = local.run_shard
+
+    def lingering(paths, settings, index, count, emit, on_frame, work=None):
+        real(paths, settings, index, count, emit, on_frame, work)
+        if index == 1:
+            time.sleep(300)
+
+    monkeypatch.setattr(local, "run_shard", lingering)
+    started = time.monotonic()
+    try:
+        assert outputs(str(cap), 2) == outputs(str(cap), 1)
+        assert time.monotonic() - started < 120         # not the 300 s the worker lingers
+    finally:
+        import multiprocessing
+        for p in multiprocessing.active_children():
+            p.kill()
+            p.join()
 
 
 def test_runs_that_cannot_be_split_run_in_one_process(tmp_path):

@@ -11,6 +11,10 @@ records (captured length 0: a zero-filled region, or a gzip of zeros behind a pc
 is read as Wireshark reads it, packet by packet, and warned about once the run reaches
 `EMPTY_RUN` records.
 
+With a `FrameTest` (`Cursor.skip`: a `--jobs` shard's), the records it calls foreign are
+stepped over inside `advance`, still counted, their times still tallied and compared (`back`),
+but for every 65536th record (the caller's progress marks), which is always handed out.
+
 The link type keeps its low 26 bits (libpcap's LT_LINKTYPE; the bits above say whether an
 FCS is present and how long).
 """
@@ -18,10 +22,10 @@ FCS is present and how long).
 from __future__ import annotations
 
 from struct import Struct
-from typing import Final
+from typing import Final, Optional
 
 from analyzer.capture.source import (MAX_BLOCK, BufferCursor, CaptureError, Cursor, FrameSource,
-                                  fill, u32)
+                                  FrameTest, fill, u32)
 from analyzer.common.native import i64
 from analyzer.common.nstime import second_ns
 
@@ -75,6 +79,11 @@ class PcapCursor(BufferCursor):
         self.last_sec: i64 = -1
         self.base: i64 = 0
         self.empty_run = self.empty_from = 0     # empty records in a row, from record ...
+        self.test: Optional[FrameTest] = None
+
+    def skip(self, test: FrameTest) -> bool:
+        self.test = test
+        return True
 
     def advance(self) -> bool:
         buf = self.buf
@@ -116,7 +125,17 @@ class PcapCursor(BufferCursor):
                         self.lo = ts
                     if ts > self.hi:
                         self.hi = ts
-                    self.count += 1
+                    test = self.test
+                    if test is not None:        # (`skip`)
+                        if ts < self.ts and self.count:
+                            self.back += 1
+                        self.count += 1
+                        if test.foreign(buf, pos + 16, end) and self.count & 0xFFFF:
+                            self.ts = ts        # another's frame: stepped over, here
+                            pos = end
+                            continue
+                    else:
+                        self.count += 1
                     self.ts, self.start, self.end, self.pos = ts, pos + 16, end, end
                     return True
             if self.done:

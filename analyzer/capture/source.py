@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import BinaryIO, Callable, Dict, Final, Iterator, List, Optional, Tuple
 
 from analyzer.common.names import printable
+from analyzer.common.native import i64
 
 CHUNK: Final = 1 << 20                   # bytes asked of the stream per read
 MAX_BLOCK: Final = 16 * 1024 * 1024      # pcapng block bound; also the cap on the pcap bound
@@ -114,13 +115,38 @@ class Cursor:
         self.buf = b""
         self.start = 0
         self.end = 0
+        #: With a `FrameTest` (`skip`): the frames read, skipped ones too, and those stamped
+        #: earlier than the frame before them; `ts` is then the last frame's read.
+        self.count = 0
+        self.back: i64 = 0
 
     def advance(self) -> bool:
         """Step to the next frame; False at the end of the capture."""
         return False
 
+    def skip(self, test: "FrameTest") -> bool:
+        """From now on, step over the frames `test` calls foreign (never the frames whose
+        number `count` is a multiple of 65536: the progress marks), keeping `count`, `back`
+        and `ts` for every frame read. False: this cursor cannot (it hands out every frame,
+        and keeps `count` and `back` as it likes)."""
+        return False
+
     def close(self) -> None:
         """Stop reading (the source tallies what was read and closes its file)."""
+
+
+class FrameTest:
+    """A test of a frame's bytes where they lie in the read buffer, which a cursor that can
+    (`Cursor.skip`) applies to every record before handing it out: the frames `foreign`
+    calls foreign are stepped over inside the reader, with no return to the caller per frame.
+
+    Defined here, at the stage that calls it, and subclassed where the knowledge is (a
+    `--jobs` shard's test reads link-layer, IP and TCP headers: decode/shard.py
+    `ShardTest`); compiled, the call is one native method call. This base skips nothing."""
+
+    def foreign(self, buf: bytes, start: i64, end: i64) -> bool:
+        """True: the frame `buf[start:end]` is not the caller's (the cursor steps over it)."""
+        return False
 
 
 class BufferCursor(Cursor):

@@ -194,7 +194,7 @@ def decode_at(linktype: int, buf: bytes, start: int, end: int) -> Optional[Segme
     return ip4_at(buf, at >> 1, end)
 
 
-def ip_offset(linktype: int, buf: bytes, start: int, end: int) -> int:
+def ip_offset(linktype: i64, buf: bytes, start: i64, end: i64) -> i64:
     """Where the IP header of a frame in one of `decode_at`'s layouts starts, times two, plus
     one for IPv6 (by the link layer's type field, or the version of raw IP); -1 for every other
     frame. In machine integers (`i64`): every frame of a capture comes here."""

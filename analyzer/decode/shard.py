@@ -7,13 +7,17 @@ addresses and ports, whatever tunnels carried it (the inner 4-tuple) — and `sh
 the same number from a frame's bytes where they lie in the reader's buffer, without decoding
 the frame, for exactly the frames `decode_at` would decode (-1 for any other, which the caller
 decodes to find its 4-tuple). The hash is a fixed function of the bytes (not Python's `hash`,
-which differs between processes), so every worker, on any machine, agrees.
+which differs between processes), so every worker, on any machine, agrees. `ShardTest` hands
+the same test to a reader that steps over the other shards' frames itself (`Cursor.skip`,
+capture/source.py `FrameTest`: the reader is a stage below, so the test is passed down as a
+compiled object rather than imported there).
 """
 
 from __future__ import annotations
 
 from typing import Final
 
+from analyzer.capture.source import FrameTest
 from analyzer.common.native import i64
 from analyzer.decode.frames import ip_offset
 
@@ -44,7 +48,13 @@ def shard_key(key: bytes, count: int) -> int:
 def shard_at(linktype: int, buf: bytes, start: int, end: int, count: int) -> int:
     """The shard of the frame `buf[start:end]` among `count`, for a frame `decode_at` decodes
     to a segment (the same checks); -1 for every other frame."""
-    at: i64 = ip_offset(linktype, buf, start, end)
+    return _part(linktype, buf, start, end, count)
+
+
+def _part(linktype: i64, buf: bytes, start: i64, end: i64, count: i64) -> i64:
+    """`shard_at`, every argument and step a machine integer (`ShardTest` calls it for every
+    frame of the capture)."""
+    at = ip_offset(linktype, buf, start, end)
     if at < 0:
         return -1
     off = at >> 1
@@ -67,3 +77,21 @@ def shard_at(linktype: int, buf: bytes, start: int, end: int, count: int) -> int
                 and 20 <= hl <= tot - 20 and stop >= t + hl):
             return _shard(buf, off + 12, 4, count)
     return -1
+
+
+class ShardTest(FrameTest):
+    """Shard `mine` of `count`'s test, for a reader that steps over the other shards' frames
+    itself (`Cursor.skip`): a frame is foreign when `shard_at` puts it in another shard.
+    `part` is the last frame's `shard_at` (the caller reads it for the frames it is handed:
+    -1 for a frame to decode to find its 4-tuple)."""
+
+    def __init__(self, linktype: int, count: int, mine: int) -> None:
+        self.linktype: i64 = linktype
+        self.count: i64 = count
+        self.mine: i64 = mine
+        self.part: i64 = -1
+
+    def foreign(self, buf: bytes, start: i64, end: i64) -> bool:
+        part = _part(self.linktype, buf, start, end, self.count)
+        self.part = part
+        return part >= 0 and part != self.mine

@@ -93,7 +93,10 @@ def analyze_jobs(paths: Sequence[str], settings: Settings, jobs: int, *,
                 except EOFError:
                     open_.remove(r)
                     continue
-                merger.take(shard_of[id(r)], chunk)
+                i = shard_of[id(r)]
+                merger.take(i, chunk)
+                if merger.ended(i):         # its last message: not waited for any further
+                    open_.remove(r)
             if received() and not stopped:
                 stopped = True
                 for p in workers:
@@ -103,14 +106,16 @@ def analyze_jobs(paths: Sequence[str], settings: Settings, jobs: int, *,
                 shown = merger.frames()         # what every shard has read: one line
                 on_frame(shown)
         for i, p in enumerate(workers):
-            p.join()
             if not merger.ended(i):
+                p.join()
                 raise ShardFailed("shard %d of %d ended without its report (exit code %s)"
                                   % (i, jobs, p.exitcode))
         return merger.report()
     finally:
-        for p in workers:
-            if p.is_alive():
+        # A worker that sent its end message is left to exit by itself (freeing a shard's
+        # memory takes a while), and reaped when it has; any other is stopped here.
+        for i, p in enumerate(workers):
+            if p.is_alive() and not merger.ended(i):
                 p.kill()
                 p.join()
         for r in pipes:

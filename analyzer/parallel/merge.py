@@ -86,7 +86,7 @@ class Merger:
         if kind == b"P" and self.deferred:
             store = cast(ResultStore, self.store)
             objects = store.encode is None
-            for p, what in marshal.loads(chunk[1:]):
+            for p, what in marshal.loads(memoryview(chunk)[1:]):
                 if p >= 0:                  # counted in the shard, numbered when read
                     store.put(p, unflat(what) if objects else what)
                     continue
@@ -98,7 +98,7 @@ class Merger:
                     heapq.heappush(self.waiting, (n, self.arrived, _RENUMBER, what))
         elif kind == b"R" or kind == b"P":
             mark = self.mark
-            for item in marshal.loads(chunk[1:]):
+            for item in marshal.loads(memoryview(chunk)[1:]):
                 if kind == b"R":
                     n, what, how = item[0], item, _VALUES
                 elif item[0] < 0:
@@ -111,7 +111,7 @@ class Merger:
                     self.arrived += 1
                     heapq.heappush(self.waiting, (n, self.arrived, how, what))
         elif kind == b"S":
-            through, numbers = marshal.loads(chunk[1:])
+            through, numbers = marshal.loads(memoryview(chunk)[1:])
             self.starts[index].frombytes(numbers)
             self.through[index] = self.read[index] = through
             self._advance()

@@ -140,7 +140,8 @@ class ResultStore:
         self.runs.append((offset, len(memory)))
         self.memory = []
 
-    def _run(self, offset: int, count: int) -> Iterator[Record]:
+    def _blocks(self, offset: int, count: int) -> Iterator[List[Record]]:
+        """The blocks of the run written at `offset` (`count` records), one at a time."""
         assert self.file is not None            # a run exists only once spilled
         while count > 0:
             self.file.seek(offset)
@@ -154,33 +155,17 @@ class ResultStore:
             else:
                 block = pickle.loads(data)
             count -= len(block)
-            yield from block
+            yield block
 
     def __iter__(self) -> Iterator[Any]:
         """The results (or their encodings) in stream order; with `keep`, those it kept."""
         self.memory.sort(key=_record_id)
         numbering = self.numbering
-        if not self.runs:
-            if numbering is None:
-                return (item for _, item in list(self.memory))
-            return self._numbered(iter(list(self.memory)), numbering())
-        streams = [self._run(off, n) for off, n in self.runs] + [iter(list(self.memory))]
-        if numbering is None:
-            return _merge(streams)
-        return self._numbered(_merge(streams, True), numbering())
-
-    def _numbered(self, records: Iterator[Any], number: Callable[[int], int]) -> Iterator[Any]:
-        """The items of `records` (keyed by first-frame number, ascending) with their stream
-        numbers (`numbering`)."""
-        relabel = self.relabel
-        for key, item in records:
-            n = number(key)
-            if relabel is not None:
-                yield relabel(item, n)
-            else:
-                if self.encode is None:
-                    item.id = n
-                yield item
+        if not self.runs and numbering is None:
+            return (item for _, item in list(self.memory))
+        sources = [self._blocks(off, n) for off, n in self.runs] + [iter([list(self.memory)])]
+        return _merge(sources, None if numbering is None else numbering(), self.relabel,
+                      self.encode is None)
 
     def __len__(self) -> int:
         return self.count
@@ -204,21 +189,42 @@ def _record_id(record: Record) -> int:
     return record[0]
 
 
-def _merge(streams: List[Iterator[Record]], records: bool = False) -> Iterator[Any]:
-    """The items of sorted record streams, merged by id (a heap of (id, stream, item));
-    with `records`, the records."""
-    heap: List[Tuple[int, int, Any]] = []
-    for i, stream in enumerate(streams):
-        first = next(stream, None)
-        if first is not None:
-            heap.append((first[0], i, first[1]))
+def _merge(sources: List[Iterator[List[Record]]], number: Optional[Callable[[int], int]] = None,
+           relabel: Optional[Callable[[Any, int], Any]] = None,
+           objects: bool = False) -> Iterator[Any]:
+    """The items of sorted runs, each given as its blocks of records, merged by key (a heap of
+    (key, run)); with `number` (keys are first-frame numbers: `numbering`), each item with its
+    stream number: relabelled (`relabel`), or its `id` set (`objects`: results). One
+    generator for the whole read: a record is taken from its block in place, a run's next
+    block read when one is used up."""
+    blocks: List[List[Record]] = []
+    at: List[int] = []
+    heap: List[Tuple[int, int]] = []
+    for i, source in enumerate(sources):
+        block = next(source, [])
+        blocks.append(block)
+        at.append(0)
+        if block:
+            heap.append((block[0][0], i))
     heapq.heapify(heap)
     while heap:
-        top = heap[0]
-        yield (top[0], top[2]) if records else top[2]
-        i = top[1]
-        nxt = next(streams[i], None)
-        if nxt is None:
-            heapq.heappop(heap)
+        key, i = heap[0]
+        block = blocks[i]
+        j = at[i]
+        item = block[j][1]
+        j += 1
+        if j == len(block):
+            block = blocks[i] = next(sources[i], [])
+            j = 0
+        at[i] = j
+        if j < len(block):
+            heapq.heapreplace(heap, (block[j][0], i))
         else:
-            heapq.heapreplace(heap, (nxt[0], i, nxt[1]))
+            heapq.heappop(heap)
+        if number is not None:
+            n = number(key)
+            if relabel is not None:
+                item = relabel(item, n)
+            elif objects:
+                item.id = n
+        yield item
