@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Final, List, Optional
 
+from analyzer.common.nstime import tenths, whole_seconds
 from analyzer.tcp.conn import Connection
 from analyzer.tcp.endpoint import SIDES, Endpoint
 from analyzer.judge.result import ConnResult, Lingering
@@ -137,9 +138,10 @@ def finalize(c: Connection, now: int, msl_ns: int) -> ConnResult:
             else:
                 lingering.append(Lingering(SIDES[i], "TIME_WAIT", e.since, elapsed,
                                            two_msl - elapsed))
-                c.note_at("TIME_WAIT_AT_END", now, c.last_frame, i,
-                          "%s in TIME_WAIT for %.1f s, %.1f s of %.0f s left" % (
-                              SIDES[i], elapsed / 1e9, (two_msl - elapsed) / 1e9, two_msl / 1e9))
+                if not c.repeat("TIME_WAIT_AT_END"):     # ("%.1f"-like text, no float)
+                    c.note_at("TIME_WAIT_AT_END", now, c.last_frame, i, "".join([
+                        SIDES[i], " in TIME_WAIT for ", tenths(elapsed), " s, ",
+                        tenths(two_msl - elapsed), " s of ", whole_seconds(two_msl), " s left"]))
         elif state is State.CLOSE_WAIT:
             elapsed = now - e.close_wait_since
             lingering.append(Lingering(SIDES[i], "CLOSE_WAIT", e.close_wait_since, elapsed, None))
