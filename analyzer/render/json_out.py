@@ -166,4 +166,25 @@ def _finding(f: Finding) -> str:
     return "".join([
         '{"code": ', _text(f.code), ', "severity": ', _text(f.severity), ', "ts": ',
         seconds_json(f.ts), ', "frame": ', str(f.frame), ', "side": ', _text(f.side),
-        ', "message": ', encode_basestring(f.message), ', "count": ', str(f.count), "}"])
+        ', "message": ', _message(f.message), ', "count": ', str(f.count), "}"])
+
+
+class _Last:
+    """The last finding message encoded, and its text (a flood's thousands of findings share
+    one message)."""
+
+    def __init__(self) -> None:
+        self.message = ""
+        self.text = '""'
+
+
+_LAST: Final = _Last()
+
+
+def _message(message: str) -> str:
+    last = _LAST
+    if message == last.message:
+        return last.text
+    text = encode_basestring(message)
+    last.message, last.text = message, text
+    return text
