@@ -9,8 +9,9 @@ half-open attempt (24 bytes: they are exactly what a flood is made of), never th
 
 from __future__ import annotations
 
+import struct
+import zlib
 from array import array
-from zlib import crc32
 from typing import Dict, Final, List, Optional, Tuple
 
 from analyzer.common.findings import Finding
@@ -23,8 +24,11 @@ _I64: Final = (1 << 63) - 1
 #: Times inside +-2**61 ns (to 2043) need no clamping to the arrays' 64 bits (and compare as
 #: machine integers in the compiled build).
 _SAFE: Final = 1 << 61
-#: Values (three an attempt) waiting for the arrays at most.
-_PENDING: Final = 3 * 4096
+#: An attempt waiting for the arrays (`FloodDetector._pending`), and bytes of them at most.
+_TRIPLE: Final = struct.Struct("=qqq")
+_PENDING: Final = 4096 * 24
+#: (a constant: the compiled build reads an imported name from the module dict at each call)
+_crc32: Final = zlib.crc32
 
 Server = Tuple[bytes, int]
 
@@ -40,9 +44,10 @@ class FloodDetector:
         #: another: no lookup of a new key object each time).
         self._server: Optional[Server] = None
         self._arrays: Optional[Tuple[array, array, array]] = None
-        #: That server's latest attempts, not yet in its arrays: time, frame and source one
-        #: after the other (appending to a list costs a fraction of three arrays' appends).
-        self._pending: List[int] = []
+        #: That server's latest attempts, not yet in its arrays: time, frame and source as
+        #: machine integers one after the other (one pack of three costs a fraction of three
+        #: arrays' appends, each of which parses its argument).
+        self._pending = bytearray()
 
     @property
     def attempts(self) -> Dict[Server, Tuple[array, array, array]]:
@@ -54,11 +59,13 @@ class FloodDetector:
     def _flush(self) -> None:
         pending = self._pending
         arrays = self._arrays
-        if pending and arrays is not None:
-            arrays[0].fromlist(pending[0::3])
-            arrays[1].fromlist(pending[1::3])
-            arrays[2].fromlist(pending[2::3])
-            self._pending = []
+        if len(pending) and arrays is not None:
+            flat = array("q")
+            flat.frombytes(pending)
+            arrays[0].extend(flat[0::3])
+            arrays[1].extend(flat[1::3])
+            arrays[2].extend(flat[2::3])
+            self._pending = bytearray()
 
     def add(self, r: ConnResult) -> None:
         if r.handshake in ("unanswered", "half_open") or (
@@ -75,11 +82,8 @@ class FloodDetector:
             start = r.start
             if not -_SAFE < start < _SAFE:
                 start = min(max(start, -_I64), _I64)
-            pending = self._pending
-            pending.append(start)
-            pending.append(r.first_frame)
-            pending.append(crc32(r.orig_raw[0]))
-            if len(pending) >= _PENDING:
+            self._pending += _TRIPLE.pack(start, r.first_frame, _crc32(r.orig_raw[0]))
+            if len(self._pending) >= _PENDING:
                 self._flush()
 
     def merge(self, other: "FloodDetector") -> None:
