@@ -57,8 +57,8 @@ class _Recent:
     def __init__(self) -> None:
         self.q = -1
         self.head = ""
-        self.n0 = self.n1 = self.n2 = -1
-        self.t0 = self.t1 = self.t2 = ""
+        self.n0 = self.n1 = self.n2 = 0         # (a true pair: no sentinel among times)
+        self.t0 = self.t1 = self.t2 = "0.0"
         self.turn = 0
 
     def keep(self, ns: int, text: str) -> str:
