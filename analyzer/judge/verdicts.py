@@ -12,7 +12,7 @@ from typing import Final, List, Optional
 from analyzer.common.nstime import tenths, whole_seconds
 from analyzer.tcp.conn import Connection
 from analyzer.tcp.endpoint import SIDES, Endpoint
-from analyzer.judge.result import ConnResult, Lingering
+from analyzer.judge.result import ConnResult, Lingering, lingering as make_lingering
 from analyzer.tcp.seqanalysis import ZERO_WINDOW_STALL_NS
 from analyzer.decode.segment import seq_diff, seq_lt
 from analyzer.tcp.states import STATE_NAME, Input, State, step
@@ -136,7 +136,7 @@ def finalize(c: Connection, now: int, msl_ns: int) -> ConnResult:
             if elapsed >= two_msl:              # 2*MSL ran out before the capture ended
                 state = step(state, Input.TIMEOUT_2MSL)[0]
             else:
-                lingering.append(Lingering(SIDES[i], "TIME_WAIT", e.since, elapsed,
+                lingering.append(make_lingering(SIDES[i], "TIME_WAIT", e.since, elapsed,
                                            two_msl - elapsed))
                 if not c.repeat("TIME_WAIT_AT_END"):     # ("%.1f"-like text, no float)
                     c.note_at("TIME_WAIT_AT_END", now, c.last_frame, i, "".join([
@@ -144,7 +144,8 @@ def finalize(c: Connection, now: int, msl_ns: int) -> ConnResult:
                         tenths(two_msl - elapsed), " s of ", whole_seconds(two_msl), " s left"]))
         elif state is State.CLOSE_WAIT:
             elapsed = now - e.close_wait_since
-            lingering.append(Lingering(SIDES[i], "CLOSE_WAIT", e.close_wait_since, elapsed, None))
+            lingering.append(make_lingering(SIDES[i], "CLOSE_WAIT", e.close_wait_since, elapsed,
+                                            None))
             # Stuck: silent since the peer's FIN, or since its last data (a half-duplex reply
             # still streaming is not stuck).
             quiet = now - (max(e.close_wait_since, e.last_data_ts) if e.sent_data
