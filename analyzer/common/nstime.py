@@ -73,7 +73,8 @@ class _Recent:
 
 
 _RECENT: Final = _Recent()
-_LIMIT6: Final = LIMIT[6]
+#: Below LIMIT[6] seconds, in ns (one product, not one a call: it is beyond machine integers)
+_LIMIT6_NS: Final = LIMIT[6] * NS
 
 
 def seconds(ns: int) -> float:
@@ -132,7 +133,7 @@ def rounded_json(ns: int) -> str:
     When ns is whole microseconds and below LIMIT[6] seconds, the float v nearest to it is
     within half a spacing (< 0.5e-6) of it, so rounding v to six places gives it back:
     round(v, 6) == v, whose text `seconds_json` writes."""
-    if ns % 1000 == 0 and ns < _LIMIT6 * NS:
+    if ns % 1000 == 0 and ns < _LIMIT6_NS:
         return seconds_json(ns)
     return repr(round(seconds(ns), 6))
 
