@@ -178,7 +178,9 @@ def step(state: State, inp: Input) -> Tuple[State, bool]:
 
     (ACKs both ways in ESTABLISHED, the most common moves, are answered before the table is
     looked up: they leave the state alone, as the table says.)"""
-    if state is S.ESTABLISHED and (inp is I.RECV_ACK or inp is I.SEND_ACK):
+    # (State.X and Input.X, not the S and I aliases: the compiled build reads an enum's members
+    # as constants only by the class's own name)
+    if state is State.ESTABLISHED and (inp is Input.RECV_ACK or inp is Input.SEND_ACK):
         return state, True
     nxt = _BY_STATE[state].get(inp)
     if nxt is None:
