@@ -65,26 +65,3 @@ def test_encodings_spill_too():
 def test_results_keep_their_class():
     r = next(iter(_every_result()))
     assert isinstance(unflat(r.flat()), ConnResult)
-
-
-@pytest.mark.parametrize("keys, chained", [
-    (list(range(10)), True),                               # runs one after another
-    ([5, 0, 9, 1, 8, 2, 7, 3, 6, 4], False),               # interleaved: merged
-    ([0, 1, 2, 6, 7, 8, 3, 4, 5, 9], False),               # a run between the others' keys
-    ([2, 1, 0, 5, 4, 3, 8, 7, 6, 10, 9], True),            # each run out of order, not across
-    ([0, 1, 2, 6, 7, 8, 3, 9], False),                     # memory below the last run
-])
-def test_runs_in_order_are_read_one_after_another(keys, chained):
-    from analyzer.report.store import _one_after_another
-    store = ResultStore(budget=3, encode=repr)             # (items spilled as they are)
-    for k in keys:
-        store.put(k, "item %d" % k)
-    assert list(store) == ["item %d" % k for k in sorted(keys)]
-    assert list(store) == ["item %d" % k for k in sorted(keys)]        # again
-    assert _one_after_another(store.spans, sorted(store.memory)) is chained
-    # Keyed by first frame and numbered as read (a parallel run's store).
-    numbered = ResultStore(budget=3, encode=repr, relabel=lambda item, n: "%s as %d" % (item, n))
-    numbered.numbering = lambda: lambda key: 100 + key
-    for k in keys:
-        numbered.put(k, "item %d" % k)
-    assert list(numbered) == ["item %d as %d" % (k, 100 + k) for k in sorted(keys)]

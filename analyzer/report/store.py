@@ -5,8 +5,7 @@ are kept in memory; beyond that they are spilled, sorted by stream id, as one ru
 in an anonymous temporary file (blocks written with `marshal`: results as their plain values,
 `ConnResult.flat()`, which costs a fraction of pickling the objects; pickle for an encoding
 marshal cannot write), and iteration merges the runs (a heap), one block of
-records per run in memory at a time; runs whose keys follow one another (results that finished
-in stream order, as at the end of a capture) are read one after the other, without the heap. So a capture of millions of connections needs memory for
+records per run in memory at a time. So a capture of millions of connections needs memory for
 the connections open at once plus `budget` results, never for all of them.
 
 A store is the default `ResultSink` of `analyze()`. Renderers make their own: with an
@@ -22,7 +21,6 @@ stream number, and numbered as it is read (`numbering`, set by parallel/merge.py
 from __future__ import annotations
 
 import heapq
-import itertools
 import marshal
 import pickle
 import struct
@@ -82,8 +80,6 @@ class ResultStore:
         self.numbering: Optional[Callable[[], Callable[[int], int]]] = None
         self.memory: List[Record] = []
         self.runs: List[Tuple[int, int]] = []      # (offset, count) of each spilled run
-        #: Each run's first and last key: runs that follow one another need no merge.
-        self.spans: List[Tuple[int, int]] = []
         self.file: Optional[BinaryIO] = None
         self.count = 0
         #: With `best` (at most `budget`) and `rank`: only the `best` records of lowest
@@ -168,8 +164,6 @@ class ResultStore:
             write(_HEADER.pack(kind, len(data)))
             write(data)
         self.runs.append((offset, len(memory)))
-        if memory:
-            self.spans.append((memory[0][0], memory[-1][0]))
         self.memory = []
 
     def _run(self, offset: int, count: int) -> Iterator[Record]:
@@ -199,12 +193,6 @@ class ResultStore:
                 return (item for _, item in list(self.memory))
             return self._numbered(iter(list(self.memory)), numbering())
         streams = [self._run(off, n) for off, n in self.runs] + [iter(list(self.memory))]
-        if _one_after_another(self.spans, self.memory):
-            # (results finished in stream order, as at the end of a capture: no heap)
-            records = itertools.chain.from_iterable(streams)
-            if numbering is None:
-                return (item for _, item in records)
-            return self._numbered(records, numbering())
         if numbering is None:
             return _merge(streams)
         return self._numbered(_merge(streams, True), numbering())
@@ -242,17 +230,6 @@ class ResultStore:
 
 def _record_id(record: Record) -> int:
     return record[0]
-
-
-def _one_after_another(spans: List[Tuple[int, int]], memory: List[Record]) -> bool:
-    """Whether every run's keys are below the next run's, and the last run's below those
-    still in memory (sorted): the runs, then memory, are in order as they are."""
-    last: Optional[int] = None
-    for first, end in spans:
-        if last is not None and first <= last:
-            return False
-        last = end
-    return not memory or last is None or memory[0][0] > last
 
 
 def _merge(streams: List[Iterator[Record]], records: bool = False) -> Iterator[Any]:
