@@ -8,7 +8,8 @@ import random
 
 import pytest
 
-from analyzer.common.nstime import LIMIT, rounded_json, seconds, seconds_json
+from analyzer.common.nstime import LIMIT, rounded_json, seconds, seconds_json, tenths, \
+    whole_seconds
 from analyzer.pipeline import analyze
 from analyzer.render import render
 from analyzer.testing.synth import Dialog, write_pcap
@@ -49,6 +50,28 @@ def test_the_text_is_what_repr_writes():
 def test_the_rounded_text_is_what_repr_of_round_writes():
     bad = [n for n in VALUES if rounded_json(n) != repr(round(seconds(n), 6))]
     assert not bad, bad[:5]
+
+
+def test_the_text_is_the_same_when_times_come_again():
+    # seconds_json remembers its last few texts: a time asked again, in any order, with
+    # others between, gets the same text.
+    rng = random.Random(7)
+    again = VALUES[:3000] * 3 + [-1, 0, -1, 1, 0, -2, -1]
+    rng.shuffle(again)
+    assert [seconds_json(n) for n in again] == [repr(seconds(n)) for n in again]
+
+
+def test_tenths_and_whole_seconds_are_what_the_float_formats_write():
+    rng = random.Random(11)
+    values = [0, 1, 49_999_999, 50_000_000, 50_000_001, 150_000_000, 250_000_000,
+              499_999_999, 500_000_000, 500_000_001, 1_500_000_000, 2_500_000_000,
+              120_000_000_000, 10**15 - 1, 10**15, 10**15 + 50_000_000, -1, -50_000_000,
+              -10**9]
+    for _ in range(20000):
+        grain = rng.choice([1, 1000, 10**6, 10**7, 5 * 10**7, 10**8, 5 * 10**8, 10**9])
+        values.append(rng.randrange(rng.choice([10**9, 10**12, 10**16])) // grain * grain)
+    assert [tenths(n) for n in values] == ["%.1f" % (n / 1e9) for n in values]
+    assert [whole_seconds(n) for n in values] == ["%.0f" % (n / 1e9) for n in values]
 
 
 @pytest.mark.parametrize("ns, text", [

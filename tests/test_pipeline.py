@@ -131,7 +131,7 @@ def test_keeping_only_what_the_terminal_lists_changes_nothing_it_shows():
     # it prints must be the one printed from every result, spilled or not.
     from conftest import REPO
     from analyzer.render import make_sink
-    checked = 0
+    checked = bounded = 0
     settings = Settings(result_budget=2)
     for path in sorted((REPO / "samples").rglob("*.pcap")):
         full = analyze([str(path)], settings)
@@ -139,12 +139,49 @@ def test_keeping_only_what_the_terminal_lists_changes_nothing_it_shows():
         assert len(kept.connections) == len(full.connections)
         assert [r.id for r in kept.connections] == \
             [r.id for r in full.connections if r.needs_attention()]
-        for limit in (0, 1, 100):
+        for limit in (0, 1, 2, 3, 100):
+            # With --limit, only the limit + 1 most severe are kept (the first among equals).
+            best = analyze([str(path)], sink=make_sink("text", Settings(), show_all=False,
+                                                       limit=limit))
+            assert len(best.connections) == len(full.connections)
+            if limit:
+                assert len(list(best.connections)) == min(limit + 1, len(list(kept.connections)))
             outs = []
-            for report in (full, kept):
+            for report in (full, kept, best):
                 out = io.StringIO()
                 render("text", report, out, show_all=False, color=False, limit=limit)
                 outs.append(out.getvalue())
-            assert outs[0] == outs[1], (path, limit)
+            assert outs[0] == outs[1] == outs[2], (path, limit)
+            bounded += bool(limit and len(list(best.connections)) < len(list(kept.connections)))
         checked += bool(len(kept.connections) != len(list(kept.connections)))
     assert checked >= 5          # samples where some connections were counted, not kept
+    assert bounded >= 3          # ... and where the limit left some needing attention out
+
+
+def test_the_terminal_keeps_the_first_of_equally_severe_connections(tmp_path):
+    # Twelve unanswered SYNs (the same severity) and a refused one: with --limit 3 the report
+    # lists the first three in stream order, whatever it kept of the others.
+    from analyzer.render import make_sink
+    from analyzer.testing.synth import Dialog, merge, write_pcap
+    dialogs = []
+    for i in range(13):
+        d = Dialog(client=("10.0.0.%d" % (i + 1), 40000 + i), t0=1_700_000_000.0 + i)
+        d.syn().wait(1).syn(advance=False, seq=1000)
+        if i == 7:
+            d.rst("s")
+        dialogs.append(d)
+    path = tmp_path / "ties.pcap"
+    write_pcap(path, merge(*dialogs))
+    full = analyze([str(path)])
+    assert sum(r.needs_attention() for r in full.connections) == 13
+    for limit in (1, 3, 12, 13):
+        best = analyze([str(path)], sink=make_sink("text", Settings(), show_all=False,
+                                                   limit=limit))
+        assert len(list(best.connections)) == min(limit + 1, 13)
+        outs = []
+        for report in (full, best):
+            out = io.StringIO()
+            render("text", report, out, show_all=False, color=False, limit=limit)
+            outs.append(out.getvalue())
+        assert outs[0] == outs[1], limit
+        assert "40000" in outs[1]           # the first connection is among those listed

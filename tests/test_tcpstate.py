@@ -91,6 +91,14 @@ def test_end_states_only_leave_by_timeout_or_rst():
                            I.NEW_INCARNATION), (state, inp, nxt)
 
 
+def test_step_is_the_table_for_every_pair():
+    # (step answers the commonest moves before looking the table up: it must say the same)
+    for state in State:
+        for inp in Input:
+            assert step(state, inp) == (TRANSITIONS.get((state, inp), state),
+                                        (state, inp) in TRANSITIONS), (state, inp)
+
+
 @given(st.sampled_from(list(State)), st.sampled_from(list(Input)))
 def test_every_pair_is_defined_or_illegal(state, inp):
     nxt, legal = step(state, inp)

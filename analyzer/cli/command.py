@@ -259,7 +259,7 @@ def _analyze_and_write(captures: Tuple[str, ...], fmt: str, show_all: bool,
         return write_groups(captures, meta["group_by_file"], fmt, show_all, fail_on, color,
                             streams, limit, quiet, settings, report_file, triage, gate, ci,
                             jobs, dask)
-    options = dict(show_all=show_all, policy=gate.policy is not None)
+    options = dict(show_all=show_all, policy=gate.policy is not None, limit=limit)
     sink = triage_sink(fmt, settings, triage, **options)
     extra = plan(ci.reports, settings, **options)
     feed = sink

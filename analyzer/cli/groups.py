@@ -78,7 +78,7 @@ def write_groups(captures: Tuple[str, ...], pattern: str, fmt: str, show_all: bo
         groups = group_files(captures, pattern)
     except GroupError as exc:
         raise click.UsageError(str(exc))
-    options = dict(show_all=show_all, policy=gate.policy is not None)
+    options = dict(show_all=show_all, policy=gate.policy is not None, limit=limit)
     pairs: Deque[Tuple[Optional[ResultSink], GateSession]] = deque()
 
     def make_sink() -> Optional[ResultSink]:

@@ -63,6 +63,8 @@ def triage_sink(fmt: str, settings: Settings, triage: Dict[str, Any],
     """The renderer's sink, behind the triage selection when there is something to select
     (the filter decides before the renderer encodes or drops a result). Sorting needs the
     results themselves: the default store."""
+    if triage["filter"] is not None or triage["group_by"] is not None:
+        options = dict(options, limit=0)    # (the filter's counts read every kept result)
     inner = None if triage["sort"] else make_sink(fmt, settings, **options)
     if triage["filter"] is None and triage["group_by"] is None and not triage["sort"]:
         return inner

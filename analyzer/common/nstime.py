@@ -22,7 +22,7 @@ machine integers in the compiled build (see there).
 from __future__ import annotations
 
 import operator
-from typing import Dict, Final, List, Tuple
+from typing import Final, List, Tuple
 
 NS: Final = 1_000_000_000
 _DAY_NS: Final = 86_400 * NS
@@ -45,9 +45,36 @@ def _limits() -> List[int]:
 
 
 LIMIT: Final = _limits()
-#: seconds_json's cache: whole seconds -> their text and the dot.
-_heads: Final[Dict[int, str]] = {}
-_LIMIT6: Final = LIMIT[6]
+#: Zeros that go between the dot and a fraction's first nonzero digit, by how many.
+_ZEROS: Final = ["0" * k for k in range(10)]
+
+
+class _Recent:
+    """seconds_json's memory: the whole second it last wrote with its dot, and the last three
+    times it wrote with their text (a connection's times repeat: a SYN's start, end and
+    finding; the capture's end in every connection's TIME_WAIT_AT_END)."""
+
+    def __init__(self) -> None:
+        self.q = -1
+        self.head = ""
+        self.n0 = self.n1 = self.n2 = 0         # (a true pair: no sentinel among times)
+        self.t0 = self.t1 = self.t2 = "0.0"
+        self.turn = 0
+
+    def keep(self, ns: int, text: str) -> str:
+        turn = self.turn
+        if turn == 0:
+            self.n0, self.t0, self.turn = ns, text, 1
+        elif turn == 1:
+            self.n1, self.t1, self.turn = ns, text, 2
+        else:
+            self.n2, self.t2, self.turn = ns, text, 0
+        return text
+
+
+_RECENT: Final = _Recent()
+#: Below LIMIT[6] seconds, in ns (one product, not one a call: it is beyond machine integers)
+_LIMIT6_NS: Final = LIMIT[6] * NS
 
 
 def seconds(ns: int) -> float:
@@ -65,25 +92,36 @@ def seconds_json(ns: int) -> str:
     least 10**-k apart; every decimal that reads back as v lies in an interval of v's
     spacing). repr(v) is the shortest decimal that reads back as v, hence D. Otherwise
     (microsecond-or-finer timestamps of far-future dates, nanosecond timestamps, tiny or
-    negative values) it asks repr.
+    negative values) it asks repr. The digits are found with machine integers (the
+    fraction's trailing zeros divided away), and the last few texts are remembered.
     """
+    recent = _RECENT
+    if ns == recent.n0:
+        return recent.t0
+    if ns == recent.n1:
+        return recent.t1
+    if ns == recent.n2:
+        return recent.t2
     if ns >= 100_000:
         q = ns // NS
-        r = ns - q * NS
+        r = ns % NS
         if r == 0:
             if q < 9_007_199_254_740_992:               # LIMIT[0] = 2**53
-                return str(q) + ".0"
+                return recent.keep(ns, str(q) + ".0")
         else:
-            # "1" and the k (1 to 9) fractional digits without trailing zeros
-            digits = str(NS + r).rstrip("0")
-            if q < LIMIT[len(digits) - 1]:
+            k = 9                                       # the fractional digits, 1 to 9
+            while r % 10 == 0:
+                r //= 10
+                k -= 1
+            if q < LIMIT[k]:
                 # The whole seconds with the dot: the times of one capture share a few.
-                head = _heads.get(q)
-                if head is None:
-                    if len(_heads) >= 4096:
-                        _heads.clear()
-                    head = _heads[q] = str(q) + "."
-                return head + digits[1:]
+                if q != recent.q:
+                    recent.q = q
+                    recent.head = str(q) + "."
+                digits = str(r)
+                pad = k - len(digits)
+                return recent.keep(ns, recent.head + digits if pad == 0 else
+                                   recent.head + _ZEROS[pad] + digits)
     elif ns == 0:
         return "0.0"
     return repr(seconds(ns))
@@ -95,9 +133,36 @@ def rounded_json(ns: int) -> str:
     When ns is whole microseconds and below LIMIT[6] seconds, the float v nearest to it is
     within half a spacing (< 0.5e-6) of it, so rounding v to six places gives it back:
     round(v, 6) == v, whose text `seconds_json` writes."""
-    if ns % 1000 == 0 and ns < _LIMIT6 * NS:
+    if ns % 1000 == 0 and ns < _LIMIT6_NS:
         return seconds_json(ns)
     return repr(round(seconds(ns), 6))
+
+
+def tenths(ns: int) -> str:
+    """`"%.1f" % (ns / 1e9)`: seconds to a tenth, as the findings' messages write them.
+
+    For 0 <= ns < 10**15 whose exact tenths do not end in a half (ns % 10**8 != 5 * 10**7), the
+    exact value is at least 1 ns from a rounding boundary and the float ns / 1e9 is within
+    0.2 ns of it, so both round alike: the digits come from the integer. Otherwise "%.1f"."""
+    if 0 <= ns < 1_000_000_000_000_000:
+        r = ns % 100_000_000
+        if r != 50_000_000:
+            t = ns // 100_000_000 + (1 if r > 50_000_000 else 0)
+            return str(t // 10) + _DOTS[t % 10]
+    return "%.1f" % (ns / 1e9)
+
+
+def whole_seconds(ns: int) -> str:
+    """`"%.0f" % (ns / 1e9)`, from the integer as `tenths` does."""
+    if 0 <= ns < 1_000_000_000_000_000:
+        r = ns % NS
+        if r != 500_000_000:
+            return str(ns // NS + (1 if r > 500_000_000 else 0))
+    return "%.0f" % (ns / 1e9)
+
+
+#: ".0" to ".9".
+_DOTS: Final = ["." + str(d) for d in range(10)]
 
 
 def second_ns(sec: int) -> int:

@@ -9,8 +9,9 @@ half-open attempt (24 bytes: they are exactly what a flood is made of), never th
 
 from __future__ import annotations
 
+import struct
+import zlib
 from array import array
-from zlib import crc32
 from typing import Dict, Final, List, Optional, Tuple
 
 from analyzer.common.findings import Finding
@@ -23,6 +24,11 @@ _I64: Final = (1 << 63) - 1
 #: Times inside +-2**61 ns (to 2043) need no clamping to the arrays' 64 bits (and compare as
 #: machine integers in the compiled build).
 _SAFE: Final = 1 << 61
+#: An attempt waiting for the arrays (`FloodDetector._pending`), and bytes of them at most.
+_TRIPLE: Final = struct.Struct("=qqq")
+_PENDING: Final = 4096 * 24
+#: (a constant: the compiled build reads an imported name from the module dict at each call)
+_crc32: Final = zlib.crc32
 
 Server = Tuple[bytes, int]
 
@@ -33,36 +39,60 @@ class FloodDetector:
         self.window_ns = int(window * 1e9)
         # server -> three parallel arrays: SYN time, first frame, CRC-32 of the source address (the same in every process)
         # (24 bytes an attempt: a flood of millions stays in tens of MB).
-        self.attempts: Dict[Server, Tuple[array, array, array]] = {}
+        self._attempts: Dict[Server, Tuple[array, array, array]] = {}
         #: The server last added to and its arrays (a flood's attempts come one server after
         #: another: no lookup of a new key object each time).
         self._server: Optional[Server] = None
         self._arrays: Optional[Tuple[array, array, array]] = None
+        #: That server's latest attempts, not yet in its arrays: time, frame and source as
+        #: machine integers one after the other (one pack of three costs a fraction of three
+        #: arrays' appends, each of which parses its argument).
+        self._pending = bytearray()
+
+    @property
+    def attempts(self) -> Dict[Server, Tuple[array, array, array]]:
+        """Server (packed address, port) -> its attempts' (times, first frames, CRC-32s of
+        the source addresses), in the order they were added."""
+        self._flush()
+        return self._attempts
+
+    def _flush(self) -> None:
+        pending = self._pending
+        arrays = self._arrays
+        if len(pending) and arrays is not None:
+            flat = array("q")
+            flat.frombytes(pending)
+            arrays[0].extend(flat[0::3])
+            arrays[1].extend(flat[1::3])
+            arrays[2].extend(flat[2::3])
+            self._pending = bytearray()
 
     def add(self, r: ConnResult) -> None:
         if r.handshake in ("unanswered", "half_open") or (
                 r.handshake == "reset" and r.reset_by == "orig"):
             server = r.resp_raw
-            last, arrays = self._server, self._arrays
-            if last is None or arrays is None or server[1] != last[1] or server[0] != last[0]:
-                arrays = self.attempts.get(server)
+            last = self._server
+            if last is None or server[1] != last[1] or server[0] != last[0]:
+                self._flush()
+                arrays = self._attempts.get(server)
                 if arrays is None:
-                    arrays = self.attempts[server] = (array("q"), array("q"), array("q"))
+                    arrays = self._attempts[server] = (array("q"), array("q"), array("q"))
                 self._server, self._arrays = server, arrays
             # (a pcapng timestamp can lie beyond the array's 64 bits: kept at the bound)
             start = r.start
             if not -_SAFE < start < _SAFE:
                 start = min(max(start, -_I64), _I64)
-            arrays[0].append(start)
-            arrays[1].append(r.first_frame)
-            arrays[2].append(crc32(r.orig_raw[0]))
+            self._pending += _TRIPLE.pack(start, r.first_frame, _crc32(r.orig_raw[0]))
+            if len(self._pending) >= _PENDING:
+                self._flush()
 
     def merge(self, other: "FloodDetector") -> None:
         """Take in what another detector saw (a shard of a parallel run)."""
+        mine = self.attempts
         for server, (times, frames, sources) in other.attempts.items():
-            arrays = self.attempts.get(server)
+            arrays = mine.get(server)
             if arrays is None:
-                self.attempts[server] = (times, frames, sources)
+                mine[server] = (times, frames, sources)
             else:
                 arrays[0].extend(times)
                 arrays[1].extend(frames)
@@ -70,16 +100,20 @@ class FloodDetector:
 
     def findings(self) -> List[Finding]:
         out = []
-        for server, (times, frames, sources) in sorted(self.attempts.items(), key=lambda kv: kv[0]):
-            if len(times) < self.threshold:
+        for server, (atimes, aframes, sources) in sorted(self.attempts.items(),
+                                                         key=lambda kv: kv[0]):
+            if len(atimes) < self.threshold:
                 continue
-            total = len(times)
+            total = len(atimes)
+            # (as lists: the compiled build indexes a list of ints without a call)
+            times: List[int] = atimes.tolist()
+            frames: List[int] = aframes.tolist()
             # In order of time, then frame (the same whatever order the results came in);
             # they mostly come in that order already.
             if not _in_order(times, frames):
                 order = sorted(range(total), key=lambda i: (times[i], frames[i]))
-                times = array("q", [times[i] for i in order])
-                frames = array("q", [frames[i] for i in order])
+                times = [times[i] for i in order]
+                frames = [frames[i] for i in order]
                 sources = array("q", [sources[i] for i in order])
             best, lo, window = (0, 0, 0), 0, self.window_ns
             for hi in range(total):
@@ -105,7 +139,7 @@ class FloodDetector:
         return out
 
 
-def _in_order(times: array, frames: array) -> bool:
+def _in_order(times: List[int], frames: List[int]) -> bool:
     """Whether the attempts are in order of time, then frame."""
     for i in range(1, len(times)):
         t, u = times[i - 1], times[i]

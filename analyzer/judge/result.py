@@ -39,6 +39,13 @@ class Lingering(NamedTuple):
         return d
 
 
+def lingering(side: str, state: str, since: int, seconds: int,
+              remaining: Optional[int]) -> Lingering:
+    """`Lingering(side, state, since, seconds, remaining)`, made as its own `__new__` makes it
+    but without calling that (Python code, which the compiled build runs interpreted)."""
+    return tuple.__new__(Lingering, (side, state, since, seconds, remaining))
+
+
 class LadderRow(NamedTuple):
     """One packet of a traced connection (`--stream N`), with both states after it."""
     frame: int
@@ -319,9 +326,9 @@ def unflat(t: tuple) -> ConnResult:
     r = ConnResult()
     (r.id, r.orig_raw, r.resp_raw, r.start, r.end, r.first_frame, r.last_frame, r.packets,
      r.bytes, r.handshake, r.close, r.closed_first, r.reset_by, r.half_close, r.final_state,
-     lingering, r.syn_retransmissions, findings, r.reused_from, analysis, r.conn_state,
+     lingering_flat, r.syn_retransmissions, findings, r.reused_from, analysis, r.conn_state,
      r.history, r.zeek_flipped, r.ip_bytes, r.tunnel, r.rtunnel) = t
-    r.lingering = [Lingering(*lg) for lg in lingering]
+    r.lingering = [lingering_of(lg) for lg in lingering_flat]
     out = []
     for code, ts, frame, side, message, count in findings:
         f = Finding(code, ts, frame, side, message)
@@ -331,6 +338,11 @@ def unflat(t: tuple) -> ConnResult:
     o, p = analysis
     r.analysis = (NO_COUNTS if o == NO_COUNTS else o, NO_COUNTS if p == NO_COUNTS else p)
     return r
+
+
+def lingering_of(t: tuple) -> Lingering:
+    """A `Lingering` from its values as a plain tuple (`ConnResult.flat`)."""
+    return tuple.__new__(Lingering, t)
 
 
 def _result(state: tuple) -> ConnResult:

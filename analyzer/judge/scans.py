@@ -14,7 +14,7 @@ a spoofed SYN flood) keeps them as plain values, about 200 bytes instead of 830.
 from __future__ import annotations
 
 from typing import Dict, Final, List, Optional, Set, Tuple
-from zlib import crc32
+import zlib
 
 from analyzer.common.findings import Finding
 from analyzer.judge.result import ConnResult
@@ -24,6 +24,8 @@ from analyzer.decode.segment import addr_str
 DEFAULT_THRESHOLD: Final = 20
 #: Hosts remembered per source (a sweep of a /8 must not grow memory without bound).
 MAX_HOSTS: Final = 65536
+#: (a constant: the compiled build reads an imported name from the module dict at each call)
+_crc32: Final = zlib.crc32
 #: The kinds of probe of a refused or unanswered SYN (one string each, not one a probe).
 _PROBES: Final = {"refused": "SYN refused", "unanswered": "SYN unanswered"}
 
@@ -131,7 +133,7 @@ class ScanDetector:
         scan.probes += 1
         scan.add_port(r.resp_raw[1])
         if scan.nhosts() < MAX_HOSTS:
-            scan.add_host(crc32(r.resp_raw[0]))
+            scan.add_host(_crc32(r.resp_raw[0]))
 
     def merge(self, other: "ScanDetector") -> None:
         """Take in what another detector saw (a shard of a parallel run)."""

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from typing import Final, List, Optional
 
+from analyzer.common.nstime import tenths, whole_seconds
 from analyzer.tcp.conn import Connection
 from analyzer.tcp.endpoint import SIDES, Endpoint, fin_acks_peer, fin_frame, fin_side
-from analyzer.judge.result import ConnResult, Lingering
+from analyzer.judge.result import ConnResult, Lingering, lingering as make_lingering
 from analyzer.tcp.seqanalysis import ZERO_WINDOW_STALL_NS
 from analyzer.decode.segment import seq_diff, seq_lt
 from analyzer.tcp.states import STATE_NAME, Input, State, step
@@ -135,14 +136,16 @@ def finalize(c: Connection, now: int, msl_ns: int) -> ConnResult:
             if elapsed >= two_msl:              # 2*MSL ran out before the capture ended
                 state = step(state, Input.TIMEOUT_2MSL)[0]
             else:
-                lingering.append(Lingering(SIDES[i], "TIME_WAIT", e.since, elapsed,
+                lingering.append(make_lingering(SIDES[i], "TIME_WAIT", e.since, elapsed,
                                            two_msl - elapsed))
-                c.note_at("TIME_WAIT_AT_END", now, c.last_frame, i,
-                          "%s in TIME_WAIT for %.1f s, %.1f s of %.0f s left" % (
-                              SIDES[i], elapsed / 1e9, (two_msl - elapsed) / 1e9, two_msl / 1e9))
+                if not c.repeat("TIME_WAIT_AT_END"):     # ("%.1f"-like text, no float)
+                    c.note_at("TIME_WAIT_AT_END", now, c.last_frame, i, "".join([
+                        SIDES[i], " in TIME_WAIT for ", tenths(elapsed), " s, ",
+                        tenths(two_msl - elapsed), " s of ", whole_seconds(two_msl), " s left"]))
         elif state is State.CLOSE_WAIT:
             elapsed = now - e.close_wait_since
-            lingering.append(Lingering(SIDES[i], "CLOSE_WAIT", e.close_wait_since, elapsed, None))
+            lingering.append(make_lingering(SIDES[i], "CLOSE_WAIT", e.close_wait_since, elapsed,
+                                            None))
             # Stuck: silent since the peer's FIN, or since its last data (a half-duplex reply
             # still streaming is not stuck).
             quiet = now - (max(e.close_wait_since, e.last_data_ts) if e.sent_data

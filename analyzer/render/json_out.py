@@ -35,6 +35,9 @@ _NO_COUNTS_TEXT: Final = _COUNTS % NO_COUNTS
 #: full, so that odd strings cannot grow it without bound.
 _CACHE_LIMIT: Final = 4096
 _texts: Final[Dict[str, str]] = {}
+#: (conn_state, history, handshake, syn_retransmissions, close, closed_first, reset_by,
+#: half_close, final_state) -> that part of the line (`_verdicts`), emptied when full.
+_verdict_texts: Final[Dict[tuple, str]] = {}
 #: Packed addresses -> their JSON text (clients and servers come back again and again).
 _addrs: Final[Dict[bytes, str]] = {}
 #: Connections' lines written together (one call to the stream for each such batch).
@@ -115,19 +118,32 @@ def _pieces(r: ConnResult) -> List[str]:
         ', "first_frame": ', str(r.first_frame), ', "last_frame": ', str(r.last_frame),
         ', "packets": {"orig": ', str(r.packets[0]), ', "resp": ', str(r.packets[1]),
         '}, "bytes": {"orig": ', str(r.bytes[0]), ', "resp": ', str(r.bytes[1]),
-        '}, "conn_state": ', _text(r.conn_state), ', "history": ', _text(r.history),
-        ', "handshake": ', _text(r.handshake),
-        ', "syn_retransmissions": ', str(r.syn_retransmissions),
-        ', "close": ', _text(r.close), ', "closed_first": ', _text(r.closed_first),
-        ', "reset_by": ', _text(r.reset_by),
-        ', "half_close": ', "true" if r.half_close else "false",
-        ', "final_state": {"orig": ', _text(r.final_state[0]),
-        ', "resp": ', _text(r.final_state[1]),
-        '}, "lingering": [', ", ".join([_lingering(lg) for lg in lingering]) if lingering else "",
+        _verdicts(r), ", ".join([_lingering(lg) for lg in lingering]) if lingering else "",
         '], "reused_from": ', "null" if r.reused_from is None else str(r.reused_from),
         ', "analysis": {"orig": {', _counts(counts[0]), '}, "resp": {', _counts(counts[1]),
         '}}, "findings": [', ", ".join([_finding(f) for f in findings]) if findings else "",
         "]}"]
+
+
+def _verdicts(r: ConnResult) -> str:
+    """The line from `conn_state` to the bracket before `lingering`: connections share a few
+    combinations of these fields, each written once (`_verdict_texts`)."""
+    key = (r.conn_state, r.history, r.handshake, r.syn_retransmissions, r.close,
+           r.closed_first, r.reset_by, r.half_close, r.final_state)
+    text = _verdict_texts.get(key)
+    if text is None:
+        if len(_verdict_texts) >= _CACHE_LIMIT:
+            _verdict_texts.clear()
+        text = _verdict_texts[key] = "".join([
+            '}, "conn_state": ', _text(r.conn_state), ', "history": ', _text(r.history),
+            ', "handshake": ', _text(r.handshake),
+            ', "syn_retransmissions": ', str(r.syn_retransmissions),
+            ', "close": ', _text(r.close), ', "closed_first": ', _text(r.closed_first),
+            ', "reset_by": ', _text(r.reset_by),
+            ', "half_close": ', "true" if r.half_close else "false",
+            ', "final_state": {"orig": ', _text(r.final_state[0]),
+            ', "resp": ', _text(r.final_state[1]), '}, "lingering": ['])
+    return text
 
 
 def _text(s: Optional[str]) -> str:
@@ -151,7 +167,7 @@ def _addr(addr: bytes) -> str:
 
 
 def _counts(counts: Tuple[int, ...]) -> str:
-    return _NO_COUNTS_TEXT if counts == NO_COUNTS else _COUNTS % counts
+    return _NO_COUNTS_TEXT if counts is NO_COUNTS or counts == NO_COUNTS else _COUNTS % counts
 
 
 def _lingering(lg: Lingering) -> str:
@@ -166,4 +182,25 @@ def _finding(f: Finding) -> str:
     return "".join([
         '{"code": ', _text(f.code), ', "severity": ', _text(f.severity), ', "ts": ',
         seconds_json(f.ts), ', "frame": ', str(f.frame), ', "side": ', _text(f.side),
-        ', "message": ', encode_basestring(f.message), ', "count": ', str(f.count), "}"])
+        ', "message": ', _message(f.message), ', "count": ', str(f.count), "}"])
+
+
+class _Last:
+    """The last finding message encoded, and its text (a flood's thousands of findings share
+    one message)."""
+
+    def __init__(self) -> None:
+        self.message = ""
+        self.text = '""'
+
+
+_LAST: Final = _Last()
+
+
+def _message(message: str) -> str:
+    last = _LAST
+    if message == last.message:
+        return last.text
+    text = encode_basestring(message)
+    last.message, last.text = message, text
+    return text

@@ -240,12 +240,22 @@ def _attention(report: Report, selection: Any) -> int:
     return sum(1 for r in report.connections if r.needs_attention())
 
 
-def make_sink(settings: Settings, show_all: bool = False, **_options) -> Optional[ResultSink]:
+def make_sink(settings: Settings, show_all: bool = False, limit: int = 0,
+              **_options) -> Optional[ResultSink]:
     """The results this report lists: without --all (and without traced streams) only the
-    connections needing attention are kept; the others are counted."""
+    connections needing attention are kept; the others are counted. With `limit` (the
+    report lists the `limit` most severe, `_render`), only the `limit` + 1 most severe are
+    kept (the first in stream order among equals), which is all the report reads of them:
+    a flood of half-open connections is then counted, not stored."""
     if show_all or settings.ladders:
         return None
-    return ResultStore(settings.result_budget, keep=ConnResult.needs_attention)
+    return ResultStore(settings.result_budget, keep=ConnResult.needs_attention,
+                       best=limit + 1 if limit else 0, rank=_severity)
+
+
+def _severity(r: ConnResult) -> int:
+    """The most severe first (`ResultStore` keeps the lowest)."""
+    return -r.worst()
 
 
 def use_color(color: Optional[bool], is_tty: bool, env: Mapping[str, str]) -> bool:

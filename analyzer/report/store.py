@@ -13,7 +13,8 @@ A store is the default `ResultSink` of `analyze()`. Renderers make their own: wi
 the result object — a string pickles and unpickles as one copy, where a result is a tree of
 objects to pickle, rebuild and free; with a `keep` predicate it keeps only the results it
 accepts (the terminal report's connections needing attention), while `len()` still counts
-every result added. In a parallel run the parent's store is keyed by first frame instead of
+every result added; with `best` and `rank` it keeps only the `best` of lowest rank (the first
+in stream order among equals), in memory (the terminal report's `--limit` most severe). In a parallel run the parent's store is keyed by first frame instead of
 stream number, and numbered as it is read (`numbering`, set by parallel/merge.py).
 """
 
@@ -62,7 +63,8 @@ class ResultStore:
                  encode: Optional[Callable[[ConnResult], Any]] = None,
                  keep: Optional[Callable[[ConnResult], bool]] = None,
                  relabel: Optional[Callable[[Any, int], Any]] = None,
-                 unnumbered: Optional[Callable[[ConnResult], Any]] = None) -> None:
+                 unnumbered: Optional[Callable[[ConnResult], Any]] = None,
+                 best: int = 0, rank: Optional[Callable[[Any], int]] = None) -> None:
         self.budget = budget
         self.encode = encode
         self.keep = keep
@@ -80,14 +82,35 @@ class ResultStore:
         self.runs: List[Tuple[int, int]] = []      # (offset, count) of each spilled run
         self.file: Optional[BinaryIO] = None
         self.count = 0
+        #: With `best` (at most `budget`) and `rank`: only the `best` records of lowest
+        #: (rank(item), key) are kept, in memory (a heap whose top is the one to drop next:
+        #: (-rank, -key, item)); a report that lists the N most severe needs no others.
+        self.best = best if rank is not None and 0 < best <= budget else 0
+        self.rank = rank
+        self.heap: List[Tuple[int, int, Any]] = []
 
     def add(self, r: ConnResult) -> None:
         self.count += 1
         if self.keep is not None and not self.keep(r):
             return
+        if self.best:
+            self._offer(r.id, r if self.encode is None else self.encode(r))
+            return
         self.memory.append((r.id, r if self.encode is None else self.encode(r)))
         if len(self.memory) >= self.budget:
             self._spill()
+
+    def _offer(self, key: int, item: Any) -> None:
+        """An item for a store that keeps the `best` lowest (rank, key) only."""
+        assert self.rank is not None
+        rank = self.rank(item)
+        heap = self.heap
+        if len(heap) < self.best:
+            heapq.heappush(heap, (-rank, -key, item))
+        else:
+            top = heap[0]
+            if rank < -top[0] or (rank == -top[0] and key < -top[1]):
+                heapq.heapreplace(heap, (-rank, -key, item))
 
     def shard_work(self) -> Optional[Tuple[Optional[Callable[[ConnResult], Any]],
                                            Optional[Callable[[ConnResult], bool]]]]:
@@ -102,8 +125,11 @@ class ResultStore:
         `numbering`: as the key `n`, relabelled when iterated)."""
         self.count += 1
         relabel = self.relabel
-        self.memory.append((n, item if relabel is None or self.numbering is not None
-                            else relabel(item, n)))
+        item = item if relabel is None or self.numbering is not None else relabel(item, n)
+        if self.best:
+            self._offer(n, item)
+            return
+        self.memory.append((n, item))
         if len(self.memory) >= self.budget:
             self._spill()
 
@@ -159,6 +185,8 @@ class ResultStore:
 
     def __iter__(self) -> Iterator[Any]:
         """The results (or their encodings) in stream order; with `keep`, those it kept."""
+        if self.best:
+            self.memory = [(-nkey, item) for _, nkey, item in self.heap]
         self.memory.sort(key=_record_id)
         numbering = self.numbering
         if not self.runs and numbering is None:

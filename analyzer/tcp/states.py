@@ -174,7 +174,14 @@ _BY_STATE: Final[Dict[State, Dict[Input, State]]] = {
 
 
 def step(state: State, inp: Input) -> Tuple[State, bool]:
-    """Apply one input. Returns (next state, legal); an illegal input leaves the state alone."""
+    """Apply one input. Returns (next state, legal); an illegal input leaves the state alone.
+
+    (ACKs both ways in ESTABLISHED, the most common moves, are answered before the table is
+    looked up: they leave the state alone, as the table says.)"""
+    # (State.X and Input.X, not the S and I aliases: the compiled build reads an enum's members
+    # as constants only by the class's own name)
+    if state is State.ESTABLISHED and (inp is Input.RECV_ACK or inp is Input.SEND_ACK):
+        return state, True
     nxt = _BY_STATE[state].get(inp)
     if nxt is None:
         return state, False
