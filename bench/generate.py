@@ -424,7 +424,11 @@ def main(argv=None) -> int:
     if a.connections < 0 or a.concurrency < 1 or a.duration_scale < 1:
         ap.error("--connections >= 0, --concurrency >= 1, --duration-scale >= 1")
     began = time.perf_counter()
-    with open(a.out, "wb") as fh:
+    try:
+        fh = open(a.out, "wb")
+    except OSError as e:
+        ap.error(f"--out {a.out}: {e.strerror}")
+    with fh:
         if a.shape in KINDS:
             if a.format == "pcap":
                 PcapWriter(fh, LINKTYPE_ETHERNET)

@@ -52,3 +52,13 @@ def test_window_runs_every_connection_at_once(tmp_path):
     assert len(rs) == 200
     # all started within the first 4 s, so all were open together
     assert max(r.start for r in rs) - min(r.start for r in rs) < 4_100_000_000
+
+
+def test_an_output_that_cannot_be_written_is_one_line_not_a_traceback(tmp_path):
+    out = tmp_path / "missing" / "flood.pcap"
+    p = subprocess.run([sys.executable, str(REPO / "bench" / "generate.py"), "--shape", "flood",
+                        "--connections", "3", "--out", str(out)], capture_output=True, text=True,
+                       timeout=120)
+    assert p.returncode == 2 and "Traceback" not in p.stderr
+    assert p.stderr.strip().splitlines()[-1].endswith("No such file or directory")
+    assert not out.exists()
