@@ -26,22 +26,30 @@ from analyzer.testing.synth import Dialog, merge, write_pcap
 from test_parked import UNBOUNDED, interleaved, outputs
 
 
-def _feed(table: FlowTable, path: Path) -> int:
-    """Every TCP segment of `path` into `table`, then the end of the capture; the most
-    finished connections the table held after a packet (read from the table itself: the same
-    in the compiled build as in pure Python)."""
+def segments(path: Path) -> List[Segment]:
+    """Every TCP segment of `path`, numbered and timed as the pipeline numbers and times them."""
     frames = open_captures([str(path)], CaptureStats(), [])
     decoder = FrameDecoder()
-    num, most = 0, 0
+    out, num = [], 0
     while frames.advance():
         num += 1
         seg = decoder.decode(frames.linktype, frames.buf[frames.start:frames.end], frames.ts,
                              num)
         if isinstance(seg, Segment):
             seg.ts, seg.num = frames.ts, num
-            table.feed(seg)
-            most = max(most, len(table.finished))
-    table.flush(frames.ts)
+            out.append(seg)
+    return out
+
+
+def _feed(table: FlowTable, path: Path) -> int:
+    """Every TCP segment of `path` into `table`, then the end of the capture; the most
+    finished connections the table held after a packet (read from the table itself: the same
+    in the compiled build as in pure Python)."""
+    most, segs = 0, segments(path)
+    for seg in segs:
+        table.feed(seg)
+        most = max(most, len(table.finished))
+    table.flush(segs[-1].ts if segs else 0)
     return most
 
 

@@ -13,9 +13,6 @@ from typing import Any, List
 import pytest
 
 from conftest import REPO
-from analyzer.capture.files import CaptureStats, open_captures
-from analyzer.decode.frames import FrameDecoder
-from analyzer.decode.segment import Segment
 from analyzer.judge.verdicts import finalize
 from analyzer.tcp.conn import Connection
 from analyzer.tcp.endpoint import fin_acks_peer, fin_frame, fin_side
@@ -23,27 +20,14 @@ from analyzer.tcp.flows import FlowTable
 from analyzer.tcp.frozen import RECORDS, fields
 from analyzer.tcp.reuse import RecentConnections
 from analyzer.testing.synth import Dialog, merge, write_pcap
+from test_frozen import segments
 from test_parked import UNBOUNDED
-
-
-def _segments(path: Path) -> List[Segment]:
-    frames = open_captures([str(path)], CaptureStats(), [])
-    decoder = FrameDecoder()
-    out, num = [], 0
-    while frames.advance():
-        num += 1
-        seg = decoder.decode(frames.linktype, frames.buf[frames.start:frames.end], frames.ts,
-                             num)
-        if isinstance(seg, Segment):
-            seg.ts, seg.num = frames.ts, num
-            out.append(seg)
-    return out
 
 
 def _connections(path: Path) -> List[Connection]:
     got: List[Connection] = []
     table = FlowTable(lambda c, now: got.append(c), 30_000_000_000)
-    segs = _segments(path)
+    segs = segments(path)
     for seg in segs:
         table.feed(seg)
     table.flush(segs[-1].ts if segs else 0)
@@ -110,7 +94,7 @@ def test_fins_are_two_at_most_each_one_int(tmp_path):
     d = _dialog(0).handshake().data("c", 100).fin("c").fin("s").ack("c")
     path = _capture(tmp_path, [d])
     (conn,) = _connections(path)
-    fin_frames = [s.num for s in _segments(path) if s.flags & 1]
+    fin_frames = [s.num for s in segments(path) if s.flags & 1]
     assert len(conn.fins) == 2
     assert [fin_frame(f) for f in conn.fins] == fin_frames
     assert [fin_side(f) for f in conn.fins] == [0, 1]
@@ -129,7 +113,7 @@ def test_recent_connections_keep_any_time_and_stream_id_exactly(tmp_path, last_t
     first = _dialog(0, t0=100.0).handshake().fin("c").fin("s").ack("c")
     path = _capture(tmp_path, [first], "a.pcap")
     (old,) = _connections(path)
-    syn = _segments(_capture(tmp_path, [_dialog(0, t0=0).handshake()], "b.pcap"))[0]
+    syn = segments(_capture(tmp_path, [_dialog(0, t0=0).handshake()], "b.pcap"))[0]
     recent = RecentConnections(1_000_000_000)       # 4 x MSL + 10 s: 14 s
     old.id = 2 ** 40 + 7
     old.last_ts = last_ts
@@ -151,7 +135,7 @@ def _held(path: Path, **bounds: int) -> tuple:
     table = FlowTable(lambda c, now: results.append(
         (c.id, finalize(c, now, 60_000_000_000).flat())), 30_000_000_000, **bounds)
     most = 0
-    segs = _segments(path)
+    segs = segments(path)
     for seg in segs:
         table.feed(seg)
         most = max(most, table.size)
