@@ -65,3 +65,28 @@ def test_encodings_spill_too():
 def test_results_keep_their_class():
     r = next(iter(_every_result()))
     assert isinstance(unflat(r.flat()), ConnResult)
+
+
+@pytest.mark.parametrize("order", ["ascending", "descending", "nearly", "shuffled"])
+def test_runs_read_back_in_key_order_however_they_overlap(order):
+    """Spilled runs that follow one another, overlap near their ends or interleave
+    everywhere all read back in key order (the merge takes from one run while it is ahead)."""
+    import random
+    r = next(iter(_every_result()))
+    ids = list(range(97))
+    rng = random.Random(7)
+    if order == "descending":
+        ids.reverse()
+    elif order == "nearly":                 # finalized roughly in stream order
+        for k in range(0, len(ids) - 6, 3):
+            window = ids[k:k + 7]
+            rng.shuffle(window)
+            ids[k:k + 7] = window
+    elif order == "shuffled":
+        rng.shuffle(ids)
+    store = ResultStore(budget=5, encode=lambda res: "line %d" % res.id)
+    for i in ids:
+        r.id = i
+        store.add(r)
+    assert len(store.runs) == 19
+    assert list(store) == ["line %d" % i for i in range(97)]

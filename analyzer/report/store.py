@@ -224,7 +224,9 @@ def _merge(sources: List[Iterator[List[Record]]], number: Optional[Callable[[int
     (key, run)); with `number` (keys are first-frame numbers: `numbering`), each item with its
     stream number: relabelled (`relabel`), or its `id` set (`objects`: results). One
     generator for the whole read: a record is taken from its block in place, a run's next
-    block read when one is used up."""
+    block read when one is used up. Runs spilled one after another overlap only near their
+    ends, so the run at the top of the heap gives records without the heap while they come
+    before the next run's head (the order is the heap's: (key, run))."""
     blocks: List[List[Record]] = []
     at: List[int] = []
     heap: List[Tuple[int, int]] = []
@@ -236,23 +238,28 @@ def _merge(sources: List[Iterator[List[Record]]], number: Optional[Callable[[int
             heap.append((block[0][0], i))
     heapq.heapify(heap)
     while heap:
-        key, i = heap[0]
+        key, i = heapq.heappop(heap)
+        others = len(heap) > 0                  # another run's head bounds this run's turn
+        bound, bound_run = heap[0] if others else (0, 0)
         block = blocks[i]
         j = at[i]
-        item = block[j][1]
-        j += 1
-        if j == len(block):
-            block = blocks[i] = next(sources[i], [])
-            j = 0
-        at[i] = j
-        if j < len(block):
-            heapq.heapreplace(heap, (block[j][0], i))
-        else:
-            heapq.heappop(heap)
-        if number is not None:
-            n = number(key)
-            if relabel is not None:
-                item = relabel(item, n)
-            elif objects:
-                item.id = n
-        yield item
+        while True:
+            item = block[j][1]
+            j += 1
+            if j == len(block):
+                block = blocks[i] = next(sources[i], [])
+                j = 0
+            if number is not None:
+                n = number(key)
+                if relabel is not None:
+                    item = relabel(item, n)
+                elif objects:
+                    item.id = n
+            yield item
+            if j >= len(block):                 # this run is used up
+                break
+            key = block[j][0]
+            if others and (key > bound or (key == bound and i > bound_run)):
+                at[i] = j
+                heapq.heappush(heap, (key, i))
+                break
