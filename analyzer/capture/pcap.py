@@ -125,17 +125,15 @@ class PcapCursor(BufferCursor):
                         self.lo = ts
                     if ts > self.hi:
                         self.hi = ts
+                    self.count += 1
                     test = self.test
                     if test is not None:        # (`skip`)
-                        if ts < self.ts and self.count:
+                        if ts < self.ts and self.count > 1:
                             self.back += 1
-                        self.count += 1
                         if test.foreign(buf, pos + 16, end) and self.count & 0xFFFF:
                             self.ts = ts        # another's frame: stepped over, here
                             pos = end
                             continue
-                    else:
-                        self.count += 1
                     self.ts, self.start, self.end, self.pos = ts, pos + 16, end, end
                     return True
             if self.done:
