@@ -25,6 +25,17 @@ def test_each_connection_is_written_as_the_encoder_writes_it():
     assert checked >= 80             # the samples alone hold 82 connections
 
 
+def test_lines_in_any_order_are_written_as_the_encoder_writes_them():
+    # The writer reuses what the line before it wrote (verdicts, a finding's code, severity
+    # and side, a lingering state's side and state): alike and unlike connections in turn,
+    # forwards, backwards and each one twice, must each come out as the encoder writes it.
+    results = [r for path in sorted((REPO / "samples").rglob("*.pcap"))
+               for r in analyze([str(path)]).connections]
+    assert len({json.dumps(r.to_dict()["findings"][:1]) for r in results}) > 5
+    for r in results + results[::-1] + [r for r in results for _ in range(2)]:
+        assert connection_json(r) == _dumps(r.to_dict()), r.id
+
+
 def test_text_that_needs_escaping(tmp_path):
     # A finding message carries no user text today; escaping is still the encoder's own.
     d = Dialog().handshake().data("c", 10).fin("c").fin("s").ack("c")

@@ -23,6 +23,10 @@ def _values():
         for q in (limit - 1, limit):
             for frac in (10**(9 - k), 10**(9 - k) * 3, 1):
                 out.append(q * 10**9 + frac)
+    # both sides of the machine-integer bound (2**62 - 1) and of the spans' table (1024 s)
+    for n in (2**62 - 1, 2**62):
+        out += [n - 1000, n - 1, n, n + 1, n + 1000]
+    out += [1023 * 10**9 + 5 * 10**8, 1024 * 10**9 + 5 * 10**8, 1023_999_999_000, 1024_000_001_000]
     for _ in range(20000):
         magnitude = rng.choice([10**5, 10**6, 10**9, 10**12, 10**15, 2 * 10**18, 10**19])
         grain = rng.choice([1, 10, 1000, 10**6, 10**9])
@@ -50,6 +54,19 @@ def test_the_text_is_what_repr_writes():
 def test_the_rounded_text_is_what_repr_of_round_writes():
     bad = [n for n in VALUES if rounded_json(n) != repr(round(seconds(n), 6))]
     assert not bad, bad[:5]
+
+
+def test_spans_and_times_interleaved_are_written_as_repr_writes_them():
+    # A connection's line asks for its start, end and duration, then its TIME_WAIT's since,
+    # seconds and what remains: capture times and short spans in turn, as here.
+    rng = random.Random(16)
+    asked = []
+    for _ in range(5000):
+        start = 1_700_000_000 * 10**9 + rng.randrange(10**12) // 1000 * 1000
+        span = rng.randrange(2 * 10**12) // rng.choice([1, 1000, 10**6]) * rng.choice([1, 1000])
+        asked += [start, start + span, span, start + span // 2, span // 2, 120 * 10**9 - span // 2]
+    assert [seconds_json(n) for n in asked] == [repr(seconds(n)) for n in asked]
+    assert [rounded_json(n) for n in asked] == [repr(round(seconds(n), 6)) for n in asked]
 
 
 def test_the_text_is_the_same_when_times_come_again():

@@ -7,7 +7,7 @@ import itertools
 from hypothesis import given, strategies as st
 
 from analyzer.tcp.states import (END_STATES, SYNCHRONIZED, TRANSITIONS, Input, State, state_diagram,
-                               step)
+                               ended, step)
 
 S, I = State, Input
 
@@ -127,3 +127,8 @@ def test_diagram_is_drawn_from_the_table():
     doc = state_diagram()
     assert doc.count("\n| ") == len(TRANSITIONS) + 1   # header row + one per entry
     assert "| FIN_WAIT_1 | receive FIN | CLOSING |" in doc
+
+
+def test_ended_is_membership_of_end_states():
+    # The flow table asks `ended` after most packets instead of looking END_STATES up.
+    assert [s for s in State if ended(s)] == [s for s in State if s in END_STATES]

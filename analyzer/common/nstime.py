@@ -24,6 +24,8 @@ from __future__ import annotations
 import operator
 from typing import Final, List, Tuple
 
+from analyzer.common.native import i64
+
 NS: Final = 1_000_000_000
 _DAY_NS: Final = 86_400 * NS
 
@@ -50,15 +52,16 @@ _ZEROS: Final = ["0" * k for k in range(10)]
 
 
 class _Recent:
-    """seconds_json's memory: the whole second it last wrote with its dot, and the last three
-    times it wrote with their text (a connection's times repeat: a SYN's start, end and
-    finding; the capture's end in every connection's TIME_WAIT_AT_END)."""
+    """seconds_json's memory: the whole second it last wrote with its dot, and the last four
+    times (not spans) it wrote with their text (a connection's times repeat: a SYN's start,
+    end and finding; the capture's end in every connection's TIME_WAIT_AT_END, after its
+    start, end and TIME_WAIT's start)."""
 
     def __init__(self) -> None:
         self.q = -1
         self.head = ""
-        self.n0 = self.n1 = self.n2 = 0         # (a true pair: no sentinel among times)
-        self.t0 = self.t1 = self.t2 = "0.0"
+        self.n0 = self.n1 = self.n2 = self.n3 = 0   # (a true pair: no sentinel among times)
+        self.t0 = self.t1 = self.t2 = self.t3 = "0.0"
         self.turn = 0
 
     def keep(self, ns: int, text: str) -> str:
@@ -67,12 +70,22 @@ class _Recent:
             self.n0, self.t0, self.turn = ns, text, 1
         elif turn == 1:
             self.n1, self.t1, self.turn = ns, text, 2
+        elif turn == 2:
+            self.n2, self.t2, self.turn = ns, text, 3
         else:
-            self.n2, self.t2, self.turn = ns, text, 0
+            self.n3, self.t3, self.turn = ns, text, 0
         return text
 
 
 _RECENT: Final = _Recent()
+#: Below this many seconds (spans: durations, TIME_WAIT's seconds), the whole seconds with the
+#: dot come from `_HEADS`, and the text does not take the place of a capture time's in
+#: `_RECENT`.
+_SPAN_HEADS: Final = 1024
+_HEADS: Final = [str(q) + "." for q in range(_SPAN_HEADS)]
+#: `seconds_json` and `rounded_json` compute in machine integers up to this (2**62 - 1 ns,
+#: the year 2116; the largest integer the compiled build keeps unboxed).
+_I64_NS: Final = 4_611_686_018_427_387_903
 #: Below LIMIT[6] seconds, in ns (one product, not one a call: it is beyond machine integers)
 _LIMIT6_NS: Final = LIMIT[6] * NS
 
@@ -102,26 +115,35 @@ def seconds_json(ns: int) -> str:
         return recent.t1
     if ns == recent.n2:
         return recent.t2
-    if ns >= 100_000:
-        q = ns // NS
-        r = ns % NS
+    if ns == recent.n3:
+        return recent.t3
+    if 100_000 <= ns <= _I64_NS:
+        v: i64 = ns
+        q: i64 = v // NS
+        r: i64 = v % NS
         if r == 0:
             if q < 9_007_199_254_740_992:               # LIMIT[0] = 2**53
                 return recent.keep(ns, str(q) + ".0")
         else:
-            k = 9                                       # the fractional digits, 1 to 9
+            k: i64 = 9                                  # the fractional digits, 1 to 9
             while r % 10 == 0:
                 r //= 10
                 k -= 1
             if q < LIMIT[k]:
+                digits = str(r)
+                pad = k - len(digits)
+                if q < _SPAN_HEADS:
+                    # A span (a duration): the whole seconds with the dot from a table, and
+                    # the text not remembered (spans seldom come again; times do).
+                    head = _HEADS[q]
+                    return head + digits if pad == 0 else head + _ZEROS[pad] + digits
                 # The whole seconds with the dot: the times of one capture share a few.
                 if q != recent.q:
                     recent.q = q
                     recent.head = str(q) + "."
-                digits = str(r)
-                pad = k - len(digits)
-                return recent.keep(ns, recent.head + digits if pad == 0 else
-                                   recent.head + _ZEROS[pad] + digits)
+                head = recent.head
+                return recent.keep(ns, head + digits if pad == 0 else
+                                   head + _ZEROS[pad] + digits)
     elif ns == 0:
         return "0.0"
     return repr(seconds(ns))
@@ -133,7 +155,11 @@ def rounded_json(ns: int) -> str:
     When ns is whole microseconds and below LIMIT[6] seconds, the float v nearest to it is
     within half a spacing (< 0.5e-6) of it, so rounding v to six places gives it back:
     round(v, 6) == v, whose text `seconds_json` writes."""
-    if ns % 1000 == 0 and ns < _LIMIT6_NS:
+    if 0 <= ns <= _I64_NS:                      # (below LIMIT[6] seconds)
+        v: i64 = ns
+        if v % 1000 == 0:
+            return seconds_json(ns)
+    elif ns % 1000 == 0 and ns < _LIMIT6_NS:
         return seconds_json(ns)
     return repr(round(seconds(ns), 6))
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 import struct
 from typing import Final, Optional, Tuple, Union
 
+from analyzer.common.native import i64
 from analyzer.decode.segment import Segment
 
 #: A decoded frame: a segment, or a skip reason from `analyzer.decode.frames.SKIP_REASONS`.
@@ -43,15 +44,16 @@ _IP4_EXT: Final = frozenset((51,))                                 # AH
 NO_OPTIONS: Final = (-1, -1)   # (mss, wscale) of a segment without those options
 
 
-def syn_options(buf: bytes, i: int, stop: int) -> Tuple[int, int]:
+def syn_options(buf: bytes, i: i64, stop: i64) -> Tuple[int, int]:
     """(mss, wscale) from the TCP options in buf[i:stop], -1 for each one absent.
 
     Follows Linux `tcp_parse_options`: an option of the wrong size is ignored; a length below 2
     or past the end stops parsing. Every step advances, so the loop is bounded by `stop - i`.
     """
-    mss = wscale = -1
+    mss: i64 = -1
+    wscale: i64 = -1
     while i < stop:
-        kind = buf[i]
+        kind = i64(buf[i])
         if kind == 0:
             break
         if kind == 1:
@@ -59,13 +61,13 @@ def syn_options(buf: bytes, i: int, stop: int) -> Tuple[int, int]:
             continue
         if i + 1 >= stop:
             break
-        size = buf[i + 1]
+        size = i64(buf[i + 1])
         if size < 2 or i + size > stop:
             break
         if kind == 2 and size == 4:
-            mss = buf[i + 2] << 8 | buf[i + 3]
+            mss = i64(buf[i + 2]) << 8 | i64(buf[i + 3])
         elif kind == 3 and size == 3:
-            wscale = buf[i + 2]
+            wscale = i64(buf[i + 2])
         i += size
     return mss, wscale
 
@@ -294,48 +296,52 @@ def ip6(buf: bytes, off: int) -> Layer:
     return seg if seg is not None else ip_general(buf, off, 6)
 
 
-def ip4_at(buf: bytes, off: int, n: int) -> Optional[Segment]:
+def ip4_at(buf: bytes, off: i64, n: i64) -> Optional[Segment]:
     """IPv4 with a 20-byte header at `off`, then TCP, in a frame whose captured bytes end at
-    `n` (`buf` may hold more: the reader's buffer). Read byte by byte at fixed offsets (in the
-    compiled build each is one C operation, with no tuple and no int objects). None for
-    anything else (options, fragments, another protocol, a header cut short), which the
-    general path reads."""
+    `n` (`buf` may hold more: the reader's buffer). Read byte by byte at fixed offsets, in
+    machine integers (`i64`: in the compiled build each is one C operation, with no tuple and
+    no int objects). None for anything else (options, fragments, another protocol, a header
+    cut short), which the general path reads."""
     if n >= off + 40:
         t = off + 20                                      # the TCP header
-        offflags = buf[t + 12] << 8 | buf[t + 13]
+        offflags = i64(buf[t + 12]) << 8 | i64(buf[t + 13])
         hl = offflags >> 10 & 0x3C
-        tot = buf[off + 2] << 8 | buf[off + 3]
-        if (buf[off] == 0x45 and buf[off + 9] == 6 and not (buf[off + 6] & 0x3F or buf[off + 7])
+        tot = i64(buf[off + 2]) << 8 | i64(buf[off + 3])
+        if (buf[off] == 0x45 and buf[off + 9] == 6
+                and not (i64(buf[off + 6]) & 0x3F or buf[off + 7])
                 and 20 <= hl <= tot - 20 and n >= t + hl):
             return _tcp_at(buf, off + 12, t, offflags, hl, tot - 20 - hl, n < off + tot, tot,
-                           buf[off + 4] << 24 | buf[off + 5] << 16 | buf[t + 16] << 8 | buf[t + 17])
+                           i64(buf[off + 4]) << 24 | i64(buf[off + 5]) << 16
+                           | i64(buf[t + 16]) << 8 | i64(buf[t + 17]))
     return None
 
 
-def ip6_at(buf: bytes, off: int, n: int) -> Optional[Segment]:
+def ip6_at(buf: bytes, off: i64, n: i64) -> Optional[Segment]:
     """IPv6 at `off` with TCP right after the fixed header, as `ip4_at`; None otherwise."""
     if n >= off + 60:
         t = off + 40                                      # the TCP header
-        offflags = buf[t + 12] << 8 | buf[t + 13]
+        offflags = i64(buf[t + 12]) << 8 | i64(buf[t + 13])
         hl = offflags >> 10 & 0x3C
-        plen = buf[off + 4] << 8 | buf[off + 5]
-        if buf[off] >> 4 == 6 and buf[off + 6] == 6 and 20 <= hl <= plen and n >= t + hl:
+        plen = i64(buf[off + 4]) << 8 | i64(buf[off + 5])
+        if i64(buf[off]) >> 4 == 6 and buf[off + 6] == 6 and 20 <= hl <= plen and n >= t + hl:
             return _tcp_at(buf, off + 8, t, offflags, hl, plen - hl, n < t + plen, plen + 40, -1)
     return None
 
 
-def _tcp_at(buf: bytes, addrs: int, t: int, offflags: int, hl: int, paylen: int,
-            cut: bool, iplen: int, dup: int) -> Segment:
+def _tcp_at(buf: bytes, addrs: i64, t: i64, offflags: i64, hl: i64, paylen: i64,
+            cut: bool, iplen: i64, dup: i64) -> Segment:
     """The segment whose source and destination addresses start at `addrs`, back to back,
     right before its TCP header at `t` (so `buf[addrs:t + 4]` is its 4-tuple key); `dup` is
     `Segment.dup` (IPv4 ID and TCP checksum; -1 for IPv6)."""
     mss, wscale = (syn_options(buf, t + 20, t + hl) if offflags & 2 and hl > 20
                    else NO_OPTIONS)
     return Segment(b"", b"",
-                   buf[t] << 8 | buf[t + 1], buf[t + 2] << 8 | buf[t + 3],
-                   buf[t + 4] << 24 | buf[t + 5] << 16 | buf[t + 6] << 8 | buf[t + 7],
-                   buf[t + 8] << 24 | buf[t + 9] << 16 | buf[t + 10] << 8 | buf[t + 11],
-                   offflags & 0xFFF, buf[t + 14] << 8 | buf[t + 15], paylen,
+                   i64(buf[t]) << 8 | i64(buf[t + 1]), i64(buf[t + 2]) << 8 | i64(buf[t + 3]),
+                   i64(buf[t + 4]) << 24 | i64(buf[t + 5]) << 16 | i64(buf[t + 6]) << 8
+                   | i64(buf[t + 7]),
+                   i64(buf[t + 8]) << 24 | i64(buf[t + 9]) << 16 | i64(buf[t + 10]) << 8
+                   | i64(buf[t + 11]),
+                   offflags & 0xFFF, i64(buf[t + 14]) << 8 | i64(buf[t + 15]), paylen,
                    mss, wscale, cut, key=buf[addrs:t + 4], iplen=iplen, dup=dup)
 
 

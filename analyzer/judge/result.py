@@ -10,7 +10,7 @@ for compactness; `to_dict()` and the renderers give them as text.
 from __future__ import annotations
 
 import builtins
-from typing import Any, Dict, Final, List, NamedTuple, Optional, Tuple
+from typing import Any, Callable, Dict, Final, List, NamedTuple, Optional, Tuple
 
 from analyzer.common.findings import SEVERITY_RANK, Finding
 from analyzer.common.nstime import seconds
@@ -20,6 +20,8 @@ from analyzer.tcp.conn import Connection
 from analyzer.tcp.endpoint import NO_COUNTS, Analysis
 
 ANALYSIS_FIELDS: Final = Analysis.FIELDS
+#: `tuple.__new__`, looked up once (not by name on `tuple` for every lingering state).
+_tuple_new: Final[Callable[..., Any]] = tuple.__new__
 _WARNING_RANK: Final = SEVERITY_RANK["warning"]
 
 
@@ -43,7 +45,7 @@ def lingering(side: str, state: str, since: int, seconds: int,
               remaining: Optional[int]) -> Lingering:
     """`Lingering(side, state, since, seconds, remaining)`, made as its own `__new__` makes it
     but without calling that (Python code, which the compiled build runs interpreted)."""
-    return tuple.__new__(Lingering, (side, state, since, seconds, remaining))
+    return _tuple_new(Lingering, (side, state, since, seconds, remaining))
 
 
 class LadderRow(NamedTuple):
@@ -342,7 +344,7 @@ def unflat(t: tuple) -> ConnResult:
 
 def lingering_of(t: tuple) -> Lingering:
     """A `Lingering` from its values as a plain tuple (`ConnResult.flat`)."""
-    return tuple.__new__(Lingering, t)
+    return _tuple_new(Lingering, t)
 
 
 def _result(state: tuple) -> ConnResult:

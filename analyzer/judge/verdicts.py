@@ -7,7 +7,7 @@ defined here, one sentence per value, and is part of the output contract.
 
 from __future__ import annotations
 
-from typing import Final, List, Optional
+from typing import Final, List, Optional, Tuple
 
 from analyzer.common.nstime import tenths, whole_seconds
 from analyzer.tcp.conn import Connection
@@ -93,7 +93,7 @@ def _handshake(c: Connection) -> str:
     return "unanswered"
 
 
-def _close(c: Connection, handshake: str) -> tuple:
+def _close(c: Connection, handshake: str) -> Tuple[Optional[str], Optional[str], Optional[str]]:
     """(close, closed_first, reset_by) from the FINs and the RST."""
     if handshake not in ESTABLISHED_HANDSHAKES:
         return None, None, (SIDES[c.rst[0]] if c.rst is not None else None)
@@ -129,7 +129,8 @@ def finalize(c: Connection, now: int, msl_ns: int) -> ConnResult:
     lingering: List[Lingering] = []
     final = []
     fin_unanswered = False
-    for i, e in enumerate((c.e0, c.e1)):
+    for i in range(2):                      # (a native loop: no tuple, no iterator)
+        e = c.e0 if i == 0 else c.e1
         state = e.state
         if state is State.TIME_WAIT:
             elapsed = now - e.since

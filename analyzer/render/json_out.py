@@ -29,6 +29,10 @@ _dumps = json.JSONEncoder(ensure_ascii=False, separators=(", ", ": ")).encode
 
 _COUNTS: Final = ", ".join('"%s": %%d' % name for name in ANALYSIS_FIELDS)
 _NO_COUNTS_TEXT: Final = _COUNTS % NO_COUNTS
+#: From the lingering states' bracket to the findings' when the connection reused no other's
+#: 4-tuple and its sequence analysis counted nothing (most connections): one piece.
+_PLAIN_TAIL: Final = ('], "reused_from": null, "analysis": {"orig": {' + _NO_COUNTS_TEXT
+                      + '}, "resp": {' + _NO_COUNTS_TEXT + '}}, "findings": [')
 
 #: Encoded text of the strings that repeat from connection to connection (states, verdicts,
 #: history letters, finding codes): one dict lookup instead of escaping again. Emptied when
@@ -38,8 +42,16 @@ _texts: Final[Dict[str, str]] = {}
 #: (conn_state, history, handshake, syn_retransmissions, close, closed_first, reset_by,
 #: half_close, final_state) -> that part of the line (`_verdicts`), emptied when full.
 _verdict_texts: Final[Dict[tuple, str]] = {}
-#: Packed addresses -> their JSON text (clients and servers come back again and again).
+#: Packed addresses -> their JSON text (clients and servers come back again and again),
+#: emptied past `_ADDR_LIMIT` (about 2 MB): a busy capture's working set of addresses (13.5 k
+#: in the reference capture of bench/README.md) fits, where 4,096 was emptied again and again.
 _addrs: Final[Dict[bytes, str]] = {}
+_ADDR_LIMIT: Final = 16384
+#: The text of the numbers below `_SMALL` (`_num`).
+_SMALL: Final = 1024
+_NUMS: Final = [str(n) for n in range(_SMALL)]
+#: A finding's end when it occurred once.
+_COUNT_ONE: Final = ', "count": 1}'
 #: Connections' lines written together (one call to the stream for each such batch).
 WRITE_LINES: Final = 128
 
@@ -104,33 +116,76 @@ def connection_tail(r: ConnResult) -> str:
 
 
 def _pieces(r: ConnResult) -> List[str]:
-    """The text of a connection's line, in pieces: `{"id": `, the number, the rest."""
+    """The text of a connection's line, in pieces: `{"id": `, the number, the rest (its
+    lingering states and findings among them: the line is joined once)."""
     counts = r.analysis
     findings = r.findings
     lingering = r.lingering
-    return [
+    out = [
         '{"id": ', str(r.id), ', "orig": {"addr": ', _addr(r.orig_raw[0]), ', "port": ',
-        str(r.orig_raw[1]), '}, "resp": {"addr": ', _addr(r.resp_raw[0]), ', "port": ',
-        str(r.resp_raw[1]),
+        _num(r.orig_raw[1]), _resp(r.resp_raw[0], r.resp_raw[1]),
         '}, "tunnel": %s, "start": ' % _dumps(r.tunnel_layers()) if r.tunnel else '}, "start": ',
         seconds_json(r.start), ', "end": ', seconds_json(r.end),
         ', "duration": ', seconds_json(r.end - r.start),
         ', "first_frame": ', str(r.first_frame), ', "last_frame": ', str(r.last_frame),
-        ', "packets": {"orig": ', str(r.packets[0]), ', "resp": ', str(r.packets[1]),
-        '}, "bytes": {"orig": ', str(r.bytes[0]), ', "resp": ', str(r.bytes[1]),
-        _verdicts(r), ", ".join([_lingering(lg) for lg in lingering]) if lingering else "",
-        '], "reused_from": ', "null" if r.reused_from is None else str(r.reused_from),
-        ', "analysis": {"orig": {', _counts(counts[0]), '}, "resp": {', _counts(counts[1]),
-        '}}, "findings": [', ", ".join([_finding(f) for f in findings]) if findings else "",
-        "]}"]
+        _sizes(r.packets, r.bytes), _verdicts(r)]
+    for i, lg in enumerate(lingering):
+        if i:
+            out.append(", ")
+        _lingering(out, lg)
+    orig_counts, resp_counts = _counts(counts[0]), _counts(counts[1])
+    if r.reused_from is None and orig_counts is _NO_COUNTS_TEXT and \
+            resp_counts is _NO_COUNTS_TEXT:
+        out.append(_PLAIN_TAIL)
+    else:
+        out.extend([
+            '], "reused_from": ', "null" if r.reused_from is None else str(r.reused_from),
+            ', "analysis": {"orig": {', orig_counts, '}, "resp": {', resp_counts,
+            '}}, "findings": ['])
+    for i, f in enumerate(findings):
+        if i:
+            out.append(", ")
+        _finding(out, f)
+    out.append("]}")
+    return out
+
+
+def _resp(addr: bytes, port: int) -> str:
+    """The responder's object but its closing brace (the last line's when it is the same)."""
+    last = _LAST
+    if port != last.resp_port or addr != last.resp_addr or not last.resp:
+        last.resp_addr, last.resp_port = addr, port
+        last.resp = "".join(['}, "resp": {"addr": ', _addr(addr), ', "port": ', _num(port)])
+    return last.resp
+
+
+def _sizes(packets: Tuple[int, int], sizes: Tuple[int, int]) -> str:
+    """`packets` and `bytes` but the last closing brace (the last line's when the same)."""
+    last = _LAST
+    if packets != last.packets or sizes != last.sizes or not last.sizes_text:
+        last.packets, last.sizes = packets, sizes
+        last.sizes_text = "".join([
+            ', "packets": {"orig": ', _num(packets[0]), ', "resp": ', _num(packets[1]),
+            '}, "bytes": {"orig": ', _num(sizes[0]), ', "resp": ', _num(sizes[1])])
+    return last.sizes_text
+
+
+def _num(n: int) -> str:
+    """`str(n)`; from a table for the small numbers (packets, bytes, ports) lines repeat."""
+    return _NUMS[n] if 0 <= n < _SMALL else str(n)
 
 
 def _verdicts(r: ConnResult) -> str:
     """The line from `conn_state` to the bracket before `lingering`: connections share a few
-    combinations of these fields, each written once (`_verdict_texts`)."""
-    key = (r.conn_state, r.history, r.handshake, r.syn_retransmissions, r.close,
-           r.closed_first, r.reset_by, r.half_close, r.final_state)
+    combinations of these fields, each written once (`_verdict_texts`); the last one is
+    compared first (a flood's lines, a batch of alike connections, come one after another)."""
+    key: tuple = (r.conn_state, r.history, r.handshake, r.syn_retransmissions, r.close,
+                  r.closed_first, r.reset_by, r.half_close, r.final_state)   # (boxed once)
+    last = _LAST
+    if key == last.verdict:
+        return last.verdict_text
     text = _verdict_texts.get(key)
+    last.verdict = key
     if text is None:
         if len(_verdict_texts) >= _CACHE_LIMIT:
             _verdict_texts.clear()
@@ -143,6 +198,7 @@ def _verdicts(r: ConnResult) -> str:
             ', "half_close": ', "true" if r.half_close else "false",
             ', "final_state": {"orig": ', _text(r.final_state[0]),
             ', "resp": ', _text(r.final_state[1]), '}, "lingering": ['])
+    last.verdict_text = text
     return text
 
 
@@ -160,7 +216,7 @@ def _text(s: Optional[str]) -> str:
 def _addr(addr: bytes) -> str:
     text = _addrs.get(addr)
     if text is None:
-        if len(_addrs) >= _CACHE_LIMIT:
+        if len(_addrs) >= _ADDR_LIMIT:
             _addrs.clear()
         text = _addrs[addr] = '"' + addr_str(addr) + '"'  # digits, dots, colons: no escapes
     return text
@@ -170,28 +226,65 @@ def _counts(counts: Tuple[int, ...]) -> str:
     return _NO_COUNTS_TEXT if counts is NO_COUNTS or counts == NO_COUNTS else _COUNTS % counts
 
 
-def _lingering(lg: Lingering) -> str:
+def _lingering(out: List[str], lg: Lingering) -> None:
+    """A lingering state's object, in pieces at the end of `out`."""
     side, state, since, seconds, remaining = lg
-    tail = "}" if remaining is None else ', "remaining": ' + rounded_json(remaining) + "}"
-    return "".join([
-        '{"side": ', _text(side), ', "state": ', _text(state), ', "since": ', seconds_json(since),
-        ', "seconds": ', rounded_json(seconds), tail])
+    last = _LAST
+    if side != last.lingering_side or state != last.lingering_state or not last.lingering:
+        last.lingering_side, last.lingering_state = side, state
+        last.lingering = "".join(['{"side": ', _text(side), ', "state": ', _text(state),
+                                  ', "since": '])
+    out.extend([last.lingering, seconds_json(since), ', "seconds": ', rounded_json(seconds)])
+    if remaining is None:
+        out.append("}")
+    else:
+        out.extend([', "remaining": ', rounded_json(remaining), "}"])
 
 
-def _finding(f: Finding) -> str:
-    return "".join([
-        '{"code": ', _text(f.code), ', "severity": ', _text(f.severity), ', "ts": ',
-        seconds_json(f.ts), ', "frame": ', str(f.frame), ', "side": ', _text(f.side),
-        ', "message": ', _message(f.message), ', "count": ', str(f.count), "}"])
+def _finding(out: List[str], f: Finding) -> None:
+    """A finding's object, in pieces at the end of `out`: its code and severity, and its
+    side, each one piece (the last finding's, or made now)."""
+    last = _LAST
+    code, severity, side = f.code, f.severity, f.side
+    if code != last.code or severity != last.severity or not last.head:
+        last.code, last.severity = code, severity
+        last.head = "".join(['{"code": ', _text(code), ', "severity": ', _text(severity),
+                             ', "ts": '])
+    if side != last.side or not last.side_text:
+        last.side = side
+        last.side_text = "".join([', "side": ', _text(side), ', "message": '])
+    count = f.count
+    out.extend([last.head, seconds_json(f.ts), ', "frame": ', str(f.frame), last.side_text,
+                _message(f.message),
+                _COUNT_ONE if count == 1 else ', "count": ' + str(count) + "}"])
 
 
 class _Last:
-    """The last finding message encoded, and its text (a flood's thousands of findings share
-    one message)."""
+    """What the last line wrote, to write it again without looking it up: its finding's
+    message (a flood's thousands of findings share one) and its text, the text of its
+    finding's code and severity (`head`) and side (`side_text`), its verdicts (`_verdicts`:
+    their key and text), its lingering state's side and state (`lingering`), its responder
+    (`resp`) and its packets and bytes (`sizes_text`)."""
 
     def __init__(self) -> None:
         self.message = ""
         self.text = '""'
+        self.code = ""
+        self.severity = ""
+        self.head = ""
+        self.side: Optional[str] = None
+        self.side_text = ""
+        self.verdict: tuple = ()
+        self.verdict_text = ""
+        self.resp_addr = b""
+        self.resp_port = -1
+        self.resp = ""
+        self.packets = (0, 0)
+        self.sizes = (0, 0)
+        self.sizes_text = ""
+        self.lingering_side = ""
+        self.lingering_state = ""
+        self.lingering = ""
 
 
 _LAST: Final = _Last()

@@ -22,6 +22,8 @@ EXIT_USAGE: Final = 2
 EXIT_UNREADABLE: Final = 3
 EXIT_INTERNAL: Final = 70          # EX_SOFTWARE: a bug, reported in one line
 
+_WARNING_RANK: Final = SEVERITY_RANK["warning"]
+
 
 class Summary:
     """Counters over all connections, updated as each result arrives."""
@@ -41,21 +43,36 @@ class Summary:
 
     def add(self, r: ConnResult) -> None:
         self.connections += 1
-        _bump(self.handshakes, r.handshake)
-        _bump(self.closes, r.close or "none")
+        # (the counts bumped in place, and the worst finding found in the same pass over the
+        # findings as `ConnResult.needs_attention` would: once a connection, every connection)
+        counts = self.handshakes
+        key = r.handshake
+        counts[key] = counts.get(key, 0) + 1
+        counts = self.closes
+        key = r.close or "none"
+        counts[key] = counts.get(key, 0) + 1
         if r.reset_by:
             _bump(self.resets, r.reset_by)
         for lg in r.lingering:
             _bump(self.lingering, lg[1])            # state
+        worst = -1
         for f in r.findings:
-            self.count(f)
+            severity = f.severity
+            counts = self.severities
+            counts[severity] = counts.get(severity, 0) + 1
+            counts = self.codes
+            key = f.code
+            counts[key] = counts.get(key, 0) + 1
+            rank = SEVERITY_RANK[severity]
+            if rank > worst:
+                worst = rank
         o, p = r.analysis
         if o is not NO_COUNTS or p is not NO_COUNTS:
             totals = self.analysis
             for i in range(len(totals)):
                 totals[i] += o[i] + p[i]
         self.syn_retransmissions += r.syn_retransmissions
-        if r.needs_attention():
+        if worst >= _WARNING_RANK:                  # r.needs_attention()
             self.attention += 1
 
     def merge(self, other: "Summary") -> None:

@@ -28,7 +28,7 @@ from analyzer.common.native import mypyc_attr
 from analyzer.decode.segment import ACK, FIN, RST, SYN, Segment, describe, seq_le, seq_lt
 from analyzer.tcp import control, ignored, oddities
 from analyzer.tcp.endpoint import ACKED_BY, SIDES, ConnectionCore
-from analyzer.tcp.oddities import CLASSIC, MULTI_FLAGS
+from analyzer.tcp.oddities import CLASSIC
 from analyzer.tcp.seqanalysis import acks_unseen_fin, analyze_segment, rel
 from analyzer.tcp.states import Input, State
 
@@ -124,7 +124,9 @@ class Connection(ConnectionCore):
                 ignored.take_back_rst(self, seg)
             else:
                 oddities.after_rst(self, s, seg)
-        if (flags & (FIN | SYN | RST)) in MULTI_FLAGS or not flags & CLASSIC:
+        # (two or more of FIN, SYN and RST: `in MULTI_FLAGS`, without a set lookup a packet)
+        multi = flags & (FIN | SYN | RST)
+        if multi & (multi - 1) or not flags & CLASSIC:
             oddities.odd_flags(self, s, seg)
         x.pkts += 1
         x.bytes += seg.paylen
@@ -232,8 +234,17 @@ class Connection(ConnectionCore):
 
     def _deliver(self, s: int, seg: Segment) -> None:
         x = self.endpoint(s)
+        pending = x.pending
+        if len(pending) == 1:               # the commonest: one input, acknowledged or not
+            inp, end, _ = pending[0]
+            if seq_le(end, seg.ack):
+                if inp is Input.RECV_SYN_ACK:
+                    x.syn_acked = True
+                self.move(s, inp, seg)
+                x.pending = ()
+            return
         keep = []
-        for inp, end, ts in x.pending:
+        for inp, end, ts in pending:
             if not seq_le(end, seg.ack):
                 keep.append((inp, end, ts))
                 continue

@@ -410,6 +410,9 @@ class ConnectionCore(WithRare):
 
     @staticmethod
     def hold(e: Endpoint, inp: Input, end: int, ts: int) -> None:
+        if not e.pending:                   # (the commonest: nothing pending yet)
+            e.pending = ((inp, end, ts),)
+            return
         for i, p in enumerate(e.pending):
             if p[0] is inp:
                 if p[1] != end and inp is Input.RECV_SYN_ACK:   # a new ISN replaces it

@@ -48,7 +48,7 @@ from analyzer.tcp.finished import DONE, REQUEUE, WAIT, canonical_key, reverse_ke
     table_key
 from analyzer.tcp.parked import DEFAULT_MAX_PARKED, HELD_PERCENT, Parked
 from analyzer.tcp.reuse import RecentConnections, note_reuse
-from analyzer.tcp.states import END_STATES
+from analyzer.tcp.states import END_STATES, ended
 
 #: Service ports above 1024 that are servers far more often than clients.
 SERVICE_PORTS: Final = frozenset({1080, 1433, 1521, 1883, 2049, 2375, 3128, 3306, 3389, 5060, 5432,
@@ -121,6 +121,9 @@ class FlowTable:
         #: a share of the bound)
         self.parked = Parked(max_parked, max(1, max_live * HELD_PERCENT // 100)
                              if max_held is None else max_held)
+        #: `parked.max_held`, read on every packet (Parked is interpreted: its attributes
+        #: cost a lookup by name in the compiled build, this one a load).
+        self.max_held: int = self.parked.max_held
         self.tracking = False
         #: Stream numbers reserved by ICMP quotes and forgotten (the bound above): a
         #: connection that follows on one is numbered as a new one (a warning says so).
@@ -157,11 +160,10 @@ class FlowTable:
                 note_reuse(old, conn, seg, self.msl_ns)
                 self.on_done(old, seg.ts)
         if conn.on_segment(seg) and not conn.queued:
-            a, b = conn.e0, conn.e1
-            if a.state in END_STATES and b.state in END_STATES:
+            if ended(conn.e0.state) and ended(conn.e1.state):
                 conn.queued, conn.queued_ts = True, conn.last_ts
                 self.finished.append(conn)
-        if self.size > self.parked.max_held and len(self.finished) > 1:
+        if self.size > self.max_held and len(self.finished) > 1:
             self.parked.hold(self, conn, seg.ts)      # finished ones give way (parked.py)
         self.fed += 1
         if seg.ts >= self._next_sweep or seg.ts < self._last_sweep:

@@ -96,6 +96,14 @@ SYNCHRONIZED: Final = frozenset({S.ESTABLISHED, S.FIN_WAIT_1, S.FIN_WAIT_2, S.CL
 FIN_SENT: Final = frozenset({S.FIN_WAIT_1, S.FIN_WAIT_2, S.CLOSING, S.LAST_ACK, S.TIME_WAIT})
 #: States in which nothing more is expected from this endpoint.
 END_STATES: Final = frozenset({S.CLOSED, S.TIME_WAIT})
+
+
+def ended(state: State) -> bool:
+    """`state in END_STATES`, by identity (the compiled build reads enum members as constants:
+    no set lookup; the flow table asks after most packets)."""
+    return state is State.CLOSED or state is State.TIME_WAIT
+
+
 #: Each state's name: `State.value` runs Python code (an enum property), a dict does not.
 STATE_NAME: Final[Dict[State, str]] = {s: s.value for s in State}
 
