@@ -21,6 +21,7 @@ import multiprocessing
 import os
 import signal
 import stat
+import struct
 import traceback
 from multiprocessing.connection import Connection, wait
 from typing import Any, Callable, List, Optional, Sequence, cast
@@ -89,7 +90,7 @@ def analyze_jobs(paths: Sequence[str], settings: Settings, jobs: int, *,
             for ready in wait(open_, timeout=0.25):
                 r = cast(Connection, ready)
                 try:
-                    chunk = r.recv_bytes()
+                    chunk = receive(r)
                 except EOFError:
                     open_.remove(r)
                     continue
@@ -120,6 +121,42 @@ def analyze_jobs(paths: Sequence[str], settings: Settings, jobs: int, *,
                 p.join()
         for r in pipes:
             r.close()
+
+
+def receive(conn: Connection) -> bytes:
+    """`conn.recv_bytes()` (the same framing: a 4-byte length, or -1 and an 8-byte one, then
+    the message), each message read into one buffer of its size. `recv_bytes` gathers the
+    pipe's pieces (64 KiB at a time) in a growing `BytesIO`, copying what it has at each
+    growth: several copies of every result a shard sends. EOFError at the end of the pipe."""
+    fd = conn.fileno()
+    size = _HEAD.unpack(_exactly(fd, _HEAD.size))[0]
+    if size == -1:
+        size = _LONG.unpack(_exactly(fd, _LONG.size))[0]
+    return _exactly(fd, size)
+
+
+_HEAD = struct.Struct("!i")
+_LONG = struct.Struct("!Q")
+
+
+def _exactly(fd: int, n: int) -> bytes:
+    """`n` bytes read from `fd`: EOFError if it ends before the first, OSError inside them
+    (as `Connection.recv_bytes`)."""
+    first = os.read(fd, n)
+    if len(first) == n:
+        return first
+    if not first:
+        raise EOFError
+    buf = bytearray(n)
+    got = len(first)
+    buf[:got] = first
+    view = memoryview(buf)
+    while got < n:
+        k = os.readv(fd, [view[got:]])
+        if k == 0:
+            raise OSError("got end of file during message")
+        got += k
+    return bytes(buf)
 
 
 def start(p: Any) -> None:
