@@ -437,11 +437,14 @@ def test_the_terminal_reports_most_severe_are_chosen_in_the_shards(tmp_path):
 
 
 def test_the_parent_reads_each_message_whole_whatever_its_size():
-    """`local.receive` reads what `send_bytes` wrote (small, over a pipe's 64 KiB, over a
-    megabyte, empty), one message at a time, and says EOFError at the end of the pipe."""
+    """`local.Receiver` reads what `send_bytes` wrote (small, over a pipe's 64 KiB, over a
+    megabyte, empty, small again after a large one), one message at a time, and says
+    EOFError at the end of the pipe."""
     import multiprocessing
-    from analyzer.parallel.local import receive
-    messages = [b"S" + bytes(range(256)) * 40, b"P" + os.urandom(3 << 20), b"", b"E" * 70000]
+    from analyzer.parallel.local import Receiver
+    receive = Receiver()
+    messages = [b"S" + bytes(range(256)) * 40, b"P" + os.urandom(3 << 20), b"", b"E" * 70000,
+                b"x" * 65536, b"y" * 65537, os.urandom(100)]
     r, w = multiprocessing.Pipe(duplex=False)
     pid = os.fork()
     if pid == 0:                                            # the writer: another process
