@@ -1,6 +1,6 @@
 """`python -m analyzer` runs the command-line tool."""
 
-from analyzer.cli import main
+from analyzer.cli import run
 
 if __name__ == "__main__":
-    main()
+    run()

@@ -386,3 +386,77 @@ def _zombie_or_gone(pid: int) -> bool:
             return fh.read().split(")")[1].split()[0] in ("Z", "X")
     except OSError:
         return True
+
+
+def test_the_terminal_reports_most_severe_are_chosen_in_the_shards(tmp_path):
+    """The terminal report lists its `--limit` most severe connections (the first in stream
+    order among equals) and keeps `limit + 1` of them: each shard keeps its own `limit + 1`
+    and sends only those at its end, the others counted; the report is the one-process one
+    however the connections fall into the shards."""
+    from analyzer.parallel.shard import Sender
+    dialogs = []
+    for i in range(40):                     # refused connections: a warning each
+        d = Dialog(client=("10.1.%d.%d" % (i // 7, 1 + i), 50000 + i),
+                   server=("10.0.0.%d" % (1 + i % 5), 80 + i % 7), t0=1_700_000_000 + i / 10)
+        dialogs.append(d.syn().send("s", RST | ACK, seq=0))
+    for i in range(10):                     # complete ones, needing no attention
+        d = Dialog(client=("10.2.0.%d" % (1 + i), 40000 + i), server=("10.0.0.9", 443),
+                   t0=1_700_000_000 + i / 7)
+        dialogs.append(d.handshake())
+    path = str(tmp_path / "refused.pcap")
+    write_pcap(path, merge(*dialogs))
+    settings = Settings()
+
+    def text(jobs: int, limit: int) -> str:
+        sink = make_sink("text", settings, limit=limit)
+        report = (analyze([path], settings, sink=sink) if jobs == 1
+                  else analyze_jobs([path], settings, jobs, sink=sink))
+        buf = io.StringIO()
+        render("text", report, buf, limit=limit, color=False, width=200)
+        return buf.getvalue()
+
+    for limit in (1, 3, 100):
+        one = text(1, limit)
+        assert ("Connections needing attention (%d of 50" % min(limit, 40)) in one
+        for jobs in (2, 3):
+            assert text(jobs, limit) == one, (limit, jobs)
+    # What a shard sends: its 4 most severe (limit 3), first in stream order among equals.
+    store = make_sink("text", settings, limit=3)
+    assert isinstance(store, ResultStore)
+    sent: list = []
+    sender = Sender(sent.append, store.shard_work())
+    results = list(analyze([path], settings).connections)
+    for r in reversed(results):             # finishing order is not stream order
+        sender.add(r)
+    sender.finish()
+    sender.flush()
+    import marshal
+    items = [item for message in sent for item in marshal.loads(message[1:])]
+    assert sorted(n for n, _ in items) == [r.id for r in results if r.needs_attention()][:4]
+    assert sender.dropped == len(results) - 4 and len(sender) == len(results)
+
+
+def test_the_parent_reads_each_message_whole_whatever_its_size():
+    """`local.Receiver` reads what `send_bytes` wrote (small, over a pipe's 64 KiB, over a
+    megabyte, empty, small again after a large one), one message at a time, and says
+    EOFError at the end of the pipe."""
+    import multiprocessing
+    from analyzer.parallel.local import Receiver
+    receive = Receiver()
+    messages = [b"S" + bytes(range(256)) * 40, b"P" + os.urandom(3 << 20), b"", b"E" * 70000,
+                b"x" * 65536, b"y" * 65537, os.urandom(100)]
+    r, w = multiprocessing.Pipe(duplex=False)
+    pid = os.fork()
+    if pid == 0:                                            # the writer: another process
+        r.close()
+        for m in messages:
+            w.send_bytes(m)
+        os._exit(0)
+    w.close()
+    try:
+        assert [receive(r) for _ in messages] == messages
+        with pytest.raises(EOFError):
+            receive(r)
+    finally:
+        r.close()
+        os.waitpid(pid, 0)

@@ -15,6 +15,6 @@ stderr, never a traceback). docs/robustness.md lists every case.
 May import: every package below it.
 """
 
-from analyzer.cli.command import main
+from analyzer.cli.command import main, run
 
-__all__ = ["main"]
+__all__ = ["main", "run"]

@@ -21,6 +21,7 @@ import multiprocessing
 import os
 import signal
 import stat
+import struct
 import traceback
 from multiprocessing.connection import Connection, wait
 from typing import Any, Callable, List, Optional, Sequence, cast
@@ -85,11 +86,12 @@ def analyze_jobs(paths: Sequence[str], settings: Settings, jobs: int, *,
         open_ = list(pipes)
         stopped = False
         shown = 0
+        receive = Receiver()
         while open_:
             for ready in wait(open_, timeout=0.25):
                 r = cast(Connection, ready)
                 try:
-                    chunk = r.recv_bytes()
+                    chunk = receive(r)
                 except EOFError:
                     open_.remove(r)
                     continue
@@ -120,6 +122,55 @@ def analyze_jobs(paths: Sequence[str], settings: Settings, jobs: int, *,
                 p.join()
         for r in pipes:
             r.close()
+
+
+class Receiver:
+    """`conn.recv_bytes()` for the parent's pipes (the same framing: a 4-byte length, or -1
+    and an 8-byte one, then the message), each message read whole into one scratch buffer,
+    kept from message to message, and copied out once. `recv_bytes` gathers a pipe's pieces
+    (64 KiB at a time) in a growing `BytesIO`, copying what it has at each growth: several
+    copies of every result a shard sends. EOFError at the end of the pipe, OSError inside a
+    message (as `recv_bytes`)."""
+
+    def __init__(self) -> None:
+        self.scratch = bytearray()
+
+    def __call__(self, conn: Connection) -> bytes:
+        fd = conn.fileno()
+        size = _HEAD.unpack(self._exactly(fd, _HEAD.size))[0]
+        if size == -1:
+            size = _LONG.unpack(self._exactly(fd, _LONG.size))[0]
+        return self._exactly(fd, size)
+
+    def _exactly(self, fd: int, n: int) -> bytes:
+        if n <= _SMALL:                     # most likely there whole: one read
+            first = os.read(fd, n)
+            got = len(first)
+            if got == n:
+                return first
+            if not got:
+                raise EOFError
+        if len(self.scratch) < n:           # zero-filled once, at the largest size yet
+            self.scratch = bytearray(n)
+        with memoryview(self.scratch) as view:
+            if n <= _SMALL:
+                view[:got] = first
+            else:
+                got = 0
+            while got < n:
+                k = os.readv(fd, [view[got:n]])
+                if k == 0:
+                    if not got:
+                        raise EOFError
+                    raise OSError("got end of file during message")
+                got += k
+            return bytes(view[:n])
+
+
+_HEAD = struct.Struct("!i")
+_LONG = struct.Struct("!Q")
+#: Messages up to this size are read with one `os.read` first (a pipe holds 64 KiB).
+_SMALL = 1 << 16
 
 
 def start(p: Any) -> None:

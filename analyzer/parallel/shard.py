@@ -11,7 +11,8 @@ through `emit`, each one `bytes` object of bounded size, its first byte saying w
   frame numbers, ascending, as bytes) since the last such message; every number it will ever
   take for a frame up to `through` has now been sent;
 * `P` instead of `R` when the parent's sink lets the shards encode and choose its results
-  (`Sender`);
+  (`Sender`; a sink that keeps only its `best` most severe, the terminal report's, gets
+  only each shard's `best`, at the end);
 * `E`: `(CaptureSummary, [Finding], counts, notes)`, pickled: the shard's capture summary,
   its capture-wide findings other than floods and scans (which the parent finds from all
   results), with `P` its counts (`tally_state`), and what the flow table's warnings need
@@ -30,6 +31,7 @@ from typing import Any, Callable, Iterator, List, Optional, Sequence, Tuple
 
 from analyzer.judge.result import ConnResult
 from analyzer.pipeline import Shard, Tally, analyze
+from analyzer.report.store import offer
 from analyzer.settings import Settings
 
 #: Results per message.
@@ -38,7 +40,8 @@ BATCH = 512
 Emit = Callable[[bytes], None]
 #: What the shards may do for the parent's sink (`ResultStore.shard_work`): its encoding and
 #: its choice of results; None: the parent gets every result.
-Work = Optional[Tuple[Optional[Callable[[ConnResult], Any]], Optional[Callable[[ConnResult], bool]]]]
+Work = Optional[Tuple[Optional[Callable[[ConnResult], Any]], Optional[Callable[[ConnResult], bool]],
+                      Optional[Tuple[int, Callable[[Any], int]]]]]
 
 
 class Sender:
@@ -48,7 +51,10 @@ class Sender:
     `P`), a result the sink would not keep is only counted, and a kept one goes encoded, as
     `(number, encoding)` (or `(number, values)` when the sink keeps results themselves), but
     for a result that names an earlier connection (`reused_from`), which goes as
-    `(-1, values)` for the parent to renumber and encode."""
+    `(-1, values)` for the parent to renumber and encode. When the sink keeps only its
+    `best` results of lowest rank (work's third part), the shard keeps its own `best` (in
+    memory, `store.offer`) and sends them at the end (`finish`): the others are only counted.
+    """
 
     def __init__(self, emit: Emit, work: Work = None) -> None:
         self.emit = emit
@@ -56,7 +62,13 @@ class Sender:
         self.count = 0
         self.dropped = 0
         self.work = work is not None
-        self.encode, self.keep = work if work is not None else (None, None)
+        self.encode, self.keep, select = work if work is not None else (None, None, None)
+        self.best = 0
+        self.rank: Optional[Callable[[Any], int]] = None
+        if select is not None:
+            self.best, self.rank = select
+        self.offered = 0
+        self.heap: List[Tuple[int, int, Any]] = []
 
     def add(self, r: ConnResult) -> None:
         self.count += 1
@@ -65,12 +77,28 @@ class Sender:
         elif self.keep is not None and not self.keep(r):
             self.dropped += 1
             return
-        elif r.reused_from is not None:
+        elif self.rank is not None:
+            self.offered += 1
+            offer(self.heap, self.best, self.rank(r), r.id, r)
+            return
+        else:
+            self._take(r)
+        if len(self.batch) >= BATCH:
+            self.flush()
+
+    def _take(self, r: ConnResult) -> None:
+        if r.reused_from is not None:
             self.batch.append((-1, r.flat()))
         else:
             self.batch.append((r.id, r.flat() if self.encode is None else self.encode(r)))
-        if len(self.batch) >= BATCH:
-            self.flush()
+
+    def finish(self) -> None:
+        """The shard's `best` results into the batch (the others counted as not kept)."""
+        for _, _, r in self.heap:
+            self._take(r)
+        self.dropped += self.offered - len(self.heap)
+        self.offered = 0
+        self.heap = []
 
     def flush(self) -> None:
         if self.batch:
@@ -105,6 +133,7 @@ def run_shard(paths: Sequence[str], settings: Settings, index: int, count: int,
     notes: list = []
     report = analyze(list(paths), settings, on_frame=mark,
                      shard=Shard(index, count, starts, notes), tally=tally)
+    sender.finish()
     mark(report.capture.packets)
     found = [f for f in report.findings if f.code not in DETECTED]
     counts = tally_state(tally, sender.dropped) if work is not None else None

@@ -103,22 +103,22 @@ class ResultStore:
     def _offer(self, key: int, item: Any) -> None:
         """An item for a store that keeps the `best` lowest (rank, key) only."""
         assert self.rank is not None
-        rank = self.rank(item)
-        heap = self.heap
-        if len(heap) < self.best:
-            heapq.heappush(heap, (-rank, -key, item))
-        else:
-            top = heap[0]
-            if rank < -top[0] or (rank == -top[0] and key < -top[1]):
-                heapq.heapreplace(heap, (-rank, -key, item))
+        offer(self.heap, self.best, self.rank(item), key, item)
 
     def shard_work(self) -> Optional[Tuple[Optional[Callable[[ConnResult], Any]],
-                                           Optional[Callable[[ConnResult], bool]]]]:
-        """What the shards of a parallel run may do for this store: `(encode, keep)`, with
-        `put` and `dropped` taking what they did; None when an encoding cannot be renumbered."""
+                                           Optional[Callable[[ConnResult], bool]],
+                                           Optional[Tuple[int, Callable[[Any], int]]]]]:
+        """What the shards of a parallel run may do for this store: `(encode, keep, best)`,
+        with `put` and `dropped` taking what they did; None when an encoding cannot be
+        renumbered. `best`: `(best, rank)` when the store keeps only the `best` results of
+        lowest rank and keeps results themselves: a shard then sends only its own `best`
+        (those of the whole run are among them: the keys, first-frame numbers, order the
+        results as stream numbers do), the others counted as not kept."""
         if self.encode is not None and self.relabel is None:
             return None
-        return self.encode if self.unnumbered is None else self.unnumbered, self.keep
+        best = (self.best, self.rank) if self.best and self.rank is not None and \
+            self.encode is None else None
+        return self.encode if self.unnumbered is None else self.unnumbered, self.keep, best
 
     def put(self, n: int, item: Any) -> None:
         """A kept result encoded in a shard with another number: as stream `n` (with
@@ -211,6 +211,18 @@ class ResultStore:
         if self.file is not None:
             self.file.close()
             self.file = None
+
+
+def offer(heap: List[Tuple[int, int, Any]], best: int, rank: int, key: int, item: Any) -> None:
+    """`item` (of `rank`, under `key`) into `heap`, which keeps the `best` items of lowest
+    (rank, key): a heap whose top is the one to drop next, (-rank, -key, item). Keys are
+    unique, so items are never compared."""
+    if len(heap) < best:
+        heapq.heappush(heap, (-rank, -key, item))
+    else:
+        top = heap[0]
+        if rank < -top[0] or (rank == -top[0] and key < -top[1]):
+            heapq.heapreplace(heap, (-rank, -key, item))
 
 
 def _record_id(record: Record) -> int:
