@@ -117,11 +117,16 @@ class Endpoint:
 
     # The flags first and together: the compiled build lays attributes out in the order they
     # are declared, and a bool between two 8-byte fields takes 8 bytes; four in a row take 8
-    # in all (32 bytes less an endpoint, with the allocator's rounding).
+    # in all (32 bytes less an endpoint, with the allocator's rounding). The three counters
+    # of SYNs, SYN-ACKs and RSTs in 32 bits each beside them (a count past 2**31 would take a
+    # connection of 2**31 packets): 16 bytes less (208 -> 192).
     syn_acked: bool
     fin_acked: bool
     seq_exact: bool
     sent_data: bool
+    rsts: i32
+    syn_count: i32
+    synack_count: i32
 
     def __init__(self, state: State, ts: int) -> None:
         # (Its address and port are the connection's: `ConnectionCore.addr` and `port`.)
