@@ -125,6 +125,7 @@ def test_a_json_connections_zeek_view_is_two_objects_of_192_bytes(tmp_path):
         if build() == "compiled":         # (pure Python objects have their dict of slots)
             assert (_pooled(view), _pooled(view.z1)) == (112, 80)
             assert _pooled(conn.e0) <= 192    # (counters of 32 bits beside the flags)
+            assert _pooled(conn) <= 208       # (the first packet held in the view's slot)
 
 
 def test_a_fin_with_rst_keeps_the_last_pure_fins_number_aside(tmp_path):
