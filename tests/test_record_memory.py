@@ -7,12 +7,17 @@ throughout: synth builds the packets, the analyzer reads a capture file.
 
 from __future__ import annotations
 
+import sys
+from collections import Counter
 from pathlib import Path
 from typing import Any, List
 
 import pytest
 
 from conftest import REPO
+from analyzer import build
+from analyzer.decode.segment import FIN, RST, ACK
+from analyzer.tcp.endpoint import QUIET
 from analyzer.judge.verdicts import finalize
 from analyzer.tcp.conn import Connection
 from analyzer.tcp.endpoint import fin_acks_peer, fin_frame, fin_side
@@ -79,6 +84,59 @@ def test_a_back_reference_is_a_cycle_the_test_sees(tmp_path):
 def _dialog(i: int, t0: float = 1_700_000_000.0) -> Dialog:
     return Dialog(client=("10.0.%d.%d" % (i >> 8, i & 255), 40000 + i),
                   server=("192.0.2.1", 443), t0=t0 + i * 0.01, step=0.001)
+
+
+def _records(obj: Any, found: List[Any]) -> List[Any]:
+    """The record objects `obj` leads to (itself included), each once; not the shared
+    constants."""
+    if type(obj) in RECORDS and obj is not QUIET:
+        if any(o is obj for o in found):
+            return found
+        found.append(obj)
+        children = [getattr(obj, n) for n in fields(type(obj))]
+    elif isinstance(obj, (tuple, list)):
+        children = list(obj)
+    else:
+        return found
+    for child in children:
+        _records(child, found)
+    return found
+
+
+def _pooled(obj: Any) -> int:
+    """The bytes the allocator gives an object (16-byte size classes)."""
+    return (sys.getsizeof(obj) + 15) & ~15
+
+
+def test_a_json_connections_zeek_view_is_two_objects_of_192_bytes(tmp_path):
+    # Zeek's view is itself Zeek's endpoint of our originator and holds our responder's: one
+    # object less a connection than a view with two endpoints, and the roles are flags; an
+    # ordinary connection, live or closed, has nothing else (no ZeekRare: a SYN's and a pure
+    # FIN's history numbers need no field of their own).
+    live = _dialog(0).handshake().data("c", 100).data("s", 1400).ack("c")
+    closed = _dialog(1).handshake().data("c", 100).data("s", 1400).ack("c").fin("c").fin("s")
+    closed.ack("c")
+    for conn in _connections(_capture(tmp_path, [live, closed])):
+        kinds = Counter(type(o).__name__ for o in _records(conn, []))
+        assert kinds == {"Connection": 1, "Endpoint": 2, "ZeekView": 1, "ZeekEndpoint": 1}
+        view = conn.zeek
+        assert view is not None and view.z0 is view and view.z1.rare is None
+        assert view.zorig is view and view.history in ("ShADd", "ShADdFf")
+        if build() == "compiled":         # (pure Python objects have their dict of slots)
+            assert (_pooled(view), _pooled(view.z1)) == (112, 80)
+            assert _pooled(conn.e0) <= 192    # (counters of 32 bits beside the flags)
+            assert _pooled(conn) <= 208       # (the first packet held in the view's slot)
+
+
+def test_a_fin_with_rst_keeps_the_last_pure_fins_number_aside(tmp_path):
+    # The one case where the view's endpoint needs its ZeekRare for FINs: a FIN with RST
+    # after a FIN moved the FIN's end, not the history's last FIN.
+    d = _dialog(0).handshake().data("c", 100).fin("c")
+    d.send("c", FIN | RST | ACK, seq=d.nxt["c"] + 50, advance=False)
+    (conn,) = _connections(_capture(tmp_path, [d]))
+    e = conn.zeek.z0
+    assert e.rare is not None and e.rare.hl_fin_kept and e.hl_fin == 101
+    assert e.fin_seq == 153 and conn.zeek.history == "ShADFI"
 
 
 def test_connections_with_the_same_history_share_its_string(tmp_path):

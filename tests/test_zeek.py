@@ -208,6 +208,54 @@ def test_f_and_r_repeat_only_at_a_new_sequence_number():
     assert labels(d)[1] == "ShArr"
 
 
+def test_f_after_a_fin_with_rst_or_syn_compares_with_the_last_pure_fin():
+    # hist_last_fin moves only on a FIN without SYN or RST (update_history); the view keeps it
+    # as the FIN's end less one and apart only once a FIN with RST or SYN moved the FIN's end.
+    # (Histories checked against the build before that.)
+    def fins(*seqs):
+        d = Dialog().handshake().data("c", 10)
+        at = d.nxt["c"]
+        d.fin("c").ack("s").send("c", FIN | RST | ACK, seq=at + 100, advance=False)
+        for k in seqs:
+            d.fin("c", seq=at + k, advance=False)
+        return labels(d)
+    assert fins(0) == ("RSTO", "ShADFaI")          # at the first FIN's number: no F
+    assert fins(7) == ("RSTO", "ShADFaIF")
+    assert fins(7, 7, 0) == ("RSTO", "ShADFaIFF")  # the new pure FIN is the one compared
+    d = Dialog().handshake().data("c", 10)
+    at = d.nxt["c"]
+    d.send("c", SYN | FIN, seq=at, advance=False).fin("c", seq=at, advance=False)
+    d.fin("c", seq=at, advance=False)
+    assert labels(d) == ("S2", "ShADQF")
+
+
+@pytest.mark.parametrize("isn", [(0xFFFFFFF0, 0x80000000), (0x7FFFFFFF, 0xFFFFFFFF),
+                                 (0x80000001, 0)])
+def test_base_sequence_numbers_past_2_31_and_wrapping(isn):
+    # The base sequence number is kept in 32 signed bits (less 2**32 from 2**31 on).
+    d = Dialog(isn=isn).handshake().data("c", 100).ack("s").data("s", 200).ack("c")
+    d.fin("c").fin("s").ack("c")
+    state, history, view = replay(d)
+    assert (state, history) == ("SF", "ShADadFf")
+    assert (view.z0.size(view.z1), view.z1.size(view.z0)) == (100, 200)
+
+
+def test_sequence_numbers_unwrapped_past_2_32():
+    # 1 GiB jumps of the client's sequence number, each acknowledged: its unwrapped numbers
+    # pass 2**32 twice and the labels are those of any connection (as before the base
+    # sequence number was kept in 32 bits).
+    d = Dialog(isn=(0xF0000000, 0x7FFFFFF0)).handshake()
+    for k in range(10):
+        d.data("c", 100, seq=(d.nxt["c"] + 0x40000000) & 0xFFFFFFFF)
+        d.ack("s")
+        d.data("s", 50).ack("c")
+    d.data("c", 100, seq=(d.nxt["c"] - 50) & 0xFFFFFFFF, advance=False)
+    d.fin("c").fin("s").ack("c")
+    state, history, view = replay(d)
+    assert (state, history) == ("SF", "ShADadFf")
+    assert view.z0.last - view.z0.start > 10 * 2 ** 30
+
+
 # -- direction: ^ and Zeek's originator --------------------------------------------------------
 
 def test_flip_at_creation_from_a_likely_server_port():

@@ -67,10 +67,10 @@ def stray_code(c: Connection) -> Optional[str]:
     if not c.midstream or c.syn_seen or c.synack_seen or c.self_connect:
         return None
     for r, p in ((c.endpoint(0), c.endpoint(1)), (c.endpoint(1), c.endpoint(0))):
-        if r.pkts and r.rsts == r.pkts:
+        if r.pkts and int(r.rsts) == r.pkts:     # (int(): an i32 field, endpoint.py)
             if not p.pkts:
                 return "STRAY_RST"
-            if not p.rsts and not p.bytes and c.reply_rsts == r.rsts:
+            if not p.rsts and not p.bytes and c.reply_rsts == int(r.rsts):
                 return "CLOSED_PORT_PROBE"
     return None
 
@@ -264,7 +264,7 @@ def _note_stray(c: Connection) -> None:
     """No connection: what the capture shows instead of a handshake joined mid-way."""
     c.findings.pop("MIDSTREAM_START", None)
     code = stray_code(c)
-    r = 0 if c.endpoint(0).pkts and c.endpoint(0).rsts == c.endpoint(0).pkts else 1
+    r = 0 if c.endpoint(0).pkts and int(c.endpoint(0).rsts) == c.endpoint(0).pkts else 1
     if code == "STRAY_RST":
         c.note_at(code, c.first_ts, c.first_frame, r, "%s sent %s alone: no connection on this "
                   "4-tuple in the capture for it to end" % (

@@ -31,6 +31,7 @@ from analyzer.tcp.endpoint import ACKED_BY, SIDES, ConnectionCore
 from analyzer.tcp.oddities import CLASSIC
 from analyzer.tcp.seqanalysis import acks_unseen_fin, analyze_segment, rel
 from analyzer.tcp.states import Input, State
+from analyzer.tcp.zeek import ZeekView
 
 #: The flags that decide what a segment is: a bare ACK or data segment has ACK and none of
 #: the others (`flags & CONTROL == ACK`).
@@ -80,7 +81,7 @@ class Connection(ConnectionCore):
                     x.last_data_ts = seg.ts
                     x.sent_data = True
                 zeek = self.zeek
-                if zeek is None:
+                if not isinstance(zeek, ZeekView):
                     zeek = self.zeek_view()
                 if zeek is not None:
                     zeek.segment(from_orig, seg, not seg.cut, seg.bad_csum)
@@ -101,7 +102,7 @@ class Connection(ConnectionCore):
         if not checked and oddities.duplicate(self, seg.key == self.okey, seg):
             return
         s = self.side_of(seg)
-        if seg is not self.zeek_first:      # (the first packet waits for the second)
+        if seg is not self.zeek:            # (the first packet waits for the second)
             zeek = self.zeek_view()
             if zeek is not None:
                 zeek.segment(s == 0, seg, not seg.cut, seg.bad_csum)

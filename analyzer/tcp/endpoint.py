@@ -11,7 +11,7 @@ Sides are indexed 0 = originator (`orig`), 1 = responder (`resp`).
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Dict, Final, List, Optional, Tuple
+from typing import Any, ClassVar, Dict, Final, List, Optional, Tuple, Union
 
 from analyzer.common.native import i32, mypyc_attr
 from analyzer.common.findings import Finding
@@ -117,11 +117,16 @@ class Endpoint:
 
     # The flags first and together: the compiled build lays attributes out in the order they
     # are declared, and a bool between two 8-byte fields takes 8 bytes; four in a row take 8
-    # in all (32 bytes less an endpoint, with the allocator's rounding).
+    # in all (32 bytes less an endpoint, with the allocator's rounding). The three counters
+    # of SYNs, SYN-ACKs and RSTs in 32 bits each beside them (a count past 2**31 would take a
+    # connection of 2**31 packets): 16 bytes less (208 -> 192).
     syn_acked: bool
     fin_acked: bool
     seq_exact: bool
     sent_data: bool
+    rsts: i32
+    syn_count: i32
+    synack_count: i32
 
     def __init__(self, state: State, ts: int) -> None:
         # (Its address and port are the connection's: `ConnectionCore.addr` and `port`.)
@@ -204,19 +209,21 @@ class ConnectionCore(WithRare):
 
     __slots__ = ("id", "first_ts", "last_ts", "first_frame", "last_frame", "findings",
                  "midstream", "syn_seen", "synack_seen", "sim_open", "synack_win",
-                 "rst", "fin_a", "fin_b", "fin_acked_by", "half_close_data",
+                 "rst", "fin_a", "fin_b", "acked_by", "half_close_data",
                  "syn_ts", "est_sides", "self_connect", "prev_ts", "tfo",
-                 "steady", "zeek", "zeek_first", "first_from_orig",
+                 "steady", "zeek", "first_from_orig",
                  "rst_discards", "last_dup", "last_dup_seq",
                  "last_dup_ack", "key", "rkey", "queued", "queued_ts", "e0", "e1")
 
     # The flags first and together (as in Endpoint): eleven bools in 16 bytes, not 88; and
-    # four numbers of 32 bits in 16, not 32: the SYN-ACK's window (16 bits, -1: none), the
-    # established sides (two bits), the last frame's seq and ack less 2**31 (oddities.py).
+    # five numbers of 32 bits in 20, not 40: the SYN-ACK's window (16 bits, -1: none), the
+    # established sides (two bits), the last frame's seq and ack less 2**31 (oddities.py),
+    # and `fin_acked_by` as its index in ACKED_BY (-1: None).
     synack_win: i32
     est_sides: i32
     last_dup_seq: i32
     last_dup_ack: i32
+    acked_by: i32
     midstream: bool
     syn_seen: bool
     synack_seen: bool
@@ -250,12 +257,12 @@ class ConnectionCore(WithRare):
         self.first_ts = self.last_ts = self.prev_ts = seg.ts
         self.tfo = False            # the SYN carried data (TCP Fast Open, RFC 7413)
         self.steady = False         # see on_segment: the fast path applies
-        #: Zeek's conn_state and history, from the same segments; None when no output reads
-        #: them (`Settings.zeek_view`), and until the connection's second packet: a
-        #: connection of one packet (a SYN of a flood, a stray RST) keeps only that packet
-        #: (`zeek_first`), which `zeek_view()` replays into the view when it is made.
-        self.zeek: Optional[ZeekView] = None
-        self.zeek_first: Optional[Segment] = seg if zeek else None
+        #: Zeek's conn_state and history, from the same segments (`zeek_view()`); None when
+        #: no output reads them (`Settings.zeek_view`). Until the connection's second packet
+        #: it holds the first packet instead (one slot for both: a connection of one packet,
+        #: a SYN of a flood, a stray RST, keeps only that), which `zeek_view()` replays into
+        #: the view when it is made.
+        self.zeek: Union[ZeekView, Segment, None] = seg if zeek else None
         self.rst_discards = False   # the RST threw away data its receiver had sent
         # The last frame, to tell it captured twice (oddities.py `duplicate`): its flags, IPv4 ID,
         # checksum and side (`flags << 33 | Segment.dup << 1 | side`; -1: none yet), seq and
@@ -263,6 +270,11 @@ class ConnectionCore(WithRare):
         self.last_dup = -1
         self.last_dup_seq = -1
         self.last_dup_ack = -1
+        # (The 32-bit fields all set before anything is called on self: mypyc then knows
+        # them always defined and keeps no bitmap of them, 8 bytes with the alignment.)
+        self.synack_win = -1        # the window of the last SYN-ACK (-1: none seen)
+        self.est_sides = 0          # bit 1 << side once that side reached ESTABLISHED
+        self.acked_by = -1          # `fin_acked_by` (side, ack came on its FIN), by index
         #: The flow table's keys: the 4-tuple as its first packet had it, and reversed (`okey`
         #: is the one of segments from the originator).
         self.key = key
@@ -280,17 +292,14 @@ class ConnectionCore(WithRare):
         self.syn_seen = False
         self.synack_seen = False
         self.sim_open = False
-        self.synack_win = -1        # the window of the last SYN-ACK (-1: none seen)
         self.rst: Optional[Tuple[int, int, int]] = None   # the accepted RST: (side, ts, frame)
         # Its FINs in frame order, each one int (`fin_entry`: frame, side, whether it acked
         # the peer's FIN; -1: none), read and written as the tuple `fins`. Two at most: a
         # side's FIN is noted once (control.py: while its `fin_seq` is unset).
         self.fin_a = -1
         self.fin_b = -1
-        self.fin_acked_by: Optional[Tuple[int, bool]] = None     # (side, ack came on its FIN)
         self.half_close_data = False
         self.syn_ts = 0
-        self.est_sides = 0          # bit 1 << side once that side reached ESTABLISHED
         orig, resp = self.e0, self.e1
         flags = seg.flags
         if self.self_connect:
@@ -314,6 +323,15 @@ class ConnectionCore(WithRare):
                       % describe(seg))
 
     # -- bookkeeping -------------------------------------------------------------------------
+
+    @property
+    def fin_acked_by(self) -> Optional[Tuple[int, bool]]:
+        """(side, the ACK came on its FIN) of the first ACK of a FIN; None before it."""
+        return None if self.acked_by < 0 else ACKED_BY[self.acked_by]
+
+    @fin_acked_by.setter
+    def fin_acked_by(self, by: Optional[Tuple[int, bool]]) -> None:
+        self.acked_by = -1 if by is None else 2 * by[0] + (1 if by[1] else 0)
 
     @property
     def okey(self) -> bytes:
@@ -359,13 +377,12 @@ class ConnectionCore(WithRare):
         """The Zeek view, made now (with the first packet replayed into it) if it was still
         to come; None when it is off."""
         zeek = self.zeek
-        if zeek is None:
-            first = self.zeek_first
-            if first is not None:
-                self.zeek_first = None
-                zeek = self.zeek = ZeekView()
-                zeek.segment(first.key == self.okey, first, not first.cut, first.bad_csum)
-        return zeek
+        if zeek is None or isinstance(zeek, ZeekView):
+            return zeek
+        first = zeek                        # the first packet, held
+        view = self.zeek = ZeekView()
+        view.segment(first.key == self.okey, first, not first.cut, first.bad_csum)
+        return view
 
     def note(self, code: str, seg: Segment, side: Optional[int], message: str) -> None:
         """Record a finding at this segment (aggregated by code)."""

@@ -4,18 +4,17 @@ fewer instructions a park and return than a pickle of the objects (bench/README.
 Rules:
 
 * **Generic.** Each object of a connection's record (the Connection, its Endpoints, their
-  Analysis, the Zeek view and its endpoints, a kept Segment, its Findings) becomes the tuple of
-  its attributes in its class's attribute order (`fields`: mypyc's `__mypyc_attrs__` in the
-  compiled build, the `__slots__` along the bases in pure Python), read with one
-  `operator.attrgetter`; so a class's new or removed attribute needs nothing here. A new
-  record class belongs in `RECORDS` (with a blank-instance maker in `_BLANK`).
+  Analysis, the Zeek view and its responder's endpoint, a kept Segment, its Findings)
+  becomes the tuple of its attributes in its class's attribute order (`fields`: mypyc's
+  `__mypyc_attrs__` in the compiled build, the `__slots__` along the bases in pure Python),
+  read with one `operator.attrgetter`; so a class's new or removed attribute needs nothing
+  here. A new record class belongs in `RECORDS` (with a blank-instance maker in `_BLANK`).
 * **What marshal writes stays as it is**: ints, bools, bytes, str, None, floats, and tuples of
   them. Anything else (a reference to another object of the record, an enum member, a shared
   constant such as `QUIET`, a container holding one of these) is written as a patch
   (position, kind, payload) beside the tuple, and its position in the tuple holds None: no value
-  of the data is ever taken for a marker. Objects shared within the record (`ep` and
-  `e0`/`e1`, the Zeek view's `ours` and `zorig`) stay shared, and shared constants stay the
-  constants themselves.
+  of the data is ever taken for a marker. Objects shared within the record (`e0` and `e1`
+  of a self-connection) stay shared, and shared constants stay the constants themselves.
 * **Thaw** makes each object by its constructor with blank arguments (a compiled class cannot
   be made without its `__init__`), then sets every attribute.
 * **Anything else** (an attribute never set, a value of an unknown class): `freeze` raises

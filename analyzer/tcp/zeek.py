@@ -62,20 +62,22 @@ class ZeekView(ZeekMachine):
         flows.py). `payload_captured` is false when the snaplen cut the payload (Zeek then
         reassembles nothing: a content gap); `bad_checksum` makes the segment only a `C`, as
         Zeek drops it (pass it only when checksums are validated)."""
-        if from_orig:
-            e, p = self.z0, self.z1
-        else:
-            p, e = self.z0, self.z1
+        e: ZeekEndpoint = self
+        p = self.z1
+        if not from_orig:
+            e, p = p, e
         if (seg.flags & _CTL == ACK and e.state == ESTABLISHED and p.state == ESTABLISHED
                 and self.first_seen == 3 and seg.win and not bad_checksum):
-            is_orig = e is self.zorig
+            is_orig = from_orig != self.flipped
+            estart: int = e.start32              # (as ints: the i32 fields' arithmetic is
+            pstart: int = p.start32              # ... 32-bit, and these numbers pass 2**32)
             paylen = seg.paylen
             bit = (_H_DATA if paylen else _H_ACK) << (0 if is_orig else 16)
             ack, pack = seg.ack, p.ack
             d = (ack - pack) & _MASK                     # seq_diff, inlined
             if d >= 0x80000000:
                 d -= 0x100000000
-            rel_ack = pack + d - p.start
+            rel_ack = pack + d - pstart
             if rel_ack >= 0:
                 if not self.seen & bit:          # update_history: the first D or A this way
                     self._check(is_orig, bit if is_orig else bit >> 16, "D" if paylen else "A")
@@ -86,7 +88,7 @@ class ZeekView(ZeekMachine):
                 if rel_seq >= 0x80000000:
                     rel_seq -= 0x100000000
                 d = rel_seq + paylen                      # update_last_seq
-                rel_seq += last - e.start
+                rel_seq += last - estart
                 if d > 0:
                     e.last = last + d
                 elif paylen:
@@ -99,7 +101,7 @@ class ZeekView(ZeekMachine):
                         self._acked(p, rel_ack)
                 if paylen and payload_captured and rel_seq >= 0 and not e.skip:
                     if rel_seq == e.reassem and e.above is None and rel_seq >= e.trim \
-                            and rel_seq >= e.ack - e.start:
+                            and rel_seq >= e.ack - estart:
                         e.reassem += paylen
                     else:
                         data_sent(e, rel_seq, paylen)
@@ -112,22 +114,24 @@ class ZeekView(ZeekMachine):
                 payload_captured: bool, bad_checksum: bool) -> None:
         """TCPSessionAdapter::Process, step by step (checksum first, as TCPAnalyzer does)."""
         flags, seq, paylen = seg.flags, seg.seq, seg.paylen
-        if self.zorig is None:                   # a new connection (WantConnection's flip)
-            self.zorig, self.first_dir, self.flipped = e, from_orig, not from_orig
+        if not self.started:                     # a new connection (WantConnection's flip)
+            self.started, self.first_dir, self.flipped = True, from_orig, not from_orig
             if (not flags & SYN or flags & ACK) and seg.sport in LIKELY_SERVER_PORTS and (
                     seg.dport not in LIKELY_SERVER_PORTS
                     or (not flags & SYN and seg.sport < seg.dport)):
                 self._flip(False)
         if bad_checksum:
             e.chk += 1
-            self._scaled(e.chk, e is self.zorig, "C")
+            self._scaled(e.chk, from_orig != self.flipped, "C")
             return
-        zorig = self.zorig
-        zresp = self.z1 if zorig is self.z0 else self.z0
+        zorig: ZeekEndpoint = self
+        zresp = self.z1
+        if self.flipped:
+            zorig, zresp = zresp, zorig
         if (zorig.state == SYN_ACK_SENT and zresp.state == INACTIVE
                 and not flags & (SYN | RST) and (flags & ACK or paylen)):
             self._flip(True)                     # the SYN-ACK sender is the server
-        is_orig = e is self.zorig
+        is_orig = from_orig != self.flipped
         if is_orig:                              # SetPartialStatus
             if not self.first_seen & 1:
                 self.partial = not flags & SYN or bool(flags & ACK)
@@ -143,7 +147,7 @@ class ZeekView(ZeekMachine):
             else:
                 e.init_seqs((seq - 1) & _MASK, seq)  # as if after a SYN; first byte not old
         elif flags & SYN and (st == ESTABLISHED or st == PARTIAL
-                              or (st in (SYN_SENT, SYN_ACK_SENT) and seq != e.start)
+                              or (st in (SYN_SENT, SYN_ACK_SENT) and seq != e.start & _MASK)
                               or (st == RESET and e.prev == INACTIVE)):
             e.init_seqs(seq, end)
         rel_seq = e.last + seq_diff(seq, e.last & _MASK) - e.start
@@ -158,9 +162,8 @@ class ZeekView(ZeekMachine):
             if flags & SYN:
                 code, mask, last, now = "H" if flags & ACK else "S", _H_SYN, e.hl_syn, rel_seq
                 e.hl_syn = now
-            elif flags & FIN:
+            elif flags & FIN:                    # (e.fin_sent below makes it hl_fin)
                 code, mask, last, now = "F", _H_FIN, e.hl_fin, rel_seq + paylen
-                e.hl_fin = now
             else:
                 code, mask, last, now = "R", _H_RST, e.hl_rst, rel_seq
                 e.hl_rst = now
@@ -175,8 +178,7 @@ class ZeekView(ZeekMachine):
             e.win0 += 1                          # update_window
             self._scaled(e.win0, is_orig, "W")
         if flags & FIN:
-            e.fin_cnt += 1
-            e.fin_seq = rel_seq + seg_len
+            e.fin_sent(rel_seq + seg_len, n == 1)
 
         rel_ack = 0
         if flags & ACK:
@@ -220,12 +222,14 @@ class ZeekView(ZeekMachine):
         first packet came from our orig — when it did not, Zeek would have flipped the
         connection, so history starts with '^' (the module docstring gives Zeek's flipping
         rules and where ours differ). ValueError if the view missed the first segment."""
-        if self.zorig is None:
+        if not self.started:
             return "OTH", ""
         if first_from_orig != self.first_dir:
             raise ValueError("ZeekView was not fed the connection's first segment")
-        o = self.zorig
-        r = self.z1 if o is self.z0 else self.z0
+        o: ZeekEndpoint = self
+        r = self.z1
+        if self.flipped:
+            o, r = r, o
         return conn_state(o.state, r.state, o.size(r), r.size(o), self.history), self.history
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 from typing import Final, List, Optional
 
-from analyzer.common.native import i16, mypyc_attr
+from analyzer.common.native import i32, mypyc_attr, u8
 from analyzer.decode.segment import seq_diff
 
 #: Zeek's TCP endpoint states (TCP_Endpoint.h EndpointState); small ints on the hot path.
@@ -58,13 +58,19 @@ _ABOVE_HOLE: Final = 16384                  # tcp_max_above_hole_without_any_ack
 
 @mypyc_attr(acyclic=True)
 class ZeekRare:
-    """What few Zeek endpoints have: the last RST's sequence number, the counts of the scaled
-    letters (T, W, G, C) and received ranges beyond a hole; made on the first of them."""
+    """What few Zeek endpoints have: the last SYN's and RST's sequence numbers (a SYN's is 0
+    but after an odd SYN), the last pure FIN's when a FIN with SYN or RST came after it
+    (`hl_fin_kept`), the counts of the scaled letters (T, W, G, C) and received ranges beyond
+    a hole; made on the first of them."""
 
-    __slots__ = ("hl_rst", "rxmt", "win0", "gap", "chk", "above")
+    __slots__ = ("hl_fin_kept", "hl_syn", "hl_rst", "hl_fin", "rxmt", "win0", "gap", "chk",
+                 "above")
+
+    hl_fin_kept: bool
 
     def __init__(self) -> None:
-        self.hl_rst = 0
+        self.hl_fin_kept = False
+        self.hl_syn = self.hl_rst = self.hl_fin = 0
         self.rxmt = self.win0 = self.gap = self.chk = 0
         self.above: Optional[List[List[int]]] = None
 
@@ -73,36 +79,80 @@ class ZeekRare:
 class ZeekEndpoint:
     """One Zeek TCPZeekEndpoint: state, sequence bookkeeping and reassembly coverage.
 
-    `start` is the raw base sequence number; `last` and `ack` are unwrapped (they may pass
-    2**32). Reassembly keeps coverage only: `reassem` (next byte to deliver, relative),
-    `trim` (highest acknowledged) and `above` (received ranges beyond a hole). `hl_rst`, the
-    counts `rxmt`, `win0`, `gap`, `chk` and `above` live in a `ZeekRare` made on the first
-    (most endpoints have none; read and written as attributes all the same).
+    `start` (kept in `start32`) is the base sequence number as a signed 32-bit number (the raw
+    one, less 2**32 from 2**31 on), and `last` and `ack` are unwrapped from it (they may pass 2**32): every
+    difference and every value modulo 2**32 is Zeek's. Reassembly keeps coverage only:
+    `reassem` (next byte to deliver, relative), `trim` (highest acknowledged) and `above`
+    (received ranges beyond a hole). `fin` says a FIN was sent (Zeek counts them; only
+    whether there was one is read), `fin_seq` where the last one ends. `hl_syn`, `hl_rst`,
+    `hl_fin` (the S, R and F history letters' last sequence numbers), the counts `rxmt`,
+    `win0`, `gap`, `chk` and `above` live in a `ZeekRare` made on the first that is not
+    nothing (most endpoints have none; read and written as attributes all the same);
+    `hl_fin` is `fin_seq - 1` as long as the last FIN had neither SYN nor RST.
     """
 
-    __slots__ = ("state", "prev", "start", "last", "ack", "fin_cnt", "fin_seq", "hl_syn",
-                 "hl_fin", "reassem", "trim", "skip", "rare")
+    __slots__ = ("start32", "state", "prev", "skip", "fin", "last", "ack", "fin_seq", "reassem",
+                 "trim", "rare")
 
-    # The states (0-6) and the flag first and together: one 8-byte word in the compiled
-    # build, not three (128 -> 112 bytes an endpoint, two a connection).
+    # The start, the states (0-6) and the flags first and together: one 8-byte word in the
+    # compiled build (with hl_syn and hl_fin in ZeekRare: 112 -> 80 bytes an endpoint).
+    start32: i32
+    state: u8
+    prev: u8
     skip: bool
-    state: i16
-    prev: i16
+    fin: bool
 
     def __init__(self) -> None:
         """An endpoint Zeek has seen nothing from (TCP_ENDPOINT_INACTIVE)."""
+        self.start32 = 0
         self.state = self.prev = INACTIVE
-        self.start = self.last = self.ack = self.fin_cnt = self.fin_seq = 0
-        self.hl_syn = self.hl_fin = 0
+        self.skip = self.fin = False
+        self.last = self.ack = self.fin_seq = 0
         self.reassem = self.trim = 1
-        self.skip = False
         self.rare: Optional[ZeekRare] = None
+
+    @property
+    def start(self) -> int:
+        """`start32` as an int (arithmetic on the i32 field itself would be done in 32 bits,
+        and the unwrapped numbers it meets pass them)."""
+        return self.start32
 
     def _rare(self) -> ZeekRare:
         rare = self.rare
         if rare is None:
             rare = self.rare = ZeekRare()
         return rare
+
+    @property
+    def hl_syn(self) -> int:
+        return 0 if self.rare is None else self.rare.hl_syn
+
+    @hl_syn.setter
+    def hl_syn(self, value: int) -> None:
+        if value != 0 or self.rare is not None:
+            self._rare().hl_syn = value
+
+    @property
+    def hl_fin(self) -> int:
+        rare = self.rare
+        if rare is not None and rare.hl_fin_kept:
+            return rare.hl_fin
+        return self.fin_seq - 1 if self.fin else 0
+
+    def fin_sent(self, fin_seq: int, pure: bool) -> None:
+        """A FIN ending at `fin_seq` (relative); `pure`: without SYN or RST, so that the
+        history's last FIN (`hl_fin`, its payload's end) is `fin_seq - 1` from now on."""
+        rare = self.rare
+        if pure:
+            if rare is not None:
+                rare.hl_fin_kept = False
+        elif rare is None or not rare.hl_fin_kept:
+            last = self.hl_fin
+            rare = self._rare()
+            rare.hl_fin = last
+            rare.hl_fin_kept = True
+        self.fin = True
+        self.fin_seq = fin_seq
 
     @property
     def hl_rst(self) -> int:
@@ -165,8 +215,12 @@ class ZeekEndpoint:
 
     def init_seqs(self, start: int, last: int) -> None:
         """InitStartSeq/InitAckSeq(start) and InitLastSeq(last), raw 32-bit values."""
-        self.start = self.ack = start
-        self.last = start + seq_diff(last, start)
+        d = seq_diff(last, start)
+        if start >= 0x80000000:
+            start -= 0x100000000
+        self.start32 = start
+        self.ack = start
+        self.last = start + d
 
     def no_data_acked(self) -> bool:
         """TCPZeekEndpoint::NoDataAcked: nothing beyond the SYN acknowledged yet."""
@@ -179,7 +233,7 @@ class ZeekEndpoint:
             return 0
         size = max(self.last, self.ack) - self.start
         size -= 1 if size else 0
-        return size - 1 if self.fin_cnt and size else size
+        return size - 1 if self.fin and size else size
 
 
 def clean(e: ZeekEndpoint) -> bool:
