@@ -80,11 +80,12 @@ class Connection(ConnectionCore):
                     x.seq_exact = True
                     x.last_data_ts = seg.ts
                     x.sent_data = True
-                zeek = self.zeek
-                if not isinstance(zeek, ZeekView):
-                    zeek = self.zeek_view()
+                zeek = self.zeek            # None when the view is off (the terminal report)
                 if zeek is not None:
-                    zeek.segment(from_orig, seg, not seg.cut, seg.bad_csum)
+                    if not isinstance(zeek, ZeekView):
+                        zeek = self.zeek_view()
+                    if zeek is not None:
+                        zeek.segment(from_orig, seg, not seg.cut, seg.bad_csum)
                 return False
         self._replay(seg, True)
         a, b = self.e0, self.e1
