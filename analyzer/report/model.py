@@ -43,27 +43,18 @@ class Summary:
 
     def add(self, r: ConnResult) -> None:
         self.connections += 1
-        # (the counts bumped in place, and the worst finding found in the same pass over the
-        # findings as `ConnResult.needs_attention` would: once a connection, every connection)
-        counts = self.handshakes
-        key = r.handshake
-        counts[key] = counts.get(key, 0) + 1
-        counts = self.closes
-        key = r.close or "none"
-        counts[key] = counts.get(key, 0) + 1
+        _bump(self.handshakes, r.handshake)
+        _bump(self.closes, r.close or "none")
         if r.reset_by:
             _bump(self.resets, r.reset_by)
         for lg in r.lingering:
             _bump(self.lingering, lg[1])            # state
+        # (the worst finding found in the same pass over the findings as their counts, not
+        # again by `ConnResult.needs_attention`, interpreted code: once every connection)
         worst = -1
         for f in r.findings:
-            severity = f.severity
-            counts = self.severities
-            counts[severity] = counts.get(severity, 0) + 1
-            counts = self.codes
-            key = f.code
-            counts[key] = counts.get(key, 0) + 1
-            rank = SEVERITY_RANK[severity]
+            self.count(f)
+            rank = SEVERITY_RANK[f.severity]
             if rank > worst:
                 worst = rank
         o, p = r.analysis
