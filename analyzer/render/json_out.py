@@ -54,6 +54,10 @@ _NUMS: Final = [str(n) for n in range(_SMALL)]
 _COUNT_ONE: Final = ', "count": 1}'
 #: Connections' lines written together (one call to the stream for each such batch).
 WRITE_LINES: Final = 128
+#: What goes between two connections' lines.
+_SEP: Final = ",\n  "
+#: A stretch of lines this long (in characters) is written by itself.
+_LONG: Final = 16384
 
 
 def make_sink(settings: Settings, **_options) -> Optional[ResultSink]:
@@ -62,7 +66,7 @@ def make_sink(settings: Settings, **_options) -> Optional[ResultSink]:
     if settings.ladders:
         return None
     return ResultStore(settings.result_budget, encode=connection_json, relabel=relabel,
-                       unnumbered=connection_tail)
+                       unnumbered=connection_tail, sep=_SEP)
 
 
 def relabel(tail: str, n: int) -> str:
@@ -80,6 +84,28 @@ def render(report: Report, out: TextIO, selection: Any = None, **_options) -> No
     out.write(' "connections": [')
     first = True
     ladders = report.ladders
+    connections = report.connections
+    chunks = connections.chunks() if isinstance(connections, ResultStore) and \
+        connections.sep == _SEP else None
+    if chunks is not None:
+        # The lines make_sink() kept, a stretch of lines (joined by `_SEP`) at a time: long
+        # stretches written as they are, short ones (runs that interleave) gathered.
+        gathered: List[str] = []
+        for chunk in chunks:
+            gathered.append("\n  " if first else _SEP)
+            first = False
+            if len(chunk) >= _LONG:
+                out.write("".join(gathered))
+                out.write(chunk)
+                gathered = []
+            else:
+                gathered.append(chunk)
+                if len(gathered) >= 2 * WRITE_LINES:
+                    out.write("".join(gathered))
+                    gathered = []
+        gathered.append("\n ]\n}\n" if not first else "]\n}\n")
+        out.write("".join(gathered))
+        return
     # Results, or the lines make_sink() made of them; written `WRITE_LINES` at a time.
     pending: List[str] = []
     item: object
