@@ -45,6 +45,9 @@ DEFAULT_BUDGET: Final = 5_000
 DEFAULT_CHARS: Final = 1 << 20
 #: Results written together: one call per block, one block per run in memory when read.
 BLOCK = 256
+#: Characters of text in a block at most (a line more if one passes it): the merge holds a
+#: block of each run it is inside of.
+BLOCK_CHARS: Final = 1 << 16
 #: A block's header: how it was written (`_MARSHAL`, `_FLAT`: marshal, results flattened;
 #: `_PICKLE`; `_TEXT`: lines) and its length in bytes.
 _HEADER: Final = struct.Struct("<BQ")
@@ -266,9 +269,18 @@ class ResultStore:
         offset = self.file.tell()
         write = self.file.write
         sep = self.sep
-        for i in range(0, len(keys), BLOCK):
-            block_keys = keys[i:i + BLOCK]
-            block_lines = lines[i:i + BLOCK]
+        i = 0
+        while i < len(keys):
+            # A block: `BLOCK` lines, or fewer when they pass `BLOCK_CHARS` characters.
+            j = i + 1
+            size = len(lines[i])
+            end = min(len(keys), i + BLOCK)
+            while j < end and size < BLOCK_CHARS:
+                size += len(lines[j])
+                j += 1
+            block_keys = keys[i:j]
+            block_lines = lines[i:j]
+            i = j
             try:
                 packed = array("q", block_keys).tobytes()
             except OverflowError:           # keys beyond 64 bits: as records
@@ -295,21 +307,22 @@ class ResultStore:
         assert self.file is not None            # a run exists only once spilled
         sep = len(self.sep)
         while count > 0:
-            self.file.seek(offset)
-            kind, size = _HEADER.unpack(self.file.read(_HEADER.size))
-            data = self.file.read(size)
+            file = self.file
+            assert file is not None
+            file.seek(offset)
+            kind, size = _HEADER.unpack(file.read(_HEADER.size))
             offset += _HEADER.size + size
             if kind == _TEXT:
-                n, length = _TEXT_HEAD.unpack_from(data)
-                at = _TEXT_HEAD.size
+                n, length = _TEXT_HEAD.unpack(file.read(_TEXT_HEAD.size))
                 keys = array("q")
-                keys.frombytes(data[at:at + 8 * n])
+                keys.frombytes(file.read(8 * n))
                 ends = array("q")
-                ends.frombytes(data[at + 8 * n:at + 16 * n])
-                text = data[at + 16 * n:].decode("utf-8", "surrogatepass")
+                ends.frombytes(file.read(8 * n))
+                text = file.read(length).decode("utf-8", "surrogatepass")
                 count -= n
                 yield _Block(keys.tolist(), None, text, ends.tolist(), sep)
                 continue
+            data = file.read(size)
             if kind == _FLAT:
                 records: List[Record] = [(n, unflat(t)) for n, t in marshal.loads(data)]
             elif kind == _MARSHAL:
