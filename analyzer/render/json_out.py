@@ -260,11 +260,17 @@ def _lingering(out: List[str], lg: Lingering) -> None:
         last.lingering_side, last.lingering_state = side, state
         last.lingering = "".join(['{"side": ', _text(side), ', "state": ', _text(state),
                                   ', "since": '])
-    out.extend([last.lingering, seconds_json(since), ', "seconds": ', rounded_json(seconds)])
+    # (appended one by one: a list literal to extend with costs more than its appends)
+    out.append(last.lingering)
+    out.append(seconds_json(since))
+    out.append(', "seconds": ')
+    out.append(rounded_json(seconds))
     if remaining is None:
         out.append("}")
     else:
-        out.extend([', "remaining": ', rounded_json(remaining), "}"])
+        out.append(', "remaining": ')
+        out.append(rounded_json(remaining))
+        out.append("}")
 
 
 def _finding(out: List[str], f: Finding) -> None:
@@ -280,9 +286,13 @@ def _finding(out: List[str], f: Finding) -> None:
         last.side = side
         last.side_text = "".join([', "side": ', _text(side), ', "message": '])
     count = f.count
-    out.extend([last.head, seconds_json(f.ts), ', "frame": ', str(f.frame), last.side_text,
-                _message(f.message),
-                _COUNT_ONE if count == 1 else ', "count": ' + str(count) + "}"])
+    out.append(last.head)
+    out.append(seconds_json(f.ts))
+    out.append(', "frame": ')
+    out.append(str(f.frame))
+    out.append(last.side_text)
+    out.append(_message(f.message))
+    out.append(_COUNT_ONE if count == 1 else ', "count": ' + str(count) + "}")
 
 
 class _Last:

@@ -80,7 +80,8 @@ class ZeekView(ZeekMachine):
             rel_ack = pack + d - pstart
             if rel_ack >= 0:
                 if not self.seen & bit:          # update_history: the first D or A this way
-                    self._check(is_orig, bit if is_orig else bit >> 16, "D" if paylen else "A")
+                    self._check(is_orig, bit if is_orig else bit >> 16,
+                                ("D" if is_orig else "d") if paylen else ("A" if is_orig else "a"))
                 if d > 0 and (ack or d <= _TOO_LARGE):
                     p.ack = pack + d
                 seq, last = seg.seq, e.last
@@ -155,24 +156,26 @@ class ZeekView(ZeekMachine):
         n = _NCTL[flags & 7]                     # update_history
         if n > 1:
             if flags & FIN and flags & RST:
-                self._check(is_orig, _H_FIN_RST, "I")
+                self._check(is_orig, _H_FIN_RST, "I" if is_orig else "i")
             else:
-                self._check(is_orig, _H_MULTI, "Q")
+                self._check(is_orig, _H_MULTI, "Q" if is_orig else "q")
         elif n:
+            # (the letter in its direction's case, chosen here: no call to lower())
             if flags & SYN:
-                code, mask, last, now = "H" if flags & ACK else "S", _H_SYN, e.hl_syn, rel_seq
+                code = ("H" if is_orig else "h") if flags & ACK else ("S" if is_orig else "s")
+                mask, last, now = _H_SYN, e.hl_syn, rel_seq
                 e.hl_syn = now
             elif flags & FIN:                    # (e.fin_sent below makes it hl_fin)
-                code, mask, last, now = "F", _H_FIN, e.hl_fin, rel_seq + paylen
+                code, mask, last, now = "F" if is_orig else "f", _H_FIN, e.hl_fin, rel_seq + paylen
             else:
-                code, mask, last, now = "R", _H_RST, e.hl_rst, rel_seq
+                code, mask, last, now = "R" if is_orig else "r", _H_RST, e.hl_rst, rel_seq
                 e.hl_rst = now
             if self._check(is_orig, mask, code) and now != last:
-                self.add(code if is_orig else code.lower())
+                self.add(code)
         elif paylen:
-            self._check(is_orig, _H_DATA, "D")
+            self._check(is_orig, _H_DATA, "D" if is_orig else "d")
         elif flags & ACK:
-            self._check(is_orig, _H_ACK, "A")
+            self._check(is_orig, _H_ACK, "A" if is_orig else "a")
 
         if not seg.win and not flags & RST and p.state != CLOSED and e.state != RESET:
             e.win0 += 1                          # update_window
