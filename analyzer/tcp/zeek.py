@@ -52,7 +52,8 @@ LIKELY_SERVER_PORTS: Final = frozenset({
 @mypyc_attr(acyclic=True)
 class ZeekView(ZeekMachine):
     """Zeek's view of one connection. Feed every segment in capture order, then `finish()`;
-    most take the fast path: an ACK or data segment while both are established."""
+    most take the fast path: an ACK or data segment while both are established or closed
+    (the ACKs of a close: no state changes, the same steps as `_packet` takes for them)."""
 
     __slots__ = ()
 
@@ -66,7 +67,9 @@ class ZeekView(ZeekMachine):
         p = self.z1
         if not from_orig:
             e, p = p, e
-        if (seg.flags & _CTL == ACK and e.state == ESTABLISHED and p.state == ESTABLISHED
+        es, ps = e.state, p.state
+        if (seg.flags & _CTL == ACK and (es == ESTABLISHED or es == CLOSED)
+                and (ps == ESTABLISHED or ps == CLOSED)
                 and self.first_seen == 3 and seg.win and not bad_checksum):
             is_orig = from_orig != self.flipped
             estart: int = e.start32              # (as ints: the i32 fields' arithmetic is
@@ -96,9 +99,9 @@ class ZeekView(ZeekMachine):
                     e.rxmt += 1
                     self._scaled(e.rxmt, is_orig, "T")
                 if rel_ack > p.trim:
-                    if rel_ack <= p.reassem:
+                    if rel_ack <= p.reassem and not p.fin:
                         p.trim = rel_ack
-                    else:
+                    else:                       # (holes, or its FIN: AckReceived in full)
                         self._acked(p, rel_ack)
                 if paylen and payload_captured and rel_seq >= 0 and not e.skip:
                     if rel_seq == e.reassem and e.above is None and rel_seq >= e.trim \
