@@ -205,9 +205,24 @@ def _verdicts(r: ConnResult) -> str:
     """The line from `conn_state` to the bracket before `lingering`: connections share a few
     combinations of these fields, each written once (`_verdict_texts`); the last one is
     compared first (a flood's lines, a batch of alike connections, come one after another)."""
-    key: tuple = (r.conn_state, r.history, r.handshake, r.syn_retransmissions, r.close,
-                  r.closed_first, r.reset_by, r.half_close, r.final_state)   # (boxed once)
     last = _LAST
+    # The last line's fields, compared one by one (the same string objects, mostly: verdicts
+    # are constants, histories shared), before any tuple is made.
+    history = r.history
+    if history is last.history and r.conn_state is last.conn_state and \
+            r.handshake is last.handshake and r.close is last.close and \
+            r.closed_first is last.closed_first and r.reset_by is last.reset_by and \
+            r.syn_retransmissions == last.syn_retransmissions and \
+            r.half_close == last.half_close and r.final_state == last.final_state and \
+            last.verdict_text:
+        return last.verdict_text
+    key: tuple = (r.conn_state, history, r.handshake, r.syn_retransmissions, r.close,
+                  r.closed_first, r.reset_by, r.half_close, r.final_state)   # (boxed once)
+    last.history, last.conn_state, last.handshake, last.close = \
+        history, r.conn_state, r.handshake, r.close
+    last.closed_first, last.reset_by, last.syn_retransmissions = \
+        r.closed_first, r.reset_by, r.syn_retransmissions
+    last.half_close, last.final_state = r.half_close, r.final_state
     if key == last.verdict:
         return last.verdict_text
     text = _verdict_texts.get(key)
@@ -312,6 +327,16 @@ class _Last:
         self.side_text = ""
         self.verdict: tuple = ()
         self.verdict_text = ""
+        # (its fields, as `_verdicts` compares them first)
+        self.history: Optional[str] = None
+        self.conn_state: Optional[str] = None
+        self.handshake = ""
+        self.close: Optional[str] = None
+        self.closed_first: Optional[str] = None
+        self.reset_by: Optional[str] = None
+        self.syn_retransmissions = -1
+        self.half_close = False
+        self.final_state: Tuple[str, str] = ("", "")
         self.resp_addr = b""
         self.resp_port = -1
         self.resp = ""
