@@ -139,3 +139,19 @@ def test_text_stretches_are_not_given_for_what_iteration_renumbers_or_is_not_tex
         opaque.add(res)
         objects.add(res)
     assert opaque.chunks() is None and objects.chunks() is None
+
+
+def test_runs_keyed_below_zero_merge_in_key_order_too():
+    """The merge's heap holds (key, run) as one int: keys below zero (any int a caller puts)
+    order as the pairs do, in spilled text and in spilled records alike."""
+    import random
+    keys = list(range(-60, 60))
+    random.Random(5).shuffle(keys)
+    text = ResultStore(budget=7, encode=lambda res: "", sep=",")
+    records = ResultStore(budget=7, encode=lambda res: ("", 0))
+    for n in keys:
+        text.put(n, "line %d" % n)
+        records.put(n, ("line", n))
+    assert len(text.runs) == len(records.runs) == 120 // 7
+    assert list(text) == ["line %d" % n for n in range(-60, 60)]
+    assert list(records) == [("line", n) for n in range(-60, 60)]

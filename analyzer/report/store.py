@@ -436,11 +436,16 @@ def _spans(sources: List[_Run]) -> Iterator[Tuple[_Block, int, int]]:
     of one block, (block, first, end): a source gives records without the heap while they
     come before the next source's head (ties go to the lower source), found by bisection.
     A spilled run's first block is read when the merge first takes from it, and a block
-    is dropped once used up: memory holds a block of each run the merge is inside of."""
-    heap = [(source.head, i) for i, source in enumerate(sources)]
+    is dropped once used up: memory holds a block of each run the merge is inside of. The
+    heap holds each (key, source) as one int, `key << shift | source` (ordered as the pair
+    is, negative keys too): runs that interleave cost a heap step a record, and ints compare
+    and are made for a fraction of what tuples cost."""
+    shift = len(sources).bit_length()
+    mask = (1 << shift) - 1
+    heap = [(source.head << shift) | i for i, source in enumerate(sources)]
     heapq.heapify(heap)
     while heap:
-        _, i = heapq.heappop(heap)
+        i = heapq.heappop(heap) & mask
         source = sources[i]
         block = source.block
         if block is None:
@@ -449,20 +454,21 @@ def _spans(sources: List[_Run]) -> Iterator[Tuple[_Block, int, int]]:
         keys = block.keys
         j = source.at
         if heap:
-            bound, bound_run = heap[0]
-            k = (bisect_right(keys, bound, j) if i < bound_run else bisect_left(keys, bound, j))
+            top = heap[0]
+            bound = top >> shift
+            k = (bisect_right(keys, bound, j) if i < top & mask else bisect_left(keys, bound, j))
         else:
             k = len(keys)
         yield block, j, k
         if k < len(keys):
             source.at = k
-            heapq.heappush(heap, (keys[k], i))
+            heapq.heappush(heap, (keys[k] << shift) | i)
         else:
             following = next(source.blocks, None)
             source.block = following
             source.at = 0
             if following is not None and following.keys:
-                heapq.heappush(heap, (following.keys[0], i))
+                heapq.heappush(heap, (following.keys[0] << shift) | i)
 
 
 def _items(spans: Iterator[Tuple[_Block, int, int]], number: Optional[Callable[[int], int]],
