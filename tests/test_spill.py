@@ -90,3 +90,68 @@ def test_runs_read_back_in_key_order_however_they_overlap(order):
         store.add(r)
     assert len(store.runs) == 19
     assert list(store) == ["line %d" % i for i in range(97)]
+
+
+@pytest.mark.parametrize("order", ["ascending", "nearly", "shuffled"])
+@pytest.mark.parametrize("width", [10, 30_000])
+def test_text_reads_back_in_stretches_equal_to_its_lines_joined(order, width):
+    """Text (the JSON writer's lines) spilled by count and by characters, in blocks cut by
+    characters (lines of 30,000 characters: two a block), reads back the same line by line
+    and a stretch at a time: the stretches joined by the separator are the lines joined by it,
+    whatever order the lines came in, and read twice."""
+    import random
+    r = next(iter(_every_result()))
+    ids = list(range(200))
+    rng = random.Random(11)
+    if order == "nearly":
+        for k in range(0, len(ids) - 9, 5):
+            window = ids[k:k + 9]
+            rng.shuffle(window)
+            ids[k:k + 9] = window
+    elif order == "shuffled":
+        rng.shuffle(ids)
+
+    def line(n: int) -> str:
+        return ("é%d " % n) + "x" * (width + n % 7) + "\udcff"     # not ASCII, a lone surrogate
+
+    store = ResultStore(budget=17, encode=lambda res: line(res.id), sep=",\n  ",
+                        char_budget=5 * width)
+    for i in ids:
+        r.id = i
+        store.add(r)
+    assert len(store.runs) >= 200 // 17
+    expected = [line(i) for i in range(200)]
+    for _ in range(2):
+        assert list(store) == expected
+        chunks = store.chunks()
+        assert chunks is not None
+        chunks = list(chunks)
+        assert ",\n  ".join(chunks) == ",\n  ".join(expected)
+    if order == "ascending":            # runs one after another: a stretch per block, not a line
+        assert len(chunks) < 200 // 2
+
+
+def test_text_stretches_are_not_given_for_what_iteration_renumbers_or_is_not_text():
+    results = list(_every_result())[:5]
+    opaque = ResultStore(budget=2, encode=lambda res: Opaque(res.id), sep=",")
+    objects = ResultStore(budget=2)
+    for res in results:
+        opaque.add(res)
+        objects.add(res)
+    assert opaque.chunks() is None and objects.chunks() is None
+
+
+def test_runs_keyed_below_zero_merge_in_key_order_too():
+    """The merge's heap holds (key, run) as one int: keys below zero (any int a caller puts)
+    order as the pairs do, in spilled text and in spilled records alike."""
+    import random
+    keys = list(range(-60, 60))
+    random.Random(5).shuffle(keys)
+    text = ResultStore(budget=7, encode=lambda res: "", sep=",")
+    records = ResultStore(budget=7, encode=lambda res: ("", 0))
+    for n in keys:
+        text.put(n, "line %d" % n)
+        records.put(n, ("line", n))
+    assert len(text.runs) == len(records.runs) == 120 // 7
+    assert list(text) == ["line %d" % n for n in range(-60, 60)]
+    assert list(records) == [("line", n) for n in range(-60, 60)]

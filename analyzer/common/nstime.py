@@ -88,6 +88,13 @@ _HEADS: Final = [str(q) + "." for q in range(_SPAN_HEADS)]
 _I64_NS: Final = 4_611_686_018_427_387_903
 #: Below LIMIT[6] seconds, in ns (one product, not one a call: it is beyond machine integers)
 _LIMIT6_NS: Final = LIMIT[6] * NS
+#: LIMIT[6], the whole seconds below which every time of whole microseconds has its fast text.
+_LIMIT6: Final = LIMIT[6]
+#: Three digits of a fraction (`_D3`), and three with their trailing zeros dropped (`_D3S`, the
+#: fraction's last group): a time of whole microseconds is written from two of them, with no
+#: conversion of the fraction to text.
+_D3: Final = ["%03d" % n for n in range(1000)]
+_D3S: Final = [("%03d" % n).rstrip("0") for n in range(1000)]
 
 
 def seconds(ns: int) -> float:
@@ -106,7 +113,8 @@ def seconds_json(ns: int) -> str:
     spacing). repr(v) is the shortest decimal that reads back as v, hence D. Otherwise
     (microsecond-or-finer timestamps of far-future dates, nanosecond timestamps, tiny or
     negative values) it asks repr. The digits are found with machine integers (the
-    fraction's trailing zeros divided away), and the last few texts are remembered.
+    fraction's trailing zeros divided away; a time of whole microseconds, as pcap's are, takes
+    its six from two tables of three), and the last few texts are remembered.
     """
     recent = _RECENT
     if ns == recent.n0:
@@ -124,6 +132,22 @@ def seconds_json(ns: int) -> str:
         if r == 0:
             if q < 9_007_199_254_740_992:               # LIMIT[0] = 2**53
                 return recent.keep(ns, str(q) + ".0")
+        elif r % 1000 == 0 and q < _LIMIT6:
+            # Whole microseconds (pcap's times): k <= 6 fractional digits and LIMIT[k] >=
+            # LIMIT[6], so the text below is the one the general case writes; its six digits
+            # are two groups of three from tables, the last without its trailing zeros.
+            m: i64 = r // 1000
+            a: i64 = m // 1000
+            b: i64 = m % 1000
+            if q < _SPAN_HEADS:
+                head = _HEADS[q]
+                return f"{head}{_D3S[a]}" if b == 0 else f"{head}{_D3[a]}{_D3S[b]}"
+            if q != recent.q:
+                recent.q = q
+                recent.head = str(q) + "."
+            head = recent.head
+            return recent.keep(ns, f"{head}{_D3S[a]}" if b == 0 else
+                               f"{head}{_D3[a]}{_D3S[b]}")
         else:
             k: i64 = 9                                  # the fractional digits, 1 to 9
             while r % 10 == 0:

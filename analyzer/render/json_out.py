@@ -54,6 +54,10 @@ _NUMS: Final = [str(n) for n in range(_SMALL)]
 _COUNT_ONE: Final = ', "count": 1}'
 #: Connections' lines written together (one call to the stream for each such batch).
 WRITE_LINES: Final = 128
+#: What goes between two connections' lines.
+_SEP: Final = ",\n  "
+#: A stretch of lines this long (in characters) is written by itself.
+_LONG: Final = 16384
 
 
 def make_sink(settings: Settings, **_options) -> Optional[ResultSink]:
@@ -62,7 +66,7 @@ def make_sink(settings: Settings, **_options) -> Optional[ResultSink]:
     if settings.ladders:
         return None
     return ResultStore(settings.result_budget, encode=connection_json, relabel=relabel,
-                       unnumbered=connection_tail)
+                       unnumbered=connection_tail, sep=_SEP)
 
 
 def relabel(tail: str, n: int) -> str:
@@ -80,6 +84,28 @@ def render(report: Report, out: TextIO, selection: Any = None, **_options) -> No
     out.write(' "connections": [')
     first = True
     ladders = report.ladders
+    connections = report.connections
+    chunks = connections.chunks() if isinstance(connections, ResultStore) and \
+        connections.sep == _SEP else None
+    if chunks is not None:
+        # The lines make_sink() kept, a stretch of lines (joined by `_SEP`) at a time: long
+        # stretches written as they are, short ones (runs that interleave) gathered.
+        gathered: List[str] = []
+        for chunk in chunks:
+            gathered.append("\n  " if first else _SEP)
+            first = False
+            if len(chunk) >= _LONG:
+                out.write("".join(gathered))
+                out.write(chunk)
+                gathered = []
+            else:
+                gathered.append(chunk)
+                if len(gathered) >= 2 * WRITE_LINES:
+                    out.write("".join(gathered))
+                    gathered = []
+        gathered.append("\n ]\n}\n" if not first else "]\n}\n")
+        out.write("".join(gathered))
+        return
     # Results, or the lines make_sink() made of them; written `WRITE_LINES` at a time.
     pending: List[str] = []
     item: object
@@ -179,9 +205,24 @@ def _verdicts(r: ConnResult) -> str:
     """The line from `conn_state` to the bracket before `lingering`: connections share a few
     combinations of these fields, each written once (`_verdict_texts`); the last one is
     compared first (a flood's lines, a batch of alike connections, come one after another)."""
-    key: tuple = (r.conn_state, r.history, r.handshake, r.syn_retransmissions, r.close,
-                  r.closed_first, r.reset_by, r.half_close, r.final_state)   # (boxed once)
     last = _LAST
+    # The last line's fields, compared one by one (the same string objects, mostly: verdicts
+    # are constants, histories shared), before any tuple is made.
+    history = r.history
+    if history is last.history and r.conn_state is last.conn_state and \
+            r.handshake is last.handshake and r.close is last.close and \
+            r.closed_first is last.closed_first and r.reset_by is last.reset_by and \
+            r.syn_retransmissions == last.syn_retransmissions and \
+            r.half_close == last.half_close and r.final_state == last.final_state and \
+            last.verdict_text:
+        return last.verdict_text
+    key: tuple = (r.conn_state, history, r.handshake, r.syn_retransmissions, r.close,
+                  r.closed_first, r.reset_by, r.half_close, r.final_state)   # (boxed once)
+    last.history, last.conn_state, last.handshake, last.close = \
+        history, r.conn_state, r.handshake, r.close
+    last.closed_first, last.reset_by, last.syn_retransmissions = \
+        r.closed_first, r.reset_by, r.syn_retransmissions
+    last.half_close, last.final_state = r.half_close, r.final_state
     if key == last.verdict:
         return last.verdict_text
     text = _verdict_texts.get(key)
@@ -234,11 +275,17 @@ def _lingering(out: List[str], lg: Lingering) -> None:
         last.lingering_side, last.lingering_state = side, state
         last.lingering = "".join(['{"side": ', _text(side), ', "state": ', _text(state),
                                   ', "since": '])
-    out.extend([last.lingering, seconds_json(since), ', "seconds": ', rounded_json(seconds)])
+    # (appended one by one: a list literal to extend with costs more than its appends)
+    out.append(last.lingering)
+    out.append(seconds_json(since))
+    out.append(', "seconds": ')
+    out.append(rounded_json(seconds))
     if remaining is None:
         out.append("}")
     else:
-        out.extend([', "remaining": ', rounded_json(remaining), "}"])
+        out.append(', "remaining": ')
+        out.append(rounded_json(remaining))
+        out.append("}")
 
 
 def _finding(out: List[str], f: Finding) -> None:
@@ -254,9 +301,13 @@ def _finding(out: List[str], f: Finding) -> None:
         last.side = side
         last.side_text = "".join([', "side": ', _text(side), ', "message": '])
     count = f.count
-    out.extend([last.head, seconds_json(f.ts), ', "frame": ', str(f.frame), last.side_text,
-                _message(f.message),
-                _COUNT_ONE if count == 1 else ', "count": ' + str(count) + "}"])
+    out.append(last.head)
+    out.append(seconds_json(f.ts))
+    out.append(', "frame": ')
+    out.append(str(f.frame))
+    out.append(last.side_text)
+    out.append(_message(f.message))
+    out.append(_COUNT_ONE if count == 1 else ', "count": ' + str(count) + "}")
 
 
 class _Last:
@@ -276,6 +327,16 @@ class _Last:
         self.side_text = ""
         self.verdict: tuple = ()
         self.verdict_text = ""
+        # (its fields, as `_verdicts` compares them first)
+        self.history: Optional[str] = None
+        self.conn_state: Optional[str] = None
+        self.handshake = ""
+        self.close: Optional[str] = None
+        self.closed_first: Optional[str] = None
+        self.reset_by: Optional[str] = None
+        self.syn_retransmissions = -1
+        self.half_close = False
+        self.final_state: Tuple[str, str] = ("", "")
         self.resp_addr = b""
         self.resp_port = -1
         self.resp = ""

@@ -52,7 +52,8 @@ LIKELY_SERVER_PORTS: Final = frozenset({
 @mypyc_attr(acyclic=True)
 class ZeekView(ZeekMachine):
     """Zeek's view of one connection. Feed every segment in capture order, then `finish()`;
-    most take the fast path: an ACK or data segment while both are established."""
+    most take the fast path: an ACK or data segment while both are established or closed
+    (the ACKs of a close: no state changes, the same steps as `_packet` takes for them)."""
 
     __slots__ = ()
 
@@ -66,7 +67,9 @@ class ZeekView(ZeekMachine):
         p = self.z1
         if not from_orig:
             e, p = p, e
-        if (seg.flags & _CTL == ACK and e.state == ESTABLISHED and p.state == ESTABLISHED
+        es, ps = e.state, p.state
+        if (seg.flags & _CTL == ACK and (es == ESTABLISHED or es == CLOSED)
+                and (ps == ESTABLISHED or ps == CLOSED)
                 and self.first_seen == 3 and seg.win and not bad_checksum):
             is_orig = from_orig != self.flipped
             estart: int = e.start32              # (as ints: the i32 fields' arithmetic is
@@ -80,7 +83,8 @@ class ZeekView(ZeekMachine):
             rel_ack = pack + d - pstart
             if rel_ack >= 0:
                 if not self.seen & bit:          # update_history: the first D or A this way
-                    self._check(is_orig, bit if is_orig else bit >> 16, "D" if paylen else "A")
+                    self._check(is_orig, bit if is_orig else bit >> 16,
+                                ("D" if is_orig else "d") if paylen else ("A" if is_orig else "a"))
                 if d > 0 and (ack or d <= _TOO_LARGE):
                     p.ack = pack + d
                 seq, last = seg.seq, e.last
@@ -95,9 +99,9 @@ class ZeekView(ZeekMachine):
                     e.rxmt += 1
                     self._scaled(e.rxmt, is_orig, "T")
                 if rel_ack > p.trim:
-                    if rel_ack <= p.reassem:
+                    if rel_ack <= p.reassem and not p.fin:
                         p.trim = rel_ack
-                    else:
+                    else:                       # (holes, or its FIN: AckReceived in full)
                         self._acked(p, rel_ack)
                 if paylen and payload_captured and rel_seq >= 0 and not e.skip:
                     if rel_seq == e.reassem and e.above is None and rel_seq >= e.trim \
@@ -155,24 +159,26 @@ class ZeekView(ZeekMachine):
         n = _NCTL[flags & 7]                     # update_history
         if n > 1:
             if flags & FIN and flags & RST:
-                self._check(is_orig, _H_FIN_RST, "I")
+                self._check(is_orig, _H_FIN_RST, "I" if is_orig else "i")
             else:
-                self._check(is_orig, _H_MULTI, "Q")
+                self._check(is_orig, _H_MULTI, "Q" if is_orig else "q")
         elif n:
+            # (the letter in its direction's case, chosen here: no call to lower())
             if flags & SYN:
-                code, mask, last, now = "H" if flags & ACK else "S", _H_SYN, e.hl_syn, rel_seq
+                code = ("H" if is_orig else "h") if flags & ACK else ("S" if is_orig else "s")
+                mask, last, now = _H_SYN, e.hl_syn, rel_seq
                 e.hl_syn = now
             elif flags & FIN:                    # (e.fin_sent below makes it hl_fin)
-                code, mask, last, now = "F", _H_FIN, e.hl_fin, rel_seq + paylen
+                code, mask, last, now = "F" if is_orig else "f", _H_FIN, e.hl_fin, rel_seq + paylen
             else:
-                code, mask, last, now = "R", _H_RST, e.hl_rst, rel_seq
+                code, mask, last, now = "R" if is_orig else "r", _H_RST, e.hl_rst, rel_seq
                 e.hl_rst = now
             if self._check(is_orig, mask, code) and now != last:
-                self.add(code if is_orig else code.lower())
+                self.add(code)
         elif paylen:
-            self._check(is_orig, _H_DATA, "D")
+            self._check(is_orig, _H_DATA, "D" if is_orig else "d")
         elif flags & ACK:
-            self._check(is_orig, _H_ACK, "A")
+            self._check(is_orig, _H_ACK, "A" if is_orig else "a")
 
         if not seg.win and not flags & RST and p.state != CLOSED and e.state != RESET:
             e.win0 += 1                          # update_window

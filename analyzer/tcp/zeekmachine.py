@@ -93,15 +93,15 @@ class ZeekMachine(ZeekEndpoint):
         steps[letters] = longer
         self.history = longer
 
-    def _check(self, is_orig: bool, mask: int, code: str) -> bool:
-        """Conn::CheckHistory: add `code` the first time; True if it was already seen."""
+    def _check(self, is_orig: bool, mask: int, letter: str) -> bool:
+        """Conn::CheckHistory: add `letter` (already in the case of its direction: lower from
+        Zeek's responder) the first time; True if it was already seen."""
         if not is_orig:
             mask <<= 16
-            code = code.lower()
         if self.seen & mask:
             return True
         self.seen |= mask
-        self.add(code)
+        self.add(letter)
         return False
 
     def _scaled(self, count: int, is_orig: bool, code: str) -> None:
