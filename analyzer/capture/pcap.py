@@ -22,10 +22,10 @@ FCS is present and how long).
 from __future__ import annotations
 
 from struct import Struct
-from typing import Final, Optional
+from typing import Callable, Final, Optional, Tuple
 
 from analyzer.capture.source import (MAX_BLOCK, BufferCursor, CaptureError, Cursor, FrameSource,
-                                  FrameTest, fill, u32)
+                                  FrameTest, Skipper, fill, u32)
 from analyzer.common.native import i64
 from analyzer.common.nstime import second_ns
 
@@ -80,12 +80,95 @@ class PcapCursor(BufferCursor):
         self.base: i64 = 0
         self.empty_run = self.empty_from = 0     # empty records in a row, from record ...
         self.test: Optional[FrameTest] = None
+        # With the test's C skipper (`skip`): its `run`, the records it kept of the read
+        # buffer (handed out from `kept[at:]`), the read buffer, where it stopped in it, the
+        # records it read after the last one kept, and whether it runs next.
+        self.skipper: Optional[Skipper] = None
+        self.run: Optional[Callable[[bytes, int], Tuple[bytes, int, int]]] = None
+        self.kept = b""
+        self.at: i64 = 0
+        self.read = b""
+        self.stop: i64 = 0
+        self.after: i64 = 0
+        self.fresh = True
 
     def skip(self, test: FrameTest) -> bool:
         self.test = test
+        skipper = test.skipper(self.le, self.limit, self.frac_ns)
+        if skipper is not None:
+            self.skipper, self.run = skipper, skipper.run
         return True
 
     def advance(self) -> bool:
+        if self.run is not None:
+            return self._skipping()
+        return self._advance()
+
+    def _skipping(self) -> bool:
+        """`advance` with the C skipper (decode/_skip.c): it reads the buffer from `pos` to
+        the first record it leaves to `_advance` and keeps the records to hand out, which are
+        handed out from there as they are (the record's number and shard in its original
+        length's place); then `_advance` reads on from where it stopped (a new buffer, an
+        empty record, the end: and the other shards' records until it hands one out), and the
+        skipper runs again from there."""
+        kept = self.kept
+        at: i64 = self.at
+        while at >= len(kept):
+            skipper = self.skipper
+            assert skipper is not None
+            if not self.fresh:
+                # All kept records handed out: the records read after them, then `_advance`
+                # from where the skipper stopped.
+                self.fresh = True
+                n = self.after
+                if n:
+                    self.count += n
+                    self.ts = skipper.last
+                self.buf, self.pos = self.read, self.stop
+                return self._advance()
+            if self.done or self.empty_run:
+                return self._advance()
+            run = self.run
+            assert run is not None
+            skipper.sync(self.count, self.ts)
+            self.read = self.buf
+            kept, self.stop, self.after = run(self.buf, self.pos)
+            self.kept, self.fresh = kept, False
+            at = 0
+        sec: i64
+        frac: i64
+        caplen: i64
+        x: i64
+        if self.le:
+            sec = (i64(kept[at]) | i64(kept[at + 1]) << 8 | i64(kept[at + 2]) << 16
+                   | i64(kept[at + 3]) << 24)
+            frac = (i64(kept[at + 4]) | i64(kept[at + 5]) << 8 | i64(kept[at + 6]) << 16
+                    | i64(kept[at + 7]) << 24)
+            caplen = (i64(kept[at + 8]) | i64(kept[at + 9]) << 8 | i64(kept[at + 10]) << 16
+                      | i64(kept[at + 11]) << 24)
+            x = (i64(kept[at + 12]) | i64(kept[at + 13]) << 8 | i64(kept[at + 14]) << 16
+                 | i64(kept[at + 15]) << 24)
+        else:
+            sec = (i64(kept[at]) << 24 | i64(kept[at + 1]) << 16 | i64(kept[at + 2]) << 8
+                   | i64(kept[at + 3]))
+            frac = (i64(kept[at + 4]) << 24 | i64(kept[at + 5]) << 16 | i64(kept[at + 6]) << 8
+                    | i64(kept[at + 7]))
+            caplen = (i64(kept[at + 8]) << 24 | i64(kept[at + 9]) << 16
+                      | i64(kept[at + 10]) << 8 | i64(kept[at + 11]))
+            x = (i64(kept[at + 12]) << 24 | i64(kept[at + 13]) << 16 | i64(kept[at + 14]) << 8
+                 | i64(kept[at + 15]))
+        if sec != self.last_sec:
+            self.last_sec, self.base = sec, second_ns(sec)
+        end = at + 16 + caplen
+        self.count += x & 0x1FFFF
+        test = self.test
+        assert test is not None
+        test.part = (x >> 17) - 2
+        self.at = end
+        self.buf, self.ts, self.start, self.end = kept, self.base + frac * self.frac_ns, at + 16, end
+        return True
+
+    def _advance(self) -> bool:
         buf = self.buf
         pos: i64 = self.pos
         sec: i64
@@ -183,6 +266,11 @@ class PcapCursor(BufferCursor):
         if not self.done:
             self.done = True
             self.buf, self.pos, self.ahead = b"", 0, b""
+            skipper = self.skipper
+            if skipper is not None:             # its share of the counts
+                self.back += skipper.back
+                self.lo, self.hi = min(self.lo, skipper.lo), max(self.hi, skipper.hi)
+                self.skipper, self.run, self.kept, self.read = None, None, b"", b""
             if self.empty_run:
                 self._empty_run_ended()
             n = self.count
