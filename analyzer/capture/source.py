@@ -161,11 +161,11 @@ class FrameTest:
 
 class Skipper(Protocol):
     """A `FrameTest` in C that steps over the foreign records of a classic pcap read buffer
-    itself (decode/_skip.c, which states the protocol): `run(buf, pos)` returns the records
-    to hand out from `pos` on, where it stopped and the records it read after the last of
-    them; the records it read are counted in `frames` (kept in step with the cursor's by
-    `sync`), the last one's time is `last`, and `back`, `lo` and `hi` are its share of the
-    cursor's counts."""
+    itself (decode/_skip.c, which states the protocol): `run(buf, pos, span)` lists the
+    records to hand out in about `span` bytes from `pos`, where it stopped, the records it
+    read after the last of them and whether it can go on from there; the records it read are
+    counted in `frames` (kept in step with the cursor's by `sync`), the last one's time is
+    `last`, and `back`, `lo` and `hi` are its share of the cursor's counts."""
 
     frames: int
     last: int
@@ -173,7 +173,7 @@ class Skipper(Protocol):
     lo: int
     hi: int
 
-    def run(self, buf: bytes, pos: int) -> Tuple[bytes, int, int]: ...
+    def run(self, buf: bytes, pos: int, span: int) -> Tuple[bytes, int, int, bool]: ...
 
     def sync(self, frames: int, last: int) -> None: ...
 

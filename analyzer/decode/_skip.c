@@ -11,17 +11,19 @@
  * `shard_at` computes it (the same checks on the same bytes, the same hash). Another shard's
  * record is stepped over; every other record (its shard is `mine`, or -1, or it is the
  * 65536th, 131072nd, ... record: the caller's progress marks) is one for the cursor to hand
- * out. It reads on to the first record it leaves to the cursor's own code (the end of `buf`,
- * a record or header not all in it, an empty record, a captured length over `limit`), and
- * returns `(kept, stop, n)`: the records to hand out, one after the other as in the file but
- * for their original length (whose 4 bytes, in the file's byte order, hold the records read
- * since the one before, this one included, in bits 0-16: at most 65536, every 65536th is
- * handed out; and the record's shard + 2 in bits 17-30: `count` is at most 8190), where it
- * stopped in `buf`, and the records it read after the last one kept.
+ * out. It reads on, over at least `span` bytes of records, to the first record it leaves to
+ * the cursor's own code (the end of `buf`, a record or header not all in it, an empty record,
+ * a captured length over `limit`) or the first past `span`, and returns
+ * `(kept, stop, n, more)`: the records to hand out, as 8 bytes each, little-endian: the
+ * record's offset in `buf` (32 bits), then the records read since the one before, this one
+ * included (bits 0-16: at most 65536, every 65536th is handed out) and the record's shard + 2
+ * (bits 17-30: `count` is at most 8190); where it stopped in `buf`; the records it read after
+ * the last one kept; and 1 when only `span` stopped it (it can go on from `stop`).
  *
- * One call a read buffer and a copy of the kept records: a call, or an int object, a record
- * costs more than the compiled Python loop spends on a record, whereas the cursor reads a
- * record in `kept` as it reads one in the file, with no test.
+ * One call a span (the caller's 64 KiB: the records still in the core's cache when the cursor
+ * hands them out) and 8 bytes a record to hand out, read in place: a call, or an int object,
+ * a record costs more than the compiled Python loop spends on a record, and a copy of the
+ * records costs a pass over memory.
  *
  * What the cursor must know of the records read here: their number (`frames`, kept here and
  * in step with the cursor's by `sync(frames, last)` after the cursor read records itself), the
@@ -149,53 +151,53 @@ u32(const unsigned char *p, int le)
     return (int64_t)p[0] << 24 | (int64_t)p[1] << 16 | (int64_t)p[2] << 8 | (int64_t)p[3];
 }
 
-static inline void
-put32(unsigned char *p, uint32_t v, int le)
-{
-    if (le) {
-        p[0] = v & 0xFF; p[1] = v >> 8 & 0xFF; p[2] = v >> 16 & 0xFF; p[3] = v >> 24;
-    }
-    else {
-        p[0] = v >> 24; p[1] = v >> 16 & 0xFF; p[2] = v >> 8 & 0xFF; p[3] = v & 0xFF;
-    }
-}
-
 static PyObject *
 Skipper_run(Skipper *self, PyObject *const *args, Py_ssize_t nargs)
 {
     PyObject *buf, *kept, *result;
     const unsigned char *b;
     unsigned char *out;
-    int64_t size, pos, n = 0, used = 0;
+    int64_t size, pos, span, until, n = 0, used = 0;
     int64_t frames = self->frames, prev = self->last, back = 0, lo = self->lo, hi = self->hi;
     const int64_t limit = self->limit, count = self->count, mine = self->mine;
     const int64_t linktype = self->linktype, frac_ns = self->frac_ns;
     const int le = self->le;
+    int more = 0;
 
-    if (nargs != 2) {
-        PyErr_SetString(PyExc_TypeError, "run(buf, pos) takes two arguments");
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "run(buf, pos, span) takes three arguments");
         return NULL;
     }
     buf = args[0];
     if (!PyBytes_Check(buf)) {
-        PyErr_SetString(PyExc_TypeError, "run(buf, pos): buf must be bytes");
+        PyErr_SetString(PyExc_TypeError, "run(buf, pos, span): buf must be bytes");
         return NULL;
     }
     pos = PyLong_AsLongLong(args[1]);
     if (pos == -1 && PyErr_Occurred())
         return NULL;
+    span = PyLong_AsLongLong(args[2]);
+    if (span == -1 && PyErr_Occurred())
+        return NULL;
     size = PyBytes_GET_SIZE(buf);
-    if (pos < 0 || pos > size) {
-        PyErr_SetString(PyExc_ValueError, "run(buf, pos): pos outside buf");
+    if (pos < 0 || pos > size || span < 1) {
+        PyErr_SetString(PyExc_ValueError, "run(buf, pos, span): pos outside buf, or span < 1");
         return NULL;
     }
-    kept = PyBytes_FromStringAndSize(NULL, size - pos);     /* at most what is left */
+    until = size - pos > span ? pos + span : size;
+    /* At most one entry for each 17 bytes read (a record is 16 bytes and a frame). */
+    kept = PyBytes_FromStringAndSize(NULL, 8 * ((until - pos) / 17 + 1));
     if (kept == NULL)
         return NULL;
     b = (const unsigned char *)PyBytes_AS_STRING(buf);
     out = (unsigned char *)PyBytes_AS_STRING(kept);
-    for (;;) {
+    /* An offset that would not fit in 32 bits: everything is left to the cursor. */
+    while (size <= 0xFFFFFFFFLL) {
         int64_t sec, frac, caplen, end, ts, part;
+        if (pos >= until) {
+            more = pos + 16 <= size;     /* stopped by `span` only */
+            break;
+        }
         if (pos + 16 > size)
             break;
         sec = u32(b + pos, le);
@@ -217,10 +219,11 @@ Skipper_run(Skipper *self, PyObject *const *args, Py_ssize_t nargs)
             hi = ts;
         part = part_of(linktype, b, pos + 16, end, count);
         if (part < 0 || part == mine || !(frames & 0xFFFF)) {
-            /* The record as it is, its original length replaced by what the cursor needs. */
-            memcpy(out + used, b + pos, (size_t)(end - pos));
-            put32(out + used + 12, (uint32_t)(n | (part + 2) << 17), le);
-            used += end - pos;
+            uint32_t x = (uint32_t)(n | (part + 2) << 17);
+            unsigned char *e = out + used;
+            e[0] = pos & 0xFF; e[1] = pos >> 8 & 0xFF; e[2] = pos >> 16 & 0xFF; e[3] = pos >> 24;
+            e[4] = x & 0xFF; e[5] = x >> 8 & 0xFF; e[6] = x >> 16 & 0xFF; e[7] = x >> 24;
+            used += 8;
             n = 0;
         }
         pos = end;
@@ -232,7 +235,8 @@ Skipper_run(Skipper *self, PyObject *const *args, Py_ssize_t nargs)
     self->back += back;
     self->lo = lo;
     self->hi = hi;
-    result = Py_BuildValue("(NLL)", kept, (long long)pos, (long long)n);   /* takes `kept` */
+    result = Py_BuildValue("(NLLN)", kept, (long long)pos, (long long)n,   /* takes `kept` */
+                           PyBool_FromLong(more));
     return result;
 }
 
@@ -285,7 +289,8 @@ Skipper_init(Skipper *self, PyObject *args, PyObject *kwds)
 
 static PyMethodDef Skipper_methods[] = {
     {"run", (PyCFunction)(void (*)(void))Skipper_run, METH_FASTCALL,
-     "run(buf, pos) -> (the records to hand out, where it stopped, records read after them)"},
+     "run(buf, pos, span) -> (the records to hand out, where it stopped, records read after "
+     "them, whether only `span` stopped it)"},
     {"sync", (PyCFunction)(void (*)(void))Skipper_sync, METH_FASTCALL,
      "sync(frames, last): the records the cursor has read, and the last one's time"},
     {NULL, NULL, 0, NULL}
