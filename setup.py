@@ -13,7 +13,7 @@ import os
 import pprint
 import sys
 
-from setuptools import setup
+from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
 #: The modules every packet goes through (reading, decoding, flows, the state machine, the
@@ -33,6 +33,10 @@ COMPILED = [
     "pipeline", "parallel/shard", "parallel/merge",
     "render/json_out",
 ]
+
+#: Written in C, built with the compiled modules: a `--jobs` shard's pcap reader steps over
+#: the other shards' records with it (decode/_skip.c); the pure build reads them in Python.
+C_MODULES = [Extension("analyzer.decode._skip", ["analyzer/decode/_skip.c"])]
 
 
 def _warn(message: str) -> None:
@@ -99,7 +103,7 @@ def ext_modules() -> list:
     _write_docstrings()
     try:
         return mypycify(["analyzer/%s.py" % name for name in COMPILED],
-                        group_name="analyzer._compiled", opt_level="3")
+                        group_name="analyzer._compiled", opt_level="3") + C_MODULES
     except (Exception, SystemExit) as exc:          # mypy reports type errors by exiting
         _warn("mypyc could not translate the sources (%s)" % exc)
         return _pure()

@@ -9,12 +9,14 @@ from __future__ import annotations
 import io
 import json
 import os
+import random
 import signal
+import struct
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Dict
+from typing import Dict, List, Tuple
 
 import pytest
 
@@ -22,6 +24,10 @@ from analyzer.decode.segment import ACK, RST, SYN
 from analyzer.capture.files import open_capture
 from analyzer.capture.source import CaptureStats
 from analyzer.decode.shard import ShardTest, shard_at, shard_key
+try:
+    from analyzer.decode import _skip
+except ImportError:                     # the pure-Python build
+    _skip = None
 from analyzer.decode.frames import decode_at
 from analyzer.parallel import local
 from analyzer.parallel.local import analyze_jobs, jobs_for
@@ -136,6 +142,165 @@ def test_a_shards_reader_steps_over_the_other_shards_frames(tmp_path):
                           if parts[i * 5 % 9] in (-1, mine) or not (i + 1) & 0xFFFF]
         assert 0x10000 in handed
         assert (cursor.count, cursor.back, cursor.ts) == (n, back, packets[-1][0])
+
+
+def _variants(rng: random.Random, link: str) -> List[bytes]:
+    """Frames of one link layer: TCP over IPv4 and IPv6 of many 4-tuples (with a VLAN tag,
+    options, payload), what the shard test cannot place (UDP, fragments, IPv4 options, short
+    headers, ARP) and the same frames with bytes changed or cut at random."""
+    ips = []
+    for i in range(40):
+        v6 = i % 3 == 0
+        src = "2001:db8::%x" % (1 + i) if v6 else "10.%d.0.%d" % (i % 4, 1 + i)
+        dst = "2001:db8:ffff::%x" % (7 + i % 5) if v6 else "192.168.%d.9" % (i % 7)
+        ips.append(tcp_packet(src, dst, rng.randrange(1, 65536), rng.choice((80, 443, 1)),
+                              SYN if i % 2 else ACK, i, payload=b"x" * rng.randrange(0, 40),
+                              options=b"\x01" * 4 * rng.randrange(0, 3)))
+    udp = bytearray(ips[1])
+    udp[9] = 17
+    more = bytearray(ips[2])
+    more[6] = 0x20
+    late = bytearray(ips[5])
+    late[7] = 0x01
+    ihl = bytearray(ips[4])
+    ihl[0] = 0x46
+    frames = [frame(ip, link) for ip in ips + [bytes(udp), bytes(more), bytes(late), bytes(ihl)]]
+    if link == "ether":
+        frames += [frame(ip, link, vlans=(7,)) for ip in ips[:6]]
+        frames += [frame(ip, link, vlans=(7, 8)) for ip in ips[:3]]      # QinQ: not placed
+        frames.append(frames[0][:12] + b"\x08\x06" + frames[0][14:])      # ARP
+    out = list(frames)
+    for f in frames:
+        for _ in range(6):
+            g = bytearray(f)
+            for _ in range(rng.randrange(1, 4)):
+                g[rng.randrange(min(len(g), 80))] = rng.randrange(256)
+            out.append(bytes(g[:rng.randrange(len(g) + 1)] if rng.random() < 0.3 else g))
+    out += [bytes(rng.randrange(256) for _ in range(rng.randrange(0, 90))) for _ in range(50)]
+    return out
+
+
+_LINK_TYPES = {"ether": 1, "sll": 113, "sll2": 276, "raw": 101, "null": 0}
+
+
+@pytest.mark.skipif(_skip is None, reason="the pure-Python build has no C skipper")
+def test_the_c_skipper_places_every_frame_as_shard_at_does():
+    """decode/_skip.c computes a frame's shard as decode/shard.py `shard_at` does, for every
+    link layer the fast path reads and for frames changed or cut at random (one with the
+    frame inside a larger buffer, read only between its start and end)."""
+    rng = random.Random(16)
+    assert _skip is not None
+    for link, lt in _LINK_TYPES.items():
+        for f in _variants(rng, link):
+            pad = bytes(rng.randrange(256) for _ in range(rng.randrange(0, 30)))
+            buf = pad + f + bytes(rng.randrange(256) for _ in range(rng.randrange(0, 30)))
+            for count in (1, 2, 3, 7, 64):
+                want = shard_at(lt, f, 0, len(f), count)
+                assert _skip.part(lt, f, 0, len(f), count) == want
+                assert _skip.part(lt, buf, len(pad), len(pad) + len(f), count) == want
+                for other in (12, 14, 228, 105):      # raw IP by another number; not read
+                    assert _skip.part(other, f, 0, len(f), count) == \
+                        shard_at(other, f, 0, len(f), count)
+
+
+def _pcap(path: Path, lt: int, records: List[Tuple[int, bytes]], nano: bool, big: bool,
+          snaplen: int = 262144, caplens: Dict[int, int] = {}) -> None:
+    """A classic pcap of (ts_ns, frame) records; `caplens`: record index -> captured length
+    written instead of the frame's (a corrupt header)."""
+    bo = ">" if big else "<"
+    magic = 0xA1B23C4D if nano else 0xA1B2C3D4
+    out = [struct.pack(bo + "IHHiIII", magic, 2, 4, 0, 0, snaplen, lt)]
+    for i, (ts, f) in enumerate(records):
+        sec, frac = divmod(ts, 1_000_000_000)
+        out.append(struct.pack(bo + "IIII", sec, frac if nano else frac // 1000,
+                               caplens.get(i, len(f)), len(f)) + f)
+    path.write_bytes(b"".join(out))
+
+
+def _read(path: Path, chunk: int, shard: Tuple[int, int] = (0, 0)):
+    """A cursor's frames as (number, time, shard, bytes), with its counts at the end and the
+    run's capture statistics: with `shard` (count, mine), the shard's reader (`Cursor.skip`);
+    else every frame, with its `shard_at` among `count`."""
+    count, mine = shard
+    stats = CaptureStats()
+    cursor = open_capture(str(path), stats, chunk).cursor()
+    test = ShardTest(cursor.linktype, count, mine) if mine >= 0 else None
+    assert test is None or cursor.skip(test)
+    out = []
+    back = 0
+    while cursor.advance():
+        if test is not None:
+            part = test.part
+        else:                       # the plain reader counts no frames stamped backwards
+            part = shard_at(cursor.linktype, cursor.buf, cursor.start, cursor.end, count)
+            back += bool(out) and cursor.ts < out[-1][1]
+        out.append((cursor.count, cursor.ts, part, cursor.buf[cursor.start:cursor.end]))
+    if test is None:
+        return out, (cursor.count, back, cursor.ts), stats
+    return out, (cursor.count, cursor.back, cursor.ts), stats
+
+
+@pytest.mark.parametrize("link", sorted(_LINK_TYPES))
+def test_a_shards_reader_hands_out_what_the_plain_reader_gives_its_shard(tmp_path, link):
+    """The shard's reader (with the compiled build's C skipper, decode/_skip.c; the pure
+    build's Python loop) against the plain reader filtered by `shard_at`: the same frames
+    handed out (its shard's, those no shard test places, every 65536th), the same numbers and
+    times, the same count of frames stamped before the one before, the same last time, lowest
+    and highest time, warnings and end, whatever the byte order, the timestamp unit, the read
+    size (records cut between reads), empty records (a run of them long enough to be warned
+    about), and a capture that ends cut short or on a corrupt header."""
+    rng = random.Random(link)
+    lt = _LINK_TYPES[link]
+    frames = _variants(rng, link)
+    records = []
+    ts = 1_700_000_000_000_000_000
+    for i in range(3000):
+        ts += rng.randrange(0, 3_000_000_000) - (2_000_000_000 if i % 37 == 5 else 0)
+        f = b"" if i % 101 == 7 else rng.choice(frames)
+        records.append((ts, f))
+    records[1500:1500] = [(ts, b"")] * 10_001           # an empty run, warned about
+    ends = {"whole": (records, {}),
+            "cut": (records[:-1] + [(ts, rng.choice(frames[:40]))], {}),
+            "corrupt": (records, {len(records) - 9: 300_000})}
+    for end, (recs, caplens) in ends.items():
+        for nano, big in ((False, False), (True, True)):
+            path = tmp_path / ("%s-%s-%d.pcap" % (link, end, nano))
+            _pcap(path, lt, recs, nano, big, caplens=caplens)
+            if end == "cut":
+                path.write_bytes(path.read_bytes()[:-7])
+            for chunk in (1 << 20, 4096, 97):
+                for count in (2, 3):
+                    every, (n, back, last), plain = _read(path, chunk, (count, -1))
+                    assert n > 10_000 and back > 10
+                    for mine in range(count):
+                        got, counts, stats = _read(path, chunk, (count, mine))
+                        assert got == [x for x in every
+                                       if x[2] in (-1, mine) or not x[0] & 0xFFFF]
+                        assert counts == (n, back, last)
+                        assert stats == plain
+                        assert len(stats.warnings) == (1 if end == "whole" else 2)
+
+
+def test_a_shards_reader_places_its_progress_marks_and_frames_past_them(tmp_path):
+    """Past 65536 records: every 65536th is handed out whatever its shard, the numbers go on
+    in step on either side of it, with each read size."""
+    rng = random.Random(65536)
+    frames = _variants(rng, "ether")[:40]
+    ts = 1_600_000_000_000_000_000
+    records = []
+    for i in range(2 * 0x10000 + 50):
+        ts += rng.randrange(0, 2000) - (1500 if i % 13 == 0 else 0)
+        records.append((ts, frames[i % 40]))
+    path = tmp_path / "marks.pcap"
+    _pcap(path, 1, records, False, False)
+    for chunk in (1 << 20, 65536 + 3):
+        every, counts, plain = _read(path, chunk, (2, -1))
+        for mine in (0, 1):
+            got, mine_counts, stats = _read(path, chunk, (2, mine))
+            assert got == [x for x in every if x[2] in (-1, mine) or not x[0] & 0xFFFF]
+            assert [x[0] for x in got if x[2] not in (-1, mine)] == [0x10000, 0x20000] or \
+                [x[0] for x in got if not x[0] & 0xFFFF] == [0x10000, 0x20000]
+            assert (mine_counts, stats) == (counts, plain)
 
 
 def test_frames_out_of_order_and_another_shards_last_frame(tmp_path):

@@ -22,16 +22,19 @@ FCS is present and how long).
 from __future__ import annotations
 
 from struct import Struct
-from typing import Final, Optional
+from typing import Callable, Final, Optional, Tuple
 
 from analyzer.capture.source import (MAX_BLOCK, BufferCursor, CaptureError, Cursor, FrameSource,
-                                  FrameTest, fill, u32)
+                                  FrameTest, Skipper, fill, u32)
 from analyzer.common.native import i64
 from analyzer.common.nstime import second_ns
 
 PCAP_MIN_BOUND: Final = 256 * 1024       # pcap captured-length bound when snaplen is smaller
 #: Empty records in a row from which the run is warned about.
 EMPTY_RUN: Final = 10_000
+#: Bytes of records the C skipper reads at a time (`PcapCursor._skipping`): the records it
+#: lists are still in the core's cache when they are handed out.
+SPAN: Final = 64 * 1024
 #: Above every pcap timestamp (2**32 s in ns is below it) and still a machine-sized integer.
 _NO_TS: Final = (1 << 62) - 1
 
@@ -80,12 +83,98 @@ class PcapCursor(BufferCursor):
         self.base: i64 = 0
         self.empty_run = self.empty_from = 0     # empty records in a row, from record ...
         self.test: Optional[FrameTest] = None
+        # With the test's C skipper (`skip`): its `run`, the records of the read buffer it
+        # listed to hand out (from `kept[at:]`), the read buffer, where it stopped in it, the
+        # records it read after the last one listed, whether it can go on from there itself,
+        # and whether it runs next.
+        self.skipper: Optional[Skipper] = None
+        self.run: Optional[Callable[[bytes, int, int], Tuple[bytes, int, int, bool]]] = None
+        self.kept = b""
+        self.at: i64 = 0
+        self.read = b""
+        self.stop: i64 = 0
+        self.after: i64 = 0
+        self.more = False
+        self.fresh = True
 
     def skip(self, test: FrameTest) -> bool:
         self.test = test
+        skipper = test.skipper(self.le, self.limit, self.frac_ns)
+        if skipper is not None:
+            self.skipper, self.run = skipper, skipper.run
         return True
 
     def advance(self) -> bool:
+        if self.run is not None:
+            return self._skipping()
+        return self._advance()
+
+    def _skipping(self) -> bool:
+        """`advance` with the C skipper (decode/_skip.c): it reads `SPAN` bytes of the buffer
+        from `pos` on (or to the first record it leaves to `_advance`) and lists the records
+        to hand out, which are handed out from there, in place (their number and shard from
+        the list); then it reads on from where it stopped, or `_advance` does (a new buffer,
+        an empty record, the end: and the other shards' records until it hands one out), and
+        the skipper runs again from there."""
+        kept = self.kept
+        at: i64 = self.at
+        while at >= len(kept):
+            skipper = self.skipper
+            assert skipper is not None
+            if not self.fresh:
+                # All kept records handed out: the records read after them; then on from
+                # where the skipper stopped, by itself or by `_advance`.
+                n = self.after
+                if n:
+                    self.count += n
+                    self.ts = skipper.last
+                self.buf, self.pos = self.read, self.stop
+                self.fresh = True
+                if not self.more:
+                    return self._advance()
+            if self.done or self.empty_run:
+                return self._advance()
+            run = self.run
+            assert run is not None
+            skipper.sync(self.count, self.ts)
+            self.read = self.buf
+            kept, self.stop, self.after, self.more = run(self.buf, self.pos, SPAN)
+            self.kept, self.fresh = kept, False
+            at = 0
+        self.at = at + 8
+        pos: i64 = (i64(kept[at]) | i64(kept[at + 1]) << 8 | i64(kept[at + 2]) << 16
+                    | i64(kept[at + 3]) << 24)
+        x: i64 = (i64(kept[at + 4]) | i64(kept[at + 5]) << 8 | i64(kept[at + 6]) << 16
+                  | i64(kept[at + 7]) << 24)
+        buf = self.read
+        sec: i64
+        frac: i64
+        caplen: i64
+        if self.le:
+            sec = (i64(buf[pos]) | i64(buf[pos + 1]) << 8 | i64(buf[pos + 2]) << 16
+                   | i64(buf[pos + 3]) << 24)
+            frac = (i64(buf[pos + 4]) | i64(buf[pos + 5]) << 8 | i64(buf[pos + 6]) << 16
+                    | i64(buf[pos + 7]) << 24)
+            caplen = (i64(buf[pos + 8]) | i64(buf[pos + 9]) << 8 | i64(buf[pos + 10]) << 16
+                      | i64(buf[pos + 11]) << 24)
+        else:
+            sec = (i64(buf[pos]) << 24 | i64(buf[pos + 1]) << 16 | i64(buf[pos + 2]) << 8
+                   | i64(buf[pos + 3]))
+            frac = (i64(buf[pos + 4]) << 24 | i64(buf[pos + 5]) << 16 | i64(buf[pos + 6]) << 8
+                    | i64(buf[pos + 7]))
+            caplen = (i64(buf[pos + 8]) << 24 | i64(buf[pos + 9]) << 16
+                      | i64(buf[pos + 10]) << 8 | i64(buf[pos + 11]))
+        if sec != self.last_sec:
+            self.last_sec, self.base = sec, second_ns(sec)
+        self.count += x & 0x1FFFF
+        test = self.test
+        assert test is not None
+        test.part = (x >> 17) - 2
+        self.buf, self.ts, self.start, self.end = (buf, self.base + frac * self.frac_ns,
+                                                   pos + 16, pos + 16 + caplen)
+        return True
+
+    def _advance(self) -> bool:
         buf = self.buf
         pos: i64 = self.pos
         sec: i64
@@ -183,6 +272,11 @@ class PcapCursor(BufferCursor):
         if not self.done:
             self.done = True
             self.buf, self.pos, self.ahead = b"", 0, b""
+            skipper = self.skipper
+            if skipper is not None:             # its share of the counts
+                self.back += skipper.back
+                self.lo, self.hi = min(self.lo, skipper.lo), max(self.hi, skipper.hi)
+                self.skipper, self.run, self.kept, self.read = None, None, b"", b""
             if self.empty_run:
                 self._empty_run_ended()
             n = self.count

@@ -13,7 +13,7 @@ from __future__ import annotations
 import gzip
 import zlib
 from dataclasses import dataclass, field
-from typing import BinaryIO, Callable, Dict, Final, Iterator, List, Optional, Tuple
+from typing import BinaryIO, Callable, Dict, Final, Iterator, List, Optional, Protocol, Tuple
 
 from analyzer.common.names import printable
 from analyzer.common.native import i64
@@ -142,11 +142,40 @@ class FrameTest:
 
     Defined here, at the stage that calls it, and subclassed where the knowledge is (a
     `--jobs` shard's test reads link-layer, IP and TCP headers: decode/shard.py
-    `ShardTest`); compiled, the call is one native method call. This base skips nothing."""
+    `ShardTest`); compiled, the call is one native method call. This base skips nothing.
+    `part`: what the test said of the last frame handed out (the subclass's meaning)."""
+
+    def __init__(self) -> None:
+        self.part: i64 = -1
 
     def foreign(self, buf: bytes, start: i64, end: i64) -> bool:
         """True: the frame `buf[start:end]` is not the caller's (the cursor steps over it)."""
         return False
+
+    def skipper(self, le: bool, limit: int, frac_ns: int) -> Optional["Skipper"]:
+        """The same test in C for a classic pcap reader (byte order `le`, captured-length bound
+        `limit`, ns per timestamp fraction `frac_ns`), or None: none here (the pure-Python
+        build, or a test that has none)."""
+        return None
+
+
+class Skipper(Protocol):
+    """A `FrameTest` in C that steps over the foreign records of a classic pcap read buffer
+    itself (decode/_skip.c, which states the protocol): `run(buf, pos, span)` lists the
+    records to hand out in about `span` bytes from `pos`, where it stopped, the records it
+    read after the last of them and whether it can go on from there; the records it read are
+    counted in `frames` (kept in step with the cursor's by `sync`), the last one's time is
+    `last`, and `back`, `lo` and `hi` are its share of the cursor's counts."""
+
+    frames: int
+    last: int
+    back: int
+    lo: int
+    hi: int
+
+    def run(self, buf: bytes, pos: int, span: int) -> Tuple[bytes, int, int, bool]: ...
+
+    def sync(self, frames: int, last: int) -> None: ...
 
 
 class BufferCursor(Cursor):

@@ -15,11 +15,17 @@ compiled object rather than imported there).
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Final, Optional
 
-from analyzer.capture.source import FrameTest
+from analyzer.capture.source import FrameTest, Skipper
 from analyzer.common.native import i64
 from analyzer.decode.frames import ip_offset
+
+try:                # the compiled build's C skipper (setup.py); the pure build has none
+    from analyzer.decode import _skip
+    _SKIPPER = True
+except ImportError:
+    _SKIPPER = False
 
 #: A prime below 2**16: the folded 4-tuple modulo it spreads over the shards evenly.
 _PRIME: Final = 65521
@@ -86,12 +92,19 @@ class ShardTest(FrameTest):
     -1 for a frame to decode to find its 4-tuple)."""
 
     def __init__(self, linktype: int, count: int, mine: int) -> None:
+        super().__init__()
         self.linktype: i64 = linktype
         self.count: i64 = count
         self.mine: i64 = mine
-        self.part: i64 = -1
 
     def foreign(self, buf: bytes, start: i64, end: i64) -> bool:
         part = _part(self.linktype, buf, start, end, self.count)
         self.part = part
         return part >= 0 and part != self.mine
+
+    def skipper(self, le: bool, limit: int, frac_ns: int) -> Optional[Skipper]:
+        """This test in C (decode/_skip.c: the same checks and hash as `shard_at`), where the
+        compiled build has it and its result's fields hold the shard."""
+        if not _SKIPPER or self.count > _skip.MAX_COUNT:
+            return None
+        return _skip.Skipper(self.linktype, self.count, self.mine, le, limit, frac_ns)

@@ -33,6 +33,7 @@ from bisect import bisect_left
 from collections import Counter
 from typing import Any, Callable, List, Optional, Tuple, cast
 
+from analyzer.common.native import i64
 from analyzer.judge.result import ConnResult, unflat
 from analyzer.pipeline import Tally, table_warnings
 from analyzer.judge.floods import FloodDetector
@@ -215,18 +216,13 @@ class Merger:
 
 class Walk:
     """The stream numbers of connections numbered `p` in their shards, asked in ascending
-    order of `p`: one step through every shard's numbers for all of them, `block` numbers at
-    a time as a list (an array's items are made into int objects one by one);
+    order of `p`: one step through every shard's numbers for all of them (`_Steps`, `block`
+    numbers at a time as a list: an array's items are made into int objects one by one);
     `Merger.number`, a search per connection, for any other order."""
 
     def __init__(self, starts: List[array], block: int = 4096) -> None:
         self.starts = starts
-        self.count = len(starts)
-        self.block = block
-        #: Each shard's current block of numbers, where it starts, and the step in it.
-        self.blocks: List[List[int]] = [s[:block].tolist() for s in starts]
-        self.base = [0] * len(starts)
-        self.at = [0] * len(starts)
+        self.steps = [_Steps(s, block) for s in starts]
         self.last = -1
 
     def number(self, p: int) -> int:
@@ -234,21 +230,37 @@ class Walk:
             return sum(bisect_left(s, p) for s in self.starts)
         self.last = p
         n = 0
-        for i in range(self.count):
-            block = self.blocks[i]
-            j = self.at[i]
-            while True:
-                size = len(block)
-                while j < size and block[j] < p:
-                    j += 1
-                if j < size or size == 0:
-                    break
-                base = self.base[i] = self.base[i] + size       # the next block
-                block = self.blocks[i] = self.starts[i][base:base + self.block].tolist()
-                j = 0
-            self.at[i] = j
-            n += self.base[i] + j
+        for steps in self.steps:
+            n += steps.below(p)
         return n
+
+
+class _Steps:
+    """One shard's numbers for `Walk`: the block of them in hand, where it starts in the
+    shard's numbers, and the step in it (compiled, each in a machine integer)."""
+
+    def __init__(self, numbers: array, block: int) -> None:
+        self.numbers = numbers
+        self.size: i64 = block
+        self.block: List[int] = numbers[:block].tolist()
+        self.base: i64 = 0
+        self.at: i64 = 0
+
+    def below(self, p: int) -> int:
+        """How many of the shard's numbers are below `p` (asked in ascending order)."""
+        block = self.block
+        j: i64 = self.at
+        while True:
+            size: i64 = len(block)
+            while j < size and block[j] < p:
+                j += 1
+            if j < size or size == 0:
+                break
+            base = self.base = self.base + size          # the next block
+            block = self.block = self.numbers[base:base + self.size].tolist()
+            j = 0
+        self.at = j
+        return self.base + j
 
 
 #: How a result from a shard is passed on: its values, to count and keep here; kept and

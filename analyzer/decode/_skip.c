@@ -1,0 +1,384 @@
+/* analyzer.decode._skip: a `--jobs` shard's reader steps over the other shards' classic-pcap
+ * records at C speed (built with the compiled modules by setup.py; the pure-Python build has
+ * no such module and runs capture/pcap.py's own loop, with the same result).
+ *
+ * `Skipper(linktype, count, mine, le, limit, frac_ns)` is made by decode/shard.py
+ * `ShardTest.skipper` for a pcap cursor (capture/pcap.py `PcapCursor.skip`). Its `run(buf, pos)`
+ * reads the records of `buf` (a bytes object) from `pos` on, exactly as `PcapCursor.advance`
+ * would: each record whose header and frame are in `buf` with 0 < caplen <= limit is read
+ * (its time made as `second_ns(sec) + frac * frac_ns`, counted, compared with the record
+ * before it, taken into the lowest and highest time), and its shard computed as decode/shard.py
+ * `shard_at` computes it (the same checks on the same bytes, the same hash). Another shard's
+ * record is stepped over; every other record (its shard is `mine`, or -1, or it is the
+ * 65536th, 131072nd, ... record: the caller's progress marks) is one for the cursor to hand
+ * out. It reads on, over at least `span` bytes of records, to the first record it leaves to
+ * the cursor's own code (the end of `buf`, a record or header not all in it, an empty record,
+ * a captured length over `limit`) or the first past `span`, and returns
+ * `(kept, stop, n, more)`: the records to hand out, as 8 bytes each, little-endian: the
+ * record's offset in `buf` (32 bits), then the records read since the one before, this one
+ * included (bits 0-16: at most 65536, every 65536th is handed out) and the record's shard + 2
+ * (bits 17-30: `count` is at most 8190); where it stopped in `buf`; the records it read after
+ * the last one kept; and 1 when only `span` stopped it (it can go on from `stop`).
+ *
+ * One call a span (the caller's 64 KiB: the records still in the core's cache when the cursor
+ * hands them out) and 8 bytes a record to hand out, read in place: a call, or an int object,
+ * a record costs more than the compiled Python loop spends on a record, and a copy of the
+ * records costs a pass over memory.
+ *
+ * What the cursor must know of the records read here: their number (`frames`, kept here and
+ * in step with the cursor's by `sync(frames, last)` after the cursor read records itself), the
+ * last one's time (`last`), and, once at its end, the records stamped earlier than the record
+ * before them (`back`) and the lowest and highest time (`lo`, `hi`). Every byte read is inside
+ * `buf`: each offset is checked against the record's end before it is read, which is within
+ * the buffer, whatever the bytes say.
+ */
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <structmember.h>
+#include <stdint.h>
+
+/* A prime below 2**16, as decode/shard.py `_PRIME`. */
+#define PRIME 65521
+/* Above every pcap time, as capture/pcap.py `_NO_TS`. */
+#define NO_TS (((int64_t)1 << 62) - 1)
+/* The largest `count` whose shard + 2 fits in the result's 14 bits. */
+#define MAX_COUNT 8190
+
+typedef struct {
+    PyObject_HEAD
+    int64_t linktype, count, mine, limit, frac_ns;
+    int le;
+    int64_t frames;    /* records read, by this object and the cursor (`sync`) */
+    int64_t last;      /* the time of the last of them */
+    int64_t back;      /* records read here stamped earlier than the record before them */
+    int64_t lo, hi;    /* the lowest and highest time of the records read here */
+} Skipper;
+
+/* decode/frames.py `ip_offset`: where the IP header of `b[start:end]` starts, times two, plus
+ * one for IPv6; -1 for a frame that is not one of `decode_at`'s layouts. */
+static int64_t
+ip_offset(int64_t linktype, const unsigned char *b, int64_t start, int64_t end)
+{
+    int64_t size = end - start, etype, off;
+    if (linktype == 1) {
+        if (size < 14)
+            return -1;
+        etype = (int64_t)b[start + 12] << 8 | b[start + 13];
+        off = start + 14;
+        if (etype == 0x8100 && size >= 18) {
+            etype = (int64_t)b[start + 16] << 8 | b[start + 17];
+            off = start + 18;
+        }
+    }
+    else if (linktype == 276) {
+        if (size < 20)
+            return -1;
+        etype = (int64_t)b[start] << 8 | b[start + 1];
+        off = start + 20;
+    }
+    else if (linktype == 113) {
+        if (size < 16)
+            return -1;
+        etype = (int64_t)b[start + 14] << 8 | b[start + 15];
+        off = start + 16;
+    }
+    else if (linktype == 101 || linktype == 12 || linktype == 14) {
+        int ver;
+        if (size < 1)
+            return -1;
+        ver = b[start] >> 4;
+        if (ver == 4)
+            return start << 1;
+        return ver == 6 ? (start << 1 | 1) : -1;
+    }
+    else
+        return -1;
+    if (etype == 0x0800)
+        return off << 1;
+    if (etype == 0x86DD)
+        return off << 1 | 1;
+    return -1;
+}
+
+/* decode/shard.py `_shard`: the shard of the 4-tuple at `b + at`, addresses `alen` long. */
+static int64_t
+shard_of(const unsigned char *b, int64_t at, int64_t alen, int64_t count)
+{
+    int64_t p = at + 2 * alen, q = at + alen;
+    int64_t h = ((int64_t)b[q - 2] << 24 | (int64_t)b[q - 1] << 16 | (int64_t)b[p] << 8
+                 | (int64_t)b[p + 1])
+                ^ ((int64_t)b[p - 2] << 24 | (int64_t)b[p - 1] << 16 | (int64_t)b[p + 2] << 8
+                   | (int64_t)b[p + 3]);
+    h ^= h >> 15;
+    return h % PRIME % count;
+}
+
+/* decode/shard.py `_part`: the shard of the frame `b[start:end]`, or -1. */
+static int64_t
+part_of(int64_t linktype, const unsigned char *b, int64_t start, int64_t end, int64_t count)
+{
+    int64_t at = ip_offset(linktype, b, start, end), off, t, hl;
+    if (at < 0)
+        return -1;
+    off = at >> 1;
+    if (at & 1) {
+        if (end >= off + 60) {
+            int64_t plen = (int64_t)b[off + 4] << 8 | b[off + 5];
+            t = off + 40;
+            hl = (int64_t)b[t + 12] >> 2 & 0x3C;
+            if (b[off] >> 4 == 6 && b[off + 6] == 6 && 20 <= hl && hl <= plen && end >= t + hl)
+                return shard_of(b, off + 8, 16, count);
+        }
+        return -1;
+    }
+    if (end >= off + 40) {
+        int64_t tot = (int64_t)b[off + 2] << 8 | b[off + 3];
+        t = off + 20;
+        hl = (int64_t)b[t + 12] >> 2 & 0x3C;
+        if (b[off] == 0x45 && b[off + 9] == 6 && !((b[off + 6] & 0x3F) || b[off + 7])
+                && 20 <= hl && hl <= tot - 20 && end >= t + hl)
+            return shard_of(b, off + 12, 4, count);
+    }
+    return -1;
+}
+
+static inline int64_t
+u32(const unsigned char *p, int le)
+{
+    if (le)
+        return (int64_t)p[0] | (int64_t)p[1] << 8 | (int64_t)p[2] << 16 | (int64_t)p[3] << 24;
+    return (int64_t)p[0] << 24 | (int64_t)p[1] << 16 | (int64_t)p[2] << 8 | (int64_t)p[3];
+}
+
+static PyObject *
+Skipper_run(Skipper *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    PyObject *buf, *kept, *result;
+    const unsigned char *b;
+    unsigned char *out;
+    int64_t size, pos, span, until, n = 0, used = 0;
+    int64_t frames = self->frames, prev = self->last, back = 0, lo = self->lo, hi = self->hi;
+    const int64_t limit = self->limit, count = self->count, mine = self->mine;
+    const int64_t linktype = self->linktype, frac_ns = self->frac_ns;
+    const int le = self->le;
+    int more = 0;
+
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "run(buf, pos, span) takes three arguments");
+        return NULL;
+    }
+    buf = args[0];
+    if (!PyBytes_Check(buf)) {
+        PyErr_SetString(PyExc_TypeError, "run(buf, pos, span): buf must be bytes");
+        return NULL;
+    }
+    pos = PyLong_AsLongLong(args[1]);
+    if (pos == -1 && PyErr_Occurred())
+        return NULL;
+    span = PyLong_AsLongLong(args[2]);
+    if (span == -1 && PyErr_Occurred())
+        return NULL;
+    size = PyBytes_GET_SIZE(buf);
+    if (pos < 0 || pos > size || span < 1) {
+        PyErr_SetString(PyExc_ValueError, "run(buf, pos, span): pos outside buf, or span < 1");
+        return NULL;
+    }
+    until = size - pos > span ? pos + span : size;
+    /* At most one entry for each 17 bytes read (a record is 16 bytes and a frame). */
+    kept = PyBytes_FromStringAndSize(NULL, 8 * ((until - pos) / 17 + 1));
+    if (kept == NULL)
+        return NULL;
+    b = (const unsigned char *)PyBytes_AS_STRING(buf);
+    out = (unsigned char *)PyBytes_AS_STRING(kept);
+    /* An offset that would not fit in 32 bits: everything is left to the cursor. */
+    while (size <= 0xFFFFFFFFLL) {
+        int64_t sec, frac, caplen, end, ts, part;
+        if (pos >= until) {
+            more = pos + 16 <= size;     /* stopped by `span` only */
+            break;
+        }
+        if (pos + 16 > size)
+            break;
+        sec = u32(b + pos, le);
+        frac = u32(b + pos + 4, le);
+        caplen = u32(b + pos + 8, le);
+        end = pos + 16 + caplen;
+        if (caplen == 0 || caplen > limit || end > size)
+            break;
+        /* 0 <= sec < 2**32, frac < 2**32, frac_ns <= 1000: below 2**63. */
+        ts = sec * 1000000000LL + frac * frac_ns;
+        frames += 1;
+        n += 1;
+        if (ts < prev && frames > 1)
+            back += 1;
+        prev = ts;
+        if (ts < lo)
+            lo = ts;
+        if (ts > hi)
+            hi = ts;
+        part = part_of(linktype, b, pos + 16, end, count);
+        if (part < 0 || part == mine || !(frames & 0xFFFF)) {
+            uint32_t x = (uint32_t)(n | (part + 2) << 17);
+            unsigned char *e = out + used;
+            e[0] = pos & 0xFF; e[1] = pos >> 8 & 0xFF; e[2] = pos >> 16 & 0xFF; e[3] = pos >> 24;
+            e[4] = x & 0xFF; e[5] = x >> 8 & 0xFF; e[6] = x >> 16 & 0xFF; e[7] = x >> 24;
+            used += 8;
+            n = 0;
+        }
+        pos = end;
+    }
+    if (_PyBytes_Resize(&kept, used) < 0)
+        return NULL;
+    self->frames = frames;
+    self->last = prev;
+    self->back += back;
+    self->lo = lo;
+    self->hi = hi;
+    result = Py_BuildValue("(NLLN)", kept, (long long)pos, (long long)n,   /* takes `kept` */
+                           PyBool_FromLong(more));
+    return result;
+}
+
+static PyObject *
+Skipper_sync(Skipper *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    long long frames, last;
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "sync(frames, last) takes two arguments");
+        return NULL;
+    }
+    frames = PyLong_AsLongLong(args[0]);
+    if (frames == -1 && PyErr_Occurred())
+        return NULL;
+    last = PyLong_AsLongLong(args[1]);
+    if (last == -1 && PyErr_Occurred())
+        return NULL;
+    self->frames = frames;
+    self->last = last;
+    Py_RETURN_NONE;
+}
+
+static int
+Skipper_init(Skipper *self, PyObject *args, PyObject *kwds)
+{
+    long long linktype, count, mine, limit, frac_ns;
+    int le;
+    static char *names[] = {"linktype", "count", "mine", "le", "limit", "frac_ns", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "LLLpLL", names, &linktype, &count, &mine,
+                                     &le, &limit, &frac_ns))
+        return -1;
+    if (count < 1 || count > MAX_COUNT || mine < 0 || mine >= count || limit < 0
+            || limit > 0xFFFFFFFFLL || frac_ns < 0 || frac_ns > 1000) {
+        PyErr_SetString(PyExc_ValueError, "Skipper: arguments out of range");
+        return -1;
+    }
+    self->linktype = linktype;
+    self->count = count;
+    self->mine = mine;
+    self->le = le;
+    self->limit = limit;
+    self->frac_ns = frac_ns;
+    self->frames = 0;
+    self->last = 0;
+    self->back = 0;
+    self->lo = NO_TS;
+    self->hi = -1;
+    return 0;
+}
+
+static PyMethodDef Skipper_methods[] = {
+    {"run", (PyCFunction)(void (*)(void))Skipper_run, METH_FASTCALL,
+     "run(buf, pos, span) -> (the records to hand out, where it stopped, records read after "
+     "them, whether only `span` stopped it)"},
+    {"sync", (PyCFunction)(void (*)(void))Skipper_sync, METH_FASTCALL,
+     "sync(frames, last): the records the cursor has read, and the last one's time"},
+    {NULL, NULL, 0, NULL}
+};
+
+static PyMemberDef Skipper_members[] = {
+    {"frames", T_LONGLONG, offsetof(Skipper, frames), READONLY, "records read"},
+    {"last", T_LONGLONG, offsetof(Skipper, last), READONLY, "the last record's time"},
+    {"back", T_LONGLONG, offsetof(Skipper, back), READONLY,
+     "records read here stamped earlier than the record before them"},
+    {"lo", T_LONGLONG, offsetof(Skipper, lo), READONLY, "the lowest time read here"},
+    {"hi", T_LONGLONG, offsetof(Skipper, hi), READONLY, "the highest time read here (-1: none)"},
+    {NULL, 0, 0, 0, NULL}
+};
+
+static PyTypeObject SkipperType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "analyzer.decode._skip.Skipper",
+    .tp_doc = "Steps over the other shards' records of a classic pcap read buffer.",
+    .tp_basicsize = sizeof(Skipper),
+    .tp_itemsize = 0,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)Skipper_init,
+    .tp_methods = Skipper_methods,
+    .tp_members = Skipper_members,
+};
+
+static PyObject *
+part(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    long long linktype, start, end, count;
+    PyObject *buf;
+    if (nargs != 5) {
+        PyErr_SetString(PyExc_TypeError, "part(linktype, buf, start, end, count)");
+        return NULL;
+    }
+    linktype = PyLong_AsLongLong(args[0]);
+    buf = args[1];
+    start = PyLong_AsLongLong(args[2]);
+    end = PyLong_AsLongLong(args[3]);
+    count = PyLong_AsLongLong(args[4]);
+    if (PyErr_Occurred())
+        return NULL;
+    if (!PyBytes_Check(buf)) {
+        PyErr_SetString(PyExc_TypeError, "part: buf must be bytes");
+        return NULL;
+    }
+    if (start < 0 || end < start || end > PyBytes_GET_SIZE(buf) || count < 1) {
+        PyErr_SetString(PyExc_ValueError, "part: start, end or count out of range");
+        return NULL;
+    }
+    return PyLong_FromLongLong(
+        part_of(linktype, (const unsigned char *)PyBytes_AS_STRING(buf), start, end, count));
+}
+
+static PyMethodDef module_methods[] = {
+    {"part", (PyCFunction)(void (*)(void))part, METH_FASTCALL,
+     "part(linktype, buf, start, end, count): decode/shard.py shard_at, in C (for the tests)"},
+    {NULL, NULL, 0, NULL}
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "analyzer.decode._skip",
+    .m_doc = "A --jobs shard's reader steps over the other shards' pcap records at C speed.",
+    .m_size = -1,
+    .m_methods = module_methods,
+};
+
+PyMODINIT_FUNC
+PyInit__skip(void)
+{
+    PyObject *m;
+    if (PyType_Ready(&SkipperType) < 0)
+        return NULL;
+    m = PyModule_Create(&module);
+    if (m == NULL)
+        return NULL;
+    if (PyModule_AddIntConstant(m, "MAX_COUNT", MAX_COUNT) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    Py_INCREF(&SkipperType);
+    if (PyModule_AddObject(m, "Skipper", (PyObject *)&SkipperType) < 0) {
+        Py_DECREF(&SkipperType);
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}
