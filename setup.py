@@ -29,7 +29,7 @@ COMPILED = [
     "tcp/ignored", "tcp/conn", "tcp/zeek", "tcp/zeekstate", "tcp/zeekmachine", "tcp/reuse",
     "tcp/finished", "tcp/flows", "tcp/frozen",
     "judge/result", "judge/verdicts", "judge/floods", "judge/scans",
-    "report/model", "report/store",
+    "report/model", "report/store", "report/runs",
     "pipeline", "parallel/shard", "parallel/merge",
     "render/json_out",
 ]

@@ -115,10 +115,10 @@ def test_the_cyclic_collector_is_back_on_after_the_analysis():
 
 
 def test_spilled_runs_read_back_across_pickle_blocks(monkeypatch):
-    """Runs longer than one pickled block (store.BLOCK) come back whole and in order."""
-    from analyzer.report import store
+    """Runs longer than one pickled block (runs.BLOCK) come back whole and in order."""
+    from analyzer.report import runs
     from conftest import REPO
-    monkeypatch.setattr(store, "BLOCK", 2)
+    monkeypatch.setattr(runs, "BLOCK", 2)
     path = str(REPO / "samples" / "mixed.pcap")
     in_memory = analyze([path]).to_dict()
     spilled = analyze([path], Settings(result_budget=5))          # runs of 5 results: blocks 2, 2, 1

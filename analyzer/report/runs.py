@@ -1,0 +1,306 @@
+"""Sorted runs of records in an anonymous temporary file, and their merge: the disk half of
+report/store.py's `ResultStore`, which decides what is kept and when it is spilled.
+
+A run is records sorted by key (a stream id, or a first-frame number in a parallel run),
+written as blocks. Blocks are written in one of three ways. Text (what the JSON writer keeps:
+one line a connection) is one block of UTF-8 with two arrays, the keys and where each line
+ends, the lines joined by the store's separator (`sep`): read back in key order they are
+written out a stretch at a time (`chunks`), one slice of a block's text, not one object each.
+Results are written with `marshal` as their plain values (`ConnResult.flat()`, a fraction of
+the cost of pickling the objects); any other encoding with marshal, or pickle when marshal
+cannot write it.
+
+The merge (`spans`) reads a run's first block only when it first takes from that run and
+drops a block once used up, so it holds a block of each run it is inside of, never a run.
+"""
+
+from __future__ import annotations
+
+import heapq
+import marshal
+import pickle
+import struct
+import tempfile
+from array import array
+from bisect import bisect_left, bisect_right
+from typing import Any, BinaryIO, Callable, Final, Iterator, List, Optional, Tuple
+
+from analyzer.judge.result import unflat
+
+#: Results written together: one call per block, one block per run in memory when read.
+BLOCK = 256
+#: Characters of text in a block at most (a line more if one passes it): the merge holds a
+#: block of each run it is inside of.
+BLOCK_CHARS: Final = 1 << 16
+#: A block's header: how it was written (`_MARSHAL`, `_FLAT`: marshal, results flattened;
+#: `_PICKLE`; `_TEXT`: lines) and its length in bytes.
+_HEADER: Final = struct.Struct("<BQ")
+_MARSHAL: Final = 0
+_FLAT: Final = 1
+_PICKLE: Final = 2
+_TEXT: Final = 3
+#: A text block's start: its lines, and the length of its UTF-8 text in bytes (then the keys
+#: and the lines' ends, `array("q")` each, and the text).
+_TEXT_HEAD: Final = struct.Struct("<QQ")
+
+Record = Tuple[int, Any]                # (key, the result or its encoding)
+
+
+class Block:
+    """Records in key order, as read back (or as kept in memory): their `keys`, and either
+    their `items` or, for text, the `text` of the lines joined by `sep` and where each line
+    ends in it (`ends`)."""
+
+    def __init__(self, keys: List[int], items: Optional[List[Any]], text: str,
+                 ends: List[int], sep: int) -> None:
+        self.keys = keys
+        self.items = items
+        self.text = text
+        self.ends = ends
+        self.sep = sep                      # the separator's length
+
+    def item(self, i: int) -> Any:
+        items = self.items
+        if items is not None:
+            return items[i]
+        return self.text[0 if i == 0 else self.ends[i - 1] + self.sep:self.ends[i]]
+
+    def stretch(self, j: int, k: int) -> str:
+        """Lines j to k - 1, joined: the text between them."""
+        if j == 0 and k == len(self.keys):
+            return self.text
+        return self.text[0 if j == 0 else self.ends[j - 1] + self.sep:self.ends[k - 1]]
+
+
+class Run:
+    """One sorted source of blocks for the merge: a spilled run (read a block at a time, the
+    first only when the merge comes to it) or what is in memory (one block)."""
+
+    def __init__(self, head: int, blocks: Iterator[Block]) -> None:
+        self.head = head                    # its first key
+        self.blocks = blocks
+        self.block: Optional[Block] = None
+        self.at = 0
+
+
+class RunFile:
+    """The runs spilled so far: where each starts in the file (`runs`: offset, records) and
+    its first key (`heads`); the file is made at the first run. `sep`: what goes between two
+    lines of a text block."""
+
+    def __init__(self, sep: str) -> None:
+        self.sep = sep
+        self.file: Optional[BinaryIO] = None
+        self.runs: List[Tuple[int, int]] = []
+        self.heads: List[int] = []
+
+    def _end(self) -> Tuple[BinaryIO, int]:
+        """The file, at its end, and that offset."""
+        if self.file is None:
+            self.file = tempfile.TemporaryFile(prefix="tcpflow-check-")
+        file = self.file
+        file.seek(0, 2)
+        return file, file.tell()
+
+    def write_records(self, memory: List[Record], flat: bool) -> None:
+        """`memory`'s records as one run (sorted here): `flat`, results written as their plain
+        values (`ConnResult.flat()`); otherwise encodings, with marshal (pickle when marshal
+        cannot write one)."""
+        memory.sort(key=record_id)
+        file, offset = self._end()
+        write = file.write
+        for i in range(0, len(memory), BLOCK):
+            block = memory[i:i + BLOCK]
+            if flat:
+                kind, data = _FLAT, marshal.dumps([(n, r.flat()) for n, r in block])
+            else:
+                try:
+                    kind, data = _MARSHAL, marshal.dumps(block)
+                except ValueError:          # an encoding marshal cannot write
+                    kind, data = _PICKLE, pickle.dumps(block, pickle.HIGHEST_PROTOCOL)
+            write(_HEADER.pack(kind, len(data)))
+            write(data)
+        self.runs.append((offset, len(memory)))
+        self.heads.append(memory[0][0])
+
+    def write_text(self, keys: List[int], lines: List[str]) -> None:
+        """Lines (text) under their keys as one run (sorted here), in text blocks."""
+        keys, lines = sorted_text(keys, lines)
+        file, offset = self._end()
+        write = file.write
+        sep = self.sep
+        i = 0
+        while i < len(keys):
+            # A block: `BLOCK` lines, or fewer when they pass `BLOCK_CHARS` characters.
+            j = i + 1
+            size = len(lines[i])
+            end = min(len(keys), i + BLOCK)
+            while j < end and size < BLOCK_CHARS:
+                size += len(lines[j])
+                j += 1
+            block_keys = keys[i:j]
+            block_lines = lines[i:j]
+            i = j
+            try:
+                packed = array("q", block_keys).tobytes()
+            except OverflowError:           # keys beyond 64 bits: as records
+                data = marshal.dumps(list(zip(block_keys, block_lines)))
+                write(_HEADER.pack(_MARSHAL, len(data)))
+                write(data)
+                continue
+            text = sep.join(block_lines).encode("utf-8", "surrogatepass")
+            ends = array("q", line_ends(block_lines, len(sep))).tobytes()
+            head = _TEXT_HEAD.pack(len(block_keys), len(text))
+            write(_HEADER.pack(_TEXT, len(head) + len(packed) + len(ends) + len(text)))
+            write(head)
+            write(packed)
+            write(ends)
+            write(text)
+        self.runs.append((offset, len(keys)))
+        self.heads.append(keys[0])
+
+    def blocks(self, offset: int, count: int) -> Iterator[Block]:
+        """The blocks of the run written at `offset` (`count` records), one at a time."""
+        assert self.file is not None            # a run exists only once spilled
+        sep = len(self.sep)
+        while count > 0:
+            file = self.file
+            assert file is not None
+            file.seek(offset)
+            kind, size = _HEADER.unpack(file.read(_HEADER.size))
+            offset += _HEADER.size + size
+            if kind == _TEXT:
+                n, length = _TEXT_HEAD.unpack(file.read(_TEXT_HEAD.size))
+                keys = array("q")
+                keys.frombytes(file.read(8 * n))
+                ends = array("q")
+                ends.frombytes(file.read(8 * n))
+                text = file.read(length).decode("utf-8", "surrogatepass")
+                count -= n
+                yield Block(keys.tolist(), None, text, ends.tolist(), sep)
+                continue
+            data = file.read(size)
+            if kind == _FLAT:
+                records: List[Record] = [(n, unflat(t)) for n, t in marshal.loads(data)]
+            elif kind == _MARSHAL:
+                records = marshal.loads(data)
+            else:
+                records = pickle.loads(data)
+            count -= len(records)
+            yield records_block(records)
+
+    def sources(self) -> List[Run]:
+        """Each run, a sorted source for the merge (its blocks read as it goes)."""
+        return [Run(head, self.blocks(off, n)) for (off, n), head in zip(self.runs, self.heads)]
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()
+            self.file = None
+
+
+def record_id(record: Record) -> int:
+    return record[0]
+
+
+def text_run(keys: List[int], lines: List[str], sep: str) -> Run:
+    """Lines kept in memory (in any order), as one source for the merge."""
+    keys, lines = sorted_text(keys, lines)
+    return Run(keys[0], iter([Block(keys, None, sep.join(lines), line_ends(lines, len(sep)),
+                                    len(sep))]))
+
+
+def records_block(records: List[Record]) -> Block:
+    return Block([n for n, _ in records], [item for _, item in records], "", [], 0)
+
+
+def sorted_text(keys: List[int], lines: List[str]) -> Tuple[List[int], List[str]]:
+    """Keys and lines in key order (as they are when they came in order: most do)."""
+    last = -(1 << 63)
+    ordered = True
+    for key in keys:
+        if key < last:
+            ordered = False
+            break
+        last = key
+    if ordered:
+        return keys, lines
+    order = sorted(range(len(keys)), key=keys.__getitem__)
+    return [keys[i] for i in order], [lines[i] for i in order]
+
+
+def line_ends(lines: List[str], sep: int) -> List[int]:
+    """Where each line ends in the lines joined by a separator of `sep` characters."""
+    ends = []
+    at = -sep
+    for line in lines:
+        at += sep + len(line)
+        ends.append(at)
+    return ends
+
+
+def spans(sources: List[Run]) -> Iterator[Tuple[Block, int, int]]:
+    """The records of sorted sources merged by key (a heap of (key, source)), as stretches
+    of one block, (block, first, end): a source gives records without the heap while they
+    come before the next source's head (ties go to the lower source), found by bisection.
+    A spilled run's first block is read when the merge first takes from it, and a block
+    is dropped once used up: memory holds a block of each run the merge is inside of. The
+    heap holds each (key, source) as one int, `key << shift | source` (ordered as the pair
+    is, negative keys too): runs that interleave cost a heap step a record, and ints compare
+    and are made for a fraction of what tuples cost."""
+    shift = len(sources).bit_length()
+    mask = (1 << shift) - 1
+    heap = [(source.head << shift) | i for i, source in enumerate(sources)]
+    heapq.heapify(heap)
+    while heap:
+        i = heapq.heappop(heap) & mask
+        source = sources[i]
+        block = source.block
+        if block is None:
+            block = source.block = next(source.blocks)
+            source.at = 0
+        keys = block.keys
+        j = source.at
+        if heap:
+            top = heap[0]
+            bound = top >> shift
+            k = (bisect_right(keys, bound, j) if i < top & mask else bisect_left(keys, bound, j))
+        else:
+            k = len(keys)
+        yield block, j, k
+        if k < len(keys):
+            source.at = k
+            heapq.heappush(heap, (keys[k] << shift) | i)
+        else:
+            following = next(source.blocks, None)
+            source.block = following
+            source.at = 0
+            if following is not None and following.keys:
+                heapq.heappush(heap, (following.keys[0] << shift) | i)
+
+
+def items(spans: Iterator[Tuple[Block, int, int]], number: Optional[Callable[[int], int]],
+           relabel: Optional[Callable[[Any, int], Any]], objects: bool) -> Iterator[Any]:
+    """The items of the merged stretches one by one; with `number` (keys are first-frame
+    numbers: `numbering`), each with its stream number: relabelled (`relabel`), or its `id`
+    set (`objects`: results)."""
+    for block, j, k in spans:
+        for i in range(j, k):
+            item = block.item(i)
+            if number is not None:
+                n = number(block.keys[i])
+                if relabel is not None:
+                    item = relabel(item, n)
+                elif objects:
+                    item.id = n
+            yield item
+
+
+def chunks(spans: Iterator[Tuple[Block, int, int]]) -> Iterator[str]:
+    for block, j, k in spans:
+        items = block.items
+        if items is None:
+            yield block.stretch(j, k)
+        else:                               # (text written as records: keys beyond 64 bits)
+            for i in range(j, k):
+                yield items[i]
