@@ -67,23 +67,30 @@ def test_results_keep_their_class():
     assert isinstance(unflat(r.flat()), ConnResult)
 
 
+def _ordered(n, order, seed, window, step):
+    """Ids 0..n-1 in `order`: ascending, descending, nearly (each `window` ids from every
+    `step`-th shuffled: finalized roughly in stream order) or shuffled."""
+    import random
+    ids = list(range(n))
+    rng = random.Random(seed)
+    if order == "descending":
+        ids.reverse()
+    elif order == "nearly":
+        for k in range(0, n - window + 1, step):
+            part = ids[k:k + window]
+            rng.shuffle(part)
+            ids[k:k + window] = part
+    elif order == "shuffled":
+        rng.shuffle(ids)
+    return ids
+
+
 @pytest.mark.parametrize("order", ["ascending", "descending", "nearly", "shuffled"])
 def test_runs_read_back_in_key_order_however_they_overlap(order):
     """Spilled runs that follow one another, overlap near their ends or interleave
     everywhere all read back in key order (the merge takes from one run while it is ahead)."""
-    import random
     r = next(iter(_every_result()))
-    ids = list(range(97))
-    rng = random.Random(7)
-    if order == "descending":
-        ids.reverse()
-    elif order == "nearly":                 # finalized roughly in stream order
-        for k in range(0, len(ids) - 6, 3):
-            window = ids[k:k + 7]
-            rng.shuffle(window)
-            ids[k:k + 7] = window
-    elif order == "shuffled":
-        rng.shuffle(ids)
+    ids = _ordered(97, order, seed=7, window=7, step=3)
     store = ResultStore(budget=5, encode=lambda res: "line %d" % res.id)
     for i in ids:
         r.id = i
@@ -99,17 +106,8 @@ def test_text_reads_back_in_stretches_equal_to_its_lines_joined(order, width):
     characters (lines of 30,000 characters: two a block), reads back the same line by line
     and a stretch at a time: the stretches joined by the separator are the lines joined by it,
     whatever order the lines came in, and read twice."""
-    import random
     r = next(iter(_every_result()))
-    ids = list(range(200))
-    rng = random.Random(11)
-    if order == "nearly":
-        for k in range(0, len(ids) - 9, 5):
-            window = ids[k:k + 9]
-            rng.shuffle(window)
-            ids[k:k + 9] = window
-    elif order == "shuffled":
-        rng.shuffle(ids)
+    ids = _ordered(200, order, seed=11, window=9, step=5)
 
     def line(n: int) -> str:
         return ("é%d " % n) + "x" * (width + n % 7) + "\udcff"     # not ASCII, a lone surrogate
