@@ -151,13 +151,27 @@ u32(const unsigned char *p, int le)
     return (int64_t)p[0] << 24 | (int64_t)p[1] << 16 | (int64_t)p[2] << 8 | (int64_t)p[3];
 }
 
+/* The integers `args[0:n]` into `out`: 0, or -1 with the exception set (not an int, or
+ * beyond 64 bits). */
+static int
+int64_args(PyObject *const *args, Py_ssize_t n, int64_t *out)
+{
+    Py_ssize_t i;
+    for (i = 0; i < n; i++) {
+        out[i] = PyLong_AsLongLong(args[i]);
+        if (out[i] == -1 && PyErr_Occurred())
+            return -1;
+    }
+    return 0;
+}
+
 static PyObject *
 Skipper_run(Skipper *self, PyObject *const *args, Py_ssize_t nargs)
 {
     PyObject *buf, *kept, *result;
     const unsigned char *b;
     unsigned char *out;
-    int64_t size, pos, span, until, n = 0, used = 0;
+    int64_t size, pos, span, until, n = 0, used = 0, at[2];
     int64_t frames = self->frames, prev = self->last, back = 0, lo = self->lo, hi = self->hi;
     const int64_t limit = self->limit, count = self->count, mine = self->mine;
     const int64_t linktype = self->linktype, frac_ns = self->frac_ns;
@@ -173,12 +187,10 @@ Skipper_run(Skipper *self, PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_TypeError, "run(buf, pos, span): buf must be bytes");
         return NULL;
     }
-    pos = PyLong_AsLongLong(args[1]);
-    if (pos == -1 && PyErr_Occurred())
+    if (int64_args(args + 1, 2, at) < 0)
         return NULL;
-    span = PyLong_AsLongLong(args[2]);
-    if (span == -1 && PyErr_Occurred())
-        return NULL;
+    pos = at[0];
+    span = at[1];
     size = PyBytes_GET_SIZE(buf);
     if (pos < 0 || pos > size || span < 1) {
         PyErr_SetString(PyExc_ValueError, "run(buf, pos, span): pos outside buf, or span < 1");
@@ -243,19 +255,15 @@ Skipper_run(Skipper *self, PyObject *const *args, Py_ssize_t nargs)
 static PyObject *
 Skipper_sync(Skipper *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    long long frames, last;
+    int64_t v[2];
     if (nargs != 2) {
         PyErr_SetString(PyExc_TypeError, "sync(frames, last) takes two arguments");
         return NULL;
     }
-    frames = PyLong_AsLongLong(args[0]);
-    if (frames == -1 && PyErr_Occurred())
+    if (int64_args(args, 2, v) < 0)
         return NULL;
-    last = PyLong_AsLongLong(args[1]);
-    if (last == -1 && PyErr_Occurred())
-        return NULL;
-    self->frames = frames;
-    self->last = last;
+    self->frames = v[0];
+    self->last = v[1];
     Py_RETURN_NONE;
 }
 
@@ -322,19 +330,18 @@ static PyTypeObject SkipperType = {
 static PyObject *
 part(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    long long linktype, start, end, count;
+    int64_t linktype, v[3], start, end, count;
     PyObject *buf;
     if (nargs != 5) {
         PyErr_SetString(PyExc_TypeError, "part(linktype, buf, start, end, count)");
         return NULL;
     }
-    linktype = PyLong_AsLongLong(args[0]);
-    buf = args[1];
-    start = PyLong_AsLongLong(args[2]);
-    end = PyLong_AsLongLong(args[3]);
-    count = PyLong_AsLongLong(args[4]);
-    if (PyErr_Occurred())
+    if (int64_args(args, 1, &linktype) < 0 || int64_args(args + 2, 3, v) < 0)
         return NULL;
+    buf = args[1];
+    start = v[0];
+    end = v[1];
+    count = v[2];
     if (!PyBytes_Check(buf)) {
         PyErr_SetString(PyExc_TypeError, "part: buf must be bytes");
         return NULL;
