@@ -64,7 +64,7 @@ class ZeekView(ZeekMachine):
         reassembles nothing: a content gap); `bad_checksum` makes the segment only a `C`, as
         Zeek drops it (pass it only when checksums are validated)."""
         e: ZeekEndpoint = self
-        p = self.z1
+        p = r = self.resp()
         if not from_orig:
             e, p = p, e
         es, ps = e.state, p.state
@@ -109,14 +109,18 @@ class ZeekView(ZeekMachine):
                         e.reassem += paylen
                     else:
                         data_sent(e, rel_seq, paylen)
+                self.keep(r)
                 return
         self._packet(e, p, from_orig, seg, payload_captured, bad_checksum)
+        self.keep(r)
 
     # -- the full replay of one packet -------------------------------------------------------
 
     def _packet(self, e: ZeekEndpoint, p: ZeekEndpoint, from_orig: bool, seg: Segment,
                 payload_captured: bool, bad_checksum: bool) -> None:
-        """TCPSessionAdapter::Process, step by step (checksum first, as TCPAnalyzer does)."""
+        """TCPSessionAdapter::Process, step by step (checksum first, as TCPAnalyzer does), on
+        the sender's endpoint `e` and its peer's `p` (one of them this view, the other the
+        responder's loaded by `resp`; the caller stores it back)."""
         flags, seq, paylen = seg.flags, seg.seq, seg.paylen
         if not self.started:                     # a new connection (WantConnection's flip)
             self.started, self.first_dir, self.flipped = True, from_orig, not from_orig
@@ -128,8 +132,8 @@ class ZeekView(ZeekMachine):
             e.chk += 1
             self._scaled(e.chk, from_orig != self.flipped, "C")
             return
-        zorig: ZeekEndpoint = self
-        zresp = self.z1
+        zorig = e if from_orig else p
+        zresp = p if from_orig else e
         if self.flipped:
             zorig, zresp = zresp, zorig
         if (zorig.state == SYN_ACK_SENT and zresp.state == INACTIVE
@@ -233,7 +237,7 @@ class ZeekView(ZeekMachine):
         if first_from_orig != self.first_dir:
             raise ValueError("ZeekView was not fed the connection's first segment")
         o: ZeekEndpoint = self
-        r = self.z1
+        r = self.resp()
         if self.flipped:
             o, r = r, o
         return conn_state(o.state, r.state, o.size(r), r.size(o), self.history), self.history

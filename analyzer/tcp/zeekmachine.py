@@ -13,7 +13,7 @@ from typing import Dict, Final, Optional
 from analyzer.common.native import i32, mypyc_attr, u8
 from analyzer.decode.segment import SYN, ACK, FIN, RST
 from analyzer.tcp.zeekstate import (CLOSED, ESTABLISHED, INACTIVE, PARTIAL, RESET, SYN_ACK_SENT,
-                                    SYN_SENT, ZeekEndpoint, clean)
+                                    SYN_SENT, ZeekEndpoint, ZeekRare, clean)
 
 _POW10: Final = frozenset(10 ** k for k in range(20))   # ScaledHistoryEntry thresholds, base 10
 
@@ -24,35 +24,69 @@ _NEXT: Final[Dict[str, Dict[str, str]]] = {}
 _NEXT_MAX: Final = 4096
 
 
+#: Our responder's Zeek endpoint while a view replays one packet (`ZeekMachine.resp` loads
+#: it from the view's `r_` fields, `keep` stores it back): one working object for every view,
+#: so that a view is one object of 160 bytes, not two of 112 and 80.
+_R: Final = ZeekEndpoint()
+
+
 @mypyc_attr(acyclic=True)
 class ZeekMachine(ZeekEndpoint):
     """Both Zeek endpoints of one connection, their roles, and the history so far: the machine
     is itself the endpoint of our originator (`z0`, its inherited attributes) and holds our
-    responder's (`z1`): one object less a connection, and the roles are two flags, not
-    references (80 + 112 + 112 -> 112 + 80 bytes a view)."""
+    responder's flat, in its `r_` fields (`z1`, a copy; a packet's replay works on it in `_R`,
+    `resp` and `keep`); the roles are two flags, not references (80 + 112 + 112 -> 160 bytes
+    a view)."""
 
-    __slots__ = ("seen", "first_seen", "partial", "flipped", "started", "first_dir", "z1",
-                 "history")
+    __slots__ = ("seen", "r_start32", "first_seen", "partial", "flipped", "started",
+                 "first_dir", "r_state", "r_prev", "r_skip", "r_fin", "r_last", "r_ack",
+                 "r_fin_seq", "r_reassem", "r_trim", "r_rare", "history")
 
-    # The flags and small numbers first and together: 16 bytes in the compiled build.
+    # The flags and small numbers first and together: 24 bytes in the compiled build.
     seen: i32
+    r_start32: i32
     first_seen: u8
     partial: bool
     flipped: bool
     started: bool
     first_dir: bool
+    r_state: u8
+    r_prev: u8
+    r_skip: bool
+    r_fin: bool
 
     def __init__(self) -> None:
         """A connection before its first packet."""
         super().__init__()
-        self.z1 = ZeekEndpoint()   # our responder's endpoint (our originator's: this object)
-        self.history = ""
         self.seen = 0              # Conn::hist_seen
+        self.r_start32 = 0         # our responder's endpoint, as ZeekEndpoint's fields
+        self.r_state = self.r_prev = INACTIVE
+        self.r_skip = self.r_fin = False
+        self.r_last = self.r_ack = self.r_fin_seq = 0
+        self.r_reassem = self.r_trim = 1
+        self.r_rare: Optional[ZeekRare] = None
+        self.history = ""
         self.partial = False       # TCPSessionAdapter::is_partial
         self.first_seen = 0        # first_packet_seen: 1 = Zeek's orig, 2 = Zeek's resp
         self.started = False       # a packet came (Zeek's originator is chosen)
         self.first_dir = False     # the first came from our originator (once `started`)
         self.flipped = False       #: Zeek's originator is our responder
+
+    def resp(self) -> ZeekEndpoint:
+        """Our responder's endpoint, loaded into `_R` to be worked on (`keep` stores it)."""
+        r = _R
+        r.start32, r.state, r.prev = self.r_start32, self.r_state, self.r_prev
+        r.skip, r.fin, r.last, r.ack = self.r_skip, self.r_fin, self.r_last, self.r_ack
+        r.fin_seq, r.reassem, r.trim = self.r_fin_seq, self.r_reassem, self.r_trim
+        r.rare = self.r_rare
+        return r
+
+    def keep(self, r: ZeekEndpoint) -> None:
+        """Our responder's endpoint `r` (from `resp`) stored back into this view."""
+        self.r_start32, self.r_state, self.r_prev = r.start32, r.state, r.prev
+        self.r_skip, self.r_fin, self.r_last, self.r_ack = r.skip, r.fin, r.last, r.ack
+        self.r_fin_seq, self.r_reassem, self.r_trim = r.fin_seq, r.reassem, r.trim
+        self.r_rare = r.rare
 
     @property
     def z0(self) -> ZeekEndpoint:
@@ -60,8 +94,19 @@ class ZeekMachine(ZeekEndpoint):
         return self
 
     @property
+    def z1(self) -> ZeekEndpoint:
+        """A copy of our responder's Zeek endpoint (its rare facts shared, not copied)."""
+        z1 = ZeekEndpoint()
+        z1.start32, z1.state, z1.prev = self.r_start32, self.r_state, self.r_prev
+        z1.skip, z1.fin, z1.last, z1.ack = self.r_skip, self.r_fin, self.r_last, self.r_ack
+        z1.fin_seq, z1.reassem, z1.trim = self.r_fin_seq, self.r_reassem, self.r_trim
+        z1.rare = self.r_rare
+        return z1
+
+    @property
     def zorig(self) -> Optional[ZeekEndpoint]:
-        """The endpoint Zeek calls the originator; None before the first packet."""
+        """The endpoint Zeek calls the originator (a copy when it is our responder); None
+        before the first packet."""
         if not self.started:
             return None
         return self.z1 if self.flipped else self
@@ -188,7 +233,7 @@ class ZeekMachine(ZeekEndpoint):
                 while above and above[0][0] <= pos:
                     pos = max(pos, above.pop(0)[1])
             holes += seq > pos
-            if holes and not e.skip and clean(e) and clean(self.z1 if e is self else self):
+            if holes and not e.skip and clean(e) and clean(_R if e is self else self):
                 for _ in range(holes):
                     e.gap += 1
                     self._scaled(e.gap, self.is_zorig(e), "G")
