@@ -108,7 +108,7 @@ def _pooled(obj: Any) -> int:
     return (sys.getsizeof(obj) + 15) & ~15
 
 
-def test_a_json_connections_zeek_view_is_one_object_of_160_bytes(tmp_path):
+def test_a_json_connections_zeek_view_is_one_object_of_144_bytes(tmp_path):
     # Zeek's view is itself Zeek's endpoint of our originator and holds our responder's in
     # fields of its own: one object a connection, and the roles are flags; an ordinary
     # connection, live or closed, has nothing else (no ZeekRare: a SYN's and a pure FIN's
@@ -120,11 +120,11 @@ def test_a_json_connections_zeek_view_is_one_object_of_160_bytes(tmp_path):
         kinds = Counter(type(o).__name__ for o in _records(conn, []))
         assert kinds == {"Connection": 1, "Endpoint": 2, "ZeekView": 1}
         view = conn.zeek
-        assert view is not None and view.z0 is view and view.r_rare is None
+        assert view is not None and view.z0 is view and view.rare is None
         assert view.zorig is view and view.history in ("ShADd", "ShADdFf")
         assert view.z1.state == view.r_state and view.z1.size(view.z0) == 1400
         if build() == "compiled":         # (pure Python objects have their dict of slots)
-            assert _pooled(view) == 160
+            assert _pooled(view) == 144
             assert _pooled(conn.e0) <= 192    # (counters of 32 bits beside the flags)
             assert _pooled(conn) <= 208       # (the first packet held in the view's slot)
 
@@ -153,7 +153,7 @@ def test_the_responders_folded_endpoint_keeps_its_rare_facts(tmp_path):
     assert view.history == "ShADdTtWawGg"
     z0, z1 = view.z0, view.z1
     assert (z0.rxmt, z0.win0, z0.gap) == (1, 1, 1) and (z1.rxmt, z1.win0, z1.gap) == (1, 1, 1)
-    assert view.r_rare is not None and view.r_rare is not view.rare
+    assert view.rare is not None and view.rare.resp is not None
     result = finalize(conn, conn.last_ts, 30_000_000_000)
     assert (result.conn_state, result.history) == ("S1", "ShADdTtWawGg")
 
@@ -175,7 +175,7 @@ def test_a_view_parked_between_any_two_packets_gives_the_same_labels(tmp_path):
         (conn,) = table.connections()
         back = thaw(freeze(conn))
         assert back.zeek.z1.last == conn.zeek.z1.last
-        assert (back.zeek.r_rare is None) == (conn.zeek.r_rare is None)
+        assert (back.zeek.z1.rare is None) == (conn.zeek.z1.rare is None)
         for seg in segs[cut:]:
             back.on_segment(seg)
         got = (back.zeek.history, finalize(back, back.last_ts, 30_000_000_000).conn_state)

@@ -23,7 +23,7 @@ from typing import Final, Tuple
 
 from analyzer.common.native import mypyc_attr
 from analyzer.decode.segment import ACK, FIN, RST, SYN, Segment, seq_diff
-from analyzer.tcp.zeekmachine import ZeekMachine
+from analyzer.tcp.zeekmachine import FROM_ORIG, FROM_RESP, NO_PACKET, ZeekMachine
 from analyzer.tcp.zeekstate import (CLOSED, ESTABLISHED, INACTIVE, PARTIAL, RESET, STATE_NAMES,
                                     SYN_ACK_SENT, SYN_SENT, ZeekEndpoint, conn_state, data_sent)
 
@@ -122,8 +122,8 @@ class ZeekView(ZeekMachine):
         the sender's endpoint `e` and its peer's `p` (one of them this view, the other the
         responder's loaded by `resp`; the caller stores it back)."""
         flags, seq, paylen = seg.flags, seg.seq, seg.paylen
-        if not self.started:                     # a new connection (WantConnection's flip)
-            self.started, self.first_dir, self.flipped = True, from_orig, not from_orig
+        if self.first == NO_PACKET:              # a new connection (WantConnection's flip)
+            self.first, self.flipped = FROM_ORIG if from_orig else FROM_RESP, not from_orig
             if (not flags & SYN or flags & ACK) and seg.sport in LIKELY_SERVER_PORTS and (
                     seg.dport not in LIKELY_SERVER_PORTS
                     or (not flags & SYN and seg.sport < seg.dport)):
@@ -232,9 +232,9 @@ class ZeekView(ZeekMachine):
         first packet came from our orig — when it did not, Zeek would have flipped the
         connection, so history starts with '^' (the module docstring gives Zeek's flipping
         rules and where ours differ). ValueError if the view missed the first segment."""
-        if not self.started:
+        if self.first == NO_PACKET:
             return "OTH", ""
-        if first_from_orig != self.first_dir:
+        if first_from_orig != (self.first == FROM_ORIG):
             raise ValueError("ZeekView was not fed the connection's first segment")
         o: ZeekEndpoint = self
         r = self.resp()

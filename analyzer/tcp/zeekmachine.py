@@ -13,7 +13,7 @@ from typing import Dict, Final, Optional
 from analyzer.common.native import i32, mypyc_attr, u8
 from analyzer.decode.segment import SYN, ACK, FIN, RST
 from analyzer.tcp.zeekstate import (CLOSED, ESTABLISHED, INACTIVE, PARTIAL, RESET, SYN_ACK_SENT,
-                                    SYN_SENT, ZeekEndpoint, ZeekRare, clean)
+                                    SYN_SENT, ZeekEndpoint, clean)
 
 _POW10: Final = frozenset(10 ** k for k in range(20))   # ScaledHistoryEntry thresholds, base 10
 
@@ -26,8 +26,13 @@ _NEXT_MAX: Final = 4096
 
 #: Our responder's Zeek endpoint while a view replays one packet (`ZeekMachine.resp` loads
 #: it from the view's `r_` fields, `keep` stores it back): one working object for every view,
-#: so that a view is one object of 160 bytes, not two of 112 and 80.
+#: so that a view is one object of 144 bytes, not two of 112 and 80.
 _R: Final = ZeekEndpoint()
+
+#: `ZeekMachine.first`: no packet yet, the first from our originator, from our responder.
+NO_PACKET: Final = 0
+FROM_ORIG: Final = 1
+FROM_RESP: Final = 2
 
 
 @mypyc_attr(acyclic=True)
@@ -35,21 +40,20 @@ class ZeekMachine(ZeekEndpoint):
     """Both Zeek endpoints of one connection, their roles, and the history so far: the machine
     is itself the endpoint of our originator (`z0`, its inherited attributes) and holds our
     responder's flat, in its `r_` fields (`z1`, a copy; a packet's replay works on it in `_R`,
-    `resp` and `keep`); the roles are two flags, not references (80 + 112 + 112 -> 160 bytes
-    a view)."""
+    `resp` and `keep`), its rare facts in the originator's `ZeekRare` (`resp`); the roles are
+    two flags, not references (80 + 112 + 112 -> 144 bytes a view)."""
 
-    __slots__ = ("seen", "r_start32", "first_seen", "partial", "flipped", "started",
-                 "first_dir", "r_state", "r_prev", "r_skip", "r_fin", "r_last", "r_ack",
-                 "r_fin_seq", "r_reassem", "r_trim", "r_rare", "history")
+    __slots__ = ("seen", "r_start32", "first_seen", "partial", "flipped", "first",
+                 "r_state", "r_prev", "r_skip", "r_fin", "r_last", "r_ack", "r_fin_seq",
+                 "r_reassem", "r_trim", "history")
 
-    # The flags and small numbers first and together: 24 bytes in the compiled build.
+    # The flags and small numbers first and together: 16 bytes in the compiled build.
     seen: i32
     r_start32: i32
     first_seen: u8
     partial: bool
     flipped: bool
-    started: bool
-    first_dir: bool
+    first: u8
     r_state: u8
     r_prev: u8
     r_skip: bool
@@ -64,13 +68,21 @@ class ZeekMachine(ZeekEndpoint):
         self.r_skip = self.r_fin = False
         self.r_last = self.r_ack = self.r_fin_seq = 0
         self.r_reassem = self.r_trim = 1
-        self.r_rare: Optional[ZeekRare] = None
         self.history = ""
         self.partial = False       # TCPSessionAdapter::is_partial
         self.first_seen = 0        # first_packet_seen: 1 = Zeek's orig, 2 = Zeek's resp
-        self.started = False       # a packet came (Zeek's originator is chosen)
-        self.first_dir = False     # the first came from our originator (once `started`)
+        self.first = NO_PACKET     # where the first packet came from (Zeek's orig is chosen)
         self.flipped = False       #: Zeek's originator is our responder
+
+    @property
+    def started(self) -> bool:
+        """A packet came (Zeek's originator is chosen)."""
+        return self.first != NO_PACKET
+
+    @property
+    def first_dir(self) -> bool:
+        """The first packet came from our originator (once `started`)."""
+        return self.first == FROM_ORIG
 
     def resp(self) -> ZeekEndpoint:
         """Our responder's endpoint, loaded into `_R` to be worked on (`keep` stores it)."""
@@ -78,15 +90,18 @@ class ZeekMachine(ZeekEndpoint):
         r.start32, r.state, r.prev = self.r_start32, self.r_state, self.r_prev
         r.skip, r.fin, r.last, r.ack = self.r_skip, self.r_fin, self.r_last, self.r_ack
         r.fin_seq, r.reassem, r.trim = self.r_fin_seq, self.r_reassem, self.r_trim
-        r.rare = self.r_rare
+        rare = self.rare
+        r.rare = None if rare is None else rare.resp
         return r
 
     def keep(self, r: ZeekEndpoint) -> None:
-        """Our responder's endpoint `r` (from `resp`) stored back into this view."""
+        """Our responder's endpoint `r` (from `resp`) stored back into this view; its rare
+        facts, once it has some, in our originator's `ZeekRare` (a blank one reads as none)."""
         self.r_start32, self.r_state, self.r_prev = r.start32, r.state, r.prev
         self.r_skip, self.r_fin, self.r_last, self.r_ack = r.skip, r.fin, r.last, r.ack
         self.r_fin_seq, self.r_reassem, self.r_trim = r.fin_seq, r.reassem, r.trim
-        self.r_rare = r.rare
+        if r.rare is not None:
+            self._rare().resp = r.rare
 
     @property
     def z0(self) -> ZeekEndpoint:
@@ -100,14 +115,15 @@ class ZeekMachine(ZeekEndpoint):
         z1.start32, z1.state, z1.prev = self.r_start32, self.r_state, self.r_prev
         z1.skip, z1.fin, z1.last, z1.ack = self.r_skip, self.r_fin, self.r_last, self.r_ack
         z1.fin_seq, z1.reassem, z1.trim = self.r_fin_seq, self.r_reassem, self.r_trim
-        z1.rare = self.r_rare
+        rare = self.rare
+        z1.rare = None if rare is None else rare.resp
         return z1
 
     @property
     def zorig(self) -> Optional[ZeekEndpoint]:
         """The endpoint Zeek calls the originator (a copy when it is our responder); None
         before the first packet."""
-        if not self.started:
+        if self.first == NO_PACKET:
             return None
         return self.z1 if self.flipped else self
 
