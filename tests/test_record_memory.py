@@ -267,3 +267,27 @@ def test_live_connections_count_toward_the_held_bound(tmp_path):
     results0, held0, most0 = _held(path, max_live=UNBOUNDED)
     assert results == results0 and held0 == 0 and most0 >= 60
     assert held >= 35 and most <= 32
+
+
+def test_the_tables_dict_is_made_afresh_once_its_connections_are_gone(tmp_path):
+    # A dict keeps the table it grew to after its keys are deleted: the flow table's is copied
+    # into one of its size at a sweep, so that what thousands of finished connections left
+    # behind does not stay in memory (and the connections found stay the same).
+    n = 6000
+    dialogs = [Dialog(client=("10.%d.%d.1" % (i >> 8, i & 255), 40000),
+                      server=("192.0.2.1", 443), t0=1_700_000_000.0 + i * 0.0001, step=0.00001)
+               .handshake().fin("c").fin("s").ack("c") for i in range(n)]
+    late = Dialog(client=("10.255.0.1", 40000), server=("192.0.2.1", 443),
+                  t0=1_700_000_010.0).handshake()
+    path = _capture(tmp_path, dialogs + [late])
+    done: List[Connection] = []
+    table = FlowTable(lambda c, now: done.append(c), 100_000_000)       # MSL 0.1 s
+    segs = segments(path)
+    peak = 0
+    for seg in segs:
+        table.feed(seg)
+        peak = max(peak, sys.getsizeof(table.live))
+    assert len(done) == n and len(table.live) == 2          # the late one's two keys
+    assert peak > 400_000 and sys.getsizeof(table.live) < 80 * 2 + 65536
+    conn = table.feed(segs[-1])                             # (found as before)
+    assert conn.id == n and table.live[conn.key] is conn and table.live[conn.rkey] is conn
