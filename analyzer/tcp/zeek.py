@@ -63,56 +63,121 @@ class ZeekView(ZeekMachine):
         flows.py). `payload_captured` is false when the snaplen cut the payload (Zeek then
         reassembles nothing: a content gap); `bad_checksum` makes the segment only a `C`, as
         Zeek drops it (pass it only when checksums are validated)."""
-        e: ZeekEndpoint = self
-        p = r = self.resp()
-        if not from_orig:
-            e, p = p, e
-        es, ps = e.state, p.state
-        if (seg.flags & _CTL == ACK and (es == ESTABLISHED or es == CLOSED)
-                and (ps == ESTABLISHED or ps == CLOSED)
+        st, rst = self.state, self.r_state
+        if (seg.flags & _CTL == ACK and (st == ESTABLISHED or st == CLOSED)
+                and (rst == ESTABLISHED or rst == CLOSED)
                 and self.first_seen == 3 and seg.win and not bad_checksum):
-            is_orig = from_orig != self.flipped
-            estart: int = e.start32              # (as ints: the i32 fields' arithmetic is
-            pstart: int = p.start32              # ... 32-bit, and these numbers pass 2**32)
-            paylen = seg.paylen
-            bit = (_H_DATA if paylen else _H_ACK) << (0 if is_orig else 16)
-            ack, pack = seg.ack, p.ack
-            d = (ack - pack) & _MASK                     # seq_diff, inlined
-            if d >= 0x80000000:
-                d -= 0x100000000
-            rel_ack = pack + d - pstart
-            if rel_ack >= 0:
-                if not self.seen & bit:          # update_history: the first D or A this way
-                    self._check(is_orig, bit if is_orig else bit >> 16,
-                                ("D" if is_orig else "d") if paylen else ("A" if is_orig else "a"))
-                if d > 0 and (ack or d <= _TOO_LARGE):
-                    p.ack = pack + d
-                seq, last = seg.seq, e.last
-                rel_seq = (seq - last) & _MASK
-                if rel_seq >= 0x80000000:
-                    rel_seq -= 0x100000000
-                d = rel_seq + paylen                      # update_last_seq
-                rel_seq += last - estart
-                if d > 0:
-                    e.last = last + d
-                elif paylen:
-                    e.rxmt += 1
-                    self._scaled(e.rxmt, is_orig, "T")
-                if rel_ack > p.trim:
-                    if rel_ack <= p.reassem and not p.fin:
-                        p.trim = rel_ack
-                    else:                       # (holes, or its FIN: AckReceived in full)
-                        self._acked(p, rel_ack)
-                if paylen and payload_captured and rel_seq >= 0 and not e.skip:
-                    if rel_seq == e.reassem and e.above is None and rel_seq >= e.trim \
-                            and rel_seq >= e.ack - estart:
-                        e.reassem += paylen
-                    else:
-                        data_sent(e, rel_seq, paylen)
-                self.keep(r)
+            if (self._steady_orig(seg, payload_captured) if from_orig
+                    else self._steady_resp(seg, payload_captured)):
                 return
-        self._packet(e, p, from_orig, seg, payload_captured, bad_checksum)
+        r = self.resp()
+        if from_orig:
+            self._packet(self, r, True, seg, payload_captured, bad_checksum)
+        else:
+            self._packet(r, self, False, seg, payload_captured, bad_checksum)
         self.keep(r)
+
+    # -- the fast path, once per side --------------------------------------------------------
+    # An ACK or data segment while both are established or closed: update_history's D or A,
+    # update_ack_seq, update_last_seq and the reassembler's coverage, the same steps `_packet`
+    # takes for it. Written for each side on the fields themselves (our responder's are the
+    # view's `r_` fields), so that most segments load and store no endpoint; False (nothing
+    # done) when the ACK is below the peer's start, which `_packet` then takes.
+
+    def _steady_orig(self, seg: Segment, payload_captured: bool) -> bool:
+        """The fast path of a segment from our originator (this object) to our responder."""
+        is_orig = not self.flipped
+        estart: int = self.start32               # (as ints: the i32 fields' arithmetic is
+        pstart: int = self.r_start32             # ... 32-bit, and these numbers pass 2**32)
+        paylen = seg.paylen
+        ack, pack = seg.ack, self.r_ack
+        d = (ack - pack) & _MASK                         # seq_diff, inlined
+        if d >= 0x80000000:
+            d -= 0x100000000
+        rel_ack = pack + d - pstart
+        if rel_ack < 0:
+            return False
+        bit = (_H_DATA if paylen else _H_ACK) << (0 if is_orig else 16)
+        if not self.seen & bit:                  # update_history: the first D or A this way
+            self._check(is_orig, bit if is_orig else bit >> 16,
+                        ("D" if is_orig else "d") if paylen else ("A" if is_orig else "a"))
+        if d > 0 and (ack or d <= _TOO_LARGE):
+            self.r_ack = pack + d
+        seq, last = seg.seq, self.last
+        rel_seq = (seq - last) & _MASK
+        if rel_seq >= 0x80000000:
+            rel_seq -= 0x100000000
+        d = rel_seq + paylen                              # update_last_seq
+        rel_seq += last - estart
+        if d > 0:
+            self.last = last + d
+        elif paylen:
+            self.rxmt += 1
+            self._scaled(self.rxmt, is_orig, "T")
+        if rel_ack > self.r_trim:
+            if rel_ack <= self.r_reassem and not self.r_fin:
+                self.r_trim = rel_ack
+            else:                               # (holes, or its FIN: AckReceived in full)
+                r = self.resp()
+                self._acked(r, rel_ack)
+                self.keep(r)
+        if paylen and payload_captured and rel_seq >= 0 and not self.skip:
+            if rel_seq == self.reassem and self.above is None and rel_seq >= self.trim \
+                    and rel_seq >= self.ack - estart:
+                self.reassem += paylen
+            else:
+                data_sent(self, rel_seq, paylen)
+        return True
+
+    def _steady_resp(self, seg: Segment, payload_captured: bool) -> bool:
+        """The fast path of a segment from our responder (the `r_` fields) to our originator."""
+        is_orig = self.flipped
+        estart: int = self.r_start32
+        pstart: int = self.start32
+        paylen = seg.paylen
+        ack, pack = seg.ack, self.ack
+        d = (ack - pack) & _MASK
+        if d >= 0x80000000:
+            d -= 0x100000000
+        rel_ack = pack + d - pstart
+        if rel_ack < 0:
+            return False
+        bit = (_H_DATA if paylen else _H_ACK) << (0 if is_orig else 16)
+        if not self.seen & bit:
+            self._check(is_orig, bit if is_orig else bit >> 16,
+                        ("D" if is_orig else "d") if paylen else ("A" if is_orig else "a"))
+        if d > 0 and (ack or d <= _TOO_LARGE):
+            self.ack = pack + d
+        seq, last = seg.seq, self.r_last
+        rel_seq = (seq - last) & _MASK
+        if rel_seq >= 0x80000000:
+            rel_seq -= 0x100000000
+        d = rel_seq + paylen
+        rel_seq += last - estart
+        if d > 0:
+            self.r_last = last + d
+        elif paylen:
+            r = self.resp()
+            r.rxmt += 1
+            self._scaled(r.rxmt, is_orig, "T")
+            self.keep(r)
+        if rel_ack > self.trim:
+            if rel_ack <= self.reassem and not self.fin:
+                self.trim = rel_ack
+            else:
+                self.resp()                     # (`_acked` reads our responder's state)
+                self._acked(self, rel_ack)
+        if paylen and payload_captured and rel_seq >= 0 and not self.r_skip:
+            rare = self.rare
+            holes = None if rare is None or rare.resp is None else rare.resp.above
+            if rel_seq == self.r_reassem and holes is None and rel_seq >= self.r_trim \
+                    and rel_seq >= self.r_ack - estart:
+                self.r_reassem += paylen
+            else:
+                r = self.resp()
+                data_sent(r, rel_seq, paylen)
+                self.keep(r)
+        return True
 
     # -- the full replay of one packet -------------------------------------------------------
 
