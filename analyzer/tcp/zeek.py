@@ -119,7 +119,7 @@ class ZeekView(ZeekMachine):
                 self.r_trim = rel_ack
             else:                               # (holes, or its FIN: AckReceived in full)
                 r = self.resp()
-                self._acked(r, rel_ack)
+                self._acked(r, self, rel_ack)
                 self.keep(r)
         if paylen and payload_captured and rel_seq >= 0 and not self.skip:
             if rel_seq == self.reassem and self.above is None and rel_seq >= self.trim \
@@ -165,8 +165,7 @@ class ZeekView(ZeekMachine):
             if rel_ack <= self.reassem and not self.fin:
                 self.trim = rel_ack
             else:
-                self.resp()                     # (`_acked` reads our responder's state)
-                self._acked(self, rel_ack)
+                self._acked(self, self.resp(), rel_ack)
         if paylen and payload_captured and rel_seq >= 0 and not self.r_skip:
             rare = self.rare
             holes = None if rare is None or rare.resp is None else rare.resp.above
@@ -285,7 +284,7 @@ class ZeekView(ZeekMachine):
         if flags & (SYN | FIN | RST) or e.state == INACTIVE:
             self._machine(e, p, is_orig, flags, paylen)
         if flags & ACK:
-            self._acked(p, rel_ack)
+            self._acked(p, e, rel_ack)
         self.first_seen |= 1 if is_orig else 2   # CheckPIA_FirstPacket
         if paylen and payload_captured and not flags & RST and rel_seq >= 0 and not e.skip:
             data_sent(e, rel_seq + 1 if flags & SYN else rel_seq, paylen)

@@ -24,11 +24,6 @@ _NEXT: Final[Dict[str, Dict[str, str]]] = {}
 _NEXT_MAX: Final = 4096
 
 
-#: Our responder's Zeek endpoint while a view replays one packet (`ZeekMachine.resp` loads
-#: it from the view's `r_` fields, `keep` stores it back): one working object for every view,
-#: so that a view is one object of 144 bytes, not two of 112 and 80.
-_R: Final = ZeekEndpoint()
-
 #: `ZeekMachine.first`: no packet yet, the first from our originator, from our responder.
 NO_PACKET: Final = 0
 FROM_ORIG: Final = 1
@@ -39,8 +34,8 @@ FROM_RESP: Final = 2
 class ZeekMachine(ZeekEndpoint):
     """Both Zeek endpoints of one connection, their roles, and the history so far: the machine
     is itself the endpoint of our originator (`z0`, its inherited attributes) and holds our
-    responder's flat, in its `r_` fields (`z1`, a copy; a packet's replay works on it in `_R`,
-    `resp` and `keep`), its rare facts in the originator's `ZeekRare` (`resp`); the roles are
+    responder's flat, in its `r_` fields (`z1`: a packet's full replay works on an endpoint made
+    of them, `resp`, and stores it back, `keep`; nothing shared between views), its rare facts in the originator's `ZeekRare` (`resp`); the roles are
     two flags, not references (80 + 112 + 112 -> 144 bytes a view)."""
 
     __slots__ = ("seen", "r_start32", "first_seen", "partial", "flipped", "first",
@@ -85,8 +80,9 @@ class ZeekMachine(ZeekEndpoint):
         return self.first == FROM_ORIG
 
     def resp(self) -> ZeekEndpoint:
-        """Our responder's endpoint, loaded into `_R` to be worked on (`keep` stores it)."""
-        r = _R
+        """Our responder's endpoint, made of the `r_` fields to be worked on (`keep` stores it
+        back; its rare facts shared, not copied)."""
+        r = ZeekEndpoint()
         r.start32, r.state, r.prev = self.r_start32, self.r_state, self.r_prev
         r.skip, r.fin, r.last, r.ack = self.r_skip, self.r_fin, self.r_last, self.r_ack
         r.fin_seq, r.reassem, r.trim = self.r_fin_seq, self.r_reassem, self.r_trim
@@ -110,14 +106,8 @@ class ZeekMachine(ZeekEndpoint):
 
     @property
     def z1(self) -> ZeekEndpoint:
-        """A copy of our responder's Zeek endpoint (its rare facts shared, not copied)."""
-        z1 = ZeekEndpoint()
-        z1.start32, z1.state, z1.prev = self.r_start32, self.r_state, self.r_prev
-        z1.skip, z1.fin, z1.last, z1.ack = self.r_skip, self.r_fin, self.r_last, self.r_ack
-        z1.fin_seq, z1.reassem, z1.trim = self.r_fin_seq, self.r_reassem, self.r_trim
-        rare = self.rare
-        z1.rare = None if rare is None else rare.resp
-        return z1
+        """Our responder's Zeek endpoint: a copy (`resp`)."""
+        return self.resp()
 
     @property
     def zorig(self) -> Optional[ZeekEndpoint]:
@@ -233,10 +223,11 @@ class ZeekMachine(ZeekEndpoint):
         elif st == CLOSED and flags & RST and p.state != CLOSED:
             e.set_state(RESET)
 
-    def _acked(self, e: ZeekEndpoint, seq: int) -> None:
+    def _acked(self, e: ZeekEndpoint, peer: ZeekEndpoint, seq: int) -> None:
         """TCP_Reassembler::AckReceived on the endpoint whose data `seq` acknowledges: each
         hole of never-delivered bytes below it is a content gap, a `G` while both sides are
-        established or closing cleanly (TCP_Reassembler::Gap / Undelivered)."""
+        established or closing cleanly (TCP_Reassembler::Gap / Undelivered); `peer` is the
+        other endpoint."""
         if e.fin and seq >= e.fin_seq:
             seq = e.fin_seq - 1
         if seq <= e.trim:
@@ -249,7 +240,7 @@ class ZeekMachine(ZeekEndpoint):
                 while above and above[0][0] <= pos:
                     pos = max(pos, above.pop(0)[1])
             holes += seq > pos
-            if holes and not e.skip and clean(e) and clean(_R if e is self else self):
+            if holes and not e.skip and clean(e) and clean(peer):
                 for _ in range(holes):
                     e.gap += 1
                     self._scaled(e.gap, self.is_zorig(e), "G")
