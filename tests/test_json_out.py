@@ -70,3 +70,33 @@ def test_lines_kept_instead_of_results_make_the_same_document(tmp_path):
             render("json", analyze([str(path)], settings, sink=sink), out)
             outs.append(out.getvalue())
         assert outs[0] == outs[1], path
+
+
+def test_addresses_stay_right_while_the_address_cache_shrinks_and_grows_back(tmp_path):
+    # 24,000 clients seen once each (the cache fills with no hits and its bound falls), then
+    # 6,000 clients twice each in a row (as many hits as addresses: the bound goes back):
+    # every line's addresses are its packets' own.
+    def syn(client: str, port: int) -> list:
+        return Dialog(client=(client, port), server=("192.0.2.%d" % (1 + (port & 1)), 443)).syn().packets
+    packets = []
+    for i in range(24000):
+        packets += syn("10.%d.%d.%d" % (i >> 16, (i >> 8) & 255, i & 255), 40000 + (i & 1))
+    for i in range(12000):
+        packets += syn("172.16.%d.%d" % ((i >> 1) >> 8, (i >> 1) & 255), 1024 + (i & 1) * 2)
+    for n, (_, ip, side) in enumerate(packets):         # (one microsecond apart, in order)
+        packets[n] = (n * 1000, ip, side)
+    write_pcap(tmp_path / "c.pcap", packets)
+    settings = Settings()
+    out = io.StringIO()
+    render("json", analyze([str(tmp_path / "c.pcap")], settings,
+                           sink=make_sink("json", settings)), out)
+    conns = json.loads(out.getvalue())["connections"]
+    assert len(conns) == 36000
+    for c in conns[:24000]:
+        i = c["id"]
+        assert c["orig"]["addr"] == "10.%d.%d.%d" % (i >> 16, (i >> 8) & 255, i & 255)
+        assert c["resp"]["addr"] == "192.0.2.%d" % (1 + (i & 1))
+    for c in conns[24000:]:
+        i = c["id"] - 24000
+        assert c["orig"]["addr"] == "172.16.%d.%d" % ((i >> 1) >> 8, (i >> 1) & 255)
+        assert c["orig"]["port"] == 1024 + (i & 1) * 2

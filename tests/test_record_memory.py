@@ -22,7 +22,7 @@ from analyzer.judge.verdicts import finalize
 from analyzer.tcp.conn import Connection
 from analyzer.tcp.endpoint import fin_acks_peer, fin_frame, fin_side
 from analyzer.tcp.flows import FlowTable
-from analyzer.tcp.frozen import RECORDS, fields
+from analyzer.tcp.frozen import RECORDS, fields, freeze, thaw
 from analyzer.tcp.reuse import RecentConnections
 from analyzer.testing.synth import Dialog, merge, write_pcap
 from test_frozen import segments
@@ -108,24 +108,78 @@ def _pooled(obj: Any) -> int:
     return (sys.getsizeof(obj) + 15) & ~15
 
 
-def test_a_json_connections_zeek_view_is_two_objects_of_192_bytes(tmp_path):
-    # Zeek's view is itself Zeek's endpoint of our originator and holds our responder's: one
-    # object less a connection than a view with two endpoints, and the roles are flags; an
-    # ordinary connection, live or closed, has nothing else (no ZeekRare: a SYN's and a pure
-    # FIN's history numbers need no field of their own).
+def test_a_json_connections_zeek_view_is_one_object_of_144_bytes(tmp_path):
+    # Zeek's view is itself Zeek's endpoint of our originator and holds our responder's in
+    # fields of its own: one object a connection, and the roles are flags; an ordinary
+    # connection, live or closed, has nothing else (no ZeekRare: a SYN's and a pure FIN's
+    # history numbers need no field of their own).
     live = _dialog(0).handshake().data("c", 100).data("s", 1400).ack("c")
     closed = _dialog(1).handshake().data("c", 100).data("s", 1400).ack("c").fin("c").fin("s")
     closed.ack("c")
     for conn in _connections(_capture(tmp_path, [live, closed])):
         kinds = Counter(type(o).__name__ for o in _records(conn, []))
-        assert kinds == {"Connection": 1, "Endpoint": 2, "ZeekView": 1, "ZeekEndpoint": 1}
+        assert kinds == {"Connection": 1, "Endpoint": 2, "ZeekView": 1}
         view = conn.zeek
-        assert view is not None and view.z0 is view and view.z1.rare is None
+        assert view is not None and view.z0 is view and view.rare is None
         assert view.zorig is view and view.history in ("ShADd", "ShADdFf")
+        assert view.z1.state == view.r_state and view.z1.size(view.z0) == 1400
         if build() == "compiled":         # (pure Python objects have their dict of slots)
-            assert (_pooled(view), _pooled(view.z1)) == (112, 80)
+            assert _pooled(view) == 144
             assert _pooled(conn.e0) <= 192    # (counters of 32 bits beside the flags)
             assert _pooled(conn) <= 208       # (the first packet held in the view's slot)
+
+
+def _odd_both_ways() -> Dialog:
+    """Each side retransmits, advertises a zero window and sends a segment beyond a hole (a
+    content gap the peer's ACK then covers): T, W and G from both, in the responder's
+    endpoint's rare facts as in the originator's."""
+    d = _dialog(0).handshake().data("c", 100).data("s", 1400)
+    d.data("c", 100, seq=d.nxt["c"] - 100, advance=False)          # T
+    d.data("s", 1400, seq=d.nxt["s"] - 1400, advance=False)        # t
+    d.ack("c", win=0).ack("s", win=0)                              # W, a w
+    d.data("c", 100, seq=d.nxt["c"] + 100, advance=False)          # beyond a hole ...
+    d.ack("s", ack=d.nxt["c"] + 200)                               # ... acked: G
+    d.data("s", 1000, seq=d.nxt["s"] + 1000, advance=False)
+    d.ack("c", ack=d.nxt["s"] + 2000)                              # g
+    return d
+
+
+def test_the_responders_folded_endpoint_keeps_its_rare_facts(tmp_path):
+    # Our responder's Zeek endpoint lives in the view's own fields: its counts and holes are
+    # its own (not the originator's), across every packet, into the history and conn_state.
+    d = _odd_both_ways()
+    (conn,) = _connections(_capture(tmp_path, [d]))
+    view = conn.zeek
+    assert view.history == "ShADdTtWawGg"
+    z0, z1 = view.z0, view.z1
+    assert (z0.rxmt, z0.win0, z0.gap) == (1, 1, 1) and (z1.rxmt, z1.win0, z1.gap) == (1, 1, 1)
+    assert view.rare is not None and view.rare.resp is not None
+    result = finalize(conn, conn.last_ts, 30_000_000_000)
+    assert (result.conn_state, result.history) == ("S1", "ShADdTtWawGg")
+
+
+def test_a_view_parked_between_any_two_packets_gives_the_same_labels(tmp_path):
+    # Both endpoints of the folded view go into a parked record and come back: a connection
+    # parked and brought back between every two of its packets ends with the same conn_state
+    # and history as one never parked, from either side's packets.
+    d = _odd_both_ways().fin("s").fin("c").ack("s")
+    path = _capture(tmp_path, [d])
+    (whole,) = _connections(path)
+    expect = (whole.zeek.history, finalize(whole, whole.last_ts, 30_000_000_000).conn_state)
+    assert expect == ("ShADdTtWawGgfF", "SF")
+    segs = segments(path)
+    for cut in range(2, len(segs)):
+        table = FlowTable(lambda c, now: None, 30_000_000_000)
+        for seg in segs[:cut]:
+            table.feed(seg)
+        (conn,) = table.connections()
+        back = thaw(freeze(conn))
+        assert back.zeek.z1.last == conn.zeek.z1.last
+        assert (back.zeek.z1.rare is None) == (conn.zeek.z1.rare is None)
+        for seg in segs[cut:]:
+            back.on_segment(seg)
+        got = (back.zeek.history, finalize(back, back.last_ts, 30_000_000_000).conn_state)
+        assert got == expect, cut
 
 
 def test_a_fin_with_rst_keeps_the_last_pure_fins_number_aside(tmp_path):
@@ -213,3 +267,27 @@ def test_live_connections_count_toward_the_held_bound(tmp_path):
     results0, held0, most0 = _held(path, max_live=UNBOUNDED)
     assert results == results0 and held0 == 0 and most0 >= 60
     assert held >= 35 and most <= 32
+
+
+def test_the_tables_dict_is_made_afresh_once_its_connections_are_gone(tmp_path):
+    # A dict keeps the table it grew to after its keys are deleted: the flow table's is copied
+    # into one of its size at a sweep, so that what thousands of finished connections left
+    # behind does not stay in memory (and the connections found stay the same).
+    n = 6000
+    dialogs = [Dialog(client=("10.%d.%d.1" % (i >> 8, i & 255), 40000),
+                      server=("192.0.2.1", 443), t0=1_700_000_000.0 + i * 0.0001, step=0.00001)
+               .handshake().fin("c").fin("s").ack("c") for i in range(n)]
+    late = Dialog(client=("10.255.0.1", 40000), server=("192.0.2.1", 443),
+                  t0=1_700_000_010.0).handshake()
+    path = _capture(tmp_path, dialogs + [late])
+    done: List[Connection] = []
+    table = FlowTable(lambda c, now: done.append(c), 100_000_000)       # MSL 0.1 s
+    segs = segments(path)
+    peak = 0
+    for seg in segs:
+        table.feed(seg)
+        peak = max(peak, sys.getsizeof(table.live))
+    assert len(done) == n and len(table.live) == 2          # the late one's two keys
+    assert peak > 400_000 and sys.getsizeof(table.live) < 80 * 2 + 65536
+    conn = table.feed(segs[-1])                             # (found as before)
+    assert conn.id == n and table.live[conn.key] is conn and table.live[conn.rkey] is conn

@@ -324,8 +324,10 @@ def test_fast_path_equals_the_full_replay():
         fast = replay(d)
         slow = ZeekView()
         for _, ip, side in d.packets:
-            e, p = (slow.z0, slow.z1) if side == "c" else (slow.z1, slow.z0)
+            r = slow.resp()
+            e, p = (slow, r) if side == "c" else (r, slow)
             slow._packet(e, p, side == "c", decode_frame(1, frame(ip)), True, False)
+            slow.keep(r)
         assert fast[:2] == slow.finish(True)
 
 

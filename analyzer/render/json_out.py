@@ -43,10 +43,16 @@ _texts: Final[Dict[str, str]] = {}
 #: half_close, final_state) -> that part of the line (`_verdicts`), emptied when full.
 _verdict_texts: Final[Dict[tuple, str]] = {}
 #: Packed addresses -> their JSON text (clients and servers come back again and again),
-#: emptied past `_ADDR_LIMIT` (about 2 MB): a busy capture's working set of addresses (13.5 k
-#: in the reference capture of bench/README.md) fits, where 4,096 was emptied again and again.
+#: emptied past a bound (`_Last.addr_limit`): at most `_ADDR_LIMIT` (about 2 MB), so that a
+#: busy capture's working set of addresses (13.5 k in the reference capture of bench/README.md)
+#: fits, where 4,096 was emptied again and again. When the cache filled up with fewer hits
+#: than addresses (most addresses were seen once: every client new, as in a scan or the
+#: window shape of bench/shapes.py), the next bound is a quarter of it, down to
+#: `_ADDR_FLOOR`, and the cache stops holding ~2 MB of strings written once; a fill with more
+#: hits than addresses puts the bound back at `_ADDR_LIMIT`.
 _addrs: Final[Dict[bytes, str]] = {}
 _ADDR_LIMIT: Final = 16384
+_ADDR_FLOOR: Final = 1024
 #: The text of the numbers below `_SMALL` (`_num`).
 _SMALL: Final = 1024
 _NUMS: Final = [str(n) for n in range(_SMALL)]
@@ -258,9 +264,18 @@ def _text(s: Optional[str]) -> str:
 def _addr(addr: bytes) -> str:
     text = _addrs.get(addr)
     if text is None:
-        if len(_addrs) >= _ADDR_LIMIT:
+        last = _LAST
+        size = len(_addrs)
+        if size >= last.addr_limit:
+            if last.addr_hits < size:       # (a cache mostly of addresses seen once)
+                last.addr_limit = max(_ADDR_FLOOR, last.addr_limit // 4)
+            else:
+                last.addr_limit = _ADDR_LIMIT
+            last.addr_hits = 0
             _addrs.clear()
         text = _addrs[addr] = '"' + addr_str(addr) + '"'  # digits, dots, colons: no escapes
+    else:
+        _LAST.addr_hits += 1
     return text
 
 
@@ -316,7 +331,7 @@ class _Last:
     message (a flood's thousands of findings share one) and its text, the text of its
     finding's code and severity (`head`) and side (`side_text`), its verdicts (`_verdicts`:
     their key and text), its lingering state's side and state (`lingering`), its responder
-    (`resp`) and its packets and bytes (`sizes_text`)."""
+    (`resp`) and its packets and bytes (`sizes_text`); and the address cache's bound."""
 
     def __init__(self) -> None:
         self.message = ""
@@ -347,6 +362,9 @@ class _Last:
         self.lingering_side = ""
         self.lingering_state = ""
         self.lingering = ""
+        # The address cache's bound and its hits since it was last emptied (`_addr`).
+        self.addr_limit = _ADDR_LIMIT
+        self.addr_hits = 0
 
 
 _LAST: Final = _Last()

@@ -37,6 +37,7 @@ Rules (documented in README "How connections are found"):
 
 from __future__ import annotations
 
+import sys
 from array import array
 from collections import deque
 from typing import Callable, Deque, Dict, Final, Iterator, List, Optional
@@ -63,6 +64,12 @@ Key = bytes
 #: About 1.1 to 2 KB each (bench/README.md), so the default bounds the table near 150 MB
 #: even under a SYN flood.
 DEFAULT_MAX_LIVE: Final = 100_000
+#: Bytes a key of the table's dict (`FlowTable.live`) past which a sweep copies it into a
+#: fresh one (`_fit`). A dict that grows makes its table three times its keys and more, and
+#: never gives back what its keys left behind: 10.5 MB for ~100 k keys after the window
+#: shape of bench/shapes.py had its connections in memory at once; a fresh dict of the same
+#: keys takes 30-60 bytes a key (5.2 MB).
+_LIVE_BYTES_A_KEY: Final = 80
 
 
 def _is_service(port: int) -> bool:
@@ -305,6 +312,16 @@ class FlowTable:
         for conn in _drain(done):           # (each out of memory once finalized)
             self.finish(conn, now)
         self.recent.forget_stale(now)
+        self._fit()
+
+    def _fit(self) -> None:
+        """The table's dict copied into one of its size when it holds more than
+        `_LIVE_BYTES_A_KEY` a key (in the same order: only its memory changes)."""
+        live = self.live
+        if sys.getsizeof(live) > _LIVE_BYTES_A_KEY * len(live) + 65536:
+            fresh: Dict[Key, Connection] = {}
+            fresh.update(live)              # (one table sized for the keys it is given)
+            self.live = fresh
 
     def finish(self, conn: Connection, now: int) -> None:
         """A connection the sweep finalizes, out of the table."""

@@ -23,7 +23,7 @@ from typing import Final, Tuple
 
 from analyzer.common.native import mypyc_attr
 from analyzer.decode.segment import ACK, FIN, RST, SYN, Segment, seq_diff
-from analyzer.tcp.zeekmachine import ZeekMachine
+from analyzer.tcp.zeekmachine import FROM_ORIG, FROM_RESP, NO_PACKET, ZeekMachine
 from analyzer.tcp.zeekstate import (CLOSED, ESTABLISHED, INACTIVE, PARTIAL, RESET, STATE_NAMES,
                                     SYN_ACK_SENT, SYN_SENT, ZeekEndpoint, conn_state, data_sent)
 
@@ -63,63 +63,131 @@ class ZeekView(ZeekMachine):
         flows.py). `payload_captured` is false when the snaplen cut the payload (Zeek then
         reassembles nothing: a content gap); `bad_checksum` makes the segment only a `C`, as
         Zeek drops it (pass it only when checksums are validated)."""
-        e: ZeekEndpoint = self
-        p = self.z1
-        if not from_orig:
-            e, p = p, e
-        es, ps = e.state, p.state
-        if (seg.flags & _CTL == ACK and (es == ESTABLISHED or es == CLOSED)
-                and (ps == ESTABLISHED or ps == CLOSED)
+        st, rst = self.state, self.r_state
+        if (seg.flags & _CTL == ACK and (st == ESTABLISHED or st == CLOSED)
+                and (rst == ESTABLISHED or rst == CLOSED)
                 and self.first_seen == 3 and seg.win and not bad_checksum):
-            is_orig = from_orig != self.flipped
-            estart: int = e.start32              # (as ints: the i32 fields' arithmetic is
-            pstart: int = p.start32              # ... 32-bit, and these numbers pass 2**32)
-            paylen = seg.paylen
-            bit = (_H_DATA if paylen else _H_ACK) << (0 if is_orig else 16)
-            ack, pack = seg.ack, p.ack
-            d = (ack - pack) & _MASK                     # seq_diff, inlined
-            if d >= 0x80000000:
-                d -= 0x100000000
-            rel_ack = pack + d - pstart
-            if rel_ack >= 0:
-                if not self.seen & bit:          # update_history: the first D or A this way
-                    self._check(is_orig, bit if is_orig else bit >> 16,
-                                ("D" if is_orig else "d") if paylen else ("A" if is_orig else "a"))
-                if d > 0 and (ack or d <= _TOO_LARGE):
-                    p.ack = pack + d
-                seq, last = seg.seq, e.last
-                rel_seq = (seq - last) & _MASK
-                if rel_seq >= 0x80000000:
-                    rel_seq -= 0x100000000
-                d = rel_seq + paylen                      # update_last_seq
-                rel_seq += last - estart
-                if d > 0:
-                    e.last = last + d
-                elif paylen:
-                    e.rxmt += 1
-                    self._scaled(e.rxmt, is_orig, "T")
-                if rel_ack > p.trim:
-                    if rel_ack <= p.reassem and not p.fin:
-                        p.trim = rel_ack
-                    else:                       # (holes, or its FIN: AckReceived in full)
-                        self._acked(p, rel_ack)
-                if paylen and payload_captured and rel_seq >= 0 and not e.skip:
-                    if rel_seq == e.reassem and e.above is None and rel_seq >= e.trim \
-                            and rel_seq >= e.ack - estart:
-                        e.reassem += paylen
-                    else:
-                        data_sent(e, rel_seq, paylen)
+            if (self._steady_orig(seg, payload_captured) if from_orig
+                    else self._steady_resp(seg, payload_captured)):
                 return
-        self._packet(e, p, from_orig, seg, payload_captured, bad_checksum)
+        r = self.resp()
+        if from_orig:
+            self._packet(self, r, True, seg, payload_captured, bad_checksum)
+        else:
+            self._packet(r, self, False, seg, payload_captured, bad_checksum)
+        self.keep(r)
+
+    # -- the fast path, once per side --------------------------------------------------------
+    # An ACK or data segment while both are established or closed: update_history's D or A,
+    # update_ack_seq, update_last_seq and the reassembler's coverage, the same steps `_packet`
+    # takes for it. Written for each side on the fields themselves (our responder's are the
+    # view's `r_` fields), so that most segments load and store no endpoint; False (nothing
+    # done) when the ACK is below the peer's start, which `_packet` then takes.
+
+    def _steady_orig(self, seg: Segment, payload_captured: bool) -> bool:
+        """The fast path of a segment from our originator (this object) to our responder."""
+        is_orig = not self.flipped
+        estart: int = self.start32               # (as ints: the i32 fields' arithmetic is
+        pstart: int = self.r_start32             # ... 32-bit, and these numbers pass 2**32)
+        paylen = seg.paylen
+        ack, pack = seg.ack, self.r_ack
+        d = (ack - pack) & _MASK                         # seq_diff, inlined
+        if d >= 0x80000000:
+            d -= 0x100000000
+        rel_ack = pack + d - pstart
+        if rel_ack < 0:
+            return False
+        bit = (_H_DATA if paylen else _H_ACK) << (0 if is_orig else 16)
+        if not self.seen & bit:                  # update_history: the first D or A this way
+            self._check(is_orig, bit if is_orig else bit >> 16,
+                        ("D" if is_orig else "d") if paylen else ("A" if is_orig else "a"))
+        if d > 0 and (ack or d <= _TOO_LARGE):
+            self.r_ack = pack + d
+        seq, last = seg.seq, self.last
+        rel_seq = (seq - last) & _MASK
+        if rel_seq >= 0x80000000:
+            rel_seq -= 0x100000000
+        d = rel_seq + paylen                              # update_last_seq
+        rel_seq += last - estart
+        if d > 0:
+            self.last = last + d
+        elif paylen:
+            self.rxmt += 1
+            self._scaled(self.rxmt, is_orig, "T")
+        if rel_ack > self.r_trim:
+            if rel_ack <= self.r_reassem and not self.r_fin:
+                self.r_trim = rel_ack
+            else:                               # (holes, or its FIN: AckReceived in full)
+                r = self.resp()
+                self._acked(r, self, rel_ack)
+                self.keep(r)
+        if paylen and payload_captured and rel_seq >= 0 and not self.skip:
+            if rel_seq == self.reassem and self.above is None and rel_seq >= self.trim \
+                    and rel_seq >= self.ack - estart:
+                self.reassem += paylen
+            else:
+                data_sent(self, rel_seq, paylen)
+        return True
+
+    def _steady_resp(self, seg: Segment, payload_captured: bool) -> bool:
+        """The fast path of a segment from our responder (the `r_` fields) to our originator."""
+        is_orig = self.flipped
+        estart: int = self.r_start32
+        pstart: int = self.start32
+        paylen = seg.paylen
+        ack, pack = seg.ack, self.ack
+        d = (ack - pack) & _MASK
+        if d >= 0x80000000:
+            d -= 0x100000000
+        rel_ack = pack + d - pstart
+        if rel_ack < 0:
+            return False
+        bit = (_H_DATA if paylen else _H_ACK) << (0 if is_orig else 16)
+        if not self.seen & bit:
+            self._check(is_orig, bit if is_orig else bit >> 16,
+                        ("D" if is_orig else "d") if paylen else ("A" if is_orig else "a"))
+        if d > 0 and (ack or d <= _TOO_LARGE):
+            self.ack = pack + d
+        seq, last = seg.seq, self.r_last
+        rel_seq = (seq - last) & _MASK
+        if rel_seq >= 0x80000000:
+            rel_seq -= 0x100000000
+        d = rel_seq + paylen
+        rel_seq += last - estart
+        if d > 0:
+            self.r_last = last + d
+        elif paylen:
+            r = self.resp()
+            r.rxmt += 1
+            self._scaled(r.rxmt, is_orig, "T")
+            self.keep(r)
+        if rel_ack > self.trim:
+            if rel_ack <= self.reassem and not self.fin:
+                self.trim = rel_ack
+            else:
+                self._acked(self, self.resp(), rel_ack)
+        if paylen and payload_captured and rel_seq >= 0 and not self.r_skip:
+            rare = self.rare
+            holes = None if rare is None or rare.resp is None else rare.resp.above
+            if rel_seq == self.r_reassem and holes is None and rel_seq >= self.r_trim \
+                    and rel_seq >= self.r_ack - estart:
+                self.r_reassem += paylen
+            else:
+                r = self.resp()
+                data_sent(r, rel_seq, paylen)
+                self.keep(r)
+        return True
 
     # -- the full replay of one packet -------------------------------------------------------
 
     def _packet(self, e: ZeekEndpoint, p: ZeekEndpoint, from_orig: bool, seg: Segment,
                 payload_captured: bool, bad_checksum: bool) -> None:
-        """TCPSessionAdapter::Process, step by step (checksum first, as TCPAnalyzer does)."""
+        """TCPSessionAdapter::Process, step by step (checksum first, as TCPAnalyzer does), on
+        the sender's endpoint `e` and its peer's `p` (one of them this view, the other the
+        responder's loaded by `resp`; the caller stores it back)."""
         flags, seq, paylen = seg.flags, seg.seq, seg.paylen
-        if not self.started:                     # a new connection (WantConnection's flip)
-            self.started, self.first_dir, self.flipped = True, from_orig, not from_orig
+        if self.first == NO_PACKET:              # a new connection (WantConnection's flip)
+            self.first, self.flipped = FROM_ORIG if from_orig else FROM_RESP, not from_orig
             if (not flags & SYN or flags & ACK) and seg.sport in LIKELY_SERVER_PORTS and (
                     seg.dport not in LIKELY_SERVER_PORTS
                     or (not flags & SYN and seg.sport < seg.dport)):
@@ -128,8 +196,8 @@ class ZeekView(ZeekMachine):
             e.chk += 1
             self._scaled(e.chk, from_orig != self.flipped, "C")
             return
-        zorig: ZeekEndpoint = self
-        zresp = self.z1
+        zorig = e if from_orig else p
+        zresp = p if from_orig else e
         if self.flipped:
             zorig, zresp = zresp, zorig
         if (zorig.state == SYN_ACK_SENT and zresp.state == INACTIVE
@@ -216,7 +284,7 @@ class ZeekView(ZeekMachine):
         if flags & (SYN | FIN | RST) or e.state == INACTIVE:
             self._machine(e, p, is_orig, flags, paylen)
         if flags & ACK:
-            self._acked(p, rel_ack)
+            self._acked(p, e, rel_ack)
         self.first_seen |= 1 if is_orig else 2   # CheckPIA_FirstPacket
         if paylen and payload_captured and not flags & RST and rel_seq >= 0 and not e.skip:
             data_sent(e, rel_seq + 1 if flags & SYN else rel_seq, paylen)
@@ -228,12 +296,12 @@ class ZeekView(ZeekMachine):
         first packet came from our orig — when it did not, Zeek would have flipped the
         connection, so history starts with '^' (the module docstring gives Zeek's flipping
         rules and where ours differ). ValueError if the view missed the first segment."""
-        if not self.started:
+        if self.first == NO_PACKET:
             return "OTH", ""
-        if first_from_orig != self.first_dir:
+        if first_from_orig != (self.first == FROM_ORIG):
             raise ValueError("ZeekView was not fed the connection's first segment")
         o: ZeekEndpoint = self
-        r = self.z1
+        r = self.resp()
         if self.flipped:
             o, r = r, o
         return conn_state(o.state, r.state, o.size(r), r.size(o), self.history), self.history

@@ -24,35 +24,80 @@ _NEXT: Final[Dict[str, Dict[str, str]]] = {}
 _NEXT_MAX: Final = 4096
 
 
+#: `ZeekMachine.first`: no packet yet, the first from our originator, from our responder.
+NO_PACKET: Final = 0
+FROM_ORIG: Final = 1
+FROM_RESP: Final = 2
+
+
 @mypyc_attr(acyclic=True)
 class ZeekMachine(ZeekEndpoint):
     """Both Zeek endpoints of one connection, their roles, and the history so far: the machine
     is itself the endpoint of our originator (`z0`, its inherited attributes) and holds our
-    responder's (`z1`): one object less a connection, and the roles are two flags, not
-    references (80 + 112 + 112 -> 112 + 80 bytes a view)."""
+    responder's flat, in its `r_` fields (`z1`: a packet's full replay works on an endpoint made
+    of them, `resp`, and stores it back, `keep`; nothing shared between views), its rare facts in the originator's `ZeekRare` (`resp`); the roles are
+    two flags, not references (80 + 112 + 112 -> 144 bytes a view)."""
 
-    __slots__ = ("seen", "first_seen", "partial", "flipped", "started", "first_dir", "z1",
-                 "history")
+    __slots__ = ("seen", "r_start32", "first_seen", "partial", "flipped", "first",
+                 "r_state", "r_prev", "r_skip", "r_fin", "r_last", "r_ack", "r_fin_seq",
+                 "r_reassem", "r_trim", "history")
 
     # The flags and small numbers first and together: 16 bytes in the compiled build.
     seen: i32
+    r_start32: i32
     first_seen: u8
     partial: bool
     flipped: bool
-    started: bool
-    first_dir: bool
+    first: u8
+    r_state: u8
+    r_prev: u8
+    r_skip: bool
+    r_fin: bool
 
     def __init__(self) -> None:
         """A connection before its first packet."""
         super().__init__()
-        self.z1 = ZeekEndpoint()   # our responder's endpoint (our originator's: this object)
-        self.history = ""
         self.seen = 0              # Conn::hist_seen
+        self.r_start32 = 0         # our responder's endpoint, as ZeekEndpoint's fields
+        self.r_state = self.r_prev = INACTIVE
+        self.r_skip = self.r_fin = False
+        self.r_last = self.r_ack = self.r_fin_seq = 0
+        self.r_reassem = self.r_trim = 1
+        self.history = ""
         self.partial = False       # TCPSessionAdapter::is_partial
         self.first_seen = 0        # first_packet_seen: 1 = Zeek's orig, 2 = Zeek's resp
-        self.started = False       # a packet came (Zeek's originator is chosen)
-        self.first_dir = False     # the first came from our originator (once `started`)
+        self.first = NO_PACKET     # where the first packet came from (Zeek's orig is chosen)
         self.flipped = False       #: Zeek's originator is our responder
+
+    @property
+    def started(self) -> bool:
+        """A packet came (Zeek's originator is chosen)."""
+        return self.first != NO_PACKET
+
+    @property
+    def first_dir(self) -> bool:
+        """The first packet came from our originator (once `started`)."""
+        return self.first == FROM_ORIG
+
+    def resp(self) -> ZeekEndpoint:
+        """Our responder's endpoint, made of the `r_` fields to be worked on (`keep` stores it
+        back; its rare facts shared, not copied)."""
+        r = ZeekEndpoint()
+        r.start32, r.state, r.prev = self.r_start32, self.r_state, self.r_prev
+        r.skip, r.fin, r.last, r.ack = self.r_skip, self.r_fin, self.r_last, self.r_ack
+        r.fin_seq, r.reassem, r.trim = self.r_fin_seq, self.r_reassem, self.r_trim
+        rare = self.rare
+        r.rare = None if rare is None else rare.resp
+        return r
+
+    def keep(self, r: ZeekEndpoint) -> None:
+        """Our responder's endpoint `r` (from `resp`) stored back into this view; its rare
+        facts, once it has some, in our originator's `ZeekRare` (a blank one reads as none)."""
+        self.r_start32, self.r_state, self.r_prev = r.start32, r.state, r.prev
+        self.r_skip, self.r_fin, self.r_last, self.r_ack = r.skip, r.fin, r.last, r.ack
+        self.r_fin_seq, self.r_reassem, self.r_trim = r.fin_seq, r.reassem, r.trim
+        if r.rare is not None:
+            self._rare().resp = r.rare
 
     @property
     def z0(self) -> ZeekEndpoint:
@@ -60,9 +105,15 @@ class ZeekMachine(ZeekEndpoint):
         return self
 
     @property
+    def z1(self) -> ZeekEndpoint:
+        """Our responder's Zeek endpoint: a copy (`resp`)."""
+        return self.resp()
+
+    @property
     def zorig(self) -> Optional[ZeekEndpoint]:
-        """The endpoint Zeek calls the originator; None before the first packet."""
-        if not self.started:
+        """The endpoint Zeek calls the originator (a copy when it is our responder); None
+        before the first packet."""
+        if self.first == NO_PACKET:
             return None
         return self.z1 if self.flipped else self
 
@@ -172,10 +223,11 @@ class ZeekMachine(ZeekEndpoint):
         elif st == CLOSED and flags & RST and p.state != CLOSED:
             e.set_state(RESET)
 
-    def _acked(self, e: ZeekEndpoint, seq: int) -> None:
+    def _acked(self, e: ZeekEndpoint, peer: ZeekEndpoint, seq: int) -> None:
         """TCP_Reassembler::AckReceived on the endpoint whose data `seq` acknowledges: each
         hole of never-delivered bytes below it is a content gap, a `G` while both sides are
-        established or closing cleanly (TCP_Reassembler::Gap / Undelivered)."""
+        established or closing cleanly (TCP_Reassembler::Gap / Undelivered); `peer` is the
+        other endpoint."""
         if e.fin and seq >= e.fin_seq:
             seq = e.fin_seq - 1
         if seq <= e.trim:
@@ -188,7 +240,7 @@ class ZeekMachine(ZeekEndpoint):
                 while above and above[0][0] <= pos:
                     pos = max(pos, above.pop(0)[1])
             holes += seq > pos
-            if holes and not e.skip and clean(e) and clean(self.z1 if e is self else self):
+            if holes and not e.skip and clean(e) and clean(peer):
                 for _ in range(holes):
                     e.gap += 1
                     self._scaled(e.gap, self.is_zorig(e), "G")

@@ -61,10 +61,12 @@ class ZeekRare:
     """What few Zeek endpoints have: the last SYN's and RST's sequence numbers (a SYN's is 0
     but after an odd SYN), the last pure FIN's when a FIN with SYN or RST came after it
     (`hl_fin_kept`), the counts of the scaled letters (T, W, G, C) and received ranges beyond
-    a hole; made on the first of them."""
+    a hole; made on the first of them. A Zeek view's (its originator's endpoint's) also holds
+    its responder's, `resp` (zeekmachine.py), and is made blank for them when only the
+    responder has some: a blank one reads as none."""
 
     __slots__ = ("hl_fin_kept", "hl_syn", "hl_rst", "hl_fin", "rxmt", "win0", "gap", "chk",
-                 "above")
+                 "above", "resp")
 
     hl_fin_kept: bool
 
@@ -73,6 +75,7 @@ class ZeekRare:
         self.hl_syn = self.hl_rst = self.hl_fin = 0
         self.rxmt = self.win0 = self.gap = self.chk = 0
         self.above: Optional[List[List[int]]] = None
+        self.resp: Optional[ZeekRare] = None
 
 
 @mypyc_attr(acyclic=True)
