@@ -46,6 +46,7 @@ from analyzer.judge.result import ConnResult, unflat
 from analyzer.pipeline import Tally, table_warnings
 from analyzer.judge.floods import FloodDetector
 from analyzer.judge.scans import Scan, ScanDetector
+from analyzer.parallel.shard import LINES_HEAD
 from analyzer.report.model import Report, Summary
 from analyzer.report.runs import Block, Run
 from analyzer.report.store import ResultSink, ResultStore
@@ -257,12 +258,14 @@ def _lines_block(receive: Callable[[], bytes], index: int, count: int) -> Option
     if kind != b"L":
         raise ShardFailed("shard %d of %d stopped before it sent all its connections"
                           % (index, count))
-    keys_data, ends_data, data = marshal.loads(memoryview(chunk)[1:])
+    n = LINES_HEAD.unpack_from(chunk, 1)[0]
+    at = 1 + LINES_HEAD.size
+    view = memoryview(chunk)
     keys = array("q")
-    keys.frombytes(keys_data)
+    keys.frombytes(view[at:at + 8 * n])
     ends = array("q")
-    ends.frombytes(ends_data)
-    return Block(keys.tolist(), None, "", ends.tolist(), 0, data)
+    ends.frombytes(view[at + 8 * n:at + 16 * n])
+    return Block(keys.tolist(), None, "", ends.tolist(), 0, view[at + 16 * n:])  # (no copy)
 
 
 class Walk:

@@ -20,8 +20,8 @@ through `emit`, each one `bytes` object of bounded size, its first byte saying w
 * with `lines` (the parent's sink keeps text lines it can renumber: `ResultStore.shard_lines`),
   the shard keeps the lines of `P` itself (but those naming an earlier connection), in a
   store of its own (spilled as one process spills), and sends them after `E`, in key order:
-  `L` messages, `(keys, ends, text)` with marshal, the keys and where each line ends in
-  `text` as `array('q')` bytes, the lines in UTF-8 one after another; then `F`. The parent
+  `L` messages, the count of lines (`LINES_HEAD`), the keys and where each line ends in the
+  text as `array('q')` bytes, then the text, the lines in UTF-8 one after another; then `F`. The parent
   reads them as it writes the report (merge.py, `lines_of`): the shard waits on its pipe
   until then;
 * `X`: a defect's traceback, as UTF-8 text, instead of `E`.
@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import marshal
 import pickle
+import struct
 from array import array
 from typing import Any, Callable, Iterator, List, Optional, Sequence, Tuple
 
@@ -44,8 +45,11 @@ from analyzer.settings import Settings
 
 #: Results per message.
 BATCH = 512
-#: Bytes of lines per `L` message (a line more if one passes it).
-LINES_BYTES = 1 << 16
+#: Bytes of lines per `L` message (a line more if one passes it): with its keys and ends,
+#: most messages are read from the pipe in one piece (parallel/local.py, `Receiver`).
+LINES_BYTES = 1 << 15
+#: An `L` message's count of lines, after its letter.
+LINES_HEAD = struct.Struct("<Q")
 
 Emit = Callable[[bytes], None]
 #: What the shards may do for the parent's sink (`ResultStore.shard_work`): its encoding and
@@ -187,13 +191,18 @@ def send_lines(store: ResultStore, emit: Emit) -> None:
                 pieces.append(data[start:end])
                 start = end + sep
         if size >= LINES_BYTES:
-            emit(b"L" + marshal.dumps((array("q", keys).tobytes(), array("q", ends).tobytes(),
-                                       b"".join(pieces))))
+            emit(lines_message(keys, ends, pieces))
             keys, ends, pieces, size = [], [], [], 0
     if keys:
-        emit(b"L" + marshal.dumps((array("q", keys).tobytes(), array("q", ends).tobytes(),
-                                   b"".join(pieces))))
+        emit(lines_message(keys, ends, pieces))
     emit(b"F")
+
+
+def lines_message(keys: List[int], ends: List[int], pieces: List[bytes]) -> bytes:
+    """An `L` message: `L`, the count of lines (`LINES_HEAD`), the keys and the ends
+    (`array('q')` each), the text; one join (the parent reads it without a copy)."""
+    return b"".join([b"L", LINES_HEAD.pack(len(keys)), array("q", keys).tobytes(),
+                     array("q", ends).tobytes()] + pieces)
 
 
 #: The capture-wide findings the parent makes from every shard's results.

@@ -166,7 +166,7 @@ def _write_numbered(out: TextIO, sources: List[Run], number: Callable[[int], int
             ats.append(0)
             rests.append(source.blocks)
     first = True
-    pieces: List[bytes] = []
+    pieces: List[Any] = []                  # (bytes, and slices of the shards' messages)
     size = 0
     while blocks:
         best = 0

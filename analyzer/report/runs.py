@@ -49,11 +49,11 @@ Record = Tuple[int, Any]                # (key, the result or its encoding)
 class Block:
     """Records in key order, as read back (or as kept in memory): their `keys`, and either
     their `items` or, for text, the `text` of the lines joined by `sep` and where each line
-    ends in it (`ends`); or, read as bytes (`raw`), that text in UTF-8 (`data`), `ends` then
-    counting bytes."""
+    ends in it (`ends`); or, read as bytes (`raw`), that text in UTF-8 (`data`: bytes, or a
+    memoryview of a message), `ends` then counting bytes."""
 
     def __init__(self, keys: List[int], items: Optional[List[Any]], text: str,
-                 ends: List[int], sep: int, data: bytes = b"") -> None:
+                 ends: List[int], sep: int, data: Any = b"") -> None:
         self.keys = keys
         self.items = items
         self.text = text

@@ -286,7 +286,7 @@ def _decoded(merged: Optional[Tuple[List[Run], Callable[[int], int]]],
         data, ends, keys, sep = block.data, block.ends, block.keys, block.sep
         start = 0 if j == 0 else ends[j - 1] + sep
         for i in range(j, k):
-            yield relabel(data[start:ends[i]].decode("utf-8", "surrogatepass"), number(keys[i]))
+            yield relabel(str(data[start:ends[i]], "utf-8", "surrogatepass"), number(keys[i]))
             start = ends[i] + sep
     end()
 
