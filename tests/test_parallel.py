@@ -349,12 +349,13 @@ def test_frames_out_of_order_and_another_shards_last_frame(tmp_path):
         assert outputs(str(cap), jobs) == one, jobs
 
 
-def _mixed_capture(path: Path) -> None:
-    """Connections of every kind interleaved, a 4-tuple used again (PORT_REUSE naming the
-    earlier stream), an ICMP error quoting a 4-tuple never seen (a reserved number), and a
-    SYN flood to one server: what the parent must renumber and count across shards."""
+def _mixed_capture(path: Path, connections: int = 40) -> None:
+    """Connections of every kind interleaved (`connections` of them), a 4-tuple used again
+    (PORT_REUSE naming the earlier stream), an ICMP error quoting a 4-tuple never seen (a
+    reserved number), and a SYN flood to one server: what the parent must renumber and count
+    across shards."""
     dialogs = []
-    for i in range(40):
+    for i in range(connections):
         d = Dialog(client=("10.0.0.%d" % (1 + i % 5), 40000 + i), t0=1_700_000_000 + i * 0.01)
         d.handshake().data("c", 100).data("s", 300)
         if i % 4 == 0:
@@ -432,6 +433,49 @@ def test_the_parents_store_spills_and_numbers_what_the_shards_kept(tmp_path):
             assert buf.getvalue() == reference.getvalue(), fmt
 
 
+def test_json_lines_kept_in_the_shards_are_merged_and_numbered_as_bytes(tmp_path):
+    """Read once (the command), the JSON lines stay in the shards (spilled there too, with a
+    budget of a few lines) and are merged with the parent's own (a reuse, renumbered there)
+    as UTF-8 as the report is written: the same document as one process, written as bytes
+    to a UTF-8 stream or decoded into any other; a second read is refused, not short."""
+    cap = tmp_path / "mixed.pcap"
+    _mixed_capture(cap)
+    for budget in (7, 5000):
+        tiny = Settings(checksums=True, result_budget=budget)
+        reference = io.StringIO()
+        render("json", analyze([str(cap)], tiny, sink=make_sink("json", tiny)), reference)
+        for jobs, stream in ((2, "bytes"), (3, "bytes"), (2, "text")):
+            sink = make_sink("json", tiny)
+            assert isinstance(sink, ResultStore) and sink.shard_lines()
+            report = analyze_jobs([str(cap)], tiny, jobs, sink=sink, once=True)
+            assert sink.remote is not None and len(sink) == len(json.loads(
+                reference.getvalue())["connections"])
+            if stream == "bytes":
+                raw = io.BytesIO()
+                out = io.TextIOWrapper(raw, encoding="utf-8", newline="")
+                out.write("x")              # (written before the bytes: kept in order)
+                render("json", report, out)
+                out.flush()
+                assert raw.getvalue().decode("utf-8") == "x" + reference.getvalue(), jobs
+            else:
+                buf = io.StringIO()
+                render("json", report, buf)
+                assert buf.getvalue() == reference.getvalue(), jobs
+            with pytest.raises(ValueError, match="read once"):
+                render("json", report, io.StringIO())
+    # Not read: releasing the pipes ends the shards waiting to send their lines.
+    big = tmp_path / "big.pcap"
+    _mixed_capture(big, connections=3000)
+    report = analyze_jobs([str(big)], SETTINGS, 2, sink=make_sink("json", SETTINGS), once=True)
+    import multiprocessing
+    assert multiprocessing.active_children()          # waiting on their pipes
+    local.release()
+    for p in multiprocessing.active_children():
+        p.join(60)
+        assert p.exitcode is not None
+    assert report.summary.connections > 3000
+
+
 def test_numbers_walked_in_ascending_order_are_the_searched_ones():
     """`Walk` (one pass through every shard's numbers, for the store read in order) gives
     `Merger.number` for each connection, in ascending order and, searched, in any other."""
@@ -457,10 +501,10 @@ def test_a_worker_that_dies_is_an_internal_error_not_a_short_report(tmp_path, mo
     _mixed_capture(cap)
     real = local.run_shard
 
-    def dying(paths, settings, index, count, emit, on_frame, work=None):
+    def dying(paths, settings, index, count, emit, on_frame, work=None, lines=False):
         if index == 1:
             os._exit(3)
-        real(paths, settings, index, count, emit, on_frame, work)
+        real(paths, settings, index, count, emit, on_frame, work, lines)
 
     monkeypatch.setattr(local, "run_shard", dying)
     with pytest.raises(ShardFailed, match="shard 1 of 2"):
@@ -476,8 +520,8 @@ def test_the_report_does_not_wait_for_workers_to_exit_after_their_last_message(t
     _mixed_capture(cap)
     real = local.run_shard
 
-    def lingering(paths, settings, index, count, emit, on_frame, work=None):
-        real(paths, settings, index, count, emit, on_frame, work)
+    def lingering(paths, settings, index, count, emit, on_frame, work=None, lines=False):
+        real(paths, settings, index, count, emit, on_frame, work, lines)
         if index == 1:
             time.sleep(300)
 

@@ -218,6 +218,9 @@ def _quiet_end() -> bool:
                 stream.flush()
     except (OSError, ValueError):           # left to the ordinary exit, which says it
         return False
+    local = sys.modules.get("analyzer.parallel.local")
+    if local is not None:                   # shards waiting to send lines nobody reads
+        local.release()
     processes = sys.modules.get("multiprocessing")
     if processes is not None:
         for child in processes.active_children():
@@ -311,7 +314,8 @@ def _analyze_and_write(captures: Tuple[str, ...], fmt: str, show_all: bool,
             report = on_cluster(captures, settings, dask, jobs, feed, on_frame)
         elif jobs > 1:
             from analyzer.parallel.local import analyze_jobs
-            report = analyze_jobs(captures, settings, jobs, on_frame=on_frame, sink=feed)
+            report = analyze_jobs(captures, settings, jobs, on_frame=on_frame, sink=feed,
+                                  once=True)
         else:
             report = analyze(list(captures), settings, on_frame=on_frame, sink=feed)
     if read_out(report, sink, len(captures)):

@@ -17,6 +17,7 @@ A run that cannot be split runs in one process: a capture read from a pipe or a 
 
 from __future__ import annotations
 
+import functools
 import multiprocessing
 import os
 import signal
@@ -27,10 +28,11 @@ from multiprocessing.connection import Connection, wait
 from typing import Any, Callable, List, Optional, Sequence, cast
 
 from analyzer.capture.interrupt import SIGNALS, interruptible, received
-from analyzer.parallel.merge import Merger, ShardFailed
+from analyzer.parallel.merge import Merger, ShardFailed, lines_run
 from analyzer.parallel.shard import Work, run_shard
 from analyzer.pipeline import analyze
 from analyzer.report.model import Report
+from analyzer.report.runs import Run
 from analyzer.report.store import ResultSink, ResultStore
 from analyzer.settings import Settings
 
@@ -58,25 +60,35 @@ def cores() -> int:
 
 def analyze_jobs(paths: Sequence[str], settings: Settings, jobs: int, *,
                  sink: Optional[ResultSink] = None,
-                 on_frame: Optional[Callable[[int], None]] = None) -> Report:
+                 on_frame: Optional[Callable[[int], None]] = None, once: bool = False) -> Report:
     """`analyze(paths, settings, sink=sink, on_frame=on_frame)` in `jobs` processes, with the
-    same report; in one process where the run cannot be split (`jobs_for`)."""
+    same report; in one process where the run cannot be split (`jobs_for`). `once`: the
+    report's connections are read once (the command): a sink of lines
+    (`ResultStore.shard_lines`) then leaves them in the shards until they are read, and the
+    shards wait for that."""
     jobs = jobs_for(paths, settings, jobs)
     if jobs == 1:
         return analyze(list(paths), settings, sink=sink, on_frame=on_frame)
     methods = multiprocessing.get_all_start_methods()
-    ctx: Any = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+    fork = "fork" in methods
+    ctx: Any = multiprocessing.get_context("fork" if fork else "spawn")
     if sink is None:
         sink = ResultStore(settings.result_budget)
     work = sink.shard_work() if isinstance(sink, ResultStore) else None
+    lines = once and work is not None and isinstance(sink, ResultStore) and sink.shard_lines()
     merger = Merger(jobs, settings, sink, work is not None)
     pipes: List[Connection] = []
     workers = []
+    handed = False
     try:
         for i in range(jobs):
             r, w = ctx.Pipe(duplex=False)
+            # A forked worker closes the read ends it inherits (its own and the earlier
+            # workers'): a pipe whose reader has gone then fails its writer at once.
+            inherited = [c.fileno() for c in pipes] + [r.fileno()] if fork else []
             p = ctx.Process(target=_work,
-                            args=(list(paths), settings, i, jobs, w, os.getpid(), work),
+                            args=(list(paths), settings, i, jobs, w, os.getpid(), work, lines,
+                                  inherited),
                             name="tcpflow-check shard %d" % i, daemon=True)
             start(p)
             w.close()
@@ -112,7 +124,11 @@ def analyze_jobs(paths: Sequence[str], settings: Settings, jobs: int, *,
                 p.join()
                 raise ShardFailed("shard %d of %d ended without its report (exit code %s)"
                                   % (i, jobs, p.exitcode))
-        return merger.report()
+        report = merger.report()
+        if lines:
+            hand_over(cast(ResultStore, sink), pipes, receive)
+            handed = True
+        return report
     finally:
         # A worker that sent its end message is left to exit by itself (freeing a shard's
         # memory takes a while), and reaped when it has; any other is stopped here.
@@ -120,8 +136,46 @@ def analyze_jobs(paths: Sequence[str], settings: Settings, jobs: int, *,
             if p.is_alive() and not merger.ended(i):
                 p.kill()
                 p.join()
+        if not handed:
+            for r in pipes:
+                r.close()
+
+
+def hand_over(store: ResultStore, pipes: List[Connection], receive: "Receiver") -> None:
+    """The shards' lines (`L`, after their end messages), still in their pipes, to `store`,
+    which reads them as the report is written (`ResultStore.numbered_bytes`) and then closes
+    the pipes; `release` closes any still open (a shard waits to write its lines until they
+    are read, or its pipe is closed)."""
+    count = len(pipes)
+
+    def remote() -> List[Run]:
+        runs = []
+        for i, r in enumerate(pipes):
+            run = lines_run(functools.partial(receive, r), i, count)
+            if run is not None:
+                runs.append(run)
+        return runs
+
+    def close() -> None:
         for r in pipes:
             r.close()
+        if close in _OPEN:
+            _OPEN.remove(close)
+
+    store.remote = remote
+    store.closers.append(close)
+    _OPEN.append(close)
+
+
+#: The closing of pipes handed to a store and not closed yet (`release`).
+_OPEN: List[Callable[[], None]] = []
+
+
+def release() -> None:
+    """Close the pipes of shards' lines nothing will read (the process is ending): their
+    shards then end."""
+    for close in list(_OPEN):
+        close()
 
 
 class Receiver:
@@ -185,11 +239,17 @@ def start(p: Any) -> None:
 
 
 def _work(paths: List[str], settings: Settings, index: int, count: int, pipe: Connection,
-          parent: int, work: Work = None) -> None:
+          parent: int, work: Work = None, lines: bool = False,
+          inherited: Sequence[int] = ()) -> None:
     """A worker process: one shard, its messages to `pipe`. SIGINT and SIGTERM arrive held
     back (`start`) and are let through once its handlers are in place; once its analysis is
     over they are held back again, and one still on its way is ignored: the worker has said
     everything and ends normally (the handlers `interruptible` puts back may be the defaults)."""
+    for fd in inherited:                    # the parent's read ends (`analyze_jobs`)
+        try:
+            os.close(fd)
+        except OSError:
+            pass
     with interruptible():
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.pthread_sigmask(signal.SIG_UNBLOCK, SIGNALS)    # held back by `start`
@@ -202,7 +262,7 @@ def _work(paths: List[str], settings: Settings, index: int, count: int, pipe: Co
                 os._exit(1)
 
         try:
-            run_shard(paths, settings, index, count, emit, alive, work)
+            run_shard(paths, settings, index, count, emit, alive, work, lines)
         except BrokenPipeError:
             os._exit(1)
         except BaseException:               # a defect: the parent reports it (exit 70)

@@ -19,8 +19,16 @@ summary, floods and scans see every result once; their order of arrival differs,
 them depends on it. The capture summary is shard 0's (every shard read every frame), with the
 counts that the shards split between them added up.
 
+Lines kept in the shards (`ResultStore.shard_lines`: the JSON report's). Each shard keeps
+its lines (but those naming an earlier connection, which come here to be renumbered) and
+sends them after its end message, sorted by `p` (`L`, then `F`); the report's store merges
+them with its own (`ResultStore.numbered_bytes`), as UTF-8 bytes, while it is written: each
+line is then taken from the pipe, numbered and written, never decoded or kept here.
+`lines_run` reads one shard's.
+
 Memory: the numbers taken (8 bytes a connection, for the renumbering of reuses) and the
-results waiting; the results themselves go to the sink as in one process.
+results waiting; the results themselves go to the sink as in one process (or wait in the
+shards, a message of lines each in the pipe).
 """
 
 from __future__ import annotations
@@ -31,14 +39,16 @@ import pickle
 from array import array
 from bisect import bisect_left
 from collections import Counter
-from typing import Any, Callable, List, Optional, Tuple, cast
+from typing import Any, Callable, Iterator, List, Optional, Tuple, cast
 
 from analyzer.common.native import i64
 from analyzer.judge.result import ConnResult, unflat
 from analyzer.pipeline import Tally, table_warnings
 from analyzer.judge.floods import FloodDetector
 from analyzer.judge.scans import Scan, ScanDetector
+from analyzer.parallel.shard import LINES_HEAD
 from analyzer.report.model import Report, Summary
+from analyzer.report.runs import Block, Run
 from analyzer.report.store import ResultSink, ResultStore
 from analyzer.settings import Settings
 
@@ -212,6 +222,50 @@ class Merger:
                                  evicted_early=evicted, interrupted=interrupted,
                                  memory_bound=bound, parked=parked)
         return self.tally.report(capture, list(found), self.settings.msl, {})
+
+
+def lines_run(receive: Callable[[], bytes], index: int, count: int) -> Optional[Run]:
+    """The lines shard `index` sends after its end (`L` messages, then `F`), as one sorted
+    source for the merge (`runs.spans`): its first block read now, each next one when the
+    merge reaches it. None when it has none. Raises ShardFailed (the shard stopped before
+    `F`, or sent something else)."""
+    first = _lines_block(receive, index, count)
+    if first is None:
+        return None
+    return Run(first.keys[0], _blocks(first, receive, index, count))
+
+
+def _blocks(first: Block, receive: Callable[[], bytes], index: int,
+            count: int) -> Iterator[Block]:
+    block: Optional[Block] = first
+    while block is not None:
+        yield block
+        block = _lines_block(receive, index, count)
+
+
+def _lines_block(receive: Callable[[], bytes], index: int, count: int) -> Optional[Block]:
+    """The next `L` message of a shard as a block of UTF-8 text (`Block.data`); None at `F`."""
+    try:
+        chunk = receive()
+    except (EOFError, OSError):
+        chunk = b""
+    kind = chunk[:1]
+    if kind == b"F":
+        return None
+    if kind == b"X":
+        raise ShardFailed("shard %d of %d failed:\n%s"
+                          % (index, count, chunk[1:].decode("utf-8", "replace")))
+    if kind != b"L":
+        raise ShardFailed("shard %d of %d stopped before it sent all its connections"
+                          % (index, count))
+    n = LINES_HEAD.unpack_from(chunk, 1)[0]
+    at = 1 + LINES_HEAD.size
+    view = memoryview(chunk)
+    keys = array("q")
+    keys.frombytes(view[at:at + 8 * n])
+    ends = array("q")
+    ends.frombytes(view[at + 8 * n:at + 16 * n])
+    return Block(keys.tolist(), None, "", ends.tolist(), 0, view[at + 16 * n:])  # (no copy)
 
 
 class Walk:

@@ -16,7 +16,14 @@ through `emit`, each one `bytes` object of bounded size, its first byte saying w
 * `E`: `(CaptureSummary, [Finding], counts, notes)`, pickled: the shard's capture summary,
   its capture-wide findings other than floods and scans (which the parent finds from all
   results), with `P` its counts (`tally_state`), and what the flow table's warnings need
-  (`pipeline.Shard.notes`); last;
+  (`pipeline.Shard.notes`); last, but for `L` and `F`;
+* with `lines` (the parent's sink keeps text lines it can renumber: `ResultStore.shard_lines`),
+  the shard keeps the lines of `P` itself (but those naming an earlier connection), in a
+  store of its own (spilled as one process spills), and sends them after `E`, in key order:
+  `L` messages, the count of lines (`LINES_HEAD`), the keys and where each line ends in the
+  text as `array('q')` bytes, then the text, the lines in UTF-8 one after another; then `F`. The parent
+  reads them as it writes the report (merge.py, `lines_of`): the shard waits on its pipe
+  until then;
 * `X`: a defect's traceback, as UTF-8 text, instead of `E`.
 
 The parent (merge.py) needs nothing else: no shared memory, no order between shards.
@@ -26,16 +33,23 @@ from __future__ import annotations
 
 import marshal
 import pickle
+import struct
 from array import array
 from typing import Any, Callable, Iterator, List, Optional, Sequence, Tuple
 
 from analyzer.judge.result import ConnResult
 from analyzer.pipeline import Shard, Tally, analyze
-from analyzer.report.store import offer
+from analyzer.report.runs import spans
+from analyzer.report.store import ResultStore, offer
 from analyzer.settings import Settings
 
 #: Results per message.
 BATCH = 512
+#: Bytes of lines per `L` message (a line more if one passes it): with its keys and ends,
+#: most messages are read from the pipe in one piece (parallel/local.py, `Receiver`).
+LINES_BYTES = 1 << 15
+#: An `L` message's count of lines, after its letter.
+LINES_HEAD = struct.Struct("<Q")
 
 Emit = Callable[[bytes], None]
 #: What the shards may do for the parent's sink (`ResultStore.shard_work`): its encoding and
@@ -56,8 +70,12 @@ class Sender:
     memory, `store.offer`) and sends them at the end (`finish`): the others are only counted.
     """
 
-    def __init__(self, emit: Emit, work: Work = None) -> None:
+    def __init__(self, emit: Emit, work: Work = None,
+                 lines: Optional[ResultStore] = None) -> None:
         self.emit = emit
+        #: With `lines`: the kept lines that name no earlier connection go there, not to
+        #: the parent (until `send_lines`).
+        self.lines = lines
         self.batch: List[Any] = []
         self.count = 0
         self.dropped = 0
@@ -89,6 +107,8 @@ class Sender:
     def _take(self, r: ConnResult) -> None:
         if r.reused_from is not None:
             self.batch.append((-1, r.flat()))
+        elif self.lines is not None:
+            self.lines.add(r)
         else:
             self.batch.append((r.id, r.flat() if self.encode is None else self.encode(r)))
 
@@ -114,13 +134,16 @@ class Sender:
 
 def run_shard(paths: Sequence[str], settings: Settings, index: int, count: int,
               emit: Emit, on_frame: Callable[[int], None] = lambda n: None,
-              work: Work = None) -> None:
+              work: Work = None, lines: bool = False) -> None:
     """Analyse shard `index` of `count` of the capture `paths`, sending messages to `emit`
     (module docstring). `on_frame(n)` is called with each progress mark, after its message.
     With `work` (`ResultStore.shard_work` of the parent's sink), the shard encodes and
-    chooses the results, and counts them itself (the end message carries the counts)."""
+    chooses the results, and counts them itself (the end message carries the counts); with
+    `lines` too, it keeps the lines and sends them last, sorted (`L`, `F`)."""
     starts = array("q")
-    sender = Sender(emit, work)
+    store = ResultStore(settings.result_budget, encode=work[0]) \
+        if lines and work is not None and work[0] is not None else None
+    sender = Sender(emit, work, store)
     tally = Tally(settings, sender)
     tally.partial = True
 
@@ -136,8 +159,50 @@ def run_shard(paths: Sequence[str], settings: Settings, index: int, count: int,
     sender.finish()
     mark(report.capture.packets)
     found = [f for f in report.findings if f.code not in DETECTED]
-    counts = tally_state(tally, sender.dropped) if work is not None else None
+    kept = 0 if store is None else len(store)   # counted in the parent as not kept there
+    counts = tally_state(tally, sender.dropped + kept) if work is not None else None
     emit(b"E" + pickle.dumps((report.capture, found, counts, notes), pickle.HIGHEST_PROTOCOL))
+    if store is not None:
+        send_lines(store, emit)
+        store.close()
+
+
+def send_lines(store: ResultStore, emit: Emit) -> None:
+    """The lines `store` kept, in key order, as `L` messages of about `LINES_BYTES`, then `F`."""
+    keys: List[int] = []
+    ends: List[int] = []
+    pieces: List[bytes] = []
+    size = 0
+    for block, j, k in spans(store.raw_sources()):
+        data, at, sep = block.data, block.ends, block.sep
+        start = 0 if j == 0 else at[j - 1] + sep
+        keys.extend(block.keys[j:k])
+        if sep == 0:                        # the stretch as it is
+            base = size - start
+            for i in range(j, k):
+                ends.append(base + at[i])
+            size = base + at[k - 1]
+            pieces.append(data[start:at[k - 1]])
+        else:
+            for i in range(j, k):           # (the separators dropped: `ends` says it all)
+                end = at[i]
+                size += end - start
+                ends.append(size)
+                pieces.append(data[start:end])
+                start = end + sep
+        if size >= LINES_BYTES:
+            emit(lines_message(keys, ends, pieces))
+            keys, ends, pieces, size = [], [], [], 0
+    if keys:
+        emit(lines_message(keys, ends, pieces))
+    emit(b"F")
+
+
+def lines_message(keys: List[int], ends: List[int], pieces: List[bytes]) -> bytes:
+    """An `L` message: `L`, the count of lines (`LINES_HEAD`), the keys and the ends
+    (`array('q')` each), the text; one join (the parent reads it without a copy)."""
+    return b"".join([b"L", LINES_HEAD.pack(len(keys)), array("q", keys).tobytes(),
+                     array("q", ends).tobytes()] + pieces)
 
 
 #: The capture-wide findings the parent makes from every shard's results.

@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import json
 from json.encoder import encode_basestring        # the C escaper where there is one
-from typing import Any, Dict, Final, List, Optional, TextIO, Tuple, cast
+from typing import Any, Callable, Dict, Final, Iterator, List, Optional, TextIO, Tuple, cast
 
 from analyzer.common.findings import Finding
 from analyzer.common.nstime import rounded_json, seconds_json
 from analyzer.judge.result import ANALYSIS_FIELDS, ConnResult, Lingering
 from analyzer.report.model import Report
+from analyzer.report.runs import Block, Run
 from analyzer.report.store import ResultSink, ResultStore
 from analyzer.settings import Settings
 from analyzer.decode.segment import addr_str
@@ -64,6 +65,8 @@ WRITE_LINES: Final = 128
 _SEP: Final = ",\n  "
 #: A stretch of lines this long (in characters) is written by itself.
 _LONG: Final = 16384
+#: Bytes of numbered lines gathered for one write (`_write_numbered`).
+_LONG_BYTES: Final = 1 << 16
 
 
 def make_sink(settings: Settings, **_options) -> Optional[ResultSink]:
@@ -92,6 +95,16 @@ def render(report: Report, out: TextIO, selection: Any = None, **_options) -> No
     first = True
     ladders = report.ladders
     connections = report.connections
+    merged = connections.numbered_bytes() if isinstance(connections, ResultStore) and \
+        connections.sep == _SEP else None
+    if merged is not None:
+        # The shards' lines and the store's, merged as UTF-8 bytes (parallel/merge.py).
+        try:
+            first = _write_numbered(out, merged[0], merged[1])
+        finally:
+            cast(ResultStore, connections).end_remote()
+        out.write("\n ]\n}\n" if not first else "]\n}\n")
+        return
     chunks = connections.chunks() if isinstance(connections, ResultStore) and \
         connections.sep == _SEP else None
     if chunks is not None:
@@ -133,6 +146,91 @@ def render(report: Report, out: TextIO, selection: Any = None, **_options) -> No
     if pending:
         out.write("".join(pending))
     out.write("\n ]\n}\n" if not first else "]\n}\n")
+
+
+def _write_numbered(out: TextIO, sources: List[Run], number: Callable[[int], int]) -> bool:
+    """The lines of sorted sources of UTF-8 blocks (`ResultStore.numbered_bytes`), merged by
+    key, each begun with its stream number (`relabel`, in bytes), to `out`'s own bytes when
+    it writes UTF-8 (else decoded); True when there were none. The merge takes from the
+    source of the lowest key every line below the others' lowest (a few sources: compared
+    one by one)."""
+    buffer: Any = getattr(out, "buffer", None)
+    encoding = getattr(out, "encoding", None)
+    if buffer is not None and isinstance(encoding, str) and \
+            encoding.lower().replace("-", "").replace("_", "") == "utf8":
+        out.flush()
+        write: Callable[[Any], Any] = buffer.write
+    else:
+        write = _decoding(out)
+    blocks: List[Block] = []                # each source's block in hand, and the line in it
+    ats: List[int] = []
+    rests: List[Iterator[Block]] = []
+    for source in sources:
+        block = next(source.blocks, None)
+        if block is not None and block.keys:
+            blocks.append(block)
+            ats.append(0)
+            rests.append(source.blocks)
+    first = True
+    pieces: List[Any] = []                  # (bytes, and slices of the shards' messages)
+    size = 0
+    while blocks:
+        best = 0
+        low = blocks[0].keys[ats[0]]
+        bound = low                         # the others' lowest key (`alone`: no other)
+        alone = True
+        for s in range(1, len(blocks)):
+            key = blocks[s].keys[ats[s]]
+            if key < low:
+                bound, low, best = low, key, s
+            elif alone or key < bound:
+                bound = key
+            alone = False
+        block = blocks[best]
+        keys, ends, data, sep = block.keys, block.ends, block.data, block.sep
+        i = ats[best]
+        count = len(keys)
+        start = 0 if i == 0 else ends[i - 1] + sep
+        while True:
+            pieces.append(_FIRST_ID if first else _NEXT_ID)
+            first = False
+            pieces.append(str(number(keys[i])).encode("ascii"))
+            end = ends[i]
+            pieces.append(data[start:end])
+            size += end - start
+            start = end + sep
+            i += 1
+            if i >= count or (not alone and keys[i] > bound):
+                break
+        if i < count:
+            ats[best] = i
+        else:
+            following = next(rests[best], None)
+            if following is not None and following.keys:
+                blocks[best] = following
+                ats[best] = 0
+            else:
+                del blocks[best]
+                del ats[best]
+                del rests[best]
+        if size >= _LONG_BYTES:
+            write(b"".join(pieces))
+            pieces = []
+            size = 0
+    if pieces:
+        write(b"".join(pieces))
+    return first
+
+
+def _decoding(out: TextIO) -> Callable[[Any], Any]:
+    def write(data: bytes) -> Any:
+        return out.write(data.decode("utf-8", "surrogatepass"))
+    return write
+
+
+#: A line's start, first and next (`_write_numbered`): the stream number follows.
+_FIRST_ID: Final = b'\n  {"id": '
+_NEXT_ID: Final = b',\n  {"id": '
 
 
 def connection_json(r: ConnResult) -> str:

@@ -49,15 +49,17 @@ Record = Tuple[int, Any]                # (key, the result or its encoding)
 class Block:
     """Records in key order, as read back (or as kept in memory): their `keys`, and either
     their `items` or, for text, the `text` of the lines joined by `sep` and where each line
-    ends in it (`ends`)."""
+    ends in it (`ends`); or, read as bytes (`raw`), that text in UTF-8 (`data`: bytes, or a
+    memoryview of a message), `ends` then counting bytes."""
 
     def __init__(self, keys: List[int], items: Optional[List[Any]], text: str,
-                 ends: List[int], sep: int) -> None:
+                 ends: List[int], sep: int, data: Any = b"") -> None:
         self.keys = keys
         self.items = items
         self.text = text
         self.ends = ends
         self.sep = sep                      # the separator's length
+        self.data = data
 
     def item(self, i: int) -> Any:
         items = self.items
@@ -159,8 +161,9 @@ class RunFile:
         self.runs.append((offset, len(keys)))
         self.heads.append(keys[0])
 
-    def blocks(self, offset: int, count: int) -> Iterator[Block]:
-        """The blocks of the run written at `offset` (`count` records), one at a time."""
+    def blocks(self, offset: int, count: int, raw: bool = False) -> Iterator[Block]:
+        """The blocks of the run written at `offset` (`count` records), one at a time; text
+        as UTF-8 bytes with `raw` (a run of text only)."""
         assert self.file is not None            # a run exists only once spilled
         sep = len(self.sep)
         while count > 0:
@@ -175,8 +178,17 @@ class RunFile:
                 keys.frombytes(file.read(8 * n))
                 ends = array("q")
                 ends.frombytes(file.read(8 * n))
-                text = file.read(length).decode("utf-8", "surrogatepass")
                 count -= n
+                if raw:
+                    data = file.read(length)
+                    if n and ends[n - 1] == length:     # ASCII: the ends count bytes too
+                        yield Block(keys.tolist(), None, "", ends.tolist(), sep, data)
+                    else:
+                        yield raw_block(keys.tolist(), lines_of(
+                            data.decode("utf-8", "surrogatepass"), ends.tolist(), sep),
+                            self.sep)
+                    continue
+                text = file.read(length).decode("utf-8", "surrogatepass")
                 yield Block(keys.tolist(), None, text, ends.tolist(), sep)
                 continue
             data = file.read(size)
@@ -187,11 +199,17 @@ class RunFile:
             else:
                 records = pickle.loads(data)
             count -= len(records)
+            if raw:                         # (text written as records: keys beyond 64 bits)
+                yield raw_block([n for n, _ in records], [line for _, line in records],
+                                self.sep)
+                continue
             yield records_block(records)
 
-    def sources(self) -> List[Run]:
-        """Each run, a sorted source for the merge (its blocks read as it goes)."""
-        return [Run(head, self.blocks(off, n)) for (off, n), head in zip(self.runs, self.heads)]
+    def sources(self, raw: bool = False) -> List[Run]:
+        """Each run, a sorted source for the merge (its blocks read as it goes); text as
+        UTF-8 bytes with `raw`."""
+        return [Run(head, self.blocks(off, n, raw))
+                for (off, n), head in zip(self.runs, self.heads)]
 
     def close(self) -> None:
         if self.file is not None:
@@ -203,11 +221,38 @@ def record_id(record: Record) -> int:
     return record[0]
 
 
-def text_run(keys: List[int], lines: List[str], sep: str) -> Run:
-    """Lines kept in memory (in any order), as one source for the merge."""
+def text_run(keys: List[int], lines: List[str], sep: str, raw: bool = False) -> Run:
+    """Lines kept in memory (in any order), as one source for the merge (as UTF-8 bytes
+    with `raw`)."""
     keys, lines = sorted_text(keys, lines)
+    if raw:
+        return Run(keys[0], iter([raw_block(keys, lines, sep)]))
     return Run(keys[0], iter([Block(keys, None, sep.join(lines), line_ends(lines, len(sep)),
                                     len(sep))]))
+
+
+def raw_block(keys: List[int], lines: List[str], sep: str) -> Block:
+    """Lines (in key order) as one block of UTF-8 bytes, `ends` counting bytes."""
+    data = sep.join(lines).encode("utf-8", "surrogatepass")
+    if len(data) == len(sep) * (len(lines) - 1) + sum([len(line) for line in lines]):
+        ends = line_ends(lines, len(sep))   # ASCII: characters are bytes
+    else:
+        ends = []
+        at = -len(sep.encode("utf-8"))
+        for line in lines:
+            at += len(sep.encode("utf-8")) + len(line.encode("utf-8", "surrogatepass"))
+            ends.append(at)
+    return Block(keys, None, "", ends, len(sep.encode("utf-8")), data)
+
+
+def lines_of(text: str, ends: List[int], sep: int) -> List[str]:
+    """The lines of a text block (`ends` counting characters)."""
+    lines = []
+    start = 0
+    for end in ends:
+        lines.append(text[start:end])
+        start = end + sep
+    return lines
 
 
 def records_block(records: List[Record]) -> Block:

@@ -27,8 +27,8 @@ import heapq
 from typing import Any, Callable, Final, Iterator, List, Optional, Protocol, Tuple
 
 from analyzer.judge.result import ConnResult
-from analyzer.report.runs import (Record, Run, RunFile, chunks, items, record_id, records_block,
-                                  spans, text_run)
+from analyzer.report.runs import (Record, Run, RunFile, chunks, items, record_id,
+                                  records_block, spans, text_run)
 
 #: Results kept in memory before a run is spilled to disk.
 DEFAULT_BUDGET: Final = 5_000
@@ -91,6 +91,12 @@ class ResultStore:
         self.best = best if rank is not None and 0 < best <= budget else 0
         self.rank = rank
         self.heap: List[Tuple[int, int, Any]] = []
+        #: Set by a parallel run's merge when the shards kept their lines (`shard_lines`):
+        #: each shard's lines, sorted by key, as a source read once, as UTF-8 bytes
+        #: (`numbered_bytes`), and what stops them (`close`).
+        self.remote: Optional[Callable[[], List[Run]]] = None
+        self.closers: List[Callable[[], None]] = []
+        self.drained = False
 
     def add(self, r: ConnResult) -> None:
         self.count += 1
@@ -140,6 +146,15 @@ class ResultStore:
             self.encode is None else None
         return self.encode if self.unnumbered is None else self.unnumbered, self.keep, best
 
+    def shard_lines(self) -> bool:
+        """Whether the shards of a parallel run may keep the lines they encode (text, with
+        `unnumbered`, renumbered by `relabel`) and send them at the end, each shard's in key
+        order (parallel/shard.py, `L`), for the report to merge them as UTF-8 bytes
+        (`numbered_bytes`): every line is then one the report writes as it is but for its
+        number, which comes before it."""
+        return self.encode is not None and self.relabel is not None and \
+            self.unnumbered is not None and not self.best and self.sep != ""
+
     def put(self, n: int, item: Any) -> None:
         """A kept result encoded in a shard with another number: as stream `n` (with
         `numbering`: as the key `n`, relabelled when iterated)."""
@@ -177,6 +192,26 @@ class ResultStore:
             self.lines = []
             self.chars = 0
 
+    def raw_sources(self) -> List[Run]:
+        """The text kept (spilled and in memory), each run a sorted source for the merge of
+        blocks of UTF-8 bytes (`Block.data`)."""
+        sources = self.spilled.sources(raw=True)
+        if self.keys:
+            sources.append(text_run(self.keys, self.lines, self.sep, raw=True))
+        return sources
+
+    def numbered_bytes(self) -> Optional[Tuple[List[Run], Callable[[int], int]]]:
+        """With the shards' lines (`remote`): every line, the shards' and this store's, as
+        sorted sources of UTF-8 blocks to merge by key (each source's keys ascending, no key
+        in two), and the stream number of each key (asked in ascending order); read once
+        (a second read raises ValueError). None otherwise."""
+        if self.remote is None or self.numbering is None or self.opaque:
+            return None
+        remote = self.remote
+        self.remote = None
+        self.drained = True
+        return self.raw_sources() + remote(), self.numbering()
+
     def _sources(self) -> List[Run]:
         """The spilled runs and what is in memory, each a sorted source for the merge."""
         if self.best:
@@ -193,6 +228,10 @@ class ResultStore:
     def __iter__(self) -> Iterator[Any]:
         """The results (or their encodings) in stream order; with `keep`, those it kept."""
         numbering = self.numbering
+        if self.drained:
+            raise ValueError("the shards' lines were read already: they are read once")
+        if self.remote is not None and self.relabel is not None:
+            return _decoded(self.numbered_bytes(), self.relabel, self.end_remote)
         if not self.spilled.runs and numbering is None and not self.keys:
             if self.best:
                 self.memory = [(-nkey, item) for _, nkey, item in self.heap]
@@ -226,8 +265,30 @@ class ResultStore:
     def __bool__(self) -> bool:
         return self.count > 0
 
+    def end_remote(self) -> None:
+        """The shards' lines are read (or will not be): their pipes closed."""
+        self.remote = None
+        for close in self.closers:
+            close()
+        self.closers = []
+
     def close(self) -> None:
         self.spilled.close()
+        self.end_remote()
+
+
+def _decoded(merged: Optional[Tuple[List[Run], Callable[[int], int]]],
+             relabel: Callable[[Any, int], Any], end: Callable[[], None]) -> Iterator[Any]:
+    """The lines of `numbered_bytes`, as text, relabelled; `end()` after the last."""
+    assert merged is not None
+    sources, number = merged
+    for block, j, k in spans(sources):
+        data, ends, keys, sep = block.data, block.ends, block.keys, block.sep
+        start = 0 if j == 0 else ends[j - 1] + sep
+        for i in range(j, k):
+            yield relabel(str(data[start:ends[i]], "utf-8", "surrogatepass"), number(keys[i]))
+            start = ends[i] + sep
+    end()
 
 
 def offer(heap: List[Tuple[int, int, Any]], best: int, rank: int, key: int, item: Any) -> None:
