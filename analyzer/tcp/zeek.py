@@ -25,7 +25,8 @@ from analyzer.common.native import mypyc_attr
 from analyzer.decode.segment import ACK, FIN, RST, SYN, Segment, seq_diff
 from analyzer.tcp.zeekmachine import FROM_ORIG, FROM_RESP, NO_PACKET, ZeekMachine
 from analyzer.tcp.zeekstate import (CLOSED, ESTABLISHED, INACTIVE, PARTIAL, RESET, STATE_NAMES,
-                                    SYN_ACK_SENT, SYN_SENT, ZeekEndpoint, conn_state, data_sent)
+                                    SYN_ACK_SENT, SYN_SENT, ZeekEndpoint, clean, conn_state,
+                                    data_sent)
 
 # History masks (TCP_Endpoint.h HistoryMasks); the responder's are shifted left by 16.
 _H_SYN: Final = 1
@@ -114,12 +115,16 @@ class ZeekView(ZeekMachine):
         elif paylen:
             self.rxmt += 1
             self._scaled(self.rxmt, is_orig, "T")
-        if rel_ack > self.r_trim:
-            if rel_ack <= self.r_reassem and not self.r_fin:
-                self.r_trim = rel_ack
-            else:                               # (holes, or its FIN: AckReceived in full)
+        if rel_ack > self.r_trim:               # AckReceived: the trim when no hole is below
+            top = rel_ack                       # (its FIN's end caps it)
+            if self.r_fin and top >= self.r_fin_seq:
+                top = self.r_fin_seq - 1
+            if top <= self.r_reassem:
+                if top > self.r_trim:
+                    self.r_trim = top
+            else:                               # (holes: AckReceived in full)
                 r = self.resp()
-                self._acked(r, self, rel_ack)
+                self._acked(r, clean(self), rel_ack)
                 self.keep(r)
         if paylen and payload_captured and rel_seq >= 0 and not self.skip:
             if rel_seq == self.reassem and self.above is None and rel_seq >= self.trim \
@@ -162,10 +167,17 @@ class ZeekView(ZeekMachine):
             self._scaled(r.rxmt, is_orig, "T")
             self.keep(r)
         if rel_ack > self.trim:
-            if rel_ack <= self.reassem and not self.fin:
-                self.trim = rel_ack
+            top = rel_ack
+            if self.fin and top >= self.fin_seq:
+                top = self.fin_seq - 1
+            if top <= self.reassem:
+                if top > self.trim:
+                    self.trim = top
             else:
-                self._acked(self, self.resp(), rel_ack)
+                rst = self.r_state
+                self._acked(self, rst == ESTABLISHED or (rst == CLOSED
+                                                         and self.r_prev == ESTABLISHED),
+                            rel_ack)
         if paylen and payload_captured and rel_seq >= 0 and not self.r_skip:
             rare = self.rare
             holes = None if rare is None or rare.resp is None else rare.resp.above
@@ -284,7 +296,7 @@ class ZeekView(ZeekMachine):
         if flags & (SYN | FIN | RST) or e.state == INACTIVE:
             self._machine(e, p, is_orig, flags, paylen)
         if flags & ACK:
-            self._acked(p, e, rel_ack)
+            self._acked(p, clean(e), rel_ack)
         self.first_seen |= 1 if is_orig else 2   # CheckPIA_FirstPacket
         if paylen and payload_captured and not flags & RST and rel_seq >= 0 and not e.skip:
             data_sent(e, rel_seq + 1 if flags & SYN else rel_seq, paylen)

@@ -105,14 +105,23 @@ class ZeekEndpoint:
     skip: bool
     fin: bool
 
-    def __init__(self) -> None:
-        """An endpoint Zeek has seen nothing from (TCP_ENDPOINT_INACTIVE)."""
-        self.start32 = 0
-        self.state = self.prev = INACTIVE
-        self.skip = self.fin = False
-        self.last = self.ack = self.fin_seq = 0
-        self.reassem = self.trim = 1
-        self.rare: Optional[ZeekRare] = None
+    def __init__(self, start32: i32 = 0, state: u8 = INACTIVE, prev: u8 = INACTIVE,
+                 skip: bool = False, fin: bool = False, last: int = 0, ack: int = 0,
+                 fin_seq: int = 0, reassem: int = 1, trim: int = 1,
+                 rare: Optional[ZeekRare] = None) -> None:
+        """An endpoint Zeek has seen nothing from (TCP_ENDPOINT_INACTIVE), or, given its
+        fields, one made of them (a Zeek view's responder, zeekmachine.py's `resp`)."""
+        self.start32 = start32
+        self.state = state
+        self.prev = prev
+        self.skip = skip
+        self.fin = fin
+        self.last = last
+        self.ack = ack
+        self.fin_seq = fin_seq
+        self.reassem = reassem
+        self.trim = trim
+        self.rare: Optional[ZeekRare] = rare
 
     @property
     def start(self) -> int:
