@@ -39,6 +39,7 @@ _H_MULTI: Final = 0x40
 _MASK: Final = 0xFFFFFFFF
 _TOO_LARGE: Final = 1048576                 # TOO_LARGE_SEQ_DELTA
 _CTL: Final = SYN | FIN | RST | ACK
+_FIN_ACK: Final = FIN | ACK
 _NCTL: Final = (0, 1, 1, 2, 1, 2, 2, 3)     # how many of FIN (1), SYN (2), RST (4) a packet has
 
 #: TCP ports of Zeek's default `likely_server_ports` (base/protocols: ftp, ssh, smtp, dns,
@@ -65,11 +66,18 @@ class ZeekView(ZeekMachine):
         reassembles nothing: a content gap); `bad_checksum` makes the segment only a `C`, as
         Zeek drops it (pass it only when checksums are validated)."""
         st, rst = self.state, self.r_state
-        if (seg.flags & _CTL == ACK and (st == ESTABLISHED or st == CLOSED)
+        ctl = seg.flags & _CTL
+        if (ctl == ACK and (st == ESTABLISHED or st == CLOSED)
                 and (rst == ESTABLISHED or rst == CLOSED)
                 and self.first_seen == 3 and seg.win and not bad_checksum):
             if (self._steady_orig(seg, payload_captured) if from_orig
                     else self._steady_resp(seg, payload_captured)):
+                return
+        elif (ctl == _FIN_ACK and self.first_seen == 3 and seg.win and not bad_checksum
+              and ((st == ESTABLISHED and (rst == ESTABLISHED or rst == CLOSED)) if from_orig
+                   else (rst == ESTABLISHED and (st == ESTABLISHED or st == CLOSED)))):
+            if (self._fin_orig(seg, payload_captured) if from_orig
+                    else self._fin_resp(seg, payload_captured)):
                 return
         r = self.resp()
         if from_orig:
@@ -188,6 +196,116 @@ class ZeekView(ZeekMachine):
                 r = self.resp()
                 data_sent(r, rel_seq, paylen)
                 self.keep(r)
+        return True
+
+    # -- a FIN, once per side -----------------------------------------------------------------
+    # A FIN (with ACK, maybe data) from an established endpoint to an established or closed
+    # one: update_history's F, the FIN's end, update_ack_seq, update_last_seq, the state
+    # (CLOSED, after ESTABLISHED), the peer's AckReceived and the data's coverage, the steps
+    # `_packet` takes for it, on the fields themselves; False (nothing done) when the ACK is
+    # below the peer's start, which `_packet` then takes.
+
+    def _fin_orig(self, seg: Segment, payload_captured: bool) -> bool:
+        """A FIN from our originator (this object) to our responder."""
+        is_orig = not self.flipped
+        estart: int = self.start32
+        pstart: int = self.r_start32
+        paylen = seg.paylen
+        ack, pack = seg.ack, self.r_ack
+        d = (ack - pack) & _MASK
+        if d >= 0x80000000:
+            d -= 0x100000000
+        rel_ack = pack + d - pstart
+        if rel_ack < 0:
+            return False
+        seq, last = seg.seq, self.last
+        rel = (seq - last) & _MASK
+        if rel >= 0x80000000:
+            rel -= 0x100000000
+        rel_seq = last + rel - estart
+        code = "F" if is_orig else "f"
+        if self._check(is_orig, _H_FIN, code) and rel_seq + paylen != self.hl_fin:
+            self.add(code)
+        self.fin_sent(rel_seq + paylen + 1, True)
+        if d > 0 and (ack or d <= _TOO_LARGE):
+            self.r_ack = pack + d
+        d = rel + paylen + 1                              # update_last_seq
+        if last & _MASK == (estart + 1) & _MASK or d > 0:
+            self.last = last + d
+        elif paylen:
+            self.rxmt += 1
+            self._scaled(self.rxmt, is_orig, "T")
+        self.prev, self.state = ESTABLISHED, CLOSED
+        if rel_ack > self.r_trim:                # AckReceived (as in _steady_orig)
+            top = rel_ack
+            if self.r_fin and top >= self.r_fin_seq:
+                top = self.r_fin_seq - 1
+            if top <= self.r_reassem:
+                if top > self.r_trim:
+                    self.r_trim = top
+            else:
+                r = self.resp()
+                self._acked(r, True, rel_ack)
+                self.keep(r)
+        if paylen and payload_captured and rel_seq >= 0 and not self.skip:
+            data_sent(self, rel_seq, paylen)
+        return True
+
+    def _fin_resp(self, seg: Segment, payload_captured: bool) -> bool:
+        """A FIN from our responder (the `r_` fields) to our originator."""
+        is_orig = self.flipped
+        estart: int = self.r_start32
+        pstart: int = self.start32
+        paylen = seg.paylen
+        ack, pack = seg.ack, self.ack
+        d = (ack - pack) & _MASK
+        if d >= 0x80000000:
+            d -= 0x100000000
+        rel_ack = pack + d - pstart
+        if rel_ack < 0:
+            return False
+        seq, last = seg.seq, self.r_last
+        rel = (seq - last) & _MASK
+        if rel >= 0x80000000:
+            rel -= 0x100000000
+        rel_seq = last + rel - estart
+        rare = self.rare
+        rr = None if rare is None else rare.resp
+        if rr is not None and rr.hl_fin_kept:            # (ZeekEndpoint.hl_fin)
+            hl = rr.hl_fin
+        else:
+            hl = self.r_fin_seq - 1 if self.r_fin else 0
+        code = "F" if is_orig else "f"
+        if self._check(is_orig, _H_FIN, code) and rel_seq + paylen != hl:
+            self.add(code)
+        if rr is not None:                               # (ZeekEndpoint.fin_sent, pure)
+            rr.hl_fin_kept = False
+        self.r_fin = True
+        self.r_fin_seq = rel_seq + paylen + 1
+        if d > 0 and (ack or d <= _TOO_LARGE):
+            self.ack = pack + d
+        d = rel + paylen + 1
+        if last & _MASK == (estart + 1) & _MASK or d > 0:
+            self.r_last = last + d
+        elif paylen:
+            r = self.resp()
+            r.rxmt += 1
+            self._scaled(r.rxmt, is_orig, "T")
+            self.keep(r)
+        self.r_prev, self.r_state = ESTABLISHED, CLOSED
+        if rel_ack > self.trim:                  # AckReceived (as in _steady_resp)
+            top = rel_ack
+            if self.fin and top >= self.fin_seq:
+                top = self.fin_seq - 1
+            if top <= self.reassem:
+                if top > self.trim:
+                    self.trim = top
+            else:
+                self._acked(self, True, rel_ack)
+        if paylen and payload_captured and rel_seq >= 0 and not self.r_skip:
+            r = self.resp()
+            data_sent(r, rel_seq, paylen)
+            self.keep(r)
         return True
 
     # -- the full replay of one packet -------------------------------------------------------
