@@ -26,7 +26,7 @@ from analyzer.decode.segment import ACK, FIN, RST, SYN, Segment, seq_diff
 from analyzer.tcp.zeekmachine import FROM_ORIG, FROM_RESP, NO_PACKET, ZeekMachine
 from analyzer.tcp.zeekstate import (CLOSED, ESTABLISHED, INACTIVE, PARTIAL, RESET, STATE_NAMES,
                                     SYN_ACK_SENT, SYN_SENT, ZeekEndpoint, clean, conn_state,
-                                    data_sent)
+                                    data_sent, size)
 
 # History masks (TCP_Endpoint.h HistoryMasks); the responder's are shifted left by 16.
 _H_SYN: Final = 1
@@ -430,11 +430,12 @@ class ZeekView(ZeekMachine):
             return "OTH", ""
         if first_from_orig != (self.first == FROM_ORIG):
             raise ValueError("ZeekView was not fed the connection's first segment")
-        o: ZeekEndpoint = self
-        r = self.resp()
+        st, rst = self.state, self.r_state               # (no endpoint made for the responder)
+        osize = size(self.start32, st, self.prev, self.last, self.ack, self.fin, rst)
+        rsize = size(self.r_start32, rst, self.r_prev, self.r_last, self.r_ack, self.r_fin, st)
         if self.flipped:
-            o, r = r, o
-        return conn_state(o.state, r.state, o.size(r), r.size(o), self.history), self.history
+            return conn_state(rst, st, rsize, osize, self.history), self.history
+        return conn_state(st, rst, osize, rsize, self.history), self.history
 
 
 __all__ = ["ZeekView", "conn_state", "LIKELY_SERVER_PORTS", "STATE_NAMES"]
