@@ -344,12 +344,19 @@ def test_fin_fast_path_equals_the_full_replay_after_every_packet():
     # A FIN from an established endpoint takes a path of its own (per side, on the view's
     # fields); every fact of both endpoints must stay the full replay's after every packet:
     # FINs with data, behind a loss, retransmitted, crossing, acknowledging old data, with a
-    # cut payload, a zero window, after an RST-less odd FIN, from either side, either role.
+    # cut payload, a zero window, after an RST-less odd FIN, from either side, either role;
+    # the handshake's SYN and SYN-ACK (paths of their own too) plain and retransmitted.
     rng = random.Random(16)
     for n in range(300):
         d = Dialog(server=SERVER_80 if n % 3 else SERVER_5000,
                    isn=(rng.choice((1000, 0xFFFFFF00, 0x7FFFFFF0)), rng.choice((5000, 0xFFFFFFF0))))
-        d.handshake()
+        d.syn()
+        if n % 5 == 1:
+            d.syn(advance=False)                                       # a retransmitted SYN
+        d.synack(win=0 if n % 7 == 3 else 65535)
+        if n % 6 == 2:
+            d.synack(advance=False)                                    # a retransmitted SYN-ACK
+        d.ack()
         for _ in range(rng.randrange(0, 8)):
             side = rng.choice("cs")
             r = rng.random()

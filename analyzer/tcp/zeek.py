@@ -40,6 +40,7 @@ _MASK: Final = 0xFFFFFFFF
 _TOO_LARGE: Final = 1048576                 # TOO_LARGE_SEQ_DELTA
 _CTL: Final = SYN | FIN | RST | ACK
 _FIN_ACK: Final = FIN | ACK
+_SYN_ACK: Final = SYN | ACK
 _NCTL: Final = (0, 1, 1, 2, 1, 2, 2, 3)     # how many of FIN (1), SYN (2), RST (4) a packet has
 
 #: TCP ports of Zeek's default `likely_server_ports` (base/protocols: ftp, ssh, smtp, dns,
@@ -78,6 +79,14 @@ class ZeekView(ZeekMachine):
                    else (rst == ESTABLISHED and (st == ESTABLISHED or st == CLOSED)))):
             if (self._fin_orig(seg, payload_captured) if from_orig
                     else self._fin_resp(seg, payload_captured)):
+                return
+        elif ctl == SYN and from_orig and self.first == NO_PACKET and seg.win \
+                and not seg.paylen and not bad_checksum:
+            self._syn_first(seg)
+            return
+        elif (ctl == _SYN_ACK and not from_orig and rst == INACTIVE and st == SYN_SENT
+              and not self.flipped and seg.win and not seg.paylen and not bad_checksum):
+            if self._synack_resp(seg):
                 return
         r = self.resp()
         if from_orig:
@@ -306,6 +315,69 @@ class ZeekView(ZeekMachine):
             r = self.resp()
             data_sent(r, rel_seq, paylen)
             self.keep(r)
+        return True
+
+    # -- the handshake, on the fields --------------------------------------------------------
+    # The steps `_packet` takes for a connection's first packet when it is a SYN from our
+    # originator, and for our responder's SYN-ACK to it, both without data and with a window
+    # (no W, T or coverage to count), so that a handshake makes no working endpoint.
+
+    def _syn_first(self, seg: Segment) -> None:
+        """The connection's first packet, a SYN from our originator (not flipped: no SYN-ACK;
+        our responder stays INACTIVE and untouched)."""
+        self.first = FROM_ORIG
+        self.partial = False                     # SetPartialStatus of a SYN
+        seq = seg.seq
+        end = (seq + 1) & _MASK
+        self.init_seqs(seq, end)
+        last = self.last
+        rel_seq = last + seq_diff(seq, last & _MASK) - self.start32
+        hl = self.hl_syn
+        self.hl_syn = rel_seq
+        if self._check(True, _H_SYN, "S") and rel_seq != hl:
+            self.add("S")
+        d = seq_diff(end, self.last & _MASK)      # update_last_seq
+        if -_TOO_LARGE <= d <= _TOO_LARGE and d > 0:
+            self.last += d
+        self.set_state(SYN_SENT)                 # UpdateInactiveState
+        self.first_seen |= 1
+
+    def _synack_resp(self, seg: Segment) -> bool:
+        """Our responder's SYN-ACK (its endpoint INACTIVE, the `r_` fields) to our originator's
+        SYN (SYN_SENT, this object, not flipped); False (nothing done) when its SYN's letter
+        would need a `ZeekRare` the view does not have yet, which `_packet` then takes."""
+        seq, ack = seg.seq, seg.ack
+        end = (seq + 1) & _MASK
+        start = seq - 0x100000000 if seq >= 0x80000000 else seq      # init_seqs
+        last = start + seq_diff(end, seq)
+        rel_seq = last + seq_diff(seq, last & _MASK) - start
+        rare = self.rare
+        rr = None if rare is None else rare.resp
+        if rr is None and rel_seq != 0:
+            return False
+        self.r_start32 = start
+        self.r_ack = start
+        self.r_last = last
+        hl = 0
+        if rr is not None:                       # (its hl_syn)
+            hl = rr.hl_syn
+            rr.hl_syn = rel_seq
+        if self._check(False, _H_SYN, "h") and rel_seq != hl:
+            self.add("h")
+        pack: int = self.ack                     # update_ack_seq on our originator
+        d = seq_diff(ack, pack & _MASK)
+        rel_ack = pack + d - self.start32
+        if rel_ack < 0:
+            rel_ack = 0
+        elif d > 0 and (ack or d <= _TOO_LARGE):
+            self.ack = pack + d
+        d = seq_diff(end, last & _MASK)           # update_last_seq
+        if -_TOO_LARGE <= d <= _TOO_LARGE and d > 0:
+            self.r_last = last + d
+        self.set_state(ESTABLISHED)              # UpdateInactiveState: both established
+        self.r_prev, self.r_state = INACTIVE, ESTABLISHED
+        self._acked(self, True, rel_ack)
+        self.first_seen |= 2
         return True
 
     # -- the full replay of one packet -------------------------------------------------------
