@@ -349,7 +349,8 @@ def test_fin_fast_path_equals_the_full_replay_after_every_packet():
     rng = random.Random(16)
     for n in range(300):
         d = Dialog(server=SERVER_80 if n % 3 else SERVER_5000,
-                   isn=(rng.choice((1000, 0xFFFFFF00, 0x7FFFFFF0)), rng.choice((5000, 0xFFFFFFF0))))
+                   isn=(rng.choice((1000, 0xFFFFFF00, 0x7FFFFFF0, 0x7FFFFFFF)),
+                        rng.choice((5000, 0xFFFFFFF0, 0x7FFFFFFF))))
         d.syn()
         if n % 5 == 1:
             d.syn(advance=False)                                       # a retransmitted SYN

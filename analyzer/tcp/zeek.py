@@ -331,7 +331,8 @@ class ZeekView(ZeekMachine):
         end = (seq + 1) & _MASK
         self.init_seqs(seq, end)
         last = self.last
-        rel_seq = last + seq_diff(seq, last & _MASK) - self.start32
+        estart: int = self.start32               # (an int: i32 arithmetic would be 32-bit)
+        rel_seq = last + seq_diff(seq, last & _MASK) - estart
         hl = self.hl_syn
         self.hl_syn = rel_seq
         if self._check(True, _H_SYN, "S") and rel_seq != hl:
@@ -365,8 +366,9 @@ class ZeekView(ZeekMachine):
         if self._check(False, _H_SYN, "h") and rel_seq != hl:
             self.add("h")
         pack: int = self.ack                     # update_ack_seq on our originator
+        pstart: int = self.start32               # (an int: i32 arithmetic would be 32-bit)
         d = seq_diff(ack, pack & _MASK)
-        rel_ack = pack + d - self.start32
+        rel_ack = pack + d - pstart
         if rel_ack < 0:
             rel_ack = 0
         elif d > 0 and (ack or d <= _TOO_LARGE):
