@@ -331,6 +331,76 @@ def test_fast_path_equals_the_full_replay():
         assert fast[:2] == slow.finish(True)
 
 
+def _fields(view):
+    """Every fact of a view's two endpoints and its roles, comparable."""
+    def ends(e):
+        return (e.start, e.state, e.prev, e.skip, e.fin, e.last, e.ack, e.fin_seq, e.reassem,
+                e.trim, e.hl_syn, e.hl_rst, e.hl_fin, e.rxmt, e.win0, e.gap, e.chk, e.above)
+    return (ends(view.z0), ends(view.z1), view.history, view.seen, view.first_seen,
+            view.partial, view.flipped, view.first)
+
+
+def test_fin_fast_path_equals_the_full_replay_after_every_packet():
+    # A FIN from an established endpoint takes a path of its own (per side, on the view's
+    # fields); every fact of both endpoints must stay the full replay's after every packet:
+    # FINs with data, behind a loss, retransmitted, crossing, acknowledging old data, with a
+    # cut payload, a zero window, after an RST-less odd FIN, from either side, either role;
+    # the handshake's SYN and SYN-ACK (paths of their own too) plain and retransmitted.
+    rng = random.Random(16)
+    for n in range(300):
+        d = Dialog(server=SERVER_80 if n % 3 else SERVER_5000,
+                   isn=(rng.choice((1000, 0xFFFFFF00, 0x7FFFFFF0, 0x7FFFFFFF)),
+                        rng.choice((5000, 0xFFFFFFF0, 0x7FFFFFFF))))
+        d.syn()
+        if n % 5 == 1:
+            d.syn(advance=False)                                       # a retransmitted SYN
+        d.synack(win=0 if n % 7 == 3 else 65535)
+        if n % 6 == 2:
+            d.synack(advance=False)                                    # a retransmitted SYN-ACK
+        d.ack()
+        for _ in range(rng.randrange(0, 8)):
+            side = rng.choice("cs")
+            r = rng.random()
+            if r < 0.4:
+                d.data(side, rng.choice((1, 100, 1400)))
+            elif r < 0.55:
+                d.send(side, PSH | ACK, 100, advance=True, seq=d.nxt[side] + 50)   # a loss
+            else:
+                d.ack(side)
+        for side in rng.sample("cscs", rng.randrange(1, 5)):
+            r = rng.random()
+            if r < 0.25:
+                d.fin(side, length=rng.choice((1, 300)))
+            elif r < 0.35:
+                d.fin(side, seq=d.nxt[side] + 40)                          # data lost before it
+            elif r < 0.45:
+                d.fin(side, advance=False, seq=d.nxt[side] - 1)            # a retransmission
+            elif r < 0.55:
+                d.fin(side, ack=d.nxt["s" if side == "c" else "c"] - 200)  # old acknowledgement
+            elif r < 0.6:
+                d.fin(side, win=0)
+            elif r < 0.65:
+                d.send(side, FIN | SYN | ACK, advance=False)              # an odd FIN first
+            elif r < 0.7:
+                d.fin(side, length=50, advance=False, seq=d.nxt[side] - 50)
+            else:
+                d.fin(side)
+            if rng.random() < 0.5:
+                d.ack("s" if side == "c" else "c")
+        orig = "c" if n % 4 else "s"
+        cut = {i for i in range(len(d.packets)) if rng.random() < 0.05}
+        fast, slow = ZeekView(), ZeekView()
+        for i, (_, ip, side) in enumerate(d.packets):
+            seg = decode_frame(1, frame(ip))
+            fast.segment(side == orig, seg, payload_captured=i not in cut)
+            r = slow.resp()
+            e, p = (slow, r) if side == orig else (r, slow)
+            slow._packet(e, p, side == orig, seg, i not in cut, False)
+            slow.keep(r)
+            assert _fields(fast) == _fields(slow), (n, i)
+        assert fast.finish(d.packets[0][2] == orig) == slow.finish(d.packets[0][2] == orig)
+
+
 # -- the conn.log renderer -------------------------------------------------------------------
 
 def _conn(i=0, **kw):

@@ -25,7 +25,8 @@ from analyzer.common.native import mypyc_attr
 from analyzer.decode.segment import ACK, FIN, RST, SYN, Segment, seq_diff
 from analyzer.tcp.zeekmachine import FROM_ORIG, FROM_RESP, NO_PACKET, ZeekMachine
 from analyzer.tcp.zeekstate import (CLOSED, ESTABLISHED, INACTIVE, PARTIAL, RESET, STATE_NAMES,
-                                    SYN_ACK_SENT, SYN_SENT, ZeekEndpoint, conn_state, data_sent)
+                                    SYN_ACK_SENT, SYN_SENT, ZeekEndpoint, clean, conn_state,
+                                    data_sent, size)
 
 # History masks (TCP_Endpoint.h HistoryMasks); the responder's are shifted left by 16.
 _H_SYN: Final = 1
@@ -38,6 +39,8 @@ _H_MULTI: Final = 0x40
 _MASK: Final = 0xFFFFFFFF
 _TOO_LARGE: Final = 1048576                 # TOO_LARGE_SEQ_DELTA
 _CTL: Final = SYN | FIN | RST | ACK
+_FIN_ACK: Final = FIN | ACK
+_SYN_ACK: Final = SYN | ACK
 _NCTL: Final = (0, 1, 1, 2, 1, 2, 2, 3)     # how many of FIN (1), SYN (2), RST (4) a packet has
 
 #: TCP ports of Zeek's default `likely_server_ports` (base/protocols: ftp, ssh, smtp, dns,
@@ -64,11 +67,26 @@ class ZeekView(ZeekMachine):
         reassembles nothing: a content gap); `bad_checksum` makes the segment only a `C`, as
         Zeek drops it (pass it only when checksums are validated)."""
         st, rst = self.state, self.r_state
-        if (seg.flags & _CTL == ACK and (st == ESTABLISHED or st == CLOSED)
+        ctl = seg.flags & _CTL
+        if (ctl == ACK and (st == ESTABLISHED or st == CLOSED)
                 and (rst == ESTABLISHED or rst == CLOSED)
                 and self.first_seen == 3 and seg.win and not bad_checksum):
             if (self._steady_orig(seg, payload_captured) if from_orig
                     else self._steady_resp(seg, payload_captured)):
+                return
+        elif (ctl == _FIN_ACK and self.first_seen == 3 and seg.win and not bad_checksum
+              and ((st == ESTABLISHED and (rst == ESTABLISHED or rst == CLOSED)) if from_orig
+                   else (rst == ESTABLISHED and (st == ESTABLISHED or st == CLOSED)))):
+            if (self._fin_orig(seg, payload_captured) if from_orig
+                    else self._fin_resp(seg, payload_captured)):
+                return
+        elif ctl == SYN and from_orig and self.first == NO_PACKET and seg.win \
+                and not seg.paylen and not bad_checksum:
+            self._syn_first(seg)
+            return
+        elif (ctl == _SYN_ACK and not from_orig and rst == INACTIVE and st == SYN_SENT
+              and not self.flipped and seg.win and not seg.paylen and not bad_checksum):
+            if self._synack_resp(seg):
                 return
         r = self.resp()
         if from_orig:
@@ -114,12 +132,16 @@ class ZeekView(ZeekMachine):
         elif paylen:
             self.rxmt += 1
             self._scaled(self.rxmt, is_orig, "T")
-        if rel_ack > self.r_trim:
-            if rel_ack <= self.r_reassem and not self.r_fin:
-                self.r_trim = rel_ack
-            else:                               # (holes, or its FIN: AckReceived in full)
+        if rel_ack > self.r_trim:               # AckReceived: the trim when no hole is below
+            top = rel_ack                       # (its FIN's end caps it)
+            if self.r_fin and top >= self.r_fin_seq:
+                top = self.r_fin_seq - 1
+            if top <= self.r_reassem:
+                if top > self.r_trim:
+                    self.r_trim = top
+            else:                               # (holes: AckReceived in full)
                 r = self.resp()
-                self._acked(r, self, rel_ack)
+                self._acked(r, clean(self), rel_ack)
                 self.keep(r)
         if paylen and payload_captured and rel_seq >= 0 and not self.skip:
             if rel_seq == self.reassem and self.above is None and rel_seq >= self.trim \
@@ -162,10 +184,17 @@ class ZeekView(ZeekMachine):
             self._scaled(r.rxmt, is_orig, "T")
             self.keep(r)
         if rel_ack > self.trim:
-            if rel_ack <= self.reassem and not self.fin:
-                self.trim = rel_ack
+            top = rel_ack
+            if self.fin and top >= self.fin_seq:
+                top = self.fin_seq - 1
+            if top <= self.reassem:
+                if top > self.trim:
+                    self.trim = top
             else:
-                self._acked(self, self.resp(), rel_ack)
+                rst = self.r_state
+                self._acked(self, rst == ESTABLISHED or (rst == CLOSED
+                                                         and self.r_prev == ESTABLISHED),
+                            rel_ack)
         if paylen and payload_captured and rel_seq >= 0 and not self.r_skip:
             rare = self.rare
             holes = None if rare is None or rare.resp is None else rare.resp.above
@@ -176,6 +205,181 @@ class ZeekView(ZeekMachine):
                 r = self.resp()
                 data_sent(r, rel_seq, paylen)
                 self.keep(r)
+        return True
+
+    # -- a FIN, once per side -----------------------------------------------------------------
+    # A FIN (with ACK, maybe data) from an established endpoint to an established or closed
+    # one: update_history's F, the FIN's end, update_ack_seq, update_last_seq, the state
+    # (CLOSED, after ESTABLISHED), the peer's AckReceived and the data's coverage, the steps
+    # `_packet` takes for it, on the fields themselves; False (nothing done) when the ACK is
+    # below the peer's start, which `_packet` then takes.
+
+    def _fin_orig(self, seg: Segment, payload_captured: bool) -> bool:
+        """A FIN from our originator (this object) to our responder."""
+        is_orig = not self.flipped
+        estart: int = self.start32
+        pstart: int = self.r_start32
+        paylen = seg.paylen
+        ack, pack = seg.ack, self.r_ack
+        d = (ack - pack) & _MASK
+        if d >= 0x80000000:
+            d -= 0x100000000
+        rel_ack = pack + d - pstart
+        if rel_ack < 0:
+            return False
+        seq, last = seg.seq, self.last
+        rel = (seq - last) & _MASK
+        if rel >= 0x80000000:
+            rel -= 0x100000000
+        rel_seq = last + rel - estart
+        code = "F" if is_orig else "f"
+        if self._check(is_orig, _H_FIN, code) and rel_seq + paylen != self.hl_fin:
+            self.add(code)
+        self.fin_sent(rel_seq + paylen + 1, True)
+        if d > 0 and (ack or d <= _TOO_LARGE):
+            self.r_ack = pack + d
+        d = rel + paylen + 1                              # update_last_seq
+        if last & _MASK == (estart + 1) & _MASK or d > 0:
+            self.last = last + d
+        elif paylen:
+            self.rxmt += 1
+            self._scaled(self.rxmt, is_orig, "T")
+        self.prev, self.state = ESTABLISHED, CLOSED
+        if rel_ack > self.r_trim:                # AckReceived (as in _steady_orig)
+            top = rel_ack
+            if self.r_fin and top >= self.r_fin_seq:
+                top = self.r_fin_seq - 1
+            if top <= self.r_reassem:
+                if top > self.r_trim:
+                    self.r_trim = top
+            else:
+                r = self.resp()
+                self._acked(r, True, rel_ack)
+                self.keep(r)
+        if paylen and payload_captured and rel_seq >= 0 and not self.skip:
+            data_sent(self, rel_seq, paylen)
+        return True
+
+    def _fin_resp(self, seg: Segment, payload_captured: bool) -> bool:
+        """A FIN from our responder (the `r_` fields) to our originator."""
+        is_orig = self.flipped
+        estart: int = self.r_start32
+        pstart: int = self.start32
+        paylen = seg.paylen
+        ack, pack = seg.ack, self.ack
+        d = (ack - pack) & _MASK
+        if d >= 0x80000000:
+            d -= 0x100000000
+        rel_ack = pack + d - pstart
+        if rel_ack < 0:
+            return False
+        seq, last = seg.seq, self.r_last
+        rel = (seq - last) & _MASK
+        if rel >= 0x80000000:
+            rel -= 0x100000000
+        rel_seq = last + rel - estart
+        rare = self.rare
+        rr = None if rare is None else rare.resp
+        if rr is not None and rr.hl_fin_kept:            # (ZeekEndpoint.hl_fin)
+            hl = rr.hl_fin
+        else:
+            hl = self.r_fin_seq - 1 if self.r_fin else 0
+        code = "F" if is_orig else "f"
+        if self._check(is_orig, _H_FIN, code) and rel_seq + paylen != hl:
+            self.add(code)
+        if rr is not None:                               # (ZeekEndpoint.fin_sent, pure)
+            rr.hl_fin_kept = False
+        self.r_fin = True
+        self.r_fin_seq = rel_seq + paylen + 1
+        if d > 0 and (ack or d <= _TOO_LARGE):
+            self.ack = pack + d
+        d = rel + paylen + 1
+        if last & _MASK == (estart + 1) & _MASK or d > 0:
+            self.r_last = last + d
+        elif paylen:
+            r = self.resp()
+            r.rxmt += 1
+            self._scaled(r.rxmt, is_orig, "T")
+            self.keep(r)
+        self.r_prev, self.r_state = ESTABLISHED, CLOSED
+        if rel_ack > self.trim:                  # AckReceived (as in _steady_resp)
+            top = rel_ack
+            if self.fin and top >= self.fin_seq:
+                top = self.fin_seq - 1
+            if top <= self.reassem:
+                if top > self.trim:
+                    self.trim = top
+            else:
+                self._acked(self, True, rel_ack)
+        if paylen and payload_captured and rel_seq >= 0 and not self.r_skip:
+            r = self.resp()
+            data_sent(r, rel_seq, paylen)
+            self.keep(r)
+        return True
+
+    # -- the handshake, on the fields --------------------------------------------------------
+    # The steps `_packet` takes for a connection's first packet when it is a SYN from our
+    # originator, and for our responder's SYN-ACK to it, both without data and with a window
+    # (no W, T or coverage to count), so that a handshake makes no working endpoint.
+
+    def _syn_first(self, seg: Segment) -> None:
+        """The connection's first packet, a SYN from our originator (not flipped: no SYN-ACK;
+        our responder stays INACTIVE and untouched)."""
+        self.first = FROM_ORIG
+        self.partial = False                     # SetPartialStatus of a SYN
+        seq = seg.seq
+        end = (seq + 1) & _MASK
+        self.init_seqs(seq, end)
+        last = self.last
+        estart: int = self.start32               # (an int: i32 arithmetic would be 32-bit)
+        rel_seq = last + seq_diff(seq, last & _MASK) - estart
+        hl = self.hl_syn
+        self.hl_syn = rel_seq
+        if self._check(True, _H_SYN, "S") and rel_seq != hl:
+            self.add("S")
+        d = seq_diff(end, self.last & _MASK)      # update_last_seq
+        if -_TOO_LARGE <= d <= _TOO_LARGE and d > 0:
+            self.last += d
+        self.set_state(SYN_SENT)                 # UpdateInactiveState
+        self.first_seen |= 1
+
+    def _synack_resp(self, seg: Segment) -> bool:
+        """Our responder's SYN-ACK (its endpoint INACTIVE, the `r_` fields) to our originator's
+        SYN (SYN_SENT, this object, not flipped); False (nothing done) when its SYN's letter
+        would need a `ZeekRare` the view does not have yet, which `_packet` then takes."""
+        seq, ack = seg.seq, seg.ack
+        end = (seq + 1) & _MASK
+        start = seq - 0x100000000 if seq >= 0x80000000 else seq      # init_seqs
+        last = start + seq_diff(end, seq)
+        rel_seq = last + seq_diff(seq, last & _MASK) - start
+        rare = self.rare
+        rr = None if rare is None else rare.resp
+        if rr is None and rel_seq != 0:
+            return False
+        self.r_start32 = start
+        self.r_ack = start
+        self.r_last = last
+        hl = 0
+        if rr is not None:                       # (its hl_syn)
+            hl = rr.hl_syn
+            rr.hl_syn = rel_seq
+        if self._check(False, _H_SYN, "h") and rel_seq != hl:
+            self.add("h")
+        pack: int = self.ack                     # update_ack_seq on our originator
+        pstart: int = self.start32               # (an int: i32 arithmetic would be 32-bit)
+        d = seq_diff(ack, pack & _MASK)
+        rel_ack = pack + d - pstart
+        if rel_ack < 0:
+            rel_ack = 0
+        elif d > 0 and (ack or d <= _TOO_LARGE):
+            self.ack = pack + d
+        d = seq_diff(end, last & _MASK)           # update_last_seq
+        if -_TOO_LARGE <= d <= _TOO_LARGE and d > 0:
+            self.r_last = last + d
+        self.set_state(ESTABLISHED)              # UpdateInactiveState: both established
+        self.r_prev, self.r_state = INACTIVE, ESTABLISHED
+        self._acked(self, True, rel_ack)
+        self.first_seen |= 2
         return True
 
     # -- the full replay of one packet -------------------------------------------------------
@@ -284,7 +488,7 @@ class ZeekView(ZeekMachine):
         if flags & (SYN | FIN | RST) or e.state == INACTIVE:
             self._machine(e, p, is_orig, flags, paylen)
         if flags & ACK:
-            self._acked(p, e, rel_ack)
+            self._acked(p, clean(e), rel_ack)
         self.first_seen |= 1 if is_orig else 2   # CheckPIA_FirstPacket
         if paylen and payload_captured and not flags & RST and rel_seq >= 0 and not e.skip:
             data_sent(e, rel_seq + 1 if flags & SYN else rel_seq, paylen)
@@ -300,11 +504,12 @@ class ZeekView(ZeekMachine):
             return "OTH", ""
         if first_from_orig != (self.first == FROM_ORIG):
             raise ValueError("ZeekView was not fed the connection's first segment")
-        o: ZeekEndpoint = self
-        r = self.resp()
+        st, rst = self.state, self.r_state               # (no endpoint made for the responder)
+        osize = size(self.start32, st, self.prev, self.last, self.ack, self.fin, rst)
+        rsize = size(self.r_start32, rst, self.r_prev, self.r_last, self.r_ack, self.r_fin, st)
         if self.flipped:
-            o, r = r, o
-        return conn_state(o.state, r.state, o.size(r), r.size(o), self.history), self.history
+            return conn_state(rst, st, rsize, osize, self.history), self.history
+        return conn_state(st, rst, osize, rsize, self.history), self.history
 
 
 __all__ = ["ZeekView", "conn_state", "LIKELY_SERVER_PORTS", "STATE_NAMES"]

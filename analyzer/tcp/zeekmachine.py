@@ -82,13 +82,10 @@ class ZeekMachine(ZeekEndpoint):
     def resp(self) -> ZeekEndpoint:
         """Our responder's endpoint, made of the `r_` fields to be worked on (`keep` stores it
         back; its rare facts shared, not copied)."""
-        r = ZeekEndpoint()
-        r.start32, r.state, r.prev = self.r_start32, self.r_state, self.r_prev
-        r.skip, r.fin, r.last, r.ack = self.r_skip, self.r_fin, self.r_last, self.r_ack
-        r.fin_seq, r.reassem, r.trim = self.r_fin_seq, self.r_reassem, self.r_trim
         rare = self.rare
-        r.rare = None if rare is None else rare.resp
-        return r
+        return ZeekEndpoint(self.r_start32, self.r_state, self.r_prev, self.r_skip, self.r_fin,
+                            self.r_last, self.r_ack, self.r_fin_seq, self.r_reassem,
+                            self.r_trim, None if rare is None else rare.resp)
 
     def keep(self, r: ZeekEndpoint) -> None:
         """Our responder's endpoint `r` (from `resp`) stored back into this view; its rare
@@ -223,11 +220,11 @@ class ZeekMachine(ZeekEndpoint):
         elif st == CLOSED and flags & RST and p.state != CLOSED:
             e.set_state(RESET)
 
-    def _acked(self, e: ZeekEndpoint, peer: ZeekEndpoint, seq: int) -> None:
+    def _acked(self, e: ZeekEndpoint, peer_clean: bool, seq: int) -> None:
         """TCP_Reassembler::AckReceived on the endpoint whose data `seq` acknowledges: each
         hole of never-delivered bytes below it is a content gap, a `G` while both sides are
-        established or closing cleanly (TCP_Reassembler::Gap / Undelivered); `peer` is the
-        other endpoint."""
+        established or closing cleanly (TCP_Reassembler::Gap / Undelivered); `peer_clean`:
+        the other endpoint is (`clean`)."""
         if e.fin and seq >= e.fin_seq:
             seq = e.fin_seq - 1
         if seq <= e.trim:
@@ -240,7 +237,7 @@ class ZeekMachine(ZeekEndpoint):
                 while above and above[0][0] <= pos:
                     pos = max(pos, above.pop(0)[1])
             holes += seq > pos
-            if holes and not e.skip and clean(e) and clean(peer):
+            if holes and not e.skip and clean(e) and peer_clean:
                 for _ in range(holes):
                     e.gap += 1
                     self._scaled(e.gap, self.is_zorig(e), "G")

@@ -105,14 +105,23 @@ class ZeekEndpoint:
     skip: bool
     fin: bool
 
-    def __init__(self) -> None:
-        """An endpoint Zeek has seen nothing from (TCP_ENDPOINT_INACTIVE)."""
-        self.start32 = 0
-        self.state = self.prev = INACTIVE
-        self.skip = self.fin = False
-        self.last = self.ack = self.fin_seq = 0
-        self.reassem = self.trim = 1
-        self.rare: Optional[ZeekRare] = None
+    def __init__(self, start32: i32 = 0, state: u8 = INACTIVE, prev: u8 = INACTIVE,
+                 skip: bool = False, fin: bool = False, last: int = 0, ack: int = 0,
+                 fin_seq: int = 0, reassem: int = 1, trim: int = 1,
+                 rare: Optional[ZeekRare] = None) -> None:
+        """An endpoint Zeek has seen nothing from (TCP_ENDPOINT_INACTIVE), or, given its
+        fields, one made of them (a Zeek view's responder, zeekmachine.py's `resp`)."""
+        self.start32 = start32
+        self.state = state
+        self.prev = prev
+        self.skip = skip
+        self.fin = fin
+        self.last = last
+        self.ack = ack
+        self.fin_seq = fin_seq
+        self.reassem = reassem
+        self.trim = trim
+        self.rare: Optional[ZeekRare] = rare
 
     @property
     def start(self) -> int:
@@ -231,12 +240,20 @@ class ZeekEndpoint:
 
     def size(self, peer: "ZeekEndpoint") -> int:
         """TCPZeekEndpoint::Size: bytes sent according to sequence numbers (no SYN, no FIN)."""
-        if (self.prev == SYN_SENT and self.state == RESET and peer.state == INACTIVE
-                and not self.no_data_acked()):
-            return 0
-        size = max(self.last, self.ack) - self.start
-        size -= 1 if size else 0
-        return size - 1 if self.fin and size else size
+        return size(self.start32, self.state, self.prev, self.last, self.ack, self.fin,
+                    peer.state)
+
+
+def size(start: int, state: int, prev: int, last: int, ack: int, fin: bool,
+         peer_state: int) -> int:
+    """TCPZeekEndpoint::Size of an endpoint given by its fields (`start` is `start32`) and its
+    peer's state (a Zeek view's responder is fields, not an endpoint: zeekmachine.py)."""
+    if (prev == SYN_SENT and state == RESET and peer_state == INACTIVE
+            and ack - start not in (0, 1)):            # (not NoDataAcked)
+        return 0
+    n = max(last, ack) - start
+    n -= 1 if n else 0
+    return n - 1 if fin and n else n
 
 
 def clean(e: ZeekEndpoint) -> bool:
