@@ -26,12 +26,13 @@ COMPILED = [
     "decode/segment", "decode/linklayer", "decode/iptcp", "decode/frames", "decode/checksum",
     "decode/tunnels", "decode/reassembly", "decode/shard",
     "tcp/states", "tcp/rare", "tcp/endpoint", "tcp/seqanalysis", "tcp/control", "tcp/oddities",
-    "tcp/ignored", "tcp/conn", "tcp/zeek", "tcp/zeekstate", "tcp/zeekmachine", "tcp/reuse",
+    "tcp/ignored", "tcp/conn", "tcp/zeek", "tcp/zeekstate", "tcp/zeekmachine",
+    "tcp/zeeksides", "tcp/reuse",
     "tcp/finished", "tcp/flows", "tcp/frozen",
     "judge/result", "judge/verdicts", "judge/floods", "judge/scans",
     "report/model", "report/store", "report/runs",
     "pipeline", "parallel/shard", "parallel/merge",
-    "render/json_out",
+    "render/json_out", "render/json_line",
 ]
 
 #: Written in C, built with the compiled modules: a `--jobs` shard's pcap reader steps over

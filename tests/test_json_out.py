@@ -11,7 +11,7 @@ import pytest
 from analyzer.pipeline import analyze
 from analyzer.settings import Settings
 from analyzer.render import make_sink, render
-from analyzer.render.json_out import _dumps, connection_json
+from analyzer.render.json_line import connection_json, dumps as _dumps
 from analyzer.testing.synth import Dialog, write_pcap
 from conftest import REPO, every_capture
 

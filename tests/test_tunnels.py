@@ -206,14 +206,14 @@ def test_ids_chosen_per_direction_bind_once(tmp_path):
 
 
 def test_outputs_carry_the_tunnel(tmp_path):
-    from analyzer.render import json_out, zeek_out
+    from analyzer.render import json_line, zeek_out
     frames = _handshake(lambda ip: _udp(4789, E.vxlan(7, E.ether_ip(ip))),
                         lambda ip: _udp(4789, E.vxlan(7, E.ether_ip(ip))))
     path = tmp_path / "t.pcap"
     path.write_bytes(_capture(frames))
     report = analyze([str(path)])
     [r] = list(report.connections)
-    assert json.loads(json_out.connection_json(r)) == r.to_dict()
+    assert json.loads(json_line.connection_json(r)) == r.to_dict()
     assert r.to_dict()["tunnel"] == [{"kind": "vxlan", "endpoints": list(OUT), "id": 7}]
     out = io.StringIO()
     zeek_out.render(report, out)

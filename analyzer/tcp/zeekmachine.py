@@ -24,6 +24,17 @@ _NEXT: Final[Dict[str, Dict[str, str]]] = {}
 _NEXT_MAX: Final = 4096
 
 
+# History masks (TCP_Endpoint.h HistoryMasks); the responder's are shifted left by 16.
+H_SYN: Final = 1
+H_FIN: Final = 2
+H_RST: Final = 4
+H_FIN_RST: Final = 8
+H_DATA: Final = 0x10
+H_ACK: Final = 0x20
+H_MULTI: Final = 0x40
+SEQ_MASK: Final = 0xFFFFFFFF
+TOO_LARGE_SEQ_DELTA: Final = 1048576     # (Zeek's name)
+
 #: `ZeekMachine.first`: no packet yet, the first from our originator, from our responder.
 NO_PACKET: Final = 0
 FROM_ORIG: Final = 1
