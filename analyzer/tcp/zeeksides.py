@@ -64,17 +64,8 @@ class ZeekSides(ZeekMachine):
         elif paylen:
             self.rxmt += 1
             self._scaled(self.rxmt, is_orig, "T")
-        if rel_ack > self.r_trim:               # AckReceived: the trim when no hole is below
-            top = rel_ack                       # (its FIN's end caps it)
-            if self.r_fin and top >= self.r_fin_seq:
-                top = self.r_fin_seq - 1
-            if top <= self.r_reassem:
-                if top > self.r_trim:
-                    self.r_trim = top
-            else:                               # (holes: AckReceived in full)
-                r = self.resp()
-                self._acked(r, clean(self), rel_ack)
-                self.keep(r)
+        if rel_ack > self.r_trim:
+            self._resp_ack_received(rel_ack)
         if paylen and payload_captured and rel_seq >= 0 and not self.skip:
             if rel_seq == self.reassem and self.above is None and rel_seq >= self.trim \
                     and rel_seq >= self.ack - estart:
@@ -116,17 +107,7 @@ class ZeekSides(ZeekMachine):
             self._scaled(r.rxmt, is_orig, "T")
             self.keep(r)
         if rel_ack > self.trim:
-            top = rel_ack
-            if self.fin and top >= self.fin_seq:
-                top = self.fin_seq - 1
-            if top <= self.reassem:
-                if top > self.trim:
-                    self.trim = top
-            else:
-                rst = self.r_state
-                self._acked(self, rst == ESTABLISHED or (rst == CLOSED
-                                                         and self.r_prev == ESTABLISHED),
-                            rel_ack)
+            self._orig_ack_received(rel_ack)
         if paylen and payload_captured and rel_seq >= 0 and not self.r_skip:
             rare = self.rare
             holes = None if rare is None or rare.resp is None else rare.resp.above
@@ -139,7 +120,7 @@ class ZeekSides(ZeekMachine):
                 self.keep(r)
         return True
 
-    # -- a FIN, once per side -----------------------------------------------------------------
+    # -- a FIN, once per side ----------------------------------------------------------------
     # A FIN (with ACK, maybe data) from an established endpoint to an established or closed
     # one: update_history's F, the FIN's end, update_ack_seq, update_last_seq, the state
     # (CLOSED, after ESTABLISHED), the peer's AckReceived and the data's coverage, the steps
@@ -177,17 +158,8 @@ class ZeekSides(ZeekMachine):
             self.rxmt += 1
             self._scaled(self.rxmt, is_orig, "T")
         self.prev, self.state = ESTABLISHED, CLOSED
-        if rel_ack > self.r_trim:                # AckReceived (as in _steady_orig)
-            top = rel_ack
-            if self.r_fin and top >= self.r_fin_seq:
-                top = self.r_fin_seq - 1
-            if top <= self.r_reassem:
-                if top > self.r_trim:
-                    self.r_trim = top
-            else:
-                r = self.resp()
-                self._acked(r, True, rel_ack)
-                self.keep(r)
+        if rel_ack > self.r_trim:
+            self._resp_ack_received(rel_ack)
         if paylen and payload_captured and rel_seq >= 0 and not self.skip:
             data_sent(self, rel_seq, paylen)
         return True
@@ -234,20 +206,44 @@ class ZeekSides(ZeekMachine):
             self._scaled(r.rxmt, is_orig, "T")
             self.keep(r)
         self.r_prev, self.r_state = ESTABLISHED, CLOSED
-        if rel_ack > self.trim:                  # AckReceived (as in _steady_resp)
-            top = rel_ack
-            if self.fin and top >= self.fin_seq:
-                top = self.fin_seq - 1
-            if top <= self.reassem:
-                if top > self.trim:
-                    self.trim = top
-            else:
-                self._acked(self, True, rel_ack)
+        if rel_ack > self.trim:
+            self._orig_ack_received(rel_ack)
         if paylen and payload_captured and rel_seq >= 0 and not self.r_skip:
             r = self.resp()
             data_sent(r, rel_seq, paylen)
             self.keep(r)
         return True
+
+    # -- AckReceived, once per side ----------------------------------------------------------
+
+    def _resp_ack_received(self, rel_ack: int) -> None:
+        """An ACK from our originator above our responder's trim (`rel_ack`, relative to our
+        responder's start), on the fields: the trim moved when no hole is below it (its FIN's
+        end caps it), AckReceived in full (`_acked`) otherwise. Our originator is clean here
+        whenever the ACK came with its FIN (the caller closed it first)."""
+        top = rel_ack
+        if self.r_fin and top >= self.r_fin_seq:
+            top = self.r_fin_seq - 1
+        if top <= self.r_reassem:
+            if top > self.r_trim:
+                self.r_trim = top
+        else:
+            r = self.resp()
+            self._acked(r, clean(self), rel_ack)
+            self.keep(r)
+
+    def _orig_ack_received(self, rel_ack: int) -> None:
+        """`_resp_ack_received` for an ACK from our responder above our originator's trim."""
+        top = rel_ack
+        if self.fin and top >= self.fin_seq:
+            top = self.fin_seq - 1
+        if top <= self.reassem:
+            if top > self.trim:
+                self.trim = top
+        else:
+            rst = self.r_state
+            self._acked(self, rst == ESTABLISHED or (rst == CLOSED and self.r_prev == ESTABLISHED),
+                        rel_ack)
 
     # -- the handshake, on the fields --------------------------------------------------------
     # The steps `_packet` takes for a connection's first packet when it is a SYN from our
