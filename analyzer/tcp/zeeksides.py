@@ -37,26 +37,17 @@ class ZeekSides(ZeekMachine):
     def _steady_orig(self, seg: Segment, payload_captured: bool) -> bool:
         """The fast path of a segment from our originator (this object) to our responder."""
         is_orig = not self.flipped
-        estart: int = self.start32               # (as ints: the i32 fields' arithmetic is
-        pstart: int = self.r_start32             # ... 32-bit, and these numbers pass 2**32)
+        estart: int = self.start32               # (an int: i32 arithmetic would be 32-bit)
         paylen = seg.paylen
-        ack, pack = seg.ack, self.r_ack
-        d = (ack - pack) & SEQ_MASK                         # seq_diff, inlined
-        if d >= 0x80000000:
-            d -= 0x100000000
-        rel_ack = pack + d - pstart
+        rel_ack = self._orig_acks(seg)
         if rel_ack < 0:
             return False
         bit = (H_DATA if paylen else H_ACK) << (0 if is_orig else 16)
         if not self.seen & bit:                  # update_history: the first D or A this way
             self._check(is_orig, bit if is_orig else bit >> 16,
                         ("D" if is_orig else "d") if paylen else ("A" if is_orig else "a"))
-        if d > 0 and (ack or d <= TOO_LARGE_SEQ_DELTA):
-            self.r_ack = pack + d
-        seq, last = seg.seq, self.last
-        rel_seq = (seq - last) & SEQ_MASK
-        if rel_seq >= 0x80000000:
-            rel_seq -= 0x100000000
+        last = self.last
+        rel_seq = seq_diff(seg.seq, last)
         d = rel_seq + paylen                              # update_last_seq
         rel_seq += last - estart
         if d > 0:
@@ -78,25 +69,16 @@ class ZeekSides(ZeekMachine):
         """The fast path of a segment from our responder (the `r_` fields) to our originator."""
         is_orig = self.flipped
         estart: int = self.r_start32
-        pstart: int = self.start32
         paylen = seg.paylen
-        ack, pack = seg.ack, self.ack
-        d = (ack - pack) & SEQ_MASK
-        if d >= 0x80000000:
-            d -= 0x100000000
-        rel_ack = pack + d - pstart
+        rel_ack = self._resp_acks(seg)
         if rel_ack < 0:
             return False
         bit = (H_DATA if paylen else H_ACK) << (0 if is_orig else 16)
         if not self.seen & bit:
             self._check(is_orig, bit if is_orig else bit >> 16,
                         ("D" if is_orig else "d") if paylen else ("A" if is_orig else "a"))
-        if d > 0 and (ack or d <= TOO_LARGE_SEQ_DELTA):
-            self.ack = pack + d
-        seq, last = seg.seq, self.r_last
-        rel_seq = (seq - last) & SEQ_MASK
-        if rel_seq >= 0x80000000:
-            rel_seq -= 0x100000000
+        last = self.r_last
+        rel_seq = seq_diff(seg.seq, last)
         d = rel_seq + paylen
         rel_seq += last - estart
         if d > 0:
@@ -131,26 +113,17 @@ class ZeekSides(ZeekMachine):
         """A FIN from our originator (this object) to our responder."""
         is_orig = not self.flipped
         estart: int = self.start32
-        pstart: int = self.r_start32
         paylen = seg.paylen
-        ack, pack = seg.ack, self.r_ack
-        d = (ack - pack) & SEQ_MASK
-        if d >= 0x80000000:
-            d -= 0x100000000
-        rel_ack = pack + d - pstart
+        rel_ack = self._orig_acks(seg)
         if rel_ack < 0:
             return False
-        seq, last = seg.seq, self.last
-        rel = (seq - last) & SEQ_MASK
-        if rel >= 0x80000000:
-            rel -= 0x100000000
+        last = self.last
+        rel = seq_diff(seg.seq, last)
         rel_seq = last + rel - estart
         code = "F" if is_orig else "f"
         if self._check(is_orig, H_FIN, code) and rel_seq + paylen != self.hl_fin:
             self.add(code)
         self.fin_sent(rel_seq + paylen + 1, True)
-        if d > 0 and (ack or d <= TOO_LARGE_SEQ_DELTA):
-            self.r_ack = pack + d
         d = rel + paylen + 1                              # update_last_seq
         if last & SEQ_MASK == (estart + 1) & SEQ_MASK or d > 0:
             self.last = last + d
@@ -168,19 +141,12 @@ class ZeekSides(ZeekMachine):
         """A FIN from our responder (the `r_` fields) to our originator."""
         is_orig = self.flipped
         estart: int = self.r_start32
-        pstart: int = self.start32
         paylen = seg.paylen
-        ack, pack = seg.ack, self.ack
-        d = (ack - pack) & SEQ_MASK
-        if d >= 0x80000000:
-            d -= 0x100000000
-        rel_ack = pack + d - pstart
+        rel_ack = self._resp_acks(seg)
         if rel_ack < 0:
             return False
-        seq, last = seg.seq, self.r_last
-        rel = (seq - last) & SEQ_MASK
-        if rel >= 0x80000000:
-            rel -= 0x100000000
+        last = self.r_last
+        rel = seq_diff(seg.seq, last)
         rel_seq = last + rel - estart
         rare = self.rare
         rr = None if rare is None else rare.resp
@@ -195,8 +161,6 @@ class ZeekSides(ZeekMachine):
             rr.hl_fin_kept = False
         self.r_fin = True
         self.r_fin_seq = rel_seq + paylen + 1
-        if d > 0 and (ack or d <= TOO_LARGE_SEQ_DELTA):
-            self.ack = pack + d
         d = rel + paylen + 1
         if last & SEQ_MASK == (estart + 1) & SEQ_MASK or d > 0:
             self.r_last = last + d
@@ -213,6 +177,30 @@ class ZeekSides(ZeekMachine):
             data_sent(r, rel_seq, paylen)
             self.keep(r)
         return True
+
+    # -- update_ack_seq, once per side -------------------------------------------------------
+
+    def _orig_acks(self, seg: Segment) -> int:
+        """update_ack_seq of a segment from our originator, on our responder's fields: its ACK
+        relative to our responder's start, taken when not negative (below the start: nothing
+        done, and `_packet` takes the segment)."""
+        pstart: int = self.r_start32             # (an int: i32 arithmetic would be 32-bit)
+        ack, pack = seg.ack, self.r_ack
+        d = seq_diff(ack, pack)
+        rel_ack = pack + d - pstart
+        if rel_ack >= 0 and d > 0 and (ack or d <= TOO_LARGE_SEQ_DELTA):
+            self.r_ack = pack + d
+        return rel_ack
+
+    def _resp_acks(self, seg: Segment) -> int:
+        """`_orig_acks` for a segment from our responder, on our originator's fields."""
+        pstart: int = self.start32
+        ack, pack = seg.ack, self.ack
+        d = seq_diff(ack, pack)
+        rel_ack = pack + d - pstart
+        if rel_ack >= 0 and d > 0 and (ack or d <= TOO_LARGE_SEQ_DELTA):
+            self.ack = pack + d
+        return rel_ack
 
     # -- AckReceived, once per side ----------------------------------------------------------
 
