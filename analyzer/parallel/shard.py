@@ -21,9 +21,9 @@ through `emit`, each one `bytes` object of bounded size, its first byte saying w
   the shard keeps the lines of `P` itself (but those naming an earlier connection), in a
   store of its own (spilled as one process spills), and sends them after `E`, in key order:
   `L` messages, the count of lines (`LINES_HEAD`), the keys and where each line ends in the
-  text as `array('q')` bytes, then the text, the lines in UTF-8 one after another; then `F`. The parent
-  reads them as it writes the report (merge.py, `lines_of`): the shard waits on its pipe
-  until then;
+  text as `array('q')` bytes, then the text, the lines in UTF-8 one after another; then `F`.
+  The parent reads them as it writes the report (merge.py, `lines_run`): the shard waits on
+  its pipe until then;
 * `X`: a defect's traceback, as UTF-8 text, instead of `E`.
 
 The parent (merge.py) needs nothing else: no shared memory, no order between shards.

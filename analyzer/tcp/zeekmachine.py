@@ -46,8 +46,9 @@ class ZeekMachine(ZeekEndpoint):
     """Both Zeek endpoints of one connection, their roles, and the history so far: the machine
     is itself the endpoint of our originator (`z0`, its inherited attributes) and holds our
     responder's flat, in its `r_` fields (`z1`: a packet's full replay works on an endpoint made
-    of them, `resp`, and stores it back, `keep`; nothing shared between views), its rare facts in the originator's `ZeekRare` (`resp`); the roles are
-    two flags, not references (80 + 112 + 112 -> 144 bytes a view)."""
+    of them, `resp`, and stores it back, `keep`; nothing shared between views), its rare facts
+    in the originator's `ZeekRare` (`resp`); the roles are two flags, not references (80 + 112
+    + 112 -> 144 bytes a view)."""
 
     __slots__ = ("seen", "r_start32", "first_seen", "partial", "flipped", "first",
                  "r_state", "r_prev", "r_skip", "r_fin", "r_last", "r_ack", "r_fin_seq",
