@@ -49,6 +49,47 @@ def test_text_report_reads_without_colour_when_piped(tmp_path):
     assert "Connections" in out and "refused" in out and "CONNECTION_REFUSED" in out
 
 
+#: Imported only for the feature that needs them: colour or a terminal (rich), a file to write
+#: (tempfile), a policy file (tomllib), a --filter (the filter's parser).
+_ON_DEMAND = ("rich", "tempfile", "tomllib", "analyzer.triage.filter")
+
+
+def _run_and_list_modules(tmp_path, *args: str):
+    """The command run in a new interpreter from `tmp_path` (no policy file above it) with
+    `args`, stdout a pipe; its stdout and which of `_ON_DEMAND` it imported."""
+    code = ("import sys\nfrom analyzer.cli import main\ntry:\n    main(sys.argv[1:])\n"
+            "except SystemExit:\n    pass\nprint(sorted({m.split('.')[0] if m.startswith(('rich', "
+            "'tomllib')) else m for m in sys.modules if m.startswith(%r)}), file=sys.stderr)"
+            % (_ON_DEMAND,))
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    env.pop("FORCE_COLOR", None)
+    env.pop("NO_COLOR", None)
+    proc = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, env=env,
+                          cwd=str(tmp_path), timeout=120)
+    return proc.stdout.decode(), proc.stderr.decode().strip().splitlines()[-1]
+
+
+def test_a_piped_report_imports_only_what_it_uses(tmp_path):
+    """A CI run (a report on a pipe, no colour, no policy, no filter) does not pay for rich,
+    tempfile, tomllib or the filter's parser; each is there when its feature is asked for."""
+    d = Dialog().syn().send("s", RST | ACK, seq=0)
+    cap = str(_capture(tmp_path, d))
+    for fmt in ("text", "json", "zeek"):
+        out, modules = _run_and_list_modules(tmp_path, "-f", fmt, cap)
+        assert "refused" in out or "REJ" in out
+        assert modules == "[]", (fmt, modules)
+    out, modules = _run_and_list_modules(tmp_path, "--color", cap)
+    assert "\x1b[" in out and "refused" in out and modules == "['rich']"
+    out, modules = _run_and_list_modules(tmp_path, "--filter", "tcp.port == 80", cap)
+    assert "refused" in out and modules == "['analyzer.triage.filter']"
+    out, modules = _run_and_list_modules(tmp_path, "-o", str(tmp_path / "r.txt"), cap)
+    assert out == "" and "refused" in (tmp_path / "r.txt").read_text()
+    assert modules == "['tempfile']"
+    (tmp_path / "tcpflow-check.toml").write_text("")
+    out, modules = _run_and_list_modules(tmp_path, cap)
+    assert "refused" in out and "'tomllib'" in modules     # (and the policy's own modules)
+
+
 def test_fail_on_gates_ci(tmp_path):
     d = Dialog().syn().send("s", RST | ACK, seq=0)           # a warning finding
     path = _capture(tmp_path, d)

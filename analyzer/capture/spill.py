@@ -15,7 +15,6 @@ from __future__ import annotations
 import errno
 import os
 import struct
-import tempfile
 from typing import BinaryIO, Final, Iterator, Optional, Tuple
 
 Frame = Tuple[int, int, bytes]
@@ -53,6 +52,7 @@ class SpillStore:
     def add(self, frames: Iterator[Frame]) -> Iterator[Frame]:
         """Copy all of `frames` (consuming them) and return them again, read from the store."""
         if self.fh is None:
+            import tempfile                 # (here: most runs make no file)
             self.fh = tempfile.TemporaryFile(prefix="tcpflow-check-merge-")
         fh = self.fh
         fh.seek(0, os.SEEK_END)

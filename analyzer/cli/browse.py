@@ -10,7 +10,6 @@ import click
 from analyzer.cli.echo import warn
 from analyzer.report.model import EXIT_USAGE
 from analyzer.settings import Settings
-from analyzer.triage.filter import FilterError, parse
 
 
 #: Options that only shape a printed report: the browser takes none of them.
@@ -29,6 +28,7 @@ def browse_only(captures: Tuple[str, ...], msl: float, checksums: bool, max_conn
                                "with it" % (", ".join(given), "" if len(given) > 1 else "s"))
     filter_text = ctx.params.get("filter_text")       # the filter bar starts with it
     if filter_text is not None:
+        from analyzer.triage.filter import FilterError, parse
         try:
             parse(filter_text)
         except FilterError as exc:

@@ -13,7 +13,6 @@ from analyzer.render import make_sink
 from analyzer.report.model import EXIT_USAGE, Report
 from analyzer.report.store import ResultSink, ResultStore
 from analyzer.settings import Settings
-from analyzer.triage.filter import FilterError, parse
 from analyzer.triage.select import Selection, sort_key, sorted_results
 
 
@@ -44,6 +43,7 @@ def check_triage(fmt: str, show_all: bool, limit: Optional[int], streams: Tuple[
               "--sort, --all and --limit have no effect on it")
     flt = None
     if filter_text is not None:
+        from analyzer.triage.filter import FilterError, parse
         try:
             flt = parse(filter_text)
         except FilterError as exc:

@@ -6,12 +6,8 @@ from __future__ import annotations
 
 import os
 import sys
+from types import ModuleType
 from typing import Final, Optional
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:                                                   # pragma: no cover - Python 3.9, 3.10
-    import tomli as tomllib
 
 class GateError(ValueError):
     """A policy or a baseline that cannot be used (one line, exit 2): the base of
@@ -40,12 +36,22 @@ def find_policy(start: str) -> Optional[str]:
         here = parent
 
 
+def toml() -> ModuleType:
+    """The TOML reader (`tomllib`, or `tomli` before Python 3.11), imported when a policy
+    file is read: a run without one never imports it."""
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:                                               # pragma: no cover - Python 3.9, 3.10
+        import tomli as tomllib
+    return tomllib
+
+
 def _has_table(pyproject: str) -> bool:
     try:
         with open(pyproject, "rb") as fh:
-            return "tcpflow-check" in tomllib.load(fh).get("tool", {})
+            return "tcpflow-check" in toml().load(fh).get("tool", {})
     except (OSError, ValueError):
         return True     # unreadable or broken: load_policy says what is wrong with it
 
 
-__all__ = ["GateError", "POLICY_FILE", "find_policy", "tomllib"]
+__all__ = ["GateError", "POLICY_FILE", "find_policy", "toml"]

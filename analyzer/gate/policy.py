@@ -14,7 +14,7 @@ import os
 import re
 from typing import Any, Dict, Final, List, NamedTuple, Optional, Tuple
 
-from analyzer.gate.discover import GateError, tomllib
+from analyzer.gate.discover import GateError, toml
 from analyzer.gate.locate import KeyLines, Path
 from analyzer.gate.rules import (ACTIONS, CAPTURE, RuleError, Limit, Subject, is_prefix, limit,
                                  subject)
@@ -113,6 +113,7 @@ def load_policy(path: str) -> Policy:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise PolicyError(name, "not UTF-8 text (byte %d)" % exc.start) from None
+    tomllib = toml()
     try:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

@@ -27,7 +27,6 @@ import io
 import os
 import stat
 import sys
-import tempfile
 from typing import Optional, Sequence, TextIO
 
 from analyzer.common.names import printable
@@ -96,6 +95,7 @@ class ReportFile:
         if st is not None and not os.access(real, os.W_OK):   # renaming over it would do
             raise PermissionError(13, "Permission denied")
         directory, base = os.path.split(real)
+        import tempfile                 # (here: most runs make no file)
         fd, self.temp = tempfile.mkstemp(prefix="." + base + ".", suffix=".tmp",
                                          dir=directory or ".")
         self.target = real

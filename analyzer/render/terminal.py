@@ -15,8 +15,6 @@ import heapq
 import os
 from typing import Any, Callable, Iterable, List, Mapping, Optional, Sequence, TextIO
 
-from rich.console import Console
-
 from analyzer.common.findings import CATALOGUE
 from analyzer.common.nstime import utc_text
 from analyzer.decode.segment import addr_str
@@ -278,13 +276,20 @@ def render(report: Report, out: TextIO, show_all: bool = False, color: Optional[
     (`analyzer.triage.explain`), shown before its ladder, or instead of it (`ladders=False`)."""
     is_tty = out.isatty() if hasattr(out, "isatty") else False
     colored = use_color(color, is_tty, os.environ)
-    console = Console(file=out, force_terminal=colored, no_color=not colored,
-                      width=width or None, highlight=False, emoji=False)
+    system = None
+    if is_tty or colored:
+        # rich detects the terminal's width and colours; a report piped without colour (CI,
+        # a file) needs neither, and does not import it.
+        from rich.console import Console
+        console = Console(file=out, force_terminal=colored, no_color=not colored,
+                          width=width or None, highlight=False, emoji=False)
+        system = console._color_system if colored else None
+        if not width and is_tty:
+            width = console.width
     if not width:
         columns = os.environ.get("COLUMNS", "")
-        width = console.width if is_tty else (
-            int(columns) if columns.isdigit() and int(columns) >= 20 else 160)
-    page = Page(out, max(width, 20), Painter(console._color_system if colored else None))
+        width = int(columns) if columns.isdigit() and int(columns) >= 20 else 160
+    page = Page(out, max(width, 20), Painter(system))
     _render(page, report, show_all, limit, selection, explanations or {}, ladders)
 
 

@@ -10,10 +10,11 @@ reused: a row costs string formatting, not a renderable (100 k rows in well unde
 
 from __future__ import annotations
 
-from typing import Dict, Iterable, List, NamedTuple, Optional, Sequence, TextIO, Tuple, Union
+from typing import TYPE_CHECKING, Dict, Iterable, List, NamedTuple, Optional, Sequence, TextIO, \
+    Tuple, Union
 
-from rich.color import ColorSystem
-from rich.style import Style
+if TYPE_CHECKING:
+    from rich.color import ColorSystem
 
 #: A cell: plain text, or (text, style) where the style is rich's spelling ("bold red").
 Cell = Union[str, Tuple[str, str]]
@@ -39,6 +40,7 @@ class Painter:
             return text
         codes = self.codes.get(style)
         if codes is None:
+            from rich.style import Style    # (colour only: a piped report never imports rich)
             marked = Style.parse(style).render("\x00", color_system=self.system)
             before, _, after = marked.partition("\x00")
             codes = self.codes[style] = (before, after)

@@ -20,7 +20,6 @@ import heapq
 import marshal
 import pickle
 import struct
-import tempfile
 from array import array
 from bisect import bisect_left, bisect_right
 from typing import Any, BinaryIO, Callable, Final, Iterator, List, Optional, Tuple
@@ -99,6 +98,7 @@ class RunFile:
     def _end(self) -> Tuple[BinaryIO, int]:
         """The file, at its end, and that offset."""
         if self.file is None:
+            import tempfile                 # (here: most runs make no file)
             self.file = tempfile.TemporaryFile(prefix="tcpflow-check-")
         file = self.file
         file.seek(0, 2)

@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import heapq
 import os
-import tempfile
 from collections import deque
 from typing import Any, BinaryIO, Deque, Dict, Final, Iterator, List, Optional, Tuple
 
@@ -144,6 +143,7 @@ class Parked:
 
     def _flush(self) -> None:
         if self.file is None:
+            import tempfile                 # (here: most runs make no file)
             self.file = tempfile.TemporaryFile(prefix="tcpflow-check-parked-")
         assert self.file is not None
         self.file.seek(self.written)
@@ -193,6 +193,7 @@ class Parked:
             return None
         try:
             if self.file is None:           # the first one: does the disk take it at all?
+                import tempfile                 # (here: most runs make no file)
                 self.file = tempfile.TemporaryFile(prefix="tcpflow-check-parked-")
             data = dumps(conn)
             offset = self._write(data)

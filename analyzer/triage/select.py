@@ -10,14 +10,16 @@ Groups are counted as results pass (memory: one row per group, not per connectio
 
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, Final, Iterator, List, Optional, Set, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, Final, Iterator, List, Optional, Set, Tuple
 
 from analyzer.common.findings import CATALOGUE, SEVERITY_RANK
 from analyzer.decode.segment import addr_str
 from analyzer.judge.result import ConnResult
 from analyzer.report.store import ResultSink
 from analyzer.triage.fields import FIELDS
-from analyzer.triage.filter import Filter
+
+if TYPE_CHECKING:                           # (the filter is imported when one is given)
+    from analyzer.triage.filter import Filter
 
 #: `--group-by` values: what each groups connections by.
 GROUPINGS: Final = {
