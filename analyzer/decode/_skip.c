@@ -22,8 +22,8 @@
  * this record's); where it stopped in `buf`; the records it read after the last one kept;
  * and 1 when only `span` stopped it (it can go on from `stop`).
  *
- * One call a span (the caller's 64 KiB: the records still in the core's cache when the cursor
- * hands them out) and 8 bytes a record to hand out, read in place: a call, or an int object,
+ * One call a span (the caller's 256 KiB: the records still in the core's 1 MiB L2 cache when
+ * the cursor hands them out) and 8 bytes a record to hand out, read in place: a call, or an int object,
  * a record costs more than the compiled Python loop spends on a record, and a copy of the
  * records costs a pass over memory.
  *
