@@ -131,7 +131,14 @@ static inline int64_t
 shard_of(const unsigned char *b, int64_t at, int64_t alen, uint32_t count, uint32_t mask)
 {
     const unsigned char *p = b + at + 2 * alen, *q = b + at + alen;
-    uint32_t h = (be16(q - 2) << 16 | be16(p)) ^ (be16(p - 2) << 16 | be16(p + 2)), r;
+    uint32_t ports, h, r;
+    memcpy(&ports, p, 4);
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    ports = __builtin_bswap32(ports);
+#endif
+    /* (the source address's low 16 bits, then the source port) ^ (the same of the
+     * destination): the halves apart. */
+    h = (be16(q - 2) ^ be16(p - 2)) << 16 | ((ports >> 16) ^ (ports & 0xFFFF));
     h ^= h >> 15;
     r = h % PRIME;
     return mask ? r & mask : r % count;
