@@ -23,9 +23,9 @@
  * and 1 when only `span` stopped it (it can go on from `stop`).
  *
  * One call a span (the caller's 256 KiB: the records still in the core's 1 MiB L2 cache when
- * the cursor hands them out) and 8 bytes a record to hand out, read in place: a call, or an int object,
- * a record costs more than the compiled Python loop spends on a record, and a copy of the
- * records costs a pass over memory.
+ * the cursor hands them out) and 8 bytes a record to hand out, read in place: a call, or an
+ * int object, a record costs more than the compiled Python loop spends on a record, and a
+ * copy of the records costs a pass over memory.
  *
  * What the cursor must know of the records read here: their number (`frames`, kept here and
  * in step with the cursor's by `sync(frames, last)` after the cursor read records itself), the
