@@ -16,14 +16,16 @@
  * a captured length over `limit`) or the first past `span`, and returns
  * `(kept, stop, n, more)`: the records to hand out, as 8 bytes each, little-endian: the
  * record's offset in `buf` (32 bits), then the records read since the one before, this one
- * included (bits 0-16: at most 65536, every 65536th is handed out) and the record's shard + 2
- * (bits 17-30: `count` is at most 8190); where it stopped in `buf`; the records it read after
- * the last one kept; and 1 when only `span` stopped it (it can go on from `stop`).
+ * included (bits 0-16: at most 65536, every 65536th is handed out), the record's shard + 2
+ * (bits 17-30: `count` is at most 8190) and whether its second is the second of the entry
+ * before it in the list (bit 31: the cursor made that second's time then, and need not read
+ * this record's); where it stopped in `buf`; the records it read after the last one kept;
+ * and 1 when only `span` stopped it (it can go on from `stop`).
  *
- * One call a span (the caller's 64 KiB: the records still in the core's cache when the cursor
- * hands them out) and 8 bytes a record to hand out, read in place: a call, or an int object,
- * a record costs more than the compiled Python loop spends on a record, and a copy of the
- * records costs a pass over memory.
+ * One call a span (the caller's 256 KiB: the records still in the core's 1 MiB L2 cache when
+ * the cursor hands them out) and 8 bytes a record to hand out, read in place: a call, or an
+ * int object, a record costs more than the compiled Python loop spends on a record, and a
+ * copy of the records costs a pass over memory.
  *
  * What the cursor must know of the records read here: their number (`frames`, kept here and
  * in step with the cursor's by `sync(frames, last)` after the cursor read records itself), the
@@ -37,6 +39,7 @@
 #include <Python.h>
 #include <structmember.h>
 #include <stdint.h>
+#include <string.h>
 
 /* A prime below 2**16, as decode/shard.py `_PRIME`. */
 #define PRIME 65521
@@ -55,32 +58,66 @@ typedef struct {
     int64_t lo, hi;    /* the lowest and highest time of the records read here */
 } Skipper;
 
+/* Whole words loaded at once (one instruction) where the compiler is known to do it: GCC and
+ * Clang on a little-endian machine; elsewhere the byte-by-byte forms, which any compiler and
+ * byte order read right. */
+#if defined(__GNUC__) && defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+#define WORDS_LE 1
+#define ALWAYS_INLINE inline __attribute__((always_inline))
+#else
+#define WORDS_LE 0
+#define ALWAYS_INLINE inline
+#endif
+
+/* The 16-bit big-endian (network order) integer at `p`. */
+static inline uint32_t
+be16(const unsigned char *p)
+{
+    return (uint32_t)p[0] << 8 | p[1];
+}
+
+/* A record header's 32-bit field at `p`, little-endian when `le`. */
+static inline int64_t
+u32(const unsigned char *p, int le)
+{
+#if WORDS_LE
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return le ? v : __builtin_bswap32(v);
+#else
+    if (le)
+        return (int64_t)p[0] | (int64_t)p[1] << 8 | (int64_t)p[2] << 16 | (int64_t)p[3] << 24;
+    return (int64_t)p[0] << 24 | (int64_t)p[1] << 16 | (int64_t)p[2] << 8 | (int64_t)p[3];
+#endif
+}
+
 /* decode/frames.py `ip_offset`: where the IP header of `b[start:end]` starts, times two, plus
  * one for IPv6; -1 for a frame that is not one of `decode_at`'s layouts. */
-static int64_t
+static inline int64_t
 ip_offset(int64_t linktype, const unsigned char *b, int64_t start, int64_t end)
 {
-    int64_t size = end - start, etype, off;
+    int64_t size = end - start, off;
+    uint32_t etype;
     if (linktype == 1) {
         if (size < 14)
             return -1;
-        etype = (int64_t)b[start + 12] << 8 | b[start + 13];
+        etype = be16(b + start + 12);
         off = start + 14;
         if (etype == 0x8100 && size >= 18) {
-            etype = (int64_t)b[start + 16] << 8 | b[start + 17];
+            etype = be16(b + start + 16);
             off = start + 18;
         }
     }
     else if (linktype == 276) {
         if (size < 20)
             return -1;
-        etype = (int64_t)b[start] << 8 | b[start + 1];
+        etype = be16(b + start);
         off = start + 20;
     }
     else if (linktype == 113) {
         if (size < 16)
             return -1;
-        etype = (int64_t)b[start + 14] << 8 | b[start + 15];
+        etype = be16(b + start + 14);
         off = start + 16;
     }
     else if (linktype == 101 || linktype == 12 || linktype == 14) {
@@ -101,22 +138,31 @@ ip_offset(int64_t linktype, const unsigned char *b, int64_t start, int64_t end)
     return -1;
 }
 
-/* decode/shard.py `_shard`: the shard of the 4-tuple at `b + at`, addresses `alen` long. */
-static int64_t
-shard_of(const unsigned char *b, int64_t at, int64_t alen, int64_t count)
+/* decode/shard.py `_shard`: the shard of the 4-tuple at `b + at`, addresses `alen` long
+ * (`mask`: count - 1 when count is a power of two, else 0). */
+static inline int64_t
+shard_of(const unsigned char *b, int64_t at, int64_t alen, uint32_t count, uint32_t mask)
 {
-    int64_t p = at + 2 * alen, q = at + alen;
-    int64_t h = ((int64_t)b[q - 2] << 24 | (int64_t)b[q - 1] << 16 | (int64_t)b[p] << 8
-                 | (int64_t)b[p + 1])
-                ^ ((int64_t)b[p - 2] << 24 | (int64_t)b[p - 1] << 16 | (int64_t)b[p + 2] << 8
-                   | (int64_t)b[p + 3]);
+    const unsigned char *p = b + at + 2 * alen, *q = b + at + alen;
+    uint32_t ports, h, r;
+#if WORDS_LE
+    memcpy(&ports, p, 4);
+    ports = __builtin_bswap32(ports);
+#else
+    ports = be16(p) << 16 | be16(p + 2);
+#endif
+    /* (the source address's low 16 bits, then the source port) ^ (the same of the
+     * destination): the halves apart. */
+    h = (be16(q - 2) ^ be16(p - 2)) << 16 | ((ports >> 16) ^ (ports & 0xFFFF));
     h ^= h >> 15;
-    return h % PRIME % count;
+    r = h % PRIME;
+    return mask ? r & mask : r % count;
 }
 
 /* decode/shard.py `_part`: the shard of the frame `b[start:end]`, or -1. */
-static int64_t
-part_of(int64_t linktype, const unsigned char *b, int64_t start, int64_t end, int64_t count)
+static inline int64_t
+part_of(int64_t linktype, const unsigned char *b, int64_t start, int64_t end, uint32_t count,
+        uint32_t mask)
 {
     int64_t at = ip_offset(linktype, b, start, end), off, t, hl;
     if (at < 0)
@@ -124,31 +170,23 @@ part_of(int64_t linktype, const unsigned char *b, int64_t start, int64_t end, in
     off = at >> 1;
     if (at & 1) {
         if (end >= off + 60) {
-            int64_t plen = (int64_t)b[off + 4] << 8 | b[off + 5];
+            int64_t plen = be16(b + off + 4);
             t = off + 40;
             hl = (int64_t)b[t + 12] >> 2 & 0x3C;
             if (b[off] >> 4 == 6 && b[off + 6] == 6 && 20 <= hl && hl <= plen && end >= t + hl)
-                return shard_of(b, off + 8, 16, count);
+                return shard_of(b, off + 8, 16, count, mask);
         }
         return -1;
     }
     if (end >= off + 40) {
-        int64_t tot = (int64_t)b[off + 2] << 8 | b[off + 3];
+        int64_t tot = be16(b + off + 2);
         t = off + 20;
         hl = (int64_t)b[t + 12] >> 2 & 0x3C;
-        if (b[off] == 0x45 && b[off + 9] == 6 && !((b[off + 6] & 0x3F) || b[off + 7])
+        if (b[off] == 0x45 && b[off + 9] == 6 && !(be16(b + off + 6) & 0x3FFF)
                 && 20 <= hl && hl <= tot - 20 && end >= t + hl)
-            return shard_of(b, off + 12, 4, count);
+            return shard_of(b, off + 12, 4, count, mask);
     }
     return -1;
-}
-
-static inline int64_t
-u32(const unsigned char *p, int le)
-{
-    if (le)
-        return (int64_t)p[0] | (int64_t)p[1] << 8 | (int64_t)p[2] << 16 | (int64_t)p[3] << 24;
-    return (int64_t)p[0] << 24 | (int64_t)p[1] << 16 | (int64_t)p[2] << 8 | (int64_t)p[3];
 }
 
 /* The integers `args[0:n]` into `out`: 0, or -1 with the exception set (not an int, or
@@ -165,18 +203,77 @@ int64_args(PyObject *const *args, Py_ssize_t n, int64_t *out)
     return 0;
 }
 
+/* What `run` reads and counts: its records, and where they are listed. */
+typedef struct {
+    int64_t pos, n, used, frames, prev, back, lo, hi;
+    int more;
+} Scan;
+
+/* `run`'s loop over `b[pos:size]` up to `until` (module comment), into `out`; `le` and
+ * `linktype` are constants where it is called, so each byte order and Ethernet have a loop
+ * of their own. */
+static ALWAYS_INLINE void
+scan(Scan *s, const unsigned char *b, int64_t size, int64_t until, unsigned char *out,
+     const int le, const int64_t linktype, const Skipper *self)
+{
+    int64_t pos = s->pos, n = s->n, used = s->used, frames = s->frames, prev = s->prev;
+    int64_t back = s->back, lo = s->lo, hi = s->hi, kept_sec = -1;
+    const int64_t limit = self->limit, mine = self->mine, frac_ns = self->frac_ns;
+    const uint32_t count = (uint32_t)self->count;
+    const uint32_t mask = (count & (count - 1)) ? 0 : count - 1;
+    int more = 0;
+    while (1) {
+        int64_t sec, frac, caplen, end, ts, part;
+        if (pos >= until) {
+            more = pos + 16 <= size;     /* stopped by `span` only */
+            break;
+        }
+        if (pos + 16 > size)
+            break;
+        sec = u32(b + pos, le);
+        frac = u32(b + pos + 4, le);
+        caplen = u32(b + pos + 8, le);
+        end = pos + 16 + caplen;
+        if (caplen == 0 || caplen > limit || end > size)
+            break;
+        /* 0 <= sec < 2**32, frac < 2**32, frac_ns <= 1000: below 2**63. */
+        ts = sec * 1000000000LL + frac * frac_ns;
+        frames += 1;
+        n += 1;
+        back += ts < prev && frames > 1;
+        prev = ts;
+        lo = ts < lo ? ts : lo;
+        hi = ts > hi ? ts : hi;
+        part = part_of(linktype, b, pos + 16, end, count, mask);
+        if (part < 0 || part == mine || !(frames & 0xFFFF)) {
+            uint32_t x = (uint32_t)(n | (part + 2) << 17 | (int64_t)(sec == kept_sec) << 31);
+            uint32_t p32 = (uint32_t)pos;
+            unsigned char *e = out + used;
+#if WORDS_LE
+            memcpy(e, &p32, 4);
+            memcpy(e + 4, &x, 4);
+#else
+            e[0] = p32 & 0xFF; e[1] = p32 >> 8 & 0xFF; e[2] = p32 >> 16 & 0xFF; e[3] = p32 >> 24;
+            e[4] = x & 0xFF; e[5] = x >> 8 & 0xFF; e[6] = x >> 16 & 0xFF; e[7] = x >> 24;
+#endif
+            used += 8;
+            n = 0;
+            kept_sec = sec;
+        }
+        pos = end;
+    }
+    s->pos = pos; s->n = n; s->used = used; s->frames = frames; s->prev = prev;
+    s->back = back; s->lo = lo; s->hi = hi; s->more = more;
+}
+
 static PyObject *
 Skipper_run(Skipper *self, PyObject *const *args, Py_ssize_t nargs)
 {
     PyObject *buf, *kept, *result;
     const unsigned char *b;
     unsigned char *out;
-    int64_t size, pos, span, until, n = 0, used = 0, at[2];
-    int64_t frames = self->frames, prev = self->last, back = 0, lo = self->lo, hi = self->hi;
-    const int64_t limit = self->limit, count = self->count, mine = self->mine;
-    const int64_t linktype = self->linktype, frac_ns = self->frac_ns;
-    const int le = self->le;
-    int more = 0;
+    int64_t size, pos, span, until, at[2];
+    Scan s;
 
     if (nargs != 3) {
         PyErr_SetString(PyExc_TypeError, "run(buf, pos, span) takes three arguments");
@@ -203,52 +300,30 @@ Skipper_run(Skipper *self, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     b = (const unsigned char *)PyBytes_AS_STRING(buf);
     out = (unsigned char *)PyBytes_AS_STRING(kept);
+    s.pos = pos; s.n = 0; s.used = 0; s.frames = self->frames; s.prev = self->last;
+    s.back = 0; s.lo = self->lo; s.hi = self->hi; s.more = 0;
     /* An offset that would not fit in 32 bits: everything is left to the cursor. */
-    while (size <= 0xFFFFFFFFLL) {
-        int64_t sec, frac, caplen, end, ts, part;
-        if (pos >= until) {
-            more = pos + 16 <= size;     /* stopped by `span` only */
-            break;
+    if (size <= 0xFFFFFFFFLL) {
+        if (self->linktype == 1) {
+            if (self->le)
+                scan(&s, b, size, until, out, 1, 1, self);
+            else
+                scan(&s, b, size, until, out, 0, 1, self);
         }
-        if (pos + 16 > size)
-            break;
-        sec = u32(b + pos, le);
-        frac = u32(b + pos + 4, le);
-        caplen = u32(b + pos + 8, le);
-        end = pos + 16 + caplen;
-        if (caplen == 0 || caplen > limit || end > size)
-            break;
-        /* 0 <= sec < 2**32, frac < 2**32, frac_ns <= 1000: below 2**63. */
-        ts = sec * 1000000000LL + frac * frac_ns;
-        frames += 1;
-        n += 1;
-        if (ts < prev && frames > 1)
-            back += 1;
-        prev = ts;
-        if (ts < lo)
-            lo = ts;
-        if (ts > hi)
-            hi = ts;
-        part = part_of(linktype, b, pos + 16, end, count);
-        if (part < 0 || part == mine || !(frames & 0xFFFF)) {
-            uint32_t x = (uint32_t)(n | (part + 2) << 17);
-            unsigned char *e = out + used;
-            e[0] = pos & 0xFF; e[1] = pos >> 8 & 0xFF; e[2] = pos >> 16 & 0xFF; e[3] = pos >> 24;
-            e[4] = x & 0xFF; e[5] = x >> 8 & 0xFF; e[6] = x >> 16 & 0xFF; e[7] = x >> 24;
-            used += 8;
-            n = 0;
-        }
-        pos = end;
+        else if (self->le)
+            scan(&s, b, size, until, out, 1, self->linktype, self);
+        else
+            scan(&s, b, size, until, out, 0, self->linktype, self);
     }
-    if (_PyBytes_Resize(&kept, used) < 0)
+    if (_PyBytes_Resize(&kept, s.used) < 0)
         return NULL;
-    self->frames = frames;
-    self->last = prev;
-    self->back += back;
-    self->lo = lo;
-    self->hi = hi;
-    result = Py_BuildValue("(NLLN)", kept, (long long)pos, (long long)n,   /* takes `kept` */
-                           PyBool_FromLong(more));
+    self->frames = s.frames;
+    self->last = s.prev;
+    self->back += s.back;
+    self->lo = s.lo;
+    self->hi = s.hi;
+    result = Py_BuildValue("(NLLN)", kept, (long long)s.pos, (long long)s.n,   /* takes `kept` */
+                           PyBool_FromLong(s.more));
     return result;
 }
 
@@ -350,8 +425,11 @@ part(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_ValueError, "part: start, end or count out of range");
         return NULL;
     }
+    if (count > 65536)          /* `% count` of a value below 65521 is the value, as `& 65535` */
+        count = 65536;
     return PyLong_FromLongLong(
-        part_of(linktype, (const unsigned char *)PyBytes_AS_STRING(buf), start, end, count));
+        part_of(linktype, (const unsigned char *)PyBytes_AS_STRING(buf), start, end,
+                (uint32_t)count, (count & (count - 1)) ? 0 : (uint32_t)(count - 1)));
 }
 
 static PyMethodDef module_methods[] = {
