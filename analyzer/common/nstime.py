@@ -173,6 +173,66 @@ def seconds_json(ns: int) -> str:
     return repr(seconds(ns))
 
 
+class _Heads:
+    """`seconds_parts`' memory: the last two whole seconds it wrote with their dot (a
+    connection's times are in one second or two: its start and end, and the capture's end
+    in its TIME_WAIT finding), replaced in turn."""
+
+    def __init__(self) -> None:
+        self.q0: i64 = -1
+        self.q1: i64 = -1
+        self.h0 = ""
+        self.h1 = ""
+        self.turn = False
+
+
+_HEADS_SEEN: Final = _Heads()
+
+
+def seconds_parts(ns: int) -> Tuple[str, str, str]:
+    """`seconds_json(ns)` as three texts whose concatenation it is, made of texts held in
+    tables (no text made) for a time or span of whole microseconds: the whole seconds with
+    the dot (`_HEADS`, or the last two whole seconds written), and the fraction's groups of
+    three digits (`_D3`, and `_D3S` for the last); otherwise its text and two empty ones.
+    The same cases as `seconds_json`'s fast path for whole microseconds, the same text."""
+    if 100_000 <= ns <= _I64_NS:
+        v: i64 = ns
+        q: i64 = v // NS
+        r: i64 = v % NS
+        if r % 1000 == 0 and q < _LIMIT6:
+            if q < _SPAN_HEADS:
+                head = _HEADS[q]
+            else:
+                seen = _HEADS_SEEN
+                if q == seen.q0:
+                    head = seen.h0
+                elif q == seen.q1:
+                    head = seen.h1
+                else:
+                    head = str(q) + "."
+                    if seen.turn:
+                        seen.q1, seen.h1, seen.turn = q, head, False
+                    else:
+                        seen.q0, seen.h0, seen.turn = q, head, True
+            if r == 0:
+                return head, "0", ""
+            m: i64 = r // 1000
+            b: i64 = m % 1000
+            if b == 0:
+                return head, _D3S[m // 1000], ""
+            return head, _D3[m // 1000], _D3S[b]
+    return seconds_json(ns), "", ""
+
+
+def rounded_parts(ns: int) -> Tuple[str, str, str]:
+    """`rounded_json(ns)` as three texts, as `seconds_parts` gives them."""
+    if 0 <= ns <= _I64_NS:
+        v: i64 = ns
+        if v % 1000 == 0:
+            return seconds_parts(ns)
+    return rounded_json(ns), "", ""
+
+
 def rounded_json(ns: int) -> str:
     """`repr(round(seconds(ns), 6))`: a span in seconds to the microsecond.
 

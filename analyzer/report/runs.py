@@ -73,6 +73,14 @@ class Block:
             return self.text
         return self.text[0 if j == 0 else self.ends[j - 1] + self.sep:self.ends[k - 1]]
 
+    def raw_stretch(self, j: int, k: int) -> Any:
+        """Lines j to k - 1 of a block read as bytes, joined: its `data`, or a view of part
+        of it (not a copy)."""
+        if j == 0 and k == len(self.keys):
+            return self.data
+        return memoryview(self.data)[0 if j == 0 else self.ends[j - 1] + self.sep:
+                                     self.ends[k - 1]]
+
 
 class Run:
     """One sorted source of blocks for the merge: a spilled run (read a block at a time, the
@@ -131,6 +139,7 @@ class RunFile:
         file, offset = self._end()
         write = file.write
         sep = self.sep
+        bsep = sep.encode("utf-8", "surrogatepass")
         i = 0
         while i < len(keys):
             # A block: `BLOCK` lines, or fewer when they pass `BLOCK_CHARS` characters.
@@ -150,7 +159,9 @@ class RunFile:
                 write(_HEADER.pack(_MARSHAL, len(data)))
                 write(data)
                 continue
-            text = sep.join(block_lines).encode("utf-8", "surrogatepass")
+            # Each line encoded, then joined: the same bytes as the text joined and encoded,
+            # without a second copy of the whole block.
+            text = bsep.join([line.encode("utf-8", "surrogatepass") for line in block_lines])
             ends = array("q", line_ends(block_lines, len(sep))).tobytes()
             head = _TEXT_HEAD.pack(len(block_keys), len(text))
             write(_HEADER.pack(_TEXT, len(head) + len(packed) + len(ends) + len(text)))
@@ -339,6 +350,12 @@ def items(spans: Iterator[Tuple[Block, int, int]], number: Optional[Callable[[in
                 elif objects:
                     item.id = n
             yield item
+
+
+def raw_chunks(spans: Iterator[Tuple[Block, int, int]]) -> Iterator[Any]:
+    """`chunks` of blocks read as bytes: UTF-8 bytes (or views of them)."""
+    for block, j, k in spans:
+        yield block.raw_stretch(j, k)
 
 
 def chunks(spans: Iterator[Tuple[Block, int, int]]) -> Iterator[str]:

@@ -27,7 +27,7 @@ import heapq
 from typing import Any, Callable, Final, Iterator, List, Optional, Protocol, Tuple
 
 from analyzer.judge.result import ConnResult
-from analyzer.report.runs import (Record, Run, RunFile, chunks, items, record_id,
+from analyzer.report.runs import (Record, Run, RunFile, chunks, items, raw_chunks, record_id,
                                   records_block, spans, text_run)
 
 #: Results kept in memory before a run is spilled to disk.
@@ -247,6 +247,13 @@ class ResultStore:
         if self.numbering is not None or self.opaque or self.best or self.encode is None:
             return None
         return chunks(spans(self._sources()))
+
+    def raw_chunks(self) -> Optional[Iterator[Any]]:
+        """`chunks()` as UTF-8 bytes (or views of them): spilled text as it was written,
+        with no decoding and encoding again on its way to a UTF-8 output."""
+        if self.numbering is not None or self.opaque or self.best or self.encode is None:
+            return None
+        return raw_chunks(spans(self.raw_sources()))
 
     @property
     def runs(self) -> List[Tuple[int, int]]:
