@@ -15,6 +15,11 @@ from analyzer.render.json_line import connection_json, dumps as _dumps
 from analyzer.testing.synth import Dialog, write_pcap
 from conftest import REPO, every_capture
 
+try:                        # the compiled build's C join; the pure build has none
+    from analyzer.common import _join
+except ImportError:
+    _join = None
+
 
 def test_each_connection_is_written_as_the_encoder_writes_it():
     checked = 0
@@ -72,6 +77,22 @@ def test_lines_kept_instead_of_results_make_the_same_document(tmp_path):
         assert outs[0] == outs[1], path
 
 
+@pytest.mark.parametrize("budget", [3, 5000])
+def test_lines_written_as_bytes_to_a_utf8_output_make_the_same_document(budget):
+    # The CLI's output writes UTF-8 and has its bytes underneath: the kept lines go there as
+    # the bytes they were spilled as (a budget of 3: many runs, merged; 5,000: all in
+    # memory). The document is the one written as text, and the one of the results.
+    settings = Settings(result_budget=budget)
+    for path in sorted((REPO / "samples").rglob("*.pcap"))[:12] + [REPO / "samples" / "mixed.pcap"]:
+        text = io.StringIO()
+        render("json", analyze([str(path)], settings), text)
+        raw = io.BytesIO()
+        out = io.TextIOWrapper(raw, encoding="utf-8", newline="")
+        render("json", analyze([str(path)], settings, sink=make_sink("json", settings)), out)
+        out.flush()
+        assert raw.getvalue() == text.getvalue().encode("utf-8"), path
+
+
 def test_addresses_stay_right_while_the_address_cache_shrinks_and_grows_back(tmp_path):
     # 24,000 clients seen once each (the cache fills with no hits and its bound falls), then
     # 6,000 clients twice each in a row (as many hits as addresses: the bound goes back):
@@ -100,3 +121,33 @@ def test_addresses_stay_right_while_the_address_cache_shrinks_and_grows_back(tmp
         i = c["id"] - 24000
         assert c["orig"]["addr"] == "172.16.%d.%d" % ((i >> 1) >> 8, (i >> 1) & 255)
         assert c["orig"]["port"] == 1024 + (i & 1) * 2
+
+
+@pytest.mark.parametrize("impl", ["python", "c"])
+def test_the_joins_are_str_join_in_c_and_in_python(impl):
+    # common/_join.c (the compiled build's) and common/join.py (the pure build's) give what
+    # str.join gives: ASCII pieces, empty ones, none, and others not ASCII (two- and four-byte
+    # characters, a lone surrogate: the C code's other path).
+    import random
+    from analyzer.common import join
+    if impl == "c" and _join is None:
+        pytest.skip("the pure-Python build has no C join")
+    concat = join.concat if impl == "python" else _join.concat
+    ascii_join = join.ascii_join if impl == "python" else _join.ascii_join
+    rng = random.Random(16)
+    words = ["", "a", '{"id": ', "1700000000.", "123", "x" * 3000, "\u00e9", "\u4e2d",
+             "\U0001f600", "\udcff", ",\n  "]
+    for _ in range(3000):
+        pieces = [rng.choice(words) for _ in range(rng.randrange(90))]
+        assert concat(*pieces) == "".join(pieces)
+        sep = rng.choice([",\n  ", "", "\u00e9"])
+        text = sep.join(pieces)
+        got = ascii_join(sep, pieces)
+        ascii = sep.isascii() and all(p.isascii() for p in pieces)
+        assert got == (text.encode("ascii") if ascii else None)
+        assert type(concat(*pieces)) is str and (got is None or type(got) is bytes)
+    assert concat() == "" and ascii_join(",", []) == b""
+    with pytest.raises(TypeError):
+        concat("a", 1)
+    with pytest.raises(TypeError):
+        concat("a", b"b")
