@@ -17,7 +17,36 @@
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <stdint.h>
 #include <string.h>
+
+/* `n` bytes from `src` to `dst`: the short copies (most pieces are a few bytes) as one or two
+ * word moves, not a call. */
+static inline void
+copy(Py_UCS1 *dst, const Py_UCS1 *src, Py_ssize_t n)
+{
+    if (n > 16) {
+        memcpy(dst, src, n);
+    }
+    else if (n >= 8) {
+        uint64_t a, b;
+        memcpy(&a, src, 8);
+        memcpy(&b, src + n - 8, 8);
+        memcpy(dst, &a, 8);
+        memcpy(dst + n - 8, &b, 8);
+    }
+    else if (n >= 4) {
+        uint32_t a, b;
+        memcpy(&a, src, 4);
+        memcpy(&b, src + n - 4, 4);
+        memcpy(dst, &a, 4);
+        memcpy(dst + n - 4, &b, 4);
+    }
+    else {
+        for (Py_ssize_t i = 0; i < n; i++)
+            dst[i] = src[i];
+    }
+}
 
 static PyObject *
 concat(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
@@ -31,11 +60,11 @@ concat(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
                          Py_TYPE(piece)->tp_name);
             return NULL;
         }
-        if (PyUnicode_READY(piece) < 0)
-            return NULL;
-        if (!PyUnicode_IS_ASCII(piece))
+        /* compact ASCII: its characters follow its header, one byte each (anything else,
+         * not ASCII or in the legacy layout, goes to str.join) */
+        if (!PyUnicode_IS_COMPACT_ASCII(piece))
             ascii = 0;
-        size += PyUnicode_GET_LENGTH(piece);
+        size += ((PyASCIIObject *)piece)->length;
     }
     if (!ascii) {
         PyObject *tuple, *empty, *out;
@@ -61,9 +90,9 @@ concat(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     Py_UCS1 *at = PyUnicode_1BYTE_DATA(out);
     for (i = 0; i < nargs; i++) {
-        PyObject *piece = args[i];
-        Py_ssize_t n = PyUnicode_GET_LENGTH(piece);
-        memcpy(at, PyUnicode_1BYTE_DATA(piece), n);
+        PyASCIIObject *piece = (PyASCIIObject *)args[i];
+        Py_ssize_t n = piece->length;
+        copy(at, (const Py_UCS1 *)(piece + 1), n);
         at += n;
     }
     return out;

@@ -174,16 +174,39 @@ def seconds_json(ns: int) -> str:
 
 
 class _Heads:
-    """`seconds_parts`' memory: the last two whole seconds it wrote with their dot (a
-    connection's times are in one second or two: its start and end, and the capture's end
-    in its TIME_WAIT finding), replaced in turn."""
+    """`seconds_parts`' memory: the last four whole seconds it wrote with their dot (a
+    connection's times are in a second or two, and the capture's end in its TIME_WAIT finding
+    in another), each new one in place of the oldest."""
 
     def __init__(self) -> None:
         self.q0: i64 = -1
         self.q1: i64 = -1
-        self.h0 = ""
-        self.h1 = ""
-        self.turn = False
+        self.q2: i64 = -1
+        self.q3: i64 = -1
+        self.h0 = self.h1 = self.h2 = self.h3 = ""
+        self.turn: i64 = 0
+
+    def head(self, q: i64) -> str:
+        """`str(q) + "."`, remembered."""
+        if q == self.q0:
+            return self.h0
+        if q == self.q1:
+            return self.h1
+        if q == self.q2:
+            return self.h2
+        if q == self.q3:
+            return self.h3
+        text = str(q) + "."
+        turn = self.turn
+        if turn == 0:
+            self.q0, self.h0, self.turn = q, text, 1
+        elif turn == 1:
+            self.q1, self.h1, self.turn = q, text, 2
+        elif turn == 2:
+            self.q2, self.h2, self.turn = q, text, 3
+        else:
+            self.q3, self.h3, self.turn = q, text, 0
+        return text
 
 
 _HEADS_SEEN: Final = _Heads()
@@ -192,7 +215,7 @@ _HEADS_SEEN: Final = _Heads()
 def seconds_parts(ns: int) -> Tuple[str, str, str]:
     """`seconds_json(ns)` as three texts whose concatenation it is, made of texts held in
     tables (no text made) for a time or span of whole microseconds: the whole seconds with
-    the dot (`_HEADS`, or the last two whole seconds written), and the fraction's groups of
+    the dot (`_HEADS`, or the last four whole seconds written: `_Heads`), and the fraction's groups of
     three digits (`_D3`, and `_D3S` for the last); otherwise its text and two empty ones.
     The same cases as `seconds_json`'s fast path for whole microseconds, the same text."""
     if 100_000 <= ns <= _I64_NS:
@@ -200,20 +223,7 @@ def seconds_parts(ns: int) -> Tuple[str, str, str]:
         q: i64 = v // NS
         r: i64 = v % NS
         if r % 1000 == 0 and q < _LIMIT6:
-            if q < _SPAN_HEADS:
-                head = _HEADS[q]
-            else:
-                seen = _HEADS_SEEN
-                if q == seen.q0:
-                    head = seen.h0
-                elif q == seen.q1:
-                    head = seen.h1
-                else:
-                    head = str(q) + "."
-                    if seen.turn:
-                        seen.q1, seen.h1, seen.turn = q, head, False
-                    else:
-                        seen.q0, seen.h0, seen.turn = q, head, True
+            head = _HEADS[q] if q < _SPAN_HEADS else _HEADS_SEEN.head(q)
             if r == 0:
                 return head, "0", ""
             m: i64 = r // 1000

@@ -16,6 +16,7 @@ from json.encoder import encode_basestring        # the C escaper where there is
 from typing import Dict, Final, List, Optional, Tuple
 
 from analyzer.common.findings import Finding
+from analyzer.common.native import i64
 from analyzer.common.nstime import rounded_json, rounded_parts, seconds_json, seconds_parts
 from analyzer.decode.segment import addr_str
 from analyzer.judge.result import ANALYSIS_FIELDS, ConnResult, Lingering
@@ -151,12 +152,13 @@ def _line(r: ConnResult, numbered: bool) -> str:
 def _digits(n: int) -> Tuple[str, str, str]:
     """`str(n)` as three texts from tables (its groups of three digits), for 0 <= n < 10**9;
     otherwise its text and two empty ones."""
-    if 0 <= n < 1000:
-        return _NUMS[n], "", ""
-    if 0 <= n < 1_000_000:
-        return _NUMS[n // 1000], _D3[n % 1000], ""
     if 0 <= n < 1_000_000_000:
-        return _NUMS[n // 1_000_000], _D3[n // 1000 % 1000], _D3[n % 1000]
+        v: i64 = n                          # (machine integers, compiled)
+        if v < 1000:
+            return _NUMS[v], "", ""
+        if v < 1_000_000:
+            return _NUMS[v // 1000], _D3[v % 1000], ""
+        return _NUMS[v // 1_000_000], _D3[v // 1000 % 1000], _D3[v % 1000]
     return str(n), "", ""
 
 
