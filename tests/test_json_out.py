@@ -126,28 +126,40 @@ def test_addresses_stay_right_while_the_address_cache_shrinks_and_grows_back(tmp
 @pytest.mark.parametrize("impl", ["python", "c"])
 def test_the_joins_are_str_join_in_c_and_in_python(impl):
     # common/_join.c (the compiled build's) and common/join.py (the pure build's) give what
-    # str.join gives: ASCII pieces, empty ones, none, and others not ASCII (two- and four-byte
-    # characters, a lone surrogate: the C code's other path).
+    # str.join gives, and what a spilled text block holds: ASCII pieces, empty ones, none,
+    # and others not ASCII (two- and four-byte characters, a lone surrogate: the other path);
+    # keys below zero and beyond 64 bits (None: written as records).
     import random
+    from array import array
     from analyzer.common import join
     if impl == "c" and _join is None:
         pytest.skip("the pure-Python build has no C join")
     concat = join.concat if impl == "python" else _join.concat
-    ascii_join = join.ascii_join if impl == "python" else _join.ascii_join
+    text_block = join.text_block if impl == "python" else _join.text_block
     rng = random.Random(16)
-    words = ["", "a", '{"id": ', "1700000000.", "123", "x" * 3000, "\u00e9", "\u4e2d",
-             "\U0001f600", "\udcff", ",\n  "]
+    words = ["", "a", "ab", "abcd", "abcdefgh", "abcdefghijklmnopq", '{"id": ', "1700000000.",
+             "x" * 3000, "\u00e9", "\u4e2d", "\U0001f600", "\udcff", ",\n  "]
     for _ in range(3000):
         pieces = [rng.choice(words) for _ in range(rng.randrange(90))]
         assert concat(*pieces) == "".join(pieces)
+        assert type(concat(*pieces)) is str
         sep = rng.choice([",\n  ", "", "\u00e9"])
-        text = sep.join(pieces)
-        got = ascii_join(sep, pieces)
+        keys = [rng.choice([0, 7, -3, 2**40, 2**63 - 1, -2**63, 2**63]) for _ in pieces]
+        got = text_block(sep, keys, pieces)
         ascii = sep.isascii() and all(p.isascii() for p in pieces)
-        assert got == (text.encode("ascii") if ascii else None)
-        assert type(concat(*pieces)) is str and (got is None or type(got) is bytes)
-    assert concat() == "" and ascii_join(",", []) == b""
+        if not ascii or 2**63 in keys:
+            assert got is None
+            continue
+        assert got is not None
+        packed, ends, text = got
+        assert packed == array("q", keys).tobytes()
+        assert text == sep.join(pieces).encode("ascii")
+        assert ends == array("q", [len(sep.join(pieces[:i + 1])) for i in range(len(pieces))]
+                             ).tobytes()
+    assert concat() == "" and text_block(",", [], []) == (b"", b"", b"")
     with pytest.raises(TypeError):
         concat("a", 1)
     with pytest.raises(TypeError):
         concat("a", b"b")
+    with pytest.raises(ValueError):
+        text_block(",", [1], [])

@@ -9,10 +9,13 @@
  * ASCII (every line but one with an unusual finding message or history), the pieces are
  * copied into one new ASCII string; otherwise `str.join` does it.
  *
- * `ascii_join(sep, lines)` is `sep.join(lines).encode("utf-8")` when `sep` and every line (a
- * list of `str`) are ASCII, and None otherwise (the caller then encodes the text itself, as
- * "surrogatepass" asks): the spill of JSON lines to disk (report/runs.py) writes this, one copy
- * of the text where joining and then encoding makes two.
+ * `text_block(sep, keys, lines)` is what report/runs.py `RunFile.write_text` writes of a block
+ * of lines (each a `str`) under their keys (ints): `(keys, ends, text)`, the keys and the
+ * lines' ends in the text (characters) as native 64-bit integers (`array("q").tobytes()`), and
+ * the lines joined by `sep` as UTF-8; when `sep` and every line are ASCII and every key fits
+ * in 64 bits, else None (the caller then does it in Python: the text encoded with
+ * "surrogatepass", the keys as records). One copy of the text where joining and then encoding
+ * makes two, and no int objects for the ends.
  */
 
 #define PY_SSIZE_T_CLEAN
@@ -99,60 +102,102 @@ concat(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 }
 
 static PyObject *
-ascii_join(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+text_block(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 2) {
-        PyErr_SetString(PyExc_TypeError, "ascii_join(sep, lines) takes two arguments");
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "text_block(sep, keys, lines) takes three arguments");
         return NULL;
     }
-    PyObject *sep = args[0], *lines = args[1];
-    if (!PyUnicode_CheckExact(sep) || !PyList_CheckExact(lines)) {
-        PyErr_SetString(PyExc_TypeError, "ascii_join: sep must be a str and lines a list");
+    PyObject *sep = args[0], *keys = args[1], *lines = args[2];
+    if (!PyUnicode_CheckExact(sep) || !PyList_CheckExact(keys) || !PyList_CheckExact(lines)) {
+        PyErr_SetString(PyExc_TypeError,
+                        "text_block: sep must be a str, keys and lines lists");
         return NULL;
     }
-    if (PyUnicode_READY(sep) < 0)
+    Py_ssize_t i, count = PyList_GET_SIZE(lines);
+    if (PyList_GET_SIZE(keys) != count) {
+        PyErr_SetString(PyExc_ValueError, "text_block: as many keys as lines");
         return NULL;
-    Py_ssize_t i, count = PyList_GET_SIZE(lines), seplen = PyUnicode_GET_LENGTH(sep);
-    if (!PyUnicode_IS_ASCII(sep))
+    }
+    if (!PyUnicode_IS_COMPACT_ASCII(sep))
         Py_RETURN_NONE;
+    Py_ssize_t seplen = ((PyASCIIObject *)sep)->length;
     Py_ssize_t size = count > 0 ? seplen * (count - 1) : 0;
     for (i = 0; i < count; i++) {
         PyObject *line = PyList_GET_ITEM(lines, i);
         if (!PyUnicode_CheckExact(line)) {
-            PyErr_Format(PyExc_TypeError, "ascii_join: line %zd is %.80s, not str", i,
+            PyErr_Format(PyExc_TypeError, "text_block: line %zd is %.80s, not str", i,
                          Py_TYPE(line)->tp_name);
             return NULL;
         }
-        if (PyUnicode_READY(line) < 0)
-            return NULL;
-        if (!PyUnicode_IS_ASCII(line))
+        if (!PyUnicode_IS_COMPACT_ASCII(line))
             Py_RETURN_NONE;
-        size += PyUnicode_GET_LENGTH(line);
+        size += ((PyASCIIObject *)line)->length;
     }
-    PyObject *out = PyBytes_FromStringAndSize(NULL, size);
-    if (out == NULL)
+    PyObject *packed = PyBytes_FromStringAndSize(NULL, 8 * count);
+    if (packed == NULL)
         return NULL;
-    char *at = PyBytes_AS_STRING(out);
-    const Py_UCS1 *sepdata = PyUnicode_1BYTE_DATA(sep);
-    /* (the list cannot change while this runs: nothing here calls back into Python) */
+    char *to = PyBytes_AS_STRING(packed);
     for (i = 0; i < count; i++) {
-        PyObject *line = PyList_GET_ITEM(lines, i);
-        Py_ssize_t n = PyUnicode_GET_LENGTH(line);
+        PyObject *key = PyList_GET_ITEM(keys, i);
+        int overflow = 0;
+        long long value;
+        if (!PyLong_CheckExact(key)) {          /* (not what a store keys by): as Python does */
+            Py_DECREF(packed);
+            Py_RETURN_NONE;
+        }
+        value = PyLong_AsLongLongAndOverflow(key, &overflow);
+        if (overflow) {                         /* beyond 64 bits: the caller writes records */
+            Py_DECREF(packed);
+            Py_RETURN_NONE;
+        }
+        int64_t v = (int64_t)value;
+        memcpy(to + 8 * i, &v, 8);
+    }
+    PyObject *ends = PyBytes_FromStringAndSize(NULL, 8 * count);
+    PyObject *text = PyBytes_FromStringAndSize(NULL, size);
+    if (ends == NULL || text == NULL) {
+        Py_DECREF(packed);
+        Py_XDECREF(ends);
+        Py_XDECREF(text);
+        return NULL;
+    }
+    char *end_at = PyBytes_AS_STRING(ends);
+    char *at = PyBytes_AS_STRING(text);
+    const char *sepdata = (const char *)(((PyASCIIObject *)sep) + 1);
+    int64_t end = -(int64_t)seplen;
+    /* (the lists cannot change while this runs: nothing here calls back into Python) */
+    for (i = 0; i < count; i++) {
+        PyASCIIObject *line = (PyASCIIObject *)PyList_GET_ITEM(lines, i);
+        Py_ssize_t n = line->length;
         if (i) {
             memcpy(at, sepdata, seplen);
             at += seplen;
         }
-        memcpy(at, PyUnicode_1BYTE_DATA(line), n);
+        memcpy(at, line + 1, n);
         at += n;
+        end += seplen + n;
+        memcpy(end_at + 8 * i, &end, 8);
     }
+    PyObject *out = PyTuple_New(3);
+    if (out == NULL) {
+        Py_DECREF(packed);
+        Py_DECREF(ends);
+        Py_DECREF(text);
+        return NULL;
+    }
+    PyTuple_SET_ITEM(out, 0, packed);
+    PyTuple_SET_ITEM(out, 1, ends);
+    PyTuple_SET_ITEM(out, 2, text);
     return out;
 }
 
 static PyMethodDef module_methods[] = {
     {"concat", (PyCFunction)(void (*)(void))concat, METH_FASTCALL,
      "concat(*pieces) -> ''.join(pieces)"},
-    {"ascii_join", (PyCFunction)(void (*)(void))ascii_join, METH_FASTCALL,
-     "ascii_join(sep, lines) -> sep.join(lines) as bytes when all of it is ASCII, else None"},
+    {"text_block", (PyCFunction)(void (*)(void))text_block, METH_FASTCALL,
+     "text_block(sep, keys, lines) -> (keys, ends, text) as a spilled text block writes them, "
+     "or None"},
     {NULL, NULL, 0, NULL}
 };
 

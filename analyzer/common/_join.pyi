@@ -1,9 +1,10 @@
 """Types of the compiled build's C module analyzer/common/_join.c (common/join.py in Python)."""
 
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 
 def concat(*pieces: str) -> str: ...
 
 
-def ascii_join(sep: str, lines: List[str]) -> Optional[bytes]: ...
+def text_block(sep: str, keys: List[int],
+               lines: List[str]) -> Optional[Tuple[bytes, bytes, bytes]]: ...

@@ -1,19 +1,32 @@
-"""`concat(*pieces)` (`"".join(pieces)`) and `ascii_join(sep, lines)` (the lines joined as
-ASCII bytes, or None when they are not all ASCII), in Python: what the pure-Python build runs.
-The compiled build has them in C (analyzer/common/_join.c, where the reasons are; both give
-the same results: tests/test_json_out.py); render/json_line.py and report/runs.py take the C
-ones when there are."""
+"""`concat(*pieces)` (`"".join(pieces)`) and `text_block(sep, keys, lines)` (a block of lines
+as report/runs.py spills it: keys, ends and ASCII text, or None), in Python: what the
+pure-Python build runs. The compiled build has them in C (analyzer/common/_join.c, where the
+reasons are; both give the same results: tests/test_json_out.py); render/json_line.py and
+report/runs.py take the C ones when there are."""
 
 from __future__ import annotations
 
-from typing import List, Optional
+import struct
+from typing import List, Optional, Tuple
 
 
 def concat(*pieces: str) -> str:
     return "".join(pieces)
 
 
-def ascii_join(sep: str, lines: List[str]) -> Optional[bytes]:
+def text_block(sep: str, keys: List[int],
+               lines: List[str]) -> Optional[Tuple[bytes, bytes, bytes]]:
+    if len(keys) != len(lines):
+        raise ValueError("text_block: as many keys as lines")
     if not sep.isascii() or not all(line.isascii() for line in lines):
         return None
-    return sep.join(lines).encode("ascii")
+    try:
+        packed = struct.pack("=%dq" % len(keys), *keys)
+    except struct.error:                # keys beyond 64 bits
+        return None
+    ends = []
+    at = -len(sep)
+    for line in lines:
+        at += len(sep) + len(line)
+        ends.append(at)
+    return packed, struct.pack("=%dq" % len(ends), *ends), sep.join(lines).encode("ascii")

@@ -28,9 +28,9 @@ from typing import Any, BinaryIO, Callable, Final, Iterator, List, Optional, Tup
 from analyzer.judge.result import unflat
 
 try:                # the compiled build's C join (setup.py); the pure build's is Python
-    from analyzer.common._join import ascii_join
+    from analyzer.common._join import text_block
 except ImportError:
-    from analyzer.common.join import ascii_join
+    from analyzer.common.join import text_block
 
 #: Results written together: one call per block, one block per run in memory when read.
 BLOCK = 256
@@ -156,18 +156,20 @@ class RunFile:
             block_keys = keys[i:j]
             block_lines = lines[i:j]
             i = j
-            try:
-                packed = _int64s(block_keys)
-            except struct.error:            # keys beyond 64 bits: as records
-                data = marshal.dumps(list(zip(block_keys, block_lines)))
-                write(_HEADER.pack(_MARSHAL, len(data)))
-                write(data)
-                continue
-            # ASCII (JSON lines mostly are) joined as bytes at once; else joined, then encoded.
-            joined = ascii_join(sep, block_lines)
-            text = joined if joined is not None else \
-                sep.join(block_lines).encode("utf-8", "surrogatepass")
-            ends = _int64s(line_ends(block_lines, len(sep)))
+            # ASCII lines (JSON lines mostly are) under keys of 64 bits, at once; else here.
+            block = text_block(sep, block_keys, block_lines)
+            if block is not None:
+                packed, ends, text = block
+            else:
+                try:
+                    packed = _int64s(block_keys)
+                except struct.error:            # keys beyond 64 bits: as records
+                    data = marshal.dumps(list(zip(block_keys, block_lines)))
+                    write(_HEADER.pack(_MARSHAL, len(data)))
+                    write(data)
+                    continue
+                text = sep.join(block_lines).encode("utf-8", "surrogatepass")
+                ends = _int64s(line_ends(block_lines, len(sep)))
             head = _TEXT_HEAD.pack(len(block_keys), len(text))
             write(_HEADER.pack(_TEXT, len(head) + len(packed) + len(ends) + len(text)))
             write(head)
