@@ -88,8 +88,10 @@ _HEADS: Final = [str(q) + "." for q in range(_SPAN_HEADS)]
 _I64_NS: Final = 4_611_686_018_427_387_903
 #: Below LIMIT[6] seconds, in ns (one product, not one a call: it is beyond machine integers)
 _LIMIT6_NS: Final = LIMIT[6] * NS
-#: LIMIT[6], the whole seconds below which every time of whole microseconds has its fast text.
-_LIMIT6: Final = LIMIT[6]
+#: LIMIT[6], the whole seconds below which every time of whole microseconds has its fast text
+#: (2**33, written out: the compiled build compares it as a machine integer; checked here).
+_LIMIT6: Final = 8_589_934_592
+assert _LIMIT6 == LIMIT[6]
 #: Three digits of a fraction (`_D3`), and three with their trailing zeros dropped (`_D3S`, the
 #: fraction's last group): a time of whole microseconds is written from two of them, with no
 #: conversion of the fraction to text.

@@ -48,6 +48,8 @@ _texts: Final[Dict[str, str]] = {}
 _verdict_texts: Final[Dict[tuple, str]] = {}
 #: Findings' messages -> their encoded text (`_message`), emptied when full.
 _messages: Final[Dict[str, str]] = {}
+#: (orig, resp) packets -> that part of the line (`_packets`), emptied when full.
+_packet_texts: Final[Dict[Tuple[int, int], str]] = {}
 #: Packed addresses -> their JSON text (clients and servers come back again and again),
 #: emptied past a bound (`_Last.addr_limit`): at most `_ADDR_LIMIT` (about 2 MB), so that a
 #: busy capture's working set of addresses (13.5 k in the reference capture of bench/README.md)
@@ -104,9 +106,8 @@ def _line(r: ConnResult, numbered: bool) -> str:
     d1, d2, d3 = seconds_parts(r.end - r.start)
     f1, f2, f3 = _digits(r.first_frame)
     l1, l2, l3 = _digits(r.last_frame)
-    packets, sizes = r.packets, r.bytes
-    p1, p2, p3 = _digits(packets[0])
-    q1, q2, q3 = _digits(packets[1])
+    packets = _packets(r.packets)
+    sizes = r.bytes
     b1, b2, b3 = _digits(sizes[0])
     c1, c2, c3 = _digits(sizes[1])
     verdicts = _verdicts(r)
@@ -114,7 +115,10 @@ def _line(r: ConnResult, numbered: bool) -> str:
     if len(lingering) == 1:
         side, state, since, seconds, remaining = lingering[0]
         g0 = _lingering_head(side, state)
-        g1, g2, g3 = seconds_parts(since)
+        if since == r.end:                  # (TIME_WAIT from the last packet on: most)
+            g1, g2, g3 = e1, e2, e3
+        else:
+            g1, g2, g3 = seconds_parts(since)
         g4 = ', "seconds": '
         g5, g6, g7 = rounded_parts(seconds)
         if remaining is None:
@@ -130,23 +134,20 @@ def _line(r: ConnResult, numbered: bool) -> str:
     findings = r.findings
     if len(findings) == 1:
         f = findings[0]
-        k0 = _finding_head(f.code, f.severity)
-        k1, k2, k3 = seconds_parts(f.ts)
-        k4 = ', "frame": '
-        k5, k6, k7 = _digits(f.frame)
-        k8 = _side(f.side)
-        k9 = _message(f.message)
+        k0 = _finding_start(f.code, f.severity, f.ts)
+        k1, k2, k3 = _digits(f.frame)
+        k4 = _side(f.side)
+        k5 = _message(f.message)
         count = f.count
-        k10 = _COUNT_ONE if count == 1 else ', "count": ' + str(count) + "}"
+        k6 = _COUNT_ONE if count == 1 else ', "count": ' + str(count) + "}"
     else:
         k0 = _findings_list(findings)
-        k1 = k2 = k3 = k4 = k5 = k6 = k7 = k8 = k9 = k10 = ""
+        k1 = k2 = k3 = k4 = k5 = k6 = ""
     return concat(h0, h1, h2, h3, orig, o1, o2, o3, resp, start, s1, s2, s3, ', "end": ',
                   e1, e2, e3, ', "duration": ', d1, d2, d3, ', "first_frame": ', f1, f2, f3,
-                  ', "last_frame": ', l1, l2, l3, ', "packets": {"orig": ', p1, p2, p3,
-                  ', "resp": ', q1, q2, q3, '}, "bytes": {"orig": ', b1, b2, b3, ', "resp": ',
+                  ', "last_frame": ', l1, l2, l3, packets, b1, b2, b3, ', "resp": ',
                   c1, c2, c3, verdicts, g0, g1, g2, g3, g4, g5, g6, g7, g8, g9, g10, g11, g12,
-                  tail, k0, k1, k2, k3, k4, k5, k6, k7, k8, k9, k10, "]}")
+                  tail, k0, k1, k2, k3, k4, k5, k6, "]}")
 
 
 def _digits(n: int) -> Tuple[str, str, str]:
@@ -336,6 +337,34 @@ def _finding(out: List[str], f: Finding) -> None:
     out.append(_COUNT_ONE if count == 1 else ', "count": ' + str(count) + "}")
 
 
+def _finding_start(code: str, severity: str, ts: int) -> str:
+    """A finding's object to its `frame` (the last one's when alike: the TIME_WAIT findings
+    of a capture share their time, its end)."""
+    last = _LAST
+    head = _finding_head(code, severity)
+    if ts != last.ts or head is not last.ts_head or not last.start:
+        last.ts, last.ts_head = ts, head
+        last.start = "".join([head, seconds_json(ts), ', "frame": '])
+    return last.start
+
+
+def _packets(packets: Tuple[int, int]) -> str:
+    """The packets' object and the bytes' to their first count (the last line's when the
+    same, else from `_packet_texts`: connections share a few pairs)."""
+    last = _LAST
+    if packets == last.packets and last.packets_text:
+        return last.packets_text
+    text = _packet_texts.get(packets)
+    if text is None:
+        if len(_packet_texts) >= _CACHE_LIMIT:
+            _packet_texts.clear()
+        text = _packet_texts[packets] = "".join([
+            ', "packets": {"orig": ', str(packets[0]), ', "resp": ', str(packets[1]),
+            '}, "bytes": {"orig": '])
+    last.packets, last.packets_text = packets, text
+    return text
+
+
 def _finding_head(code: str, severity: str) -> str:
     """A finding's object to its `ts` (the last one's when alike)."""
     last = _LAST
@@ -360,7 +389,9 @@ class _Last:
     message (a flood's thousands of findings share one) and its text, the text of its
     finding's code and severity (`head`) and side (`side_text`), its verdicts (`_verdicts`:
     their key and text), its lingering state's side and state (`lingering`), its originator's
-    address (`orig`) and its responder (`resp`); and the address cache's bound."""
+    address (`orig`), its responder (`resp`), its packets (`packets_text`) and its finding's
+    start to the frame (`start`, with the `ts` and head it was made of); and the address
+    cache's bound."""
 
     def __init__(self) -> None:
         self.message = ""
@@ -384,6 +415,11 @@ class _Last:
         self.final_state: Tuple[str, str] = ("", "")
         self.orig_addr = b""
         self.orig = ""
+        self.packets = (-1, -1)
+        self.packets_text = ""
+        self.ts = -1
+        self.ts_head = ""
+        self.start = ""
         self.resp_addr = b""
         self.resp_port = -1
         self.resp = ""
