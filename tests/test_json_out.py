@@ -135,6 +135,7 @@ def test_the_joins_are_str_join_in_c_and_in_python(impl):
     if impl == "c" and _join is None:
         pytest.skip("the pure-Python build has no C join")
     concat = join.concat if impl == "python" else _join.concat
+    plain = join.plain if impl == "python" else _join.plain
     text_block = join.text_block if impl == "python" else _join.text_block
     rng = random.Random(16)
     words = ["", "a", "ab", "abcd", "abcdefgh", "abcdefghijklmnopq", '{"id": ', "1700000000.",
@@ -156,6 +157,15 @@ def test_the_joins_are_str_join_in_c_and_in_python(impl):
         assert text == sep.join(pieces).encode("ascii")
         assert ends == array("q", [len(sep.join(pieces[:i + 1])) for i in range(len(pieces))]
                              ).tobytes()
+    # plain: the text the encoder writes as it is between quotes (ASCII, nothing escaped)
+    from json.encoder import encode_basestring
+    texts = ["", "orig in TIME_WAIT for 59.9 s, 0.1 s of 60 s left", 'say "hi"', "back\\slash",
+             "tab\there", "\x1f", "\x7f", " ~", "caf\u00e9", "\udcff"] + \
+        [chr(c) + "x" for c in range(128)]
+    for text in texts:
+        assert plain(text) == (text.isascii() and encode_basestring(text) == '"' + text + '"'), \
+            text
+    assert plain("orig in TIME_WAIT for 59.9 s") and not plain('a"b') and not plain("\u00e9")
     assert concat() == "" and text_block(",", [], []) == (b"", b"", b"")
     with pytest.raises(TypeError):
         concat("a", 1)

@@ -9,6 +9,11 @@
  * ASCII (every line but one with an unusual finding message or history), the pieces are
  * copied into one new ASCII string; otherwise `str.join` does it.
  *
+ * `plain(s)`: whether `s` is a `str` of ASCII characters none of which JSON escapes (no
+ * control character, quote or backslash), which the json module's encoder writes as it is
+ * between quotes: a finding's message mostly, put in a line as three pieces, with no text
+ * escaped or made. False for anything else (not a `str`, not ASCII: the encoder's work).
+ *
  * `text_block(sep, keys, lines)` is what report/runs.py `RunFile.write_text` writes of a block
  * of lines (each a `str`) under their keys (ints): `(keys, ends, text)`, the keys and the
  * lines' ends in the text (characters) as native 64-bit integers (`array("q").tobytes()`), and
@@ -45,9 +50,10 @@ copy(Py_UCS1 *dst, const Py_UCS1 *src, Py_ssize_t n)
         memcpy(dst, &a, 4);
         memcpy(dst + n - 4, &b, 4);
     }
-    else {
-        for (Py_ssize_t i = 0; i < n; i++)
-            dst[i] = src[i];
+    else if (n > 0) {                   /* 1 to 3: the first, the middle and the last */
+        dst[0] = src[0];
+        dst[n >> 1] = src[n >> 1];
+        dst[n - 1] = src[n - 1];
     }
 }
 
@@ -192,9 +198,26 @@ text_block(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     return out;
 }
 
+static PyObject *
+plain(PyObject *self, PyObject *arg)
+{
+    if (!PyUnicode_CheckExact(arg) || !PyUnicode_IS_COMPACT_ASCII(arg))
+        Py_RETURN_FALSE;
+    const unsigned char *at = (const unsigned char *)(((PyASCIIObject *)arg) + 1);
+    Py_ssize_t i, n = ((PyASCIIObject *)arg)->length;
+    for (i = 0; i < n; i++) {
+        unsigned char c = at[i];
+        if (c < 0x20 || c == '"' || c == '\\')
+            Py_RETURN_FALSE;
+    }
+    Py_RETURN_TRUE;
+}
+
 static PyMethodDef module_methods[] = {
     {"concat", (PyCFunction)(void (*)(void))concat, METH_FASTCALL,
      "concat(*pieces) -> ''.join(pieces)"},
+    {"plain", (PyCFunction)plain, METH_O,
+     "plain(s) -> whether s is ASCII text JSON writes as it is, between quotes"},
     {"text_block", (PyCFunction)(void (*)(void))text_block, METH_FASTCALL,
      "text_block(sep, keys, lines) -> (keys, ends, text) as a spilled text block writes them, "
      "or None"},
