@@ -161,7 +161,7 @@ def test_the_joins_are_str_join_in_c_and_in_python(impl):
     from json.encoder import encode_basestring
     texts = ["", "orig in TIME_WAIT for 59.9 s, 0.1 s of 60 s left", 'say "hi"', "back\\slash",
              "tab\there", "\x1f", "\x7f", " ~", "caf\u00e9", "\udcff"] + \
-        [chr(c) + "x" for c in range(128)]
+        ["a" * at + chr(c) + "b" * (16 - at) for c in range(128) for at in range(17)]
     for text in texts:
         assert plain(text) == (text.isascii() and encode_basestring(text) == '"' + text + '"'), \
             text

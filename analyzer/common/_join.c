@@ -50,10 +50,9 @@ copy(Py_UCS1 *dst, const Py_UCS1 *src, Py_ssize_t n)
         memcpy(dst, &a, 4);
         memcpy(dst + n - 4, &b, 4);
     }
-    else if (n > 0) {                   /* 1 to 3: the first, the middle and the last */
-        dst[0] = src[0];
-        dst[n >> 1] = src[n >> 1];
-        dst[n - 1] = src[n - 1];
+    else {
+        for (Py_ssize_t i = 0; i < n; i++)
+            dst[i] = src[i];
     }
 }
 
@@ -204,8 +203,20 @@ plain(PyObject *self, PyObject *arg)
     if (!PyUnicode_CheckExact(arg) || !PyUnicode_IS_COMPACT_ASCII(arg))
         Py_RETURN_FALSE;
     const unsigned char *at = (const unsigned char *)(((PyASCIIObject *)arg) + 1);
-    Py_ssize_t i, n = ((PyASCIIObject *)arg)->length;
-    for (i = 0; i < n; i++) {
+    Py_ssize_t i = 0, n = ((PyASCIIObject *)arg)->length;
+    /* Eight characters at a time (all below 0x80: ASCII): a byte below 0x20, or equal to a
+     * quote or a backslash (a zero byte once XORed with it), sets its high bit in `hit`. */
+    const uint64_t ones = 0x0101010101010101ULL, highs = 0x8080808080808080ULL;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t w, q, b, hit;
+        memcpy(&w, at + i, 8);
+        q = w ^ (ones * '"');
+        b = w ^ (ones * '\\');
+        hit = ((w - ones * 0x20) | (q - ones) | (b - ones)) & highs;
+        if (hit)
+            Py_RETURN_FALSE;
+    }
+    for (; i < n; i++) {
         unsigned char c = at[i];
         if (c < 0x20 || c == '"' || c == '\\')
             Py_RETURN_FALSE;
