@@ -267,24 +267,33 @@ def tenths(ns: int) -> str:
     exact value is at least 1 ns from a rounding boundary and the float ns / 1e9 is within
     0.2 ns of it, so both round alike: the digits come from the integer. Otherwise "%.1f"."""
     if 0 <= ns < 1_000_000_000_000_000:
-        r = ns % 100_000_000
+        v: i64 = ns
+        r: i64 = v % 100_000_000
         if r != 50_000_000:
-            t = ns // 100_000_000 + (1 if r > 50_000_000 else 0)
-            return str(t // 10) + _DOTS[t % 10]
+            t: i64 = v // 100_000_000 + (1 if r > 50_000_000 else 0)
+            return _TENTHS[t] if t < _SMALL_TEXTS else str(t // 10) + _DOTS[t % 10]
     return "%.1f" % (ns / 1e9)
 
 
 def whole_seconds(ns: int) -> str:
     """`"%.0f" % (ns / 1e9)`, from the integer as `tenths` does."""
     if 0 <= ns < 1_000_000_000_000_000:
-        r = ns % NS
+        v: i64 = ns
+        r: i64 = v % NS
         if r != 500_000_000:
-            return str(ns // NS + (1 if r > 500_000_000 else 0))
+            w: i64 = v // NS + (1 if r > 500_000_000 else 0)
+            return _WHOLE[w] if w < _SMALL_TEXTS else str(w)
     return "%.0f" % (ns / 1e9)
 
 
 #: ".0" to ".9".
 _DOTS: Final = ["." + str(d) for d in range(10)]
+#: The texts of the tenths (`tenths`: "0.0" to "99.9") and whole seconds (`whole_seconds`)
+#: below 100 and 1000 seconds: a finding's message (a TIME_WAIT's seconds, its 2*MSL) from a
+#: table, no text made.
+_SMALL_TEXTS: Final = 1000
+_TENTHS: Final = [str(t // 10) + "." + str(t % 10) for t in range(_SMALL_TEXTS)]
+_WHOLE: Final = [str(w) for w in range(_SMALL_TEXTS)]
 
 
 def second_ns(sec: int) -> int:

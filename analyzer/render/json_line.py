@@ -26,6 +26,9 @@ try:                # the compiled build's C join (setup.py); the pure build's i
     from analyzer.common._join import concat, plain
 except ImportError:
     from analyzer.common.join import concat, plain
+#: (as constants: the compiled build calls them without looking their names up each time)
+_concat: Final = concat
+_plain: Final = plain
 
 #: The encoder of everything not formatted directly (a traced connection with its ladder, the
 #: report's head, a tunnel's layers).
@@ -138,7 +141,7 @@ def _line(r: ConnResult, numbered: bool) -> str:
         k1, k2, k3 = _digits(f.frame)
         k4 = _side(f.side)
         message = f.message
-        if plain(message):              # (most: the text itself between quotes)
+        if _plain(message):             # (most: the text itself between quotes)
             k5, k6, k7 = '"', message, '"'
         else:
             k5, k6, k7 = _message(message), "", ""
@@ -147,11 +150,11 @@ def _line(r: ConnResult, numbered: bool) -> str:
     else:
         k0 = _findings_list(findings)
         k1 = k2 = k3 = k4 = k5 = k6 = k7 = k8 = ""
-    return concat(h0, h1, h2, h3, orig, o1, o2, o3, resp, start, s1, s2, s3, ', "end": ',
-                  e1, e2, e3, ', "duration": ', d1, d2, d3, ', "first_frame": ', f1, f2, f3,
-                  ', "last_frame": ', l1, l2, l3, packets, b1, b2, b3, ', "resp": ',
-                  c1, c2, c3, verdicts, g0, g1, g2, g3, g4, g5, g6, g7, g8, g9, g10, g11, g12,
-                  tail, k0, k1, k2, k3, k4, k5, k6, k7, k8, "]}")
+    return _concat(h0, h1, h2, h3, orig, o1, o2, o3, resp, start, s1, s2, s3, ', "end": ',
+                   e1, e2, e3, ', "duration": ', d1, d2, d3, ', "first_frame": ', f1, f2, f3,
+                   ', "last_frame": ', l1, l2, l3, packets, b1, b2, b3, ', "resp": ',
+                   c1, c2, c3, verdicts, g0, g1, g2, g3, g4, g5, g6, g7, g8, g9, g10, g11, g12,
+                   tail, k0, k1, k2, k3, k4, k5, k6, k7, k8, "]}")
 
 
 def _digits(n: int) -> Tuple[str, str, str]:
