@@ -49,10 +49,6 @@ _texts: Final[Dict[str, str]] = {}
 #: (conn_state, history, handshake, syn_retransmissions, close, closed_first, reset_by,
 #: half_close, final_state) -> that part of the line (`_verdicts`), emptied when full.
 _verdict_texts: Final[Dict[tuple, str]] = {}
-#: Findings' messages -> their encoded text (`_message`), emptied when full.
-_messages: Final[Dict[str, str]] = {}
-#: (orig, resp) packets -> that part of the line (`_packets`), emptied when full.
-_packet_texts: Final[Dict[Tuple[int, int], str]] = {}
 #: Packed addresses -> their JSON text (clients and servers come back again and again),
 #: emptied past a bound (`_Last.addr_limit`): at most `_ADDR_LIMIT` (about 2 MB), so that a
 #: busy capture's working set of addresses (13.5 k in the reference capture of bench/README.md)
@@ -357,19 +353,13 @@ def _finding_start(code: str, severity: str, ts: int) -> str:
 
 def _packets(packets: Tuple[int, int]) -> str:
     """The packets' object and the bytes' to their first count (the last line's when the
-    same, else from `_packet_texts`: connections share a few pairs)."""
+    same: alike connections come one after another)."""
     last = _LAST
-    if packets == last.packets and last.packets_text:
-        return last.packets_text
-    text = _packet_texts.get(packets)
-    if text is None:
-        if len(_packet_texts) >= _CACHE_LIMIT:
-            _packet_texts.clear()
-        text = _packet_texts[packets] = "".join([
-            ', "packets": {"orig": ', str(packets[0]), ', "resp": ', str(packets[1]),
-            '}, "bytes": {"orig": '])
-    last.packets, last.packets_text = packets, text
-    return text
+    if packets != last.packets or not last.packets_text:
+        last.packets = packets
+        last.packets_text = "".join([', "packets": {"orig": ', _num(packets[0]), ', "resp": ',
+                                     _num(packets[1]), '}, "bytes": {"orig": '])
+    return last.packets_text
 
 
 def _finding_head(code: str, severity: str) -> str:
@@ -443,15 +433,10 @@ _LAST: Final = _Last()
 
 def _message(message: str) -> str:
     """A finding's message as JSON text: the last one's when the same (a flood's thousands
-    of findings share one), else from `_messages` (alike connections' messages repeat: the
-    same few seconds), emptied when full."""
+    of findings share one)."""
     last = _LAST
     if message == last.message:
         return last.text
-    text = _messages.get(message)
-    if text is None:
-        if len(_messages) >= _CACHE_LIMIT:
-            _messages.clear()
-        text = _messages[message] = encode_basestring(message)
+    text = '"' + message + '"' if _plain(message) else encode_basestring(message)
     last.message, last.text = message, text
     return text
