@@ -217,9 +217,10 @@ _HEADS_SEEN: Final = _Heads()
 def seconds_parts(ns: int) -> Tuple[str, str, str]:
     """`seconds_json(ns)` as three texts whose concatenation it is, made of texts held in
     tables (no text made) for a time or span of whole microseconds: the whole seconds with
-    the dot (`_HEADS`, or the last four whole seconds written: `_Heads`), and the fraction's groups of
-    three digits (`_D3`, and `_D3S` for the last); otherwise its text and two empty ones.
-    The same cases as `seconds_json`'s fast path for whole microseconds, the same text."""
+    the dot (`_HEADS`, or the last four whole seconds written: `_Heads`), and the fraction's
+    groups of three digits (`_D3`, and `_D3S` for the last); otherwise its text and two
+    empty ones. The same cases as `seconds_json`'s fast path for whole microseconds, the
+    same text."""
     if 100_000 <= ns <= _I64_NS:
         v: i64 = ns
         q: i64 = v // NS

@@ -4,7 +4,9 @@ Written one connection per line (`jq` and `grep` both work on it), without build
 document in memory. A connection's line is formatted directly from its result
 (render/json_line.py); a traced connection (`--stream`) goes through the encoder, with its
 ladder. The renderer's sink (`make_sink`) keeps these lines instead of the results:
-the spill to disk then moves text, not objects.
+the spill to disk then moves text, not objects, and an output that writes UTF-8 (the CLI's)
+gets the spilled lines as the bytes they were spilled as (`ResultStore.raw_chunks`), not
+decoded and encoded again.
 """
 
 from __future__ import annotations

@@ -9,7 +9,8 @@ open at once plus `budget` results, never for all of them.
 
 Text (what the JSON writer keeps: one line a connection) is kept as keys and lines, bounded
 also by its characters (`char_budget`: a long line's share of memory is twenty times a
-result's), and read back a stretch of lines at a time (`chunks`). How runs are written, read
+result's), and read back a stretch of lines at a time (`chunks`; as UTF-8 bytes,
+`raw_chunks`). How runs are written, read
 and merged: report/runs.py.
 
 A store is the default `ResultSink` of `analyze()`. Renderers make their own: with an
