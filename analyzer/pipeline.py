@@ -64,7 +64,11 @@ class Tally:
         self.partial = False
 
     def add(self, r: ConnResult) -> None:
-        self.results.add(r)
+        results = self.results
+        if isinstance(results, ResultStore):
+            results.add(r)              # (compiled: a direct call, not a method looked up)
+        else:
+            results.add(r)
         self.summary.add(r)
         self.floods.add(r)
         self.scans.add(r)

@@ -15,6 +15,11 @@ from analyzer.render.json_line import connection_json, dumps as _dumps
 from analyzer.testing.synth import Dialog, write_pcap
 from conftest import REPO, every_capture
 
+try:                        # the compiled build's C join; the pure build has none
+    from analyzer.common import _join
+except ImportError:
+    _join = None
+
 
 def test_each_connection_is_written_as_the_encoder_writes_it():
     checked = 0
@@ -72,6 +77,22 @@ def test_lines_kept_instead_of_results_make_the_same_document(tmp_path):
         assert outs[0] == outs[1], path
 
 
+@pytest.mark.parametrize("budget", [3, 5000])
+def test_lines_written_as_bytes_to_a_utf8_output_make_the_same_document(budget):
+    # The CLI's output writes UTF-8 and has its bytes underneath: the kept lines go there as
+    # the bytes they were spilled as (a budget of 3: many runs, merged; 5,000: all in
+    # memory). The document is the one written as text, and the one of the results.
+    settings = Settings(result_budget=budget)
+    for path in sorted((REPO / "samples").rglob("*.pcap"))[:12] + [REPO / "samples" / "mixed.pcap"]:
+        text = io.StringIO()
+        render("json", analyze([str(path)], settings), text)
+        raw = io.BytesIO()
+        out = io.TextIOWrapper(raw, encoding="utf-8", newline="")
+        render("json", analyze([str(path)], settings, sink=make_sink("json", settings)), out)
+        out.flush()
+        assert raw.getvalue() == text.getvalue().encode("utf-8"), path
+
+
 def test_addresses_stay_right_while_the_address_cache_shrinks_and_grows_back(tmp_path):
     # 24,000 clients seen once each (the cache fills with no hits and its bound falls), then
     # 6,000 clients twice each in a row (as many hits as addresses: the bound goes back):
@@ -100,3 +121,55 @@ def test_addresses_stay_right_while_the_address_cache_shrinks_and_grows_back(tmp
         i = c["id"] - 24000
         assert c["orig"]["addr"] == "172.16.%d.%d" % ((i >> 1) >> 8, (i >> 1) & 255)
         assert c["orig"]["port"] == 1024 + (i & 1) * 2
+
+
+@pytest.mark.parametrize("impl", ["python", "c"])
+def test_the_joins_are_str_join_in_c_and_in_python(impl):
+    # common/_join.c (the compiled build's) and common/join.py (the pure build's) give what
+    # str.join gives, and what a spilled text block holds: ASCII pieces, empty ones, none,
+    # and others not ASCII (two- and four-byte characters, a lone surrogate: the other path);
+    # keys below zero and beyond 64 bits (None: written as records).
+    import random
+    from array import array
+    from analyzer.common import join
+    if impl == "c" and _join is None:
+        pytest.skip("the pure-Python build has no C join")
+    concat = join.concat if impl == "python" else _join.concat
+    plain = join.plain if impl == "python" else _join.plain
+    text_block = join.text_block if impl == "python" else _join.text_block
+    rng = random.Random(16)
+    words = ["", "a", "ab", "abcd", "abcdefgh", "abcdefghijklmnopq", '{"id": ', "1700000000.",
+             "x" * 3000, "\u00e9", "\u4e2d", "\U0001f600", "\udcff", ",\n  "]
+    for _ in range(3000):
+        pieces = [rng.choice(words) for _ in range(rng.randrange(90))]
+        assert concat(*pieces) == "".join(pieces)
+        assert type(concat(*pieces)) is str
+        sep = rng.choice([",\n  ", "", "\u00e9"])
+        keys = [rng.choice([0, 7, -3, 2**40, 2**63 - 1, -2**63, 2**63]) for _ in pieces]
+        got = text_block(sep, keys, pieces)
+        ascii = sep.isascii() and all(p.isascii() for p in pieces)
+        if not ascii or 2**63 in keys:
+            assert got is None
+            continue
+        assert got is not None
+        packed, ends, text = got
+        assert packed == array("q", keys).tobytes()
+        assert text == sep.join(pieces).encode("ascii")
+        assert ends == array("q", [len(sep.join(pieces[:i + 1])) for i in range(len(pieces))]
+                             ).tobytes()
+    # plain: the text the encoder writes as it is between quotes (ASCII, nothing escaped)
+    from json.encoder import encode_basestring
+    texts = ["", "orig in TIME_WAIT for 59.9 s, 0.1 s of 60 s left", 'say "hi"', "back\\slash",
+             "tab\there", "\x1f", "\x7f", " ~", "caf\u00e9", "\udcff"] + \
+        ["a" * at + chr(c) + "b" * (16 - at) for c in range(128) for at in range(17)]
+    for text in texts:
+        assert plain(text) == (text.isascii() and encode_basestring(text) == '"' + text + '"'), \
+            text
+    assert plain("orig in TIME_WAIT for 59.9 s") and not plain('a"b') and not plain("\u00e9")
+    assert concat() == "" and text_block(",", [], []) == (b"", b"", b"")
+    with pytest.raises(TypeError):
+        concat("a", 1)
+    with pytest.raises(TypeError):
+        concat("a", b"b")
+    with pytest.raises(ValueError):
+        text_block(",", [1], [])

@@ -8,8 +8,8 @@ import random
 
 import pytest
 
-from analyzer.common.nstime import LIMIT, rounded_json, seconds, seconds_json, tenths, \
-    whole_seconds
+from analyzer.common.nstime import LIMIT, rounded_json, rounded_parts, seconds, seconds_json, \
+    seconds_parts, tenths, whole_seconds
 from analyzer.pipeline import analyze
 from analyzer.render import render
 from analyzer.testing.synth import Dialog, write_pcap
@@ -78,12 +78,37 @@ def test_the_text_is_the_same_when_times_come_again():
     assert [seconds_json(n) for n in again] == [repr(seconds(n)) for n in again]
 
 
+def test_the_parts_are_the_text_in_three_pieces():
+    # seconds_parts and rounded_parts give the text as three pieces to join (a JSON line's
+    # times, with no text made): the pieces of every value, and of capture times of a few
+    # whole seconds in turn (the two it remembers, and a third that replaces one), join to
+    # the text repr writes.
+    rng = random.Random(3)
+    turns = [(1_700_000_000 + rng.choice([0, 1, 59, 60, 3600])) * 10**9
+             + rng.randrange(10**9) // rng.choice([1, 1000, 10**6]) * rng.choice([1, 1000])
+             for _ in range(20000)]
+    for values in (VALUES, turns, VALUES[::-1]):
+        assert ["".join(seconds_parts(n)) for n in values] == [repr(seconds(n)) for n in values]
+        assert ["".join(rounded_parts(n)) for n in values] == \
+            [repr(round(seconds(n), 6)) for n in values]
+    # whole microseconds below 2**33 s are all pieces of tables (a test that the fast path
+    # is taken: its pieces are never one whole text)
+    assert seconds_parts(1_700_000_000_123_456_000) == ("1700000000.", "123", "456")
+    assert seconds_parts(1_700_000_000_120_000_000) == ("1700000000.", "12", "")
+    assert seconds_parts(1_700_000_000_000_000_000) == ("1700000000.", "0", "")
+    assert rounded_parts(59_869_413_000) == ("59.", "869", "413")
+    assert seconds_parts(1_700_000_000_123_456_789) == ("1700000000.1234567", "", "")
+
+
 def test_tenths_and_whole_seconds_are_what_the_float_formats_write():
     rng = random.Random(11)
     values = [0, 1, 49_999_999, 50_000_000, 50_000_001, 150_000_000, 250_000_000,
               499_999_999, 500_000_000, 500_000_001, 1_500_000_000, 2_500_000_000,
               120_000_000_000, 10**15 - 1, 10**15, 10**15 + 50_000_000, -1, -50_000_000,
-              -10**9]
+              -10**9,
+              # both sides of the tables' ends (99.9 s of tenths, 999 whole seconds)
+              99_949_999_999, 99_950_000_000, 99_950_000_001, 100_049_999_999,
+              998_500_000_001, 999_499_999_999, 999_500_000_000, 999_500_000_001]
     for _ in range(20000):
         grain = rng.choice([1, 1000, 10**6, 10**7, 5 * 10**7, 10**8, 5 * 10**8, 10**9])
         values.append(rng.randrange(rng.choice([10**9, 10**12, 10**16])) // grain * grain)

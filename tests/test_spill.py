@@ -125,6 +125,11 @@ def test_text_reads_back_in_stretches_equal_to_its_lines_joined(order, width):
         assert chunks is not None
         chunks = list(chunks)
         assert ",\n  ".join(chunks) == ",\n  ".join(expected)
+        raw = store.raw_chunks()         # the same as UTF-8 bytes, as spilled
+        assert raw is not None
+        raw = [bytes(c) for c in raw]
+        assert b",\n  ".join(raw) == ",\n  ".join(expected).encode("utf-8", "surrogatepass")
+        assert len(raw) == len(chunks)
     if order == "ascending":            # runs one after another: a stretch per block, not a line
         assert len(chunks) < 200 // 2
 
@@ -137,6 +142,7 @@ def test_text_stretches_are_not_given_for_what_iteration_renumbers_or_is_not_tex
         opaque.add(res)
         objects.add(res)
     assert opaque.chunks() is None and objects.chunks() is None
+    assert opaque.raw_chunks() is None and objects.raw_chunks() is None
 
 
 def test_runs_keyed_below_zero_merge_in_key_order_too():

@@ -88,8 +88,10 @@ _HEADS: Final = [str(q) + "." for q in range(_SPAN_HEADS)]
 _I64_NS: Final = 4_611_686_018_427_387_903
 #: Below LIMIT[6] seconds, in ns (one product, not one a call: it is beyond machine integers)
 _LIMIT6_NS: Final = LIMIT[6] * NS
-#: LIMIT[6], the whole seconds below which every time of whole microseconds has its fast text.
-_LIMIT6: Final = LIMIT[6]
+#: LIMIT[6], the whole seconds below which every time of whole microseconds has its fast text
+#: (2**33, written out: the compiled build compares it as a machine integer; checked here).
+_LIMIT6: Final = 8_589_934_592
+assert _LIMIT6 == LIMIT[6]
 #: Three digits of a fraction (`_D3`), and three with their trailing zeros dropped (`_D3S`, the
 #: fraction's last group): a time of whole microseconds is written from two of them, with no
 #: conversion of the fraction to text.
@@ -173,6 +175,77 @@ def seconds_json(ns: int) -> str:
     return repr(seconds(ns))
 
 
+class _Heads:
+    """`seconds_parts`' memory: the last four whole seconds it wrote with their dot (a
+    connection's times are in a second or two, and the capture's end in its TIME_WAIT finding
+    in another), each new one in place of the oldest."""
+
+    def __init__(self) -> None:
+        self.q0: i64 = -1
+        self.q1: i64 = -1
+        self.q2: i64 = -1
+        self.q3: i64 = -1
+        self.h0 = self.h1 = self.h2 = self.h3 = ""
+        self.turn: i64 = 0
+
+    def head(self, q: i64) -> str:
+        """`str(q) + "."`, remembered."""
+        if q == self.q0:
+            return self.h0
+        if q == self.q1:
+            return self.h1
+        if q == self.q2:
+            return self.h2
+        if q == self.q3:
+            return self.h3
+        text = str(q) + "."
+        turn = self.turn
+        if turn == 0:
+            self.q0, self.h0, self.turn = q, text, 1
+        elif turn == 1:
+            self.q1, self.h1, self.turn = q, text, 2
+        elif turn == 2:
+            self.q2, self.h2, self.turn = q, text, 3
+        else:
+            self.q3, self.h3, self.turn = q, text, 0
+        return text
+
+
+_HEADS_SEEN: Final = _Heads()
+
+
+def seconds_parts(ns: int) -> Tuple[str, str, str]:
+    """`seconds_json(ns)` as three texts whose concatenation it is, made of texts held in
+    tables (no text made) for a time or span of whole microseconds: the whole seconds with
+    the dot (`_HEADS`, or the last four whole seconds written: `_Heads`), and the fraction's
+    groups of three digits (`_D3`, and `_D3S` for the last); otherwise its text and two
+    empty ones. The same cases as `seconds_json`'s fast path for whole microseconds, the
+    same text."""
+    if 100_000 <= ns <= _I64_NS:
+        v: i64 = ns
+        q: i64 = v // NS
+        r: i64 = v % NS
+        if r % 1000 == 0 and q < _LIMIT6:
+            head = _HEADS[q] if q < _SPAN_HEADS else _HEADS_SEEN.head(q)
+            if r == 0:
+                return head, "0", ""
+            m: i64 = r // 1000
+            b: i64 = m % 1000
+            if b == 0:
+                return head, _D3S[m // 1000], ""
+            return head, _D3[m // 1000], _D3S[b]
+    return seconds_json(ns), "", ""
+
+
+def rounded_parts(ns: int) -> Tuple[str, str, str]:
+    """`rounded_json(ns)` as three texts, as `seconds_parts` gives them."""
+    if 0 <= ns <= _I64_NS:
+        v: i64 = ns
+        if v % 1000 == 0:
+            return seconds_parts(ns)
+    return rounded_json(ns), "", ""
+
+
 def rounded_json(ns: int) -> str:
     """`repr(round(seconds(ns), 6))`: a span in seconds to the microsecond.
 
@@ -195,24 +268,33 @@ def tenths(ns: int) -> str:
     exact value is at least 1 ns from a rounding boundary and the float ns / 1e9 is within
     0.2 ns of it, so both round alike: the digits come from the integer. Otherwise "%.1f"."""
     if 0 <= ns < 1_000_000_000_000_000:
-        r = ns % 100_000_000
+        v: i64 = ns
+        r: i64 = v % 100_000_000
         if r != 50_000_000:
-            t = ns // 100_000_000 + (1 if r > 50_000_000 else 0)
-            return str(t // 10) + _DOTS[t % 10]
+            t: i64 = v // 100_000_000 + (1 if r > 50_000_000 else 0)
+            return _TENTHS[t] if t < _SMALL_TEXTS else str(t // 10) + _DOTS[t % 10]
     return "%.1f" % (ns / 1e9)
 
 
 def whole_seconds(ns: int) -> str:
     """`"%.0f" % (ns / 1e9)`, from the integer as `tenths` does."""
     if 0 <= ns < 1_000_000_000_000_000:
-        r = ns % NS
+        v: i64 = ns
+        r: i64 = v % NS
         if r != 500_000_000:
-            return str(ns // NS + (1 if r > 500_000_000 else 0))
+            w: i64 = v // NS + (1 if r > 500_000_000 else 0)
+            return _WHOLE[w] if w < _SMALL_TEXTS else str(w)
     return "%.0f" % (ns / 1e9)
 
 
 #: ".0" to ".9".
 _DOTS: Final = ["." + str(d) for d in range(10)]
+#: The texts of the tenths (`tenths`: "0.0" to "99.9") and whole seconds (`whole_seconds`)
+#: below 100 and 1000 seconds: a finding's message (a TIME_WAIT's seconds, its 2*MSL) from a
+#: table, no text made.
+_SMALL_TEXTS: Final = 1000
+_TENTHS: Final = [str(t // 10) + "." + str(t % 10) for t in range(_SMALL_TEXTS)]
+_WHOLE: Final = [str(w) for w in range(_SMALL_TEXTS)]
 
 
 def second_ns(sec: int) -> int:

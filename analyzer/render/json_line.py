@@ -16,10 +16,19 @@ from json.encoder import encode_basestring        # the C escaper where there is
 from typing import Dict, Final, List, Optional, Tuple
 
 from analyzer.common.findings import Finding
-from analyzer.common.nstime import rounded_json, seconds_json
+from analyzer.common.native import i64
+from analyzer.common.nstime import rounded_json, rounded_parts, seconds_json, seconds_parts
 from analyzer.decode.segment import addr_str
 from analyzer.judge.result import ANALYSIS_FIELDS, ConnResult, Lingering
 from analyzer.tcp.endpoint import NO_COUNTS
+
+try:                # the compiled build's C join (setup.py); the pure build's is Python
+    from analyzer.common._join import concat, plain
+except ImportError:
+    from analyzer.common.join import concat, plain
+#: (as constants: the compiled build calls them without looking their names up each time)
+_concat: Final = concat
+_plain: Final = plain
 
 #: The encoder of everything not formatted directly (a traced connection with its ladder, the
 #: report's head, a tunnel's layers).
@@ -51,59 +60,156 @@ _verdict_texts: Final[Dict[tuple, str]] = {}
 _addrs: Final[Dict[bytes, str]] = {}
 _ADDR_LIMIT: Final = 16384
 _ADDR_FLOOR: Final = 1024
-#: The text of the numbers below `_SMALL` (`_num`).
+#: The text of the numbers below `_SMALL` (`_num`), and of three digits (`_digits`).
 _SMALL: Final = 1024
 _NUMS: Final = [str(n) for n in range(_SMALL)]
+_D3: Final = ["%03d" % n for n in range(1000)]
 #: A finding's end when it occurred once.
 _COUNT_ONE: Final = ', "count": 1}'
 
 
 def connection_json(r: ConnResult) -> str:
     """`dumps(r.to_dict())`, formatted directly."""
-    return "".join(_pieces(r))
+    return _line(r, True)
 
 
 def connection_tail(r: ConnResult) -> str:
     """`connection_json(r)` without its start, `{"id": ` and the number: what the shards of a
     parallel run send, before the stream number is known (`relabel` completes it)."""
-    pieces = _pieces(r)
-    pieces[0] = pieces[1] = ""
-    return "".join(pieces)
+    return _line(r, False)
 
 
-def _pieces(r: ConnResult) -> List[str]:
-    """The text of a connection's line, in pieces: `{"id": `, the number, the rest (its
-    lingering states and findings among them: the line is joined once)."""
-    counts = r.analysis
-    findings = r.findings
+def _line(r: ConnResult, numbered: bool) -> str:
+    """The line (`numbered`: with its start and stream number), one string made of its
+    pieces at once (`concat`: compiled, in C, common/_join.c).
+
+    The pieces are the texts that repeat (kept: the verdicts, the endpoints, a lingering
+    state's and a finding's start), the constant texts between them, and the numbers and
+    times as up to three texts each from tables (`_digits`, `seconds_parts`), so that no
+    text is made for them. A connection with one lingering state and one finding (most:
+    TIME_WAIT at the capture's end) has them among the pieces; one with none or more than
+    one has them as one text each (`_lingering_list`, `_findings_list`), the other pieces
+    empty."""
+    if numbered:
+        h0 = '{"id": '
+        h1, h2, h3 = _digits(r.id)
+    else:
+        h0 = h1 = h2 = h3 = ""
+    orig = _orig(r.orig_raw[0])
+    o1, o2, o3 = _digits(r.orig_raw[1])
+    resp = _resp(r.resp_raw[0], r.resp_raw[1])
+    start = '}, "tunnel": %s, "start": ' % dumps(r.tunnel_layers()) if r.tunnel \
+        else '}, "start": '
+    s1, s2, s3 = seconds_parts(r.start)
+    e1, e2, e3 = seconds_parts(r.end)
+    d1, d2, d3 = seconds_parts(r.end - r.start)
+    f1, f2, f3 = _digits(r.first_frame)
+    l1, l2, l3 = _digits(r.last_frame)
+    packets = _packets(r.packets)
+    sizes = r.bytes
+    b1, b2, b3 = _digits(sizes[0])
+    c1, c2, c3 = _digits(sizes[1])
+    verdicts = _verdicts(r)
     lingering = r.lingering
-    out = [
-        '{"id": ', str(r.id), ', "orig": {"addr": ', _addr(r.orig_raw[0]), ', "port": ',
-        _num(r.orig_raw[1]), _resp(r.resp_raw[0], r.resp_raw[1]),
-        '}, "tunnel": %s, "start": ' % dumps(r.tunnel_layers()) if r.tunnel else '}, "start": ',
-        seconds_json(r.start), ', "end": ', seconds_json(r.end),
-        ', "duration": ', seconds_json(r.end - r.start),
-        ', "first_frame": ', str(r.first_frame), ', "last_frame": ', str(r.last_frame),
-        _sizes(r.packets, r.bytes), _verdicts(r)]
+    if len(lingering) == 1:
+        side, state, since, seconds, remaining = lingering[0]
+        g0 = _lingering_head(side, state)
+        if since == r.end:                  # (TIME_WAIT from the last packet on: most)
+            g1, g2, g3 = e1, e2, e3
+        else:
+            g1, g2, g3 = seconds_parts(since)
+        g4 = ', "seconds": '
+        g5, g6, g7 = rounded_parts(seconds)
+        if remaining is None:
+            g8, g9, g10, g11, g12 = "}", "", "", "", ""
+        else:
+            g8 = ', "remaining": '
+            g9, g10, g11 = rounded_parts(remaining)
+            g12 = "}"
+    else:
+        g0 = _lingering_list(lingering)
+        g1 = g2 = g3 = g4 = g5 = g6 = g7 = g8 = g9 = g10 = g11 = g12 = ""
+    tail = _tail(r)
+    findings = r.findings
+    if len(findings) == 1:
+        f = findings[0]
+        k0 = _finding_start(f.code, f.severity, f.ts)
+        k1, k2, k3 = _digits(f.frame)
+        k4 = _side(f.side)
+        message = f.message
+        if _plain(message):             # (most: the text itself between quotes)
+            k5, k6, k7 = '"', message, '"'
+        else:
+            k5, k6, k7 = _message(message), "", ""
+        count = f.count
+        k8 = _COUNT_ONE if count == 1 else ', "count": ' + str(count) + "}"
+    else:
+        k0 = _findings_list(findings)
+        k1 = k2 = k3 = k4 = k5 = k6 = k7 = k8 = ""
+    return _concat(h0, h1, h2, h3, orig, o1, o2, o3, resp, start, s1, s2, s3, ', "end": ',
+                   e1, e2, e3, ', "duration": ', d1, d2, d3, ', "first_frame": ', f1, f2, f3,
+                   ', "last_frame": ', l1, l2, l3, packets, b1, b2, b3, ', "resp": ',
+                   c1, c2, c3, verdicts, g0, g1, g2, g3, g4, g5, g6, g7, g8, g9, g10, g11, g12,
+                   tail, k0, k1, k2, k3, k4, k5, k6, k7, k8, "]}")
+
+
+def _digits(n: int) -> Tuple[str, str, str]:
+    """`str(n)` as three texts from tables (its groups of three digits), for 0 <= n < 10**9;
+    otherwise its text and two empty ones."""
+    if 0 <= n < 1_000_000_000:
+        v: i64 = n                          # (machine integers, compiled)
+        if v < 1000:
+            return _NUMS[v], "", ""
+        if v < 1_000_000:
+            return _NUMS[v // 1000], _D3[v % 1000], ""
+        return _NUMS[v // 1_000_000], _D3[v // 1000 % 1000], _D3[v % 1000]
+    return str(n), "", ""
+
+
+def _tail(r: ConnResult) -> str:
+    """From the lingering states' closing bracket to the findings' opening one."""
+    counts = r.analysis
+    orig_counts, resp_counts = _counts(counts[0]), _counts(counts[1])
+    if r.reused_from is None and orig_counts is _NO_COUNTS_TEXT and \
+            resp_counts is _NO_COUNTS_TEXT:
+        return _PLAIN_TAIL
+    return "".join([
+        '], "reused_from": ', "null" if r.reused_from is None else str(r.reused_from),
+        ', "analysis": {"orig": {', orig_counts, '}, "resp": {', resp_counts,
+        '}}, "findings": ['])
+
+
+def _lingering_list(lingering: List[Lingering]) -> str:
+    """Lingering states' objects, comma-separated (none: empty)."""
+    if not lingering:
+        return ""
+    out: List[str] = []
     for i, lg in enumerate(lingering):
         if i:
             out.append(", ")
         _lingering(out, lg)
-    orig_counts, resp_counts = _counts(counts[0]), _counts(counts[1])
-    if r.reused_from is None and orig_counts is _NO_COUNTS_TEXT and \
-            resp_counts is _NO_COUNTS_TEXT:
-        out.append(_PLAIN_TAIL)
-    else:
-        out.extend([
-            '], "reused_from": ', "null" if r.reused_from is None else str(r.reused_from),
-            ', "analysis": {"orig": {', orig_counts, '}, "resp": {', resp_counts,
-            '}}, "findings": ['])
+    return "".join(out)
+
+
+def _findings_list(findings: List[Finding]) -> str:
+    """Findings' objects, comma-separated (none: empty)."""
+    if not findings:
+        return ""
+    out: List[str] = []
     for i, f in enumerate(findings):
         if i:
             out.append(", ")
         _finding(out, f)
-    out.append("]}")
-    return out
+    return "".join(out)
+
+
+def _orig(addr: bytes) -> str:
+    """The originator's object to its port (the last line's when the address is the same)."""
+    last = _LAST
+    if addr != last.orig_addr or not last.orig:
+        last.orig_addr = addr
+        last.orig = "".join([', "orig": {"addr": ', _addr(addr), ', "port": '])
+    return last.orig
 
 
 def _resp(addr: bytes, port: int) -> str:
@@ -113,17 +219,6 @@ def _resp(addr: bytes, port: int) -> str:
         last.resp_addr, last.resp_port = addr, port
         last.resp = "".join(['}, "resp": {"addr": ', _addr(addr), ', "port": ', _num(port)])
     return last.resp
-
-
-def _sizes(packets: Tuple[int, int], sizes: Tuple[int, int]) -> str:
-    """`packets` and `bytes` but the last closing brace (the last line's when the same)."""
-    last = _LAST
-    if packets != last.packets or sizes != last.sizes or not last.sizes_text:
-        last.packets, last.sizes = packets, sizes
-        last.sizes_text = "".join([
-            ', "packets": {"orig": ', _num(packets[0]), ', "resp": ', _num(packets[1]),
-            '}, "bytes": {"orig": ', _num(sizes[0]), ', "resp": ', _num(sizes[1])])
-    return last.sizes_text
 
 
 def _num(n: int) -> str:
@@ -206,16 +301,21 @@ def _counts(counts: Tuple[int, ...]) -> str:
     return _NO_COUNTS_TEXT if counts is NO_COUNTS or counts == NO_COUNTS else _COUNTS % counts
 
 
-def _lingering(out: List[str], lg: Lingering) -> None:
-    """A lingering state's object, in pieces at the end of `out`."""
-    side, state, since, seconds, remaining = lg
+def _lingering_head(side: str, state: str) -> str:
+    """A lingering state's object to its `since` (the last one's when alike)."""
     last = _LAST
     if side != last.lingering_side or state != last.lingering_state or not last.lingering:
         last.lingering_side, last.lingering_state = side, state
         last.lingering = "".join(['{"side": ', _text(side), ', "state": ', _text(state),
                                   ', "since": '])
+    return last.lingering
+
+
+def _lingering(out: List[str], lg: Lingering) -> None:
+    """A lingering state's object, in pieces at the end of `out`."""
+    side, state, since, seconds, remaining = lg
     # (appended one by one: a list literal to extend with costs more than its appends)
-    out.append(last.lingering)
+    out.append(_lingering_head(side, state))
     out.append(seconds_json(since))
     out.append(', "seconds": ')
     out.append(rounded_json(seconds))
@@ -230,31 +330,65 @@ def _lingering(out: List[str], lg: Lingering) -> None:
 def _finding(out: List[str], f: Finding) -> None:
     """A finding's object, in pieces at the end of `out`: its code and severity, and its
     side, each one piece (the last finding's, or made now)."""
+    count = f.count
+    out.append(_finding_head(f.code, f.severity))
+    out.append(seconds_json(f.ts))
+    out.append(', "frame": ')
+    out.append(str(f.frame))
+    out.append(_side(f.side))
+    out.append(_message(f.message))
+    out.append(_COUNT_ONE if count == 1 else ', "count": ' + str(count) + "}")
+
+
+def _finding_start(code: str, severity: str, ts: int) -> str:
+    """A finding's object to its `frame` (the last one's when alike: the TIME_WAIT findings
+    of a capture share their time, its end)."""
     last = _LAST
-    code, severity, side = f.code, f.severity, f.side
+    head = _finding_head(code, severity)
+    if ts != last.ts or head is not last.ts_head or not last.start:
+        last.ts, last.ts_head = ts, head
+        last.start = "".join([head, seconds_json(ts), ', "frame": '])
+    return last.start
+
+
+def _packets(packets: Tuple[int, int]) -> str:
+    """The packets' object and the bytes' to their first count (the last line's when the
+    same: alike connections come one after another)."""
+    last = _LAST
+    if packets != last.packets or not last.packets_text:
+        last.packets = packets
+        last.packets_text = "".join([', "packets": {"orig": ', _num(packets[0]), ', "resp": ',
+                                     _num(packets[1]), '}, "bytes": {"orig": '])
+    return last.packets_text
+
+
+def _finding_head(code: str, severity: str) -> str:
+    """A finding's object to its `ts` (the last one's when alike)."""
+    last = _LAST
     if code != last.code or severity != last.severity or not last.head:
         last.code, last.severity = code, severity
         last.head = "".join(['{"code": ', _text(code), ', "severity": ', _text(severity),
                              ', "ts": '])
+    return last.head
+
+
+def _side(side: Optional[str]) -> str:
+    """A finding's side with the text around it (the last one's when alike)."""
+    last = _LAST
     if side != last.side or not last.side_text:
         last.side = side
         last.side_text = "".join([', "side": ', _text(side), ', "message": '])
-    count = f.count
-    out.append(last.head)
-    out.append(seconds_json(f.ts))
-    out.append(', "frame": ')
-    out.append(str(f.frame))
-    out.append(last.side_text)
-    out.append(_message(f.message))
-    out.append(_COUNT_ONE if count == 1 else ', "count": ' + str(count) + "}")
+    return last.side_text
 
 
 class _Last:
     """What the last line wrote, to write it again without looking it up: its finding's
     message (a flood's thousands of findings share one) and its text, the text of its
     finding's code and severity (`head`) and side (`side_text`), its verdicts (`_verdicts`:
-    their key and text), its lingering state's side and state (`lingering`), its responder
-    (`resp`) and its packets and bytes (`sizes_text`); and the address cache's bound."""
+    their key and text), its lingering state's side and state (`lingering`), its originator's
+    address (`orig`), its responder (`resp`), its packets (`packets_text`) and its finding's
+    start to the frame (`start`, with the `ts` and head it was made of); and the address
+    cache's bound."""
 
     def __init__(self) -> None:
         self.message = ""
@@ -276,12 +410,16 @@ class _Last:
         self.syn_retransmissions = -1
         self.half_close = False
         self.final_state: Tuple[str, str] = ("", "")
+        self.orig_addr = b""
+        self.orig = ""
+        self.packets = (-1, -1)
+        self.packets_text = ""
+        self.ts = -1
+        self.ts_head = ""
+        self.start = ""
         self.resp_addr = b""
         self.resp_port = -1
         self.resp = ""
-        self.packets = (0, 0)
-        self.sizes = (0, 0)
-        self.sizes_text = ""
         self.lingering_side = ""
         self.lingering_state = ""
         self.lingering = ""
@@ -294,9 +432,11 @@ _LAST: Final = _Last()
 
 
 def _message(message: str) -> str:
+    """A finding's message as JSON text: the last one's when the same (a flood's thousands
+    of findings share one)."""
     last = _LAST
     if message == last.message:
         return last.text
-    text = encode_basestring(message)
+    text = '"' + message + '"' if _plain(message) else encode_basestring(message)
     last.message, last.text = message, text
     return text

@@ -4,7 +4,9 @@ Written one connection per line (`jq` and `grep` both work on it), without build
 document in memory. A connection's line is formatted directly from its result
 (render/json_line.py); a traced connection (`--stream`) goes through the encoder, with its
 ladder. The renderer's sink (`make_sink`) keeps these lines instead of the results:
-the spill to disk then moves text, not objects.
+the spill to disk then moves text, not objects, and an output that writes UTF-8 (the CLI's)
+gets the spilled lines as the bytes they were spilled as (`ResultStore.raw_chunks`), not
+decoded and encoded again.
 """
 
 from __future__ import annotations
@@ -64,6 +66,33 @@ def render(report: Report, out: TextIO, selection: Any = None, **_options) -> No
             cast(ResultStore, connections).end_remote()
         out.write("\n ]\n}\n" if not first else "]\n}\n")
         return
+    buffer = _utf8_buffer(out)
+    raw = connections.raw_chunks() if buffer is not None and \
+        isinstance(connections, ResultStore) and connections.sep == _SEP else None
+    if raw is not None:
+        # The same stretches as UTF-8 bytes, to the output's own bytes (as they were spilled).
+        out.flush()
+        write = buffer.write
+        pieces: List[Any] = []
+        size = 0
+        for data in raw:
+            pieces.append(_FIRST if first else _NEXT)
+            first = False
+            if len(data) >= _LONG:
+                write(b"".join(pieces))
+                write(data)
+                pieces = []
+                size = 0
+            else:
+                pieces.append(data)
+                size += len(data)
+                if size >= _LONG_BYTES:
+                    write(b"".join(pieces))
+                    pieces = []
+                    size = 0
+        pieces.append(b"\n ]\n}\n" if not first else b"]\n}\n")
+        write(b"".join(pieces))
+        return
     chunks = connections.chunks() if isinstance(connections, ResultStore) and \
         connections.sep == _SEP else None
     if chunks is not None:
@@ -113,10 +142,8 @@ def _write_numbered(out: TextIO, sources: List[Run], number: Callable[[int], int
     it writes UTF-8 (else decoded); True when there were none. The merge takes from the
     source of the lowest key every line below the others' lowest (a few sources: compared
     one by one)."""
-    buffer: Any = getattr(out, "buffer", None)
-    encoding = getattr(out, "encoding", None)
-    if buffer is not None and isinstance(encoding, str) and \
-            encoding.lower().replace("-", "").replace("_", "") == "utf8":
+    buffer = _utf8_buffer(out)
+    if buffer is not None:
         out.flush()
         write: Callable[[Any], Any] = buffer.write
     else:
@@ -181,12 +208,25 @@ def _write_numbered(out: TextIO, sources: List[Run], number: Callable[[int], int
     return first
 
 
+def _utf8_buffer(out: TextIO) -> Any:
+    """`out`'s binary buffer when it writes UTF-8 (what the CLI opens), else None."""
+    buffer: Any = getattr(out, "buffer", None)
+    encoding = getattr(out, "encoding", None)
+    if buffer is not None and isinstance(encoding, str) and \
+            encoding.lower().replace("-", "").replace("_", "") == "utf8":
+        return buffer
+    return None
+
+
 def _decoding(out: TextIO) -> Callable[[Any], Any]:
     def write(data: bytes) -> Any:
         return out.write(data.decode("utf-8", "surrogatepass"))
     return write
 
 
+#: What comes before the first stretch of lines, and between two, as bytes.
+_FIRST: Final = b"\n  "
+_NEXT: Final = _SEP.encode("ascii")
 #: A line's start, first and next (`_write_numbered`): the stream number follows.
 _FIRST_ID: Final = b'\n  {"id": '
 _NEXT_ID: Final = b',\n  {"id": '

@@ -26,6 +26,11 @@ from typing import Any, BinaryIO, Callable, Final, Iterator, List, Optional, Tup
 
 from analyzer.judge.result import unflat
 
+try:                # the compiled build's C join (setup.py); the pure build's is Python
+    from analyzer.common._join import text_block
+except ImportError:
+    from analyzer.common.join import text_block
+
 #: Results written together: one call per block, one block per run in memory when read.
 BLOCK = 256
 #: Characters of text in a block at most (a line more if one passes it): the merge holds a
@@ -71,6 +76,14 @@ class Block:
         if j == 0 and k == len(self.keys):
             return self.text
         return self.text[0 if j == 0 else self.ends[j - 1] + self.sep:self.ends[k - 1]]
+
+    def raw_stretch(self, j: int, k: int) -> Any:
+        """Lines j to k - 1 of a block read as bytes, joined: its `data`, or a view of part
+        of it (not a copy)."""
+        if j == 0 and k == len(self.keys):
+            return self.data
+        return memoryview(self.data)[0 if j == 0 else self.ends[j - 1] + self.sep:
+                                     self.ends[k - 1]]
 
 
 class Run:
@@ -143,15 +156,20 @@ class RunFile:
             block_keys = keys[i:j]
             block_lines = lines[i:j]
             i = j
-            try:
-                packed = array("q", block_keys).tobytes()
-            except OverflowError:           # keys beyond 64 bits: as records
-                data = marshal.dumps(list(zip(block_keys, block_lines)))
-                write(_HEADER.pack(_MARSHAL, len(data)))
-                write(data)
-                continue
-            text = sep.join(block_lines).encode("utf-8", "surrogatepass")
-            ends = array("q", line_ends(block_lines, len(sep))).tobytes()
+            # ASCII lines (JSON lines mostly are) under keys of 64 bits, at once; else here.
+            block = text_block(sep, block_keys, block_lines)
+            if block is not None:
+                packed, ends, text = block
+            else:
+                try:
+                    packed = _int64s(block_keys)
+                except struct.error:            # keys beyond 64 bits: as records
+                    data = marshal.dumps(list(zip(block_keys, block_lines)))
+                    write(_HEADER.pack(_MARSHAL, len(data)))
+                    write(data)
+                    continue
+                text = sep.join(block_lines).encode("utf-8", "surrogatepass")
+                ends = _int64s(line_ends(block_lines, len(sep)))
             head = _TEXT_HEAD.pack(len(block_keys), len(text))
             write(_HEADER.pack(_TEXT, len(head) + len(packed) + len(ends) + len(text)))
             write(head)
@@ -215,6 +233,13 @@ class RunFile:
         if self.file is not None:
             self.file.close()
             self.file = None
+
+
+def _int64s(values: List[int]) -> bytes:
+    """`array("q", values).tobytes()` (what `blocks` reads back), made by `struct` (a fifth of
+    the cost: the array converts each int through argument parsing); struct.error for a value
+    beyond 64 bits."""
+    return struct.pack("=%dq" % len(values), *values)
 
 
 def record_id(record: Record) -> int:
@@ -339,6 +364,12 @@ def items(spans: Iterator[Tuple[Block, int, int]], number: Optional[Callable[[in
                 elif objects:
                     item.id = n
             yield item
+
+
+def raw_chunks(spans: Iterator[Tuple[Block, int, int]]) -> Iterator[Any]:
+    """`chunks` of blocks read as bytes: UTF-8 bytes (or views of them)."""
+    for block, j, k in spans:
+        yield block.raw_stretch(j, k)
 
 
 def chunks(spans: Iterator[Tuple[Block, int, int]]) -> Iterator[str]:

@@ -9,7 +9,8 @@ open at once plus `budget` results, never for all of them.
 
 Text (what the JSON writer keeps: one line a connection) is kept as keys and lines, bounded
 also by its characters (`char_budget`: a long line's share of memory is twenty times a
-result's), and read back a stretch of lines at a time (`chunks`). How runs are written, read
+result's), and read back a stretch of lines at a time (`chunks`; as UTF-8 bytes,
+`raw_chunks`). How runs are written, read
 and merged: report/runs.py.
 
 A store is the default `ResultSink` of `analyze()`. Renderers make their own: with an
@@ -27,7 +28,7 @@ import heapq
 from typing import Any, Callable, Final, Iterator, List, Optional, Protocol, Tuple
 
 from analyzer.judge.result import ConnResult
-from analyzer.report.runs import (Record, Run, RunFile, chunks, items, record_id,
+from analyzer.report.runs import (Record, Run, RunFile, chunks, items, raw_chunks, record_id,
                                   records_block, spans, text_run)
 
 #: Results kept in memory before a run is spilled to disk.
@@ -247,6 +248,13 @@ class ResultStore:
         if self.numbering is not None or self.opaque or self.best or self.encode is None:
             return None
         return chunks(spans(self._sources()))
+
+    def raw_chunks(self) -> Optional[Iterator[Any]]:
+        """`chunks()` as UTF-8 bytes (or views of them): spilled text as it was written,
+        with no decoding and encoding again on its way to a UTF-8 output."""
+        if self.numbering is not None or self.opaque or self.best or self.encode is None:
+            return None
+        return raw_chunks(spans(self.raw_sources()))
 
     @property
     def runs(self) -> List[Tuple[int, int]]:
