@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from json.encoder import encode_basestring        # the C escaper where there is one
-from typing import Dict, Final, List, Optional, Tuple
+from typing import Any, Callable, Dict, Final, List, Optional, Tuple
 
 from analyzer.common.findings import Finding
 from analyzer.common.native import i64
@@ -181,25 +181,23 @@ def _tail(r: ConnResult) -> str:
 
 def _lingering_list(lingering: List[Lingering]) -> str:
     """Lingering states' objects, comma-separated (none: empty)."""
-    if not lingering:
-        return ""
-    out: List[str] = []
-    for i, lg in enumerate(lingering):
-        if i:
-            out.append(", ")
-        _lingering(out, lg)
-    return "".join(out)
+    return _objects(lingering, _lingering)
 
 
 def _findings_list(findings: List[Finding]) -> str:
     """Findings' objects, comma-separated (none: empty)."""
-    if not findings:
+    return _objects(findings, _finding)
+
+
+def _objects(items: List[Any], write: Callable[[List[str], Any], None]) -> str:
+    """Each item's object, as `write` puts it in pieces, comma-separated (none: empty)."""
+    if not items:
         return ""
     out: List[str] = []
-    for i, f in enumerate(findings):
+    for i, item in enumerate(items):
         if i:
             out.append(", ")
-        _finding(out, f)
+        write(out, item)
     return "".join(out)
 
 
