@@ -22,7 +22,7 @@ machine integers in the compiled build (see there).
 from __future__ import annotations
 
 import operator
-from typing import Final, List, Tuple
+from typing import Final, List, Optional, Tuple
 
 from analyzer.common.native import i64
 
@@ -51,33 +51,54 @@ LIMIT: Final = _limits()
 _ZEROS: Final = ["0" * k for k in range(10)]
 
 
-class _Recent:
-    """seconds_json's memory: the whole second it last wrote with its dot, and the last four
-    times (not spans) it wrote with their text (a connection's times repeat: a SYN's start,
-    end and finding; the capture's end in every connection's TIME_WAIT_AT_END, after its
-    start, end and TIME_WAIT's start)."""
+class _Four:
+    """The last four ints given with their texts (`keep`: each new one in place of the
+    oldest), for `get`. Made with one true pair in every place: no sentinel among the keys."""
 
-    def __init__(self) -> None:
-        self.q = -1
-        self.head = ""
-        self.n0 = self.n1 = self.n2 = self.n3 = 0   # (a true pair: no sentinel among times)
-        self.t0 = self.t1 = self.t2 = self.t3 = "0.0"
+    def __init__(self, key: int, text: str) -> None:
+        self.n0 = self.n1 = self.n2 = self.n3 = key
+        self.t0 = self.t1 = self.t2 = self.t3 = text
         self.turn = 0
 
-    def keep(self, ns: int, text: str) -> str:
+    def get(self, key: int) -> Optional[str]:
+        if key == self.n0:
+            return self.t0
+        if key == self.n1:
+            return self.t1
+        if key == self.n2:
+            return self.t2
+        if key == self.n3:
+            return self.t3
+        return None
+
+    def keep(self, key: int, text: str) -> str:
         turn = self.turn
         if turn == 0:
-            self.n0, self.t0, self.turn = ns, text, 1
+            self.n0, self.t0, self.turn = key, text, 1
         elif turn == 1:
-            self.n1, self.t1, self.turn = ns, text, 2
+            self.n1, self.t1, self.turn = key, text, 2
         elif turn == 2:
-            self.n2, self.t2, self.turn = ns, text, 3
+            self.n2, self.t2, self.turn = key, text, 3
         else:
-            self.n3, self.t3, self.turn = ns, text, 0
+            self.n3, self.t3, self.turn = key, text, 0
         return text
 
 
-_RECENT: Final = _Recent()
+#: seconds_json's memory: the last four times (not spans) it wrote, with their text (a
+#: connection's times repeat: a SYN's start, end and finding; the capture's end in every
+#: connection's TIME_WAIT_AT_END, after its start, end and TIME_WAIT's start).
+_RECENT: Final = _Four(0, "0.0")
+#: The last four whole seconds written with their dot, beyond `_HEADS` (`_head`): a
+#: connection's times are in a second or two, and the capture's end in its TIME_WAIT finding
+#: in another.
+_HEADS_SEEN: Final = _Four(0, "0.")
+
+
+def _head(q: int) -> str:
+    """`str(q) + "."`, remembered (`_HEADS_SEEN`)."""
+    head = _HEADS_SEEN.get(q)
+    return _HEADS_SEEN.keep(q, str(q) + ".") if head is None else head
+
 #: Below this many seconds (spans: durations, TIME_WAIT's seconds), the whole seconds with the
 #: dot come from `_HEADS`, and the text does not take the place of a capture time's in
 #: `_RECENT`.
@@ -119,14 +140,9 @@ def seconds_json(ns: int) -> str:
     its six from two tables of three), and the last few texts are remembered.
     """
     recent = _RECENT
-    if ns == recent.n0:
-        return recent.t0
-    if ns == recent.n1:
-        return recent.t1
-    if ns == recent.n2:
-        return recent.t2
-    if ns == recent.n3:
-        return recent.t3
+    known = recent.get(ns)
+    if known is not None:
+        return known
     if 100_000 <= ns <= _I64_NS:
         v: i64 = ns
         q: i64 = v // NS
@@ -144,10 +160,7 @@ def seconds_json(ns: int) -> str:
             if q < _SPAN_HEADS:
                 head = _HEADS[q]
                 return f"{head}{_D3S[a]}" if b == 0 else f"{head}{_D3[a]}{_D3S[b]}"
-            if q != recent.q:
-                recent.q = q
-                recent.head = str(q) + "."
-            head = recent.head
+            head = _head(q)
             return recent.keep(ns, f"{head}{_D3S[a]}" if b == 0 else
                                f"{head}{_D3[a]}{_D3S[b]}")
         else:
@@ -164,10 +177,7 @@ def seconds_json(ns: int) -> str:
                     head = _HEADS[q]
                     return head + digits if pad == 0 else head + _ZEROS[pad] + digits
                 # The whole seconds with the dot: the times of one capture share a few.
-                if q != recent.q:
-                    recent.q = q
-                    recent.head = str(q) + "."
-                head = recent.head
+                head = _head(q)
                 return recent.keep(ns, head + digits if pad == 0 else
                                    head + _ZEROS[pad] + digits)
     elif ns == 0:
@@ -175,49 +185,10 @@ def seconds_json(ns: int) -> str:
     return repr(seconds(ns))
 
 
-class _Heads:
-    """`seconds_parts`' memory: the last four whole seconds it wrote with their dot (a
-    connection's times are in a second or two, and the capture's end in its TIME_WAIT finding
-    in another), each new one in place of the oldest."""
-
-    def __init__(self) -> None:
-        self.q0: i64 = -1
-        self.q1: i64 = -1
-        self.q2: i64 = -1
-        self.q3: i64 = -1
-        self.h0 = self.h1 = self.h2 = self.h3 = ""
-        self.turn: i64 = 0
-
-    def head(self, q: i64) -> str:
-        """`str(q) + "."`, remembered."""
-        if q == self.q0:
-            return self.h0
-        if q == self.q1:
-            return self.h1
-        if q == self.q2:
-            return self.h2
-        if q == self.q3:
-            return self.h3
-        text = str(q) + "."
-        turn = self.turn
-        if turn == 0:
-            self.q0, self.h0, self.turn = q, text, 1
-        elif turn == 1:
-            self.q1, self.h1, self.turn = q, text, 2
-        elif turn == 2:
-            self.q2, self.h2, self.turn = q, text, 3
-        else:
-            self.q3, self.h3, self.turn = q, text, 0
-        return text
-
-
-_HEADS_SEEN: Final = _Heads()
-
-
 def seconds_parts(ns: int) -> Tuple[str, str, str]:
     """`seconds_json(ns)` as three texts whose concatenation it is, made of texts held in
     tables (no text made) for a time or span of whole microseconds: the whole seconds with
-    the dot (`_HEADS`, or the last four whole seconds written: `_Heads`), and the fraction's
+    the dot (`_HEADS`, or the last four whole seconds written: `_head`), and the fraction's
     groups of three digits (`_D3`, and `_D3S` for the last); otherwise its text and two
     empty ones. The same cases as `seconds_json`'s fast path for whole microseconds, the
     same text."""
@@ -226,7 +197,7 @@ def seconds_parts(ns: int) -> Tuple[str, str, str]:
         q: i64 = v // NS
         r: i64 = v % NS
         if r % 1000 == 0 and q < _LIMIT6:
-            head = _HEADS[q] if q < _SPAN_HEADS else _HEADS_SEEN.head(q)
+            head = _HEADS[q] if q < _SPAN_HEADS else _head(q)
             if r == 0:
                 return head, "0", ""
             m: i64 = r // 1000
