@@ -11,7 +11,7 @@ decoded and encoded again.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Final, Iterator, List, Optional, TextIO, cast
+from typing import Any, Callable, Final, Iterator, List, Optional, TextIO, Tuple, cast
 
 from analyzer.judge.result import ConnResult
 from analyzer.render.json_line import connection_json, connection_tail, dumps as _dumps
@@ -72,47 +72,13 @@ def render(report: Report, out: TextIO, selection: Any = None, **_options) -> No
     if raw is not None:
         # The same stretches as UTF-8 bytes, to the output's own bytes (as they were spilled).
         out.flush()
-        write = buffer.write
-        pieces: List[Any] = []
-        size = 0
-        for data in raw:
-            pieces.append(_FIRST if first else _NEXT)
-            first = False
-            if len(data) >= _LONG:
-                write(b"".join(pieces))
-                write(data)
-                pieces = []
-                size = 0
-            else:
-                pieces.append(data)
-                size += len(data)
-                if size >= _LONG_BYTES:
-                    write(b"".join(pieces))
-                    pieces = []
-                    size = 0
-        pieces.append(b"\n ]\n}\n" if not first else b"]\n}\n")
-        write(b"".join(pieces))
+        _write_stretches(buffer.write, raw, b"", _FIRST, _NEXT, (b"]\n}\n", b"\n ]\n}\n"))
         return
     chunks = connections.chunks() if isinstance(connections, ResultStore) and \
         connections.sep == _SEP else None
     if chunks is not None:
-        # The lines make_sink() kept, a stretch of lines (joined by `_SEP`) at a time: long
-        # stretches written as they are, short ones (runs that interleave) gathered.
-        gathered: List[str] = []
-        for chunk in chunks:
-            gathered.append("\n  " if first else _SEP)
-            first = False
-            if len(chunk) >= _LONG:
-                out.write("".join(gathered))
-                out.write(chunk)
-                gathered = []
-            else:
-                gathered.append(chunk)
-                if len(gathered) >= 2 * WRITE_LINES:
-                    out.write("".join(gathered))
-                    gathered = []
-        gathered.append("\n ]\n}\n" if not first else "]\n}\n")
-        out.write("".join(gathered))
+        # The lines make_sink() kept, a stretch of lines (joined by `_SEP`) at a time.
+        _write_stretches(out.write, chunks, "", "\n  ", _SEP, ("]\n}\n", "\n ]\n}\n"))
         return
     # Results, or the lines make_sink() made of them; written `WRITE_LINES` at a time.
     pending: List[str] = []
@@ -206,6 +172,34 @@ def _write_numbered(out: TextIO, sources: List[Run], number: Callable[[int], int
     if pieces:
         write(b"".join(pieces))
     return first
+
+
+def _write_stretches(write: Callable[[Any], Any], stretches: Iterator[Any], empty: Any,
+                     start: Any, between: Any, ends: Tuple[Any, Any]) -> None:
+    """Stretches of lines (all `str`, or all bytes: `empty` is that type's empty one) to
+    `write`: the first after `start`, each other after `between`; long stretches written as
+    they are, short ones (runs that interleave) gathered up to `_LONG_BYTES`; then `ends[0]`
+    when there were none, `ends[1]` when there were."""
+    pieces: List[Any] = []
+    size = 0
+    first = True
+    for data in stretches:
+        pieces.append(start if first else between)
+        first = False
+        if len(data) >= _LONG:
+            write(empty.join(pieces))
+            write(data)
+            pieces = []
+            size = 0
+        else:
+            pieces.append(data)
+            size += len(data)
+            if size >= _LONG_BYTES:
+                write(empty.join(pieces))
+                pieces = []
+                size = 0
+    pieces.append(ends[0] if first else ends[1])
+    write(empty.join(pieces))
 
 
 def _utf8_buffer(out: TextIO) -> Any:

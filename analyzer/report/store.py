@@ -245,16 +245,22 @@ class ResultStore:
         """The text kept, in stream order, in stretches of lines joined by `sep` (each
         stretch one string: put `sep` between two stretches); None when iteration must
         give the items one by one (they are not all text, or are renumbered as read)."""
-        if self.numbering is not None or self.opaque or self.best or self.encode is None:
+        if not self._text_only():
             return None
         return chunks(spans(self._sources()))
 
     def raw_chunks(self) -> Optional[Iterator[Any]]:
         """`chunks()` as UTF-8 bytes (or views of them): spilled text as it was written,
         with no decoding and encoding again on its way to a UTF-8 output."""
-        if self.numbering is not None or self.opaque or self.best or self.encode is None:
+        if not self._text_only():
             return None
         return raw_chunks(spans(self.raw_sources()))
+
+    def _text_only(self) -> bool:
+        """Whether what is kept is all text, read in stretches (`chunks`, `raw_chunks`): not
+        renumbered as read, no results among it, not a selection of the best."""
+        return self.numbering is None and not self.opaque and not self.best and \
+            self.encode is not None
 
     @property
     def runs(self) -> List[Tuple[int, int]]:
