@@ -583,6 +583,24 @@ def test_a_worker_that_dies_is_an_internal_error_not_a_short_report(tmp_path, mo
         analyze_jobs([str(cap)], SETTINGS, 2)
 
 
+def test_a_defect_in_a_worker_comes_to_the_parent_with_its_traceback(tmp_path, monkeypatch):
+    """A worker that raises sends its traceback (message `X`) and exits 70; the parent raises
+    ShardFailed with it (the command's internal error)."""
+    cap = tmp_path / "c.pcap"
+    _mixed_capture(cap)
+    real = local.run_shard
+
+    def failing(paths, settings, index, count, emit, on_frame, work=None, lines=False):
+        if index == 1:
+            raise ValueError("a defect in shard one")
+        real(paths, settings, index, count, emit, on_frame, work, lines)
+
+    monkeypatch.setattr(local, "run_shard", failing)
+    with pytest.raises(ShardFailed, match="(?s)shard 1 of 2 failed:.*Traceback.*"
+                                          "ValueError: a defect in shard one"):
+        analyze_jobs([str(cap)], SETTINGS, 2)
+
+
 def test_the_report_does_not_wait_for_workers_to_exit_after_their_last_message(tmp_path,
                                                                               monkeypatch):
     """A worker's end message is all the parent waits for: a worker still busy after it
