@@ -59,8 +59,8 @@ class Tally:
         self.summary = Summary()
         self.floods = FloodDetector(settings.flood_threshold, settings.flood_window)
         self.scans = ScanDetector()
-        #: One shard's: its capture-wide findings are not counted (the parent counts them
-        #: once, from all shards' results).
+        #: One shard's: its report has no floods or scans, and its capture-wide findings
+        #: are not counted (the parent finds and counts them once, from all shards' counts).
         self.partial = False
 
     def add(self, r: ConnResult) -> None:
@@ -75,11 +75,14 @@ class Tally:
 
     def report(self, capture: CaptureSummary, found: List[Finding], msl: float,
                ladders: dict) -> Report:
-        """The report, with the capture-wide findings: floods, scans, then `found`."""
+        """The report, with the capture-wide findings: floods, scans, then `found`; a
+        shard's (`partial`) with `found` only: the parent finds floods and scans once, from
+        every shard's counts, and counts the findings."""
+        if self.partial:
+            return Report(capture, self.results, self.summary, msl, ladders, list(found))
         capture_findings = self.floods.findings() + self.scans.findings() + found
-        if not self.partial:
-            for f in capture_findings:
-                self.summary.count(f)
+        for f in capture_findings:
+            self.summary.count(f)
         return Report(capture, self.results, self.summary, msl, ladders, capture_findings)
 
 

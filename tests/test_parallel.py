@@ -79,6 +79,78 @@ def test_a_scan_across_shards_is_one_finding_with_the_whole_counts(tmp_path):
         assert outputs(path, jobs) == one, jobs
 
 
+def _lone_probe_scan(path: Path, lone: int) -> None:
+    """A scan of 20 ports of one host from 10.9.9.9, of which exactly one probe (the first,
+    refused) lands in shard `lone` of 2 and the 19 others (unanswered) in the other shard;
+    and 30 sources of one unanswered probe each, in both shards."""
+    def part(client, server) -> int:
+        f = frame(tcp_packet(client[0], server[0], client[1], server[1], SYN, 1))
+        return shard_at(1, f, 0, len(f), 2)
+
+    picked: List[Tuple[int, int]] = []
+    for port in range(1, 2000):
+        client, server = ("10.9.9.9", 50000 + 7 * port * port % 9973), ("10.0.0.2", port)
+        if (part(client, server) == lone) == (not picked):
+            picked.append((client[1], port))
+        if len(picked) == 20:
+            break
+    probes = []
+    for i, (cport, port) in enumerate(picked):
+        d = Dialog(client=("10.9.9.9", cport), server=("10.0.0.2", port),
+                   t0=1_700_000_000 + i / 10)
+        probes.append(d.syn().send("s", RST | ACK, seq=0) if i == 0 else d.syn())
+    sides = set()
+    for i in range(30):
+        client, server = ("10.8.0.%d" % (1 + i), 41000 + 37 * i * i % 9973), ("10.0.0.3", 443)
+        sides.add(part(client, server))
+        probes.append(Dialog(client=client, server=server, t0=1_700_000_001 + i / 10).syn())
+    assert sides == {0, 1}
+    write_pcap(str(path), merge(*probes))
+
+
+@pytest.mark.parametrize("lone", [0, 1])
+def test_a_scan_source_with_one_probe_in_a_shard_adds_up_with_the_others(tmp_path, lone):
+    """A shard sends a scan source that has one port, one host and one kind of probe as its
+    plain values (flat lists, `shard.tally_state`): the parent counts that probe with the
+    other shard's 19 (20 ports: the threshold) and dates the scan from it."""
+    path = tmp_path / "scan.pcap"
+    _lone_probe_scan(path, lone)
+    one = outputs(str(path), 1)
+    assert "probed 20 ports on 1 host (20 probes: 1 SYN refused, 19 SYN unanswered)" \
+        in one["text"]
+    scan = [f for f in json.loads(one["json"])["findings"] if f["code"] == "PORT_SCAN"]
+    assert len(scan) == 1 and scan[0]["frame"] == 1
+    assert outputs(str(path), 2) == one
+
+
+def test_the_shards_counts_merge_the_same_whichever_shard_ends_first(tmp_path):
+    """The parent merges a shard's counts as soon as it and the shards before it have ended
+    (`Merger.merged`), in shard order whatever order they end in: the report is the same."""
+    from analyzer.parallel.shard import run_shard
+    path = tmp_path / "scan.pcap"
+    _lone_probe_scan(path, 1)
+    one = outputs(str(path), 1)
+    sent: List[List[bytes]] = [[], []]
+    for i in (0, 1):
+        sink = ResultStore(SETTINGS.result_budget)
+        run_shard([str(path)], SETTINGS, i, 2, sent[i].append, work=sink.shard_work())
+    for order in ((0, 1), (1, 0)):
+        sink = ResultStore(SETTINGS.result_budget)
+        merger = Merger(2, SETTINGS, sink, True)
+        for k, i in enumerate(order):
+            for chunk in sent[i]:
+                merger.take(i, chunk)
+            # shard 0 first: merged at once; shard 1 first: waits for shard 0
+            assert merger.merged == (k + 1 if order == (0, 1) else 2 * k), order
+        report = merger.report()
+        out = {}
+        for fmt, kw in (("json", {}), ("text", dict(show_all=True, color=False))):
+            buf = io.StringIO()
+            render(fmt, report, buf, **kw)
+            out[fmt] = buf.getvalue()
+        assert out == {k: one[k] for k in out}, order
+
+
 def test_shard_of_a_frame_is_the_shard_of_its_segment_either_way():
     """The header-speed shard (from the frame's bytes) agrees with the decoded segment's, for
     both directions, IPv4 and IPv6, every link layer the fast path reads."""
@@ -511,6 +583,24 @@ def test_a_worker_that_dies_is_an_internal_error_not_a_short_report(tmp_path, mo
         analyze_jobs([str(cap)], SETTINGS, 2)
 
 
+def test_a_defect_in_a_worker_comes_to_the_parent_with_its_traceback(tmp_path, monkeypatch):
+    """A worker that raises sends its traceback (message `X`) and exits 70; the parent raises
+    ShardFailed with it (the command's internal error)."""
+    cap = tmp_path / "c.pcap"
+    _mixed_capture(cap)
+    real = local.run_shard
+
+    def failing(paths, settings, index, count, emit, on_frame, work=None, lines=False):
+        if index == 1:
+            raise ValueError("a defect in shard one")
+        real(paths, settings, index, count, emit, on_frame, work, lines)
+
+    monkeypatch.setattr(local, "run_shard", failing)
+    with pytest.raises(ShardFailed, match="(?s)shard 1 of 2 failed:.*Traceback.*"
+                                          "ValueError: a defect in shard one"):
+        analyze_jobs([str(cap)], SETTINGS, 2)
+
+
 def test_the_report_does_not_wait_for_workers_to_exit_after_their_last_message(tmp_path,
                                                                               monkeypatch):
     """A worker's end message is all the parent waits for: a worker still busy after it
@@ -689,3 +779,26 @@ def test_the_parent_reads_each_message_whole_whatever_its_size():
     finally:
         r.close()
         os.waitpid(pid, 0)
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/sys/fs/pipe-max-size")
+                    or int(open("/proc/sys/fs/pipe-max-size").read()) < local.PIPE_BYTES,
+                    reason="Linux lets a pipe grow to 1 MiB")
+def test_a_workers_pipe_holds_a_shards_last_messages_whole():
+    """`local.widen`: a worker's pipe takes a message of a few hundred KiB (a shard's counts
+    at its end) in one write, nobody reading yet (a 64 KiB pipe would not: the write would
+    wait), and the parent then reads it whole."""
+    import multiprocessing
+    from analyzer.parallel.local import Receiver, widen
+    r, w = multiprocessing.Pipe(duplex=False)
+    try:
+        widen(w)
+        os.set_blocking(w.fileno(), False)
+        message = b"E" + os.urandom(300_000)
+        w.send_bytes(message)               # BlockingIOError if the pipe did not grow
+        w.close()
+        assert Receiver()(r) == message
+    finally:
+        r.close()
+        if not w.closed:
+            w.close()

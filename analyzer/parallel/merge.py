@@ -86,6 +86,11 @@ class Merger:
         self.waiting: List[Tuple[int, int, int, Any]] = []
         self.arrived = 0
         self.ends: List[Optional[tuple]] = [None] * count
+        #: The counts of the shards that have ended (`tally_parts`), until merged into the
+        #: tally: shard by shard in their order, each as soon as it and those before it have
+        #: ended (while the others still run); `merged` of them so far.
+        self.parts: List[Optional[tuple]] = [None] * count
+        self.merged = 0
         #: With `work`, the results the shards keep go into the store at once, keyed by their
         #: first-frame numbers, and are numbered when it is read (`ResultStore.numbering`).
         self.deferred = work and isinstance(store, ResultStore)
@@ -127,14 +132,26 @@ class Merger:
             self.through[index] = self.read[index] = through
             self._advance()
         elif kind == b"E":
-            self.ends[index] = pickle.loads(chunk[1:])
+            capture, found, counts, notes = pickle.loads(chunk[1:])
+            self.ends[index] = (capture, found, None, notes)
+            if counts is not None:
+                self.parts[index] = tally_parts(marshal.loads(counts))
             self.through[index] = _ALL
             self._advance()
+            self._merge_ended()
         elif kind == b"X":                  # a defect in the shard: its traceback
             raise ShardFailed("shard %d of %d failed:\n%s"
                               % (index, self.count, chunk[1:].decode("utf-8", "replace")))
         else:
             raise ShardFailed("shard %d sent an unknown message %r" % (index, kind))
+
+    def _merge_ended(self) -> None:
+        while self.merged < self.count and self.ends[self.merged] is not None:
+            parts = self.parts[self.merged]
+            if parts is not None:
+                merge_parts(self.tally, parts)
+                self.parts[self.merged] = None
+            self.merged += 1
 
     def frames(self) -> int:
         """Frames every shard has analysed (progress)."""
@@ -205,7 +222,8 @@ class Merger:
         tcp = evicted = bound = parked = forgotten = 0
         error: Optional[str] = None
         interrupted = False
-        for capture, _, counts, (lost, failed) in ends:
+        self._merge_ended()                 # (done as they ended: nothing is left)
+        for capture, _, _, (lost, failed) in ends:
             skipped.update(capture.skipped)
             tcp += capture.tcp_packets
             evicted += capture.evicted_early
@@ -214,8 +232,6 @@ class Merger:
             forgotten += lost
             error = error or failed
             interrupted = interrupted or capture.interrupted
-            if counts is not None:
-                merge_tally(self.tally, counts)
         warnings = first.warnings + tuple(table_warnings(forgotten, evicted, bound, error,
                                                          self.settings))
         capture = first._replace(tcp_packets=tcp, skipped=dict(skipped), warnings=warnings,
@@ -322,22 +338,36 @@ class _Steps:
 _VALUES, _KEPT, _RENUMBER = 0, 1, 2
 
 
-def merge_tally(tally: Tally, counts: tuple) -> None:
-    """Add a shard's counts (`shard.tally_state`) to the parent's."""
-    summary, floods, scans, dropped = counts
+def tally_parts(counts: tuple) -> Tuple[Summary, FloodDetector, ScanDetector, int]:
+    """A shard's counts (`shard.tally_state`) as the objects the parent's tally merges
+    (`merge_parts`)."""
+    summary, floods, (addresses, values, kinds, scans), dropped = counts
     s = Summary()
     (s.connections, s.handshakes, s.closes, s.resets, s.lingering, s.severities, s.codes,
      s.analysis, s.syn_retransmissions, s.attention) = summary
-    tally.summary.merge(s)
     f = FloodDetector()
     for server, (a, b, c) in floods.items():
         f.attempts[server] = (array("q", a), array("q", b), array("q", c))
-    tally.floods.merge(f)
     sc = ScanDetector()
-    for src, (ports, hosts, kinds, first_ts, first_frame, probes) in scans.items():
+    sources = sc.sources
+    i = 0
+    for src, kind in zip(addresses, kinds):     # one port, one host, one kind: plain values
+        x = Scan(values[i + 2], values[i + 3])
+        x.port, x.host, x.kind, x.probes = values[i], values[i + 1], kind, values[i + 4]
+        sources[src] = x
+        i += 5
+    for src, (ports, hosts, several, first_ts, first_frame, probes) in scans.items():
         x = Scan(first_ts, first_frame)
-        x.ports, x.hosts, x.kinds, x.probes = set(ports), set(hosts), kinds, probes
-        sc.sources[src] = x
+        x.ports, x.hosts, x.kinds, x.probes = set(ports), set(hosts), several, probes
+        sources[src] = x
+    return s, f, sc, dropped
+
+
+def merge_parts(tally: Tally, parts: Tuple[Summary, FloodDetector, ScanDetector, int]) -> None:
+    """Add a shard's counts (`tally_parts`) to the parent's."""
+    s, f, sc, dropped = parts
+    tally.summary.merge(s)
+    tally.floods.merge(f)
     tally.scans.merge(sc)
     store = tally.results
     if isinstance(store, ResultStore):
