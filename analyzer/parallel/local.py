@@ -83,6 +83,7 @@ def analyze_jobs(paths: Sequence[str], settings: Settings, jobs: int, *,
     try:
         for i in range(jobs):
             r, w = ctx.Pipe(duplex=False)
+            widen(r)
             # A forked worker closes the read ends it inherits (its own and the earlier
             # workers'): a pipe whose reader has gone then fails its writer at once.
             inherited = [c.fileno() for c in pipes] + [r.fileno()] if fork else []
@@ -139,6 +140,23 @@ def analyze_jobs(paths: Sequence[str], settings: Settings, jobs: int, *,
         if not handed:
             for r in pipes:
                 r.close()
+
+
+def widen(conn: Connection) -> None:
+    """A worker's pipe made `PIPE_BYTES` long where the system allows it (Linux; else left
+    as it is): a worker then writes most messages, and the JSON report's lines (megabytes
+    of them), without waiting for the parent to read, and the parent reads each message
+    whole with one `os.read` (`Receiver`): fewer switches between them, fewer copies."""
+    try:
+        import fcntl
+        fcntl.fcntl(conn.fileno(), getattr(fcntl, "F_SETPIPE_SZ"), PIPE_BYTES)
+    except (ImportError, AttributeError, OSError):
+        pass
+
+
+#: How long a worker's pipe is made (`widen`): Linux's default ceiling for a user's pipe
+#: (/proc/sys/fs/pipe-max-size).
+PIPE_BYTES = 1 << 20
 
 
 def hand_over(store: ResultStore, pipes: List[Connection], receive: "Receiver") -> None:
