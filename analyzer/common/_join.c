@@ -1,4 +1,4 @@
-/* analyzer.common._join: the JSON writer's two text copies at C speed (built with the compiled
+/* analyzer.common._join: the JSON writer's text copies at C speed (built with the compiled
  * modules by setup.py; the pure-Python build has no such module and common/join.py does the
  * same in Python, with the same result).
  *

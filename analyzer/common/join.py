@@ -1,10 +1,10 @@
-"""`concat(*pieces)` (`"".join(pieces)`), `plain(s)` (ASCII text JSON does not escape) and
+"""`concat(*pieces)` (`"".join(pieces)`), `plain(s)` (ASCII text JSON does not escape),
 `text_block(sep, keys, lines)` (a block of lines as report/runs.py spills it: keys, ends and
 ASCII text, or None) and `merge_lines(sources, steps, first)` (a parallel run's JSON lines,
-merged by key and numbered), in Python: what the
-pure-Python build runs. The compiled build has them in C (analyzer/common/_join.c, where the
-reasons are; both give the same results: tests/test_json_out.py); render/json_line.py and
-report/runs.py take the C ones when there are."""
+merged by key and numbered), in Python: what the pure-Python build runs. The compiled build
+has them in C (analyzer/common/_join.c, where the reasons are; both give the same results:
+tests/test_json_out.py); render/json_line.py, report/runs.py and render/json_out.py take the
+C ones when there are."""
 
 from __future__ import annotations
 
