@@ -37,8 +37,8 @@ COMPILED = [
 
 #: Written in C, built with the compiled modules: a `--jobs` shard's pcap reader steps over
 #: the other shards' records with it (decode/_skip.c); the pure build reads them in Python.
-#: The JSON writer joins a line's pieces, and the spill its lines, with common/_join.c; the
-#: pure build with common/join.py.
+#: The JSON writer joins a line's pieces, the spill its lines, and a `--jobs` parent merges
+#: and numbers the shards' lines, with common/_join.c; the pure build with common/join.py.
 C_MODULES = [Extension("analyzer.decode._skip", ["analyzer/decode/_skip.c"]),
              Extension("analyzer.common._join", ["analyzer/common/_join.c"])]
 

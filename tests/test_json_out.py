@@ -173,3 +173,88 @@ def test_the_joins_are_str_join_in_c_and_in_python(impl):
         concat("a", b"b")
     with pytest.raises(ValueError):
         text_block(",", [1], [])
+
+
+@pytest.mark.parametrize("impl", ["python", "c"])
+def test_a_parallel_runs_lines_are_merged_and_numbered_as_a_sort_and_a_count_would(impl):
+    # common/_join.c's merge_lines (the compiled build's) and common/join.py's (the pure
+    # build's) against a sort of every line by key and a count of the shards' numbers below
+    # each: sources of one to four blocks as lists or arrays, with separators or none, as
+    # bytes or views; numbers with gaps (reservations, lines not kept) or none (each number's
+    # line, the usual case); stretches cut at `MERGE_BYTES`; keys asked out of order
+    # counted again; ends beyond a block's data refused.
+    import random
+    from array import array
+    from bisect import bisect_left
+    from analyzer.common import join
+    if impl == "c" and _join is None:
+        pytest.skip("the pure-Python build has no C join")
+    merge_lines = join.merge_lines if impl == "python" else _join.merge_lines
+    rng = random.Random(1616)
+    for trial in range(300):
+        shards = rng.randrange(1, 4)
+        count = rng.randrange(1, 60 if trial % 10 else 3000)
+        numbers = sorted(rng.sample(range(1, 2 * count + 10 ** rng.randrange(2, 7)), count))
+        starts = [array("q") for _ in range(shards)]
+        for n in numbers:
+            starts[rng.randrange(shards)].append(n)
+        dense = trial % 2 == 0
+        kept = numbers if dense else [n for n in numbers if rng.random() < 0.7] or numbers[:1]
+        lines = {n: ('%s, "n": "%s"}' % (n, "x" * rng.choice([0, 5, 300, 9000]))).encode()
+                 for n in kept}
+        groups: list = [[] for _ in range(rng.randrange(1, 5))]
+        for n in kept:
+            rng.choice(groups).append(n)
+        blocks_of = []
+        for keys in groups:
+            if not keys:
+                continue
+            blocks = []
+            while keys:
+                cut = rng.randrange(1, len(keys) + 1)
+                part, keys = keys[:cut], keys[cut:]
+                sep = rng.choice([b"", b",\n  "])
+                data = sep.join(lines[n] for n in part)
+                ends, at = [], -len(sep)
+                for n in part:
+                    at += len(sep) + len(lines[n])
+                    ends.append(at)
+                if rng.random() < 0.5:
+                    part, ends = array("q", part), array("q", ends)
+                blocks.append([part, ends, memoryview(data) if rng.random() < 0.5 else data,
+                               len(sep), 0])
+            blocks_of.append(blocks)
+        heads = [blocks[0] for blocks in blocks_of]
+        rests = [iter(blocks[1:]) for blocks in blocks_of]
+        steps = [[s, 0] for s in starts]
+        pieces, first = [], True
+        while heads:
+            text, done = merge_lines(heads, steps, first)
+            assert len(text) < join.MERGE_BYTES + 12000
+            if text:
+                first = False
+                pieces.append(text)
+            if done >= 0:
+                following = next(rests[done], None)
+                if following is not None:
+                    heads[done] = following
+                else:
+                    del heads[done]
+                    del rests[done]
+        expected = b"".join(
+            (b'\n  {"id": ' if i == 0 else b',\n  {"id": ') +
+            b"%d" % sum(bisect_left(s, n) for s in starts) + lines[n]
+            for i, n in enumerate(sorted(kept)))
+        assert b"".join(pieces) == expected, trial
+        if dense:
+            assert b"".join(pieces).count(b'{"id": ') == len(numbers)
+    # keys asked out of order: counted again, not from where the last one left off
+    starts = [array("q", [1, 4, 9]), array("q", [2, 3])]
+    steps = [[s, 0] for s in starts]
+    assert merge_lines([[[9], [2], b"x}", 0, 0]], steps, True) == (b'\n  {"id": 4x}', 0)
+    assert merge_lines([[[3], [2], b"y}", 0, 0]], steps, False) == (b',\n  {"id": 2y}', 0)
+    assert merge_lines([], steps, True) == (b"", -1)
+    with pytest.raises(ValueError):
+        merge_lines([[[1], [9], b"short", 0, 0]], steps, True)
+    with pytest.raises(ValueError):
+        merge_lines([[[1, 2], [2, 1], b"abcd", 0, 0]], steps, True)

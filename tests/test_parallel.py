@@ -662,6 +662,33 @@ def test_the_cli_option(tmp_path):
         assert p.returncode == 2 and b"--jobs" in p.stderr and b"Traceback" not in p.stderr
 
 
+def test_json_of_two_and_three_workers_filtered_sorted_or_to_a_file_is_one_processs(tmp_path):
+    """The JSON report of `--jobs 2` and `3` (the shards' lines merged and numbered as bytes,
+    by common/_join.c in the compiled build, common/join.py in the pure one) is one
+    process's, byte for byte: on a mix whose numbers have gaps (a reserved number, a reuse
+    renumbered in the parent) and on a sample without; filtered (numbered lines dropped),
+    sorted, grouped, and written with -o."""
+    cap = tmp_path / "c.pcap"
+    _mixed_capture(cap, connections=300)
+    ids = [c["id"] for c in json.loads(_cli(str(cap), "-f", "json").stdout)["connections"]]
+    assert ids == sorted(ids) and ids[-1] + 1 > len(ids) > 300      # gaps: a number reserved
+    sample = REPO / "samples" / "mixed.pcap"
+    runs = [(cap, []), (cap, ["--filter", "close == four_way"]), (cap, ["--sort", "-duration"]),
+            (sample, []), (sample, ["--filter", "tcp.port == 80"]),
+            (sample, ["--group-by", "server"])]
+    for path, args in runs:
+        one = _cli(str(path), "-f", "json", *args)
+        assert one.returncode == 0 and one.stdout.count(b'{"id": ') >= 1, (path, args)
+        for jobs in ("2", "3"):
+            p = _cli(str(path), "-f", "json", "--jobs", jobs, *args)
+            assert (p.returncode, p.stdout, p.stderr) == (one.returncode, one.stdout, one.stderr), \
+                (path, args, jobs)
+    out = tmp_path / "out.json"
+    p = _cli(str(cap), "-f", "json", "-j", "2", "-o", str(out), "--filter", "tcp.port == 80")
+    assert p.returncode == 0 and p.stdout == b""
+    assert out.read_bytes() == _cli(str(cap), "-f", "json", "--filter", "tcp.port == 80").stdout
+
+
 def _children(pid: int):
     try:
         with open("/proc/%d/task/%d/children" % (pid, pid)) as fh:

@@ -1,4 +1,4 @@
-/* analyzer.common._join: the JSON writer's two text copies at C speed (built with the compiled
+/* analyzer.common._join: the JSON writer's text copies at C speed (built with the compiled
  * modules by setup.py; the pure-Python build has no such module and common/join.py does the
  * same in Python, with the same result).
  *
@@ -224,6 +224,289 @@ plain(PyObject *self, PyObject *arg)
     Py_RETURN_TRUE;
 }
 
+
+/* `merge_lines(sources, steps, first)`: the JSON report's lines of a parallel run
+ * (render/json_out.py `_write_numbered`), merged by key from sorted sources, each begun with
+ * its stream number, as one bytes object: what the parent writes once every shard has ended.
+ * In Python (common/join.py) a line costs some 5 k instructions: a slice object and a view
+ * of the message for its text, an int, a str and a bytes for its number, the step through
+ * every shard's numbers, the join; here some tens and the copy.
+ *
+ * `sources`: a list of lists `[keys, ends, data, sep, at]`, one a source, each the block in
+ * hand of a source whose keys ascend and appear in no other: `keys` and `ends` (lists of ints,
+ * or buffers of native 64-bit integers: `array("q")`), the line `i` being `data[start:ends[i]]`
+ * with `start` 0 for the first and `ends[i - 1] + sep` for the others (`data`: bytes or any
+ * buffer of them), `at` the next line to take. `steps`: a list of lists `[numbers, j]`, one a
+ * shard, its numbers (a buffer of ascending 64-bit integers) and how many of them are below
+ * the last key numbered: the stream number of key `p` is how many numbers, all shards
+ * together, are below `p`. `first`: no line written before (the first line begins
+ * `\n  {"id": `, the others `,\n  {"id": `).
+ *
+ * Lines are taken from the source of the lowest key, each line of it below every other
+ * source's next key at once, until a source's block is used up or `MERGE_BYTES` are made.
+ * Returns `(text, done)`: `done` is the index of the source whose block is used up (the
+ * caller puts its next block in its place, or removes it), -1 when stopped for size. Each
+ * source's `at` and each shard's `j` are updated in place. ValueError for a block whose ends
+ * do not fit its data. */
+
+#define MERGE_BYTES (1 << 16)
+
+typedef struct {
+    PyObject *keys, *ends;              /* lists, or NULL */
+    const int64_t *kbuf, *ebuf;         /* buffers, or NULL */
+    Py_ssize_t count, sep, at;
+    const char *data;
+    Py_ssize_t size;
+    Py_buffer kview, eview, dview;
+    int kheld, eheld, dheld;
+} Source;
+
+typedef struct {
+    const int64_t *numbers;
+    Py_ssize_t count, j;
+    Py_buffer view;
+    int held;
+} Steps;
+
+static int
+int64_at(PyObject *list, const int64_t *buf, Py_ssize_t i, int64_t *out)
+{
+    if (buf != NULL) {
+        memcpy(out, buf + i, 8);
+        return 0;
+    }
+    long long v = PyLong_AsLongLong(PyList_GET_ITEM(list, i));
+    if (v == -1 && PyErr_Occurred())
+        return -1;
+    *out = (int64_t)v;
+    return 0;
+}
+
+/* A list of ints, or a buffer of 64-bit integers (held in `view`): its items and count. */
+static int
+int64s(PyObject *obj, PyObject **list, const int64_t **buf, Py_buffer *view, int *held,
+       Py_ssize_t *count)
+{
+    if (PyList_Check(obj)) {
+        *list = obj;
+        *buf = NULL;
+        *count = PyList_GET_SIZE(obj);
+        return 0;
+    }
+    if (PyObject_GetBuffer(obj, view, PyBUF_SIMPLE) < 0)
+        return -1;
+    *held = 1;
+    if (view->len % 8) {
+        PyErr_SetString(PyExc_ValueError, "merge_lines: not a buffer of 64-bit integers");
+        return -1;
+    }
+    *list = NULL;
+    *buf = (const int64_t *)view->buf;
+    *count = view->len / 8;
+    return 0;
+}
+
+/* The decimal digits of `n` (not negative) at `to`; their count. */
+static Py_ssize_t
+digits(char *to, int64_t n)
+{
+    char tmp[24];
+    Py_ssize_t k = 0;
+    uint64_t v = (uint64_t)n;
+    do {
+        tmp[k++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    for (Py_ssize_t i = 0; i < k; i++)
+        to[i] = tmp[k - 1 - i];
+    return k;
+}
+
+static PyObject *
+merge_lines(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    static const char first_id[] = "\n  {\"id\": ";
+    static const char next_id[] = ",\n  {\"id\": ";
+    const Py_ssize_t first_len = sizeof(first_id) - 1, next_len = sizeof(next_id) - 1;
+    if (nargs != 3 || !PyList_Check(args[0]) || !PyList_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "merge_lines(sources, steps, first): two lists and a flag");
+        return NULL;
+    }
+    PyObject *sources = args[0], *steps = args[1], *out = NULL, *result = NULL;
+    int first = PyObject_IsTrue(args[2]);
+    if (first < 0)
+        return NULL;
+    Py_ssize_t ns = PyList_GET_SIZE(sources), nt = PyList_GET_SIZE(steps), s, t;
+    Source *src = PyMem_Calloc(ns ? ns : 1, sizeof(Source));
+    Steps *st = PyMem_Calloc(nt ? nt : 1, sizeof(Steps));
+    Py_ssize_t done = -1, size = 0, cap = MERGE_BYTES + 4096;
+    if (src == NULL || st == NULL) {
+        PyErr_NoMemory();
+        goto end;
+    }
+    for (s = 0; s < ns; s++) {
+        PyObject *entry = PyList_GET_ITEM(sources, s);
+        Source *x = &src[s];
+        Py_ssize_t ecount;
+        if (!PyList_Check(entry) || PyList_GET_SIZE(entry) != 5) {
+            PyErr_SetString(PyExc_TypeError, "merge_lines: a source is [keys, ends, data, sep, at]");
+            goto end;
+        }
+        if (int64s(PyList_GET_ITEM(entry, 0), &x->keys, &x->kbuf, &x->kview, &x->kheld,
+                   &x->count) < 0 ||
+            int64s(PyList_GET_ITEM(entry, 1), &x->ends, &x->ebuf, &x->eview, &x->eheld,
+                   &ecount) < 0)
+            goto end;
+        if (PyObject_GetBuffer(PyList_GET_ITEM(entry, 2), &x->dview, PyBUF_SIMPLE) < 0)
+            goto end;
+        x->dheld = 1;
+        x->data = (const char *)x->dview.buf;
+        x->size = x->dview.len;
+        x->sep = PyLong_AsSsize_t(PyList_GET_ITEM(entry, 3));
+        x->at = PyLong_AsSsize_t(PyList_GET_ITEM(entry, 4));
+        if (PyErr_Occurred())
+            goto end;
+        if (ecount < x->count || x->at < 0 || x->at >= x->count || x->sep < 0) {
+            PyErr_SetString(PyExc_ValueError, "merge_lines: a source's block has no line at `at`");
+            goto end;
+        }
+    }
+    for (t = 0; t < nt; t++) {
+        PyObject *entry = PyList_GET_ITEM(steps, t);
+        PyObject *list = NULL;
+        Steps *y = &st[t];
+        if (!PyList_Check(entry) || PyList_GET_SIZE(entry) != 2) {
+            PyErr_SetString(PyExc_TypeError, "merge_lines: a shard's steps are [numbers, j]");
+            goto end;
+        }
+        if (int64s(PyList_GET_ITEM(entry, 0), &list, &y->numbers, &y->view, &y->held,
+                   &y->count) < 0)
+            goto end;
+        if (list != NULL) {
+            PyErr_SetString(PyExc_TypeError, "merge_lines: a shard's numbers are a buffer");
+            goto end;
+        }
+        y->j = PyLong_AsSsize_t(PyList_GET_ITEM(entry, 1));
+        if (y->j == -1 && PyErr_Occurred())
+            goto end;
+        if (y->j < 0 || y->j > y->count)
+            y->j = 0;
+    }
+    out = PyBytes_FromStringAndSize(NULL, cap);
+    if (out == NULL)
+        goto end;
+    while (ns > 0 && done < 0 && size < MERGE_BYTES) {
+        /* the source of the lowest next key, and the others' lowest (`bound`) */
+        Py_ssize_t best = 0;
+        int64_t low, bound = 0, key;
+        int alone = 1;
+        if (int64_at(src[0].keys, src[0].kbuf, src[0].at, &low) < 0)
+            goto end;
+        for (s = 1; s < ns; s++) {
+            if (int64_at(src[s].keys, src[s].kbuf, src[s].at, &key) < 0)
+                goto end;
+            if (key < low) {
+                bound = low;
+                low = key;
+                best = s;
+            }
+            else if (alone || key < bound)
+                bound = key;
+            alone = 0;
+        }
+        Source *x = &src[best];
+        Py_ssize_t i = x->at;
+        key = low;
+        for (;;) {
+            int64_t end, start = 0, n = 0;
+            if (i > 0) {
+                if (int64_at(x->ends, x->ebuf, i - 1, &start) < 0)
+                    goto end;
+                start += x->sep;
+            }
+            if (int64_at(x->ends, x->ebuf, i, &end) < 0)
+                goto end;
+            if (start < 0 || end < start || end > x->size) {
+                PyErr_SetString(PyExc_ValueError, "merge_lines: a line beyond its block's data");
+                goto end;
+            }
+            for (t = 0; t < nt; t++) {      /* the stream number: numbers below `key` */
+                Steps *y = &st[t];
+                Py_ssize_t j = y->j;
+                if (j > 0 && y->numbers[j - 1] >= key)
+                    j = 0;                  /* (keys not ascending: counted again) */
+                while (j < y->count && y->numbers[j] < key)
+                    j++;
+                y->j = j;
+                n += j;
+            }
+            Py_ssize_t need = size + next_len + 24 + (Py_ssize_t)(end - start);
+            if (need > cap) {
+                cap = need + cap / 2;
+                if (_PyBytes_Resize(&out, cap) < 0)
+                    goto end;
+            }
+            char *to = PyBytes_AS_STRING(out) + size;
+            if (first) {
+                memcpy(to, first_id, first_len);
+                to += first_len;
+                first = 0;
+            }
+            else {
+                memcpy(to, next_id, next_len);
+                to += next_len;
+            }
+            to += digits(to, n);
+            memcpy(to, x->data + start, (size_t)(end - start));
+            to += end - start;
+            size = to - PyBytes_AS_STRING(out);
+            i += 1;
+            if (i >= x->count) {
+                done = best;
+                break;
+            }
+            if (int64_at(x->keys, x->kbuf, i, &key) < 0)
+                goto end;
+            if ((!alone && key > bound) || size >= MERGE_BYTES)
+                break;
+        }
+        x->at = i;
+    }
+    if (_PyBytes_Resize(&out, size) < 0)
+        goto end;
+    for (s = 0; s < ns; s++) {
+        PyObject *at = PyLong_FromSsize_t(src[s].at);
+        if (at == NULL || PyList_SetItem(PyList_GET_ITEM(sources, s), 4, at) < 0)
+            goto end;
+    }
+    for (t = 0; t < nt; t++) {
+        PyObject *j = PyLong_FromSsize_t(st[t].j);
+        if (j == NULL || PyList_SetItem(PyList_GET_ITEM(steps, t), 1, j) < 0)
+            goto end;
+    }
+    result = Py_BuildValue("(On)", out, done);
+end:
+    Py_XDECREF(out);
+    if (src != NULL) {
+        for (s = 0; s < ns; s++) {
+            if (src[s].kheld)
+                PyBuffer_Release(&src[s].kview);
+            if (src[s].eheld)
+                PyBuffer_Release(&src[s].eview);
+            if (src[s].dheld)
+                PyBuffer_Release(&src[s].dview);
+        }
+        PyMem_Free(src);
+    }
+    if (st != NULL) {
+        for (t = 0; t < nt; t++)
+            if (st[t].held)
+                PyBuffer_Release(&st[t].view);
+        PyMem_Free(st);
+    }
+    return result;
+}
+
 static PyMethodDef module_methods[] = {
     {"concat", (PyCFunction)(void (*)(void))concat, METH_FASTCALL,
      "concat(*pieces) -> ''.join(pieces)"},
@@ -232,6 +515,8 @@ static PyMethodDef module_methods[] = {
     {"text_block", (PyCFunction)(void (*)(void))text_block, METH_FASTCALL,
      "text_block(sep, keys, lines) -> (keys, ends, text) as a spilled text block writes them, "
      "or None"},
+    {"merge_lines", (PyCFunction)(void (*)(void))merge_lines, METH_FASTCALL,
+     "merge_lines(sources, steps, first) -> (text, done): numbered lines merged by key"},
     {NULL, NULL, 0, NULL}
 };
 

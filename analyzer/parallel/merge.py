@@ -96,6 +96,7 @@ class Merger:
         self.deferred = work and isinstance(store, ResultStore)
         if self.deferred:
             cast(ResultStore, store).numbering = self.walk
+            cast(ResultStore, store).starts = list(self.starts)
 
     def take(self, index: int, chunk: bytes) -> None:
         kind = chunk[:1]

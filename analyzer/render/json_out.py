@@ -20,13 +20,18 @@ from analyzer.report.runs import Block, Run
 from analyzer.report.store import ResultSink, ResultStore
 from analyzer.settings import Settings
 
+try:                # the compiled build's C merge (setup.py); the pure build's is Python
+    from analyzer.common._join import merge_lines
+except ImportError:
+    from analyzer.common.join import merge_lines
+
 #: Connections' lines written together (one call to the stream for each such batch).
 WRITE_LINES: Final = 128
 #: What goes between two connections' lines.
 _SEP: Final = ",\n  "
 #: A stretch of lines this long (in characters) is written by itself.
 _LONG: Final = 16384
-#: Bytes of numbered lines gathered for one write (`_write_numbered`).
+#: Bytes of stretches of lines gathered for one write (`_write_stretches`).
 _LONG_BYTES: Final = 1 << 16
 
 
@@ -56,12 +61,13 @@ def render(report: Report, out: TextIO, selection: Any = None, **_options) -> No
     first = True
     ladders = report.ladders
     connections = report.connections
-    merged = connections.numbered_bytes() if isinstance(connections, ResultStore) and \
+    starts = connections.starts if isinstance(connections, ResultStore) and \
         connections.sep == _SEP else None
-    if merged is not None:
+    merged = cast(ResultStore, connections).numbered_bytes() if starts is not None else None
+    if merged is not None and starts is not None:
         # The shards' lines and the store's, merged as UTF-8 bytes (parallel/merge.py).
         try:
-            first = _write_numbered(out, merged[0], merged[1])
+            first = _write_numbered(out, merged[0], starts)
         finally:
             cast(ResultStore, connections).end_remote()
         out.write("\n ]\n}\n" if not first else "]\n}\n")
@@ -102,75 +108,40 @@ def render(report: Report, out: TextIO, selection: Any = None, **_options) -> No
     out.write("\n ]\n}\n" if not first else "]\n}\n")
 
 
-def _write_numbered(out: TextIO, sources: List[Run], number: Callable[[int], int]) -> bool:
+def _write_numbered(out: TextIO, sources: List[Run], starts: List[Any]) -> bool:
     """The lines of sorted sources of UTF-8 blocks (`ResultStore.numbered_bytes`), merged by
-    key, each begun with its stream number (`relabel`, in bytes), to `out`'s own bytes when
-    it writes UTF-8 (else decoded); True when there were none. The merge takes from the
-    source of the lowest key every line below the others' lowest (a few sources: compared
-    one by one)."""
+    key, each begun with its stream number (`relabel`, in bytes): how many of every shard's
+    numbers (`starts`, `ResultStore.starts`) are below its key; to `out`'s own bytes when it
+    writes UTF-8 (else decoded); True when there were none. `merge_lines` (common/_join.c,
+    or common/join.py) makes them a stretch at a time, until a source's block is used up (its
+    next one then takes its place)."""
     buffer = _utf8_buffer(out)
     if buffer is not None:
         out.flush()
         write: Callable[[Any], Any] = buffer.write
     else:
         write = _decoding(out)
-    blocks: List[Block] = []                # each source's block in hand, and the line in it
-    ats: List[int] = []
+    heads: List[List[Any]] = []             # each source's block in hand: merge_lines' view
     rests: List[Iterator[Block]] = []
     for source in sources:
         block = next(source.blocks, None)
         if block is not None and block.keys:
-            blocks.append(block)
-            ats.append(0)
+            heads.append([block.keys, block.ends, block.data, block.sep, 0])
             rests.append(source.blocks)
+    steps: List[List[Any]] = [[numbers, 0] for numbers in starts]
     first = True
-    pieces: List[Any] = []                  # (bytes, and slices of the shards' messages)
-    size = 0
-    while blocks:
-        best = 0
-        low = blocks[0].keys[ats[0]]
-        bound = low                         # the others' lowest key (`alone`: no other)
-        alone = True
-        for s in range(1, len(blocks)):
-            key = blocks[s].keys[ats[s]]
-            if key < low:
-                bound, low, best = low, key, s
-            elif alone or key < bound:
-                bound = key
-            alone = False
-        block = blocks[best]
-        keys, ends, data, sep = block.keys, block.ends, block.data, block.sep
-        i = ats[best]
-        count = len(keys)
-        start = 0 if i == 0 else ends[i - 1] + sep
-        while True:
-            pieces.append(_FIRST_ID if first else _NEXT_ID)
+    while heads:
+        text, done = merge_lines(heads, steps, first)
+        if text:
             first = False
-            pieces.append(str(number(keys[i])).encode("ascii"))
-            end = ends[i]
-            pieces.append(data[start:end])
-            size += end - start
-            start = end + sep
-            i += 1
-            if i >= count or (not alone and keys[i] > bound):
-                break
-        if i < count:
-            ats[best] = i
-        else:
-            following = next(rests[best], None)
+            write(text)
+        if done >= 0:
+            following = next(rests[done], None)
             if following is not None and following.keys:
-                blocks[best] = following
-                ats[best] = 0
+                heads[done] = [following.keys, following.ends, following.data, following.sep, 0]
             else:
-                del blocks[best]
-                del ats[best]
-                del rests[best]
-        if size >= _LONG_BYTES:
-            write(b"".join(pieces))
-            pieces = []
-            size = 0
-    if pieces:
-        write(b"".join(pieces))
+                del heads[done]
+                del rests[done]
     return first
 
 
@@ -221,6 +192,3 @@ def _decoding(out: TextIO) -> Callable[[Any], Any]:
 #: What comes before the first stretch of lines, and between two, as bytes.
 _FIRST: Final = b"\n  "
 _NEXT: Final = _SEP.encode("ascii")
-#: A line's start, first and next (`_write_numbered`): the stream number follows.
-_FIRST_ID: Final = b'\n  {"id": '
-_NEXT_ID: Final = b',\n  {"id": '

@@ -72,6 +72,9 @@ class ResultStore:
         #: ascending order, to its stream number, and iteration relabels (or renumbers) each
         #: item with it. None: the keys are the stream numbers.
         self.numbering: Optional[Callable[[], Callable[[int], int]]] = None
+        #: Set with `numbering`: every shard's numbers (`array("q")` each, ascending): the
+        #: stream number of a key is how many of them, all together, are below it.
+        self.starts: Optional[List[Any]] = None
         #: Kept in memory: records of objects (results, encodings other than text), and
         #: text (encodings that are `str`) as two lists, keys and lines, with their length.
         self.memory: List[Record] = []
