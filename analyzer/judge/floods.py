@@ -111,7 +111,10 @@ class FloodDetector:
             # In order of time, then frame (the same whatever order the results came in);
             # they mostly come in that order already.
             if not _in_order(times, frames):
-                order = sorted(range(total), key=lambda i: (times[i], frames[i]))
+                # (by frame, then stably by time: the order of (time, frame) with two sorts
+                # of int keys, some 6x cheaper than one of tuples made a line each)
+                order = sorted(range(total), key=frames.__getitem__)
+                order.sort(key=times.__getitem__)
                 times = [times[i] for i in order]
                 frames = [frames[i] for i in order]
                 sources = array("q", [sources[i] for i in order])
