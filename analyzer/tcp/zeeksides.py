@@ -16,8 +16,9 @@ from __future__ import annotations
 
 from analyzer.common.native import mypyc_attr
 from analyzer.decode.segment import Segment, seq_diff
-from analyzer.tcp.zeekmachine import (FROM_ORIG, H_ACK, H_DATA, H_FIN, H_SYN, SEQ_MASK,
-                                      TOO_LARGE_SEQ_DELTA, ZeekMachine)
+from analyzer.tcp.zeekmachine import (FROM_ORIG, H_ACK, H_DATA, H_FIN, H_SYN, L_A, L_D, L_F,
+                                      L_H, L_S, L_T, LOWER, SEQ_MASK, TOO_LARGE_SEQ_DELTA,
+                                      ZeekMachine)
 from analyzer.tcp.zeekstate import CLOSED, ESTABLISHED, INACTIVE, SYN_SENT, clean, data_sent
 
 
@@ -45,7 +46,7 @@ class ZeekSides(ZeekMachine):
         bit = (H_DATA if paylen else H_ACK) << (0 if is_orig else 16)
         if not self.seen & bit:                  # update_history: the first D or A this way
             self._check(is_orig, bit if is_orig else bit >> 16,
-                        ("D" if is_orig else "d") if paylen else ("A" if is_orig else "a"))
+                        (L_D if paylen else L_A) + (0 if is_orig else LOWER))
         last = self.last
         rel_seq = seq_diff(seg.seq, last)
         d = rel_seq + paylen                              # update_last_seq
@@ -54,7 +55,7 @@ class ZeekSides(ZeekMachine):
             self.last = last + d
         elif paylen:
             self.rxmt += 1
-            self._scaled(self.rxmt, is_orig, "T")
+            self._scaled(self.rxmt, is_orig, L_T)
         if rel_ack > self.r_trim:
             self._resp_ack_received(rel_ack)
         if paylen and payload_captured and rel_seq >= 0 and not self.skip:
@@ -76,7 +77,7 @@ class ZeekSides(ZeekMachine):
         bit = (H_DATA if paylen else H_ACK) << (0 if is_orig else 16)
         if not self.seen & bit:
             self._check(is_orig, bit if is_orig else bit >> 16,
-                        ("D" if is_orig else "d") if paylen else ("A" if is_orig else "a"))
+                        (L_D if paylen else L_A) + (0 if is_orig else LOWER))
         last = self.r_last
         rel_seq = seq_diff(seg.seq, last)
         d = rel_seq + paylen
@@ -86,7 +87,7 @@ class ZeekSides(ZeekMachine):
         elif paylen:
             r = self.resp()
             r.rxmt += 1
-            self._scaled(r.rxmt, is_orig, "T")
+            self._scaled(r.rxmt, is_orig, L_T)
             self.keep(r)
         if rel_ack > self.trim:
             self._orig_ack_received(rel_ack)
@@ -120,7 +121,7 @@ class ZeekSides(ZeekMachine):
         last = self.last
         rel = seq_diff(seg.seq, last)
         rel_seq = last + rel - estart
-        code = "F" if is_orig else "f"
+        code = L_F if is_orig else L_F + LOWER
         if self._check(is_orig, H_FIN, code) and rel_seq + paylen != self.hl_fin:
             self.add(code)
         self.fin_sent(rel_seq + paylen + 1, True)
@@ -129,7 +130,7 @@ class ZeekSides(ZeekMachine):
             self.last = last + d
         elif paylen:
             self.rxmt += 1
-            self._scaled(self.rxmt, is_orig, "T")
+            self._scaled(self.rxmt, is_orig, L_T)
         self.prev, self.state = ESTABLISHED, CLOSED
         if rel_ack > self.r_trim:
             self._resp_ack_received(rel_ack)
@@ -154,7 +155,7 @@ class ZeekSides(ZeekMachine):
             hl = rr.hl_fin
         else:
             hl = self.r_fin_seq - 1 if self.r_fin else 0
-        code = "F" if is_orig else "f"
+        code = L_F if is_orig else L_F + LOWER
         if self._check(is_orig, H_FIN, code) and rel_seq + paylen != hl:
             self.add(code)
         if rr is not None:                               # (ZeekEndpoint.fin_sent, pure)
@@ -167,7 +168,7 @@ class ZeekSides(ZeekMachine):
         elif paylen:
             r = self.resp()
             r.rxmt += 1
-            self._scaled(r.rxmt, is_orig, "T")
+            self._scaled(r.rxmt, is_orig, L_T)
             self.keep(r)
         self.r_prev, self.r_state = ESTABLISHED, CLOSED
         if rel_ack > self.trim:
@@ -251,8 +252,8 @@ class ZeekSides(ZeekMachine):
         rel_seq = last + seq_diff(seq, last & SEQ_MASK) - estart
         hl = self.hl_syn
         self.hl_syn = rel_seq
-        if self._check(True, H_SYN, "S") and rel_seq != hl:
-            self.add("S")
+        if self._check(True, H_SYN, L_S) and rel_seq != hl:
+            self.add(L_S)
         d = seq_diff(end, self.last & SEQ_MASK)      # update_last_seq
         if -TOO_LARGE_SEQ_DELTA <= d <= TOO_LARGE_SEQ_DELTA and d > 0:
             self.last += d
@@ -279,8 +280,8 @@ class ZeekSides(ZeekMachine):
         if rr is not None:                       # (its hl_syn)
             hl = rr.hl_syn
             rr.hl_syn = rel_seq
-        if self._check(False, H_SYN, "h") and rel_seq != hl:
-            self.add("h")
+        if self._check(False, H_SYN, L_H + LOWER) and rel_seq != hl:
+            self.add(L_H + LOWER)
         pack: int = self.ack                     # update_ack_seq on our originator
         pstart: int = self.start32               # (an int: i32 arithmetic would be 32-bit)
         d = seq_diff(ack, pack & SEQ_MASK)
