@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from typing import Final, Tuple
 
-from analyzer.common.native import mypyc_attr
+from analyzer.common.native import i32, mypyc_attr
 from analyzer.decode.segment import ACK, FIN, RST, SYN, Segment, seq_diff
 from analyzer.tcp.zeekmachine import (FROM_ORIG, FROM_RESP, H_ACK, H_DATA, H_FIN, H_FIN_RST,
                                       H_MULTI, H_RST, H_SYN, L_A, L_C, L_D, L_F, L_H, L_I, L_Q,
@@ -144,7 +144,7 @@ class ZeekView(ZeekSides):
         elif n:
             # (the letter in its direction's case: its code + LOWER from Zeek's responder)
             if flags & SYN:
-                code = L_H if flags & ACK else L_S
+                code: i32 = L_H if flags & ACK else L_S
                 mask, last, now = H_SYN, e.hl_syn, rel_seq
                 e.hl_syn = now
             elif flags & FIN:                    # (e.fin_sent below makes it hl_fin)
@@ -216,9 +216,10 @@ class ZeekView(ZeekSides):
         st, rst = self.state, self.r_state               # (no endpoint made for the responder)
         osize = size(self.start32, st, self.prev, self.last, self.ack, self.fin, rst)
         rsize = size(self.r_start32, rst, self.r_prev, self.r_last, self.r_ack, self.r_fin, st)
+        history = self.history
         if self.flipped:
-            return conn_state(rst, st, rsize, osize, self.history), self.history
-        return conn_state(st, rst, osize, rsize, self.history), self.history
+            return conn_state(rst, st, rsize, osize, history), history
+        return conn_state(st, rst, osize, rsize, history), history
 
 
 __all__ = ["ZeekView", "conn_state", "LIKELY_SERVER_PORTS", "STATE_NAMES"]

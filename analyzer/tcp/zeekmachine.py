@@ -195,7 +195,7 @@ class ZeekMachine(ZeekEndpoint):
         if state == OWN:
             self._rare().history = text
 
-    def add(self, code: int) -> None:
+    def add(self, code: i32) -> None:
         """The letter of `code` (`LETTERS`) at the end of the history: one step in the table
         of histories (`_STEPS`); the step's first time, or a history past the table's
         bound, in `_add`."""
@@ -207,7 +207,7 @@ class ZeekMachine(ZeekEndpoint):
                 return
         self._add(code)
 
-    def _add(self, code: int) -> None:
+    def _add(self, code: i32) -> None:
         """`add` for a step not in the table yet, or a history of the view's own."""
         state = self.hstate
         if state == OWN:
@@ -219,7 +219,7 @@ class ZeekMachine(ZeekEndpoint):
         if step != OWN:
             _STEPS[(state << 5) | code] = step
 
-    def _check(self, is_orig: bool, mask: int, code: int) -> bool:
+    def _check(self, is_orig: bool, mask: int, code: i32) -> bool:
         """Conn::CheckHistory: add the letter of `code` (already in the case of its direction:
         lower from Zeek's responder) the first time; True if it was already seen."""
         if not is_orig:
@@ -230,7 +230,7 @@ class ZeekMachine(ZeekEndpoint):
         self.add(code)
         return False
 
-    def _scaled(self, count: int, is_orig: bool, code: int) -> None:
+    def _scaled(self, count: int, is_orig: bool, code: i32) -> None:
         """Conn::ScaledHistoryEntry: the letter at the 1st, 10th, 100th ... occurrence
         (`count` is the endpoint's count including this one)."""
         if count in _POW10:

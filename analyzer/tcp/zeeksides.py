@@ -14,7 +14,7 @@ packet.
 """
 from __future__ import annotations
 
-from analyzer.common.native import mypyc_attr
+from analyzer.common.native import i32, mypyc_attr
 from analyzer.decode.segment import Segment, seq_diff
 from analyzer.tcp.zeekmachine import (FROM_ORIG, H_ACK, H_DATA, H_FIN, H_SYN, L_A, L_D, L_F,
                                       L_H, L_S, L_T, LOWER, SEQ_MASK, TOO_LARGE_SEQ_DELTA,
@@ -121,7 +121,7 @@ class ZeekSides(ZeekMachine):
         last = self.last
         rel = seq_diff(seg.seq, last)
         rel_seq = last + rel - estart
-        code = L_F if is_orig else L_F + LOWER
+        code: i32 = L_F if is_orig else L_F + LOWER
         if self._check(is_orig, H_FIN, code) and rel_seq + paylen != self.hl_fin:
             self.add(code)
         self.fin_sent(rel_seq + paylen + 1, True)
@@ -155,7 +155,7 @@ class ZeekSides(ZeekMachine):
             hl = rr.hl_fin
         else:
             hl = self.r_fin_seq - 1 if self.r_fin else 0
-        code = L_F if is_orig else L_F + LOWER
+        code: i32 = L_F if is_orig else L_F + LOWER
         if self._check(is_orig, H_FIN, code) and rel_seq + paylen != hl:
             self.add(code)
         if rr is not None:                               # (ZeekEndpoint.fin_sent, pure)
