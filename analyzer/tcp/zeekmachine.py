@@ -219,15 +219,23 @@ class ZeekMachine(ZeekEndpoint):
         if step != OWN:
             _STEPS[(state << 5) | code] = step
 
-    def _check(self, is_orig: bool, mask: int, code: i32) -> bool:
+    def _check(self, is_orig: bool, mask: i32, code: i32) -> bool:
         """Conn::CheckHistory: add the letter of `code` (already in the case of its direction:
-        lower from Zeek's responder) the first time; True if it was already seen."""
+        lower from Zeek's responder) the first time; True if it was already seen. (`add`'s
+        table step inline.)"""
         if not is_orig:
             mask <<= 16
-        if self.seen & mask:
+        seen = self.seen
+        if seen & mask:
             return True
-        self.seen |= mask
-        self.add(code)
+        self.seen = seen | mask
+        state = self.hstate
+        if state != OWN:
+            step = _STEPS[(state << 5) | code]
+            if step:
+                self.hstate = step
+                return False
+        self._add(code)
         return False
 
     def _scaled(self, count: int, is_orig: bool, code: i32) -> None:

@@ -14,7 +14,7 @@ packet.
 """
 from __future__ import annotations
 
-from analyzer.common.native import i32, mypyc_attr
+from analyzer.common.native import i32, i64, mypyc_attr
 from analyzer.decode.segment import Segment, seq_diff
 from analyzer.tcp.zeekmachine import (FROM_ORIG, H_ACK, H_DATA, H_FIN, H_SYN, L_A, L_D, L_F,
                                       L_H, L_S, L_T, LOWER, SEQ_MASK, TOO_LARGE_SEQ_DELTA,
@@ -38,17 +38,20 @@ class ZeekSides(ZeekMachine):
     def _steady_orig(self, seg: Segment, payload_captured: bool) -> bool:
         """The fast path of a segment from our originator (this object) to our responder."""
         is_orig = not self.flipped
-        estart: int = self.start32               # (an int: i32 arithmetic would be 32-bit)
-        paylen = seg.paylen
+        estart = i64(self.start32)               # (i64: i32 arithmetic would be 32-bit)
+        paylen: i64 = seg.paylen
         rel_ack = self._orig_acks(seg)
         if rel_ack < 0:
             return False
-        bit = (H_DATA if paylen else H_ACK) << (0 if is_orig else 16)
+        bit: i32 = (H_DATA if paylen else H_ACK) << (0 if is_orig else 16)
         if not self.seen & bit:                  # update_history: the first D or A this way
             self._check(is_orig, bit if is_orig else bit >> 16,
                         (L_D if paylen else L_A) + (0 if is_orig else LOWER))
-        last = self.last
-        rel_seq = seq_diff(seg.seq, last)
+        last: i64 = self.last
+        seq: i64 = seg.seq
+        rel_seq = (seq - last) & SEQ_MASK        # seq_diff(seq, last), inline
+        if rel_seq >= 0x80000000:
+            rel_seq -= 0x100000000
         d = rel_seq + paylen                              # update_last_seq
         rel_seq += last - estart
         if d > 0:
@@ -69,17 +72,20 @@ class ZeekSides(ZeekMachine):
     def _steady_resp(self, seg: Segment, payload_captured: bool) -> bool:
         """The fast path of a segment from our responder (the `r_` fields) to our originator."""
         is_orig = self.flipped
-        estart: int = self.r_start32
-        paylen = seg.paylen
+        estart = i64(self.r_start32)
+        paylen: i64 = seg.paylen
         rel_ack = self._resp_acks(seg)
         if rel_ack < 0:
             return False
-        bit = (H_DATA if paylen else H_ACK) << (0 if is_orig else 16)
+        bit: i32 = (H_DATA if paylen else H_ACK) << (0 if is_orig else 16)
         if not self.seen & bit:
             self._check(is_orig, bit if is_orig else bit >> 16,
                         (L_D if paylen else L_A) + (0 if is_orig else LOWER))
-        last = self.r_last
-        rel_seq = seq_diff(seg.seq, last)
+        last: i64 = self.r_last
+        seq: i64 = seg.seq
+        rel_seq = (seq - last) & SEQ_MASK
+        if rel_seq >= 0x80000000:
+            rel_seq -= 0x100000000
         d = rel_seq + paylen
         rel_seq += last - estart
         if d > 0:
@@ -113,13 +119,16 @@ class ZeekSides(ZeekMachine):
     def _fin_orig(self, seg: Segment, payload_captured: bool) -> bool:
         """A FIN from our originator (this object) to our responder."""
         is_orig = not self.flipped
-        estart: int = self.start32
-        paylen = seg.paylen
+        estart = i64(self.start32)
+        paylen: i64 = seg.paylen
         rel_ack = self._orig_acks(seg)
         if rel_ack < 0:
             return False
-        last = self.last
-        rel = seq_diff(seg.seq, last)
+        last: i64 = self.last
+        seq: i64 = seg.seq
+        rel = (seq - last) & SEQ_MASK            # seq_diff(seq, last), inline
+        if rel >= 0x80000000:
+            rel -= 0x100000000
         rel_seq = last + rel - estart
         code: i32 = L_F if is_orig else L_F + LOWER
         if self._check(is_orig, H_FIN, code) and rel_seq + paylen != self.hl_fin:
@@ -141,13 +150,16 @@ class ZeekSides(ZeekMachine):
     def _fin_resp(self, seg: Segment, payload_captured: bool) -> bool:
         """A FIN from our responder (the `r_` fields) to our originator."""
         is_orig = self.flipped
-        estart: int = self.r_start32
-        paylen = seg.paylen
+        estart = i64(self.r_start32)
+        paylen: i64 = seg.paylen
         rel_ack = self._resp_acks(seg)
         if rel_ack < 0:
             return False
-        last = self.r_last
-        rel = seq_diff(seg.seq, last)
+        last: i64 = self.r_last
+        seq: i64 = seg.seq
+        rel = (seq - last) & SEQ_MASK
+        if rel >= 0x80000000:
+            rel -= 0x100000000
         rel_seq = last + rel - estart
         rare = self.rare
         rr = None if rare is None else rare.resp
@@ -181,23 +193,29 @@ class ZeekSides(ZeekMachine):
 
     # -- update_ack_seq, once per side -------------------------------------------------------
 
-    def _orig_acks(self, seg: Segment) -> int:
+    def _orig_acks(self, seg: Segment) -> i64:
         """update_ack_seq of a segment from our originator, on our responder's fields: its ACK
         relative to our responder's start, taken when not negative (below the start: nothing
         done, and `_packet` takes the segment)."""
-        pstart: int = self.r_start32             # (an int: i32 arithmetic would be 32-bit)
-        ack, pack = seg.ack, self.r_ack
-        d = seq_diff(ack, pack)
+        pstart = i64(self.r_start32)             # (i64: i32 arithmetic would be 32-bit)
+        ack: i64 = seg.ack
+        pack: i64 = self.r_ack
+        d = (ack - pack) & SEQ_MASK              # seq_diff(ack, pack), inline
+        if d >= 0x80000000:
+            d -= 0x100000000
         rel_ack = pack + d - pstart
         if rel_ack >= 0 and d > 0 and (ack or d <= TOO_LARGE_SEQ_DELTA):
             self.r_ack = pack + d
         return rel_ack
 
-    def _resp_acks(self, seg: Segment) -> int:
+    def _resp_acks(self, seg: Segment) -> i64:
         """`_orig_acks` for a segment from our responder, on our originator's fields."""
-        pstart: int = self.start32
-        ack, pack = seg.ack, self.ack
-        d = seq_diff(ack, pack)
+        pstart = i64(self.start32)
+        ack: i64 = seg.ack
+        pack: i64 = self.ack
+        d = (ack - pack) & SEQ_MASK
+        if d >= 0x80000000:
+            d -= 0x100000000
         rel_ack = pack + d - pstart
         if rel_ack >= 0 and d > 0 and (ack or d <= TOO_LARGE_SEQ_DELTA):
             self.ack = pack + d
@@ -205,7 +223,7 @@ class ZeekSides(ZeekMachine):
 
     # -- AckReceived, once per side ----------------------------------------------------------
 
-    def _resp_ack_received(self, rel_ack: int) -> None:
+    def _resp_ack_received(self, rel_ack: i64) -> None:
         """An ACK from our originator above our responder's trim (`rel_ack`, relative to our
         responder's start), on the fields: the trim moved when no hole is below it (its FIN's
         end caps it), AckReceived in full (`_acked`) otherwise. Our originator is clean here
@@ -221,7 +239,7 @@ class ZeekSides(ZeekMachine):
             self._acked(r, clean(self), rel_ack)
             self.keep(r)
 
-    def _orig_ack_received(self, rel_ack: int) -> None:
+    def _orig_ack_received(self, rel_ack: i64) -> None:
         """`_resp_ack_received` for an ACK from our responder above our originator's trim."""
         top = rel_ack
         if self.fin and top >= self.fin_seq:
