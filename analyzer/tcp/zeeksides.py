@@ -15,7 +15,7 @@ packet.
 from __future__ import annotations
 
 from analyzer.common.native import i32, i64, mypyc_attr
-from analyzer.decode.segment import Segment, seq_diff
+from analyzer.decode.segment import Segment
 from analyzer.tcp.zeekmachine import (FROM_ORIG, H_ACK, H_DATA, H_FIN, H_SYN, L_A, L_D, L_F,
                                       L_H, L_S, L_T, LOWER, SEQ_MASK, TOO_LARGE_SEQ_DELTA,
                                       ZeekMachine)
@@ -262,19 +262,24 @@ class ZeekSides(ZeekMachine):
         our responder stays INACTIVE and untouched)."""
         self.first = FROM_ORIG
         self.partial = False                     # SetPartialStatus of a SYN
-        seq = seg.seq
+        seq: i64 = seg.seq
         end = (seq + 1) & SEQ_MASK
         self.init_seqs(seq, end)
-        last = self.last
-        estart: int = self.start32               # (an int: i32 arithmetic would be 32-bit)
-        rel_seq = last + seq_diff(seq, last & SEQ_MASK) - estart
+        last: i64 = self.last
+        estart = i64(self.start32)               # (i64: i32 arithmetic would be 32-bit)
+        d = (seq - last) & SEQ_MASK              # seq_diff(seq, last), inline
+        if d >= 0x80000000:
+            d -= 0x100000000
+        rel_seq = last + d - estart
         hl = self.hl_syn
         self.hl_syn = rel_seq
         if self._check(True, H_SYN, L_S) and rel_seq != hl:
             self.add(L_S)
-        d = seq_diff(end, self.last & SEQ_MASK)      # update_last_seq
+        d = (end - last) & SEQ_MASK              # update_last_seq
+        if d >= 0x80000000:
+            d -= 0x100000000
         if -TOO_LARGE_SEQ_DELTA <= d <= TOO_LARGE_SEQ_DELTA and d > 0:
-            self.last += d
+            self.last = last + d
         self.set_state(SYN_SENT)                 # UpdateInactiveState
         self.first_seen |= 1
 
@@ -282,16 +287,23 @@ class ZeekSides(ZeekMachine):
         """Our responder's SYN-ACK (its endpoint INACTIVE, the `r_` fields) to our originator's
         SYN (SYN_SENT, this object, not flipped); False (nothing done) when its SYN's letter
         would need a `ZeekRare` the view does not have yet, which `_packet` then takes."""
-        seq, ack = seg.seq, seg.ack
+        seq: i64 = seg.seq
+        ack: i64 = seg.ack
         end = (seq + 1) & SEQ_MASK
         start = seq - 0x100000000 if seq >= 0x80000000 else seq      # init_seqs
-        last = start + seq_diff(end, seq)
-        rel_seq = last + seq_diff(seq, last & SEQ_MASK) - start
+        d = (end - seq) & SEQ_MASK               # (seq_diff inline, here and below)
+        if d >= 0x80000000:
+            d -= 0x100000000
+        last = start + d
+        d = (seq - last) & SEQ_MASK
+        if d >= 0x80000000:
+            d -= 0x100000000
+        rel_seq = last + d - start
         rare = self.rare
         rr = None if rare is None else rare.resp
         if rr is None and rel_seq != 0:
             return False
-        self.r_start32 = start
+        self.r_start32 = i32(start)              # (in [-2**31, 2**31))
         self.r_ack = start
         self.r_last = last
         hl = 0
@@ -300,15 +312,19 @@ class ZeekSides(ZeekMachine):
             rr.hl_syn = rel_seq
         if self._check(False, H_SYN, L_H + LOWER) and rel_seq != hl:
             self.add(L_H + LOWER)
-        pack: int = self.ack                     # update_ack_seq on our originator
-        pstart: int = self.start32               # (an int: i32 arithmetic would be 32-bit)
-        d = seq_diff(ack, pack & SEQ_MASK)
+        pack: i64 = self.ack                     # update_ack_seq on our originator
+        pstart = i64(self.start32)               # (i64: i32 arithmetic would be 32-bit)
+        d = (ack - pack) & SEQ_MASK
+        if d >= 0x80000000:
+            d -= 0x100000000
         rel_ack = pack + d - pstart
         if rel_ack < 0:
             rel_ack = 0
         elif d > 0 and (ack or d <= TOO_LARGE_SEQ_DELTA):
             self.ack = pack + d
-        d = seq_diff(end, last & SEQ_MASK)           # update_last_seq
+        d = (end - last) & SEQ_MASK              # update_last_seq
+        if d >= 0x80000000:
+            d -= 0x100000000
         if -TOO_LARGE_SEQ_DELTA <= d <= TOO_LARGE_SEQ_DELTA and d > 0:
             self.r_last = last + d
         self.set_state(ESTABLISHED)              # UpdateInactiveState: both established
