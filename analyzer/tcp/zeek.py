@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from typing import Final, Tuple
 
-from analyzer.common.native import i32, mypyc_attr
+from analyzer.common.native import i32, i64, mypyc_attr
 from analyzer.decode.segment import ACK, FIN, RST, SYN, Segment, seq_diff
 from analyzer.tcp.zeekmachine import (FROM_ORIG, FROM_RESP, H_ACK, H_DATA, H_FIN, H_FIN_RST,
                                       H_MULTI, H_RST, H_SYN, L_A, L_C, L_D, L_F, L_H, L_I, L_Q,
@@ -32,9 +32,10 @@ from analyzer.tcp.zeekstate import (CLOSED, ESTABLISHED, INACTIVE, PARTIAL, RESE
                                     SYN_ACK_SENT, SYN_SENT, ZeekEndpoint, clean, conn_state,
                                     data_sent, size)
 
-_CTL: Final = SYN | FIN | RST | ACK
-_FIN_ACK: Final = FIN | ACK
-_SYN_ACK: Final = SYN | ACK
+# Literals (SYN | FIN | RST | ACK, FIN | ACK, SYN | ACK), so that the compiled build inlines them.
+_CTL: Final = 0x17
+_FIN_ACK: Final = 0x11
+_SYN_ACK: Final = 0x12
 _NCTL: Final = (0, 1, 1, 2, 1, 2, 2, 3)     # how many of FIN (1), SYN (2), RST (4) a packet has
 
 #: TCP ports of Zeek's default `likely_server_ports` (base/protocols: ftp, ssh, smtp, dns,
@@ -61,7 +62,7 @@ class ZeekView(ZeekSides):
         reassembles nothing: a content gap); `bad_checksum` makes the segment only a `C`, as
         Zeek drops it (pass it only when checksums are validated)."""
         st, rst = self.state, self.r_state
-        ctl = seg.flags & _CTL
+        ctl = i64(seg.flags) & _CTL
         if (ctl == ACK and (st == ESTABLISHED or st == CLOSED)
                 and (rst == ESTABLISHED or rst == CLOSED)
                 and self.first_seen == 3 and seg.win and not bad_checksum):
