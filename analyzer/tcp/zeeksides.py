@@ -43,10 +43,13 @@ class ZeekSides(ZeekMachine):
         rel_ack = self._orig_acks(seg)
         if rel_ack < 0:
             return False
-        bit: i32 = (H_DATA if paylen else H_ACK) << (0 if is_orig else 16)
+        bit: i32 = H_DATA if paylen else H_ACK
+        code: i32 = L_D if paylen else L_A
+        if not is_orig:
+            bit <<= 16
+            code += LOWER
         if not self.seen & bit:                  # update_history: the first D or A this way
-            self._check(is_orig, bit if is_orig else bit >> 16,
-                        (L_D if paylen else L_A) + (0 if is_orig else LOWER))
+            self._check(is_orig, bit if is_orig else bit >> 16, code)
         last: i64 = self.last
         seq: i64 = seg.seq
         rel_seq = (seq - last) & SEQ_MASK        # seq_diff(seq, last), inline
@@ -62,7 +65,9 @@ class ZeekSides(ZeekMachine):
         if rel_ack > self.r_trim:
             self._resp_ack_received(rel_ack)
         if paylen and payload_captured and rel_seq >= 0 and not self.skip:
-            if rel_seq == self.reassem and self.above is None and rel_seq >= self.trim \
+            rare = self.rare                     # (ZeekEndpoint.above)
+            if rel_seq == self.reassem and (rare is None or rare.above is None) \
+                    and rel_seq >= self.trim \
                     and rel_seq >= self.ack - estart:
                 self.reassem += paylen
             else:
@@ -77,10 +82,13 @@ class ZeekSides(ZeekMachine):
         rel_ack = self._resp_acks(seg)
         if rel_ack < 0:
             return False
-        bit: i32 = (H_DATA if paylen else H_ACK) << (0 if is_orig else 16)
+        bit: i32 = H_DATA if paylen else H_ACK
+        code: i32 = L_D if paylen else L_A
+        if not is_orig:
+            bit <<= 16
+            code += LOWER
         if not self.seen & bit:
-            self._check(is_orig, bit if is_orig else bit >> 16,
-                        (L_D if paylen else L_A) + (0 if is_orig else LOWER))
+            self._check(is_orig, bit if is_orig else bit >> 16, code)
         last: i64 = self.r_last
         seq: i64 = seg.seq
         rel_seq = (seq - last) & SEQ_MASK
