@@ -270,24 +270,19 @@ class ZeekSides(ZeekMachine):
         our responder stays INACTIVE and untouched)."""
         self.first = FROM_ORIG
         self.partial = False                     # SetPartialStatus of a SYN
+        # init_seqs(seq, its end), inline: the start, and the last one past it (the end is
+        # seq + 1 in sequence space: seq_diff(end, seq) == 1)
         seq: i64 = seg.seq
-        end = (seq + 1) & SEQ_MASK
-        self.init_seqs(seq, end)
-        last: i64 = self.last
-        estart = i64(self.start32)               # (i64: i32 arithmetic would be 32-bit)
-        d = (seq - last) & SEQ_MASK              # seq_diff(seq, last), inline
-        if d >= 0x80000000:
-            d -= 0x100000000
-        rel_seq = last + d - estart
+        start = seq - 0x100000000 if seq >= 0x80000000 else seq
+        self.start32 = i32(start)                # (in [-2**31, 2**31))
+        self.ack = start
+        self.last = start + 1
+        # update_history: the SYN's sequence number relative to the start is 0 (seq_diff(seq,
+        # start + 1) == -1); update_last_seq moves nothing (the SYN's end is the last already)
         hl = self.hl_syn
-        self.hl_syn = rel_seq
-        if self._check(True, H_SYN, L_S) and rel_seq != hl:
+        self.hl_syn = 0
+        if self._check(True, H_SYN, L_S) and hl != 0:
             self.add(L_S)
-        d = (end - last) & SEQ_MASK              # update_last_seq
-        if d >= 0x80000000:
-            d -= 0x100000000
-        if -TOO_LARGE_SEQ_DELTA <= d <= TOO_LARGE_SEQ_DELTA and d > 0:
-            self.last = last + d
         self.set_state(SYN_SENT)                 # UpdateInactiveState
         self.first_seen |= 1
 
@@ -297,16 +292,9 @@ class ZeekSides(ZeekMachine):
         would need a `ZeekRare` the view does not have yet, which `_packet` then takes."""
         seq: i64 = seg.seq
         ack: i64 = seg.ack
-        end = (seq + 1) & SEQ_MASK
         start = seq - 0x100000000 if seq >= 0x80000000 else seq      # init_seqs
-        d = (end - seq) & SEQ_MASK               # (seq_diff inline, here and below)
-        if d >= 0x80000000:
-            d -= 0x100000000
-        last = start + d
-        d = (seq - last) & SEQ_MASK
-        if d >= 0x80000000:
-            d -= 0x100000000
-        rel_seq = last + d - start
+        last = start + 1                         # (seq_diff(end, seq) == 1)
+        rel_seq: i64 = 0                         # (seq_diff(seq, last) == -1: the start)
         rare = self.rare
         rr = None if rare is None else rare.resp
         if rr is None and rel_seq != 0:
@@ -330,11 +318,7 @@ class ZeekSides(ZeekMachine):
             rel_ack = 0
         elif d > 0 and (ack or d <= TOO_LARGE_SEQ_DELTA):
             self.ack = pack + d
-        d = (end - last) & SEQ_MASK              # update_last_seq
-        if d >= 0x80000000:
-            d -= 0x100000000
-        if -TOO_LARGE_SEQ_DELTA <= d <= TOO_LARGE_SEQ_DELTA and d > 0:
-            self.r_last = last + d
+        # update_last_seq moves nothing: the SYN's end is the last already
         self.set_state(ESTABLISHED)              # UpdateInactiveState: both established
         self.r_prev, self.r_state = INACTIVE, ESTABLISHED
         self._acked(self, True, rel_ack)
