@@ -21,19 +21,21 @@ from __future__ import annotations
 
 from typing import Final, Tuple
 
-from analyzer.common.native import mypyc_attr
+from analyzer.common.native import i32, i64, mypyc_attr
 from analyzer.decode.segment import ACK, FIN, RST, SYN, Segment, seq_diff
 from analyzer.tcp.zeekmachine import (FROM_ORIG, FROM_RESP, H_ACK, H_DATA, H_FIN, H_FIN_RST,
-                                      H_MULTI, H_RST, H_SYN, NO_PACKET, SEQ_MASK,
+                                      H_MULTI, H_RST, H_SYN, L_A, L_C, L_D, L_F, L_H, L_I, L_Q,
+                                      L_R, L_S, L_T, L_W, LOWER, NO_PACKET, SEQ_MASK,
                                       TOO_LARGE_SEQ_DELTA)
 from analyzer.tcp.zeeksides import ZeekSides
 from analyzer.tcp.zeekstate import (CLOSED, ESTABLISHED, INACTIVE, PARTIAL, RESET, STATE_NAMES,
                                     SYN_ACK_SENT, SYN_SENT, ZeekEndpoint, clean, conn_state,
                                     data_sent, size)
 
-_CTL: Final = SYN | FIN | RST | ACK
-_FIN_ACK: Final = FIN | ACK
-_SYN_ACK: Final = SYN | ACK
+# Literals (SYN | FIN | RST | ACK, FIN | ACK, SYN | ACK), so that the compiled build inlines them.
+_CTL: Final = 0x17
+_FIN_ACK: Final = 0x11
+_SYN_ACK: Final = 0x12
 _NCTL: Final = (0, 1, 1, 2, 1, 2, 2, 3)     # how many of FIN (1), SYN (2), RST (4) a packet has
 
 #: TCP ports of Zeek's default `likely_server_ports` (base/protocols: ftp, ssh, smtp, dns,
@@ -60,7 +62,7 @@ class ZeekView(ZeekSides):
         reassembles nothing: a content gap); `bad_checksum` makes the segment only a `C`, as
         Zeek drops it (pass it only when checksums are validated)."""
         st, rst = self.state, self.r_state
-        ctl = seg.flags & _CTL
+        ctl = i64(seg.flags) & _CTL
         if (ctl == ACK and (st == ESTABLISHED or st == CLOSED)
                 and (rst == ESTABLISHED or rst == CLOSED)
                 and self.first_seen == 3 and seg.win and not bad_checksum):
@@ -104,7 +106,7 @@ class ZeekView(ZeekSides):
                 self._flip(False)
         if bad_checksum:
             e.chk += 1
-            self._scaled(e.chk, from_orig != self.flipped, "C")
+            self._scaled(e.chk, from_orig != self.flipped, L_C)
             return
         zorig = e if from_orig else p
         zresp = p if from_orig else e
@@ -137,30 +139,32 @@ class ZeekView(ZeekSides):
         n = _NCTL[flags & 7]                     # update_history
         if n > 1:
             if flags & FIN and flags & RST:
-                self._check(is_orig, H_FIN_RST, "I" if is_orig else "i")
+                self._check(is_orig, H_FIN_RST, L_I if is_orig else L_I + LOWER)
             else:
-                self._check(is_orig, H_MULTI, "Q" if is_orig else "q")
+                self._check(is_orig, H_MULTI, L_Q if is_orig else L_Q + LOWER)
         elif n:
-            # (the letter in its direction's case, chosen here: no call to lower())
+            # (the letter in its direction's case: its code + LOWER from Zeek's responder)
             if flags & SYN:
-                code = ("H" if is_orig else "h") if flags & ACK else ("S" if is_orig else "s")
+                code: i32 = L_H if flags & ACK else L_S
                 mask, last, now = H_SYN, e.hl_syn, rel_seq
                 e.hl_syn = now
             elif flags & FIN:                    # (e.fin_sent below makes it hl_fin)
-                code, mask, last, now = "F" if is_orig else "f", H_FIN, e.hl_fin, rel_seq + paylen
+                code, mask, last, now = L_F, H_FIN, e.hl_fin, rel_seq + paylen
             else:
-                code, mask, last, now = "R" if is_orig else "r", H_RST, e.hl_rst, rel_seq
+                code, mask, last, now = L_R, H_RST, e.hl_rst, rel_seq
                 e.hl_rst = now
+            if not is_orig:
+                code += LOWER
             if self._check(is_orig, mask, code) and now != last:
                 self.add(code)
         elif paylen:
-            self._check(is_orig, H_DATA, "D" if is_orig else "d")
+            self._check(is_orig, H_DATA, L_D if is_orig else L_D + LOWER)
         elif flags & ACK:
-            self._check(is_orig, H_ACK, "A" if is_orig else "a")
+            self._check(is_orig, H_ACK, L_A if is_orig else L_A + LOWER)
 
         if not seg.win and not flags & RST and p.state != CLOSED and e.state != RESET:
             e.win0 += 1                          # update_window
-            self._scaled(e.win0, is_orig, "W")
+            self._scaled(e.win0, is_orig, L_W)
         if flags & FIN:
             e.fin_sent(rel_seq + seg_len, n == 1)
 
@@ -189,7 +193,7 @@ class ZeekView(ZeekSides):
             e.last += d
         elif paylen:
             e.rxmt += 1
-            self._scaled(e.rxmt, is_orig, "T")
+            self._scaled(e.rxmt, is_orig, L_T)
 
         if flags & (SYN | FIN | RST) or e.state == INACTIVE:
             self._machine(e, p, is_orig, flags, paylen)
@@ -213,9 +217,10 @@ class ZeekView(ZeekSides):
         st, rst = self.state, self.r_state               # (no endpoint made for the responder)
         osize = size(self.start32, st, self.prev, self.last, self.ack, self.fin, rst)
         rsize = size(self.r_start32, rst, self.r_prev, self.r_last, self.r_ack, self.r_fin, st)
+        history = self.history
         if self.flipped:
-            return conn_state(rst, st, rsize, osize, self.history), self.history
-        return conn_state(st, rst, osize, rsize, self.history), self.history
+            return conn_state(rst, st, rsize, osize, history), history
+        return conn_state(st, rst, osize, rsize, history), history
 
 
 __all__ = ["ZeekView", "conn_state", "LIKELY_SERVER_PORTS", "STATE_NAMES"]

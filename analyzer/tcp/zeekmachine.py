@@ -8,7 +8,7 @@ letters are described in zeek.py's docstring.
 
 from __future__ import annotations
 
-from typing import Dict, Final, Optional
+from typing import Dict, Final, List, Optional
 
 from analyzer.common.native import i32, mypyc_attr, u8
 from analyzer.decode.segment import SYN, ACK, FIN, RST
@@ -17,11 +17,55 @@ from analyzer.tcp.zeekstate import (CLOSED, ESTABLISHED, INACTIVE, PARTIAL, RESE
 
 _POW10: Final = frozenset(10 ** k for k in range(20))   # ScaledHistoryEntry thresholds, base 10
 
-#: History -> letters -> the history with them at the end (`ZeekMachine.add`), for at most
-#: `_NEXT_MAX` histories (a capture of every kind of odd connection stays bounded; real
-#: traffic has a few hundred).
-_NEXT: Final[Dict[str, Dict[str, str]]] = {}
-_NEXT_MAX: Final = 4096
+#: The history letters, by code (`ZeekMachine.add` takes codes): Zeek's originator's upper
+#: case ones below `LOWER`, its responder's each at its upper case one's code + `LOWER`; `^`.
+L_S: Final = 0
+L_H: Final = 1
+L_A: Final = 2
+L_D: Final = 3
+L_F: Final = 4
+L_R: Final = 5
+L_I: Final = 6
+L_Q: Final = 7
+L_T: Final = 8
+L_W: Final = 9
+L_G: Final = 10
+L_C: Final = 11
+L_FLIP: Final = 12
+LOWER: Final = 16
+_UPPER: Final = "SHADFRIQTWGC^"
+LETTERS: Final = _UPPER.ljust(LOWER, "?") + _UPPER.lower().ljust(LOWER, "?")
+
+#: The histories met so far, as a trie's states (a history's state is its number in
+#: `_HISTORIES`; 0 is the empty one): `_STEPS[state << 5 | code]` is the state of that history
+#: with the letter of `code` at its end, 0 while not met yet (no letter leads back to the empty
+#: history), so that a letter is one list item, not a string made or looked up; `_STATE` finds
+#: a history's state from its text. At most `_STATES_MAX` states (a capture of every kind of
+#: odd connection stays bounded; real traffic has a few hundred); a view whose history has no
+#: state (met once the table was full) keeps its own text (`ZeekRare.history`, `OWN`).
+#: Never emptied: views hold states.
+_HISTORIES: Final[List[str]] = [""]
+_STEPS: Final[List[int]] = [0] * (LOWER * 2)
+_STATE: Final[Dict[str, int]] = {"": 0}
+_STATES_MAX: Final = 4096
+#: `ZeekMachine.hstate` of a view whose history is its own text (`ZeekRare.history`): not a
+#: state.
+OWN: Final = -1
+
+
+def history_state(text: str) -> int:
+    """The state of the history `text`, added to the table if new; `OWN` when the table is
+    full and has no state for it."""
+    state = _STATE.get(text)
+    if state is not None:
+        return state
+    state = len(_HISTORIES)
+    if state >= _STATES_MAX:
+        return OWN
+    _HISTORIES.append(text)
+    _STEPS.extend([0] * (LOWER * 2))
+    _STATE[text] = state
+    return state
 
 
 # History masks (TCP_Endpoint.h HistoryMasks); the responder's are shifted left by 16.
@@ -52,7 +96,7 @@ class ZeekMachine(ZeekEndpoint):
 
     __slots__ = ("seen", "r_start32", "first_seen", "partial", "flipped", "first",
                  "r_state", "r_prev", "r_skip", "r_fin", "r_last", "r_ack", "r_fin_seq",
-                 "r_reassem", "r_trim", "history")
+                 "r_reassem", "r_trim", "hstate")
 
     # The flags and small numbers first and together: 16 bytes in the compiled build.
     seen: i32
@@ -65,6 +109,7 @@ class ZeekMachine(ZeekEndpoint):
     r_prev: u8
     r_skip: bool
     r_fin: bool
+    hstate: i32
 
     def __init__(self) -> None:
         """A connection before its first packet."""
@@ -75,7 +120,7 @@ class ZeekMachine(ZeekEndpoint):
         self.r_skip = self.r_fin = False
         self.r_last = self.r_ack = self.r_fin_seq = 0
         self.r_reassem = self.r_trim = 1
-        self.history = ""
+        self.hstate = 0            # the history's state (`_HISTORIES`): empty
         self.partial = False       # TCPSessionAdapter::is_partial
         self.first_seen = 0        # first_packet_seen: 1 = Zeek's orig, 2 = Zeek's resp
         self.first = NO_PACKET     # where the first packet came from (Zeek's orig is chosen)
@@ -132,43 +177,72 @@ class ZeekMachine(ZeekEndpoint):
 
     # -- history -----------------------------------------------------------------------------
 
-    def add(self, letters: str) -> None:
-        """`letters` at the end of the history. Histories repeat from connection to connection
-        ("ShADd", "ShADdFf", ...): the step from one to the next is looked up in `_NEXT`, so
-        connections with the same history so far share one string (50-70 bytes less a
-        connection), and a step seen before makes no string at all."""
-        history = self.history
-        steps = _NEXT.get(history)
-        if steps is not None:
-            known = steps.get(letters)
-            if known is not None:
-                self.history = known
-                return
-        longer = history + letters
-        if steps is None:
-            if len(_NEXT) >= _NEXT_MAX:
-                self.history = longer       # (past the bound: a string of its own)
-                return
-            steps = _NEXT[history] = {}
-        steps[letters] = longer
-        self.history = longer
+    @property
+    def history(self) -> str:
+        """The history so far (its state's text, or the view's own: `OWN`)."""
+        state = self.hstate
+        if state != OWN:
+            return _HISTORIES[state]
+        rare = self.rare
+        assert rare is not None
+        return rare.history
 
-    def _check(self, is_orig: bool, mask: int, letter: str) -> bool:
-        """Conn::CheckHistory: add `letter` (already in the case of its direction: lower from
-        Zeek's responder) the first time; True if it was already seen."""
+    def _set_history(self, text: str) -> None:
+        """The history made `text`: its state, or the view's own text past the table's
+        bound (`ZeekRare.history`)."""
+        state = history_state(text)
+        self.hstate = state
+        if state == OWN:
+            self._rare().history = text
+
+    def add(self, code: i32) -> None:
+        """The letter of `code` (`LETTERS`) at the end of the history: one step in the table
+        of histories (`_STEPS`); the step's first time, or a history past the table's
+        bound, in `_add`."""
+        state = self.hstate
+        if state != OWN:
+            step = _STEPS[(state << 5) | code]
+            if step:
+                self.hstate = step
+                return
+        self._add(code)
+
+    def _add(self, code: i32) -> None:
+        """`add` for a step not in the table yet, or a history of the view's own."""
+        state = self.hstate
+        if state == OWN:
+            rare = self._rare()
+            rare.history += LETTERS[code]
+            return
+        self._set_history(_HISTORIES[state] + LETTERS[code])
+        step = self.hstate
+        if step != OWN:
+            _STEPS[(state << 5) | code] = step
+
+    def _check(self, is_orig: bool, mask: i32, code: i32) -> bool:
+        """Conn::CheckHistory: add the letter of `code` (already in the case of its direction:
+        lower from Zeek's responder) the first time; True if it was already seen. (`add`'s
+        table step inline.)"""
         if not is_orig:
             mask <<= 16
-        if self.seen & mask:
+        seen = self.seen
+        if seen & mask:
             return True
-        self.seen |= mask
-        self.add(letter)
+        self.seen = seen | mask
+        state = self.hstate
+        if state != OWN:
+            step = _STEPS[(state << 5) | code]
+            if step:
+                self.hstate = step
+                return False
+        self._add(code)
         return False
 
-    def _scaled(self, count: int, is_orig: bool, code: str) -> None:
+    def _scaled(self, count: int, is_orig: bool, code: i32) -> None:
         """Conn::ScaledHistoryEntry: the letter at the 1st, 10th, 100th ... occurrence
         (`count` is the endpoint's count including this one)."""
         if count in _POW10:
-            self.add(code if is_orig else code.lower())
+            self.add(code if is_orig else code + LOWER)
 
     def _flip(self, rewrite: bool) -> None:
         """Connection::FlipRoles: swap originator and responder and add `^`; `rewrite` (the
@@ -178,10 +252,10 @@ class ZeekMachine(ZeekEndpoint):
         fs = self.first_seen
         self.first_seen = (2 if fs & 1 else 0) | (1 if fs & 2 else 0)
         if rewrite:
-            self.history = "^" + self.history.swapcase()
+            self._set_history("^" + self.history.swapcase())
             self.seen = (self.seen >> 16) | ((self.seen & 0xFFFF) << 16)
         else:
-            self.add("^")
+            self.add(L_FLIP)
 
     # -- state machine and acknowledgements --------------------------------------------------
 
@@ -252,6 +326,6 @@ class ZeekMachine(ZeekEndpoint):
             if holes and not e.skip and clean(e) and peer_clean:
                 for _ in range(holes):
                     e.gap += 1
-                    self._scaled(e.gap, self.is_zorig(e), "G")
+                    self._scaled(e.gap, self.is_zorig(e), L_G)
             e.reassem = max(seq, pos)
         e.trim = seq

@@ -14,10 +14,11 @@ packet.
 """
 from __future__ import annotations
 
-from analyzer.common.native import mypyc_attr
-from analyzer.decode.segment import Segment, seq_diff
-from analyzer.tcp.zeekmachine import (FROM_ORIG, H_ACK, H_DATA, H_FIN, H_SYN, SEQ_MASK,
-                                      TOO_LARGE_SEQ_DELTA, ZeekMachine)
+from analyzer.common.native import i32, i64, mypyc_attr
+from analyzer.decode.segment import Segment
+from analyzer.tcp.zeekmachine import (FROM_ORIG, H_ACK, H_DATA, H_FIN, H_SYN, L_A, L_D, L_F,
+                                      L_H, L_S, L_T, LOWER, SEQ_MASK, TOO_LARGE_SEQ_DELTA,
+                                      ZeekMachine)
 from analyzer.tcp.zeekstate import CLOSED, ESTABLISHED, INACTIVE, SYN_SENT, clean, data_sent
 
 
@@ -37,28 +38,36 @@ class ZeekSides(ZeekMachine):
     def _steady_orig(self, seg: Segment, payload_captured: bool) -> bool:
         """The fast path of a segment from our originator (this object) to our responder."""
         is_orig = not self.flipped
-        estart: int = self.start32               # (an int: i32 arithmetic would be 32-bit)
-        paylen = seg.paylen
+        estart = i64(self.start32)               # (i64: i32 arithmetic would be 32-bit)
+        paylen: i64 = seg.paylen
         rel_ack = self._orig_acks(seg)
         if rel_ack < 0:
             return False
-        bit = (H_DATA if paylen else H_ACK) << (0 if is_orig else 16)
+        bit: i32 = H_DATA if paylen else H_ACK
+        code: i32 = L_D if paylen else L_A
+        if not is_orig:
+            bit <<= 16
+            code += LOWER
         if not self.seen & bit:                  # update_history: the first D or A this way
-            self._check(is_orig, bit if is_orig else bit >> 16,
-                        ("D" if is_orig else "d") if paylen else ("A" if is_orig else "a"))
-        last = self.last
-        rel_seq = seq_diff(seg.seq, last)
+            self._check(is_orig, bit if is_orig else bit >> 16, code)
+        last: i64 = self.last
+        seq: i64 = seg.seq
+        rel_seq = (seq - last) & SEQ_MASK        # seq_diff(seq, last), inline
+        if rel_seq >= 0x80000000:
+            rel_seq -= 0x100000000
         d = rel_seq + paylen                              # update_last_seq
         rel_seq += last - estart
         if d > 0:
             self.last = last + d
         elif paylen:
             self.rxmt += 1
-            self._scaled(self.rxmt, is_orig, "T")
+            self._scaled(self.rxmt, is_orig, L_T)
         if rel_ack > self.r_trim:
             self._resp_ack_received(rel_ack)
         if paylen and payload_captured and rel_seq >= 0 and not self.skip:
-            if rel_seq == self.reassem and self.above is None and rel_seq >= self.trim \
+            rare = self.rare                     # (ZeekEndpoint.above)
+            if rel_seq == self.reassem and (rare is None or rare.above is None) \
+                    and rel_seq >= self.trim \
                     and rel_seq >= self.ack - estart:
                 self.reassem += paylen
             else:
@@ -68,17 +77,23 @@ class ZeekSides(ZeekMachine):
     def _steady_resp(self, seg: Segment, payload_captured: bool) -> bool:
         """The fast path of a segment from our responder (the `r_` fields) to our originator."""
         is_orig = self.flipped
-        estart: int = self.r_start32
-        paylen = seg.paylen
+        estart = i64(self.r_start32)
+        paylen: i64 = seg.paylen
         rel_ack = self._resp_acks(seg)
         if rel_ack < 0:
             return False
-        bit = (H_DATA if paylen else H_ACK) << (0 if is_orig else 16)
+        bit: i32 = H_DATA if paylen else H_ACK
+        code: i32 = L_D if paylen else L_A
+        if not is_orig:
+            bit <<= 16
+            code += LOWER
         if not self.seen & bit:
-            self._check(is_orig, bit if is_orig else bit >> 16,
-                        ("D" if is_orig else "d") if paylen else ("A" if is_orig else "a"))
-        last = self.r_last
-        rel_seq = seq_diff(seg.seq, last)
+            self._check(is_orig, bit if is_orig else bit >> 16, code)
+        last: i64 = self.r_last
+        seq: i64 = seg.seq
+        rel_seq = (seq - last) & SEQ_MASK
+        if rel_seq >= 0x80000000:
+            rel_seq -= 0x100000000
         d = rel_seq + paylen
         rel_seq += last - estart
         if d > 0:
@@ -86,7 +101,7 @@ class ZeekSides(ZeekMachine):
         elif paylen:
             r = self.resp()
             r.rxmt += 1
-            self._scaled(r.rxmt, is_orig, "T")
+            self._scaled(r.rxmt, is_orig, L_T)
             self.keep(r)
         if rel_ack > self.trim:
             self._orig_ack_received(rel_ack)
@@ -112,15 +127,18 @@ class ZeekSides(ZeekMachine):
     def _fin_orig(self, seg: Segment, payload_captured: bool) -> bool:
         """A FIN from our originator (this object) to our responder."""
         is_orig = not self.flipped
-        estart: int = self.start32
-        paylen = seg.paylen
+        estart = i64(self.start32)
+        paylen: i64 = seg.paylen
         rel_ack = self._orig_acks(seg)
         if rel_ack < 0:
             return False
-        last = self.last
-        rel = seq_diff(seg.seq, last)
+        last: i64 = self.last
+        seq: i64 = seg.seq
+        rel = (seq - last) & SEQ_MASK            # seq_diff(seq, last), inline
+        if rel >= 0x80000000:
+            rel -= 0x100000000
         rel_seq = last + rel - estart
-        code = "F" if is_orig else "f"
+        code: i32 = L_F if is_orig else L_F + LOWER
         if self._check(is_orig, H_FIN, code) and rel_seq + paylen != self.hl_fin:
             self.add(code)
         self.fin_sent(rel_seq + paylen + 1, True)
@@ -129,7 +147,7 @@ class ZeekSides(ZeekMachine):
             self.last = last + d
         elif paylen:
             self.rxmt += 1
-            self._scaled(self.rxmt, is_orig, "T")
+            self._scaled(self.rxmt, is_orig, L_T)
         self.prev, self.state = ESTABLISHED, CLOSED
         if rel_ack > self.r_trim:
             self._resp_ack_received(rel_ack)
@@ -140,13 +158,16 @@ class ZeekSides(ZeekMachine):
     def _fin_resp(self, seg: Segment, payload_captured: bool) -> bool:
         """A FIN from our responder (the `r_` fields) to our originator."""
         is_orig = self.flipped
-        estart: int = self.r_start32
-        paylen = seg.paylen
+        estart = i64(self.r_start32)
+        paylen: i64 = seg.paylen
         rel_ack = self._resp_acks(seg)
         if rel_ack < 0:
             return False
-        last = self.r_last
-        rel = seq_diff(seg.seq, last)
+        last: i64 = self.r_last
+        seq: i64 = seg.seq
+        rel = (seq - last) & SEQ_MASK
+        if rel >= 0x80000000:
+            rel -= 0x100000000
         rel_seq = last + rel - estart
         rare = self.rare
         rr = None if rare is None else rare.resp
@@ -154,7 +175,7 @@ class ZeekSides(ZeekMachine):
             hl = rr.hl_fin
         else:
             hl = self.r_fin_seq - 1 if self.r_fin else 0
-        code = "F" if is_orig else "f"
+        code: i32 = L_F if is_orig else L_F + LOWER
         if self._check(is_orig, H_FIN, code) and rel_seq + paylen != hl:
             self.add(code)
         if rr is not None:                               # (ZeekEndpoint.fin_sent, pure)
@@ -167,7 +188,7 @@ class ZeekSides(ZeekMachine):
         elif paylen:
             r = self.resp()
             r.rxmt += 1
-            self._scaled(r.rxmt, is_orig, "T")
+            self._scaled(r.rxmt, is_orig, L_T)
             self.keep(r)
         self.r_prev, self.r_state = ESTABLISHED, CLOSED
         if rel_ack > self.trim:
@@ -180,23 +201,29 @@ class ZeekSides(ZeekMachine):
 
     # -- update_ack_seq, once per side -------------------------------------------------------
 
-    def _orig_acks(self, seg: Segment) -> int:
+    def _orig_acks(self, seg: Segment) -> i64:
         """update_ack_seq of a segment from our originator, on our responder's fields: its ACK
         relative to our responder's start, taken when not negative (below the start: nothing
         done, and `_packet` takes the segment)."""
-        pstart: int = self.r_start32             # (an int: i32 arithmetic would be 32-bit)
-        ack, pack = seg.ack, self.r_ack
-        d = seq_diff(ack, pack)
+        pstart = i64(self.r_start32)             # (i64: i32 arithmetic would be 32-bit)
+        ack: i64 = seg.ack
+        pack: i64 = self.r_ack
+        d = (ack - pack) & SEQ_MASK              # seq_diff(ack, pack), inline
+        if d >= 0x80000000:
+            d -= 0x100000000
         rel_ack = pack + d - pstart
         if rel_ack >= 0 and d > 0 and (ack or d <= TOO_LARGE_SEQ_DELTA):
             self.r_ack = pack + d
         return rel_ack
 
-    def _resp_acks(self, seg: Segment) -> int:
+    def _resp_acks(self, seg: Segment) -> i64:
         """`_orig_acks` for a segment from our responder, on our originator's fields."""
-        pstart: int = self.start32
-        ack, pack = seg.ack, self.ack
-        d = seq_diff(ack, pack)
+        pstart = i64(self.start32)
+        ack: i64 = seg.ack
+        pack: i64 = self.ack
+        d = (ack - pack) & SEQ_MASK
+        if d >= 0x80000000:
+            d -= 0x100000000
         rel_ack = pack + d - pstart
         if rel_ack >= 0 and d > 0 and (ack or d <= TOO_LARGE_SEQ_DELTA):
             self.ack = pack + d
@@ -204,7 +231,7 @@ class ZeekSides(ZeekMachine):
 
     # -- AckReceived, once per side ----------------------------------------------------------
 
-    def _resp_ack_received(self, rel_ack: int) -> None:
+    def _resp_ack_received(self, rel_ack: i64) -> None:
         """An ACK from our originator above our responder's trim (`rel_ack`, relative to our
         responder's start), on the fields: the trim moved when no hole is below it (its FIN's
         end caps it), AckReceived in full (`_acked`) otherwise. Our originator is clean here
@@ -220,7 +247,7 @@ class ZeekSides(ZeekMachine):
             self._acked(r, clean(self), rel_ack)
             self.keep(r)
 
-    def _orig_ack_received(self, rel_ack: int) -> None:
+    def _orig_ack_received(self, rel_ack: i64) -> None:
         """`_resp_ack_received` for an ACK from our responder above our originator's trim."""
         top = rel_ack
         if self.fin and top >= self.fin_seq:
@@ -243,19 +270,19 @@ class ZeekSides(ZeekMachine):
         our responder stays INACTIVE and untouched)."""
         self.first = FROM_ORIG
         self.partial = False                     # SetPartialStatus of a SYN
-        seq = seg.seq
-        end = (seq + 1) & SEQ_MASK
-        self.init_seqs(seq, end)
-        last = self.last
-        estart: int = self.start32               # (an int: i32 arithmetic would be 32-bit)
-        rel_seq = last + seq_diff(seq, last & SEQ_MASK) - estart
+        # init_seqs(seq, its end), inline: the start, and the last one past it (the end is
+        # seq + 1 in sequence space: seq_diff(end, seq) == 1)
+        seq: i64 = seg.seq
+        start = seq - 0x100000000 if seq >= 0x80000000 else seq
+        self.start32 = i32(start)                # (in [-2**31, 2**31))
+        self.ack = start
+        self.last = start + 1
+        # update_history: the SYN's sequence number relative to the start is 0 (seq_diff(seq,
+        # start + 1) == -1); update_last_seq moves nothing (the SYN's end is the last already)
         hl = self.hl_syn
-        self.hl_syn = rel_seq
-        if self._check(True, H_SYN, "S") and rel_seq != hl:
-            self.add("S")
-        d = seq_diff(end, self.last & SEQ_MASK)      # update_last_seq
-        if -TOO_LARGE_SEQ_DELTA <= d <= TOO_LARGE_SEQ_DELTA and d > 0:
-            self.last += d
+        self.hl_syn = 0
+        if self._check(True, H_SYN, L_S) and hl != 0:
+            self.add(L_S)
         self.set_state(SYN_SENT)                 # UpdateInactiveState
         self.first_seen |= 1
 
@@ -263,35 +290,35 @@ class ZeekSides(ZeekMachine):
         """Our responder's SYN-ACK (its endpoint INACTIVE, the `r_` fields) to our originator's
         SYN (SYN_SENT, this object, not flipped); False (nothing done) when its SYN's letter
         would need a `ZeekRare` the view does not have yet, which `_packet` then takes."""
-        seq, ack = seg.seq, seg.ack
-        end = (seq + 1) & SEQ_MASK
+        seq: i64 = seg.seq
+        ack: i64 = seg.ack
         start = seq - 0x100000000 if seq >= 0x80000000 else seq      # init_seqs
-        last = start + seq_diff(end, seq)
-        rel_seq = last + seq_diff(seq, last & SEQ_MASK) - start
+        last = start + 1                         # (seq_diff(end, seq) == 1)
+        rel_seq: i64 = 0                         # (seq_diff(seq, last) == -1: the start)
         rare = self.rare
         rr = None if rare is None else rare.resp
         if rr is None and rel_seq != 0:
             return False
-        self.r_start32 = start
+        self.r_start32 = i32(start)              # (in [-2**31, 2**31))
         self.r_ack = start
         self.r_last = last
         hl = 0
         if rr is not None:                       # (its hl_syn)
             hl = rr.hl_syn
             rr.hl_syn = rel_seq
-        if self._check(False, H_SYN, "h") and rel_seq != hl:
-            self.add("h")
-        pack: int = self.ack                     # update_ack_seq on our originator
-        pstart: int = self.start32               # (an int: i32 arithmetic would be 32-bit)
-        d = seq_diff(ack, pack & SEQ_MASK)
+        if self._check(False, H_SYN, L_H + LOWER) and rel_seq != hl:
+            self.add(L_H + LOWER)
+        pack: i64 = self.ack                     # update_ack_seq on our originator
+        pstart = i64(self.start32)               # (i64: i32 arithmetic would be 32-bit)
+        d = (ack - pack) & SEQ_MASK
+        if d >= 0x80000000:
+            d -= 0x100000000
         rel_ack = pack + d - pstart
         if rel_ack < 0:
             rel_ack = 0
         elif d > 0 and (ack or d <= TOO_LARGE_SEQ_DELTA):
             self.ack = pack + d
-        d = seq_diff(end, last & SEQ_MASK)           # update_last_seq
-        if -TOO_LARGE_SEQ_DELTA <= d <= TOO_LARGE_SEQ_DELTA and d > 0:
-            self.r_last = last + d
+        # update_last_seq moves nothing: the SYN's end is the last already
         self.set_state(ESTABLISHED)              # UpdateInactiveState: both established
         self.r_prev, self.r_state = INACTIVE, ESTABLISHED
         self._acked(self, True, rel_ack)

@@ -63,10 +63,11 @@ class ZeekRare:
     (`hl_fin_kept`), the counts of the scaled letters (T, W, G, C) and received ranges beyond
     a hole; made on the first of them. A Zeek view's (its originator's endpoint's) also holds
     its responder's, `resp` (zeekmachine.py), and is made blank for them when only the
-    responder has some: a blank one reads as none."""
+    responder has some: a blank one reads as none; and the view's history when the table of
+    histories has no state for it (zeekmachine.py `OWN`; otherwise empty)."""
 
     __slots__ = ("hl_fin_kept", "hl_syn", "hl_rst", "hl_fin", "rxmt", "win0", "gap", "chk",
-                 "above", "resp")
+                 "above", "resp", "history")
 
     hl_fin_kept: bool
 
@@ -76,6 +77,7 @@ class ZeekRare:
         self.rxmt = self.win0 = self.gap = self.chk = 0
         self.above: Optional[List[List[int]]] = None
         self.resp: Optional[ZeekRare] = None
+        self.history = ""
 
 
 @mypyc_attr(acyclic=True)
