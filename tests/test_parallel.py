@@ -280,19 +280,26 @@ def test_the_c_skipper_places_every_hash_value_as_shard_at_does():
     """decode/_skip.c's fold of the 4-tuple and its remainders (modulo the prime, then the
     shard count) agree with decode/shard.py's for every value of the fold modulo the prime
     (source port 0 to 65535 over IPv4, the other end zero), every shard reached, for shard
-    counts small, large, powers of two and not, past the prime and past 32 bits."""
+    counts small, large, powers of two and not, past the prime and past 32 bits; raw IP, and
+    Ethernet with no VLAN tag and with one (the skipper's own path for those, by whole words)."""
     assert _skip is not None
     ip = bytearray(tcp_packet("10.0.0.0", "10.1.0.0", 1, 0, SYN, 1))
     ip[14:16] = b"\0\0"                         # the low 16 bits of the source address
+    ether = bytes(12) + b"\x08\x00"
+    vlan = bytes(12) + b"\x81\x00\x00\x07\x08\x00"
     for count in (1, 2, 3, 4, 5, 7, 8, 100, 255, 256, 4099, 8190, 65520, 65521, 65536, 70000,
                   1 << 40):
-        got, want = [], []
+        got, want, eth, tag = [], [], [], []
         for port in range(65536):
             ip[20:22] = port.to_bytes(2, "big")
             f = bytes(ip)
             got.append(_skip.part(101, f, 0, len(f), count))
             want.append(shard_at(101, f, 0, len(f), count))
-        assert got == want and len(set(want)) == min(count, 65521), count
+            f = ether + f
+            eth.append(_skip.part(1, f, 0, len(f), count))
+            f = vlan + f[14:]
+            tag.append(_skip.part(1, f, 0, len(f), count))
+        assert got == want == eth == tag and len(set(want)) == min(count, 65521), count
 
 
 def _pcap(path: Path, lt: int, records: List[Tuple[int, bytes]], nano: bool, big: bool,

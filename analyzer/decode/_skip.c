@@ -138,33 +138,75 @@ ip_offset(int64_t linktype, const unsigned char *b, int64_t start, int64_t end)
     return -1;
 }
 
+#if WORDS_LE
+/* The 32 bits at `p`, as the machine reads them (little-endian). */
+static inline uint32_t
+ld32(const unsigned char *p)
+{
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+#endif
+
 /* decode/shard.py `_shard`: the shard of the 4-tuple at `b + at`, addresses `alen` long
- * (`mask`: count - 1 when count is a power of two, else 0). */
+ * (`pow2`: whether `count` is a power of two). */
 static inline int64_t
-shard_of(const unsigned char *b, int64_t at, int64_t alen, uint32_t count, uint32_t mask)
+shard_of(const unsigned char *b, int64_t at, int64_t alen, uint32_t count, int pow2)
 {
     const unsigned char *p = b + at + 2 * alen, *q = b + at + alen;
-    uint32_t ports, h, r;
+    uint32_t h, r;
 #if WORDS_LE
-    memcpy(&ports, p, 4);
-    ports = __builtin_bswap32(ports);
+    /* Three words as loaded, bytes s0-s3 (the source address's last four), d0-d3 (the
+     * destination's), p0-p3 (the ports): xor the addresses' last two bytes apart (bits 16-31)
+     * and the ports' halves (bits 0-15), giving bytes p0^p2 p1^p3 s2^d2 s3^d3 (from bit 0 up).
+     * `_shard`'s value is s2^d2 s3^d3 p0^p2 p1^p3 read big-endian: the bytes reversed, then
+     * the halves swapped. */
+    uint32_t a = ld32(q - 4) ^ ld32(p - 4), ports = ld32(p);
+    h = (a & 0xFFFF0000u) | ((ports ^ ports >> 16) & 0xFFFFu);
+    h = __builtin_bswap32(h);
+    h = h << 16 | h >> 16;
 #else
-    ports = be16(p) << 16 | be16(p + 2);
-#endif
     /* (the source address's low 16 bits, then the source port) ^ (the same of the
      * destination): the halves apart. */
-    h = (be16(q - 2) ^ be16(p - 2)) << 16 | ((ports >> 16) ^ (ports & 0xFFFF));
+    h = (be16(q - 2) ^ be16(p - 2)) << 16 | (be16(p) ^ be16(p + 2));
+#endif
     h ^= h >> 15;
     r = h % PRIME;
-    return mask ? r & mask : r % count;
+    return pow2 ? r & (count - 1) : r % count;
 }
 
 /* decode/shard.py `_part`: the shard of the frame `b[start:end]`, or -1. */
-static inline int64_t
+static ALWAYS_INLINE int64_t
 part_of(int64_t linktype, const unsigned char *b, int64_t start, int64_t end, uint32_t count,
-        uint32_t mask)
+        int pow2)
 {
-    int64_t at = ip_offset(linktype, b, start, end), off, t, hl;
+    int64_t at, off, t, hl;
+#if WORDS_LE
+    /* Ethernet and IPv4 first (most frames of most captures), behind one VLAN tag or none: the
+     * frame is long enough for the IPv4 and TCP headers, the Ethernet type is IPv4 and the
+     * first byte 0x45 (one word), not a fragment and TCP (one word). These are the checks of
+     * `ip_offset` and of the IPv4 case below, in another order; every other frame takes the
+     * general path. */
+    if (linktype == 1 && end - start >= 54) {
+        const unsigned char *f = b + start, *ip = f + 14;
+        uint32_t w = ld32(f + 12);
+        if ((w & 0xFFFF) == 0x0081 && end - start >= 58) {        /* 0x8100, as loaded */
+            w = ld32(f + 16);
+            ip = f + 18;
+        }
+        if ((w & 0xFFFFFF) == 0x450008 && (ld32(ip + 6) & 0xFF00FF3Fu) == 0x06000000u) {
+            int64_t tot = be16(ip + 2);
+            off = ip - b;
+            t = off + 20;
+            hl = (int64_t)b[t + 12] >> 2 & 0x3C;
+            if (20 <= hl && hl <= tot - 20 && end >= t + hl)
+                return shard_of(b, off + 12, 4, count, pow2);
+            return -1;
+        }
+    }
+#endif
+    at = ip_offset(linktype, b, start, end);
     if (at < 0)
         return -1;
     off = at >> 1;
@@ -174,7 +216,7 @@ part_of(int64_t linktype, const unsigned char *b, int64_t start, int64_t end, ui
             t = off + 40;
             hl = (int64_t)b[t + 12] >> 2 & 0x3C;
             if (b[off] >> 4 == 6 && b[off + 6] == 6 && 20 <= hl && hl <= plen && end >= t + hl)
-                return shard_of(b, off + 8, 16, count, mask);
+                return shard_of(b, off + 8, 16, count, pow2);
         }
         return -1;
     }
@@ -184,7 +226,7 @@ part_of(int64_t linktype, const unsigned char *b, int64_t start, int64_t end, ui
         hl = (int64_t)b[t + 12] >> 2 & 0x3C;
         if (b[off] == 0x45 && b[off + 9] == 6 && !(be16(b + off + 6) & 0x3FFF)
                 && 20 <= hl && hl <= tot - 20 && end >= t + hl)
-            return shard_of(b, off + 12, 4, count, mask);
+            return shard_of(b, off + 12, 4, count, pow2);
     }
     return -1;
 }
@@ -209,42 +251,40 @@ typedef struct {
     int more;
 } Scan;
 
-/* `run`'s loop over `b[pos:size]` up to `until` (module comment), into `out`; `le` and
- * `linktype` are constants where it is called, so each byte order and Ethernet have a loop
- * of their own. */
+/* `run`'s loop over `b[pos:size]` up to `until` (module comment), into `out`; `le`,
+ * `linktype` and `pow2` (whether `count` is a power of two) are constants where it is called,
+ * so each byte order and Ethernet have a loop of their own, and little-endian Ethernet one for
+ * each kind of `count`. */
 static ALWAYS_INLINE void
 scan(Scan *s, const unsigned char *b, int64_t size, int64_t until, unsigned char *out,
-     const int le, const int64_t linktype, const Skipper *self)
+     const int le, const int64_t linktype, const int pow2, const Skipper *self)
 {
-    int64_t pos = s->pos, n = s->n, used = s->used, frames = s->frames, prev = s->prev;
+    int64_t pos = s->pos, n = s->n, used = s->used, frames = s->frames;
+    /* No record before the first of the capture: none is earlier than it. */
+    int64_t prev = frames ? s->prev : INT64_MIN;
     int64_t back = s->back, lo = s->lo, hi = s->hi, kept_sec = -1;
     const int64_t limit = self->limit, mine = self->mine, frac_ns = self->frac_ns;
     const uint32_t count = (uint32_t)self->count;
-    const uint32_t mask = (count & (count - 1)) ? 0 : count - 1;
-    int more = 0;
-    while (1) {
+    /* Below `lim`, both `until` and a whole header ahead. */
+    const int64_t lim = until < size - 15 ? until : size - 15;
+    while (pos < lim) {
         int64_t sec, frac, caplen, end, ts, part;
-        if (pos >= until) {
-            more = pos + 16 <= size;     /* stopped by `span` only */
-            break;
-        }
-        if (pos + 16 > size)
-            break;
         sec = u32(b + pos, le);
         frac = u32(b + pos + 4, le);
         caplen = u32(b + pos + 8, le);
         end = pos + 16 + caplen;
-        if (caplen == 0 || caplen > limit || end > size)
+        /* caplen == 0 or caplen > limit (0 <= limit < 2**32), or past the buffer. */
+        if ((uint64_t)(caplen - 1) >= (uint64_t)limit || end > size)
             break;
         /* 0 <= sec < 2**32, frac < 2**32, frac_ns <= 1000: below 2**63. */
         ts = sec * 1000000000LL + frac * frac_ns;
         frames += 1;
         n += 1;
-        back += ts < prev && frames > 1;
+        back += ts < prev;
         prev = ts;
         lo = ts < lo ? ts : lo;
         hi = ts > hi ? ts : hi;
-        part = part_of(linktype, b, pos + 16, end, count, mask);
+        part = part_of(linktype, b, pos + 16, end, count, pow2);
         if (part < 0 || part == mine || !(frames & 0xFFFF)) {
             uint32_t x = (uint32_t)(n | (part + 2) << 17 | (int64_t)(sec == kept_sec) << 31);
             uint32_t p32 = (uint32_t)pos;
@@ -262,6 +302,9 @@ scan(Scan *s, const unsigned char *b, int64_t size, int64_t until, unsigned char
         }
         pos = end;
     }
+    int more = pos >= until && pos + 16 <= size;     /* stopped by `span` only */
+    if (!frames)
+        prev = s->prev;
     s->pos = pos; s->n = n; s->used = used; s->frames = frames; s->prev = prev;
     s->back = back; s->lo = lo; s->hi = hi; s->more = more;
 }
@@ -304,16 +347,19 @@ Skipper_run(Skipper *self, PyObject *const *args, Py_ssize_t nargs)
     s.back = 0; s.lo = self->lo; s.hi = self->hi; s.more = 0;
     /* An offset that would not fit in 32 bits: everything is left to the cursor. */
     if (size <= 0xFFFFFFFFLL) {
+        int pow2 = !(self->count & (self->count - 1));
         if (self->linktype == 1) {
-            if (self->le)
-                scan(&s, b, size, until, out, 1, 1, self);
+            if (self->le && pow2)
+                scan(&s, b, size, until, out, 1, 1, 1, self);
+            else if (self->le)
+                scan(&s, b, size, until, out, 1, 1, 0, self);
             else
-                scan(&s, b, size, until, out, 0, 1, self);
+                scan(&s, b, size, until, out, 0, 1, pow2, self);
         }
         else if (self->le)
-            scan(&s, b, size, until, out, 1, self->linktype, self);
+            scan(&s, b, size, until, out, 1, self->linktype, pow2, self);
         else
-            scan(&s, b, size, until, out, 0, self->linktype, self);
+            scan(&s, b, size, until, out, 0, self->linktype, pow2, self);
     }
     if (_PyBytes_Resize(&kept, s.used) < 0)
         return NULL;
@@ -429,7 +475,7 @@ part(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         count = 65536;
     return PyLong_FromLongLong(
         part_of(linktype, (const unsigned char *)PyBytes_AS_STRING(buf), start, end,
-                (uint32_t)count, (count & (count - 1)) ? 0 : (uint32_t)(count - 1)));
+                (uint32_t)count, !(count & (count - 1))));
 }
 
 static PyMethodDef module_methods[] = {
