@@ -17,6 +17,13 @@ from analyzer.tcp.seqanalysis import ZERO_WINDOW_STALL_NS
 from analyzer.decode.segment import seq_diff, seq_lt
 from analyzer.tcp.states import STATE_NAME, Input, State, step
 
+try:                # the compiled build's C join (setup.py); the pure build's is Python
+    from analyzer.common._join import concat
+except ImportError:
+    from analyzer.common.join import concat
+#: `"".join` of str pieces, in C when compiled (as a constant: called without looking it up)
+_concat: Final = concat
+
 #: Handshake outcomes.
 HANDSHAKES: Final = {
     "complete": "The three-way handshake completed: SYN, SYN-ACK, and the ACK of the SYN-ACK "
@@ -140,9 +147,9 @@ def finalize(c: Connection, now: int, msl_ns: int) -> ConnResult:
                 lingering.append(make_lingering(SIDES[i], "TIME_WAIT", e.since, elapsed,
                                            two_msl - elapsed))
                 if not c.repeat("TIME_WAIT_AT_END"):     # ("%.1f"-like text, no float)
-                    c.note_at("TIME_WAIT_AT_END", now, c.last_frame, i, "".join([
+                    c.note_at("TIME_WAIT_AT_END", now, c.last_frame, i, _concat(
                         SIDES[i], " in TIME_WAIT for ", tenths(elapsed), " s, ",
-                        tenths(two_msl - elapsed), " s of ", whole_seconds(two_msl), " s left"]))
+                        tenths(two_msl - elapsed), " s of ", whole_seconds(two_msl), " s left"))
         elif state is State.CLOSE_WAIT:
             elapsed = now - e.close_wait_since
             lingering.append(make_lingering(SIDES[i], "CLOSE_WAIT", e.close_wait_since, elapsed,

@@ -98,7 +98,7 @@ def _line(r: ConnResult, numbered: bool) -> str:
     orig = _orig(r.orig_raw[0])
     o1, o2, o3 = _digits(r.orig_raw[1])
     resp = _resp(r.resp_raw[0], r.resp_raw[1])
-    start = '}, "tunnel": %s, "start": ' % dumps(r.tunnel_layers()) if r.tunnel \
+    start = '}, "tunnel": %s, "start": ' % dumps(r.tunnel_layers()) if len(r.tunnel) \
         else '}, "start": '
     s1, s2, s3 = seconds_parts(r.start)
     e1, e2, e3 = seconds_parts(r.end)

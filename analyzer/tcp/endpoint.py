@@ -391,19 +391,23 @@ class ConnectionCore(WithRare):
     def repeat(self, code: str) -> bool:
         """Count one more occurrence of a finding already noted; False if it is new (the
         caller then builds its message once: per-packet findings stay cheap)."""
-        f = self.findings.get(code)
+        findings = self.findings
+        if not findings:                    # (most connections: no lookup in an empty dict)
+            return False
+        f = findings.get(code)
         if f is None:
             return False
         f.count += 1
         return True
 
     def note_at(self, code: str, ts: int, frame: int, side: Optional[int], message: str) -> None:
-        f = self.findings.get(code)
+        findings = self.findings
+        f = findings.get(code) if findings else None
         if f is None:
-            if self.findings is NO_FINDINGS:
-                self.findings = {}
-            self.findings[code] = Finding(code, ts, frame,
-                                          None if side is None else SIDES[side], message)
+            if findings is NO_FINDINGS:
+                findings = self.findings = {}
+            findings[code] = Finding(code, ts, frame, None if side is None else SIDES[side],
+                                     message)
         else:
             f.count += 1
 

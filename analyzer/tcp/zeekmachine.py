@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Dict, Final, List, Optional
 
-from analyzer.common.native import i32, mypyc_attr, u8
+from analyzer.common.native import i32, i64, mypyc_attr, u8
 from analyzer.decode.segment import SYN, ACK, FIN, RST
 from analyzer.tcp.zeekstate import (CLOSED, ESTABLISHED, INACTIVE, PARTIAL, RESET, SYN_ACK_SENT,
                                     SYN_SENT, ZeekEndpoint, clean)
@@ -231,7 +231,7 @@ class ZeekMachine(ZeekEndpoint):
         self.seen = seen | mask
         state = self.hstate
         if state != OWN:
-            step = _STEPS[(state << 5) | code]
+            step = _STEPS[(i64(state) << 5) | i64(code)]     # (an i64 index: no tagged int)
             if step:
                 self.hstate = step
                 return False

@@ -141,7 +141,11 @@ class ZeekSides(ZeekMachine):
         code: i32 = L_F if is_orig else L_F + LOWER
         if self._check(is_orig, H_FIN, code) and rel_seq + paylen != self.hl_fin:
             self.add(code)
-        self.fin_sent(rel_seq + paylen + 1, True)
+        rare = self.rare                                 # (ZeekEndpoint.fin_sent, pure)
+        if rare is not None:
+            rare.hl_fin_kept = False
+        self.fin = True
+        self.fin_seq = rel_seq + paylen + 1
         d = rel + paylen + 1                              # update_last_seq
         if last & SEQ_MASK == (estart + 1) & SEQ_MASK or d > 0:
             self.last = last + d
