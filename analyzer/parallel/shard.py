@@ -158,7 +158,7 @@ def run_shard(paths: Sequence[str], settings: Settings, index: int, count: int,
                      shard=Shard(index, count, starts, notes), tally=tally)
     sender.finish()
     mark(report.capture.packets)
-    found = [f for f in report.findings if f.code not in DETECTED]
+    found = report.findings             # (a partial tally's: no floods or scans)
     kept = 0 if store is None else len(store)   # counted in the parent as not kept there
     counts = tally_state(tally, sender.dropped + kept) if work is not None else None
     # (the counts, plain values only, with marshal: a fraction of pickle's time both ways)
@@ -208,10 +208,6 @@ def lines_message(keys: List[int], ends: List[int], pieces: List[bytes]) -> byte
     ints = "=%dq" % len(keys)
     return b"".join([b"L", LINES_HEAD.pack(len(keys)), struct.pack(ints, *keys),
                      struct.pack(ints, *ends)] + pieces)
-
-
-#: The capture-wide findings the parent makes from every shard's results.
-DETECTED = frozenset({"HALF_OPEN_FLOOD", "PORT_SCAN"})
 
 
 def tally_state(tally: Tally, dropped: int) -> tuple:
