@@ -148,6 +148,7 @@ def test_codes_are_the_members_positions():
     assert all(INPUT_CODE[inp] == i for i, inp in enumerate(Input))
     assert STATE_NAME == tuple(s.value for s in State)
     assert ILLEGAL not in STATE_CODE.values()
+    assert states.N_INPUTS == 16        # endpoint.pending_entry keeps an input in 4 bits
 
 
 def test_next_state_is_the_table_by_code():

@@ -107,11 +107,10 @@ def _close(c: Connection, handshake: str) -> Tuple[Optional[str], Optional[str],
         return None, None, (SIDES[c.rst[0]] if c.rst is not None else None)
     rst = c.rst
     reset_by = SIDES[rst[0]] if rst is not None else None
-    fins = c.fins
-    if c.self_connect and fins:
+    first, second = c.fin_a, c.fin_b        # (`fins` without its tuple; -1: none)
+    if c.self_connect and first >= 0:
         return "simultaneous", "both", reset_by      # its own FIN crossed itself
-    if len(fins) >= 2:
-        first, second = fins[0], fins[1]
+    if second >= 0:
         # Which came first is frame order (timestamps may run backwards).
         if rst is not None and (rst[2] < fin_frame(second) or c.rst_discards):
             return "reset", SIDES[fin_side(first)], reset_by
@@ -122,10 +121,10 @@ def _close(c: Connection, handshake: str) -> Tuple[Optional[str], Optional[str],
             return "three_segment", SIDES[fin_side(first)], reset_by
         return "four_way", SIDES[fin_side(first)], reset_by
     if rst is not None:
-        by_fin = fins and fin_frame(fins[0]) <= rst[2]
-        return "reset", SIDES[fin_side(fins[0])] if by_fin else SIDES[rst[0]], reset_by
-    if fins:
-        return "half_closed", SIDES[fin_side(fins[0])], reset_by
+        by_fin = first >= 0 and fin_frame(first) <= rst[2]
+        return "reset", SIDES[fin_side(first)] if by_fin else SIDES[rst[0]], reset_by
+    if first >= 0:
+        return "half_closed", SIDES[fin_side(first)], reset_by
     return "open", None, reset_by
 
 
@@ -133,7 +132,7 @@ def finalize(c: Connection, now: int, msl_ns: int) -> ConnResult:
     """The verdicts for a connection as of capture time `now` (ns)."""
     c.settle()
     now = max(now, c.last_ts)
-    two_msl = 2 * msl_ns
+    two_msl = msl_ns + msl_ns       # (compiled: a product past 2**31 takes the slow multiply)
     lingering: List[Lingering] = []
     final = []
     fin_unanswered = False

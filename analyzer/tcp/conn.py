@@ -27,7 +27,7 @@ from typing import Final
 from analyzer.common.native import mypyc_attr
 from analyzer.decode.segment import ACK, FIN, RST, SYN, Segment, describe, seq_le, seq_lt
 from analyzer.tcp import control, ignored, oddities
-from analyzer.tcp.endpoint import ACKED_BY, SIDES, ConnectionCore
+from analyzer.tcp.endpoint import ACKED_BY, SIDES, ConnectionCore, pending_end, pending_input
 from analyzer.tcp.oddities import CLASSIC
 from analyzer.tcp.seqanalysis import acks_unseen_fin, analyze_segment, rel
 from analyzer.tcp.states import (CLOSE_WAIT, CLOSED, ESTABLISHED, LAST_ACK, LISTEN, RECV_ACK,
@@ -232,26 +232,28 @@ class Connection(ConnectionCore):
                 self.move(1 - s, RECV_ACK, seg)
         if flags & SYN:
             inp = RECV_SYN_ACK if flags & ACK else RECV_SYN
-            self.hold(y, inp, (seg.seq + 1) & 0xFFFFFFFF, seg.ts)
+            self.hold(y, inp, (seg.seq + 1) & 0xFFFFFFFF)
         if flags & FIN and x.fin_seq >= 0:       # on_fin set it
-            self.hold(y, RECV_FIN, (x.fin_seq + 1) & 0xFFFFFFFF, seg.ts)
+            self.hold(y, RECV_FIN, (x.fin_seq + 1) & 0xFFFFFFFF)
 
     def _deliver(self, s: int, seg: Segment) -> None:
         x = self.endpoint(s)
         pending = x.pending
         if len(pending) == 1:               # the commonest: one input, acknowledged or not
-            inp, end, _ = pending[0]
-            if seq_le(end, seg.ack):
+            p = pending[0]
+            if seq_le(pending_end(p), seg.ack):
+                inp = pending_input(p)
                 if inp == RECV_SYN_ACK:
                     x.syn_acked = True
                 self.move(s, inp, seg)
                 x.pending = ()
             return
         keep = []
-        for inp, end, ts in pending:
-            if not seq_le(end, seg.ack):
-                keep.append((inp, end, ts))
+        for p in pending:
+            if not seq_le(pending_end(p), seg.ack):
+                keep.append(p)
                 continue
+            inp = pending_input(p)
             if inp == RECV_SYN_ACK:
                 x.syn_acked = True
             self.move(s, inp, seg)

@@ -83,7 +83,7 @@ def on_syn(c: ConnectionCore, s: int, seg: Segment) -> None:
         elif x.isn < 0:
             rebase(x, seg.seq, end)
             # RFC 7413 §4.2: a Fast Open server may acknowledge the SYN's data as well.
-            if y.isn >= 0 and seg.ack not in isn_acks(y.isn, c.syn_data):
+            if y.isn >= 0 and not acks_isn(seg.ack, y.isn, c.syn_data):
                 c.note("SYNACK_BAD_ACK", seg, s, "SYN-ACK acknowledges %d, expected %d (the "
                        "SYN's ISN %d + 1)" % (rel(y, seg.ack), rel(y, (y.isn + 1) & 0xFFFFFFFF),
                                               y.isn))
@@ -132,7 +132,7 @@ def on_fin(c: ConnectionCore, s: int, seg: Segment) -> None:
         x.fin_ts = seg.ts
         acks_peer = (y.fin_seq >= 0 and bool(seg.flags & ACK)
                      and seq_lt(y.fin_seq, seg.ack))
-        c.fins += (fin_entry(s, seg.num, acks_peer),)
+        c.add_fin(fin_entry(s, seg.num, acks_peer))
     elif fin_seq == x.fin_seq and x.fin_acked and c.rst is None:
         # Sent again after the capture showed its ACK: that ACK never arrived.
         c.move(s, FIN_ACK_LOST, seg)
@@ -259,9 +259,9 @@ def infer_fin(c: ConnectionCore, t: int, seg: Segment) -> None:
     e.next_seq = (fin + 1) & 0xFFFFFFFF
     acks_peer = peer.fin_seq >= 0 and e.last_ack >= 0 and \
         seq_lt(peer.fin_seq, e.last_ack)
-    c.fins += (fin_entry(t, seg.num, acks_peer),)
+    c.add_fin(fin_entry(t, seg.num, acks_peer))
     c.move(t, SEND_FIN, seg)
-    c.hold(peer, RECV_FIN, e.next_seq, seg.ts)
+    c.hold(peer, RECV_FIN, e.next_seq)
 
 
 def _rcv_nxt(x: Endpoint, y: Endpoint) -> int:
@@ -361,7 +361,8 @@ def rebase(e: Endpoint, isn: int, nxt: int) -> None:
         e.analysis.holes = None
 
 
-def isn_acks(isn: int, syn_data: int) -> tuple:
-    """What may acknowledge a SYN: ISN+1, or with TCP Fast Open ISN+1+data (RFC 7413 §4.2)."""
+def acks_isn(ack: int, isn: int, syn_data: int) -> bool:
+    """Whether `ack` may acknowledge a SYN: ISN+1, or with TCP Fast Open ISN+1+data (RFC 7413
+    §4.2). (A test, not a tuple of the two to look `ack` up in: once a SYN-ACK.)"""
     one = (isn + 1) & 0xFFFFFFFF
-    return (one, (one + syn_data) & 0xFFFFFFFF) if syn_data else (one,)
+    return ack == one or (syn_data != 0 and ack == (one + syn_data) & 0xFFFFFFFF)

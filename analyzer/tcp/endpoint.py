@@ -50,6 +50,23 @@ def fin_acks_peer(fin: int) -> bool:
     return bool(fin & 1)
 
 
+def pending_entry(inp: int, end: int) -> int:
+    """One of `Endpoint.pending`: input `inp` (its code: below N_INPUTS, 16) held until the
+    endpoint acknowledges sequence number `end`, as one int (a tuple of the input, the end and
+    a time nothing read was a tuple and two int objects a SYN, SYN-ACK or FIN)."""
+    return (end << 4) | inp
+
+
+def pending_input(p: int) -> int:
+    """The input's code of a `pending_entry`."""
+    return p & 15
+
+
+def pending_end(p: int) -> int:
+    """The sequence number whose acknowledgement delivers a `pending_entry`."""
+    return p >> 4
+
+
 #: `ConnectionCore.fin_acked_by`'s four values, shared: [2 * side + ack came on its FIN].
 #: (Typed Any: the compiled build would make a new tuple of an item typed Tuple[int, bool].)
 ACKED_BY: Final[Tuple[Any, ...]] = ((0, False), (0, True), (1, False), (1, True))
@@ -147,10 +164,10 @@ class Endpoint:
         self.fin_seq = UNSET
         self.fin_ts = 0
         self.fin_acked = False
-        # Received SYN/SYN-ACK/FIN not yet acknowledged by this side: (input's code, end seq,
-        # ts).
-        # A tuple: empty for most of a connection's life, and the empty tuple costs nothing.
-        self.pending: Tuple[Tuple[int, int, int], ...] = ()
+        # Received SYN/SYN-ACK/FIN not yet acknowledged by this side (`pending_entry`: the
+        # input and the sequence number its ACK covers), one of each input at most. A tuple:
+        # empty for most of a connection's life, and the empty tuple costs nothing.
+        self.pending: Tuple[int, ...] = ()
         self.max_win = 0
         self.wscale = -1
         self.pkts = 0
@@ -196,9 +213,13 @@ class Endpoint:
 
     def take_pending(self, inp: int) -> int:
         """Remove input `inp` (its code) from what is pending; how many there were (0 or 1)."""
-        n = sum(1 for p in self.pending if p[0] == inp)
+        pending = self.pending
+        n = 0
+        for p in pending:                   # (a loop, not sum() of a generator: no object)
+            if pending_input(p) == inp:
+                n += 1
         if n:
-            self.pending = tuple(p for p in self.pending if p[0] != inp)
+            self.pending = tuple([p for p in pending if pending_input(p) != inp])
         return n
 
 
@@ -357,6 +378,15 @@ class ConnectionCore(WithRare):
         self.fin_a = fins[0] if len(fins) > 0 else -1
         self.fin_b = fins[1] if len(fins) > 1 else -1
 
+    def add_fin(self, fin: int) -> None:
+        """Note a FIN (`fin_entry`) after those noted: `fins += (fin,)` without the tuples."""
+        if self.fin_a < 0:
+            self.fin_a = fin
+        elif self.fin_b < 0:
+            self.fin_b = fin
+        else:
+            raise ValueError("a connection has two FINs at most, one a side")
+
     def endpoint(self, side: int) -> Endpoint:
         """The endpoint of `side` (0 = orig, 1 = resp)."""
         return self.e0 if side == 0 else self.e1
@@ -440,13 +470,14 @@ class ConnectionCore(WithRare):
         return True
 
     @staticmethod
-    def hold(e: Endpoint, inp: int, end: int, ts: int) -> None:
+    def hold(e: Endpoint, inp: int, end: int) -> None:
+        """Hold input `inp` for `e` until it acknowledges `end` (`pending_entry`)."""
         if not e.pending:                   # (the commonest: nothing pending yet)
-            e.pending = ((inp, end, ts),)
+            e.pending = (pending_entry(inp, end),)
             return
         for i, p in enumerate(e.pending):
-            if p[0] == inp:
-                if p[1] != end and inp == RECV_SYN_ACK:     # a new ISN replaces it
-                    e.pending = e.pending[:i] + ((inp, end, ts),) + e.pending[i + 1:]
+            if pending_input(p) == inp:
+                if pending_end(p) != end and inp == RECV_SYN_ACK:   # a new ISN replaces it
+                    e.pending = e.pending[:i] + (pending_entry(inp, end),) + e.pending[i + 1:]
                 return                      # a retransmission of something already pending
-        e.pending += ((inp, end, ts),)
+        e.pending += (pending_entry(inp, end),)
