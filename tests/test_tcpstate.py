@@ -6,8 +6,10 @@ import itertools
 
 from hypothesis import given, strategies as st
 
-from analyzer.tcp.states import (END_STATES, SYNCHRONIZED, TRANSITIONS, Input, State, state_diagram,
-                               ended, step)
+from analyzer.tcp.states import (END_STATES, ILLEGAL, INPUT_CODE, INPUTS, NEXT, STATE_CODE,
+                                 STATE_NAME, STATES, SYNCHRONIZED, TRANSITIONS, Input, State,
+                                 next_state, state_diagram, ended, step)
+from analyzer.tcp import states
 
 S, I = State, Input
 
@@ -86,13 +88,13 @@ def test_every_state_is_reachable_from_the_two_opens():
 
 def test_end_states_only_leave_by_timeout_or_rst():
     for (state, inp), nxt in TRANSITIONS.items():
-        if state in END_STATES and nxt is not state:
+        if STATE_CODE[state] in END_STATES and nxt is not state:
             assert inp in (I.TIMEOUT_2MSL, I.SEND_SYN, I.SEND_RST, I.RECV_RST, I.FIN_ACK_LOST,
                            I.NEW_INCARNATION), (state, inp, nxt)
 
 
 def test_step_is_the_table_for_every_pair():
-    # (step answers the commonest moves before looking the table up: it must say the same)
+    # (step goes through the flattened table by code: it must say what the table says)
     for state in State:
         for inp in Input:
             assert step(state, inp) == (TRANSITIONS.get((state, inp), state),
@@ -131,4 +133,33 @@ def test_diagram_is_drawn_from_the_table():
 
 def test_ended_is_membership_of_end_states():
     # The flow table asks `ended` after most packets instead of looking END_STATES up.
-    assert [s for s in State if ended(s)] == [s for s in State if s in END_STATES]
+    assert [s for s in State if ended(STATE_CODE[s])] == [S.CLOSED, S.TIME_WAIT]
+    assert [s for s in State if ended(STATE_CODE[s])] == [
+        s for s in State if STATE_CODE[s] in END_STATES]
+
+
+def test_codes_are_the_members_positions():
+    # The replay moves codes: each named code is its member's position, and back.
+    for members in (State, Input):
+        for i, m in enumerate(members):
+            assert getattr(states, m.name) == i, m
+    assert STATES == tuple(State) and INPUTS == tuple(Input)
+    assert all(STATE_CODE[s] == i for i, s in enumerate(State))
+    assert all(INPUT_CODE[inp] == i for i, inp in enumerate(Input))
+    assert STATE_NAME == tuple(s.value for s in State)
+    assert ILLEGAL not in STATE_CODE.values()
+    assert states.N_INPUTS == 16        # endpoint.pending_entry keeps an input in 4 bits
+
+
+def test_next_state_is_the_table_by_code():
+    # Every pair, legal or not, in the flattened table the replay reads.
+    moves = 0
+    for state, inp in itertools.product(State, Input):
+        nxt = next_state(STATE_CODE[state], INPUT_CODE[inp])
+        if (state, inp) in TRANSITIONS:
+            assert STATES[nxt] is TRANSITIONS[(state, inp)], (state, inp)
+            moves += 1
+        else:
+            assert nxt == ILLEGAL, (state, inp)
+    assert moves == len(TRANSITIONS)
+    assert len(NEXT) == len(State) * states.N_INPUTS

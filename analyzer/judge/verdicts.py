@@ -15,7 +15,8 @@ from analyzer.tcp.endpoint import SIDES, Endpoint, fin_acks_peer, fin_frame, fin
 from analyzer.judge.result import ConnResult, Lingering, lingering as make_lingering
 from analyzer.tcp.seqanalysis import ZERO_WINDOW_STALL_NS
 from analyzer.decode.segment import seq_diff, seq_lt
-from analyzer.tcp.states import STATE_NAME, Input, State, step
+from analyzer.tcp.states import (CLOSE_WAIT, FIN_WAIT_2, STATE_NAME, TIME_WAIT, TIMEOUT_2MSL,
+                                 next_state)
 
 try:                # the compiled build's C join (setup.py); the pure build's is Python
     from analyzer.common._join import concat
@@ -106,11 +107,10 @@ def _close(c: Connection, handshake: str) -> Tuple[Optional[str], Optional[str],
         return None, None, (SIDES[c.rst[0]] if c.rst is not None else None)
     rst = c.rst
     reset_by = SIDES[rst[0]] if rst is not None else None
-    fins = c.fins
-    if c.self_connect and fins:
+    first, second = c.fin_a, c.fin_b        # (`fins` without its tuple; -1: none)
+    if c.self_connect and first >= 0:
         return "simultaneous", "both", reset_by      # its own FIN crossed itself
-    if len(fins) >= 2:
-        first, second = fins[0], fins[1]
+    if second >= 0:
         # Which came first is frame order (timestamps may run backwards).
         if rst is not None and (rst[2] < fin_frame(second) or c.rst_discards):
             return "reset", SIDES[fin_side(first)], reset_by
@@ -121,10 +121,10 @@ def _close(c: Connection, handshake: str) -> Tuple[Optional[str], Optional[str],
             return "three_segment", SIDES[fin_side(first)], reset_by
         return "four_way", SIDES[fin_side(first)], reset_by
     if rst is not None:
-        by_fin = fins and fin_frame(fins[0]) <= rst[2]
-        return "reset", SIDES[fin_side(fins[0])] if by_fin else SIDES[rst[0]], reset_by
-    if fins:
-        return "half_closed", SIDES[fin_side(fins[0])], reset_by
+        by_fin = first >= 0 and fin_frame(first) <= rst[2]
+        return "reset", SIDES[fin_side(first)] if by_fin else SIDES[rst[0]], reset_by
+    if first >= 0:
+        return "half_closed", SIDES[fin_side(first)], reset_by
     return "open", None, reset_by
 
 
@@ -132,17 +132,17 @@ def finalize(c: Connection, now: int, msl_ns: int) -> ConnResult:
     """The verdicts for a connection as of capture time `now` (ns)."""
     c.settle()
     now = max(now, c.last_ts)
-    two_msl = 2 * msl_ns
+    two_msl = msl_ns + msl_ns       # (compiled: a product past 2**31 takes the slow multiply)
     lingering: List[Lingering] = []
     final = []
     fin_unanswered = False
     for i in range(2):                      # (a native loop: no tuple, no iterator)
         e = c.e0 if i == 0 else c.e1
         state = e.state
-        if state is State.TIME_WAIT:
+        if state == TIME_WAIT:
             elapsed = now - e.since
             if elapsed >= two_msl:              # 2*MSL ran out before the capture ended
-                state = step(state, Input.TIMEOUT_2MSL)[0]
+                state = next_state(state, TIMEOUT_2MSL)
             else:
                 lingering.append(make_lingering(SIDES[i], "TIME_WAIT", e.since, elapsed,
                                            two_msl - elapsed))
@@ -150,7 +150,7 @@ def finalize(c: Connection, now: int, msl_ns: int) -> ConnResult:
                     c.note_at("TIME_WAIT_AT_END", now, c.last_frame, i, _concat(
                         SIDES[i], " in TIME_WAIT for ", tenths(elapsed), " s, ",
                         tenths(two_msl - elapsed), " s of ", whole_seconds(two_msl), " s left"))
-        elif state is State.CLOSE_WAIT:
+        elif state == CLOSE_WAIT:
             elapsed = now - e.close_wait_since
             lingering.append(make_lingering(SIDES[i], "CLOSE_WAIT", e.close_wait_since, elapsed,
                                             None))
@@ -170,7 +170,7 @@ def finalize(c: Connection, now: int, msl_ns: int) -> ConnResult:
                           "application had not closed the socket since the peer's FIN" % (
                               SIDES[i], elapsed / 1e9, "" if quiet == elapsed else
                               " (last data %.1f s before the end)" % (quiet / 1e9)))
-        elif state is State.FIN_WAIT_2 and now - _last(e.since, c.endpoint(1 - i)) >= CLOSE_WAIT_STUCK_NS:
+        elif state == FIN_WAIT_2 and now - _last(e.since, c.endpoint(1 - i)) >= CLOSE_WAIT_STUCK_NS:
             peer_fin = [fin_frame(f) for f in c.fins if fin_side(f) != i]
             c.note_at("FIN_WAIT_2_LINGERING", now, c.last_frame, i,
                       "%s in FIN_WAIT_2 for %.1f s when the capture ended: its FIN was "

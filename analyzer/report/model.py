@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Dict, Final, List, NamedTuple, Optional, Tuple
 
 from analyzer.common.findings import SEVERITY_RANK, Finding
+from analyzer.common.native import i64
 from analyzer.common.nstime import seconds
 from analyzer.common.version import TOOL_NAME, __version__
 from analyzer.judge.result import ANALYSIS_FIELDS, ConnResult, LadderRow
@@ -25,30 +26,66 @@ EXIT_INTERNAL: Final = 70          # EX_SOFTWARE: a bug, reported in one line
 _WARNING_RANK: Final = SEVERITY_RANK["warning"]
 
 
+class Counts:
+    """Counts by key, read as a dict (`counts()`) whose keys are in the order first counted.
+
+    The results come in long runs of the same handshake, close, lingering state and finding:
+    the current run's key and length are kept aside, its length a machine int, and the dict
+    brought up to date when another key comes or the counts are read. Counting the same key
+    again is then an identity test and an increment, where a dict's get and set, with a new
+    int object for every count past 256, cost about 380 instructions."""
+
+    def __init__(self, counts: Optional[Dict[str, int]] = None) -> None:
+        self._counts: Dict[str, int] = {} if counts is None else counts
+        self._key: Optional[str] = None     # the current run's key (None: no run yet)
+        self._run: i64 = 0                  # its counts not yet in `_counts`
+
+    def add(self, key: str) -> None:
+        """Count `key` once."""
+        if key is self._key:
+            self._run += 1
+            return
+        self._flush()
+        self._key = key
+        self._run = 1
+
+    def _flush(self) -> None:
+        key = self._key
+        if key is not None and self._run:
+            counts = self._counts
+            counts[key] = counts.get(key, 0) + self._run
+            self._run = 0
+
+    def counts(self) -> Dict[str, int]:
+        """Every count, as the dict itself (what is changed in it stays)."""
+        self._flush()
+        return self._counts
+
+
 class Summary:
     """Counters over all connections, updated as each result arrives."""
 
     def __init__(self) -> None:
         self.connections = 0
-        # Plain dicts (not Counter): the compiled build updates them without a method call.
-        self.handshakes: Dict[str, int] = {}
-        self.closes: Dict[str, int] = {}
-        self.resets: Dict[str, int] = {}
-        self.lingering: Dict[str, int] = {}
-        self.severities: Dict[str, int] = {}
-        self.codes: Dict[str, int] = {}
+        # By key (`handshakes`, ..., `codes`: each a dict of the counts).
+        self._handshakes = Counts()
+        self._closes = Counts()
+        self._resets = Counts()
+        self._lingering = Counts()
+        self._severities = Counts()
+        self._codes = Counts()
         self.analysis = [0] * len(ANALYSIS_FIELDS)
         self.syn_retransmissions = 0
         self.attention = 0
 
     def add(self, r: ConnResult) -> None:
         self.connections += 1
-        _bump(self.handshakes, r.handshake)
-        _bump(self.closes, r.close or "none")
+        self._handshakes.add(r.handshake)
+        self._closes.add(r.close or "none")
         if r.reset_by:
-            _bump(self.resets, r.reset_by)
+            self._resets.add(r.reset_by)
         for lg in r.lingering:
-            _bump(self.lingering, lg[1])            # state
+            self._lingering.add(lg[1])              # state
         # (the worst finding found in the same pass over the findings as their counts, not
         # again by `ConnResult.needs_attention`, interpreted code: once every connection)
         worst = -1
@@ -81,8 +118,58 @@ class Summary:
 
     def count(self, f: Finding) -> None:
         """A finding in the severity and code counts."""
-        _bump(self.severities, f.severity)
-        _bump(self.codes, f.code)
+        self._severities.add(f.severity)
+        self._codes.add(f.code)
+
+    # The counts by key, each a dict (set: a shard's, `merge.tally_parts`).
+
+    @property
+    def handshakes(self) -> Dict[str, int]:
+        return self._handshakes.counts()
+
+    @handshakes.setter
+    def handshakes(self, counts: Dict[str, int]) -> None:
+        self._handshakes = Counts(counts)
+
+    @property
+    def closes(self) -> Dict[str, int]:
+        return self._closes.counts()
+
+    @closes.setter
+    def closes(self, counts: Dict[str, int]) -> None:
+        self._closes = Counts(counts)
+
+    @property
+    def resets(self) -> Dict[str, int]:
+        return self._resets.counts()
+
+    @resets.setter
+    def resets(self, counts: Dict[str, int]) -> None:
+        self._resets = Counts(counts)
+
+    @property
+    def lingering(self) -> Dict[str, int]:
+        return self._lingering.counts()
+
+    @lingering.setter
+    def lingering(self, counts: Dict[str, int]) -> None:
+        self._lingering = Counts(counts)
+
+    @property
+    def severities(self) -> Dict[str, int]:
+        return self._severities.counts()
+
+    @severities.setter
+    def severities(self, counts: Dict[str, int]) -> None:
+        self._severities = Counts(counts)
+
+    @property
+    def codes(self) -> Dict[str, int]:
+        return self._codes.counts()
+
+    @codes.setter
+    def codes(self, counts: Dict[str, int]) -> None:
+        self._codes = Counts(counts)
 
     def to_dict(self) -> dict:
         return {
@@ -98,10 +185,6 @@ class Summary:
             "findings_by_code": dict(sorted(self.codes.items())),
             "analysis": dict(zip(ANALYSIS_FIELDS, self.analysis)),
         }
-
-
-def _bump(counts: Dict[str, int], key: str) -> None:
-    counts[key] = counts.get(key, 0) + 1
 
 
 class CaptureSummary(NamedTuple):

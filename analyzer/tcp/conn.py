@@ -27,17 +27,19 @@ from typing import Final
 from analyzer.common.native import mypyc_attr
 from analyzer.decode.segment import ACK, FIN, RST, SYN, Segment, describe, seq_le, seq_lt
 from analyzer.tcp import control, ignored, oddities
-from analyzer.tcp.endpoint import ACKED_BY, SIDES, ConnectionCore
+from analyzer.tcp.endpoint import ACKED_BY, SIDES, ConnectionCore, pending_end, pending_input
 from analyzer.tcp.oddities import CLASSIC
 from analyzer.tcp.seqanalysis import acks_unseen_fin, analyze_segment, rel
-from analyzer.tcp.states import Input, State
+from analyzer.tcp.states import (CLOSE_WAIT, CLOSED, ESTABLISHED, LAST_ACK, LISTEN, RECV_ACK,
+                                 RECV_ACK_OF_FIN, RECV_ACK_OF_SYN, RECV_FIN, RECV_SYN,
+                                 RECV_SYN_ACK, SEND_ACK, STATE_NAME, SYN_RECEIVED, SYN_SENT)
 from analyzer.tcp.zeek import ZeekView
 
 #: The flags that decide what a segment is: a bare ACK or data segment has ACK and none of
 #: the others (`flags & CONTROL == ACK`).
 CONTROL: Final = FIN | SYN | RST | ACK
 #: States before the handshake completed, where data has no place (TFO aside).
-_UNSYNCHRONIZED: Final = frozenset({State.CLOSED, State.LISTEN, State.SYN_SENT, State.SYN_RECEIVED})
+_UNSYNCHRONIZED: Final = frozenset({CLOSED, LISTEN, SYN_SENT, SYN_RECEIVED})
 
 
 @mypyc_attr(acyclic=True)
@@ -89,7 +91,7 @@ class Connection(ConnectionCore):
                 return False
         self._replay(seg, True)
         a, b = self.e0, self.e1
-        self.steady = (a.state is State.ESTABLISHED and b.state is State.ESTABLISHED
+        self.steady = (a.state == ESTABLISHED and b.state == ESTABLISHED
                        and not a.pending and not b.pending and self.rst is None
                        and a.next_seq >= 0 and b.next_seq >= 0
                        and not a.analysis.keepalive_open and not b.analysis.keepalive_open
@@ -141,7 +143,7 @@ class Connection(ConnectionCore):
             x.base_seq = seg.seq if flags & SYN else (seg.seq - 1) & 0xFFFFFFFF
         if y.base_seq < 0 and flags & ACK:
             y.base_seq = (seg.ack - 1) & 0xFFFFFFFF
-        if (flags & (ACK | SYN | RST) == ACK and y.state is State.SYN_RECEIVED
+        if (flags & (ACK | SYN | RST) == ACK and y.state == SYN_RECEIVED
                 and not y.syn_acked and y.isn >= 0 and x is not y
                 and not control.handshake_ack_ok(self, s, seg)):
             # RFC 9293 §3.10.7.4: the receiver drops it (answering RST or ACK): it changes
@@ -172,19 +174,19 @@ class Connection(ConnectionCore):
                 control.infer_fin(self, 1 - s, seg)
             if x.pending:
                 self._deliver(s, seg)
-            elif x.state is State.SYN_SENT and not flags & (SYN | RST):
+            elif x.state == SYN_SENT and not flags & (SYN | RST):
                 control.infer_synack(self, s, seg)
 
         # A responder sending data or FIN must have had its SYN-ACK acknowledged (unless the
         # SYN carried data: a TCP Fast Open server may answer before the handshake ends).
-        if x.state is State.SYN_RECEIVED and not flags & (SYN | RST) and (
+        if x.state == SYN_RECEIVED and not flags & (SYN | RST) and (
                 seg.paylen or flags & FIN) and not self.tfo:
             control.infer_handshake_ack(self, s, seg)
         if seg.paylen and not flags & SYN and x.state in _UNSYNCHRONIZED and not (
-                self.tfo and x.state is State.SYN_RECEIVED) and self.rst is None \
+                self.tfo and x.state == SYN_RECEIVED) and self.rst is None \
                 and not self.est_sides & (1 << s):
             self.note("DATA_BEFORE_HANDSHAKE", seg, s, "%s sent %d bytes while in %s, before "
-                      "the handshake completed" % (SIDES[s], seg.paylen, x.state.value))
+                      "the handshake completed" % (SIDES[s], seg.paylen, STATE_NAME[x.state]))
         if seg.paylen and x.fin_seq >= 0 and \
                 seq_lt(x.fin_seq, (seg.seq + seg.paylen) & 0xFFFFFFFF):
             self.note("DATA_AFTER_FIN", seg, s, "%s sent data up to seq %d after its FIN at seq %d"
@@ -199,10 +201,10 @@ class Connection(ConnectionCore):
         if flags & FIN:
             control.on_fin(self, s, seg)
         if not flags & (SYN | FIN):
-            if not self.move(s, Input.SEND_ACK, seg) and (
-                    seg.paylen or x.state is State.CLOSED) and self.rst is None:
+            if not self.move(s, SEND_ACK, seg) and (
+                    seg.paylen or x.state == CLOSED) and self.rst is None:
                 self.note("SEGMENT_IN_WRONG_STATE", seg, s, "%s sent %s while in %s"
-                          % (SIDES[s], describe(seg), x.state.value))
+                          % (SIDES[s], describe(seg), STATE_NAME[x.state]))
         end = (seg.seq + seg.seglen) & 0xFFFFFFFF
         new_data = seg.paylen > 0 and (x.next_seq < 0 or seq_lt(x.next_seq, end))
         if x.next_seq < 0 or seq_lt(x.next_seq, end):
@@ -212,45 +214,47 @@ class Connection(ConnectionCore):
         if new_data:
             x.last_data_ts = seg.ts
             x.sent_data = True
-        if new_data and x.state in (State.CLOSE_WAIT, State.LAST_ACK) and not self.half_close_data:
+        if new_data and x.state in (CLOSE_WAIT, LAST_ACK) and not self.half_close_data:
             self.half_close_data = True
 
         # 3. What the receiver gets: ACKs now, SYN/FIN when it acknowledges them.
         if flags & ACK and not flags & SYN:
             ack = seg.ack
-            if y.isn >= 0 and not y.syn_acked and y.state is State.SYN_RECEIVED:
+            if y.isn >= 0 and not y.syn_acked and y.state == SYN_RECEIVED:
                 y.syn_acked = True          # acceptable: handshake_ack_ok said so above
-                self.move(1 - s, Input.RECV_ACK_OF_SYN, seg)
+                self.move(1 - s, RECV_ACK_OF_SYN, seg)
             if y.fin_seq >= 0 and not y.fin_acked and seq_lt(y.fin_seq, ack):
                 y.fin_acked = True
                 if self.fin_acked_by is None:
                     self.fin_acked_by = ACKED_BY[2 * s + (1 if flags & FIN else 0)]
-                self.move(1 - s, Input.RECV_ACK_OF_FIN, seg)
+                self.move(1 - s, RECV_ACK_OF_FIN, seg)
             else:
-                self.move(1 - s, Input.RECV_ACK, seg)
+                self.move(1 - s, RECV_ACK, seg)
         if flags & SYN:
-            inp = Input.RECV_SYN_ACK if flags & ACK else Input.RECV_SYN
-            self.hold(y, inp, (seg.seq + 1) & 0xFFFFFFFF, seg.ts)
+            inp = RECV_SYN_ACK if flags & ACK else RECV_SYN
+            self.hold(y, inp, (seg.seq + 1) & 0xFFFFFFFF)
         if flags & FIN and x.fin_seq >= 0:       # on_fin set it
-            self.hold(y, Input.RECV_FIN, (x.fin_seq + 1) & 0xFFFFFFFF, seg.ts)
+            self.hold(y, RECV_FIN, (x.fin_seq + 1) & 0xFFFFFFFF)
 
     def _deliver(self, s: int, seg: Segment) -> None:
         x = self.endpoint(s)
         pending = x.pending
         if len(pending) == 1:               # the commonest: one input, acknowledged or not
-            inp, end, _ = pending[0]
-            if seq_le(end, seg.ack):
-                if inp is Input.RECV_SYN_ACK:
+            p = pending[0]
+            if seq_le(pending_end(p), seg.ack):
+                inp = pending_input(p)
+                if inp == RECV_SYN_ACK:
                     x.syn_acked = True
                 self.move(s, inp, seg)
                 x.pending = ()
             return
         keep = []
-        for inp, end, ts in pending:
-            if not seq_le(end, seg.ack):
-                keep.append((inp, end, ts))
+        for p in pending:
+            if not seq_le(pending_end(p), seg.ack):
+                keep.append(p)
                 continue
-            if inp is Input.RECV_SYN_ACK:
+            inp = pending_input(p)
+            if inp == RECV_SYN_ACK:
                 x.syn_acked = True
             self.move(s, inp, seg)
         x.pending = tuple(keep)

@@ -15,7 +15,10 @@ from analyzer.decode.segment import (ACK, FIN, RST, SYN, UNSET, Segment, describ
                               seq_lt)
 from analyzer.tcp.endpoint import SIDES, ConnectionCore, Endpoint, fin_entry
 from analyzer.tcp.seqanalysis import rel
-from analyzer.tcp.states import Input, State
+from analyzer.tcp.states import (CLOSED, ESTABLISHED, FIN_ACK_LOST, LISTEN, RECV_ACK_OF_SYN,
+                                 RECV_FIN, RECV_RST, RECV_SYN, RECV_SYN_ACK, SEND_FIN, SEND_RST,
+                                 SEND_SYN, SEND_SYN_ACK, STATE_NAME, SYNACK_ACK_LOST, SYN_RECEIVED,
+                                 SYN_SENT)
 
 #: ISNs remembered per side (a flood of SYN-ACKs with random ISNs must not grow memory).
 MAX_ISNS: Final = 16
@@ -27,11 +30,11 @@ def infer_synack(c: ConnectionCore, s: int, seg: Segment) -> None:
     x, y = c.endpoint(s), c.endpoint(1 - s)
     c.note("SYNACK_NOT_CAPTURED", seg, s,
            "%s acknowledged a SYN-ACK that is not in the capture" % SIDES[s])
-    c.move(s, Input.RECV_SYN_ACK, seg)
+    c.move(s, RECV_SYN_ACK, seg)
     x.syn_acked = True
-    if y.isn < 0 and y.state in (State.LISTEN, State.SYN_RECEIVED):
-        for _ in range(y.take_pending(Input.RECV_SYN)):
-            c.move(1 - s, Input.RECV_SYN, seg)
+    if y.isn < 0 and y.state in (LISTEN, SYN_RECEIVED):
+        for _ in range(y.take_pending(RECV_SYN)):
+            c.move(1 - s, RECV_SYN, seg)
         y.isn = (seg.ack - 1) & 0xFFFFFFFF
         if y.base_seq < 0:
             y.base_seq = y.isn
@@ -44,11 +47,11 @@ def infer_handshake_ack(c: ConnectionCore, s: int, seg: Segment) -> None:
     x, y = c.endpoint(s), c.endpoint(1 - s)
     c.note("HANDSHAKE_ACK_NOT_CAPTURED", seg, 1 - s, "%s sent %s in SYN_RECEIVED: the "
            "ACK of its SYN-ACK is not in the capture" % (SIDES[s], describe(seg)))
-    for _ in range(y.take_pending(Input.RECV_SYN_ACK)):
+    for _ in range(y.take_pending(RECV_SYN_ACK)):
         y.syn_acked = True
-        c.move(1 - s, Input.RECV_SYN_ACK, seg)
+        c.move(1 - s, RECV_SYN_ACK, seg)
     x.syn_acked = True
-    c.move(s, Input.RECV_ACK_OF_SYN, seg)
+    c.move(s, RECV_ACK_OF_SYN, seg)
 
 
 def on_syn(c: ConnectionCore, s: int, seg: Segment) -> None:
@@ -65,8 +68,8 @@ def on_syn(c: ConnectionCore, s: int, seg: Segment) -> None:
         if x.offered(seg.seq):
             c.note("SYNACK_RETRANSMITTED", seg, s, "%s sent its SYN-ACK again" % SIDES[s])
         # A SYN-ACK answers the peer's SYN even when its ack number is wrong.
-        for _ in range(x.take_pending(Input.RECV_SYN)):
-            c.move(s, Input.RECV_SYN, seg)
+        for _ in range(x.take_pending(RECV_SYN)):
+            c.move(s, RECV_SYN, seg)
         c.synack_win = seg.win
         end = (seg.seq + 1 + seg.paylen) & 0xFFFFFFFF
         if x.isn >= 0 and seg.seq != x.isn and not x.syn_acked:
@@ -80,19 +83,19 @@ def on_syn(c: ConnectionCore, s: int, seg: Segment) -> None:
         elif x.isn < 0:
             rebase(x, seg.seq, end)
             # RFC 7413 §4.2: a Fast Open server may acknowledge the SYN's data as well.
-            if y.isn >= 0 and seg.ack not in isn_acks(y.isn, c.syn_data):
+            if y.isn >= 0 and not acks_isn(seg.ack, y.isn, c.syn_data):
                 c.note("SYNACK_BAD_ACK", seg, s, "SYN-ACK acknowledges %d, expected %d (the "
                        "SYN's ISN %d + 1)" % (rel(y, seg.ack), rel(y, (y.isn + 1) & 0xFFFFFFFF),
                                               y.isn))
-        if (x.state is State.ESTABLISHED and x.syn_acked and x.offered(seg.seq)
+        if (x.state == ESTABLISHED and x.syn_acked and x.offered(seg.seq)
                 and x.next_seq == (seg.seq + 1) & 0xFFFFFFFF and c.rst is None):
             # Sent again before any data: the ACK of the first one never arrived.
-            c.move(s, Input.SYNACK_ACK_LOST, seg)
+            c.move(s, SYNACK_ACK_LOST, seg)
             x.syn_acked = False
         x.offer(seg.seq, MAX_ISNS)
-        if not c.move(s, Input.SEND_SYN_ACK, seg):
+        if not c.move(s, SEND_SYN_ACK, seg):
             c.note("SEGMENT_IN_WRONG_STATE", seg, s, "%s sent a SYN-ACK while in %s"
-                   % (SIDES[s], x.state.value))
+                   % (SIDES[s], STATE_NAME[x.state]))
         return
     x.syn_count += 1
     x.offer(seg.seq, MAX_ISNS)
@@ -112,9 +115,9 @@ def on_syn(c: ConnectionCore, s: int, seg: Segment) -> None:
     elif seg.seq == x.isn:
         c.note("SYN_RETRANSMITTED", seg, s, "SYN sent again with the same ISN (first "
                "retransmission %.1f s after the SYN)" % ((seg.ts - c.syn_ts) / 1e9))
-    if not c.move(s, Input.SEND_SYN, seg) and c.rst is None:
+    if not c.move(s, SEND_SYN, seg) and c.rst is None:
         c.note("SEGMENT_IN_WRONG_STATE", seg, s, "%s sent a SYN while in %s"
-               % (SIDES[s], x.state.value))
+               % (SIDES[s], STATE_NAME[x.state]))
 
 
 def on_fin(c: ConnectionCore, s: int, seg: Segment) -> None:
@@ -129,14 +132,14 @@ def on_fin(c: ConnectionCore, s: int, seg: Segment) -> None:
         x.fin_ts = seg.ts
         acks_peer = (y.fin_seq >= 0 and bool(seg.flags & ACK)
                      and seq_lt(y.fin_seq, seg.ack))
-        c.fins += (fin_entry(s, seg.num, acks_peer),)
+        c.add_fin(fin_entry(s, seg.num, acks_peer))
     elif fin_seq == x.fin_seq and x.fin_acked and c.rst is None:
         # Sent again after the capture showed its ACK: that ACK never arrived.
-        c.move(s, Input.FIN_ACK_LOST, seg)
+        c.move(s, FIN_ACK_LOST, seg)
         x.fin_acked = False
-    if not c.move(s, Input.SEND_FIN, seg) and c.rst is None:
+    if not c.move(s, SEND_FIN, seg) and c.rst is None:
         c.note("SEGMENT_IN_WRONG_STATE", seg, s, "%s sent a FIN while in %s"
-               % (SIDES[s], x.state.value))
+               % (SIDES[s], STATE_NAME[x.state]))
 
 
 def on_rst(c: ConnectionCore, s: int, seg: Segment) -> None:
@@ -146,31 +149,31 @@ def on_rst(c: ConnectionCore, s: int, seg: Segment) -> None:
     if c.midstream and (seg.seq == y.last_ack >= 0 or (
             seg.seq == 0 and seg.flags & ACK and seg.ack == y.next_seq >= 0)):
         c.reply_rsts += 1   # RFC 9293 §3.10.7.1's answer from CLOSED (verdicts: stray)
-    if c.rst is not None and x.state is State.CLOSED and y.state is State.CLOSED:
+    if c.rst is not None and x.state == CLOSED and y.state == CLOSED:
         return              # already reset: a RST to a closed endpoint changes nothing
-    if x.state is State.SYN_RECEIVED and c.bad_ack >= 0 and seg.seq == c.bad_ack:
+    if x.state == SYN_RECEIVED and c.bad_ack >= 0 and seg.seq == c.bad_ack:
         # RFC 9293 §3.10.7.4: an unacceptable ACK in SYN-RECEIVED is answered by
         # <SEQ=SEG.ACK><CTL=RST>; the sender stays where it is, and the peer, whose numbers
         # are not these, is not reset by it.
         c.note("RST_REPLY", seg, s, "%s answered an unacceptable ACK (ack %d) with RST and "
                "stays in SYN_RECEIVED" % (SIDES[s], rel(x, seg.seq)))
         return
-    if (x.state is State.SYN_SENT and y.last_ack >= 0 and seg.seq == y.last_ack
+    if (x.state == SYN_SENT and y.last_ack >= 0 and seg.seq == y.last_ack
             and (x.isn < 0 or y.last_ack != (x.isn + 1) & 0xFFFFFFFF)):
         # RFC 9293 §3.10.7.3: a SYN-SENT endpoint answers an unacceptable ACK with
         # <SEQ=SEG.ACK><CTL=RST> and stays where it is.
         c.note("RST_REPLY", seg, s, "%s answered an unacceptable ACK (ack %d) with RST"
                % (SIDES[s], rel(x, seg.seq)))
-        if y.state is State.SYN_RECEIVED and x.isn >= 0:
+        if y.state == SYN_RECEIVED and x.isn >= 0:
             # The peer expects ISN+1 (it got the SYN): a RST below that is dropped.
             if not rst_in_window(x, y, seg) or seq_lt(seg.seq, (x.isn + 1) & 0xFFFFFFFF):
                 return
         # Otherwise it resets the peer's stale connection (half-open recovery, RFC 9293
         # Figure 10): a peer modelled in LISTEN stays there, one in SYN_RECEIVED closes.
         y.pending = ()
-        c.move(1 - s, Input.RECV_RST, seg)
+        c.move(1 - s, RECV_RST, seg)
         return
-    if y.state is State.SYN_SENT:
+    if y.state == SYN_SENT:
         # RFC 9293 §3.10.7.3: in SYN-SENT only a RST whose ACK acknowledges the SYN counts
         # (SND.UNA < SEG.ACK =< SND.NXT); one without ACK, or with another ack, is dropped.
         if seg.flags & ACK and y.isn >= 0 and seq_lt(y.isn, seg.ack) and (
@@ -181,7 +184,7 @@ def on_rst(c: ConnectionCore, s: int, seg: Segment) -> None:
                    % (SIDES[s], "has no ACK" if not seg.flags & ACK else
                       "acknowledges %d, not the SYN" % rel(y, seg.ack)))
         return
-    if y.state is State.LISTEN and (x.next_seq < 0
+    if y.state == LISTEN and (x.next_seq < 0
                                     or abs(seq_diff(seg.seq, x.next_seq)) <= 65535):
         # Nothing to reset at the receiver (it never took the SYN): the sender aborted its
         # own attempt (SYN then RST: Zeek's RSTOS0). A RST nowhere near the sender's own
@@ -220,9 +223,9 @@ def accept_rst(c: ConnectionCore, s: int, seg: Segment) -> None:
             data_end = y.fin_seq
         c.rst_discards = bool(data_end >= 0 and x.last_ack >= 0
                               and seq_lt(x.last_ack, data_end) and y.sent_data)
-    c.move(s, Input.SEND_RST, seg)
+    c.move(s, SEND_RST, seg)
     y.pending = ()
-    c.move(1 - s, Input.RECV_RST, seg)
+    c.move(1 - s, RECV_RST, seg)
 
 
 def resolve_held_rst(c: ConnectionCore, s: int, seg: Segment) -> None:
@@ -256,9 +259,9 @@ def infer_fin(c: ConnectionCore, t: int, seg: Segment) -> None:
     e.next_seq = (fin + 1) & 0xFFFFFFFF
     acks_peer = peer.fin_seq >= 0 and e.last_ack >= 0 and \
         seq_lt(peer.fin_seq, e.last_ack)
-    c.fins += (fin_entry(t, seg.num, acks_peer),)
-    c.move(t, Input.SEND_FIN, seg)
-    c.hold(peer, Input.RECV_FIN, e.next_seq, seg.ts)
+    c.add_fin(fin_entry(t, seg.num, acks_peer))
+    c.move(t, SEND_FIN, seg)
+    c.hold(peer, RECV_FIN, e.next_seq)
 
 
 def _rcv_nxt(x: Endpoint, y: Endpoint) -> int:
@@ -358,7 +361,8 @@ def rebase(e: Endpoint, isn: int, nxt: int) -> None:
         e.analysis.holes = None
 
 
-def isn_acks(isn: int, syn_data: int) -> tuple:
-    """What may acknowledge a SYN: ISN+1, or with TCP Fast Open ISN+1+data (RFC 7413 §4.2)."""
+def acks_isn(ack: int, isn: int, syn_data: int) -> bool:
+    """Whether `ack` may acknowledge a SYN: ISN+1, or with TCP Fast Open ISN+1+data (RFC 7413
+    §4.2). (A test, not a tuple of the two to look `ack` up in: once a SYN-ACK.)"""
     one = (isn + 1) & 0xFFFFFFFF
-    return (one, (one + syn_data) & 0xFFFFFFFF) if syn_data else (one,)
+    return ack == one or (syn_data != 0 and ack == (one + syn_data) & 0xFFFFFFFF)

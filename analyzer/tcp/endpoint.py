@@ -16,7 +16,8 @@ from typing import Any, ClassVar, Dict, Final, List, Optional, Tuple, Union
 from analyzer.common.native import i32, mypyc_attr
 from analyzer.common.findings import Finding
 from analyzer.decode.segment import ACK, SYN, UNSET, Segment, addr_str, describe
-from analyzer.tcp.states import Input, State, step
+from analyzer.tcp.states import (CLOSE_WAIT, CLOSED, ESTABLISHED, ILLEGAL, LISTEN, N_INPUTS, NEXT,
+                                 RECV_FIN, RECV_SYN_ACK, SYN_RECEIVED, SYN_SENT, TIME_WAIT)
 from analyzer.tcp.rare import WithRare
 from analyzer.tcp.zeek import ZeekView
 
@@ -47,6 +48,23 @@ def fin_frame(fin: int) -> int:
 def fin_acks_peer(fin: int) -> bool:
     """Whether the FIN acknowledged the peer's FIN (`fin_entry`)."""
     return bool(fin & 1)
+
+
+def pending_entry(inp: int, end: int) -> int:
+    """One of `Endpoint.pending`: input `inp` (its code: below N_INPUTS, 16) held until the
+    endpoint acknowledges sequence number `end`, as one int (a tuple of the input, the end and
+    a time nothing read was a tuple and two int objects a SYN, SYN-ACK or FIN)."""
+    return (end << 4) | inp
+
+
+def pending_input(p: int) -> int:
+    """The input's code of a `pending_entry`."""
+    return p & 15
+
+
+def pending_end(p: int) -> int:
+    """The sequence number whose acknowledgement delivers a `pending_entry`."""
+    return p >> 4
 
 
 #: `ConnectionCore.fin_acked_by`'s four values, shared: [2 * side + ack came on its FIN].
@@ -107,7 +125,10 @@ QUIET: Final = Analysis()
 
 @mypyc_attr(acyclic=True)
 class Endpoint:
-    """What is known of one side: its state and the sequence numbers it has used."""
+    """What is known of one side: its state and the sequence numbers it has used.
+
+    Its `state` is a state's code (states.py: `STATES[state]` is the `State`, `STATE_NAME`
+    its name)."""
 
     __slots__ = ("state", "since", "isn", "base_seq", "next_seq", "syn_count",
                  "synack_count", "syn_acked", "fin_seq", "fin_ts", "fin_acked", "pending",
@@ -128,7 +149,7 @@ class Endpoint:
     syn_count: i32
     synack_count: i32
 
-    def __init__(self, state: State, ts: int) -> None:
+    def __init__(self, state: int, ts: int) -> None:
         # (Its address and port are the connection's: `ConnectionCore.addr` and `port`.)
         self.state = state
         self.since = ts                 # when the current state began (capture time, ns)
@@ -143,9 +164,10 @@ class Endpoint:
         self.fin_seq = UNSET
         self.fin_ts = 0
         self.fin_acked = False
-        # Received SYN/SYN-ACK/FIN not yet acknowledged by this side: (input, end seq, ts).
-        # A tuple: empty for most of a connection's life, and the empty tuple costs nothing.
-        self.pending: Tuple[Tuple[Input, int, int], ...] = ()
+        # Received SYN/SYN-ACK/FIN not yet acknowledged by this side (`pending_entry`: the
+        # input and the sequence number its ACK covers), one of each input at most. A tuple:
+        # empty for most of a connection's life, and the empty tuple costs nothing.
+        self.pending: Tuple[int, ...] = ()
         self.max_win = 0
         self.wscale = -1
         self.pkts = 0
@@ -189,11 +211,15 @@ class Endpoint:
             a = self.own_analysis()
             a.isns += (seq,)
 
-    def take_pending(self, inp: Input) -> int:
-        """Remove `inp` from what is pending; how many there were (0 or 1)."""
-        n = sum(1 for p in self.pending if p[0] is inp)
+    def take_pending(self, inp: int) -> int:
+        """Remove input `inp` (its code) from what is pending; how many there were (0 or 1)."""
+        pending = self.pending
+        n = 0
+        for p in pending:                   # (a loop, not sum() of a generator: no object)
+            if pending_input(p) == inp:
+                n += 1
         if n:
-            self.pending = tuple(p for p in self.pending if p[0] is not inp)
+            self.pending = tuple([p for p in pending if pending_input(p) != inp])
         return n
 
 
@@ -240,7 +266,7 @@ class ConnectionCore(WithRare):
                  rkey: bytes, zeek: bool = True) -> None:
         self.rare = None
         self.id = stream_id
-        src = Endpoint(State.CLOSED, seg.ts)
+        src = Endpoint(CLOSED, seg.ts)
         #: A socket connected to itself (same address and port at both ends): both sides
         #: are one endpoint, which sends and receives every segment (a simultaneous open
         #: with itself). Modelled as one Endpoint object in both slots.
@@ -249,7 +275,7 @@ class ConnectionCore(WithRare):
         #: responder.
         self.e0 = self.e1 = src
         if not self.self_connect:
-            dst = Endpoint(State.CLOSED, seg.ts)
+            dst = Endpoint(CLOSED, seg.ts)
             if orig_is_src:
                 self.e1 = dst
             else:
@@ -303,20 +329,20 @@ class ConnectionCore(WithRare):
         orig, resp = self.e0, self.e1
         flags = seg.flags
         if self.self_connect:
-            orig.state = State.CLOSED if flags & SYN and not flags & ACK else State.ESTABLISHED
+            orig.state = CLOSED if flags & SYN and not flags & ACK else ESTABLISHED
             self.midstream = not flags & SYN
             self.note("SELF_CONNECT", seg, 0, "%s:%d connected to itself"
                       % (addr_str(seg.src), seg.sport))
         elif flags & SYN and not flags & ACK:
-            orig.state, resp.state = State.CLOSED, State.LISTEN
+            orig.state, resp.state = CLOSED, LISTEN
             self.midstream = False
         elif flags & SYN:
             # The SYN-ACK came first: its SYN was sent before the capture began.
-            orig.state, resp.state = State.SYN_SENT, State.SYN_RECEIVED
+            orig.state, resp.state = SYN_SENT, SYN_RECEIVED
             self.midstream = False
             self.note("SYN_NOT_CAPTURED", seg, 1, "SYN-ACK seen without the SYN it answers")
         else:
-            orig.state = resp.state = State.ESTABLISHED
+            orig.state = resp.state = ESTABLISHED
             self.midstream = True
             self.note("MIDSTREAM_START", seg, None,
                       "first packet is %s, not a SYN: the handshake was not captured"
@@ -351,6 +377,15 @@ class ConnectionCore(WithRare):
             raise ValueError("a connection has two FINs at most, one a side")
         self.fin_a = fins[0] if len(fins) > 0 else -1
         self.fin_b = fins[1] if len(fins) > 1 else -1
+
+    def add_fin(self, fin: int) -> None:
+        """Note a FIN (`fin_entry`) after those noted: `fins += (fin,)` without the tuples."""
+        if self.fin_a < 0:
+            self.fin_a = fin
+        elif self.fin_b < 0:
+            self.fin_b = fin
+        else:
+            raise ValueError("a connection has two FINs at most, one a side")
 
     def endpoint(self, side: int) -> Endpoint:
         """The endpoint of `side` (0 = orig, 1 = resp)."""
@@ -414,29 +449,35 @@ class ConnectionCore(WithRare):
     def side_of(self, seg: Segment) -> int:
         return 0 if seg.key == self.okey else 1
 
-    def move(self, side: int, inp: Input, seg: Segment) -> bool:
-        e = self.endpoint(side)
-        if inp is Input.RECV_FIN and e.state is State.TIME_WAIT:
+    def move(self, side: int, inp: int, seg: Segment) -> bool:
+        """Apply input `inp` (its code) to the endpoint of `side`; False if the table has no
+        such move (the state stays)."""
+        e = self.e0 if side == 0 else self.e1
+        state = e.state
+        if inp == RECV_FIN and state == TIME_WAIT:
             e.since = seg.ts            # RFC 9293 §3.10.7.4: ACK it, restart the 2 MSL timer
-        nxt, legal = step(e.state, inp)
-        if nxt is not e.state:
-            if nxt is State.CLOSE_WAIT:
-                peer = self.endpoint(1 - side)
+        nxt = NEXT[state * N_INPUTS + inp]      # (states.next_state, without the call)
+        if nxt == ILLEGAL:
+            return False
+        if nxt != state:
+            if nxt == CLOSE_WAIT:
+                peer = self.e1 if side == 0 else self.e0
                 e.close_wait_since = peer.fin_ts if peer.fin_seq >= 0 else seg.ts
-            if nxt is State.ESTABLISHED:
+            elif nxt == ESTABLISHED:
                 self.est_sides |= 1 << side
             e.state = nxt
             e.since = seg.ts
-        return legal
+        return True
 
     @staticmethod
-    def hold(e: Endpoint, inp: Input, end: int, ts: int) -> None:
+    def hold(e: Endpoint, inp: int, end: int) -> None:
+        """Hold input `inp` for `e` until it acknowledges `end` (`pending_entry`)."""
         if not e.pending:                   # (the commonest: nothing pending yet)
-            e.pending = ((inp, end, ts),)
+            e.pending = (pending_entry(inp, end),)
             return
         for i, p in enumerate(e.pending):
-            if p[0] is inp:
-                if p[1] != end and inp is Input.RECV_SYN_ACK:   # a new ISN replaces it
-                    e.pending = e.pending[:i] + ((inp, end, ts),) + e.pending[i + 1:]
+            if pending_input(p) == inp:
+                if pending_end(p) != end and inp == RECV_SYN_ACK:   # a new ISN replaces it
+                    e.pending = e.pending[:i] + (pending_entry(inp, end),) + e.pending[i + 1:]
                 return                      # a retransmission of something already pending
-        e.pending += ((inp, end, ts),)
+        e.pending += (pending_entry(inp, end),)

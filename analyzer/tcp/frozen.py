@@ -36,7 +36,7 @@ from analyzer.tcp.conn import Connection
 from analyzer.tcp.endpoint import NO_FINDINGS, QUIET, Analysis, Endpoint
 from analyzer.tcp.pickled import DISPATCH, fields
 from analyzer.tcp.rare import RareFacts
-from analyzer.tcp.states import Input, State
+from analyzer.tcp.states import CLOSED, Input, State
 from analyzer.tcp.zeek import ZeekView
 from analyzer.tcp.zeekstate import ZeekEndpoint, ZeekRare
 
@@ -166,7 +166,7 @@ def _blank_connection() -> Connection:
 
 
 def _blank_endpoint() -> Endpoint:
-    return Endpoint(State.CLOSED, 0)
+    return Endpoint(CLOSED, 0)
 
 
 def _blank_finding() -> Finding:

@@ -21,10 +21,10 @@ from typing import Final
 from analyzer.decode.segment import ACK, RST, SYN, Segment, describe, seq_le, seq_lt
 from analyzer.tcp.endpoint import SIDES, ConnectionCore
 from analyzer.tcp.seqanalysis import rel
-from analyzer.tcp.states import Input, State
+from analyzer.tcp.states import CLOSED, LISTEN, RECV_SYN, SEND_SYN_ACK, STATE_NAME, SYN_SENT
 
 #: States from which no endpoint sends a FIN (it has no synchronized connection).
-UNSYNCED_SENDERS: Final = frozenset({State.CLOSED, State.LISTEN, State.SYN_SENT})
+UNSYNCED_SENDERS: Final = frozenset({CLOSED, LISTEN, SYN_SENT})
 #: Findings that only described the consequences of a RST taken back.
 _AFTER_RST: Final = ("PACKETS_AFTER_RST", "DATA_AFTER_RST", "SEGMENT_IN_WRONG_STATE")
 
@@ -59,15 +59,15 @@ def take_back_rst(c: ConnectionCore, seg: Segment) -> None:
         f = c.findings.get(code)
         if f is not None and f.frame > frame:
             del c.findings[code]
-    if x.state is State.LISTEN and x.isn >= 0 and x.synack_count:
+    if x.state == LISTEN and x.isn >= 0 and x.synack_count:
         # It answered the SYN after its "RST": the SYN-ACK's moves, missed while CLOSED.
-        x.take_pending(Input.RECV_SYN)
-        c.move(t, Input.RECV_SYN, seg)
-        c.move(t, Input.SEND_SYN_ACK, seg)
+        x.take_pending(RECV_SYN)
+        c.move(t, RECV_SYN, seg)
+        c.move(t, SEND_SYN_ACK, seg)
     c.note("SEGMENT_IGNORED", seg, t, "%s's RST (frame %d) reset nothing: %s then acknowledged "
            "%s %s sent after it (an injected RST, or one lost on its way)" % (
                SIDES[t], frame, SIDES[1 - t],
-               "the SYN-ACK" if xs in (State.LISTEN, State.CLOSED) else "data", SIDES[t]))
+               "the SYN-ACK" if xs in (LISTEN, CLOSED) else "data", SIDES[t]))
 
 
 def fin_ignored(c: ConnectionCore, s: int, seg: Segment) -> bool:
@@ -75,12 +75,12 @@ def fin_ignored(c: ConnectionCore, s: int, seg: Segment) -> bool:
     caller then leaves the segment out of the replay)."""
     x = c.endpoint(s)
     if x.state not in UNSYNCED_SENDERS or c.est_sides & (1 << s) or c.midstream \
-            or c.self_connect or (x.state is State.SYN_SENT and seg.flags & ACK):
+            or c.self_connect or (x.state == SYN_SENT and seg.flags & ACK):
         # CLOSED after a close is FIN_ACK_LOST's case; a SYN-SENT sender whose ACK answers a
         # SYN-ACK the capture lacks is synchronized (control.infer_synack).
         return False
     c.repeat("SEGMENT_IGNORED") or c.note(
         "SEGMENT_IGNORED", seg, s, "%s sent %s at seq %d while in %s: no endpoint sends FIN "
         "before it has synchronized, and the receiver drops it (injected, or stray)"
-        % (SIDES[s], describe(seg), rel(x, seg.seq), x.state.value))
+        % (SIDES[s], describe(seg), rel(x, seg.seq), STATE_NAME[x.state]))
     return True

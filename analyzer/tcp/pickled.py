@@ -24,7 +24,7 @@ from analyzer.decode.segment import SYN, Segment
 from analyzer.tcp.conn import Connection
 from analyzer.tcp.endpoint import Analysis, Endpoint
 from analyzer.tcp.rare import RareFacts
-from analyzer.tcp.states import Input, State
+from analyzer.tcp.states import CLOSED, Input, State
 from analyzer.tcp.zeek import ZeekView
 from analyzer.tcp.zeekstate import ZeekEndpoint, ZeekRare
 
@@ -72,7 +72,7 @@ def _blank_segment() -> Segment:
 #: How to make an instance to fill (its attributes are all replaced).
 _BLANK: Final[Dict[type, Callable[[], Any]]] = {
     Connection: lambda: Connection(0, _blank_segment(), True, b"\0" * 12, b"\0" * 12),
-    Endpoint: lambda: Endpoint(State.CLOSED, 0),
+    Endpoint: lambda: Endpoint(CLOSED, 0),
     Segment: _blank_segment,
 }
 

@@ -15,7 +15,7 @@ from typing import Deque, Dict, Final
 from analyzer.decode.segment import ACK, RST, SYN, Segment
 from analyzer.tcp.conn import Connection
 from analyzer.tcp.endpoint import SIDES
-from analyzer.tcp.states import Input, State
+from analyzer.tcp.states import NEW_INCARNATION, TIME_WAIT
 
 
 def note_reuse(old: Connection, new: Connection, seg: Segment, msl_ns: int) -> None:
@@ -23,13 +23,13 @@ def note_reuse(old: Connection, new: Connection, seg: Segment, msl_ns: int) -> N
     new.reused_from = old.id
     two_msl = 2 * msl_ns
     for i, e in enumerate((old.e0, old.e1)):
-        if e.state is State.TIME_WAIT and seg.ts - e.since < two_msl:
+        if e.state == TIME_WAIT and seg.ts - e.since < two_msl:
             new.note("TIME_WAIT_REUSE", seg, 0, "new SYN on the 4-tuple of connection %d "
                      "%.1f s into %s's %.0f s TIME_WAIT (%.1f s left)"
                      % (old.id, (seg.ts - e.since) / 1e9, SIDES[i], two_msl / 1e9,
                         (two_msl - (seg.ts - e.since)) / 1e9))
             # The new incarnation ends the old TIME_WAIT (RFC 6191).
-            old.move(i, Input.NEW_INCARNATION, seg)
+            old.move(i, NEW_INCARNATION, seg)
             return
     new.note("PORT_REUSE", seg, 0, "new SYN (ISN %d) reuses the 4-tuple of connection %d"
              % (seg.seq, old.id))

@@ -24,7 +24,7 @@ from typing import Final
 
 from analyzer.decode.segment import ACK, FIN, RST, SYN, Segment, seq_diff, seq_le, seq_lt
 from analyzer.tcp.endpoint import Analysis, ConnectionCore, Endpoint
-from analyzer.tcp.states import State
+from analyzer.tcp.states import CLOSE_WAIT, ESTABLISHED
 
 #: A segment filling a hole this soon after the hole appeared is out of order, not resent
 #: (Wireshark's default out-of-order threshold is 3 ms when no RTT is known).
@@ -48,7 +48,7 @@ def acks_unseen_fin(y: Endpoint, seg: Segment) -> bool:
     for the finding and the inference, whatever else the segment carries)."""
     return (y.fin_seq < 0 and y.seq_exact and y.next_seq >= 0 and not seg.flags & SYN
             and seg.ack == (y.next_seq + 1) & 0xFFFFFFFF
-            and y.state in (State.ESTABLISHED, State.CLOSE_WAIT))
+            and y.state in (ESTABLISHED, CLOSE_WAIT))
 
 
 def analyze_segment(c: ConnectionCore, s: int, x: Endpoint, y: Endpoint, seg: Segment) -> None:

@@ -11,12 +11,20 @@ segment into inputs for the endpoint that sent it (`SEND_*`) and the endpoint th
 The table is the RFC's diagram with the moves a passive observer must also accept:
 retransmissions (a SYN, SYN-ACK or FIN sent again leaves the state alone) and RST in any
 synchronized state. `docs/states.md` is drawn from this table by `python -m analyzer.tcp.states`.
+
+The replay works on codes, not on the enum members: each state and each input is also a small
+int (its position in `State` or `Input`: `ESTABLISHED`, `RECV_FIN`, ...), an endpoint keeps its
+state as its code (`Endpoint.state`), and `NEXT`, the same table flattened by code, gives the
+next state with one read of a bytes object. (The compiled build reads an enum member's
+attributes as Python code and looked the pair up in two dicts: most of a connection's moves
+cost more than the rest of its bookkeeping.) `STATES` and `STATE_NAME` turn a code back into
+the member and its name, for the report.
 """
 
 from __future__ import annotations
 
 import enum
-from typing import Dict, Final, Tuple
+from typing import Dict, Final, FrozenSet, Tuple
 
 
 class State(enum.Enum):
@@ -86,6 +94,58 @@ class Input(enum.Enum):
     NEW_INCARNATION = "new SYN on the 4-tuple"
 
 
+# The codes: each state and input by its position in its enum, written out as literals (the
+# compiled build puts a literal Final in the code that reads it; `_check_codes` holds them to
+# the enums' order when the module is loaded).
+CLOSED: Final = 0
+LISTEN: Final = 1
+SYN_SENT: Final = 2
+SYN_RECEIVED: Final = 3
+ESTABLISHED: Final = 4
+FIN_WAIT_1: Final = 5
+FIN_WAIT_2: Final = 6
+CLOSE_WAIT: Final = 7
+CLOSING: Final = 8
+LAST_ACK: Final = 9
+TIME_WAIT: Final = 10
+
+SEND_SYN: Final = 0
+SEND_SYN_ACK: Final = 1
+SEND_ACK: Final = 2
+SEND_FIN: Final = 3
+SEND_RST: Final = 4
+RECV_SYN: Final = 5
+RECV_SYN_ACK: Final = 6
+RECV_ACK: Final = 7
+RECV_ACK_OF_SYN: Final = 8
+RECV_ACK_OF_FIN: Final = 9
+RECV_FIN: Final = 10
+RECV_RST: Final = 11
+TIMEOUT_2MSL: Final = 12
+FIN_ACK_LOST: Final = 13
+SYNACK_ACK_LOST: Final = 14
+NEW_INCARNATION: Final = 15
+
+#: Each state by its code, and each input.
+STATES: Final[Tuple[State, ...]] = tuple(State)
+INPUTS: Final[Tuple[Input, ...]] = tuple(Input)
+#: Each state's code, and each input's (for the enum-level `step` and the tests).
+STATE_CODE: Final[Dict[State, int]] = {s: i for i, s in enumerate(STATES)}
+INPUT_CODE: Final[Dict[Input, int]] = {inp: i for i, inp in enumerate(INPUTS)}
+
+
+def _check_codes() -> None:
+    """The literal codes above are the members' positions (a member added or moved in an enum
+    without its code fails here, at import, not in a replay)."""
+    names = globals()
+    for members in (STATES, INPUTS):
+        for i, m in enumerate(members):
+            if names.get(m.name) != i:
+                raise ImportError("analyzer.tcp.states: the code of %s is not %d" % (m, i))
+
+
+_check_codes()
+
 S = State
 I = Input
 
@@ -94,18 +154,18 @@ SYNCHRONIZED: Final = frozenset({S.ESTABLISHED, S.FIN_WAIT_1, S.FIN_WAIT_2, S.CL
                           S.LAST_ACK, S.TIME_WAIT})
 #: States after this endpoint sent its FIN.
 FIN_SENT: Final = frozenset({S.FIN_WAIT_1, S.FIN_WAIT_2, S.CLOSING, S.LAST_ACK, S.TIME_WAIT})
-#: States in which nothing more is expected from this endpoint.
-END_STATES: Final = frozenset({S.CLOSED, S.TIME_WAIT})
+#: The codes of the states in which nothing more is expected from this endpoint.
+END_STATES: Final[FrozenSet[int]] = frozenset({CLOSED, TIME_WAIT})
 
 
-def ended(state: State) -> bool:
-    """`state in END_STATES`, by identity (the compiled build reads enum members as constants:
-    no set lookup; the flow table asks after most packets)."""
-    return state is State.CLOSED or state is State.TIME_WAIT
+def ended(state: int) -> bool:
+    """`state in END_STATES` (a state's code), without a set lookup: the flow table asks after
+    most packets."""
+    return state == CLOSED or state == TIME_WAIT
 
 
-#: Each state's name: `State.value` runs Python code (an enum property), a dict does not.
-STATE_NAME: Final[Dict[State, str]] = {s: s.value for s in State}
+#: Each state's name by its code (`State.value` runs Python code: an enum property).
+STATE_NAME: Final[Tuple[str, ...]] = tuple(s.value for s in State)
 
 
 def _build() -> Dict[Tuple[State, Input], State]:
@@ -176,24 +236,40 @@ def _build() -> Dict[Tuple[State, Input], State]:
 TRANSITIONS: Final[Dict[Tuple[State, Input], State]] = _build()
 
 
-#: The same table by state, then input: no (state, input) tuple made per lookup.
-_BY_STATE: Final[Dict[State, Dict[Input, State]]] = {
-    s: {i: nxt for (s2, i), nxt in TRANSITIONS.items() if s2 is s} for s in State}
+#: How many input codes a state's row of `NEXT` holds.
+N_INPUTS: Final = 16
+#: In `NEXT`, a move the table does not have (not a state's code).
+ILLEGAL: Final = 255
+
+
+def _flatten() -> bytes:
+    if len(INPUTS) != N_INPUTS or len(STATES) >= ILLEGAL:
+        raise ImportError("analyzer.tcp.states: NEXT's rows are %d inputs wide" % N_INPUTS)
+    rows = bytearray([ILLEGAL]) * (len(STATES) * N_INPUTS)
+    for (state, inp), nxt in TRANSITIONS.items():
+        rows[STATE_CODE[state] * N_INPUTS + INPUT_CODE[inp]] = STATE_CODE[nxt]
+    return bytes(rows)
+
+
+#: The same table by code: `NEXT[state * N_INPUTS + input]` is the next state's code, or
+#: ILLEGAL where `TRANSITIONS` has no entry.
+NEXT: Final[bytes] = _flatten()
+
+
+def next_state(state: int, inp: int) -> int:
+    """The code of the state after input `inp` in state `state` (codes), or ILLEGAL."""
+    return NEXT[state * N_INPUTS + inp]
 
 
 def step(state: State, inp: Input) -> Tuple[State, bool]:
     """Apply one input. Returns (next state, legal); an illegal input leaves the state alone.
 
-    (ACKs both ways in ESTABLISHED, the most common moves, are answered before the table is
-    looked up: they leave the state alone, as the table says.)"""
-    # (State.X and Input.X, not the S and I aliases: the compiled build reads an enum's members
-    # as constants only by the class's own name)
-    if state is State.ESTABLISHED and (inp is Input.RECV_ACK or inp is Input.SEND_ACK):
-        return state, True
-    nxt = _BY_STATE[state].get(inp)
-    if nxt is None:
+    (The members' level, for the documentation and the tests; the replay moves codes with
+    `next_state`, through the same table.)"""
+    nxt = next_state(STATE_CODE[state], INPUT_CODE[inp])
+    if nxt == ILLEGAL:
         return state, False
-    return nxt, True
+    return STATES[nxt], True
 
 
 def state_diagram() -> str:
