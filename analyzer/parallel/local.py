@@ -304,6 +304,9 @@ class End:
     def closed(self) -> bool:
         return self.fd < 0
 
+    def __del__(self) -> None:              # (an end never handed out: a fork that failed)
+        self.close()
+
     def send_bytes(self, buf: bytes) -> None:
         """Write one message, its length in front, in one call (`writev`: no copy of the
         message); a write a signal cut short goes on where it stopped. BrokenPipeError when
