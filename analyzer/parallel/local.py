@@ -5,12 +5,12 @@ the parent waits on all the pipes at once and hands every message to the `Merger
 merge goes on while the shards analyse, and memory stays what the shards hold plus what the
 sink keeps. Where `fork` does not exist the workers are spawned (a fresh interpreter each).
 
-The workers are forked with `os.fork` and talk through `os.pipe`s (`launch`, `Writer`), in
+The workers are forked with `os.fork` and write to `os.pipe`s (`launch`, `End`), in
 `multiprocessing`'s message framing: importing `multiprocessing` (its connections pull in
-tempfile, socket and selectors, its contexts shutil, bz2 and lzma) cost ~38 M instructions
-of every `--jobs` start, all before the fork. It is imported only to spawn. Every worker
-started is recorded until it is reaped (`running`, `reap`); one still running when the
-process exits is killed and reaped then (`_at_exit`), as `multiprocessing` does with
+tempfile, socket and selectors, its contexts shutil, bz2 and lzma) cost ~30 M instructions
+of every `--jobs` start, a tenth of all before the fork. It is imported only to spawn.
+Every worker started is recorded until it is reaped (`running`); one still running when
+the process exits is killed and reaped then (`_at_exit`), as `multiprocessing` does with
 daemonic processes.
 
 Interruption follows the single-process rule (capture/interrupt.py): the parent records
