@@ -546,12 +546,12 @@ def test_json_lines_kept_in_the_shards_are_merged_and_numbered_as_bytes(tmp_path
     big = tmp_path / "big.pcap"
     _mixed_capture(big, connections=3000)
     report = analyze_jobs([str(big)], SETTINGS, 2, sink=make_sink("json", SETTINGS), once=True)
-    import multiprocessing
-    assert multiprocessing.active_children()          # waiting on their pipes
+    assert local.running()                            # waiting on their pipes
     local.release()
-    for p in multiprocessing.active_children():
-        p.join(60)
+    for p in local.running():
+        p.join()
         assert p.exitcode is not None
+    assert local.running() == []
     assert report.summary.connections > 3000
 
 
@@ -586,7 +586,7 @@ def test_a_worker_that_dies_is_an_internal_error_not_a_short_report(tmp_path, mo
         real(paths, settings, index, count, emit, on_frame, work, lines)
 
     monkeypatch.setattr(local, "run_shard", dying)
-    with pytest.raises(ShardFailed, match="shard 1 of 2"):
+    with pytest.raises(ShardFailed, match=r"shard 1 of 2 ended without its report \(exit code 3\)"):
         analyze_jobs([str(cap)], SETTINGS, 2)
 
 
@@ -628,8 +628,7 @@ def test_the_report_does_not_wait_for_workers_to_exit_after_their_last_message(t
         assert outputs(str(cap), 2) == outputs(str(cap), 1)
         assert time.monotonic() - started < 120         # not the 300 s the worker lingers
     finally:
-        import multiprocessing
-        for p in multiprocessing.active_children():
+        for p in local.running():
             p.kill()
             p.join()
 
@@ -836,3 +835,102 @@ def test_a_workers_pipe_holds_a_shards_last_messages_whole():
         r.close()
         if not w.closed:
             w.close()
+
+
+def _raw(read_fd: int) -> bytes:
+    out = []
+    while True:
+        chunk = os.read(read_fd, 1 << 16)
+        if not chunk:
+            return b"".join(out)
+        out.append(chunk)
+
+
+def test_a_forked_workers_messages_are_framed_as_multiprocessing_frames_them():
+    """`local.End.send_bytes` (a forked worker's end of its pipe) writes the bytes
+    `multiprocessing`'s `Connection.send_bytes` writes, whatever the size (a 4-byte length,
+    the message in one piece or two), and `Receiver` reads them back, the empty message too."""
+    import multiprocessing
+    messages = [b"", b"E", os.urandom(16384), os.urandom(16385), b"S" * 60000]
+    for message in messages:
+        r, w = os.pipe()
+        end = local.End(w)
+        end.send_bytes(message)
+        end.close()
+        ours = _raw(r)
+        os.close(r)
+        theirs_r, theirs_w = multiprocessing.Pipe(duplex=False)
+        theirs_w.send_bytes(message)
+        theirs_w.close()
+        assert ours == _raw(theirs_r.fileno()) == struct.pack("!i", len(message)) + message
+        theirs_r.close()
+    import threading
+    r, w = os.pipe()
+    end = local.End(w)
+
+    def write() -> None:                    # (more than a pipe holds: read meanwhile)
+        for message in messages:
+            end.send_bytes(message)
+        end.close()
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    reader = local.End(r)
+    receive = local.Receiver()
+    assert [receive(reader) for _ in messages] == messages
+    with pytest.raises(EOFError):
+        receive(reader)
+    writer.join()
+    reader.close()
+    assert reader.closed
+
+
+@pytest.mark.parametrize("cut", [0, 1, 4, 5, 4000])
+def test_a_message_whose_write_a_signal_cut_short_goes_on_where_it_stopped(monkeypatch, cut):
+    """A write to a pipe that a signal interrupts returns what it wrote: `End.send_bytes`
+    writes the rest (of the length, then of the message), and the message arrives whole.
+    (`os.writev` here writes only the first `cut` bytes, as such a write would.)"""
+    def short(fd, buffers):
+        return os.write(fd, b"".join(bytes(b) for b in buffers)[:cut])
+
+    message = os.urandom(9000)
+    r, w = os.pipe()
+    monkeypatch.setattr(local.os, "writev", short)
+    end = local.End(w)
+    end.send_bytes(message)
+    end.send_bytes(b"after")
+    monkeypatch.undo()
+    end.close()
+    reader = local.End(r)
+    assert local.Receiver()(reader) == message
+    assert local.Receiver()(reader) == b"after"
+    reader.close()
+
+
+def test_workers_still_running_when_the_process_exits_are_stopped_and_reaped(tmp_path):
+    """A worker that lingers after its report (its pipe open) does not keep the process from
+    exiting: at the exit it is killed and reaped, and none is left behind."""
+    cap = tmp_path / "c.pcap"
+    _mixed_capture(cap)
+    script = (
+        "import os, sys, time\n"
+        "from analyzer.parallel import local\n"
+        "from analyzer.settings import Settings\n"
+        "real = local.run_shard\n"
+        "def lingering(paths, settings, index, count, emit, on_frame, work=None, lines=False):\n"
+        "    real(paths, settings, index, count, emit, on_frame, work, lines)\n"
+        "    time.sleep(300)\n"
+        "local.run_shard = lingering\n"
+        "report = local.analyze_jobs([sys.argv[1]], Settings(), 2)\n"
+        "print(' '.join(str(w.pid) for w in local.running()), report.summary.connections)\n")
+    out, err = tmp_path / "out", tmp_path / "err"
+    with open(out, "wb") as o, open(err, "wb") as e:    # (not pipes: the workers hold them)
+        p = subprocess.run([sys.executable, "-c", script, str(cap)], stdout=o, stderr=e,
+                           env=dict(os.environ, PYTHONPATH=str(REPO)), timeout=200)
+    assert p.returncode == 0, err.read_bytes()
+    *pids, connections = map(int, out.read_bytes().split())
+    assert len(pids) == 2 and connections > 0
+    left = [pid for pid in pids if os.path.exists("/proc/%d" % pid) and not _zombie_or_gone(pid)]
+    for pid in left:
+        os.kill(pid, signal.SIGKILL)
+    assert left == []

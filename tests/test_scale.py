@@ -211,9 +211,9 @@ def test_an_unreachable_scheduler_is_one_line_and_exit_3():
 def test_a_signal_stops_the_group_processes_and_keeps_what_was_read(tmp_path, monkeypatch):
     # The signal comes with the first message: the running groups stop (SIGTERM, as --jobs
     # does) and report what they read, the groups not started are left out, no process stays.
-    import multiprocessing
     import signal as signals
     from analyzer.parallel import groups as grouping
+    from analyzer.parallel import local
     files = archive(tmp_path)
     groups = group_files(files, r"(sensor\d)-")
     want = {g.name: json_of(r) for g, r in grouping.analyze_groups(groups, Settings())}
@@ -230,4 +230,4 @@ def test_a_signal_stops_the_group_processes_and_keeps_what_was_read(tmp_path, mo
     assert [g.name for g, _ in got] == ["sensor0", "sensor1"]      # the two running ones
     for group, report in got:
         assert report.capture.interrupted or json_of(report) == want[group.name]
-    assert multiprocessing.active_children() == []
+    assert local.running() == []

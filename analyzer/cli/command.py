@@ -221,8 +221,10 @@ def _quiet_end() -> bool:
     local = sys.modules.get("analyzer.parallel.local")
     if local is not None:                   # shards waiting to send lines nobody reads
         local.release()
+        for worker in local.running():      # (forked)
+            worker.join()
     processes = sys.modules.get("multiprocessing")
-    if processes is not None:
+    if processes is not None:               # (spawned)
         for child in processes.active_children():
             child.join()
     return True

@@ -18,16 +18,14 @@ groups per worker are in flight, so memory does not grow with the archive.
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import re
 import signal
-from multiprocessing.connection import Connection, wait
-from typing import (Any, Callable, Iterator, List, NamedTuple, Optional, Sequence, Tuple,
-                    cast)
+from typing import Callable, Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple
 
 from analyzer.capture.interrupt import received
-from analyzer.parallel.local import _work, start
+from analyzer.parallel.local import (FORK, Process, Ready, Reader, Receiver, _work, launch,
+                                     pipe)
 from analyzer.parallel.merge import Merger, ShardFailed
 from analyzer.pipeline import analyze
 from analyzer.report.model import Report
@@ -137,31 +135,34 @@ def run_local(jobs: int, tasks: Sequence[Tuple[Sequence[str], int, int]], settin
               take: Callable[[int, bytes], None], on_batch: Callable[[], None]) -> None:
     """Run `tasks` as processes of this machine, `jobs` at once (local.py's workers), handing
     each message to `take(task number, chunk)`; raises ShardFailed."""
-    methods = multiprocessing.get_all_start_methods()
-    ctx: Any = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
     todo = list(enumerate(tasks))
-    running: dict = {}                      # pipe -> (task number, process)
+    #: a running task's pipe's descriptor -> (its pipe, its number, its process)
+    running: Dict[int, Tuple[Reader, int, Process]] = {}
+    ready = Ready()
+    receive = Receiver()
     stopped = False
     try:
         while todo or running:
             while todo and len(running) < jobs and not stopped:
                 n, (paths, index, count) = todo.pop(0)
-                r, w = ctx.Pipe(duplex=False)
-                p = ctx.Process(target=_work, args=(list(paths), settings, index, count, w,
-                                                    os.getpid()),
-                                name="tcpflow-check group %d" % n, daemon=True)
-                start(p)
+                r, w = pipe()
+                # (a forked worker closes the parent's read ends it inherits, as a shard's)
+                inherited = [x.fileno() for x, _, _ in running.values()] + [r.fileno()] \
+                    if FORK else []
+                p = launch(_work, (list(paths), settings, index, count, w, os.getpid(), None,
+                                   False, inherited), "tcpflow-check group %d" % n)
                 w.close()
-                running[r] = (n, p)
+                running[r.fileno()] = (r, n, p)
+                ready.add(r)
             if stopped and not running:
                 break
-            for ready in wait(list(running), timeout=0.25):
-                r = cast(Connection, ready)
-                n, p = running[r]
+            for r in ready(0.25):
+                _, n, p = running[r.fileno()]
                 try:
-                    take(n, r.recv_bytes())
+                    take(n, receive(r))
                 except EOFError:
-                    del running[r]
+                    del running[r.fileno()]
+                    ready.drop(r)
                     r.close()
                     p.join()
                     if p.exitcode != 0:
@@ -171,11 +172,11 @@ def run_local(jobs: int, tasks: Sequence[Tuple[Sequence[str], int, int]], settin
             if received() and not stopped:
                 stopped = True              # the running ones stop reading; no new ones
                 todo.clear()
-                for _, p in running.values():
+                for _, _, p in running.values():
                     if p.pid is not None and p.is_alive():
                         os.kill(p.pid, signal.SIGTERM)
     finally:
-        for r, (_, p) in running.items():
+        for r, _, p in running.values():
             if p.is_alive():
                 p.kill()
                 p.join()
