@@ -215,8 +215,9 @@ class ZeekView(ZeekSides):
         if first_from_orig != (self.first == FROM_ORIG):
             raise ValueError("ZeekView was not fed the connection's first segment")
         st, rst = self.state, self.r_state               # (no endpoint made for the responder)
-        osize = size(self.start32, st, self.prev, self.last, self.ack, self.fin, rst)
-        rsize = size(self.r_start32, rst, self.r_prev, self.r_last, self.r_ack, self.r_fin, st)
+        osize = size(i64(self.start32), st, self.prev, self.last, self.ack, self.fin, rst)
+        rsize = size(i64(self.r_start32), rst, self.r_prev, self.r_last, self.r_ack, self.r_fin,
+                     st)
         history = self.history
         if self.flipped:
             return conn_state(rst, st, rsize, osize, history), history

@@ -113,7 +113,13 @@ class ZeekMachine(ZeekEndpoint):
 
     def __init__(self) -> None:
         """A connection before its first packet."""
-        super().__init__()
+        # (ZeekEndpoint.__init__'s fields of an INACTIVE endpoint, written here: no call)
+        self.start32 = 0
+        self.state = self.prev = INACTIVE
+        self.skip = self.fin = False
+        self.last = self.ack = self.fin_seq = 0
+        self.reassem = self.trim = 1
+        self.rare = None
         self.seen = 0              # Conn::hist_seen
         self.r_start32 = 0         # our responder's endpoint, as ZeekEndpoint's fields
         self.r_state = self.r_prev = INACTIVE

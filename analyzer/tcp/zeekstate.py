@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 from typing import Final, List, Optional
 
-from analyzer.common.native import i32, mypyc_attr, u8
+from analyzer.common.native import i32, i64, mypyc_attr, u8
 from analyzer.decode.segment import seq_diff
 
 #: Zeek's TCP endpoint states (TCP_Endpoint.h EndpointState); small ints on the hot path.
@@ -242,19 +242,22 @@ class ZeekEndpoint:
 
     def size(self, peer: "ZeekEndpoint") -> int:
         """TCPZeekEndpoint::Size: bytes sent according to sequence numbers (no SYN, no FIN)."""
-        return size(self.start32, self.state, self.prev, self.last, self.ack, self.fin,
+        return size(i64(self.start32), self.state, self.prev, self.last, self.ack, self.fin,
                     peer.state)
 
 
-def size(start: int, state: int, prev: int, last: int, ack: int, fin: bool,
-         peer_state: int) -> int:
+def size(start: i64, state: int, prev: int, last: i64, ack: i64, fin: bool,
+         peer_state: int) -> i64:
     """TCPZeekEndpoint::Size of an endpoint given by its fields (`start` is `start32`) and its
-    peer's state (a Zeek view's responder is fields, not an endpoint: zeekmachine.py)."""
+    peer's state (a Zeek view's responder is fields, not an endpoint: zeekmachine.py). In
+    machine integers (i64): the unwrapped sequence numbers are far inside 63 bits (as in
+    zeeksides.py)."""
     if (prev == SYN_SENT and state == RESET and peer_state == INACTIVE
-            and ack - start not in (0, 1)):            # (not NoDataAcked)
+            and ack - start != 0 and ack - start != 1):     # (not NoDataAcked)
         return 0
-    n = max(last, ack) - start
-    n -= 1 if n else 0
+    n = (last if last > ack else ack) - start
+    if n:
+        n -= 1
     return n - 1 if fin and n else n
 
 
