@@ -169,6 +169,8 @@ def _digits(n: int) -> Tuple[str, str, str]:
 def _tail(r: ConnResult) -> str:
     """From the lingering states' closing bracket to the findings' opening one."""
     counts = r.analysis
+    if r.reused_from is None and counts[0] is NO_COUNTS and counts[1] is NO_COUNTS:
+        return _PLAIN_TAIL                  # (most: the shared tuple of no counts, twice)
     orig_counts, resp_counts = _counts(counts[0]), _counts(counts[1])
     if r.reused_from is None and orig_counts is _NO_COUNTS_TEXT and \
             resp_counts is _NO_COUNTS_TEXT:
