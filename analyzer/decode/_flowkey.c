@@ -1,0 +1,165 @@
+/* analyzer.decode._flowkey: a segment's 4-tuple key (`Segment.key`) as one bytes object per
+ * 4-tuple, not a new one per packet (built with the compiled modules by setup.py; the pure
+ * build has no such module and decode/flowkey.py does the same in Python: a new object each
+ * time, equal to the one made here).
+ *
+ * Why: the flow table (tcp/flows.py) finds a packet's connection by its key in a dict. A key
+ * sliced from each packet is a new object: its hash (SipHash, some 150 instructions for 12
+ * bytes) is computed before the probe, and the probe compares it with the table's key byte by
+ * byte; the slice itself is an allocation, and a connection tells its sides apart by comparing
+ * keys again (tcp/conn.py). The same object every packet has its hash cached in it, the probe
+ * and the side test find it by identity, and nothing is allocated.
+ *
+ * `key_at(buf, stop, size)` is `buf[stop - size:stop]`; `reverse_key(key)` the same 4-tuple
+ * seen from the other end (addresses swapped, ports swapped: tcp/finished.py in Python). Both
+ * return the object a small cache holds for those bytes when it has one, else a new one that
+ * the cache then holds. The cache is set-associative, two ways of `1 << SET_BITS` sets, each
+ * way one reference: a bounded memory (some 512 KB of slots and the keys they hold, 3 MB of
+ * IPv4 keys at most) and no deletion to keep up with; a 4-tuple that lost its place is made
+ * anew, equal, and only costs what a slice costs. Results never depend on the cache: only
+ * which object among equal ones is returned.
+ */
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <string.h>
+
+#define SET_BITS 15
+#define SETS (1 << SET_BITS)
+/* Longest key: two IPv6 addresses and two ports. */
+#define KEY_MAX 36
+
+static PyObject *cache[SETS][2];
+
+/* The set of `n` bytes at `p`: 64-bit words multiplied and folded; the top bits pick it. */
+static inline uint64_t
+set_of(const unsigned char *p, Py_ssize_t n)
+{
+    uint64_t h = (uint64_t)n * 0x9E3779B97F4A7C15ULL;
+    while (n >= 8) {
+        uint64_t w;
+        memcpy(&w, p, 8);
+        h = (h ^ w) * 0xFF51AFD7ED558CCDULL;
+        h ^= h >> 32;
+        p += 8;
+        n -= 8;
+    }
+    if (n >= 4) {
+        uint32_t w;
+        memcpy(&w, p, 4);
+        h = (h ^ w) * 0xC4CEB9FE1A85EC53ULL;
+        p += 4;
+        n -= 4;
+    }
+    while (n > 0) {
+        h = (h ^ *p++) * 0x100000001B3ULL;
+        n--;
+    }
+    h ^= h >> 29;
+    h *= 0x9E3779B97F4A7C15ULL;
+    return h >> (64 - SET_BITS);
+}
+
+static inline int
+same(PyObject *k, const unsigned char *p, Py_ssize_t n)
+{
+    return k != NULL && Py_SIZE(k) == n && memcmp(PyBytes_AS_STRING(k), p, n) == 0;
+}
+
+/* A new reference to the bytes object holding the `n` bytes at `p` (the cache's, or a new one
+ * put in the cache). `p` may lie in an object the cache frees: it is read before. */
+static PyObject *
+intern(const unsigned char *p, Py_ssize_t n)
+{
+    PyObject **set = cache[set_of(p, n)];
+    PyObject *k = set[0];
+    if (same(k, p, n)) {
+        Py_INCREF(k);
+        return k;
+    }
+    k = set[1];
+    if (same(k, p, n)) {                /* the most recent first */
+        set[1] = set[0];
+        set[0] = k;
+        Py_INCREF(k);
+        return k;
+    }
+    k = PyBytes_FromStringAndSize((const char *)p, n);
+    if (k == NULL)
+        return NULL;
+    PyObject *old = set[1];
+    set[1] = set[0];
+    Py_INCREF(k);
+    set[0] = k;
+    Py_XDECREF(old);
+    return k;
+}
+
+static PyObject *
+key_at(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "key_at(buf, stop, size) takes 3 arguments");
+        return NULL;
+    }
+    PyObject *buf = args[0];
+    Py_ssize_t stop = PyLong_AsSsize_t(args[1]);
+    if (stop == -1 && PyErr_Occurred())
+        return NULL;
+    Py_ssize_t size = PyLong_AsSsize_t(args[2]);
+    if (size == -1 && PyErr_Occurred())
+        return NULL;
+    Py_ssize_t start = stop - size;
+    if (PyBytes_CheckExact(buf) && size >= 0 && size <= KEY_MAX && start >= 0
+            && stop <= PyBytes_GET_SIZE(buf))
+        return intern((const unsigned char *)PyBytes_AS_STRING(buf) + start, size);
+    /* Anything else (another type, bounds a slice would clip): what the slice gives. */
+    return PySequence_GetSlice(buf, start, stop);
+}
+
+static PyObject *
+reverse_key(PyObject *self, PyObject *key)
+{
+    if (!PyBytes_CheckExact(key)) {
+        PyErr_SetString(PyExc_TypeError, "reverse_key: a bytes key");
+        return NULL;
+    }
+    Py_ssize_t len = PyBytes_GET_SIZE(key);
+    Py_ssize_t n = (len - 4) >> 1;
+    const unsigned char *k = (const unsigned char *)PyBytes_AS_STRING(key);
+    if (len > KEY_MAX || n < 0 || 2 * n + 4 != len) {
+        PyErr_SetString(PyExc_ValueError, "reverse_key: not a 4-tuple key");
+        return NULL;
+    }
+    unsigned char r[KEY_MAX];
+    memcpy(r, k + n, n);
+    memcpy(r + n, k, n);
+    r[2 * n] = k[2 * n + 2];
+    r[2 * n + 1] = k[2 * n + 3];
+    r[2 * n + 2] = k[2 * n];
+    r[2 * n + 3] = k[2 * n + 1];
+    return intern(r, len);
+}
+
+static PyMethodDef module_methods[] = {
+    {"key_at", (PyCFunction)(void (*)(void))key_at, METH_FASTCALL,
+     "key_at(buf, stop, size) -> buf[stop - size:stop], one object per 4-tuple"},
+    {"reverse_key", (PyCFunction)reverse_key, METH_O,
+     "reverse_key(key) -> the 4-tuple key seen from the other end, one object per 4-tuple"},
+    {NULL, NULL, 0, NULL}
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "analyzer.decode._flowkey",
+    .m_doc = "4-tuple keys, one object per 4-tuple (decode/flowkey.py is the same in Python).",
+    .m_size = -1,
+    .m_methods = module_methods,
+};
+
+PyMODINIT_FUNC
+PyInit__flowkey(void)
+{
+    return PyModule_Create(&module);
+}
