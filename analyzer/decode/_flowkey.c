@@ -61,16 +61,35 @@ set_of(const unsigned char *p, Py_ssize_t n)
     return h >> (64 - SET_BITS);
 }
 
+/* Whether the bytes object `k` holds the `n` bytes at `p` (word by word: no call). */
 static inline int
 same(PyObject *k, const unsigned char *p, Py_ssize_t n)
 {
-    return k != NULL && Py_SIZE(k) == n && memcmp(PyBytes_AS_STRING(k), p, n) == 0;
+    if (k == NULL || Py_SIZE(k) != n)
+        return 0;
+    const unsigned char *q = (const unsigned char *)PyBytes_AS_STRING(k);
+    uint64_t d = 0;
+    while (n >= 8) {
+        uint64_t a, b;
+        memcpy(&a, p, 8);
+        memcpy(&b, q, 8);
+        d |= a ^ b;
+        p += 8;
+        q += 8;
+        n -= 8;
+    }
+    while (n > 0) {
+        d |= (uint64_t)(*p++ ^ *q++);
+        n--;
+    }
+    return d == 0;
 }
 
-/* A new reference to the bytes object holding the `n` bytes at `p` (the cache's, or a new one
- * put in the cache). `p` may lie in an object the cache frees: it is read before. */
+/* A new reference to the bytes object holding the `n` bytes at `p`: the cache's, else `have`
+ * (a bytes object holding them, or NULL: then a new one), which the cache then holds. `p` may
+ * lie in an object the cache lets go of: it is read before. */
 static PyObject *
-intern(const unsigned char *p, Py_ssize_t n)
+intern(const unsigned char *p, Py_ssize_t n, PyObject *have)
 {
     PyObject **set = cache[set_of(p, n)];
     PyObject *k = set[0];
@@ -85,9 +104,15 @@ intern(const unsigned char *p, Py_ssize_t n)
         Py_INCREF(k);
         return k;
     }
-    k = PyBytes_FromStringAndSize((const char *)p, n);
-    if (k == NULL)
-        return NULL;
+    if (have != NULL) {
+        k = have;
+        Py_INCREF(k);
+    }
+    else {
+        k = PyBytes_FromStringAndSize((const char *)p, n);
+        if (k == NULL)
+            return NULL;
+    }
     PyObject *old = set[1];
     set[1] = set[0];
     Py_INCREF(k);
@@ -99,6 +124,7 @@ intern(const unsigned char *p, Py_ssize_t n)
 static PyObject *
 key_at(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
+    (void)self;
     if (nargs != 3) {
         PyErr_SetString(PyExc_TypeError, "key_at(buf, stop, size) takes 3 arguments");
         return NULL;
@@ -113,14 +139,26 @@ key_at(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     Py_ssize_t start = stop - size;
     if (PyBytes_CheckExact(buf) && size >= 0 && size <= KEY_MAX && start >= 0
             && stop <= PyBytes_GET_SIZE(buf))
-        return intern((const unsigned char *)PyBytes_AS_STRING(buf) + start, size);
+        return intern((const unsigned char *)PyBytes_AS_STRING(buf) + start, size, NULL);
     /* Anything else (another type, bounds a slice would clip): what the slice gives. */
     return PySequence_GetSlice(buf, start, stop);
 }
 
 static PyObject *
+key_of(PyObject *self, PyObject *key)
+{
+    (void)self;
+    if (PyBytes_CheckExact(key) && PyBytes_GET_SIZE(key) <= KEY_MAX) {
+        return intern((const unsigned char *)PyBytes_AS_STRING(key), PyBytes_GET_SIZE(key), key);
+    }
+    Py_INCREF(key);                     /* anything else: itself */
+    return key;
+}
+
+static PyObject *
 reverse_key(PyObject *self, PyObject *key)
 {
+    (void)self;
     if (!PyBytes_CheckExact(key)) {
         PyErr_SetString(PyExc_TypeError, "reverse_key: a bytes key");
         return NULL;
@@ -139,12 +177,14 @@ reverse_key(PyObject *self, PyObject *key)
     r[2 * n + 1] = k[2 * n + 3];
     r[2 * n + 2] = k[2 * n];
     r[2 * n + 3] = k[2 * n + 1];
-    return intern(r, len);
+    return intern(r, len, NULL);
 }
 
 static PyMethodDef module_methods[] = {
     {"key_at", (PyCFunction)(void (*)(void))key_at, METH_FASTCALL,
      "key_at(buf, stop, size) -> buf[stop - size:stop], one object per 4-tuple"},
+    {"key_of", (PyCFunction)key_of, METH_O,
+     "key_of(key) -> key, or an equal bytes object made before (one object per 4-tuple)"},
     {"reverse_key", (PyCFunction)reverse_key, METH_O,
      "reverse_key(key) -> the 4-tuple key seen from the other end, one object per 4-tuple"},
     {NULL, NULL, 0, NULL}

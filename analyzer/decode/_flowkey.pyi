@@ -2,6 +2,9 @@
 Python)."""
 
 
+def key_of(key: bytes) -> bytes: ...
+
+
 def key_at(buf: bytes, stop: int, size: int) -> bytes: ...
 
 
