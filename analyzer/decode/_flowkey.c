@@ -32,31 +32,36 @@
 
 static PyObject *cache[SETS][2];
 
-/* The set of `n` bytes at `p`: 64-bit words multiplied and folded; the top bits pick it. */
+static inline uint64_t
+load64(const unsigned char *p)
+{
+    uint64_t w;
+    memcpy(&w, p, 8);
+    return w;
+}
+
+static inline uint32_t
+load32(const unsigned char *p)
+{
+    uint32_t w;
+    memcpy(&w, p, 4);
+    return w;
+}
+
+/* The set of `n` bytes at `p` (a key: `n` is 12 or 36, 8-byte words then 4 bytes): the words
+ * multiplied and folded, the top bits of the result. */
 static inline uint64_t
 set_of(const unsigned char *p, Py_ssize_t n)
 {
-    uint64_t h = (uint64_t)n * 0x9E3779B97F4A7C15ULL;
-    while (n >= 8) {
-        uint64_t w;
-        memcpy(&w, p, 8);
-        h = (h ^ w) * 0xFF51AFD7ED558CCDULL;
-        h ^= h >> 32;
-        p += 8;
-        n -= 8;
-    }
-    if (n >= 4) {
-        uint32_t w;
-        memcpy(&w, p, 4);
-        h = (h ^ w) * 0xC4CEB9FE1A85EC53ULL;
-        p += 4;
-        n -= 4;
-    }
-    while (n > 0) {
-        h = (h ^ *p++) * 0x100000001B3ULL;
-        n--;
-    }
-    h ^= h >> 29;
+    uint64_t h = (uint64_t)n;
+    Py_ssize_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        h = (h ^ load64(p + i)) * 0xFF51AFD7ED558CCDULL;
+    for (; i + 4 <= n; i += 4)
+        h = (h ^ load32(p + i)) * 0xC4CEB9FE1A85EC53ULL;
+    for (; i < n; i++)
+        h = (h ^ p[i]) * 0x100000001B3ULL;
+    h ^= h >> 31;
     h *= 0x9E3779B97F4A7C15ULL;
     return h >> (64 - SET_BITS);
 }
@@ -69,27 +74,21 @@ same(PyObject *k, const unsigned char *p, Py_ssize_t n)
         return 0;
     const unsigned char *q = (const unsigned char *)PyBytes_AS_STRING(k);
     uint64_t d = 0;
-    while (n >= 8) {
-        uint64_t a, b;
-        memcpy(&a, p, 8);
-        memcpy(&b, q, 8);
-        d |= a ^ b;
-        p += 8;
-        q += 8;
-        n -= 8;
-    }
-    while (n > 0) {
-        d |= (uint64_t)(*p++ ^ *q++);
-        n--;
-    }
+    Py_ssize_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        d |= load64(p + i) ^ load64(q + i);
+    for (; i + 4 <= n; i += 4)
+        d |= load32(p + i) ^ load32(q + i);
+    for (; i < n; i++)
+        d |= (uint64_t)(p[i] ^ q[i]);
     return d == 0;
 }
 
 /* A new reference to the bytes object holding the `n` bytes at `p`: the cache's, else `have`
  * (a bytes object holding them, or NULL: then a new one), which the cache then holds. `p` may
  * lie in an object the cache lets go of: it is read before. */
-static PyObject *
-intern(const unsigned char *p, Py_ssize_t n, PyObject *have)
+static inline PyObject *
+intern_n(const unsigned char *p, Py_ssize_t n, PyObject *have)
 {
     PyObject **set = cache[set_of(p, n)];
     PyObject *k = set[0];
@@ -119,6 +118,17 @@ intern(const unsigned char *p, Py_ssize_t n, PyObject *have)
     set[0] = k;
     Py_XDECREF(old);
     return k;
+}
+
+/* `intern_n` with the two sizes of a key spelled out (the loops above then unrolled). */
+static PyObject *
+intern(const unsigned char *p, Py_ssize_t n, PyObject *have)
+{
+    if (n == 12)
+        return intern_n(p, 12, have);
+    if (n == 36)
+        return intern_n(p, 36, have);
+    return intern_n(p, n, have);
 }
 
 static PyObject *
