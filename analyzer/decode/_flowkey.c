@@ -10,12 +10,12 @@
  * keys again (tcp/conn.py). The same object every packet has its hash cached in it, the probe
  * and the side test find it by identity, and nothing is allocated.
  *
- * `key_at(buf, stop, size)` is `buf[stop - size:stop]`; `reverse_key(key)` the same 4-tuple
- * seen from the other end (addresses swapped, ports swapped: tcp/finished.py in Python). Both
- * return the object a small cache holds for those bytes when it has one, else a new one that
+ * `key_of(key)` is `key` (a 4-tuple key the decoder sliced from a packet); `reverse_key(key)`
+ * the same 4-tuple seen from the other end (addresses swapped, ports swapped). Both return the
+ * object a small cache holds for those bytes when it has one, else `key` or a new object, which
  * the cache then holds. The cache is set-associative, two ways of `1 << SET_BITS` sets, each
- * way one reference: a bounded memory (some 512 KB of slots and the keys they hold, 3 MB of
- * IPv4 keys at most) and no deletion to keep up with; a 4-tuple that lost its place is made
+ * way one reference: a bounded memory (512 KB of slots and the keys they hold: 3 MB of IPv4
+ * keys, 5 MB of IPv6 ones at most) and no deletion to keep up with; a 4-tuple that lost its place is made
  * anew, equal, and only costs what a slice costs. Results never depend on the cache: only
  * which object among equal ones is returned.
  */
@@ -57,16 +57,14 @@ set_of(const unsigned char *p, Py_ssize_t n)
     Py_ssize_t i = 0;
     for (; i + 8 <= n; i += 8)
         h = (h ^ load64(p + i)) * 0xFF51AFD7ED558CCDULL;
-    for (; i + 4 <= n; i += 4)
-        h = (h ^ load32(p + i)) * 0xC4CEB9FE1A85EC53ULL;
-    for (; i < n; i++)
-        h = (h ^ p[i]) * 0x100000001B3ULL;
+    h = (h ^ load32(p + i)) * 0xC4CEB9FE1A85EC53ULL;
     h ^= h >> 31;
     h *= 0x9E3779B97F4A7C15ULL;
     return h >> (64 - SET_BITS);
 }
 
-/* Whether the bytes object `k` holds the `n` bytes at `p` (word by word: no call). */
+/* Whether the bytes object `k` holds the `n` bytes at `p` (`n` as above; word by word: no
+ * call). */
 static inline int
 same(PyObject *k, const unsigned char *p, Py_ssize_t n)
 {
@@ -77,10 +75,7 @@ same(PyObject *k, const unsigned char *p, Py_ssize_t n)
     Py_ssize_t i = 0;
     for (; i + 8 <= n; i += 8)
         d |= load64(p + i) ^ load64(q + i);
-    for (; i + 4 <= n; i += 4)
-        d |= load32(p + i) ^ load32(q + i);
-    for (; i < n; i++)
-        d |= (uint64_t)(p[i] ^ q[i]);
+    d |= load32(p + i) ^ load32(q + i);
     return d == 0;
 }
 
@@ -120,7 +115,8 @@ intern_n(const unsigned char *p, Py_ssize_t n, PyObject *have)
     return k;
 }
 
-/* `intern_n` with the two sizes of a key spelled out (the loops above then unrolled). */
+/* `intern_n` for the two sizes of a key (IPv4, IPv6), spelled out: the loops above unrolled.
+ * Bytes of another size (none from the decoder) are not held: `have` (NULL: new ones). */
 static PyObject *
 intern(const unsigned char *p, Py_ssize_t n, PyObject *have)
 {
@@ -128,30 +124,11 @@ intern(const unsigned char *p, Py_ssize_t n, PyObject *have)
         return intern_n(p, 12, have);
     if (n == 36)
         return intern_n(p, 36, have);
-    return intern_n(p, n, have);
-}
-
-static PyObject *
-key_at(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
-{
-    (void)self;
-    if (nargs != 3) {
-        PyErr_SetString(PyExc_TypeError, "key_at(buf, stop, size) takes 3 arguments");
-        return NULL;
+    if (have != NULL) {
+        Py_INCREF(have);
+        return have;
     }
-    PyObject *buf = args[0];
-    Py_ssize_t stop = PyLong_AsSsize_t(args[1]);
-    if (stop == -1 && PyErr_Occurred())
-        return NULL;
-    Py_ssize_t size = PyLong_AsSsize_t(args[2]);
-    if (size == -1 && PyErr_Occurred())
-        return NULL;
-    Py_ssize_t start = stop - size;
-    if (PyBytes_CheckExact(buf) && size >= 0 && size <= KEY_MAX && start >= 0
-            && stop <= PyBytes_GET_SIZE(buf))
-        return intern((const unsigned char *)PyBytes_AS_STRING(buf) + start, size, NULL);
-    /* Anything else (another type, bounds a slice would clip): what the slice gives. */
-    return PySequence_GetSlice(buf, start, stop);
+    return PyBytes_FromStringAndSize((const char *)p, n);
 }
 
 static PyObject *
@@ -165,6 +142,25 @@ key_of(PyObject *self, PyObject *key)
     return key;
 }
 
+/* What decode/flowkey.py's slices give for a key that is no 4-tuple (the decoder makes none:
+ * its addresses are 4 or 16 bytes both): key[n:2n] + key[:n] + key[2n+2:] + key[2n:2n+2]. */
+static PyObject *
+reverse_slices(PyObject *key, Py_ssize_t n)
+{
+    Py_ssize_t bounds[4][2] = {{n, 2 * n}, {0, n}, {2 * n + 2, PY_SSIZE_T_MAX},
+                               {2 * n, 2 * n + 2}};
+    PyObject *out = PyBytes_FromStringAndSize(NULL, 0);
+    for (int i = 0; i < 4 && out != NULL; i++) {
+        PyObject *piece = PySequence_GetSlice(key, bounds[i][0], bounds[i][1]);
+        if (piece == NULL) {
+            Py_CLEAR(out);
+            break;
+        }
+        PyBytes_ConcatAndDel(&out, piece);
+    }
+    return out;
+}
+
 static PyObject *
 reverse_key(PyObject *self, PyObject *key)
 {
@@ -176,10 +172,8 @@ reverse_key(PyObject *self, PyObject *key)
     Py_ssize_t len = PyBytes_GET_SIZE(key);
     Py_ssize_t n = (len - 4) >> 1;
     const unsigned char *k = (const unsigned char *)PyBytes_AS_STRING(key);
-    if (len > KEY_MAX || n < 0 || 2 * n + 4 != len) {
-        PyErr_SetString(PyExc_ValueError, "reverse_key: not a 4-tuple key");
-        return NULL;
-    }
+    if (len > KEY_MAX || n < 0 || 2 * n + 4 != len)
+        return reverse_slices(key, n);
     unsigned char r[KEY_MAX];
     memcpy(r, k + n, n);
     memcpy(r + n, k, n);
@@ -191,8 +185,6 @@ reverse_key(PyObject *self, PyObject *key)
 }
 
 static PyMethodDef module_methods[] = {
-    {"key_at", (PyCFunction)(void (*)(void))key_at, METH_FASTCALL,
-     "key_at(buf, stop, size) -> buf[stop - size:stop], one object per 4-tuple"},
     {"key_of", (PyCFunction)key_of, METH_O,
      "key_of(key) -> key, or an equal bytes object made before (one object per 4-tuple)"},
     {"reverse_key", (PyCFunction)reverse_key, METH_O,

@@ -1,18 +1,14 @@
-"""`key_at(buf, stop, size)` (`buf[stop - size:stop]`, a segment's 4-tuple key) and
-`reverse_key(key)` (the same 4-tuple seen from the other end), in Python: what the pure-Python
-build runs. The compiled build has them in C (analyzer/decode/_flowkey.c, where the reasons
-are), which returns one object per 4-tuple where this makes a new one each time: equal bytes,
-so the same results (tests/test_flowkey.py)."""
+"""`key_of(key)` (a segment's 4-tuple key as the decoder sliced it) and `reverse_key(key)` (the
+same 4-tuple seen from the other end), in Python: what the pure-Python build runs. The compiled
+build has them in C (analyzer/decode/_flowkey.c, where the reasons are), which returns one
+object per 4-tuple where this returns the key it is given or a new one: equal bytes, so the
+same results (tests/test_flowkey.py)."""
 
 from __future__ import annotations
 
 
 def key_of(key: bytes) -> bytes:
     return key
-
-
-def key_at(buf: bytes, stop: int, size: int) -> bytes:
-    return buf[stop - size:stop]
 
 
 def reverse_key(key: bytes) -> bytes:
