@@ -37,9 +37,12 @@ COMPILED = [
 
 #: Written in C, built with the compiled modules: a `--jobs` shard's pcap reader steps over
 #: the other shards' records with it (decode/_skip.c); the pure build reads them in Python.
+#: A segment's 4-tuple key is one object per 4-tuple (decode/_flowkey.c; decode/flowkey.py
+#: makes equal ones in Python).
 #: The JSON writer joins a line's pieces, the spill its lines, and a `--jobs` parent merges
 #: and numbers the shards' lines, with common/_join.c; the pure build with common/join.py.
 C_MODULES = [Extension("analyzer.decode._skip", ["analyzer/decode/_skip.c"]),
+             Extension("analyzer.decode._flowkey", ["analyzer/decode/_flowkey.c"]),
              Extension("analyzer.common._join", ["analyzer/common/_join.c"])]
 
 

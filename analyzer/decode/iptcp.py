@@ -28,6 +28,15 @@ from typing import Final, Optional, Tuple, Union
 from analyzer.common.native import i64
 from analyzer.decode.segment import Segment
 
+try:
+    from analyzer.decode._flowkey import key_of
+except ImportError:                     # the pure-Python build
+    from analyzer.decode.flowkey import key_of
+
+#: A 4-tuple key as one object per 4-tuple in the compiled build (decode/_flowkey.c: the flow
+#: table's lookup then finds its hash made and its key by identity); itself in Python.
+_key_of: Final = key_of
+
 #: A decoded frame: a segment, or a skip reason from `analyzer.decode.frames.SKIP_REASONS`.
 Decoded = Union[Segment, str]
 
@@ -331,8 +340,8 @@ def ip6_at(buf: bytes, off: i64, n: i64) -> Optional[Segment]:
 def _tcp_at(buf: bytes, addrs: i64, t: i64, offflags: i64, hl: i64, paylen: i64,
             cut: bool, iplen: i64, dup: i64) -> Segment:
     """The segment whose source and destination addresses start at `addrs`, back to back,
-    right before its TCP header at `t` (so `buf[addrs:t + 4]` is its 4-tuple key); `dup` is
-    `Segment.dup` (IPv4 ID and TCP checksum; -1 for IPv6)."""
+    right before its TCP header at `t` (so `buf[addrs:t + 4]` is its 4-tuple key, through `_key_of`);
+    `dup` is `Segment.dup` (IPv4 ID and TCP checksum; -1 for IPv6)."""
     mss, wscale = (syn_options(buf, t + 20, t + hl) if offflags & 2 and hl > 20
                    else NO_OPTIONS)
     return Segment(b"", b"",
@@ -342,7 +351,8 @@ def _tcp_at(buf: bytes, addrs: i64, t: i64, offflags: i64, hl: i64, paylen: i64,
                    i64(buf[t + 8]) << 24 | i64(buf[t + 9]) << 16 | i64(buf[t + 10]) << 8
                    | i64(buf[t + 11]),
                    offflags & 0xFFF, i64(buf[t + 14]) << 8 | i64(buf[t + 15]), paylen,
-                   mss, wscale, cut, key=buf[addrs:t + 4], iplen=iplen, dup=dup)
+                   mss, wscale, cut, key=_key_of(buf[addrs:t + 4]), iplen=iplen,
+                   dup=dup)
 
 
 def ip_any(buf: bytes, off: int) -> Layer:

@@ -93,7 +93,9 @@ def _pppoe(buf: bytes, off: int) -> Layer:
             40 + (buf[off + 4] << 8 | buf[off + 5])
         excess = off + ip_len - ppp_end
         if excess > 0:
-            seg.paylen = max(0, seg.paylen - excess)
+            paylen = max(0, seg.paylen - excess)
+            seg.seglen -= seg.paylen - paylen
+            seg.paylen = paylen
     return seg
 
 

@@ -95,7 +95,8 @@ class Segment:
     """
 
     __slots__ = ("ts", "num", "key", "sport", "dport", "seq", "ack", "flags", "win",
-                 "paylen", "mss", "wscale", "cut", "bad_csum", "iplen", "tunnel", "dup")
+                 "paylen", "seglen", "mss", "wscale", "cut", "bad_csum", "iplen", "tunnel",
+                 "dup")
 
     def __init__(self, src: bytes, dst: bytes, sport: int, dport: int, seq: int, ack: int,
                  flags: int, win: int, paylen: int, mss: int = -1, wscale: int = -1,
@@ -111,6 +112,10 @@ class Segment:
         self.flags = flags
         self.win = win
         self.paylen = paylen
+        #: Sequence space the segment occupies: payload plus one for SYN and one for FIN.
+        #: Made here, read as a field (a property costs a call each time the replay reads
+        #: it); whoever changes `paylen` changes it too.
+        self.seglen = paylen + ((flags & SYN) >> 1) + (flags & FIN)
         self.mss = mss
         self.wscale = wscale
         self.cut = cut              # the snaplen cut the payload: not all of it was captured
@@ -131,11 +136,6 @@ class Segment:
     def dst(self) -> bytes:
         n = (len(self.key) - 4) >> 1
         return self.key[n:n + n]
-
-    @property
-    def seglen(self) -> int:
-        """Sequence space the segment occupies: payload plus one for SYN and one for FIN."""
-        return self.paylen + (1 if self.flags & SYN else 0) + (1 if self.flags & FIN else 0)
 
     def __repr__(self) -> str:
         return "Segment(#%d %s:%d > %s:%d [%s] seq=%d ack=%d win=%d len=%d)" % (

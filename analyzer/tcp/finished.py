@@ -17,6 +17,14 @@ from typing import Deque, Dict, Final, Tuple, Union
 from analyzer.tcp.conn import Connection
 from analyzer.tcp.states import END_STATES
 
+try:
+    from analyzer.decode._flowkey import reverse_key as _reverse_key
+except ImportError:                     # the pure-Python build
+    from analyzer.decode.flowkey import reverse_key as _reverse_key
+
+#: `reverse_key`: in C in the compiled build (decode/_flowkey.c), one object per 4-tuple.
+_reverse: Final = _reverse_key
+
 #: `settle`'s answers: out of the queue (replaced by a reuse, or reopened: no longer
 #: finished); finalize it (2*MSL past its last packet); to the back of the queue (a late
 #: packet since it was queued); or not due yet (the sweep stops there).
@@ -27,14 +35,13 @@ WAIT: Final = 3
 
 
 def reverse_key(key: bytes) -> bytes:
-    """The same 4-tuple seen from the other end."""
-    n = (len(key) - 4) >> 1
-    return key[n:2 * n] + key[:n] + key[2 * n + 2:] + key[2 * n:2 * n + 2]
+    """The same 4-tuple seen from the other end (addresses swapped, ports swapped)."""
+    return _reverse(key)
 
 
 def canonical_key(key: bytes) -> bytes:
     """One key for both directions (the smaller), for what outlives the live table."""
-    rev = reverse_key(key)
+    rev = _reverse(key)
     return rev if rev < key else key
 
 
