@@ -41,11 +41,15 @@ class Lingering(NamedTuple):
         return d
 
 
+#: The class, looked up once (compiled: not by name in the module's dict for each state).
+_LINGERING: Final = Lingering
+
+
 def lingering(side: str, state: str, since: int, seconds: int,
               remaining: Optional[int]) -> Lingering:
     """`Lingering(side, state, since, seconds, remaining)`, made as its own `__new__` makes it
     but without calling that (Python code, which the compiled build runs interpreted)."""
-    return _tuple_new(Lingering, (side, state, since, seconds, remaining))
+    return _tuple_new(_LINGERING, (side, state, since, seconds, remaining))
 
 
 class LadderRow(NamedTuple):
@@ -141,8 +145,8 @@ class ConnResult:
     @classmethod
     def from_connection(cls, c: Connection, handshake: str, close: Optional[str],
                         closed_first: Optional[str], reset_by: Optional[str], half_close: bool,
-                        final_state: List[str], lingering: List[Lingering]) -> "ConnResult":
-        r = cls()
+                        final_state: Tuple[str, str], lingering: List[Lingering]) -> "ConnResult":
+        r = ConnResult()        # (compiled: the native constructor; `cls()` is a Python call)
         o, p = c.e0, c.e1
         r.id = c.id
         r.orig_raw = (c.addr(0), c.port(0))
@@ -157,7 +161,7 @@ class ConnResult:
             r.ip_bytes = (o.ip_bytes, p.ip_bytes)
         r.handshake, r.close = handshake, close
         r.closed_first, r.reset_by, r.half_close = closed_first, reset_by, half_close
-        r.final_state = (final_state[0], final_state[1])
+        r.final_state = final_state
         r.lingering = lingering
         r.syn_retransmissions = max(o.syn_count - 1, 0)
         findings = list(c.findings.values())
