@@ -176,6 +176,41 @@ def test_the_joins_are_str_join_in_c_and_in_python(impl):
 
 
 @pytest.mark.parametrize("impl", ["python", "c"])
+def test_subtuple_makes_a_named_tuple_as_its_constructor_does(impl):
+    # common/_join.c's subtuple (the compiled build's) and common/join.py's: a NamedTuple (a
+    # lingering state, as finalize makes one) equal to, and of the class of, what the class
+    # makes; it pickles and is tracked by the collector as one made by the class; any tuple
+    # subclass, no items too; anything else than a tuple type refused.
+    import gc
+    import pickle
+    from typing import NamedTuple
+    from analyzer.common import join
+    from analyzer.judge.result import Lingering, lingering, lingering_of
+    if impl == "c" and _join is None:
+        pytest.skip("the pure-Python build has no C join")
+    subtuple = join.subtuple if impl == "python" else _join.subtuple
+    big = 1_700_000_000_123_456_789
+    made = subtuple(Lingering, "orig", "TIME_WAIT", big, 5 * 10**8, None)
+    want = Lingering("orig", "TIME_WAIT", big, 5 * 10**8, None)
+    assert type(made) is Lingering and made == want and made.since == big
+    assert made.remaining is None and made.to_dict() == want.to_dict()
+    assert pickle.loads(pickle.dumps(made)) == want
+    assert gc.is_tracked(made) == gc.is_tracked(want)
+    assert lingering("resp", "CLOSE_WAIT", 3, 4, 7) == Lingering("resp", "CLOSE_WAIT", 3, 4, 7)
+    assert type(lingering_of(("a", "b", 1, 2, None))) is Lingering
+
+    class Pair(NamedTuple):
+        a: int
+        b: str
+    assert subtuple(Pair, 1, "x") == Pair(1, "x") and type(subtuple(Pair, 1, "x")) is Pair
+    empty = subtuple(type("Empty", (tuple,), {}))
+    assert empty == () and type(empty).__name__ == "Empty"
+    for bad in ([], [int], [list, 1], ["Lingering", 1]):
+        with pytest.raises(TypeError):
+            subtuple(*bad)
+
+
+@pytest.mark.parametrize("impl", ["python", "c"])
 def test_a_parallel_runs_lines_are_merged_and_numbered_as_a_sort_and_a_count_would(impl):
     # common/_join.c's merge_lines (the compiled build's) and common/join.py's (the pure
     # build's) against a sort of every line by key and a count of the shards' numbers below

@@ -1,6 +1,8 @@
 """Types of the compiled build's C module analyzer/common/_join.c (common/join.py in Python)."""
 
-from typing import Any, List, Optional, Tuple
+from typing import Any, List, Optional, Tuple, Type, TypeVar
+
+_T = TypeVar("_T", bound=tuple)
 
 
 def concat(*pieces: str) -> str: ...
@@ -15,3 +17,6 @@ def text_block(sep: str, keys: List[int],
 
 def merge_lines(sources: List[List[Any]], steps: List[List[Any]],
                 first: bool) -> Tuple[bytes, int]: ...
+
+
+def subtuple(cls: Type[_T], *items: Any) -> _T: ...

@@ -1,16 +1,19 @@
 """`concat(*pieces)` (`"".join(pieces)`), `plain(s)` (ASCII text JSON does not escape),
 `text_block(sep, keys, lines)` (a block of lines as report/runs.py spills it: keys, ends and
-ASCII text, or None) and `merge_lines(sources, steps, first)` (a parallel run's JSON lines,
-merged by key and numbered), in Python: what the pure-Python build runs. The compiled build
-has them in C (analyzer/common/_join.c, where the reasons are; both give the same results:
-tests/test_json_out.py); render/json_line.py, report/runs.py and render/json_out.py take the
-C ones when there are."""
+ASCII text, or None), `merge_lines(sources, steps, first)` (a parallel run's JSON lines,
+merged by key and numbered) and `subtuple(cls, *items)` (`tuple.__new__(cls, items)`: a
+NamedTuple made), in Python: what the pure-Python build runs. The compiled build has them in
+C (analyzer/common/_join.c, where the reasons are; both give the same results:
+tests/test_json_out.py); render/json_line.py, report/runs.py, render/json_out.py and
+judge/result.py take the C ones when there are."""
 
 from __future__ import annotations
 
 import re
 import struct
-from typing import Any, Final, List, Optional, Tuple
+from typing import Any, Final, List, Optional, Tuple, Type, TypeVar
+
+_T = TypeVar("_T", bound=tuple)
 
 #: What the json module's encoder escapes in a string (ensure_ascii=False).
 _ESCAPED: Final = re.compile(r'[\x00-\x1f"\\]')
@@ -18,6 +21,10 @@ _ESCAPED: Final = re.compile(r'[\x00-\x1f"\\]')
 
 def concat(*pieces: str) -> str:
     return "".join(pieces)
+
+
+def subtuple(cls: Type[_T], *items: Any) -> _T:
+    return tuple.__new__(cls, items)
 
 
 def plain(s: str) -> bool:

@@ -10,7 +10,7 @@ for compactness; `to_dict()` and the renderers give them as text.
 from __future__ import annotations
 
 import builtins
-from typing import Any, Callable, Dict, Final, List, NamedTuple, Optional, Tuple
+from typing import Any, Dict, Final, List, NamedTuple, Optional, Tuple
 
 from analyzer.common.findings import SEVERITY_RANK, Finding
 from analyzer.common.nstime import seconds
@@ -19,9 +19,15 @@ from analyzer.decode.tunnels import describe
 from analyzer.tcp.conn import Connection
 from analyzer.tcp.endpoint import NO_COUNTS, Analysis
 
+try:
+    from analyzer.common._join import subtuple
+except ImportError:                     # the pure-Python build
+    from analyzer.common.join import subtuple
+
 ANALYSIS_FIELDS: Final = Analysis.FIELDS
-#: `tuple.__new__`, looked up once (not by name on `tuple` for every lingering state).
-_tuple_new: Final[Callable[..., Any]] = tuple.__new__
+#: `tuple.__new__(cls, items)` for a NamedTuple (compiled: in C, common/_join.c), looked up
+#: once (not by name in the module's dict for every lingering state).
+_subtuple: Final = subtuple
 _WARNING_RANK: Final = SEVERITY_RANK["warning"]
 
 
@@ -41,11 +47,15 @@ class Lingering(NamedTuple):
         return d
 
 
+#: The class, looked up once (compiled: not by name in the module's dict for each state).
+_LINGERING: Final = Lingering
+
+
 def lingering(side: str, state: str, since: int, seconds: int,
               remaining: Optional[int]) -> Lingering:
     """`Lingering(side, state, since, seconds, remaining)`, made as its own `__new__` makes it
     but without calling that (Python code, which the compiled build runs interpreted)."""
-    return _tuple_new(Lingering, (side, state, since, seconds, remaining))
+    return _subtuple(_LINGERING, side, state, since, seconds, remaining)
 
 
 class LadderRow(NamedTuple):
@@ -141,8 +151,8 @@ class ConnResult:
     @classmethod
     def from_connection(cls, c: Connection, handshake: str, close: Optional[str],
                         closed_first: Optional[str], reset_by: Optional[str], half_close: bool,
-                        final_state: List[str], lingering: List[Lingering]) -> "ConnResult":
-        r = cls()
+                        final_state: Tuple[str, str], lingering: List[Lingering]) -> "ConnResult":
+        r = ConnResult()        # (compiled: the native constructor; `cls()` is a Python call)
         o, p = c.e0, c.e1
         r.id = c.id
         r.orig_raw = (c.addr(0), c.port(0))
@@ -157,7 +167,7 @@ class ConnResult:
             r.ip_bytes = (o.ip_bytes, p.ip_bytes)
         r.handshake, r.close = handshake, close
         r.closed_first, r.reset_by, r.half_close = closed_first, reset_by, half_close
-        r.final_state = (final_state[0], final_state[1])
+        r.final_state = final_state
         r.lingering = lingering
         r.syn_retransmissions = max(o.syn_count - 1, 0)
         findings = list(c.findings.values())
@@ -344,7 +354,7 @@ def unflat(t: tuple) -> ConnResult:
 
 def lingering_of(t: tuple) -> Lingering:
     """A `Lingering` from its values as a plain tuple (`ConnResult.flat`)."""
-    return _tuple_new(Lingering, t)
+    return _subtuple(_LINGERING, *t)
 
 
 def _result(state: tuple) -> ConnResult:

@@ -53,6 +53,8 @@ CLOSES: Final = {
                       "acknowledged (PEER_UNRESPONSIVE): the close did not complete.",
 }
 
+#: A stray's final states.
+_BOTH_CLOSED: Final = ("CLOSED", "CLOSED")
 #: The close shapes that claim both FINs were exchanged.
 _FIN_CLOSES: Final = frozenset({"four_way", "three_segment", "simultaneous"})
 
@@ -134,7 +136,7 @@ def finalize(c: Connection, now: int, msl_ns: int) -> ConnResult:
     now = max(now, c.last_ts)
     two_msl = msl_ns + msl_ns       # (compiled: a product past 2**31 takes the slow multiply)
     lingering: List[Lingering] = []
-    final = []
+    final0 = final1 = ""                    # the final states (no list made for them)
     fin_unanswered = False
     for i in range(2):                      # (a native loop: no tuple, no iterator)
         e = c.e0 if i == 0 else c.e1
@@ -185,13 +187,17 @@ def finalize(c: Connection, now: int, msl_ns: int) -> ConnResult:
             c.note_at("ZERO_WINDOW_STALL", zw, c.last_frame, i,
                       "%s's receive window was still zero at the end, %.1f s after it closed"
                       % (SIDES[i], (now - zw) / 1e9))
-        final.append(STATE_NAME[state])
+        if i == 0:
+            final0 = STATE_NAME[state]
+        else:
+            final1 = STATE_NAME[state]
+    final = (final0, final1)
     handshake = _handshake(c)
     close, closed_first, reset_by = _close(c, handshake)
     if fin_unanswered and close in _FIN_CLOSES:
         close = "unacknowledged"
     if handshake == "stray":
-        final, reset_by = ["CLOSED", "CLOSED"], None
+        final, reset_by = _BOTH_CLOSED, None
     _note_outcome(c, handshake, close)
     return ConnResult.from_connection(c, handshake, close, closed_first, reset_by,
                                       c.half_close_data, final, lingering)
