@@ -352,7 +352,7 @@ def _tcp_at(buf: bytes, addrs: i64, t: i64, offflags: i64, hl: i64, paylen: i64,
                    | i64(buf[t + 11]),
                    offflags & 0xFFF, i64(buf[t + 14]) << 8 | i64(buf[t + 15]), paylen,
                    mss, wscale, cut, key=_key_of(buf[addrs:t + 4]), iplen=iplen,
-                   dup=dup)
+                   dup=dup, seglen=paylen + (offflags >> 1 & 1) + (offflags & 1))
 
 
 def ip_any(buf: bytes, off: int) -> Layer:

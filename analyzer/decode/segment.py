@@ -101,7 +101,7 @@ class Segment:
     def __init__(self, src: bytes, dst: bytes, sport: int, dport: int, seq: int, ack: int,
                  flags: int, win: int, paylen: int, mss: int = -1, wscale: int = -1,
                  cut: bool = False, ts: int = 0, num: int = 0, key: bytes = b"",
-                 iplen: int = 0, dup: int = -1) -> None:
+                 iplen: int = 0, dup: int = -1, seglen: int = -1) -> None:
         self.sport = sport
         self.dport = dport
         #: src, dst, sport, dport (ports big-endian); given as `key` by the decoder's fast
@@ -114,8 +114,9 @@ class Segment:
         self.paylen = paylen
         #: Sequence space the segment occupies: payload plus one for SYN and one for FIN.
         #: Made here, read as a field (a property costs a call each time the replay reads
-        #: it); whoever changes `paylen` changes it too.
-        self.seglen = paylen + ((flags & SYN) >> 1) + (flags & FIN)
+        #: it); whoever changes `paylen` changes it too. The decoder passes it made from
+        #: its machine integers (`seglen`; -1: made here).
+        self.seglen = seglen if seglen >= 0 else paylen + ((flags & SYN) >> 1) + (flags & FIN)
         self.mss = mss
         self.wscale = wscale
         self.cut = cut              # the snaplen cut the payload: not all of it was captured

@@ -206,8 +206,10 @@ class Connection(ConnectionCore):
                 self.note("SEGMENT_IN_WRONG_STATE", seg, s, "%s sent %s while in %s"
                           % (SIDES[s], describe(seg), STATE_NAME[x.state]))
         end = (seg.seq + seg.seglen) & 0xFFFFFFFF
-        new_data = seg.paylen > 0 and (x.next_seq < 0 or seq_lt(x.next_seq, end))
-        if x.next_seq < 0 or seq_lt(x.next_seq, end):
+        nxt = x.next_seq
+        advances = nxt < 0 or 0 < ((end - nxt) & 0xFFFFFFFF) < 0x80000000    # seq_lt(nxt, end)
+        new_data = seg.paylen > 0 and advances
+        if advances:
             x.next_seq = end
         if seg.seglen:
             x.seq_exact = True
