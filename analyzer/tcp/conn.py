@@ -89,7 +89,7 @@ class Connection(ConnectionCore):
                     if zeek is not None:
                         zeek.segment(from_orig, seg, not seg.cut, seg.bad_csum)
                 return False
-        self._replay(seg, True)
+        self._replay(seg, 0 if from_orig else 1)
         a, b = self.e0, self.e1
         self.steady = (a.state == ESTABLISHED and b.state == ESTABLISHED
                        and not a.pending and not b.pending and self.rst is None
@@ -99,17 +99,23 @@ class Connection(ConnectionCore):
                        and self.held_rst is None and a is not b)
         return True
 
-    def _replay(self, seg: Segment, checked: bool = False) -> None:
+    def _replay(self, seg: Segment, s: int = -1) -> None:
         """The full replay of one segment: inputs for the sender, then for the receiver
-        (`checked`: on_segment has ruled out a duplicate frame)."""
-        if not checked and oddities.duplicate(self, seg.key == self.okey, seg):
-            return
-        s = self.side_of(seg)
+        (`s`: its sender's side, given once on_segment has ruled out a duplicate frame;
+        -1: not yet)."""
+        if s < 0:
+            from_orig = seg.key == self.okey
+            if oddities.duplicate(self, from_orig, seg):
+                return
+            s = 0 if from_orig else 1
         if seg is not self.zeek:            # (the first packet waits for the second)
             zeek = self.zeek_view()
             if zeek is not None:
                 zeek.segment(s == 0, seg, not seg.cut, seg.bad_csum)
-        x, y = self.endpoint(s), self.endpoint(1 - s)
+        if s == 0:
+            x, y = self.e0, self.e1
+        else:
+            x, y = self.e1, self.e0
         flags = seg.flags
         self.prev_ts = self.last_ts
         # Frames out of time order (merged interfaces, a clock step): the connection spans
