@@ -25,7 +25,7 @@ from __future__ import annotations
 import struct
 from typing import Final, Optional, Tuple, Union
 
-from analyzer.common.native import i64
+from analyzer.common.native import i64, mypyc_attr
 from analyzer.decode.segment import Segment
 
 try:
@@ -103,6 +103,7 @@ def _tcp(buf: bytes, src: bytes, dst: bytes, t: int, end: int, iplen: int,
                    dup=ipid << 16 | buf[t + 16] << 8 | buf[t + 17] if ipid >= 0 else -1)
 
 
+@mypyc_attr(acyclic=True)
 class QuotedTCP(Segment):
     """The TCP ports quoted inside an ICMP error (destination unreachable, time exceeded, ...).
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Final
 
+from analyzer.common.native import mypyc_attr
+
 # TCP header flag bits (RFC 9293 §3.1, RFC 3168 for ECE/CWR, RFC 3540 for NS/AE).
 FIN: Final = 0x001
 SYN: Final = 0x002
@@ -77,6 +79,7 @@ def addr_str(addr: bytes) -> str:
             + ":".join(["%x" % g for g in groups[start + length:]]))
 
 
+@mypyc_attr(acyclic=True)
 class Segment:
     """One TCP segment.
 
@@ -92,6 +95,9 @@ class Segment:
     `tunnel` is the tunnel context (outer endpoints and shared ids of each tunnel layer) of a
     segment that came through tunnels, empty otherwise. `dup` tells a frame captured twice:
     the IPv4 ID and the TCP checksum (`id << 16 | sum`), -1 where there is no IP ID (IPv6).
+
+    Acyclic (it points only to bytes and numbers): the compiled build makes one a packet
+    without the cyclic collector's header, tracking and clearing.
     """
 
     __slots__ = ("ts", "num", "key", "sport", "dport", "seq", "ack", "flags", "win",
