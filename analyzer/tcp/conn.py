@@ -58,7 +58,8 @@ class Connection(ConnectionCore):
         nothing unseen cannot change a state, a verdict or a finding; it only moves counters
         and sequence numbers. Everything else takes the full replay.
         """
-        from_orig = seg.key == self.okey
+        # (`okey` spelt out: a property would cost a call a packet)
+        from_orig = seg.key == (self.key if self.first_from_orig else self.rkey)
         if oddities.duplicate(self, from_orig, seg):
             return False
         if self.steady and seg.flags & CONTROL == ACK and seg.win and seg.ts >= self.last_ts:

@@ -237,7 +237,7 @@ class ConnectionCore(WithRare):
                  "midstream", "syn_seen", "synack_seen", "sim_open", "synack_win",
                  "rst", "fin_a", "fin_b", "acked_by", "half_close_data",
                  "syn_ts", "est_sides", "self_connect", "prev_ts", "tfo",
-                 "steady", "zeek", "okey",
+                 "steady", "zeek", "first_from_orig",
                  "rst_discards", "last_dup", "last_dup_seq",
                  "last_dup_ack", "key", "rkey", "queued", "queued_ts", "e0", "e1")
 
@@ -258,6 +258,7 @@ class ConnectionCore(WithRare):
     self_connect: bool
     tfo: bool
     steady: bool
+    first_from_orig: bool
     rst_discards: bool
     queued: bool
 
@@ -310,9 +311,7 @@ class ConnectionCore(WithRare):
         #: packet at `queued_ts` (a capture time: any integer, so not a flag as well).
         self.queued = False
         self.queued_ts = 0
-        #: The 4-tuple of segments from the originator (`key` or `rkey`): a field, not a
-        #: property, as every segment's side is told by it.
-        self.okey = key if orig_is_src or seg.src == seg.dst and seg.sport == seg.dport else rkey
+        self.first_from_orig = orig_is_src or seg.src == seg.dst and seg.sport == seg.dport
         self.first_frame = self.last_frame = seg.num
         #: By code; the shared empty NO_FINDINGS until the first (`note_at` makes its own).
         self.findings: Dict[str, Finding] = NO_FINDINGS
@@ -361,10 +360,9 @@ class ConnectionCore(WithRare):
         self.acked_by = -1 if by is None else 2 * by[0] + (1 if by[1] else 0)
 
     @property
-    def first_from_orig(self) -> bool:
-        """The first packet came from the originator (its 4-tuple is `okey`; a socket
-        connected to itself has `key` equal to `rkey`, and counts as such)."""
-        return self.okey == self.key
+    def okey(self) -> bytes:
+        """The 4-tuple of segments from the originator (`key` or `rkey`)."""
+        return self.key if self.first_from_orig else self.rkey
 
     @property
     def fins(self) -> Tuple[int, ...]:
