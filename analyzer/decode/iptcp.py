@@ -25,7 +25,7 @@ from __future__ import annotations
 import struct
 from typing import Final, Optional, Tuple, Union
 
-from analyzer.common.native import i64
+from analyzer.common.native import i64, mypyc_attr
 from analyzer.decode.segment import Segment
 
 try:
@@ -103,6 +103,7 @@ def _tcp(buf: bytes, src: bytes, dst: bytes, t: int, end: int, iplen: int,
                    dup=ipid << 16 | buf[t + 16] << 8 | buf[t + 17] if ipid >= 0 else -1)
 
 
+@mypyc_attr(acyclic=True)
 class QuotedTCP(Segment):
     """The TCP ports quoted inside an ICMP error (destination unreachable, time exceeded, ...).
 
@@ -352,7 +353,7 @@ def _tcp_at(buf: bytes, addrs: i64, t: i64, offflags: i64, hl: i64, paylen: i64,
                    | i64(buf[t + 11]),
                    offflags & 0xFFF, i64(buf[t + 14]) << 8 | i64(buf[t + 15]), paylen,
                    mss, wscale, cut, key=_key_of(buf[addrs:t + 4]), iplen=iplen,
-                   dup=dup)
+                   dup=dup, seglen=paylen + (offflags >> 1 & 1) + (offflags & 1))
 
 
 def ip_any(buf: bytes, off: int) -> Layer:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Final
 
+from analyzer.common.native import mypyc_attr
+
 # TCP header flag bits (RFC 9293 §3.1, RFC 3168 for ECE/CWR, RFC 3540 for NS/AE).
 FIN: Final = 0x001
 SYN: Final = 0x002
@@ -77,6 +79,7 @@ def addr_str(addr: bytes) -> str:
             + ":".join(["%x" % g for g in groups[start + length:]]))
 
 
+@mypyc_attr(acyclic=True)
 class Segment:
     """One TCP segment.
 
@@ -92,6 +95,9 @@ class Segment:
     `tunnel` is the tunnel context (outer endpoints and shared ids of each tunnel layer) of a
     segment that came through tunnels, empty otherwise. `dup` tells a frame captured twice:
     the IPv4 ID and the TCP checksum (`id << 16 | sum`), -1 where there is no IP ID (IPv6).
+
+    Acyclic (it points only to bytes and numbers): the compiled build makes one a packet
+    without the cyclic collector's header, tracking and clearing.
     """
 
     __slots__ = ("ts", "num", "key", "sport", "dport", "seq", "ack", "flags", "win",
@@ -101,7 +107,7 @@ class Segment:
     def __init__(self, src: bytes, dst: bytes, sport: int, dport: int, seq: int, ack: int,
                  flags: int, win: int, paylen: int, mss: int = -1, wscale: int = -1,
                  cut: bool = False, ts: int = 0, num: int = 0, key: bytes = b"",
-                 iplen: int = 0, dup: int = -1) -> None:
+                 iplen: int = 0, dup: int = -1, seglen: int = -1) -> None:
         self.sport = sport
         self.dport = dport
         #: src, dst, sport, dport (ports big-endian); given as `key` by the decoder's fast
@@ -114,8 +120,9 @@ class Segment:
         self.paylen = paylen
         #: Sequence space the segment occupies: payload plus one for SYN and one for FIN.
         #: Made here, read as a field (a property costs a call each time the replay reads
-        #: it); whoever changes `paylen` changes it too.
-        self.seglen = paylen + ((flags & SYN) >> 1) + (flags & FIN)
+        #: it); whoever changes `paylen` changes it too. The decoder passes it made from
+        #: its machine integers (`seglen`; -1: made here).
+        self.seglen = seglen if seglen >= 0 else paylen + ((flags & SYN) >> 1) + (flags & FIN)
         self.mss = mss
         self.wscale = wscale
         self.cut = cut              # the snaplen cut the payload: not all of it was captured

@@ -58,7 +58,8 @@ class Connection(ConnectionCore):
         nothing unseen cannot change a state, a verdict or a finding; it only moves counters
         and sequence numbers. Everything else takes the full replay.
         """
-        from_orig = seg.key == self.okey
+        # (`okey` spelt out: a property would cost a call a packet)
+        from_orig = seg.key == (self.key if self.first_from_orig else self.rkey)
         if oddities.duplicate(self, from_orig, seg):
             return False
         if self.steady and seg.flags & CONTROL == ACK and seg.win and seg.ts >= self.last_ts:
@@ -89,7 +90,7 @@ class Connection(ConnectionCore):
                     if zeek is not None:
                         zeek.segment(from_orig, seg, not seg.cut, seg.bad_csum)
                 return False
-        self._replay(seg, True)
+        self._replay(seg, 0 if from_orig else 1)
         a, b = self.e0, self.e1
         self.steady = (a.state == ESTABLISHED and b.state == ESTABLISHED
                        and not a.pending and not b.pending and self.rst is None
@@ -99,17 +100,23 @@ class Connection(ConnectionCore):
                        and self.held_rst is None and a is not b)
         return True
 
-    def _replay(self, seg: Segment, checked: bool = False) -> None:
+    def _replay(self, seg: Segment, s: int = -1) -> None:
         """The full replay of one segment: inputs for the sender, then for the receiver
-        (`checked`: on_segment has ruled out a duplicate frame)."""
-        if not checked and oddities.duplicate(self, seg.key == self.okey, seg):
-            return
-        s = self.side_of(seg)
+        (`s`: its sender's side, given once on_segment has ruled out a duplicate frame;
+        -1: not yet)."""
+        if s < 0:
+            from_orig = seg.key == self.okey
+            if oddities.duplicate(self, from_orig, seg):
+                return
+            s = 0 if from_orig else 1
         if seg is not self.zeek:            # (the first packet waits for the second)
             zeek = self.zeek_view()
             if zeek is not None:
                 zeek.segment(s == 0, seg, not seg.cut, seg.bad_csum)
-        x, y = self.endpoint(s), self.endpoint(1 - s)
+        if s == 0:
+            x, y = self.e0, self.e1
+        else:
+            x, y = self.e1, self.e0
         flags = seg.flags
         self.prev_ts = self.last_ts
         # Frames out of time order (merged interfaces, a clock step): the connection spans
@@ -206,8 +213,10 @@ class Connection(ConnectionCore):
                 self.note("SEGMENT_IN_WRONG_STATE", seg, s, "%s sent %s while in %s"
                           % (SIDES[s], describe(seg), STATE_NAME[x.state]))
         end = (seg.seq + seg.seglen) & 0xFFFFFFFF
-        new_data = seg.paylen > 0 and (x.next_seq < 0 or seq_lt(x.next_seq, end))
-        if x.next_seq < 0 or seq_lt(x.next_seq, end):
+        nxt = x.next_seq
+        advances = nxt < 0 or 0 < ((end - nxt) & 0xFFFFFFFF) < 0x80000000    # seq_lt(nxt, end)
+        new_data = seg.paylen > 0 and advances
+        if advances:
             x.next_seq = end
         if seg.seglen:
             x.seq_exact = True

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Final
 
+from analyzer.common.native import i64
 from analyzer.decode.segment import ACK, FIN, PSH, RST, SYN, URG, Segment, flags_str
 from analyzer.tcp.endpoint import SIDES, ConnectionCore
 
@@ -30,7 +31,8 @@ def duplicate(c: ConnectionCore, from_orig: bool, seg: Segment) -> bool:
     dup = seg.dup
     if dup < 0:
         return False                # no IPv4 ID to compare (IPv6)
-    key = seg.flags << 33 | dup << 1 | (0 if from_orig else 1)
+    # (a machine integer: the shifts inline, not calls on arbitrary-precision ints)
+    key = i64(seg.flags) << 33 | i64(dup) << 1 | (0 if from_orig else 1)
     # (seq and ack stored less 2**31: they fit the record's 32-bit signed fields)
     seq, ack = seg.seq - 0x80000000, seg.ack - 0x80000000
     if key != c.last_dup or seq != c.last_dup_seq or ack != c.last_dup_ack \

@@ -23,7 +23,7 @@ from __future__ import annotations
 from typing import Final
 
 from analyzer.decode.segment import ACK, FIN, RST, SYN, Segment, seq_diff, seq_le, seq_lt
-from analyzer.tcp.endpoint import Analysis, ConnectionCore, Endpoint
+from analyzer.tcp.endpoint import SIDES, Analysis, ConnectionCore, Endpoint
 from analyzer.tcp.states import CLOSE_WAIT, ESTABLISHED
 
 #: A segment filling a hole this soon after the hole appeared is out of order, not resent
@@ -60,7 +60,6 @@ def analyze_segment(c: ConnectionCore, s: int, x: Endpoint, y: Endpoint, seg: Se
         return
     a = x.analysis          # QUIET (shared, read only) until the first count: own_analysis()
     nxt = x.next_seq
-    side = ("orig", "resp")[s]
     paylen = seg.paylen
     if seg.win == 0 and not flags & (SYN | FIN):
         a = x.own_analysis()
@@ -68,14 +67,14 @@ def analyze_segment(c: ConnectionCore, s: int, x: Endpoint, y: Endpoint, seg: Se
         if not a.zw_since:
             a.zw_since = seg.ts
         c.repeat("ZERO_WINDOW") or c.note(
-            "ZERO_WINDOW", seg, s, "%s advertised a zero receive window" % side)
+            "ZERO_WINDOW", seg, s, "%s advertised a zero receive window" % SIDES[s])
     elif a.zw_since and not flags & SYN:
         closed_for = seg.ts - a.zw_since
         a.zw_since = 0
         if closed_for >= ZERO_WINDOW_STALL_NS:
             c.repeat("ZERO_WINDOW_STALL") or c.note(
                 "ZERO_WINDOW_STALL", seg, s, "%s's receive window stayed zero for %.1f s: its "
-                "application stopped reading" % (side, closed_for / 1e9))
+                "application stopped reading" % (SIDES[s], closed_for / 1e9))
     if nxt >= 0 and not flags & (SYN | FIN) and paylen <= 1 and \
             seg.seq == (nxt - 1) & 0xFFFFFFFF and (y.last_ack < 0 or y.last_ack == nxt):
         # RFC 1122 §4.2.3.6: a probe goes out on a quiet connection, everything acknowledged;
@@ -85,7 +84,7 @@ def analyze_segment(c: ConnectionCore, s: int, x: Endpoint, y: Endpoint, seg: Se
         a.keepalive_open = True
         c.repeat("KEEPALIVE") or c.note(
             "KEEPALIVE", seg, s, "%s sent a %s (seq next-1, %d byte%s) after %.1f s" % (
-                side, "zero-window probe" if y.analysis.zw_since else "keep-alive probe",
+                SIDES[s], "zero-window probe" if y.analysis.zw_since else "keep-alive probe",
                 paylen, "" if paylen == 1 else "s", max(seg.ts - c.prev_ts, 0) / 1e9))
         return
     if y.analysis.keepalive_open and flags & ACK and not paylen and not flags & (SYN | FIN):
@@ -94,7 +93,8 @@ def analyze_segment(c: ConnectionCore, s: int, x: Endpoint, y: Endpoint, seg: Se
             a = x.own_analysis()
             a.keepalive_acks += 1
             return
-    if flags & ACK and not flags & SYN and y.next_seq >= 0 and seq_lt(y.next_seq, seg.ack):
+    if flags & ACK and not flags & SYN and y.next_seq >= 0 and \
+            0 < ((seg.ack - y.next_seq) & 0xFFFFFFFF) < 0x80000000:     # seq_lt(next, ack)
         if not y.seq_exact and seg.ack == (y.next_seq + 1) & 0xFFFFFFFF:
             # The peer was seen only in bare segments, whose seq may be SND.NXT - 1 (a
             # keep-alive probe): this ACK tells its real next sequence number.
@@ -105,11 +105,12 @@ def analyze_segment(c: ConnectionCore, s: int, x: Endpoint, y: Endpoint, seg: Se
         if acks_unseen_fin(y, seg):
             c.repeat("ACK_OF_UNSEEN_FIN") or c.note(
                 "ACK_OF_UNSEEN_FIN", seg, s, "%s acknowledged %d, one past everything seen from "
-                "the peer: a FIN that is not in the capture" % (side, rel(y, seg.ack)))
+                "the peer: a FIN that is not in the capture" % (SIDES[s], rel(y, seg.ack)))
         else:
             c.repeat("ACKED_UNSEEN_SEGMENT") or c.note(
                 "ACKED_UNSEEN_SEGMENT", seg, s, "%s acknowledged %d bytes the capture never "
-                "showed the peer sending (capture loss)" % (side, seq_diff(seg.ack, y.next_seq)))
+                "showed the peer sending (capture loss)"
+                % (SIDES[s], seq_diff(seg.ack, y.next_seq)))
     if nxt < 0 or flags & SYN:
         return                          # SYN and SYN-ACK retransmissions are judged in conn.py
     seq = seg.seq
@@ -128,7 +129,8 @@ def analyze_segment(c: ConnectionCore, s: int, x: Endpoint, y: Endpoint, seg: Se
         a.holes.append((nxt, seq, seg.ts))
         c.repeat("SEGMENT_NOT_CAPTURED") or c.note(
             "SEGMENT_NOT_CAPTURED", seg, s, "%s jumped from seq %d to %d: %d bytes before this "
-            "segment are not in the capture" % (side, rel(x, nxt), rel(x, seq), seq_diff(seq, nxt)))
+            "segment are not in the capture"
+            % (SIDES[s], rel(x, nxt), rel(x, seq), seq_diff(seq, nxt)))
         return
     if not (paylen or flags & FIN):
         return                          # a bare ACK behind: nothing was sent again
@@ -137,7 +139,7 @@ def analyze_segment(c: ConnectionCore, s: int, x: Endpoint, y: Endpoint, seg: Se
         a.retransmissions += 1
         _count_resend(a, y)
         c.repeat("FIN_RETRANSMITTED") or c.note(
-            "FIN_RETRANSMITTED", seg, s, "%s sent its FIN again" % side)
+            "FIN_RETRANSMITTED", seg, s, "%s sent its FIN again" % SIDES[s])
         return
     holes = a.holes or []
     for i, (start, end, ts) in enumerate(holes):
@@ -157,7 +159,7 @@ def analyze_segment(c: ConnectionCore, s: int, x: Endpoint, y: Endpoint, seg: Se
                 a.out_of_order += 1
                 c.repeat("OUT_OF_ORDER") or c.note(
                     "OUT_OF_ORDER", seg, s, "%s segment at seq %d arrived after later data"
-                    % (side, rel(x, seq)))
+                    % (SIDES[s], rel(x, seq)))
                 return
             break
     a = x.own_analysis()
@@ -165,7 +167,7 @@ def analyze_segment(c: ConnectionCore, s: int, x: Endpoint, y: Endpoint, seg: Se
     _count_resend(a, y)
     c.repeat("RETRANSMISSION") or c.note(
         "RETRANSMISSION", seg, s, "%s sent %d bytes at seq %d again (next new byte is %d)"
-        % (side, paylen, rel(x, seq), rel(x, nxt)))
+        % (SIDES[s], paylen, rel(x, seq), rel(x, nxt)))
 
 
 def _count_resend(a: Analysis, y: Endpoint) -> None:
