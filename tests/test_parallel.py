@@ -29,7 +29,7 @@ try:
 except ImportError:                     # the pure-Python build
     _skip = None
 from analyzer.decode.frames import decode_at
-from analyzer.parallel import local
+from analyzer.parallel import local, workers
 from analyzer.parallel.local import analyze_jobs, jobs_for
 from analyzer.parallel.merge import Merger, ShardFailed, Walk
 from analyzer.pipeline import analyze
@@ -546,12 +546,12 @@ def test_json_lines_kept_in_the_shards_are_merged_and_numbered_as_bytes(tmp_path
     big = tmp_path / "big.pcap"
     _mixed_capture(big, connections=3000)
     report = analyze_jobs([str(big)], SETTINGS, 2, sink=make_sink("json", SETTINGS), once=True)
-    assert local.running()                            # waiting on their pipes
-    local.release()
-    for p in local.running():
+    assert workers.running()                            # waiting on their pipes
+    workers.release()
+    for p in workers.running():
         p.join()
         assert p.exitcode is not None
-    assert local.running() == []
+    assert workers.running() == []
     assert report.summary.connections > 3000
 
 
@@ -628,7 +628,7 @@ def test_the_report_does_not_wait_for_workers_to_exit_after_their_last_message(t
         assert outputs(str(cap), 2) == outputs(str(cap), 1)
         assert time.monotonic() - started < 120         # not the 300 s the worker lingers
     finally:
-        for p in local.running():
+        for p in workers.running():
             p.kill()
             p.join()
 
@@ -718,8 +718,8 @@ def test_a_signal_stops_every_worker_and_the_report_so_far_is_written(tmp_path, 
     deadline = time.monotonic() + 60
     while len(_children(p.pid)) < 2 and time.monotonic() < deadline and p.poll() is None:
         time.sleep(0.01)
-    workers = _children(p.pid)
-    assert len(workers) == 2, "the workers did not start"
+    children = _children(p.pid)
+    assert len(children) == 2, "the workers did not start"
     time.sleep(0.05)
     p.send_signal(sig)               # the parent alone, as `kill` does
     out, err = p.communicate(timeout=120)
@@ -728,7 +728,7 @@ def test_a_signal_stops_every_worker_and_the_report_so_far_is_written(tmp_path, 
     doc = json.loads(out)
     assert doc["capture"]["interrupted"] is True
     assert doc["capture"]["packets"] < connections * 8
-    for w in workers:
+    for w in children:
         assert not os.path.exists("/proc/%d" % w) or _zombie_or_gone(w)
 
 
@@ -789,11 +789,11 @@ def test_the_terminal_reports_most_severe_are_chosen_in_the_shards(tmp_path):
 
 
 def test_the_parent_reads_each_message_whole_whatever_its_size():
-    """`local.Receiver` reads what `send_bytes` wrote (small, over a pipe's 64 KiB, over a
+    """`workers.Receiver` reads what `send_bytes` wrote (small, over a pipe's 64 KiB, over a
     megabyte, empty, small again after a large one), one message at a time, and says
     EOFError at the end of the pipe."""
     import multiprocessing
-    from analyzer.parallel.local import Receiver
+    from analyzer.parallel.workers import Receiver
     receive = Receiver()
     messages = [b"S" + bytes(range(256)) * 40, b"P" + os.urandom(3 << 20), b"", b"E" * 70000,
                 b"x" * 65536, b"y" * 65537, os.urandom(100)]
@@ -815,14 +815,14 @@ def test_the_parent_reads_each_message_whole_whatever_its_size():
 
 
 @pytest.mark.skipif(not os.path.exists("/proc/sys/fs/pipe-max-size")
-                    or int(open("/proc/sys/fs/pipe-max-size").read()) < local.PIPE_BYTES,
+                    or int(open("/proc/sys/fs/pipe-max-size").read()) < workers.PIPE_BYTES,
                     reason="Linux lets a pipe grow to 1 MiB")
 def test_a_workers_pipe_holds_a_shards_last_messages_whole():
-    """`local.widen`: a worker's pipe takes a message of a few hundred KiB (a shard's counts
+    """`workers.widen`: a worker's pipe takes a message of a few hundred KiB (a shard's counts
     at its end) in one write, nobody reading yet (a 64 KiB pipe would not: the write would
     wait), and the parent then reads it whole."""
     import multiprocessing
-    from analyzer.parallel.local import Receiver, widen
+    from analyzer.parallel.workers import Receiver, widen
     r, w = multiprocessing.Pipe(duplex=False)
     try:
         widen(w)
@@ -847,14 +847,14 @@ def _raw(read_fd: int) -> bytes:
 
 
 def test_a_forked_workers_messages_are_framed_as_multiprocessing_frames_them():
-    """`local.End.send_bytes` (a forked worker's end of its pipe) writes the bytes
+    """`workers.End.send_bytes` (a forked worker's end of its pipe) writes the bytes
     `multiprocessing`'s `Connection.send_bytes` writes, whatever the size (a 4-byte length,
     the message in one piece or two), and `Receiver` reads them back, the empty message too."""
     import multiprocessing
     messages = [b"", b"E", os.urandom(16384), os.urandom(16385), b"S" * 60000]
     for message in messages:
         r, w = os.pipe()
-        end = local.End(w)
+        end = workers.End(w)
         end.send_bytes(message)
         end.close()
         ours = _raw(r)
@@ -866,7 +866,7 @@ def test_a_forked_workers_messages_are_framed_as_multiprocessing_frames_them():
         theirs_r.close()
     import threading
     r, w = os.pipe()
-    end = local.End(w)
+    end = workers.End(w)
 
     def write() -> None:                    # (more than a pipe holds: read meanwhile)
         for message in messages:
@@ -875,8 +875,8 @@ def test_a_forked_workers_messages_are_framed_as_multiprocessing_frames_them():
 
     writer = threading.Thread(target=write)
     writer.start()
-    reader = local.End(r)
-    receive = local.Receiver()
+    reader = workers.End(r)
+    receive = workers.Receiver()
     assert [receive(reader) for _ in messages] == messages
     with pytest.raises(EOFError):
         receive(reader)
@@ -895,15 +895,15 @@ def test_a_message_whose_write_a_signal_cut_short_goes_on_where_it_stopped(monke
 
     message = os.urandom(9000)
     r, w = os.pipe()
-    monkeypatch.setattr(local.os, "writev", short)
-    end = local.End(w)
+    monkeypatch.setattr(workers.os, "writev", short)
+    end = workers.End(w)
     end.send_bytes(message)
     end.send_bytes(b"after")
     monkeypatch.undo()
     end.close()
-    reader = local.End(r)
-    assert local.Receiver()(reader) == message
-    assert local.Receiver()(reader) == b"after"
+    reader = workers.End(r)
+    assert workers.Receiver()(reader) == message
+    assert workers.Receiver()(reader) == b"after"
     reader.close()
 
 
@@ -914,7 +914,7 @@ def test_workers_still_running_when_the_process_exits_are_stopped_and_reaped(tmp
     _mixed_capture(cap)
     script = (
         "import os, sys, time\n"
-        "from analyzer.parallel import local\n"
+        "from analyzer.parallel import local, workers\n"
         "from analyzer.settings import Settings\n"
         "real = local.run_shard\n"
         "def lingering(paths, settings, index, count, emit, on_frame, work=None, lines=False):\n"
@@ -922,7 +922,7 @@ def test_workers_still_running_when_the_process_exits_are_stopped_and_reaped(tmp
         "    time.sleep(300)\n"
         "local.run_shard = lingering\n"
         "report = local.analyze_jobs([sys.argv[1]], Settings(), 2)\n"
-        "print(' '.join(str(w.pid) for w in local.running()), report.summary.connections)\n")
+        "print(' '.join(str(w.pid) for w in workers.running()), report.summary.connections)\n")
     out, err = tmp_path / "out", tmp_path / "err"
     with open(out, "wb") as o, open(err, "wb") as e:    # (not pipes: the workers hold them)
         p = subprocess.run([sys.executable, "-c", script, str(cap)], stdout=o, stderr=e,

@@ -213,7 +213,7 @@ def test_a_signal_stops_the_group_processes_and_keeps_what_was_read(tmp_path, mo
     # does) and report what they read, the groups not started are left out, no process stays.
     import signal as signals
     from analyzer.parallel import groups as grouping
-    from analyzer.parallel import local
+    from analyzer.parallel import workers
     files = archive(tmp_path)
     groups = group_files(files, r"(sensor\d)-")
     want = {g.name: json_of(r) for g, r in grouping.analyze_groups(groups, Settings())}
@@ -230,4 +230,4 @@ def test_a_signal_stops_the_group_processes_and_keeps_what_was_read(tmp_path, mo
     assert [g.name for g, _ in got] == ["sensor0", "sensor1"]      # the two running ones
     for group, report in got:
         assert report.capture.interrupted or json_of(report) == want[group.name]
-    assert local.running() == []
+    assert workers.running() == []

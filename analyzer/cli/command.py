@@ -218,10 +218,10 @@ def _quiet_end() -> bool:
                 stream.flush()
     except (OSError, ValueError):           # left to the ordinary exit, which says it
         return False
-    local = sys.modules.get("analyzer.parallel.local")
-    if local is not None:                   # shards waiting to send lines nobody reads
-        local.release()
-        for worker in local.running():      # (forked)
+    workers = sys.modules.get("analyzer.parallel.workers")
+    if workers is not None:                 # shards waiting to send lines nobody reads
+        workers.release()
+        for worker in workers.running():    # (forked)
             worker.join()
     processes = sys.modules.get("multiprocessing")
     if processes is not None:               # (spawned)

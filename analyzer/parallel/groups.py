@@ -24,8 +24,8 @@ import signal
 from typing import Callable, Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple
 
 from analyzer.capture.interrupt import received
-from analyzer.parallel.local import (FORK, Process, Ready, Reader, Receiver, _work, launch,
-                                     pipe)
+from analyzer.parallel.local import _work
+from analyzer.parallel.workers import FORK, Process, Ready, Reader, Receiver, launch, pipe
 from analyzer.parallel.merge import Merger, ShardFailed
 from analyzer.pipeline import analyze
 from analyzer.report.model import Report
