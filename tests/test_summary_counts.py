@@ -58,9 +58,8 @@ def test_counts_keep_keys_in_the_order_first_counted():
 
 def test_summary_merge_adds_a_shards_counts():
     mine, theirs = Summary(), Summary()
-    mine.handshakes = {"complete": 2}
-    theirs.handshakes = {"complete": 3, "refused": 1}
-    theirs.codes = {"TIME_WAIT_AT_END": 4}
+    mine.set_counts({"complete": 2}, {}, {}, {}, {}, {})
+    theirs.set_counts({"complete": 3, "refused": 1}, {}, {}, {}, {}, {"TIME_WAIT_AT_END": 4})
     mine.merge(theirs)
     assert mine.handshakes == {"complete": 5, "refused": 1}
     assert mine.to_dict()["findings_by_code"] == {"TIME_WAIT_AT_END": 4}

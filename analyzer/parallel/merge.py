@@ -344,8 +344,9 @@ def tally_parts(counts: tuple) -> Tuple[Summary, FloodDetector, ScanDetector, in
     (`merge_parts`)."""
     summary, floods, (addresses, values, kinds, scans), dropped = counts
     s = Summary()
-    (s.connections, s.handshakes, s.closes, s.resets, s.lingering, s.severities, s.codes,
+    (s.connections, handshakes, closes, resets, lingering, severities, codes,
      s.analysis, s.syn_retransmissions, s.attention) = summary
+    s.set_counts(handshakes, closes, resets, lingering, severities, codes)
     f = FloodDetector()
     for server, (a, b, c) in floods.items():
         f.attempts[server] = (array("q", a), array("q", b), array("q", c))

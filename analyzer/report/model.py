@@ -121,55 +121,40 @@ class Summary:
         self._severities.add(f.severity)
         self._codes.add(f.code)
 
-    # The counts by key, each a dict (set: a shard's, `merge.tally_parts`).
+    def set_counts(self, handshakes: Dict[str, int], closes: Dict[str, int],
+                   resets: Dict[str, int], lingering: Dict[str, int],
+                   severities: Dict[str, int], codes: Dict[str, int]) -> None:
+        """The counts by key, given whole (a shard's: `merge.tally_parts`)."""
+        self._handshakes, self._closes, self._resets = (
+            Counts(handshakes), Counts(closes), Counts(resets))
+        self._lingering, self._severities, self._codes = (
+            Counts(lingering), Counts(severities), Counts(codes))
+
+    # The counts by key, each a dict.
 
     @property
     def handshakes(self) -> Dict[str, int]:
         return self._handshakes.counts()
 
-    @handshakes.setter
-    def handshakes(self, counts: Dict[str, int]) -> None:
-        self._handshakes = Counts(counts)
-
     @property
     def closes(self) -> Dict[str, int]:
         return self._closes.counts()
-
-    @closes.setter
-    def closes(self, counts: Dict[str, int]) -> None:
-        self._closes = Counts(counts)
 
     @property
     def resets(self) -> Dict[str, int]:
         return self._resets.counts()
 
-    @resets.setter
-    def resets(self, counts: Dict[str, int]) -> None:
-        self._resets = Counts(counts)
-
     @property
     def lingering(self) -> Dict[str, int]:
         return self._lingering.counts()
-
-    @lingering.setter
-    def lingering(self, counts: Dict[str, int]) -> None:
-        self._lingering = Counts(counts)
 
     @property
     def severities(self) -> Dict[str, int]:
         return self._severities.counts()
 
-    @severities.setter
-    def severities(self, counts: Dict[str, int]) -> None:
-        self._severities = Counts(counts)
-
     @property
     def codes(self) -> Dict[str, int]:
         return self._codes.counts()
-
-    @codes.setter
-    def codes(self, counts: Dict[str, int]) -> None:
-        self._codes = Counts(counts)
 
     def to_dict(self) -> dict:
         return {
