@@ -633,6 +633,53 @@ def test_the_report_does_not_wait_for_workers_to_exit_after_their_last_message(t
             p.join()
 
 
+def test_the_parent_analyses_a_shard_itself_where_the_workers_send_little_before_their_end(
+        tmp_path, monkeypatch):
+    """The JSON report's shards keep their lines and the terminal report's choose their most
+    severe: their workers send only their numbers before their end messages, so the parent
+    analyses shard 0 itself (one worker fewer, its lines merged in place); for conn.log
+    (every result goes to the parent) every shard is a worker. Same report either way; the
+    pipes are read at the parent's progress marks (a budget of a few results a run, a capture
+    past a mark) and after."""
+    cap = tmp_path / "c.pcap"
+    _mixed_capture(cap, connections=10_000)             # (67 k frames: past a mark)
+    launched: List[int] = []
+    here: List[int] = []
+    real_launch, real_run = local.launch, local.run_shard
+
+    def launch(target, args, name):
+        launched.append(args[2])
+        return real_launch(target, args, name)
+
+    def run_shard(paths, settings, index, count, emit, on_frame, work=None, lines=False):
+        here.append(index)              # (a forked worker's calls: in its own memory)
+        real_run(paths, settings, index, count, emit, on_frame, work, lines)
+
+    monkeypatch.setattr(local, "launch", launch)
+    small = Settings(checksums=True, result_budget=7)   # (the JSON lines: runs of 7)
+    for fmt, options, parent, settings in (("json", {}, True, small),
+                                           ("text", {"limit": 20}, True, SETTINGS),
+                                           ("zeek", {}, False, small)):
+        reference = io.StringIO()
+        sink = make_sink(fmt, settings, **options)
+        render(fmt, analyze([str(cap)], settings, sink=sink), reference, **options)
+        for jobs in (2, 3):
+            del launched[:], here[:]
+            monkeypatch.setattr(local, "run_shard", run_shard)
+            sink = make_sink(fmt, settings, **options)
+            report = analyze_jobs([str(cap)], settings, jobs, sink=sink, once=True)
+            monkeypatch.setattr(local, "run_shard", real_run)
+            out = io.StringIO()
+            render(fmt, report, out, **options)
+            assert out.getvalue() == reference.getvalue(), (fmt, jobs)
+            if parent:
+                assert here == [0] and launched == list(range(1, jobs)), (fmt, jobs)
+            else:
+                assert here == [] and launched == list(range(jobs)), (fmt, jobs)
+    for p in workers.running():
+        p.join()
+
+
 def test_runs_that_cannot_be_split_run_in_one_process(tmp_path):
     cap = tmp_path / "c.pcap"
     _mixed_capture(cap)
@@ -711,7 +758,9 @@ def test_a_signal_stops_every_worker_and_the_report_so_far_is_written(tmp_path, 
     cap = tmp_path / "big.pcap"
     connections = 100_000                   # (the compiled build reads a million packets a second)
     cap.write_bytes(_header() + _records(connections))
-    p = subprocess.Popen([sys.executable, "-m", "analyzer", str(cap), "-f", "json", "-j", "2"],
+    # Three shards: the parent analyses the first itself (the JSON report's shards keep their
+    # lines), two workers the others.
+    p = subprocess.Popen([sys.executable, "-m", "analyzer", str(cap), "-f", "json", "-j", "3"],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                          env=dict(os.environ, PYTHONPATH=str(REPO)),
                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))

@@ -17,6 +17,11 @@ of memory"). A handler that returns normally makes every such check succeed.
 
 A second signal of either kind ends the process at once, as the signal would by default (for
 a report that takes long to write); `-o` then leaves the earlier file as it was.
+
+A `--jobs` run's workers ignore SIGINT (a Ctrl-C reaches the whole process group) and stop on
+one SIGTERM from the parent, which analyses a shard itself meanwhile: the handler passes the
+first signal on to the processes listed in `STATE.forward`, at once (`pass_on`), whatever the
+parent is doing.
 """
 
 from __future__ import annotations
@@ -35,6 +40,8 @@ SIGNALS = (signal.SIGINT, signal.SIGTERM)
 class _State:
     signum = 0                          # the first interrupting signal of the run, 0: none
     wakeup: Optional[int] = None        # read end of the wakeup pipe while interruptible
+    #: Processes the first signal is passed on to, as one SIGTERM each (`pass_on`).
+    forward: List[int] = []
 
 
 STATE = _State()
@@ -51,6 +58,21 @@ def _on_signal(signum: int, _frame: Any) -> None:
         os.kill(os.getpid(), signum)
         return
     STATE.signum = signum
+    pass_on()
+
+
+def pass_on() -> None:
+    """One SIGTERM to each process of `STATE.forward`, which is emptied: a process is passed
+    a signal once (a second one would end it at once, without its report). The handler
+    calls it for the first signal; a `--jobs` parent for a signal that came before its
+    workers were listed."""
+    pids = STATE.forward
+    STATE.forward = []
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except OSError:                 # (gone already)
+            pass
 
 
 @contextlib.contextmanager

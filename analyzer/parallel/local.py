@@ -1,17 +1,22 @@
 """`--jobs N`: the shards of a parallel run as processes of this machine.
 
 Each worker is a forked process running `shard.run_shard` and writing its messages to a pipe;
-the parent waits on all the pipes at once and hands every message to the `Merger`, so the
-merge goes on while the shards analyse, and memory stays what the shards hold plus what the
-sink keeps. Where `fork` does not exist the workers are spawned (a fresh interpreter each).
+the parent hands every message to the `Merger`, so the merge goes on while the shards analyse,
+and memory stays what the shards hold plus what the sink keeps. Where the workers send little
+before their end (the JSON report's lines stay in the shards until it is written; the
+terminal report's shards choose their most severe), the parent analyses shard 0 itself and
+reads the pipes at its progress marks; its lines are merged in place. Otherwise it waits on
+all the pipes at once. Where `fork` does not exist the workers are spawned (a fresh
+interpreter each).
 
 The processes themselves (forking or spawning a worker, its pipe, reading its messages,
 reaping it) are workers.py's.
 
 Interruption follows the single-process rule (capture/interrupt.py): the parent records
-SIGINT or SIGTERM and passes one SIGTERM to every worker, which stops reading and sends what
-it has; the workers ignore SIGINT themselves, so a Ctrl-C in a terminal (which reaches the
-whole process group) stops each of them once, through the parent. A worker whose parent is
+SIGINT or SIGTERM and passes one SIGTERM to every worker (from the handler, at once), which
+stops reading and sends what it has; the workers ignore SIGINT themselves, so a Ctrl-C in a
+terminal (which reaches the whole process group) stops each of them once, through the
+parent. A worker whose parent is
 gone stops at its next progress mark.
 
 A run that cannot be split runs in one process: a capture read from a pipe or a terminal
@@ -26,7 +31,7 @@ import signal
 import stat
 from typing import Callable, List, Optional, Sequence, cast
 
-from analyzer.capture.interrupt import SIGNALS, interruptible, received
+from analyzer.capture.interrupt import SIGNALS, STATE, interruptible, pass_on, received
 from analyzer.parallel.merge import Merger, ShardFailed, lines_run
 from analyzer.parallel.shard import Work, run_shard
 from analyzer.parallel.workers import (FORK, OPEN, Process, Ready, Reader, Receiver, Writer,
@@ -75,11 +80,18 @@ def analyze_jobs(paths: Sequence[str], settings: Settings, jobs: int, *,
     work = sink.shard_work() if isinstance(sink, ResultStore) else None
     lines = once and work is not None and isinstance(sink, ResultStore) and sink.shard_lines()
     merger = Merger(jobs, settings, sink, work is not None)
+    # Shard 0 is analysed here when the workers send next to nothing before their end
+    # messages (their numbers: the shards keep their lines, or choose their `best`), so that
+    # their pipes never fill while this process is busy with it; otherwise every shard is a
+    # worker and this process only merges, reading the pipes as they fill.
+    here = work is not None and (lines or work[2] is not None)
+    first = 1 if here else 0
     pipes: List[Reader] = []
     workers: List[Process] = []
+    kept: List[ResultStore] = []            # shard 0's lines (`lines`), read in place
     handed = False
     try:
-        for i in range(jobs):
+        for i in range(first, jobs):
             r, w = pipe()
             widen(w)
             # A forked worker closes the read ends it inherits (its own and the earlier
@@ -90,62 +102,102 @@ def analyze_jobs(paths: Sequence[str], settings: Settings, jobs: int, *,
             w.close()
             pipes.append(r)
             workers.append(p)
-        shard_of = {r.fileno(): i for i, r in enumerate(pipes)}
+        # The first signal is passed on to the workers by the handler, at once, while this
+        # process analyses shard 0 (capture/interrupt.py); one that came before, here.
+        STATE.forward = [p.pid for p in workers if p.pid is not None]
+        if received():
+            pass_on()
         ready = Ready(pipes)
-        stopped = False
-        shown = 0
-        receive = Receiver()
+        serve = _Serve(merger, pipes, first, ready, on_frame)
+        if here:
+            run_shard(list(paths), settings, 0, jobs, functools.partial(merger.take, 0),
+                      serve.mark, work, kept.append if lines else False)
         while ready:
-            for r in ready(0.25):
-                try:
-                    chunk = receive(r)
-                except EOFError:
-                    ready.drop(r)
-                    continue
-                i = shard_of[r.fileno()]
-                merger.take(i, chunk)
-                if merger.ended(i):         # its last message: not waited for any further
-                    ready.drop(r)
-            if received() and not stopped:
-                stopped = True
-                for p in workers:
-                    if p.pid is not None and p.is_alive():
-                        os.kill(p.pid, signal.SIGTERM)
-            if on_frame is not None and merger.frames() > shown:
-                shown = merger.frames()         # what every shard has read: one line
-                on_frame(shown)
-        for i, p in enumerate(workers):
+            serve(0.25)
+        for i, p in enumerate(workers, first):
             if not merger.ended(i):
                 p.join()
                 raise ShardFailed("shard %d of %d ended without its report (exit code %s)"
                                   % (i, jobs, p.exitcode))
         report = merger.report()
         if lines:
-            hand_over(cast(ResultStore, sink), pipes, receive)
+            hand_over(cast(ResultStore, sink), kept, pipes, first, Receiver())
             handed = True
         return report
     finally:
+        STATE.forward = []
         # A worker that sent its end message is left to exit by itself (freeing a shard's
         # memory takes a while), and reaped when it has; any other is stopped here.
-        for i, p in enumerate(workers):
+        for i, p in enumerate(workers, first):
             if p.is_alive() and not merger.ended(i):
                 p.kill()
                 p.join()
         if not handed:
             for r in pipes:
                 r.close()
+            for store in kept:
+                store.close()
 
 
-def hand_over(store: ResultStore, pipes: List["Reader"], receive: "Receiver") -> None:
-    """The shards' lines (`L`, after their end messages), still in their pipes, to `store`,
-    which reads them as the report is written (`ResultStore.numbered_bytes`) and then closes
-    the pipes; `release` closes any still open (a shard waits to write its lines until they
-    are read, or its pipe is closed)."""
-    count = len(pipes)
+class _Serve:
+    """The parent's side of the workers' pipes while it analyses shard 0 (`mark`, at each of
+    its progress marks, takes what has come without waiting) and after (`__call__`, waiting
+    up to `timeout`): each message to the merger, a pipe dropped at its shard's end message
+    (its lines wait in it) or its end, progress (what every shard has read) to `on_frame`."""
+
+    def __init__(self, merger: Merger, pipes: List[Reader], first: int, ready: Ready,
+                 on_frame: Optional[Callable[[int], None]]) -> None:
+        self.merger = merger
+        self.shard_of = {r.fileno(): i for i, r in enumerate(pipes, first)}
+        self.ready = ready
+        self.on_frame = on_frame
+        self.receive = Receiver()
+        self.shown = 0
+
+    def mark(self, _through: int) -> None:
+        if self.ready:
+            self(0)
+        else:
+            self._progress()
+
+    def __call__(self, timeout: float) -> None:
+        merger, ready, receive = self.merger, self.ready, self.receive
+        for r in ready(timeout):
+            try:
+                chunk = receive(r)
+            except EOFError:
+                ready.drop(r)
+                continue
+            i = self.shard_of[r.fileno()]
+            merger.take(i, chunk)
+            if merger.ended(i):             # its last message: not waited for any further
+                ready.drop(r)
+        if received():
+            pass_on()                       # (passed on once: by the handler, as a rule)
+        self._progress()
+
+    def _progress(self) -> None:
+        merger = self.merger
+        if self.on_frame is not None and merger.frames() > self.shown:
+            self.shown = merger.frames()    # what every shard has read: one line
+            self.on_frame(self.shown)
+
+
+def hand_over(store: ResultStore, kept: List[ResultStore], pipes: List["Reader"], first: int,
+              receive: "Receiver") -> None:
+    """The shards' lines to `store`, which reads them as the report is written
+    (`ResultStore.numbered_bytes`) and then closes what holds them: shard 0's, kept here
+    (`kept`: its store, read in place, its sorted runs merged with the others), and the
+    workers' (`L`, after their end messages), still in their pipes; `release` closes any
+    still open (a shard waits to write its lines until they are read, or its pipe is
+    closed)."""
+    count = len(pipes) + first
 
     def remote() -> List[Run]:
-        runs = []
-        for i, r in enumerate(pipes):
+        runs: List[Run] = []
+        for own in kept:
+            runs.extend(own.raw_sources())
+        for i, r in enumerate(pipes, first):
             run = lines_run(functools.partial(receive, r), i, count)
             if run is not None:
                 runs.append(run)
@@ -154,13 +206,14 @@ def hand_over(store: ResultStore, pipes: List["Reader"], receive: "Receiver") ->
     def close() -> None:
         for r in pipes:
             r.close()
+        for own in kept:
+            own.close()
         if close in OPEN:
             OPEN.remove(close)
 
     store.remote = remote
     store.closers.append(close)
     OPEN.append(close)
-
 
 
 def _work(paths: List[str], settings: Settings, index: int, count: int, pipe: "Writer",

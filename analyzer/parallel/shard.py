@@ -134,12 +134,14 @@ class Sender:
 
 def run_shard(paths: Sequence[str], settings: Settings, index: int, count: int,
               emit: Emit, on_frame: Callable[[int], None] = lambda n: None,
-              work: Work = None, lines: bool = False) -> None:
+              work: Work = None, lines: Any = False) -> None:
     """Analyse shard `index` of `count` of the capture `paths`, sending messages to `emit`
     (module docstring). `on_frame(n)` is called with each progress mark, after its message.
     With `work` (`ResultStore.shard_work` of the parent's sink), the shard encodes and
     chooses the results, and counts them itself (the end message carries the counts); with
-    `lines` too, it keeps the lines and sends them last, sorted (`L`, `F`)."""
+    `lines` too, it keeps the lines and sends them last, sorted (`L`, `F`), or, when `lines`
+    is a function (the shard the parent analyses itself, parallel/local.py), hands it its
+    store of them after the end message (no `L`, no `F`)."""
     starts = array("q")
     store = ResultStore(settings.result_budget, encode=work[0]) \
         if lines and work is not None and work[0] is not None else None
@@ -166,8 +168,11 @@ def run_shard(paths: Sequence[str], settings: Settings, index: int, count: int,
                               None if counts is None else marshal.dumps(counts), notes),
                              pickle.HIGHEST_PROTOCOL))
     if store is not None:
-        send_lines(store, emit)
-        store.close()
+        if callable(lines):                 # (in the parent: its store, read in place)
+            lines(store)
+        else:
+            send_lines(store, emit)
+            store.close()
 
 
 def send_lines(store: ResultStore, emit: Emit) -> None:
