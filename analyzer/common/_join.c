@@ -260,6 +260,7 @@ typedef struct {
     PyObject *keys, *ends;              /* lists, or NULL */
     const int64_t *kbuf, *ebuf;         /* buffers, or NULL */
     Py_ssize_t count, sep, at;
+    int64_t head;                       /* the key at `at` */
     const char *data;
     Py_ssize_t size;
     Py_buffer kview, eview, dview;
@@ -375,6 +376,8 @@ merge_lines(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
             PyErr_SetString(PyExc_ValueError, "merge_lines: a source's block has no line at `at`");
             goto end;
         }
+        if (int64_at(x->keys, x->kbuf, x->at, &x->head) < 0)
+            goto end;
     }
     for (t = 0; t < nt; t++) {
         PyObject *entry = PyList_GET_ITEM(steps, t);
@@ -403,13 +406,10 @@ merge_lines(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     while (ns > 0 && done < 0 && size < MERGE_BYTES) {
         /* the source of the lowest next key, and the others' lowest (`bound`) */
         Py_ssize_t best = 0;
-        int64_t low, bound = 0, key;
+        int64_t low = src[0].head, bound = 0, key;
         int alone = 1;
-        if (int64_at(src[0].keys, src[0].kbuf, src[0].at, &low) < 0)
-            goto end;
         for (s = 1; s < ns; s++) {
-            if (int64_at(src[s].keys, src[s].kbuf, src[s].at, &key) < 0)
-                goto end;
+            key = src[s].head;
             if (key < low) {
                 bound = low;
                 low = key;
@@ -472,6 +472,7 @@ merge_lines(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
             }
             if (int64_at(x->keys, x->kbuf, i, &key) < 0)
                 goto end;
+            x->head = key;
             if ((!alone && key > bound) || size >= MERGE_BYTES)
                 break;
         }
