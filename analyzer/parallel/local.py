@@ -16,8 +16,7 @@ Interruption follows the single-process rule (capture/interrupt.py): the parent 
 SIGINT or SIGTERM and passes one SIGTERM to every worker (from the handler, at once), which
 stops reading and sends what it has; the workers ignore SIGINT themselves, so a Ctrl-C in a
 terminal (which reaches the whole process group) stops each of them once, through the
-parent. A worker whose parent is
-gone stops at its next progress mark.
+parent. A worker whose parent is gone stops at its next progress mark.
 
 A run that cannot be split runs in one process: a capture read from a pipe or a terminal
 (every worker reads the whole capture), and a run that traces streams' packets (ladders).
@@ -88,7 +87,7 @@ def analyze_jobs(paths: Sequence[str], settings: Settings, jobs: int, *,
     first = 1 if here else 0
     pipes: List[Reader] = []
     workers: List[Process] = []
-    kept: List[ResultStore] = []            # shard 0's lines (`lines`), read in place
+    kept: List[ResultStore] = []            # shard 0's store of lines, read in place
     handed = False
     try:
         for i in range(first, jobs):
@@ -121,7 +120,7 @@ def analyze_jobs(paths: Sequence[str], settings: Settings, jobs: int, *,
                                   % (i, jobs, p.exitcode))
         report = merger.report()
         if lines:
-            hand_over(cast(ResultStore, sink), kept, pipes, first, Receiver())
+            hand_over(cast(ResultStore, sink), kept, pipes, first, serve.receive)
             handed = True
         return report
     finally:

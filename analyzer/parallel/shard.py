@@ -35,7 +35,7 @@ import marshal
 import pickle
 import struct
 from array import array
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 from analyzer.judge.result import ConnResult
 from analyzer.pipeline import Shard, Tally, analyze
@@ -134,7 +134,8 @@ class Sender:
 
 def run_shard(paths: Sequence[str], settings: Settings, index: int, count: int,
               emit: Emit, on_frame: Callable[[int], None] = lambda n: None,
-              work: Work = None, lines: Any = False) -> None:
+              work: Work = None,
+              lines: Union[bool, Callable[[ResultStore], None]] = False) -> None:
     """Analyse shard `index` of `count` of the capture `paths`, sending messages to `emit`
     (module docstring). `on_frame(n)` is called with each progress mark, after its message.
     With `work` (`ResultStore.shard_work` of the parent's sink), the shard encodes and
