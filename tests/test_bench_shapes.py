@@ -62,3 +62,43 @@ def test_an_output_that_cannot_be_written_is_one_line_not_a_traceback(tmp_path):
     assert p.returncode == 2 and "Traceback" not in p.stderr
     assert p.stderr.strip().splitlines()[-1].endswith("No such file or directory")
     assert not out.exists()
+
+
+def test_scales_ideal_split_gives_each_part_the_connections_its_shard_analyses(tmp_path):
+    """bench/scale.py `ideal N`: the capture cut into the N parts `--jobs N` shards it into, by
+    the same hash; every frame in exactly one part, each connection whole in its shard's."""
+    import struct
+
+    sys.path.insert(0, str(REPO / "bench"))
+    try:
+        import scale
+    finally:
+        sys.path.remove(str(REPO / "bench"))
+    from analyzer.decode.shard import shard_key
+    whole = REPO / "samples" / "mixed.pcap"
+    parts = scale.split(str(whole), 3, str(tmp_path))
+
+    def records(path) -> int:
+        data = open(path, "rb").read()
+        pos, n = 24, 0
+        while pos + 16 <= len(data):
+            pos += 16 + struct.unpack("<I", data[pos + 8:pos + 12])[0]
+            n += 1
+        assert pos == len(data)
+        return n
+
+    assert sum(records(p) for p in parts) == records(whole)
+
+    def tuples(path):
+        return sorted((r.orig_raw, r.resp_raw) for r in analyze([str(path)]).connections)
+
+    everything = tuples(whole)
+    seen = []
+    for i, path in enumerate(parts):
+        mine = tuples(path)
+        assert mine, "part %d is empty" % i
+        for (oa, op), (ra, rp) in mine:
+            key = oa + ra + struct.pack(">HH", op, rp)
+            assert shard_key(key, 3) == i
+        seen += mine
+    assert sorted(seen) == everything
