@@ -6,11 +6,11 @@
     python bench/scale.py ... --command .venv/bin/tcpflow-check   # the compiled build
     python bench/scale.py /tmp/bench100k.pcap --runs "jobs 1" "jobs 2" "ideal 2" --rounds 12
 
-Each run writes the JSON report to /dev/null and is measured from outside: wall time, CPU
-time (user + system of the run and every process under it: the shards, the Dask scheduler
-and workers) and the largest peak RSS among them (`wait4`: the largest, not a sum).
-On a shared machine wall time is noise; CPU time is what the run cost (docs/scale.md). The
-JSON reports of all runs are compared (byte for byte) with the first.
+Each run writes its report (JSON, or `--format FORMAT`) into a file of its own and is measured
+from outside: wall time, CPU time (user + system of the run and every process under it: the
+shards, the Dask scheduler and workers) and the largest peak RSS among them (`wait4`: the
+largest, not a sum). On a shared machine wall time is noise; CPU time is what the run cost
+(docs/scale.md). The reports of all runs are compared (byte for byte) with the first.
 
 `ideal N` is what N shards could reach if no shard read another's frames: the capture is
 split once, by the hash `--jobs` shards by (decode/shard.py `shard_at`; frames it does not
@@ -81,14 +81,15 @@ def split(capture: str, n: int, folder: str) -> List[str]:
 
 
 def run(command: List[str], mode: str, n: int, captures: Sequence[str],
-        extra: Sequence[str], parts: Dict[int, List[str]], checkout: bool) -> dict:
+        extra: Sequence[str], parts: Dict[int, List[str]], checkout: bool,
+        fmt: str = "json") -> dict:
     # (this checkout's package on the path only for its own `python -m analyzer`: another
     # command, an installed build, imports its own)
     env = dict(os.environ, PYTHONPATH=os.path.dirname(HERE)) if checkout else None
     if mode == "ideal":
-        argvs = [command + ["-q", "-f", "json", *extra, part] for part in parts[n]]
+        argvs = [command + ["-q", "-f", fmt, *extra, part] for part in parts[n]]
     else:
-        argv = command + ["-q", "-f", "json", *extra, *captures]
+        argv = command + ["-q", "-f", fmt, *extra, *captures]
         argvs = [argv + (["--jobs", str(n)] if mode == "jobs"
                          else ["--dask", "local", "--jobs", str(n)])]
     t0 = time.perf_counter()
@@ -146,6 +147,8 @@ def main(argv=None) -> int:
                     help="tcpflow-check command line (default: this checkout, pure Python "
                          "unless compiled in place)")
     ap.add_argument("--group-by-file", metavar="REGEX")
+    ap.add_argument("--format", default="json", metavar="FORMAT",
+                    help="the report every run writes (-f: json, text, zeek, ...; default json)")
     ap.add_argument("--rounds", type=int, default=1, metavar="K",
                     help="make every run K times, interleaved, and sum up their wall times")
     args = ap.parse_args(argv)
@@ -169,7 +172,7 @@ def main(argv=None) -> int:
         for _ in range(args.rounds):
             for mode, n in specs:
                 r = run(shlex.split(args.command), mode, n, args.captures, extra, parts,
-                        args.command == DEFAULT_COMMAND)
+                        args.command == DEFAULT_COMMAND, args.format)
                 rows.append(r)
                 if mode != "ideal":
                     digests.add(r["digest"])
