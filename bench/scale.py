@@ -150,7 +150,8 @@ def main(argv=None) -> int:
     ap.add_argument("--format", default="json", metavar="FORMAT",
                     help="the report every run writes (-f: json, text, zeek, ...; default json)")
     ap.add_argument("--rounds", type=int, default=1, metavar="K",
-                    help="make every run K times, interleaved, and sum up their wall times")
+                    help="make every run K times, interleaved; then each run's best, mean of the 3 "
+                         "fastest and median wall time, and their speed-ups over the first run")
     args = ap.parse_args(argv)
     extra = ["--group-by-file", args.group_by_file] if args.group_by_file else []
     specs = []
