@@ -29,7 +29,8 @@ from analyzer.parallel.workers import FORK, Process, Ready, Reader, Receiver, la
 from analyzer.parallel.merge import Merger, ShardFailed
 from analyzer.pipeline import analyze
 from analyzer.report.model import Report
-from analyzer.report.store import ResultSink
+from analyzer.parallel.shard import Work
+from analyzer.report.store import ResultSink, ResultStore
 from analyzer.settings import Settings
 
 #: Groups in flight per worker (the next batch starts when a batch has ended).
@@ -68,8 +69,11 @@ def group_files(paths: Sequence[str], pattern: str) -> List[Group]:
     return [Group(name, tuple(files[name])) for name in names]
 
 
-Executor = Callable[[Sequence[Tuple[Sequence[str], int, int]], Settings,
-                     Callable[[int, bytes], None], Callable[[], None]], None]
+#: A task: a group's files, shard 0 of 1, and what its process does for the group's sink
+#: (`shard.Work`; None on a cluster: every result travels).
+Task = Tuple[Sequence[str], int, int, Work]
+Executor = Callable[[Sequence[Task], Settings, Callable[[int, bytes], None],
+                     Callable[[], None]], None]
 
 
 def analyze_groups(groups: Sequence[Group], settings: Settings, *, jobs: int = 1,
@@ -101,21 +105,29 @@ def analyze_groups(groups: Sequence[Group], settings: Settings, *, jobs: int = 1
         with connect(dask, jobs or None, processes) as client:
             width = jobs or workers_of(client)
             yield from _batches(groups, settings, width, make_sink, frames, done,
-                                lambda *a: run_tasks(client, *a))
+                                lambda tasks, *a: run_tasks(client, [t[:3] for t in tasks], *a))
         return
     yield from _batches(groups, settings, jobs, make_sink, frames, done,
-                        lambda *a: run_local(jobs, *a))
+                        lambda *a: run_local(jobs, *a), share=True)
 
 
 def _batches(groups: Sequence[Group], settings: Settings, width: int,
              make_sink: Callable[[], Optional[ResultSink]], frames: Callable[[int], None],
-             done: List[int], execute: Executor) -> Iterator[Tuple[Group, Report]]:
+             done: List[int], execute: Executor,
+             share: bool = False) -> Iterator[Tuple[Group, Report]]:
     size = max(1, width * WINDOW)
     for start in range(0, len(groups), size):
         if received():
             return
         batch = groups[start:start + size]
-        mergers = [Merger(1, settings, make_sink()) for _ in batch]
+        sinks = [make_sink() for _ in batch]
+        # A group's process encodes, chooses and counts its results itself where its sink
+        # lets shards do so (`ResultStore.shard_work`: the JSON lines, the terminal report's
+        # choice), as a `--jobs` shard does: this process then only stores what it sends.
+        works = [sink.shard_work() if share and isinstance(sink, ResultStore) else None
+                 for sink in sinks]
+        mergers = [Merger(1, settings, sink, work is not None)
+                   for sink, work in zip(sinks, works)]
 
         def take(n: int, chunk: bytes) -> None:
             mergers[n].take(0, chunk)
@@ -123,7 +135,8 @@ def _batches(groups: Sequence[Group], settings: Settings, width: int,
         def progress() -> None:
             frames(sum(m.frames() for m in mergers))
 
-        execute([(g.files, 0, 1) for g in batch], settings, take, progress)
+        execute([(g.files, 0, 1, work) for g, work in zip(batch, works)], settings, take,
+                progress)
         for group, merger in zip(batch, mergers):
             if received() and not merger.ended(0):
                 continue                    # not started before the signal
@@ -131,7 +144,7 @@ def _batches(groups: Sequence[Group], settings: Settings, width: int,
         done[0] += sum(m.frames() for m in mergers)
 
 
-def run_local(jobs: int, tasks: Sequence[Tuple[Sequence[str], int, int]], settings: Settings,
+def run_local(jobs: int, tasks: Sequence[Task], settings: Settings,
               take: Callable[[int, bytes], None], on_batch: Callable[[], None]) -> None:
     """Run `tasks` as processes of this machine, `jobs` at once (local.py's workers), handing
     each message to `take(task number, chunk)`; raises ShardFailed."""
@@ -144,12 +157,12 @@ def run_local(jobs: int, tasks: Sequence[Tuple[Sequence[str], int, int]], settin
     try:
         while todo or running:
             while todo and len(running) < jobs and not stopped:
-                n, (paths, index, count) = todo.pop(0)
+                n, (paths, index, count, work) = todo.pop(0)
                 r, w = pipe()
                 # (a forked worker closes the parent's read ends it inherits, as a shard's)
                 inherited = [x.fileno() for x, _, _ in running.values()] + [r.fileno()] \
                     if FORK else []
-                p = launch(_work, (list(paths), settings, index, count, w, os.getpid(), None,
+                p = launch(_work, (list(paths), settings, index, count, w, os.getpid(), work,
                                    False, inherited), "tcpflow-check group %d" % n)
                 w.close()
                 running[r.fileno()] = (r, n, p)
