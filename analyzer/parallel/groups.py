@@ -18,18 +18,20 @@ groups per worker are in flight, so memory does not grow with the archive.
 
 from __future__ import annotations
 
+import marshal
 import os
 import re
 import signal
 from typing import Callable, Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple
 
-from analyzer.capture.interrupt import received
+from analyzer.capture.interrupt import SIGNALS, interruptible, received
 from analyzer.parallel.local import _work
-from analyzer.parallel.workers import FORK, Process, Ready, Reader, Receiver, launch, pipe
 from analyzer.parallel.merge import Merger, ShardFailed
+from analyzer.parallel.shard import Work, run_shard
+from analyzer.parallel.workers import (FORK, Process, Ready, Reader, Receiver, Writer, launch,
+                                       pipe, widen)
 from analyzer.pipeline import analyze
 from analyzer.report.model import Report
-from analyzer.parallel.shard import Work
 from analyzer.report.store import ResultSink, ResultStore
 from analyzer.settings import Settings
 
@@ -107,8 +109,13 @@ def analyze_groups(groups: Sequence[Group], settings: Settings, *, jobs: int = 1
             yield from _batches(groups, settings, width, make_sink, frames, done,
                                 lambda tasks, *a: run_tasks(client, [t[:3] for t in tasks], *a))
         return
-    yield from _batches(groups, settings, jobs, make_sink, frames, done,
-                        lambda *a: run_local(jobs, *a), share=True)
+    if not FORK:
+        yield from _batches(groups, settings, jobs, make_sink, frames, done,
+                            lambda *a: run_local(jobs, *a), share=True)
+        return
+    with Pool(jobs) as pool:
+        yield from _batches(groups, settings, jobs, make_sink, frames, done, pool.run,
+                            share=True)
 
 
 def _batches(groups: Sequence[Group], settings: Settings, width: int,
@@ -194,3 +201,155 @@ def run_local(jobs: int, tasks: Sequence[Task], settings: Settings,
                 p.kill()
                 p.join()
             r.close()
+
+
+class _Member(NamedTuple):
+    """One of a `Pool`'s processes: its pipes (tasks in, messages out) and itself."""
+    tasks: Writer
+    messages: Reader
+    process: Process
+
+
+class Pool:
+    """Up to `jobs` forked processes that analyse group after group (`run`: a batch of
+    tasks; the groups' reports are the same as `run_local`'s). A process is forked once and
+    takes its next group's files through its own pipe when it has sent the end of the last
+    one: a fork and an exit for each group, and the copy-on-write faults of a fresh process,
+    cost more than a small group's analysis. What a group's process does for the group's
+    sink (`Work`) is the same for every group of a run; a batch that asks for other work
+    starts new processes. Leaving it (`with`) ends them: their task pipes closed, they
+    exit, and are reaped (killed if they do not)."""
+
+    def __init__(self, jobs: int) -> None:
+        self.jobs = jobs
+        self.members: List[_Member] = []
+        self.idle: List[_Member] = []
+        self.work: Work = None
+        self.receive = Receiver()
+
+    def __enter__(self) -> "Pool":
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def close(self, kill: bool = False) -> None:
+        members, self.members, self.idle = self.members, [], []
+        for m in members:
+            m.tasks.close()                 # its next read is the end: it exits
+        for m in members:
+            if kill and m.process.is_alive():
+                m.process.kill()
+            m.process.join()
+            m.messages.close()
+
+    def _start(self, settings: Settings) -> _Member:
+        tasks_r, tasks_w = pipe()
+        r, w = pipe()
+        widen(w)
+        # The worker closes the parent's ends it inherits: the other members' and its own.
+        inherited = [fd for m in self.members
+                     for fd in (m.tasks.fileno(), m.messages.fileno())]
+        inherited += [tasks_w.fileno(), r.fileno()]
+        p = launch(_member, (settings, tasks_r, w, os.getpid(), self.work, inherited),
+                   "tcpflow-check group worker %d" % len(self.members))
+        tasks_r.close()
+        w.close()
+        member = _Member(tasks_w, r, p)
+        self.members.append(member)
+        return member
+
+    def run(self, tasks: Sequence[Task], settings: Settings,
+            take: Callable[[int, bytes], None], on_batch: Callable[[], None]) -> None:
+        """As `run_local`: each message to `take(task number, chunk)`; raises ShardFailed."""
+        works: List[Work] = []
+        for task in tasks:
+            if task[3] not in works:
+                works.append(task[3])
+        if len(works) > 1:                  # (not made by one run's sinks: one process each)
+            run_local(self.jobs, tasks, settings, take, on_batch)
+            return
+        if works and works[0] != self.work:
+            self.close()
+            self.work = works[0]
+        todo = list(enumerate(tasks))
+        busy: Dict[int, Tuple[_Member, int]] = {}      # a member's message pipe -> task
+        ready = Ready()
+        stopped = False
+        try:
+            while todo or busy:
+                while todo and not stopped and (self.idle or len(self.members) < self.jobs):
+                    m = self.idle.pop() if self.idle else self._start(settings)
+                    n, (paths, _index, _count, _work) = todo.pop(0)
+                    m.tasks.send_bytes(marshal.dumps(list(paths)))
+                    busy[m.messages.fileno()] = (m, n)
+                    ready.add(m.messages)
+                if stopped and not busy:
+                    break
+                for r in ready(0.25):
+                    m, n = busy[r.fileno()]
+                    try:
+                        chunk = self.receive(r)
+                    except EOFError:
+                        m.process.join()
+                        self.members.remove(m)
+                        raise ShardFailed("the process of group task %d ended with exit code %s"
+                                          % (n, m.process.exitcode))
+                    take(n, chunk)
+                    if chunk[:1] == b"E":       # its group's last message: it takes the next
+                        del busy[r.fileno()]
+                        ready.drop(r)
+                        self.idle.append(m)
+                on_batch()
+                if received() and not stopped:
+                    stopped = True          # the running ones stop reading; no new ones
+                    todo.clear()
+                    for m, _ in busy.values():
+                        pid = m.process.pid
+                        if pid is not None and m.process.is_alive():
+                            os.kill(pid, signal.SIGTERM)
+        except BaseException:
+            self.close(kill=True)
+            raise
+        if stopped:
+            self.close()                    # (each stopped after its group: none is left)
+
+
+def _member(settings: Settings, tasks: Reader, pipe: Writer, parent: int, work: Work,
+            inherited: Sequence[int]) -> None:
+    """A `Pool`'s process: each group whose files come through `tasks` analysed as shard 0
+    of 1 (local.py's `_work`, for one group after another), its messages to `pipe`, until
+    `tasks` ends or a signal has stopped a group."""
+    for fd in inherited:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    receive = Receiver()
+    with interruptible():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, SIGNALS)    # held back by `launch`
+
+        def alive(_: int) -> None:
+            if os.getppid() != parent:      # the parent is gone: nobody reads the results
+                os._exit(1)
+
+        try:
+            while not received():
+                try:
+                    paths = marshal.loads(receive(tasks))
+                except EOFError:
+                    break
+                run_shard(paths, settings, 0, 1, pipe.send_bytes, alive, work, False)
+        except BrokenPipeError:
+            os._exit(1)
+        except BaseException:               # a defect: the parent reports it (exit 70)
+            import traceback
+            pipe.send_bytes(b"X" + traceback.format_exc().encode("utf-8", "replace"))
+            os._exit(70)
+        finally:
+            pipe.close()
+            tasks.close()
+            signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)
+    for sig in SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
