@@ -14,15 +14,27 @@ groups at once) or as tasks of a Dask cluster (`--dask`, cluster.py). Each group
 results as `--jobs` does. Reports come back in group order; a group that ends before those
 before it waits in its sink (bounded: a `ResultStore` spills to disk), and at most `WINDOW`
 groups per worker are in flight, so memory does not grow with the archive.
+
+On this machine (`Pool`, where `fork` exists) N processes are forked once and each takes
+group after group through a pipe, the next one sent ahead so that it starts while this
+process writes reports, and each group's report is written as soon as it and those before it
+have ended. A group's process encodes, chooses and counts the group's results itself where
+the group's sink lets shards do so (the JSON lines, the terminal report's choice: `Work`), so
+this process stores what it is sent and writes the reports. On a cluster (and where processes
+are spawned) the groups run in batches of `WINDOW` per worker, each batch to its end, and
+every result travels as its plain values.
 """
 
 from __future__ import annotations
 
-import marshal
+import functools
 import os
+import pickle
 import re
 import signal
-from typing import Callable, Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple
+from collections import deque
+from typing import (Callable, Deque, Dict, Iterator, List, NamedTuple, Optional, Sequence,
+                    Tuple)
 
 from analyzer.capture.interrupt import SIGNALS, interruptible, received
 from analyzer.parallel.local import _work
@@ -113,9 +125,8 @@ def analyze_groups(groups: Sequence[Group], settings: Settings, *, jobs: int = 1
         yield from _batches(groups, settings, jobs, make_sink, frames, done,
                             lambda *a: run_local(jobs, *a), share=True)
         return
-    with Pool(jobs) as pool:
-        yield from _batches(groups, settings, jobs, make_sink, frames, done, pool.run,
-                            share=True)
+    with Pool(jobs, settings) as pool:
+        yield from _pipeline(groups, settings, pool, make_sink, frames, done)
 
 
 def _batches(groups: Sequence[Group], settings: Settings, width: int,
@@ -203,123 +214,188 @@ def run_local(jobs: int, tasks: Sequence[Task], settings: Settings,
             r.close()
 
 
-class _Member(NamedTuple):
-    """One of a `Pool`'s processes: its pipes (tasks in, messages out) and itself."""
-    tasks: Writer
-    messages: Reader
-    process: Process
+class _Member:
+    """One of a `Pool`'s processes: its pipes (tasks in, messages out), itself, and the
+    tasks sent to it and not ended, in the order sent (its messages are the first one's)."""
+
+    def __init__(self, tasks: Writer, messages: Reader, process: Process) -> None:
+        self.tasks = tasks
+        self.messages = messages
+        self.process = process
+        self.queue: Deque[int] = deque()
 
 
 class Pool:
-    """Up to `jobs` forked processes that analyse group after group (`run`: a batch of
-    tasks; the groups' reports are the same as `run_local`'s). A process is forked once and
-    takes its next group's files through its own pipe when it has sent the end of the last
-    one: a fork and an exit for each group, and the copy-on-write faults of a fresh process,
-    cost more than a small group's analysis. What a group's process does for the group's
-    sink (`Work`) is the same for every group of a run; a batch that asks for other work
-    starts new processes. Leaving it (`with`) ends them: their task pipes closed, they
-    exit, and are reaped (killed if they do not)."""
+    """Up to `jobs` forked processes that analyse group after group: a process is forked
+    once and takes each group's files (and what it does for the group's sink, `Work`)
+    through its own pipe, up to `DEPTH` groups ahead, so that it starts the next group as
+    soon as it has sent the end of the last one, while this process writes reports. A fork,
+    an exit and the copy-on-write faults of a fresh process for each group cost more than a
+    small group's analysis. Leaving it (`with`) ends them: their task pipes closed, they
+    exit and are reaped (killed first when the run failed)."""
 
-    def __init__(self, jobs: int) -> None:
+    def __init__(self, jobs: int, settings: Settings) -> None:
         self.jobs = jobs
+        self.settings = settings
         self.members: List[_Member] = []
-        self.idle: List[_Member] = []
-        self.work: Work = None
+        self.todo: Deque[Tuple[int, bytes]] = deque()
+        self.takers: Dict[int, Callable[[bytes], None]] = {}
+        self.ended: Dict[int, bool] = {}
+        self.by_pipe: Dict[int, _Member] = {}
+        self.ready = Ready()
         self.receive = Receiver()
+        self.stopped = False
 
     def __enter__(self) -> "Pool":
         return self
 
-    def __exit__(self, *_exc: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: object, *_: object) -> None:
+        self.close(kill=exc_type is not None)
 
     def close(self, kill: bool = False) -> None:
-        members, self.members, self.idle = self.members, [], []
+        members, self.members = self.members, []
         for m in members:
             m.tasks.close()                 # its next read is the end: it exits
         for m in members:
             if kill and m.process.is_alive():
                 m.process.kill()
+            else:                           # (what a stopped group still sends: dropped)
+                try:
+                    while True:
+                        self.receive(m.messages)
+                except (EOFError, OSError):
+                    pass
             m.process.join()
             m.messages.close()
 
-    def _start(self, settings: Settings) -> _Member:
+    def submit(self, n: int, task: bytes, take: Callable[[bytes], None]) -> None:
+        """Task `n` (`task`: its files and work, pickled) queued; each of its messages to
+        `take`."""
+        self.todo.append((n, task))
+        self.takers[n] = take
+        self.ended[n] = False
+
+    def done(self, n: int) -> bool:
+        """Whether task `n` has sent its last message (it is then forgotten)."""
+        if self.ended.get(n):
+            del self.ended[n], self.takers[n]
+            return True
+        return False
+
+    def pump(self, timeout: float) -> None:
+        """Tasks to the members that have room, then the messages that came (waiting up to
+        `timeout`), each to its task's taker; raises ShardFailed if a member ends with
+        tasks left but for a stop (`stop`)."""
+        while self.todo and not self.stopped:
+            m = min(self.members, key=lambda m: len(m.queue), default=None)
+            if m is None or (m.queue and len(self.members) < self.jobs):
+                m = self._start()
+            elif len(m.queue) >= DEPTH:
+                break
+            n, task = self.todo.popleft()
+            m.tasks.send_bytes(task)
+            m.queue.append(n)
+        for r in self.ready(timeout):
+            m = self.by_pipe[r.fileno()]
+            try:
+                chunk = self.receive(r)
+            except EOFError:                # it has exited: its tasks left never start
+                self.ready.drop(r)
+                self.members.remove(m)
+                del self.by_pipe[r.fileno()]
+                m.tasks.close()
+                m.messages.close()
+                m.process.join()
+                if m.queue and not self.stopped:
+                    raise ShardFailed("the process of group task %d ended with exit code %s"
+                                      % (m.queue[0], m.process.exitcode))
+                continue
+            n = m.queue[0]
+            self.takers[n](chunk)
+            if chunk[:1] == b"E":           # its last message: the member takes the next
+                m.queue.popleft()
+                self.ended[n] = True
+
+    def holds(self, n: int) -> bool:
+        """Whether task `n` is queued or sent and may still end."""
+        return any(n == t for t, _ in self.todo) or any(n in m.queue for m in self.members)
+
+    def stop(self) -> None:
+        """After a signal: no task starts any more (a member stops after the group it is
+        analysing, stopped by SIGTERM as a `--jobs` shard is)."""
+        self.stopped = True
+        self.todo.clear()
+        for m in self.members:
+            pid = m.process.pid
+            if m.queue and pid is not None and m.process.is_alive():
+                os.kill(pid, signal.SIGTERM)
+
+    def _start(self) -> _Member:
         tasks_r, tasks_w = pipe()
         r, w = pipe()
         widen(w)
-        # The worker closes the parent's ends it inherits: the other members' and its own.
-        inherited = [fd for m in self.members
-                     for fd in (m.tasks.fileno(), m.messages.fileno())]
+        # The new process closes the parent's ends it inherits: the other members' and its own.
+        inherited = [fd for m in self.members for fd in (m.tasks.fileno(), m.messages.fileno())]
         inherited += [tasks_w.fileno(), r.fileno()]
-        p = launch(_member, (settings, tasks_r, w, os.getpid(), self.work, inherited),
+        p = launch(_member, (self.settings, tasks_r, w, os.getpid(), inherited),
                    "tcpflow-check group worker %d" % len(self.members))
         tasks_r.close()
         w.close()
         member = _Member(tasks_w, r, p)
         self.members.append(member)
+        self.by_pipe[r.fileno()] = member
+        self.ready.add(r)
         return member
 
-    def run(self, tasks: Sequence[Task], settings: Settings,
-            take: Callable[[int, bytes], None], on_batch: Callable[[], None]) -> None:
-        """As `run_local`: each message to `take(task number, chunk)`; raises ShardFailed."""
-        works: List[Work] = []
-        for task in tasks:
-            if task[3] not in works:
-                works.append(task[3])
-        if len(works) > 1:                  # (not made by one run's sinks: one process each)
-            run_local(self.jobs, tasks, settings, take, on_batch)
+
+#: Groups sent ahead to one of a `Pool`'s processes (the one it analyses included).
+DEPTH = 2
+
+
+def _pipeline(groups: Sequence[Group], settings: Settings, pool: Pool,
+              make_sink: Callable[[], Optional[ResultSink]], frames: Callable[[int], None],
+              done: List[int]) -> Iterator[Tuple[Group, Report]]:
+    """`_batches` on a `Pool`: each group's report as soon as it and those before it have
+    ended, with at most `WINDOW` groups a process sent and not yet reported; the processes
+    go on with the groups sent to them while a report is written."""
+    limit = max(1, pool.jobs * WINDOW)
+    flight: Deque[Tuple[int, Group, Merger]] = deque()
+    following = 0
+    while True:
+        while following < len(groups) and len(flight) < limit and not pool.stopped:
+            group = groups[following]
+            sink = make_sink()
+            work = sink.shard_work() if isinstance(sink, ResultStore) else None
+            try:
+                task = pickle.dumps((list(group.files), work), pickle.HIGHEST_PROTOCOL)
+            except (pickle.PicklingError, AttributeError, TypeError):
+                work = None                 # (a sink's functions that cannot travel)
+                task = pickle.dumps((list(group.files), None), pickle.HIGHEST_PROTOCOL)
+            merger = Merger(1, settings, sink, work is not None)
+            pool.submit(following, task, functools.partial(merger.take, 0))
+            flight.append((following, group, merger))
+            following += 1
+        if not flight:
             return
-        if works and works[0] != self.work:
-            self.close()
-            self.work = works[0]
-        todo = list(enumerate(tasks))
-        busy: Dict[int, Tuple[_Member, int]] = {}      # a member's message pipe -> task
-        ready = Ready()
-        stopped = False
-        try:
-            while todo or busy:
-                while todo and not stopped and (self.idle or len(self.members) < self.jobs):
-                    m = self.idle.pop() if self.idle else self._start(settings)
-                    n, (paths, _index, _count, _work) = todo.pop(0)
-                    m.tasks.send_bytes(marshal.dumps(list(paths)))
-                    busy[m.messages.fileno()] = (m, n)
-                    ready.add(m.messages)
-                if stopped and not busy:
-                    break
-                for r in ready(0.25):
-                    m, n = busy[r.fileno()]
-                    try:
-                        chunk = self.receive(r)
-                    except EOFError:
-                        m.process.join()
-                        self.members.remove(m)
-                        raise ShardFailed("the process of group task %d ended with exit code %s"
-                                          % (n, m.process.exitcode))
-                    take(n, chunk)
-                    if chunk[:1] == b"E":       # its group's last message: it takes the next
-                        del busy[r.fileno()]
-                        ready.drop(r)
-                        self.idle.append(m)
-                on_batch()
-                if received() and not stopped:
-                    stopped = True          # the running ones stop reading; no new ones
-                    todo.clear()
-                    for m, _ in busy.values():
-                        pid = m.process.pid
-                        if pid is not None and m.process.is_alive():
-                            os.kill(pid, signal.SIGTERM)
-        except BaseException:
-            self.close(kill=True)
-            raise
-        if stopped:
-            self.close()                    # (each stopped after its group: none is left)
+        n, group, merger = flight[0]
+        if pool.done(n):
+            flight.popleft()
+            done[0] += merger.frames()
+            yield group, merger.report()
+            continue
+        if pool.stopped and not pool.holds(n):
+            return                          # not started before the signal, nor those after
+        pool.pump(0.25)
+        frames(sum(m.frames() for _, _, m in flight))
+        if received() and not pool.stopped:
+            pool.stop()
 
 
-def _member(settings: Settings, tasks: Reader, pipe: Writer, parent: int, work: Work,
+def _member(settings: Settings, tasks: Reader, pipe: Writer, parent: int,
             inherited: Sequence[int]) -> None:
-    """A `Pool`'s process: each group whose files come through `tasks` analysed as shard 0
-    of 1 (local.py's `_work`, for one group after another), its messages to `pipe`, until
-    `tasks` ends or a signal has stopped a group."""
+    """A `Pool`'s process: each group whose files and work come through `tasks` analysed as
+    shard 0 of 1 (local.py's `_work`, for one group after another), its messages to `pipe`,
+    until `tasks` ends or a signal has stopped a group."""
     for fd in inherited:
         try:
             os.close(fd)
@@ -337,7 +413,7 @@ def _member(settings: Settings, tasks: Reader, pipe: Writer, parent: int, work: 
         try:
             while not received():
                 try:
-                    paths = marshal.loads(receive(tasks))
+                    paths, work = pickle.loads(receive(tasks))
                 except EOFError:
                     break
                 run_shard(paths, settings, 0, 1, pipe.send_bytes, alive, work, False)
