@@ -227,7 +227,78 @@ def test_a_signal_stops_the_group_processes_and_keeps_what_was_read(tmp_path, mo
     monkeypatch.setattr(grouping.Merger, "take", take)
     monkeypatch.setattr(grouping, "received", lambda: signals.SIGINT if seen else 0)
     got = list(grouping.analyze_groups(groups, Settings(), jobs=1 + 1))
-    assert [g.name for g, _ in got] == ["sensor0", "sensor1"]      # the two running ones
+    # The two running ones, and the third only if its process had started it (a group is
+    # sent ahead to a process, which starts it as soon as it has ended the one before).
+    names = [g.name for g, _ in got]
+    assert names in (["sensor0", "sensor1"], ["sensor0", "sensor1", "sensor2"]), names
     for group, report in got:
         assert report.capture.interrupted or json_of(report) == want[group.name]
+    assert workers.running() == []
+
+
+def many_groups(tmp_path: Path, n: int = 9) -> list:
+    """`n` sensors of one file each (three samples in turn): more groups than processes."""
+    out = tmp_path / "many"
+    out.mkdir()
+    names = ["mixed.pcap", "reuse_from_time_wait.pcap", "vlan.pcap"]
+    files = []
+    for i in range(n):
+        dst = out / ("s%02d-0.pcap" % i)
+        dst.write_bytes((SAMPLES / names[i % 3]).read_bytes())
+        files.append(str(dst))
+    return files
+
+
+@pytest.mark.parametrize("fmt, extra", [("json", []), ("text", []), ("text", ["--all"]),
+                                        ("zeek", [])])
+def test_a_pool_of_processes_gives_every_groups_report_as_one_process(tmp_path, fmt, extra):
+    # JSON and the terminal report: each group's process encodes or chooses its results
+    # itself; --all and conn.log: every result travels.
+    files = many_groups(tmp_path)
+    one = run_cli(*files, "--group-by-file", r"(s\d+)-", "-f", fmt, *extra)
+    assert one.returncode in (0, 1) and one.stdout.count(b"s08") >= 1, one.stderr
+    for jobs in ("2", "3"):
+        got = run_cli(*files, "--group-by-file", r"(s\d+)-", "-f", fmt, *extra, "--jobs", jobs)
+        assert (got.returncode, got.stdout) == (one.returncode, one.stdout), jobs
+
+
+def test_the_pool_forks_its_processes_once_for_all_the_groups(tmp_path, monkeypatch):
+    from analyzer.parallel import groups as grouping
+    from analyzer.parallel import workers
+    if not workers.FORK:
+        pytest.skip("no fork here: a process is spawned for each group")
+    groups = group_files(many_groups(tmp_path), r"(s\d+)-")
+    want = [(g.name, json_of(r)) for g, r in grouping.analyze_groups(groups, Settings())]
+    started = []
+    real = grouping.launch
+
+    def launch(target, args, name):
+        started.append(name)
+        return real(target, args, name)
+
+    monkeypatch.setattr(grouping, "launch", launch)
+    got = [(g.name, json_of(r)) for g, r in grouping.analyze_groups(groups, Settings(), jobs=2)]
+    assert got == want and len(got) == 9
+    assert len(started) == 2, started
+    assert workers.running() == []
+
+
+def test_a_defect_in_a_groups_process_is_reported_and_no_process_stays(tmp_path, monkeypatch):
+    from analyzer.parallel import groups as grouping
+    from analyzer.parallel import workers
+    from analyzer.parallel.merge import ShardFailed
+    groups = group_files(many_groups(tmp_path, 5), r"(s\d+)-")
+    real = grouping.run_shard
+
+    def broken(paths, *args, **kwargs):
+        if paths[0].endswith("s02-0.pcap"):
+            raise RuntimeError("a defect in group s02")
+        return real(paths, *args, **kwargs)
+
+    monkeypatch.setattr(grouping, "run_shard", broken)
+    got = []
+    with pytest.raises(ShardFailed, match="a defect in group s02"):
+        for group, _ in grouping.analyze_groups(groups, Settings(), jobs=2):
+            got.append(group.name)
+    assert got in ([], ["s00"], ["s00", "s01"]), got
     assert workers.running() == []
