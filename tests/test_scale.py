@@ -302,3 +302,14 @@ def test_a_defect_in_a_groups_process_is_reported_and_no_process_stays(tmp_path,
             got.append(group.name)
     assert got in ([], ["s00"], ["s00", "s01"]), got
     assert workers.running() == []
+
+
+def test_a_signal_before_the_first_group_starts_no_process(tmp_path, monkeypatch):
+    import signal as signals
+    from analyzer.parallel import groups as grouping
+    groups = group_files(many_groups(tmp_path, 4), r"(s\d+)-")
+    started = []
+    monkeypatch.setattr(grouping, "launch", lambda *a: started.append(a))
+    monkeypatch.setattr(grouping, "received", lambda: signals.SIGTERM)
+    assert list(grouping.analyze_groups(groups, Settings(), jobs=2)) == []
+    assert started == []

@@ -293,7 +293,12 @@ class Pool:
             elif len(m.queue) >= DEPTH:
                 break
             n, task = self.todo.popleft()
-            m.tasks.send_bytes(task)
+            try:
+                m.tasks.send_bytes(task)
+            except BrokenPipeError:         # (not this process's output: a failed run)
+                m.process.join()
+                raise ShardFailed("the process for group task %d ended with exit code %s"
+                                  % (n, m.process.exitcode))
             m.queue.append(n)
         for r in self.ready(timeout):
             m = self.by_pipe[r.fileno()]
@@ -362,6 +367,8 @@ def _pipeline(groups: Sequence[Group], settings: Settings, pool: Pool,
     flight: Deque[Tuple[int, Group, Merger]] = deque()
     following = 0
     while True:
+        if received() and not pool.stopped:
+            pool.stop()
         while following < len(groups) and len(flight) < limit and not pool.stopped:
             group = groups[following]
             sink = make_sink()
@@ -387,8 +394,6 @@ def _pipeline(groups: Sequence[Group], settings: Settings, pool: Pool,
             return                          # not started before the signal, nor those after
         pool.pump(0.25)
         frames(sum(m.frames() for _, _, m in flight))
-        if received() and not pool.stopped:
-            pool.stop()
 
 
 def _member(settings: Settings, tasks: Reader, pipe: Writer, parent: int,
