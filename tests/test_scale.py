@@ -141,13 +141,20 @@ def captures():
 def test_shards_on_a_dask_cluster_give_the_report_of_one_process(client, settings):
     from analyzer.parallel.cluster import run_tasks
     from analyzer.parallel.merge import Merger
+    from analyzer.render import make_sink
     for path in captures():
         want = json_of(analyze([str(path)], settings))
         for count in (3, 5):
             merger = Merger(count, settings)
-            run_tasks(client, [([str(path)], i, count) for i in range(count)], settings,
+            run_tasks(client, [([str(path)], i, count, None) for i in range(count)], settings,
                       merger.take)
             assert json_of(merger.report()) == want, (path, count)
+        # The tasks encoding their JSON lines and counting (the sink's work), as the CLI's.
+        sink = make_sink("json", settings)
+        merger = Merger(3, settings, sink, True)
+        run_tasks(client, [([str(path)], i, 3, sink.shard_work()) for i in range(3)], settings,
+                  merger.take)
+        assert json_of(merger.report()) == want, (path, "work")
 
 
 @needs_dask
@@ -187,12 +194,16 @@ def test_the_cli_on_a_local_dask_cluster_writes_the_report_of_one_process(tmp_pa
     on = run_cli(path, "-f", "json", "--dask", "local", "--jobs", "2")
     assert on.returncode == 0, on.stderr
     assert on.stdout == one.stdout
+    one = run_cli(path)                     # the terminal report: each task keeps its worst
+    on = run_cli(path, "--dask", "local", "--jobs", "2")
+    assert (on.returncode, on.stdout) == (one.returncode, one.stdout), on.stderr
     files = archive(tmp_path)
-    one = run_cli(*files, "--group-by-file", r"(sensor\d)-", "-f", "zeek")
-    on = run_cli(*files, "--group-by-file", r"(sensor\d)-", "-f", "zeek", "--dask", "local",
-                 "--jobs", "2")
-    assert on.returncode == 0, on.stderr
-    assert on.stdout == one.stdout and on.stdout.count(b"#group\t") == 3
+    for fmt in ("zeek", "json", "text"):
+        one = run_cli(*files, "--group-by-file", r"(sensor\d)-", "-f", fmt)
+        on = run_cli(*files, "--group-by-file", r"(sensor\d)-", "-f", fmt, "--dask", "local",
+                     "--jobs", "2")
+        assert on.returncode == one.returncode, on.stderr
+        assert on.stdout == one.stdout and on.stdout.count(b"sensor2") >= 1, fmt
 
 
 def test_an_unreachable_scheduler_is_one_line_and_exit_3():

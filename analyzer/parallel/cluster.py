@@ -39,10 +39,10 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tupl
 from analyzer.capture.interrupt import STATE, received
 from analyzer.parallel.local import jobs_for
 from analyzer.parallel.merge import Merger, ShardFailed
-from analyzer.parallel.shard import run_shard
+from analyzer.parallel.shard import Work, run_shard, travelling
 from analyzer.pipeline import analyze
 from analyzer.report.model import Report
-from analyzer.report.store import ResultSink
+from analyzer.report.store import ResultSink, ResultStore
 from analyzer.settings import Settings
 
 #: Messages the queue holds at most (each up to a few hundred KB).
@@ -51,8 +51,10 @@ QUEUE = 32
 POLL = 0.02
 WATCH = 0.2
 
-#: (capture files, shard index, shard count): one task.
-Task = Tuple[Sequence[str], int, int]
+#: (capture files, shard index, shard count, what the task does for the client's sink): one
+#: task (shard.py's `Work`: the task encodes, chooses and counts the results it keeps, as a
+#: `--jobs` shard does; None: every result travels as its plain values).
+Task = Tuple[Sequence[str], int, int, Work]
 
 
 class ClusterError(Exception):
@@ -123,9 +125,9 @@ def run_tasks(client: Any, tasks: Sequence[Task], settings: Settings,
     run = "tcpflow-check-" + uuid.uuid4().hex
     queue = distributed.Queue(run, client=client, maxsize=QUEUE)
     stop = distributed.Event(run + "-stop", client=client)
-    futures = [client.submit(_task, run, n, list(paths), settings, index, count, pure=False,
-                             key="%s-%d" % (run, n))
-               for n, (paths, index, count) in enumerate(tasks)]
+    futures = [client.submit(_task, run, n, list(paths), settings, index, count, work,
+                             pure=False, key="%s-%d" % (run, n))
+               for n, (paths, index, count, work) in enumerate(tasks)]
     tokens: Dict[int, str] = {}
     stopping = False
     try:
@@ -166,8 +168,9 @@ def _one_line(future: Any) -> str:
 
 
 def _task(run: str, n: int, paths: List[str], settings: Settings, index: int,
-          count: int) -> None:
-    """On a worker: shard `index` of `count` of `paths`, its messages into the run's queue."""
+          count: int, work: Work = None) -> None:
+    """On a worker: shard `index` of `count` of `paths` (doing `work` for the client's sink),
+    its messages into the run's queue."""
     import distributed
     queue = distributed.Queue(run)
     stop = distributed.Event(run + "-stop")
@@ -196,7 +199,7 @@ def _task(run: str, n: int, paths: List[str], settings: Settings, index: int,
         queue.put((n, token, chunk))
 
     try:
-        run_shard(paths, settings, index, count, emit)
+        run_shard(paths, settings, index, count, emit, work=work)
     except BaseException:                   # a defect: the client reports it (exit 70)
         emit(pickle.dumps(("error", traceback.format_exc())))
     finally:
@@ -218,7 +221,10 @@ def analyze_dask(paths: Sequence[str], settings: Settings, address: str, *, jobs
         return analyze(list(paths), settings, sink=sink, on_frame=on_frame)
     with connect(address, jobs or None, processes) as client:
         count = jobs or workers_of(client)
-        merger = Merger(count, settings, sink)
+        if sink is None:
+            sink = ResultStore(settings.result_budget)
+        work = travelling(sink.shard_work() if isinstance(sink, ResultStore) else None)
+        merger = Merger(count, settings, sink, work is not None)
         shown = [0]
 
         def progress() -> None:
@@ -226,6 +232,7 @@ def analyze_dask(paths: Sequence[str], settings: Settings, address: str, *, jobs
                 shown[0] = merger.frames()
                 on_frame(shown[0])
 
-        run_tasks(client, [(paths, i, count) for i in range(count)], settings, merger.take,
-                  progress)
+        run_tasks(client, [(paths, i, count, work) for i in range(count)], settings,
+                  merger.take, progress)
         return merger.report()
+

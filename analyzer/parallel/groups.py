@@ -20,9 +20,9 @@ group after group through a pipe, the next one sent ahead so that it starts whil
 process writes reports, and each group's report is written as soon as it and those before it
 have ended. A group's process encodes, chooses and counts the group's results itself where
 the group's sink lets shards do so (the JSON lines, the terminal report's choice: `Work`), so
-this process stores what it is sent and writes the reports. On a cluster (and where processes
-are spawned) the groups run in batches of `WINDOW` per worker, each batch to its end, and
-every result travels as its plain values.
+this process stores what it is sent and writes the reports (on a cluster too, where that
+work can be pickled: `shard.travelling`). On a cluster (and where processes are spawned) the
+groups run in batches of `WINDOW` per worker, each batch to its end.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ from typing import (Callable, Deque, Dict, Iterator, List, NamedTuple, Optional,
 from analyzer.capture.interrupt import SIGNALS, interruptible, received
 from analyzer.parallel.local import _work
 from analyzer.parallel.merge import Merger, ShardFailed
-from analyzer.parallel.shard import Work, run_shard
+from analyzer.parallel.shard import Work, run_shard, travelling
 from analyzer.parallel.workers import (FORK, Process, Ready, Reader, Receiver, Writer, launch,
                                        pipe, widen)
 from analyzer.pipeline import analyze
@@ -119,7 +119,7 @@ def analyze_groups(groups: Sequence[Group], settings: Settings, *, jobs: int = 1
         with connect(dask, jobs or None, processes) as client:
             width = jobs or workers_of(client)
             yield from _batches(groups, settings, width, make_sink, frames, done,
-                                lambda tasks, *a: run_tasks(client, [t[:3] for t in tasks], *a))
+                                lambda *a: run_tasks(client, *a), share=True)
         return
     if not FORK:
         yield from _batches(groups, settings, jobs, make_sink, frames, done,
@@ -142,8 +142,8 @@ def _batches(groups: Sequence[Group], settings: Settings, width: int,
         # A group's process encodes, chooses and counts its results itself where its sink
         # lets shards do so (`ResultStore.shard_work`: the JSON lines, the terminal report's
         # choice), as a `--jobs` shard does: this process then only stores what it sends.
-        works = [sink.shard_work() if share and isinstance(sink, ResultStore) else None
-                 for sink in sinks]
+        works = [travelling(sink.shard_work()) if share and isinstance(sink, ResultStore)
+                 else None for sink in sinks]
         mergers = [Merger(1, settings, sink, work is not None)
                    for sink, work in zip(sinks, works)]
 
@@ -372,12 +372,8 @@ def _pipeline(groups: Sequence[Group], settings: Settings, pool: Pool,
         while following < len(groups) and len(flight) < limit and not pool.stopped:
             group = groups[following]
             sink = make_sink()
-            work = sink.shard_work() if isinstance(sink, ResultStore) else None
-            try:
-                task = pickle.dumps((list(group.files), work), pickle.HIGHEST_PROTOCOL)
-            except (pickle.PicklingError, AttributeError, TypeError):
-                work = None                 # (a sink's functions that cannot travel)
-                task = pickle.dumps((list(group.files), None), pickle.HIGHEST_PROTOCOL)
+            work = travelling(sink.shard_work()) if isinstance(sink, ResultStore) else None
+            task = pickle.dumps((list(group.files), work), pickle.HIGHEST_PROTOCOL)
             merger = Merger(1, settings, sink, work is not None)
             pool.submit(following, task, functools.partial(merger.take, 0))
             flight.append((following, group, merger))

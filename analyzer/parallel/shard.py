@@ -132,6 +132,16 @@ class Sender:
         return self.count
 
 
+def travelling(work: Work) -> Work:
+    """`work` if it can be sent to another process or machine (pickled: functions defined at
+    a module's top level), else None: every result then travels as its plain values."""
+    try:
+        pickle.dumps(work)
+    except (pickle.PicklingError, AttributeError, TypeError):
+        return None
+    return work
+
+
 def run_shard(paths: Sequence[str], settings: Settings, index: int, count: int,
               emit: Emit, on_frame: Callable[[int], None] = lambda n: None,
               work: Work = None,
