@@ -324,3 +324,24 @@ def test_a_signal_before_the_first_group_starts_no_process(tmp_path, monkeypatch
     monkeypatch.setattr(grouping, "received", lambda: signals.SIGTERM)
     assert list(grouping.analyze_groups(groups, Settings(), jobs=2)) == []
     assert started == []
+
+
+def test_a_group_of_many_files_is_not_sent_ahead_into_a_busy_process(tmp_path):
+    # Group ga's process sends more than its pipe holds; gc's task (its 500 files' paths) is
+    # more than a pipe holds too: sent ahead to ga's process, the write would wait for it
+    # while it waits for its messages to be read. gc waits until a process is idle instead.
+    out = tmp_path / "a"
+    out.mkdir()
+    big = run_python("import sys; sys.path.insert(0, 'bench'); import generate; "
+                     "generate.main(sys.argv[1:])", "--connections", "3000",
+                     "--out", str(out / "ga-0.pcap"))
+    assert big.returncode == 0, big.stderr
+    (out / "gb-0.pcap").write_bytes((SAMPLES / "mixed.pcap").read_bytes())
+    small = (SAMPLES / "vlan.pcap").read_bytes()
+    for i in range(500):
+        (out / ("gc-%03d-%s.pcap" % (i, "x" * 140))).write_bytes(small)
+    files = sorted(str(p) for p in out.iterdir())
+    one = run_cli(*files, "--group-by-file", r"(g[abc])-", "-f", "json")
+    two = run_cli(*files, "--group-by-file", r"(g[abc])-", "-f", "json", "--jobs", "2")
+    assert one.returncode == 0 and len(one.stdout) > 2 << 20, one.stderr
+    assert (two.returncode, two.stdout) == (one.returncode, one.stdout), two.stderr

@@ -290,7 +290,7 @@ class Pool:
             m = min(self.members, key=lambda m: len(m.queue), default=None)
             if m is None or (m.queue and len(self.members) < self.jobs):
                 m = self._start()
-            elif len(m.queue) >= DEPTH:
+            elif len(m.queue) >= DEPTH or (m.queue and len(self.todo[0][1]) > AHEAD_BYTES):
                 break
             n, task = self.todo.popleft()
             try:
@@ -355,6 +355,10 @@ class Pool:
 
 #: Groups sent ahead to one of a `Pool`'s processes (the one it analyses included).
 DEPTH = 2
+#: A group is sent ahead only if its task fits in a pipe at once (a group of thousands of
+#: files waits until its process is idle): a write to the pipe of a process busy with its
+#: group would wait for it, while it waits for this process to read its messages.
+AHEAD_BYTES = 8192
 
 
 def _pipeline(groups: Sequence[Group], settings: Settings, pool: Pool,
