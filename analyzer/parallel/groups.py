@@ -17,8 +17,8 @@ groups per worker are in flight, so memory does not grow with the archive.
 
 On this machine (`Pool`, where `fork` exists) N processes are forked once and each takes
 group after group through a pipe, the next one sent ahead so that it starts while this
-process writes reports, and each group's report is written as soon as it and those before it
-have ended. A group's process encodes, chooses and counts the group's results itself where
+process writes reports (a group of hundreds of files only once its process is idle), and each
+group's report is written as soon as it and those before it have ended. A group's process encodes, chooses and counts the group's results itself where
 the group's sink lets shards do so (the JSON lines, the terminal report's choice: `Work`), so
 this process stores what it is sent and writes the reports (on a cluster too, where that
 work can be pickled: `shard.travelling`). On a cluster (and where processes are spawned) the
