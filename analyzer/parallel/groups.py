@@ -36,8 +36,8 @@ from collections import deque
 from typing import (Callable, Deque, Dict, Iterator, List, NamedTuple, Optional, Sequence,
                     Tuple)
 
-from analyzer.capture.interrupt import SIGNALS, interruptible, received
-from analyzer.parallel.local import _work
+from analyzer.capture.interrupt import received
+from analyzer.parallel.local import _work, worker
 from analyzer.parallel.merge import Merger, ShardFailed
 from analyzer.parallel.shard import Work, run_shard, travelling
 from analyzer.parallel.workers import (FORK, Process, Ready, Reader, Receiver, Writer, launch,
@@ -398,39 +398,17 @@ def _pipeline(groups: Sequence[Group], settings: Settings, pool: Pool,
 
 def _member(settings: Settings, tasks: Reader, pipe: Writer, parent: int,
             inherited: Sequence[int]) -> None:
-    """A `Pool`'s process: each group whose files and work come through `tasks` analysed as
-    shard 0 of 1 (local.py's `_work`, for one group after another), its messages to `pipe`,
+    """A `Pool`'s process (local.py's `worker`): each group whose files and work come through
+    `tasks` analysed as shard 0 of 1, for one group after another, its messages to `pipe`,
     until `tasks` ends or a signal has stopped a group."""
-    for fd in inherited:
-        try:
-            os.close(fd)
-        except OSError:
-            pass
     receive = Receiver()
-    with interruptible():
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, SIGNALS)    # held back by `launch`
 
-        def alive(_: int) -> None:
-            if os.getppid() != parent:      # the parent is gone: nobody reads the results
-                os._exit(1)
+    def groups(alive: Callable[[int], None]) -> None:
+        while not received():
+            try:
+                paths, work = pickle.loads(receive(tasks))
+            except EOFError:
+                break
+            run_shard(paths, settings, 0, 1, pipe.send_bytes, alive, work, False)
 
-        try:
-            while not received():
-                try:
-                    paths, work = pickle.loads(receive(tasks))
-                except EOFError:
-                    break
-                run_shard(paths, settings, 0, 1, pipe.send_bytes, alive, work, False)
-        except BrokenPipeError:
-            os._exit(1)
-        except BaseException:               # a defect: the parent reports it (exit 70)
-            import traceback
-            pipe.send_bytes(b"X" + traceback.format_exc().encode("utf-8", "replace"))
-            os._exit(70)
-        finally:
-            pipe.close()
-            tasks.close()
-            signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)
-    for sig in SIGNALS:
-        signal.signal(sig, signal.SIG_IGN)
+    worker(pipe, parent, inherited, groups, (tasks,))

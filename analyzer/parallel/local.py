@@ -218,11 +218,24 @@ def hand_over(store: ResultStore, kept: List[ResultStore], pipes: List["Reader"]
 def _work(paths: List[str], settings: Settings, index: int, count: int, pipe: "Writer",
           parent: int, work: Work = None, lines: bool = False,
           inherited: Sequence[int] = ()) -> None:
-    """A worker process: one shard, its messages to `pipe`. SIGINT and SIGTERM arrive held
-    back (`launch`) and are let through once its handlers are in place; once its analysis is
-    over they are held back again, and one still on its way is ignored: the worker has said
-    everything and ends normally (the handlers `interruptible` puts back may be the defaults)."""
-    for fd in inherited:                    # the parent's read ends (`analyze_jobs`)
+    """A worker process: one shard, its messages to `pipe` (`worker`)."""
+    worker(pipe, parent, inherited,
+           lambda alive: run_shard(paths, settings, index, count, pipe.send_bytes, alive, work,
+                                   lines))
+
+
+def worker(pipe: "Writer", parent: int, inherited: Sequence[int],
+           body: Callable[[Callable[[int], None]], None], also: Sequence[Reader] = ()) -> None:
+    """The frame of a worker process around `body(alive)` (`alive`: the progress mark that
+    ends the process when its parent is gone). The parent's pipe ends it inherited
+    (`inherited`) are closed first. SIGINT and SIGTERM arrive held back (`launch`) and are let
+    through once its handlers are in place (SIGINT ignored: a terminal's Ctrl-C reaches it
+    through the parent, as SIGTERM); once `body` is over they are held back again, and one
+    still on its way is ignored: the worker has said everything and ends normally (the
+    handlers `interruptible` puts back may be the defaults). A defect in `body` is sent to the
+    parent on `pipe` (`X`, its traceback; exit 70); a closed `pipe` ends it (exit 1). `pipe` and
+    `also` are closed at the end."""
+    for fd in inherited:
         try:
             os.close(fd)
         except OSError:
@@ -231,15 +244,12 @@ def _work(paths: List[str], settings: Settings, index: int, count: int, pipe: "W
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.pthread_sigmask(signal.SIG_UNBLOCK, SIGNALS)    # held back by `launch`
 
-        def emit(chunk: bytes) -> None:
-            pipe.send_bytes(chunk)
-
         def alive(_: int) -> None:
             if os.getppid() != parent:      # the parent is gone: nobody reads the results
                 os._exit(1)
 
         try:
-            run_shard(paths, settings, index, count, emit, alive, work, lines)
+            body(alive)
         except BrokenPipeError:
             os._exit(1)
         except BaseException:               # a defect: the parent reports it (exit 70)
@@ -248,7 +258,8 @@ def _work(paths: List[str], settings: Settings, index: int, count: int, pipe: "W
             os._exit(70)
         finally:
             pipe.close()
+            for end in also:
+                end.close()
             signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)
     for sig in SIGNALS:
         signal.signal(sig, signal.SIG_IGN)
-
