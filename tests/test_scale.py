@@ -345,3 +345,35 @@ def test_a_group_of_many_files_is_not_sent_ahead_into_a_busy_process(tmp_path):
     two = run_cli(*files, "--group-by-file", r"(g[abc])-", "-f", "json", "--jobs", "2")
     assert one.returncode == 0 and len(one.stdout) > 2 << 20, one.stderr
     assert (two.returncode, two.stdout) == (one.returncode, one.stdout), two.stderr
+
+
+_SPAWNED_GROUPS = """
+import io, sys
+from analyzer.parallel import groups, workers
+from analyzer.parallel.groups import analyze_groups, group_files
+from analyzer.render import make_sink, render
+from analyzer.settings import Settings
+
+def text(report):
+    out = io.StringIO()
+    render("json", report, out, show_all=True, settings=Settings(), captures=())
+    return out.getvalue()
+
+found = group_files(sys.argv[1:], r"(s\\d+)-")
+sink = lambda: make_sink("json", Settings())
+want = [(g.name, text(r)) for g, r in analyze_groups(found, Settings(), make_sink=sink)]
+workers.FORK = groups.FORK = False      # as where there is no fork: a process spawned a group
+groups.Pool = None                      # (not used there)
+got = [(g.name, text(r)) for g, r in analyze_groups(found, Settings(), jobs=2, make_sink=sink)]
+assert got == want and len(got) == 3, (len(got), len(want))
+import multiprocessing
+assert not multiprocessing.active_children()
+print("same")
+"""
+
+
+def test_groups_in_spawned_processes_are_the_groups_of_one_process(tmp_path):
+    # Where there is no fork (a process spawned for each group, `run_local`): the JSON lines
+    # made in the group's process (its sink's work, pickled into it), the same reports.
+    p = run_python(_SPAWNED_GROUPS, *many_groups(tmp_path, 3))
+    assert p.returncode == 0 and p.stdout.strip() == b"same", p.stderr.decode()[-2000:]
