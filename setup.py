@@ -18,8 +18,8 @@ from setuptools.command.build_ext import build_ext
 
 #: The modules every packet goes through (reading, decoding, flows, the state machine, the
 #: sequence analysis, the Zeek view, the verdicts) and those every connection goes through
-#: (its result, its findings, the spill to disk, the JSON writer). The CLI, the terminal and
-#: conn.log writers, the packet builder and the doc generator stay interpreted.
+#: (its result, its findings, the spill to disk, the JSON and conn.log writers). The CLI, the
+#: terminal writer, the packet builder and the doc generator stay interpreted.
 COMPILED = [
     "common/nstime", "common/findings",
     "capture/source", "capture/files", "capture/pcap", "capture/pcapng",
@@ -32,7 +32,7 @@ COMPILED = [
     "judge/result", "judge/verdicts", "judge/floods", "judge/scans",
     "report/model", "report/store", "report/runs",
     "pipeline", "parallel/shard", "parallel/merge",
-    "render/json_out", "render/json_line",
+    "render/json_out", "render/json_line", "render/lines", "render/zeek_out",
 ]
 
 #: Written in C, built with the compiled modules: a `--jobs` shard's pcap reader steps over

@@ -212,6 +212,7 @@ def test_subtuple_makes_a_named_tuple_as_its_constructor_does(impl):
 
 @pytest.mark.parametrize("impl", ["python", "c"])
 def test_a_parallel_runs_lines_are_merged_and_numbered_as_a_sort_and_a_count_would(impl):
+    # (and, given an `end`, merged as they are: conn.log's rows)
     # common/_join.c's merge_lines (the compiled build's) and common/join.py's (the pure
     # build's) against a sort of every line by key and a count of the shards' numbers below
     # each: sources of one to four blocks as lists or arrays, with separators or none, as
@@ -259,36 +260,44 @@ def test_a_parallel_runs_lines_are_merged_and_numbered_as_a_sort_and_a_count_wou
                 blocks.append([part, ends, memoryview(data) if rng.random() < 0.5 else data,
                                len(sep), 0])
             blocks_of.append(blocks)
-        heads = [blocks[0] for blocks in blocks_of]
-        rests = [iter(blocks[1:]) for blocks in blocks_of]
-        steps = [[s, 0] for s in starts]
-        pieces, first = [], True
-        while heads:
-            text, done = merge_lines(heads, steps, first)
-            assert len(text) < join.MERGE_BYTES + 12000
-            if text:
-                first = False
-                pieces.append(text)
-            if done >= 0:
-                following = next(rests[done], None)
-                if following is not None:
-                    heads[done] = following
-                else:
-                    del heads[done]
-                    del rests[done]
+        def merged(*end):
+            heads = [list(blocks[0]) for blocks in blocks_of]
+            rests = [iter([list(b) for b in blocks[1:]]) for blocks in blocks_of]
+            steps = [[s, 0] for s in starts]
+            pieces, first = [], True
+            while heads:
+                text, done = merge_lines(heads, steps if not end else [], first, *end)
+                assert len(text) < join.MERGE_BYTES + 12000
+                if text:
+                    first = False
+                    pieces.append(text)
+                if done >= 0:
+                    following = next(rests[done], None)
+                    if following is not None:
+                        heads[done] = following
+                    else:
+                        del heads[done]
+                        del rests[done]
+            return b"".join(pieces)
         expected = b"".join(
             (b'\n  {"id": ' if i == 0 else b',\n  {"id": ') +
             b"%d" % sum(bisect_left(s, n) for s in starts) + lines[n]
             for i, n in enumerate(sorted(kept)))
-        assert b"".join(pieces) == expected, trial
+        assert merged() == expected, trial
         if dense:
-            assert b"".join(pieces).count(b'{"id": ') == len(numbers)
+            assert merged().count(b'{"id": ') == len(numbers)
+        # with `end` (conn.log rows): each line as it is, followed by it, no number
+        end = rng.choice([b"\n", b"", b"\r\n"])
+        assert merged(end) == b"".join(lines[n] + end for n in sorted(kept)), trial
     # keys asked out of order: counted again, not from where the last one left off
     starts = [array("q", [1, 4, 9]), array("q", [2, 3])]
     steps = [[s, 0] for s in starts]
     assert merge_lines([[[9], [2], b"x}", 0, 0]], steps, True) == (b'\n  {"id": 4x}', 0)
     assert merge_lines([[[3], [2], b"y}", 0, 0]], steps, False) == (b',\n  {"id": 2y}', 0)
     assert merge_lines([], steps, True) == (b"", -1)
+    assert merge_lines([[[9], [2], b"x}", 0, 0]], [], True, b"\n") == (b"x}\n", 0)
+    with pytest.raises(TypeError):
+        merge_lines([[[9], [2], b"x}", 0, 0]], [], True, "\n")   # (bytes, not text)
     with pytest.raises(ValueError):
         merge_lines([[[1], [9], b"short", 0, 0]], steps, True)
     with pytest.raises(ValueError):

@@ -635,10 +635,11 @@ def test_the_report_does_not_wait_for_workers_to_exit_after_their_last_message(t
 
 def test_the_parent_analyses_a_shard_itself_where_the_workers_send_little_before_their_end(
         tmp_path, monkeypatch):
-    """The JSON report's shards keep their lines and the terminal report's choose their most
-    severe: their workers send only their numbers before their end messages, so the parent
-    analyses shard 0 itself (one worker fewer, its lines merged in place); for conn.log
-    (every result goes to the parent) every shard is a worker. Same report either way; the
+    """The JSON report's and conn.log's shards keep their lines and the terminal report's
+    choose their most severe: their workers send only their numbers before their end
+    messages, so the parent analyses shard 0 itself (one worker fewer, its lines merged in
+    place); for JUnit (every result needing attention goes to the parent) every shard is a
+    worker. Same report either way; the
     pipes are read at the parent's progress marks (a budget of a few results a run, a capture
     past a mark) and after."""
     cap = tmp_path / "c.pcap"
@@ -659,7 +660,8 @@ def test_the_parent_analyses_a_shard_itself_where_the_workers_send_little_before
     small = Settings(checksums=True, result_budget=7)   # (the JSON lines: runs of 7)
     for fmt, options, parent, settings in (("json", {}, True, small),
                                            ("text", {"limit": 20}, True, SETTINGS),
-                                           ("zeek", {}, False, small)):
+                                           ("zeek", {}, True, small),
+                                           ("junit", {}, False, small)):
         reference = io.StringIO()
         sink = make_sink(fmt, settings, **options)
         render(fmt, analyze([str(cap)], settings, sink=sink), reference, **options)

@@ -405,7 +405,8 @@ def test_fin_fast_path_equals_the_full_replay_after_every_packet():
 
 def _conn(i=0, **kw):
     """A connection result as the core will hand it over, with the Zeek labels."""
-    base = dict(id=i, orig_raw=(bytes([10, 0, 0, 1]), 40000), resp_raw=(bytes([10, 0, 0, 2]), 80),
+    base = dict(id=i, first_frame=1 + 10 * i, orig_raw=(bytes([10, 0, 0, 1]), 40000),
+                resp_raw=(bytes([10, 0, 0, 2]), 80),
                 start=1_700_000_000_123_456_000, end=1_700_000_001_623_456_000,
                 packets=(7, 5), bytes=(136, 5007), ip_bytes=(428, 5275), conn_state="SF",
                 history="ShADadFf")
@@ -508,3 +509,92 @@ def test_conn_log_ip_bytes_are_the_ip_lengths_each_side_sent(tmp_path, client, s
     assert (int(row["orig_ip_bytes"]), int(row["resp_ip_bytes"])) == (
         sums[client[1]], sums[server[1]])
     assert sums[client[1]] > 0 and sums[server[1]] > 3 * 1448
+
+
+def _interleaved(path, count=60):
+    """`count` connections that overlap in time (each opens before the one before it
+    closes), the first 4-tuple used twice (a second incarnation after the first ended),
+    written as one capture; the packets in time order."""
+    from analyzer.testing.synth import write_pcap
+    packets = []
+    for i in range(count):
+        d = Dialog(client=("10.0.0.1", 40000 + i % (count - 1)), server=SERVER_80,
+                   isn=(1000 + 100_000 * i, 5000 + 100_000 * i), t0=1_700_000_000.0 + 0.01 * i)
+        d.handshake().data("c", 100 + i).data("s", 1000).fin("c").fin("s").ack("c")
+        packets += d.packets
+    packets.sort(key=lambda p: p[0])
+    write_pcap(path, packets)
+    return packets
+
+
+def test_conn_log_rows_are_made_as_connections_end_and_spill_like_results(tmp_path):
+    # The renderer's own sink keeps each connection's row, made when it ends, and spills
+    # them past its budget: the conn.log is the one written from the results themselves,
+    # byte for byte, with whatever budget (memory holds a budget of rows, not every row).
+    from analyzer.pipeline import analyze
+    from analyzer.settings import Settings
+    path = tmp_path / "c.pcap"
+    _interleaved(path)
+    reference = io.StringIO()
+    zeek_out.render(analyze([str(path)]), reference)        # (the default store: results)
+    for budget in (3, 7, 5000):
+        settings = Settings(result_budget=budget)
+        sink = zeek_out.make_sink(settings)
+        report = analyze([str(path)], settings, sink=sink)
+        assert report.connections is sink and len(sink) == 60
+        assert bool(sink.runs) == (budget < 60)             # spilled past the budget
+        out = io.StringIO()
+        zeek_out.render(report, out)
+        assert out.getvalue() == reference.getvalue(), budget
+    rows = _parse(reference.getvalue())[2]
+    assert len(rows) == 60 and len({r["uid"] for r in rows}) == 60
+
+
+def test_conn_log_uid_names_the_connection_by_its_first_frame_start_and_endpoints(tmp_path):
+    # Recomputed from the packets (the frame number of each connection's first packet, its
+    # time, the endpoints): `C` + base62 of the 96-bit BLAKE2s of
+    # `frame|start_ns|orig_h|orig_p|resp_h|resp_p`. Two incarnations of one 4-tuple get two
+    # uids; the uid does not depend on which other connections the capture holds.
+    import hashlib
+    from analyzer.pipeline import analyze
+    path = tmp_path / "c.pcap"
+    packets = _interleaved(path)
+    firsts = {}
+    for number, (ts, ip, side) in enumerate(packets, 1):
+        seg = decode_frame(1, frame(ip))
+        if side == "c" and seg.flags == SYN:
+            firsts[number] = (ts, seg)
+    digits = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+
+    def b62(n):
+        text = ""
+        while n:
+            n, r = divmod(n, 62)
+            text = digits[r] + text
+        return text or "0"
+
+    expected = set()
+    for number, (ts, seg) in firsts.items():
+        start = ts // 1000 * 1000           # (as the capture holds it: microseconds)
+        key = "%d|%d|10.0.0.1|%d|10.0.0.2|80" % (number, start, seg.sport)
+        digest = hashlib.blake2s(key.encode(), digest_size=12).digest()
+        expected.add("C" + b62(int.from_bytes(digest, "big")))
+    out = io.StringIO()
+    zeek_out.render(analyze([str(path)]), out)
+    rows = _parse(out.getvalue())[2]
+    assert {r["uid"] for r in rows} == expected and len(expected) == 60
+    reused = [r for r in rows if r["id.orig_p"] == "40000"]
+    assert len(reused) == 2 and reused[0]["uid"] != reused[1]["uid"]
+
+
+def test_conn_log_times_are_the_six_decimals_of_the_exact_time():
+    # conn.log's ts and duration: the integer's microseconds where they are whole (every
+    # pcap time), the float's six decimals otherwise; the same text either way.
+    from analyzer.common.nstime import seconds
+    rng = random.Random(33)
+    cases = [0, 1000, 999, 500, 1500, 1_700_000_000_123_456_000, (1 << 32) * 10 ** 9 - 1000,
+             (1 << 33) * 10 ** 9 - 1000, (1 << 33) * 10 ** 9, (1 << 40) * 10 ** 9 + 1000]
+    cases += [rng.randrange(0, 1 << 34) * 1000 for _ in range(20000)]
+    cases += [rng.randrange(0, 10 ** 19) for _ in range(20000)]
+    for ns in cases:
+        assert zeek_out._time6(ns) == "%.6f" % seconds(ns), ns

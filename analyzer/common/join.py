@@ -1,7 +1,7 @@
 """`concat(*pieces)` (`"".join(pieces)`), `plain(s)` (ASCII text JSON does not escape),
 `text_block(sep, keys, lines)` (a block of lines as report/runs.py spills it: keys, ends and
-ASCII text, or None), `merge_lines(sources, steps, first)` (a parallel run's JSON lines,
-merged by key and numbered) and `subtuple(cls, *items)` (`tuple.__new__(cls, items)`: a
+ASCII text, or None), `merge_lines(sources, steps, first[, end])` (a parallel run's JSON lines,
+merged by key and numbered; with `end`, lines merged as they are, each followed by it) and `subtuple(cls, *items)` (`tuple.__new__(cls, items)`: a
 NamedTuple made), in Python: what the pure-Python build runs. The compiled build has them in
 C (analyzer/common/_join.c, where the reasons are; both give the same results:
 tests/test_json_out.py); render/json_line.py, report/runs.py, render/json_out.py and
@@ -56,7 +56,7 @@ _NEXT_ID: Final = b',\n  {"id": '
 
 
 def merge_lines(sources: List[List[Any]], steps: List[List[Any]],
-                first: bool) -> Tuple[bytes, int]:
+                first: bool, end: Optional[bytes] = None) -> Tuple[bytes, int]:
     pieces: List[Any] = []
     size = 0
     done = -1
@@ -76,23 +76,27 @@ def merge_lines(sources: List[List[Any]], steps: List[List[Any]],
         key = low
         while True:
             start = 0 if i == 0 else ends[i - 1] + sep
-            end = ends[i]
-            if start < 0 or end < start or end > len(data):
+            stop = ends[i]
+            if start < 0 or stop < start or stop > len(data):
                 raise ValueError("merge_lines: a line beyond its block's data")
-            n = 0
-            for step in steps:
-                numbers, j = step
-                if j > 0 and numbers[j - 1] >= key:
-                    j = 0                   # (keys not ascending: counted again)
-                while j < len(numbers) and numbers[j] < key:
-                    j += 1
-                step[1] = j
-                n += j
-            head = _FIRST_ID if first else _NEXT_ID
-            first = False
-            number = b"%d" % n
-            pieces += (head, number, data[start:end])
-            size += len(head) + len(number) + end - start
+            if end is not None:             # as they are, each followed by `end`
+                pieces += (data[start:stop], end)
+                size += stop - start + len(end)
+            else:
+                n = 0
+                for step in steps:
+                    numbers, j = step
+                    if j > 0 and numbers[j - 1] >= key:
+                        j = 0               # (keys not ascending: counted again)
+                    while j < len(numbers) and numbers[j] < key:
+                        j += 1
+                    step[1] = j
+                    n += j
+                head = _FIRST_ID if first else _NEXT_ID
+                first = False
+                number = b"%d" % n
+                pieces += (head, number, data[start:stop])
+                size += len(head) + len(number) + stop - start
             i += 1
             if i >= len(keys):
                 done = best

@@ -11,28 +11,19 @@ decoded and encoded again.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Final, Iterator, List, Optional, TextIO, Tuple, cast
+from typing import Any, Final, List, Optional, TextIO, cast
 
 from analyzer.judge.result import ConnResult
 from analyzer.render.json_line import connection_json, connection_tail, dumps as _dumps
+from analyzer.render.lines import utf8_buffer, write_merged, write_stretches
 from analyzer.report.model import Report
-from analyzer.report.runs import Block, Run
 from analyzer.report.store import ResultSink, ResultStore
 from analyzer.settings import Settings
-
-try:                # the compiled build's C merge (setup.py); the pure build's is Python
-    from analyzer.common._join import merge_lines
-except ImportError:
-    from analyzer.common.join import merge_lines
 
 #: Connections' lines written together (one call to the stream for each such batch).
 WRITE_LINES: Final = 128
 #: What goes between two connections' lines.
 _SEP: Final = ",\n  "
-#: A stretch of lines this long (in characters) is written by itself.
-_LONG: Final = 16384
-#: Bytes of stretches of lines gathered for one write (`_write_stretches`).
-_LONG_BYTES: Final = 1 << 16
 
 
 def make_sink(settings: Settings, **_options) -> Optional[ResultSink]:
@@ -67,24 +58,24 @@ def render(report: Report, out: TextIO, selection: Any = None, **_options) -> No
     if merged is not None and starts is not None:
         # The shards' lines and the store's, merged as UTF-8 bytes (parallel/merge.py).
         try:
-            first = _write_numbered(out, merged[0], starts)
+            first = write_merged(out, merged[0], starts)
         finally:
             cast(ResultStore, connections).end_remote()
         out.write("\n ]\n}\n" if not first else "]\n}\n")
         return
-    buffer = _utf8_buffer(out)
+    buffer = utf8_buffer(out)
     raw = connections.raw_chunks() if buffer is not None and \
         isinstance(connections, ResultStore) and connections.sep == _SEP else None
     if raw is not None:
         # The same stretches as UTF-8 bytes, to the output's own bytes (as they were spilled).
         out.flush()
-        _write_stretches(buffer.write, raw, b"", _FIRST, _NEXT, (b"]\n}\n", b"\n ]\n}\n"))
+        write_stretches(buffer.write, raw, b"", _FIRST, _NEXT, (b"]\n}\n", b"\n ]\n}\n"))
         return
     chunks = connections.chunks() if isinstance(connections, ResultStore) and \
         connections.sep == _SEP else None
     if chunks is not None:
         # The lines make_sink() kept, a stretch of lines (joined by `_SEP`) at a time.
-        _write_stretches(out.write, chunks, "", "\n  ", _SEP, ("]\n}\n", "\n ]\n}\n"))
+        write_stretches(out.write, chunks, "", "\n  ", _SEP, ("]\n}\n", "\n ]\n}\n"))
         return
     # Results, or the lines make_sink() made of them; written `WRITE_LINES` at a time.
     pending: List[str] = []
@@ -106,87 +97,6 @@ def render(report: Report, out: TextIO, selection: Any = None, **_options) -> No
     if pending:
         out.write("".join(pending))
     out.write("\n ]\n}\n" if not first else "]\n}\n")
-
-
-def _write_numbered(out: TextIO, sources: List[Run], starts: List[Any]) -> bool:
-    """The lines of sorted sources of UTF-8 blocks (`ResultStore.numbered_bytes`), merged by
-    key, each begun with its stream number (`relabel`, in bytes): how many of every shard's
-    numbers (`starts`, `ResultStore.starts`) are below its key; to `out`'s own bytes when it
-    writes UTF-8 (else decoded); True when there were none. `merge_lines` (common/_join.c,
-    or common/join.py) makes them a stretch at a time, until a source's block is used up (its
-    next one then takes its place)."""
-    buffer = _utf8_buffer(out)
-    if buffer is not None:
-        out.flush()
-        write: Callable[[Any], Any] = buffer.write
-    else:
-        write = _decoding(out)
-    heads: List[List[Any]] = []             # each source's block in hand: merge_lines' view
-    rests: List[Iterator[Block]] = []
-    for source in sources:
-        block = next(source.blocks, None)
-        if block is not None and block.keys:
-            heads.append([block.keys, block.ends, block.data, block.sep, 0])
-            rests.append(source.blocks)
-    steps: List[List[Any]] = [[numbers, 0] for numbers in starts]
-    first = True
-    while heads:
-        text, done = merge_lines(heads, steps, first)
-        if text:
-            first = False
-            write(text)
-        if done >= 0:
-            following = next(rests[done], None)
-            if following is not None and following.keys:
-                heads[done] = [following.keys, following.ends, following.data, following.sep, 0]
-            else:
-                del heads[done]
-                del rests[done]
-    return first
-
-
-def _write_stretches(write: Callable[[Any], Any], stretches: Iterator[Any], empty: Any,
-                     start: Any, between: Any, ends: Tuple[Any, Any]) -> None:
-    """Stretches of lines (all `str`, or all bytes: `empty` is that type's empty one) to
-    `write`: the first after `start`, each other after `between`; long stretches written as
-    they are, short ones (runs that interleave) gathered up to `_LONG_BYTES`; then `ends[0]`
-    when there were none, `ends[1]` when there were."""
-    pieces: List[Any] = []
-    size = 0
-    first = True
-    for data in stretches:
-        pieces.append(start if first else between)
-        first = False
-        if len(data) >= _LONG:
-            write(empty.join(pieces))
-            write(data)
-            pieces = []
-            size = 0
-        else:
-            pieces.append(data)
-            size += len(data)
-            if size >= _LONG_BYTES:
-                write(empty.join(pieces))
-                pieces = []
-                size = 0
-    pieces.append(ends[0] if first else ends[1])
-    write(empty.join(pieces))
-
-
-def _utf8_buffer(out: TextIO) -> Any:
-    """`out`'s binary buffer when it writes UTF-8 (what the CLI opens), else None."""
-    buffer: Any = getattr(out, "buffer", None)
-    encoding = getattr(out, "encoding", None)
-    if buffer is not None and isinstance(encoding, str) and \
-            encoding.lower().replace("-", "").replace("_", "") == "utf8":
-        return buffer
-    return None
-
-
-def _decoding(out: TextIO) -> Callable[[Any], Any]:
-    def write(data: bytes) -> Any:
-        return out.write(data.decode("utf-8", "surrogatepass"))
-    return write
 
 
 #: What comes before the first stretch of lines, and between two, as bytes.
