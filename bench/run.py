@@ -117,8 +117,8 @@ class Tool:
 def tools(capture: str, command: Optional[str], root: str, wanted: Sequence[str],
           jobs: Sequence[str] = (), extra: Sequence[str] = ()) -> List[Tool]:
     """The commands to time, in table order, filtered by the `--tools` families; `jobs`: the
-    JSON run again with each of these `--jobs` values; `extra` options go to every
-    tcpflow-check row."""
+    JSON and conn.log runs again with each of these `--jobs` values; `extra` options go to
+    every tcpflow-check row."""
     if command:
         base, env, cwd = shlex.split(command), {}, None
     else:       # -m puts the working directory first on sys.path: run it from the checkout
@@ -129,6 +129,11 @@ def tools(capture: str, command: Optional[str], root: str, wanted: Sequence[str]
                                env, cwd)),
         *[("tcpflow-check", Tool("tcpflow-check json --jobs %s" % n,
                                  base + [capture, "--format", "json", "--jobs", n], env, cwd))
+          for n in jobs],
+        ("tcpflow-check", Tool("tcpflow-check zeek", base + [capture, "--format", "zeek"],
+                               env, cwd)),
+        *[("tcpflow-check", Tool("tcpflow-check zeek --jobs %s" % n,
+                                 base + [capture, "--format", "zeek", "--jobs", n], env, cwd))
           for n in jobs],
         ("tcpflow-check", Tool("tcpflow-check text", base + [capture], env, cwd)),
         ("tcpflow-check", Tool("tcpflow-check text --all", base + [capture, "--all"], env, cwd)),
@@ -235,7 +240,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap.add_argument("--root", default=os.path.dirname(HERE),
                     help="checkout whose analyzer is run (default: this one)")
     ap.add_argument("--jobs", default="", metavar="N,...",
-                    help="also time the JSON run with --jobs N for each N (e.g. 2,auto)")
+                    help="also time the JSON and conn.log runs with --jobs N for each N (e.g. 2,auto)")
     ap.add_argument("--timeout", type=float, default=0, help="seconds per run (default: none)")
     ap.add_argument("--args", default="", metavar="OPTIONS",
                     help="more tcpflow-check options, e.g. '--max-connections 3000000' for the "
