@@ -108,7 +108,7 @@ def jobs_option(value: str) -> int:
 @click.option("-j", "--jobs", callback=lambda ctx, _, value: jobs_option(value), default="1",
               metavar="N|auto", show_default=True,
               help="Analyse in N processes (auto: one per core); the report is the same "
-                   "(docs/scale.md).")
+                   "unless --max-parked bites: the bounds hold per process (docs/scale.md).")
 @click.option("--dask", metavar="ADDRESS|local", expose_value=False,
               callback=lambda ctx, _, value: ctx.meta.update(dask=value),
               help="Run the shards (or the groups) as tasks of the Dask cluster at ADDRESS "
