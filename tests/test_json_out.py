@@ -260,13 +260,13 @@ def test_a_parallel_runs_lines_are_merged_and_numbered_as_a_sort_and_a_count_wou
                 blocks.append([part, ends, memoryview(data) if rng.random() < 0.5 else data,
                                len(sep), 0])
             blocks_of.append(blocks)
-        def merged(*end):
+        def merged(*between):
             heads = [list(blocks[0]) for blocks in blocks_of]
             rests = [iter([list(b) for b in blocks[1:]]) for blocks in blocks_of]
             steps = [[s, 0] for s in starts]
             pieces, first = [], True
             while heads:
-                text, done = merge_lines(heads, steps if not end else [], first, *end)
+                text, done = merge_lines(heads, steps if not between else [], first, *between)
                 assert len(text) < join.MERGE_BYTES + 12000
                 if text:
                     first = False
@@ -286,18 +286,19 @@ def test_a_parallel_runs_lines_are_merged_and_numbered_as_a_sort_and_a_count_wou
         assert merged() == expected, trial
         if dense:
             assert merged().count(b'{"id": ') == len(numbers)
-        # with `end` (conn.log rows): each line as it is, followed by it, no number
-        end = rng.choice([b"\n", b"", b"\r\n"])
-        assert merged(end) == b"".join(lines[n] + end for n in sorted(kept)), trial
+        # with `between` (conn.log rows): each line as it is, it between two, no number
+        between = rng.choice([b"\n", b"", b"\r\n"])
+        assert merged(between) == between.join(lines[n] for n in sorted(kept)), trial
     # keys asked out of order: counted again, not from where the last one left off
     starts = [array("q", [1, 4, 9]), array("q", [2, 3])]
     steps = [[s, 0] for s in starts]
     assert merge_lines([[[9], [2], b"x}", 0, 0]], steps, True) == (b'\n  {"id": 4x}', 0)
     assert merge_lines([[[3], [2], b"y}", 0, 0]], steps, False) == (b',\n  {"id": 2y}', 0)
     assert merge_lines([], steps, True) == (b"", -1)
-    assert merge_lines([[[9], [2], b"x}", 0, 0]], [], True, b"\n") == (b"x}\n", 0)
+    assert merge_lines([[[9], [2], b"x}", 0, 0]], [], True, b"\n") == (b"x}", 0)
+    assert merge_lines([[[9], [2], b"x}", 0, 0]], [], False, b"\n") == (b"\nx}", 0)
     with pytest.raises(TypeError):
-        merge_lines([[[9], [2], b"x}", 0, 0]], [], True, "\n")   # (bytes, not text)
+        merge_lines([[[9], [2], b"x}", 0, 0]], [], False, "\n")  # (bytes, not text)
     with pytest.raises(ValueError):
         merge_lines([[[1], [9], b"short", 0, 0]], steps, True)
     with pytest.raises(ValueError):

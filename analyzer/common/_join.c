@@ -247,9 +247,10 @@ plain(PyObject *self, PyObject *arg)
  * together, are below `p`. `first`: no line written before (the first line begins
  * `\n  {"id": `, the others `,\n  {"id": `).
  *
- * `merge_lines(sources, steps, first, end)`: the lines as they are, no number (`steps` is then
- * read not at all), each followed by the bytes `end`: lines that do not depend on the
- * numbering (render/zeek_out.py: a conn.log row names its connection by its first frame).
+ * `merge_lines(sources, steps, first, between)`: the lines as they are, no number (`steps` is
+ * then read not at all), the bytes `between` before each but the first: lines that do not
+ * depend on the numbering (render/zeek_out.py: a conn.log row names its connection by its
+ * first frame).
  *
  * Lines are taken from the source of the lowest key, each line of it below every other
  * source's next key at once, until a source's block is used up or `MERGE_BYTES` are made.
@@ -341,17 +342,17 @@ merge_lines(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     if ((nargs != 3 && nargs != 4) || !PyList_Check(args[0]) || !PyList_Check(args[1]) ||
             (nargs == 4 && !PyBytes_Check(args[3]))) {
         PyErr_SetString(PyExc_TypeError,
-                        "merge_lines(sources, steps, first[, end]): two lists, a flag, bytes");
+                        "merge_lines(sources, steps, first[, between]): two lists, a flag, bytes");
         return NULL;
     }
     PyObject *sources = args[0], *steps = args[1], *out = NULL, *result = NULL;
     int first = PyObject_IsTrue(args[2]);
     if (first < 0)
         return NULL;
-    /* `end` given: lines as they are, each followed by it, no numbers */
+    /* `between` given: lines as they are, it before each but the first, no numbers */
     const int plain_lines = nargs == 4;
-    const char *end_s = plain_lines ? PyBytes_AS_STRING(args[3]) : NULL;
-    const Py_ssize_t end_len = plain_lines ? PyBytes_GET_SIZE(args[3]) : 0;
+    const char *between_s = plain_lines ? PyBytes_AS_STRING(args[3]) : NULL;
+    const Py_ssize_t between_len = plain_lines ? PyBytes_GET_SIZE(args[3]) : 0;
     Py_ssize_t ns = PyList_GET_SIZE(sources), nt = plain_lines ? 0 : PyList_GET_SIZE(steps), s, t;
     Source *src = PyMem_Calloc(ns ? ns : 1, sizeof(Source));
     Steps *st = PyMem_Calloc(nt ? nt : 1, sizeof(Steps));
@@ -455,7 +456,7 @@ merge_lines(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
                 y->j = j;
                 n += j;
             }
-            Py_ssize_t need = size + next_len + end_len + 24 + (Py_ssize_t)(end - start);
+            Py_ssize_t need = size + next_len + between_len + 24 + (Py_ssize_t)(end - start);
             if (need > cap) {
                 cap = need + cap / 2;
                 if (_PyBytes_Resize(&out, cap) < 0)
@@ -463,10 +464,13 @@ merge_lines(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
             }
             char *to = PyBytes_AS_STRING(out) + size;
             if (plain_lines) {
+                if (!first) {
+                    memcpy(to, between_s, (size_t)between_len);
+                    to += between_len;
+                }
+                first = 0;
                 memcpy(to, x->data + start, (size_t)(end - start));
                 to += end - start;
-                memcpy(to, end_s, (size_t)end_len);
-                to += end_len;
             }
             else {
                 if (first) {
@@ -565,8 +569,8 @@ static PyMethodDef module_methods[] = {
      "text_block(sep, keys, lines) -> (keys, ends, text) as a spilled text block writes them, "
      "or None"},
     {"merge_lines", (PyCFunction)(void (*)(void))merge_lines, METH_FASTCALL,
-     "merge_lines(sources, steps, first[, end]) -> (text, done): lines merged by key, numbered "
-     "(or each followed by end)"},
+     "merge_lines(sources, steps, first[, between]) -> (text, done): lines merged by key, "
+     "numbered (or as they are, between between two)"},
     {"subtuple", (PyCFunction)(void (*)(void))subtuple, METH_FASTCALL,
      "subtuple(cls, *items) -> tuple.__new__(cls, items), for a subclass of tuple"},
     {NULL, NULL, 0, NULL}

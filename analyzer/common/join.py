@@ -1,7 +1,7 @@
 """`concat(*pieces)` (`"".join(pieces)`), `plain(s)` (ASCII text JSON does not escape),
 `text_block(sep, keys, lines)` (a block of lines as report/runs.py spills it: keys, ends and
-ASCII text, or None), `merge_lines(sources, steps, first[, end])` (a parallel run's JSON lines,
-merged by key and numbered; with `end`, lines merged as they are, each followed by it) and `subtuple(cls, *items)` (`tuple.__new__(cls, items)`: a
+ASCII text, or None), `merge_lines(sources, steps, first[, between])` (a parallel run's JSON lines,
+merged by key and numbered; with `between`, lines merged as they are, it between two) and `subtuple(cls, *items)` (`tuple.__new__(cls, items)`: a
 NamedTuple made), in Python: what the pure-Python build runs. The compiled build has them in
 C (analyzer/common/_join.c, where the reasons are; both give the same results:
 tests/test_json_out.py); render/json_line.py, report/runs.py, render/json_out.py and
@@ -56,7 +56,7 @@ _NEXT_ID: Final = b',\n  {"id": '
 
 
 def merge_lines(sources: List[List[Any]], steps: List[List[Any]],
-                first: bool, end: Optional[bytes] = None) -> Tuple[bytes, int]:
+                first: bool, between: Optional[bytes] = None) -> Tuple[bytes, int]:
     pieces: List[Any] = []
     size = 0
     done = -1
@@ -79,9 +79,11 @@ def merge_lines(sources: List[List[Any]], steps: List[List[Any]],
             stop = ends[i]
             if start < 0 or stop < start or stop > len(data):
                 raise ValueError("merge_lines: a line beyond its block's data")
-            if end is not None:             # as they are, each followed by `end`
-                pieces += (data[start:stop], end)
-                size += stop - start + len(end)
+            if between is not None:         # as they are, `between` between two
+                head = b"" if first else between
+                first = False
+                pieces += (head, data[start:stop])
+                size += len(head) + stop - start
             else:
                 n = 0
                 for step in steps:

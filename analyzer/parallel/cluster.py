@@ -39,7 +39,7 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tupl
 from analyzer.capture.interrupt import STATE, received
 from analyzer.parallel.local import jobs_for
 from analyzer.parallel.merge import Merger, ShardFailed
-from analyzer.parallel.shard import Work, run_shard, travelling
+from analyzer.parallel.shard import Work, run_shard, travelling_work
 from analyzer.pipeline import analyze
 from analyzer.report.model import Report
 from analyzer.report.store import ResultSink, ResultStore
@@ -223,7 +223,7 @@ def analyze_dask(paths: Sequence[str], settings: Settings, address: str, *, jobs
         count = jobs or workers_of(client)
         if sink is None:
             sink = ResultStore(settings.result_budget)
-        work = travelling(sink.shard_work() if isinstance(sink, ResultStore) else None)
+        work = travelling_work(sink)
         merger = Merger(count, settings, sink, work is not None)
         shown = [0]
 

@@ -39,12 +39,12 @@ from typing import (Callable, Deque, Dict, Iterator, List, NamedTuple, Optional,
 from analyzer.capture.interrupt import received
 from analyzer.parallel.local import _work, worker
 from analyzer.parallel.merge import Merger, ShardFailed
-from analyzer.parallel.shard import Work, run_shard, travelling
+from analyzer.parallel.shard import Work, run_shard, travelling_work
 from analyzer.parallel.workers import (FORK, Process, Ready, Reader, Receiver, Writer, launch,
                                        pipe, widen)
 from analyzer.pipeline import analyze
 from analyzer.report.model import Report
-from analyzer.report.store import ResultSink, ResultStore
+from analyzer.report.store import ResultSink
 from analyzer.settings import Settings
 
 #: Groups in flight per worker (the next batch starts when a batch has ended).
@@ -119,11 +119,11 @@ def analyze_groups(groups: Sequence[Group], settings: Settings, *, jobs: int = 1
         with connect(dask, jobs or None, processes) as client:
             width = jobs or workers_of(client)
             yield from _batches(groups, settings, width, make_sink, frames, done,
-                                lambda *a: run_tasks(client, *a), share=True)
+                                lambda *a: run_tasks(client, *a))
         return
     if not FORK:
         yield from _batches(groups, settings, jobs, make_sink, frames, done,
-                            lambda *a: run_local(jobs, *a), share=True)
+                            lambda *a: run_local(jobs, *a))
         return
     with Pool(jobs, settings) as pool:
         yield from _pipeline(groups, settings, pool, make_sink, frames, done)
@@ -131,8 +131,7 @@ def analyze_groups(groups: Sequence[Group], settings: Settings, *, jobs: int = 1
 
 def _batches(groups: Sequence[Group], settings: Settings, width: int,
              make_sink: Callable[[], Optional[ResultSink]], frames: Callable[[int], None],
-             done: List[int], execute: Executor,
-             share: bool = False) -> Iterator[Tuple[Group, Report]]:
+             done: List[int], execute: Executor) -> Iterator[Tuple[Group, Report]]:
     size = max(1, width * WINDOW)
     for start in range(0, len(groups), size):
         if received():
@@ -142,8 +141,7 @@ def _batches(groups: Sequence[Group], settings: Settings, width: int,
         # A group's process encodes, chooses and counts its results itself where its sink
         # lets shards do so (`ResultStore.shard_work`: the JSON lines, the terminal report's
         # choice), as a `--jobs` shard does: this process then only stores what it sends.
-        works = [travelling(sink.shard_work()) if share and isinstance(sink, ResultStore)
-                 else None for sink in sinks]
+        works = [travelling_work(sink) for sink in sinks]
         mergers = [Merger(1, settings, sink, work is not None)
                    for sink, work in zip(sinks, works)]
 
@@ -376,7 +374,7 @@ def _pipeline(groups: Sequence[Group], settings: Settings, pool: Pool,
         while following < len(groups) and len(flight) < limit and not pool.stopped:
             group = groups[following]
             sink = make_sink()
-            work = travelling(sink.shard_work()) if isinstance(sink, ResultStore) else None
+            work = travelling_work(sink)
             task = pickle.dumps((list(group.files), work), pickle.HIGHEST_PROTOCOL)
             merger = Merger(1, settings, sink, work is not None)
             pool.submit(following, task, functools.partial(merger.take, 0))

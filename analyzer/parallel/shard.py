@@ -142,6 +142,12 @@ def travelling(work: Work) -> Work:
     return work
 
 
+def travelling_work(sink: Any) -> Work:
+    """What a task sent to another process or machine does for `sink` (its `shard_work`,
+    where it can travel: `travelling`); None for a sink that is not a `ResultStore`."""
+    return travelling(sink.shard_work()) if isinstance(sink, ResultStore) else None
+
+
 def run_shard(paths: Sequence[str], settings: Settings, index: int, count: int,
               emit: Emit, on_frame: Callable[[int], None] = lambda n: None,
               work: Work = None,

@@ -15,7 +15,7 @@ from typing import Any, Final, List, Optional, TextIO, cast
 
 from analyzer.judge.result import ConnResult
 from analyzer.render.json_line import connection_json, connection_tail, dumps as _dumps
-from analyzer.render.lines import utf8_buffer, write_merged, write_stretches
+from analyzer.render.lines import write_kept
 from analyzer.report.model import Report
 from analyzer.report.store import ResultSink, ResultStore
 from analyzer.settings import Settings
@@ -24,6 +24,8 @@ from analyzer.settings import Settings
 WRITE_LINES: Final = 128
 #: What goes between two connections' lines.
 _SEP: Final = ",\n  "
+#: What ends the document: with no connection, after some.
+_ENDS: Final = ("]\n}\n", "\n ]\n}\n")
 
 
 def make_sink(settings: Settings, **_options) -> Optional[ResultSink]:
@@ -52,31 +54,9 @@ def render(report: Report, out: TextIO, selection: Any = None, **_options) -> No
     first = True
     ladders = report.ladders
     connections = report.connections
-    starts = connections.starts if isinstance(connections, ResultStore) and \
-        connections.sep == _SEP else None
-    merged = cast(ResultStore, connections).numbered_bytes() if starts is not None else None
-    if merged is not None and starts is not None:
-        # The shards' lines and the store's, merged as UTF-8 bytes (parallel/merge.py).
-        try:
-            first = write_merged(out, merged[0], starts)
-        finally:
-            cast(ResultStore, connections).end_remote()
-        out.write("\n ]\n}\n" if not first else "]\n}\n")
-        return
-    buffer = utf8_buffer(out)
-    raw = connections.raw_chunks() if buffer is not None and \
-        isinstance(connections, ResultStore) and connections.sep == _SEP else None
-    if raw is not None:
-        # The same stretches as UTF-8 bytes, to the output's own bytes (as they were spilled).
-        out.flush()
-        write_stretches(buffer.write, raw, b"", _FIRST, _NEXT, (b"]\n}\n", b"\n ]\n}\n"))
-        return
-    chunks = connections.chunks() if isinstance(connections, ResultStore) and \
-        connections.sep == _SEP else None
-    if chunks is not None:
-        # The lines make_sink() kept, a stretch of lines (joined by `_SEP`) at a time.
-        write_stretches(out.write, chunks, "", "\n  ", _SEP, ("]\n}\n", "\n ]\n}\n"))
-        return
+    if isinstance(connections, ResultStore) and connections.sep == _SEP and \
+            write_kept(out, connections, "\n  ", _SEP, _ENDS):
+        return                          # the lines make_sink() kept, as kept (render/lines.py)
     # Results, or the lines make_sink() made of them; written `WRITE_LINES` at a time.
     pending: List[str] = []
     item: object
@@ -96,9 +76,4 @@ def render(report: Report, out: TextIO, selection: Any = None, **_options) -> No
             pending = []
     if pending:
         out.write("".join(pending))
-    out.write("\n ]\n}\n" if not first else "]\n}\n")
-
-
-#: What comes before the first stretch of lines, and between two, as bytes.
-_FIRST: Final = b"\n  "
-_NEXT: Final = _SEP.encode("ascii")
+    out.write(_ENDS[0] if first else _ENDS[1])

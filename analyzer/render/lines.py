@@ -1,13 +1,15 @@
 """What the line-per-connection writers (render/json_out.py, render/zeek_out.py) share: the
-kept lines of a `ResultStore` to an output, as the UTF-8 bytes they were kept as where the
-output writes UTF-8 (the CLI's), in stretches (`write_stretches`) or merged by key from the
-sorted sources of a parallel run (`write_merged`: the shards' lines and the parent's)."""
+kept lines of a `ResultStore` to an output (`write_kept`), as the UTF-8 bytes they were kept
+as where the output writes UTF-8 (the CLI's), in stretches (`write_stretches`) or merged by
+key from the sorted sources of a parallel run (`write_merged`: the shards' lines and the
+parent's)."""
 
 from __future__ import annotations
 
 from typing import Any, Callable, Final, Iterator, List, Optional, TextIO, Tuple
 
 from analyzer.report.runs import Block, Run
+from analyzer.report.store import ResultStore
 
 try:                # the compiled build's C merge (setup.py); the pure build's is Python
     from analyzer.common._join import merge_lines
@@ -20,15 +22,48 @@ _LONG: Final = 16384
 _LONG_BYTES: Final = 1 << 16
 
 
+def write_kept(out: TextIO, store: ResultStore, start: str, between: str,
+               ends: Tuple[str, str], plain: bool = False) -> bool:
+    """The lines `store` kept (a renderer's sink of text), to `out`: `start` before the first,
+    `between` between two, then `ends[0]` when there were none, `ends[1]` when there were. In
+    stretches (as the UTF-8 bytes they were spilled as, where `out` writes UTF-8), or merged
+    by key from the sources of a parallel run (`write_merged`: numbered as the JSON report's,
+    or, `plain`, as they are). False, with nothing written, when they must be read one by one
+    (the parent's store of a parallel run whose shards sent their lines: renumbered as read)."""
+    starts = store.starts
+    merged = store.numbered_bytes() if starts is not None else None
+    if merged is not None and starts is not None:
+        try:
+            first = write_merged(out, merged[0], starts,
+                                 between.encode("utf-8") if plain else None)
+        finally:
+            store.end_remote()
+        out.write(ends[0] if first else ends[1])
+        return True
+    buffer = utf8_buffer(out)
+    raw = store.raw_chunks() if buffer is not None else None
+    if raw is not None:
+        out.flush()
+        write_stretches(buffer.write, raw, b"", start.encode("utf-8"), between.encode("utf-8"),
+                        (ends[0].encode("utf-8"), ends[1].encode("utf-8")))
+        return True
+    chunks = store.chunks()
+    if chunks is not None:
+        write_stretches(out.write, chunks, "", start, between, ends)
+        return True
+    return False
+
+
 def write_merged(out: TextIO, sources: List[Run], starts: List[Any],
-                 end: Optional[bytes] = None) -> bool:
+                 between: Optional[bytes] = None) -> bool:
     """The lines of sorted sources of UTF-8 blocks (`ResultStore.numbered_bytes`), merged by
     key, to `out`'s own bytes when it writes UTF-8 (else decoded); True when there were
-    none. Each line is begun with its stream number (the JSON report's `relabel`, in bytes):
-    how many of every shard's numbers (`starts`, `ResultStore.starts`) are below its key; or,
-    with `end`, written as it is and followed by `end` (lines that do not depend on the
-    numbering). `merge_lines` (common/_join.c, or common/join.py) makes them a stretch at a
-    time, until a source's block is used up (its next one then takes its place)."""
+    none. Each line is begun with its stream number (the JSON report's `relabel`, in bytes,
+    after its separator): how many of every shard's numbers (`starts`,
+    `ResultStore.starts`) are below its key; or, with `between`, written as it is, `between`
+    between two (lines that do not depend on the numbering). `merge_lines` (common/_join.c,
+    or common/join.py) makes them a stretch at a time, until a source's block is used up (its
+    next one then takes its place)."""
     buffer = utf8_buffer(out)
     if buffer is not None:
         out.flush()
@@ -45,8 +80,8 @@ def write_merged(out: TextIO, sources: List[Run], starts: List[Any],
     steps: List[List[Any]] = [[numbers, 0] for numbers in starts]
     first = True
     while heads:
-        text, done = merge_lines(heads, steps, first) if end is None else \
-            merge_lines(heads, [], first, end)
+        text, done = merge_lines(heads, steps, first) if between is None else \
+            merge_lines(heads, [], first, between)
         if text:
             first = False
             write(text)

@@ -34,7 +34,7 @@ headers announce them (IPv6: the payload length plus 40), summed. Where Zeek dif
 Rows are made as connections end (`make_sink`: the store keeps lines, not results, and spills
 text), so memory holds the connections open at once and a bounded store, never every row; in
 a parallel run (`--jobs`) the shards make their rows and the parent merges them by first
-frame as bytes (render/lines.py `write_merged`). A row of a connection a bound finalized
+frame as bytes (render/lines.py `write_kept`). A row of a connection a bound finalized
 early is kept with `\tT` after it; the writer adds `\tF` to the others when the run says a
 bound bit (the `memory_bound` field), and writes the rows as they are otherwise (no
 connection then has the mark).
@@ -49,7 +49,7 @@ from analyzer.common.native import i64
 from analyzer.common.nstime import seconds, utc_text
 from analyzer.decode.segment import addr_str
 from analyzer.judge.result import ConnResult, tunnel_words
-from analyzer.render.lines import utf8_buffer, write_merged, write_stretches
+from analyzer.render.lines import write_kept
 from analyzer.report.store import ResultSink, ResultStore
 from analyzer.settings import Settings
 
@@ -232,35 +232,9 @@ def render(report: Any, out: TextIO, **_options) -> None:
     out.write("#separator \\x09\n#set_separator\t,\n#empty_field\t%s\n#unset_field\t%s\n"
               "#path\tconn\n#open\t%s\n" % (EMPTY, UNSET, _stamp(cap.first_ts)))
     out.write("#fields\t%s\n#types\t%s\n" % ("\t".join(fields), "\t".join(types)))
-    if not (kept and not bound and _write_kept(out, connections)):
+    if not (kept and not bound and write_kept(out, connections, "", _SEP, ("", _SEP), True)):
         _write_each(out, connections, bound)
     out.write("#close\t%s\n" % _stamp(cap.last_ts))
-
-
-def _write_kept(out: TextIO, store: ResultStore) -> bool:
-    """The rows `make_sink`'s store kept, to `out` as stretches of text (as UTF-8 bytes where
-    `out` writes UTF-8: as they were spilled), or merged from the shards of a parallel run;
-    False when they must be read one by one (the parent's store of a parallel run whose
-    shards sent their rows: renumbered as read)."""
-    starts = store.starts
-    merged = store.numbered_bytes() if starts is not None else None
-    if merged is not None and starts is not None:
-        try:
-            write_merged(out, merged[0], starts, b"\n")
-        finally:
-            store.end_remote()
-        return True
-    buffer = utf8_buffer(out)
-    raw = store.raw_chunks() if buffer is not None else None
-    if raw is not None:
-        out.flush()
-        write_stretches(buffer.write, raw, b"", b"", b"\n", (b"", b"\n"))
-        return True
-    chunks = store.chunks()
-    if chunks is not None:
-        write_stretches(out.write, chunks, "", "", "\n", ("", "\n"))
-        return True
-    return False
 
 
 def _write_each(out: TextIO, connections: Any, bound: bool) -> None:
